@@ -1,0 +1,3 @@
+from mtlshare.cli import main
+
+raise SystemExit(main())

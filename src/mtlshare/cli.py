@@ -1,0 +1,113 @@
+"""``mtlshare`` command line: run, compare, demo, mechanisms.
+
+Errors caused by input (config, data, checkpoints) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mtlshare.errors import MtlshareError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mtlshare",
+        description="Multi-task learning by parameter "
+        "sharing: hard, conditioned, soft, cross-stitch, hierarchical.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="train one mechanism from a TOML config")
+    r.add_argument("config", help="TOML config file")
+    r.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. mechanism=soft train.epochs=5",
+    )
+    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint/last")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    c = sub.add_parser("compare", help="single-task baselines and several mechanisms, one table")
+    c.add_argument("config")
+    c.add_argument("overrides", nargs="*", metavar="key=value")
+    c.add_argument(
+        "--mechanisms",
+        default="",
+        help="comma-separated, e.g. single,hard,soft (default: single and all)",
+    )
+    c.add_argument("--out", required=True)
+    c.add_argument("--quiet", action="store_true")
+
+    d = sub.add_parser("demo", help="the main job: every mechanism on synthetic tasks")
+    d.add_argument("--out", default="mtlshare-demo", help="output directory")
+    d.add_argument("overrides", nargs="*", metavar="key=value")
+    d.add_argument("--quiet", action="store_true")
+
+    sub.add_parser("mechanisms", help="list the registered sharing mechanisms")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    # key=value overrides may stand before or after options: collect the ones argparse left over
+    args, extra = parser.parse_known_args(argv)
+    stray = [e for e in extra if e.startswith("-") or "=" not in e]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    try:
+        return _dispatch(args)
+    except MtlshareError as e:
+        print(f"mtlshare: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    # imported here so that `mtlshare --help` answers without loading torch
+    from mtlshare import experiment
+    from mtlshare.config import load_config
+    from mtlshare.evaluation.report import comparison_markdown
+    from mtlshare.registry import MECHANISMS
+
+    if args.command == "mechanisms":
+        for entry in MECHANISMS:
+            print(f"{entry.name:14s} {entry.summary}  [{entry.paper}]")
+        return 0
+    if args.command == "demo":
+        from mtlshare.demo import run_demo
+
+        run_demo(args.out, progress=not args.quiet, overrides=args.overrides)
+        return 0
+    cfg = load_config(args.config, args.overrides)
+    base = Path(args.config).resolve().parent
+    if args.command == "run":
+        results = experiment.run(
+            cfg, args.out, base_dir=base, resume=args.resume, progress=not args.quiet
+        )
+        for name, r in results["tasks"].items():
+            print(f"{name}: dev {r['metric']} {r['dev']:.4g}  test {r['metric']} {r['test']:.4g}")
+        print(f"results: {Path(args.out) / 'results.json'}")
+        return 0
+    names = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
+    if not names:
+        names = [experiment.SINGLE, *MECHANISMS.names()]
+    comparison = experiment.compare(cfg, names, args.out, base_dir=base, progress=not args.quiet)
+    print(comparison_markdown(comparison))
+    print(f"comparison: {Path(args.out) / 'comparison.md'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""Configuration: a dataclass per component, loaded from TOML, with ``key=value`` overrides.
+
+The top level holds ``mechanism`` (which sharing mechanism to train), ``seed``, ``tasks`` (a
+subset of the data's tasks; empty = all) and one table per component: ``[data]`` (its ``source``
+picks a registered data source, whose own fields sit beside it), ``[trunk]``, ``[train]``,
+``[weighting]``, and one table per registered mechanism (``[hard]``, ``[soft]``, ...), so that
+switching ``mechanism`` never needs another file. Unknown keys are errors that name the key and
+the allowed ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import tomllib
+
+import mtlshare.data
+import mtlshare.sharing  # noqa: F401  (both register their components on import)
+from mtlshare.errors import ConfigError
+from mtlshare.models.trunks import TrunkConfig
+from mtlshare.registry import DATA_SOURCES, MECHANISMS
+from mtlshare.training.loop import TrainConfig
+from mtlshare.training.objective import WeightingConfig
+
+TOP_KEYS = ("mechanism", "seed", "tasks")
+
+
+@dataclass
+class Config:
+    mechanism: str = "hard"
+    seed: int = 0
+    tasks: list[str] = field(default_factory=list)
+    data: Any = None  # the data source's config dataclass
+    data_source: str = ""
+    trunk: TrunkConfig = field(default_factory=TrunkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    mechanisms: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mechanism_config(self) -> Any:
+        return self.mechanisms[self.mechanism]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved config as it would be written to TOML."""
+        out: dict[str, Any] = {
+            "mechanism": self.mechanism,
+            "seed": self.seed,
+            "tasks": list(self.tasks),
+        }
+        out["data"] = {"source": self.data_source, **dataclasses.asdict(self.data)}
+        out["trunk"] = dataclasses.asdict(self.trunk)
+        out["train"] = dataclasses.asdict(self.train)
+        out["weighting"] = dataclasses.asdict(self.weighting)
+        for name, cfg in self.mechanisms.items():
+            out[name] = dataclasses.asdict(cfg) if cfg is not None else {}
+        return out
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def replace(self, **overrides: Any) -> Config:
+        """A copy with top-level fields or dotted keys replaced (``{"train.epochs": 3}``)."""
+        raw = self.to_dict()
+        for key, value in overrides.items():
+            set_dotted(raw, key, value)
+        return from_dict(raw)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} does not fit {hint}")
+    if hint is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{key}: expected nothing, got {value!r}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover - our own dataclasses
+
+
+def build_dataclass(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    """``cls(**raw)`` with every key checked against the fields and every value type-checked."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix}: expected a table, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}.{unknown[0]}; allowed keys in [{prefix}]: "
+            f"{', '.join(names) or '(none)'}"
+        )
+    values = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in raw.items()}
+    return cls(**values)
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a ``Config`` from a TOML-shaped dict."""
+    raw = dict(raw)
+    allowed = [*TOP_KEYS, "data", "trunk", "train", "weighting", *MECHANISMS.names()]
+    unknown = [k for k in raw if k not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r}; allowed top-level keys: {', '.join(allowed)}"
+        )
+    cfg = Config()
+    cfg.mechanism = _coerce(raw.get("mechanism", cfg.mechanism), str, "mechanism")
+    MECHANISMS[cfg.mechanism]
+    cfg.seed = _coerce(raw.get("seed", 0), int, "seed")
+    cfg.tasks = _coerce(raw.get("tasks", []), list[str], "tasks")
+    data = dict(raw.get("data", {}))
+    if "source" not in data:
+        raise ConfigError(f"data.source: missing; choose one of {', '.join(DATA_SOURCES.names())}")
+    cfg.data_source = _coerce(data.pop("source"), str, "data.source")
+    entry = DATA_SOURCES[cfg.data_source]
+    assert entry.config is not None
+    cfg.data = build_dataclass(entry.config, data, "data")
+    cfg.trunk = build_dataclass(TrunkConfig, raw.get("trunk", {}), "trunk")
+    cfg.trunk.validate()
+    cfg.train = build_dataclass(TrainConfig, raw.get("train", {}), "train")
+    cfg.train.validate()
+    cfg.weighting = build_dataclass(WeightingConfig, raw.get("weighting", {}), "weighting")
+    for mech in MECHANISMS:
+        if mech.config is not None:
+            cfg.mechanisms[mech.name] = build_dataclass(
+                mech.config, raw.get(mech.name, {}), mech.name
+            )
+        else:
+            cfg.mechanisms[mech.name] = None
+    return cfg
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as TOML (``3``, ``0.5``, ``true``, ``[1, 2]``), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"override {key!r}: empty part in the key")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, _, text = item.partition("=")
+        set_dotted(raw, key.strip(), parse_value(text.strip()))
+    return raw
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a TOML config, apply ``key=value`` overrides and validate everything."""
+    raw = apply_overrides(read_toml(path), overrides or [])
+    try:
+        return from_dict(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

@@ -1,0 +1,87 @@
+"""Per-task data: train, dev and test splits of tensors, and the problem they make together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mtlshare.errors import DataError
+from mtlshare.tasks.task import Task
+
+
+@dataclass
+class Split:
+    """Inputs ``x`` (N, ...) and targets ``y`` (N, ...) of one split; row i is example i."""
+
+    x: Tensor
+    y: Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0]:
+            raise DataError(f"inputs have {self.x.shape[0]} rows but targets {self.y.shape[0]}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def batches(self, size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """In order, for evaluation."""
+        for start in range(0, len(self), size):
+            yield self.x[start : start + size], self.y[start : start + size]
+
+
+@dataclass
+class TaskData:
+    task: Task
+    train: Split
+    dev: Split
+    test: Split
+
+
+@dataclass
+class Problem:
+    """What a data source builds: the tasks with their data, the input width the trunk reads,
+    and optionally an input encoder (embeddings) that the mechanisms share like the trunk."""
+
+    tasks: list[TaskData]
+    input_dim: int
+    build_stem: Callable[[], nn.Module] | None = None
+
+    def __post_init__(self) -> None:
+        names = [td.task.name for td in self.tasks]
+        if len(set(names)) != len(names):
+            raise DataError(f"task names must be unique, got {names}")
+        for td in self.tasks:
+            for split_name in ("train", "dev", "test"):
+                if len(getattr(td, split_name)) == 0:
+                    raise DataError(f"task {td.task.name!r} has an empty {split_name} split")
+
+    def select(self, names: list[str]) -> Problem:
+        """The same problem restricted to ``names``, in that order."""
+        by_name = {td.task.name: td for td in self.tasks}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise DataError(f"unknown task(s) {unknown}; tasks are {list(by_name)}")
+        return Problem([by_name[n] for n in names], self.input_dim, self.build_stem)
+
+
+class BatchStream:
+    """Endless shuffled minibatches of one split, reshuffled at each pass, from its own
+    generator so that a run is repeatable and resumable from (seed, epoch)."""
+
+    def __init__(self, split: Split, batch_size: int, generator: torch.Generator) -> None:
+        self.split = split
+        self.batch_size = batch_size
+        self.generator = generator
+        self._order = torch.empty(0, dtype=torch.long)
+        self._pos = 0
+
+    def next(self) -> tuple[Tensor, Tensor]:
+        if self._pos >= len(self._order):
+            self._order = torch.randperm(len(self.split), generator=self.generator)
+            self._pos = 0
+        idx = self._order[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return self.split.x[idx], self.split.y[idx]

@@ -1,0 +1,27 @@
+"""The project's own error types: the CLI turns them into one line and exit code 2."""
+
+from __future__ import annotations
+
+
+class MtlshareError(Exception):
+    """Any error caused by the user's input (config, data, checkpoint), not by a bug."""
+
+
+class ConfigError(MtlshareError):
+    """A config key is unknown, mistyped or out of range."""
+
+
+class DataError(MtlshareError):
+    """A data file is missing or malformed. The message names the file and line when known."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)
+        self.path = path
+        self.line = line
+
+
+class CheckpointError(MtlshareError):
+    """A checkpoint is missing, incomplete or of a refused format."""

@@ -1,0 +1,165 @@
+"""From a config to results on disk: ``run`` trains one mechanism, ``compare`` runs single-task
+baselines and several mechanisms on the same data and seed.
+
+Outputs of ``run`` in ``out_dir``: ``config.toml`` (fully resolved), ``metrics.jsonl`` (one line
+per evaluation), ``results.json`` and ``checkpoint/`` (``last`` for ``--resume``, ``best`` for
+the selected model; safetensors + JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtlshare.config import Config
+from mtlshare.data.datasets import Problem
+from mtlshare.errors import MtlshareError
+from mtlshare.evaluation import report
+from mtlshare.models.trunks import backbone_from_config
+from mtlshare.registry import DATA_SOURCES, MECHANISMS
+from mtlshare.sharing.base import SharingModel
+from mtlshare.training.checkpoint import atomic_write_text
+from mtlshare.training.loop import Trainer, history_lines
+from mtlshare.training.objective import LossWeighting
+
+SINGLE = "single"
+
+
+def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:
+    """The data source's tasks, restricted to ``cfg.tasks`` when given. Relative data paths
+    are resolved against ``base_dir`` (the config file's folder)."""
+    problem: Problem = DATA_SOURCES[cfg.data_source].build(
+        cfg.data, str(base_dir) if base_dir is not None else None
+    )
+    return problem.select(cfg.tasks) if cfg.tasks else problem
+
+
+def build_model(cfg: Config, problem: Problem) -> SharingModel:
+    """The configured mechanism over a backbone built from ``[trunk]``, seeded by ``cfg.seed``."""
+    torch.manual_seed(cfg.seed)
+    backbone = backbone_from_config(cfg.trunk, problem.input_dim, problem.build_stem)
+    model: SharingModel = MECHANISMS[cfg.mechanism].build(
+        backbone, [td.task for td in problem.tasks], cfg.mechanism_config
+    )
+    return model
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def run(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    base_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    problem: Problem | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg.mechanism`` and write the run's outputs to ``out_dir``; returns results."""
+    out = Path(out_dir)
+    resolved = cfg.to_toml()
+    if resume:
+        saved = out / "config.toml"
+        if not saved.is_file():
+            raise MtlshareError(f"--resume: {saved} does not exist; nothing to resume")
+        if saved.read_text(encoding="utf-8") != resolved:
+            raise MtlshareError(
+                f"--resume: the config differs from {saved}; resume with the "
+                "same config and overrides"
+            )
+    elif (out / "results.json").exists() or (out / "checkpoint").exists():
+        raise MtlshareError(f"{out}: holds an earlier run; choose another --out or pass --resume")
+    problem = problem if problem is not None else build_problem(cfg, base_dir)
+    model = build_model(cfg, problem)
+    weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.toml", resolved)
+    trainer = Trainer(
+        model, problem, cfg.train, weighting, seed=cfg.seed, out_dir=out, progress=progress
+    )
+
+    def log(record: dict[str, Any]) -> None:
+        atomic_write_text(out / "metrics.jsonl", history_lines([*trainer_history, record]))
+        trainer_history.append(record)
+
+    trainer_history: list[dict[str, Any]] = []
+    if resume:
+        from mtlshare.training.checkpoint import load_checkpoint
+
+        _, meta = load_checkpoint(out / "checkpoint" / "last")
+        trainer_history.extend(meta["history"])
+    started = time.perf_counter()
+    fit = trainer.fit(resume=resume, on_epoch=log)
+    results: dict[str, Any] = {
+        "mechanism": cfg.mechanism,
+        "seed": cfg.seed,
+        "tasks": {
+            td.task.name: {
+                "metric": td.task.metric,
+                "higher_is_better": td.task.higher_is_better,
+                "dev": fit.dev[td.task.name],
+                "test": fit.test[td.task.name],
+            }
+            for td in problem.tasks
+        },
+        "params": model.param_counts(),
+        "train_seconds": round(fit.train_seconds, 3),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "loss_weights": weighting.current(),
+    }
+    results.update(model.report())
+    write_json(out / "results.json", results)
+    return results
+
+
+def compare(
+    cfg: Config,
+    mechanisms: list[str],
+    out_dir: str | Path,
+    *,
+    base_dir: str | Path | None = None,
+    progress: bool = True,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Single-task baselines and each mechanism on the same data and seed.
+
+    Writes ``comparison.json`` and ``comparison.md`` in ``out_dir`` and each run in a subfolder.
+    ``single`` trains every task alone with ``hard`` sharing, which on one task is a plain network.
+    """
+    for name in mechanisms:
+        if name != SINGLE and name not in MECHANISMS:
+            raise MtlshareError(
+                f"unknown mechanism {name!r}; choose from "
+                f"{', '.join([SINGLE, *MECHANISMS.names()])}"
+            )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    problem = build_problem(cfg, base_dir)
+    names = [td.task.name for td in problem.tasks]
+    singles = []
+    for task in names:
+        one = cfg.replace(mechanism="hard", tasks=[task])
+        singles.append(
+            run(one, out / SINGLE / task, problem=problem.select([task]), progress=progress)
+        )
+    single = report.merge_single(singles)
+    write_json(out / SINGLE / "results.json", single)
+    runs = []
+    for name in mechanisms:
+        if name == SINGLE:
+            continue
+        runs.append(
+            run(cfg.replace(mechanism=name), out / name, problem=problem, progress=progress)
+        )
+    comparison = report.compare(single, runs)
+    write_json(out / "comparison.json", comparison)
+    atomic_write_text(out / "comparison.md", report.comparison_markdown(comparison, title) + "\n")
+    return comparison

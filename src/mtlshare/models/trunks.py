@@ -1,0 +1,146 @@
+"""Trunks as sequences of layers, so that every mechanism can share, copy, mask or condition
+any layer of any trunk: MLP, 1-d convolutional or recurrent (LSTM, GRU).
+
+A ``Backbone`` says how to build layer ``i`` for a given input width; mechanisms call it once per
+copy they need (hard sharing's task-specific layers, soft sharing's per-task trunks) and with a
+wider input where a task vector is concatenated. Inputs are ``(batch, features)`` for the MLP and
+``(batch, time, features)`` for the sequence trunks, whose layers keep that layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from mtlshare.errors import ConfigError
+
+TRUNK_KINDS = ("mlp", "conv", "lstm", "gru")
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+}
+
+
+@dataclass
+class TrunkConfig:
+    """``[trunk]``: which layers the shared network is made of."""
+
+    kind: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "relu"
+    dropout: float = 0.0
+    kernel_size: int = 3
+    bidirectional: bool = True
+
+    def validate(self) -> None:
+        if self.kind not in TRUNK_KINDS:
+            raise ConfigError(f"trunk.kind: {self.kind!r} is not one of {TRUNK_KINDS}")
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ConfigError(f"trunk.hidden: need one or more positive widths, got {self.hidden}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"trunk.activation: {self.activation!r} is not one of {sorted(ACTIVATIONS)}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"trunk.dropout: must be in [0, 1), got {self.dropout}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"trunk.kernel_size: must be odd and >= 1, got {self.kernel_size}")
+
+
+class FeedForward(nn.Module):
+    """Linear -> activation -> dropout. Works on (batch, features) and (batch, time, features)."""
+
+    def __init__(self, in_dim: int, out_dim: int, activation: str, dropout: float) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.act = ACTIVATIONS[activation]()
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.act(self.linear(x)))
+
+
+class TimeConv(nn.Module):
+    """1-d convolution over time with 'same' padding: (batch, time, in) -> (batch, time, out)."""
+
+    def __init__(
+        self, in_dim: int, out_dim: int, kernel: int, activation: str, dropout: float
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_dim, out_dim, kernel, padding=kernel // 2)
+        self.act = ACTIVATIONS[activation]()
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.act(self.conv(x.transpose(1, 2)).transpose(1, 2)))
+
+
+class Recurrent(nn.Module):
+    """One recurrent layer returning its outputs only: (batch, time, in) -> (batch, time, out)."""
+
+    def __init__(
+        self, cell: str, in_dim: int, hidden: int, bidirectional: bool, dropout: float
+    ) -> None:
+        super().__init__()
+        rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn_cls(in_dim, hidden, batch_first=True, bidirectional=bidirectional)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out, _ = self.rnn(x)
+        return self.drop(out)
+
+
+@dataclass
+class Backbone:
+    """A recipe for a trunk: input width, output width of each layer, and a layer builder.
+
+    ``build_layer(i, in_dim)`` returns a fresh layer ``i`` reading ``in_dim`` features (normally
+    ``in_dims[i]``; wider when a mechanism concatenates something to its input). ``build_stem``
+    returns the input encoder (embeddings) or None; it is shared wherever the trunk is and is left
+    out of the counted parameters, like the task heads.
+    """
+
+    input_dim: int
+    out_dims: list[int]
+    build_layer: Callable[[int, int], nn.Module]
+    build_stem: Callable[[], nn.Module] | None = None
+
+    @property
+    def depth(self) -> int:
+        return len(self.out_dims)
+
+    @property
+    def in_dims(self) -> list[int]:
+        return [self.input_dim, *self.out_dims[:-1]]
+
+    def layers(self) -> nn.ModuleList:
+        """A fresh, independently initialised copy of every layer."""
+        return nn.ModuleList(self.build_layer(i, d) for i, d in enumerate(self.in_dims))
+
+    def stem(self) -> nn.Module:
+        return self.build_stem() if self.build_stem is not None else nn.Identity()
+
+
+def backbone_from_config(
+    cfg: TrunkConfig, input_dim: int, build_stem: Callable[[], nn.Module] | None = None
+) -> Backbone:
+    """A ``Backbone`` of ``cfg.kind`` layers, widths ``cfg.hidden``, over ``input_dim`` inputs."""
+    cfg.validate()
+    rnn = cfg.kind in ("lstm", "gru")
+    factor = 2 if rnn and cfg.bidirectional else 1
+    out_dims = [h * factor for h in cfg.hidden]
+
+    def build_layer(i: int, in_dim: int) -> nn.Module:
+        width = cfg.hidden[i]
+        if cfg.kind == "mlp":
+            return FeedForward(in_dim, width, cfg.activation, cfg.dropout)
+        if cfg.kind == "conv":
+            return TimeConv(in_dim, width, cfg.kernel_size, cfg.activation, cfg.dropout)
+        return Recurrent(cfg.kind, in_dim, width, cfg.bidirectional, cfg.dropout)
+
+    return Backbone(input_dim, out_dims, build_layer, build_stem)

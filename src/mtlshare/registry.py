@@ -1,0 +1,64 @@
+"""One registry per kind of component (mechanisms, data sources, samplers, loss weightings).
+
+The CLI's choices, the config loader and the contract tests all read the same registry, so a new
+component is one file plus one decorator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from mtlshare.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """A registered component: its name, what builds it, and its config dataclass (or None)."""
+
+    name: str
+    build: T
+    config: type | None
+    summary: str
+    paper: str
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(
+        self, name: str, *, config: type | None = None, summary: str = "", paper: str = ""
+    ) -> Callable[[T], T]:
+        def decorate(obj: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = Entry(name, obj, config, summary, paper)
+            return obj
+
+        return decorate
+
+    def __getitem__(self, name: str) -> Entry[T]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}; choose one of {', '.join(self.names())}"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(self._entries.values())
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+
+MECHANISMS: Registry[Callable[..., Any]] = Registry("mechanism")
+DATA_SOURCES: Registry[Callable[..., Any]] = Registry("data source")

@@ -1,0 +1,110 @@
+"""The one interface every sharing mechanism implements.
+
+A mechanism is an ``nn.Module`` built from a ``Backbone`` (the layers of the trunk) and the list
+of tasks. The training loop only ever calls the methods below, so it never needs to know which
+mechanism it trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlshare.tasks.task import Task
+
+
+class SharingModel(nn.Module):
+    """Base class of all mechanisms.
+
+    Subclasses implement ``forward(x, task) -> head output`` and say which parameters are shared,
+    which belong to one task, and which are embeddings or output layers (left out of the counted
+    parameters, the convention of the Sparse Sharing paper).
+    """
+
+    def __init__(self, tasks: list[Task]) -> None:
+        super().__init__()
+        self.tasks = {t.name: t for t in tasks}
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks)
+
+    def forward(self, x: Tensor, task: str) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters that more than one task reads."""
+        raise NotImplementedError
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        """Parameters owned by ``task`` alone: its head and its own layers or copies (a
+        cross-stitch trunk counts here even though the units let other tasks read it)."""
+        raise NotImplementedError
+
+    def uncounted_parameters(self) -> Iterator[nn.Parameter]:
+        """Embeddings and output layers: in ``total`` but not in ``counted``."""
+        raise NotImplementedError
+
+    def regularizer(self) -> Tensor:
+        """A penalty added to every training step's loss; zero unless the mechanism ties weights."""
+        return torch.zeros(())
+
+    def after_optimizer_step(self, task: str) -> None:
+        """Called after each optimizer step on ``task``'s batch; a no-op unless overridden."""
+
+    def prepare(self, trainer: StructureTrainer) -> None:
+        """Called once before training; mechanisms that search a structure do it here."""
+
+    def report(self) -> dict[str, Any]:
+        """Extra, mechanism-specific results for ``results.json``."""
+        return {}
+
+    def param_counts(self) -> dict[str, int]:
+        """Numbers of scalar parameters: ``total``, ``shared``, ``task_specific`` and ``counted``
+        (``total`` without embeddings and output layers)."""
+        total = _numel(self.parameters())
+        shared = _numel(self.shared_parameters())
+        specific = sum(_numel(self.task_parameters(t)) for t in self.tasks)
+        uncounted = _numel(self.uncounted_parameters())
+        return {
+            "total": total,
+            "shared": shared,
+            "task_specific": specific,
+            "counted": total - uncounted,
+        }
+
+
+class StructureTrainer:
+    """What ``SharingModel.prepare`` may use: train for some steps on chosen tasks and score a
+    task on dev, through the same loop and objective as the main training."""
+
+    def __init__(
+        self,
+        train_steps: Callable[[list[str], int], None],
+        dev_score: Callable[[str], float],
+        out_dir: str | None,
+        progress: bool,
+    ) -> None:
+        self.train_steps = train_steps
+        self.dev_score = dev_score
+        self.out_dir = out_dir
+        self.progress = progress
+
+
+def _numel(params: Iterable[nn.Parameter]) -> int:
+    seen: set[int] = set()
+    n = 0
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            n += p.numel()
+    return n
+
+
+def run_layers(layers: Iterable[nn.Module], x: Tensor) -> Tensor:
+    for layer in layers:
+        x = layer(x)
+    return x

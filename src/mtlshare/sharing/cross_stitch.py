@@ -1,0 +1,85 @@
+"""Cross-stitch networks (Misra et al., CVPR 2016): one trunk per task, and after chosen layers a
+learnable (tasks x tasks) matrix alpha mixes the task streams: h_t <- sum_s alpha[t, s] h_s.
+
+alpha starts at ``self_weight`` on the diagonal and shares ``1 - self_weight`` over the other
+tasks (Misra et al. start at 0.9 / 0.1). ``self_weight = 1`` starts as independent networks.
+A forward pass for one task runs every stream, because each stream reads the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from mtlshare.errors import ConfigError
+from mtlshare.models.trunks import Backbone
+from mtlshare.registry import MECHANISMS
+from mtlshare.sharing.base import SharingModel
+from mtlshare.tasks.task import Task
+
+
+@dataclass
+class CrossStitchConfig:
+    """``[cross_stitch]``: after which layers (0-based; empty = all) to mix, and alpha's start."""
+
+    after: list[int] = field(default_factory=list)
+    self_weight: float = 0.9
+
+
+def initial_alpha(n_tasks: int, self_weight: float) -> Tensor:
+    """(tasks, tasks) mixing matrix with rows summing to 1."""
+    if n_tasks == 1:
+        return torch.ones(1, 1)
+    off = (1.0 - self_weight) / (n_tasks - 1)
+    return torch.full((n_tasks, n_tasks), off) + (self_weight - off) * torch.eye(n_tasks)
+
+
+@MECHANISMS.register(
+    "cross_stitch",
+    config=CrossStitchConfig,
+    summary="a trunk per task, streams mixed by learned cross-stitch units",
+    paper="Misra et al., CVPR 2016",
+)
+class CrossStitchSharing(SharingModel):
+    def __init__(self, backbone: Backbone, tasks: list[Task], cfg: CrossStitchConfig) -> None:
+        super().__init__(tasks)
+        depth = backbone.depth
+        after = sorted(set(cfg.after)) if cfg.after else list(range(depth))
+        if any(not 0 <= i < depth for i in after):
+            raise ConfigError(
+                f"cross_stitch.after: layers must be in [0, {depth - 1}], got {cfg.after}"
+            )
+        if not 0.0 <= cfg.self_weight <= 1.0:
+            raise ConfigError(f"cross_stitch.self_weight: must be in [0, 1], got {cfg.self_weight}")
+        self.index = {t.name: i for i, t in enumerate(tasks)}
+        self.stems = nn.ModuleDict({t.name: backbone.stem() for t in tasks})
+        self.trunks = nn.ModuleDict({t.name: backbone.layers() for t in tasks})
+        self.alphas = nn.ParameterDict(
+            {str(i): nn.Parameter(initial_alpha(len(tasks), cfg.self_weight)) for i in after}
+        )
+        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_dims[-1]) for t in tasks})
+
+    def forward(self, x: Tensor, task: str) -> Tensor:
+        names = self.task_names
+        streams = torch.stack([self.stems[n](x) for n in names])  # (tasks, batch, ..., width)
+        depth = len(self.trunks[names[0]])
+        for i in range(depth):
+            streams = torch.stack([self.trunks[n][i](streams[k]) for k, n in enumerate(names)])
+            if str(i) in self.alphas:
+                streams = torch.tensordot(self.alphas[str(i)], streams, dims=1)
+        return self.heads[task](streams[self.index[task]])
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.alphas.parameters()
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        yield from self.stems[task].parameters()
+        yield from self.trunks[task].parameters()
+        yield from self.heads[task].parameters()
+
+    def uncounted_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.stems.parameters()
+        yield from self.heads.parameters()

@@ -1,0 +1,80 @@
+"""Hierarchical sharing (Søgaard and Goldberg, ACL 2016): one shared trunk, each task supervised
+at the depth its config names, so low-level tasks read lower layers (e.g. POS at layer 1, NER at
+layer 2). Layers above a task's depth are not run for that task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from mtlshare.errors import ConfigError
+from mtlshare.models.trunks import Backbone
+from mtlshare.registry import MECHANISMS
+from mtlshare.sharing.base import SharingModel, run_layers
+from mtlshare.tasks.task import Task
+
+
+@dataclass
+class HierarchicalConfig:
+    """``[hierarchical]``: ``depths = {task = layer}`` (1-based); unnamed tasks read the top."""
+
+    depths: dict[str, int] = field(default_factory=dict)
+
+
+def resolve_depths(
+    depths: dict[str, int], tasks: list[Task], depth: int, key: str
+) -> dict[str, int]:
+    """Every task's supervision depth, checked against the task names and the trunk depth."""
+    names = [t.name for t in tasks]
+    unknown = sorted(set(depths) - set(names))
+    if unknown:
+        raise ConfigError(f"{key}: unknown task(s) {unknown}; tasks are {names}")
+    out = {n: depths.get(n, depth) for n in names}
+    for n, d in out.items():
+        if not 1 <= d <= depth:
+            raise ConfigError(f"{key}.{n}: depth must be in [1, {depth}], got {d}")
+    return out
+
+
+@MECHANISMS.register(
+    "hierarchical",
+    config=HierarchicalConfig,
+    summary="each task supervised at its own layer of one shared trunk",
+    paper="Søgaard & Goldberg, ACL 2016",
+)
+class HierarchicalSharing(SharingModel):
+    def __init__(self, backbone: Backbone, tasks: list[Task], cfg: HierarchicalConfig) -> None:
+        super().__init__(tasks)
+        self.depths = resolve_depths(cfg.depths, tasks, backbone.depth, "hierarchical.depths")
+        self.stem = backbone.stem()
+        # layers above the deepest task's depth would never be read: not built
+        self.layers = nn.ModuleList(list(backbone.layers())[: max(self.depths.values())])
+        self.heads = nn.ModuleDict(
+            {t.name: t.build_head(backbone.out_dims[self.depths[t.name] - 1]) for t in tasks}
+        )
+
+    def forward(self, x: Tensor, task: str) -> Tensor:
+        h = run_layers(self.layers[: self.depths[task]], self.stem(x))
+        return self.heads[task](h)
+
+    def _users(self, layer: int) -> int:
+        return sum(d > layer for d in self.depths.values())
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.stem.parameters()
+        for i, layer in enumerate(self.layers):
+            if self._users(i) > 1:
+                yield from layer.parameters()
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        for i, layer in enumerate(self.layers):
+            if self._users(i) == 1 and self.depths[task] > i:
+                yield from layer.parameters()
+        yield from self.heads[task].parameters()
+
+    def uncounted_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.stem.parameters()
+        yield from self.heads.parameters()

@@ -1,0 +1,347 @@
+"""The multi-task training loop. It never names a mechanism: it calls the ``SharingModel``
+interface (forward, regularizer, after_optimizer_step, prepare) and nothing else.
+
+Each epoch draws a task for every step from the task sampler, takes that task's next batch,
+and steps on weighted task loss + regularizer. After each epoch every task is scored on dev;
+the model with the best selection score (dev only) is kept, training stops early after
+``patience`` epochs without improvement, and test is scored once, on the kept model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from mtlshare.data.datasets import BatchStream, Problem
+from mtlshare.data.samplers import SAMPLERS, task_schedule
+from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.sharing.base import SharingModel, StructureTrainer
+from mtlshare.training import checkpoint as ckpt
+from mtlshare.training.objective import LossWeighting
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass
+class TrainConfig:
+    """``[train]``: optimisation, sampling, evaluation and early stopping."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    steps_per_epoch: int = 0  # 0: the sum over tasks of their number of training batches
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
+    sampler: str = "proportional"
+    temperature: float = 2.0
+    patience: int = 5  # epochs without dev improvement before stopping; 0 = never stop early
+    select_on: str = "mean"  # "mean" of signed dev metrics over tasks, or one task's name
+    eval_batch_size: int = 512
+
+    def validate(self) -> None:
+        positive = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "eval_batch_size": self.eval_batch_size,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"train.{key}: must be >= 1, got {value}")
+        for key, value in {
+            "steps_per_epoch": self.steps_per_epoch,
+            "patience": self.patience,
+            "grad_clip": self.grad_clip,
+            "weight_decay": self.weight_decay,
+        }.items():
+            if value < 0:
+                raise ConfigError(f"train.{key}: must be >= 0, got {value}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.optimizer: {self.optimizer!r} is not one of {OPTIMIZERS}")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr: must be > 0, got {self.lr}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"train.sampler: {self.sampler!r} is not one of {SAMPLERS}")
+
+
+@dataclass
+class FitResult:
+    dev: dict[str, float]
+    test: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    train_seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains one ``SharingModel`` on one ``Problem``; see the module docstring."""
+
+    def __init__(
+        self,
+        model: SharingModel,
+        problem: Problem,
+        cfg: TrainConfig,
+        weighting: LossWeighting,
+        *,
+        seed: int = 0,
+        out_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        cfg.validate()
+        names = [td.task.name for td in problem.tasks]
+        if cfg.select_on != "mean" and cfg.select_on not in names:
+            raise ConfigError(
+                f"train.select_on: {cfg.select_on!r} is neither 'mean' nor a task ({names})"
+            )
+        self.model = model
+        self.problem = problem
+        self.data = {td.task.name: td for td in problem.tasks}
+        self.names = names
+        self.cfg = cfg
+        self.weighting = weighting
+        self.seed = seed
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress = progress
+        self.global_step = 0
+
+    # -- pieces -------------------------------------------------------------------------------
+    def parameters(self) -> list[nn.Parameter]:
+        params = list(self.model.parameters()) + list(self.weighting.parameters())
+        return [p for p in params if p.requires_grad]
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.cfg
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(
+                self.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+            )
+        return torch.optim.Adam(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def steps_per_epoch(self, names: list[str]) -> int:
+        if self.cfg.steps_per_epoch:
+            return self.cfg.steps_per_epoch
+        return sum(math.ceil(len(self.data[n].train) / self.cfg.batch_size) for n in names)
+
+    def _generator(self, *parts: int) -> torch.Generator:
+        g = torch.Generator()
+        g.manual_seed(hash((self.seed, *parts)) & 0x7FFF_FFFF_FFFF_FFFF)
+        return g
+
+    def step(self, optimizer: torch.optim.Optimizer, task: str, x: Tensor, y: Tensor) -> float:
+        """One optimizer step on ``task``'s batch. Raises on a NaN or infinite loss."""
+        self.model.train()
+        raw = self.data[task].task.loss(self.model(x, task), y)
+        loss = self.weighting(task, raw) + self.model.regularizer()
+        if not torch.isfinite(loss):
+            raise MtlshareError(
+                f"loss is {float(loss)} at step {self.global_step} on task "
+                f"{task!r}; lower train.lr or set train.grad_clip"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.grad_clip)
+        optimizer.step()
+        self.model.after_optimizer_step(task)
+        self.global_step += 1
+        return float(raw.detach())
+
+    def run_steps(
+        self,
+        optimizer: torch.optim.Optimizer,
+        names: list[str],
+        steps: int,
+        epoch: int,
+        bar: tqdm | None = None,
+    ) -> dict[str, float]:
+        """``steps`` sampled steps over ``names``; returns the mean raw loss per task."""
+        sizes = [len(self.data[n].train) for n in names]
+        order = task_schedule(
+            sizes,
+            self.cfg.sampler,
+            steps,
+            self._generator(epoch, -1),
+            self.cfg.temperature,
+            offset=self.global_step,
+        )
+        streams = {
+            n: BatchStream(self.data[n].train, self.cfg.batch_size, self._generator(epoch, i))
+            for i, n in enumerate(names)
+        }
+        sums = {n: 0.0 for n in names}
+        counts = {n: 0 for n in names}
+        for k in order:
+            name = names[k]
+            x, y = streams[name].next()
+            sums[name] += self.step(optimizer, name, x, y)
+            counts[name] += 1
+            if bar is not None:
+                bar.update(1)
+        return {n: sums[n] / counts[n] for n in names if counts[n]}
+
+    @torch.no_grad()
+    def score(self, task: str, split: str) -> float:
+        """``task``'s metric on ``split`` ("dev" or "test"), missing labels excluded."""
+        self.model.eval()
+        td = self.data[task]
+        data = getattr(td, split)
+        outs, ys = [], []
+        for x, y in data.batches(self.cfg.eval_batch_size):
+            outs.append(self.model(x, task))
+            ys.append(y)
+        return td.task.score(torch.cat(outs), torch.cat(ys))
+
+    def selection_score(self, dev: dict[str, float]) -> float:
+        """Higher is better: the signed dev metric of one task or their mean."""
+
+        def signed(n: str) -> float:
+            return dev[n] if self.data[n].task.higher_is_better else -dev[n]
+
+        if self.cfg.select_on != "mean":
+            return signed(self.cfg.select_on)
+        return sum(signed(n) for n in self.names) / len(self.names)
+
+    def structure_trainer(self) -> StructureTrainer:
+        """What a mechanism's ``prepare`` gets: train steps with a fresh optimizer, dev scores."""
+
+        def train_steps(names: list[str], steps: int) -> None:
+            optimizer = self.make_optimizer()
+            self.run_steps(optimizer, names, steps, epoch=-(self.global_step + 1))
+
+        return StructureTrainer(
+            train_steps,
+            lambda t: self.score(t, "dev"),
+            str(self.out_dir) if self.out_dir else None,
+            self.progress,
+        )
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _state_tensors(self) -> dict[str, Tensor]:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update({f"weighting.{k}": v for k, v in self.weighting.state_dict().items()})
+        return tensors
+
+    def _load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.weighting.load_state_dict(
+            {k[10:]: v for k, v in tensors.items() if k.startswith("weighting.")}
+        )
+
+    def _save(
+        self, name: str, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
+    ) -> None:
+        if self.out_dir is None:
+            return
+        tensors = self._state_tensors()
+        if optimizer is not None:
+            opt_tensors, opt_meta = ckpt.optimizer_to_flat(optimizer.state_dict())
+            tensors.update(opt_tensors)
+            tensors["rng.torch"] = torch.get_rng_state()
+            meta = {**meta, "optimizer": opt_meta}
+        ckpt.save_checkpoint(self.out_dir / "checkpoint" / name, tensors, meta)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(
+        self, resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None
+    ) -> FitResult:
+        """Train, select on dev, score test once on the selected model."""
+        torch.manual_seed(self.seed)
+        optimizer = self.make_optimizer()
+        start_epoch, best_score, best_epoch, bad = 1, -math.inf, 0, 0
+        history: list[dict[str, Any]] = []
+        elapsed = 0.0
+        last = self.out_dir / "checkpoint" / "last" if self.out_dir else None
+        if resume:
+            if last is None or ckpt.find_checkpoint(last) is None:
+                raise MtlshareError(f"--resume: no checkpoint under {last}")
+            tensors, meta = ckpt.load_checkpoint(last)
+            self._load_state_tensors(tensors)
+            optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
+            torch.set_rng_state(tensors["rng.torch"])
+            start_epoch = meta["epoch"] + 1
+            best_score, best_epoch, bad = meta["best_score"], meta["best_epoch"], meta["bad"]
+            self.global_step, history, elapsed = (
+                meta["global_step"],
+                meta["history"],
+                meta["train_seconds"],
+            )
+        else:
+            self.model.prepare(self.structure_trainer())
+        steps = self.steps_per_epoch(self.names)
+        total = self.cfg.epochs * steps
+        bar = tqdm(
+            total=total,
+            initial=(start_epoch - 1) * steps,
+            disable=not self.progress,
+            desc="train",
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for epoch in range(start_epoch, self.cfg.epochs + 1):
+            if self.cfg.patience and bad >= self.cfg.patience:
+                break
+            t0 = time.perf_counter()
+            losses = self.run_steps(optimizer, self.names, steps, epoch, bar)
+            elapsed += time.perf_counter() - t0
+            dev = {n: self.score(n, "dev") for n in self.names}
+            score = self.selection_score(dev)
+            improved = score > best_score
+            if improved:
+                best_score, best_epoch, bad = score, epoch, 0
+                self._save("best", None, {"epoch": epoch, "score": score})
+            else:
+                bad += 1
+            record = {
+                "epoch": epoch,
+                "step": self.global_step,
+                "split": "dev",
+                "dev": dev,
+                "selection_score": score,
+                "train_loss": losses,
+                "loss_weights": self.weighting.current(),
+                "train_seconds": elapsed,
+            }
+            history.append(record)
+            bar.set_postfix(epoch=epoch, dev=f"{score:.4g}", best=best_epoch)
+            if on_epoch is not None:
+                on_epoch(record)
+            self._save(
+                "last",
+                optimizer,
+                {
+                    "epoch": epoch,
+                    "global_step": self.global_step,
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                    "bad": bad,
+                    "history": history,
+                    "train_seconds": elapsed,
+                },
+            )
+        bar.close()
+        return self._finish(history, best_epoch, elapsed)
+
+    def _finish(self, history: list[dict[str, Any]], best_epoch: int, elapsed: float) -> FitResult:
+        if self.out_dir is not None and ckpt.find_checkpoint(self.out_dir / "checkpoint" / "best"):
+            tensors, _ = ckpt.load_checkpoint(self.out_dir / "checkpoint" / "best")
+            self._load_state_tensors(tensors)
+        dev = {n: self.score(n, "dev") for n in self.names}
+        test = {n: self.score(n, "test") for n in self.names}
+        return FitResult(dev, test, best_epoch, len(history), elapsed, history)
+
+
+def history_lines(history: list[dict[str, Any]]) -> str:
+    """``metrics.jsonl``: one JSON line per evaluation."""
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in history)

@@ -1,0 +1,197 @@
+"""Known-answer tests for deltas, negative-transfer flags and the Markdown report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from mtlshare.errors import MtlshareError
+from mtlshare.evaluation.report import (
+    compare,
+    comparison_markdown,
+    format_metric,
+    format_percent,
+    merge_single,
+    relative_change,
+)
+
+
+def _task(metric, higher_is_better, test):
+    return {"metric": metric, "higher_is_better": higher_is_better, "dev": test, "test": test}
+
+
+def _single(name, metric, higher_is_better, test, params, seconds):
+    return {
+        "mechanism": "single",
+        "seed": 0,
+        "tasks": {name: _task(metric, higher_is_better, test)},
+        "params": {"total": params, "shared": 0, "task_specific": params, "counted": params},
+        "train_seconds": seconds,
+    }
+
+
+def _run(mechanism, t1, t2):
+    return {
+        "mechanism": mechanism,
+        "seed": 0,
+        "tasks": {"t1": _task("mse", False, t1), "t2": _task("accuracy", True, t2)},
+        "params": {"total": 150, "shared": 100, "task_specific": 50, "counted": 150},
+        "train_seconds": 2.0,
+    }
+
+
+@pytest.fixture
+def single():
+    # t1: mse 0.5 (lower is better); t2: accuracy 0.8 (higher is better)
+    return merge_single(
+        [
+            _single("t1", "mse", False, 0.5, 100, 1.0),
+            _single("t2", "accuracy", True, 0.8, 120, 1.5),
+        ]
+    )
+
+
+@pytest.fixture
+def comparison(single):
+    # hard: t1 better by 20%, t2 worse by 10%.  soft: t1 worse by 20%, t2 exactly equal.
+    return compare(single, [_run("hard", 0.4, 0.72), _run("soft", 0.6, 0.8)])
+
+
+def test_relative_change_sign_lower_is_better():
+    assert relative_change(0.4, 0.5, higher_is_better=False) == pytest.approx(0.2)
+    assert relative_change(0.6, 0.5, higher_is_better=False) == pytest.approx(-0.2)
+
+
+def test_relative_change_sign_higher_is_better():
+    assert relative_change(0.88, 0.8, higher_is_better=True) == pytest.approx(0.1)
+    assert relative_change(0.72, 0.8, higher_is_better=True) == pytest.approx(-0.1)
+
+
+def test_relative_change_uses_absolute_baseline():
+    # a negative baseline must not flip the sign of an improvement
+    assert relative_change(-1.0, -2.0, higher_is_better=True) == pytest.approx(0.5)
+
+
+def test_relative_change_zero_baseline():
+    assert relative_change(0.0, 0.0, higher_is_better=True) == 0.0
+    assert relative_change(1.0, 0.0, higher_is_better=True) == math.inf
+    assert relative_change(1.0, 0.0, higher_is_better=False) == -math.inf
+    assert relative_change(-1.0, 0.0, higher_is_better=False) == math.inf
+
+
+def test_merge_single_sums_params_and_seconds(single):
+    assert single["mechanism"] == "single"
+    assert list(single["tasks"]) == ["t1", "t2"]
+    assert single["params"] == {"total": 220, "shared": 0, "task_specific": 220, "counted": 220}
+    assert single["train_seconds"] == pytest.approx(2.5)
+    assert single["seed"] == 0
+
+
+def test_merge_single_rejects_multi_task_and_duplicates():
+    two = _run("single", 0.5, 0.8)
+    with pytest.raises(MtlshareError, match="exactly one task"):
+        merge_single([two])
+    one = _single("t1", "mse", False, 0.5, 10, 1.0)
+    with pytest.raises(MtlshareError, match="t1"):
+        merge_single([one, one])
+
+
+def test_compare_rows_and_baseline_first(comparison):
+    assert comparison["baseline"] == "single"
+    assert comparison["tasks"] == ["t1", "t2"]
+    assert [r["mechanism"] for r in comparison["rows"]] == ["single", "hard", "soft"]
+    base = comparison["rows"][0]
+    for task in base["tasks"].values():
+        assert task["delta"] == 0.0
+        assert task["relative_change"] == 0.0
+        assert task["negative_transfer"] is False
+    assert base["mean_relative_change"] == 0.0
+    assert base["params"]["counted"] == 220
+
+
+def test_compare_delta_is_raw_difference(comparison):
+    hard = comparison["rows"][1]["tasks"]
+    assert hard["t1"]["delta"] == pytest.approx(-0.1)
+    assert hard["t2"]["delta"] == pytest.approx(-0.08)
+    assert hard["t1"]["single"] == 0.5
+    assert hard["t1"]["test"] == 0.4
+
+
+def test_negative_transfer_flagged_exactly_for_worse_tasks(comparison):
+    flags = {
+        row["mechanism"]: {t: v["negative_transfer"] for t, v in row["tasks"].items()}
+        for row in comparison["rows"]
+    }
+    assert flags == {
+        "single": {"t1": False, "t2": False},
+        "hard": {"t1": False, "t2": True},  # accuracy dropped
+        "soft": {"t1": True, "t2": False},  # mse rose; accuracy tied is not negative transfer
+    }
+
+
+def test_mean_relative_change(comparison):
+    hard, soft = comparison["rows"][1], comparison["rows"][2]
+    assert hard["mean_relative_change"] == pytest.approx((0.2 - 0.1) / 2)
+    assert soft["mean_relative_change"] == pytest.approx((-0.2 + 0.0) / 2)
+
+
+def test_comparison_is_json_serialisable(comparison):
+    assert json.loads(json.dumps(comparison)) == comparison
+
+
+def test_compare_raises_when_run_lacks_a_task(single):
+    run = _run("hard", 0.4, 0.72)
+    del run["tasks"]["t2"]
+    with pytest.raises(MtlshareError, match="t2"):
+        compare(single, [run])
+
+
+def test_compare_raises_when_run_has_an_extra_task(single):
+    run = _run("hard", 0.4, 0.72)
+    run["tasks"]["t3"] = _task("mse", False, 1.0)
+    with pytest.raises(MtlshareError, match="t3"):
+        compare(single, [run])
+
+
+def test_compare_raises_on_metric_mismatch(single):
+    run = _run("hard", 0.4, 0.72)
+    run["tasks"]["t1"] = _task("mae", False, 0.4)
+    with pytest.raises(MtlshareError, match="mae"):
+        compare(single, [run])
+
+
+def test_formatting():
+    assert format_metric(0.41234) == "0.4123"
+    assert format_metric(12.3456) == "12.35"
+    assert format_percent(0.031) == "+3.1%"
+    assert format_percent(-0.1) == "-10.0%"
+    assert format_percent(math.inf) == "+inf%"
+
+
+def test_markdown_rows_markers_and_legend(comparison):
+    text = comparison_markdown(comparison, title="Negative transfer")
+    lines = text.splitlines()
+    assert lines[0] == "## Negative transfer"
+    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ")}
+    assert set(rows) == {"mechanism", "single", "hard", "soft"}
+
+    cells = {m: [c.strip() for c in rows[m].split("|")[2:4]] for m in ("single", "hard", "soft")}
+    assert cells["single"] == ["0.5", "0.8"]
+    assert cells["hard"] == ["0.4 (+20.0%)", "0.72 (-10.0%) **NT**"]
+    assert cells["soft"] == ["0.6 (-20.0%) **NT**", "0.8 (+0.0%)"]
+    assert "+5.0%" in rows["hard"]
+    assert "-10.0%" in rows["soft"]
+    assert "220" in rows["single"]
+
+    legend = lines[-1]
+    assert "t1: mse, lower is better" in legend
+    assert "t2: accuracy, higher is better" in legend
+    assert "**NT**" in legend and "negative transfer" in legend
+    # NT appears in the two flagged cells and the legend, nowhere else
+    assert text.count("**NT**") == 3
+
+
+def test_markdown_without_title_starts_with_table(comparison):
+    assert comparison_markdown(comparison).startswith("| mechanism |")
