@@ -41,14 +41,19 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated, e.g. single,hard,soft (default: single and all)",
     )
     c.add_argument("--out", required=True)
+    c.add_argument("--seeds", default="", help="comma-separated seeds (default: the config's)")
     c.add_argument("--quiet", action="store_true")
 
     d = sub.add_parser("demo", help="the main job: every mechanism on synthetic tasks")
     d.add_argument("--out", default="mtlshare-demo", help="output directory")
+    d.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     d.add_argument("overrides", nargs="*", metavar="key=value")
     d.add_argument("--quiet", action="store_true")
 
     sub.add_parser("mechanisms", help="list the registered sharing mechanisms")
+
+    m = sub.add_parser("masks", help="densities and overlaps of a finished sparse-sharing run")
+    m.add_argument("run_dir", help="the --out directory of a sparse run")
     return p
 
 
@@ -85,10 +90,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         for entry in MECHANISMS:
             print(f"{entry.name:14s} {entry.summary}  [{entry.paper}]")
         return 0
+    if args.command == "masks":
+        from mtlshare.sharing.sparse import describe_masks, masks_from_state
+        from mtlshare.training.checkpoint import load_checkpoint
+
+        tensors, _ = load_checkpoint(Path(args.run_dir) / "checkpoint" / "best")
+        print(describe_masks(masks_from_state(tensors, prefix="model.")))
+        return 0
     if args.command == "demo":
         from mtlshare.demo import run_demo
 
-        run_demo(args.out, progress=not args.quiet, overrides=args.overrides)
+        run_demo(
+            args.out, progress=not args.quiet, overrides=args.overrides, seeds=_seeds(args.seeds)
+        )
         return 0
     cfg = load_config(args.config, args.overrides)
     base = Path(args.config).resolve().parent
@@ -103,10 +117,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     names = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
     if not names:
         names = [experiment.SINGLE, *MECHANISMS.names()]
-    comparison = experiment.compare(cfg, names, args.out, base_dir=base, progress=not args.quiet)
+    seeds = _seeds(args.seeds)
+    comparison = experiment.compare(
+        cfg, names, args.out, seeds=seeds, base_dir=base, progress=not args.quiet
+    )
     print(comparison_markdown(comparison))
     print(f"comparison: {Path(args.out) / 'comparison.md'}")
     return 0
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise MtlshareError(f"--seeds: expected integers like 0,1,2, got {text!r}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,7 +22,7 @@ from mtlshare.evaluation import report
 from mtlshare.models.trunks import backbone_from_config
 from mtlshare.registry import DATA_SOURCES, MECHANISMS
 from mtlshare.sharing.base import SharingModel
-from mtlshare.training.checkpoint import atomic_write_text
+from mtlshare.training.checkpoint import atomic_write_text, find_checkpoint, load_checkpoint
 from mtlshare.training.loop import Trainer, history_lines
 from mtlshare.training.objective import LossWeighting
 
@@ -89,9 +89,7 @@ def run(
         trainer_history.append(record)
 
     trainer_history: list[dict[str, Any]] = []
-    if resume:
-        from mtlshare.training.checkpoint import load_checkpoint
-
+    if resume and find_checkpoint(out / "checkpoint" / "last") is not None:
         _, meta = load_checkpoint(out / "checkpoint" / "last")
         trainer_history.extend(meta["history"])
     started = time.perf_counter()
@@ -116,6 +114,7 @@ def run(
         "loss_weights": weighting.current(),
     }
     results.update(model.report())
+    model.write_artifacts(out)
     write_json(out / "results.json", results)
     return results
 
@@ -125,14 +124,17 @@ def compare(
     mechanisms: list[str],
     out_dir: str | Path,
     *,
+    seeds: list[int] | None = None,
     base_dir: str | Path | None = None,
     progress: bool = True,
     title: str | None = None,
 ) -> dict[str, Any]:
-    """Single-task baselines and each mechanism on the same data and seed.
+    """Single-task baselines and each mechanism on the same data and seeds.
 
-    Writes ``comparison.json`` and ``comparison.md`` in ``out_dir`` and each run in a subfolder.
-    ``single`` trains every task alone with ``hard`` sharing, which on one task is a plain network.
+    Writes ``comparison.json`` and ``comparison.md`` in ``out_dir`` and each run in a subfolder
+    (``MECHANISM/`` or, with several seeds, ``MECHANISM/seed-N/``). ``single`` trains every task
+    alone with ``hard`` sharing, which on one task is a plain network. With several seeds the
+    table shows means and standard deviations over seeds.
     """
     for name in mechanisms:
         if name != SINGLE and name not in MECHANISMS:
@@ -140,26 +142,45 @@ def compare(
                 f"unknown mechanism {name!r}; choose from "
                 f"{', '.join([SINGLE, *MECHANISMS.names()])}"
             )
+    seeds = seeds or [cfg.seed]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     problem = build_problem(cfg, base_dir)
     names = [td.task.name for td in problem.tasks]
+
+    def where(mechanism: str, seed: int) -> Path:
+        return out / mechanism / f"seed-{seed}" if len(seeds) > 1 else out / mechanism
+
     singles = []
-    for task in names:
-        one = cfg.replace(mechanism="hard", tasks=[task])
-        singles.append(
-            run(one, out / SINGLE / task, problem=problem.select([task]), progress=progress)
-        )
-    single = report.merge_single(singles)
+    for seed in seeds:
+        per_task = [
+            run(
+                cfg.replace(mechanism="hard", tasks=[task], seed=seed),
+                where(SINGLE, seed) / task,
+                problem=problem.select([task]),
+                progress=progress,
+            )
+            for task in names
+        ]
+        singles.append(report.merge_single(per_task))
+    single = report.mean_over_seeds(singles)
     write_json(out / SINGLE / "results.json", single)
     runs = []
     for name in mechanisms:
         if name == SINGLE:
             continue
-        runs.append(
-            run(cfg.replace(mechanism=name), out / name, problem=problem, progress=progress)
-        )
+        per_seed = [
+            run(
+                cfg.replace(mechanism=name, seed=seed),
+                where(name, seed),
+                problem=problem,
+                progress=progress,
+            )
+            for seed in seeds
+        ]
+        runs.append(report.mean_over_seeds(per_seed))
     comparison = report.compare(single, runs)
+    comparison["seeds"] = seeds
     write_json(out / "comparison.json", comparison)
     atomic_write_text(out / "comparison.md", report.comparison_markdown(comparison, title) + "\n")
     return comparison

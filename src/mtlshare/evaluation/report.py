@@ -85,6 +85,39 @@ def merge_single(results_per_task: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def mean_over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One results dict from runs of the same mechanism under several seeds.
+
+    Per task, ``dev`` and ``test`` become the means and ``dev_std`` / ``test_std`` the sample
+    standard deviations (0 for one seed); ``seeds`` lists the seeds; ``params`` come from the
+    first run (they do not depend on the seed, except for sparse masks) and ``train_seconds`` is
+    the mean. A single run is returned with zero deviations.
+    """
+    if not results:
+        raise MtlshareError("mean_over_seeds needs at least one run")
+    first = results[0]
+    tasks: dict[str, dict[str, Any]] = {}
+    for name, info in first["tasks"].items():
+        entry = dict(info)
+        for split in ("dev", "test"):
+            values = [float(r["tasks"][name][split]) for r in results]
+            mean = sum(values) / len(values)
+            var = (
+                sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+            )
+            entry[split] = mean
+            entry[f"{split}_std"] = math.sqrt(var)
+        tasks[name] = entry
+    seconds = [float(r.get("train_seconds", 0.0)) for r in results]
+    return {
+        **first,
+        "seed": [r.get("seed") for r in results] if len(results) > 1 else first.get("seed"),
+        "seeds": [r.get("seed") for r in results],
+        "tasks": tasks,
+        "train_seconds": sum(seconds) / len(seconds),
+    }
+
+
 def _check_tasks(single: dict[str, Any], run: dict[str, Any]) -> None:
     """Raise unless ``run`` has exactly the baseline's tasks, measured with the same metrics."""
     mechanism = run.get("mechanism", "?")
@@ -120,6 +153,8 @@ def _row(single: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
             "relative_change": relative_change(test, ref, hib),
             "negative_transfer": is_worse(test, ref, hib),
         }
+        if "test_std" in got:
+            tasks[name]["test_std"] = float(got["test_std"])
     changes = [t["relative_change"] for t in tasks.values()]
     return {
         "mechanism": run["mechanism"],
@@ -186,9 +221,12 @@ def _legend(comparison: dict[str, Any]) -> str:
         info = comparison["rows"][0]["tasks"][name]
         direction = "higher" if info["higher_is_better"] else "lower"
         parts.append(f"{_cell(name)}: {info['metric']}, {direction} is better")
+    seeds = comparison.get("seeds") or []
+    over = f"Test metrics are means ± std over {len(seeds)} seeds. " if len(seeds) > 1 else ""
     return (
-        "Metrics: " + "; ".join(parts) + ". Percentages are the change vs single-task training "
-        "(positive = better); **NT** = negative transfer (test metric worse than single-task)."
+        over + "Metrics: " + "; ".join(parts) + ". Percentages are the change vs single-task "
+        "training (positive = better); **NT** = negative transfer (test metric worse than "
+        "single-task)."
     )
 
 
@@ -214,6 +252,8 @@ def comparison_markdown(comparison: dict[str, Any], title: str | None = None) ->
         for name in names:
             task = row["tasks"][name]
             text = format_metric(task["test"])
+            if task.get("test_std"):
+                text += f" ± {task['test_std']:.2g}"
             if not baseline:
                 text += f" ({format_percent(task['relative_change'])})"
             if task["negative_transfer"]:

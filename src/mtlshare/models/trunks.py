@@ -118,9 +118,14 @@ class Backbone:
     def in_dims(self) -> list[int]:
         return [self.input_dim, *self.out_dims[:-1]]
 
-    def layers(self) -> nn.ModuleList:
-        """A fresh, independently initialised copy of every layer."""
-        return nn.ModuleList(self.build_layer(i, d) for i, d in enumerate(self.in_dims))
+    def layers(self, start: int = 0, stop: int | None = None) -> nn.ModuleList:
+        """Fresh, independently initialised copies of layers ``start`` to ``stop`` (exclusive).
+
+        Only those layers are built, so the random draws of a model depend only on the layers
+        it really has: a sparse network and a hard-sharing one of the same shape start equal.
+        """
+        stop = self.depth if stop is None else stop
+        return nn.ModuleList(self.build_layer(i, self.in_dims[i]) for i in range(start, stop))
 
     def stem(self) -> nn.Module:
         return self.build_stem() if self.build_stem is not None else nn.Identity()

@@ -8,6 +8,8 @@ mechanism it trains.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,6 +54,9 @@ class SharingModel(nn.Module):
         """A penalty added to every training step's loss; zero unless the mechanism ties weights."""
         return torch.zeros(())
 
+    def before_optimizer_step(self, task: str) -> None:
+        """Called after backward, right before each optimizer step on ``task``'s batch."""
+
     def after_optimizer_step(self, task: str) -> None:
         """Called after each optimizer step on ``task``'s batch; a no-op unless overridden."""
 
@@ -61,6 +66,10 @@ class SharingModel(nn.Module):
     def report(self) -> dict[str, Any]:
         """Extra, mechanism-specific results for ``results.json``."""
         return {}
+
+    def write_artifacts(self, out_dir: Path) -> list[Path]:
+        """Write mechanism-specific files (plots) into ``out_dir``; returns their paths."""
+        return []
 
     def param_counts(self) -> dict[str, int]:
         """Numbers of scalar parameters: ``total``, ``shared``, ``task_specific`` and ``counted``
@@ -77,21 +86,27 @@ class SharingModel(nn.Module):
         }
 
 
+@dataclass
 class StructureTrainer:
-    """What ``SharingModel.prepare`` may use: train for some steps on chosen tasks and score a
-    task on dev, through the same loop and objective as the main training."""
+    """What ``SharingModel.prepare`` may use, all through the main loop and objective:
 
-    def __init__(
-        self,
-        train_steps: Callable[[list[str], int], None],
-        dev_score: Callable[[str], float],
-        out_dir: str | None,
-        progress: bool,
-    ) -> None:
-        self.train_steps = train_steps
-        self.dev_score = dev_score
-        self.out_dir = out_dir
-        self.progress = progress
+    - ``train_steps(tasks, steps)``: ``steps`` sampled steps over ``tasks`` with a fresh
+      optimizer of the configured kind;
+    - ``dev_score(task)``: the task's dev metric, signed so that higher is better;
+    - ``steps_per_epoch(tasks)``: what one epoch over ``tasks`` means in steps;
+    - ``save(name, tensors, meta)`` / ``load(name)``: a resumable checkpoint of the structure
+      search (the loop adds its own step counter and RNG state, so a resumed search draws the
+      same batches); ``load`` returns None when there is nothing to resume;
+    - ``out_dir`` (or None) and ``progress`` (show progress bars).
+    """
+
+    train_steps: Callable[[list[str], int], None]
+    dev_score: Callable[[str], float]
+    steps_per_epoch: Callable[[list[str]], int]
+    save: Callable[[str, dict[str, Tensor], dict[str, Any]], None]
+    load: Callable[[str], tuple[dict[str, Tensor], dict[str, Any]] | None]
+    out_dir: Path | None
+    progress: bool
 
 
 def _numel(params: Iterable[nn.Parameter]) -> int:

@@ -43,10 +43,8 @@ class HardSharing(SharingModel):
             )
         self.n_shared = k
         self.stem = backbone.stem()
-        self.shared = nn.ModuleList(list(backbone.layers())[:k])
-        self.private = nn.ModuleDict(
-            {t.name: nn.ModuleList(list(backbone.layers())[k:]) for t in tasks}
-        )
+        self.shared = backbone.layers(0, k)
+        self.private = nn.ModuleDict({t.name: backbone.layers(k, depth) for t in tasks})
         self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_dims[-1]) for t in tasks})
 
     def forward(self, x: Tensor, task: str) -> Tensor:

@@ -51,7 +51,7 @@ class HierarchicalSharing(SharingModel):
         self.depths = resolve_depths(cfg.depths, tasks, backbone.depth, "hierarchical.depths")
         self.stem = backbone.stem()
         # layers above the deepest task's depth would never be read: not built
-        self.layers = nn.ModuleList(list(backbone.layers())[: max(self.depths.values())])
+        self.layers = backbone.layers(0, max(self.depths.values()))
         self.heads = nn.ModuleDict(
             {t.name: t.build_head(backbone.out_dims[self.depths[t.name] - 1]) for t in tasks}
         )

@@ -152,6 +152,7 @@ class Trainer:
         loss.backward()
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.grad_clip)
+        self.model.before_optimizer_step(task)
         optimizer.step()
         self.model.after_optimizer_step(task)
         self.global_step += 1
@@ -212,18 +213,37 @@ class Trainer:
             return signed(self.cfg.select_on)
         return sum(signed(n) for n in self.names) / len(self.names)
 
-    def structure_trainer(self) -> StructureTrainer:
-        """What a mechanism's ``prepare`` gets: train steps with a fresh optimizer, dev scores."""
+    def structure_trainer(self, resume: bool = False) -> StructureTrainer:
+        """What a mechanism's ``prepare`` gets (see ``StructureTrainer``)."""
 
         def train_steps(names: list[str], steps: int) -> None:
             optimizer = self.make_optimizer()
             self.run_steps(optimizer, names, steps, epoch=-(self.global_step + 1))
 
+        def dev_score(task: str) -> float:
+            value = self.score(task, "dev")
+            return value if self.data[task].task.higher_is_better else -value
+
+        def save(name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+            if self.out_dir is None:
+                return
+            tensors = {**tensors, "rng.torch": torch.get_rng_state()}
+            meta = {**meta, "loop.global_step": self.global_step}
+            ckpt.save_checkpoint(self.out_dir / "checkpoint" / name, tensors, meta)
+
+        def load(name: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+            if not resume or self.out_dir is None:
+                return None
+            where = self.out_dir / "checkpoint" / name
+            if ckpt.find_checkpoint(where) is None:
+                return None
+            tensors, meta = ckpt.load_checkpoint(where)
+            torch.set_rng_state(tensors.pop("rng.torch"))
+            self.global_step = int(meta.pop("loop.global_step"))
+            return tensors, meta
+
         return StructureTrainer(
-            train_steps,
-            lambda t: self.score(t, "dev"),
-            str(self.out_dir) if self.out_dir else None,
-            self.progress,
+            train_steps, dev_score, self.steps_per_epoch, save, load, self.out_dir, self.progress
         )
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -262,9 +282,7 @@ class Trainer:
         history: list[dict[str, Any]] = []
         elapsed = 0.0
         last = self.out_dir / "checkpoint" / "last" if self.out_dir else None
-        if resume:
-            if last is None or ckpt.find_checkpoint(last) is None:
-                raise MtlshareError(f"--resume: no checkpoint under {last}")
+        if resume and last is not None and ckpt.find_checkpoint(last) is not None:
             tensors, meta = ckpt.load_checkpoint(last)
             self._load_state_tensors(tensors)
             optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
@@ -277,7 +295,8 @@ class Trainer:
                 meta["train_seconds"],
             )
         else:
-            self.model.prepare(self.structure_trainer())
+            # a structure search (if the mechanism has one) resumes from its own checkpoint
+            self.model.prepare(self.structure_trainer(resume=resume))
         steps = self.steps_per_epoch(self.names)
         total = self.cfg.epochs * steps
         bar = tqdm(

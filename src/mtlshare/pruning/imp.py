@@ -1,0 +1,168 @@
+"""Iterative magnitude pruning, the mask search of Sparse Sharing (Sun, Shao et al., AAAI 2020,
+Algorithm 1), driven through functions it is handed, so that it knows nothing of the training
+loop or of any model.
+
+For each task t, starting from an all-ones mask: rewind the weights to the rewind point, train
+k steps on t through mask M, score M on dev, keep (M, density, score) as a candidate; stop once
+the density is at most the target S, else prune ``alpha`` of M's remaining weights by global
+magnitude and repeat. The state is saved after every round; a resumed search continues at the
+next round and ends with the same masks as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+from tqdm import tqdm
+
+from mtlshare.pruning.masks import (
+    density,
+    global_magnitude_prune,
+    ones_like_params,
+    pack_masks,
+    unpack_masks,
+)
+
+Masks = dict[str, Tensor]
+
+
+@dataclass
+class Candidate:
+    """One round's mask of one task with its density and dev score (higher is better)."""
+
+    task: str
+    round: int
+    density: float
+    score: float
+    mask: Masks = field(repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "round": self.round,
+            "density": self.density,
+            "dev_score": self.score,
+        }
+
+
+@dataclass
+class SearchHooks:
+    """What the search needs from its caller.
+
+    ``prunable()``: the current prunable weights by name; ``set_mask(task, masks)``: make the
+    task's forward pass use ``masks``; ``rewind()``: reset every weight to the rewind point;
+    ``train(task, steps)``: train the task alone; ``score(task)``: its dev score, higher better;
+    ``save(tensors, meta)`` / ``load()``: persist and restore the search state (None: fresh).
+    """
+
+    prunable: Callable[[], Mapping[str, Tensor]]
+    set_mask: Callable[[str, Masks], None]
+    rewind: Callable[[], None]
+    train: Callable[[str, int], None]
+    score: Callable[[str], float]
+    save: Callable[[dict[str, Tensor], dict[str, Any]], None]
+    load: Callable[[], tuple[dict[str, Tensor], dict[str, Any]] | None]
+
+
+def rounds_needed(alpha: float, target_density: float) -> int:
+    """Pruning rounds until (1 - alpha)^r <= target (the search also trains round 0, unpruned)."""
+    if target_density >= 1.0:
+        return 0
+    return math.ceil(math.log(target_density) / math.log(1.0 - alpha) - 1e-9)
+
+
+def _pack(
+    candidates: list[Candidate], current: Masks | None
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    by_key: dict[str, Masks] = {f"{c.task}@{c.round}": c.mask for c in candidates}
+    if current is not None:
+        by_key["current"] = current
+    tensors, meta = pack_masks(by_key)
+    return tensors, {"masks": meta, "candidates": [c.summary() for c in candidates]}
+
+
+def search_masks(
+    tasks: list[str],
+    hooks: SearchHooks,
+    *,
+    alpha: float,
+    target_density: float,
+    steps: Mapping[str, int],
+    progress: bool = True,
+) -> list[Candidate]:
+    """Every round's candidate mask for every task (Algorithm 1), resuming a saved search.
+    ``steps[task]`` is k, the training steps of one round."""
+    candidates: list[Candidate] = []
+    current: Masks | None = None
+    state = hooks.load()
+    if state is not None:
+        tensors, meta = state
+        unpacked = unpack_masks(tensors, meta["masks"])
+        for c in meta["candidates"]:
+            candidates.append(
+                Candidate(
+                    c["task"],
+                    c["round"],
+                    c["density"],
+                    c["dev_score"],
+                    unpacked[f"{c['task']}@{c['round']}"],
+                )
+            )
+        current = unpacked.get("current")
+    per_task = rounds_needed(alpha, target_density) + 1
+    bar = tqdm(
+        total=per_task * len(tasks),
+        initial=len(candidates),
+        disable=not progress,
+        desc="mask search",
+        unit="round",
+        leave=False,
+        dynamic_ncols=True,
+    )
+    for task in tasks:
+        done = [c for c in candidates if c.task == task]
+        if done and done[-1].density <= target_density:
+            continue  # this task's search had finished before the interruption
+        mask = current if (done and current is not None) else ones_like_params(hooks.prunable())
+        r = len(done)
+        while True:
+            bar.set_description(f"mask search {task} round {r}")
+            hooks.rewind()
+            hooks.set_mask(task, mask)
+            hooks.train(task, steps[task])
+            d = density(mask)
+            candidates.append(Candidate(task, r, d, hooks.score(task), mask))
+            bar.update(1)
+            bar.set_postfix(density=f"{d:.3f}", dev=f"{candidates[-1].score:.4g}")
+            finished = d <= target_density
+            if not finished:
+                mask = global_magnitude_prune(hooks.prunable(), mask, alpha)
+            hooks.save(*_pack(candidates, None if finished else mask))
+            if finished:
+                break
+            r += 1
+        current = None
+    bar.close()
+    return candidates
+
+
+def select(candidates: list[Candidate], rule: str, value: float = 0.0) -> Candidate:
+    """One task's chosen candidate.
+
+    ``best``: the best dev score, ties to the lowest density (the paper's rule); ``round``: round
+    ``int(value)`` (the last if the search ended earlier); ``density``: the first candidate whose
+    density is at most ``value`` (the last if none is).
+    """
+    if not candidates:
+        raise ValueError("no candidates to select from")
+    if rule == "best":
+        return max(candidates, key=lambda c: (c.score, -c.density))
+    if rule == "round":
+        return candidates[min(int(value), len(candidates) - 1)]
+    if rule == "density":
+        return next((c for c in candidates if c.density <= value), candidates[-1])
+    raise ValueError(f"unknown selection rule {rule!r}")

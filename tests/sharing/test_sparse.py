@@ -1,0 +1,298 @@
+"""Sparse sharing: masked steps, equivalences with hard and hierarchical sharing, the mask
+search (density, selection, resumption) and mask storage."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
+from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.errors import ConfigError
+from mtlshare.models.trunks import TrunkConfig, backbone_from_config
+from mtlshare.pruning import imp
+from mtlshare.pruning.masks import density, expected_density, pack_mask
+from mtlshare.sharing.hard import HardConfig, HardSharing
+from mtlshare.sharing.hierarchical import HierarchicalConfig, HierarchicalSharing
+from mtlshare.sharing.sparse import (
+    SparseConfig,
+    SparseSharing,
+    describe_masks,
+    masks_from_state,
+)
+from mtlshare.tasks.task import Task
+from mtlshare.training.checkpoint import load_checkpoint, save_checkpoint
+from mtlshare.training.loop import TrainConfig, Trainer
+from mtlshare.training.objective import LossWeighting, WeightingConfig
+
+TASKS = [Task("a", "regression"), Task("b", "classification", 3, "accuracy")]
+
+
+def problem(kind: str = "mlp", n: int = 48, seed: int = 0) -> Problem:
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, 5) if kind == "mlp" else (n, 4, 5)
+
+    def split(m: int) -> tuple[Split, Split]:
+        x = torch.randn(m, *shape[1:], generator=g)
+        reg = Split(x, x.sum(-1) if kind != "mlp" else x.sum(-1))
+        cls = Split(x, (x[..., 0] > 0).long() + (x[..., 1] > 0).long())
+        return reg, cls
+
+    (ra, ca), (rd, cd), (rt, ct) = split(n), split(16), split(16)
+    return Problem([TaskData(TASKS[0], ra, rd, rt), TaskData(TASKS[1], ca, cd, ct)], 5)
+
+
+def backbone(kind: str = "mlp"):
+    return backbone_from_config(TrunkConfig(kind=kind, hidden=[8, 6]), 5)
+
+
+def random_masks(model: SparseSharing, keep: float = 0.5, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        t: {n: torch.rand(p.shape, generator=g) < keep for n, p in model._prunable().items()}
+        for t in model.task_names
+    }
+
+
+def trainer(model, prob, tmp=None, opt="sgd", epochs=2, **kw):
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=8,
+        optimizer=opt,
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=0.01,
+        patience=0,
+        **kw,
+    )
+    w = LossWeighting(model.task_names, WeightingConfig())
+    return Trainer(model, prob, cfg, w, seed=0, out_dir=tmp, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv", "lstm", "gru"])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_a_step_changes_entries_inside_the_mask_only(kind, opt):
+    torch.manual_seed(0)
+    model = SparseSharing(backbone(kind), TASKS, SparseConfig())
+    masks = random_masks(model)
+    model.set_masks(masks)
+    prob = problem(kind)
+    t = trainer(model, prob, opt=opt)
+    optimizer = t.make_optimizer()
+    # a step on b first fills momentum / Adam state everywhere b's mask is
+    for task in ["b", "a", "b", "a"]:
+        before = {n: p.detach().clone() for n, p in model._prunable().items()}
+        x, y = prob.tasks[0 if task == "a" else 1].train.x[:8], None
+        y = prob.tasks[0 if task == "a" else 1].train.y[:8]
+        t.step(optimizer, task, x, y)
+        for n, p in model._prunable().items():
+            inside = masks[task][n]
+            assert torch.equal(p.detach()[~inside], before[n][~inside]), (kind, task, n)
+            assert not torch.equal(p.detach()[inside], before[n][inside]), (kind, task, n)
+
+
+def test_masked_lstm_weights_move_and_pruned_ones_do_not():
+    """The parametrize trap (PyTorch issue 65688) must not apply: LSTM weights really train."""
+    torch.manual_seed(0)
+    model = SparseSharing(backbone("lstm"), TASKS, SparseConfig())
+    masks = random_masks(model, keep=0.3)
+    model.set_masks(masks)
+    lstm_names = [n for n in model.prunable_names if "rnn.weight" in n]
+    assert {"0.rnn.weight_ih_l0", "0.rnn.weight_hh_l0", "0.rnn.weight_ih_l0_reverse"} <= set(
+        lstm_names
+    )
+    start = {n: p.detach().clone() for n, p in model._prunable().items()}
+    prob = problem("lstm")
+    t = trainer(model, prob)
+    opt = t.make_optimizer()
+    for _ in range(3):
+        t.step(opt, "a", prob.tasks[0].train.x[:8], prob.tasks[0].train.y[:8])
+    for n in lstm_names:
+        p = dict(model.layers.named_parameters())[n].detach()
+        moved = p != start[n]
+        assert moved[masks["a"][n]].float().mean() > 0.9, n
+        assert not moved[~masks["a"][n]].any(), n
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+def test_all_ones_masks_reproduce_hard_sharing_bit_for_bit(kind):
+    prob = problem(kind)
+    torch.manual_seed(3)
+    hard = HardSharing(backbone(kind), TASKS, HardConfig())
+    torch.manual_seed(3)
+    sparse = SparseSharing(backbone(kind), TASKS, SparseConfig())
+    sparse.set_masks(
+        {
+            t: {n: torch.ones_like(p, dtype=torch.bool) for n, p in sparse._prunable().items()}
+            for t in sparse.task_names
+        }
+    )
+    trainer(hard, prob, epochs=3).fit()
+    trainer(sparse, prob, epochs=3).fit()
+    hp = [p for _, p in sorted(hard.named_parameters())]
+    sp = dict(sparse.named_parameters())
+    mapping = {n.replace("shared.", "layers."): p for n, p in hard.named_parameters()}
+    assert len(hp) == len(sp)
+    for n, p in sp.items():
+        assert torch.equal(p, mapping[n]), n
+
+
+def test_per_task_depths_reproduce_hierarchical_sharing_bit_for_bit():
+    prob = problem("lstm")
+    depths = {"a": 1, "b": 2}
+    torch.manual_seed(5)
+    hier = HierarchicalSharing(backbone("lstm"), TASKS, HierarchicalConfig(depths=depths))
+    torch.manual_seed(5)
+    sparse = SparseSharing(backbone("lstm"), TASKS, SparseConfig(depths=depths))
+    sparse.set_masks(
+        {
+            t: {n: torch.ones_like(p, dtype=torch.bool) for n, p in sparse._prunable().items()}
+            for t in sparse.task_names
+        }
+    )
+    trainer(hier, prob, epochs=3).fit()
+    trainer(sparse, prob, epochs=3).fit()
+    hp = dict(hier.named_parameters())
+    for n, p in sparse.named_parameters():
+        assert torch.equal(p, hp[n]), n
+
+
+def search_model(alpha=0.3, target=0.2, **kw):
+    torch.manual_seed(0)
+    cfg = SparseConfig(alpha=alpha, target_density=target, round_steps=4, warmup_steps=6, **kw)
+    return SparseSharing(backbone("mlp"), TASKS, cfg)
+
+
+def test_search_density_follows_one_minus_alpha_to_the_r():
+    model = search_model()
+    trainer(model, problem()).fit()
+    total = sum(p.numel() for p in model._prunable().values())
+    rounds = imp.rounds_needed(0.3, 0.2)
+    for task in model.task_names:
+        cands = [c for c in model.candidates if c.task == task]
+        assert len(cands) == rounds + 1
+        assert cands[-1].density <= 0.2 < cands[-2].density
+        for c in cands:
+            assert abs(c.density - expected_density(0.3, c.round)) <= 0.5 * c.round / total + 1e-12
+        # pruning only ever removes entries
+        for prev, nxt in zip(cands, cands[1:]):
+            for n in prev.mask:
+                assert not (nxt.mask[n] & ~prev.mask[n]).any()
+
+
+def test_selection_rules():
+    def cand(r, d, s):
+        return imp.Candidate("a", r, d, s, {})
+
+    cands = [cand(0, 1.0, 0.5), cand(1, 0.7, 0.9), cand(2, 0.49, 0.9), cand(3, 0.34, 0.1)]
+    assert imp.select(cands, "best").round == 2  # tie on score: the lower density wins
+    assert imp.select(cands, "round", 1).round == 1
+    assert imp.select(cands, "round", 99).round == 3
+    assert imp.select(cands, "density", 0.5).round == 2
+    assert imp.select(cands, "density", 0.01).round == 3
+
+
+def test_selected_masks_are_the_best_candidates_and_reported():
+    model = search_model(select="best")
+    result = trainer(model, problem()).fit()
+    assert result.epochs_run == 2
+    for task in model.task_names:
+        cands = [c for c in model.candidates if c.task == task]
+        best = max(cands, key=lambda c: (c.score, -c.density))
+        assert density(model.masks[task]) == best.density
+        assert all(torch.equal(model.masks[task][n], best.mask[n]) for n in best.mask)
+    rep = model.report()["sparse"]
+    assert set(rep) >= {"density", "overlap_ratio", "pairwise_overlap", "rounds"}
+    assert rep["pairwise_overlap"]["a"]["a"] == 1.0
+    assert 0.0 < rep["overlap_ratio"] <= 1.0
+    assert len(rep["rounds"]) == len(model.candidates)
+    text = describe_masks(model.masks)
+    assert "overlap ratio" in text and "0.linear.weight" in text
+
+
+def test_masks_are_bool_in_memory_and_bit_packed_in_checkpoints(tmp_path):
+    model = search_model()
+    model.set_masks(random_masks(model, keep=0.4))
+    for m in model.masks.values():
+        assert all(t.dtype == torch.bool for t in m.values())
+    state = model.state_dict()
+    n = sum(p.numel() for p in model._prunable().values())
+    packed_bytes = sum(
+        v.numel()
+        for k, v in state.items()
+        if k.startswith("sparse_masks.") and k != "sparse_masks.meta"
+    )
+    assert packed_bytes == sum(math.ceil(p.numel() / 8) for p in model._prunable().values()) * 2
+    assert packed_bytes <= 2 * n / 8 + 2 * len(model.prunable_names)
+    save_checkpoint(tmp_path / "ck", state, {})
+    tensors, _ = load_checkpoint(tmp_path / "ck")
+    torch.manual_seed(9)
+    other = search_model()
+    other.load_state_dict(tensors)
+    for t in model.task_names:
+        for name, m in model.masks[t].items():
+            assert torch.equal(other.masks[t][name], m)
+    assert other.searched
+    restored = masks_from_state(tensors)
+    assert torch.equal(
+        pack_mask(restored["a"]["0.linear.weight"]), pack_mask(model.masks["a"]["0.linear.weight"])
+    )
+
+
+class Crash(Exception):
+    pass
+
+
+def test_an_interrupted_search_resumes_to_the_same_masks(tmp_path):
+    prob = problem()
+    full = search_model()
+    trainer(full, prob, tmp_path / "full").fit()
+
+    calls = {"n": 0}
+    crashing = search_model()
+    t = trainer(crashing, prob, tmp_path / "cut")
+    original = t.run_steps
+
+    def run_steps(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 8:  # warm-up, then mid-way through the second task's rounds
+            raise Crash
+        return original(*args, **kwargs)
+
+    t.run_steps = run_steps
+    with pytest.raises(Crash):
+        t.fit()
+    resumed = search_model()
+    trainer(resumed, prob, tmp_path / "cut").fit(resume=True)
+    assert [c.summary() for c in resumed.candidates] == [c.summary() for c in full.candidates]
+    for task in full.task_names:
+        for n, m in full.masks[task].items():
+            assert torch.equal(resumed.masks[task][n], m)
+    for (n, p), (_, q) in zip(full.named_parameters(), resumed.named_parameters(), strict=True):
+        assert torch.equal(p, q), n
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("alpha", 0.0),
+        ("alpha", 1.0),
+        ("alpha", -0.2),
+        ("target_density", 0.0),
+        ("target_density", 1.5),
+        ("rewind", "start"),
+        ("select", "worst"),
+    ],
+)
+def test_bad_sparse_config_is_refused(key, value):
+    with pytest.raises(ConfigError, match=f"sparse.{key}"):
+        SparseSharing(backbone(), TASKS, SparseConfig(**{key: value}))
+
+
+def test_prunable_patterns_choose_tensors():
+    model = SparseSharing(backbone(), TASKS, SparseConfig(prunable=["1.*weight"]))
+    assert model.prunable_names == ["1.linear.weight"]
+    with pytest.raises(ConfigError, match="match none"):
+        SparseSharing(backbone(), TASKS, SparseConfig(prunable=["nothing*"]))
