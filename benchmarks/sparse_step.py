@@ -51,8 +51,7 @@ def main() -> None:
     data = []
     for t in tasks:
         x = torch.randn(n, args.input)
-        data.append(TaskData(t, Split(x, x[:, 0]), Split(x[:8], x[:8, 0]),
-                             Split(x[:8], x[:8, 0])))
+        data.append(TaskData(t, Split(x, x[:, 0]), Split(x[:8], x[:8, 0]), Split(x[:8], x[:8, 0])))
     problem = Problem(data, args.input)
     trunk = TrunkConfig(kind="mlp", hidden=[args.hidden] * args.layers)
     backbone = backbone_from_config(trunk, args.input)
@@ -61,8 +60,15 @@ def main() -> None:
     torch.manual_seed(1)
     sparse = SparseSharing(backbone, tasks, SparseConfig())
     g = torch.Generator().manual_seed(2)
-    sparse.set_masks({t.name: {k: torch.rand(p.shape, generator=g) < args.density
-                               for k, p in sparse._prunable().items()} for t in tasks})
+    sparse.set_masks(
+        {
+            t.name: {
+                k: torch.rand(p.shape, generator=g) < args.density
+                for k, p in sparse._prunable().items()
+            }
+            for t in tasks
+        }
+    )
 
     cfg = TrainConfig(batch_size=args.batch, optimizer=args.optimizer, lr=1e-3)
     runners = {}
@@ -70,9 +76,15 @@ def main() -> None:
         w = LossWeighting([t.name for t in tasks], WeightingConfig())
         tr = Trainer(model, problem, cfg, w, seed=0, progress=False)
         runners[name] = (tr, tr.make_optimizer())
-    batches = [(t.name, d.train.x[i * args.batch:(i + 1) * args.batch],
-                d.train.y[i * args.batch:(i + 1) * args.batch])
-               for i in range(args.steps) for t, d in zip(tasks[:1], data[:1], strict=True)]
+    batches = [
+        (
+            t.name,
+            d.train.x[i * args.batch : (i + 1) * args.batch],
+            d.train.y[i * args.batch : (i + 1) * args.batch],
+        )
+        for i in range(args.steps)
+        for t, d in zip(tasks[:1], data[:1], strict=True)
+    ]
     batches = [(tasks[i % len(tasks)].name, x, y) for i, (_, x, y) in enumerate(batches)]
 
     def block(name: str) -> float:
@@ -91,28 +103,41 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
 
     prunable = sum(p.numel() for p in sparse._prunable().values())
-    in_memory = sum(m.element_size() * m.numel() for masks in sparse.masks.values()
-                    for m in masks.values())
+    in_memory = sum(
+        m.element_size() * m.numel() for masks in sparse.masks.values() for m in masks.values()
+    )
     state = sparse.state_dict()
-    on_disk = sum(v.numel() * v.element_size() for k, v in state.items()
-                  if k.startswith(PACKED_PREFIX) and k != PACKED_PREFIX + "meta")
+    on_disk = sum(
+        v.numel() * v.element_size()
+        for k, v in state.items()
+        if k.startswith(PACKED_PREFIX) and k != PACKED_PREFIX + "meta"
+    )
     mem_bytes = in_memory / (prunable * args.tasks)
     disk_bits = 8 * on_disk / (prunable * args.tasks)
     ratio = med["sparse"] / med["hard"]
     result = {
-        "config": vars(args), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": platform.machine(), "hard_ms_per_step": 1e3 * med["hard"],
-        "sparse_ms_per_step": 1e3 * med["sparse"], "prunable_parameters": prunable,
+        "config": vars(args),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "hard_ms_per_step": 1e3 * med["hard"],
+        "sparse_ms_per_step": 1e3 * med["sparse"],
+        "prunable_parameters": prunable,
         "mask_bytes_per_param_per_task_in_memory": mem_bytes,
-        "mask_bits_per_param_per_task_on_disk": disk_bits, "ratio": ratio,
+        "mask_bits_per_param_per_task_on_disk": disk_bits,
+        "ratio": ratio,
     }
-    print(f"base network: MLP {args.input}->{'x'.join([str(args.hidden)] * args.layers)}, "
-          f"{prunable} prunable weights, {args.tasks} tasks, batch {args.batch}, "
-          f"{args.optimizer}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"base network: MLP {args.input}->{'x'.join([str(args.hidden)] * args.layers)}, "
+        f"{prunable} prunable weights, {args.tasks} tasks, batch {args.batch}, "
+        f"{args.optimizer}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(f"hard step   {1e3 * med['hard']:.3f} ms (median of {args.blocks} blocks)")
     print(f"sparse step {1e3 * med['sparse']:.3f} ms")
-    print(f"mask memory: {mem_bytes:.3f} bytes per parameter per task in memory, "
-          f"{disk_bits:.3f} bits on disk")
+    print(
+        f"mask memory: {mem_bytes:.3f} bytes per parameter per task in memory, "
+        f"{disk_bits:.3f} bits on disk"
+    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

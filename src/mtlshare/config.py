@@ -11,6 +11,7 @@ the allowed ones.
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-import tomllib
 
 import mtlshare.data
 import mtlshare.sharing  # noqa: F401  (both register their components on import)
@@ -146,7 +146,10 @@ def from_dict(raw: dict[str, Any]) -> Config:
     MECHANISMS[cfg.mechanism]
     cfg.seed = _coerce(raw.get("seed", 0), int, "seed")
     cfg.tasks = _coerce(raw.get("tasks", []), list[str], "tasks")
-    data = dict(raw.get("data", {}))
+    data = raw.get("data", {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"data: expected a table, got {data!r}")
+    data = dict(data)
     if "source" not in data:
         raise ConfigError(f"data.source: missing; choose one of {', '.join(DATA_SOURCES.names())}")
     cfg.data_source = _coerce(data.pop("source"), str, "data.source")

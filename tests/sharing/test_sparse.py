@@ -3,6 +3,7 @@ search (density, selection, resumption) and mask storage."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -36,7 +37,7 @@ def problem(kind: str = "mlp", n: int = 48, seed: int = 0) -> Problem:
 
     def split(m: int) -> tuple[Split, Split]:
         x = torch.randn(m, *shape[1:], generator=g)
-        reg = Split(x, x.sum(-1) if kind != "mlp" else x.sum(-1))
+        reg = Split(x, x.sum(-1))
         cls = Split(x, (x[..., 0] > 0).long() + (x[..., 1] > 0).long())
         return reg, cls
 
@@ -177,7 +178,7 @@ def test_search_density_follows_one_minus_alpha_to_the_r():
         for c in cands:
             assert abs(c.density - expected_density(0.3, c.round)) <= 0.5 * c.round / total + 1e-12
         # pruning only ever removes entries
-        for prev, nxt in zip(cands, cands[1:]):
+        for prev, nxt in itertools.pairwise(cands):
             for n in prev.mask:
                 assert not (nxt.mask[n] & ~prev.mask[n]).any()
 

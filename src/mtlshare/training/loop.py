@@ -145,7 +145,7 @@ class Trainer:
         loss = self.weighting(task, raw) + self.model.regularizer()
         if not torch.isfinite(loss):
             raise MtlshareError(
-                f"loss is {float(loss)} at step {self.global_step} on task "
+                f"loss is {float(loss.detach())} at step {self.global_step} on task "
                 f"{task!r}; lower train.lr or set train.grad_clip"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -280,6 +280,7 @@ class Trainer:
         optimizer = self.make_optimizer()
         start_epoch, best_score, best_epoch, bad = 1, -math.inf, 0, 0
         history: list[dict[str, Any]] = []
+        best_state: dict[str, Tensor] | None = None
         elapsed = 0.0
         last = self.out_dir / "checkpoint" / "last" if self.out_dir else None
         if resume and last is not None and ckpt.find_checkpoint(last) is not None:
@@ -320,6 +321,8 @@ class Trainer:
             if improved:
                 best_score, best_epoch, bad = score, epoch, 0
                 self._save("best", None, {"epoch": epoch, "score": score})
+                if self.out_dir is None:  # nowhere to save it: keep the selected model in memory
+                    best_state = {k: v.detach().clone() for k, v in self._state_tensors().items()}
             else:
                 bad += 1
             record = {
@@ -350,10 +353,21 @@ class Trainer:
                 },
             )
         bar.close()
-        return self._finish(history, best_epoch, elapsed)
+        return self._finish(history, best_epoch, elapsed, best_state)
 
-    def _finish(self, history: list[dict[str, Any]], best_epoch: int, elapsed: float) -> FitResult:
-        if self.out_dir is not None and ckpt.find_checkpoint(self.out_dir / "checkpoint" / "best"):
+    def _finish(
+        self,
+        history: list[dict[str, Any]],
+        best_epoch: int,
+        elapsed: float,
+        best_state: dict[str, Tensor] | None,
+    ) -> FitResult:
+        """Restore the model selected on dev, then score dev and test once."""
+        if best_state is not None:
+            self._load_state_tensors(best_state)
+        elif self.out_dir is not None and ckpt.find_checkpoint(
+            self.out_dir / "checkpoint" / "best"
+        ):
             tensors, _ = ckpt.load_checkpoint(self.out_dir / "checkpoint" / "best")
             self._load_state_tensors(tensors)
         dev = {n: self.score(n, "dev") for n in self.names}

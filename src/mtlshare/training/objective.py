@@ -53,5 +53,5 @@ class LossWeighting(nn.Module):
     def current(self) -> dict[str, float]:
         """The weight each task's loss gets now (exp(-s_t) under uncertainty weighting)."""
         if self.kind == "uncertainty":
-            return {t: float(torch.exp(-self.log_vars[i])) for t, i in self.index.items()}
+            return {t: float(torch.exp(-self.log_vars[i].detach())) for t, i in self.index.items()}
         return {t: self.fixed[i] for t, i in self.index.items()}

@@ -1,0 +1,494 @@
+"""Known-answer tests: mechanisms that must reduce to something simpler, and hand-counted numbers.
+
+- soft sharing with weight 0 trains each task's copy exactly like an independent network;
+- cross-stitch with identity mixing (frozen) is independent networks;
+- hierarchical sharing with every task at the top is hard sharing;
+- one-hot concatenation is a shared layer plus a per-task bias; multiplication starts as identity;
+- soft penalties and parameter counts against hand-computed values; bad configs raise ConfigError.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.errors import ConfigError
+from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
+from mtlshare.sharing.base import SharingModel
+from mtlshare.sharing.conditioned import ConditionedConfig, ConditionedSharing
+from mtlshare.sharing.cross_stitch import CrossStitchConfig, CrossStitchSharing
+from mtlshare.sharing.hard import HardConfig, HardSharing
+from mtlshare.sharing.hierarchical import HierarchicalConfig, HierarchicalSharing
+from mtlshare.sharing.soft import SoftConfig, SoftSharing
+from mtlshare.tasks.task import Task
+from mtlshare.training.loop import TrainConfig, Trainer
+from mtlshare.training.objective import LossWeighting, WeightingConfig
+
+INPUT_DIM = 5
+TRUNKS = ("mlp", "conv", "lstm", "gru")
+T1 = Task("t1", "regression", 1, "mse")
+T2 = Task("t2", "classification", 3, "accuracy")
+T3 = Task("t3", "regression", 1, "mae")
+
+
+def backbone(kind: str = "mlp", hidden: tuple[int, ...] = (8, 8)) -> Backbone:
+    return backbone_from_config(TrunkConfig(kind=kind, hidden=list(hidden)), INPUT_DIM)
+
+
+def inputs(kind: str, n: int = 6, seed: int = 1) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if kind == "mlp":
+        return torch.randn(n, INPUT_DIM, generator=g)
+    return torch.randn(n, 4, INPUT_DIM, generator=g)
+
+
+def targets(task: Task, kind: str, n: int = 6, seed: int = 2) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    shape = (n,) if kind == "mlp" else (n, 4)
+    if task.kind == "regression":
+        return torch.randn(*shape, generator=g)
+    return torch.randint(0, task.out_dim, shape, generator=g)
+
+
+def renamed(state: dict[str, Tensor], mapping: dict[str, str]) -> dict[str, Tensor]:
+    """Keys starting with a mapping's key get its value as prefix; other keys are dropped."""
+    out = {}
+    for key, value in state.items():
+        for old, new in mapping.items():
+            if key.startswith(old):
+                out[new + key[len(old) :]] = value.clone()
+    return out
+
+
+def standalone(model: SharingModel, task: Task, kind: str) -> HardSharing:
+    """A one-task network holding ``task``'s copy of a per-task-trunk model's weights."""
+    torch.manual_seed(99)
+    alone = HardSharing(backbone(kind), [task], HardConfig())
+    alone.load_state_dict(own_copy(model, task.name), strict=True)
+    return alone
+
+
+def problem(tasks: list[Task], kind: str) -> Problem:
+    """Only used to give a Trainer its tasks; the tests feed batches to ``Trainer.step``."""
+    x, data = inputs(kind), []
+    for t in tasks:
+        split = Split(x, targets(t, kind))
+        data.append(TaskData(t, split, split, split))
+    return Problem(data, INPUT_DIM)
+
+
+def trainer(model: SharingModel, tasks: list[Task], kind: str, momentum: float) -> Trainer:
+    cfg = TrainConfig(optimizer="sgd", lr=0.05, momentum=momentum)
+    weighting = LossWeighting([t.name for t in tasks], WeightingConfig())
+    return Trainer(model, problem(tasks, kind), cfg, weighting, progress=False)
+
+
+def eval_out(model: SharingModel, x: Tensor, task: str) -> Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(x, task)
+
+
+def assert_same(a: dict[str, Tensor], b: dict[str, Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def moved(before: dict[str, Tensor], after: dict[str, Tensor]) -> bool:
+    return any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def own_copy(model: SharingModel, task: str) -> dict[str, Tensor]:
+    """``task``'s trunk and head of a per-task-trunk model, keyed like a one-task HardSharing."""
+    return renamed(
+        model.state_dict(), {f"trunks.{task}.": "shared.", f"heads.{task}.": f"heads.{task}."}
+    )
+
+
+# -- soft sharing with weight 0 = independent training ----------------------------------------
+
+
+@pytest.mark.parametrize("kind", TRUNKS)
+def test_soft_sharing_with_zero_weight_trains_like_independent_networks(kind):
+    tasks = [T1, T2]
+    torch.manual_seed(0)
+    model = SoftSharing(backbone(kind), tasks, SoftConfig(weights=[0.0]))
+    alone = {t.name: standalone(model, t, kind) for t in tasks}
+    joint = trainer(model, tasks, kind, momentum=0.9)
+    joint_opt = joint.make_optimizer()
+    solo = {t.name: trainer(alone[t.name], [t], kind, momentum=0.9) for t in tasks}
+    solo_opt = {n: tr.make_optimizer() for n, tr in solo.items()}
+
+    t1_start, t2_start = own_copy(model, "t1"), own_copy(model, "t2")
+    for step in range(3):  # t1 only: t2's copy must not move
+        x, y = inputs(kind, seed=10 + step), targets(T1, kind, seed=20 + step)
+        joint.step(joint_opt, "t1", x, y)
+        solo["t1"].step(solo_opt["t1"], "t1", x, y)
+    assert moved(t1_start, own_copy(model, "t1"))
+    assert_same(own_copy(model, "t2"), t2_start)
+    assert_same(own_copy(model, "t1"), dict(alone["t1"].state_dict()))
+
+    for step, task in enumerate([T2, T1, T2, T1]):  # momentum is carried per task
+        x, y = inputs(kind, seed=30 + step), targets(task, kind, seed=40 + step)
+        joint.step(joint_opt, task.name, x, y)
+        solo[task.name].step(solo_opt[task.name], task.name, x, y)
+    for t in tasks:
+        assert_same(own_copy(model, t.name), dict(alone[t.name].state_dict()))
+
+
+def test_soft_sharing_with_positive_weight_moves_the_other_copy():
+    """Control for the test above: the penalty does tie the copies, through weights only."""
+    torch.manual_seed(0)
+    model = SoftSharing(backbone(), [T1, T2], SoftConfig(weights=[0.1]))
+    run = trainer(model, [T1, T2], "mlp", momentum=0.0)
+    before = own_copy(model, "t2")
+    run.step(run.make_optimizer(), "t1", inputs("mlp"), targets(T1, "mlp"))
+    after = own_copy(model, "t2")
+    assert not torch.equal(after["shared.0.linear.weight"], before["shared.0.linear.weight"])
+    assert torch.equal(after["shared.0.linear.bias"], before["shared.0.linear.bias"])
+
+
+# -- identity cross-stitch = independent networks ------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", TRUNKS)
+@pytest.mark.parametrize("tasks", [[T1, T2], [T1, T2, T3]], ids=["2tasks", "3tasks"])
+def test_identity_cross_stitch_equals_independent_networks(kind, tasks):
+    torch.manual_seed(0)
+    model = CrossStitchSharing(backbone(kind), tasks, CrossStitchConfig(self_weight=1.0))
+    x = inputs(kind)
+    for t in tasks:
+        alone = standalone(model, t, kind)
+        assert torch.equal(eval_out(model, x, t.name), eval_out(alone, x, t.name))
+
+
+def test_cross_stitch_mixing_does_change_the_outputs():
+    """Control: with self_weight < 1 the streams really are mixed."""
+    torch.manual_seed(0)
+    model = CrossStitchSharing(backbone(), [T1, T2], CrossStitchConfig(self_weight=0.9))
+    x = inputs("mlp")
+    alone = standalone(model, T1, "mlp")
+    assert not torch.allclose(eval_out(model, x, "t1"), eval_out(alone, x, "t1"))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+def test_frozen_identity_cross_stitch_trains_like_independent_networks(kind):
+    tasks = [T1, T2]
+    torch.manual_seed(0)
+    model = CrossStitchSharing(backbone(kind), tasks, CrossStitchConfig(self_weight=1.0))
+    for alpha in model.alphas.values():
+        alpha.requires_grad_(False)
+    alone = {t.name: standalone(model, t, kind) for t in tasks}
+    joint = trainer(model, tasks, kind, momentum=0.0)
+    joint_opt = joint.make_optimizer()
+    solo = {t.name: trainer(alone[t.name], [t], kind, momentum=0.0) for t in tasks}
+    solo_opt = {n: tr.make_optimizer() for n, tr in solo.items()}
+    start = {t.name: own_copy(model, t.name) for t in tasks}
+    for step, task in enumerate([T1, T1, T2, T1, T2]):
+        x, y = inputs(kind, seed=50 + step), targets(task, kind, seed=60 + step)
+        joint.step(joint_opt, task.name, x, y)
+        solo[task.name].step(solo_opt[task.name], task.name, x, y)
+    for t in tasks:
+        assert moved(start[t.name], own_copy(model, t.name))
+        assert_same(own_copy(model, t.name), dict(alone[t.name].state_dict()))
+
+
+# -- hierarchical with every task at the top = hard sharing --------------------------------------
+
+
+@pytest.mark.parametrize("kind", TRUNKS)
+def test_hierarchical_at_full_depth_equals_hard_sharing(kind):
+    tasks = [T1, T2, T3]
+    torch.manual_seed(0)
+    depths = {t.name: 2 for t in tasks}
+    model = HierarchicalSharing(backbone(kind), tasks, HierarchicalConfig(depths=depths))
+    torch.manual_seed(1)
+    hard = HardSharing(backbone(kind), tasks, HardConfig(shared_layers=-1))
+    hard.load_state_dict(renamed(model.state_dict(), {"layers.": "shared.", "heads.": "heads."}))
+    x = inputs(kind)
+    for t in tasks:
+        assert torch.equal(eval_out(model, x, t.name), eval_out(hard, x, t.name))
+
+
+def test_hierarchical_low_task_reads_only_the_layers_below_it():
+    torch.manual_seed(0)
+    model = HierarchicalSharing(backbone(), [T1, T2], HierarchicalConfig(depths={"t1": 1}))
+    x = inputs("mlp")
+    expected = model.heads["t1"](model.layers[0](x))
+    assert torch.equal(eval_out(model, x, "t1"), expected.detach())
+    low, high = eval_out(model, x, "t1"), eval_out(model, x, "t2")
+    with torch.no_grad():
+        model.layers[1].linear.weight.add_(1.0)
+    assert torch.equal(eval_out(model, x, "t1"), low)
+    assert not torch.equal(eval_out(model, x, "t2"), high)
+
+
+# -- conditioning ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+@pytest.mark.parametrize("tasks", [[T1, T2], [T1, T2, T3]], ids=["2tasks", "3tasks"])
+def test_concat_widens_the_chosen_layer_by_one_hot_width(layer, tasks):
+    torch.manual_seed(0)
+    model = ConditionedSharing(backbone(), tasks, ConditionedConfig(layer=layer, mode="concat"))
+    in_dims = [INPUT_DIM, 8]
+    for i, module in enumerate(model.layers):
+        extra = len(tasks) if i == layer else 0
+        assert module.linear.weight.shape == (8, in_dims[i] + extra)
+    assert torch.equal(model.descriptors, torch.eye(len(tasks)))
+
+
+def test_concat_with_metadata_descriptors_uses_their_width_and_task_order():
+    desc = {"t3": [0.0, 2.0], "t1": [1.0, 0.5], "t2": [-1.0, 3.0]}  # not in task order
+    torch.manual_seed(0)
+    cfg = ConditionedConfig(layer=1, mode="concat", descriptors=desc)
+    model = ConditionedSharing(backbone(), [T1, T2, T3], cfg)
+    assert model.layers[1].linear.weight.shape == (8, 8 + 2)
+    assert model.layers[0].linear.weight.shape == (8, INPUT_DIM)
+    assert torch.equal(model.descriptors, torch.tensor([[1.0, 0.5], [-1.0, 3.0], [0.0, 2.0]]))
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_one_hot_concat_is_a_shared_layer_plus_a_task_bias(layer):
+    tasks = [T1, T2, T3]
+    torch.manual_seed(0)
+    model = ConditionedSharing(backbone(), tasks, ConditionedConfig(layer=layer, mode="concat"))
+    model.eval()
+    x = inputs("mlp")
+    for k, t in enumerate(tasks):
+        h = x
+        for i, module in enumerate(model.layers):
+            w, b = module.linear.weight, module.linear.bias
+            if i == layer:
+                width = w.shape[1] - len(tasks)
+                h = F.relu(h @ w[:, :width].T + b + w[:, width + k])
+            else:
+                h = F.relu(h @ w.T + b)
+        expected = model.heads[t.name](h).detach()
+        torch.testing.assert_close(eval_out(model, x, t.name), expected)
+
+
+@pytest.mark.parametrize("kind", TRUNKS)
+@pytest.mark.parametrize("layer", [0, 1])
+@pytest.mark.parametrize(
+    "descriptors",
+    [{}, {"t1": [1.0, 0.0, 2.0], "t2": [0.0, 1.0, 1.0], "t3": [1.0, 1.0, 0.0]}],
+    ids=["one_hot", "metadata"],
+)
+def test_multiply_starts_as_the_unconditioned_network(kind, layer, descriptors):
+    tasks = [T1, T2, T3]
+    torch.manual_seed(0)
+    cfg = ConditionedConfig(layer=layer, mode="multiply", descriptors=descriptors)
+    model = ConditionedSharing(backbone(kind), tasks, cfg)
+    torch.manual_seed(1)
+    hard = HardSharing(backbone(kind), tasks, HardConfig())
+    hard.load_state_dict(renamed(model.state_dict(), {"layers.": "shared.", "heads.": "heads."}))
+    x = inputs(kind)
+    for t in tasks:
+        torch.testing.assert_close(eval_out(model, x, t.name), eval_out(hard, x, t.name))
+    with torch.no_grad():  # control: the gate is really applied
+        model.gate.weight.mul_(2.0)
+    assert not torch.allclose(eval_out(model, x, "t1"), eval_out(hard, x, "t1"))
+
+
+# -- soft penalties ----------------------------------------------------------------------------
+
+
+def _scalar_soft(values: list[float], weight: float, penalty: str) -> SoftSharing:
+    """A soft model over a 1-layer trunk of width 1 on 1 input: each copy's weight is a scalar."""
+    tasks = [T1, T3, Task("t4", "regression")][: len(values)]
+    one = backbone_from_config(TrunkConfig(kind="mlp", hidden=[1]), 1)
+    model = SoftSharing(one, tasks, SoftConfig(penalty=penalty, weights=[weight]))
+    with torch.no_grad():
+        for t, v in zip(tasks, values, strict=True):
+            model.trunks[t.name][0].linear.weight.fill_(v)
+            model.trunks[t.name][0].linear.bias.fill_(100.0 * v)  # biases are not tied
+    return model
+
+
+def test_frobenius_penalty_hand_values():
+    # 2 tasks: w (3 - 1)^2 = 4w; 3 tasks: (1-3)^2 + (1-6)^2 + (3-6)^2 = 4 + 25 + 9 = 38
+    assert float(
+        _scalar_soft([1.0, 3.0], 0.5, "frobenius").regularizer().detach()
+    ) == pytest.approx(2.0)
+    assert float(
+        _scalar_soft([1.0, 3.0, 6.0], 0.5, "frobenius").regularizer().detach()
+    ) == pytest.approx(19.0)
+
+
+def test_trace_penalty_hand_value():
+    # rows [1], [3], [6]: a rank-1 (3, 1) matrix whose one singular value is its norm
+    reg = _scalar_soft([1.0, 3.0, 6.0], 0.5, "trace").regularizer()
+    assert float(reg.detach()) == pytest.approx(0.5 * (1 + 9 + 36) ** 0.5)
+
+
+def _soft(tasks: list[Task], penalty: str, kind: str = "mlp") -> SoftSharing:
+    torch.manual_seed(0)
+    return SoftSharing(backbone(kind), tasks, SoftConfig(penalty=penalty, weights=[0.5, 2.0]))
+
+
+def _weights(model: SoftSharing, task: str, layer: int) -> list[Tensor]:
+    named = model.trunks[task][layer].named_parameters()
+    return [p.detach().reshape(-1) for n, p in named if "weight" in n]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+@pytest.mark.parametrize("tasks", [[T1, T2], [T1, T2, T3]], ids=["2tasks", "3tasks"])
+def test_frobenius_penalty_is_the_weighted_sum_over_pairs(kind, tasks):
+    model = _soft(tasks, "frobenius", kind)
+    expected = 0.0
+    for layer, w in enumerate([0.5, 2.0]):
+        for s, t in itertools.combinations([t.name for t in tasks], 2):
+            for ws, wt in zip(_weights(model, s, layer), _weights(model, t, layer), strict=True):
+                expected += w * float(((ws - wt) ** 2).sum())
+    assert float(model.regularizer().detach()) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+@pytest.mark.parametrize("tasks", [[T1, T2], [T1, T2, T3]], ids=["2tasks", "3tasks"])
+def test_trace_penalty_is_the_nuclear_norm_of_stacked_weights(kind, tasks):
+    model = _soft(tasks, "trace", kind)
+    expected = torch.zeros(())
+    names = [t.name for t in tasks]
+    for layer, w in enumerate([0.5, 2.0]):
+        per_task = [_weights(model, n, layer) for n in names]
+        for tensors in zip(*per_task, strict=True):
+            expected = expected + w * torch.linalg.matrix_norm(torch.stack(tensors), ord="nuc")
+    torch.testing.assert_close(model.regularizer().detach(), expected)
+
+
+def test_soft_penalty_is_zero_for_identical_copies_and_has_a_gradient():
+    model = _soft([T1, T2], "frobenius")
+    model.trunks["t2"].load_state_dict(model.trunks["t1"].state_dict())
+    assert float(model.regularizer().detach()) == 0.0
+    with torch.no_grad():
+        model.trunks["t2"][0].linear.weight.add_(0.1)
+    reg = model.regularizer()
+    reg.backward()
+    grad = model.trunks["t1"][0].linear.weight.grad
+    assert grad is not None and float(grad.abs().sum()) > 0
+
+
+# -- parameter counts by hand ------------------------------------------------------------------
+# input 5, hidden [8, 6]: layer 0 has 5*8+8 = 48, layer 1 has 8*6+6 = 54 parameters; heads read 6
+# features: t1 (regression) 6+1 = 7, t2 (3 classes) 6*3+3 = 21. Heads are never "counted".
+L0, L1, HEADS = 48, 54, 7 + 21
+
+
+@pytest.mark.parametrize(
+    ("shared_layers", "shared", "specific"),
+    [(0, 0, 2 * (L0 + L1) + HEADS), (1, L0, 2 * L1 + HEADS), (2, L0 + L1, HEADS)],
+)
+def test_hard_sharing_counts_by_hand(shared_layers, shared, specific):
+    model = HardSharing(backbone(hidden=(8, 6)), [T1, T2], HardConfig(shared_layers))
+    assert model.param_counts() == {
+        "total": shared + specific,
+        "shared": shared,
+        "task_specific": specific,
+        "counted": shared + specific - HEADS,
+    }
+    if shared_layers == 2:
+        all_shared = HardSharing(backbone(hidden=(8, 6)), [T1, T2], HardConfig(-1))
+        assert all_shared.param_counts() == model.param_counts()
+
+
+@pytest.mark.parametrize(
+    ("build", "shared", "specific"),
+    [
+        # concat at layer 0 with one-hot of 2 tasks: layer 0 reads 5 + 2 inputs: 7*8+8 = 64
+        (lambda b: ConditionedSharing(b, [T1, T2], ConditionedConfig(0, "concat")), 64 + L1, HEADS),
+        # multiply at layer 0: a (5 x 2) gate on top of the plain layers
+        (
+            lambda b: ConditionedSharing(b, [T1, T2], ConditionedConfig(0, "multiply")),
+            L0 + L1 + 10,
+            HEADS,
+        ),
+        (lambda b: SoftSharing(b, [T1, T2], SoftConfig()), 0, 2 * (L0 + L1) + HEADS),
+        # a 2 x 2 alpha after each of the 2 layers
+        (lambda b: CrossStitchSharing(b, [T1, T2], CrossStitchConfig()), 8, 2 * (L0 + L1) + HEADS),
+        # t1 at layer 1 reads 8 features: head 8+1 = 9; layer 1 is t2's alone
+        (
+            lambda b: HierarchicalSharing(b, [T1, T2], HierarchicalConfig({"t1": 1})),
+            L0,
+            L1 + 9 + 21,
+        ),
+    ],
+    ids=["conditioned-concat", "conditioned-multiply", "soft", "cross_stitch", "hierarchical"],
+)
+def test_other_mechanisms_count_by_hand(build, shared, specific):
+    model = build(backbone(hidden=(8, 6)))
+    counts = model.param_counts()
+    heads = 9 + 21 if isinstance(model, HierarchicalSharing) else HEADS
+    assert counts == {
+        "total": shared + specific,
+        "shared": shared,
+        "task_specific": specific,
+        "counted": shared + specific - heads,
+    }
+
+
+# -- bad configs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "key"),
+    [
+        (lambda b: HardSharing(b, [T1, T2], HardConfig(shared_layers=3)), "hard.shared_layers"),
+        (lambda b: HardSharing(b, [T1, T2], HardConfig(shared_layers=-2)), "hard.shared_layers"),
+        (
+            lambda b: ConditionedSharing(b, [T1, T2], ConditionedConfig(layer=2)),
+            "conditioned.layer",
+        ),
+        (
+            lambda b: ConditionedSharing(b, [T1, T2], ConditionedConfig(layer=-1)),
+            "conditioned.layer",
+        ),
+        (
+            lambda b: ConditionedSharing(b, [T1, T2], ConditionedConfig(mode="add")),
+            "conditioned.mode",
+        ),
+        (
+            lambda b: ConditionedSharing(
+                b, [T1, T2], ConditionedConfig(descriptors={"t1": [1.0, 0.0], "t2": [1.0]})
+            ),
+            "conditioned.descriptors",
+        ),
+        (
+            lambda b: ConditionedSharing(b, [T1, T2], ConditionedConfig(descriptors={"t1": [1.0]})),
+            "conditioned.descriptors",
+        ),
+        (lambda b: SoftSharing(b, [T1, T2], SoftConfig(weights=[0.1, 0.2, 0.3])), "soft.weights"),
+        (lambda b: SoftSharing(b, [T1, T2], SoftConfig(weights=[])), "soft.weights"),
+        (lambda b: SoftSharing(b, [T1, T2], SoftConfig(weights=[-0.1])), "soft.weights"),
+        (lambda b: SoftSharing(b, [T1, T2], SoftConfig(penalty="l1")), "soft.penalty"),
+        (
+            lambda b: CrossStitchSharing(b, [T1, T2], CrossStitchConfig(after=[2])),
+            "cross_stitch.after",
+        ),
+        (
+            lambda b: CrossStitchSharing(b, [T1, T2], CrossStitchConfig(after=[-1])),
+            "cross_stitch.after",
+        ),
+        (
+            lambda b: CrossStitchSharing(b, [T1, T2], CrossStitchConfig(self_weight=1.5)),
+            "cross_stitch.self_weight",
+        ),
+        (
+            lambda b: HierarchicalSharing(b, [T1, T2], HierarchicalConfig({"t1": 3})),
+            "hierarchical.depths",
+        ),
+        (
+            lambda b: HierarchicalSharing(b, [T1, T2], HierarchicalConfig({"pos": 1})),
+            "hierarchical.depths",
+        ),
+    ],
+)
+def test_bad_mechanism_config_names_the_key(build, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build(backbone())

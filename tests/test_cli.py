@@ -1,0 +1,193 @@
+"""The command line: ``run``, ``compare`` and ``mechanisms``, their files, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
+from mtlshare.cli import main
+from mtlshare.config import from_dict
+from mtlshare.registry import MECHANISMS
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
+SMALL = ["train.epochs=2", "data.n_dev=50", "data.n_test=50"]
+
+
+def run(out: Path, *extra: str) -> int:
+    return main(["run", DEMO, *SMALL, *extra, "--out", str(out), "--quiet"])
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mtlshare: error:"), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def hard_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "hard"
+    assert run(out) == 0
+    return out
+
+
+def test_run_writes_the_resolved_config(hard_run):
+    raw = tomllib.loads((hard_run / "config.toml").read_text())
+    assert raw["mechanism"] == "hard"
+    assert raw["train"]["epochs"] == 2
+    assert raw["data"]["n_dev"] == 50
+    # resolved: defaults written out, every component present, loadable as it is
+    assert raw["train"]["batch_size"] == 32 and "grad_clip" in raw["train"]
+    assert {"data", "trunk", "train", "weighting", *MECHANISMS.names()} <= set(raw)
+    assert from_dict(raw).to_dict() == raw
+
+
+def test_run_writes_one_metrics_line_per_epoch(hard_run):
+    lines = (hard_run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for r in records:
+        assert set(r["dev"]) == {"t1", "t2"}
+
+
+def test_run_writes_results(hard_run):
+    results = json.loads((hard_run / "results.json").read_text())
+    assert results["mechanism"] == "hard"
+    assert results["seed"] == 0
+    assert set(results["tasks"]) == {"t1", "t2"}
+    for task in results["tasks"].values():
+        assert {"metric", "higher_is_better", "dev", "test"} <= set(task)
+        assert task["metric"] == "mse" and task["higher_is_better"] is False
+        assert isinstance(task["dev"], float) and isinstance(task["test"], float)
+    # 16 inputs, hidden [64, 64], two 1-output heads:
+    # layers 16*64+64 + 64*64+64 = 5248, heads 2 * 65 = 130
+    assert results["params"] == {
+        "total": 5378,
+        "shared": 5248,
+        "task_specific": 130,
+        "counted": 5248,
+    }
+    assert isinstance(results["train_seconds"], float) and results["train_seconds"] >= 0
+
+
+def test_run_writes_safetensors_checkpoints(hard_run):
+    for name in ("best", "last"):
+        directory = hard_run / "checkpoint" / name
+        assert (directory / "tensors.safetensors").is_file()
+        meta = json.loads((directory / "meta.json").read_text())
+        assert "epoch" in meta
+    assert not list(hard_run.rglob("*.pt")) and not list(hard_run.rglob("*.pkl"))
+
+
+def test_mechanism_override_switches_the_mechanism(tmp_path):
+    assert run(tmp_path / "soft", "mechanism=soft") == 0
+    results = json.loads((tmp_path / "soft" / "results.json").read_text())
+    assert results["mechanism"] == "soft"
+    assert results["params"]["shared"] == 0
+    assert results["params"]["task_specific"] == results["params"]["total"]
+
+
+def test_overrides_may_follow_the_options(tmp_path):
+    argv = ["run", DEMO, "--out", str(tmp_path / "o"), "--quiet", *SMALL, "seed=3"]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["seed"] == 3
+
+
+def test_rerun_into_the_same_out_refuses_then_resumes(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert run(out) == 0
+    first = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+
+    assert run(out) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "--resume" in line and str(out) in line
+
+    assert run(out, "--resume") == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["tasks"] == first["tasks"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+    capsys.readouterr()
+    assert run(out, "--resume", "train.lr=0.1") == 2
+    assert "config differs" in one_error_line(capsys.readouterr().err)
+
+
+def test_resume_without_an_earlier_run_is_an_error(tmp_path, capsys):
+    assert run(tmp_path / "empty", "--resume") == 2
+    one_error_line(capsys.readouterr().err)
+
+
+def test_compare_writes_a_row_per_mechanism(tmp_path):
+    out = tmp_path / "cmp"
+    argv = ["compare", DEMO, *SMALL, "--mechanisms", "single,hard,soft", "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert [row["mechanism"] for row in comparison["rows"]] == ["single", "hard", "soft"]
+    assert comparison["tasks"] == ["t1", "t2"]
+    for row in comparison["rows"]:
+        assert set(row["tasks"]) == {"t1", "t2"}
+        assert "counted" in row["params"]
+    single = comparison["rows"][0]
+    for name, task in single["tasks"].items():
+        assert task["test"] == task["single"]
+        assert task["relative_change"] == 0.0
+        assert not task["negative_transfer"]
+        # the baseline is the single-task run's own result
+        alone = json.loads((out / "single" / name / "results.json").read_text())
+        assert alone["tasks"][name]["test"] == task["single"]
+    markdown = (out / "comparison.md").read_text()
+    for name in ("single", "hard", "soft"):
+        assert f"| {name} |" in markdown
+
+
+def test_compare_rejects_an_unknown_mechanism(tmp_path, capsys):
+    argv = ["compare", DEMO, *SMALL, "--mechanisms", "single,hardd", "--out", str(tmp_path)]
+    assert main([*argv, "--quiet"]) == 2
+    assert "hardd" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("bogus=1", "bogus"),
+        ("train.bogus=1", "train.bogus"),
+        ('train.epochs="x"', "train.epochs"),
+        ("mechanism=nope", "nope"),
+        ("data=3", "data"),
+    ],
+)
+def test_bad_key_is_one_line_and_exit_2(tmp_path, capsys, override, named):
+    assert run(tmp_path / "bad", override) == 2
+    captured = capsys.readouterr()
+    assert named in one_error_line(captured.err)
+    assert captured.out == ""
+    assert not (tmp_path / "bad").exists()
+
+
+def test_missing_config_file_is_exit_2(tmp_path, capsys):
+    missing = tmp_path / "missing.toml"
+    assert main(["run", str(missing), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert str(missing) in one_error_line(capsys.readouterr().err)
+
+
+def test_mechanisms_lists_the_registry_in_a_subprocess():
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtlshare", "mechanisms"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    listed = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    assert listed == MECHANISMS.names()

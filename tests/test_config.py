@@ -1,0 +1,214 @@
+"""Configs: TOML files, key=value overrides, errors that name the key, and the round trip."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from mtlshare.config import Config, from_dict, load_config, parse_value
+from mtlshare.errors import ConfigError
+from mtlshare.registry import MECHANISMS
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "recipes" / "demo" / "demo.toml"
+PACKAGED_DEMO = ROOT / "src" / "mtlshare" / "demo.toml"
+
+
+def test_demo_recipe_loads():
+    cfg = load_config(DEMO)
+    assert cfg.mechanism == "hard"
+    assert cfg.seed == 0
+    assert cfg.data_source == "synthetic"
+    assert (cfg.data.n_tasks, cfg.data.input_dim, cfg.data.n_train) == (2, 16, 120)
+    assert cfg.trunk.hidden == [64, 64]
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.patience) == (60, 0.003, 10)
+    assert cfg.mechanisms["soft"].weights == [0.01]
+    assert cfg.mechanisms["cross_stitch"].self_weight == 0.9
+    # every registered mechanism gets its table, configured or default
+    assert set(cfg.mechanisms) == set(MECHANISMS.names())
+
+
+def test_recipe_and_packaged_demo_config_agree():
+    """``mtlshare demo`` reads the packaged copy and the recipe is a symlink to it today; this
+    guards against the two drifting apart if the link is ever replaced by a copy."""
+    assert tomllib.loads(DEMO.read_text()) == tomllib.loads(PACKAGED_DEMO.read_text())
+
+
+def test_overrides():
+    cfg = load_config(DEMO, ["mechanism=soft", "train.epochs=3", "soft.weights=[0.1]"])
+    assert cfg.mechanism == "soft"
+    assert cfg.train.epochs == 3
+    assert cfg.mechanism_config.weights == [0.1]
+    assert cfg.train.lr == 0.003  # untouched keys keep the file's values
+    # ints are accepted for floats, and a new table can be created by an override
+    cfg = load_config(DEMO, ["train.lr=1", "hierarchical.depths.t1=1"])
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.mechanisms["hierarchical"].depths == {"t1": 1}
+
+
+def test_parse_value():
+    assert parse_value("3") == 3
+    assert parse_value("0.5") == 0.5
+    assert parse_value("true") is True
+    assert parse_value("[1, 2]") == [1, 2]
+    assert parse_value("soft") == "soft"
+    assert parse_value('"3"') == "3"
+
+
+def test_unknown_top_level_key_names_it_and_the_allowed_ones():
+    with pytest.raises(ConfigError) as err:
+        load_config(DEMO, ["mechanismm=soft"])
+    message = str(err.value)
+    assert "mechanismm" in message
+    for allowed in ("mechanism", "seed", "tasks", "data", "trunk", "train", "weighting", "soft"):
+        assert allowed in message.split("allowed", 1)[1]
+    assert str(DEMO) in message
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "allowed"),
+    [
+        ("train.epoch=3", "train.epoch", ["epochs", "batch_size", "lr", "patience"]),
+        ("trunk.width=3", "trunk.width", ["kind", "hidden", "activation"]),
+        ("soft.weight=[1.0]", "soft.weight", ["penalty", "weights"]),
+        ("data.relatedness_=0.5", "data.relatedness_", ["relatedness", "n_tasks"]),
+    ],
+)
+def test_unknown_nested_key_names_it_and_the_allowed_ones(override, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        load_config(DEMO, [override])
+    message = str(err.value)
+    assert key in message
+    listed = message.split("allowed", 1)[1]
+    for name in allowed:
+        assert name in listed
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ('train.epochs="x"', "train.epochs"),
+        ("train.epochs=1.5", "train.epochs"),
+        ("train.epochs=true", "train.epochs"),
+        ("train.lr=fast", "train.lr"),
+        ("trunk.hidden=64", "trunk.hidden"),
+        ('trunk.hidden=[64, "x"]', "trunk.hidden[1]"),
+        ("seed=1.5", "seed"),
+        ("mechanism=3", "mechanism"),
+        ("tasks=t1", "tasks"),
+        ("train=3", "train"),
+        ("soft=3", "soft"),
+        ("data=3", "data"),
+        ('data="synthetic"', "data"),
+    ],
+)
+def test_wrong_type_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.").replace("[", r"\[")):
+        load_config(DEMO, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.epochs=0", "train.epochs"),
+        ("train.optimizer=rmsprop", "train.optimizer"),
+        ("trunk.kind=transformer", "trunk.kind"),
+        ("trunk.kernel_size=2", "trunk.kernel_size"),
+        ("mechanism=sparsest", "sparsest"),
+        ("data.source=conll", "conll"),
+        ("train.sampler=zipf", "train.sampler"),
+    ],
+)
+def test_value_out_of_range_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(DEMO, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("train.epochs", "expected key=value"), ("train..epochs=3", "empty part")],
+)
+def test_malformed_override(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(DEMO, [override])
+
+
+def test_missing_data_source_is_an_error():
+    raw = tomllib.loads(DEMO.read_text())
+    del raw["data"]["source"]
+    with pytest.raises(ConfigError, match=r"data\.source"):
+        from_dict(raw)
+
+
+def _round_trip(cfg: Config) -> None:
+    text = cfg.to_toml()
+    again = from_dict(tomllib.loads(text))
+    assert again.to_dict() == cfg.to_dict()
+    assert again.to_toml() == text
+
+
+def test_to_toml_round_trips():
+    _round_trip(load_config(DEMO))
+    _round_trip(
+        load_config(
+            DEMO,
+            [
+                "mechanism=conditioned",
+                "tasks=['t2']",
+                "train.grad_clip=0.5",
+                "weighting.kind=uncertainty",
+                "weighting.weights.t1=2",
+                "conditioned.mode=multiply",
+                "conditioned.descriptors={t1 = [1, 0.5], t2 = [0, 1]}",
+                "hierarchical.depths={t1 = 1}",
+                "cross_stitch.after=[0]",
+            ],
+        )
+    )
+
+
+def test_replace_overrides_dotted_keys():
+    cfg = load_config(DEMO)
+    other = cfg.replace(mechanism="soft", **{"train.epochs": 2, "soft.penalty": "trace"})
+    assert (other.mechanism, other.train.epochs, other.mechanism_config.penalty) == (
+        "soft",
+        2,
+        "trace",
+    )
+    assert cfg.mechanism == "hard" and cfg.train.epochs == 60  # the original is unchanged
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        cfg.replace(**{"train.epochs": 0})
+
+
+def test_missing_file_names_it(tmp_path):
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="no such config file") as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text('mechanism = "hard"\n[train\nepochs = 3\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    assert "line 2" in str(err.value)
+
+
+def test_non_utf8_file_names_it(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'mechanism = "h\xe9rd"\n')
+    with pytest.raises(ConfigError, match="UTF-8") as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_errors_are_one_line():
+    """The CLI prints them as one line; a newline would break that."""
+    for override in ["foo=1", "train.foo=1", 'train.epochs="x"', "data=3"]:
+        with pytest.raises(ConfigError) as err:
+            load_config(DEMO, [override])
+        assert "\n" not in str(err.value)
