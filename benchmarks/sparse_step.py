@@ -1,12 +1,17 @@
 """Cost of a sparse-sharing training step against a hard-sharing step.
 
-Same base network (an MLP trunk until the CNN-BiLSTM tagger exists), same batches, same
-optimizer, one process; hard and sparse steps are timed in alternating blocks so that machine
-noise hits both alike, and the median block time of each is compared. Also prints the memory of
-the masks: bytes per prunable parameter per task in memory (bool tensors) and on disk
-(bit-packed in the state dict). The last line is ``ratio=<sparse step time / hard step time>``.
+Same base network, same batches, same optimizer, one process. Until the CNN-BiLSTM tagger
+exists (issue 4) there are two base networks: ``--trunk lstm`` (the default) is the tagger's
+encoder, a BiLSTM with hidden size 200 over 130-d inputs (100-d word embeddings + 30 char-CNN
+filters) on batches of 10 sentences of 15 tokens (CoNLL-2003's mean sentence length is 14.5);
+``--trunk mlp`` is an MLP (default 256 -> 512 x 3, batch 64). Hard and sparse steps are timed in
+alternating blocks so that machine noise hits both alike, and the median block times are
+compared. Also prints the memory of the masks: bytes per prunable parameter per task in memory
+(bool tensors) and on disk (bit-packed in the state dict), and the working buffers the sparse
+step keeps (independent of the number of tasks). The last line is
+``ratio=<sparse step time / hard step time>``.
 
-Usage: python benchmarks/sparse_step.py [--json PATH] [--hidden 512] [--layers 3] [--batch 64]
+Usage: python benchmarks/sparse_step.py [--json PATH] [--trunk lstm|mlp] [--batch B] ...
 Targets (issue 3): ratio <= 1.15; masks <= 1 byte per parameter per task in memory, <= 1 bit
 on disk.
 """
@@ -30,31 +35,45 @@ from mtlshare.tasks.task import Task
 from mtlshare.training.loop import TrainConfig, Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
 
+DEFAULTS = {"hidden": (200, 512), "layers": (1, 3), "input": (130, 256), "batch": (10, 64)}
 
-def main() -> None:
+
+def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", help="also write the measurements to this JSON file")
-    ap.add_argument("--hidden", type=int, default=512)
-    ap.add_argument("--layers", type=int, default=3)
-    ap.add_argument("--input", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--trunk", choices=["lstm", "mlp"], default="lstm")
+    ap.add_argument("--hidden", type=int, help="default: 200 (lstm), 512 (mlp)")
+    ap.add_argument("--layers", type=int, help="default: 1 (lstm), 3 (mlp)")
+    ap.add_argument("--input", type=int, help="default: 130 (lstm), 256 (mlp)")
+    ap.add_argument("--batch", type=int, help="default: 10 (lstm), 64 (mlp)")
+    ap.add_argument("--length", type=int, default=15, help="tokens per sentence (lstm)")
     ap.add_argument("--tasks", type=int, default=3)
     ap.add_argument("--steps", type=int, default=30, help="steps per timed block")
-    ap.add_argument("--blocks", type=int, default=15, help="timed blocks per mechanism")
+    ap.add_argument("--blocks", type=int, default=25, help="timed blocks per mechanism")
     ap.add_argument("--density", type=float, default=0.5, help="density of the random masks")
     ap.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     args = ap.parse_args()
+    for key, (for_lstm, for_mlp) in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, for_lstm if args.trunk == "lstm" else for_mlp)
+    return args
 
+
+def main() -> None:
+    args = parse()
+    lstm = args.trunk == "lstm"
     torch.manual_seed(0)
     tasks = [Task(f"t{i}", "regression") for i in range(args.tasks)]
     n = args.batch * args.steps
     data = []
     for t in tasks:
-        x = torch.randn(n, args.input)
-        data.append(TaskData(t, Split(x, x[:, 0]), Split(x[:8], x[:8, 0]), Split(x[:8], x[:8, 0])))
+        x = torch.randn(n, args.length, args.input) if lstm else torch.randn(n, args.input)
+        y = x[..., 0]
+        data.append(TaskData(t, Split(x, y), Split(x[:8], y[:8]), Split(x[:8], y[:8])))
     problem = Problem(data, args.input)
-    trunk = TrunkConfig(kind="mlp", hidden=[args.hidden] * args.layers)
-    backbone = backbone_from_config(trunk, args.input)
+    backbone = backbone_from_config(
+        TrunkConfig(kind=args.trunk, hidden=[args.hidden] * args.layers), args.input
+    )
     torch.manual_seed(1)
     hard = HardSharing(backbone, tasks, HardConfig())
     torch.manual_seed(1)
@@ -76,16 +95,13 @@ def main() -> None:
         w = LossWeighting([t.name for t in tasks], WeightingConfig())
         tr = Trainer(model, problem, cfg, w, seed=0, progress=False)
         runners[name] = (tr, tr.make_optimizer())
+    # the same batches for both, tasks taken in turn
     batches = [
-        (
-            t.name,
-            d.train.x[i * args.batch : (i + 1) * args.batch],
-            d.train.y[i * args.batch : (i + 1) * args.batch],
-        )
+        (tasks[i % len(tasks)].name, d.train.x[sl], d.train.y[sl])
         for i in range(args.steps)
-        for t, d in zip(tasks[:1], data[:1], strict=True)
+        for d in [data[i % len(tasks)]]
+        for sl in [slice(i * args.batch, (i + 1) * args.batch)]
     ]
-    batches = [(tasks[i % len(tasks)].name, x, y) for i, (_, x, y) in enumerate(batches)]
 
     def block(name: str) -> float:
         tr, opt = runners[name]
@@ -106,6 +122,7 @@ def main() -> None:
     in_memory = sum(
         m.element_size() * m.numel() for masks in sparse.masks.values() for m in masks.values()
     )
+    buffers = sparse.buffer_bytes()
     state = sparse.state_dict()
     on_disk = sum(
         v.numel() * v.element_size()
@@ -115,8 +132,15 @@ def main() -> None:
     mem_bytes = in_memory / (prunable * args.tasks)
     disk_bits = 8 * on_disk / (prunable * args.tasks)
     ratio = med["sparse"] / med["hard"]
+    shape = "x".join([str(args.hidden)] * args.layers)
+    what = (
+        f"BiLSTM {args.input}->{shape}, batch {args.batch} x {args.length} tokens"
+        if lstm
+        else f"MLP {args.input}->{shape}, batch {args.batch}"
+    )
     result = {
         "config": vars(args),
+        "base_network": what,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
@@ -125,18 +149,18 @@ def main() -> None:
         "prunable_parameters": prunable,
         "mask_bytes_per_param_per_task_in_memory": mem_bytes,
         "mask_bits_per_param_per_task_on_disk": disk_bits,
+        "working_buffer_bytes_per_param": buffers / prunable,
         "ratio": ratio,
     }
     print(
-        f"base network: MLP {args.input}->{'x'.join([str(args.hidden)] * args.layers)}, "
-        f"{prunable} prunable weights, {args.tasks} tasks, batch {args.batch}, "
+        f"base network: {what}, {prunable} prunable weights, {args.tasks} tasks, "
         f"{args.optimizer}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print(f"hard step   {1e3 * med['hard']:.3f} ms (median of {args.blocks} blocks)")
     print(f"sparse step {1e3 * med['sparse']:.3f} ms")
     print(
-        f"mask memory: {mem_bytes:.3f} bytes per parameter per task in memory, "
-        f"{disk_bits:.3f} bits on disk"
+        f"masks: {mem_bytes:.3f} bytes per parameter per task in memory, {disk_bits:.3f} bits "
+        f"on disk; step buffers: {buffers / prunable:.1f} bytes per parameter, for all tasks"
     )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -297,3 +297,57 @@ def test_prunable_patterns_choose_tensors():
     assert model.prunable_names == ["1.linear.weight"]
     with pytest.raises(ConfigError, match="match none"):
         SparseSharing(backbone(), TASKS, SparseConfig(prunable=["nothing*"]))
+
+
+def test_evaluation_passes_leave_the_weights_whole():
+    torch.manual_seed(0)
+    model = SparseSharing(backbone("lstm"), TASKS, SparseConfig())
+    model.set_masks(random_masks(model, keep=0.3))
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x = problem("lstm").tasks[0].dev.x
+    model.eval()
+    out_a = model(x, "a")
+    model(x, "b")
+    assert all(torch.equal(p, start[n]) for n, p in model.named_parameters())
+    # the eval output is that of the masked weights
+    ref = SparseSharing(backbone("lstm"), TASKS, SparseConfig())
+    ref.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for n, p in ref._prunable().items():
+            p.mul_(model.masks["a"][n])
+    ref.set_masks(
+        {t: {n: torch.ones_like(m) for n, m in ms.items()} for t, ms in model.masks.items()}
+    )
+    ref.eval()
+    assert torch.equal(ref(x, "a"), out_a)
+
+
+def test_a_training_pass_without_a_step_is_undone_by_the_next_task_or_a_save():
+    torch.manual_seed(0)
+    model = SparseSharing(backbone(), TASKS, SparseConfig())
+    model.set_masks(random_masks(model))
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x = problem().tasks[0].train.x[:4]
+    model.train()
+    model(x, "a")  # mask a applied in place until its optimizer step
+    state = model.state_dict()  # a save sees whole weights
+    assert all(torch.equal(state[n], start[n]) for n in start)
+    model(x, "a")
+    model(x, "b")  # switching task puts a's entries back first
+    model.restore_weights()
+    assert all(torch.equal(p, start[n]) for n, p in model.named_parameters())
+
+
+def test_gradients_outside_the_mask_are_dropped_before_clipping():
+    torch.manual_seed(0)
+    model = SparseSharing(backbone(), TASKS, SparseConfig())
+    masks = random_masks(model)
+    model.set_masks(masks)
+    d = problem().tasks[0].train
+    loss = TASKS[0].loss(model(d.x[:8], "a"), d.y[:8])
+    loss.backward()
+    model.before_optimizer_step("a")
+    for n, p in model._prunable().items():
+        assert not p.grad[~masks["a"][n]].any()
+        assert p.grad[masks["a"][n]].any()
+    model.after_optimizer_step("a")

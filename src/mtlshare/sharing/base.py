@@ -55,7 +55,8 @@ class SharingModel(nn.Module):
         return torch.zeros(())
 
     def before_optimizer_step(self, task: str) -> None:
-        """Called after backward, right before each optimizer step on ``task``'s batch."""
+        """Called right after backward on ``task``'s batch, before gradient clipping and the
+        optimizer step; a no-op unless overridden."""
 
     def after_optimizer_step(self, task: str) -> None:
         """Called after each optimizer step on ``task``'s batch; a no-op unless overridden."""

@@ -4,11 +4,16 @@ prunable weights by iterative magnitude pruning (``mtlshare.pruning.imp``); then
 subnets are trained together, a step on task t going through M_t * theta and changing only
 entries inside M_t.
 
-Masked forward passes use ``torch.func.functional_call`` with ``weight * mask`` tensors, which
-works for every layer type, LSTM included (``torch.nn.utils.parametrize`` silently stops LSTM
-weight updates: PyTorch issue 65688). Gradients outside the mask are zero by the chain rule; the
-optimizer's momentum or weight decay could still move those entries, so they are put back after
-every step. Masks are bool tensors in memory and bit-packed in ``state_dict`` (1 bit per entry).
+Masks are applied in place, not by reparametrization: before task t's forward pass the
+entries outside M_t are set aside into a buffer and zeroed, so the layers run their own fast
+kernels on M_t * theta (LSTM included; ``torch.nn.utils.parametrize`` would silently stop LSTM
+weight updates, PyTorch issue 65688); right after backward the gradients outside M_t are zeroed,
+so clipping and the optimizer's state see only the subnet; after the optimizer step the set-aside
+entries are put back exactly (momentum or weight decay may have moved them). An evaluation pass
+restores the weights before it returns. In-place masking costs five passes over the prunable
+weights and no allocation per step; ``weight * mask`` through ``torch.func.functional_call``
+allocated three tensors per weight per step and was slower here (benchmarks/sparse_step.py).
+Masks are bool tensors in memory and bit-packed in ``state_dict`` (1 bit per entry).
 
 All-ones masks make this hard sharing; per-task ``depths`` make it hierarchical sharing.
 """
@@ -23,7 +28,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import Backbone
@@ -126,8 +130,9 @@ class SparseSharing(SharingModel):
             [(n, n[len(f"{i}.") :]) for n in self.prunable_names if n.startswith(f"{i}.")]
             for i in range(len(self.layers))
         ]
-        self._masked: dict[str, Tensor] = {}
-        self._masked_task: str | None = None
+        # the entries set aside while a task's mask is applied in place (zero inside the mask)
+        self._kept: dict[str, Tensor] = {}
+        self._applied: str | None = None
         # masks[task][name]: bool, same shape as layers.<name>; all ones until the search
         self.masks: dict[str, dict[str, Tensor]] = {
             t.name: {n: torch.ones_like(p, dtype=torch.bool) for n, p in self._prunable().items()}
@@ -135,7 +140,6 @@ class SparseSharing(SharingModel):
         }
         self.searched = False
         self.candidates: list[imp.Candidate] = []
-        self._saved: list[Tensor] = []
 
     # -- which weights ------------------------------------------------------------------------
     def _select_prunable(self, patterns: list[str]) -> list[str]:
@@ -165,52 +169,65 @@ class SparseSharing(SharingModel):
             raise ConfigError(
                 f"mask for {task!r} covers {sorted(mask)}, expected {sorted(expected)}"
             )
+        self.restore_weights()
         self.masks[task] = {
             n: mask[n].to(torch.bool).reshape(expected[n].shape) for n in self.prunable_names
         }
 
     # -- forward and steps ----------------------------------------------------------------------
+    def _mask_u8(self, task: str, name: str) -> Tensor:
+        # bool viewed as uint8 (no copy): in-place float * uint8 needs no cast of the mask
+        return self.masks[task][name].view(torch.uint8)
+
+    @torch.no_grad()
+    def apply_mask(self, task: str) -> None:
+        """Set aside and zero the prunable entries outside ``task``'s mask (in place)."""
+        if self._applied == task:
+            return
+        self.restore_weights()
+        for n, p in self._params.items():
+            kept = self._kept.get(n)
+            if kept is None or kept.shape != p.shape:
+                kept = self._kept[n] = torch.empty_like(p)
+            kept.copy_(p)
+            p.mul_(self._mask_u8(task, n))
+            kept.sub_(p)  # p - p*mask: the entries outside the mask, exactly; zero inside
+        self._applied = task
+
+    @torch.no_grad()
+    def restore_weights(self) -> None:
+        """Put the set-aside entries back: p*mask + kept (exact: one term is always zero)."""
+        if self._applied is None:
+            return
+        for n, p in self._params.items():
+            torch.addcmul(self._kept[n], p, self._mask_u8(self._applied, n), out=p)
+        self._applied = None
+
+    def buffer_bytes(self) -> int:
+        """Memory of the set-aside buffers (4 bytes per prunable weight, for all tasks)."""
+        return sum(b.element_size() * b.numel() for b in self._kept.values())
+
     def forward(self, x: Tensor, task: str) -> Tensor:
-        h = self.stem(x)
-        mask = self.masks[task]
-        params = self._params
-        record = self.training and torch.is_grad_enabled()
-        self._masked = {}
-        self._masked_task = task if record else None
-        for i in range(self.depths[task]):
-            layer = self.layers[i]
-            if not self._by_layer[i]:
+        self.apply_mask(task)
+        try:
+            h = self.stem(x)
+            for layer in self.layers[: self.depths[task]]:
                 h = layer(h)
-                continue
-            masked = {}
-            for full, local in self._by_layer[i]:
-                # bool viewed as uint8 (no copy): multiplying by it is several times faster here
-                masked[local] = params[full] * mask[full].view(torch.uint8)
-                if record:
-                    self._masked[full] = masked[local]
-            h = functional_call(layer, masked, (h,), strict=False)
-        return self.heads[task](h)
+            return self.heads[task](h)
+        finally:
+            # a training pass keeps the mask applied until its optimizer step is done
+            if not (self.training and torch.is_grad_enabled()):
+                self.restore_weights()
 
     @torch.no_grad()
     def before_optimizer_step(self, task: str) -> None:
-        # the entries outside the task's mask (zero inside), to put back after the step;
-        # p - p*mask reuses the forward pass's product and is exact
-        reuse = self._masked if self._masked_task == task else {}
-        self._saved = [
-            p - reuse[n] if n in reuse else p * (~self.masks[task][n]).view(torch.uint8)
-            for n, p in self._params.items()
-        ]
-        self._masked = {}
+        # gradients outside the mask are not the subnet's: drop them before clipping and step
+        for n, p in self._params.items():
+            if p.grad is not None:
+                p.grad.mul_(self._mask_u8(task, n))
 
-    @torch.no_grad()
     def after_optimizer_step(self, task: str) -> None:
-        # momentum or weight decay may have moved entries outside the mask: p*1 + 0 inside,
-        # p*0 + old outside, both exact (torch.where is much slower on this CPU build)
-        if not self._saved:
-            return
-        for (n, p), kept in zip(self._params.items(), self._saved, strict=True):
-            p.mul_(self.masks[task][n].view(torch.uint8)).add_(kept)
-        self._saved = []
+        self.restore_weights()
 
     # -- the search -----------------------------------------------------------------------------
     def _steps(self, trainer: StructureTrainer, names: list[str], steps: int, epochs: float) -> int:
@@ -243,6 +260,7 @@ class SparseSharing(SharingModel):
             state = None
 
         def rewind() -> None:
+            self._applied = None  # every weight is overwritten: nothing to put back
             nn.Module.load_state_dict(self, rewind_to)
 
         def save(tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -281,10 +299,12 @@ class SparseSharing(SharingModel):
 
     def _weights(self) -> dict[str, Tensor]:
         """A copy of every weight, without the masks: the rewind point."""
+        self.restore_weights()
         return {k: v.detach().clone() for k, v in nn.Module.state_dict(self).items()}
 
     # -- state: masks bit-packed ------------------------------------------------------------------
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        self.restore_weights()
         state = super().state_dict(*args, **kwargs)
         packed, meta = pack_masks(self.masks)
         state.update({PACKED_PREFIX + k: v for k, v in packed.items()})
@@ -295,6 +315,7 @@ class SparseSharing(SharingModel):
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
     ) -> Any:
+        self._applied = None  # every weight is overwritten: nothing to put back
         own = {k: v for k, v in state_dict.items() if not k.startswith(PACKED_PREFIX)}
         if PACKED_PREFIX + "meta" in state_dict:
             meta = _tensor_json(state_dict[PACKED_PREFIX + "meta"])

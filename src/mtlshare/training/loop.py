@@ -150,9 +150,9 @@ class Trainer:
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.model.before_optimizer_step(task)
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.grad_clip)
-        self.model.before_optimizer_step(task)
         optimizer.step()
         self.model.after_optimizer_step(task)
         self.global_step += 1
