@@ -120,7 +120,15 @@ def _numel(params: Iterable[nn.Parameter]) -> int:
     return n
 
 
-def run_layers(layers: Iterable[nn.Module], x: Tensor) -> Tensor:
-    for layer in layers:
+def as_layers(module: nn.Module) -> nn.ModuleList:
+    """A ``ModuleDict`` entry known to be a ``ModuleList`` of layers, typed as one."""
+    if not isinstance(module, nn.ModuleList):
+        raise TypeError(f"expected a ModuleList of layers, got {type(module).__name__}")
+    return module
+
+
+def run_layers(layers: nn.Module | Iterable[nn.Module], x: Tensor) -> Tensor:
+    """Apply ``layers`` (a ``ModuleList`` or any iterable of layers) in order."""
+    for layer in layers.children() if isinstance(layers, nn.Module) else layers:
         x = layer(x)
     return x

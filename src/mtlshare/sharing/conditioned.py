@@ -63,6 +63,8 @@ def descriptor_matrix(tasks: list[Task], descriptors: dict[str, list[float]]) ->
     paper="Caruana 1997; Yang & Hospedales, ICLR 2017",
 )
 class ConditionedSharing(SharingModel):
+    descriptors: Tensor  # (tasks, dim) buffer
+
     def __init__(self, backbone: Backbone, tasks: list[Task], cfg: ConditionedConfig) -> None:
         super().__init__(tasks)
         if cfg.mode not in MODES:

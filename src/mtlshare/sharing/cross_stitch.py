@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import Backbone
 from mtlshare.registry import MECHANISMS
-from mtlshare.sharing.base import SharingModel
+from mtlshare.sharing.base import SharingModel, as_layers
 from mtlshare.tasks.task import Task
 
 
@@ -65,9 +65,9 @@ class CrossStitchSharing(SharingModel):
     def forward(self, x: Tensor, task: str) -> Tensor:
         names = self.task_names
         streams = torch.stack([self.stems[n](x) for n in names])  # (tasks, batch, ..., width)
-        depth = len(self.trunks[names[0]])
-        for i in range(depth):
-            streams = torch.stack([self.trunks[n][i](streams[k]) for k, n in enumerate(names)])
+        trunks = [as_layers(self.trunks[n]) for n in names]
+        for i in range(len(trunks[0])):
+            streams = torch.stack([trunk[i](streams[k]) for k, trunk in enumerate(trunks)])
             if str(i) in self.alphas:
                 streams = torch.tensordot(self.alphas[str(i)], streams, dims=1)
         return self.heads[task](streams[self.index[task]])

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import Backbone
 from mtlshare.registry import MECHANISMS
-from mtlshare.sharing.base import SharingModel, run_layers
+from mtlshare.sharing.base import SharingModel, as_layers, run_layers
 from mtlshare.tasks.task import Task
 
 PENALTIES = ("frobenius", "trace")
@@ -83,7 +83,7 @@ class SoftSharing(SharingModel):
         for layer, weight in enumerate(self.weights):
             if weight == 0.0 or len(names) < 2:
                 continue
-            copies = [dict(self.trunks[n][layer].named_parameters()) for n in names]
+            copies = [dict(as_layers(self.trunks[n])[layer].named_parameters()) for n in names]
             for pname in copies[0]:
                 if "weight" in pname:
                     stacked = torch.stack([c[pname].reshape(-1) for c in copies])

@@ -58,14 +58,15 @@ class TrainConfig:
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"train.{key}: must be >= 1, got {value}")
-        for key, value in {
+        non_negative: dict[str, float] = {
             "steps_per_epoch": self.steps_per_epoch,
             "patience": self.patience,
             "grad_clip": self.grad_clip,
             "weight_decay": self.weight_decay,
-        }.items():
-            if value < 0:
-                raise ConfigError(f"train.{key}: must be >= 0, got {value}")
+        }
+        for key, number in non_negative.items():
+            if number < 0:
+                raise ConfigError(f"train.{key}: must be >= 0, got {number}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"train.optimizer: {self.optimizer!r} is not one of {OPTIMIZERS}")
         if not self.lr > 0:
@@ -296,8 +297,11 @@ class Trainer:
                 meta["train_seconds"],
             )
         else:
-            # a structure search (if the mechanism has one) resumes from its own checkpoint
+            # a structure search (if the mechanism has one) resumes from its own checkpoint;
+            # its time counts as training time (a resumed search counts only its new rounds)
+            t0 = time.perf_counter()
             self.model.prepare(self.structure_trainer(resume=resume))
+            elapsed += time.perf_counter() - t0
         steps = self.steps_per_epoch(self.names)
         total = self.cfg.epochs * steps
         bar = tqdm(
