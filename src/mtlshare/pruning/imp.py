@@ -117,7 +117,7 @@ def search_masks(
     bar = tqdm(
         total=per_task * len(tasks),
         initial=len(candidates),
-        disable=not progress,
+        disable=None if progress else True,  # None: off when not a terminal
         desc="mask search",
         unit="round",
         leave=False,

@@ -307,7 +307,7 @@ class Trainer:
         bar = tqdm(
             total=total,
             initial=(start_epoch - 1) * steps,
-            disable=not self.progress,
+            disable=None if self.progress else True,  # None: off when not a terminal
             desc="train",
             unit="step",
             leave=False,
