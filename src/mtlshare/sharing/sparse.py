@@ -10,10 +10,13 @@ kernels on M_t * theta (LSTM included; ``torch.nn.utils.parametrize`` would sile
 weight updates, PyTorch issue 65688); right after backward the gradients outside M_t are zeroed,
 so clipping and the optimizer's state see only the subnet; after the optimizer step the set-aside
 entries are put back exactly (momentum or weight decay may have moved them). An evaluation pass
-restores the weights before it returns. In-place masking costs five passes over the prunable
-weights and no allocation per step; ``weight * mask`` through ``torch.func.functional_call``
-allocated three tensors per weight per step and was slower here (benchmarks/sparse_step.py).
-Masks are bool tensors in memory and bit-packed in ``state_dict`` (1 bit per entry).
+restores the weights before it returns. This costs four passes over the prunable weights per
+step, plus a bool-to-float conversion of the mask when the task changes, and no allocation;
+``weight * mask`` through ``torch.func.functional_call`` allocated three tensors per weight per
+step and cast the mask each time, and was slower here (benchmarks/sparse_step.py).
+Masks are bool tensors in memory (1 byte per entry per task) and bit-packed in ``state_dict``
+(1 bit); the step keeps two float buffers (8 bytes per prunable entry, whatever the number of
+tasks).
 
 All-ones masks make this hard sharing; per-task ``depths`` make it hierarchical sharing.
 """
@@ -133,6 +136,8 @@ class SparseSharing(SharingModel):
         # the entries set aside while a task's mask is applied in place (zero inside the mask)
         self._kept: dict[str, Tensor] = {}
         self._applied: str | None = None
+        self._maskf: dict[str, Tensor] = {}
+        self._maskf_task: dict[str, str] = {}
         # masks[task][name]: bool, same shape as layers.<name>; all ones until the search
         self.masks: dict[str, dict[str, Tensor]] = {
             t.name: {n: torch.ones_like(p, dtype=torch.bool) for n, p in self._prunable().items()}
@@ -170,14 +175,27 @@ class SparseSharing(SharingModel):
                 f"mask for {task!r} covers {sorted(mask)}, expected {sorted(expected)}"
             )
         self.restore_weights()
+        self._maskf_task.clear()  # the float copies may be stale now
         self.masks[task] = {
             n: mask[n].to(torch.bool).reshape(expected[n].shape) for n in self.prunable_names
         }
 
     # -- forward and steps ----------------------------------------------------------------------
-    def _mask_u8(self, task: str, name: str) -> Tensor:
-        # bool viewed as uint8 (no copy): in-place float * uint8 needs no cast of the mask
-        return self.masks[task][name].view(torch.uint8)
+    def _mask_f(self, task: str, name: str) -> Tensor:
+        """``task``'s mask of ``name`` as float32 in a reused buffer, refilled on task change.
+
+        Multiplying float weights by a bool or uint8 mask makes PyTorch cast the mask on every
+        call, doubling the cost of each masked pass; one float buffer per tensor (4 bytes per
+        prunable weight, whatever the number of tasks) costs one conversion per task switch.
+        """
+        buf = self._maskf.get(name)
+        if buf is None or buf.shape != self._params[name].shape:
+            buf = self._maskf[name] = torch.empty_like(self._params[name])
+            self._maskf_task.pop(name, None)
+        if self._maskf_task.get(name) != task:
+            buf.copy_(self.masks[task][name])
+            self._maskf_task[name] = task
+        return buf
 
     @torch.no_grad()
     def apply_mask(self, task: str) -> None:
@@ -189,9 +207,9 @@ class SparseSharing(SharingModel):
             kept = self._kept.get(n)
             if kept is None or kept.shape != p.shape:
                 kept = self._kept[n] = torch.empty_like(p)
-            kept.copy_(p)
-            p.mul_(self._mask_u8(task, n))
-            kept.sub_(p)  # p - p*mask: the entries outside the mask, exactly; zero inside
+            m = self._mask_f(task, n)
+            torch.addcmul(p, p, m, value=-1.0, out=kept)  # p - p*m: outside entries, exactly
+            p.mul_(m)
         self._applied = task
 
     @torch.no_grad()
@@ -200,12 +218,14 @@ class SparseSharing(SharingModel):
         if self._applied is None:
             return
         for n, p in self._params.items():
-            torch.addcmul(self._kept[n], p, self._mask_u8(self._applied, n), out=p)
+            torch.addcmul(self._kept[n], p, self._mask_f(self._applied, n), out=p)
         self._applied = None
 
     def buffer_bytes(self) -> int:
-        """Memory of the set-aside buffers (4 bytes per prunable weight, for all tasks)."""
-        return sum(b.element_size() * b.numel() for b in self._kept.values())
+        """Memory of the step buffers (set-aside entries and the current task's float mask:
+        8 bytes per prunable weight, whatever the number of tasks)."""
+        buffers = [*self._kept.values(), *self._maskf.values()]
+        return sum(b.element_size() * b.numel() for b in buffers)
 
     def forward(self, x: Tensor, task: str) -> Tensor:
         self.apply_mask(task)
@@ -224,7 +244,7 @@ class SparseSharing(SharingModel):
         # gradients outside the mask are not the subnet's: drop them before clipping and step
         for n, p in self._params.items():
             if p.grad is not None:
-                p.grad.mul_(self._mask_u8(task, n))
+                p.grad.mul_(self._mask_f(task, n))
 
     def after_optimizer_step(self, task: str) -> None:
         self.restore_weights()
