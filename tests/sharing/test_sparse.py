@@ -4,7 +4,9 @@ search (density, selection, resumption) and mask storage."""
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -351,3 +353,102 @@ def test_gradients_outside_the_mask_are_dropped_before_clipping():
         assert not p.grad[~masks["a"][n]].any()
         assert p.grad[masks["a"][n]].any()
     model.after_optimizer_step("a")
+
+
+class Conv2dBlock(torch.nn.Module):
+    """(batch, channels, h, w) -> same layout; the last block pools to (batch, channels)."""
+
+    def __init__(self, cin: int, cout: int, pool: bool) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+        self.pool = pool
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return h.mean(dim=(2, 3)) if self.pool else h
+
+
+def test_conv2d_weights_are_masked_too():
+    from mtlshare.models.trunks import Backbone
+
+    widths = [4, 6]
+    bb = Backbone(3, widths, lambda i, d: Conv2dBlock(d, widths[i], pool=i == 1))
+    torch.manual_seed(0)
+    model = SparseSharing(bb, TASKS, SparseConfig())
+    assert model.prunable_names == ["0.conv.weight", "1.conv.weight"]
+    masks = random_masks(model)
+    model.set_masks(masks)
+    x = torch.randn(8, 3, 5, 5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for task, y in (("b", torch.randint(0, 3, (8,))), ("a", torch.randn(8)), ("b", None)):
+        y = torch.randint(0, 3, (8,)) if y is None else y
+        before = {n: p.detach().clone() for n, p in model._prunable().items()}
+        loss = TASKS[0 if task == "a" else 1].loss(model(x, task), y)
+        opt.zero_grad()
+        loss.backward()
+        model.before_optimizer_step(task)
+        opt.step()
+        model.after_optimizer_step(task)
+        for n, p in model._prunable().items():
+            inside = masks[task][n]
+            assert torch.equal(p.detach()[~inside], before[n][~inside]), (task, n)
+            assert not torch.equal(p.detach()[inside], before[n][inside]), (task, n)
+
+
+@pytest.mark.parametrize("rewind", ["init", "warmup"])
+def test_the_search_ends_rewound_to_the_configured_point(rewind):
+    model = search_model(rewind=rewind)
+    init = {k: v.clone() for k, v in torch.nn.Module.state_dict(model).items()}
+    seen = {}
+    t = trainer(model, problem())
+    original = t.structure_trainer
+
+    def spy(resume=False):
+        st = original(resume)
+        train_steps = st.train_steps
+
+        def record(names, steps):
+            train_steps(names, steps)
+            if len(names) == 2:  # the multi-task warm-up
+                seen.update({k: v.clone() for k, v in torch.nn.Module.state_dict(model).items()})
+
+        st.train_steps = record
+        return st
+
+    t.structure_trainer = spy
+    model.prepare(t.structure_trainer())
+    after = torch.nn.Module.state_dict(model)
+    expected = init if rewind == "init" else seen
+    assert seen, "the warm-up did not run"
+    assert all(torch.equal(after[k], expected[k]) for k in expected)
+    assert any(not torch.equal(seen[k], init[k]) for k in init)
+
+
+def test_masks_command_prints_densities_and_overlaps(tmp_path, capsys):
+    from mtlshare.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "run"
+    args = [
+        "run",
+        str(root / "recipes" / "demo" / "demo.toml"),
+        "mechanism=sparse",
+        "sparse.round_steps=3",
+        "sparse.warmup_steps=3",
+        "sparse.alpha=0.5",
+        "sparse.target_density=0.2",
+        "train.epochs=1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(args) == 0
+    assert (out / "sparse_figure3.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "sparse_figure4.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main(["masks", str(out)]) == 0
+    text = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert f"{results['sparse']['density']['t1']:.4f}" in text
+    assert f"{results['sparse']['overlap_ratio']:.4f}" in text
+    assert "pairwise overlap" in text and "0.linear.weight" in text
