@@ -40,7 +40,9 @@ def run_demo(
         print(report.comparison_markdown(comparisons[label], label), flush=True)
         print(flush=True)
     plot = plot_comparisons(
-        comparisons, out / "demo.png", title="Change in test MSE against single-task training"
+        comparisons,
+        out / "demo.png",
+        title=f"Change in test MSE against single-task training (mean of {len(seeds)} seeds)",
     )
     print(f"plot: {plot}")
     return comparisons
