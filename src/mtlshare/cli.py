@@ -84,7 +84,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from mtlshare import experiment
     from mtlshare.config import load_config
     from mtlshare.evaluation.report import comparison_markdown
-    from mtlshare.registry import MECHANISMS
+    from mtlshare.registry import EXPERIMENTS, MECHANISMS
 
     if args.command == "mechanisms":
         for entry in MECHANISMS:
@@ -107,13 +107,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     base = Path(args.config).resolve().parent
     if args.command == "run":
-        results = experiment.run(
+        results = EXPERIMENTS[cfg.experiment].build(
             cfg, args.out, base_dir=base, resume=args.resume, progress=not args.quiet
         )
-        for name, r in results["tasks"].items():
+        for name, r in results.get("tasks", {}).items():
             print(f"{name}: dev {r['metric']} {r['dev']:.4g}  test {r['metric']} {r['test']:.4g}")
+        if (Path(args.out) / "forecast.md").is_file():
+            print((Path(args.out) / "forecast.md").read_text(encoding="utf-8"), end="")
         print(f"results: {Path(args.out) / 'results.json'}")
         return 0
+    if cfg.experiment != "train":
+        raise MtlshareError(
+            f"compare runs training experiments; this config has experiment = {cfg.experiment!r}"
+        )
     names = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
     if not names:
         names = [experiment.SINGLE, *MECHANISMS.names()]

@@ -21,18 +21,21 @@ from typing import Any
 import tomli_w
 
 import mtlshare.data
-import mtlshare.sharing  # noqa: F401  (both register their components on import)
+import mtlshare.experiment
+import mtlshare.forecasting.study
+import mtlshare.sharing  # noqa: F401  (these register their components on import)
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import TrunkConfig
-from mtlshare.registry import DATA_SOURCES, MECHANISMS
+from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
 from mtlshare.training.loop import TrainConfig
 from mtlshare.training.objective import WeightingConfig
 
-TOP_KEYS = ("mechanism", "seed", "tasks")
+TOP_KEYS = ("experiment", "mechanism", "seed", "tasks")
 
 
 @dataclass
 class Config:
+    experiment: str = "train"
     mechanism: str = "hard"
     seed: int = 0
     tasks: list[str] = field(default_factory=list)
@@ -42,6 +45,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     mechanisms: dict[str, Any] = field(default_factory=dict)
+    experiments: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mechanism_config(self) -> Any:
@@ -50,6 +54,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config as it would be written to TOML."""
         out: dict[str, Any] = {
+            "experiment": self.experiment,
             "mechanism": self.mechanism,
             "seed": self.seed,
             "tasks": list(self.tasks),
@@ -58,6 +63,8 @@ class Config:
         out["trunk"] = dataclasses.asdict(self.trunk)
         out["train"] = dataclasses.asdict(self.train)
         out["weighting"] = dataclasses.asdict(self.weighting)
+        for name, cfg in self.experiments.items():
+            out[name] = dataclasses.asdict(cfg)
         for name, cfg in self.mechanisms.items():
             out[name] = dataclasses.asdict(cfg) if cfg is not None else {}
         return out
@@ -135,13 +142,16 @@ def build_dataclass(cls: type, raw: dict[str, Any], prefix: str) -> Any:
 def from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a ``Config`` from a TOML-shaped dict."""
     raw = dict(raw)
-    allowed = [*TOP_KEYS, "data", "trunk", "train", "weighting", *MECHANISMS.names()]
+    sections = [e.name for e in EXPERIMENTS if e.config is not None]
+    allowed = [*TOP_KEYS, "data", "trunk", "train", "weighting", *sections, *MECHANISMS.names()]
     unknown = [k for k in raw if k not in allowed]
     if unknown:
         raise ConfigError(
             f"unknown key {unknown[0]!r}; allowed top-level keys: {', '.join(allowed)}"
         )
     cfg = Config()
+    cfg.experiment = _coerce(raw.get("experiment", cfg.experiment), str, "experiment")
+    EXPERIMENTS[cfg.experiment]
     cfg.mechanism = _coerce(raw.get("mechanism", cfg.mechanism), str, "mechanism")
     MECHANISMS[cfg.mechanism]
     cfg.seed = _coerce(raw.get("seed", 0), int, "seed")
@@ -161,6 +171,9 @@ def from_dict(raw: dict[str, Any]) -> Config:
     cfg.train = build_dataclass(TrainConfig, raw.get("train", {}), "train")
     cfg.train.validate()
     cfg.weighting = build_dataclass(WeightingConfig, raw.get("weighting", {}), "weighting")
+    for exp in EXPERIMENTS:
+        if exp.config is not None:
+            cfg.experiments[exp.name] = build_dataclass(exp.config, raw.get(exp.name, {}), exp.name)
     for mech in MECHANISMS:
         if mech.config is not None:
             cfg.mechanisms[mech.name] = build_dataclass(

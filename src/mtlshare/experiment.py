@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mtlshare.config import Config
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import MtlshareError
 from mtlshare.evaluation import report
 from mtlshare.models.trunks import backbone_from_config
-from mtlshare.registry import DATA_SOURCES, MECHANISMS
+from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.training.checkpoint import atomic_write_text, find_checkpoint, load_checkpoint
 from mtlshare.training.loop import Trainer, history_lines
 from mtlshare.training.objective import LossWeighting
+
+if TYPE_CHECKING:  # config imports this module to register the "train" experiment
+    from mtlshare.config import Config
 
 SINGLE = "single"
 
@@ -52,6 +55,16 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+@dataclass
+class TrainedRun:
+    """A finished training run: the selected model, the data it saw and its results."""
+
+    model: SharingModel
+    problem: Problem
+    results: dict[str, Any]
+
+
+@EXPERIMENTS.register("train", summary="train the configured mechanism (the default)")
 def run(
     cfg: Config,
     out_dir: str | Path,
@@ -62,6 +75,21 @@ def run(
     problem: Problem | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg.mechanism`` and write the run's outputs to ``out_dir``; returns results."""
+    return train(
+        cfg, out_dir, base_dir=base_dir, resume=resume, progress=progress, problem=problem
+    ).results
+
+
+def train(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    base_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    problem: Problem | None = None,
+) -> TrainedRun:
+    """Like ``run``, and also hand back the selected model and the problem."""
     out = Path(out_dir)
     resolved = cfg.to_toml()
     if resume:
@@ -116,7 +144,7 @@ def run(
     results.update(model.report())
     model.write_artifacts(out)
     write_json(out / "results.json", results)
-    return results
+    return TrainedRun(model, problem, results)
 
 
 def compare(

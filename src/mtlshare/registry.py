@@ -62,3 +62,4 @@ class Registry(Generic[T]):
 
 MECHANISMS: Registry[Callable[..., Any]] = Registry("mechanism")
 DATA_SOURCES: Registry[Callable[..., Any]] = Registry("data source")
+EXPERIMENTS: Registry[Callable[..., Any]] = Registry("experiment")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +49,7 @@ class Problem:
     tasks: list[TaskData]
     input_dim: int
     build_stem: Callable[[], nn.Module] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # what the source wants to pass on
 
     def __post_init__(self) -> None:
         names = [td.task.name for td in self.tasks]
@@ -64,7 +66,7 @@ class Problem:
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise DataError(f"unknown task(s) {unknown}; tasks are {list(by_name)}")
-        return Problem([by_name[n] for n in names], self.input_dim, self.build_stem)
+        return Problem([by_name[n] for n in names], self.input_dim, self.build_stem, self.meta)
 
 
 class BatchStream:

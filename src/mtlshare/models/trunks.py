@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from mtlshare.errors import ConfigError
@@ -35,6 +36,7 @@ class TrunkConfig:
     dropout: float = 0.0
     kernel_size: int = 3
     bidirectional: bool = True
+    passthrough: int = 0  # the first N input features skip the layers, joined to each output
 
     def validate(self) -> None:
         if self.kind not in TRUNK_KINDS:
@@ -49,6 +51,20 @@ class TrunkConfig:
             raise ConfigError(f"trunk.dropout: must be in [0, 1), got {self.dropout}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ConfigError(f"trunk.kernel_size: must be odd and >= 1, got {self.kernel_size}")
+
+
+class Carry(nn.Module):
+    """Wide-and-deep split: the first ``k`` features pass by ``inner`` and are joined to its
+    output, so heads read them directly (e.g. day-of-week effects per series while the layers
+    learn a shared seasonality). (..., k + d_in) -> (..., k + d_out)."""
+
+    def __init__(self, k: int, inner: nn.Module) -> None:
+        super().__init__()
+        self.k = k
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([x[..., : self.k], self.inner(x[..., self.k :])], dim=-1)
 
 
 class FeedForward(nn.Module):
@@ -136,11 +152,21 @@ def backbone_from_config(
 ) -> Backbone:
     """A ``Backbone`` of ``cfg.kind`` layers, widths ``cfg.hidden``, over ``input_dim`` inputs."""
     cfg.validate()
+    k = cfg.passthrough
+    if not 0 <= k < input_dim:
+        raise ConfigError(
+            f"trunk.passthrough: must be in [0, {input_dim - 1}] for "
+            f"{input_dim} input features, got {k}"
+        )
     rnn = cfg.kind in ("lstm", "gru")
     factor = 2 if rnn and cfg.bidirectional else 1
-    out_dims = [h * factor for h in cfg.hidden]
+    out_dims = [k + h * factor for h in cfg.hidden]
 
     def build_layer(i: int, in_dim: int) -> nn.Module:
+        inner = build_inner(i, in_dim - k)
+        return Carry(k, inner) if k else inner
+
+    def build_inner(i: int, in_dim: int) -> nn.Module:
         width = cfg.hidden[i]
         if cfg.kind == "mlp":
             return FeedForward(in_dim, width, cfg.activation, cfg.dropout)

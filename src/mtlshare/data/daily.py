@@ -1,0 +1,237 @@
+"""Daily series as multi-task regression: one task per series, inputs are calendar features.
+
+The data source ``daily_csv`` reads a CSV of daily series (long or wide form, see
+``mtlshare.data.timeseries``) and makes one regression task per series. Every day is one example
+whose inputs are its calendar features (day of week, Fourier terms of the day of the year, a
+holiday flag when the file has one, optional exogenous columns) and whose target is that day's
+value of the series. Days a series has no observation for (missing in the file, empty, or cut off
+by ``history``) have a NaN target: they are masked out of the loss and the metrics, never filled.
+
+Around a forecast ``origin``: training days run up to ``origin - dev_days``, the ``dev_days`` before
+the origin are the dev split (model selection), and the ``horizon`` days from the origin are the
+test split. ``history = {casual = 90}`` keeps only a series' last 90 days before the origin, so a
+scarce series trains on its own days while the shared trunk learns the calendar from all series.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.data.timeseries import DailyFrame, calendar_features, read_daily_csv
+from mtlshare.errors import ConfigError, DataError
+from mtlshare.registry import DATA_SOURCES
+from mtlshare.tasks.task import Task
+
+
+@dataclass
+class DailyConfig:
+    """``[data]`` with ``source = "daily_csv"``. A relative ``path`` is read from the folder of the
+    config file."""
+
+    path: str = ""
+    layout: str = "long"
+    date_column: str = "date"
+    series: list[str] = field(default_factory=list)
+    series_column: str = "series"
+    value_column: str = "value"
+    date_format: str = "%Y-%m-%d"
+    holiday_column: str = ""
+    exogenous: list[str] = field(default_factory=list)
+    fourier_terms: int = 3
+    trend: bool = False
+    log_target: bool = True
+    origin: str = ""
+    horizon: int = 90
+    dev_days: int = 14
+    history: dict[str, int] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not self.path:
+            raise ConfigError("data.path: the CSV file to read is required")
+        if self.horizon < 1 or self.dev_days < 1:
+            raise ConfigError("data.horizon and data.dev_days must be >= 1")
+        if any(days < 1 for days in self.history.values()):
+            raise ConfigError(f"data.history: days must be >= 1, got {self.history}")
+        if not self.origin:
+            raise ConfigError("data.origin: the first forecast day (YYYY-MM-DD) is required")
+
+
+def parse_day(text: str, key: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{key}: {text!r} is not a date like 2012-10-01") from None
+
+
+@dataclass
+class Window:
+    """Indices into the frame's days around one forecast origin."""
+
+    origin: int
+    dev_start: int
+    end: int  # exclusive end of the horizon
+
+    @property
+    def train(self) -> slice:
+        return slice(0, self.dev_start)
+
+    @property
+    def dev(self) -> slice:
+        return slice(self.dev_start, self.origin)
+
+    @property
+    def test(self) -> slice:
+        return slice(self.origin, self.end)
+
+
+def window(frame: DailyFrame, cfg: DailyConfig) -> Window:
+    origin = frame.index_of(parse_day(cfg.origin, "data.origin"))
+    if origin + cfg.horizon > len(frame.dates):
+        raise DataError(
+            f"origin {cfg.origin} + horizon {cfg.horizon} days runs past the last "
+            f"day in the file ({frame.dates[-1]})",
+            path=frame.path,
+        )
+    if origin - cfg.dev_days < 1:
+        raise DataError(
+            f"origin {cfg.origin} leaves no training days before its {cfg.dev_days} dev days",
+            path=frame.path,
+        )
+    return Window(origin, origin - cfg.dev_days, origin + cfg.horizon)
+
+
+@dataclass
+class Scale:
+    """How a series' values became targets: optional log1p, then standardisation."""
+
+    log: bool
+    mean: float
+    std: float
+
+    def forward(self, values: np.ndarray) -> np.ndarray:
+        v = np.log1p(np.clip(values, 0.0, None)) if self.log else values
+        return (v - self.mean) / self.std
+
+    def inverse(self, targets: np.ndarray) -> np.ndarray:
+        v = targets * self.std + self.mean
+        return np.clip(np.expm1(v), 0.0, None) if self.log else v
+
+
+def observed_history(frame: DailyFrame, cfg: DailyConfig, win: Window) -> dict[str, np.ndarray]:
+    """Each series' values with everything outside its allowed history set to NaN (the horizon
+    keeps its actual values: they are the test targets)."""
+    unknown = sorted(set(cfg.history) - set(frame.values))
+    if unknown:
+        raise ConfigError(
+            f"data.history: unknown series {unknown}; series are {list(frame.values)}"
+        )
+    out = {}
+    for name, values in frame.values.items():
+        v = values.astype(np.float64).copy()
+        days = cfg.history.get(name)
+        if days is not None:
+            v[: max(0, win.origin - days)] = np.nan
+        out[name] = v
+    return out
+
+
+def features(frame: DailyFrame, cfg: DailyConfig, win: Window) -> tuple[np.ndarray, list[str]]:
+    """Calendar features for every day; exogenous columns standardised on the training days."""
+    holiday = None
+    if cfg.holiday_column:
+        # a day missing from the file is not a holiday: the flag is a calendar fact, not an
+        # observation (observations of missing days stay NaN and masked)
+        holiday = np.nan_to_num(frame.columns[cfg.holiday_column], nan=0.0)
+    exo = {}
+    for name in cfg.exogenous:
+        col = frame.columns[name].astype(np.float64)
+        gaps = np.flatnonzero(np.isnan(col))
+        if gaps.size:
+            raise DataError(
+                f"exogenous column {name!r} has no value for {frame.dates[gaps[0]]} "
+                "(the day is missing from the file)",
+                path=frame.path,
+            )
+        mean, std = float(np.mean(col[win.train])), float(np.std(col[win.train]))
+        exo[name] = (col - mean) / (std if std > 0 else 1.0)
+    if cfg.trend:  # years from the origin: 0 at the origin, negative before
+        exo["trend"] = (np.arange(len(frame.dates), dtype=np.float64) - win.origin) / 365.25
+    x, names = calendar_features(
+        frame.dates, fourier_terms=cfg.fourier_terms, holiday=holiday, exogenous=exo
+    )
+    # day of week and holiday first, so that trunk.passthrough = 8 sends them to the heads
+    first = [i for i, n in enumerate(names) if n.startswith("dow_") or n == "holiday"]
+    order = first + [i for i in range(len(names)) if i not in first]
+    return x[:, order], [names[i] for i in order]
+
+
+@DATA_SOURCES.register(
+    "daily_csv",
+    config=DailyConfig,
+    summary="daily series from a CSV, one regression task per series",
+)
+def daily_problem(cfg: DailyConfig, base_dir: str | None = None) -> Problem:
+    """One task per series around ``cfg.origin``; ``meta`` carries what forecasting needs
+    (dates, the window, the scales, the original values)."""
+    cfg.validate()
+    if cfg.fourier_terms < 0:
+        raise ConfigError(f"data.fourier_terms: must be >= 0, got {cfg.fourier_terms}")
+    path = Path(cfg.path)
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    extra = [c for c in [cfg.holiday_column, *cfg.exogenous] if c]
+    frame = read_daily_csv(
+        path,
+        layout=cfg.layout,
+        date_column=cfg.date_column,
+        series=cfg.series or None,
+        series_column=cfg.series_column,
+        value_column=cfg.value_column,
+        extra_columns=extra,
+        date_format=cfg.date_format,
+    )
+    win = window(frame, cfg)
+    x_all, names = features(frame, cfg, win)
+    x = torch.from_numpy(np.ascontiguousarray(x_all, dtype=np.float32))
+    values = observed_history(frame, cfg, win)
+    tasks, scales = [], {}
+    for name, v in values.items():
+        fit = v[: win.origin]
+        fit = fit[~np.isnan(fit)]
+        if fit.size < 2:
+            raise DataError(
+                f"series {name!r} has fewer than 2 observed days before the origin {cfg.origin}",
+                path=frame.path,
+            )
+        base = np.log1p(np.clip(fit, 0.0, None)) if cfg.log_target else fit
+        std = float(np.std(base))
+        scale = Scale(cfg.log_target, float(np.mean(base)), std if std > 0 else 1.0)
+        scales[name] = scale
+        y = torch.from_numpy(scale.forward(v).astype(np.float32))
+
+        def split(sl: slice, y: torch.Tensor = y) -> Split:
+            return Split(x[sl], y[sl])
+
+        tasks.append(
+            TaskData(
+                Task(name, "regression", 1, "mse"),
+                split(win.train),
+                split(win.dev),
+                split(win.test),
+            )
+        )
+    meta: dict[str, Any] = {
+        "frame": frame,
+        "window": win,
+        "scales": scales,
+        "values": values,
+        "feature_names": names,
+    }
+    return Problem(tasks, int(x.shape[1]), meta=meta)

@@ -1,0 +1,287 @@
+"""Daily time series from CSV, and the calendar features a forecaster reads (issue 5).
+
+``read_daily_csv`` reads a long file (``date, series, value`` rows) or a wide file (a date column
+and one column per series) into a ``DailyFrame``: one row per day from the first to the last date,
+with a missing day or an empty/NA cell kept as NaN so that the loss and the metrics can mask it;
+nothing is ever filled in. Every problem in the file is a ``DataError`` naming the file and line.
+
+``calendar_features`` turns dates into the trunk's inputs: day-of-week one-hot, Fourier terms of
+the day of the year, an optional holiday flag and optional exogenous columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mtlshare.errors import ConfigError, DataError
+
+LAYOUTS = ("long", "wide")
+# Cells meaning "no observation", compared after stripping and lower-casing.
+MISSING = frozenset({"", "na", "nan"})
+
+
+@dataclass
+class DailyFrame:
+    """Daily series on one continuous calendar.
+
+    ``dates`` runs from the first to the last date in the file, one entry per day, no gaps.
+    ``values[name]`` (days,) float64 is series ``name``; NaN = no observation (a day absent from
+    the file or an empty/NA cell). ``columns[name]`` (days,) float64 is an extra numeric column
+    (holiday flag, exogenous feature); NaN only on days absent from the file.
+    """
+
+    path: str
+    dates: list[datetime.date]
+    values: dict[str, np.ndarray]
+    columns: dict[str, np.ndarray]
+
+    def index_of(self, day: datetime.date) -> int:
+        """Row of ``day`` in every array; ``DataError`` if the file does not span it."""
+        if not self.dates or not self.dates[0] <= day <= self.dates[-1]:
+            span = f"{self.dates[0]}..{self.dates[-1]}" if self.dates else "no dates"
+            raise DataError(f"date {day} is outside the file's range {span}", path=self.path)
+        return (day - self.dates[0]).days
+
+
+def _records(path: Path, shown: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line, fields)`` per CSV record, ``line`` being the 1-based file line where the
+    record starts. Blank (empty or whitespace-only) lines are skipped but still counted."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError("no such file", path=shown) from None
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc.strerror or exc}", path=shown) from None
+    try:
+        text = raw.decode("utf-8-sig")  # a leading byte-order mark is not part of the header
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise DataError(f"not UTF-8 text (byte 0x{bad})", path=shown, line=line) from None
+    # strict: an unterminated quote is an error instead of swallowing the rest of the file.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    previous = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # located at the line where the broken record starts
+            raise DataError(f"malformed CSV: {exc}", path=shown, line=previous + 1) from None
+        start, previous = previous + 1, reader.line_num
+        if row and not (len(row) == 1 and not row[0].strip()):
+            yield start, row
+
+
+def _column_positions(
+    header: list[str], needed: Sequence[str], shown: str, line: int
+) -> dict[str, int]:
+    names = [name.strip() for name in header]
+    positions: dict[str, int] = {}
+    for column in needed:
+        hits = [i for i, name in enumerate(names) if name == column]
+        if not hits:
+            raise DataError(f"no column {column!r} in header {names}", path=shown, line=line)
+        if len(hits) > 1:
+            raise DataError(f"column {column!r} appears {len(hits)} times in header", shown, line)
+        positions[column] = hits[0]
+    return positions
+
+
+def _parse_date(cell: str, date_format: str, shown: str, line: int) -> datetime.date:
+    try:
+        return datetime.datetime.strptime(cell.strip(), date_format).date()
+    except ValueError:
+        message = f"unparsable date {cell!r} (expected format {date_format!r})"
+        raise DataError(message, path=shown, line=line) from None
+
+
+def _parse_number(cell: str, column: str, shown: str, line: int, *, missing_ok: bool) -> float:
+    """A finite float; NaN for a missing cell when ``missing_ok``, else ``DataError``."""
+    text = cell.strip()
+    if text.lower() in MISSING:
+        if missing_ok:
+            return math.nan
+        message = f"column {column!r} is empty ({cell!r}): a feature cannot be missing"
+        raise DataError(message, path=shown, line=line)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        message = f"column {column!r}: {cell!r} is not a finite number"
+        raise DataError(message, path=shown, line=line)
+    return value
+
+
+def _check_config(
+    layout: str, series: list[str] | None, needed: list[str], extras: Sequence[str]
+) -> None:
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    if isinstance(series, str) or isinstance(extras, str):
+        raise ConfigError("series and extra_columns take a list of names, not one string")
+    if series is not None and (not series or len(set(series)) != len(series)):
+        raise ConfigError(f"series must name distinct series, got {series}")
+    if len(set(needed)) != len(needed):
+        raise ConfigError(f"each column may play one role only, got {needed}")
+
+
+def read_daily_csv(
+    path: str | Path,
+    *,
+    layout: str = "long",
+    date_column: str = "date",
+    series: list[str] | None = None,
+    series_column: str = "series",
+    value_column: str = "value",
+    extra_columns: Sequence[str] = (),
+    date_format: str = "%Y-%m-%d",
+) -> DailyFrame:
+    """Read daily series from a UTF-8 CSV file (csv module, no pandas).
+
+    ``layout="long"``: one observation per row in ``date_column``, ``series_column`` and
+    ``value_column``; ``series`` (optional) keeps only those series, in that order (default:
+    every series, in order of first appearance), and each must occur. ``layout="wide"``: one row
+    per date, one column per series; ``series`` names those columns and is required.
+    ``extra_columns`` are numeric per-day columns (a holiday flag, exogenous features) that may
+    not be empty; in long layout every row of one date must give them the same values.
+
+    Empty, ``NA`` and ``NaN`` cells and days absent from the file become NaN. Rows may come in any
+    order; rows of series not kept are still checked for their date and extra columns, and their
+    dates count towards the range. Raises ``ConfigError`` for a bad argument and ``DataError``
+    ("path:line: message") for a missing, empty or malformed file.
+    """
+    extras = list(extra_columns)
+    if layout == "wide":
+        if series is None:
+            raise ConfigError("layout 'wide' needs series=[...]: the names of the value columns")
+        needed = [date_column, *series, *extras]
+    else:
+        needed = [date_column, series_column, value_column, *extras]
+    _check_config(layout, series, needed, extra_columns)
+
+    shown = str(path)
+    records = _records(Path(path), shown)
+    first = next(records, None)
+    if first is None:
+        raise DataError("file is empty: expected a header and data rows", path=shown)
+    header_line, header = first
+    at = _column_positions(header, needed, shown, header_line)
+
+    kept = None if series is None else set(series)
+    observed: dict[str, dict[datetime.date, tuple[float, int]]] = {}  # value, line
+    features: dict[datetime.date, tuple[list[float], int]] = {}  # extras of the first row, line
+    for line, row in records:
+        if len(row) != len(header):
+            message = f"row has {len(row)} fields but the header has {len(header)}"
+            raise DataError(message, path=shown, line=line)
+        day = _parse_date(row[at[date_column]], date_format, shown, line)
+        cells: list[tuple[str, str, str]]  # series, column, cell
+        if layout == "wide":
+            cells = [(name, name, row[at[name]]) for name in series or ()]
+        else:
+            name = row[at[series_column]].strip()
+            if not name:
+                message = f"empty series name in column {series_column!r}"
+                raise DataError(message, path=shown, line=line)
+            wanted = kept is None or name in kept
+            cells = [(name, value_column, row[at[value_column]])] if wanted else []
+        for name, column, cell in cells:
+            value = _parse_number(cell, column, shown, line, missing_ok=True)
+            days = observed.setdefault(name, {})
+            if day in days:
+                message = f"duplicate date {day} for series {name!r} (first on line {days[day][1]})"
+                raise DataError(message, path=shown, line=line)
+            days[day] = (value, line)
+        row_features = [_parse_number(row[at[c]], c, shown, line, missing_ok=False) for c in extras]
+        if day not in features:
+            features[day] = (row_features, line)
+        elif features[day][0] != row_features:
+            earlier, first_line = features[day]
+            i = next(i for i in range(len(extras)) if earlier[i] != row_features[i])
+            message = (
+                f"column {extras[i]!r} is {row_features[i]} for {day} here "
+                f"but {earlier[i]} on line {first_line}: one date, one value"
+            )
+            raise DataError(message, path=shown, line=line)
+
+    if not features:
+        raise DataError("no data rows after the header", path=shown, line=header_line)
+    names = list(observed) if series is None else series
+    for name in names:
+        if name not in observed:
+            found = sorted(observed)
+            message = f"series {name!r} never occurs in column {series_column!r} (found {found})"
+            raise DataError(message, path=shown)
+
+    start, end = min(features), max(features)
+    n_days = (end - start).days + 1
+    dates = [start + datetime.timedelta(days=i) for i in range(n_days)]
+    values = {name: np.full(n_days, np.nan) for name in names}
+    for name in names:
+        for day, (value, _) in observed[name].items():
+            values[name][(day - start).days] = value
+    columns = {column: np.full(n_days, np.nan) for column in extras}
+    for day, (row_features, _) in features.items():
+        for column, value in zip(extras, row_features, strict=True):
+            columns[column][(day - start).days] = value
+    return DailyFrame(path=shown, dates=dates, values=values, columns=columns)
+
+
+def calendar_features(
+    dates: Sequence[datetime.date],
+    *,
+    fourier_terms: int = 3,
+    holiday: np.ndarray | None = None,
+    exogenous: Mapping[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Calendar inputs for a forecaster: a float32 (days, features) matrix and its column names.
+
+    Columns, in order: ``dow_0``..``dow_6`` (day-of-week one-hot, Monday = 0);
+    ``year_sin_k``, ``year_cos_k`` for k = 1..``fourier_terms``: sin/cos(2 pi k t / 365.25) with
+    t the 1-based day of the year, so yearly seasonality is smooth across New Year; ``holiday``
+    if given; then each ``exogenous`` column under its key, in order. ``holiday`` and exogenous
+    arrays are (days,) and may not hold NaN (``DataError`` naming the feature and first date);
+    on a ``DailyFrame`` pass ``frame.columns[...]`` restricted to days the file has.
+    """
+    if fourier_terms < 0:
+        raise ConfigError(f"fourier_terms must be >= 0, got {fourier_terms}")
+    n_days = len(dates)
+    weekday = np.zeros((n_days, 7))
+    weekday[np.arange(n_days), [day.weekday() for day in dates]] = 1.0
+    blocks = [weekday]
+    names = [f"dow_{i}" for i in range(7)]
+
+    t = np.array([day.timetuple().tm_yday for day in dates], dtype=np.float64)
+    for k in range(1, fourier_terms + 1):
+        angle = 2.0 * np.pi * k * t / 365.25
+        blocks += [np.sin(angle)[:, None], np.cos(angle)[:, None]]
+        names += [f"year_sin_{k}", f"year_cos_{k}"]
+
+    given = [("holiday", holiday)] if holiday is not None else []
+    given += list((exogenous or {}).items())
+    for name, array in given:
+        if name in names:
+            raise ConfigError(f"feature name {name!r} is used twice (calendar names: {names})")
+        try:
+            column = np.asarray(array, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"feature {name!r} is not numeric") from None
+        if column.shape != (n_days,):
+            raise DataError(f"feature {name!r} has shape {column.shape}, expected ({n_days},)")
+        bad = ~np.isfinite(column)
+        if bad.any():
+            day = dates[int(np.argmax(bad))]
+            raise DataError(f"feature {name!r} is missing (NaN) on {day}, first of {bad.sum()}")
+        blocks.append(column[:, None])
+        names.append(name)
+    return np.concatenate(blocks, axis=1).astype(np.float32), names

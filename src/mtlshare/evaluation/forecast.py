@@ -1,0 +1,102 @@
+"""Point-forecast errors (MAE, RMSE, sMAPE) on numpy arrays, with missing observations left out.
+
+A missing observation is ``NaN`` in ``actual``: that position is dropped from every metric, never
+filled. A forecast must exist wherever there is an observation, so ``NaN`` (or an infinity) in
+``forecast`` at an observed position is a ``ValueError``: it means the method failed, and
+averaging over the positions it did produce would flatter it. When every actual is missing there
+is nothing to score and each metric is ``NaN``.
+
+Typical use over several forecast origins::
+
+    per_origin = [forecast_metrics(actual, f) for actual, f in origins]
+    summary = summarize(per_origin)  # {"mae": ..., "rmse": ..., "smape": ...}
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _observed(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """The pairs (actual, forecast) at observed positions, as flat float64 arrays.
+
+    Raises ``ValueError`` if the shapes differ, ``actual`` holds an infinity, or ``forecast`` is
+    not finite where ``actual`` is observed.
+    """
+    y = np.asarray(actual, dtype=np.float64)
+    f = np.asarray(forecast, dtype=np.float64)
+    if y.shape != f.shape:
+        raise ValueError(f"actual and forecast differ in shape: {y.shape} vs {f.shape}")
+    y, f = y.ravel(), f.ravel()
+    if np.isinf(y).any():
+        raise ValueError("actual holds an infinite value; use NaN for a missing observation")
+    seen = ~np.isnan(y)
+    bad = seen & ~np.isfinite(f)
+    if bad.any():
+        where = np.flatnonzero(bad)[:5].tolist()
+        raise ValueError(
+            f"forecast is NaN or infinite at {int(bad.sum())} observed position(s), e.g. {where}"
+        )
+    return y[seen], f[seen]
+
+
+def mae(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> float:
+    """Mean absolute error over the observed positions; ``NaN`` if none is observed."""
+    y, f = _observed(actual, forecast)
+    return float(np.abs(y - f).mean()) if y.size else math.nan
+
+
+def rmse(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> float:
+    """Root mean squared error over the observed positions; ``NaN`` if none is observed."""
+    y, f = _observed(actual, forecast)
+    return float(np.sqrt(np.square(y - f).mean())) if y.size else math.nan
+
+
+def smape(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> float:
+    """Symmetric mean absolute percentage error, in percent (0 to 200).
+
+    The mean over observed positions of ``200 * |y - f| / (|y| + |f|)``, where a position with
+    ``y == f == 0`` counts as 0 (a perfect forecast of zero, not a division by zero). Unlike MAPE
+    it stays finite when the actual is 0. ``NaN`` if no position is observed.
+    """
+    y, f = _observed(actual, forecast)
+    if not y.size:
+        return math.nan
+    denominator = np.abs(y) + np.abs(f)
+    both_zero = denominator == 0
+    terms = np.where(both_zero, 0.0, 200.0 * np.abs(y - f) / np.where(both_zero, 1.0, denominator))
+    return float(terms.mean())
+
+
+def forecast_metrics(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> dict[str, float]:
+    """``{"mae", "rmse", "smape"}`` of one forecast against its actuals (see the functions)."""
+    return {
+        "mae": mae(actual, forecast),
+        "rmse": rmse(actual, forecast),
+        "smape": smape(actual, forecast),
+    }
+
+
+def summarize(per_origin: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over forecast origins, skipping origins where it is ``NaN``.
+
+    ``per_origin`` is a list of :func:`forecast_metrics` results, one per origin. Keys keep their
+    order of first appearance; an origin that lacks a key is skipped for that key. A metric that
+    is ``NaN`` at every origin (nothing observed anywhere) stays ``NaN``. Raises ``ValueError``
+    for an empty list: a summary of no origins is a caller bug, not a result.
+    """
+    if not per_origin:
+        raise ValueError("summarize needs the metrics of at least one forecast origin")
+    keys: list[str] = []
+    for metrics in per_origin:
+        keys.extend(k for k in metrics if k not in keys)
+    summary: dict[str, float] = {}
+    for key in keys:
+        values = [m[key] for m in per_origin if key in m and not math.isnan(m[key])]
+        summary[key] = math.fsum(values) / len(values) if values else math.nan
+    return summary

@@ -1,0 +1,92 @@
+"""One PNG per forecast origin: the history, the actuals of the horizon and every method's forecast.
+
+matplotlib is imported inside the function: it is heavy and only reports need it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+# tab10 without its grey (C7), which is taken by the history line.
+_METHOD_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")
+
+
+def plot_forecast(
+    path: str | Path,
+    history_dates: Sequence[datetime.date],
+    history: np.ndarray,
+    future_dates: Sequence[datetime.date],
+    actual: np.ndarray,
+    forecasts: Mapping[str, np.ndarray],
+    title: str,
+) -> Path:
+    """Draw one forecast origin and save it as a PNG at ``path``; returns the path written.
+
+    ``history`` (grey) is aligned with ``history_dates``, ``actual`` (black) and every array in
+    ``forecasts`` (one coloured line per method, labelled with its key in the legend) with
+    ``future_dates``. ``NaN`` values (missing observations) show as gaps, not as filled points.
+    A dashed vertical line marks the forecast origin, the last history day; the x axis shows dates.
+
+    The figure is built with ``matplotlib.figure.Figure`` and the Agg canvas rather than pyplot,
+    so it works headless without switching the caller's global backend. The file is written to a
+    temporary ``.png`` in the same directory, made world-readable (0644) and moved into place with
+    ``os.replace``, so readers never see a half-written image. Raises ``ValueError`` when an array
+    and its dates differ in length or ``history_dates`` is empty.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+    from matplotlib.figure import Figure
+
+    if not history_dates:
+        raise ValueError("history_dates is empty: the forecast origin is the last history day")
+    _check_length("history", history, history_dates)
+    _check_length("actual", actual, future_dates)
+    for name, forecast in forecasts.items():
+        _check_length(f"forecast {name!r}", forecast, future_dates)
+    path = Path(path)
+
+    fig = Figure(figsize=(9.0, 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    # Dates as matplotlib's day numbers: the date locator and formatter below label them.
+    past = date2num(list(history_dates))
+    future = date2num(list(future_dates))
+    ax.plot(past, history, color="grey", linewidth=1.2, label="history")
+    ax.plot(future, actual, color="black", linewidth=1.5, label="actual")
+    for i, (name, forecast) in enumerate(forecasts.items()):
+        colour = _METHOD_COLOURS[i % len(_METHOD_COLOURS)]
+        ax.plot(future, forecast, color=colour, linewidth=1.2, label=name)
+    ax.axvline(float(past[-1]), color="black", linestyle="--", linewidth=0.8)
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    ax.set_xlabel("date (dashed line: forecast origin)")
+    ax.set_ylabel("value")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    ax.set_title(title)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a report image should be readable
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_length(name: str, values: np.ndarray, dates: Sequence[datetime.date]) -> None:
+    """Raise ``ValueError`` unless ``values`` is 1-D with one value per date."""
+    shape = np.shape(values)
+    if shape != (len(dates),):
+        raise ValueError(f"{name} has shape {shape} but there are {len(dates)} dates")

@@ -1,0 +1,1 @@
+"""Forecasting baselines to compare multi-task forecasters against: seasonal naive and Prophet."""

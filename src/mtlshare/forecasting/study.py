@@ -1,0 +1,245 @@
+"""The forecasting experiment (``experiment = "forecast"``): forecast a scarce series at several
+origins with a multi-task model, the same network trained on the scarce series alone, Prophet
+(optional) and a seasonal-naive forecast, and compare their errors.
+
+At each origin the data source (``daily_csv``) is rebuilt around that origin, so no method ever
+sees a day on or after it. The multi-task model is the configured mechanism over every series;
+the single-task model is the same network on the target series alone (``hard`` sharing with one
+task); Prophet and the seasonal-naive forecast see the target's ``data.history`` days before the
+origin. Errors are measured on the original scale of the series over the ``data.horizon`` days
+from the origin, skipping days without an observation.
+
+Outputs in the run directory: ``results.json`` (``{"methods": {name: {"mae", "rmse", "smape",
+"per_origin": [...]}}, ...}``), ``forecast.md`` (a table), ``forecast_ORIGIN.png`` (history,
+actuals and every method's forecast) and one training run per origin and neural method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from mtlshare.data.daily import DailyConfig, Scale, Window
+from mtlshare.data.datasets import Problem
+from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.evaluation.forecast import forecast_metrics, summarize
+from mtlshare.evaluation.forecast_plots import plot_forecast
+from mtlshare.experiment import build_problem, train, write_json
+from mtlshare.forecasting.baselines import ProphetUnavailable, prophet_forecast, seasonal_naive
+from mtlshare.registry import EXPERIMENTS
+from mtlshare.training.checkpoint import atomic_write_text
+
+if TYPE_CHECKING:
+    from mtlshare.config import Config
+
+METHODS = ("multitask", "single", "prophet", "seasonal_naive")
+METRICS = ("mae", "rmse", "smape")
+NEURAL = ("multitask", "single")
+
+
+@dataclass
+class ForecastConfig:
+    """``[forecast]``: the series to forecast, the origins, the methods to compare.
+
+    ``target`` must be a series of the data; ``origins`` are first forecast days (YYYY-MM-DD);
+    ``season`` is the seasonal-naive period in days; ``plot_days`` how much history the plots
+    show; the neural methods are trained once per seed in ``seeds`` and their errors averaged
+    (the plots show the first seed's forecast).
+    """
+
+    target: str = ""
+    origins: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    season: int = 7
+    plot_days: int = 120
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    def validate(self, cfg: Config) -> None:
+        if cfg.data_source != "daily_csv":
+            raise ConfigError(
+                f"experiment = 'forecast' needs data.source = 'daily_csv', got {cfg.data_source!r}"
+            )
+        if not self.target:
+            raise ConfigError("forecast.target: name the series to forecast")
+        if not self.origins:
+            raise ConfigError("forecast.origins: give one or more forecast origins")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ConfigError(f"forecast.methods: unknown {unknown}; choose from {METHODS}")
+        if not self.seeds:
+            raise ConfigError("forecast.seeds: give one or more seeds")
+        if self.season < 1 or self.plot_days < 1:
+            raise ConfigError("forecast.season and forecast.plot_days must be >= 1")
+
+
+def neural_forecast(
+    cfg: Config, problem: Problem, target: str, out: Path, progress: bool
+) -> np.ndarray:
+    """Train on ``problem`` (every task in it) and forecast ``target`` over the horizon."""
+    run = train(cfg, out, problem=problem, progress=progress)
+    run.model.eval()
+    td = next(t for t in problem.tasks if t.task.name == target)
+    with torch.no_grad():
+        z = run.model(td.test.x, target).squeeze(-1).numpy().astype(np.float64)
+    scale: Scale = problem.meta["scales"][target]
+    return scale.inverse(z)
+
+
+def neural_runs(
+    at: Config, fc: ForecastConfig, problem: Problem, method: str, out: Path, progress: bool
+) -> list[np.ndarray]:
+    """The forecasts of ``method`` ("multitask" or "single"), one per seed."""
+    runs = []
+    for seed in fc.seeds:
+        where = out / f"seed-{seed}" if len(fc.seeds) > 1 else out
+        if method == "multitask":
+            runs.append(neural_forecast(at.replace(seed=seed), problem, fc.target, where, progress))
+        else:
+            alone = at.replace(mechanism="hard", tasks=[fc.target], seed=seed)
+            runs.append(
+                neural_forecast(alone, problem.select([fc.target]), fc.target, where, progress)
+            )
+    return runs
+
+
+def forecast_origin(
+    cfg: Config,
+    fc: ForecastConfig,
+    origin: str,
+    out: Path,
+    base_dir: str | Path | None,
+    progress: bool,
+    skipped: dict[str, str],
+) -> dict[str, Any]:
+    """Every method's forecast and errors at one origin; writes its plot."""
+    at = cfg.replace(**{"data.origin": origin})
+    problem = build_problem(at, base_dir)
+    data: DailyConfig = at.data
+    if fc.target not in problem.meta["values"]:
+        raise ConfigError(
+            f"forecast.target: {fc.target!r} is not a series of the data; series "
+            f"are {list(problem.meta['values'])}"
+        )
+    win: Window = problem.meta["window"]
+    frame = problem.meta["frame"]
+    history = problem.meta["values"][fc.target][: win.origin]
+    actual = frame.values[fc.target][win.test].astype(np.float64)
+    days = data.history.get(fc.target, win.origin)
+    recent = history[win.origin - days :]
+    recent_dates = frame.dates[win.origin - days : win.origin]
+    future_dates = frame.dates[win.test]
+    tag = f"origin-{origin}"
+    forecasts: dict[str, np.ndarray] = {}
+    per_seed = {
+        m: neural_runs(at, fc, problem, m, out / tag / m, progress)
+        for m in fc.methods
+        if m in NEURAL
+    }
+    for method in fc.methods:
+        if method in per_seed:
+            forecasts[method] = per_seed[method][0]
+        if method == "seasonal_naive":
+            forecasts[method] = seasonal_naive(recent, len(actual), fc.season)
+        elif method == "prophet" and "prophet" not in skipped:
+            holidays = []
+            if data.holiday_column:
+                flags = frame.columns[data.holiday_column]
+                holidays = [d for d, f in zip(frame.dates, flags, strict=True) if f > 0]
+            try:
+                forecasts[method] = prophet_forecast(
+                    recent_dates, recent, future_dates, holidays=holidays, seed=cfg.seed
+                )
+            except ProphetUnavailable as e:
+                skipped["prophet"] = str(e)
+                print(f"mtlshare: Prophet skipped: {e}", flush=True)
+    shown = slice(max(0, win.origin - fc.plot_days), win.origin)
+    plot_forecast(
+        out / f"forecast_{origin}.png",
+        frame.dates[shown],
+        frame.values[fc.target][shown],
+        future_dates,
+        actual,
+        forecasts,
+        f"{fc.target}: {len(actual)}-day forecast from {origin} ({days} days of its history)",
+    )
+    rows = {}
+    for name, f in forecasts.items():
+        runs = per_seed.get(name, [f])
+        scores = [forecast_metrics(actual, r) for r in runs]
+        rows[name] = {
+            "origin": origin,
+            **{k: float(np.mean([sc[k] for sc in scores])) for k in METRICS},
+        }
+        if len(runs) > 1:
+            rows[name]["seeds"] = scores
+    return rows
+
+
+def forecast_markdown(results: dict[str, Any]) -> str:
+    """One row per method: mean MAE, RMSE and sMAPE over origins, then each origin's MAE."""
+    origins = results["origins"]
+    head = ["method", "MAE", "RMSE", "sMAPE %", *(f"MAE {o}" for o in origins)]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
+    for name, r in results["methods"].items():
+        cells = [name, f"{r['mae']:.1f}", f"{r['rmse']:.1f}", f"{r['smape']:.1f}"]
+        cells += [f"{p['mae']:.1f}" for p in r["per_origin"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    for name, why in results["skipped"].items():
+        lines.append(f"\n{name} skipped: {why}")
+    return "\n".join(lines) + "\n"
+
+
+@EXPERIMENTS.register(
+    "forecast",
+    config=ForecastConfig,
+    summary="forecast a scarce series at several origins, four methods",
+)
+def run_forecast(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    base_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The whole study; returns (and writes) ``results.json``."""
+    fc: ForecastConfig = cfg.experiments["forecast"]
+    fc.validate(cfg)
+    out = Path(out_dir)
+    if resume:
+        raise MtlshareError(
+            "--resume is not supported by the forecast experiment; its runs are "
+            "short: start it again with a new --out"
+        )
+    if (out / "results.json").exists():
+        raise MtlshareError(f"{out}: holds an earlier run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.toml", cfg.to_toml())
+    skipped: dict[str, str] = {}
+    per: dict[str, list[dict[str, Any]]] = {}
+    for origin in fc.origins:
+        for name, row in forecast_origin(cfg, fc, origin, out, base_dir, progress, skipped).items():
+            per.setdefault(name, []).append(row)
+    data: DailyConfig = cfg.data
+    results: dict[str, Any] = {
+        "experiment": "forecast",
+        "target": fc.target,
+        "origins": list(fc.origins),
+        "horizon": data.horizon,
+        "history_days": data.history.get(fc.target),
+        "methods": {
+            name: {**summarize([{k: r[k] for k in METRICS} for r in rows]), "per_origin": rows}
+            for name, rows in per.items()
+        },
+        "skipped": skipped,
+    }
+    write_json(out / "results.json", results)
+    atomic_write_text(out / "forecast.md", forecast_markdown(results))
+    return results

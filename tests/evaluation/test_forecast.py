@@ -1,0 +1,72 @@
+"""Forecast metrics against hand-computed values, with missing actuals left out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mtlshare.evaluation.forecast import forecast_metrics, mae, rmse, smape, summarize
+
+# Observed pairs (y, f): (1, 2), (3, 1), (0, 0), (-2, 2); position 1 is missing (its forecast
+# of 100 must not count). Absolute errors 1, 2, 0, 4.
+ACTUAL = np.array([1.0, np.nan, 3.0, 0.0, -2.0])
+FORECAST = np.array([2.0, 100.0, 1.0, 0.0, 2.0])
+
+
+def test_mae_rmse_smape_hand_computed_with_missing_actual():
+    assert mae(ACTUAL, FORECAST) == pytest.approx(7 / 4)
+    assert rmse(ACTUAL, FORECAST) == pytest.approx(math.sqrt((1 + 4 + 0 + 16) / 4))
+    # 200*|y-f|/(|y|+|f|): 200/3, 100, 0 (both zero), 200.
+    assert smape(ACTUAL, FORECAST) == pytest.approx((200 / 3 + 100 + 0 + 200) / 4)
+
+
+def test_forecast_metrics_keys_and_values():
+    metrics = forecast_metrics(ACTUAL, FORECAST)
+    assert list(metrics) == ["mae", "rmse", "smape"]
+    assert metrics["mae"] == pytest.approx(1.75)
+
+
+def test_smape_zero_zero_counts_as_perfect():
+    assert smape(np.zeros(3), np.zeros(3)) == 0.0
+    # One zero-zero position and one total miss (200): mean 100.
+    assert smape(np.array([0.0, 5.0]), np.array([0.0, -5.0])) == pytest.approx(100.0)
+
+
+def test_perfect_forecast_is_zero_everywhere():
+    y = np.array([1.0, 2.0, np.nan, 4.0])
+    assert forecast_metrics(y, np.nan_to_num(y)) == {"mae": 0.0, "rmse": 0.0, "smape": 0.0}
+
+
+def test_nan_forecast_at_observed_position_is_an_error():
+    with pytest.raises(ValueError, match="observed position"):
+        mae(np.array([1.0, 2.0]), np.array([1.0, np.nan]))
+    # NaN forecast where the actual is missing too is fine.
+    assert mae(np.array([1.0, np.nan]), np.array([1.0, np.nan])) == 0.0
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        rmse(np.zeros(3), np.zeros(4))
+
+
+def test_all_missing_actual_gives_nan():
+    metrics = forecast_metrics(np.full(4, np.nan), np.ones(4))
+    assert all(math.isnan(v) for v in metrics.values())
+
+
+def test_summarize_means_over_origins_ignoring_nan():
+    per_origin = [
+        {"mae": 1.0, "rmse": 2.0, "smape": 10.0},
+        {"mae": 3.0, "rmse": 4.0, "smape": math.nan},
+        {"mae": math.nan, "rmse": math.nan, "smape": math.nan},
+    ]
+    summary = summarize(per_origin)
+    assert summary == {"mae": 2.0, "rmse": 3.0, "smape": 10.0}
+
+
+def test_summarize_all_nan_stays_nan_and_empty_is_an_error():
+    assert math.isnan(summarize([{"mae": math.nan}])["mae"])
+    with pytest.raises(ValueError):
+        summarize([])
