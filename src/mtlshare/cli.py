@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # leave a torchrun process group cleanly
+            from mtlshare.training.distributed import shutdown
+
+            shutdown()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -107,9 +112,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     base = Path(args.config).resolve().parent
     if args.command == "run":
+        extra = {}
+        if cfg.experiment == "train":  # under torchrun: one process group, rank 0 writes
+            from mtlshare.training import distributed
+
+            where = distributed.from_environment()
+            extra["dist"] = where
+            if not where.is_main:
+                args.quiet = True
         results = EXPERIMENTS[cfg.experiment].build(
-            cfg, args.out, base_dir=base, resume=args.resume, progress=not args.quiet
+            cfg, args.out, base_dir=base, resume=args.resume, progress=not args.quiet, **extra
         )
+        if "dist" in extra and not extra["dist"].is_main:
+            return 0
         for name, r in results.get("tasks", {}).items():
             print(f"{name}: dev {r['metric']} {r['dev']:.4g}  test {r['metric']} {r['test']:.4g}")
         if (Path(args.out) / "forecast.md").is_file():

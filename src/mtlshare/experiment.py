@@ -23,6 +23,7 @@ from mtlshare.models.trunks import backbone_from_config
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.training.checkpoint import atomic_write_text, find_checkpoint, load_checkpoint
+from mtlshare.training.distributed import Dist, barrier
 from mtlshare.training.loop import Trainer, history_lines
 from mtlshare.training.objective import LossWeighting
 
@@ -73,10 +74,18 @@ def run(
     resume: bool = False,
     progress: bool = True,
     problem: Problem | None = None,
+    dist: Dist | None = None,
 ) -> dict[str, Any]:
-    """Train ``cfg.mechanism`` and write the run's outputs to ``out_dir``; returns results."""
+    """Train ``cfg.mechanism`` and write the run's outputs to ``out_dir``; returns results.
+    Under torchrun (``dist``), every process trains and only rank 0 writes."""
     return train(
-        cfg, out_dir, base_dir=base_dir, resume=resume, progress=progress, problem=problem
+        cfg,
+        out_dir,
+        base_dir=base_dir,
+        resume=resume,
+        progress=progress,
+        problem=problem,
+        dist=dist,
     ).results
 
 
@@ -88,8 +97,10 @@ def train(
     resume: bool = False,
     progress: bool = True,
     problem: Problem | None = None,
+    dist: Dist | None = None,
 ) -> TrainedRun:
     """Like ``run``, and also hand back the selected model and the problem."""
+    where = dist or Dist()
     out = Path(out_dir)
     resolved = cfg.to_toml()
     if resume:
@@ -103,17 +114,27 @@ def train(
             )
     elif (out / "results.json").exists() or (out / "checkpoint").exists():
         raise MtlshareError(f"{out}: holds an earlier run; choose another --out or pass --resume")
+    barrier(where)  # every process has checked the folder before rank 0 writes into it
     problem = problem if problem is not None else build_problem(cfg, base_dir)
     model = build_model(cfg, problem)
     weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.toml", resolved)
+    if where.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", resolved)
     trainer = Trainer(
-        model, problem, cfg.train, weighting, seed=cfg.seed, out_dir=out, progress=progress
+        model,
+        problem,
+        cfg.train,
+        weighting,
+        seed=cfg.seed,
+        out_dir=out,
+        progress=progress,
+        dist=where,
     )
 
     def log(record: dict[str, Any]) -> None:
-        atomic_write_text(out / "metrics.jsonl", history_lines([*trainer_history, record]))
+        if where.is_main:
+            atomic_write_text(out / "metrics.jsonl", history_lines([*trainer_history, record]))
         trainer_history.append(record)
 
     trainer_history: list[dict[str, Any]] = []
@@ -142,8 +163,11 @@ def train(
         "loss_weights": weighting.current(),
     }
     results.update(model.report())
-    model.write_artifacts(out)
-    write_json(out / "results.json", results)
+    if where.world > 1:
+        results["processes"] = where.world
+    if where.is_main:
+        model.write_artifacts(out)
+        write_json(out / "results.json", results)
     return TrainedRun(model, problem, results)
 
 

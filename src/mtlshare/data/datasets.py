@@ -71,19 +71,39 @@ class Problem:
 
 class BatchStream:
     """Endless shuffled minibatches of one split, reshuffled at each pass, from its own
-    generator so that a run is repeatable and resumable from (seed, epoch)."""
+    generator so that a run is repeatable and resumable from (seed, epoch).
 
-    def __init__(self, split: Split, batch_size: int, generator: torch.Generator) -> None:
+    With ``world > 1`` processes, every process draws the same permutation and takes its own
+    slice of each global batch of ``batch_size * world`` examples: the processes never share an
+    example, and together they see exactly the batches one process with ``batch_size * world``
+    would. ``next`` also returns this process's share of the global batch, times ``world``
+    (1.0 when the slices are equal), so that averaging per-process mean losses over processes
+    gives the global mean even for the last, smaller batch.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        generator: torch.Generator,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
         self.split = split
         self.batch_size = batch_size
         self.generator = generator
+        self.rank = rank
+        self.world = world
         self._order = torch.empty(0, dtype=torch.long)
         self._pos = 0
 
-    def next(self) -> tuple[Tensor, Tensor]:
+    def next(self) -> tuple[Tensor, Tensor, float]:
         if self._pos >= len(self._order):
             self._order = torch.randperm(len(self.split), generator=self.generator)
             self._pos = 0
-        idx = self._order[self._pos : self._pos + self.batch_size]
-        self._pos += self.batch_size
-        return self.split.x[idx], self.split.y[idx]
+        span = self.batch_size * self.world
+        global_idx = self._order[self._pos : self._pos + span]
+        self._pos += span
+        idx = global_idx[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        share = len(idx) * self.world / len(global_idx)
+        return self.split.x[idx], self.split.y[idx], share

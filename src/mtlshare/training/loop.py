@@ -26,6 +26,7 @@ from mtlshare.data.samplers import SAMPLERS, task_schedule
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
 from mtlshare.training import checkpoint as ckpt
+from mtlshare.training.distributed import Dist, wrap
 from mtlshare.training.objective import LossWeighting
 
 OPTIMIZERS = ("sgd", "adam")
@@ -85,6 +86,25 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+class Objective(nn.Module):
+    """One training step's loss: the task's weighted loss plus the mechanism's regularizer.
+
+    Kept as one module so that ``DistributedDataParallel`` sees every parameter a step uses
+    (the regularizer reads other tasks' weights, uncertainty weighting its own) from the
+    outputs of a single forward call.
+    """
+
+    def __init__(self, model: SharingModel, weighting: LossWeighting, problem: Problem) -> None:
+        super().__init__()
+        self.model = model
+        self.weighting = weighting
+        self.tasks = {td.task.name: td.task for td in problem.tasks}
+
+    def forward(self, x: Tensor, y: Tensor, task: str) -> tuple[Tensor, Tensor]:
+        raw = self.tasks[task].loss(self.model(x, task), y)
+        return self.weighting(task, raw) + self.model.regularizer(), raw
+
+
 class Trainer:
     """Trains one ``SharingModel`` on one ``Problem``; see the module docstring."""
 
@@ -98,6 +118,7 @@ class Trainer:
         seed: int = 0,
         out_dir: str | Path | None = None,
         progress: bool = True,
+        dist: Dist | None = None,
     ) -> None:
         cfg.validate()
         names = [td.task.name for td in problem.tasks]
@@ -113,8 +134,11 @@ class Trainer:
         self.weighting = weighting
         self.seed = seed
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.progress = progress
+        self.dist = dist or Dist()
+        self.progress = progress and self.dist.is_main
         self.global_step = 0
+        # under torchrun: DistributedDataParallel over the objective (model + weighting)
+        self.objective = wrap(Objective(model, weighting, problem), self.dist)
 
     # -- pieces -------------------------------------------------------------------------------
     def parameters(self) -> list[nn.Parameter]:
@@ -132,25 +156,36 @@ class Trainer:
     def steps_per_epoch(self, names: list[str]) -> int:
         if self.cfg.steps_per_epoch:
             return self.cfg.steps_per_epoch
-        return sum(math.ceil(len(self.data[n].train) / self.cfg.batch_size) for n in names)
+        span = self.cfg.batch_size * self.dist.world  # one global batch per step
+        return sum(math.ceil(len(self.data[n].train) / span) for n in names)
 
     def _generator(self, *parts: int) -> torch.Generator:
         g = torch.Generator()
         g.manual_seed(hash((self.seed, *parts)) & 0x7FFF_FFFF_FFFF_FFFF)
         return g
 
-    def step(self, optimizer: torch.optim.Optimizer, task: str, x: Tensor, y: Tensor) -> float:
-        """One optimizer step on ``task``'s batch. Raises on a NaN or infinite loss."""
+    def step(
+        self,
+        optimizer: torch.optim.Optimizer,
+        task: str,
+        x: Tensor,
+        y: Tensor,
+        share: float = 1.0,
+    ) -> float:
+        """One optimizer step on ``task``'s batch. Raises on a NaN or infinite loss.
+
+        ``share`` (from ``BatchStream``) rescales this process's loss so that the gradients
+        averaged over processes are those of the global batch's mean loss.
+        """
         self.model.train()
-        raw = self.data[task].task.loss(self.model(x, task), y)
-        loss = self.weighting(task, raw) + self.model.regularizer()
+        loss, raw = self.objective(x, y, task)
         if not torch.isfinite(loss):
             raise MtlshareError(
                 f"loss is {float(loss.detach())} at step {self.global_step} on task "
                 f"{task!r}; lower train.lr or set train.grad_clip"
             )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * share if share != 1.0 else loss).backward()
         self.model.before_optimizer_step(task)
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.grad_clip)
@@ -178,15 +213,21 @@ class Trainer:
             offset=self.global_step,
         )
         streams = {
-            n: BatchStream(self.data[n].train, self.cfg.batch_size, self._generator(epoch, i))
+            n: BatchStream(
+                self.data[n].train,
+                self.cfg.batch_size,
+                self._generator(epoch, i),
+                self.dist.rank,
+                self.dist.world,
+            )
             for i, n in enumerate(names)
         }
         sums = {n: 0.0 for n in names}
         counts = {n: 0 for n in names}
         for k in order:
             name = names[k]
-            x, y = streams[name].next()
-            sums[name] += self.step(optimizer, name, x, y)
+            x, y, share = streams[name].next()
+            sums[name] += self.step(optimizer, name, x, y, share)
             counts[name] += 1
             if bar is not None:
                 bar.update(1)
@@ -226,7 +267,7 @@ class Trainer:
             return value if self.data[task].task.higher_is_better else -value
 
         def save(name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-            if self.out_dir is None:
+            if self.out_dir is None or not self.dist.is_main:
                 return
             tensors = {**tensors, "rng.torch": torch.get_rng_state()}
             meta = {**meta, "loop.global_step": self.global_step}
@@ -262,7 +303,7 @@ class Trainer:
     def _save(
         self, name: str, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
     ) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or not self.dist.is_main:
             return
         tensors = self._state_tensors()
         if optimizer is not None:
@@ -325,7 +366,7 @@ class Trainer:
             if improved:
                 best_score, best_epoch, bad = score, epoch, 0
                 self._save("best", None, {"epoch": epoch, "score": score})
-                if self.out_dir is None:  # nowhere to save it: keep the selected model in memory
+                if self.out_dir is None or not self.dist.is_main:  # not saved here: keep it
                     best_state = {k: v.detach().clone() for k, v in self._state_tensors().items()}
             else:
                 bad += 1

@@ -1,0 +1,144 @@
+"""Training under torchrun (DistributedDataParallel over gloo on CPU), with real processes.
+
+2 processes with batch b end where 1 process with batch 2b does; only rank 0 writes; --resume
+works under torchrun; a rank that dies ends the job with a non-zero exit and leaves the last
+checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mtlshare.training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
+COMMON = [
+    "train.epochs=2",
+    "train.patience=0",
+    "data.n_train=100",
+    "data.n_dev=64",
+    "data.n_test=64",
+    "train.optimizer=sgd",
+    "train.lr=0.05",
+    "--quiet",
+]
+SPARSE = [
+    "mechanism=sparse",
+    "sparse.warmup_steps=4",
+    "sparse.round_steps=4",
+    "sparse.alpha=0.5",
+    "sparse.target_density=0.25",
+]
+
+
+def single(out: Path, *args: str) -> None:
+    cmd = [sys.executable, "-m", "mtlshare", "run", DEMO, *COMMON, *args, "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+
+
+def torchrun_cmd(out: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "mtlshare",
+        "run",
+        DEMO,
+        *COMMON,
+        *args,
+        "--out",
+        str(out),
+    ]
+
+
+def torchrun(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(torchrun_cmd(out, *args), capture_output=True, text=True, timeout=300)
+
+
+def model_tensors(out: Path) -> dict[str, torch.Tensor]:
+    tensors = load_file(str(out / "checkpoint" / "last" / "tensors.safetensors"))
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if a[k].is_floating_point():
+            assert torch.allclose(a[k], b[k], atol=tol, rtol=0), (k, (a[k] - b[k]).abs().max())
+        else:
+            assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("mechanism", [[], SPARSE], ids=["hard", "sparse"])
+def test_two_processes_with_batch_b_equal_one_with_batch_2b(tmp_path, mechanism):
+    one, two = tmp_path / "one", tmp_path / "two"
+    single(one, "train.batch_size=16", *mechanism)
+    proc = torchrun(two, "train.batch_size=8", *mechanism)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_close(model_tensors(one), model_tensors(two), 1e-5)
+    results = json.loads((two / "results.json").read_text())
+    assert results["processes"] == 2
+    # rank 0 alone wrote the metrics: one line per epoch, not one per process
+    assert len((two / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_resume_under_torchrun(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert torchrun(full, "train.batch_size=8", "train.epochs=4").returncode == 0
+    assert torchrun(cut, "train.batch_size=8").returncode == 0  # 2 epochs
+    # the saved config must match to resume: rewrite it for 4 epochs, as a longer run would
+    cfg = (cut / "config.toml").read_text().replace("epochs = 2", "epochs = 4")
+    (cut / "config.toml").write_text(cfg)
+    proc = torchrun(cut, "train.batch_size=8", "train.epochs=4", "--resume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_close(model_tensors(full), model_tensors(cut), 0.0)
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The torchrun workers: processes whose environment holds LOCAL_RANK."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().split()
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"LOCAL_RANK=1" in env and int(stat[3]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
+def test_a_dying_rank_ends_the_job_and_the_checkpoint_stays_whole(tmp_path):
+    out = tmp_path / "run"
+    cmd = torchrun_cmd(out, "train.batch_size=8", "train.epochs=400", "data.n_train=400")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint" / "last" / "meta.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.05)
+    victims = []
+    while not victims and time.monotonic() < deadline:
+        victims = worker_pids(proc.pid)
+    assert victims, "rank 1 not found"
+    os.kill(victims[0], signal.SIGKILL)
+    code = proc.wait(timeout=120)
+    assert code != 0
+    tensors, meta = load_checkpoint(out / "checkpoint" / "last")
+    assert meta["epoch"] >= 1 and any(k.startswith("model.") for k in tensors)
