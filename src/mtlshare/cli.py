@@ -116,7 +116,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if cfg.experiment == "train":  # under torchrun: one process group, rank 0 writes
             from mtlshare.training import distributed
 
-            where = distributed.from_environment()
+            where = distributed.from_environment(cfg.train.device)
             extra["dist"] = where
             if not where.is_main:
                 args.quiet = True

@@ -142,3 +142,16 @@ def test_a_dying_rank_ends_the_job_and_the_checkpoint_stays_whole(tmp_path):
     assert code != 0
     tensors, meta = load_checkpoint(out / "checkpoint" / "last")
     assert meta["epoch"] >= 1 and any(k.startswith("model.") for k in tensors)
+
+
+def test_device_choice():
+    from mtlshare.errors import ConfigError
+    from mtlshare.training.distributed import Dist, resolve_device
+    from mtlshare.training.loop import TrainConfig
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu").type == "cpu"
+    assert not Dist().enabled and Dist().is_main and Dist().device.type == "cpu"
+    with pytest.raises(ConfigError, match=r"train\.device"):
+        TrainConfig(device="tpu").validate()

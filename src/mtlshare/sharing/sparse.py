@@ -177,8 +177,18 @@ class SparseSharing(SharingModel):
         self.restore_weights()
         self._maskf_task.clear()  # the float copies may be stale now
         self.masks[task] = {
-            n: mask[n].to(torch.bool).reshape(expected[n].shape) for n in self.prunable_names
+            n: mask[n].to(device=expected[n].device, dtype=torch.bool).reshape(expected[n].shape)
+            for n in self.prunable_names
         }
+
+    def _apply(self, fn: Any, recurse: bool = True) -> SparseSharing:
+        # .to(device) and friends move the parameters; the masks (plain tensors) follow, and
+        # the step buffers are rebuilt on first use
+        self.restore_weights()
+        super()._apply(fn, recurse)
+        self.masks = {t: {n: fn(m) for n, m in ms.items()} for t, ms in self.masks.items()}
+        self._kept, self._maskf, self._maskf_task = {}, {}, {}
+        return self
 
     # -- forward and steps ----------------------------------------------------------------------
     def _mask_f(self, task: str, name: str) -> Tensor:
@@ -326,7 +336,9 @@ class SparseSharing(SharingModel):
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
         self.restore_weights()
         state = super().state_dict(*args, **kwargs)
-        packed, meta = pack_masks(self.masks)
+        packed, meta = pack_masks(
+            {t: {n: m.cpu() for n, m in ms.items()} for t, ms in self.masks.items()}
+        )
         state.update({PACKED_PREFIX + k: v for k, v in packed.items()})
         # the shapes travel as a uint8 tensor of JSON so the whole state stays in safetensors
         state[PACKED_PREFIX + "meta"] = _json_tensor({**meta, "searched": self.searched})

@@ -47,7 +47,9 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     # clone: safetensors refuses tensors that share memory (tied weights, views)
-    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS))
+    save_file(
+        {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS)
+    )
     atomic_write_text(tmp / META, json.dumps(meta, indent=1, sort_keys=True))
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)

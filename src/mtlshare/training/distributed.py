@@ -13,19 +13,28 @@ process runs every task.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 
+def resolve_device(name: str) -> torch.device:
+    """ "cpu", "cuda" or "auto" (cuda when available) as a device."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
 @dataclass(frozen=True)
 class Dist:
-    """This process's place in the job; ``world == 1`` when not under torchrun."""
+    """This process's place in the job; ``world == 1`` when not under torchrun. ``device`` is
+    where this process trains (its own GPU under nccl)."""
 
     rank: int = 0
     world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def enabled(self) -> bool:
@@ -36,23 +45,31 @@ class Dist:
         return self.rank == 0
 
 
-def from_environment() -> Dist:
+def from_environment(device: str = "cpu") -> Dist:
     """Join the process group torchrun describes in the environment (``WORLD_SIZE``, ``RANK``,
-    ``MASTER_ADDR``...), once; a single process when there is none."""
+    ``LOCAL_RANK``, ``MASTER_ADDR``...), once; a single process when there is none.
+
+    ``device`` is ``train.device``: on "cuda" (or "auto" with GPUs present) each process takes
+    the GPU of its local rank and the processes talk over nccl; on the CPU over gloo.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
+    on = resolve_device(device)
+    if on.type == "cuda":
+        on = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(on)
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-    return Dist(dist.get_rank(), dist.get_world_size())
+        dist.init_process_group(backend="nccl" if on.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), on)
 
 
 def wrap(model: nn.Module, where: Dist) -> nn.Module:
     """``model`` itself, or a ``DistributedDataParallel`` over it when there are processes."""
     if not where.enabled:
         return model
-    return nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    ids = [where.device.index] if where.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
 
 
 def barrier(where: Dist) -> None:

@@ -26,7 +26,7 @@ from mtlshare.data.samplers import SAMPLERS, task_schedule
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
 from mtlshare.training import checkpoint as ckpt
-from mtlshare.training.distributed import Dist, wrap
+from mtlshare.training.distributed import Dist, resolve_device, wrap
 from mtlshare.training.objective import LossWeighting
 
 OPTIMIZERS = ("sgd", "adam")
@@ -49,6 +49,7 @@ class TrainConfig:
     patience: int = 5  # epochs without dev improvement before stopping; 0 = never stop early
     select_on: str = "mean"  # "mean" of signed dev metrics over tasks, or one task's name
     eval_batch_size: int = 512
+    device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
 
     def validate(self) -> None:
         positive = {
@@ -72,6 +73,8 @@ class TrainConfig:
             raise ConfigError(f"train.optimizer: {self.optimizer!r} is not one of {OPTIMIZERS}")
         if not self.lr > 0:
             raise ConfigError(f"train.lr: must be > 0, got {self.lr}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"train.device: {self.device!r} is not one of cpu, cuda, auto")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"train.sampler: {self.sampler!r} is not one of {SAMPLERS}")
 
@@ -135,6 +138,9 @@ class Trainer:
         self.seed = seed
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.dist = dist or Dist()
+        self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.device)
+        model.to(self.device)
+        weighting.to(self.device)
         self.progress = progress and self.dist.is_main
         self.global_step = 0
         # under torchrun: DistributedDataParallel over the objective (model + weighting)
@@ -178,7 +184,7 @@ class Trainer:
         averaged over processes are those of the global batch's mean loss.
         """
         self.model.train()
-        loss, raw = self.objective(x, y, task)
+        loss, raw = self.objective(x.to(self.device), y.to(self.device), task)
         if not torch.isfinite(loss):
             raise MtlshareError(
                 f"loss is {float(loss.detach())} at step {self.global_step} on task "
@@ -241,7 +247,7 @@ class Trainer:
         data = getattr(td, split)
         outs, ys = [], []
         for x, y in data.batches(self.cfg.eval_batch_size):
-            outs.append(self.model(x, task))
+            outs.append(self.model(x.to(self.device), task).cpu())
             ys.append(y)
         return td.task.score(torch.cat(outs), torch.cat(ys))
 
