@@ -6,12 +6,12 @@ matplotlib is imported inside the function: it is heavy and only reports need it
 from __future__ import annotations
 
 import datetime
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from mtlshare.evaluation.plots import save_figure
 
 # tab10 without its grey (C7), which is taken by the history line.
 _METHOD_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")
@@ -72,17 +72,7 @@ def plot_forecast(
     ax.legend(fontsize="small", loc="best")
     ax.set_title(title)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a report image should be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _check_length(name: str, values: np.ndarray, dates: Sequence[datetime.date]) -> None:

@@ -4,24 +4,10 @@ the overlap ratio of the tasks' masks and their mean dev score against density."
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+from mtlshare.evaluation.plots import save_figure
 
 
 def plot_search(sparse: dict[str, Any], out_dir: str | Path) -> list[Path]:
@@ -48,7 +34,7 @@ def plot_search(sparse: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend()
     fig3.tight_layout()
-    paths = [_save(fig3, out / "sparse_figure3.png")]
+    paths = [save_figure(fig3, out / "sparse_figure3.png")]
 
     rows = sparse.get("rounds_overlap", [])
     if rows:
@@ -79,5 +65,5 @@ def plot_search(sparse: dict[str, Any], out_dir: str | Path) -> list[Path]:
         ax1.set_title("Overlap ratio and mean score against density (cf. paper Fig. 4)")
         ax1.grid(alpha=0.3)
         fig4.tight_layout()
-        paths.append(_save(fig4, out / "sparse_figure4.png"))
+        paths.append(save_figure(fig4, out / "sparse_figure4.png"))
     return paths

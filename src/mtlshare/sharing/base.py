@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtlshare.models.trunks import Backbone
 from mtlshare.tasks.task import Task
 
 
@@ -85,6 +86,27 @@ class SharingModel(nn.Module):
             "task_specific": specific,
             "counted": total - uncounted,
         }
+
+
+class PerTaskCopies(SharingModel):
+    """Base of the mechanisms that give every task its own copy of the whole network (soft
+    sharing, cross-stitch): ``stems``, ``trunks`` and ``heads`` keyed by task. Each copy is
+    owned by its task; embeddings and heads are not counted."""
+
+    def __init__(self, backbone: Backbone, tasks: list[Task]) -> None:
+        super().__init__(tasks)
+        self.stems = nn.ModuleDict({t.name: backbone.stem() for t in tasks})
+        self.trunks = nn.ModuleDict({t.name: backbone.layers() for t in tasks})
+        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_dims[-1]) for t in tasks})
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        yield from self.stems[task].parameters()
+        yield from self.trunks[task].parameters()
+        yield from self.heads[task].parameters()
+
+    def uncounted_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.stems.parameters()
+        yield from self.heads.parameters()
 
 
 @dataclass

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import Backbone
 from mtlshare.registry import MECHANISMS
-from mtlshare.sharing.base import SharingModel, as_layers
+from mtlshare.sharing.base import PerTaskCopies, as_layers
 from mtlshare.tasks.task import Task
 
 
@@ -43,9 +43,9 @@ def initial_alpha(n_tasks: int, self_weight: float) -> Tensor:
     summary="a trunk per task, streams mixed by learned cross-stitch units",
     paper="Misra et al., CVPR 2016",
 )
-class CrossStitchSharing(SharingModel):
+class CrossStitchSharing(PerTaskCopies):
     def __init__(self, backbone: Backbone, tasks: list[Task], cfg: CrossStitchConfig) -> None:
-        super().__init__(tasks)
+        super().__init__(backbone, tasks)
         depth = backbone.depth
         after = sorted(set(cfg.after)) if cfg.after else list(range(depth))
         if any(not 0 <= i < depth for i in after):
@@ -55,12 +55,9 @@ class CrossStitchSharing(SharingModel):
         if not 0.0 <= cfg.self_weight <= 1.0:
             raise ConfigError(f"cross_stitch.self_weight: must be in [0, 1], got {cfg.self_weight}")
         self.index = {t.name: i for i, t in enumerate(tasks)}
-        self.stems = nn.ModuleDict({t.name: backbone.stem() for t in tasks})
-        self.trunks = nn.ModuleDict({t.name: backbone.layers() for t in tasks})
         self.alphas = nn.ParameterDict(
             {str(i): nn.Parameter(initial_alpha(len(tasks), cfg.self_weight)) for i in after}
         )
-        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_dims[-1]) for t in tasks})
 
     def forward(self, x: Tensor, task: str) -> Tensor:
         names = self.task_names
@@ -74,12 +71,3 @@ class CrossStitchSharing(SharingModel):
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.alphas.parameters()
-
-    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
-        yield from self.stems[task].parameters()
-        yield from self.trunks[task].parameters()
-        yield from self.heads[task].parameters()
-
-    def uncounted_parameters(self) -> Iterator[nn.Parameter]:
-        yield from self.stems.parameters()
-        yield from self.heads.parameters()

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import Backbone
 from mtlshare.registry import MECHANISMS
-from mtlshare.sharing.base import SharingModel, as_layers, run_layers
+from mtlshare.sharing.base import PerTaskCopies, as_layers, run_layers
 from mtlshare.tasks.task import Task
 
 PENALTIES = ("frobenius", "trace")
@@ -53,9 +53,9 @@ def trace_penalty(stacked: Tensor) -> Tensor:
     summary="a trunk per task, tied by a Frobenius or trace-norm penalty",
     paper="Duong et al., ACL 2015; Yang & Hospedales, ICLR-W 2017",
 )
-class SoftSharing(SharingModel):
+class SoftSharing(PerTaskCopies):
     def __init__(self, backbone: Backbone, tasks: list[Task], cfg: SoftConfig) -> None:
-        super().__init__(tasks)
+        super().__init__(backbone, tasks)
         if cfg.penalty not in PENALTIES:
             raise ConfigError(f"soft.penalty: {cfg.penalty!r} is not one of {PENALTIES}")
         depth = backbone.depth
@@ -70,9 +70,6 @@ class SoftSharing(SharingModel):
         if any(w < 0 for w in self.weights):
             raise ConfigError(f"soft.weights: must be >= 0, got {cfg.weights}")
         self.penalty = frobenius_penalty if cfg.penalty == "frobenius" else trace_penalty
-        self.stems = nn.ModuleDict({t.name: backbone.stem() for t in tasks})
-        self.trunks = nn.ModuleDict({t.name: backbone.layers() for t in tasks})
-        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_dims[-1]) for t in tasks})
 
     def forward(self, x: Tensor, task: str) -> Tensor:
         return self.heads[task](run_layers(self.trunks[task], self.stems[task](x)))
@@ -92,12 +89,3 @@ class SoftSharing(SharingModel):
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from ()
-
-    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
-        yield from self.stems[task].parameters()
-        yield from self.trunks[task].parameters()
-        yield from self.heads[task].parameters()
-
-    def uncounted_parameters(self) -> Iterator[nn.Parameter]:
-        yield from self.stems.parameters()
-        yield from self.heads.parameters()
