@@ -452,3 +452,35 @@ def test_masks_command_prints_densities_and_overlaps(tmp_path, capsys):
     assert f"{results['sparse']['density']['t1']:.4f}" in text
     assert f"{results['sparse']['overlap_ratio']:.4f}" in text
     assert "pairwise overlap" in text and "0.linear.weight" in text
+
+
+def test_a_search_that_can_prune_no_more_stops():
+    # 0.2 of 2 remaining weights rounds to 0: the search must end, not train one mask forever
+    model = search_model(alpha=0.2, target=1e-6, prunable=["1.linear.weight"])
+    trainer(model, problem()).fit()
+    for task in model.task_names:
+        cands = [c for c in model.candidates if c.task == task]
+        assert cands[-1].final and cands[-1].density > 1e-6
+        assert len(cands) < 60
+
+
+def test_a_resumed_run_still_reports_the_search(tmp_path):
+    from mtlshare.training.checkpoint import load_checkpoint as load
+
+    model = search_model()
+    trainer(model, problem(), tmp_path / "run").fit()
+    rounds = model.report()["sparse"]["rounds"]
+    assert rounds
+    tensors, _ = load(tmp_path / "run" / "checkpoint" / "last")
+    again = search_model()
+    again.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    assert again.report()["sparse"]["rounds"] == rounds
+    assert again.report()["sparse"]["rounds_overlap"] == model.report()["sparse"]["rounds_overlap"]
+
+
+def test_tiny_round_epochs_still_train_a_step():
+    model = search_model()
+    model.cfg.round_steps = 0
+    model.cfg.round_epochs = 1e-4
+    trainer(model, problem()).fit()
+    assert model.candidates

@@ -39,6 +39,7 @@ class Candidate:
     density: float
     score: float
     mask: Masks = field(repr=False)
+    final: bool = False  # the task's last round
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -46,6 +47,7 @@ class Candidate:
             "round": self.round,
             "density": self.density,
             "dev_score": self.score,
+            "final": self.final,
         }
 
 
@@ -110,6 +112,7 @@ def search_masks(
                     c["density"],
                     c["dev_score"],
                     unpacked[f"{c['task']}@{c['round']}"],
+                    bool(c.get("final", False)),
                 )
             )
         current = unpacked.get("current")
@@ -125,7 +128,7 @@ def search_masks(
     )
     for task in tasks:
         done = [c for c in candidates if c.task == task]
-        if done and done[-1].density <= target_density:
+        if done and (done[-1].final or done[-1].density <= target_density):
             continue  # this task's search had finished before the interruption
         mask = current if (done and current is not None) else ones_like_params(hooks.prunable())
         r = len(done)
@@ -140,7 +143,12 @@ def search_masks(
             bar.set_postfix(density=f"{d:.3f}", dev=f"{candidates[-1].score:.4g}")
             finished = d <= target_density
             if not finished:
-                mask = global_magnitude_prune(hooks.prunable(), mask, alpha)
+                pruned = global_magnitude_prune(hooks.prunable(), mask, alpha)
+                # too few weights left for alpha to remove one (round(alpha * n) == 0): stop
+                # here rather than train the same mask forever
+                finished = density(pruned) == d
+                mask = pruned
+            candidates[-1].final = finished
             hooks.save(*_pack(candidates, None if finished else mask))
             if finished:
                 break

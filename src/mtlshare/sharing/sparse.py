@@ -145,6 +145,9 @@ class SparseSharing(SharingModel):
         }
         self.searched = False
         self.candidates: list[imp.Candidate] = []
+        # the search's rounds and per-round overlaps, kept in the state so that a resumed run
+        # still reports them
+        self.search_summary: dict[str, Any] = {"rounds": [], "rounds_overlap": []}
 
     # -- which weights ------------------------------------------------------------------------
     def _select_prunable(self, patterns: list[str]) -> list[str]:
@@ -263,7 +266,7 @@ class SparseSharing(SharingModel):
     def _steps(self, trainer: StructureTrainer, names: list[str], steps: int, epochs: float) -> int:
         if steps > 0:
             return steps
-        return round(epochs * trainer.steps_per_epoch(names))
+        return max(1, round(epochs * trainer.steps_per_epoch(names)))
 
     def prepare(self, trainer: StructureTrainer) -> None:
         if self.searched:
@@ -278,7 +281,9 @@ class SparseSharing(SharingModel):
                 k[len("rewind.") :]: v for k, v in tensors.items() if k.startswith("rewind.")
             }
         else:
-            warm = self._steps(trainer, names, cfg.warmup_steps, cfg.warmup_epochs)
+            warm = 0
+            if cfg.warmup_steps > 0 or cfg.warmup_epochs > 0:
+                warm = self._steps(trainer, names, cfg.warmup_steps, cfg.warmup_epochs)
             if warm > 0:
                 trainer.train_steps(names, warm)
             rewind_to = init if cfg.rewind == "init" else self._weights()
@@ -320,6 +325,10 @@ class SparseSharing(SharingModel):
             steps=rounds,
             progress=trainer.progress,
         )
+        self.search_summary = {
+            "rounds": [c.summary() for c in self.candidates],
+            "rounds_overlap": rounds_overlap(self.candidates, names),
+        }
         value = cfg.select_round if cfg.select == "round" else cfg.select_density
         for task in names:
             chosen = imp.select([c for c in self.candidates if c.task == task], cfg.select, value)
@@ -341,7 +350,9 @@ class SparseSharing(SharingModel):
         )
         state.update({PACKED_PREFIX + k: v for k, v in packed.items()})
         # the shapes travel as a uint8 tensor of JSON so the whole state stays in safetensors
-        state[PACKED_PREFIX + "meta"] = _json_tensor({**meta, "searched": self.searched})
+        state[PACKED_PREFIX + "meta"] = _json_tensor(
+            {**meta, "searched": self.searched, "summary": self.search_summary}
+        )
         return state
 
     def load_state_dict(
@@ -359,6 +370,7 @@ class SparseSharing(SharingModel):
             for task, m in unpack_masks(packed, meta).items():
                 self.set_mask(task, m)
             self.searched = bool(meta.get("searched", True))
+            self.search_summary = meta.get("summary", self.search_summary)
         elif strict:
             raise KeyError("sparse state has no masks (" + PACKED_PREFIX + "meta)")
         return super().load_state_dict(own, strict=strict, assign=assign)
@@ -402,13 +414,13 @@ class SparseSharing(SharingModel):
                 "overlap_ratio": overlap_ratio([self.masks[t] for t in names]),
                 "pairwise_overlap": pairwise_overlap(self.masks),
                 "layer_density": {t: layer_density(self.masks[t]) for t in names},
-                "rounds": [c.summary() for c in self.candidates],
-                "rounds_overlap": rounds_overlap(self.candidates, names),
+                "rounds": self.search_summary["rounds"],
+                "rounds_overlap": self.search_summary["rounds_overlap"],
             }
         }
 
     def write_artifacts(self, out_dir: Path) -> list[Path]:
-        if not self.candidates:
+        if not self.search_summary["rounds"]:
             return []
         from mtlshare.evaluation.sparse_plots import plot_search
 
