@@ -191,3 +191,40 @@ def test_mechanisms_lists_the_registry_in_a_subprocess():
     assert proc.returncode == 0, proc.stderr
     listed = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
     assert listed == MECHANISMS.names()
+
+
+def test_more_bad_inputs_give_one_line_errors(tmp_path, capsys):
+    from mtlshare.cli import main
+
+    demo = str(Path(__file__).resolve().parents[1] / "recipes" / "demo" / "demo.toml")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = [
+        ["run", demo, "train.epochs=1", "--out", str(a_file), "--quiet"],  # --out is a file
+        ["run", demo, "trunk.kind=lstm", "--out", str(tmp_path / "l"), "--quiet"],  # flat data
+        ["run", demo, "sparse.alpha=1.5", "--out", str(tmp_path / "a"), "--quiet"],  # range
+        ["compare", demo, "--mechanisms", "hard,nope", "--out", str(tmp_path / "c"), "--quiet"],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("mtlshare: error:"), (argv, err)
+    # a bad mechanism setting is caught before compare trains anything
+    assert (
+        main(["compare", demo, "hard.shared_layers=7", "--out", str(tmp_path / "c2"), "--quiet"])
+        == 2
+    )
+    assert not (tmp_path / "c2" / "single").exists()
+
+
+def test_resume_from_an_incomplete_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    from mtlshare.cli import main
+
+    demo = str(Path(__file__).resolve().parents[1] / "recipes" / "demo" / "demo.toml")
+    out = tmp_path / "run"
+    assert main(["run", demo, "train.epochs=1", "--out", str(out), "--quiet"]) == 0
+    (out / "checkpoint" / "last" / "meta.json").write_text("{}")
+    capsys.readouterr()
+    assert main(["run", demo, "train.epochs=1", "--out", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit this run or is incomplete" in err[0]

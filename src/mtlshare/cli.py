@@ -6,6 +6,7 @@ Errors caused by input (config, data, checkpoints) print one line and exit with 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except MtlshareError as e:
         print(f"mtlshare: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a folder or file the command cannot use: the user's to fix
+        print(f"mtlshare: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)",
@@ -110,6 +114,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         return 0
     cfg = load_config(args.config, args.overrides)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (
+        args.command != "run" or cfg.experiment != "train"
+    ):
+        raise MtlshareError(
+            "under torchrun only `mtlshare run` of a training config is distributed; run "
+            f"this `{args.command}` (experiment {cfg.experiment!r}) as a single process"
+        )
     base = Path(args.config).resolve().parent
     if args.command == "run":
         extra = {}

@@ -179,6 +179,8 @@ def from_dict(raw: dict[str, Any]) -> Config:
             cfg.mechanisms[mech.name] = build_dataclass(
                 mech.config, raw.get(mech.name, {}), mech.name
             )
+            if hasattr(cfg.mechanisms[mech.name], "validate"):  # what can be checked early
+                cfg.mechanisms[mech.name].validate()
         else:
             cfg.mechanisms[mech.name] = None
     return cfg

@@ -9,6 +9,7 @@ the selected model; safetensors + JSON).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mtlshare.data.datasets import Problem
-from mtlshare.errors import MtlshareError
+from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation import report
 from mtlshare.models.trunks import backbone_from_config
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
@@ -44,6 +45,13 @@ def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:
 
 def build_model(cfg: Config, problem: Problem) -> SharingModel:
     """The configured mechanism over a backbone built from ``[trunk]``, seeded by ``cfg.seed``."""
+    sequence = cfg.trunk.kind in ("conv", "lstm", "gru")
+    dims = problem.tasks[0].train.x.dim()
+    if problem.build_stem is None and sequence and dims != 3:
+        raise ConfigError(
+            f"trunk.kind = {cfg.trunk.kind!r} reads sequences (batch, time, features), but the "
+            f"data source {cfg.data_source!r} gives {dims}-d inputs; use trunk.kind = 'mlp'"
+        )
     torch.manual_seed(cfg.seed)
     backbone = backbone_from_config(cfg.trunk, problem.input_dim, problem.build_stem)
     model: SharingModel = MECHANISMS[cfg.mechanism].build(
@@ -52,8 +60,21 @@ def build_model(cfg: Config, problem: Problem) -> SharingModel:
     return model
 
 
+def _finite(obj: Any) -> Any:
+    """NaN and infinities become null: JSON has no numbers for them."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Strict JSON (non-finite numbers written as null), written atomically."""
+    text = json.dumps(_finite(obj), indent=2, sort_keys=False, allow_nan=False)
+    atomic_write_text(path, text + "\n")
 
 
 @dataclass
@@ -119,7 +140,10 @@ def train(
     model = build_model(cfg, problem)
     weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting)
     if where.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MtlshareError(f"--out {out}: cannot be used as an output folder ({e})") from None
         atomic_write_text(out / "config.toml", resolved)
     trainer = Trainer(
         model,
@@ -140,7 +164,7 @@ def train(
     trainer_history: list[dict[str, Any]] = []
     if resume and find_checkpoint(out / "checkpoint" / "last") is not None:
         _, meta = load_checkpoint(out / "checkpoint" / "last")
-        trainer_history.extend(meta["history"])
+        trainer_history.extend(meta.get("history", []))
     started = time.perf_counter()
     fit = trainer.fit(resume=resume, on_epoch=log)
     results: dict[str, Any] = {
@@ -199,6 +223,9 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     problem = build_problem(cfg, base_dir)
     names = [td.task.name for td in problem.tasks]
+    for name in mechanisms:  # a bad mechanism setting fails now, not after hours of training
+        if name != SINGLE:
+            build_model(cfg.replace(mechanism=name), problem)
 
     def where(mechanism: str, seed: int) -> Path:
         return out / mechanism / f"seed-{seed}" if len(seeds) > 1 else out / mechanism

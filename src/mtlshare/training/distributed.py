@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+T = TypeVar("T")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,6 +73,17 @@ def wrap(model: nn.Module, where: Dist) -> nn.Module:
         return model
     ids = [where.device.index] if where.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+
+
+def from_rank0(obj: T, where: Dist) -> T:
+    """Rank 0's ``obj`` on every process (through the process group, between our own processes
+    only): decisions such as early stopping and a searched structure must be the same on every
+    rank even where GPU kernels are not bit-for-bit repeatable."""
+    if not where.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier(where: Dist) -> None:

@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from mtlshare.data.datasets import BatchStream, Problem
 from mtlshare.data.samplers import SAMPLERS, task_schedule
-from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
 from mtlshare.training import checkpoint as ckpt
-from mtlshare.training.distributed import Dist, resolve_device, wrap
+from mtlshare.training.distributed import Dist, from_rank0, resolve_device, wrap
 from mtlshare.training.objective import LossWeighting
 
 OPTIMIZERS = ("sgd", "adam")
@@ -333,21 +333,31 @@ class Trainer:
         last = self.out_dir / "checkpoint" / "last" if self.out_dir else None
         if resume and last is not None and ckpt.find_checkpoint(last) is not None:
             tensors, meta = ckpt.load_checkpoint(last)
-            self._load_state_tensors(tensors)
-            optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
-            torch.set_rng_state(tensors["rng.torch"])
-            start_epoch = meta["epoch"] + 1
-            best_score, best_epoch, bad = meta["best_score"], meta["best_epoch"], meta["bad"]
-            self.global_step, history, elapsed = (
-                meta["global_step"],
-                meta["history"],
-                meta["train_seconds"],
-            )
+            try:
+                self._load_state_tensors(tensors)
+                optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
+                torch.set_rng_state(tensors["rng.torch"])
+                start_epoch = meta["epoch"] + 1
+                best_score, best_epoch, bad = meta["best_score"], meta["best_epoch"], meta["bad"]
+                self.global_step, history, elapsed = (
+                    meta["global_step"],
+                    meta["history"],
+                    meta["train_seconds"],
+                )
+            except (KeyError, ValueError, RuntimeError) as e:
+                raise CheckpointError(
+                    f"{last}: does not fit this run or is incomplete ({type(e).__name__}: {e})"
+                ) from None
         else:
             # a structure search (if the mechanism has one) resumes from its own checkpoint;
             # its time counts as training time (a resumed search counts only its new rounds)
             t0 = time.perf_counter()
             self.model.prepare(self.structure_trainer(resume=resume))
+            if self.dist.enabled:  # every rank continues from rank 0's structure and weights
+                state = from_rank0(
+                    {k: v.cpu() for k, v in self.model.state_dict().items()}, self.dist
+                )
+                self.model.load_state_dict(state)
             elapsed += time.perf_counter() - t0
         steps = self.steps_per_epoch(self.names)
         total = self.cfg.epochs * steps
@@ -366,7 +376,13 @@ class Trainer:
             t0 = time.perf_counter()
             losses = self.run_steps(optimizer, self.names, steps, epoch, bar)
             elapsed += time.perf_counter() - t0
-            dev = {n: self.score(n, "dev") for n in self.names}
+            dev = from_rank0({n: self.score(n, "dev") for n in self.names}, self.dist)
+            unscored = [n for n, v in dev.items() if math.isnan(v)]
+            if unscored:
+                raise DataError(
+                    f"task(s) {unscored} have no observed label in their dev split; model "
+                    "selection needs at least one"
+                )
             score = self.selection_score(dev)
             improved = score > best_score
             if improved:
