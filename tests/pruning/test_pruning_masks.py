@@ -15,7 +15,6 @@ from torch.nn.utils import prune
 
 from mtlshare.errors import CheckpointError, ConfigError
 from mtlshare.pruning.masks import (
-    apply_masks,
     density,
     expected_density,
     global_magnitude_prune,
@@ -286,18 +285,3 @@ def test_ones_like_params():
     assert masks["w"].shape == (2, 3)
     assert masks["w"].all()
     assert masks["b"].shape == (0,)
-
-
-def test_apply_masks_zeroes_pruned_entries_and_keeps_autograd():
-    w = torch.randn(2, 3, requires_grad=True)
-    b = torch.randn(2, requires_grad=True)
-    mask = torch.tensor([[True, False, True], [False, True, True]])
-    out = apply_masks({"w": w, "b": b}, {"w": mask})
-    assert torch.equal(out["w"], torch.where(mask, w, torch.zeros(())).detach())
-    assert out["b"] is b
-    out["w"].sum().backward()
-    assert torch.equal(w.grad, mask.float())
-    with pytest.raises(ValueError):
-        apply_masks({"w": w}, {"v": mask})
-    with pytest.raises(ValueError):
-        apply_masks({"w": w}, {"w": mask.t()})

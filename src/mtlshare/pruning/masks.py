@@ -22,7 +22,6 @@ from torch import Tensor
 from mtlshare.errors import CheckpointError, ConfigError
 
 __all__ = [
-    "apply_masks",
     "density",
     "expected_density",
     "global_magnitude_prune",
@@ -323,30 +322,3 @@ def expected_density(alpha: float, rounds: int) -> float:
     if rounds < 0:
         raise ConfigError(f"number of pruning rounds must be >= 0, got {rounds!r}")
     return (1.0 - alpha) ** rounds
-
-
-def apply_masks(params: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Masked parameters: ``p * m`` for each name with a mask, other parameters unchanged.
-
-    The product keeps autograd, so gradients reach the pruned entries as zeros; feed the
-    result to ``torch.func.functional_call`` to run a task's subnetwork.
-
-    Raises:
-        ValueError: a mask names no parameter or has a different shape (broadcasting would
-            hide the mistake).
-    """
-    unknown = sorted(set(masks) - set(params))
-    if unknown:
-        raise ValueError(f"masks for unknown parameters: {unknown}")
-    out: dict[str, Tensor] = {}
-    for name, p in params.items():
-        if name not in masks:
-            out[name] = p
-            continue
-        m = masks[name]
-        if m.shape != p.shape:
-            raise ValueError(
-                f"mask {name!r} has shape {tuple(m.shape)}, parameter has {tuple(p.shape)}"
-            )
-        out[name] = p * m
-    return out
