@@ -198,3 +198,26 @@ def test_bike_sharing_recipe_runs_on_the_real_data(tmp_path):
     casual = problem.tasks[0]
     observed = (~torch.isnan(torch.cat([casual.train.y, casual.dev.y]))).sum()
     assert int(observed) == 90  # exactly the 90 days before the origin
+
+
+def test_a_prediction_at_a_masked_day_can_be_anything_even_nan():
+    """The loss of a series is over its observed days only: whatever the network outputs on a
+    masked day (here NaN) changes neither the loss nor any gradient."""
+    from mtlshare.tasks.task import Task
+
+    task = Task("casual", "regression", 1, "mse")
+    target = torch.tensor([1.0, float("nan"), 3.0, float("nan")])
+    base = torch.tensor([[0.5], [0.0], [2.0], [0.0]])
+    results = []
+    for masked in (0.0, 1e9, float("nan")):
+        out = base.clone()
+        out[1, 0] = out[3, 0] = masked
+        out.requires_grad_(True)
+        loss = task.loss(out, target)
+        loss.backward()
+        results.append((float(loss.detach()), out.grad.clone()))
+    expected = ((0.5 - 1.0) ** 2 + (2.0 - 3.0) ** 2) / 2
+    for loss, grad in results:
+        assert loss == expected
+        assert torch.isfinite(grad).all() and grad[1, 0] == 0 and grad[3, 0] == 0
+        assert torch.equal(grad, results[0][1])
