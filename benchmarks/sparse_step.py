@@ -1,9 +1,11 @@
 """Cost of a sparse-sharing training step against a hard-sharing step.
 
-Same base network, same batches, same optimizer, one process. Until the CNN-BiLSTM tagger
-exists (issue 4) there are two base networks: ``--trunk lstm`` (the default) is the tagger's
-encoder, a BiLSTM with hidden size 200 over 130-d inputs (100-d word embeddings + 30 char-CNN
-filters) on batches of 10 sentences of 15 tokens (CoNLL-2003's mean sentence length is 14.5);
+Same base network, same batches, same optimizer, one process. Three base networks:
+``--trunk tagger`` (the default) is the Sparse Sharing paper's tagger: 100-d word embeddings and
+a character CNN (30 filters, width 3) into a BiLSTM with hidden size 200, on real CoNLL-2003
+sentences (``--conll``, default ``../shared/data/conll2003/train.txt``) in batches of 10, with
+POS, chunking and NER as the three tasks and the BiLSTM weights as the prunable ones;
+``--trunk lstm`` is that BiLSTM alone on random 130-d inputs (10 sentences of 15 tokens);
 ``--trunk mlp`` is an MLP (default 256 -> 512 x 3, batch 64). Hard and sparse steps are timed in
 alternating blocks so that machine noise hits both alike, and the median block times are
 compared. Also prints the memory of the masks: bytes per prunable parameter per task in memory
@@ -21,13 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
 import mtlshare.sharing  # noqa: F401
 from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
 from mtlshare.models.trunks import TrunkConfig, backbone_from_config
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.sharing.sparse import PACKED_PREFIX, SparseConfig, SparseSharing
@@ -36,12 +41,15 @@ from mtlshare.training.loop import TrainConfig, Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
 
 DEFAULTS = {"hidden": (200, 512), "layers": (1, 3), "input": (130, 256), "batch": (10, 64)}
+CONLL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2003" / "train.txt"
+TAGGER_TASKS = ("pos", "chunk", "ner")
 
 
 def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", help="also write the measurements to this JSON file")
-    ap.add_argument("--trunk", choices=["lstm", "mlp"], default="lstm")
+    ap.add_argument("--trunk", choices=["tagger", "lstm", "mlp"], default="tagger")
+    ap.add_argument("--conll", default=str(CONLL), help="CoNLL-2003 training file (tagger)")
     ap.add_argument("--hidden", type=int, help="default: 200 (lstm), 512 (mlp)")
     ap.add_argument("--layers", type=int, help="default: 1 (lstm), 3 (mlp)")
     ap.add_argument("--input", type=int, help="default: 130 (lstm), 256 (mlp)")
@@ -55,25 +63,86 @@ def parse() -> argparse.Namespace:
     args = ap.parse_args()
     for key, (for_lstm, for_mlp) in DEFAULTS.items():
         if getattr(args, key) is None:
-            setattr(args, key, for_lstm if args.trunk == "lstm" else for_mlp)
+            setattr(args, key, for_mlp if args.trunk == "mlp" else for_lstm)
     return args
+
+
+def conll_batches(path: str, batch: int, count: int) -> tuple[list, dict[str, int], dict]:
+    """``count`` shuffled batches of ``batch`` sentences from a CoNLL-2003 file (word POS chunk
+    NER per line): x (batch, time, 1 + max_chars) word and char ids, one (batch, time) target per
+    task, -100 on padding; plus vocabulary sizes and the number of tags per task."""
+    if not Path(path).is_file():
+        raise SystemExit(f"sparse_step.py: {path}: no such file (pass --conll, or --trunk lstm)")
+    sents, cur = [], []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        cols = line.split()
+        if not cols or cols[0] == "-DOCSTART-":
+            if cur:
+                sents.append(cur)
+                cur = []
+            continue
+        cur.append(cols)
+    if cur:
+        sents.append(cur)
+    words: dict[str, int] = {}
+    chars: dict[str, int] = {}
+    tags: list[dict[str, int]] = [{}, {}, {}]
+    for sent in sents:
+        for tok in sent:
+            words.setdefault(tok[0].lower(), len(words) + 1)
+            for c in tok[0]:
+                chars.setdefault(c, len(chars) + 1)
+            for k in range(3):
+                tags[k].setdefault(tok[k + 1], len(tags[k]))
+    random.Random(0).shuffle(sents)
+    out = []
+    for i in range(count):
+        group = sents[i * batch : (i + 1) * batch]
+        t_max = max(map(len, group))
+        c_max = max(len(tok[0]) for s in group for tok in s)
+        x = torch.zeros(len(group), t_max, 1 + c_max, dtype=torch.long)
+        ys = [torch.full((len(group), t_max), -100) for _ in range(3)]
+        for a, sent in enumerate(group):
+            for b, tok in enumerate(sent):
+                x[a, b, 0] = words[tok[0].lower()]
+                for k, c in enumerate(tok[0]):
+                    x[a, b, 1 + k] = chars[c]
+                for k in range(3):
+                    ys[k][a, b] = tags[k][tok[k + 1]]
+        out.append((x, ys))
+    sizes = {"n_words": len(words) + 1, "n_chars": len(chars) + 1}
+    return out, sizes, {name: len(t) for name, t in zip(TAGGER_TASKS, tags, strict=True)}
 
 
 def main() -> None:
     args = parse()
     lstm = args.trunk == "lstm"
     torch.manual_seed(0)
-    tasks = [Task(f"t{i}", "regression") for i in range(args.tasks)]
     n = args.batch * args.steps
-    data = []
-    for t in tasks:
-        x = torch.randn(n, args.length, args.input) if lstm else torch.randn(n, args.input)
-        y = x[..., 0]
-        data.append(TaskData(t, Split(x, y), Split(x[:8], y[:8]), Split(x[:8], y[:8])))
-    problem = Problem(data, args.input)
-    backbone = backbone_from_config(
-        TrunkConfig(kind=args.trunk, hidden=[args.hidden] * args.layers), args.input
-    )
+    if args.trunk == "tagger":
+        tagged, sizes, n_tags = conll_batches(args.conll, args.batch, args.steps)
+        tasks = [
+            Task(k, "classification", n_tags[k], "accuracy") for k in TAGGER_TASKS[: args.tasks]
+        ]
+        x0, y0 = tagged[0]
+        data = [TaskData(t, *(Split(x0, y0[i]) for _ in range(3))) for i, t in enumerate(tasks)]
+        enc = TaggerInputConfig(**sizes)
+        backbone = backbone_from_config(
+            TrunkConfig(kind="lstm", hidden=[args.hidden] * args.layers),
+            enc.out_dim,
+            lambda: WordCharEncoder(enc),
+        )
+    else:
+        tasks = [Task(f"t{i}", "regression") for i in range(args.tasks)]
+        data = []
+        for t in tasks:
+            x = torch.randn(n, args.length, args.input) if lstm else torch.randn(n, args.input)
+            y = x[..., 0]
+            data.append(TaskData(t, Split(x, y), Split(x[:8], y[:8]), Split(x[:8], y[:8])))
+        backbone = backbone_from_config(
+            TrunkConfig(kind=args.trunk, hidden=[args.hidden] * args.layers), args.input
+        )
+    problem = Problem(data, backbone.input_dim)
     torch.manual_seed(1)
     hard = HardSharing(backbone, tasks, HardConfig())
     torch.manual_seed(1)
@@ -96,12 +165,17 @@ def main() -> None:
         tr = Trainer(model, problem, cfg, w, seed=0, progress=False)
         runners[name] = (tr, tr.make_optimizer())
     # the same batches for both, tasks taken in turn
-    batches = [
-        (tasks[i % len(tasks)].name, d.train.x[sl], d.train.y[sl])
-        for i in range(args.steps)
-        for d in [data[i % len(tasks)]]
-        for sl in [slice(i * args.batch, (i + 1) * args.batch)]
-    ]
+    if args.trunk == "tagger":
+        batches = [
+            (tasks[i % len(tasks)].name, x, ys[i % len(tasks)]) for i, (x, ys) in enumerate(tagged)
+        ]
+    else:
+        batches = [
+            (tasks[i % len(tasks)].name, d.train.x[sl], d.train.y[sl])
+            for i in range(args.steps)
+            for d in [data[i % len(tasks)]]
+            for sl in [slice(i * args.batch, (i + 1) * args.batch)]
+        ]
 
     def block(name: str) -> float:
         tr, opt = runners[name]
@@ -133,11 +207,12 @@ def main() -> None:
     disk_bits = 8 * on_disk / (prunable * args.tasks)
     ratio = med["sparse"] / med["hard"]
     shape = "x".join([str(args.hidden)] * args.layers)
-    what = (
-        f"BiLSTM {args.input}->{shape}, batch {args.batch} x {args.length} tokens"
-        if lstm
-        else f"MLP {args.input}->{shape}, batch {args.batch}"
-    )
+    what = {
+        "tagger": f"CNN-BiLSTM tagger (words+chars->{shape}), batches of {args.batch} CoNLL "
+        "sentences",
+        "lstm": f"BiLSTM {args.input}->{shape}, batch {args.batch} x {args.length} tokens",
+        "mlp": f"MLP {args.input}->{shape}, batch {args.batch}",
+    }[args.trunk]
     result = {
         "config": vars(args),
         "base_network": what,

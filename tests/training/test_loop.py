@@ -512,3 +512,17 @@ def test_steps_per_epoch_default_is_the_number_of_batches():
     )
     fitted.fit()
     assert fitted.global_step == 5
+
+
+def test_an_empty_batch_gives_a_zero_loss_not_nan():
+    """Under torchrun a process can get no example of the last, smaller global batch."""
+    from mtlshare.tasks.task import Task
+
+    for task, target in (
+        (Task("r", "regression"), torch.zeros(0)),
+        (Task("c", "classification", 3, "accuracy"), torch.zeros(0, dtype=torch.long)),
+    ):
+        out = torch.zeros(0, task.out_dim, requires_grad=True)
+        loss = task.loss(out, target)
+        assert float(loss.detach()) == 0.0
+        loss.backward()

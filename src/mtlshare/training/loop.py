@@ -102,10 +102,15 @@ class Objective(nn.Module):
         self.model = model
         self.weighting = weighting
         self.tasks = {td.task.name: td.task for td in problem.tasks}
+        # adding the base class's zero penalty would cost an op and a backward node per step
+        self.regularized = type(model).regularizer is not SharingModel.regularizer
 
     def forward(self, x: Tensor, y: Tensor, task: str) -> tuple[Tensor, Tensor]:
         raw = self.tasks[task].loss(self.model(x, task), y)
-        return self.weighting(task, raw) + self.model.regularizer(), raw
+        loss = self.weighting(task, raw)
+        if self.regularized:
+            loss = loss + self.model.regularizer()
+        return loss, raw
 
 
 class Trainer:
@@ -183,7 +188,8 @@ class Trainer:
         ``share`` (from ``BatchStream``) rescales this process's loss so that the gradients
         averaged over processes are those of the global batch's mean loss.
         """
-        self.model.train()
+        if not self.model.training:  # train() walks every module: only when it changes
+            self.model.train()
         loss, raw = self.objective(x.to(self.device), y.to(self.device), task)
         if not torch.isfinite(loss):
             raise MtlshareError(

@@ -48,7 +48,8 @@ class LossWeighting(nn.Module):
         if self.kind == "uncertainty":
             s = self.log_vars[i]
             return torch.exp(-s) * loss + s
-        return self.fixed[i] * loss
+        weight = self.fixed[i]
+        return loss if weight == 1.0 else weight * loss  # x * 1.0 == x: skip the op
 
     def current(self) -> dict[str, float]:
         """The weight each task's loss gets now (exp(-s_t) under uncertainty weighting)."""
