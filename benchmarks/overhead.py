@@ -34,21 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlshare.data.datasets import Problem, Split, TaskData
-from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
-from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
+from mtlshare.data.datasets import Problem
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.tasks.task import Task
 from mtlshare.training.loop import TrainConfig, Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sparse_step import CONLL, TAGGER_TASKS, conll_batches
+from sparse_step import CONLL, DEFAULTS, TAGGER_TASKS, Batch, build
 
-DEFAULTS = {"hidden": (200, 512), "layers": (1, 3), "input": (130, 256), "batch": (10, 64)}
 LR, MOMENTUM, TOLERANCE = 1e-3, 0.9, 1e-6
-
-Batch = tuple[str, Tensor, Tensor]
 
 
 def parse() -> argparse.Namespace:
@@ -67,44 +62,9 @@ def parse() -> argparse.Namespace:
     for key, (for_tagger, for_mlp) in DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, for_mlp if args.trunk == "mlp" else for_tagger)
+    args.tasks = 3  # what sparse_step.build needs besides
+    args.length = 15
     return args
-
-
-def build(args: argparse.Namespace) -> tuple[list[Task], Problem, Backbone, list[Batch]]:
-    """Tasks, problem, backbone and the batches (tasks taken in turn), as sparse_step.py."""
-    torch.manual_seed(0)
-    if args.trunk == "tagger":
-        tagged, sizes, n_tags = conll_batches(args.conll, args.batch, args.steps)
-        tasks = [Task(k, "classification", n_tags[k], "accuracy") for k in TAGGER_TASKS]
-        x0, y0 = tagged[0]
-        data = [TaskData(t, *(Split(x0, y0[i]) for _ in range(3))) for i, t in enumerate(tasks)]
-        enc = TaggerInputConfig(**sizes)
-        backbone = backbone_from_config(
-            TrunkConfig(kind="lstm", hidden=[args.hidden] * args.layers),
-            enc.out_dim,
-            lambda: WordCharEncoder(enc),
-        )
-        batches = [
-            (tasks[i % len(tasks)].name, x, ys[i % len(tasks)]) for i, (x, ys) in enumerate(tagged)
-        ]
-    else:
-        tasks = [Task(f"t{i}", "regression") for i in range(3)]
-        n = args.batch * args.steps
-        data = []
-        for t in tasks:
-            x = torch.randn(n, args.input)
-            y = x[..., 0]
-            data.append(TaskData(t, Split(x, y), Split(x[:8], y[:8]), Split(x[:8], y[:8])))
-        backbone = backbone_from_config(
-            TrunkConfig(kind="mlp", hidden=[args.hidden] * args.layers), args.input
-        )
-        batches = [
-            (tasks[i % len(tasks)].name, d.train.x[sl], d.train.y[sl])
-            for i in range(args.steps)
-            for d in [data[i % len(tasks)]]
-            for sl in [slice(i * args.batch, (i + 1) * args.batch)]
-        ]
-    return tasks, Problem(data, backbone.input_dim), backbone, batches
 
 
 def plain_loss(task: Task, out: Tensor, y: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ import torch
 import mtlshare.sharing  # noqa: F401
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
-from mtlshare.models.trunks import TrunkConfig, backbone_from_config
+from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.sharing.sparse import PACKED_PREFIX, SparseConfig, SparseSharing
 from mtlshare.tasks.task import Task
@@ -114,8 +114,12 @@ def conll_batches(path: str, batch: int, count: int) -> tuple[list, dict[str, in
     return out, sizes, {name: len(t) for name, t in zip(TAGGER_TASKS, tags, strict=True)}
 
 
-def main() -> None:
-    args = parse()
+Batch = tuple[str, torch.Tensor, torch.Tensor]
+
+
+def build(args: argparse.Namespace) -> tuple[list[Task], Problem, Backbone, list[Batch]]:
+    """The tasks, a problem to construct trainers with, the base network's backbone and the
+    timed batches (tasks taken in turn) for ``args.trunk``; benchmarks/overhead.py uses it too."""
     lstm = args.trunk == "lstm"
     torch.manual_seed(0)
     n = args.batch * args.steps
@@ -143,6 +147,24 @@ def main() -> None:
             TrunkConfig(kind=args.trunk, hidden=[args.hidden] * args.layers), args.input
         )
     problem = Problem(data, backbone.input_dim)
+    if args.trunk == "tagger":
+        batches = [
+            (tasks[i % len(tasks)].name, x, ys[i % len(tasks)]) for i, (x, ys) in enumerate(tagged)
+        ]
+    else:
+        batches = [
+            (tasks[i % len(tasks)].name, d.train.x[sl], d.train.y[sl])
+            for i in range(args.steps)
+            for d in [data[i % len(tasks)]]
+            for sl in [slice(i * args.batch, (i + 1) * args.batch)]
+        ]
+
+    return tasks, problem, backbone, batches
+
+
+def main() -> None:
+    args = parse()
+    tasks, problem, backbone, batches = build(args)
     torch.manual_seed(1)
     hard = HardSharing(backbone, tasks, HardConfig())
     torch.manual_seed(1)
@@ -164,18 +186,6 @@ def main() -> None:
         w = LossWeighting([t.name for t in tasks], WeightingConfig())
         tr = Trainer(model, problem, cfg, w, seed=0, progress=False)
         runners[name] = (tr, tr.make_optimizer())
-    # the same batches for both, tasks taken in turn
-    if args.trunk == "tagger":
-        batches = [
-            (tasks[i % len(tasks)].name, x, ys[i % len(tasks)]) for i, (x, ys) in enumerate(tagged)
-        ]
-    else:
-        batches = [
-            (tasks[i % len(tasks)].name, d.train.x[sl], d.train.y[sl])
-            for i in range(args.steps)
-            for d in [data[i % len(tasks)]]
-            for sl in [slice(i * args.batch, (i + 1) * args.batch)]
-        ]
 
     def block(name: str) -> float:
         tr, opt = runners[name]
