@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -113,13 +112,3 @@ def optimizer_from_flat(tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) 
             _, idx, key = name.split(".", 2)
             state.setdefault(int(idx), {})[key] = value
     return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def rng_state() -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """The global torch RNG state (drives dropout) as a tensor."""
-    return {"rng.torch": torch.get_rng_state()}, {}
-
-
-def set_rng_state(tensors: Mapping[str, Tensor]) -> None:
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])

@@ -86,6 +86,23 @@ def from_rank0(obj: T, where: Dist) -> T:
     return box[0]
 
 
+def rng_states(where: Dist) -> dict[str, torch.Tensor]:
+    """Every process's CPU random state (it drives dropout), for rank 0 to save: "rng.torch"
+    is this process's, "rng.torch.R" rank R's. A collective call: every rank must make it."""
+    own = torch.get_rng_state()
+    states = {"rng.torch": own}
+    if where.enabled:
+        gathered: list[object] = [None] * where.world
+        dist.all_gather_object(gathered, own)
+        states.update({f"rng.torch.{r}": t for r, t in enumerate(gathered)})  # type: ignore[misc]
+    return states
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], where: Dist) -> None:
+    """Put back this process's random state from ``rng_states`` output."""
+    torch.set_rng_state(tensors.get(f"rng.torch.{where.rank}", tensors["rng.torch"]))
+
+
 def barrier(where: Dist) -> None:
     if where.enabled:
         dist.barrier()

@@ -26,7 +26,14 @@ from mtlshare.data.samplers import SAMPLERS, task_schedule
 from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
 from mtlshare.training import checkpoint as ckpt
-from mtlshare.training.distributed import Dist, from_rank0, resolve_device, wrap
+from mtlshare.training.distributed import (
+    Dist,
+    from_rank0,
+    resolve_device,
+    restore_rng,
+    rng_states,
+    wrap,
+)
 from mtlshare.training.objective import LossWeighting
 
 OPTIMIZERS = ("sgd", "adam")
@@ -279,9 +286,10 @@ class Trainer:
             return value if self.data[task].task.higher_is_better else -value
 
         def save(name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+            rng = rng_states(self.dist)  # collective: before the rank-0 gate
             if self.out_dir is None or not self.dist.is_main:
                 return
-            tensors = {**tensors, "rng.torch": torch.get_rng_state()}
+            tensors = {**tensors, **rng}
             meta = {**meta, "loop.global_step": self.global_step}
             ckpt.save_checkpoint(self.out_dir / "checkpoint" / name, tensors, meta)
 
@@ -292,7 +300,8 @@ class Trainer:
             if ckpt.find_checkpoint(where) is None:
                 return None
             tensors, meta = ckpt.load_checkpoint(where)
-            torch.set_rng_state(tensors.pop("rng.torch"))
+            restore_rng(tensors, self.dist)
+            tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.torch")}
             self.global_step = int(meta.pop("loop.global_step"))
             return tensors, meta
 
@@ -315,13 +324,14 @@ class Trainer:
     def _save(
         self, name: str, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
     ) -> None:
+        rng = rng_states(self.dist) if optimizer is not None else {}  # collective: all ranks
         if self.out_dir is None or not self.dist.is_main:
             return
         tensors = self._state_tensors()
         if optimizer is not None:
             opt_tensors, opt_meta = ckpt.optimizer_to_flat(optimizer.state_dict())
             tensors.update(opt_tensors)
-            tensors["rng.torch"] = torch.get_rng_state()
+            tensors.update(rng)
             meta = {**meta, "optimizer": opt_meta}
         ckpt.save_checkpoint(self.out_dir / "checkpoint" / name, tensors, meta)
 
@@ -342,7 +352,7 @@ class Trainer:
             try:
                 self._load_state_tensors(tensors)
                 optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
-                torch.set_rng_state(tensors["rng.torch"])
+                restore_rng(tensors, self.dist)
                 start_epoch = meta["epoch"] + 1
                 best_score, best_epoch, bad = meta["best_score"], meta["best_epoch"], meta["bad"]
                 self.global_step, history, elapsed = (
