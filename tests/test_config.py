@@ -117,7 +117,7 @@ def test_wrong_type_names_the_key(override, key):
         ("trunk.kind=transformer", "trunk.kind"),
         ("trunk.kernel_size=2", "trunk.kernel_size"),
         ("mechanism=sparsest", "sparsest"),
-        ("data.source=conll", "conll"),
+        ("data.source=imagenet", "imagenet"),
         ("train.sampler=zipf", "train.sampler"),
     ],
 )

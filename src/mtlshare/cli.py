@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from mtlshare.errors import MtlshareError
@@ -39,10 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--mechanisms",
         default="",
-        help="comma-separated, e.g. single,hard,soft (default: single and all)",
+        help="comma-separated, e.g. single,hard,soft (default: [compare] mechanisms in the "
+        "config, else single and all)",
     )
     c.add_argument("--out", required=True)
-    c.add_argument("--seeds", default="", help="comma-separated seeds (default: the config's)")
+    c.add_argument(
+        "--seeds",
+        default="",
+        help="comma-separated seeds (default: [compare] seeds, else the config's seed)",
+    )
     c.add_argument("--quiet", action="store_true")
 
     d = sub.add_parser("demo", help="the main job: every mechanism on synthetic tasks")
@@ -58,7 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warn(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as one line each, like errors (the data's file and line are in the message)."""
+    print(f"mtlshare: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _warn
     parser = _parser()
     # key=value overrides may stand before or after options: collect the ones argparse left over
     args, extra = parser.parse_known_args(argv)
@@ -148,8 +167,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
     names = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
     if not names:
-        names = [experiment.SINGLE, *MECHANISMS.names()]
-    seeds = _seeds(args.seeds)
+        names = cfg.compare.mechanisms or [experiment.SINGLE, *MECHANISMS.names()]
+    seeds = _seeds(args.seeds) or cfg.compare.seeds
     comparison = experiment.compare(
         cfg, names, args.out, seeds=seeds, base_dir=base, progress=not args.quiet
     )

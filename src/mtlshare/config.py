@@ -25,6 +25,7 @@ import mtlshare.experiment
 import mtlshare.forecasting.study
 import mtlshare.sharing  # noqa: F401  (these register their components on import)
 from mtlshare.errors import ConfigError
+from mtlshare.experiment import CompareConfig
 from mtlshare.models.trunks import TrunkConfig
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
 from mtlshare.training.loop import TrainConfig
@@ -46,6 +47,7 @@ class Config:
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     mechanisms: dict[str, Any] = field(default_factory=dict)
     experiments: dict[str, Any] = field(default_factory=dict)
+    compare: CompareConfig = field(default_factory=CompareConfig)
 
     @property
     def mechanism_config(self) -> Any:
@@ -63,6 +65,7 @@ class Config:
         out["trunk"] = dataclasses.asdict(self.trunk)
         out["train"] = dataclasses.asdict(self.train)
         out["weighting"] = dataclasses.asdict(self.weighting)
+        out["compare"] = dataclasses.asdict(self.compare)
         for name, cfg in self.experiments.items():
             out[name] = dataclasses.asdict(cfg)
         for name, cfg in self.mechanisms.items():
@@ -143,7 +146,16 @@ def from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a ``Config`` from a TOML-shaped dict."""
     raw = dict(raw)
     sections = [e.name for e in EXPERIMENTS if e.config is not None]
-    allowed = [*TOP_KEYS, "data", "trunk", "train", "weighting", *sections, *MECHANISMS.names()]
+    allowed = [
+        *TOP_KEYS,
+        "data",
+        "trunk",
+        "train",
+        "weighting",
+        "compare",
+        *sections,
+        *MECHANISMS.names(),
+    ]
     unknown = [k for k in raw if k not in allowed]
     if unknown:
         raise ConfigError(
@@ -171,6 +183,8 @@ def from_dict(raw: dict[str, Any]) -> Config:
     cfg.train = build_dataclass(TrainConfig, raw.get("train", {}), "train")
     cfg.train.validate()
     cfg.weighting = build_dataclass(WeightingConfig, raw.get("weighting", {}), "weighting")
+    cfg.compare = build_dataclass(CompareConfig, raw.get("compare", {}), "compare")
+    cfg.compare.validate()
     for exp in EXPERIMENTS:
         if exp.config is not None:
             cfg.experiments[exp.name] = build_dataclass(exp.config, raw.get(exp.name, {}), exp.name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from os import PathLike
+
 
 class MtlshareError(Exception):
     """Any error caused by the user's input (config, data, checkpoint), not by a bug."""
@@ -14,7 +16,9 @@ class ConfigError(MtlshareError):
 class DataError(MtlshareError):
     """A data file is missing or malformed. The message names the file and line when known."""
 
-    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+    def __init__(
+        self, message: str, path: str | PathLike[str] | None = None, line: int | None = None
+    ) -> None:
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,33 @@ if TYPE_CHECKING:  # config imports this module to register the "train" experime
     from mtlshare.config import Config
 
 SINGLE = "single"
+SUBNET = "single_subnet"
+
+
+@dataclass
+class CompareConfig:
+    """``[compare]``: what ``mtlshare compare`` runs when the command line does not say.
+
+    ``mechanisms``: in order, e.g. ``["single", "hard", "sparse", "single_subnet"]`` (empty:
+    single and every registered mechanism); ``single_subnet`` trains each task alone on the
+    mask that the ``sparse`` run (listed before it) selected. ``seeds``: empty = the config's
+    seed. ``overrides``: per mechanism (or ``single``, ``single_subnet``), dotted keys and
+    values applied to its runs only, e.g. ``hierarchical = { "trunk.hidden" = [200, 200] }``
+    (``single_subnet`` also takes ``sparse``'s). ``title``: a heading for ``comparison.md``.
+    """
+
+    mechanisms: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    title: str = ""
+
+    def validate(self) -> None:
+        known = [SINGLE, SUBNET, *MECHANISMS.names()]
+        for name in [*self.mechanisms, *self.overrides]:
+            if name not in known:
+                raise ConfigError(
+                    f"compare: unknown mechanism {name!r}; choose from {', '.join(known)}"
+                )
 
 
 def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:
@@ -209,57 +236,93 @@ def compare(
 
     Writes ``comparison.json`` and ``comparison.md`` in ``out_dir`` and each run in a subfolder
     (``MECHANISM/`` or, with several seeds, ``MECHANISM/seed-N/``). ``single`` trains every task
-    alone with ``hard`` sharing, which on one task is a plain network. With several seeds the
-    table shows means and standard deviations over seeds.
+    alone with ``hard`` sharing, which on one task is a plain network; ``single_subnet`` trains
+    every task alone on the mask the ``sparse`` run selected for it. ``[compare] overrides``
+    change the config of one mechanism's runs. With several seeds the table shows means and
+    standard deviations over seeds; with hard and sparse sharing and three or more tasks it
+    also shows the masks' pairwise overlap beside the gain of sparse over hard sharing.
     """
+    known = [SINGLE, SUBNET, *MECHANISMS.names()]
     for name in mechanisms:
-        if name != SINGLE and name not in MECHANISMS:
-            raise MtlshareError(
-                f"unknown mechanism {name!r}; choose from "
-                f"{', '.join([SINGLE, *MECHANISMS.names()])}"
-            )
+        if name not in known:
+            raise MtlshareError(f"unknown mechanism {name!r}; choose from {', '.join(known)}")
+    if SUBNET in mechanisms and (
+        "sparse" not in mechanisms or mechanisms.index("sparse") > mechanisms.index(SUBNET)
+    ):
+        raise MtlshareError(f"{SUBNET} trains on the sparse run's masks: list sparse before it")
     seeds = seeds or [cfg.seed]
+    overrides = cfg.compare.overrides
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     problem = build_problem(cfg, base_dir)
     names = [td.task.name for td in problem.tasks]
+
+    def config(name: str, **extra: Any) -> Config:
+        changes: dict[str, Any] = {}
+        if name == SUBNET:
+            changes.update(overrides.get("sparse", {}))
+        changes.update(overrides.get(name, {}))
+        mechanism = {SINGLE: "hard", SUBNET: "sparse"}.get(name, name)
+        return cfg.replace(**{**changes, "mechanism": mechanism, **extra})
+
     for name in mechanisms:  # a bad mechanism setting fails now, not after hours of training
-        if name != SINGLE:
-            build_model(cfg.replace(mechanism=name), problem)
+        if name not in (SINGLE, SUBNET):
+            build_model(config(name), problem)
 
     def where(mechanism: str, seed: int) -> Path:
         return out / mechanism / f"seed-{seed}" if len(seeds) > 1 else out / mechanism
 
-    singles = []
-    for seed in seeds:
-        per_task = [
-            run(
-                cfg.replace(mechanism="hard", tasks=[task], seed=seed),
-                where(SINGLE, seed) / task,
-                problem=problem.select([task]),
-                progress=progress,
+    def alone(name: str, seed: int) -> dict[str, Any]:
+        """Every task trained alone (``single``, or ``single_subnet`` on its sparse mask)."""
+        per_task = []
+        for task in names:
+            extra: dict[str, Any] = {"tasks": [task], "seed": seed}
+            if name == SUBNET:
+                extra["sparse.masks_from"] = str(where("sparse", seed).resolve())
+            per_task.append(
+                run(
+                    config(name, **extra),
+                    where(name, seed) / task,
+                    problem=problem.select([task]),
+                    progress=progress,
+                )
             )
-            for task in names
-        ]
-        singles.append(report.merge_single(per_task))
-    single = report.mean_over_seeds(singles)
-    write_json(out / SINGLE / "results.json", single)
-    runs = []
-    for name in mechanisms:
+        return {**report.merge_single(per_task), "mechanism": name}
+
+    single: dict[str, Any] | None = None
+    runs: list[dict[str, Any]] = []
+    sparse_runs: list[dict[str, Any]] = []
+    for name in [SINGLE, *(m for m in mechanisms if m != SINGLE)]:
+        per_seed = []
+        for seed in seeds:
+            if name in (SINGLE, SUBNET):
+                per_seed.append(alone(name, seed))
+            else:
+                per_seed.append(
+                    run(
+                        config(name, seed=seed),
+                        where(name, seed),
+                        problem=problem,
+                        progress=progress,
+                    )
+                )
+        merged = report.mean_over_seeds(per_seed)
         if name == SINGLE:
+            single = merged
+            write_json(out / SINGLE / "results.json", single)
             continue
-        per_seed = [
-            run(
-                cfg.replace(mechanism=name, seed=seed),
-                where(name, seed),
-                problem=problem,
-                progress=progress,
-            )
-            for seed in seeds
-        ]
-        runs.append(report.mean_over_seeds(per_seed))
+        if name == SUBNET:
+            write_json(out / SUBNET / "results.json", merged)
+        if name == "sparse":
+            sparse_runs = per_seed
+        runs.append(merged)
+    assert single is not None
     comparison = report.compare(single, runs)
     comparison["seeds"] = seeds
+    comparison["overrides"] = overrides
+    if sparse_runs and len(names) >= 2:
+        comparison["overlap_vs_gain"] = report.overlap_vs_gain(comparison, sparse_runs)
     write_json(out / "comparison.json", comparison)
-    atomic_write_text(out / "comparison.md", report.comparison_markdown(comparison, title) + "\n")
+    text = report.comparison_markdown(comparison, title or cfg.compare.title or None)
+    atomic_write_text(out / "comparison.md", text + "\n")
     return comparison

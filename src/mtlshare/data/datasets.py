@@ -15,22 +15,46 @@ from mtlshare.tasks.task import Task
 
 @dataclass
 class Split:
-    """Inputs ``x`` (N, ...) and targets ``y`` (N, ...) of one split; row i is example i."""
+    """Inputs ``x`` (N, ...) and targets ``y`` (N, ...) of one split; row i is example i.
+
+    Sequences of different lengths are stored padded to the longest, (N, T, ...), with their
+    ``lengths`` (N,): every batch is then cut to the longest sequence it holds, so a batch of
+    short sentences costs what short sentences cost.
+    """
 
     x: Tensor
     y: Tensor
+    lengths: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.x.shape[0] != self.y.shape[0]:
             raise DataError(f"inputs have {self.x.shape[0]} rows but targets {self.y.shape[0]}")
+        if self.lengths is not None and self.lengths.shape != (self.x.shape[0],):
+            raise DataError(
+                f"lengths must have one entry per row ({self.x.shape[0]}), "
+                f"got shape {tuple(self.lengths.shape)}"
+            )
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    @property
+    def tokens(self) -> int:
+        """Positions that hold data: the sum of ``lengths``, else one per row."""
+        return int(self.lengths.sum()) if self.lengths is not None else len(self)
+
+    def take(self, idx: Tensor | slice) -> tuple[Tensor, Tensor]:
+        """Rows ``idx``, cut to their longest sequence when ``lengths`` are known."""
+        x, y = self.x[idx], self.y[idx]
+        if self.lengths is not None and len(x) > 0:
+            longest = int(self.lengths[idx].max())
+            x, y = x[:, :longest], y[:, :longest]
+        return x, y
+
     def batches(self, size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """In order, for evaluation."""
         for start in range(0, len(self), size):
-            yield self.x[start : start + size], self.y[start : start + size]
+            yield self.take(slice(start, start + size))
 
 
 @dataclass
@@ -106,4 +130,5 @@ class BatchStream:
         self._pos += span
         idx = global_idx[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         share = len(idx) * self.world / len(global_idx)
-        return self.split.x[idx], self.split.y[idx], share
+        x, y = self.split.take(idx)
+        return x, y, share

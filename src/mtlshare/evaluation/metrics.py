@@ -6,6 +6,8 @@ both are left out of every metric, as they are left out of the loss.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor
 
@@ -35,13 +37,40 @@ def mae(pred: Tensor, target: Tensor) -> float:
     return float((pred[keep] - target[keep]).abs().mean())
 
 
-def accuracy(logits: Tensor, target: Tensor) -> float:
-    """Share of observed targets whose arg-max class is right. ``logits``: (..., classes)."""
+def accuracy(pred: Tensor, target: Tensor) -> float:
+    """Share of observed targets whose class is right. ``pred``: class ids shaped like
+    ``target``, or logits (..., classes) whose arg-max is taken."""
     keep = observed(target)
     if not bool(keep.any()):
         return float("nan")
-    return float((logits.argmax(-1)[keep] == target[keep]).float().mean())
+    ids = pred.argmax(-1) if pred.dim() == target.dim() + 1 else pred
+    return float((ids[keep] == target[keep]).float().mean())
 
 
-METRICS = {"mse": (mse, False), "mae": (mae, False), "accuracy": (accuracy, True)}
+def span_f1(pred: Tensor, target: Tensor, labels: Sequence[str]) -> float:
+    """Micro span F1 as the CoNLL evaluation script (conlleval) computes it, over sequences of
+    class ids (N, T) named by ``labels`` (IOB1, IOB2 or BIOES tags); missing positions (target
+    -100) end each sequence. NaN when nothing is observed."""
+    from mtlshare.data.tags import span_scores  # here: importing mtlshare.data needs tasks
+
+    keep = observed(target)
+    if not bool(keep.any()):
+        return float("nan")
+    gold, guess = [], []
+    for p_row, t_row, k_row in zip(pred.tolist(), target.tolist(), keep.tolist(), strict=True):
+        gold.append([labels[t] for t, k in zip(t_row, k_row, strict=True) if k])
+        guess.append([labels[p] for p, k in zip(p_row, k_row, strict=True) if k])
+    return span_scores(gold, guess).f1
+
+
+METRICS: dict[str, tuple[Callable[[Tensor, Tensor], float], bool]] = {
+    "mse": (mse, False),
+    "mae": (mae, False),
+    "accuracy": (accuracy, True),
+}
 """name -> (function, higher_is_better)."""
+
+LABELLED_METRICS: dict[str, tuple[Callable[[Tensor, Tensor, Sequence[str]], float], bool]] = {
+    "span_f1": (span_f1, True),
+}
+"""Metrics that also read the class names: name -> (function, higher_is_better)."""

@@ -197,6 +197,36 @@ def compare(single: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
+def overlap_vs_gain(
+    comparison: dict[str, Any], sparse_runs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per pair of tasks, the overlap ratio of their sparse masks (mean over seeds) and the
+    gain of sparse over hard sharing: the mean over the pair's two tasks of the signed test
+    difference (positive = sparse better), as in Table 7 of the Sparse Sharing paper; the gain
+    is None without a hard-sharing row."""
+    rows = {row["mechanism"]: row for row in comparison["rows"]}
+    names = comparison["tasks"]
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ratios = [float(r["sparse"]["pairwise_overlap"][a][b]) for r in sparse_runs]
+            gain = None
+            if "hard" in rows and "sparse" in rows:
+                diffs = []
+                for task in (a, b):
+                    sign = 1.0 if rows["sparse"]["tasks"][task]["higher_is_better"] else -1.0
+                    diffs.append(
+                        sign
+                        * (
+                            rows["sparse"]["tasks"][task]["test"]
+                            - rows["hard"]["tasks"][task]["test"]
+                        )
+                    )
+                gain = sum(diffs) / 2
+            out.append({"tasks": [a, b], "overlap": sum(ratios) / len(ratios), "gain": gain})
+    return out
+
+
 def format_metric(value: float) -> str:
     """A metric value with 4 significant digits: ``0.4123``, ``12.35``, ``1.235e+05``."""
     return f"{value:.4g}"
@@ -268,4 +298,20 @@ def comparison_markdown(comparison: dict[str, Any], title: str | None = None) ->
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _legend(comparison)]
+    pairs = comparison.get("overlap_vs_gain")
+    if pairs:
+        lines += [
+            "",
+            "| task pair | mask overlap ratio | sparse − hard (test, mean of the pair) |",
+            "|---|---:|---:|",
+        ]
+        for pair in pairs:
+            gain = "-" if pair["gain"] is None else f"{pair['gain']:+.4f}"
+            lines.append(f"| {_cell(' & '.join(pair['tasks']))} | {pair['overlap']:.3f} | {gain} |")
+        lines += [
+            "",
+            "Overlap ratio (the paper's Eq. 4) of the two tasks' selected masks; the gain is the "
+            "mean over the pair of the test metric of sparse minus hard sharing, signed so that "
+            "positive means sparse sharing is better (all tasks trained together).",
+        ]
     return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ class TaggerInputConfig:
 
     @property
     def out_dim(self) -> int:
-        return self.word_dim + self.char_filters
+        return self.word_dim + self.char_filters  # char_filters = 0: words only
 
 
 class WordCharEncoder(nn.Module):
@@ -41,15 +41,19 @@ class WordCharEncoder(nn.Module):
         if word_vectors is not None:  # (n_words, word_dim), e.g. read from a GloVe file
             with torch.no_grad():
                 self.words.weight.copy_(word_vectors)
-        self.chars = nn.Embedding(cfg.n_chars, cfg.char_dim, padding_idx=0)
-        self.conv = nn.Conv1d(
-            cfg.char_dim, cfg.char_filters, cfg.char_width, padding=cfg.char_width // 2
-        )
+        self.use_chars = cfg.char_filters > 0
+        if self.use_chars:
+            self.chars = nn.Embedding(cfg.n_chars, cfg.char_dim, padding_idx=0)
+            self.conv = nn.Conv1d(
+                cfg.char_dim, cfg.char_filters, cfg.char_width, padding=cfg.char_width // 2
+            )
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         batch, time, width = x.shape
         words = self.words(x[..., 0])  # (batch, time, word_dim)
+        if not self.use_chars:
+            return self.drop(words)
         chars = x[..., 1:].reshape(batch * time, width - 1)  # (words, max_chars)
         conv = self.conv(self.chars(chars).transpose(1, 2))  # (words, filters, max_chars)
         pad = (chars == 0).unsqueeze(1)  # padded character positions take no part in the max

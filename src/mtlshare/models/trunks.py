@@ -95,20 +95,66 @@ class TimeConv(nn.Module):
         return self.drop(self.act(self.conv(x.transpose(1, 2)).transpose(1, 2)))
 
 
+def padded_lengths(x: Tensor) -> Tensor | None:
+    """Lengths of the sequences of a batch padded at the end with all-zero steps (as the
+    tagger's input encoder and ``Recurrent`` both pad), or None when no sequence ends in
+    padding. A sequence that is all padding counts as length 1."""
+    real = x.ne(0).any(-1)  # (batch, time)
+    if bool(real[:, -1].all()):
+        return None
+    time = x.shape[1]
+    return (time - real.flip(1).int().argmax(1)).where(
+        real.any(1), torch.ones_like(real[:, 0], dtype=torch.long)
+    )
+
+
 class Recurrent(nn.Module):
-    """One recurrent layer returning its outputs only: (batch, time, in) -> (batch, time, out)."""
+    """One recurrent layer returning its outputs only: (batch, time, in) -> (batch, time, out).
+
+    A batch of sequences padded at the end with all-zero steps (how the tagger's input encoder
+    pads) is run so that padding never reaches a real step: the forward direction reads the
+    padding only after the real steps, and the backward direction runs over each sequence
+    reversed within its own length, so it starts at the sequence's last real step (what
+    packing would do, at about the cost of the plain call; packing cost twice as much here).
+    Outputs at padded steps are zero, so they stay padding for the next layer.
+    """
 
     def __init__(
         self, cell: str, in_dim: int, hidden: int, bidirectional: bool, dropout: float
     ) -> None:
         super().__init__()
+        self.cell = cell
         rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn_cls(in_dim, hidden, batch_first=True, bidirectional=bidirectional)
         self.drop = nn.Dropout(dropout)
 
+    def _direction(self, x: Tensor, suffix: str) -> Tensor:
+        rnn = self.rnn
+        params = [
+            getattr(rnn, f"{name}_l0{suffix}")
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
+        h0 = x.new_zeros(1, x.shape[0], rnn.hidden_size)
+        if self.cell == "lstm":
+            return torch.lstm(x, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
+        return torch.gru(x, h0, params, True, 1, 0.0, self.training, False, True)[0]
+
     def forward(self, x: Tensor) -> Tensor:
-        out, _ = self.rnn(x)
-        return self.drop(out)
+        lengths = padded_lengths(x)
+        if lengths is None:
+            out, _ = self.rnn(x)
+            return self.drop(out)
+        steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        ends = lengths.unsqueeze(1)
+        real = (steps < ends).unsqueeze(-1)  # (batch, time, 1)
+        outs = [self._direction(x, "")]
+        if self.rnn.bidirectional:
+            order = torch.where(steps < ends, ends - 1 - steps, steps).unsqueeze(-1)
+            flipped = x.gather(1, order.expand(-1, -1, x.shape[2]))
+            back = self._direction(flipped, "_reverse")
+            outs.append(back.gather(1, order.expand(-1, -1, back.shape[2])))
+        out = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]
+        return self.drop(out * real)
 
 
 @dataclass

@@ -38,6 +38,14 @@ class SharingModel(nn.Module):
     def forward(self, x: Tensor, task: str) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def head(self, task: str) -> nn.Module:
+        """``task``'s output layer (its loss and decoding may need it, e.g. a CRF); every
+        mechanism keeps its heads in ``self.heads``, keyed by task."""
+        heads = self._modules.get("heads")
+        if not isinstance(heads, nn.ModuleDict):  # pragma: no cover - a mechanism's bug
+            raise TypeError(f"{type(self).__name__} keeps no ModuleDict of heads")
+        return heads[task]
+
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters that more than one task reads."""
         raise NotImplementedError

@@ -65,7 +65,9 @@ class SparseConfig:
     or "density" (first mask with density <= ``select_density``); ``prunable``: glob patterns
     over the trunk's parameter names (empty: every weight of the trunk; embeddings, biases and
     heads are never pruned by default); ``depths``: per-task supervision depth (as in
-    hierarchical sharing).
+    hierarchical sharing); ``masks_from``: the output folder of a finished sparse run whose
+    selected masks to train with, for this run's tasks, instead of searching (the weights
+    start from this run's own initialisation: the paper's "single task on its subnet").
     """
 
     alpha: float = 0.2
@@ -80,6 +82,7 @@ class SparseConfig:
     select_density: float = 0.0
     prunable: list[str] = field(default_factory=list)
     depths: dict[str, int] = field(default_factory=dict)
+    masks_from: str = ""
 
     def validate(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -268,10 +271,39 @@ class SparseSharing(SharingModel):
             return steps
         return max(1, round(epochs * trainer.steps_per_epoch(names)))
 
+    def load_masks_from(self, run_dir: str | Path) -> None:
+        """Take this model's tasks' masks from a finished sparse run's ``checkpoint/best``."""
+        from mtlshare.training.checkpoint import load_checkpoint
+
+        where = Path(run_dir) / "checkpoint" / "best"
+        tensors, _ = load_checkpoint(where)
+        try:
+            masks = masks_from_state(tensors, prefix="model.")
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"sparse.masks_from: {where} holds no sparse masks ({e})") from None
+        for task in self.task_names:
+            if task not in masks:
+                raise ConfigError(
+                    f"sparse.masks_from: {where} has no mask for task {task!r} "
+                    f"(it has {sorted(masks)})"
+                )
+            mask = masks[task]
+            own = self._prunable()
+            if set(mask) != set(own) or any(mask[n].shape != own[n].shape for n in own):
+                raise ConfigError(
+                    f"sparse.masks_from: the masks in {where} do not fit this network "
+                    "(different trunk or prunable weights)"
+                )
+            self.set_mask(task, mask)
+        self.searched = True
+
     def prepare(self, trainer: StructureTrainer) -> None:
         if self.searched:
             return
         cfg = self.cfg
+        if cfg.masks_from:
+            self.load_masks_from(cfg.masks_from)
+            return
         names = self.task_names
         init = self._weights()
         state = trainer.load("search")

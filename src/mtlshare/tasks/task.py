@@ -1,8 +1,10 @@
 """A task: its name, its kind of output, its loss and its metric.
 
 Mechanisms never look inside a task beyond ``out_dim`` and ``build_head``; the training loop
-calls ``loss`` and the evaluation calls ``metric``. Missing labels (NaN regression targets,
-class targets equal to -100) are excluded from both.
+calls ``loss`` and the evaluation ``predict`` then ``evaluate``. Missing labels (NaN regression
+targets, class targets equal to -100) are excluded from both. A classification task's head is
+a linear layer (softmax over its logits) or a linear-chain CRF over a sequence (``head = "crf"``,
+pytorch-crf); the CRF's loss and decoding need the head itself, which the caller passes in.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlshare.errors import ConfigError
-from mtlshare.evaluation.metrics import IGNORE_INDEX, METRICS, observed
+from mtlshare.evaluation.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, observed
+from mtlshare.models.crf import CRFHead
 
 KINDS = ("regression", "classification")
+HEADS = ("linear", "crf")
 
 
 @dataclass(frozen=True)
@@ -25,38 +29,73 @@ class Task:
 
     ``kind`` is ``"regression"`` (targets (N,) or (N, T), float, NaN = missing, head outputs one
     value per position) or ``"classification"`` (targets long, -100 = missing, head outputs
-    ``out_dim`` logits per position). ``metric`` names a function in ``evaluation.metrics``.
+    ``out_dim`` logits per position). ``metric`` names a function in ``evaluation.metrics``;
+    ``labels`` names the classes (needed by span F1, which reads them as IOB1/IOB2/BIOES tags).
+    ``head`` is "linear" or, for class sequences (N, T), "crf".
     """
 
     name: str
     kind: str
     out_dim: int = 1
     metric: str = "mse"
+    head: str = "linear"
+    labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
-        if self.metric not in METRICS:
-            raise ConfigError(
-                f"task {self.name!r}: unknown metric {self.metric!r}; known: {sorted(METRICS)}"
-            )
+        if self.metric not in METRICS and self.metric not in LABELLED_METRICS:
+            known = sorted([*METRICS, *LABELLED_METRICS])
+            raise ConfigError(f"task {self.name!r}: unknown metric {self.metric!r}; known: {known}")
         if self.out_dim < 1:
             raise ConfigError(f"task {self.name!r}: out_dim must be >= 1, got {self.out_dim}")
+        if self.head not in HEADS:
+            raise ConfigError(f"task {self.name!r}: head {self.head!r} is not one of {HEADS}")
+        if self.head == "crf" and self.kind != "classification":
+            raise ConfigError(f"task {self.name!r}: a crf head needs a classification task")
+        if self.metric in LABELLED_METRICS and len(self.labels) != self.out_dim:
+            raise ConfigError(
+                f"task {self.name!r}: metric {self.metric!r} needs one label per class "
+                f"({self.out_dim}), got {len(self.labels)}"
+            )
 
     @property
     def higher_is_better(self) -> bool:
+        if self.metric in LABELLED_METRICS:
+            return LABELLED_METRICS[self.metric][1]
         return METRICS[self.metric][1]
 
     def build_head(self, in_dim: int) -> nn.Module:
-        """The task's output layer: a linear map from the representation it reads."""
+        """The task's output layer: a linear map from the representation it reads, followed
+        by a CRF's transition scores when ``head = "crf"``."""
+        if self.head == "crf":
+            return CRFHead(in_dim, self.out_dim)
         return nn.Linear(in_dim, self.out_dim)
 
     def predictions(self, head_out: Tensor) -> Tensor:
         """What the metric compares with the target: values for regression, logits otherwise."""
         return head_out.squeeze(-1) if self.kind == "regression" else head_out
 
-    def loss(self, head_out: Tensor, target: Tensor) -> Tensor:
-        """Mean loss over observed targets; an all-missing batch gives a zero with a graph."""
+    def predict(self, head_out: Tensor, target: Tensor, head: nn.Module | None = None) -> Tensor:
+        """Predictions shaped like ``target``: values for regression, class ids otherwise (the
+        CRF's best path over the observed positions; -100 elsewhere)."""
+        if self.kind == "regression":
+            return head_out.squeeze(-1)
+        if self.head == "crf":
+            return _crf(head, self.name).decode(head_out, observed(target))
+        return head_out.argmax(-1)
+
+    def evaluate(self, pred: Tensor, target: Tensor) -> float:
+        """The metric of ``predict``'s output against ``target``, missing labels excluded."""
+        if self.metric in LABELLED_METRICS:
+            return LABELLED_METRICS[self.metric][0](pred, target, self.labels)
+        return METRICS[self.metric][0](pred, target)
+
+    def loss(self, head_out: Tensor, target: Tensor, head: nn.Module | None = None) -> Tensor:
+        """Mean loss over observed targets; an all-missing batch gives a zero with a graph.
+        A CRF head gives the negative log-likelihood of the gold paths per observed token."""
+        if self.head == "crf":
+            return _crf(head, self.name).nll(head_out, target)
         if self.kind == "regression":
             pred = head_out.squeeze(-1)
             keep = observed(target)
@@ -75,5 +114,12 @@ class Task:
             return logits.sum() * 0.0
         return F.cross_entropy(logits, flat, ignore_index=IGNORE_INDEX)
 
-    def score(self, head_out: Tensor, target: Tensor) -> float:
-        return METRICS[self.metric][0](self.predictions(head_out), target)
+    def score(self, head_out: Tensor, target: Tensor, head: nn.Module | None = None) -> float:
+        """``evaluate(predict(...))`` in one call."""
+        return self.evaluate(self.predict(head_out, target, head), target)
+
+
+def _crf(head: nn.Module | None, task: str) -> CRFHead:
+    if not isinstance(head, CRFHead):
+        raise TypeError(f"task {task!r} has a crf head: pass the head module to loss and predict")
+    return head

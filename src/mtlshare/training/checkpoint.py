@@ -1,8 +1,10 @@
 """Checkpoints that never unpickle: tensors in safetensors, everything else in JSON.
 
 A checkpoint is a directory ``tensors.safetensors`` + ``meta.json``. It is written to a sibling
-``NAME.tmp`` directory and swapped in by renames, so a kill during a save leaves the previous
-checkpoint whole (``NAME`` or, for an instant, ``NAME.old``).
+``NAME.tmp`` directory, its files are flushed to disk, and it is swapped in by renames, so a kill
+(or a power cut) during a save leaves the previous checkpoint whole (``NAME`` or, for an instant,
+``NAME.old``). A ``NAME`` directory is only ever made by that rename, so one that is not a
+complete checkpoint is not ours: it is refused, never read or overwritten.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk (directories: POSIX only)."""
+    if path.is_dir() and os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_checkpoint(
     directory: str | Path, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]
 ) -> None:
@@ -49,21 +62,39 @@ def save_checkpoint(
     save_file(
         {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS)
     )
+    _fsync(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
     atomic_write_text(tmp / META, json.dumps(meta, indent=1, sort_keys=True))
+    _fsync(tmp)
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
     os.replace(tmp, directory)
+    _fsync(directory.parent)  # the new checkpoint is durable before the old one goes
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _complete(candidate: Path) -> bool:
+    return (candidate / TENSORS).is_file() and (candidate / META).is_file()
+
+
 def find_checkpoint(directory: str | Path) -> Path | None:
-    """The complete checkpoint at ``directory`` (or its ``.old`` twin after an interrupted swap)."""
+    """The complete checkpoint at ``directory`` (or its ``.old`` twin after an interrupted swap);
+    None when there is none. ``CheckpointError`` when ``directory`` exists but is not a complete
+    checkpoint: ``save_checkpoint`` never leaves one, so it holds something else (a pickle, say),
+    which must be neither read nor silently replaced by a fresh run."""
     directory = Path(directory)
-    for candidate in (directory, directory.with_name(directory.name + ".old")):
-        if (candidate / TENSORS).is_file() and (candidate / META).is_file():
-            return candidate
-    return None
+    if directory.exists():
+        if _complete(directory):
+            return directory
+        found = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise CheckpointError(
+            f"{directory}: not an mtlshare checkpoint (needs {TENSORS} + {META}"
+            + (f"; holds {shown}" if found else "")
+            + "); pickle-based files are never loaded"
+        )
+    old = directory.with_name(directory.name + ".old")
+    return old if _complete(old) else None
 
 
 def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

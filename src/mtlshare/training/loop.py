@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from mtlshare.data.datasets import BatchStream, Problem
 from mtlshare.data.samplers import SAMPLERS, task_schedule
 from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
+from mtlshare.evaluation.metrics import IGNORE_INDEX
 from mtlshare.sharing.base import SharingModel, StructureTrainer
 from mtlshare.training import checkpoint as ckpt
 from mtlshare.training.distributed import (
@@ -48,6 +50,7 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0: the sum over tasks of their number of training batches
     optimizer: str = "adam"
     lr: float = 1e-3
+    lr_decay: float = 0.0  # epoch e trains at lr / (1 + lr_decay * (e - 1)) (Ma and Hovy, 2016)
     momentum: float = 0.9
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
@@ -72,6 +75,7 @@ class TrainConfig:
             "patience": self.patience,
             "grad_clip": self.grad_clip,
             "weight_decay": self.weight_decay,
+            "lr_decay": self.lr_decay,
         }
         for key, number in non_negative.items():
             if number < 0:
@@ -109,11 +113,14 @@ class Objective(nn.Module):
         self.model = model
         self.weighting = weighting
         self.tasks = {td.task.name: td.task for td in problem.tasks}
+        # heads whose loss needs the head itself (a CRF's transition scores)
+        self.structured = {n for n, t in self.tasks.items() if t.head != "linear"}
         # adding the base class's zero penalty would cost an op and a backward node per step
         self.regularized = type(model).regularizer is not SharingModel.regularizer
 
     def forward(self, x: Tensor, y: Tensor, task: str) -> tuple[Tensor, Tensor]:
-        raw = self.tasks[task].loss(self.model(x, task), y)
+        head = self.model.head(task) if task in self.structured else None
+        raw = self.tasks[task].loss(self.model(x, task), y, head)
         loss = self.weighting(task, raw)
         if self.regularized:
             loss = loss + self.model.regularizer()
@@ -155,6 +162,7 @@ class Trainer:
         weighting.to(self.device)
         self.progress = progress and self.dist.is_main
         self.global_step = 0
+        self.tokens_seen = 0  # labelled sequence positions trained on (this process)
         # under torchrun: DistributedDataParallel over the objective (model + weighting)
         self.objective = wrap(Objective(model, weighting, problem), self.dist)
 
@@ -243,11 +251,14 @@ class Trainer:
         }
         sums = {n: 0.0 for n in names}
         counts = {n: 0 for n in names}
+        sequences = {n for n in names if self.data[n].train.lengths is not None}
         for k in order:
             name = names[k]
             x, y, share = streams[name].next()
             sums[name] += self.step(optimizer, name, x, y, share)
             counts[name] += 1
+            if name in sequences:
+                self.tokens_seen += int((y != IGNORE_INDEX).sum())
             if bar is not None:
                 bar.update(1)
         return {n: sums[n] / counts[n] for n in names if counts[n]}
@@ -258,11 +269,13 @@ class Trainer:
         self.model.eval()
         td = self.data[task]
         data = getattr(td, split)
-        outs, ys = [], []
+        head = self.model.head(task) if td.task.head != "linear" else None
+        preds, ys = [], []
         for x, y in data.batches(self.cfg.eval_batch_size):
-            outs.append(self.model(x.to(self.device), task).cpu())
+            out = self.model(x.to(self.device), task)
+            preds.append(td.task.predict(out, y.to(self.device), head).cpu())
             ys.append(y)
-        return td.task.score(torch.cat(outs), torch.cat(ys))
+        return td.task.evaluate(cat_padded(preds), cat_padded(ys))
 
     def selection_score(self, dev: dict[str, float]) -> float:
         """Higher is better: the signed dev metric of one task or their mean."""
@@ -389,9 +402,14 @@ class Trainer:
         for epoch in range(start_epoch, self.cfg.epochs + 1):
             if self.cfg.patience and bad >= self.cfg.patience:
                 break
+            for group in optimizer.param_groups:  # the schedule is a function of the epoch
+                group["lr"] = self.cfg.lr / (1.0 + self.cfg.lr_decay * (epoch - 1))
             t0 = time.perf_counter()
+            tokens0 = self.tokens_seen
             losses = self.run_steps(optimizer, self.names, steps, epoch, bar)
-            elapsed += time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            elapsed += seconds
+            tok_s = (self.tokens_seen - tokens0) * self.dist.world / max(seconds, 1e-9)
             dev = from_rank0({n: self.score(n, "dev") for n in self.names}, self.dist)
             unscored = [n for n, v in dev.items() if math.isnan(v)]
             if unscored:
@@ -418,8 +436,19 @@ class Trainer:
                 "loss_weights": self.weighting.current(),
                 "train_seconds": elapsed,
             }
+            if self.tokens_seen > tokens0:
+                record["tokens_per_second"] = round(tok_s, 1)
             history.append(record)
-            bar.set_postfix(epoch=epoch, dev=f"{score:.4g}", best=best_epoch)
+            postfix = {"epoch": epoch, "dev": f"{score:.4g}", "best": best_epoch}
+            if self.tokens_seen > tokens0:
+                postfix["tok/s"] = f"{tok_s:.0f}"
+                if self.progress:  # one line per epoch, also when stderr is not a terminal
+                    tqdm.write(
+                        f"epoch {epoch}/{self.cfg.epochs}: {tok_s:,.0f} tokens/s, "
+                        f"dev {dev_text(dev)}",
+                        file=sys.stderr,
+                    )
+            bar.set_postfix(postfix)
             if on_epoch is not None:
                 on_epoch(record)
             self._save(
@@ -456,6 +485,24 @@ class Trainer:
         dev = {n: self.score(n, "dev") for n in self.names}
         test = {n: self.score(n, "test") for n in self.names}
         return FitResult(dev, test, best_epoch, len(history), elapsed, history)
+
+
+def dev_text(dev: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4g}" for name, value in dev.items())
+
+
+def cat_padded(parts: list[Tensor]) -> Tensor:
+    """Concatenate batches along rows; sequence batches cut to different lengths are padded
+    at the end with a missing label (-100 for integers, NaN for floats)."""
+    if len({p.shape[1:] for p in parts}) <= 1:
+        return torch.cat(parts)
+    longest = max(p.shape[1] for p in parts)
+    fill = float("nan") if parts[0].is_floating_point() else IGNORE_INDEX
+    padded = []
+    for p in parts:
+        grow = [0, 0] * (p.dim() - 2) + [0, longest - p.shape[1]]
+        padded.append(torch.nn.functional.pad(p, grow, value=fill))
+    return torch.cat(padded)
 
 
 def history_lines(history: list[dict[str, Any]]) -> str:

@@ -1,0 +1,102 @@
+"""Reading CoNLL column files: one token per line, whitespace-separated columns, a blank line
+between sentences, ``-DOCSTART-`` lines between documents (CoNLL-2000/2003 format).
+
+Every line of a file must have the same number of columns. Errors name the file and the line:
+bytes that are not UTF-8, ragged rows, an empty file or one with only document markers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtlshare.errors import DataError
+
+DOCSTART = "-DOCSTART-"
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence: ``rows[i]`` holds the columns of token i; ``line`` is the file line of
+    its first token (1-based), for error messages."""
+
+    rows: tuple[tuple[str, ...], ...]
+    line: int
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, index: int) -> list[str]:
+        return [row[index] for row in self.rows]
+
+
+def decode_utf8(path: Path, data: bytes) -> str:
+    """``data`` as UTF-8 text, or a DataError naming the line of the first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(
+            f"not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})", path, line
+        ) from None
+
+
+def parse_conll(text: str, path: str | Path = "<text>", n_columns: int = 0) -> list[Sentence]:
+    """Sentences of a CoNLL column text. ``n_columns`` (0: taken from the first token line)
+    is the number of columns every token line must have."""
+    path = Path(path)
+    sentences: list[Sentence] = []
+    rows: list[tuple[str, ...]] = []
+    first = 0
+    width = n_columns
+    markers = 0
+
+    def close() -> None:
+        nonlocal rows
+        if rows:
+            sentences.append(Sentence(tuple(rows), first))
+            rows = []
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = tuple(line.split())
+        if not fields:
+            close()
+            continue
+        if fields[0] == DOCSTART:
+            close()
+            markers += 1
+            continue
+        if width == 0:
+            width = len(fields)
+        if len(fields) != width:
+            raise DataError(
+                f"{len(fields)} columns where every token line has {width}", path, number
+            )
+        if not rows:
+            first = number
+        rows.append(fields)
+    close()
+    if not sentences:
+        what = "only document markers" if markers else "no token lines"
+        raise DataError(f"no sentences: the file has {what}", path)
+    return sentences
+
+
+def read_conll(path: str | Path, n_columns: int = 0) -> list[Sentence]:
+    """``parse_conll`` of a file, read as UTF-8."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such file", path)
+    return parse_conll(decode_utf8(path, path.read_bytes()), path, n_columns)
+
+
+def column_index(column: str | int, names: Sequence[str], path: str | Path | None = None) -> int:
+    """The position of ``column``: a 0-based index, or a name among ``names``."""
+    if isinstance(column, int):
+        if not 0 <= column < len(names):
+            raise DataError(f"column {column} out of range: the files have {len(names)}", path)
+        return column
+    if column not in names:
+        raise DataError(f"no column named {column!r}; columns are {list(names)}", path)
+    return list(names).index(column)

@@ -1,0 +1,358 @@
+"""Data source ``conll``: sequence-labelling tasks read from CoNLL column files (CoNLL-2003:
+``word POS chunk NER``), plus the synthetic Position Prediction task of the Sparse Sharing
+paper's negative-transfer experiment (each token's label is its index in the sentence).
+
+Every task reads the same sentences, so one input encoder (word embeddings + character CNN, the
+paper's Table 2) serves them all. Tags can be converted between IOB1, IOB2 and BIOES: the paper
+trains NER in BIOES and chunking in IOB2; span F1 is scored on the converted tags, which hold
+the same spans. Word and character vocabularies come from the training file; word vectors are
+random unless ``glove`` names a GloVe-format file (words of the dev and test files that have a
+vector join the vocabulary then, as in Ma and Hovy, 2016).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlshare.data.conll import Sentence, column_index, read_conll
+from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.data.tags import SCHEMES, check_tag, convert
+from mtlshare.data.vocab import Vocab, embedding_matrix, read_glove, word_key
+from mtlshare.errors import ConfigError, DataError
+from mtlshare.evaluation.metrics import IGNORE_INDEX
+from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
+from mtlshare.registry import DATA_SOURCES
+from mtlshare.tasks.task import HEADS, Task
+
+TASK_KINDS = ("tags", "position")
+TASK_KEYS = ("kind", "column", "scheme", "encode", "metric", "head", "max_position")
+UNSEEN = ("error", "map")
+
+
+def _default_tasks() -> dict[str, dict[str, Any]]:
+    return {
+        "pos": {"column": "pos"},
+        "chunk": {"column": "chunk", "scheme": "iob2"},
+        "ner": {"column": "ner", "scheme": "iob2", "encode": "bioes"},
+    }
+
+
+@dataclass
+class ConllConfig:
+    """``[data]`` with ``source = "conll"``.
+
+    The input encoder follows the paper's Table 2 by default: 100-d word embeddings, a
+    character CNN of ``char_filters`` filters of width ``char_width`` over ``char_dim``-d
+    character embeddings (``char_filters = 0``: words only), dropout ``dropout``.
+    ``train``/``dev``/``test``: CoNLL column files (relative paths are read from the config
+    file's folder); ``columns``: the names of their columns; ``word_column``: which holds the
+    words. ``tasks``: one table per task, keys ``kind`` ("tags" or "position"), ``column``
+    (a name or 0-based index), ``scheme`` (the file's span scheme, "iob1", "iob2", "bioes", or
+    "" for plain tags such as POS), ``encode`` (the scheme to train in; default: the file's),
+    ``metric`` (default: span F1 for span tags, accuracy otherwise), ``head`` ("linear" or
+    "crf"), ``max_position`` (position task: classes 0..max_position-1, later positions share
+    the last; 0 = the longest training sentence). ``*_sentences``: read only the first N
+    sentences of a file (0 = all). ``unseen_tags``: a dev or test tag never seen in training is
+    an "error", or is "map"ped (with a warning) to "O", else to the most frequent training tag.
+    """
+
+    train: str = ""
+    dev: str = ""
+    test: str = ""
+    columns: list[str] = field(default_factory=lambda: ["word", "pos", "chunk", "ner"])
+    word_column: str = "word"
+    tasks: dict[str, dict[str, Any]] = field(default_factory=_default_tasks)
+    train_sentences: int = 0
+    dev_sentences: int = 0
+    test_sentences: int = 0
+    lowercase: bool = False
+    min_freq: int = 1
+    max_word_length: int = 30
+    unseen_tags: str = "error"
+    glove: str = ""
+    word_dim: int = 100
+    char_dim: int = 30
+    char_filters: int = 30
+    char_width: int = 3
+    dropout: float = 0.5
+    embedding_seed: int = 0
+
+    def validate(self) -> None:
+        for key in ("train", "dev", "test"):
+            if not getattr(self, key):
+                raise ConfigError(f"data.{key}: the path of a CoNLL file is required")
+        if self.word_column not in self.columns:
+            raise ConfigError(
+                f"data.word_column: {self.word_column!r} is not one of columns {self.columns}"
+            )
+        if not self.tasks:
+            raise ConfigError("data.tasks: define at least one task")
+        for key in ("train_sentences", "dev_sentences", "test_sentences"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"data.{key}: must be >= 0, got {getattr(self, key)}")
+        for key in ("min_freq", "max_word_length", "word_dim", "char_dim"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.char_filters < 0:
+            raise ConfigError(
+                f"data.char_filters: must be >= 0 (0: no character CNN), got {self.char_filters}"
+            )
+        if self.char_width < 1 or self.char_width % 2 == 0:
+            raise ConfigError(f"data.char_width: must be odd and >= 1, got {self.char_width}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"data.dropout: must be in [0, 1), got {self.dropout}")
+        if self.unseen_tags not in UNSEEN:
+            raise ConfigError(f"data.unseen_tags: {self.unseen_tags!r} is not one of {UNSEEN}")
+        for name, spec in self.tasks.items():
+            task_spec(name, spec, self.columns)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: str
+    column: int
+    scheme: str
+    encode: str
+    metric: str
+    head: str
+    max_position: int
+
+
+def task_spec(name: str, raw: dict[str, Any], columns: list[str]) -> TaskSpec:
+    """A checked task table of ``data.tasks``."""
+    where = f"data.tasks.{name}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table, got {raw!r}")
+    unknown = [k for k in raw if k not in TASK_KEYS]
+    if unknown:
+        raise ConfigError(f"unknown key {where}.{unknown[0]}; allowed: {', '.join(TASK_KEYS)}")
+    kind = raw.get("kind", "tags")
+    if kind not in TASK_KINDS:
+        raise ConfigError(f"{where}.kind: {kind!r} is not one of {TASK_KINDS}")
+    scheme = str(raw.get("scheme", ""))
+    encode = str(raw.get("encode", scheme))
+    for key, value in (("scheme", scheme), ("encode", encode)):
+        if value and value not in SCHEMES:
+            raise ConfigError(f"{where}.{key}: {value!r} is not one of {SCHEMES}")
+    if encode and not scheme:
+        raise ConfigError(f"{where}.encode: set scheme (the file's span scheme) to convert tags")
+    head = str(raw.get("head", "linear"))
+    if head not in HEADS:
+        raise ConfigError(f"{where}.head: {head!r} is not one of {HEADS}")
+    metric = str(raw.get("metric", "span_f1" if scheme else "accuracy"))
+    if metric == "span_f1" and not scheme:
+        raise ConfigError(f"{where}.metric: span_f1 needs a span scheme (set {where}.scheme)")
+    column = -1
+    if kind == "tags":
+        if "column" not in raw:
+            raise ConfigError(f"{where}.column: which column holds this task's tags?")
+        value = raw["column"]
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(f"{where}.column: expected a name or an index, got {value!r}")
+        try:
+            column = column_index(value, columns)
+        except DataError as e:
+            raise ConfigError(f"{where}.column: {e}") from None
+    elif "column" in raw or scheme:
+        raise ConfigError(f"{where}: a position task reads no column and has no scheme")
+    max_position = raw.get("max_position", 0)
+    if isinstance(max_position, bool) or not isinstance(max_position, int) or max_position < 0:
+        raise ConfigError(f"{where}.max_position: expected an integer >= 0, got {max_position!r}")
+    return TaskSpec(name, kind, column, scheme, encode, metric, head, max_position)
+
+
+def _tags(spec: TaskSpec, sentence: Sentence, path: Path) -> list[str]:
+    tags = sentence.column(spec.column)
+    if spec.scheme:
+        for i, tag in enumerate(tags):
+            try:
+                check_tag(tag)
+            except DataError as e:
+                raise DataError(f"task {spec.name!r}: {e}", path, sentence.line + i) from None
+        if spec.encode != spec.scheme:
+            tags = convert(tags, spec.scheme, spec.encode)
+    return tags
+
+
+def _tag_ids(
+    spec: TaskSpec,
+    sentences: list[Sentence],
+    path: Path,
+    vocab: Vocab,
+    unseen: str,
+    fallback: str,
+) -> list[list[int]]:
+    out: list[list[int]] = []
+    mapped: Counter[str] = Counter()
+    first_line = 0
+    for sentence in sentences:
+        ids = []
+        for i, tag in enumerate(_tags(spec, sentence, path)):
+            if tag not in vocab:
+                if unseen == "error":
+                    raise DataError(
+                        f"task {spec.name!r}: tag {tag!r} never occurs in the training file "
+                        "(set data.unseen_tags = 'map' to map it)",
+                        path,
+                        sentence.line + i,
+                    )
+                if not mapped:
+                    first_line = sentence.line + i
+                mapped[tag] += 1
+                tag = fallback
+            ids.append(vocab.id(tag))
+        out.append(ids)
+    if mapped:
+        warnings.warn(
+            f"{path}:{first_line}: task {spec.name!r}: mapped tags never seen in training to "
+            f"{fallback!r}: {dict(mapped)}",
+            stacklevel=2,
+        )
+    return out
+
+
+def _encode_inputs(
+    sentences: list[Sentence],
+    word_col: int,
+    words: Vocab,
+    chars: Vocab,
+    lowercase: bool,
+    max_chars: int,
+) -> tuple[Tensor, Tensor]:
+    """(N, T, 1 + C) int32: word id then character ids, 0-padded; and the lengths (N,)."""
+    lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
+    longest_word = max(len(row[word_col]) for s in sentences for row in s.rows)
+    width = min(max_chars, longest_word)
+    x = torch.zeros(len(sentences), int(lengths.max()), 1 + width, dtype=torch.int32)
+    for n, sentence in enumerate(sentences):
+        rows = []
+        for row in sentence.rows:
+            word = row[word_col]
+            ids = [words.id(word_key(word, lowercase))]
+            ids += [chars.id(c) for c in word[:width]]
+            rows.append(ids + [0] * (1 + width - len(ids)))
+        x[n, : len(rows)] = torch.tensor(rows, dtype=torch.int32)
+    return x, lengths
+
+
+def _targets(ids: list[list[int]], length: int) -> Tensor:
+    y = torch.full((len(ids), length), IGNORE_INDEX, dtype=torch.long)
+    for n, row in enumerate(ids):
+        y[n, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return y
+
+
+def _resolve(path: str, base_dir: str | None) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+
+
+@DATA_SOURCES.register(
+    "conll",
+    config=ConllConfig,
+    summary="sequence labelling from CoNLL column files (POS, chunking, NER), position task",
+    paper="Tjong Kim Sang and De Meulder, CoNLL 2003; Sun, Shao et al., AAAI 2020",
+)
+def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
+    """Read the three files and build one task per ``cfg.tasks`` entry."""
+    cfg.validate()
+    specs = [task_spec(name, raw, cfg.columns) for name, raw in cfg.tasks.items()]
+    paths = {split: _resolve(getattr(cfg, split), base_dir) for split in ("train", "dev", "test")}
+    data: dict[str, list[Sentence]] = {}
+    for split, path in paths.items():
+        sentences = read_conll(path, len(cfg.columns))
+        limit = getattr(cfg, f"{split}_sentences")
+        data[split] = sentences[:limit] if limit else sentences
+    word_col = cfg.columns.index(cfg.word_column)
+
+    word_counts: Counter[str] = Counter(
+        word_key(row[word_col], cfg.lowercase) for s in data["train"] for row in s.rows
+    )
+    words = Vocab.build(word_counts, cfg.min_freq)
+    vectors: Tensor | None = None
+    found = 0
+    if cfg.glove:
+        seen = {
+            word_key(r[word_col], cfg.lowercase) for ss in data.values() for s in ss for r in s.rows
+        }
+        table, dim = read_glove(_resolve(cfg.glove, base_dir), seen | {w.lower() for w in seen})
+        if dim != cfg.word_dim:
+            raise ConfigError(
+                f"data.word_dim = {cfg.word_dim} but {cfg.glove} holds {dim}-d vectors"
+            )
+        words = Vocab([*words.itos[2:], *sorted(w for w in seen if w in table and w not in words)])
+        g = torch.Generator().manual_seed(cfg.embedding_seed)
+        vectors, found = embedding_matrix(words, table, dim, g)
+    chars = Vocab.build(Counter(c for s in data["train"] for row in s.rows for c in row[word_col]))
+
+    inputs = {
+        split: _encode_inputs(sents, word_col, words, chars, cfg.lowercase, cfg.max_word_length)
+        for split, sents in data.items()
+    }
+    tasks: list[TaskData] = []
+    labels_of: dict[str, list[str]] = {}
+    for spec in specs:
+        if spec.kind == "position":
+            longest = max(len(s) for s in data["train"])
+            classes = spec.max_position or longest
+            labels = [str(i) for i in range(classes)]
+            ids = {
+                split: [[min(i, classes - 1) for i in range(len(s))] for s in sents]
+                for split, sents in data.items()
+            }
+        else:
+            counts = Counter(t for s in data["train"] for t in _tags(spec, s, paths["train"]))
+            vocab = Vocab.build(counts, specials=False)
+            labels = vocab.itos
+            fallback = "O" if "O" in vocab else counts.most_common(1)[0][0]
+            ids = {
+                split: _tag_ids(spec, sents, paths[split], vocab, cfg.unseen_tags, fallback)
+                for split, sents in data.items()
+            }
+        labels_of[spec.name] = labels
+        task = Task(
+            spec.name,
+            "classification",
+            out_dim=len(labels),
+            metric=spec.metric,
+            head=spec.head,
+            labels=tuple(labels),
+        )
+        splits = {}
+        for split in data:
+            x, lengths = inputs[split]
+            splits[split] = Split(x, _targets(ids[split], x.shape[1]), lengths)
+        tasks.append(TaskData(task, splits["train"], splits["dev"], splits["test"]))
+
+    encoder = TaggerInputConfig(
+        n_words=len(words),
+        n_chars=len(chars),
+        word_dim=cfg.word_dim,
+        char_dim=cfg.char_dim,
+        char_filters=cfg.char_filters,
+        char_width=cfg.char_width,
+        dropout=cfg.dropout,
+    )
+
+    def build_stem() -> nn.Module:
+        return WordCharEncoder(encoder, vectors)
+
+    stem: Callable[[], nn.Module] = build_stem
+    meta = {
+        "sentences": {split: len(s) for split, s in data.items()},
+        "tokens": {split: int(inputs[split][1].sum()) for split in data},
+        "words": len(words),
+        "chars": len(chars),
+        "labels": labels_of,
+        "glove_found": found,
+    }
+    return Problem(tasks, encoder.out_dim, stem, meta)
