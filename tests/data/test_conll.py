@@ -1,0 +1,132 @@
+"""The CoNLL column reader, vocabularies and GloVe loading, on tiny made-up files."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from mtlshare.data.conll import column_index, parse_conll, read_conll
+from mtlshare.data.vocab import Vocab, embedding_matrix, read_glove
+from mtlshare.errors import DataError
+
+SAMPLE = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German JJ B-NP B-MISC
+
+Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+-DOCSTART- -X- -X- O
+Bonn NNP B-NP B-LOC
+"""
+
+
+def write(tmp_path, text, name="f.txt"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_sentences_split_on_blank_lines_and_document_markers(tmp_path):
+    sentences = read_conll(write(tmp_path, SAMPLE))
+    assert [len(s) for s in sentences] == [3, 2, 1]
+    assert sentences[0].column(0) == ["EU", "rejects", "German"]
+    assert sentences[0].column(3) == ["B-ORG", "O", "B-MISC"]
+    assert sentences[1].column(2) == ["B-NP", "I-NP"]
+    # a -DOCSTART- line ends a sentence even without a blank line before it
+    assert sentences[2].column(0) == ["Bonn"]
+    assert [s.line for s in sentences] == [3, 7, 10]
+
+
+def test_windows_line_ends_and_trailing_spaces_are_read(tmp_path):
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"a X O  \r\nb Y O\r\n\r\nc Z O\r\n")
+    sentences = read_conll(path)
+    assert [s.column(0) for s in sentences] == [["a", "b"], ["c"]]
+
+
+def test_ragged_row_names_file_and_line(tmp_path):
+    path = write(tmp_path, "a X B-NP O\nb Y B-NP\n")
+    with pytest.raises(DataError, match=rf"{path}:2: 3 columns where every token line has 4"):
+        read_conll(path)
+
+
+def test_wrong_number_of_columns_against_the_config(tmp_path):
+    path = write(tmp_path, "a X O\n")
+    with pytest.raises(DataError, match=r":1: 3 columns where every token line has 4"):
+        read_conll(path, n_columns=4)
+
+
+def test_bytes_that_are_not_utf8_name_the_line(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"a X O\n\nb Y O\ncaf\xe9 Z O\n")
+    with pytest.raises(DataError, match=rf"{path}:4: not UTF-8"):
+        read_conll(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [("", "no token lines"), ("\n\n  \n", "no token lines"), (SAMPLE.split("\n")[0], "only")],
+)
+def test_empty_files_are_errors(tmp_path, text, what):
+    with pytest.raises(DataError, match=f"no sentences: the file has {what}"):
+        read_conll(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_conll(tmp_path / "nope.txt")
+
+
+def test_columns_by_name_or_position():
+    names = ["word", "pos", "chunk", "ner"]
+    assert column_index("ner", names) == 3
+    assert column_index(1, names) == 1
+    with pytest.raises(DataError, match="no column named 'lemma'"):
+        column_index("lemma", names)
+    with pytest.raises(DataError, match="out of range"):
+        column_index(4, names)
+
+
+def test_parse_conll_keeps_token_text_verbatim():
+    sentences = parse_conll("Ünïcode X O\n-- Y O\n")
+    assert sentences[0].column(0) == ["Ünïcode", "--"]
+
+
+def test_vocab_specials_min_freq_and_order():
+    counts = Counter({"the": 5, "cat": 2, "sat": 1})
+    vocab = Vocab.build(counts, min_freq=2)
+    assert vocab.itos == ["<pad>", "<unk>", "the", "cat"]
+    assert vocab.id("the") == 2 and vocab.id("sat") == 1  # below min_freq: unknown
+    tags = Vocab.build(Counter({"O": 3, "B-PER": 1}), specials=False)
+    assert tags.itos == ["O", "B-PER"]
+    with pytest.raises(KeyError):
+        tags.id("I-PER")
+
+
+def test_glove_file_vectors_and_errors(tmp_path):
+    path = write(tmp_path, "the 0.1 0.2 0.3\ncat 1 2 3\ndog 4 5 6\n", "glove.txt")
+    vectors, dim = read_glove(path, wanted={"the", "cat"})
+    assert dim == 3 and sorted(vectors) == ["cat", "the"]
+    vocab = Vocab(["The", "cat", "emu"])
+    matrix, found = embedding_matrix(vocab, vectors, dim, torch.Generator().manual_seed(0))
+    assert found == 2  # "The" through its lower-cased form, and "cat"
+    assert torch.equal(matrix[vocab.id("cat")], torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.allclose(matrix[vocab.id("The")], torch.tensor([0.1, 0.2, 0.3]))
+    assert torch.equal(matrix[0], torch.zeros(3))  # padding
+    assert matrix[vocab.id("emu")].abs().max() <= (3 / 3) ** 0.5  # random, uniform +-sqrt(3/d)
+
+    ragged = write(tmp_path, "a 1 2\nb 1 2 3\n", "ragged.txt")
+    with pytest.raises(DataError, match=rf"{ragged}:2: 3 numbers where the first vector has 2"):
+        read_glove(ragged)
+    bad = write(tmp_path, "a 1 x\n", "bad.txt")
+    with pytest.raises(DataError, match=rf"{bad}:1: a vector entry is not a number"):
+        read_glove(bad)
+    nan = write(tmp_path, "a 1 nan\n", "nan.txt")
+    with pytest.raises(DataError, match="NaN or infinite"):
+        read_glove(nan)
+    with pytest.raises(DataError, match="no such word-vector file"):
+        read_glove(tmp_path / "missing.txt")

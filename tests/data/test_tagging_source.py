@@ -1,0 +1,209 @@
+"""The ``conll`` data source on tiny made-up CoNLL files: tasks, tag schemes, padding, the
+position task, unseen tags, word vectors, and bad input through the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mtlshare.config import load_config
+from mtlshare.errors import ConfigError, DataError
+from mtlshare.evaluation.metrics import IGNORE_INDEX
+from mtlshare.experiment import build_problem
+
+TRAIN = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German JJ B-NP B-MISC
+call NN I-NP O
+
+Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+
+Bonn NNP B-NP B-LOC
+"""
+DEV = """Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+rejects VBZ B-VP O
+
+German JJ B-NP B-MISC
+"""
+TEST = """EU NNP B-NP B-ORG
+call NN I-NP O
+"""
+
+CONFIG = """
+mechanism = "hard"
+[data]
+source = "conll"
+train = "train.txt"
+dev = "dev.txt"
+test = "test.txt"
+[data.tasks.pos]
+column = "pos"
+[data.tasks.chunk]
+column = "chunk"
+scheme = "iob2"
+[data.tasks.ner]
+column = 3
+scheme = "iob2"
+encode = "bioes"
+[trunk]
+kind = "lstm"
+hidden = [8]
+[train]
+epochs = 2
+batch_size = 2
+"""
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    for name, text in (("train", TRAIN), ("dev", DEV), ("test", TEST)):
+        (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "run.toml").write_text(CONFIG, encoding="utf-8")
+    return tmp_path
+
+
+def problem(corpus, *overrides):
+    cfg = load_config(corpus / "run.toml", list(overrides))
+    return build_problem(cfg, corpus)
+
+
+def test_tasks_inputs_and_padding(corpus):
+    p = problem(corpus)
+    names = [td.task.name for td in p.tasks]
+    assert names == ["pos", "chunk", "ner"]
+    pos, chunk, ner = p.tasks
+    assert pos.task.metric == "accuracy" and chunk.task.metric == "span_f1"
+    assert ner.task.metric == "span_f1"
+    # NER is trained in BIOES: single-token entities are S-, two-token ones B- E-
+    assert {"S-ORG", "S-MISC", "B-PER", "E-PER", "S-LOC", "O"} == set(ner.task.labels)
+    assert chunk.task.labels == ("B-NP", "I-NP", "B-VP")  # most frequent first
+    train = pos.train
+    assert train.lengths.tolist() == [4, 2, 1]
+    assert train.x.dtype == torch.int32 and train.x.shape[:2] == (3, 4)
+    assert train.y[1].tolist()[2:] == [IGNORE_INDEX, IGNORE_INDEX]  # padding is a missing label
+    assert (train.x[1, 2:] == 0).all()  # and an all-zero input step
+    labels = ner.task.labels
+    assert [labels[i] for i in ner.train.y[1, :2].tolist()] == ["B-PER", "E-PER"]
+    # every task reads the same sentences
+    assert torch.equal(pos.train.x, ner.train.x)
+    # a batch is cut to its longest sentence
+    x, y = train.take(torch.tensor([1, 2]))
+    assert x.shape[1] == 2 and y.shape == (2, 2)
+    assert p.meta["sentences"] == {"train": 3, "dev": 2, "test": 1}
+    assert ner.dev.lengths.tolist() == [3, 1]
+    assert p.meta["tokens"]["train"] == 7
+
+
+def test_words_unknown_in_training_map_to_the_unknown_id(corpus):
+    p = problem(corpus)
+    dev_words = p.tasks[0].dev.x[:, :, 0]
+    assert int(dev_words.min()) >= 0
+    p2 = problem(corpus, "data.min_freq=2")
+    # only "rejects"... nothing occurs twice except none: every word is unknown (id 1)
+    real = p2.tasks[0].train.lengths
+    ids = p2.tasks[0].train.x[:, :, 0]
+    for row, n in enumerate(real.tolist()):
+        assert set(ids[row, :n].tolist()) <= {1}
+
+
+def test_position_task_labels_are_token_indices(corpus):
+    (corpus / "pos.toml").write_text(
+        CONFIG.replace('[data.tasks.pos]\ncolumn = "pos"', '[data.tasks.pos]\nkind = "position"'),
+        encoding="utf-8",
+    )
+    cfg = load_config(corpus / "pos.toml", ["data.tasks.pos.max_position=3"])
+    p = build_problem(cfg, corpus)
+    position = p.tasks[0]
+    assert position.task.labels == ("0", "1", "2")
+    assert position.train.y[0].tolist() == [0, 1, 2, 2]  # later positions share the last class
+    assert position.train.y[1].tolist() == [0, 1, IGNORE_INDEX, IGNORE_INDEX]
+
+
+def test_tag_never_seen_in_training_is_an_error_or_mapped(corpus):
+    (corpus / "dev.txt").write_text(
+        "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\nruns VBZ B-VP B-EVENT\n", "utf-8"
+    )
+    with pytest.raises(DataError, match=r"dev\.txt:3: task 'ner': tag 'S-EVENT' never occurs"):
+        problem(corpus)
+    with pytest.warns(UserWarning, match=r"dev\.txt:3: task 'ner': mapped .* to 'O'"):
+        p = problem(corpus, "data.unseen_tags=map")
+    ner = p.tasks[2]
+    assert ner.task.labels[int(ner.dev.y[0, 2])] == "O"
+
+
+def test_malformed_tag_names_file_and_line(corpus):
+    (corpus / "test.txt").write_text("EU NNP B-NP X-ORG\n", "utf-8")
+    with pytest.raises(DataError, match=r"test\.txt:1: task 'ner': tag 'X-ORG'"):
+        problem(corpus)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.tasks.pos.colour=1", "unknown key data.tasks.pos.colour"),
+        ("data.tasks.pos.metric=span_f1", "span_f1 needs a span scheme"),
+        ("data.tasks.pos.encode=bioes", "set scheme"),
+        ("data.tasks.pos.column=lemma", "no column named 'lemma'"),
+        ("data.tasks.ner.scheme=bio", "'bio' is not one of"),
+        ("data.tasks.ner.head=softmax", "'softmax' is not one of"),
+        ("data.unseen_tags=drop", "data.unseen_tags"),
+        ("data.word_column=token", "data.word_column"),
+        ("data.char_width=2", "data.char_width"),
+        ("data.train=", "data.train"),
+    ],
+)
+def test_bad_settings_name_the_key(corpus, override, message):
+    with pytest.raises(ConfigError, match=message):
+        problem(corpus, override)
+
+
+def test_glove_vectors_initialise_the_embeddings(corpus):
+    (corpus / "vec.txt").write_text("peter 1 2 3\ncall 4 5 6\nunseen 7 8 9\n", "utf-8")
+    with pytest.raises(ConfigError, match="holds 3-d vectors"):
+        problem(corpus, "data.glove=vec.txt")
+    p = problem(corpus, "data.glove=vec.txt", "data.word_dim=3")
+    assert p.meta["glove_found"] == 2  # "Peter" (lower-cased) and "call"
+    stem = p.build_stem()
+    weights = stem.words.weight
+    assert any(torch.equal(row, torch.tensor([1.0, 2.0, 3.0])) for row in weights)
+
+
+def test_run_prints_tokens_per_second_and_records_it(corpus):
+    out = corpus / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtlshare", "run", str(corpus / "run.toml"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "epoch 2/2:" in proc.stderr and "tokens/s" in proc.stderr
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # 7 labelled training tokens per task, 3 tasks: every epoch sees tokens
+    assert all(r["tokens_per_second"] > 0 for r in records)
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["tasks"]) == {"pos", "chunk", "ner"}
+
+
+def test_bad_file_gives_one_line_and_no_output(corpus):
+    (corpus / "train.txt").write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP\n", "utf-8")
+    out = corpus / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtlshare", "run", str(corpus / "run.toml"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "train.txt:2: 3 columns where every token line has 4" in lines[0]
+    assert not out.exists()
