@@ -1,0 +1,48 @@
+"""Every shipped recipe loads, and every mechanism its [compare] table lists builds on its data
+(a few sentences of it), with its own overrides. Recipes reading ../shared/data skip when it is
+absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mtlshare.config import load_config
+from mtlshare.experiment import SINGLE, SUBNET, build_model, build_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "recipes").rglob("*.toml"))
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def test_recipes_exist():
+    names = {str(p.relative_to(ROOT / "recipes")) for p in RECIPES}
+    for expected in (
+        "conll2003/quick.toml",
+        "conll2003/full.toml",
+        "negative_transfer/quick.toml",
+        "negative_transfer/full.toml",
+    ):
+        assert expected in names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
+def test_recipe_builds_every_listed_mechanism(path):
+    cfg = load_config(path)
+    if cfg.experiment != "train":
+        return
+    small = []
+    if cfg.data_source == "conll":
+        if not (SHARED / "conll2003" / "train.txt").is_file():
+            pytest.skip(f"{SHARED / 'conll2003'} is absent")
+        small = ["data.train_sentences=50", "data.dev_sentences=20", "data.test_sentences=20"]
+        small.append("data.unseen_tags=map")
+    cfg = load_config(path, small)
+    problem = build_problem(cfg, path.parent)
+    for name in cfg.compare.mechanisms:
+        if name in (SINGLE, SUBNET):
+            continue
+        changes = cfg.compare.overrides.get(name, {})
+        model = build_model(cfg.replace(**{**changes, "mechanism": name}), problem)
+        assert model.param_counts()["counted"] > 0
