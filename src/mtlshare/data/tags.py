@@ -129,9 +129,12 @@ def convert(tags: Sequence[str], source: str, target: str) -> list[str]:
     """Rewrite one sentence's ``tags`` from scheme ``source`` to ``target``, keeping the chunks
     conlleval reads. ``source`` is only checked: the reading (``spans``) is the same for all
     schemes, so ill-formed input (``I-`` after ``O`` in IOB2) still converts as conlleval
-    would read it. ``ConfigError`` for an unknown scheme name."""
+    would read it. ``ConfigError`` for an unknown scheme name, ``DataError`` for a tag that is
+    not ``O`` or ``P-TYPE``."""
     _check_scheme(source)
     _check_scheme(target)
+    for tag in tags:
+        check_tag(tag)
     return encode(spans(tags), len(tags), target)
 
 
