@@ -430,14 +430,13 @@ def test_load_checkpoint_refuses_a_planted_pickle(tmp_path, name, kind):
 
 def test_commands_refuse_planted_pickles_with_one_line(tmp_path):
     """``mtlshare masks RUN`` (reads RUN/checkpoint/best) and ``mtlshare run --resume`` (reads
-    OUT/checkpoint/last), as real processes, run in parallel."""
+    OUT/checkpoint/last), as real processes, run in parallel; the other planted forms are
+    refused by the same ``load_checkpoint`` (above)."""
     from mtlshare.config import load_config
 
     marker = tmp_path / "MARKER"
-    commands = {
-        "masks model.pt": mtlshare("masks", str(plant(tmp_path / "model.pt", "torch_save", marker)))
-    }
-    for kind in FOLDERS:
+    commands = {}
+    for kind in ("pickle_file", "folder_with_pkl", "disguised_torch_save"):
         plant(tmp_path / f"masks-{kind}" / "checkpoint" / "best", kind, marker)
         commands[f"masks {kind}"] = mtlshare("masks", str(tmp_path / f"masks-{kind}"))
     overrides = ["train.epochs=1", "train.patience=0", "data.n_dev=50", "data.n_test=50"]
@@ -455,8 +454,8 @@ def test_commands_refuse_planted_pickles_with_one_line(tmp_path):
         for name, cmd in commands.items()
     }
     for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        line = error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+        stdout, stderr = proc.communicate(timeout=300)
+        line = error_line(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
         assert "checkpoint" in line, (name, line)
         assert not marker.exists(), name
     for out, digest in resumed.items():  # refused, not trained over
@@ -576,18 +575,21 @@ def daily_rows(days: int = 40) -> list[str]:
     return rows
 
 
+# (case, how the good file is changed, what the one error line must say)
+DAILY_CASES = [
+    ("missing file", None, r"absent\.csv"),
+    ("duplicate date", lambda r: [*r, "2024-01-03,a,4,0,0.5"], r"series\.csv:82: .*line 6"),
+    ("NaN feature", lambda r: [*r[:9], "2024-01-05,a,1,NaN,0.4", *r[10:]], r"\.csv:10: "),
+    ("NaN exogenous", lambda r: [*r[:9], "2024-01-05,a,1,0,nan", *r[10:]], r"\.csv:10: "),
+    ("day missing", lambda r: [*r[:9], *r[11:]], r"series\.csv: .*'temp'.*2024-01-05"),
+    ("inf value", lambda r: [*r[:9], "2024-01-05,a,inf,0,0.4", *r[10:]], r"\.csv:10: "),
+    ("ragged row", lambda r: [*r[:9], "2024-01-05,a,1,0", *r[10:]], r"series\.csv:10: "),
+    ("empty file", lambda r: [], r"series\.csv"),
+]
+
+
 @pytest.mark.parametrize(
-    ("case", "edit", "expected"),
-    [
-        ("missing file", None, r"absent\.csv"),
-        ("duplicate date", lambda r: [*r, "2024-01-03,a,4,0,0.5"], r"series\.csv:82: .*line 6"),
-        ("NaN feature", lambda r: [*r[:9], "2024-01-05,a,1,NaN,0.4", *r[10:]], r"\.csv:10: "),
-        ("NaN exogenous", lambda r: [*r[:9], "2024-01-05,a,1,0,nan", *r[10:]], r"\.csv:10: "),
-        ("day missing", lambda r: [*r[:9], *r[11:]], r"series\.csv: .*'temp'.*2024-01-05"),
-        ("inf value", lambda r: [*r[:9], "2024-01-05,a,inf,0,0.4", *r[10:]], r"\.csv:10: "),
-        ("ragged row", lambda r: [*r[:9], "2024-01-05,a,1,0", *r[10:]], r"series\.csv:10: "),
-        ("empty file", lambda r: [], r"series\.csv"),
-    ],
+    ("case", "edit", "expected"), DAILY_CASES, ids=[c[0].replace(" ", "-") for c in DAILY_CASES]
 )
 def test_bad_daily_csv_is_one_line_and_leaves_no_output(tmp_path, capsys, case, edit, expected):
     csv = tmp_path / "series.csv"
