@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--out", required=True)
     c.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the finished runs in DIR and continue the interrupted one",
+    )
+    c.add_argument(
         "--seeds",
         default="",
         help="comma-separated seeds (default: [compare] seeds, else the config's seed)",
@@ -170,7 +175,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         names = cfg.compare.mechanisms or [experiment.SINGLE, *MECHANISMS.names()]
     seeds = _seeds(args.seeds) or cfg.compare.seeds
     comparison = experiment.compare(
-        cfg, names, args.out, seeds=seeds, base_dir=base, progress=not args.quiet
+        cfg,
+        names,
+        args.out,
+        seeds=seeds,
+        base_dir=base,
+        progress=not args.quiet,
+        resume=args.resume,
     )
     print(comparison_markdown(comparison))
     print(f"comparison: {Path(args.out) / 'comparison.md'}")

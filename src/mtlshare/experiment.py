@@ -231,6 +231,7 @@ def compare(
     base_dir: str | Path | None = None,
     progress: bool = True,
     title: str | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Single-task baselines and each mechanism on the same data and seeds.
 
@@ -241,6 +242,9 @@ def compare(
     change the config of one mechanism's runs. With several seeds the table shows means and
     standard deviations over seeds; with hard and sparse sharing and three or more tasks it
     also shows the masks' pairwise overlap beside the gain of sparse over hard sharing.
+
+    With ``resume``, a run whose ``results.json`` exists (with the same config) is read back,
+    not trained again, and an interrupted one continues from its ``checkpoint/last``.
     """
     known = [SINGLE, SUBNET, *MECHANISMS.names()]
     for name in mechanisms:
@@ -272,6 +276,18 @@ def compare(
     def where(mechanism: str, seed: int) -> Path:
         return out / mechanism / f"seed-{seed}" if len(seeds) > 1 else out / mechanism
 
+    def one(run_cfg: Config, folder: Path, data: Problem) -> dict[str, Any]:
+        if resume and (folder / "config.toml").is_file():
+            finished = folder / "results.json"
+            if (
+                finished.is_file()
+                and (folder / "config.toml").read_text(encoding="utf-8") == run_cfg.to_toml()
+            ):
+                loaded: dict[str, Any] = json.loads(finished.read_text(encoding="utf-8"))
+                return loaded
+            return run(run_cfg, folder, problem=data, progress=progress, resume=True)
+        return run(run_cfg, folder, problem=data, progress=progress)
+
     def alone(name: str, seed: int) -> dict[str, Any]:
         """Every task trained alone (``single``, or ``single_subnet`` on its sparse mask)."""
         per_task = []
@@ -280,12 +296,7 @@ def compare(
             if name == SUBNET:
                 extra["sparse.masks_from"] = str(where("sparse", seed).resolve())
             per_task.append(
-                run(
-                    config(name, **extra),
-                    where(name, seed) / task,
-                    problem=problem.select([task]),
-                    progress=progress,
-                )
+                one(config(name, **extra), where(name, seed) / task, problem.select([task]))
             )
         return {**report.merge_single(per_task), "mechanism": name}
 
@@ -298,14 +309,7 @@ def compare(
             if name in (SINGLE, SUBNET):
                 per_seed.append(alone(name, seed))
             else:
-                per_seed.append(
-                    run(
-                        config(name, seed=seed),
-                        where(name, seed),
-                        problem=problem,
-                        progress=progress,
-                    )
-                )
+                per_seed.append(one(config(name, seed=seed), where(name, seed), problem))
         merged = report.mean_over_seeds(per_seed)
         if name == SINGLE:
             single = merged

@@ -620,3 +620,65 @@ def test_non_utf8_daily_csv_names_the_line(tmp_path, capsys):
 
 if __name__ == "__main__":  # the saver process of test_kills_during_*
     saver_main(sys.argv[1], sys.argv[2])
+
+
+# -- 1b. a comparison killed mid-way, then --resume ------------------------------------------
+
+
+@POSIX
+def test_a_killed_comparison_resumes_to_the_same_table(tmp_path):
+    args = [
+        DEMO,
+        "train.epochs=6",
+        "trunk.dropout=0.2",
+        "sparse.round_epochs=2",
+        "sparse.warmup_epochs=1",
+        *SMALL,
+        "--mechanisms",
+        "single,hard,sparse,single_subnet",
+    ]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    done = run_cli("compare", *args, "--out", str(full), "--quiet")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    proc = subprocess.Popen(
+        mtlshare("compare", *args, "--out", str(cut), "--quiet"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # killed inside the sparse run, after the single and hard runs have finished
+    wait_until(lambda: last_epoch(cut / "sparse") >= 2, proc, "a sparse checkpoint")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (cut / "hard" / "results.json").is_file()
+    assert not (cut / "comparison.json").exists()
+    hard_before = (cut / "hard" / "results.json").stat().st_mtime_ns
+
+    again = run_cli("compare", *args, "--out", str(cut), "--quiet", "--resume")
+    assert again.returncode == 0, again.stderr[-2000:]
+    # the finished hard run was read back, not trained again
+    assert (cut / "hard" / "results.json").stat().st_mtime_ns == hard_before
+    a, b = (json.loads((d / "comparison.json").read_text()) for d in (full, cut))
+    assert untimed(a) == untimed(b)
+    assert_same_checkpoint(
+        full / "sparse" / "checkpoint" / "last", cut / "sparse" / "checkpoint" / "last"
+    )
+
+    # a changed config is refused rather than mixed into the table
+    changed = run_cli("compare", *args, "train.lr=0.5", "--out", str(cut), "--quiet", "--resume")
+    assert "the config differs" in error_line(changed)
+
+
+def test_a_dev_split_without_any_label_stops_training_with_a_data_error(tmp_path):
+    from mtlshare.config import load_config
+    from mtlshare.data.datasets import Split
+    from mtlshare.errors import DataError
+    from mtlshare.experiment import build_problem, run
+
+    cfg = load_config(DEMO, ["train.epochs=2", "data.n_dev=10", "data.n_test=10"])
+    problem = build_problem(cfg)
+    dev = problem.tasks[1].dev
+    problem.tasks[1].dev = Split(dev.x, torch.full_like(dev.y, float("nan")))
+    with pytest.raises(DataError, match=r"task\(s\) \['t2'\] have no observed label in their dev"):
+        run(cfg, tmp_path / "out", problem=problem, progress=False)
+    assert not (tmp_path / "out" / "results.json").exists()
