@@ -345,11 +345,6 @@ def test_overlap_vs_gain_by_hand():
     assert "| acc & err | 0.300 | - |" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compare builds the problem once from the base config: a data.* override is written "
-    "to the mechanism's config.toml but its run trains on the base data",
-)
 def test_a_data_override_is_applied_or_refused(tmp_path):
     out = tmp_path / "out"
     try:

@@ -183,7 +183,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         resume=args.resume,
     )
-    print(comparison_markdown(comparison))
+    print(comparison_markdown(comparison, cfg.compare.title or None))
     print(f"comparison: {Path(args.out) / 'comparison.md'}")
     return 0
 

@@ -59,6 +59,13 @@ class CompareConfig:
                 raise ConfigError(
                     f"compare: unknown mechanism {name!r}; choose from {', '.join(known)}"
                 )
+        for name, changes in self.overrides.items():
+            for key in changes:
+                if key.split(".")[0] in ("data", "tasks", "seed", "mechanism"):
+                    raise ConfigError(
+                        f"compare.overrides.{name}: {key!r} would change the data or the run "
+                        "itself; every mechanism in a comparison trains on the same data"
+                    )
 
 
 def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:

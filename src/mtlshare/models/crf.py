@@ -60,11 +60,11 @@ class CRFHead(nn.Module):
     def decode(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """The best tag path of each sequence over its observed positions; -100 elsewhere."""
         rows = self._rows(mask)
-        out = torch.full(mask.shape, IGNORE_INDEX, dtype=torch.long)
+        out = torch.full(mask.shape, IGNORE_INDEX, dtype=torch.long, device=emissions.device)
         if not bool(rows.any()):
             return out
         index = rows.nonzero().squeeze(1)
         paths = self.crf.decode(emissions[index], mask=mask[index])
         for i, path in zip(index.tolist(), paths, strict=True):
-            out[i, : len(path)] = torch.tensor(path, dtype=torch.long)
+            out[i, : len(path)] = torch.tensor(path, dtype=torch.long, device=out.device)
         return out
