@@ -8,3 +8,4 @@ from mtlshare.sharing import soft
 from mtlshare.sharing import cross_stitch
 from mtlshare.sharing import hierarchical
 from mtlshare.sharing import sparse
+from mtlshare.sharing import adapters
