@@ -101,6 +101,7 @@ class AdapterSharing(SharingModel):
     def forward(self, x: Tensor, task: str) -> Tensor:
         h = self.stem(x)
         own = self.adapters[task]
+        assert isinstance(own, nn.ModuleDict)
         for i, layer in enumerate(self.layers, start=1):
             h = layer(h)
             if str(i) in own:
