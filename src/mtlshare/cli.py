@@ -62,6 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("overrides", nargs="*", metavar="key=value")
     d.add_argument("--quiet", action="store_true")
 
+    a = sub.add_parser(
+        "add-task",
+        help="train a new task on a trained hard or sparse model, leaving its tasks unchanged",
+    )
+    a.add_argument("run_dir", help="the --out folder of the trained run")
+    a.add_argument("config", help="TOML config whose data holds the trained and the new tasks")
+    a.add_argument("overrides", nargs="*", metavar="key=value")
+    a.add_argument("--out", required=True)
+    a.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint/last")
+    a.add_argument("--quiet", action="store_true")
+
     sub.add_parser("mechanisms", help="list the registered sharing mechanisms")
 
     m = sub.add_parser("masks", help="densities and overlaps of a finished sparse-sharing run")
@@ -138,6 +149,27 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         return 0
     cfg = load_config(args.config, args.overrides)
+    if args.command == "add-task":
+        from mtlshare.transfer import add_task
+
+        summary = add_task(
+            args.run_dir,
+            cfg,
+            args.out,
+            base_dir=Path(args.config).resolve().parent,
+            resume=args.resume,
+            progress=not args.quiet,
+        )
+        for name, r in summary["existing_tasks"].items():
+            print(
+                f"{name} (trained): dev {r['metric']} {r['dev_before']:.4g} before, "
+                f"{r['dev_after']:.4g} after"
+            )
+        for name, r in summary["new_tasks"].items():
+            print(f"{name} (added): dev {r['metric']} {r['dev']:.4g}  test {r['test']:.4g}")
+        print(f"existing tasks unchanged: {summary['existing_unchanged']}")
+        print(f"results: {Path(args.out) / 'add_task.json'}")
+        return 0
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (
         args.command != "run" or cfg.experiment != "train"
     ):

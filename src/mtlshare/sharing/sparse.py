@@ -141,6 +141,9 @@ class SparseSharing(SharingModel):
         self._applied: str | None = None
         self._maskf: dict[str, Tensor] = {}
         self._maskf_task: dict[str, str] = {}
+        # adding a task to a trained model: entries other tasks use, and their values
+        self._frozen: dict[str, tuple[Tensor, Tensor]] = {}
+        self.search_tasks: list[str] | None = None  # None: search every task
         # masks[task][name]: bool, same shape as layers.<name>; all ones until the search
         self.masks: dict[str, dict[str, Tensor]] = {
             t.name: {n: torch.ones_like(p, dtype=torch.bool) for n, p in self._prunable().items()}
@@ -261,9 +264,32 @@ class SparseSharing(SharingModel):
         for n, p in self._params.items():
             if p.grad is not None:
                 p.grad.mul_(self._mask_f(task, n))
+                if n in self._frozen:
+                    p.grad.masked_fill_(self._frozen[n][0], 0.0)
 
+    @torch.no_grad()
     def after_optimizer_step(self, task: str) -> None:
         self.restore_weights()
+        for n, (where, values) in self._frozen.items():  # exactly as they were
+            p = self._params[n]
+            torch.where(where, values, p, out=p)
+
+    def frozen_entries(self, name: str) -> Tensor:
+        """Where ``freeze_entries`` froze prunable weight ``name`` (bool, its shape)."""
+        return self._frozen[name][0]
+
+    @torch.no_grad()
+    def freeze_entries(self, tasks: list[str]) -> None:
+        """Keep every prunable entry that ``tasks``' masks use exactly as it is now, whatever
+        the optimizer does: for training a new task on a trained model, where only the entries
+        no existing mask uses may learn (see ``mtlshare.transfer``)."""
+        self.restore_weights()
+        self._frozen = {}
+        for n, p in self._params.items():
+            used = torch.zeros_like(p, dtype=torch.bool)
+            for t in tasks:
+                used |= self.masks[t][n]
+            self._frozen[n] = (used, p.detach().clone())
 
     # -- the search -----------------------------------------------------------------------------
     def _steps(self, trainer: StructureTrainer, names: list[str], steps: int, epochs: float) -> int:
@@ -304,7 +330,7 @@ class SparseSharing(SharingModel):
         if cfg.masks_from:
             self.load_masks_from(cfg.masks_from)
             return
-        names = self.task_names
+        names = self.search_tasks if self.search_tasks is not None else self.task_names
         init = self._weights()
         state = trainer.load("search")
         if state is not None and "rewind.done" in state[1]:
@@ -359,7 +385,7 @@ class SparseSharing(SharingModel):
         )
         self.search_summary = {
             "rounds": [c.summary() for c in self.candidates],
-            "rounds_overlap": rounds_overlap(self.candidates, names),
+            "rounds_overlap": rounds_overlap(self.candidates, names) if len(names) > 1 else [],
         }
         value = cfg.select_round if cfg.select == "round" else cfg.select_density
         for task in names:

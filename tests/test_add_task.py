@@ -1,0 +1,150 @@
+"""``mtlshare add-task``: a new task trained on a trained hard or sparse model leaves the
+trained tasks' outputs and every parameter they read bitwise unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtlshare.cli import main
+from mtlshare.config import load_config
+from mtlshare.experiment import build_model, build_problem
+from mtlshare.training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
+SMALL = ["data.n_tasks=3", "data.n_dev=60", "data.n_test=60", "train.epochs=4", "--quiet"]
+SPARSE = ["sparse.round_epochs=1", "sparse.warmup_epochs=1", "sparse.target_density=0.5"]
+# the trained tasks keep half the weights each, so some entries are free for the new task
+SELECT = ["sparse.select=density", "sparse.select_density=0.55"]
+
+
+def model_of(run: Path, tasks: list[str] | None = None):
+    cfg = load_config(run / "config.toml")
+    problem = build_problem(cfg)
+    model = build_model(cfg, problem)
+    tensors, _ = load_checkpoint(run / "checkpoint" / "best")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    return model.eval(), problem
+
+
+@pytest.fixture(scope="module", params=["hard", "sparse"])
+def added(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(request.param)
+    mech = request.param
+    extra = SPARSE if mech == "sparse" else []
+    select = SELECT if mech == "sparse" else []
+    trained, out = tmp / "trained", tmp / "added"
+    assert (
+        main(
+            [
+                "run",
+                DEMO,
+                f"mechanism={mech}",
+                'tasks=["t1","t2"]',
+                *SMALL,
+                *extra,
+                *select,
+                "--out",
+                str(trained),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["add-task", str(trained), DEMO, 'tasks=["t3"]', *SMALL, *extra, "--out", str(out)])
+        == 0
+    )
+    return mech, trained, out
+
+
+def test_trained_tasks_outputs_are_bitwise_unchanged(added):
+    mech, trained, out = added
+    before, problem = model_of(trained)
+    after, _ = model_of(out)
+    assert after.task_names == ["t1", "t2", "t3"]
+    x = problem.tasks[0].test.x
+    with torch.no_grad():
+        for task in ("t1", "t2"):
+            assert torch.equal(before(x, task), after(x, task)), (mech, task)
+    summary = json.loads((out / "add_task.json").read_text())
+    assert summary["existing_unchanged"] is True and summary["changed_parameters"] == []
+    for task, r in summary["existing_tasks"].items():
+        assert r["dev_before"] == r["dev_after"] and r["test_before"] == r["test_after"], task
+    assert set(summary["new_tasks"]) == {"t3"}
+
+
+def test_what_the_new_task_may_change(added):
+    mech, trained, out = added
+    before, _ = model_of(trained)
+    after, _ = model_of(out)
+    b, a = dict(before.named_parameters()), dict(after.named_parameters())
+    moved = [n for n in b if not torch.equal(b[n], a[n])]
+    if mech == "hard":
+        assert moved == []  # trunk, embeddings and the trained heads: all frozen
+        assert any(n.startswith("heads.t3") for n in a)
+        return
+    # sparse: only prunable entries outside every trained mask may move
+    assert moved, "the new task trained nothing"
+    for name in moved:
+        key = name.removeprefix("layers.")
+        assert key in after.prunable_names, name
+        used = before.masks["t1"][key] | before.masks["t2"][key]
+        assert torch.equal(a[name][used], b[name][used]), name
+    summary = json.loads((out / "add_task.json").read_text())
+    assert summary["new_mask_free_entries"] > 0
+    # the new task has its own searched mask, the trained ones kept theirs
+    for task in ("t1", "t2"):
+        for key in after.prunable_names:
+            assert torch.equal(after.masks[task][key], before.masks[task][key])
+    assert len(summary["sparse"]["rounds"]) >= 2
+
+
+def test_add_task_refuses_what_it_cannot_do(tmp_path, capsys):
+    trained = tmp_path / "soft"
+    assert (
+        main(["run", DEMO, "mechanism=soft", 'tasks=["t1","t2"]', *SMALL, "--out", str(trained)])
+        == 0
+    )
+    assert (
+        main(["add-task", str(trained), DEMO, 'tasks=["t3"]', *SMALL, "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert "supports models trained with hard or sparse" in capsys.readouterr().err
+    assert main(["add-task", str(tmp_path), DEMO, *SMALL, "--out", str(tmp_path / "o")]) == 2
+    assert "not a finished mtlshare run" in capsys.readouterr().err
+    hard = tmp_path / "hard"
+    assert main(["run", DEMO, 'tasks=["t1","t2"]', *SMALL, "--out", str(hard)]) == 0
+    assert (
+        main(["add-task", str(hard), DEMO, 'tasks=["t1"]', *SMALL, "--out", str(tmp_path / "o")])
+        == 2
+    )
+    assert "no new task" in capsys.readouterr().err
+    # the data of the config must hold the trained tasks too
+    assert (
+        main(
+            ["add-task", str(hard), DEMO, "data.n_tasks=1", "--quiet", "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
+    assert "has no task(s) ['t2']" in capsys.readouterr().err
+    # a network that does not fit the checkpoint
+    assert (
+        main(
+            [
+                "add-task",
+                str(hard),
+                DEMO,
+                'tasks=["t3"]',
+                *SMALL,
+                "data.input_dim=8",
+                "--out",
+                str(tmp_path / "o2"),
+            ]
+        )
+        == 2
+    )
+    assert "does not fit" in capsys.readouterr().err
