@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation import report
 from mtlshare.models.trunks import backbone_from_config
+from mtlshare.models.tying import TiedHead, tie_weights
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.training.checkpoint import atomic_write_text, find_checkpoint, load_checkpoint
@@ -91,6 +93,18 @@ def build_model(cfg: Config, problem: Problem) -> SharingModel:
     model: SharingModel = MECHANISMS[cfg.mechanism].build(
         backbone, [td.task for td in problem.tasks], cfg.mechanism_config
     )
+    for td in problem.tasks:  # output projections tied to the input word embedding
+        if td.task.tie_embedding:
+            head, words = (
+                model.head(td.task.name),
+                getattr(model.stem_for(td.task.name), "words", None),
+            )
+            if not isinstance(head, TiedHead) or not isinstance(words, nn.Embedding):
+                raise ConfigError(
+                    f"task {td.task.name!r}: tie_embedding needs a word-embedding input "
+                    "encoder (the conll data source)"
+                )
+            tie_weights(head.out, words)
     return model
 
 

@@ -32,8 +32,17 @@ from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.task import HEADS, Task
 
-TASK_KINDS = ("tags", "position")
-TASK_KEYS = ("kind", "column", "scheme", "encode", "metric", "head", "max_position")
+TASK_KINDS = ("tags", "position", "next_word")
+TASK_KEYS = (
+    "kind",
+    "column",
+    "scheme",
+    "encode",
+    "metric",
+    "head",
+    "max_position",
+    "tie_embedding",
+)
 UNSEEN = ("error", "map")
 
 
@@ -125,6 +134,7 @@ class TaskSpec:
     metric: str
     head: str
     max_position: int
+    tie_embedding: bool
 
 
 def task_spec(name: str, raw: dict[str, Any], columns: list[str]) -> TaskSpec:
@@ -163,11 +173,16 @@ def task_spec(name: str, raw: dict[str, Any], columns: list[str]) -> TaskSpec:
         except DataError as e:
             raise ConfigError(f"{where}.column: {e}") from None
     elif "column" in raw or scheme:
-        raise ConfigError(f"{where}: a position task reads no column and has no scheme")
+        raise ConfigError(f"{where}: a {kind} task reads no column and has no scheme")
+    tie = raw.get("tie_embedding", False)
+    if not isinstance(tie, bool):
+        raise ConfigError(f"{where}.tie_embedding: expected true or false, got {tie!r}")
+    if tie and kind != "next_word":
+        raise ConfigError(f"{where}.tie_embedding: only a next_word task predicts input words")
     max_position = raw.get("max_position", 0)
     if isinstance(max_position, bool) or not isinstance(max_position, int) or max_position < 0:
         raise ConfigError(f"{where}.max_position: expected an integer >= 0, got {max_position!r}")
-    return TaskSpec(name, kind, column, scheme, encode, metric, head, max_position)
+    return TaskSpec(name, kind, column, scheme, encode, metric, head, max_position, tie)
 
 
 def _tags(spec: TaskSpec, sentence: Sentence, path: Path) -> list[str]:
@@ -309,6 +324,14 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
                 split: [[min(i, classes - 1) for i in range(len(s))] for s in sents]
                 for split, sents in data.items()
             }
+        elif spec.kind == "next_word":
+            labels = list(words.itos)
+            ids = {}
+            for split, sents in data.items():
+                ids[split] = [
+                    [words.id(word_key(r[word_col], cfg.lowercase)) for r in s.rows[1:]] + [0]
+                    for s in sents
+                ]
         else:
             counts = Counter(t for s in data["train"] for t in _tags(spec, s, paths["train"]))
             vocab = Vocab.build(counts, specials=False)
@@ -326,6 +349,7 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
             metric=spec.metric,
             head=spec.head,
             labels=tuple(labels),
+            tie_embedding=cfg.word_dim if spec.tie_embedding else 0,
         )
         splits = {}
         for split in data:

@@ -46,6 +46,16 @@ class SharingModel(nn.Module):
             raise TypeError(f"{type(self).__name__} keeps no ModuleDict of heads")
         return heads[task]
 
+    def stem_for(self, task: str) -> nn.Module:
+        """The input encoder ``task`` reads: the shared ``stem``, or its own in ``stems``."""
+        stems = self._modules.get("stems")
+        if isinstance(stems, nn.ModuleDict):
+            return stems[task]
+        stem = self._modules.get("stem")
+        if stem is None:  # pragma: no cover - a mechanism's bug
+            raise TypeError(f"{type(self).__name__} keeps no stem")
+        return stem
+
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters that more than one task reads."""
         raise NotImplementedError

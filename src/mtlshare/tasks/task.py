@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from mtlshare.errors import ConfigError
 from mtlshare.evaluation.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, observed
 from mtlshare.models.crf import CRFHead
+from mtlshare.models.tying import TiedHead
 
 KINDS = ("regression", "classification")
 HEADS = ("linear", "crf")
@@ -40,6 +41,7 @@ class Task:
     metric: str = "mse"
     head: str = "linear"
     labels: tuple[str, ...] = ()
+    tie_embedding: int = 0  # > 0: classes are the input words; output tied, this wide
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -70,6 +72,8 @@ class Task:
         by a CRF's transition scores when ``head = "crf"``."""
         if self.head == "crf":
             return CRFHead(in_dim, self.out_dim)
+        if self.tie_embedding:  # tied to the input embedding once the model is built
+            return TiedHead(in_dim, self.out_dim, self.tie_embedding)
         return nn.Linear(in_dim, self.out_dim)
 
     def predictions(self, head_out: Tensor) -> Tensor:

@@ -1,0 +1,116 @@
+"""Weight tying: a next-word task's output projection is the input word embedding; one tensor
+through training, saving and loading, counted once."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mtlshare.config import load_config
+from mtlshare.errors import ConfigError
+from mtlshare.experiment import build_model, build_problem, train
+from mtlshare.models.tying import are_tied, tie_weights
+from mtlshare.training.checkpoint import load_checkpoint
+
+TEXT = """EU NNP B-ORG
+rejects VBZ O
+German JJ B-MISC
+call NN O
+
+Peter NNP B-PER
+Blackburn NNP I-PER
+rejects VBZ O
+"""
+
+CONFIG = """
+mechanism = "hard"
+[data]
+source = "conll"
+train = "t.txt"
+dev = "t.txt"
+test = "t.txt"
+columns = ["word", "pos", "ner"]
+word_dim = 12
+char_filters = 4
+[data.tasks.pos]
+column = "pos"
+[data.tasks.lm]
+kind = "next_word"
+tie_embedding = true
+[trunk]
+kind = "lstm"
+hidden = [8]
+bidirectional = false
+[train]
+epochs = 3
+batch_size = 1
+lr = 0.05
+"""
+
+
+@pytest.fixture
+def config(tmp_path):
+    (tmp_path / "t.txt").write_text(TEXT, encoding="utf-8")
+    (tmp_path / "run.toml").write_text(CONFIG, encoding="utf-8")
+    return tmp_path / "run.toml"
+
+
+def parts(model, task="lm"):
+    return model.head(task).out, model.stem_for(task).words
+
+
+@pytest.mark.parametrize("mechanism", ["hard", "soft", "sparse", "adapters"])
+def test_the_head_is_tied_to_the_embedding_it_reads(config, mechanism):
+    cfg = load_config(config, [f"mechanism={mechanism}"])
+    problem = build_problem(cfg, config.parent)
+    lm = problem.tasks[1]
+    assert lm.task.out_dim == problem.meta["words"]
+    # labels: the next word's id; the last token predicts the padding id (end of sentence)
+    assert lm.train.y[1, :3].tolist() == [
+        problem.tasks[0].train.x[1, 1, 0].item(),
+        problem.tasks[0].train.x[1, 2, 0].item(),
+        0,
+    ]
+    model = build_model(cfg, problem)
+    out, words = parts(model)
+    assert are_tied(out, words)
+
+
+def test_tied_through_training_saving_and_loading(config, tmp_path):
+    cfg = load_config(config)
+    problem = build_problem(cfg, config.parent)
+    run = train(cfg, tmp_path / "out", problem=problem, progress=False)
+    out, words = parts(run.model)
+    assert are_tied(out, words)
+    fresh = build_model(cfg, problem)
+    assert not torch.equal(parts(fresh)[1].weight, words.weight)  # it did train
+    tensors, _ = load_checkpoint(tmp_path / "out" / "checkpoint" / "last")
+    assert torch.equal(tensors["model.heads.lm.out.weight"], tensors["model.stem.words.weight"])
+    fresh.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    f_out, f_words = parts(fresh)
+    assert are_tied(f_out, f_words) and torch.equal(f_words.weight, words.weight)
+    with torch.no_grad():  # one tensor: a change through one name shows through the other
+        f_words.weight[3, 0] += 1.0
+    assert torch.equal(f_out.weight, f_words.weight)
+
+
+def test_counted_once(config):
+    cfg = load_config(config)
+    problem = build_problem(cfg, config.parent)
+    tied = build_model(cfg, problem)
+    plain = cfg.replace(**{"data.tasks.lm.tie_embedding": False})
+    untied = build_model(plain, build_problem(plain, config.parent))
+    assert not isinstance(untied.head("lm"), type(tied.head("lm")))
+    vocab, dim = parts(tied)[1].weight.shape
+    # untied: a plain linear head (hidden 8 -> vocab); tied: 8 -> dim, then the shared matrix
+    tied_head = 8 * dim + dim + vocab  # proj weight and bias, output bias
+    untied_head = 8 * vocab + vocab
+    assert tied.param_counts()["total"] - untied.param_counts()["total"] == tied_head - untied_head
+
+
+def test_shapes_and_settings_are_checked(config):
+    with pytest.raises(ConfigError, match="cannot tie"):
+        tie_weights(nn.Linear(4, 10), nn.Embedding(10, 5))
+    with pytest.raises(ConfigError, match="only a next_word task"):
+        build_problem(load_config(config, ["data.tasks.pos.tie_embedding=true"]), config.parent)
