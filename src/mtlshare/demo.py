@@ -1,5 +1,7 @@
 """``mtlshare demo``: every registered mechanism against single-task training on synthetic
-tasks, once with highly related and once with unrelated tasks, as a table and a plot.
+tasks, once with highly related and once with unrelated tasks, as a table and a plot; then a
+third related task added to a trained hard-sharing model (``mtlshare add-task``), against the
+same task trained alone on the same budget.
 
 Its config is ``demo.toml`` beside this file (``recipes/demo/demo.toml`` in the repository).
 """
@@ -12,8 +14,9 @@ from typing import Any
 from mtlshare.config import load_config
 from mtlshare.evaluation import report
 from mtlshare.evaluation.plots import plot_comparisons
-from mtlshare.experiment import SINGLE, compare
+from mtlshare.experiment import SINGLE, compare, run
 from mtlshare.registry import MECHANISMS
+from mtlshare.transfer import add_task
 
 DEMO_CONFIG = Path(__file__).with_name("demo.toml")
 SETTINGS = {"high relatedness (p = 0.9)": 0.9, "low relatedness (p = 0.0)": 0.0}
@@ -45,4 +48,30 @@ def run_demo(
         title=f"Change in test MSE against single-task training (mean of {len(seeds)} seeds)",
     )
     print(f"plot: {plot}")
-    return comparisons
+    added = add_task_demo(out / "add-task", progress, overrides)
+    return {**comparisons, "add_task": added}
+
+
+def add_task_demo(
+    out: Path, progress: bool = True, overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """Train hard sharing on t1 and t2 of three related tasks, add t3 to it, and train t3
+    alone on the same budget; print the comparison."""
+    base = [*(overrides or []), "data.n_tasks=3", "data.relatedness=0.9"]
+    cfg = load_config(DEMO_CONFIG, [*base, 'tasks=["t1", "t2"]'])
+    run(cfg, out / "trained", progress=progress)
+    new = load_config(DEMO_CONFIG, [*base, 'tasks=["t3"]'])
+    summary = add_task(out / "trained", new, out / "added", progress=progress)
+    alone = run(new, out / "alone", progress=progress)
+    added_mse = summary["new_tasks"]["t3"]["test"]
+    alone_mse = alone["tasks"]["t3"]["test"]
+    print("## A task added to a trained model (hard sharing, p = 0.9)\n")
+    print("| model | t3 test MSE | t1 and t2 test MSE |")
+    print("|---|---:|---:|")
+    kept = summary["existing_tasks"]
+    before = ", ".join(f"{kept[t]['test_before']:.4g}" for t in kept)
+    after = ", ".join(f"{kept[t]['test_after']:.4g}" for t in kept)
+    print(f"| t3 added to the trained t1+t2 model | {added_mse:.4g} | {before} -> {after} |")
+    print(f"| t3 trained alone, same budget | {alone_mse:.4g} | |")
+    print(f"\nexisting tasks unchanged: {summary['existing_unchanged']}", flush=True)
+    return {"added": summary, "alone": alone}
