@@ -83,10 +83,16 @@ def test_what_the_new_task_may_change(added):
     after, _ = model_of(out)
     b, a = dict(before.named_parameters()), dict(after.named_parameters())
     moved = [n for n in b if not torch.equal(b[n], a[n])]
+    summary = json.loads((out / "add_task.json").read_text())
+    head = sum(p.numel() for n, p in a.items() if n.startswith("heads.t3"))
     if mech == "hard":
         assert moved == []  # trunk, embeddings and the trained heads: all frozen
-        assert any(n.startswith("heads.t3") for n in a)
+        assert head > 0 and summary["trainable_params"] == head
         return
+    free = sum(
+        int((~(before.masks["t1"][k] | before.masks["t2"][k])).sum()) for k in after.prunable_names
+    )
+    assert summary["trainable_params"] == head + free
     # sparse: only prunable entries outside every trained mask may move
     assert moved, "the new task trained nothing"
     for name in moved:
@@ -94,7 +100,6 @@ def test_what_the_new_task_may_change(added):
         assert key in after.prunable_names, name
         used = before.masks["t1"][key] | before.masks["t2"][key]
         assert torch.equal(a[name][used], b[name][used]), name
-    summary = json.loads((out / "add_task.json").read_text())
     assert summary["new_mask_free_entries"] > 0
     # the new task has its own searched mask, the trained ones kept theirs
     for task in ("t1", "t2"):

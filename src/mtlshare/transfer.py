@@ -65,6 +65,19 @@ def _model_config(new: Config, old: Config, tasks: list[str]) -> Config:
     )
 
 
+def _trainable(model: nn.Module, prunable: set[str]) -> int:
+    """Scalars the new tasks may change: trainable tensors, and of the prunable weights of a
+    sparse model only the entries no trained mask keeps."""
+    n = 0
+    for name, p in model.named_parameters():
+        key = name.removeprefix("layers.")
+        if isinstance(model, SparseSharing) and key in prunable:
+            n += int((~model.frozen_entries(key)).sum())
+        elif p.requires_grad:
+            n += p.numel()
+    return n
+
+
 def _snapshot(params: dict[str, nn.Parameter]) -> dict[str, Tensor]:
     return {n: p.detach().clone() for n, p in params.items()}
 
@@ -215,7 +228,7 @@ def add_task(
             }
             for t in new_tasks
         },
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "trainable_params": _trainable(model, prunable),
         "params": model.param_counts(),
         "train_seconds": round(fit.train_seconds, 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
@@ -230,28 +243,24 @@ def add_task(
         }
         summary["new_mask_free_entries"] = int(sum(int(m.sum()) for m in free.values()))
     write_json(out / "add_task.json", summary)
+
+    def entry(task: str, dev: float, test: float) -> dict[str, Any]:
+        spec = problem.select([task]).tasks[0].task
+        return {
+            "metric": spec.metric,
+            "higher_is_better": spec.higher_is_better,
+            "dev": dev,
+            "test": test,
+        }
+
+    kept = summary["existing_tasks"].items()
+    added = summary["new_tasks"].items()
     results = {
         "mechanism": old_cfg.mechanism,
         "seed": full_cfg.seed,
         "tasks": {
-            **{
-                t: {
-                    "metric": s["metric"],
-                    "higher_is_better": problem.select([t]).tasks[0].task.higher_is_better,
-                    "dev": s["dev_after"],
-                    "test": s["test_after"],
-                }
-                for t, s in summary["existing_tasks"].items()
-            },
-            **{
-                t: {
-                    "metric": s["metric"],
-                    "higher_is_better": problem.select([t]).tasks[0].task.higher_is_better,
-                    "dev": s["dev"],
-                    "test": s["test"],
-                }
-                for t, s in summary["new_tasks"].items()
-            },
+            **{t: entry(t, s["dev_after"], s["test_after"]) for t, s in kept},
+            **{t: entry(t, s["dev"], s["test"]) for t, s in added},
         },
         "params": summary["params"],
         "train_seconds": summary["train_seconds"],
