@@ -36,8 +36,11 @@ def test_demo_writes_plot_and_both_comparisons(tmp_path, capsys):
     assert "relatedness = 0.9" in configs["high"]
     assert "relatedness = 0.0" in configs["low"]
     # and a third task added to a trained model, its trained tasks untouched
-    summary = json.loads((out / "add-task" / "added" / "add_task.json").read_text())
-    assert summary["existing_unchanged"] is True
-    assert set(summary["existing_tasks"]) == {"t1", "t2"}
-    assert "| t3 added to the trained t1+t2 model |" in printed
+    for mechanism in ("hard", "sparse"):
+        summary = json.loads(
+            (out / "add-task" / f"{mechanism}-added" / "add_task.json").read_text()
+        )
+        assert summary["existing_unchanged"] is True
+        assert set(summary["existing_tasks"]) == {"t1", "t2"}
+        assert f"| t3 added to the {mechanism}-sharing t1+t2 model |" in printed
     assert (out / "add-task" / "alone" / "results.json").is_file()
