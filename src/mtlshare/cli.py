@@ -190,8 +190,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         results = EXPERIMENTS[cfg.experiment].build(
             cfg, args.out, base_dir=base, resume=args.resume, progress=not args.quiet, **extra
         )
-        if "dist" in extra and not extra["dist"].is_main:
-            return 0
+        if "dist" in extra:  # every process done (rank 0 has written) before any leaves
+            distributed.barrier(extra["dist"])
+            if not extra["dist"].is_main:
+                return 0
         for name, r in results.get("tasks", {}).items():
             print(f"{name}: dev {r['metric']} {r['dev']:.4g}  test {r['metric']} {r['test']:.4g}")
         if (Path(args.out) / "forecast.md").is_file():
