@@ -153,3 +153,24 @@ def test_add_task_refuses_what_it_cannot_do(tmp_path, capsys):
         == 2
     )
     assert "does not fit" in capsys.readouterr().err
+
+
+def test_an_interrupted_add_task_resumes_to_the_same_result(tmp_path, capsys):
+    trained, full, cut = tmp_path / "trained", tmp_path / "full", tmp_path / "cut"
+    args = [DEMO, 'tasks=["t3"]', *SMALL, "train.epochs=6", "trunk.dropout=0.2"]
+    assert main(["run", DEMO, 'tasks=["t1","t2"]', *SMALL, "--out", str(trained)]) == 0
+    assert main(["add-task", str(trained), *args, "--out", str(full)]) == 0
+    # the same run stopped after 3 epochs, then resumed to 6 with the same config
+    assert main(["add-task", str(trained), *args, "train.epochs=3", "--out", str(cut)]) == 0
+    config = (cut / "config.toml").read_text().replace("epochs = 3", "epochs = 6")
+    (cut / "config.toml").write_text(config)
+    (cut / "results.json").unlink()
+    assert main(["add-task", str(trained), *args, "--out", str(cut)]) == 2
+    assert "holds an earlier run" in capsys.readouterr().err
+    assert main(["add-task", str(trained), *args, "--out", str(cut), "--resume"]) == 0
+    a, b = (json.loads((d / "add_task.json").read_text()) for d in (full, cut))
+    assert a["new_tasks"] == b["new_tasks"] and a["existing_tasks"] == b["existing_tasks"]
+    assert (
+        main(["add-task", str(trained), *args, "train.lr=0.5", "--out", str(cut), "--resume"]) == 2
+    )
+    assert "the config differs" in capsys.readouterr().err

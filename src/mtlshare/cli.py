@@ -1,4 +1,4 @@
-"""``mtlshare`` command line: run, compare, demo, mechanisms.
+"""``mtlshare`` command line: run, compare, add-task, demo, mechanisms, masks.
 
 Errors caused by input (config, data, checkpoints) print one line and exit with code 2.
 """
@@ -17,8 +17,9 @@ from mtlshare.errors import MtlshareError
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mtlshare",
-        description="Multi-task learning by parameter "
-        "sharing: hard, conditioned, soft, cross-stitch, hierarchical.",
+        description="Multi-task learning by parameter sharing: hard, conditioned, soft, "
+        "cross-stitch, hierarchical, sparse sharing and adapters, compared against single-task "
+        "training; new tasks added to trained models.",
     )
     sub = p.add_subparsers(dest="command", required=True)
 

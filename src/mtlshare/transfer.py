@@ -163,6 +163,11 @@ def add_task(
     out = Path(out_dir)
     if not resume and ((out / "results.json").exists() or (out / "checkpoint").exists()):
         raise MtlshareError(f"{out}: holds an earlier run; choose another --out or pass --resume")
+    saved = out / "config.toml"
+    if resume and saved.is_file() and saved.read_text(encoding="utf-8") != full_cfg.to_toml():
+        raise MtlshareError(
+            f"--resume: the config differs from {saved}; resume with the same config and overrides"
+        )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.toml", full_cfg.to_toml())
 
