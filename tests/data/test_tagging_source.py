@@ -176,14 +176,14 @@ def test_glove_vectors_initialise_the_embeddings(corpus):
     assert any(torch.equal(row, torch.tensor([1.0, 2.0, 3.0])) for row in weights)
 
 
+def run_cli(corpus, out):
+    command = [sys.executable, "-m", "mtlshare", "run", str(corpus / "run.toml"), "--out", str(out)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
 def test_run_prints_tokens_per_second_and_records_it(corpus):
     out = corpus / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mtlshare", "run", str(corpus / "run.toml"), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = run_cli(corpus, out)
     assert proc.returncode == 0, proc.stderr
     assert "epoch 2/2:" in proc.stderr and "tokens/s" in proc.stderr
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -196,12 +196,7 @@ def test_run_prints_tokens_per_second_and_records_it(corpus):
 def test_bad_file_gives_one_line_and_no_output(corpus):
     (corpus / "train.txt").write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP\n", "utf-8")
     out = corpus / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mtlshare", "run", str(corpus / "run.toml"), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = run_cli(corpus, out)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
