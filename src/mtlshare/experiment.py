@@ -278,7 +278,6 @@ def compare(
     seeds = seeds or [cfg.seed]
     overrides = cfg.compare.overrides
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     problem = build_problem(cfg, base_dir)
     names = [td.task.name for td in problem.tasks]
 
@@ -293,6 +292,7 @@ def compare(
     for name in mechanisms:  # a bad mechanism setting fails now, not after hours of training
         if name not in (SINGLE, SUBNET):
             build_model(config(name), problem)
+    out.mkdir(parents=True, exist_ok=True)  # only once the data and settings are known good
 
     def where(mechanism: str, seed: int) -> Path:
         return out / mechanism / f"seed-{seed}" if len(seeds) > 1 else out / mechanism

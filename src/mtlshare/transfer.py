@@ -140,7 +140,11 @@ def add_task(
         )
 
     # freeze everything the trained tasks read; what stays trainable belongs to the new tasks
-    new_params = {id(p) for t in new_tasks for p in model.task_parameters(t)}
+    # (a parameter that is also shared or another task's, e.g. a head tied to the shared word
+    # embedding, stays frozen)
+    taken = {id(p) for p in model.shared_parameters()}
+    taken |= {id(p) for t in old_tasks for p in model.task_parameters(t)}
+    new_params = {id(p) for t in new_tasks for p in model.task_parameters(t)} - taken
     sparse = model if isinstance(model, SparseSharing) else None
     prunable = set(sparse.prunable_names) if sparse is not None else set()
     for name, p in model.named_parameters():

@@ -176,9 +176,9 @@ def test_glove_vectors_initialise_the_embeddings(corpus):
     assert any(torch.equal(row, torch.tensor([1.0, 2.0, 3.0])) for row in weights)
 
 
-def run_cli(corpus, out):
-    command = [sys.executable, "-m", "mtlshare", "run", str(corpus / "run.toml"), "--out", str(out)]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+def run_cli(corpus, out, command="run"):
+    args = [sys.executable, "-m", "mtlshare", command, str(corpus / "run.toml"), "--out", str(out)]
+    return subprocess.run(args, capture_output=True, text=True, check=False)
 
 
 def test_run_prints_tokens_per_second_and_records_it(corpus):
@@ -202,3 +202,22 @@ def test_bad_file_gives_one_line_and_no_output(corpus):
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "train.txt:2: 3 columns where every token line has 4" in lines[0]
     assert not out.exists()
+    proc = run_cli(corpus, out, "compare")  # a comparison fails before it creates --out too
+    assert proc.returncode == 2 and "train.txt:2:" in proc.stderr
+    assert not out.exists()
+
+
+def test_lowercase_merges_words_and_min_freq_drops_rare_ones(corpus):
+    (corpus / "train.txt").write_text(
+        "The DT B-NP O\nthe DT B-NP O\ncat NN I-NP O\n\nTHE DT B-NP O\ndog NN I-NP O\n",
+        "utf-8",
+    )
+    cased = problem(corpus, "data.unseen_tags=map")
+    lower = problem(corpus, "data.unseen_tags=map", "data.lowercase=true")
+    assert cased.meta["words"] == 2 + 5  # The, the, cat, THE, dog
+    assert lower.meta["words"] == 2 + 3  # the, cat, dog
+    ids = lower.tasks[0].train.x[:, 0, 0].tolist()
+    assert ids[0] == ids[1]  # "The" and "THE" read as "the"
+    rare = problem(corpus, "data.unseen_tags=map", "data.lowercase=true", "data.min_freq=2")
+    assert rare.meta["words"] == 2 + 1  # only "the" occurs twice
+    assert rare.tasks[0].train.x[0, 2, 0].item() == 1  # "cat" is now the unknown word

@@ -114,3 +114,30 @@ def test_shapes_and_settings_are_checked(config):
         tie_weights(nn.Linear(4, 10), nn.Embedding(10, 5))
     with pytest.raises(ConfigError, match="only a next_word task"):
         build_problem(load_config(config, ["data.tasks.pos.tie_embedding=true"]), config.parent)
+
+
+def test_shared_and_task_specific_count_the_tied_matrix_once(config):
+    cfg = load_config(config)
+    model = build_model(cfg, build_problem(cfg, config.parent))
+    counts = model.param_counts()
+    assert counts["shared"] + counts["task_specific"] == counts["total"]
+
+
+def test_a_tied_task_added_to_a_trained_model_leaves_the_shared_embedding_alone(config, tmp_path):
+    from mtlshare.cli import main
+
+    trained, added = tmp_path / "trained", tmp_path / "added"
+    assert main(["run", str(config), 'tasks=["pos"]', "--quiet", "--out", str(trained)]) == 0
+    assert (
+        main(
+            ["add-task", str(trained), str(config), 'tasks=["lm"]', "--quiet", "--out", str(added)]
+        )
+        == 0
+    )
+    before, _ = load_checkpoint(trained / "checkpoint" / "best")
+    after, _ = load_checkpoint(added / "checkpoint" / "best")
+    assert torch.equal(before["model.stem.words.weight"], after["model.stem.words.weight"])
+    assert torch.equal(after["model.heads.lm.out.weight"], after["model.stem.words.weight"])
+    for key, value in before.items():
+        if key.startswith("model."):
+            assert torch.equal(value, after[key]), key

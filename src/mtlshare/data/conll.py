@@ -58,7 +58,9 @@ def parse_conll(text: str, path: str | Path = "<text>", n_columns: int = 0) -> l
             sentences.append(Sentence(tuple(rows), first))
             rows = []
 
-    for number, line in enumerate(text.splitlines(), start=1):
+    # lines end at "\n" only (and "\r\n"): str.splitlines would also break at form feeds and
+    # other separators, and the line numbers in errors would drift from the file's
+    for number, line in enumerate(text.split("\n"), start=1):
         fields = tuple(line.split())
         if not fields:
             close()

@@ -67,7 +67,7 @@ def read_glove(path: str | Path, wanted: set[str] | None = None) -> tuple[dict[s
     text = decode_utf8(path, path.read_bytes())
     vectors: dict[str, Tensor] = {}
     dim = 0
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # as parse_conll numbers lines
         parts = line.rstrip().split(" ")
         if len(parts) < 2:
             if line.strip():

@@ -96,7 +96,13 @@ class SharingModel(nn.Module):
         (``total`` without embeddings and output layers)."""
         total = _numel(self.parameters())
         shared = _numel(self.shared_parameters())
-        specific = sum(_numel(self.task_parameters(t)) for t in self.tasks)
+        shared_ids = {id(p) for p in self.shared_parameters()}
+        # a task's parameter that is also shared (a head tied to the shared embedding) counts
+        # as shared only
+        specific = sum(
+            _numel(p for p in self.task_parameters(t) if id(p) not in shared_ids)
+            for t in self.tasks
+        )
         uncounted = _numel(self.uncounted_parameters())
         return {
             "total": total,
