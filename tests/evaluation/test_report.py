@@ -195,3 +195,42 @@ def test_markdown_rows_markers_and_legend(comparison):
 
 def test_markdown_without_title_starts_with_table(comparison):
     assert comparison_markdown(comparison).startswith("| mechanism |")
+
+
+def test_seed_by_seed_values_and_paired_wins():
+    from mtlshare.evaluation.report import mean_over_seeds
+
+    def seeded(mechanism, seed, t1, t2):
+        return {**_run(mechanism, t1, t2), "seed": seed}
+
+    def single_seeds(seed, t1, t2):
+        merged = merge_single(
+            [
+                {**_single("t1", "mse", False, t1, 100, 1.0), "seed": seed},
+                {**_single("t2", "accuracy", True, t2, 120, 1.0), "seed": seed},
+            ]
+        )
+        return merged
+
+    base = mean_over_seeds([single_seeds(0, 0.5, 0.8), single_seeds(1, 0.3, 0.6)])
+    # t1 (mse): seed 0 0.4 < 0.5 better, seed 1 0.4 > 0.3 worse; t2 (acc): 0.9 > 0.8, 0.6 ties
+    hard = mean_over_seeds([seeded("hard", 0, 0.4, 0.9), seeded("hard", 1, 0.4, 0.6)])
+    assert hard["tasks"]["t1"]["test_seeds"] == [0.4, 0.4]
+    assert hard["tasks"]["t2"]["dev_seeds"] == [0.9, 0.6]
+    got = compare(base, [hard])
+    got["seeds"] = [0, 1]
+    row = got["rows"][1]["tasks"]
+    assert (row["t1"]["seeds_better"], row["t2"]["seeds_better"]) == (1, 1)
+    # the means alone hide it: hard's mean mse equals single's (0.4), so no negative transfer
+    assert row["t1"]["test"] == pytest.approx(0.4) and not row["t1"]["negative_transfer"]
+    text = comparison_markdown(got)
+    assert "Seed by seed (seeds 0, 1)" in text
+    assert "| single | 0.5 / 0.3 | 0.8 / 0.6 |" in text
+    assert "| hard | 0.4 / 0.4 (1/2 better) | 0.9 / 0.6 (1/2 better) |" in text
+    # one seed: no seed-by-seed table
+    one = compare(mean_over_seeds([single_seeds(0, 0.5, 0.8)]), [seeded("hard", 0, 0.4, 0.9)])
+    assert "Seed by seed" not in comparison_markdown({**one, "seeds": [0]})
+    # a run with another number of seeds than the baseline cannot be paired
+    three = mean_over_seeds([seeded("hard", s, 0.4, 0.9) for s in range(3)])
+    with pytest.raises(MtlshareError, match="3 seeds"):
+        compare(base, [three])

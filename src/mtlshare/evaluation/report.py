@@ -88,8 +88,9 @@ def merge_single(results_per_task: list[dict[str, Any]]) -> dict[str, Any]:
 def mean_over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
     """One results dict from runs of the same mechanism under several seeds.
 
-    Per task, ``dev`` and ``test`` become the means and ``dev_std`` / ``test_std`` the sample
-    standard deviations (0 for one seed); ``seeds`` lists the seeds; ``params`` come from the
+    Per task, ``dev`` and ``test`` become the means, ``dev_std`` / ``test_std`` the sample
+    standard deviations (0 for one seed) and ``dev_seeds`` / ``test_seeds`` the values seed by
+    seed, in the order of ``seeds``; ``params`` come from the
     first run (they do not depend on the seed, except for sparse masks) and ``train_seconds`` is
     the mean. A single run is returned with zero deviations.
     """
@@ -107,6 +108,7 @@ def mean_over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
             )
             entry[split] = mean
             entry[f"{split}_std"] = math.sqrt(var)
+            entry[f"{split}_seeds"] = values
         tasks[name] = entry
     seconds = [float(r.get("train_seconds", 0.0)) for r in results]
     return {
@@ -155,6 +157,19 @@ def _row(single: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         }
         if "test_std" in got:
             tasks[name]["test_std"] = float(got["test_std"])
+        if "test_seeds" in got and "test_seeds" in base:
+            mine = [float(v) for v in got["test_seeds"]]
+            theirs = [float(v) for v in base["test_seeds"]]
+            if len(mine) != len(theirs):
+                raise MtlshareError(
+                    f"run {run.get('mechanism', '?')!r} has {len(mine)} seeds for task {name!r} "
+                    f"but the single-task baseline has {len(theirs)}"
+                )
+            tasks[name]["test_seeds"] = mine
+            # paired by seed: how many seeds beat the baseline trained under the same seed
+            tasks[name]["seeds_better"] = sum(
+                is_worse(ref_v, v, hib) for v, ref_v in zip(mine, theirs, strict=True)
+            )
     changes = [t["relative_change"] for t in tasks.values()]
     return {
         "mechanism": run["mechanism"],
@@ -175,6 +190,9 @@ def compare(single: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any
     holds, per task, ``test``, the baseline's ``single`` value, ``delta`` (raw ``test - single``),
     ``relative_change`` (see :func:`relative_change`) and ``negative_transfer`` (test strictly
     worse than single), plus ``mean_relative_change`` over tasks, ``params`` and ``train_seconds``.
+    Runs averaged over several seeds (:func:`mean_over_seeds`) also carry, per task,
+    ``test_seeds`` (the value of each seed) and ``seeds_better`` (in how many seeds the run
+    beats the baseline of the same seed).
 
     Infinite relative changes (zero baseline) are kept as floats; ``json.dump`` writes them as
     ``Infinity``. Raises :class:`MtlshareError` when a run's tasks differ from the baseline's.
@@ -260,6 +278,34 @@ def _legend(comparison: dict[str, Any]) -> str:
     )
 
 
+def _per_seed_table(comparison: dict[str, Any]) -> list[str]:
+    """Lines of a seed-by-seed table (empty with one seed): each task's test value under every
+    seed, and in how many seeds a mechanism beats single-task training of the same seed."""
+    seeds = comparison.get("seeds") or []
+    rows = [r for r in comparison["rows"] if all("test_seeds" in t for t in r["tasks"].values())]
+    if len(seeds) < 2 or len(rows) != len(comparison["rows"]):
+        return []
+    names = comparison["tasks"]
+    lines = [
+        "",
+        f"Seed by seed (seeds {', '.join(str(s) for s in seeds)}); after each mechanism's "
+        "values, in how many seeds it beats single-task training of the same seed:",
+        "",
+        "| mechanism | " + " | ".join(_cell(n) for n in names) + " |",
+        "|---|" + "|".join(["---:"] * len(names)) + "|",
+    ]
+    for row in comparison["rows"]:
+        cells = [_cell(str(row["mechanism"]))]
+        for name in names:
+            task = row["tasks"][name]
+            text = " / ".join(format_metric(v) for v in task["test_seeds"])
+            if row["mechanism"] != comparison["baseline"]:
+                text += f" ({task['seeds_better']}/{len(task['test_seeds'])} better)"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def comparison_markdown(comparison: dict[str, Any], title: str | None = None) -> str:
     """Render a :func:`compare` result as a Markdown table with a one-line legend below it.
 
@@ -298,6 +344,7 @@ def comparison_markdown(comparison: dict[str, Any], title: str | None = None) ->
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _legend(comparison)]
+    lines += _per_seed_table(comparison)
     pairs = comparison.get("overlap_vs_gain")
     if pairs:
         lines += [
