@@ -225,8 +225,19 @@ def test_seed_by_seed_values_and_paired_wins():
     assert row["t1"]["test"] == pytest.approx(0.4) and not row["t1"]["negative_transfer"]
     text = comparison_markdown(got)
     assert "Seed by seed (seeds 0, 1)" in text
-    assert "| single | 0.5 / 0.3 | 0.8 / 0.6 |" in text
-    assert "| hard | 0.4 / 0.4 (1/2 better) | 0.9 / 0.6 (1/2 better) |" in text
+    assert "| single | 0.5 / 0.3 | 0.8 / 0.6 | 220 |" in text
+    assert "| hard | 0.4 / 0.4 (1/2 better) | 0.9 / 0.6 (1/2 better) | 150 |" in text
+    assert "are means over seeds" not in text  # hard has one count
+    # sparse masks: each seed its own count; the table shows their mean and each seed's
+    a, b = seeded("sparse", 0, 0.4, 0.9), seeded("sparse", 1, 0.4, 0.6)
+    b["params"] = {**b["params"], "counted": 91, "total": 140}
+    sparse = mean_over_seeds([a, b])
+    assert sparse["params"]["counted"] == 120 and sparse["params"]["total"] == 145
+    assert [p["counted"] for p in sparse["params_seeds"]] == [150, 91]
+    text = comparison_markdown({**compare(base, [hard, sparse]), "seeds": [0, 1]})
+    assert "Parameter counts of sparse are means over seeds." in text
+    assert "(1/2 better) | 150 / 91 |" in text
+    assert "| 120 | 145 |" in text  # counted and total in the main table
     # one seed: no seed-by-seed table
     one = compare(mean_over_seeds([single_seeds(0, 0.5, 0.8)]), [seeded("hard", 0, 0.4, 0.9)])
     assert "Seed by seed" not in comparison_markdown({**one, "seeds": [0]})

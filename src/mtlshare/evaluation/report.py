@@ -90,9 +90,10 @@ def mean_over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
 
     Per task, ``dev`` and ``test`` become the means, ``dev_std`` / ``test_std`` the sample
     standard deviations (0 for one seed) and ``dev_seeds`` / ``test_seeds`` the values seed by
-    seed, in the order of ``seeds``; ``params`` come from the
-    first run (they do not depend on the seed, except for sparse masks) and ``train_seconds`` is
-    the mean. A single run is returned with zero deviations.
+    seed, in the order of ``seeds``; ``train_seconds`` is the mean. ``params`` are the runs'
+    counts when every seed has the same (the network does not depend on the seed); when they
+    differ (sparse masks: each seed keeps its own weights) they are the rounded means and
+    ``params_seeds`` lists each seed's. A single run is returned with zero deviations.
     """
     if not results:
         raise MtlshareError("mean_over_seeds needs at least one run")
@@ -111,13 +112,19 @@ def mean_over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
             entry[f"{split}_seeds"] = values
         tasks[name] = entry
     seconds = [float(r.get("train_seconds", 0.0)) for r in results]
-    return {
+    merged = {
         **first,
         "seed": [r.get("seed") for r in results] if len(results) > 1 else first.get("seed"),
         "seeds": [r.get("seed") for r in results],
         "tasks": tasks,
         "train_seconds": sum(seconds) / len(seconds),
     }
+    per_seed = [dict(r.get("params", {})) for r in results]
+    if any(p != per_seed[0] for p in per_seed):  # sparse masks: each seed keeps its own weights
+        keys = [k for k in per_seed[0] if all(k in p for p in per_seed)]
+        merged["params"] = {k: round(sum(p[k] for p in per_seed) / len(per_seed)) for k in keys}
+        merged["params_seeds"] = per_seed
+    return merged
 
 
 def _check_tasks(single: dict[str, Any], run: dict[str, Any]) -> None:
@@ -177,6 +184,7 @@ def _row(single: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         "tasks": tasks,
         "mean_relative_change": sum(changes) / len(changes) if changes else 0.0,
         "params": dict(run.get("params", {})),
+        **({"params_seeds": run["params_seeds"]} if "params_seeds" in run else {}),
         "train_seconds": float(run.get("train_seconds", 0.0)),
     }
 
@@ -271,6 +279,9 @@ def _legend(comparison: dict[str, Any]) -> str:
         parts.append(f"{_cell(name)}: {info['metric']}, {direction} is better")
     seeds = comparison.get("seeds") or []
     over = f"Test metrics are means ± std over {len(seeds)} seeds. " if len(seeds) > 1 else ""
+    varying = [str(r["mechanism"]) for r in comparison["rows"] if "params_seeds" in r]
+    if varying:
+        over += f"Parameter counts of {', '.join(varying)} are means over seeds. "
     return (
         over + "Metrics: " + "; ".join(parts) + ". Percentages are the change vs single-task "
         "training (positive = better); **NT** = negative transfer (test metric worse than "
@@ -291,8 +302,8 @@ def _per_seed_table(comparison: dict[str, Any]) -> list[str]:
         f"Seed by seed (seeds {', '.join(str(s) for s in seeds)}); after each mechanism's "
         "values, in how many seeds it beats single-task training of the same seed:",
         "",
-        "| mechanism | " + " | ".join(_cell(n) for n in names) + " |",
-        "|---|" + "|".join(["---:"] * len(names)) + "|",
+        "| mechanism | " + " | ".join(_cell(n) for n in names) + " | counted params |",
+        "|---|" + "|".join(["---:"] * (len(names) + 1)) + "|",
     ]
     for row in comparison["rows"]:
         cells = [_cell(str(row["mechanism"]))]
@@ -302,6 +313,8 @@ def _per_seed_table(comparison: dict[str, Any]) -> list[str]:
             if row["mechanism"] != comparison["baseline"]:
                 text += f" ({task['seeds_better']}/{len(task['test_seeds'])} better)"
             cells.append(text)
+        counts = [p.get("counted") for p in row.get("params_seeds", [row.get("params", {})])]
+        cells.append(" / ".join("-" if c is None else f"{c:,}" for c in counts))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
