@@ -165,7 +165,12 @@ def test_identity_cross_stitch_equals_independent_networks(kind, tasks):
     x = inputs(kind)
     for t in tasks:
         alone = standalone(model, t, kind)
-        assert torch.equal(eval_out(model, x, t.name), eval_out(alone, x, t.name))
+        # equal up to rounding, not bit for bit: a task's stream is a slice of the stacked
+        # streams, and MKL picks its kernel by memory alignment, so on some CPUs (an AVX-512 EPYC)
+        # a layer rounds that slice differently (3e-8 here) from the same input in a fresh tensor
+        torch.testing.assert_close(
+            eval_out(model, x, t.name), eval_out(alone, x, t.name), rtol=1e-6, atol=1e-6
+        )
 
 
 def test_cross_stitch_mixing_does_change_the_outputs():
@@ -174,7 +179,8 @@ def test_cross_stitch_mixing_does_change_the_outputs():
     model = CrossStitchSharing(backbone(), [T1, T2], CrossStitchConfig(self_weight=0.9))
     x = inputs("mlp")
     alone = standalone(model, T1, "mlp")
-    assert not torch.allclose(eval_out(model, x, "t1"), eval_out(alone, x, "t1"))
+    # far beyond the 1e-6 the identity test allows
+    assert (eval_out(model, x, "t1") - eval_out(alone, x, "t1")).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("kind", ["mlp", "lstm"])
@@ -196,7 +202,10 @@ def test_frozen_identity_cross_stitch_trains_like_independent_networks(kind):
         solo[task.name].step(solo_opt[task.name], task.name, x, y)
     for t in tasks:
         assert moved(start[t.name], own_copy(model, t.name))
-        assert_same(own_copy(model, t.name), dict(alone[t.name].state_dict()))
+        mine, theirs = own_copy(model, t.name), dict(alone[t.name].state_dict())
+        assert mine.keys() == theirs.keys()
+        for k in mine:  # up to rounding, as in the test above (kernels chosen by alignment)
+            torch.testing.assert_close(mine[k], theirs[k], rtol=1e-6, atol=1e-6, msg=k)
 
 
 # -- hierarchical with every task at the top = hard sharing --------------------------------------
