@@ -204,13 +204,12 @@ def test_seed_by_seed_values_and_paired_wins():
         return {**_run(mechanism, t1, t2), "seed": seed}
 
     def single_seeds(seed, t1, t2):
-        merged = merge_single(
+        return merge_single(
             [
                 {**_single("t1", "mse", False, t1, 100, 1.0), "seed": seed},
                 {**_single("t2", "accuracy", True, t2, 120, 1.0), "seed": seed},
             ]
         )
-        return merged
 
     base = mean_over_seeds([single_seeds(0, 0.5, 0.8), single_seeds(1, 0.3, 0.6)])
     # t1 (mse): seed 0 0.4 < 0.5 better, seed 1 0.4 > 0.3 worse; t2 (acc): 0.9 > 0.8, 0.6 ties

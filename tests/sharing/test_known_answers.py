@@ -94,10 +94,14 @@ def eval_out(model: SharingModel, x: Tensor, task: str) -> Tensor:
         return model(x, task)
 
 
-def assert_same(a: dict[str, Tensor], b: dict[str, Tensor]) -> None:
+def assert_same(a: dict[str, Tensor], b: dict[str, Tensor], tol: float = 0.0) -> None:
+    """Same keys and tensors: bit for bit, or within ``tol`` (relative and absolute)."""
     assert a.keys() == b.keys()
     for k in a:
-        assert torch.equal(a[k], b[k]), k
+        if tol:
+            torch.testing.assert_close(a[k], b[k], rtol=tol, atol=tol, msg=k)
+        else:
+            assert torch.equal(a[k], b[k]), k
 
 
 def moved(before: dict[str, Tensor], after: dict[str, Tensor]) -> bool:
@@ -202,10 +206,8 @@ def test_frozen_identity_cross_stitch_trains_like_independent_networks(kind):
         solo[task.name].step(solo_opt[task.name], task.name, x, y)
     for t in tasks:
         assert moved(start[t.name], own_copy(model, t.name))
-        mine, theirs = own_copy(model, t.name), dict(alone[t.name].state_dict())
-        assert mine.keys() == theirs.keys()
-        for k in mine:  # up to rounding, as in the test above (kernels chosen by alignment)
-            torch.testing.assert_close(mine[k], theirs[k], rtol=1e-6, atol=1e-6, msg=k)
+        # up to rounding, as in the test above (kernels chosen by alignment)
+        assert_same(own_copy(model, t.name), dict(alone[t.name].state_dict()), tol=1e-6)
 
 
 # -- hierarchical with every task at the top = hard sharing --------------------------------------

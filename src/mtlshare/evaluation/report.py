@@ -293,8 +293,8 @@ def _per_seed_table(comparison: dict[str, Any]) -> list[str]:
     """Lines of a seed-by-seed table (empty with one seed): each task's test value under every
     seed, and in how many seeds a mechanism beats single-task training of the same seed."""
     seeds = comparison.get("seeds") or []
-    rows = [r for r in comparison["rows"] if all("test_seeds" in t for t in r["tasks"].values())]
-    if len(seeds) < 2 or len(rows) != len(comparison["rows"]):
+    rows = comparison["rows"]
+    if len(seeds) < 2 or not all("test_seeds" in t for r in rows for t in r["tasks"].values()):
         return []
     names = comparison["tasks"]
     lines = [
@@ -305,7 +305,7 @@ def _per_seed_table(comparison: dict[str, Any]) -> list[str]:
         "| mechanism | " + " | ".join(_cell(n) for n in names) + " | counted params |",
         "|---|" + "|".join(["---:"] * (len(names) + 1)) + "|",
     ]
-    for row in comparison["rows"]:
+    for row in rows:
         cells = [_cell(str(row["mechanism"]))]
         for name in names:
             task = row["tasks"][name]
