@@ -55,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated seeds (default: [compare] seeds, else the config's seed)",
     )
+    c.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train the independent runs in N worker processes that divide the cores between "
+        "them (default 1: one after another in this process)",
+    )
     c.add_argument("--quiet", action="store_true")
 
     d = sub.add_parser("demo", help="the main job: every mechanism on synthetic tasks")
@@ -217,6 +224,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         base_dir=base,
         progress=not args.quiet,
         resume=args.resume,
+        jobs=args.jobs,
     )
     print(comparison_markdown(comparison, cfg.compare.title or None))
     print(f"comparison: {Path(args.out) / 'comparison.md'}")

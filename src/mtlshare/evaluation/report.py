@@ -189,7 +189,11 @@ def _row(single: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def compare(single: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+def compare(
+    single: dict[str, Any],
+    runs: list[dict[str, Any]],
+    baselines: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Compare each run with the single-task baseline; the result is ``comparison.json``.
 
     Returns ``{"baseline": "single", "tasks": [names], "metrics": {name: {"metric",
@@ -202,9 +206,14 @@ def compare(single: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any
     ``test_seeds`` (the value of each seed) and ``seeds_better`` (in how many seeds the run
     beats the baseline of the same seed).
 
+    ``baselines`` maps a mechanism run under fewer seeds than the baseline to single-task
+    results under those same seeds (``mean_over_seeds`` of them): its row is compared with
+    that, not with the mean over every seed.
+
     Infinite relative changes (zero baseline) are kept as floats; ``json.dump`` writes them as
     ``Infinity``. Raises :class:`MtlshareError` when a run's tasks differ from the baseline's.
     """
+    baselines = baselines or {}
     for run in runs:
         _check_tasks(single, run)
     names = list(single["tasks"])
@@ -219,7 +228,7 @@ def compare(single: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any
             for name in names
         },
         "rows": [_row(single, {**single, "mechanism": BASELINE})]
-        + [_row(single, run) for run in runs],
+        + [_row(baselines.get(run["mechanism"], single), run) for run in runs],
     }
 
 
@@ -279,6 +288,16 @@ def _legend(comparison: dict[str, Any]) -> str:
         parts.append(f"{_cell(name)}: {info['metric']}, {direction} is better")
     seeds = comparison.get("seeds") or []
     over = f"Test metrics are means ± std over {len(seeds)} seeds. " if len(seeds) > 1 else ""
+    fewer = comparison.get("seeds_of") or {}
+    if fewer:
+        listed = "; ".join(
+            f"{m}: seed{'s' if len(s) > 1 else ''} {', '.join(str(v) for v in s)}"
+            for m, s in fewer.items()
+        )
+        over += (
+            f"Rows run under fewer seeds ({listed}) are compared with single-task training "
+            "under the same seeds. "
+        )
     varying = [str(r["mechanism"]) for r in comparison["rows"] if "params_seeds" in r]
     if varying:
         over += f"Parameter counts of {', '.join(varying)} are means over seeds. "
@@ -310,6 +329,14 @@ def _per_seed_table(comparison: dict[str, Any]) -> list[str]:
         for name in names:
             task = row["tasks"][name]
             text = " / ".join(format_metric(v) for v in task["test_seeds"])
+            if len(task["test_seeds"]) < len(seeds):
+                text += (
+                    f" (seed{'s' if len(task['test_seeds']) > 1 else ''} "
+                    + ", ".join(
+                        str(s) for s in comparison.get("seeds_of", {}).get(row["mechanism"], [])
+                    )
+                    + ")"
+                )
             if row["mechanism"] != comparison["baseline"]:
                 text += f" ({task['seeds_better']}/{len(task['test_seeds'])} better)"
             cells.append(text)

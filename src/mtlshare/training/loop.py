@@ -60,6 +60,8 @@ class TrainConfig:
     select_on: str = "mean"  # "mean" of signed dev metrics over tasks, or one task's name
     eval_batch_size: int = 512
     device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
+    # torch threads of this process; 0 = torch's default (the cores, or OMP_NUM_THREADS)
+    threads: int = 0
 
     def validate(self) -> None:
         positive = {
@@ -76,6 +78,7 @@ class TrainConfig:
             "grad_clip": self.grad_clip,
             "weight_decay": self.weight_decay,
             "lr_decay": self.lr_decay,
+            "threads": self.threads,
         }
         for key, number in non_negative.items():
             if number < 0:

@@ -1,0 +1,178 @@
+"""Independent training runs (mechanism x seed x task) executed one after another, or in worker
+processes that divide the machine's cores between them (``mtlshare compare --jobs N``).
+
+One BiLSTM run at batch 10 keeps one core busy but not two, so two runs side by side with one
+torch thread each do more work per second than one run with two threads. The trap is
+oversubscription: two processes that each start torch's default number of threads slowed each
+other about tenfold here. Workers therefore set ``torch.set_num_threads(cores // N)`` before
+anything else, and together never use more threads than the machine has cores.
+
+A worker is a fresh (spawned) process: it rebuilds the data from the config (cached per data
+config, so a worker builds it once), trains, and writes only into its run's folder. A run that
+fails does not stop the others; runs that depend on it (``single_subnet`` on ``sparse``) are
+skipped; the first failure is raised once every other run has ended, and ``--resume`` then
+continues from the finished runs and the last checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from mtlshare.errors import MtlshareError
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One training run of a comparison: its row (``name``), seed, task (single-task rows),
+    resolved config (as a TOML-shaped dict), output folder, and the jobs it waits for."""
+
+    name: str
+    seed: int
+    task: str | None
+    config: dict[str, Any]
+    folder: Path
+    after: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} seed {self.seed}" + (f" {self.task}" if self.task else "")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """Torch threads for each of ``jobs`` workers: the cores divided between them, at least 1."""
+    return max(1, (cores or available_cores()) // jobs)
+
+
+# what a worker keeps between jobs: the problem built from each data config it has seen
+_PROBLEMS: dict[str, Any] = {}
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+
+
+def _problem_key(config: dict[str, Any], base_dir: str | None) -> str:
+    return json.dumps({"data": config["data"], "base": base_dir}, sort_keys=True)
+
+
+def remember_problem(config: dict[str, Any], base_dir: str | None, problem: Any) -> None:
+    """Let runs in this process reuse ``problem`` (every task of ``config``'s data)."""
+    _PROBLEMS[_problem_key(config, base_dir)] = problem
+
+
+def run_job(job: RunJob, base_dir: str | None, resume: bool, progress: bool) -> dict[str, Any]:
+    """Train (or, resuming, read back or continue) one run; returns its results."""
+    from mtlshare.config import from_dict
+    from mtlshare.experiment import build_problem, run
+
+    cfg = from_dict(job.config)
+    key = _problem_key(job.config, base_dir)
+    if key not in _PROBLEMS:
+        _PROBLEMS[key] = build_problem(cfg.replace(tasks=[]), base_dir)
+    problem = _PROBLEMS[key]
+    if cfg.tasks:
+        problem = problem.select(cfg.tasks)
+    folder = job.folder
+    if resume and (folder / "config.toml").is_file():
+        finished = folder / "results.json"
+        if (
+            finished.is_file()
+            and (folder / "config.toml").read_text(encoding="utf-8") == cfg.to_toml()
+        ):
+            loaded: dict[str, Any] = json.loads(finished.read_text(encoding="utf-8"))
+            return loaded
+        return run(cfg, folder, problem=problem, progress=progress, resume=True)
+    return run(cfg, folder, problem=problem, progress=progress)
+
+
+def execute(
+    jobs: list[RunJob],
+    n_jobs: int,
+    *,
+    base_dir: str | None,
+    resume: bool,
+    progress: bool,
+    on_done: Callable[[RunJob, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Every job's results, in the order of ``jobs``, whatever order they ran in."""
+    if n_jobs <= 1:
+        out = []
+        for job in jobs:
+            out.append(run_job(job, base_dir, resume, progress))
+            if on_done is not None:
+                on_done(job, out[-1])
+        return out
+    return _in_workers(jobs, n_jobs, base_dir=base_dir, resume=resume, on_done=on_done)
+
+
+def _in_workers(
+    jobs: list[RunJob],
+    n_jobs: int,
+    *,
+    base_dir: str | None,
+    resume: bool,
+    on_done: Callable[[RunJob, dict[str, Any]], None] | None,
+) -> list[dict[str, Any]]:
+    results: dict[int, dict[str, Any]] = {}
+    failed: dict[int, BaseException] = {}
+    waiting = list(range(len(jobs)))
+    running: dict[Future[dict[str, Any]], int] = {}
+    context = multiprocessing.get_context("spawn")  # no fork of a process with torch threads
+    bar = tqdm(total=len(jobs), desc=f"runs ({n_jobs} jobs)", unit="run", disable=None)
+    pool = ProcessPoolExecutor(
+        n_jobs, mp_context=context, initializer=_worker_init, initargs=(threads_per_job(n_jobs),)
+    )
+    try:
+        while waiting or running:
+            for i in list(waiting):
+                deps = jobs[i].after
+                if any(d in failed for d in deps):  # a run it needs failed: skip it
+                    waiting.remove(i)
+                    failed[i] = MtlshareError(f"{jobs[i].label}: skipped, a run it needs failed")
+                elif all(d in results for d in deps) and len(running) < n_jobs:
+                    waiting.remove(i)
+                    running[pool.submit(run_job, jobs[i], base_dir, resume, False)] = i
+            if not running:
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                i = running.pop(future)
+                error = future.exception()
+                if error is not None:
+                    failed[i] = error
+                    tqdm.write(f"mtlshare: {jobs[i].label} failed: {error}", file=sys.stderr)
+                else:
+                    results[i] = future.result()
+                    if on_done is not None:
+                        on_done(jobs[i], results[i])
+                bar.update(1)
+    finally:
+        bar.close()
+        pool.shutdown(wait=True, cancel_futures=True)
+    if failed:
+        first = min(failed)
+        raise MtlshareError(
+            f"{len(failed)} of {len(jobs)} runs did not finish (first: {jobs[first].label}: "
+            f"{failed[first]}); {len(results)} finished and are kept: rerun with --resume"
+        )
+    return [results[i] for i in range(len(jobs))]
