@@ -310,7 +310,10 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
             raise ConfigError(
                 f"data.word_dim = {cfg.word_dim} but {cfg.glove} holds {dim}-d vectors"
             )
-        words = Vocab([*words.itos[2:], *sorted(w for w in seen if w in table and w not in words)])
+        # dev and test words join when they have a vector, looked up as embedding_matrix does
+        # (a cased "Bonn" finds GloVe's lower-cased "bonn")
+        joining = sorted(w for w in seen if (w in table or w.lower() in table) and w not in words)
+        words = Vocab([*words.itos[2:], *joining])
         g = torch.Generator().manual_seed(cfg.embedding_seed)
         vectors, found = embedding_matrix(words, table, dim, g)
     chars = Vocab.build(Counter(c for s in data["train"] for row in s.rows for c in row[word_col]))
