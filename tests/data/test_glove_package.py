@@ -74,7 +74,7 @@ def problem(corpus, *overrides):
 
 
 def test_a_cased_vocabulary_looks_vectors_up_lower_cased(corpus):
-    with pytest.raises(ConfigError, match="data.word_dim = 100 but glove-6b-50d holds 50-d"):
+    with pytest.raises(ConfigError, match=r"data\.word_dim = 100 but glove-6b-50d holds 50-d"):
         problem(corpus, "data.glove=glove-6b-50d")
     p = problem(corpus, "data.glove=glove-6b-50d", "data.word_dim=50")
     info = p.meta["word_vectors"]

@@ -1,0 +1,183 @@
+"""``mtlshare compare --jobs N``: runs in worker processes give the tables of ``--jobs 1``; a
+failing run keeps the finished ones for ``--resume``; the cores are divided, never
+oversubscribed; ``compare.seeds_of`` runs costly rows on fewer seeds, each compared with
+single-task training under its own seeds; ``train.threads``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mtlshare import experiment, jobs
+from mtlshare.cli import main
+from mtlshare.config import load_config
+from mtlshare.errors import MtlshareError
+
+TRAIN = """EU NNP B-ORG
+rejects VBZ O
+German JJ B-MISC
+call NN O
+
+Peter NNP B-PER
+Blackburn NNP I-PER
+
+Bonn NNP B-LOC
+rejects VBZ O
+call NN O
+"""
+DEV = "Peter NNP B-PER\nBlackburn NNP I-PER\nrejects VBZ O\n\nGerman JJ B-MISC\n"
+TEST = "EU NNP B-ORG\ncall NN O\n"
+CONFIG = """
+[data]
+source = "conll"
+train = "train.txt"
+dev = "dev.txt"
+test = "test.txt"
+columns = ["word", "pos", "ner"]
+word_dim = 8
+char_dim = 4
+char_filters = 4
+[data.tasks.pos]
+column = "pos"
+[data.tasks.ner]
+column = "ner"
+scheme = "iob2"
+encode = "bioes"
+[trunk]
+kind = "lstm"
+hidden = [8]
+[train]
+epochs = 2
+batch_size = 2
+[sparse]
+warmup_steps = 2
+round_steps = 2
+alpha = 0.5
+target_density = 0.3
+"""
+ROWS = ["single", "hard", "sparse", "single_subnet"]
+VOLATILE = {"train_seconds", "wall_seconds", "tokens_per_second"}
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    for name, text in (("train", TRAIN), ("dev", DEV), ("test", TEST)):
+        (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "run.toml").write_text(CONFIG, encoding="utf-8")
+    return tmp_path
+
+
+def steady(obj: Any) -> Any:
+    """``obj`` without timings, which differ between any two runs."""
+    if isinstance(obj, dict):
+        return {k: steady(v) for k, v in obj.items() if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [steady(v) for v in obj]
+    return obj
+
+
+def compare(corpus: Path, out: Path, n_jobs: int, *overrides: str, **kw: Any) -> dict[str, Any]:
+    cfg = load_config(corpus / "run.toml", list(overrides))
+    return experiment.compare(
+        cfg,
+        kw.pop("rows", ROWS),
+        out,
+        seeds=[0, 1],
+        base_dir=corpus,
+        progress=False,
+        jobs=n_jobs,
+        **kw,
+    )
+
+
+def test_two_jobs_give_the_tables_of_one(corpus):
+    one = compare(corpus, corpus / "one", 1)
+    two = compare(corpus, corpus / "two", 2)
+    assert steady(one) == steady(two)
+    for sub in ("hard/seed-1", "sparse/seed-0", "single_subnet/seed-1/ner"):
+        a = json.loads((corpus / "one" / sub / "results.json").read_text())
+        b = json.loads((corpus / "two" / sub / "results.json").read_text())
+        assert steady(a) == steady(b), sub
+    md_one = (corpus / "one" / "comparison.md").read_text().splitlines()
+    md_two = (corpus / "two" / "comparison.md").read_text().splitlines()
+    assert len(md_one) == len(md_two)
+
+
+def test_a_failing_run_keeps_the_finished_ones_for_resume(corpus):
+    out = corpus / "out"
+    # hard sharing's rate makes its loss infinite at once; every other run is sound
+    bad = ['compare.overrides.hard={"train.lr" = 1e30, "train.momentum" = 0.0}']
+    with pytest.raises(MtlshareError, match=r"2 of 12 runs did not finish .*rerun with --resume"):
+        compare(corpus, out, 2, *bad)
+    kept = out / "sparse" / "seed-1" / "results.json"
+    subnet = out / "single_subnet" / "seed-0" / "pos" / "results.json"
+    assert kept.is_file() and subnet.is_file()
+    assert not (out / "comparison.json").exists()
+    stamp = kept.stat().st_mtime_ns
+    # resumed: the finished runs are read back, not trained again; hard sharing fails again
+    with pytest.raises(MtlshareError, match=r"2 of 12 runs did not finish .*10 finished"):
+        compare(corpus, out, 2, *bad, resume=True)
+    assert kept.stat().st_mtime_ns == stamp
+
+
+def test_workers_divide_the_cores():
+    assert jobs.threads_per_job(1, cores=2) == 2
+    assert jobs.threads_per_job(2, cores=2) == 1
+    assert jobs.threads_per_job(3, cores=2) == 1
+    assert jobs.threads_per_job(2, cores=16) == 8
+
+
+def test_bad_job_settings_are_one_line_errors(corpus, monkeypatch, capsys):
+    code = main(["compare", str(corpus / "run.toml"), "--out", str(corpus / "o"), "--jobs", "0"])
+    assert code == 2
+    assert "--jobs: expected a number of worker processes >= 1" in capsys.readouterr().err
+    monkeypatch.setattr(experiment, "available_cores", lambda: 2)
+    with pytest.raises(MtlshareError, match="would run 4 threads on 2 cores"):
+        compare(corpus, corpus / "p", 2, "train.threads=2")
+    assert not (corpus / "p").exists()
+
+
+def test_rows_on_fewer_seeds_are_compared_with_single_of_the_same_seeds(corpus):
+    out = corpus / "out"
+    comparison = compare(
+        corpus, out, 1, "compare.seeds_of={hard = [1]}", rows=["single", "hard", "sparse"]
+    )
+    rows = {r["mechanism"]: r for r in comparison["rows"]}
+    assert comparison["seeds_of"] == {"hard": [1]}
+    assert (out / "hard" / "seed-1").is_dir() and not (out / "hard" / "seed-0").exists()
+    for task in ("pos", "ner"):
+        single_seed_1 = rows["single"]["tasks"][task]["test_seeds"][1]
+        assert rows["hard"]["tasks"][task]["single"] == single_seed_1
+        assert rows["sparse"]["tasks"][task]["single"] == rows["single"]["tasks"][task]["test"]
+    text = (out / "comparison.md").read_text()
+    assert "Rows run under fewer seeds (hard: seed 1)" in text
+    assert "(seed 1) (" in text
+
+
+@pytest.mark.parametrize(
+    ("seeds_of", "message"),
+    [
+        ("{hard = [5]}", r"compare.seeds_of.hard: \[5\] must be distinct seeds among \[0, 1\]"),
+        ("{single = [0]}", "single-task training runs with every seed"),
+        ("{sparse = [0]}", "single_subnet seed 1 trains on the masks of sparse seed 1"),
+        ("{nope = [0]}", "compare: unknown mechanism 'nope'"),
+    ],
+)
+def test_bad_seeds_of_is_refused_before_anything_is_written(corpus, seeds_of, message):
+    with pytest.raises(MtlshareError, match=message):
+        compare(corpus, corpus / "out", 1, f"compare.seeds_of={seeds_of}")
+    assert not (corpus / "out").exists() or not any((corpus / "out").rglob("results.json"))
+
+
+def test_train_threads_sets_the_threads_of_the_run(corpus):
+    before = torch.get_num_threads()
+    try:
+        cfg = load_config(corpus / "run.toml", ["train.threads=1", "train.epochs=1"])
+        experiment.run(cfg, corpus / "out", base_dir=corpus, progress=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
