@@ -12,8 +12,8 @@ import torch
 
 from mtlshare.config import load_config
 from mtlshare.errors import ConfigError, DataError
-from mtlshare.evaluation.metrics import IGNORE_INDEX
 from mtlshare.experiment import build_problem
+from mtlshare.tasks.metrics import IGNORE_INDEX
 
 TRAIN = """-DOCSTART- -X- -X- O
 

@@ -16,10 +16,10 @@ from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.samplers import task_probabilities, task_schedule
 from mtlshare.data.synthetic import SyntheticConfig, synthetic_problem
 from mtlshare.errors import ConfigError, MtlshareError
-from mtlshare.evaluation.metrics import IGNORE_INDEX, accuracy, mae, mse
 from mtlshare.models.trunks import TrunkConfig, backbone_from_config
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
+from mtlshare.tasks.metrics import IGNORE_INDEX, accuracy, mae, mse
 from mtlshare.tasks.task import Task
 from mtlshare.training.checkpoint import load_checkpoint
 from mtlshare.training.loop import FitResult, TrainConfig, Trainer

@@ -26,12 +26,12 @@ from torch import Tensor, nn
 
 from mtlshare.data.conll import Sentence, column_index, read_conll
 from mtlshare.data.datasets import Problem, Split, TaskData
-from mtlshare.data.tags import SCHEMES, check_tag, convert
 from mtlshare.data.vocab import VECTOR_PACKAGES, Vocab, embedding_matrix, read_vectors, word_key
 from mtlshare.errors import ConfigError, DataError
-from mtlshare.evaluation.metrics import IGNORE_INDEX
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
 from mtlshare.registry import DATA_SOURCES
+from mtlshare.tasks.metrics import IGNORE_INDEX
+from mtlshare.tasks.tags import SCHEMES, check_tag, convert
 from mtlshare.tasks.task import HEADS, Task
 
 TASK_KINDS = ("tags", "position", "next_word")

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlshare.errors import ConfigError
-from mtlshare.evaluation.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, observed
 from mtlshare.models.crf import CRFHead
 from mtlshare.models.tying import TiedHead
+from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, observed
 
 KINDS = ("regression", "classification")
 HEADS = ("linear", "crf")
@@ -30,7 +30,7 @@ class Task:
 
     ``kind`` is ``"regression"`` (targets (N,) or (N, T), float, NaN = missing, head outputs one
     value per position) or ``"classification"`` (targets long, -100 = missing, head outputs
-    ``out_dim`` logits per position). ``metric`` names a function in ``evaluation.metrics``;
+    ``out_dim`` logits per position). ``metric`` names a function in ``tasks.metrics``;
     ``labels`` names the classes (needed by span F1, which reads them as IOB1/IOB2/BIOES tags).
     ``head`` is "linear" or, for class sequences (N, T), "crf".
     """

@@ -25,8 +25,8 @@ from tqdm import tqdm
 from mtlshare.data.datasets import BatchStream, Problem
 from mtlshare.data.samplers import SAMPLERS, task_schedule
 from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
-from mtlshare.evaluation.metrics import IGNORE_INDEX
 from mtlshare.sharing.base import SharingModel, StructureTrainer
+from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.training import checkpoint as ckpt
 from mtlshare.training.distributed import (
     Dist,

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from mtlshare.tasks.tags import span_scores
+
 IGNORE_INDEX = -100
 
 
@@ -51,8 +53,6 @@ def span_f1(pred: Tensor, target: Tensor, labels: Sequence[str]) -> float:
     """Micro span F1 as the CoNLL evaluation script (conlleval) computes it, over sequences of
     class ids (N, T) named by ``labels`` (IOB1, IOB2 or BIOES tags); missing positions (target
     -100) end each sequence. NaN when nothing is observed."""
-    from mtlshare.data.tags import span_scores  # here: importing mtlshare.data needs tasks
-
     keep = observed(target)
     if not bool(keep.any()):
         return float("nan")

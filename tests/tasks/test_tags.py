@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtlshare.data.tags import (
+from mtlshare.errors import ConfigError, DataError
+from mtlshare.tasks.tags import (
     SCHEMES,
     SpanScores,
     check_tag,
@@ -19,7 +20,6 @@ from mtlshare.data.tags import (
     span_scores,
     spans,
 )
-from mtlshare.errors import ConfigError, DataError
 
 # A type with a hyphen checks that the type is everything after the first hyphen.
 TYPES = ("PER", "LOC", "MISC-X")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mtlshare.errors import ConfigError
-from mtlshare.evaluation.metrics import IGNORE_INDEX, accuracy, span_f1
+from mtlshare.tasks.metrics import IGNORE_INDEX, accuracy, span_f1
 from mtlshare.tasks.task import Task
 
 LABELS = ("O", "B-PER", "I-PER", "B-LOC", "S-LOC", "E-PER")
