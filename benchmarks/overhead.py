@@ -37,8 +37,9 @@ from torch import Tensor
 from mtlshare.data.datasets import Problem
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.tasks.task import Task
-from mtlshare.training.loop import TrainConfig, Trainer
+from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
+from mtlshare.training.settings import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sparse_step import CONLL, DEFAULTS, TAGGER_TASKS, Batch, build

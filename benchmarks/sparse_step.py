@@ -37,8 +37,9 @@ from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.sharing.sparse import PACKED_PREFIX, SparseConfig, SparseSharing
 from mtlshare.tasks.task import Task
-from mtlshare.training.loop import TrainConfig, Trainer
+from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
+from mtlshare.training.settings import TrainConfig
 
 DEFAULTS = {"hidden": (200, 512), "layers": (1, 3), "input": (130, 256), "batch": (10, 64)}
 CONLL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2003" / "train.txt"

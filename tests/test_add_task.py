@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from mtlshare.app.build import build_model, build_problem
 from mtlshare.cli import main
 from mtlshare.config import load_config
-from mtlshare.experiment import build_model, build_problem
 from mtlshare.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,9 @@ def test_add_task_refuses_what_it_cannot_do(tmp_path, capsys):
         main(["add-task", str(trained), DEMO, 'tasks=["t3"]', *SMALL, "--out", str(tmp_path / "o")])
         == 2
     )
-    assert "supports models trained with hard or sparse" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "was trained with 'soft', which cannot add a task; mechanisms that can: hard" in err
+    assert "sparse (new mask, frozen entries)" in err
     assert main(["add-task", str(tmp_path), DEMO, *SMALL, "--out", str(tmp_path / "o")]) == 2
     assert "not a finished mtlshare run" in capsys.readouterr().err
     hard = tmp_path / "hard"
@@ -135,8 +137,8 @@ def test_add_task_refuses_what_it_cannot_do(tmp_path, capsys):
         )
         == 2
     )
-    assert "has no task(s) ['t2']" in capsys.readouterr().err
-    # a network that does not fit the checkpoint
+    assert "differs from the trained run's" in capsys.readouterr().err
+    # data settings that differ from the trained run's (here: the inputs' width)
     assert (
         main(
             [
@@ -152,7 +154,7 @@ def test_add_task_refuses_what_it_cannot_do(tmp_path, capsys):
         )
         == 2
     )
-    assert "does not fit" in capsys.readouterr().err
+    assert "data.input_dim: 8 differs from the trained run's" in capsys.readouterr().err
 
 
 def test_an_interrupted_add_task_resumes_to_the_same_result(tmp_path, capsys):

@@ -14,12 +14,14 @@ import pytest
 import tomli_w
 
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
-from mtlshare import experiment
+from mtlshare.app.compare import compare, comparison_markdown
+from mtlshare.app.run import run, train
 from mtlshare.cli import main
-from mtlshare.config import Config, from_dict, load_config
+from mtlshare.config import CompareConfig, Config, from_dict, load_config
 from mtlshare.errors import CheckpointError, ConfigError, MtlshareError
 from mtlshare.evaluation import report
 from mtlshare.sharing.sparse import masks_from_state
+from mtlshare.sharing.sparse.report import overlap_vs_gain
 from mtlshare.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +102,7 @@ def test_compare_section_is_parsed_and_written_back():
     raw = tomllib.loads(cfg.to_toml())
     assert raw["compare"]["overrides"] == {"hard": {"train.lr": 0.01}}
     assert from_dict(raw).to_dict() == raw
-    assert tiny().compare == experiment.CompareConfig()  # no section: nothing set
+    assert tiny().compare == CompareConfig()  # no section: nothing set
 
 
 @pytest.mark.parametrize(
@@ -131,7 +133,7 @@ def test_unknown_key_in_compare_is_a_config_error():
 def test_single_subnet_needs_sparse_before_it(names, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(MtlshareError, match="sparse before"):
-        experiment.compare(tiny(), names, out, progress=False)
+        compare(tiny(), names, out, progress=False)
     assert not (out / "single").exists()  # refused before anything was trained
 
 
@@ -231,20 +233,20 @@ def test_masks_from_a_run_without_the_task_is_a_config_error(compared, tmp_path)
     cfg = tiny(DEMO, "mechanism=sparse", 'tasks=["t2"]')
     cfg = cfg.replace(**{"sparse.masks_from": str(compared / "single_subnet" / "t1")})
     with pytest.raises(ConfigError, match="'t2'"):
-        experiment.run(cfg, tmp_path / "out", progress=False)
+        run(cfg, tmp_path / "out", progress=False)
 
 
 def test_masks_from_a_different_trunk_is_a_config_error(compared, tmp_path):
     cfg = tiny(DEMO, "mechanism=sparse", "trunk.hidden=[8, 8]")
     cfg = cfg.replace(**{"sparse.masks_from": str(compared / "sparse")})
     with pytest.raises(ConfigError, match="do not fit"):
-        experiment.run(cfg, tmp_path / "out", progress=False)
+        run(cfg, tmp_path / "out", progress=False)
 
 
 def test_masks_from_a_run_without_masks_is_a_config_error(compared, tmp_path):
     cfg = tiny(DEMO, "mechanism=sparse").replace(**{"sparse.masks_from": str(compared / "hard")})
     with pytest.raises(ConfigError, match="masks"):
-        experiment.run(cfg, tmp_path / "out", progress=False)
+        run(cfg, tmp_path / "out", progress=False)
 
 
 def test_masks_from_a_folder_without_checkpoint_is_refused(tmp_path):
@@ -252,7 +254,7 @@ def test_masks_from_a_folder_without_checkpoint_is_refused(tmp_path):
     empty.mkdir()
     cfg = tiny(DEMO, "mechanism=sparse").replace(**{"sparse.masks_from": str(empty)})
     with pytest.raises(MtlshareError) as caught:
-        experiment.run(cfg, tmp_path / "out", progress=False)
+        run(cfg, tmp_path / "out", progress=False)
     assert isinstance(caught.value, CheckpointError)
     assert str(empty) in str(caught.value)
 
@@ -261,7 +263,7 @@ def test_masks_from_loads_the_same_masks_as_the_sparse_run(compared, tmp_path):
     """The masks a whole-problem run takes from a finished sparse run are that run's masks."""
     cfg = tiny(DEMO, "mechanism=sparse", "train.epochs=1")
     cfg = cfg.replace(**{"sparse.masks_from": str(compared / "sparse")})
-    trained = experiment.train(cfg, tmp_path / "out", progress=False)
+    trained = train(cfg, tmp_path / "out", progress=False)
     selected = masks(compared / "sparse")
     model_masks = trained.model.masks  # type: ignore[attr-defined]
     for task in TASKS:
@@ -327,7 +329,7 @@ def test_overlap_vs_gain_by_hand():
     ]
     sparse = report.mean_over_seeds(seeds)  # acc 0.7, err 1.0
     comparison = report.compare(single, [hard, sparse])
-    pairs = report.overlap_vs_gain(comparison, seeds)
+    pairs = overlap_vs_gain(comparison, seeds)
     assert len(pairs) == 1
     assert pairs[0]["tasks"] == ["acc", "err"]
     assert pairs[0]["overlap"] == pytest.approx(0.3)  # mean over seeds
@@ -335,13 +337,13 @@ def test_overlap_vs_gain_by_hand():
     assert pairs[0]["gain"] == pytest.approx(0.05)
     worse = report.compare(single, [results("hard", {"acc": 0.6, "err": 0.2}), sparse])
     # err: sparse 1.0 vs hard 0.2, lower is better -> -0.8; mean with +0.1 -> -0.35
-    assert report.overlap_vs_gain(worse, seeds)[0]["gain"] == pytest.approx(-0.35)
+    assert overlap_vs_gain(worse, seeds)[0]["gain"] == pytest.approx(-0.35)
     without_hard = report.compare(single, [sparse])
-    assert report.overlap_vs_gain(without_hard, seeds)[0]["gain"] is None
-    text = report.comparison_markdown({**without_hard, "overlap_vs_gain": pairs[:0]})
+    assert overlap_vs_gain(without_hard, seeds)[0]["gain"] is None
+    text = comparison_markdown({**without_hard, "overlap_vs_gain": pairs[:0]})
     assert "task pair" not in text
-    no_gain = report.overlap_vs_gain(without_hard, seeds)
-    text = report.comparison_markdown({**without_hard, "overlap_vs_gain": no_gain})
+    no_gain = overlap_vs_gain(without_hard, seeds)
+    text = comparison_markdown({**without_hard, "overlap_vs_gain": no_gain})
     assert "| acc & err | 0.300 | - |" in text
 
 
@@ -349,7 +351,7 @@ def test_a_data_override_is_applied_or_refused(tmp_path):
     out = tmp_path / "out"
     try:
         cfg = tiny(DEMO, 'compare.overrides.hard={ "data.n_train" = 10 }')
-        experiment.compare(cfg, ["hard"], out, progress=False)
+        compare(cfg, ["hard"], out, progress=False)
     except ConfigError as e:  # refusing overrides that change the data is a fix too
         assert "data.n_train" in str(e)
         return

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from mtlshare.app.build import build_problem
+from mtlshare.app.run import train
 from mtlshare.config import load_config
-from mtlshare.experiment import build_problem, train
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "conll2003"

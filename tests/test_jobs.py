@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import torch
 
-from mtlshare import experiment, jobs
+import mtlshare.app.compare as comparing
+from mtlshare.app import jobs
+from mtlshare.app.run import run
 from mtlshare.cli import main
 from mtlshare.config import load_config
 from mtlshare.errors import MtlshareError
@@ -82,7 +84,7 @@ def steady(obj: Any) -> Any:
 
 def compare(corpus: Path, out: Path, n_jobs: int, *overrides: str, **kw: Any) -> dict[str, Any]:
     cfg = load_config(corpus / "run.toml", list(overrides))
-    return experiment.compare(
+    return comparing.compare(
         cfg,
         kw.pop("rows", ROWS),
         out,
@@ -135,7 +137,7 @@ def test_bad_job_settings_are_one_line_errors(corpus, monkeypatch, capsys):
     code = main(["compare", str(corpus / "run.toml"), "--out", str(corpus / "o"), "--jobs", "0"])
     assert code == 2
     assert "--jobs: expected a number of worker processes >= 1" in capsys.readouterr().err
-    monkeypatch.setattr(experiment, "available_cores", lambda: 2)
+    monkeypatch.setattr(comparing, "available_cores", lambda: 2)
     with pytest.raises(MtlshareError, match="would run 4 threads on 2 cores"):
         compare(corpus, corpus / "p", 2, "train.threads=2")
     assert not (corpus / "p").exists()
@@ -177,7 +179,7 @@ def test_train_threads_sets_the_threads_of_the_run(corpus):
     before = torch.get_num_threads()
     try:
         cfg = load_config(corpus / "run.toml", ["train.threads=1", "train.epochs=1"])
-        experiment.run(cfg, corpus / "out", base_dir=corpus, progress=False)
+        run(cfg, corpus / "out", base_dir=corpus, progress=False)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mtlshare.config import load_config
-from mtlshare.experiment import SINGLE, SUBNET, build_model, build_problem
+from mtlshare.app.build import build_model, build_problem
+from mtlshare.config import SINGLE, SUBNET, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").rglob("*.toml"))

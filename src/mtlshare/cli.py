@@ -10,8 +10,12 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtlshare.errors import MtlshareError
+
+if TYPE_CHECKING:
+    from mtlshare.config import Config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,51 +137,32 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     # imported here so that `mtlshare --help` answers without loading torch
-    from mtlshare import experiment
-    from mtlshare.config import load_config
-    from mtlshare.evaluation.report import comparison_markdown
-    from mtlshare.registry import EXPERIMENTS, MECHANISMS
+    from mtlshare.registry import MECHANISMS
 
     if args.command == "mechanisms":
+        import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
+
         for entry in MECHANISMS:
             print(f"{entry.name:14s} {entry.summary}  [{entry.paper}]")
         return 0
     if args.command == "masks":
         from mtlshare.sharing.sparse import describe_masks, masks_from_state
-        from mtlshare.training.checkpoint import load_checkpoint
+        from mtlshare.training.folder import RunFolder
 
-        tensors, _ = load_checkpoint(Path(args.run_dir) / "checkpoint" / "best")
-        print(describe_masks(masks_from_state(tensors, prefix="model.")))
+        print(describe_masks(masks_from_state(RunFolder(args.run_dir).model_state("best"))))
         return 0
     if args.command == "demo":
-        from mtlshare.demo import run_demo
+        from mtlshare.app.demo import run_demo
 
         run_demo(
             args.out, progress=not args.quiet, overrides=args.overrides, seeds=_seeds(args.seeds)
         )
         return 0
+    from mtlshare.config import load_config
+
     cfg = load_config(args.config, args.overrides)
     if args.command == "add-task":
-        from mtlshare.transfer import add_task
-
-        summary = add_task(
-            args.run_dir,
-            cfg,
-            args.out,
-            base_dir=Path(args.config).resolve().parent,
-            resume=args.resume,
-            progress=not args.quiet,
-        )
-        for name, r in summary["existing_tasks"].items():
-            print(
-                f"{name} (trained): dev {r['metric']} {r['dev_before']:.4g} before, "
-                f"{r['dev_after']:.4g} after"
-            )
-        for name, r in summary["new_tasks"].items():
-            print(f"{name} (added): dev {r['metric']} {r['dev']:.4g}  test {r['test']:.4g}")
-        print(f"existing tasks unchanged: {summary['existing_unchanged']}")
-        print(f"results: {Path(args.out) / 'add_task.json'}")
-        return 0
+        return _add_task(args, cfg)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (
         args.command != "run" or cfg.experiment != "train"
     ):
@@ -185,43 +170,56 @@ def _dispatch(args: argparse.Namespace) -> int:
             "under torchrun only `mtlshare run` of a training config is distributed; run "
             f"this `{args.command}` (experiment {cfg.experiment!r}) as a single process"
         )
-    base = Path(args.config).resolve().parent
     if args.command == "run":
-        extra = {}
-        if cfg.experiment == "train":  # under torchrun: one process group, rank 0 writes
-            from mtlshare.training import distributed
+        return _run(args, cfg)
+    return _compare(args, cfg)
 
-            where = distributed.from_environment(cfg.train.device)
-            extra["dist"] = where
-            if not where.is_main:
-                args.quiet = True
-        results = EXPERIMENTS[cfg.experiment].build(
-            cfg, args.out, base_dir=base, resume=args.resume, progress=not args.quiet, **extra
-        )
-        if "dist" in extra:  # every process done (rank 0 has written) before any leaves
-            distributed.barrier(extra["dist"])
-            if not extra["dist"].is_main:
-                return 0
-        for name, r in results.get("tasks", {}).items():
-            print(f"{name}: dev {r['metric']} {r['dev']:.4g}  test {r['metric']} {r['test']:.4g}")
-        if (Path(args.out) / "forecast.md").is_file():
-            print((Path(args.out) / "forecast.md").read_text(encoding="utf-8"), end="")
-        print(f"results: {Path(args.out) / 'results.json'}")
-        return 0
+
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    from mtlshare.app.experiments import runner
+
+    extra = {}
+    if cfg.experiment == "train":  # under torchrun: one process group, rank 0 writes
+        from mtlshare.training import distributed
+
+        where = distributed.from_environment(cfg.train.device)
+        extra["dist"] = where
+        if not where.is_main:
+            args.quiet = True
+    base = Path(args.config).resolve().parent
+    results = runner(cfg.experiment)(
+        cfg, args.out, base_dir=base, resume=args.resume, progress=not args.quiet, **extra
+    )
+    if "dist" in extra:  # every process done (rank 0 has written) before any leaves
+        distributed.barrier(extra["dist"])
+        if not extra["dist"].is_main:
+            return 0
+    for name, r in results.get("tasks", {}).items():
+        print(f"{name}: dev {r['metric']} {r['dev']:.4g}  test {r['metric']} {r['test']:.4g}")
+    if (Path(args.out) / "forecast.md").is_file():
+        print((Path(args.out) / "forecast.md").read_text(encoding="utf-8"), end="")
+    print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def _compare(args: argparse.Namespace, cfg: Config) -> int:
+    from mtlshare.app.compare import compare, comparison_markdown
+    from mtlshare.config import SINGLE
+    from mtlshare.registry import MECHANISMS
+
     if cfg.experiment != "train":
         raise MtlshareError(
             f"compare runs training experiments; this config has experiment = {cfg.experiment!r}"
         )
     names = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
     if not names:
-        names = cfg.compare.mechanisms or [experiment.SINGLE, *MECHANISMS.names()]
-    seeds = _seeds(args.seeds) or cfg.compare.seeds
-    comparison = experiment.compare(
+        names = cfg.compare.mechanisms or [SINGLE, *MECHANISMS.names()]
+    comparison = compare(
         cfg,
         names,
         args.out,
-        seeds=seeds,
-        base_dir=base,
+        seeds=_seeds(args.seeds) or cfg.compare.seeds,
+        base_dir=Path(args.config).resolve().parent,
         progress=not args.quiet,
         resume=args.resume,
         jobs=args.jobs,
@@ -231,11 +229,37 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_task(args: argparse.Namespace, cfg: Config) -> int:
+    from mtlshare.app.add_task import add_task
+
+    summary = add_task(
+        args.run_dir,
+        cfg,
+        args.out,
+        base_dir=Path(args.config).resolve().parent,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    for name, r in summary["existing_tasks"].items():
+        print(
+            f"{name} (trained): dev {r['metric']} {r['dev_before']:.4g} before, "
+            f"{r['dev_after']:.4g} after"
+        )
+    for name, r in summary["new_tasks"].items():
+        print(f"{name} (added): dev {r['metric']} {r['dev']:.4g}  test {r['test']:.4g}")
+    print(f"existing tasks unchanged: {summary['existing_unchanged']}")
+    print(f"results: {Path(args.out) / 'add_task.json'}")
+    return 0
+
+
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise MtlshareError(f"--seeds: expected integers like 0,1,2, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise MtlshareError(f"--seeds: {text!r} lists a seed twice")
+    return seeds
 
 
 if __name__ == "__main__":  # pragma: no cover

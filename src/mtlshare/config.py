@@ -21,17 +21,67 @@ from typing import Any
 import tomli_w
 
 import mtlshare.data
-import mtlshare.experiment
-import mtlshare.forecasting.study
+import mtlshare.forecasting.config
 import mtlshare.sharing  # noqa: F401  (these register their components on import)
 from mtlshare.errors import ConfigError
-from mtlshare.experiment import CompareConfig
 from mtlshare.models.trunks import TrunkConfig
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
-from mtlshare.training.loop import TrainConfig
 from mtlshare.training.objective import WeightingConfig
+from mtlshare.training.settings import TrainConfig
 
 TOP_KEYS = ("experiment", "mechanism", "seed", "tasks")
+SINGLE = "single"  # compare's row of single-task baselines
+SUBNET = "single_subnet"  # and of each task alone on the mask the sparse run chose for it
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
+
+EXPERIMENTS.register("train", summary="train the configured mechanism (the default)")(None)
+
+
+@dataclass
+class CompareConfig:
+    """``[compare]``: what ``mtlshare compare`` runs when the command line does not say.
+
+    ``mechanisms``: in order, e.g. ``["single", "hard", "sparse", "single_subnet"]`` (empty:
+    single and every registered mechanism); ``single_subnet`` trains each task alone on the
+    mask that the ``sparse`` run (listed before it) selected. ``seeds``: empty = the config's
+    seed. ``seeds_of``: per mechanism, a subset of the seeds to run it with (costly rows on
+    fewer seeds, e.g. ``{ soft = [0] }``); such a row is compared with single-task training
+    under the same seeds. ``overrides``: per mechanism (or ``single``, ``single_subnet``),
+    dotted keys and
+    values applied to its runs only, e.g. ``hierarchical = { "trunk.hidden" = [200, 200] }``
+    (``single_subnet`` also takes ``sparse``'s). ``title``: a heading for ``comparison.md``.
+    """
+
+    mechanisms: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+    seeds_of: dict[str, list[int]] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    title: str = ""
+
+    def validate(self) -> None:
+        known = [SINGLE, SUBNET, *MECHANISMS.names()]
+        for name in [*self.mechanisms, *self.overrides, *self.seeds_of]:
+            if name not in known:
+                raise ConfigError(
+                    f"compare: unknown mechanism {name!r}; choose from {', '.join(known)}"
+                )
+        for name, changes in self.overrides.items():
+            for key in changes:
+                if key.split(".")[0] in ("data", "tasks", "seed", "mechanism"):
+                    raise ConfigError(
+                        f"compare.overrides.{name}: {key!r} would change the data or the run "
+                        "itself; every mechanism in a comparison trains on the same data"
+                    )
+        for seed in self.seeds:
+            check_seed(seed, "compare.seeds")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"compare.seeds: {self.seeds} lists a seed twice")
+
+
+def check_seed(seed: int, key: str = "seed") -> None:
+    """A seed torch accepts: an integer in [0, 2**63 - 1]."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{key}: {seed} is not a seed in [0, 2**63 - 1]")
 
 
 @dataclass
@@ -167,6 +217,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
     cfg.mechanism = _coerce(raw.get("mechanism", cfg.mechanism), str, "mechanism")
     MECHANISMS[cfg.mechanism]
     cfg.seed = _coerce(raw.get("seed", 0), int, "seed")
+    check_seed(cfg.seed)
     cfg.tasks = _coerce(raw.get("tasks", []), list[str], "tasks")
     data = raw.get("data", {})
     if not isinstance(data, dict):

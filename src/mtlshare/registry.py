@@ -62,4 +62,6 @@ class Registry(Generic[T]):
 
 MECHANISMS: Registry[Callable[..., Any]] = Registry("mechanism")
 DATA_SOURCES: Registry[Callable[..., Any]] = Registry("data source")
-EXPERIMENTS: Registry[Callable[..., Any]] = Registry("experiment")
+# experiment kinds (``experiment = "..."`` in a config): the section dataclass they read; what
+# runs each lives in the application layer (``mtlshare.app.experiments``)
+EXPERIMENTS: Registry[type | None] = Registry("experiment")

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from mtlshare.app.build import build_problem
+from mtlshare.app.run import run
 from mtlshare.config import load_config
 from mtlshare.data.vocab import VECTOR_PACKAGES, read_vector_package, read_vectors
 from mtlshare.errors import ConfigError
-from mtlshare.experiment import build_problem, run
 
 TRAIN = "EU NNP B-ORG\nrejects VBZ O\nGerman JJ B-MISC\ncall NN O\n\nPeter NNP B-PER\n"
 DEV = "Peter NNP B-PER\nrejects VBZ O\n"

@@ -10,12 +10,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mtlshare.app.build import build_problem
 from mtlshare.config import load_config
 from mtlshare.data.conll import read_conll
 from mtlshare.data.timeseries import read_daily_csv
 from mtlshare.data.vocab import read_glove
 from mtlshare.errors import DataError, MtlshareError
-from mtlshare.experiment import build_problem
 from mtlshare.tasks.tags import SCHEMES, convert, spans
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,9 +10,9 @@ import sys
 import pytest
 import torch
 
+from mtlshare.app.build import build_problem
 from mtlshare.config import load_config
 from mtlshare.errors import ConfigError, DataError
-from mtlshare.experiment import build_problem
 from mtlshare.tasks.metrics import IGNORE_INDEX
 
 TRAIN = """-DOCSTART- -X- -X- O

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from mtlshare.app.build import build_problem
+from mtlshare.app.experiments import runner
 from mtlshare.config import load_config
-from mtlshare.experiment import build_problem
-from mtlshare.registry import EXPERIMENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 BIKE = ROOT.parent / "shared" / "data" / "bike_sharing" / "day.csv"
@@ -83,7 +83,7 @@ def run_study(tmp_path: Path, text: str, *overrides: str) -> dict:
     cfg_path = tmp_path / "forecast.toml"
     cfg_path.write_text(text)
     cfg = load_config(cfg_path, list(overrides))
-    return EXPERIMENTS["forecast"].build(cfg, tmp_path / "out", progress=False)
+    return runner("forecast")(cfg, tmp_path / "out", progress=False)
 
 
 def test_shared_seasonality_beats_the_scarce_series_alone(tmp_path):
@@ -186,7 +186,7 @@ def test_bike_sharing_recipe_runs_on_the_real_data(tmp_path):
             'forecast.methods=["multitask","single","seasonal_naive"]',
         ],
     )
-    res = EXPERIMENTS["forecast"].build(
+    res = runner("forecast")(
         cfg, tmp_path / "out", base_dir=ROOT / "recipes" / "forecasting", progress=False
     )
     assert res["target"] == "casual" and res["history_days"] == 90

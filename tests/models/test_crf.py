@@ -21,8 +21,9 @@ from mtlshare.models.trunks import TrunkConfig, backbone_from_config
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.task import Task
-from mtlshare.training.loop import Objective, TrainConfig, Trainer
+from mtlshare.training.loop import Objective, Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
+from mtlshare.training.settings import TrainConfig
 
 N_TAGS = 4
 IN_DIM = 5

@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from mtlshare.app.build import build_model, build_problem
+from mtlshare.app.run import train
 from mtlshare.config import load_config
 from mtlshare.errors import ConfigError
-from mtlshare.experiment import build_model, build_problem, train
 from mtlshare.models.tying import are_tied, tie_weights
 from mtlshare.training.checkpoint import load_checkpoint
 

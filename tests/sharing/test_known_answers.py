@@ -26,8 +26,9 @@ from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.sharing.hierarchical import HierarchicalConfig, HierarchicalSharing
 from mtlshare.sharing.soft import SoftConfig, SoftSharing
 from mtlshare.tasks.task import Task
-from mtlshare.training.loop import TrainConfig, Trainer
+from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
+from mtlshare.training.settings import TrainConfig
 
 INPUT_DIM = 5
 TRUNKS = ("mlp", "conv", "lstm", "gru")

@@ -15,8 +15,6 @@ import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import TrunkConfig, backbone_from_config
-from mtlshare.pruning import imp
-from mtlshare.pruning.masks import density, expected_density, pack_mask
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.sharing.hierarchical import HierarchicalConfig, HierarchicalSharing
 from mtlshare.sharing.sparse import (
@@ -25,10 +23,14 @@ from mtlshare.sharing.sparse import (
     describe_masks,
     masks_from_state,
 )
+from mtlshare.sharing.sparse import search as imp
+from mtlshare.sharing.sparse.masks import density, expected_density, pack_mask
 from mtlshare.tasks.task import Task
 from mtlshare.training.checkpoint import load_checkpoint, save_checkpoint
-from mtlshare.training.loop import TrainConfig, Trainer
+from mtlshare.training.folder import RunFolder
+from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
+from mtlshare.training.settings import TrainConfig
 
 TASKS = [Task("a", "regression"), Task("b", "classification", 3, "accuracy")]
 
@@ -71,7 +73,8 @@ def trainer(model, prob, tmp=None, opt="sgd", epochs=2, **kw):
         **kw,
     )
     w = LossWeighting(model.task_names, WeightingConfig())
-    return Trainer(model, prob, cfg, w, seed=0, out_dir=tmp, progress=False)
+    folder = RunFolder(tmp) if tmp is not None else None
+    return Trainer(model, prob, cfg, w, seed=0, folder=folder, progress=False)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "conv", "lstm", "gru"])

@@ -114,6 +114,7 @@ def test_resume_under_torchrun(tmp_path):
     # the saved config must match to resume: rewrite it for 4 epochs, as a longer run would
     cfg = (cut / "config.toml").read_text().replace("epochs = 2", "epochs = 4")
     (cut / "config.toml").write_text(cfg)
+    (cut / "results.json").unlink()  # as if cut after epoch 2: a finished run is never retrained
     proc = torchrun(cut, "train.batch_size=8", "train.epochs=4", drop, "--resume")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_close(model_tensors(full), model_tensors(cut), 0.0)
@@ -158,7 +159,7 @@ def test_a_dying_rank_ends_the_job_and_the_checkpoint_stays_whole(tmp_path):
 def test_device_choice():
     from mtlshare.errors import ConfigError
     from mtlshare.training.distributed import Dist, resolve_device
-    from mtlshare.training.loop import TrainConfig
+    from mtlshare.training.settings import TrainConfig
 
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected

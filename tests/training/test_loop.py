@@ -22,8 +22,10 @@ from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX, accuracy, mae, mse
 from mtlshare.tasks.task import Task
 from mtlshare.training.checkpoint import load_checkpoint
-from mtlshare.training.loop import FitResult, TrainConfig, Trainer
+from mtlshare.training.folder import RunFolder
+from mtlshare.training.loop import FitResult, Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
+from mtlshare.training.settings import TrainConfig
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -68,7 +70,8 @@ def make_trainer(
 ) -> Trainer:
     names = [td.task.name for td in problem.tasks]
     w = LossWeighting(names, WeightingConfig(kind=weighting))
-    return Trainer(model, problem, cfg, w, seed=seed, out_dir=out_dir, progress=False)  # type: ignore[arg-type]
+    folder = RunFolder(out_dir) if out_dir is not None else None  # type: ignore[arg-type]
+    return Trainer(model, problem, cfg, w, seed=seed, folder=folder, progress=False)  # type: ignore[arg-type]
 
 
 def without_timing(history: list[dict]) -> list[dict]:

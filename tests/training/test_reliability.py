@@ -670,10 +670,11 @@ def test_a_killed_comparison_resumes_to_the_same_table(tmp_path):
 
 
 def test_a_dev_split_without_any_label_stops_training_with_a_data_error(tmp_path):
+    from mtlshare.app.build import build_problem
+    from mtlshare.app.run import run
     from mtlshare.config import load_config
     from mtlshare.data.datasets import Split
     from mtlshare.errors import DataError
-    from mtlshare.experiment import build_problem, run
 
     cfg = load_config(DEMO, ["train.epochs=2", "data.n_dev=10", "data.n_test=10"])
     problem = build_problem(cfg)

@@ -92,8 +92,9 @@ def mean_over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
     standard deviations (0 for one seed) and ``dev_seeds`` / ``test_seeds`` the values seed by
     seed, in the order of ``seeds``; ``train_seconds`` is the mean. ``params`` are the runs'
     counts when every seed has the same (the network does not depend on the seed); when they
-    differ (sparse masks: each seed keeps its own weights) they are the rounded means and
-    ``params_seeds`` lists each seed's. A single run is returned with zero deviations.
+    differ (masks found by a structure search: each seed keeps its own weights) they are the
+    rounded means and ``params_seeds`` lists each seed's. A single run is returned with zero
+    deviations.
     """
     if not results:
         raise MtlshareError("mean_over_seeds needs at least one run")
@@ -120,7 +121,7 @@ def mean_over_seeds(results: list[dict[str, Any]]) -> dict[str, Any]:
         "train_seconds": sum(seconds) / len(seconds),
     }
     per_seed = [dict(r.get("params", {})) for r in results]
-    if any(p != per_seed[0] for p in per_seed):  # sparse masks: each seed keeps its own weights
+    if any(p != per_seed[0] for p in per_seed):  # searched masks: each seed keeps its own
         keys = [k for k in per_seed[0] if all(k in p for p in per_seed)]
         merged["params"] = {k: round(sum(p[k] for p in per_seed) / len(per_seed)) for k in keys}
         merged["params_seeds"] = per_seed
@@ -232,36 +233,6 @@ def compare(
     }
 
 
-def overlap_vs_gain(
-    comparison: dict[str, Any], sparse_runs: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Per pair of tasks, the overlap ratio of their sparse masks (mean over seeds) and the
-    gain of sparse over hard sharing: the mean over the pair's two tasks of the signed test
-    difference (positive = sparse better), as in Table 7 of the Sparse Sharing paper; the gain
-    is None without a hard-sharing row."""
-    rows = {row["mechanism"]: row for row in comparison["rows"]}
-    names = comparison["tasks"]
-    out = []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            ratios = [float(r["sparse"]["pairwise_overlap"][a][b]) for r in sparse_runs]
-            gain = None
-            if "hard" in rows and "sparse" in rows:
-                diffs = []
-                for task in (a, b):
-                    sign = 1.0 if rows["sparse"]["tasks"][task]["higher_is_better"] else -1.0
-                    diffs.append(
-                        sign
-                        * (
-                            rows["sparse"]["tasks"][task]["test"]
-                            - rows["hard"]["tasks"][task]["test"]
-                        )
-                    )
-                gain = sum(diffs) / 2
-            out.append({"tasks": [a, b], "overlap": sum(ratios) / len(ratios), "gain": gain})
-    return out
-
-
 def format_metric(value: float) -> str:
     """A metric value with 4 significant digits: ``0.4123``, ``12.35``, ``1.235e+05``."""
     return f"{value:.4g}"
@@ -346,13 +317,16 @@ def _per_seed_table(comparison: dict[str, Any]) -> list[str]:
     return lines
 
 
-def comparison_markdown(comparison: dict[str, Any], title: str | None = None) -> str:
+def comparison_markdown(
+    comparison: dict[str, Any], title: str | None = None, extra: list[str] | None = None
+) -> str:
     """Render a :func:`compare` result as a Markdown table with a one-line legend below it.
 
     One row per mechanism. Each task column shows the test metric and its change vs single,
     e.g. ``0.412 (+3.1%)``, followed by ``**NT**`` on negative transfer (ASCII on purpose, so the
     table reads the same in a terminal). The baseline row shows bare values. Then the mean
-    relative change, counted and total parameters, and training seconds.
+    relative change, counted and total parameters, and training seconds; then ``extra``
+    lines.
     """
     names = comparison["tasks"]
     header = ["mechanism", *(_cell(n) for n in names)]
@@ -385,20 +359,5 @@ def comparison_markdown(comparison: dict[str, Any], title: str | None = None) ->
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _legend(comparison)]
     lines += _per_seed_table(comparison)
-    pairs = comparison.get("overlap_vs_gain")
-    if pairs:
-        lines += [
-            "",
-            "| task pair | mask overlap ratio | sparse − hard (test, mean of the pair) |",
-            "|---|---:|---:|",
-        ]
-        for pair in pairs:
-            gain = "-" if pair["gain"] is None else f"{pair['gain']:+.4f}"
-            lines.append(f"| {_cell(' & '.join(pair['tasks']))} | {pair['overlap']:.3f} | {gain} |")
-        lines += [
-            "",
-            "Overlap ratio (the paper's Eq. 4) of the two tasks' selected masks; the gain is the "
-            "mean over the pair of the test metric of sparse minus hard sharing, signed so that "
-            "positive means sparse sharing is better (all tasks trained together).",
-        ]
+    lines += extra or []  # a mechanism's own tables (e.g. mask overlap against gain)
     return "\n".join(lines) + "\n"

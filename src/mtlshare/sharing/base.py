@@ -7,10 +7,9 @@ mechanism it trains.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +25,10 @@ class SharingModel(nn.Module):
     which belong to one task, and which are embeddings or output layers (left out of the counted
     parameters, the convention of the Sparse Sharing paper).
     """
+
+    # ``mtlshare add-task``: how this mechanism trains a new task without changing what the
+    # trained tasks use, in a few words; None: it cannot (the command lists those that can)
+    add_task_strategy: ClassVar[str | None] = None
 
     def __init__(self, tasks: list[Task]) -> None:
         super().__init__()
@@ -91,6 +94,34 @@ class SharingModel(nn.Module):
         """Write mechanism-specific files (plots) into ``out_dir``; returns their paths."""
         return []
 
+    # -- adding tasks to a trained model (``add_task_strategy``) --------------------------------
+    def freeze_for_new_tasks(self, trained: list[str], new: list[str]) -> None:
+        """Make only the new tasks' own parameters trainable: everything the trained tasks read
+        (shared parameters, their own) is frozen, also a new task's parameter that is shared
+        or another task's (a head tied to the shared word embedding)."""
+        taken = {id(p) for p in self.shared_parameters()}
+        taken |= {id(p) for t in trained for p in self.task_parameters(t)}
+        own = {id(p) for t in new for p in self.task_parameters(t)} - taken
+        for p in self.parameters():
+            p.requires_grad_(id(p) in own)
+
+    def trainable_for_new_tasks(self) -> int:
+        """Scalars training the new tasks may change."""
+        return _numel(p for p in self.parameters() if p.requires_grad)
+
+    def snapshot_frozen(self) -> dict[str, Tensor]:
+        """Copies of what the trained tasks read, to check after training that it is unchanged."""
+        return {n: p.detach().clone() for n, p in self.named_parameters() if not p.requires_grad}
+
+    def changed_since(self, snapshot: dict[str, Tensor]) -> list[str]:
+        """Names of the snapshot's parameters whose values differ now."""
+        params = dict(self.named_parameters())
+        return [n for n, old in snapshot.items() if not torch.equal(params[n].detach(), old)]
+
+    def addition_report(self, new: list[str]) -> dict[str, Any]:
+        """Mechanism-specific facts about the added tasks, for ``add_task.json``."""
+        return {}
+
     def param_counts(self) -> dict[str, int]:
         """Numbers of scalar parameters: ``total``, ``shared``, ``task_specific`` and ``counted``
         (``total`` without embeddings and output layers)."""
@@ -133,27 +164,36 @@ class PerTaskCopies(SharingModel):
         yield from self.heads.parameters()
 
 
-@dataclass
-class StructureTrainer:
-    """What ``SharingModel.prepare`` may use, all through the main loop and objective:
+class StructureTrainer(Protocol):
+    """What ``SharingModel.prepare`` may use, all through the main loop and objective (the
+    training loop hands one over; a mechanism that searches a structure drives it)."""
 
-    - ``train_steps(tasks, steps)``: ``steps`` sampled steps over ``tasks`` with a fresh
-      optimizer of the configured kind;
-    - ``dev_score(task)``: the task's dev metric, signed so that higher is better;
-    - ``steps_per_epoch(tasks)``: what one epoch over ``tasks`` means in steps;
-    - ``save(name, tensors, meta)`` / ``load(name)``: a resumable checkpoint of the structure
-      search (the loop adds its own step counter and RNG state, so a resumed search draws the
-      same batches); ``load`` returns None when there is nothing to resume;
-    - ``out_dir`` (or None) and ``progress`` (show progress bars).
-    """
+    progress: bool  # show progress bars
 
-    train_steps: Callable[[list[str], int], None]
-    dev_score: Callable[[str], float]
-    steps_per_epoch: Callable[[list[str]], int]
-    save: Callable[[str, dict[str, Tensor], dict[str, Any]], None]
-    load: Callable[[str], tuple[dict[str, Tensor], dict[str, Any]] | None]
-    out_dir: Path | None
-    progress: bool
+    def train_steps(self, tasks: list[str], steps: int) -> None:
+        """``steps`` sampled steps over ``tasks`` with a fresh optimizer of the configured kind."""
+        ...
+
+    def dev_score(self, task: str) -> float:
+        """The task's dev metric, signed so that higher is better."""
+        ...
+
+    def steps_per_epoch(self, tasks: list[str]) -> int:
+        """What one epoch over ``tasks`` means in steps."""
+        ...
+
+    def save(self, name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """A resumable checkpoint of the search (the loop adds its step counter and RNG state,
+        so that a resumed search draws the same batches)."""
+        ...
+
+    def load(self, name: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        """The checkpoint ``save`` wrote, or None when there is nothing to resume."""
+        ...
+
+    def selected_state(self, run_dir: str) -> dict[str, Tensor]:
+        """The model state another finished run selected (e.g. the masks to train with)."""
+        ...
 
 
 def _numel(params: Iterable[nn.Parameter]) -> int:

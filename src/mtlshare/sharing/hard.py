@@ -32,6 +32,8 @@ class HardConfig:
     paper="Caruana, Multitask Learning, Machine Learning 1997",
 )
 class HardSharing(SharingModel):
+    add_task_strategy = "new head on the frozen shared trunk"
+
     def __init__(self, backbone: Backbone, tasks: list[Task], cfg: HardConfig) -> None:
         super().__init__(tasks)
         depth = backbone.depth

@@ -9,7 +9,6 @@ the model with the best selection score (dev only) is kept, training stops early
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from mtlshare.data.datasets import BatchStream, Problem
-from mtlshare.data.samplers import SAMPLERS, task_schedule
+from mtlshare.data.samplers import task_schedule
 from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -36,61 +35,9 @@ from mtlshare.training.distributed import (
     rng_states,
     wrap,
 )
+from mtlshare.training.folder import RunFolder
 from mtlshare.training.objective import LossWeighting
-
-OPTIMIZERS = ("sgd", "adam")
-
-
-@dataclass
-class TrainConfig:
-    """``[train]``: optimisation, sampling, evaluation and early stopping."""
-
-    epochs: int = 30
-    batch_size: int = 32
-    steps_per_epoch: int = 0  # 0: the sum over tasks of their number of training batches
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    lr_decay: float = 0.0  # epoch e trains at lr / (1 + lr_decay * (e - 1)) (Ma and Hovy, 2016)
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    grad_clip: float = 0.0  # max gradient norm; 0 = no clipping
-    sampler: str = "proportional"
-    temperature: float = 2.0
-    patience: int = 5  # epochs without dev improvement before stopping; 0 = never stop early
-    select_on: str = "mean"  # "mean" of signed dev metrics over tasks, or one task's name
-    eval_batch_size: int = 512
-    device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
-    # torch threads of this process; 0 = torch's default (the cores, or OMP_NUM_THREADS)
-    threads: int = 0
-
-    def validate(self) -> None:
-        positive = {
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "eval_batch_size": self.eval_batch_size,
-        }
-        for key, value in positive.items():
-            if value < 1:
-                raise ConfigError(f"train.{key}: must be >= 1, got {value}")
-        non_negative: dict[str, float] = {
-            "steps_per_epoch": self.steps_per_epoch,
-            "patience": self.patience,
-            "grad_clip": self.grad_clip,
-            "weight_decay": self.weight_decay,
-            "lr_decay": self.lr_decay,
-            "threads": self.threads,
-        }
-        for key, number in non_negative.items():
-            if number < 0:
-                raise ConfigError(f"train.{key}: must be >= 0, got {number}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"train.optimizer: {self.optimizer!r} is not one of {OPTIMIZERS}")
-        if not self.lr > 0:
-            raise ConfigError(f"train.lr: must be > 0, got {self.lr}")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise ConfigError(f"train.device: {self.device!r} is not one of cpu, cuda, auto")
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"train.sampler: {self.sampler!r} is not one of {SAMPLERS}")
+from mtlshare.training.settings import TrainConfig
 
 
 @dataclass
@@ -141,7 +88,7 @@ class Trainer:
         weighting: LossWeighting,
         *,
         seed: int = 0,
-        out_dir: str | Path | None = None,
+        folder: RunFolder | None = None,
         progress: bool = True,
         dist: Dist | None = None,
     ) -> None:
@@ -158,7 +105,7 @@ class Trainer:
         self.cfg = cfg
         self.weighting = weighting
         self.seed = seed
-        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.folder = folder  # where checkpoints and metrics go (None: nowhere)
         self.dist = dist or Dist()
         self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.device)
         model.to(self.device)
@@ -292,40 +239,14 @@ class Trainer:
 
     def structure_trainer(self, resume: bool = False) -> StructureTrainer:
         """What a mechanism's ``prepare`` gets (see ``StructureTrainer``)."""
-
-        def train_steps(names: list[str], steps: int) -> None:
-            optimizer = self.make_optimizer()
-            self.run_steps(optimizer, names, steps, epoch=-(self.global_step + 1))
-
-        def dev_score(task: str) -> float:
-            value = self.score(task, "dev")
-            return value if self.data[task].task.higher_is_better else -value
-
-        def save(name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-            rng = rng_states(self.dist)  # collective: before the rank-0 gate
-            if self.out_dir is None or not self.dist.is_main:
-                return
-            tensors = {**tensors, **rng}
-            meta = {**meta, "loop.global_step": self.global_step}
-            ckpt.save_checkpoint(self.out_dir / "checkpoint" / name, tensors, meta)
-
-        def load(name: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-            if not resume or self.out_dir is None:
-                return None
-            where = self.out_dir / "checkpoint" / name
-            if ckpt.find_checkpoint(where) is None:
-                return None
-            tensors, meta = ckpt.load_checkpoint(where)
-            restore_rng(tensors, self.dist)
-            tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.torch")}
-            self.global_step = int(meta.pop("loop.global_step"))
-            return tensors, meta
-
-        return StructureTrainer(
-            train_steps, dev_score, self.steps_per_epoch, save, load, self.out_dir, self.progress
-        )
+        return LoopStructureTrainer(self, resume)
 
     # -- checkpoints ----------------------------------------------------------------------------
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run's files (rank 0, with a folder)."""
+        return self.folder is not None and self.dist.is_main
+
     def _state_tensors(self) -> dict[str, Tensor]:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"weighting.{k}": v for k, v in self.weighting.state_dict().items()})
@@ -341,7 +262,7 @@ class Trainer:
         self, name: str, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
     ) -> None:
         rng = rng_states(self.dist) if optimizer is not None else {}  # collective: all ranks
-        if self.out_dir is None or not self.dist.is_main:
+        if self.folder is None or not self.dist.is_main:
             return
         tensors = self._state_tensors()
         if optimizer is not None:
@@ -349,145 +270,264 @@ class Trainer:
             tensors.update(opt_tensors)
             tensors.update(rng)
             meta = {**meta, "optimizer": opt_meta}
-        ckpt.save_checkpoint(self.out_dir / "checkpoint" / name, tensors, meta)
+        self.folder.save_checkpoint(name, tensors, meta)
+
+    def _resume(self, optimizer: torch.optim.Optimizer) -> _Progress | None:
+        """The loop's state from ``checkpoint/last``, restored into model and optimizer; None
+        when there is none. A checkpoint of another run or with damaged metadata is a one-line
+        ``CheckpointError``."""
+        if self.folder is None or not self.folder.has_checkpoint(LAST):
+            return None
+        where = self.folder.checkpoint_dir(LAST)
+        tensors, meta = self.folder.load_checkpoint(LAST)
+        state = _Progress.from_meta(meta, where, self.cfg.epochs)
+        try:
+            self._load_state_tensors(tensors)
+            optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise CheckpointError(
+                f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "
+                f"{first[:200]})"
+            ) from None
+        restore_rng(tensors, self.dist)
+        self.global_step = state.global_step
+        return state
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(
         self, resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None
     ) -> FitResult:
-        """Train, select on dev, score test once on the selected model."""
+        """Train, select on dev, score test once on the selected model. Every epoch's record
+        goes to the folder's ``metrics.jsonl`` (and to ``on_epoch``)."""
         torch.manual_seed(self.seed)
         optimizer = self.make_optimizer()
-        start_epoch, best_score, best_epoch, bad = 1, -math.inf, 0, 0
-        history: list[dict[str, Any]] = []
-        best_state: dict[str, Tensor] | None = None
-        elapsed = 0.0
-        last = self.out_dir / "checkpoint" / "last" if self.out_dir else None
-        if resume and last is not None and ckpt.find_checkpoint(last) is not None:
-            tensors, meta = ckpt.load_checkpoint(last)
-            try:
-                self._load_state_tensors(tensors)
-                optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
-                restore_rng(tensors, self.dist)
-                start_epoch = meta["epoch"] + 1
-                best_score, best_epoch, bad = meta["best_score"], meta["best_epoch"], meta["bad"]
-                self.global_step, history, elapsed = (
-                    meta["global_step"],
-                    meta["history"],
-                    meta["train_seconds"],
-                )
-            except (KeyError, ValueError, RuntimeError) as e:
-                raise CheckpointError(
-                    f"{last}: does not fit this run or is incomplete ({type(e).__name__}: {e})"
-                ) from None
-        else:
+        state = self._resume(optimizer) if resume else None
+        if state is None:
+            state = _Progress()
             # a structure search (if the mechanism has one) resumes from its own checkpoint;
             # its time counts as training time (a resumed search counts only its new rounds)
             t0 = time.perf_counter()
             self.model.prepare(self.structure_trainer(resume=resume))
             if self.dist.enabled:  # every rank continues from rank 0's structure and weights
-                state = from_rank0(
+                weights = from_rank0(
                     {k: v.cpu() for k, v in self.model.state_dict().items()}, self.dist
                 )
-                self.model.load_state_dict(state)
-            elapsed += time.perf_counter() - t0
+                self.model.load_state_dict(weights)
+            state.elapsed += time.perf_counter() - t0
         steps = self.steps_per_epoch(self.names)
-        total = self.cfg.epochs * steps
         bar = tqdm(
-            total=total,
-            initial=(start_epoch - 1) * steps,
+            total=self.cfg.epochs * steps,
+            initial=(state.epoch) * steps,
             disable=None if self.progress else True,  # None: off when not a terminal
             desc="train",
             unit="step",
             leave=False,
             dynamic_ncols=True,
         )
-        for epoch in range(start_epoch, self.cfg.epochs + 1):
-            if self.cfg.patience and bad >= self.cfg.patience:
+        best_state: dict[str, Tensor] | None = None
+        for epoch in range(state.epoch + 1, self.cfg.epochs + 1):
+            if self.cfg.patience and state.bad >= self.cfg.patience:
                 break
-            for group in optimizer.param_groups:  # the schedule is a function of the epoch
-                group["lr"] = self.cfg.lr / (1.0 + self.cfg.lr_decay * (epoch - 1))
-            t0 = time.perf_counter()
-            tokens0 = self.tokens_seen
-            losses = self.run_steps(optimizer, self.names, steps, epoch, bar)
-            seconds = time.perf_counter() - t0
-            elapsed += seconds
-            tok_s = (self.tokens_seen - tokens0) * self.dist.world / max(seconds, 1e-9)
-            dev = from_rank0({n: self.score(n, "dev") for n in self.names}, self.dist)
-            unscored = [n for n, v in dev.items() if math.isnan(v)]
-            if unscored:
-                raise DataError(
-                    f"task(s) {unscored} have no observed label in their dev split; model "
-                    "selection needs at least one"
-                )
-            score = self.selection_score(dev)
-            improved = score > best_score
-            if improved:
-                best_score, best_epoch, bad = score, epoch, 0
-                self._save("best", None, {"epoch": epoch, "score": score})
-                if self.out_dir is None or not self.dist.is_main:  # not saved here: keep it
-                    best_state = {k: v.detach().clone() for k, v in self._state_tensors().items()}
-            else:
-                bad += 1
-            record = {
-                "epoch": epoch,
-                "step": self.global_step,
-                "split": "dev",
-                "dev": dev,
-                "selection_score": score,
-                "train_loss": losses,
-                "loss_weights": self.weighting.current(),
-                "train_seconds": elapsed,
-            }
-            if self.tokens_seen > tokens0:
-                record["tokens_per_second"] = round(tok_s, 1)
-            history.append(record)
-            postfix = {"epoch": epoch, "dev": f"{score:.4g}", "best": best_epoch}
-            if self.tokens_seen > tokens0:
-                postfix["tok/s"] = f"{tok_s:.0f}"
-                if self.progress:  # one line per epoch, also when stderr is not a terminal
-                    tqdm.write(
-                        f"epoch {epoch}/{self.cfg.epochs}: {tok_s:,.0f} tokens/s, "
-                        f"dev {dev_text(dev)}",
-                        file=sys.stderr,
-                    )
-            bar.set_postfix(postfix)
+            record = self._epoch(optimizer, epoch, steps, state, bar)
+            if state.best_epoch == epoch and not self.writes:  # not saved on disk: keep it
+                best_state = {k: v.detach().clone() for k, v in self._state_tensors().items()}
+            if self.writes:
+                assert self.folder is not None
+                self.folder.write_metrics(state.history)
             if on_epoch is not None:
                 on_epoch(record)
-            self._save(
-                "last",
-                optimizer,
-                {
-                    "epoch": epoch,
-                    "global_step": self.global_step,
-                    "best_score": best_score,
-                    "best_epoch": best_epoch,
-                    "bad": bad,
-                    "history": history,
-                    "train_seconds": elapsed,
-                },
-            )
+            self._save(LAST, optimizer, state.meta())
         bar.close()
-        return self._finish(history, best_epoch, elapsed, best_state)
+        return self._finish(state, best_state)
 
-    def _finish(
+    def _epoch(
         self,
-        history: list[dict[str, Any]],
-        best_epoch: int,
-        elapsed: float,
-        best_state: dict[str, Tensor] | None,
-    ) -> FitResult:
+        optimizer: torch.optim.Optimizer,
+        epoch: int,
+        steps: int,
+        state: _Progress,
+        bar: tqdm,
+    ) -> dict[str, Any]:
+        """Train one epoch, score dev, keep the best model; returns the epoch's record."""
+        for group in optimizer.param_groups:  # the schedule is a function of the epoch
+            group["lr"] = self.cfg.lr / (1.0 + self.cfg.lr_decay * (epoch - 1))
+        t0 = time.perf_counter()
+        tokens0 = self.tokens_seen
+        losses = self.run_steps(optimizer, self.names, steps, epoch, bar)
+        seconds = time.perf_counter() - t0
+        state.elapsed += seconds
+        tok_s = (self.tokens_seen - tokens0) * self.dist.world / max(seconds, 1e-9)
+        dev = from_rank0({n: self.score(n, "dev") for n in self.names}, self.dist)
+        unscored = [n for n, v in dev.items() if math.isnan(v)]
+        if unscored:
+            raise DataError(
+                f"task(s) {unscored} have no observed label in their dev split; model "
+                "selection needs at least one"
+            )
+        score = self.selection_score(dev)
+        if score > state.best_score:
+            state.best_score, state.best_epoch, state.bad = score, epoch, 0
+            self._save(BEST, None, {"epoch": epoch, "score": score})
+        else:
+            state.bad += 1
+        record = {
+            "epoch": epoch,
+            "step": self.global_step,
+            "split": "dev",
+            "dev": dev,
+            "selection_score": score,
+            "train_loss": losses,
+            "loss_weights": self.weighting.current(),
+            "train_seconds": state.elapsed,
+        }
+        if self.tokens_seen > tokens0:
+            record["tokens_per_second"] = round(tok_s, 1)
+        state.history.append(record)
+        state.epoch = epoch
+        state.global_step = self.global_step
+        postfix = {"epoch": epoch, "dev": f"{score:.4g}", "best": state.best_epoch}
+        if self.tokens_seen > tokens0:
+            postfix["tok/s"] = f"{tok_s:.0f}"
+            if self.progress:  # one line per epoch, also when stderr is not a terminal
+                tqdm.write(
+                    f"epoch {epoch}/{self.cfg.epochs}: {tok_s:,.0f} tokens/s, dev {dev_text(dev)}",
+                    file=sys.stderr,
+                )
+        bar.set_postfix(postfix)
+        return record
+
+    def _finish(self, state: _Progress, best_state: dict[str, Tensor] | None) -> FitResult:
         """Restore the model selected on dev, then score dev and test once."""
         if best_state is not None:
             self._load_state_tensors(best_state)
-        elif self.out_dir is not None and ckpt.find_checkpoint(
-            self.out_dir / "checkpoint" / "best"
-        ):
-            tensors, _ = ckpt.load_checkpoint(self.out_dir / "checkpoint" / "best")
+        elif self.folder is not None and self.folder.has_checkpoint(BEST):
+            tensors, _ = self.folder.load_checkpoint(BEST)
             self._load_state_tensors(tensors)
+        elif self.folder is not None and state.best_epoch > 0:
+            raise CheckpointError(
+                f"{self.folder.checkpoint_dir(BEST)}: missing, so the model selected on dev "
+                f"(epoch {state.best_epoch}) cannot be scored; train again with a new --out"
+            )
         dev = {n: self.score(n, "dev") for n in self.names}
         test = {n: self.score(n, "test") for n in self.names}
-        return FitResult(dev, test, best_epoch, len(history), elapsed, history)
+        return FitResult(
+            dev, test, state.best_epoch, len(state.history), state.elapsed, state.history
+        )
+
+
+LAST = "last"
+BEST = "best"
+
+
+@dataclass
+class _Progress:
+    """Where the loop stands: the last finished epoch, the best one, the epochs without
+    improvement, the history of records, the training seconds; saved in ``checkpoint/last``."""
+
+    epoch: int = 0
+    global_step: int = 0
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    bad: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "bad": self.bad,
+            "history": self.history,
+            "train_seconds": self.elapsed,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], where: Path, epochs: int) -> _Progress:
+        """The state a ``meta.json`` holds, each field checked: a wrong type or an impossible
+        value (a negative epoch, an epoch beyond the schedule) is a ``CheckpointError``."""
+
+        def need(key: str, kind: type | tuple[type, ...]) -> Any:
+            value = meta.get(key)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise CheckpointError(
+                    f"{where / 'meta.json'}: does not fit this run or is incomplete ({key!r} "
+                    f"is {value!r}); the checkpoint is damaged or not mtlshare's"
+                )
+            return value
+
+        state = cls(
+            epoch=need("epoch", int),
+            global_step=need("global_step", int),
+            best_score=float(need("best_score", (int, float))),
+            best_epoch=need("best_epoch", int),
+            bad=need("bad", int),
+            history=need("history", list),
+            elapsed=float(need("train_seconds", (int, float))),
+        )
+        if not (
+            0 <= state.epoch <= epochs
+            and 0 <= state.best_epoch <= state.epoch
+            and state.bad >= 0
+            and state.global_step >= 0
+            and len(state.history) == state.epoch
+        ):
+            raise CheckpointError(
+                f"{where / 'meta.json'}: epoch {state.epoch}, best epoch {state.best_epoch}, "
+                f"{len(state.history)} records: not a state this run of {epochs} epochs can be in"
+            )
+        return state
+
+
+class LoopStructureTrainer:
+    """The ``StructureTrainer`` a ``Trainer`` hands to ``SharingModel.prepare``: training and
+    scoring through the loop, and the search's checkpoints in the run folder (with the loop's
+    step counter and RNG states, so that a resumed search draws the same batches)."""
+
+    def __init__(self, trainer: Trainer, resume: bool) -> None:
+        self.trainer = trainer
+        self.resume = resume
+        self.progress = trainer.progress
+
+    def train_steps(self, tasks: list[str], steps: int) -> None:
+        t = self.trainer
+        t.run_steps(t.make_optimizer(), tasks, steps, epoch=-(t.global_step + 1))
+
+    def dev_score(self, task: str) -> float:
+        value = self.trainer.score(task, "dev")
+        return value if self.trainer.data[task].task.higher_is_better else -value
+
+    def steps_per_epoch(self, tasks: list[str]) -> int:
+        return self.trainer.steps_per_epoch(tasks)
+
+    def save(self, name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        t = self.trainer
+        rng = rng_states(t.dist)  # collective: before the rank-0 gate
+        if t.folder is None or not t.dist.is_main:
+            return
+        meta = {**meta, "loop.global_step": t.global_step}
+        t.folder.save_checkpoint(name, {**tensors, **rng}, meta)
+
+    def load(self, name: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        t = self.trainer
+        if not self.resume or t.folder is None or not t.folder.has_checkpoint(name):
+            return None
+        tensors, meta = t.folder.load_checkpoint(name)
+        restore_rng(tensors, t.dist)
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.torch")}
+        step = meta.pop("loop.global_step", None)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise CheckpointError(
+                f"{t.folder.checkpoint_dir(name) / 'meta.json'}: 'loop.global_step' is "
+                f"{step!r}; the checkpoint is damaged or not mtlshare's"
+            )
+        t.global_step = step
+        return tensors, meta
+
+    def selected_state(self, run_dir: str) -> dict[str, Tensor]:
+        return RunFolder(run_dir).model_state(BEST)
 
 
 def dev_text(dev: dict[str, float]) -> str:
@@ -506,8 +546,3 @@ def cat_padded(parts: list[Tensor]) -> Tensor:
         grow = [0, 0] * (p.dim() - 2) + [0, longest - p.shape[1]]
         padded.append(torch.nn.functional.pad(p, grow, value=fill))
     return torch.cat(padded)
-
-
-def history_lines(history: list[dict[str, Any]]) -> str:
-    """``metrics.jsonl``: one JSON line per evaluation."""
-    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in history)

@@ -11,6 +11,7 @@ returned is a new tensor.
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -322,3 +323,13 @@ def expected_density(alpha: float, rounds: int) -> float:
     if rounds < 0:
         raise ConfigError(f"number of pruning rounds must be >= 0, got {rounds!r}")
     return (1.0 - alpha) ** rounds
+
+
+def json_tensor(obj: Any) -> Tensor:
+    """JSON as a uint8 tensor, so that metadata travels inside a safetensors state."""
+    return torch.tensor(list(json.dumps(obj, sort_keys=True).encode()), dtype=torch.uint8)
+
+
+def tensor_json(t: Tensor) -> Any:
+    """Inverse of ``json_tensor``."""
+    return json.loads(bytes(t.tolist()).decode())

@@ -16,64 +16,23 @@ actuals and every method's forecast) and one training run per origin and neural 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from mtlshare.app.build import build_problem
+from mtlshare.app.run import train
+from mtlshare.config import Config
 from mtlshare.data.daily import DailyConfig, Scale, Window
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation.forecast import forecast_metrics, summarize
 from mtlshare.evaluation.forecast_plots import plot_forecast
-from mtlshare.experiment import build_problem, train, write_json
 from mtlshare.forecasting.baselines import ProphetUnavailable, prophet_forecast, seasonal_naive
-from mtlshare.registry import EXPERIMENTS
-from mtlshare.training.checkpoint import atomic_write_text
-
-if TYPE_CHECKING:
-    from mtlshare.config import Config
-
-METHODS = ("multitask", "single", "prophet", "seasonal_naive")
-METRICS = ("mae", "rmse", "smape")
-NEURAL = ("multitask", "single")
-
-
-@dataclass
-class ForecastConfig:
-    """``[forecast]``: the series to forecast, the origins, the methods to compare.
-
-    ``target`` must be a series of the data; ``origins`` are first forecast days (YYYY-MM-DD);
-    ``season`` is the seasonal-naive period in days; ``plot_days`` how much history the plots
-    show; the neural methods are trained once per seed in ``seeds`` and their errors averaged
-    (the plots show the first seed's forecast).
-    """
-
-    target: str = ""
-    origins: list[str] = field(default_factory=list)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    season: int = 7
-    plot_days: int = 120
-    seeds: list[int] = field(default_factory=lambda: [0])
-
-    def validate(self, cfg: Config) -> None:
-        if cfg.data_source != "daily_csv":
-            raise ConfigError(
-                f"experiment = 'forecast' needs data.source = 'daily_csv', got {cfg.data_source!r}"
-            )
-        if not self.target:
-            raise ConfigError("forecast.target: name the series to forecast")
-        if not self.origins:
-            raise ConfigError("forecast.origins: give one or more forecast origins")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ConfigError(f"forecast.methods: unknown {unknown}; choose from {METHODS}")
-        if not self.seeds:
-            raise ConfigError("forecast.seeds: give one or more seeds")
-        if self.season < 1 or self.plot_days < 1:
-            raise ConfigError("forecast.season and forecast.plot_days must be >= 1")
+from mtlshare.forecasting.config import METRICS, NEURAL, ForecastConfig
+from mtlshare.training.folder import RESULTS, RunFolder
 
 
 def neural_forecast(
@@ -196,11 +155,6 @@ def forecast_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@EXPERIMENTS.register(
-    "forecast",
-    config=ForecastConfig,
-    summary="forecast a scarce series at several origins, four methods",
-)
 def run_forecast(
     cfg: Config,
     out_dir: str | Path,
@@ -211,35 +165,38 @@ def run_forecast(
 ) -> dict[str, Any]:
     """The whole study; returns (and writes) ``results.json``."""
     fc: ForecastConfig = cfg.experiments["forecast"]
-    fc.validate(cfg)
-    out = Path(out_dir)
+    fc.validate(cfg.data_source)
     if resume:
         raise MtlshareError(
             "--resume is not supported by the forecast experiment; its runs are "
             "short: start it again with a new --out"
         )
-    if (out / "results.json").exists():
-        raise MtlshareError(f"{out}: holds an earlier run; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.toml", cfg.to_toml())
-    skipped: dict[str, str] = {}
-    per: dict[str, list[dict[str, Any]]] = {}
-    for origin in fc.origins:
-        for name, row in forecast_origin(cfg, fc, origin, out, base_dir, progress, skipped).items():
-            per.setdefault(name, []).append(row)
-    data: DailyConfig = cfg.data
-    results: dict[str, Any] = {
-        "experiment": "forecast",
-        "target": fc.target,
-        "origins": list(fc.origins),
-        "horizon": data.horizon,
-        "history_days": data.history.get(fc.target),
-        "methods": {
-            name: {**summarize([{k: r[k] for k in METRICS} for r in rows]), "per_origin": rows}
-            for name, rows in per.items()
-        },
-        "skipped": skipped,
-    }
-    write_json(out / "results.json", results)
-    atomic_write_text(out / "forecast.md", forecast_markdown(results))
+    folder = RunFolder(out_dir)
+    if folder.finished:
+        raise MtlshareError(f"{folder.path}: holds an earlier run; choose another --out")
+    folder.start(cfg.to_toml(), resume=False)
+    try:
+        skipped: dict[str, str] = {}
+        per: dict[str, list[dict[str, Any]]] = {}
+        for origin in fc.origins:
+            rows = forecast_origin(cfg, fc, origin, folder.path, base_dir, progress, skipped)
+            for name, row in rows.items():
+                per.setdefault(name, []).append(row)
+        data: DailyConfig = cfg.data
+        results: dict[str, Any] = {
+            "experiment": "forecast",
+            "target": fc.target,
+            "origins": list(fc.origins),
+            "horizon": data.horizon,
+            "history_days": data.history.get(fc.target),
+            "methods": {
+                name: {**summarize([{k: r[k] for k in METRICS} for r in rows]), "per_origin": rows}
+                for name, rows in per.items()
+            },
+            "skipped": skipped,
+        }
+        folder.write_json(RESULTS, results)
+        folder.write_text("forecast.md", forecast_markdown(results))
+    finally:
+        folder.close()
     return results

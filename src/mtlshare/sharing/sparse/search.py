@@ -1,6 +1,6 @@
 """Iterative magnitude pruning, the mask search of Sparse Sharing (Sun, Shao et al., AAAI 2020,
-Algorithm 1), driven through functions it is handed, so that it knows nothing of the training
-loop or of any model.
+Algorithm 1), driven through a small protocol (``SearchSubject``), so that it knows nothing of
+the training loop or of any model.
 
 For each task t, starting from an all-ones mask: rewind the weights to the rewind point, train
 k steps on t through mask M, score M on dev, keep (M, density, score) as a candidate; stop once
@@ -12,14 +12,14 @@ next round and ends with the same masks as an uninterrupted one.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from torch import Tensor
 from tqdm import tqdm
 
-from mtlshare.pruning.masks import (
+from mtlshare.sharing.sparse.masks import (
     density,
     global_magnitude_prune,
     ones_like_params,
@@ -51,23 +51,36 @@ class Candidate:
         }
 
 
-@dataclass
-class SearchHooks:
-    """What the search needs from its caller.
+class SearchSubject(Protocol):
+    """What the search needs from the network it prunes and the loop that trains it."""
 
-    ``prunable()``: the current prunable weights by name; ``set_mask(task, masks)``: make the
-    task's forward pass use ``masks``; ``rewind()``: reset every weight to the rewind point;
-    ``train(task, steps)``: train the task alone; ``score(task)``: its dev score, higher better;
-    ``save(tensors, meta)`` / ``load()``: persist and restore the search state (None: fresh).
-    """
+    def prunable(self) -> Mapping[str, Tensor]:
+        """The current prunable weights by name."""
+        ...
 
-    prunable: Callable[[], Mapping[str, Tensor]]
-    set_mask: Callable[[str, Masks], None]
-    rewind: Callable[[], None]
-    train: Callable[[str, int], None]
-    score: Callable[[str], float]
-    save: Callable[[dict[str, Tensor], dict[str, Any]], None]
-    load: Callable[[], tuple[dict[str, Tensor], dict[str, Any]] | None]
+    def set_mask(self, task: str, masks: Masks) -> None:
+        """Make ``task``'s forward pass use ``masks``."""
+        ...
+
+    def rewind(self) -> None:
+        """Reset every weight to the rewind point."""
+        ...
+
+    def train(self, task: str, steps: int) -> None:
+        """Train ``task`` alone for ``steps`` steps."""
+        ...
+
+    def score(self, task: str) -> float:
+        """``task``'s dev score, higher is better."""
+        ...
+
+    def save(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Persist the search state."""
+        ...
+
+    def load(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        """The saved search state, or None to start afresh."""
+        ...
 
 
 def rounds_needed(alpha: float, target_density: float) -> int:
@@ -89,7 +102,7 @@ def _pack(
 
 def search_masks(
     tasks: list[str],
-    hooks: SearchHooks,
+    subject: SearchSubject,
     *,
     alpha: float,
     target_density: float,
@@ -100,7 +113,7 @@ def search_masks(
     ``steps[task]`` is k, the training steps of one round."""
     candidates: list[Candidate] = []
     current: Masks | None = None
-    state = hooks.load()
+    state = subject.load()
     if state is not None:
         tensors, meta = state
         unpacked = unpack_masks(tensors, meta["masks"])
@@ -130,26 +143,26 @@ def search_masks(
         done = [c for c in candidates if c.task == task]
         if done and (done[-1].final or done[-1].density <= target_density):
             continue  # this task's search had finished before the interruption
-        mask = current if (done and current is not None) else ones_like_params(hooks.prunable())
+        mask = current if (done and current is not None) else ones_like_params(subject.prunable())
         r = len(done)
         while True:
             bar.set_description(f"mask search {task} round {r}")
-            hooks.rewind()
-            hooks.set_mask(task, mask)
-            hooks.train(task, steps[task])
+            subject.rewind()
+            subject.set_mask(task, mask)
+            subject.train(task, steps[task])
             d = density(mask)
-            candidates.append(Candidate(task, r, d, hooks.score(task), mask))
+            candidates.append(Candidate(task, r, d, subject.score(task), mask))
             bar.update(1)
             bar.set_postfix(density=f"{d:.3f}", dev=f"{candidates[-1].score:.4g}")
             finished = d <= target_density
             if not finished:
-                pruned = global_magnitude_prune(hooks.prunable(), mask, alpha)
+                pruned = global_magnitude_prune(subject.prunable(), mask, alpha)
                 # too few weights left for alpha to remove one (round(alpha * n) == 0): stop
                 # here rather than train the same mask forever
                 finished = density(pruned) == d
                 mask = pruned
             candidates[-1].final = finished
-            hooks.save(*_pack(candidates, None if finished else mask))
+            subject.save(*_pack(candidates, None if finished else mask))
             if finished:
                 break
             r += 1

@@ -1,4 +1,5 @@
-"""Known-answer tests for mtlshare.pruning.masks, including agreement with torch.nn.utils.prune."""
+"""Known-answer tests for mtlshare.sharing.sparse.masks, including agreement with
+torch.nn.utils.prune."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from mtlshare.errors import CheckpointError, ConfigError
-from mtlshare.pruning.masks import (
+from mtlshare.sharing.sparse.masks import (
     density,
     expected_density,
     global_magnitude_prune,

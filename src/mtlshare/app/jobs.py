@@ -29,7 +29,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from mtlshare.app.build import build_problem
+from mtlshare.app.run import run
+from mtlshare.config import from_dict
 from mtlshare.errors import MtlshareError
+from mtlshare.training.folder import RunFolder
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,6 @@ def remember_problem(config: dict[str, Any], base_dir: str | None, problem: Any)
 
 def run_job(job: RunJob, base_dir: str | None, resume: bool, progress: bool) -> dict[str, Any]:
     """Train (or, resuming, read back or continue) one run; returns its results."""
-    from mtlshare.config import from_dict
-    from mtlshare.experiment import build_problem, run
-
     cfg = from_dict(job.config)
     key = _problem_key(job.config, base_dir)
     if key not in _PROBLEMS:
@@ -92,17 +93,12 @@ def run_job(job: RunJob, base_dir: str | None, resume: bool, progress: bool) -> 
     problem = _PROBLEMS[key]
     if cfg.tasks:
         problem = problem.select(cfg.tasks)
-    folder = job.folder
-    if resume and (folder / "config.toml").is_file():
-        finished = folder / "results.json"
-        if (
-            finished.is_file()
-            and (folder / "config.toml").read_text(encoding="utf-8") == cfg.to_toml()
-        ):
-            loaded: dict[str, Any] = json.loads(finished.read_text(encoding="utf-8"))
-            return loaded
-        return run(cfg, folder, problem=problem, progress=progress, resume=True)
-    return run(cfg, folder, problem=problem, progress=progress)
+    folder = RunFolder(job.folder)
+    if resume and folder.config_text() is not None:
+        if folder.finished and folder.config_text() == cfg.to_toml():
+            return folder.results()  # read back, not trained again
+        return run(cfg, job.folder, problem=problem, progress=progress, resume=True)
+    return run(cfg, job.folder, problem=problem, progress=progress)
 
 
 def execute(

@@ -11,14 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mtlshare.config import load_config
-from mtlshare.evaluation import report
+from mtlshare.app.add_task import add_task
+from mtlshare.app.compare import compare, comparison_markdown
+from mtlshare.app.run import run
+from mtlshare.config import SINGLE, load_config
 from mtlshare.evaluation.plots import plot_comparisons
-from mtlshare.experiment import SINGLE, compare, run
 from mtlshare.registry import MECHANISMS
-from mtlshare.transfer import add_task
+from mtlshare.training.folder import OutputFolder
 
-DEMO_CONFIG = Path(__file__).with_name("demo.toml")
+DEMO_CONFIG = Path(__file__).parents[1] / "demo.toml"  # recipes/demo/demo.toml links to it
 SETTINGS = {"high relatedness (p = 0.9)": 0.9, "low relatedness (p = 0.0)": 0.0}
 SEEDS = [0, 1, 2]
 
@@ -31,8 +32,15 @@ def run_demo(
 ) -> dict[str, Any]:
     """Compare single and every mechanism at each relatedness, each over ``seeds`` (default
     0, 1, 2); print the tables and save ``demo.png``."""
-    out = Path(out_dir)
-    seeds = seeds or SEEDS
+    load_config(DEMO_CONFIG, overrides or [])  # bad overrides fail before --out is made
+    with OutputFolder(out_dir) as folder:
+        folder.open()
+        return _demo(folder.path, progress, overrides, seeds or SEEDS)
+
+
+def _demo(
+    out: Path, progress: bool, overrides: list[str] | None, seeds: list[int]
+) -> dict[str, Any]:
     mechanisms = [SINGLE, *MECHANISMS.names()]
     comparisons: dict[str, dict[str, Any]] = {}
     for (label, p), sub in zip(SETTINGS.items(), ("high", "low"), strict=True):
@@ -40,7 +48,7 @@ def run_demo(
         comparisons[label] = compare(
             cfg, mechanisms, out / sub, seeds=seeds, progress=progress, title=label
         )
-        print(report.comparison_markdown(comparisons[label], label), flush=True)
+        print(comparison_markdown(comparisons[label], label), flush=True)
         print(flush=True)
     plot = plot_comparisons(
         comparisons,

@@ -1,0 +1,54 @@
+"""From a config to the data and the model: what every command builds before it trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mtlshare.config import Config
+from mtlshare.data.datasets import Problem
+from mtlshare.errors import ConfigError
+from mtlshare.models.trunks import backbone_from_config
+from mtlshare.models.tying import TiedHead, tie_weights
+from mtlshare.registry import DATA_SOURCES, MECHANISMS
+from mtlshare.sharing.base import SharingModel
+
+
+def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:
+    """The data source's tasks, restricted to ``cfg.tasks`` when given. Relative data paths
+    are resolved against ``base_dir`` (the config file's folder)."""
+    problem: Problem = DATA_SOURCES[cfg.data_source].build(
+        cfg.data, str(base_dir) if base_dir is not None else None
+    )
+    return problem.select(cfg.tasks) if cfg.tasks else problem
+
+
+def build_model(cfg: Config, problem: Problem) -> SharingModel:
+    """The configured mechanism over a backbone built from ``[trunk]``, seeded by ``cfg.seed``."""
+    sequence = cfg.trunk.kind in ("conv", "lstm", "gru")
+    dims = problem.tasks[0].train.x.dim()
+    if problem.build_stem is None and sequence and dims != 3:
+        raise ConfigError(
+            f"trunk.kind = {cfg.trunk.kind!r} reads sequences (batch, time, features), but the "
+            f"data source {cfg.data_source!r} gives {dims}-d inputs; use trunk.kind = 'mlp'"
+        )
+    torch.manual_seed(cfg.seed)
+    backbone = backbone_from_config(cfg.trunk, problem.input_dim, problem.build_stem)
+    model: SharingModel = MECHANISMS[cfg.mechanism].build(
+        backbone, [td.task for td in problem.tasks], cfg.mechanism_config
+    )
+    for td in problem.tasks:  # output projections tied to the input word embedding
+        if td.task.tie_embedding:
+            head, words = (
+                model.head(td.task.name),
+                getattr(model.stem_for(td.task.name), "words", None),
+            )
+            if not isinstance(head, TiedHead) or not isinstance(words, nn.Embedding):
+                raise ConfigError(
+                    f"task {td.task.name!r}: tie_embedding needs a word-embedding input "
+                    "encoder (the conll data source)"
+                )
+            tie_weights(head.out, words)
+    return model

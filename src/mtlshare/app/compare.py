@@ -1,0 +1,218 @@
+"""``mtlshare compare``: single-task baselines and several mechanisms on the same data and
+seeds, one table. Every run is a run folder inside a ``ComparisonFolder``; the runs go one after
+another, or to worker processes (``mtlshare.app.jobs``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mtlshare.app.build import build_model, build_problem
+from mtlshare.app.jobs import RunJob, available_cores, execute, remember_problem
+from mtlshare.config import SINGLE, SUBNET, Config, check_seed
+from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.evaluation import report
+from mtlshare.registry import MECHANISMS
+from mtlshare.sharing.sparse.report import overlap_markdown, overlap_vs_gain
+from mtlshare.training.folder import ComparisonFolder
+
+
+def compare(
+    cfg: Config,
+    mechanisms: list[str],
+    out_dir: str | Path,
+    *,
+    seeds: list[int] | None = None,
+    base_dir: str | Path | None = None,
+    progress: bool = True,
+    title: str | None = None,
+    resume: bool = False,
+    jobs: int = 1,
+) -> dict[str, Any]:
+    """Single-task baselines and each mechanism on the same data and seeds.
+
+    Writes ``comparison.json`` and ``comparison.md`` in ``out_dir`` and each run in a subfolder
+    (``MECHANISM/`` or, with several seeds, ``MECHANISM/seed-N/``). ``single`` trains every task
+    alone with ``hard`` sharing, which on one task is a plain network; ``single_subnet`` trains
+    every task alone on the mask the ``sparse`` run selected for it. ``[compare] overrides``
+    change the config of one mechanism's runs, ``[compare] seeds_of`` runs a row on fewer
+    seeds. With several seeds the table shows means and standard deviations over seeds; with
+    hard and sparse sharing and two or more tasks it also shows the masks' pairwise overlap
+    beside the gain of sparse over hard sharing.
+
+    With ``resume``, a run whose ``results.json`` exists (with the same config) is read back,
+    not trained again, and an interrupted one continues from its ``checkpoint/last``. With
+    ``jobs`` > 1 the runs go to that many worker processes; the tables are the same, only the
+    seconds differ. Everything is checked before ``out_dir`` is created.
+    """
+    seeds = seeds or [cfg.seed]
+    _check_request(cfg, mechanisms, seeds, jobs)
+    every_task = build_problem(cfg.replace(tasks=[]), base_dir)
+    problem = every_task.select(cfg.tasks) if cfg.tasks else every_task
+    names = [td.task.name for td in problem.tasks]
+    folder = ComparisonFolder(out_dir, several_seeds=len(seeds) > 1)
+    rows = [SINGLE, *(m for m in mechanisms if m != SINGLE)]
+    row_seeds = {name: _row_seeds(cfg, name, seeds) for name in rows}
+    plan = _plan(cfg, folder, rows, row_seeds, names)
+    for name in mechanisms:  # a bad mechanism setting fails now, not after hours of training
+        if name not in (SINGLE, SUBNET):
+            build_model(row_config(cfg, name), problem)
+    base = str(base_dir) if base_dir is not None else None
+    remember_problem(cfg.to_dict(), base, every_task)
+    folder.open()  # only once the data and settings are known good
+    try:
+        finished = execute(plan, jobs, base_dir=base, resume=resume, progress=progress)
+        return _assemble(cfg, folder, rows, row_seeds, plan, finished, names, title)
+    finally:
+        folder.close()
+
+
+def _check_request(cfg: Config, mechanisms: list[str], seeds: list[int], jobs: int) -> None:
+    known = [SINGLE, SUBNET, *MECHANISMS.names()]
+    for name in mechanisms:
+        if name not in known:
+            raise MtlshareError(f"unknown mechanism {name!r}; choose from {', '.join(known)}")
+    if SUBNET in mechanisms and (
+        "sparse" not in mechanisms or mechanisms.index("sparse") > mechanisms.index(SUBNET)
+    ):
+        raise MtlshareError(f"{SUBNET} trains on the sparse run's masks: list sparse before it")
+    if len(set(seeds)) != len(seeds):
+        raise MtlshareError(f"--seeds: {seeds} lists a seed twice")
+    for seed in seeds:
+        try:
+            check_seed(seed, "--seeds")
+        except ConfigError as e:
+            raise MtlshareError(str(e)) from None
+    if jobs < 1:
+        raise MtlshareError(f"--jobs: expected a number of worker processes >= 1, got {jobs}")
+    if jobs > 1 and cfg.train.threads * jobs > available_cores():
+        raise MtlshareError(
+            f"--jobs {jobs} with train.threads = {cfg.train.threads} would run "
+            f"{jobs * cfg.train.threads} threads on {available_cores()} cores; leave "
+            "train.threads = 0 and the workers divide the cores between them"
+        )
+
+
+def row_config(cfg: Config, name: str, **extra: Any) -> Config:
+    """The config of a row's runs: its mechanism and ``[compare] overrides`` (``single_subnet``
+    also takes ``sparse``'s), then ``extra``."""
+    overrides = cfg.compare.overrides
+    changes: dict[str, Any] = {}
+    if name == SUBNET:
+        changes.update(overrides.get("sparse", {}))
+    changes.update(overrides.get(name, {}))
+    mechanism = {SINGLE: "hard", SUBNET: "sparse"}.get(name, name)
+    return cfg.replace(**{**changes, "mechanism": mechanism, **extra})
+
+
+def _plan(
+    cfg: Config,
+    folder: ComparisonFolder,
+    rows: list[str],
+    row_seeds: dict[str, list[int]],
+    names: list[str],
+) -> list[RunJob]:
+    """Every run of the comparison, in order; ``single_subnet`` runs wait for their sparse run."""
+    plan: list[RunJob] = []
+    sparse_job: dict[int, int] = {}  # seed -> index of its sparse run
+    for name in rows:
+        for seed in row_seeds[name]:
+            if name not in (SINGLE, SUBNET):
+                if name == "sparse":
+                    sparse_job[seed] = len(plan)
+                run_cfg = row_config(cfg, name, seed=seed)
+                plan.append(
+                    RunJob(name, seed, None, run_cfg.to_dict(), folder.run_path(name, seed))
+                )
+                continue
+            for task in names:  # every task trained alone
+                extra: dict[str, Any] = {"tasks": [task], "seed": seed}
+                after: tuple[int, ...] = ()
+                if name == SUBNET:
+                    if seed not in sparse_job:
+                        raise MtlshareError(
+                            f"{SUBNET} seed {seed} trains on the masks of sparse seed {seed}, "
+                            "which compare.seeds_of leaves out"
+                        )
+                    extra["sparse.masks_from"] = str(folder.run_path("sparse", seed).resolve())
+                    after = (sparse_job[seed],)
+                run_cfg = row_config(cfg, name, **extra)
+                where = folder.run_path(name, seed, task)
+                plan.append(RunJob(name, seed, task, run_cfg.to_dict(), where, after))
+    return plan
+
+
+def _row_seeds(cfg: Config, name: str, seeds: list[int]) -> list[int]:
+    """The seeds ``name`` runs with: ``compare.seeds_of[name]`` (a subset of ``seeds``) or all."""
+    chosen = cfg.compare.seeds_of.get(name)
+    if chosen is None:
+        return seeds
+    if name == SINGLE:
+        raise MtlshareError("compare.seeds_of: single-task training runs with every seed")
+    if not chosen or any(s not in seeds for s in chosen) or len(set(chosen)) != len(chosen):
+        raise MtlshareError(
+            f"compare.seeds_of.{name}: {chosen} must be distinct seeds among {seeds}"
+        )
+    return [s for s in seeds if s in chosen]
+
+
+def _assemble(
+    cfg: Config,
+    folder: ComparisonFolder,
+    rows: list[str],
+    row_seeds: dict[str, list[int]],
+    plan: list[RunJob],
+    finished: list[dict[str, Any]],
+    names: list[str],
+    title: str | None,
+) -> dict[str, Any]:
+    """Fold the finished runs into ``comparison.json`` and ``comparison.md``."""
+    by_row: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for job, result in zip(plan, finished, strict=True):
+        by_row.setdefault((job.name, job.seed), []).append(result)
+    single_of: dict[int, dict[str, Any]] = {}  # seed -> single-task results of that seed
+    single: dict[str, Any] | None = None
+    runs: list[dict[str, Any]] = []
+    baselines: dict[str, dict[str, Any]] = {}
+    sparse_runs: list[dict[str, Any]] = []
+    for name in rows:
+        per_seed = []
+        for seed in row_seeds[name]:
+            got = by_row[(name, seed)]
+            if name in (SINGLE, SUBNET):
+                per_seed.append({**report.merge_single(got), "mechanism": name})
+            else:
+                per_seed.append(got[0])
+        merged = report.mean_over_seeds(per_seed)
+        if name == SINGLE:
+            single = merged
+            single_of = dict(zip(row_seeds[SINGLE], per_seed, strict=True))
+            folder.write_row_results(SINGLE, single)
+            continue
+        if row_seeds[name] != row_seeds[SINGLE]:  # fewer seeds: the baseline of those seeds
+            baselines[name] = report.mean_over_seeds([single_of[s] for s in row_seeds[name]])
+        if name == SUBNET:
+            folder.write_row_results(SUBNET, merged)
+        if name == "sparse":
+            sparse_runs = per_seed
+        runs.append(merged)
+    assert single is not None
+    comparison = report.compare(single, runs, baselines)
+    seeds = row_seeds[SINGLE]
+    comparison["seeds"] = seeds
+    if baselines:
+        comparison["seeds_of"] = {name: row_seeds[name] for name in baselines}
+    comparison["overrides"] = cfg.compare.overrides
+    if sparse_runs and len(names) >= 2:
+        comparison["overlap_vs_gain"] = overlap_vs_gain(comparison, sparse_runs)
+    text = comparison_markdown(comparison, title or cfg.compare.title or None)
+    folder.write_comparison(comparison, text + "\n")
+    return comparison
+
+
+def comparison_markdown(comparison: dict[str, Any], title: str | None = None) -> str:
+    """``comparison.md``: the table of ``report.comparison_markdown`` and, with a sparse row,
+    the masks' overlap beside the gain of sparse over hard sharing."""
+    pairs = comparison.get("overlap_vs_gain")
+    extra = overlap_markdown(pairs) if pairs else []
+    return report.comparison_markdown(comparison, title, extra)

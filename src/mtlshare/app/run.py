@@ -1,0 +1,138 @@
+"""``mtlshare run``: train one mechanism from a config into a run folder
+(``mtlshare.training.folder.RunFolder``: config, metrics lines, results, checkpoints), or read a
+finished run back; under torchrun every process trains and only rank 0 writes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtlshare.app.build import build_model, build_problem
+from mtlshare.config import Config
+from mtlshare.data.datasets import Problem
+from mtlshare.sharing.base import SharingModel
+from mtlshare.training.distributed import Dist, barrier
+from mtlshare.training.folder import RunFolder
+from mtlshare.training.loop import FitResult, Trainer
+from mtlshare.training.objective import LossWeighting
+
+
+@dataclass
+class TrainedRun:
+    """A finished training run: the selected model, the data it saw and its results."""
+
+    model: SharingModel
+    problem: Problem
+    results: dict[str, Any]
+
+
+def run(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    base_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    problem: Problem | None = None,
+    dist: Dist | None = None,
+) -> dict[str, Any]:
+    """Train ``cfg.mechanism`` and write the run's outputs to ``out_dir``; returns results.
+    Under torchrun (``dist``), every process trains and only rank 0 writes."""
+    return train(
+        cfg,
+        out_dir,
+        base_dir=base_dir,
+        resume=resume,
+        progress=progress,
+        problem=problem,
+        dist=dist,
+    ).results
+
+
+def train(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    base_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    problem: Problem | None = None,
+    dist: Dist | None = None,
+) -> TrainedRun:
+    """Like ``run``, and also hand back the selected model and the problem. Resuming a run
+    that has finished reads it back (its results and selected model), never trains again."""
+    where = dist or Dist()
+    folder = RunFolder(out_dir)
+    resolved = cfg.to_toml()
+    folder.check(resolved, resume)  # before the data is read: a wrong folder fails at once
+    barrier(where)  # every process has checked the folder before rank 0 writes into it
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    problem = problem if problem is not None else build_problem(cfg, base_dir)
+    model = build_model(cfg, problem)
+    if resume and folder.finished:
+        model.load_state_dict(folder.model_state("best"))
+        return TrainedRun(model, problem, folder.results())
+    weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting)
+    if where.is_main:
+        folder.start(resolved, resume)
+    try:
+        trainer = Trainer(
+            model,
+            problem,
+            cfg.train,
+            weighting,
+            seed=cfg.seed,
+            folder=folder,
+            progress=progress,
+            dist=where,
+        )
+        started = time.perf_counter()
+        fit = trainer.fit(resume=resume)
+        results = run_results(cfg, problem, model, weighting, fit)
+        results["wall_seconds"] = round(time.perf_counter() - started, 3)
+        if where.world > 1:
+            results["processes"] = where.world
+        if where.is_main:
+            model.write_artifacts(folder.path)
+            folder.write_results(results)
+    finally:
+        folder.close()
+    return TrainedRun(model, problem, results)
+
+
+def run_results(
+    cfg: Config,
+    problem: Problem,
+    model: SharingModel,
+    weighting: LossWeighting,
+    fit: FitResult,
+) -> dict[str, Any]:
+    """``results.json`` of a training run (``wall_seconds`` and ``processes`` aside)."""
+    results: dict[str, Any] = {
+        "mechanism": cfg.mechanism,
+        "seed": cfg.seed,
+        "tasks": {
+            td.task.name: {
+                "metric": td.task.metric,
+                "higher_is_better": td.task.higher_is_better,
+                "dev": fit.dev[td.task.name],
+                "test": fit.test[td.task.name],
+            }
+            for td in problem.tasks
+        },
+        "params": model.param_counts(),
+        "train_seconds": round(fit.train_seconds, 3),
+        "wall_seconds": 0.0,
+        "best_epoch": fit.best_epoch,
+        "epochs_run": fit.epochs_run,
+        "loss_weights": weighting.current(),
+    }
+    results.update(model.report())
+    if "word_vectors" in problem.meta:
+        results["word_vectors"] = problem.meta["word_vectors"]
+    return results

@@ -1,0 +1,144 @@
+"""The mask search run inside the training loop: the multi-task warm-up, the rewind point, and
+a ``SearchSubject`` (``search.py``) over the model and the loop's ``StructureTrainer``, resumable
+from the ``search`` checkpoint.
+
+The model is reached through ``Searchable``: its settings and tasks, its prunable weights, its
+masks, and a copy of (or a reset to) all its weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from torch import Tensor
+
+from mtlshare.sharing.base import StructureTrainer
+from mtlshare.sharing.sparse import search
+from mtlshare.sharing.sparse.config import SparseConfig
+from mtlshare.sharing.sparse.report import rounds_overlap
+from mtlshare.sharing.sparse.search import Candidate, Masks
+
+CHECKPOINT = "search"
+REWIND = "rewind."
+
+
+class Searchable(Protocol):
+    """What the search needs of a sparse-sharing model."""
+
+    cfg: SparseConfig
+
+    def prunable_weights(self) -> dict[str, Tensor]: ...
+
+    def set_mask(self, task: str, mask: Mapping[str, Tensor]) -> None: ...
+
+    def weights(self) -> dict[str, Tensor]: ...
+
+    def load_weights(self, state: Mapping[str, Tensor]) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """Every round's candidates, what results report of them, the chosen mask per task, and the
+    weights the subnets start from (the rewind point)."""
+
+    candidates: list[Candidate]
+    summary: dict[str, Any]
+    chosen: dict[str, Masks]
+    rewind_to: dict[str, Tensor]
+
+
+class SubnetSearch:
+    """``search.SearchSubject`` over a model and the loop: train one task through its mask,
+    score it on dev, rewind, and persist the state together with the rewind point."""
+
+    def __init__(
+        self,
+        model: Searchable,
+        trainer: StructureTrainer,
+        rewind_to: dict[str, Tensor],
+        state: tuple[dict[str, Tensor], dict[str, Any]] | None,
+    ) -> None:
+        self.model = model
+        self.trainer = trainer
+        self.rewind_to = rewind_to
+        self.state = state
+
+    def prunable(self) -> Mapping[str, Tensor]:
+        return self.model.prunable_weights()
+
+    def set_mask(self, task: str, masks: Masks) -> None:
+        self.model.set_mask(task, masks)
+
+    def rewind(self) -> None:
+        self.model.load_weights(self.rewind_to)
+
+    def train(self, task: str, steps: int) -> None:
+        self.trainer.train_steps([task], steps)
+
+    def score(self, task: str) -> float:
+        return self.trainer.dev_score(task)
+
+    def save(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        rewind = {REWIND + k: v for k, v in self.rewind_to.items()}
+        self.trainer.save(CHECKPOINT, {**tensors, **rewind}, {**meta, "rewind.done": True})
+
+    def load(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        if self.state is None or not self.state[1].get("candidates"):
+            return None
+        return self.state
+
+
+def steps_of(trainer: StructureTrainer, tasks: list[str], steps: int, epochs: float) -> int:
+    """``steps`` when set, else ``epochs`` epochs over ``tasks`` (at least one step)."""
+    if steps > 0:
+        return steps
+    return max(1, round(epochs * trainer.steps_per_epoch(tasks)))
+
+
+def _rewind_point(
+    model: Searchable, trainer: StructureTrainer, tasks: list[str]
+) -> tuple[dict[str, Tensor], tuple[dict[str, Tensor], dict[str, Any]] | None]:
+    """The weights every round starts from (after the warm-up, or the initial ones) and the
+    saved search state; a resumed search reads both from its checkpoint."""
+    cfg = model.cfg
+    init = model.weights()
+    state = trainer.load(CHECKPOINT)
+    if state is not None and "rewind.done" in state[1]:
+        tensors = state[0]
+        return {k[len(REWIND) :]: v for k, v in tensors.items() if k.startswith(REWIND)}, state
+    if cfg.warmup_steps > 0 or cfg.warmup_epochs > 0:
+        trainer.train_steps(tasks, steps_of(trainer, tasks, cfg.warmup_steps, cfg.warmup_epochs))
+    rewind_to = init if cfg.rewind == "init" else model.weights()
+    trainer.save(
+        CHECKPOINT,
+        {REWIND + k: v for k, v in rewind_to.items()},
+        {"rewind.done": True, "masks": None, "candidates": []},
+    )
+    return rewind_to, None
+
+
+def search_subnets(model: Searchable, trainer: StructureTrainer, tasks: list[str]) -> Outcome:
+    """Warm up, search every task's masks (Algorithm 1) and choose one per task."""
+    cfg = model.cfg
+    rewind_to, state = _rewind_point(model, trainer, tasks)
+    rounds = {t: steps_of(trainer, [t], cfg.round_steps, cfg.round_epochs) for t in tasks}
+    candidates = search.search_masks(
+        tasks,
+        SubnetSearch(model, trainer, rewind_to, state),
+        alpha=cfg.alpha,
+        target_density=cfg.target_density,
+        steps=rounds,
+        progress=trainer.progress,
+    )
+    summary = {
+        "rounds": [c.summary() for c in candidates],
+        "rounds_overlap": rounds_overlap(candidates, tasks) if len(tasks) > 1 else [],
+    }
+    value = cfg.select_round if cfg.select == "round" else cfg.select_density
+    chosen = {
+        t: search.select([c for c in candidates if c.task == t], cfg.select, value).mask
+        for t in tasks
+    }
+    return Outcome(candidates, summary, chosen, rewind_to)

@@ -1,0 +1,127 @@
+"""What a sparse-sharing run reports: its masks read back from a checkpoint, a text description
+(densities, overlaps), the overlap of every round (the paper's Figure 4), and, across a
+comparison, each pair of tasks' mask overlap beside the gain of sparse over hard sharing (the
+paper's Table 7)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor
+
+from mtlshare.errors import ConfigError
+from mtlshare.sharing.sparse.masks import (
+    density,
+    layer_density,
+    overlap_ratio,
+    pairwise_overlap,
+    tensor_json,
+    unpack_masks,
+)
+from mtlshare.sharing.sparse.search import Candidate
+
+PACKED_PREFIX = "sparse_masks."
+
+
+def masks_from_state(state: Mapping[str, Tensor], prefix: str = "") -> dict[str, dict[str, Tensor]]:
+    """The masks ({task: {param: bool}}) stored bit-packed in a sparse model's state dict
+    (``prefix``: what the state's keys start with, e.g. "model." in a training checkpoint)."""
+    head = prefix + PACKED_PREFIX
+    if head + "meta" not in state:
+        raise ConfigError("no sparse-sharing masks in this checkpoint (was it a sparse run?)")
+    packed = {
+        k[len(head) :]: v for k, v in state.items() if k.startswith(head) and k != head + "meta"
+    }
+    return unpack_masks(packed, tensor_json(state[head + "meta"]))
+
+
+def describe_masks(masks: Mapping[str, Mapping[str, Tensor]]) -> str:
+    """A text report: density per task and per tensor, overlap ratio, pairwise overlaps."""
+    names = list(masks)
+    lines = ["density per task:"]
+    lines += [f"  {t:12s} {density(masks[t]):.4f}" for t in names]
+    lines.append("density per tensor:")
+    params = list(next(iter(masks.values())))
+    lines.append("  " + " " * 28 + "".join(f"{t:>12s}" for t in names))
+    for p in params:
+        row = "".join(f"{layer_density({p: masks[t][p]})[p]:12.4f}" for t in names)
+        lines.append(f"  {p:28s}{row}")
+    lines.append(f"overlap ratio of all masks (Eq. 4): {overlap_ratio(list(masks.values())):.4f}")
+    pair = pairwise_overlap(masks)
+    lines.append("pairwise overlap:")
+    lines.append("  " + " " * 12 + "".join(f"{t:>12s}" for t in names))
+    lines += ["  " + f"{a:12s}" + "".join(f"{pair[a][b]:12.4f}" for b in names) for a in names]
+    return "\n".join(lines)
+
+
+def rounds_overlap(candidates: list[Candidate], names: list[str]) -> list[dict[str, Any]]:
+    """Per round reached by every task: mean density, overlap ratio of the tasks' masks at that
+    round, and mean dev score (the paper's Figure 4)."""
+    out = []
+    by_round: dict[int, dict[str, Candidate]] = {}
+    for c in candidates:
+        by_round.setdefault(c.round, {})[c.task] = c
+    for r in sorted(by_round):
+        row = by_round[r]
+        if set(row) != set(names):
+            continue
+        out.append(
+            {
+                "round": r,
+                "density": sum(c.density for c in row.values()) / len(row),
+                "overlap_ratio": overlap_ratio([row[t].mask for t in names]),
+                "mean_dev_score": sum(c.score for c in row.values()) / len(row),
+            }
+        )
+    return out
+
+
+def overlap_vs_gain(
+    comparison: dict[str, Any], sparse_runs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per pair of tasks, the overlap ratio of their sparse masks (mean over seeds) and the
+    gain of sparse over hard sharing: the mean over the pair's two tasks of the signed test
+    difference (positive = sparse better), as in Table 7 of the Sparse Sharing paper; the gain
+    is None without a hard-sharing row."""
+    rows = {row["mechanism"]: row for row in comparison["rows"]}
+    names = comparison["tasks"]
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ratios = [float(r["sparse"]["pairwise_overlap"][a][b]) for r in sparse_runs]
+            gain = None
+            if "hard" in rows and "sparse" in rows:
+                diffs = []
+                for task in (a, b):
+                    sign = 1.0 if rows["sparse"]["tasks"][task]["higher_is_better"] else -1.0
+                    diffs.append(
+                        sign
+                        * (
+                            rows["sparse"]["tasks"][task]["test"]
+                            - rows["hard"]["tasks"][task]["test"]
+                        )
+                    )
+                gain = sum(diffs) / 2
+            out.append({"tasks": [a, b], "overlap": sum(ratios) / len(ratios), "gain": gain})
+    return out
+
+
+def overlap_markdown(pairs: list[dict[str, Any]]) -> list[str]:
+    """Lines of the overlap-vs-gain table (``overlap_vs_gain``) and its legend."""
+    lines = [
+        "",
+        "| task pair | mask overlap ratio | sparse − hard (test, mean of the pair) |",
+        "|---|---:|---:|",
+    ]
+    for pair in pairs:
+        gain = "-" if pair["gain"] is None else f"{pair['gain']:+.4f}"
+        names = " & ".join(pair["tasks"]).replace("|", "\\|")
+        lines.append(f"| {names} | {pair['overlap']:.3f} | {gain} |")
+    return [
+        *lines,
+        "",
+        "Overlap ratio (the paper's Eq. 4) of the two tasks' selected masks; the gain is the "
+        "mean over the pair of the test metric of sparse minus hard sharing, signed so that "
+        "positive means sparse sharing is better (all tasks trained together).",
+    ]

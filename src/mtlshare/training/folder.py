@@ -1,0 +1,239 @@
+"""Output folders: the one place that knows what a run leaves on disk and the rules for
+starting afresh or resuming.
+
+A run folder (``RunFolder``)::
+
+    config.toml       the fully resolved config (written first)
+    metrics.jsonl     one JSON line per evaluation (epoch), every epoch once, resumes included
+    results.json      the run's results, written last: its presence means the run finished
+    inference.json    what using the model needs beyond its weights (vocabularies, labels...)
+    checkpoint/NAME/  tensors.safetensors + meta.json: ``last`` (to resume), ``best`` (the
+                      model selected on dev), ``search`` (a structure search's state)
+
+Other outputs (a comparison, a forecasting study, the demo) are ``OutputFolder``s: the same
+lock and atomic writes, with their own files.
+
+Rules: a fresh run refuses a folder that holds an earlier run (results or checkpoints); a
+resumed one needs the same config; a finished run is never trained or rewritten again; one
+process at a time writes into a folder (a second gets a one-line error at once, never
+interleaved files). Every file is written through a temporary file and a rename.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from mtlshare.errors import CheckpointError, MtlshareError
+from mtlshare.training import checkpoint as ckpt
+
+CONFIG = "config.toml"
+METRICS = "metrics.jsonl"
+RESULTS = "results.json"
+INFERENCE = "inference.json"
+CHECKPOINTS = "checkpoint"
+MODEL_PREFIX = "model."
+
+
+def _finite(obj: Any) -> Any:
+    """NaN and infinities become null: JSON has no numbers for them."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Strict JSON (non-finite numbers written as null), written atomically."""
+    text = json.dumps(_finite(obj), indent=2, sort_keys=False, allow_nan=False)
+    ckpt.atomic_write_text(path, text + "\n")
+
+
+class OutputFolder:
+    """A folder this process writes into: created on ``open``, locked until ``close`` (or the
+    process ends), every file written atomically. The lock is ``flock`` on the folder itself,
+    so it leaves no file behind and dies with the process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock: int | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def open(self) -> None:
+        """Create the folder and take its lock; a folder another process holds is an error."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as e:
+            raise MtlshareError(f"{self.path}: cannot be used as an output folder ({e})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise MtlshareError(
+                    f"{self.path}: another mtlshare process is writing here; wait for it to "
+                    "end or choose another --out"
+                ) from None
+            raise MtlshareError(f"{self.path}: cannot be locked ({e})") from None
+        self._lock = fd
+
+    def close(self) -> None:
+        """Release the lock (the process's end releases it too)."""
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            os.close(self._lock)
+            self._lock = None
+
+    def __enter__(self) -> OutputFolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write_text(self, name: str, text: str) -> Path:
+        path = self.file(name)
+        ckpt.atomic_write_text(path, text)
+        return path
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        path = self.file(name)
+        write_json(path, obj)
+        return path
+
+    def read_json(self, name: str) -> Any:
+        path = self.file(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise MtlshareError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+
+
+class RunFolder(OutputFolder):
+    """One training run's folder; see the module docstring for its layout and rules."""
+
+    # -- reading --------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.file(RESULTS).is_file()
+
+    def holds_run(self) -> bool:
+        """Whether an earlier run left results or checkpoints here."""
+        return self.finished or self.file(CHECKPOINTS).exists()
+
+    def config_text(self) -> str | None:
+        path = self.file(CONFIG)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def results(self) -> dict[str, Any]:
+        """The finished run's results; an error when they are missing or not a run's."""
+        if not self.finished:
+            raise MtlshareError(f"{self.file(RESULTS)}: missing: the run has not finished")
+        results = self.read_json(RESULTS)
+        if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
+            raise MtlshareError(
+                f"{self.file(RESULTS)}: not the results of an mtlshare run (no tasks); "
+                "remove the folder and run again"
+            )
+        return results
+
+    def checkpoint_dir(self, name: str) -> Path:
+        return self.path / CHECKPOINTS / name
+
+    def has_checkpoint(self, name: str) -> bool:
+        return ckpt.find_checkpoint(self.checkpoint_dir(name)) is not None
+
+    def load_checkpoint(self, name: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        return ckpt.load_checkpoint(self.checkpoint_dir(name))
+
+    def model_state(self, name: str = "best") -> dict[str, Tensor]:
+        """The model's state in checkpoint ``name`` (the selected model by default)."""
+        tensors, _ = self.load_checkpoint(name)
+        state = {
+            k[len(MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)
+        }
+        if not state:
+            raise CheckpointError(f"{self.checkpoint_dir(name)}: holds no model state")
+        return state
+
+    # -- the fresh/resume rules ------------------------------------------------------------------
+    def check(self, config_text: str, resume: bool) -> None:
+        """Raise unless a run with this config may start (or resume) here; writes nothing."""
+        if resume:
+            saved = self.config_text()
+            if saved is None:
+                raise MtlshareError(
+                    f"--resume: {self.file(CONFIG)} does not exist; nothing to resume"
+                )
+            if saved != config_text:
+                raise MtlshareError(
+                    f"--resume: the config differs from {self.file(CONFIG)}; resume with the "
+                    "same config and overrides"
+                )
+        elif self.holds_run():
+            raise MtlshareError(
+                f"{self.path}: holds an earlier run; choose another --out or pass --resume"
+            )
+
+    def start(self, config_text: str, resume: bool) -> None:
+        """Lock the folder, check the rules again (another process may have written since the
+        first check) and write the config."""
+        self.open()
+        try:
+            self.check(config_text, resume)
+        except MtlshareError:
+            self.close()
+            raise
+        self.write_text(CONFIG, config_text)
+
+    # -- writing --------------------------------------------------------------------------------
+    def save_checkpoint(self, name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        ckpt.save_checkpoint(self.checkpoint_dir(name), tensors, meta)
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        """``metrics.jsonl``: the whole history, one JSON line per evaluation."""
+        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in history)
+        self.write_text(METRICS, lines)
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        self.write_json(RESULTS, results)
+
+
+class ComparisonFolder(OutputFolder):
+    """A comparison's folder (``mtlshare compare``): one run folder per row and seed,
+    ``ROW/`` with one seed or ``ROW/seed-N/`` with several, and ``TASK/`` below that for the
+    rows that train each task alone; ``ROW/results.json`` folds such a row's tasks together;
+    ``comparison.json`` and ``comparison.md`` hold the table."""
+
+    JSON = "comparison.json"
+    MARKDOWN = "comparison.md"
+
+    def __init__(self, path: str | Path, several_seeds: bool) -> None:
+        super().__init__(path)
+        self.several_seeds = several_seeds
+
+    def run_path(self, row: str, seed: int, task: str | None = None) -> Path:
+        where = self.path / row / f"seed-{seed}" if self.several_seeds else self.path / row
+        return where / task if task is not None else where
+
+    def write_row_results(self, row: str, results: dict[str, Any]) -> None:
+        write_json(self.path / row / RESULTS, results)
+
+    def write_comparison(self, comparison: dict[str, Any], markdown: str) -> None:
+        self.write_json(self.JSON, comparison)
+        self.write_text(self.MARKDOWN, markdown)
