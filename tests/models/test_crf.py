@@ -21,7 +21,8 @@ from mtlshare.models.trunks import TrunkConfig, backbone_from_config
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.task import Task
-from mtlshare.training.loop import Objective, Trainer
+from mtlshare.training.loop import Trainer
+from mtlshare.training.objective import Objective
 from mtlshare.training.objective import LossWeighting, WeightingConfig
 from mtlshare.training.settings import TrainConfig
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.errors import DataError
+from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import Task
 
 
@@ -132,3 +133,17 @@ class BatchStream:
         share = len(idx) * self.world / len(global_idx)
         x, y = self.split.take(idx)
         return x, y, share
+
+
+def cat_padded(parts: list[Tensor]) -> Tensor:
+    """Concatenate batches along rows; sequence batches cut to different lengths are padded
+    at the end with a missing label (-100 for integers, NaN for floats)."""
+    if len({p.shape[1:] for p in parts}) <= 1:
+        return torch.cat(parts)
+    longest = max(p.shape[1] for p in parts)
+    fill = float("nan") if parts[0].is_floating_point() else IGNORE_INDEX
+    padded = []
+    for p in parts:
+        grow = [0, 0] * (p.dim() - 2) + [0, longest - p.shape[1]]
+        padded.append(torch.nn.functional.pad(p, grow, value=fill))
+    return torch.cat(padded)

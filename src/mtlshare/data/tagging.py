@@ -14,7 +14,6 @@ then, as in Ma and Hovy, 2016. Vectors are looked up by the word, else by its lo
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,27 +23,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlshare.data.conll import Sentence, column_index, read_conll
+from mtlshare.data.conll import Sentence, read_conll
 from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.data.tag_tasks import TaskSpec, tag_ids, tags_of, task_spec
 from mtlshare.data.vocab import VECTOR_PACKAGES, Vocab, embedding_matrix, read_vectors, word_key
-from mtlshare.errors import ConfigError, DataError
+from mtlshare.errors import ConfigError
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.metrics import IGNORE_INDEX
-from mtlshare.tasks.tags import SCHEMES, check_tag, convert
-from mtlshare.tasks.task import HEADS, Task
+from mtlshare.tasks.task import Task
 
-TASK_KINDS = ("tags", "position", "next_word")
-TASK_KEYS = (
-    "kind",
-    "column",
-    "scheme",
-    "encode",
-    "metric",
-    "head",
-    "max_position",
-    "tie_embedding",
-)
 UNSEEN = ("error", "map")
 
 
@@ -129,117 +117,6 @@ class ConllConfig:
             task_spec(name, spec, self.columns)
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str
-    kind: str
-    column: int
-    scheme: str
-    encode: str
-    metric: str
-    head: str
-    max_position: int
-    tie_embedding: bool
-
-
-def task_spec(name: str, raw: dict[str, Any], columns: list[str]) -> TaskSpec:
-    """A checked task table of ``data.tasks``."""
-    where = f"data.tasks.{name}"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table, got {raw!r}")
-    unknown = [k for k in raw if k not in TASK_KEYS]
-    if unknown:
-        raise ConfigError(f"unknown key {where}.{unknown[0]}; allowed: {', '.join(TASK_KEYS)}")
-    kind = raw.get("kind", "tags")
-    if kind not in TASK_KINDS:
-        raise ConfigError(f"{where}.kind: {kind!r} is not one of {TASK_KINDS}")
-    scheme = str(raw.get("scheme", ""))
-    encode = str(raw.get("encode", scheme))
-    for key, value in (("scheme", scheme), ("encode", encode)):
-        if value and value not in SCHEMES:
-            raise ConfigError(f"{where}.{key}: {value!r} is not one of {SCHEMES}")
-    if encode and not scheme:
-        raise ConfigError(f"{where}.encode: set scheme (the file's span scheme) to convert tags")
-    head = str(raw.get("head", "linear"))
-    if head not in HEADS:
-        raise ConfigError(f"{where}.head: {head!r} is not one of {HEADS}")
-    metric = str(raw.get("metric", "span_f1" if scheme else "accuracy"))
-    if metric == "span_f1" and not scheme:
-        raise ConfigError(f"{where}.metric: span_f1 needs a span scheme (set {where}.scheme)")
-    column = -1
-    if kind == "tags":
-        if "column" not in raw:
-            raise ConfigError(f"{where}.column: which column holds this task's tags?")
-        value = raw["column"]
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ConfigError(f"{where}.column: expected a name or an index, got {value!r}")
-        try:
-            column = column_index(value, columns)
-        except DataError as e:
-            raise ConfigError(f"{where}.column: {e}") from None
-    elif "column" in raw or scheme:
-        raise ConfigError(f"{where}: a {kind} task reads no column and has no scheme")
-    tie = raw.get("tie_embedding", False)
-    if not isinstance(tie, bool):
-        raise ConfigError(f"{where}.tie_embedding: expected true or false, got {tie!r}")
-    if tie and kind != "next_word":
-        raise ConfigError(f"{where}.tie_embedding: only a next_word task predicts input words")
-    max_position = raw.get("max_position", 0)
-    if isinstance(max_position, bool) or not isinstance(max_position, int) or max_position < 0:
-        raise ConfigError(f"{where}.max_position: expected an integer >= 0, got {max_position!r}")
-    return TaskSpec(name, kind, column, scheme, encode, metric, head, max_position, tie)
-
-
-def _tags(spec: TaskSpec, sentence: Sentence, path: Path) -> list[str]:
-    tags = sentence.column(spec.column)
-    if spec.scheme:
-        for i, tag in enumerate(tags):
-            try:
-                check_tag(tag)
-            except DataError as e:
-                raise DataError(f"task {spec.name!r}: {e}", path, sentence.line + i) from None
-        if spec.encode != spec.scheme:
-            tags = convert(tags, spec.scheme, spec.encode)
-    return tags
-
-
-def _tag_ids(
-    spec: TaskSpec,
-    sentences: list[Sentence],
-    path: Path,
-    vocab: Vocab,
-    unseen: str,
-    fallback: str,
-) -> list[list[int]]:
-    out: list[list[int]] = []
-    mapped: Counter[str] = Counter()
-    first_line = 0
-    for sentence in sentences:
-        ids = []
-        for i, tag in enumerate(_tags(spec, sentence, path)):
-            if tag not in vocab:
-                if unseen == "error":
-                    raise DataError(
-                        f"task {spec.name!r}: tag {tag!r} never occurs in the training file "
-                        "(set data.unseen_tags = 'map' to map it)",
-                        path,
-                        sentence.line + i,
-                    )
-                if not mapped:
-                    first_line = sentence.line + i
-                mapped[tag] += 1
-                tag = fallback
-            ids.append(vocab.id(tag))
-        out.append(ids)
-    if mapped:
-        warnings.warn(
-            f"{path}:{first_line}: task {spec.name!r}: mapped tags never seen in training to "
-            f"{fallback!r}: {dict(mapped)}",
-            stacklevel=2,
-        )
-    return out
-
-
 def _encode_inputs(
     sentences: list[Sentence],
     word_col: int,
@@ -276,6 +153,69 @@ def _resolve(path: str, base_dir: str | None) -> Path:
     return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
 
 
+def _word_vocab(
+    cfg: ConllConfig, data: dict[str, list[Sentence]], word_col: int, base_dir: str | None
+) -> tuple[Vocab, Tensor | None, int]:
+    """The word vocabulary (training words, and with word vectors the dev and test words that
+    have one), the initial embeddings (None: random) and how many words found a vector."""
+    word_counts: Counter[str] = Counter(
+        word_key(row[word_col], cfg.lowercase) for s in data["train"] for row in s.rows
+    )
+    words = Vocab.build(word_counts, cfg.min_freq)
+    if not cfg.glove:
+        return words, None, 0
+    seen = {
+        word_key(r[word_col], cfg.lowercase) for ss in data.values() for s in ss for r in s.rows
+    }
+    source = cfg.glove if cfg.glove in VECTOR_PACKAGES else _resolve(cfg.glove, base_dir)
+    table, dim = read_vectors(source, seen | {w.lower() for w in seen})
+    if dim != cfg.word_dim:
+        raise ConfigError(f"data.word_dim = {cfg.word_dim} but {cfg.glove} holds {dim}-d vectors")
+    # dev and test words join when they have a vector, looked up as embedding_matrix does
+    # (a cased "Bonn" finds GloVe's lower-cased "bonn")
+    joining = sorted(w for w in seen if (w in table or w.lower() in table) and w not in words)
+    words = Vocab([*words.itos[2:], *joining])
+    g = torch.Generator().manual_seed(cfg.embedding_seed)
+    vectors, found = embedding_matrix(words, table, dim, g)
+    return words, vectors, found
+
+
+def _labels_and_ids(
+    spec: TaskSpec,
+    cfg: ConllConfig,
+    data: dict[str, list[Sentence]],
+    paths: dict[str, Path],
+    words: Vocab,
+    word_col: int,
+) -> tuple[list[str], dict[str, list[list[int]]]]:
+    """A task's class names and, per split, every sentence's class ids."""
+    if spec.kind == "position":
+        longest = max(len(s) for s in data["train"])
+        classes = spec.max_position or longest
+        ids = {
+            split: [[min(i, classes - 1) for i in range(len(s))] for s in sents]
+            for split, sents in data.items()
+        }
+        return [str(i) for i in range(classes)], ids
+    if spec.kind == "next_word":
+        ids = {
+            split: [
+                [words.id(word_key(r[word_col], cfg.lowercase)) for r in s.rows[1:]] + [0]
+                for s in sents
+            ]
+            for split, sents in data.items()
+        }
+        return list(words.itos), ids
+    counts = Counter(t for s in data["train"] for t in tags_of(spec, s, paths["train"]))
+    vocab = Vocab.build(counts, specials=False)
+    fallback = "O" if "O" in vocab else counts.most_common(1)[0][0]
+    ids = {
+        split: tag_ids(spec, sents, paths[split], vocab, cfg.unseen_tags, fallback)
+        for split, sents in data.items()
+    }
+    return vocab.itos, ids
+
+
 @DATA_SOURCES.register(
     "conll",
     config=ConllConfig,
@@ -293,29 +233,7 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
         limit = getattr(cfg, f"{split}_sentences")
         data[split] = sentences[:limit] if limit else sentences
     word_col = cfg.columns.index(cfg.word_column)
-
-    word_counts: Counter[str] = Counter(
-        word_key(row[word_col], cfg.lowercase) for s in data["train"] for row in s.rows
-    )
-    words = Vocab.build(word_counts, cfg.min_freq)
-    vectors: Tensor | None = None
-    found = 0
-    if cfg.glove:
-        seen = {
-            word_key(r[word_col], cfg.lowercase) for ss in data.values() for s in ss for r in s.rows
-        }
-        source = cfg.glove if cfg.glove in VECTOR_PACKAGES else _resolve(cfg.glove, base_dir)
-        table, dim = read_vectors(source, seen | {w.lower() for w in seen})
-        if dim != cfg.word_dim:
-            raise ConfigError(
-                f"data.word_dim = {cfg.word_dim} but {cfg.glove} holds {dim}-d vectors"
-            )
-        # dev and test words join when they have a vector, looked up as embedding_matrix does
-        # (a cased "Bonn" finds GloVe's lower-cased "bonn")
-        joining = sorted(w for w in seen if (w in table or w.lower() in table) and w not in words)
-        words = Vocab([*words.itos[2:], *joining])
-        g = torch.Generator().manual_seed(cfg.embedding_seed)
-        vectors, found = embedding_matrix(words, table, dim, g)
+    words, vectors, found = _word_vocab(cfg, data, word_col, base_dir)
     chars = Vocab.build(Counter(c for s in data["train"] for row in s.rows for c in row[word_col]))
 
     inputs = {
@@ -325,31 +243,7 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
     tasks: list[TaskData] = []
     labels_of: dict[str, list[str]] = {}
     for spec in specs:
-        if spec.kind == "position":
-            longest = max(len(s) for s in data["train"])
-            classes = spec.max_position or longest
-            labels = [str(i) for i in range(classes)]
-            ids = {
-                split: [[min(i, classes - 1) for i in range(len(s))] for s in sents]
-                for split, sents in data.items()
-            }
-        elif spec.kind == "next_word":
-            labels = list(words.itos)
-            ids = {}
-            for split, sents in data.items():
-                ids[split] = [
-                    [words.id(word_key(r[word_col], cfg.lowercase)) for r in s.rows[1:]] + [0]
-                    for s in sents
-                ]
-        else:
-            counts = Counter(t for s in data["train"] for t in _tags(spec, s, paths["train"]))
-            vocab = Vocab.build(counts, specials=False)
-            labels = vocab.itos
-            fallback = "O" if "O" in vocab else counts.most_common(1)[0][0]
-            ids = {
-                split: _tag_ids(spec, sents, paths[split], vocab, cfg.unseen_tags, fallback)
-                for split, sents in data.items()
-            }
+        labels, ids = _labels_and_ids(spec, cfg, data, paths, words, word_col)
         labels_of[spec.name] = labels
         task = Task(
             spec.name,

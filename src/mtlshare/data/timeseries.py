@@ -135,6 +135,61 @@ def _check_config(
         raise ConfigError(f"each column may play one role only, got {needed}")
 
 
+class _Rows:
+    """The observations and per-day extra columns of a daily CSV, one data row at a time, with
+    the file's line of each (for errors naming a duplicate's first line)."""
+
+    def __init__(
+        self,
+        layout: str,
+        series: list[str] | None,
+        columns: tuple[str, str, str],
+        extras: list[str],
+        date_format: str,
+        shown: str,
+    ) -> None:
+        self.layout, self.series, self.extras = layout, series, extras
+        self.date_column, series_column, value_column = columns
+        self.series_column, self.value_column = series_column, value_column
+        self.date_format, self.shown = date_format, shown
+        self.kept = None if series is None else set(series)
+        self.observed: dict[str, dict[datetime.date, tuple[float, int]]] = {}  # value, line
+        self.features: dict[datetime.date, tuple[list[float], int]] = {}  # first row's, line
+
+    def add(self, line: int, row: list[str], at: dict[str, int]) -> None:
+        shown = self.shown
+        day = _parse_date(row[at[self.date_column]], self.date_format, shown, line)
+        cells: list[tuple[str, str, str]]  # series, column, cell
+        if self.layout == "wide":
+            cells = [(name, name, row[at[name]]) for name in self.series or ()]
+        else:
+            name = row[at[self.series_column]].strip()
+            if not name:
+                message = f"empty series name in column {self.series_column!r}"
+                raise DataError(message, path=shown, line=line)
+            wanted = self.kept is None or name in self.kept
+            cells = [(name, self.value_column, row[at[self.value_column]])] if wanted else []
+        for name, column, cell in cells:
+            value = _parse_number(cell, column, shown, line, missing_ok=True)
+            days = self.observed.setdefault(name, {})
+            if day in days:
+                message = f"duplicate date {day} for series {name!r} (first on line {days[day][1]})"
+                raise DataError(message, path=shown, line=line)
+            days[day] = (value, line)
+        extras = self.extras
+        row_features = [_parse_number(row[at[c]], c, shown, line, missing_ok=False) for c in extras]
+        if day not in self.features:
+            self.features[day] = (row_features, line)
+        elif self.features[day][0] != row_features:
+            earlier, first_line = self.features[day]
+            i = next(i for i in range(len(extras)) if earlier[i] != row_features[i])
+            message = (
+                f"column {extras[i]!r} is {row_features[i]} for {day} here "
+                f"but {earlier[i]} on line {first_line}: one date, one value"
+            )
+            raise DataError(message, path=shown, line=line)
+
+
 def read_daily_csv(
     path: str | Path,
     *,
@@ -177,43 +232,14 @@ def read_daily_csv(
     header_line, header = first
     at = _column_positions(header, needed, shown, header_line)
 
-    kept = None if series is None else set(series)
-    observed: dict[str, dict[datetime.date, tuple[float, int]]] = {}  # value, line
-    features: dict[datetime.date, tuple[list[float], int]] = {}  # extras of the first row, line
+    roles = (date_column, series_column, value_column)
+    rows = _Rows(layout, series, roles, extras, date_format, shown)
     for line, row in records:
         if len(row) != len(header):
             message = f"row has {len(row)} fields but the header has {len(header)}"
             raise DataError(message, path=shown, line=line)
-        day = _parse_date(row[at[date_column]], date_format, shown, line)
-        cells: list[tuple[str, str, str]]  # series, column, cell
-        if layout == "wide":
-            cells = [(name, name, row[at[name]]) for name in series or ()]
-        else:
-            name = row[at[series_column]].strip()
-            if not name:
-                message = f"empty series name in column {series_column!r}"
-                raise DataError(message, path=shown, line=line)
-            wanted = kept is None or name in kept
-            cells = [(name, value_column, row[at[value_column]])] if wanted else []
-        for name, column, cell in cells:
-            value = _parse_number(cell, column, shown, line, missing_ok=True)
-            days = observed.setdefault(name, {})
-            if day in days:
-                message = f"duplicate date {day} for series {name!r} (first on line {days[day][1]})"
-                raise DataError(message, path=shown, line=line)
-            days[day] = (value, line)
-        row_features = [_parse_number(row[at[c]], c, shown, line, missing_ok=False) for c in extras]
-        if day not in features:
-            features[day] = (row_features, line)
-        elif features[day][0] != row_features:
-            earlier, first_line = features[day]
-            i = next(i for i in range(len(extras)) if earlier[i] != row_features[i])
-            message = (
-                f"column {extras[i]!r} is {row_features[i]} for {day} here "
-                f"but {earlier[i]} on line {first_line}: one date, one value"
-            )
-            raise DataError(message, path=shown, line=line)
-
+        rows.add(line, row, at)
+    observed, features = rows.observed, rows.features
     if not features:
         raise DataError("no data rows after the header", path=shown, line=header_line)
     names = list(observed) if series is None else series

@@ -14,14 +14,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mtlshare.data.datasets import BatchStream, Problem
+from mtlshare.data.datasets import BatchStream, Problem, cat_padded
 from mtlshare.data.samplers import task_schedule
 from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
@@ -36,8 +35,10 @@ from mtlshare.training.distributed import (
     wrap,
 )
 from mtlshare.training.folder import RunFolder
-from mtlshare.training.objective import LossWeighting
+from mtlshare.training.objective import LossWeighting, Objective
 from mtlshare.training.settings import TrainConfig
+from mtlshare.training.state import BEST, LAST, LoopState
+from mtlshare.training.structure import LoopStructureTrainer
 
 
 @dataclass
@@ -48,33 +49,6 @@ class FitResult:
     epochs_run: int
     train_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Objective(nn.Module):
-    """One training step's loss: the task's weighted loss plus the mechanism's regularizer.
-
-    Kept as one module so that ``DistributedDataParallel`` sees every parameter a step uses
-    (the regularizer reads other tasks' weights, uncertainty weighting its own) from the
-    outputs of a single forward call.
-    """
-
-    def __init__(self, model: SharingModel, weighting: LossWeighting, problem: Problem) -> None:
-        super().__init__()
-        self.model = model
-        self.weighting = weighting
-        self.tasks = {td.task.name: td.task for td in problem.tasks}
-        # heads whose loss needs the head itself (a CRF's transition scores)
-        self.structured = {n for n, t in self.tasks.items() if t.head != "linear"}
-        # adding the base class's zero penalty would cost an op and a backward node per step
-        self.regularized = type(model).regularizer is not SharingModel.regularizer
-
-    def forward(self, x: Tensor, y: Tensor, task: str) -> tuple[Tensor, Tensor]:
-        head = self.model.head(task) if task in self.structured else None
-        raw = self.tasks[task].loss(self.model(x, task), y, head)
-        loss = self.weighting(task, raw)
-        if self.regularized:
-            loss = loss + self.model.regularizer()
-        return loss, raw
 
 
 class Trainer:
@@ -227,6 +201,9 @@ class Trainer:
             ys.append(y)
         return td.task.evaluate(cat_padded(preds), cat_padded(ys))
 
+    def higher_is_better(self, task: str) -> bool:
+        return self.data[task].task.higher_is_better
+
     def selection_score(self, dev: dict[str, float]) -> float:
         """Higher is better: the signed dev metric of one task or their mean."""
 
@@ -272,7 +249,7 @@ class Trainer:
             meta = {**meta, "optimizer": opt_meta}
         self.folder.save_checkpoint(name, tensors, meta)
 
-    def _resume(self, optimizer: torch.optim.Optimizer) -> _Progress | None:
+    def _resume(self, optimizer: torch.optim.Optimizer) -> LoopState | None:
         """The loop's state from ``checkpoint/last``, restored into model and optimizer; None
         when there is none. A checkpoint of another run or with damaged metadata is a one-line
         ``CheckpointError``."""
@@ -280,7 +257,7 @@ class Trainer:
             return None
         where = self.folder.checkpoint_dir(LAST)
         tensors, meta = self.folder.load_checkpoint(LAST)
-        state = _Progress.from_meta(meta, where, self.cfg.epochs)
+        state = LoopState.from_meta(meta, where, self.cfg.epochs)
         try:
             self._load_state_tensors(tensors)
             optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
@@ -304,7 +281,7 @@ class Trainer:
         optimizer = self.make_optimizer()
         state = self._resume(optimizer) if resume else None
         if state is None:
-            state = _Progress()
+            state = LoopState()
             # a structure search (if the mechanism has one) resumes from its own checkpoint;
             # its time counts as training time (a resumed search counts only its new rounds)
             t0 = time.perf_counter()
@@ -346,7 +323,7 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         epoch: int,
         steps: int,
-        state: _Progress,
+        state: LoopState,
         bar: tqdm,
     ) -> dict[str, Any]:
         """Train one epoch, score dev, keep the best model; returns the epoch's record."""
@@ -397,7 +374,7 @@ class Trainer:
         bar.set_postfix(postfix)
         return record
 
-    def _finish(self, state: _Progress, best_state: dict[str, Tensor] | None) -> FitResult:
+    def _finish(self, state: LoopState, best_state: dict[str, Tensor] | None) -> FitResult:
         """Restore the model selected on dev, then score dev and test once."""
         if best_state is not None:
             self._load_state_tensors(best_state)
@@ -416,133 +393,5 @@ class Trainer:
         )
 
 
-LAST = "last"
-BEST = "best"
-
-
-@dataclass
-class _Progress:
-    """Where the loop stands: the last finished epoch, the best one, the epochs without
-    improvement, the history of records, the training seconds; saved in ``checkpoint/last``."""
-
-    epoch: int = 0
-    global_step: int = 0
-    best_score: float = -math.inf
-    best_epoch: int = 0
-    bad: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    elapsed: float = 0.0
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "best_score": self.best_score,
-            "best_epoch": self.best_epoch,
-            "bad": self.bad,
-            "history": self.history,
-            "train_seconds": self.elapsed,
-        }
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any], where: Path, epochs: int) -> _Progress:
-        """The state a ``meta.json`` holds, each field checked: a wrong type or an impossible
-        value (a negative epoch, an epoch beyond the schedule) is a ``CheckpointError``."""
-
-        def need(key: str, kind: type | tuple[type, ...]) -> Any:
-            value = meta.get(key)
-            if isinstance(value, bool) or not isinstance(value, kind):
-                raise CheckpointError(
-                    f"{where / 'meta.json'}: does not fit this run or is incomplete ({key!r} "
-                    f"is {value!r}); the checkpoint is damaged or not mtlshare's"
-                )
-            return value
-
-        state = cls(
-            epoch=need("epoch", int),
-            global_step=need("global_step", int),
-            best_score=float(need("best_score", (int, float))),
-            best_epoch=need("best_epoch", int),
-            bad=need("bad", int),
-            history=need("history", list),
-            elapsed=float(need("train_seconds", (int, float))),
-        )
-        if not (
-            0 <= state.epoch <= epochs
-            and 0 <= state.best_epoch <= state.epoch
-            and state.bad >= 0
-            and state.global_step >= 0
-            and len(state.history) == state.epoch
-        ):
-            raise CheckpointError(
-                f"{where / 'meta.json'}: epoch {state.epoch}, best epoch {state.best_epoch}, "
-                f"{len(state.history)} records: not a state this run of {epochs} epochs can be in"
-            )
-        return state
-
-
-class LoopStructureTrainer:
-    """The ``StructureTrainer`` a ``Trainer`` hands to ``SharingModel.prepare``: training and
-    scoring through the loop, and the search's checkpoints in the run folder (with the loop's
-    step counter and RNG states, so that a resumed search draws the same batches)."""
-
-    def __init__(self, trainer: Trainer, resume: bool) -> None:
-        self.trainer = trainer
-        self.resume = resume
-        self.progress = trainer.progress
-
-    def train_steps(self, tasks: list[str], steps: int) -> None:
-        t = self.trainer
-        t.run_steps(t.make_optimizer(), tasks, steps, epoch=-(t.global_step + 1))
-
-    def dev_score(self, task: str) -> float:
-        value = self.trainer.score(task, "dev")
-        return value if self.trainer.data[task].task.higher_is_better else -value
-
-    def steps_per_epoch(self, tasks: list[str]) -> int:
-        return self.trainer.steps_per_epoch(tasks)
-
-    def save(self, name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        t = self.trainer
-        rng = rng_states(t.dist)  # collective: before the rank-0 gate
-        if t.folder is None or not t.dist.is_main:
-            return
-        meta = {**meta, "loop.global_step": t.global_step}
-        t.folder.save_checkpoint(name, {**tensors, **rng}, meta)
-
-    def load(self, name: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-        t = self.trainer
-        if not self.resume or t.folder is None or not t.folder.has_checkpoint(name):
-            return None
-        tensors, meta = t.folder.load_checkpoint(name)
-        restore_rng(tensors, t.dist)
-        tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.torch")}
-        step = meta.pop("loop.global_step", None)
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise CheckpointError(
-                f"{t.folder.checkpoint_dir(name) / 'meta.json'}: 'loop.global_step' is "
-                f"{step!r}; the checkpoint is damaged or not mtlshare's"
-            )
-        t.global_step = step
-        return tensors, meta
-
-    def selected_state(self, run_dir: str) -> dict[str, Tensor]:
-        return RunFolder(run_dir).model_state(BEST)
-
-
 def dev_text(dev: dict[str, float]) -> str:
     return ", ".join(f"{name} {value:.4g}" for name, value in dev.items())
-
-
-def cat_padded(parts: list[Tensor]) -> Tensor:
-    """Concatenate batches along rows; sequence batches cut to different lengths are padded
-    at the end with a missing label (-100 for integers, NaN for floats)."""
-    if len({p.shape[1:] for p in parts}) <= 1:
-        return torch.cat(parts)
-    longest = max(p.shape[1] for p in parts)
-    fill = float("nan") if parts[0].is_floating_point() else IGNORE_INDEX
-    padded = []
-    for p in parts:
-        grow = [0, 0] * (p.dim() - 2) + [0, longest - p.shape[1]]
-        padded.append(torch.nn.functional.pad(p, grow, value=fill))
-    return torch.cat(padded)

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from mtlshare.data.datasets import Problem
 from mtlshare.errors import ConfigError
+from mtlshare.sharing.base import SharingModel
 
 WEIGHTINGS = ("fixed", "uncertainty")
 
@@ -56,3 +58,30 @@ class LossWeighting(nn.Module):
         if self.kind == "uncertainty":
             return {t: float(torch.exp(-self.log_vars[i].detach())) for t, i in self.index.items()}
         return {t: self.fixed[i] for t, i in self.index.items()}
+
+
+class Objective(nn.Module):
+    """One training step's loss: the task's weighted loss plus the mechanism's regularizer.
+
+    Kept as one module so that ``DistributedDataParallel`` sees every parameter a step uses
+    (the regularizer reads other tasks' weights, uncertainty weighting its own) from the
+    outputs of a single forward call.
+    """
+
+    def __init__(self, model: SharingModel, weighting: LossWeighting, problem: Problem) -> None:
+        super().__init__()
+        self.model = model
+        self.weighting = weighting
+        self.tasks = {td.task.name: td.task for td in problem.tasks}
+        # heads whose loss needs the head itself (a CRF's transition scores)
+        self.structured = {n for n, t in self.tasks.items() if t.head != "linear"}
+        # adding the base class's zero penalty would cost an op and a backward node per step
+        self.regularized = type(model).regularizer is not SharingModel.regularizer
+
+    def forward(self, x: Tensor, y: Tensor, task: str) -> tuple[Tensor, Tensor]:
+        head = self.model.head(task) if task in self.structured else None
+        raw = self.tasks[task].loss(self.model(x, task), y, head)
+        loss = self.weighting(task, raw)
+        if self.regularized:
+            loss = loss + self.model.regularizer()
+        return loss, raw

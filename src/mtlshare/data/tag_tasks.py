@@ -1,0 +1,139 @@
+"""The tasks of the ``conll`` data source: each ``data.tasks`` table checked into a ``TaskSpec``,
+and a sentence's tags read (and converted between span schemes) into class ids."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtlshare.data.conll import Sentence, column_index
+from mtlshare.data.vocab import Vocab
+from mtlshare.errors import ConfigError, DataError
+from mtlshare.tasks.tags import SCHEMES, check_tag, convert
+from mtlshare.tasks.task import HEADS
+
+TASK_KINDS = ("tags", "position", "next_word")
+TASK_KEYS = (
+    "kind",
+    "column",
+    "scheme",
+    "encode",
+    "metric",
+    "head",
+    "max_position",
+    "tie_embedding",
+)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: str
+    column: int
+    scheme: str
+    encode: str
+    metric: str
+    head: str
+    max_position: int
+    tie_embedding: bool
+
+
+def task_spec(name: str, raw: dict[str, Any], columns: list[str]) -> TaskSpec:
+    """A checked task table of ``data.tasks``."""
+    where = f"data.tasks.{name}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table, got {raw!r}")
+    unknown = [k for k in raw if k not in TASK_KEYS]
+    if unknown:
+        raise ConfigError(f"unknown key {where}.{unknown[0]}; allowed: {', '.join(TASK_KEYS)}")
+    kind = raw.get("kind", "tags")
+    if kind not in TASK_KINDS:
+        raise ConfigError(f"{where}.kind: {kind!r} is not one of {TASK_KINDS}")
+    scheme = str(raw.get("scheme", ""))
+    encode = str(raw.get("encode", scheme))
+    for key, value in (("scheme", scheme), ("encode", encode)):
+        if value and value not in SCHEMES:
+            raise ConfigError(f"{where}.{key}: {value!r} is not one of {SCHEMES}")
+    if encode and not scheme:
+        raise ConfigError(f"{where}.encode: set scheme (the file's span scheme) to convert tags")
+    head = str(raw.get("head", "linear"))
+    if head not in HEADS:
+        raise ConfigError(f"{where}.head: {head!r} is not one of {HEADS}")
+    metric = str(raw.get("metric", "span_f1" if scheme else "accuracy"))
+    if metric == "span_f1" and not scheme:
+        raise ConfigError(f"{where}.metric: span_f1 needs a span scheme (set {where}.scheme)")
+    column = -1
+    if kind == "tags":
+        if "column" not in raw:
+            raise ConfigError(f"{where}.column: which column holds this task's tags?")
+        value = raw["column"]
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(f"{where}.column: expected a name or an index, got {value!r}")
+        try:
+            column = column_index(value, columns)
+        except DataError as e:
+            raise ConfigError(f"{where}.column: {e}") from None
+    elif "column" in raw or scheme:
+        raise ConfigError(f"{where}: a {kind} task reads no column and has no scheme")
+    tie = raw.get("tie_embedding", False)
+    if not isinstance(tie, bool):
+        raise ConfigError(f"{where}.tie_embedding: expected true or false, got {tie!r}")
+    if tie and kind != "next_word":
+        raise ConfigError(f"{where}.tie_embedding: only a next_word task predicts input words")
+    max_position = raw.get("max_position", 0)
+    if isinstance(max_position, bool) or not isinstance(max_position, int) or max_position < 0:
+        raise ConfigError(f"{where}.max_position: expected an integer >= 0, got {max_position!r}")
+    return TaskSpec(name, kind, column, scheme, encode, metric, head, max_position, tie)
+
+
+def tags_of(spec: TaskSpec, sentence: Sentence, path: Path) -> list[str]:
+    tags = sentence.column(spec.column)
+    if spec.scheme:
+        for i, tag in enumerate(tags):
+            try:
+                check_tag(tag)
+            except DataError as e:
+                raise DataError(f"task {spec.name!r}: {e}", path, sentence.line + i) from None
+        if spec.encode != spec.scheme:
+            tags = convert(tags, spec.scheme, spec.encode)
+    return tags
+
+
+def tag_ids(
+    spec: TaskSpec,
+    sentences: list[Sentence],
+    path: Path,
+    vocab: Vocab,
+    unseen: str,
+    fallback: str,
+) -> list[list[int]]:
+    out: list[list[int]] = []
+    mapped: Counter[str] = Counter()
+    first_line = 0
+    for sentence in sentences:
+        ids = []
+        for i, tag in enumerate(tags_of(spec, sentence, path)):
+            if tag not in vocab:
+                if unseen == "error":
+                    raise DataError(
+                        f"task {spec.name!r}: tag {tag!r} never occurs in the training file "
+                        "(set data.unseen_tags = 'map' to map it)",
+                        path,
+                        sentence.line + i,
+                    )
+                if not mapped:
+                    first_line = sentence.line + i
+                mapped[tag] += 1
+                tag = fallback
+            ids.append(vocab.id(tag))
+        out.append(ids)
+    if mapped:
+        warnings.warn(
+            f"{path}:{first_line}: task {spec.name!r}: mapped tags never seen in training to "
+            f"{fallback!r}: {dict(mapped)}",
+            stacklevel=2,
+        )
+    return out
