@@ -4,9 +4,9 @@ never anything else."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,17 +51,17 @@ CONLL_TEXT = st.lists(LINE, max_size=25).map("\n".join)
 ANY_BYTES = st.one_of(st.binary(max_size=300), CONLL_TEXT.map(lambda t: t.encode("utf-8")))
 
 
-def write(data: bytes, name: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="mtlshare-prop-"))
-    path = folder / name
+def write(factory: pytest.TempPathFactory, data: bytes, name: str) -> Path:
+    """``data`` in a fresh folder under pytest's temporary directory (one per example)."""
+    path = factory.mktemp("prop") / name
     path.write_bytes(data)
     return path
 
 
 @SETTINGS
 @given(ANY_BYTES)
-def test_conll_reader_returns_sentences_or_a_data_error(data):
-    path = write(data, "any.txt")
+def test_conll_reader_returns_sentences_or_a_data_error(tmp_path_factory, data):
+    path = write(tmp_path_factory, data, "any.txt")
     try:
         sentences = read_conll(path)
     except DataError as e:
@@ -75,8 +75,8 @@ def test_conll_reader_returns_sentences_or_a_data_error(data):
 
 @SETTINGS
 @given(ANY_BYTES)
-def test_glove_reader_returns_vectors_or_a_data_error(data):
-    path = write(data, "vectors.txt")
+def test_glove_reader_returns_vectors_or_a_data_error(tmp_path_factory, data):
+    path = write(tmp_path_factory, data, "vectors.txt")
     try:
         vectors, dim = read_glove(path)
     except DataError as e:
@@ -103,8 +103,8 @@ CSV_LINE = st.one_of(
         st.binary(max_size=200), st.lists(CSV_LINE, max_size=12).map("\n".join).map(str.encode)
     )
 )
-def test_daily_csv_reader_returns_series_or_a_data_error(data):
-    path = write(data, "daily.csv")
+def test_daily_csv_reader_returns_series_or_a_data_error(tmp_path_factory, data):
+    path = write(tmp_path_factory, data, "daily.csv")
     try:
         read_daily_csv(path)
     except MtlshareError as e:
@@ -113,8 +113,8 @@ def test_daily_csv_reader_returns_series_or_a_data_error(data):
 
 @SETTINGS
 @given(CONLL_TEXT, CONLL_TEXT)
-def test_conll_source_builds_a_problem_or_raises_its_own_error(train, dev):
-    folder = Path(tempfile.mkdtemp(prefix="mtlshare-prop-"))
+def test_conll_source_builds_a_problem_or_raises_its_own_error(tmp_path_factory, train, dev):
+    folder = tmp_path_factory.mktemp("prop")
     (folder / "train.txt").write_text(train, encoding="utf-8")
     (folder / "dev.txt").write_text(dev, encoding="utf-8")
     config = folder / "run.toml"

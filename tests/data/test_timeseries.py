@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -311,14 +310,13 @@ _CSV_LIKE = st.lists(st.sampled_from(_FRAGMENTS), max_size=40).map("".join)
     wide=st.booleans(),
     extras=st.sampled_from([(), ("holiday",)]),
 )
-def test_any_file_reads_or_raises_mtlshare_error(content, wide, extras):
+def test_any_file_reads_or_raises_mtlshare_error(tmp_path_factory, content, wide, extras):
     raw = content if isinstance(content, bytes) else content.encode("utf-8")
     kwargs = {"layout": "wide", "series": ["a", "b"]} if wide else {}
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "any.csv"
-        path.write_bytes(raw)
-        try:
-            frame = read_daily_csv(path, extra_columns=extras, **kwargs)
-        except MtlshareError:
-            return
+    path = tmp_path_factory.mktemp("csv") / "any.csv"
+    path.write_bytes(raw)
+    try:
+        frame = read_daily_csv(path, extra_columns=extras, **kwargs)
+    except MtlshareError:
+        return
     assert frame.dates and all(len(v) == len(frame.dates) for v in frame.values.values())

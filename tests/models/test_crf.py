@@ -22,8 +22,7 @@ from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.task import Task
 from mtlshare.training.loop import Trainer
-from mtlshare.training.objective import Objective
-from mtlshare.training.objective import LossWeighting, WeightingConfig
+from mtlshare.training.objective import LossWeighting, Objective, WeightingConfig
 from mtlshare.training.settings import TrainConfig
 
 N_TAGS = 4

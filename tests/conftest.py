@@ -1,0 +1,29 @@
+"""Shared by every test: the suite writes only under pytest's temporary directories. Neither the
+system temp folder nor the repository may gain files from a session (one run used to leave
+about 600 ``mtlshare-prop-*`` folders in the system temp directory); the session fails if they
+do."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ALLOWED = {".pytest_cache", ".hypothesis", ".ruff_cache", ".mypy_cache", ".venv"}
+
+
+def _entries(folder: Path, prefix: str = "") -> set[str]:
+    return {p.name for p in folder.iterdir() if p.name.startswith(prefix)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind():
+    temp = Path(tempfile.gettempdir())
+    before_temp, before_repo = _entries(temp, "mtlshare"), _entries(ROOT)
+    yield
+    left_temp = sorted(_entries(temp, "mtlshare") - before_temp)
+    left_repo = sorted(_entries(ROOT) - before_repo - ALLOWED)
+    assert not left_temp, f"tests left {len(left_temp)} entries in {temp}: {left_temp[:5]}"
+    assert not left_repo, f"tests left files in the repository: {left_repo[:5]}"
