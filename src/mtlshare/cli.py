@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     try:
+        _load_library()
         return _dispatch(args)
     except MtlshareError as e:
         print(f"mtlshare: error: {e}", file=sys.stderr)
@@ -129,10 +132,31 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     finally:
-        if "torch.distributed" in sys.modules:  # leave a torchrun process group cleanly
-            from mtlshare.training.distributed import shutdown
+        # leave a torchrun process group cleanly; only when our module is whole (an interrupt
+        # during `import torch` leaves torch half-imported, and importing it again would fail)
+        distributed = sys.modules.get("mtlshare.training.distributed")
+        if distributed is not None:
+            distributed.shutdown()
 
-            shutdown()
+
+def _load_library() -> None:
+    """Import torch and the library with Ctrl-C held back until they are whole: an interrupt
+    inside torch's import can abort the process ("terminate called after throwing an instance
+    of 'python_error'") or leave torch half-imported. A Ctrl-C meanwhile is raised after."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # signals are the main's
+        import mtlshare.config
+
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        import torch  # noqa: F401
+
+        import mtlshare.config  # noqa: F401  (registers every component)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 def _dispatch(args: argparse.Namespace) -> int:

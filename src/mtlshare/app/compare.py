@@ -15,6 +15,7 @@ from mtlshare.evaluation import report
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.sparse.report import overlap_markdown, overlap_vs_gain
 from mtlshare.training.folder import ComparisonFolder
+from mtlshare.training.objective import LossWeighting
 
 
 def compare(
@@ -57,6 +58,11 @@ def compare(
     for name in mechanisms:  # a bad mechanism setting fails now, not after hours of training
         if name not in (SINGLE, SUBNET):
             build_model(row_config(cfg, name), problem)
+    LossWeighting(names, cfg.weighting)  # so do the loss weights and the selection rule
+    if cfg.train.select_on not in ("mean", *names):
+        raise ConfigError(
+            f"train.select_on: {cfg.train.select_on!r} is neither 'mean' nor a task ({names})"
+        )
     base = str(base_dir) if base_dir is not None else None
     remember_problem(cfg.to_dict(), base, every_task)
     folder.open()  # only once the data and settings are known good

@@ -174,6 +174,13 @@ def run_forecast(
     folder = RunFolder(out_dir)
     if folder.finished:
         raise MtlshareError(f"{folder.path}: holds an earlier run; choose another --out")
+    # the data and the target are checked before --out is made
+    first = build_problem(cfg.replace(**{"data.origin": fc.origins[0]}), base_dir)
+    if fc.target not in first.meta["values"]:
+        raise ConfigError(
+            f"forecast.target: {fc.target!r} is not a series of the data; series "
+            f"are {list(first.meta['values'])}"
+        )
     folder.start(cfg.to_toml(), resume=False)
     try:
         skipped: dict[str, str] = {}

@@ -74,9 +74,10 @@ def train(
         torch.set_num_threads(cfg.train.threads)
     problem = problem if problem is not None else build_problem(cfg, base_dir)
     model = build_model(cfg, problem)
-    if resume and folder.finished:
-        model.load_state_dict(folder.model_state("best"))
-        return TrainedRun(model, problem, folder.results())
+    if resume and folder.finished:  # read back: results and the selected model
+        results = folder.results()
+        folder.load_model(model, "best")
+        return TrainedRun(model, problem, results)
     weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting)
     if where.is_main:
         folder.start(resolved, resume)

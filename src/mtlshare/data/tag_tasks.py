@@ -13,7 +13,7 @@ from mtlshare.data.conll import Sentence, column_index
 from mtlshare.data.vocab import Vocab
 from mtlshare.errors import ConfigError, DataError
 from mtlshare.tasks.tags import SCHEMES, check_tag, convert
-from mtlshare.tasks.task import HEADS
+from mtlshare.tasks.task import HEADS, check_name
 
 TASK_KINDS = ("tags", "position", "next_word")
 TASK_KEYS = (
@@ -44,6 +44,7 @@ class TaskSpec:
 def task_spec(name: str, raw: dict[str, Any], columns: list[str]) -> TaskSpec:
     """A checked task table of ``data.tasks``."""
     where = f"data.tasks.{name}"
+    check_name(name, "data.tasks")
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a table, got {raw!r}")
     unknown = [k for k in raw if k not in TASK_KEYS]

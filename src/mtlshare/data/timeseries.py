@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlshare.errors import ConfigError, DataError
+from mtlshare.tasks.task import name_problem
 
 LAYOUTS = ("long", "wide")
 # Cells meaning "no observation", compared after stripping and lower-casing.
@@ -167,6 +168,9 @@ class _Rows:
             if not name:
                 message = f"empty series name in column {self.series_column!r}"
                 raise DataError(message, path=shown, line=line)
+            problem = name_problem(name)
+            if problem is not None:
+                raise DataError(f"series name: {problem}", path=shown, line=line)
             wanted = self.kept is None or name in self.kept
             cells = [(name, self.value_column, row[at[self.value_column]])] if wanted else []
         for name, column, cell in cells:

@@ -9,6 +9,7 @@ pytorch-crf); the CRF's loss and decoding need the head itself, which the caller
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,30 @@ from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, obse
 
 KINDS = ("regression", "classification")
 HEADS = ("linear", "crf")
+# a task or series name is a folder name in a comparison and a key of the model's modules:
+# letters, digits, "_", "-" and inner spaces; no dots, slashes or leading hyphen
+NAME = re.compile(r"\w(?:[\w -]{0,62}[\w])?")
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a task (None when it can)."""
+    if not isinstance(name, str):
+        return f"expected a string, got {name!r}"
+    if NAME.fullmatch(name) is None:
+        return (
+            f"{name!r} cannot name a task: use 1-64 letters, digits, '_', '-' or inner spaces "
+            "(it becomes a folder name and a key of the model; no '.', '/' or '..')"
+        )
+    return None
+
+
+def check_name(name: object, where: str = "task") -> str:
+    """``name`` when it can name a task, else a one-line ``ConfigError``."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
+    assert isinstance(name, str)
+    return name
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,7 @@ class Task:
     tie_embedding: int = 0  # > 0: classes are the input words; output tied, this wide
 
     def __post_init__(self) -> None:
+        check_name(self.name)
         if self.kind not in KINDS:
             raise ConfigError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
         if self.metric not in METRICS and self.metric not in LABELLED_METRICS:

@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from mtlshare.errors import CheckpointError, MtlshareError
 from mtlshare.training import checkpoint as ckpt
@@ -145,11 +145,25 @@ class RunFolder(OutputFolder):
         if not self.finished:
             raise MtlshareError(f"{self.file(RESULTS)}: missing: the run has not finished")
         results = self.read_json(RESULTS)
-        if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
-            raise MtlshareError(
-                f"{self.file(RESULTS)}: not the results of an mtlshare run (no tasks); "
-                "remove the folder and run again"
+        tasks = results.get("tasks") if isinstance(results, dict) else None
+        needed = ("metric", "higher_is_better", "dev", "test")
+        if not isinstance(tasks, dict) or not tasks:
+            problem = "no tasks"
+        else:
+            problem = next(
+                (
+                    f"task {name!r} lacks {', '.join(k for k in needed if k not in entry)}"
+                    for name, entry in tasks.items()
+                    if not isinstance(entry, dict) or any(k not in entry for k in needed)
+                ),
+                "",
             )
+        if problem:
+            raise MtlshareError(
+                f"{self.file(RESULTS)}: not the results of a finished mtlshare run ({problem}); "
+                "remove that file and resume, or run again in a new folder"
+            )
+        assert isinstance(results, dict)
         return results
 
     def checkpoint_dir(self, name: str) -> Path:
@@ -170,6 +184,18 @@ class RunFolder(OutputFolder):
         if not state:
             raise CheckpointError(f"{self.checkpoint_dir(name)}: holds no model state")
         return state
+
+    def load_model(self, model: nn.Module, name: str = "best") -> None:
+        """Checkpoint ``name``'s model state into ``model``; a state of another network is a
+        one-line ``CheckpointError`` (never torch's list of every key)."""
+        state = self.model_state(name)
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                f"{self.checkpoint_dir(name)}: does not fit this model ({first[:160]})"
+            ) from None
 
     # -- the fresh/resume rules ------------------------------------------------------------------
     def check(self, config_text: str, resume: bool) -> None:

@@ -69,7 +69,8 @@ class LoopState:
             and len(state.history) == state.epoch
         ):
             raise CheckpointError(
-                f"{where / 'meta.json'}: epoch {state.epoch}, best epoch {state.best_epoch}, "
-                f"{len(state.history)} records: not a state this run of {epochs} epochs can be in"
+                f"{where / 'meta.json'}: does not fit this run or is incomplete (epoch "
+                f"{state.epoch}, best epoch {state.best_epoch}, {len(state.history)} records in a "
+                f"run of {epochs} epochs)"
             )
         return state

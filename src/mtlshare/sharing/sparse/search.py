@@ -12,6 +12,7 @@ next round and ends with the same masks as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -157,10 +158,22 @@ def search_masks(
             finished = d <= target_density
             if not finished:
                 pruned = global_magnitude_prune(subject.prunable(), mask, alpha)
-                # too few weights left for alpha to remove one (round(alpha * n) == 0): stop
-                # here rather than train the same mask forever
-                finished = density(pruned) == d
-                mask = pruned
+                if not any(bool(m.any()) for m in pruned.values()):
+                    # pruning alpha of so few weights would empty the mask: a task keeps at
+                    # least its last weights, and the search stops above the target
+                    warnings.warn(
+                        f"sparse: the search for {task!r} stopped at density {d:.3g}, above "
+                        f"target_density {target_density:g}: pruning {alpha:g} of the "
+                        f"{sum(int(m.sum()) for m in mask.values())} weights left would "
+                        "empty the mask",
+                        stacklevel=2,
+                    )
+                    finished = True
+                else:
+                    # too few weights left for alpha to remove one (round(alpha * n) == 0):
+                    # stop here rather than train the same mask forever
+                    finished = density(pruned) == d
+                    mask = pruned
             candidates[-1].final = finished
             subject.save(*_pack(candidates, None if finished else mask))
             if finished:

@@ -1,0 +1,287 @@
+"""The run folder and the holes found by hostile input: names that would escape ``--out``, two
+processes on one folder, a resume that would overwrite results, a mask search that would empty
+a mask, and inputs that used to end in a traceback. Each gets one line and exit 2 (or, for the
+search, a mask that keeps its last weights), and nothing is half-written."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtlshare.cli import main
+from mtlshare.training.folder import OutputFolder, RunFolder
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
+SMALL = ["train.epochs=2", "data.n_dev=50", "data.n_test=50", "--quiet"]
+CONLL_TRAIN = "EU NNP B-ORG\nrejects VBZ O\n\nPeter NNP B-PER\nBlackburn NNP I-PER\n"
+CONLL = """
+[data]
+source = "conll"
+train = "train.txt"
+dev = "train.txt"
+test = "train.txt"
+columns = ["word", "pos", "ner"]
+[data.tasks.ner]
+column = "ner"
+scheme = "iob2"
+[trunk]
+kind = "lstm"
+hidden = [8]
+[train]
+epochs = 1
+batch_size = 2
+"""
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mtlshare: error:"), err
+    return err[0]
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+# -- names that cannot be file names ------------------------------------------------------------
+@pytest.mark.parametrize("name", ["../escaped", "/abs/path", "a.b", "", "-x", "a/b"])
+def test_a_task_name_that_is_no_plain_file_name_is_refused(tmp_path, capsys, name):
+    (tmp_path / "train.txt").write_text(CONLL_TRAIN, encoding="utf-8")
+    (tmp_path / "run.toml").write_text(CONLL, encoding="utf-8")
+    out = tmp_path / "box" / "out"
+    table = json.dumps(name)  # a TOML basic string
+    args = ["compare", str(tmp_path / "run.toml"), f"data.tasks={{{table} = {{column = 'ner'}}}}"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 2
+    assert "cannot name a task" in one_line(capsys)
+    assert not (tmp_path / "box").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_a_series_name_from_the_data_is_checked_where_it_is_read(tmp_path, capsys):
+    csv = tmp_path / "daily.csv"
+    rows = ["date,series,value"]
+    rows += [f"2011-01-{d:02d},{s},{d}" for d in range(1, 29) for s in ("a", "../b")]
+    csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'[data]\nsource = "daily_csv"\npath = "{csv}"\norigin = "2011-01-20"\nhorizon = 5\n'
+        '[trunk]\nkind = "mlp"\nhidden = [4]\n[train]\nepochs = 1\n',
+        encoding="utf-8",
+    )
+    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert f"{csv}:3: series name: '../b' cannot name a task" in one_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+# -- one process per folder ---------------------------------------------------------------------
+def test_a_second_run_on_a_held_folder_fails_at_once(tmp_path, capsys):
+    out = tmp_path / "run"
+    holder = OutputFolder(out)
+    holder.open()
+    try:
+        started = time.monotonic()
+        assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 2
+        assert "another mtlshare process is writing here" in one_line(capsys)
+        assert time.monotonic() - started < 30  # at once, not after training
+        assert not (out / "config.toml").exists()
+    finally:
+        holder.close()
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+
+
+def test_a_live_run_in_another_process_keeps_its_folder(tmp_path):
+    out = tmp_path / "run"
+    long = ["train.epochs=5000", "train.patience=0"]
+    cmd = [sys.executable, "-m", "mtlshare", "run", DEMO, *long, "--out", str(out)]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint" / "last").is_dir():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        second = subprocess.run(
+            [*cmd, "--resume"], capture_output=True, text=True, check=False, timeout=120
+        )
+        assert second.returncode == 2
+        assert second.stderr.count("\n") == 1 and "another mtlshare process" in second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=120)
+
+
+# -- resuming never overwrites results ------------------------------------------------------------
+def test_resuming_a_finished_run_reads_it_back(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    before = tree(out)
+    assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 0
+    assert tree(out) == before  # nothing trained, nothing rewritten
+
+
+def test_a_finished_run_without_its_selected_checkpoint_is_an_error_not_new_results(
+    tmp_path, capsys
+):
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    for name in (out / "checkpoint" / "best").iterdir():
+        name.unlink()
+    (out / "checkpoint" / "best").rmdir()
+    results = (out / "results.json").read_bytes()
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 2
+    assert "checkpoint/best" in one_line(capsys)
+    assert (out / "results.json").read_bytes() == results
+
+
+def test_a_cut_run_whose_selected_checkpoint_vanished_is_an_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    (out / "results.json").unlink()
+    for name in (out / "checkpoint" / "best").iterdir():
+        name.unlink()
+    (out / "checkpoint" / "best").rmdir()
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 2
+    assert "cannot be scored" in one_line(capsys)
+    assert not (out / "results.json").exists()
+
+
+def test_a_cut_add_task_resumes_with_every_epoch_once_in_its_metrics(tmp_path):
+    trained, added = tmp_path / "trained", tmp_path / "added"
+    base = ["data.n_tasks=3", "data.n_train=2000", "data.n_dev=50", "data.n_test=50"]
+    base += ["train.patience=0"]
+    assert main(["run", DEMO, *base, 'tasks=["t1","t2"]', "--out", str(trained), "--quiet"]) == 0
+    args = [DEMO, *base, 'tasks=["t3"]', "train.epochs=150"]
+    cmd = [sys.executable, "-m", "mtlshare", "add-task", str(trained), *args, "--out", str(added)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    meta = added / "checkpoint" / "last" / "meta.json"
+    while True:
+        assert proc.poll() is None, "add-task ended before it could be cut"
+        assert time.monotonic() < deadline
+        try:
+            if json.loads(meta.read_text())["epoch"] >= 3:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (added / "results.json").exists()
+    code = main(["add-task", str(trained), *args, "--out", str(added), "--resume", "--quiet"])
+    assert code == 0
+    epochs = [json.loads(line)["epoch"] for line in (added / "metrics.jsonl").open()]
+    assert epochs == list(range(1, 151))
+
+
+# -- a search that would empty a mask -------------------------------------------------------------
+def test_a_schedule_that_would_empty_a_mask_keeps_the_last_weights(tmp_path, capsys):
+    out = tmp_path / "run"
+    tiny = ["mechanism=sparse", "sparse.target_density=0.001", "sparse.alpha=0.9"]
+    tiny += ["sparse.round_steps=2", "trunk.hidden=[4]", *SMALL]
+    assert main(["run", DEMO, *tiny, "--out", str(out)]) == 0
+    assert "stopped at density" in capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert all(d > 0 for d in results["sparse"]["density"].values())
+    assert math.isfinite(results["sparse"]["overlap_ratio"])
+    assert main(["run", DEMO, *tiny, "--out", str(out), "--resume"]) == 0
+
+
+# -- inputs that used to end in a traceback -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("train.momentum=-1", "train.momentum"),
+        ("train.weight_decay=nan", "train.weight_decay"),
+        ("train.grad_clip=nan", "train.grad_clip"),
+        ("train.lr=inf", "train.lr"),
+        ("seed=1180591620717411303424", "seed"),
+        ("seed=-1", "seed"),
+    ],
+)
+def test_bad_values_are_one_line_before_the_folder_exists(tmp_path, capsys, override, named):
+    out = tmp_path / "out"
+    assert main(["run", DEMO, override, "--out", str(out), "--quiet"]) == 2
+    assert named in one_line(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
+    assert main(["run", DEMO, "train.device=cuda", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "sees no GPU" in one_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("epoch", ['"2"', "-100", "99"])
+def test_a_damaged_meta_json_is_one_line(tmp_path, capsys, epoch):
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    (out / "results.json").unlink()
+    meta = out / "checkpoint" / "last" / "meta.json"
+    meta.write_text(meta.read_text().replace('"epoch": 2', f'"epoch": {epoch}'))
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 2
+    assert "does not fit this run or is" in one_line(capsys)
+
+
+def test_resuming_from_another_mechanisms_checkpoint_is_one_short_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    (out / "results.json").unlink()
+    config = out / "config.toml"
+    config.write_text(config.read_text().replace('mechanism = "hard"', 'mechanism = "soft"'))
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "mechanism=soft", "--out", str(out), "--resume"]) == 2
+    line = one_line(capsys)
+    assert "does not fit this run" in line and len(line) < 400
+
+
+def test_a_stub_results_file_under_compare_resume_is_one_line(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", DEMO, "--mechanisms", "single,hard", *SMALL, "--out", str(out)]
+    assert main(args) == 0
+    (out / "hard" / "results.json").write_text("{}")
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    assert "not the results of a finished mtlshare run" in one_line(capsys)
+
+
+def test_duplicate_seeds_and_bad_weights_fail_before_the_folder(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", DEMO, "--seeds", "0,0", *SMALL, "--out", str(out)]) == 2
+    assert "lists a seed twice" in one_line(capsys)
+    assert main(["compare", DEMO, "weighting.weights={nope = 1.0}", *SMALL, "--out", str(out)]) == 2
+    assert "weighting.weights" in one_line(capsys)
+    assert not out.exists()
+
+
+def test_ctrl_c_while_starting_is_one_line(tmp_path):
+    for delay in (0.3, 0.8, 1.5):
+        out = tmp_path / f"run-{delay}"
+        cmd = [sys.executable, "-m", "mtlshare", "run", DEMO, "--out", str(out)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode == 0:  # finished before the signal: nothing to check
+            continue
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines() == [
+            "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)"
+        ]
+
+
+def test_run_folder_refuses_an_earlier_run_and_a_missing_one():
+    folder = RunFolder("/nonexistent/mtlshare/run")
+    with pytest.raises(Exception, match="nothing to resume"):
+        folder.check("x", resume=True)
+    folder.check("x", resume=False)  # nothing there: a fresh run may start
