@@ -30,27 +30,11 @@ class TrainedRun:
     results: dict[str, Any]
 
 
-def run(
-    cfg: Config,
-    out_dir: str | Path,
-    *,
-    base_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    problem: Problem | None = None,
-    dist: Dist | None = None,
-) -> dict[str, Any]:
+def run(cfg: Config, out_dir: str | Path, **options: Any) -> dict[str, Any]:
     """Train ``cfg.mechanism`` and write the run's outputs to ``out_dir``; returns results.
+    ``options`` are ``train``'s (``base_dir``, ``resume``, ``progress``, ``problem``, ``dist``).
     Under torchrun (``dist``), every process trains and only rank 0 writes."""
-    return train(
-        cfg,
-        out_dir,
-        base_dir=base_dir,
-        resume=resume,
-        progress=progress,
-        problem=problem,
-        dist=dist,
-    ).results
+    return train(cfg, out_dir, **options).results
 
 
 def train(

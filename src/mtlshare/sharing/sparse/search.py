@@ -159,15 +159,8 @@ def search_masks(
             if not finished:
                 pruned = global_magnitude_prune(subject.prunable(), mask, alpha)
                 if not any(bool(m.any()) for m in pruned.values()):
-                    # pruning alpha of so few weights would empty the mask: a task keeps at
-                    # least its last weights, and the search stops above the target
-                    warnings.warn(
-                        f"sparse: the search for {task!r} stopped at density {d:.3g}, above "
-                        f"target_density {target_density:g}: pruning {alpha:g} of the "
-                        f"{sum(int(m.sum()) for m in mask.values())} weights left would "
-                        "empty the mask",
-                        stacklevel=2,
-                    )
+                    # a task keeps at least its last weights: the search stops above the target
+                    _warn_floor(task, mask, d, target_density, alpha)
                     finished = True
                 else:
                     # too few weights left for alpha to remove one (round(alpha * n) == 0):
@@ -182,6 +175,15 @@ def search_masks(
         current = None
     bar.close()
     return candidates
+
+
+def _warn_floor(task: str, mask: Masks, d: float, target: float, alpha: float) -> None:
+    left = sum(int(m.sum()) for m in mask.values())
+    warnings.warn(
+        f"sparse: the search for {task!r} stopped at density {d:.3g}, above target_density "
+        f"{target:g}: pruning {alpha:g} of the {left} weights left would empty the mask",
+        stacklevel=3,
+    )
 
 
 def select(candidates: list[Candidate], rule: str, value: float = 0.0) -> Candidate:
