@@ -55,8 +55,18 @@ class WordCharEncoder(nn.Module):
         if not self.use_chars:
             return self.drop(words)
         chars = x[..., 1:].reshape(batch * time, width - 1)  # (words, max_chars)
+        real = x[..., 0].reshape(-1) != 0  # padding words (id 0) have no characters at all
+        if bool(real.all()):
+            pooled = self._pooled(chars)
+        else:  # the CNN reads only real words; a padding word's features are zero
+            where = real.nonzero().squeeze(1)
+            found = self._pooled(chars[where])
+            pooled = found.new_zeros(batch * time, found.shape[1]).index_copy(0, where, found)
+        return self.drop(torch.cat([words, pooled.view(batch, time, -1)], dim=-1))
+
+    def _pooled(self, chars: Tensor) -> Tensor:
+        """Max-pooled CNN features of words given as character ids (words, max_chars)."""
         conv = self.conv(self.chars(chars).transpose(1, 2))  # (words, filters, max_chars)
         pad = (chars == 0).unsqueeze(1)  # padded character positions take no part in the max
         pooled = conv.masked_fill(pad, float("-inf")).max(dim=-1).values
-        pooled = torch.nan_to_num(pooled, neginf=0.0)  # a padding word has no characters at all
-        return self.drop(torch.cat([words, pooled.view(batch, time, -1)], dim=-1))
+        return torch.nan_to_num(pooled, neginf=0.0)  # a word of padding only: no features
