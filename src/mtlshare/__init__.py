@@ -7,6 +7,7 @@ The commands' Python API, imported on first use (so that ``import mtlshare`` sta
     results = mtlshare.run(cfg, "runs/sparse")            # one mechanism (mtlshare run)
     table = mtlshare.compare(cfg, ["single", "hard", "sparse"], "runs/cmp")  # (mtlshare compare)
     summary = mtlshare.add_task("runs/hard", cfg, "runs/added")  # (mtlshare add-task)
+    run = mtlshare.load_run("runs/sparse")                 # a trained run, ready to predict
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ _API = {
     "train": "mtlshare.app.run",
     "compare": "mtlshare.app.compare",
     "add_task": "mtlshare.app.add_task",
+    "load_run": "mtlshare.app.predict",
+    "evaluate": "mtlshare.app.predict",
 }
 __all__ = [*_API, "__version__"]
 

@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="mtlshare",
         description="Multi-task learning by parameter sharing: hard, conditioned, soft, "
         "cross-stitch, hierarchical, sparse sharing and adapters, compared against single-task "
-        "training; new tasks added to trained models.",
+        "training; new tasks added to trained models; trained runs used to predict.",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -86,6 +86,26 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True)
     a.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint/last")
     a.add_argument("--quiet", action="store_true")
+
+    pr = sub.add_parser(
+        "predict", help="a trained run's predictions for new inputs (CoNLL, text or CSV)"
+    )
+    pr.add_argument("run_dir", help="the --out folder of a finished run")
+    pr.add_argument("input", help="a CoNLL column file, plain text (a sentence a line) or CSV")
+    pr.add_argument("--out", required=True, help="the file to write (written whole or not at all)")
+    pr.add_argument("--tasks", default="", help="comma-separated tasks (default: every task)")
+    pr.add_argument("--format", default="auto", help="the input's format: auto, conll, text or csv")
+    pr.add_argument("--checkpoint", default="best", help="best (selected on dev) or last")
+
+    ev = sub.add_parser("evaluate", help="score a trained run again from its checkpoint")
+    ev.add_argument("run_dir", help="the --out folder of a finished run")
+    ev.add_argument("--split", default="test", help="test or dev")
+    ev.add_argument("--checkpoint", default="best", help="best (selected on dev) or last")
+    ev.add_argument(
+        "--data-dir",
+        default=None,
+        help="where the config's relative data paths start (default: where it was trained)",
+    )
 
     sub.add_parser("mechanisms", help="list the registered sharing mechanisms")
 
@@ -175,6 +195,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(describe_masks(masks_from_state(RunFolder(args.run_dir).model_state("best"))))
         return 0
+    if args.command == "predict":
+        return _predict(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     if args.command == "demo":
         from mtlshare.app.demo import run_demo
 
@@ -250,6 +274,30 @@ def _compare(args: argparse.Namespace, cfg: Config) -> int:
     )
     print(comparison_markdown(comparison, cfg.compare.title or None))
     print(f"comparison: {Path(args.out) / 'comparison.md'}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mtlshare.app.predict import load_run
+
+    run = load_run(args.run_dir, args.checkpoint)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
+    done = run.predict_file(args.input, args.out, tasks, args.format)
+    unit = "tokens" if "tokens" in done else "rows"
+    print(
+        f"{done[unit]:,} {unit} predicted for {', '.join(done['tasks'])} "
+        f"in {done['seconds']:.2f} s "
+        f"({done[f'{unit}_per_second']:,.0f} {unit}/s): {args.out}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mtlshare.app.predict import evaluate
+
+    scores = evaluate(args.run_dir, args.split, args.checkpoint, args.data_dir)
+    for name, r in scores.items():
+        print(f"{name}: {args.split} {r['metric']} {r[args.split]:.6g}")
     return 0
 
 

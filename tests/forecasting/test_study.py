@@ -3,6 +3,7 @@ masking is exact, three or more series work, Prophet is optional, the real recip
 
 from __future__ import annotations
 
+import csv as csv_module
 import datetime
 import json
 import math
@@ -104,6 +105,15 @@ def test_shared_seasonality_beats_the_scarce_series_alone(tmp_path):
     assert (tmp_path / "out" / "forecast_2011-05-01.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(saved["methods"]["seasonal_naive"]) >= {"mae", "rmse", "smape", "per_origin"}
+    # forecasts.csv: every forecast day, from which each method's MAE can be recomputed
+    with (tmp_path / "out" / "forecasts.csv").open() as f:
+        table = list(csv_module.DictReader(f))
+    assert list(table[0]) == ["date", "series", "method", "seed", "origin", "forecast", "actual"]
+    for method in ("multitask", "seasonal_naive"):
+        for row in saved["methods"][method]["per_origin"]:
+            days = [r for r in table if r["method"] == method and r["origin"] == row["origin"]]
+            errors = [abs(float(r["forecast"]) - float(r["actual"])) for r in days if r["actual"]]
+            assert sum(errors) / len(errors) == pytest.approx(row["mae"], rel=1e-9)
 
 
 def test_masked_values_never_reach_the_loss_or_the_gradients(tmp_path):

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from mtlshare.app.build import build_model, build_problem
+from mtlshare.app.run import usage_spec
 from mtlshare.config import Config, load_config
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import CheckpointError, MtlshareError
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
-from mtlshare.training.folder import CONFIG, RunFolder
+from mtlshare.training.folder import CONFIG, INFERENCE, RunFolder
 from mtlshare.training.loop import FitResult, Trainer
 from mtlshare.training.objective import LossWeighting
 
@@ -158,6 +159,7 @@ def add_task(
     model.freeze_for_new_tasks(old_tasks, new_tasks)
     snapshot = model.snapshot_frozen()
     out.start(full_cfg.to_toml(), resume)
+    out.write_json(INFERENCE, usage_spec(full_cfg, problem, base_dir))
     try:
         scorer = Trainer(
             model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from mtlshare.models.trunks import backbone_from_config
 from mtlshare.models.tying import TiedHead, tie_weights
 from mtlshare.registry import DATA_SOURCES, MECHANISMS
 from mtlshare.sharing.base import SharingModel
+from mtlshare.tasks.task import Task
 
 
 def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:
@@ -27,27 +29,35 @@ def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:
 
 def build_model(cfg: Config, problem: Problem) -> SharingModel:
     """The configured mechanism over a backbone built from ``[trunk]``, seeded by ``cfg.seed``."""
+    tasks = [td.task for td in problem.tasks]
+    rank = problem.tasks[0].train.x.dim()
+    return build_network(cfg, tasks, problem.input_dim, problem.build_stem, rank)
+
+
+def build_network(
+    cfg: Config,
+    tasks: list[Task],
+    input_dim: int,
+    build_stem: Callable[[], nn.Module] | None,
+    input_rank: int,
+) -> SharingModel:
+    """``build_model`` from the pieces a problem gives: the tasks, the width the trunk reads,
+    the input encoder (or None) and the rank of the raw inputs (3 for sequences)."""
     sequence = cfg.trunk.kind in ("conv", "lstm", "gru")
-    dims = problem.tasks[0].train.x.dim()
-    if problem.build_stem is None and sequence and dims != 3:
+    if build_stem is None and sequence and input_rank != 3:
         raise ConfigError(
             f"trunk.kind = {cfg.trunk.kind!r} reads sequences (batch, time, features), but the "
-            f"data source {cfg.data_source!r} gives {dims}-d inputs; use trunk.kind = 'mlp'"
+            f"data source {cfg.data_source!r} gives {input_rank}-d inputs; use trunk.kind = 'mlp'"
         )
     torch.manual_seed(cfg.seed)
-    backbone = backbone_from_config(cfg.trunk, problem.input_dim, problem.build_stem)
-    model: SharingModel = MECHANISMS[cfg.mechanism].build(
-        backbone, [td.task for td in problem.tasks], cfg.mechanism_config
-    )
-    for td in problem.tasks:  # output projections tied to the input word embedding
-        if td.task.tie_embedding:
-            head, words = (
-                model.head(td.task.name),
-                getattr(model.stem_for(td.task.name), "words", None),
-            )
+    backbone = backbone_from_config(cfg.trunk, input_dim, build_stem)
+    model: SharingModel = MECHANISMS[cfg.mechanism].build(backbone, tasks, cfg.mechanism_config)
+    for task in tasks:  # output projections tied to the input word embedding
+        if task.tie_embedding:
+            head, words = model.head(task.name), getattr(model.stem_for(task.name), "words", None)
             if not isinstance(head, TiedHead) or not isinstance(words, nn.Embedding):
                 raise ConfigError(
-                    f"task {td.task.name!r}: tie_embedding needs a word-embedding input "
+                    f"task {task.name!r}: tie_embedding needs a word-embedding input "
                     "encoder (the conll data source)"
                 )
             tie_weights(head.out, words)

@@ -9,13 +9,17 @@ task); Prophet and the seasonal-naive forecast see the target's ``data.history``
 origin. Errors are measured on the original scale of the series over the ``data.horizon`` days
 from the origin, skipping days without an observation.
 
-Outputs in the run directory: ``results.json`` (``{"methods": {name: {"mae", "rmse", "smape",
-"per_origin": [...]}}, ...}``), ``forecast.md`` (a table), ``forecast_ORIGIN.png`` (history,
-actuals and every method's forecast) and one training run per origin and neural method.
+Outputs in the run directory: ``forecasts.csv`` (``date, series, method, seed, origin,
+forecast, actual``: every day each method forecast), ``results.json`` (``{"methods": {name:
+{"mae", "rmse", "smape", "per_origin": [...]}}, ...}``), ``forecast.md`` (a table),
+``forecast_ORIGIN.png`` (history, actuals and every method's forecast) and one training run per
+origin and neural method.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +77,10 @@ def forecast_origin(
     base_dir: str | Path | None,
     progress: bool,
     skipped: dict[str, str],
+    table: list[dict[str, str]],
 ) -> dict[str, Any]:
-    """Every method's forecast and errors at one origin; writes its plot."""
+    """Every method's forecast and errors at one origin; writes its plot and adds its
+    forecasts to ``table`` (the rows of ``forecasts.csv``)."""
     at = cfg.replace(**{"data.origin": origin})
     problem = build_problem(at, base_dir)
     data: DailyConfig = at.data
@@ -128,6 +134,20 @@ def forecast_origin(
     rows = {}
     for name, f in forecasts.items():
         runs = per_seed.get(name, [f])
+        for k, r in enumerate(runs):  # forecasts.csv: every day of every run
+            seed = str(fc.seeds[k]) if name in per_seed else ""
+            table += [
+                {
+                    "date": day.isoformat(),
+                    "series": fc.target,
+                    "method": name,
+                    "seed": seed,
+                    "origin": origin,
+                    "forecast": repr(float(v)),
+                    "actual": "" if np.isnan(a) else repr(float(a)),
+                }
+                for day, v, a in zip(future_dates, r, actual, strict=True)
+            ]
         scores = [forecast_metrics(actual, r) for r in runs]
         rows[name] = {
             "origin": origin,
@@ -136,6 +156,20 @@ def forecast_origin(
         if len(runs) > 1:
             rows[name]["seeds"] = scores
     return rows
+
+
+FORECASTS = "forecasts.csv"
+COLUMNS = ("date", "series", "method", "seed", "origin", "forecast", "actual")
+
+
+def forecasts_csv(table: list[dict[str, str]]) -> str:
+    """``forecasts.csv``: one row per forecast day, method (and seed) and origin; ``actual`` is
+    empty on days without an observation."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    return out.getvalue()
 
 
 def forecast_markdown(results: dict[str, Any]) -> str:
@@ -185,8 +219,9 @@ def run_forecast(
     try:
         skipped: dict[str, str] = {}
         per: dict[str, list[dict[str, Any]]] = {}
+        table: list[dict[str, str]] = []
         for origin in fc.origins:
-            rows = forecast_origin(cfg, fc, origin, folder.path, base_dir, progress, skipped)
+            rows = forecast_origin(cfg, fc, origin, folder.path, base_dir, progress, skipped, table)
             for name, row in rows.items():
                 per.setdefault(name, []).append(row)
         data: DailyConfig = cfg.data
@@ -204,6 +239,7 @@ def run_forecast(
         }
         folder.write_json(RESULTS, results)
         folder.write_text("forecast.md", forecast_markdown(results))
+        folder.write_text(FORECASTS, forecasts_csv(table))
     finally:
         folder.close()
     return results

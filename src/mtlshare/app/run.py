@@ -13,10 +13,11 @@ import torch
 
 from mtlshare.app.build import build_model, build_problem
 from mtlshare.config import Config
+from mtlshare.data.codecs import inference_spec
 from mtlshare.data.datasets import Problem
 from mtlshare.sharing.base import SharingModel
 from mtlshare.training.distributed import Dist, barrier
-from mtlshare.training.folder import RunFolder
+from mtlshare.training.folder import INFERENCE, RunFolder
 from mtlshare.training.loop import FitResult, Trainer
 from mtlshare.training.objective import LossWeighting
 
@@ -65,6 +66,7 @@ def train(
     weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting)
     if where.is_main:
         folder.start(resolved, resume)
+        folder.write_json(INFERENCE, usage_spec(cfg, problem, base_dir))
     try:
         trainer = Trainer(
             model,
@@ -88,6 +90,18 @@ def train(
     finally:
         folder.close()
     return TrainedRun(model, problem, results)
+
+
+def usage_spec(cfg: Config, problem: Problem, base_dir: str | Path | None) -> dict[str, Any]:
+    """``inference.json`` of a run on ``problem``: see ``data.codecs.inference_spec``."""
+    return inference_spec(
+        [td.task for td in problem.tasks],
+        problem.input_dim,
+        problem.tasks[0].train.x.dim(),
+        problem.inference,
+        data_source=cfg.data_source,
+        base_dir=str(Path(base_dir).resolve()) if base_dir is not None else None,
+    )
 
 
 def run_results(

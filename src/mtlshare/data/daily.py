@@ -15,6 +15,7 @@ scarce series trains on its own days while the shared trunk learns the calendar 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtlshare.data.codecs import TensorCodec
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.timeseries import DailyFrame, calendar_features, read_daily_csv
 from mtlshare.errors import ConfigError, DataError
@@ -234,4 +236,6 @@ def daily_problem(cfg: DailyConfig, base_dir: str | None = None) -> Problem:
         "values": values,
         "feature_names": names,
     }
-    return Problem(tasks, int(x.shape[1]), meta=meta)
+    scaled = {n: dataclasses.asdict(sc) for n, sc in scales.items()}
+    codec = TensorCodec(list(names), scaled)
+    return Problem(tasks, int(x.shape[1]), meta=meta, inference=codec.spec())

@@ -75,6 +75,8 @@ class Problem:
     input_dim: int
     build_stem: Callable[[], nn.Module] | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # what the source wants to pass on
+    # how new inputs become the model's inputs (a codec's spec, JSON; see data/codecs.py)
+    inference: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [td.task.name for td in self.tasks]
@@ -91,7 +93,8 @@ class Problem:
         unknown = [n for n in names if n not in by_name]
         if unknown:
             raise DataError(f"unknown task(s) {unknown}; tasks are {list(by_name)}")
-        return Problem([by_name[n] for n in names], self.input_dim, self.build_stem, self.meta)
+        chosen = [by_name[n] for n in names]
+        return Problem(chosen, self.input_dim, self.build_stem, self.meta, self.inference)
 
 
 class BatchStream:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mtlshare.data.codecs import TensorCodec
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.errors import ConfigError
 from mtlshare.registry import DATA_SOURCES
@@ -86,4 +87,5 @@ def synthetic_problem(cfg: SyntheticConfig, base_dir: str | None = None) -> Prob
     for t in range(cfg.n_tasks):
         task = Task(f"t{t + 1}", "regression", 1, "mse")
         tasks.append(TaskData(task, make(cfg.n_train, t), make(cfg.n_dev, t), make(cfg.n_test, t)))
-    return Problem(tasks, cfg.input_dim)
+    codec = TensorCodec([f"x{i}" for i in range(cfg.input_dim)])
+    return Problem(tasks, cfg.input_dim, inference=codec.spec())

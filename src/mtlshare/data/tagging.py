@@ -14,6 +14,7 @@ then, as in Ma and Hovy, 2016. Vectors are looked up by the word, else by its lo
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from mtlshare.data.conll import Sentence, read_conll
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.tag_tasks import TaskSpec, tag_ids, tags_of, task_spec
+from mtlshare.data.tagging_codec import TaggingCodec, encode_words
 from mtlshare.data.vocab import VECTOR_PACKAGES, Vocab, embedding_matrix, read_vectors, word_key
 from mtlshare.errors import ConfigError
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
@@ -115,30 +117,6 @@ class ConllConfig:
             raise ConfigError(f"data.unseen_tags: {self.unseen_tags!r} is not one of {UNSEEN}")
         for name, spec in self.tasks.items():
             task_spec(name, spec, self.columns)
-
-
-def _encode_inputs(
-    sentences: list[Sentence],
-    word_col: int,
-    words: Vocab,
-    chars: Vocab,
-    lowercase: bool,
-    max_chars: int,
-) -> tuple[Tensor, Tensor]:
-    """(N, T, 1 + C) int32: word id then character ids, 0-padded; and the lengths (N,)."""
-    lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
-    longest_word = max(len(row[word_col]) for s in sentences for row in s.rows)
-    width = min(max_chars, longest_word)
-    x = torch.zeros(len(sentences), int(lengths.max()), 1 + width, dtype=torch.int32)
-    for n, sentence in enumerate(sentences):
-        rows = []
-        for row in sentence.rows:
-            word = row[word_col]
-            ids = [words.id(word_key(word, lowercase))]
-            ids += [chars.id(c) for c in word[:width]]
-            rows.append(ids + [0] * (1 + width - len(ids)))
-        x[n, : len(rows)] = torch.tensor(rows, dtype=torch.int32)
-    return x, lengths
 
 
 def _targets(ids: list[list[int]], length: int) -> Tensor:
@@ -237,7 +215,9 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
     chars = Vocab.build(Counter(c for s in data["train"] for row in s.rows for c in row[word_col]))
 
     inputs = {
-        split: _encode_inputs(sents, word_col, words, chars, cfg.lowercase, cfg.max_word_length)
+        split: encode_words(
+            [s.column(word_col) for s in sents], words, chars, cfg.lowercase, cfg.max_word_length
+        )
         for split, sents in data.items()
     }
     tasks: list[TaskData] = []
@@ -284,4 +264,14 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
     }
     if cfg.glove:  # how many word types start from a pretrained vector (results.json)
         meta["word_vectors"] = {"source": cfg.glove, "word_types": len(words) - 2, "found": found}
-    return Problem(tasks, encoder.out_dim, stem, meta)
+    codec = TaggingCodec(
+        columns=list(cfg.columns),
+        word_column=cfg.word_column,
+        lowercase=cfg.lowercase,
+        max_word_length=cfg.max_word_length,
+        words=list(words.itos),
+        chars=list(chars.itos),
+        encoder=dataclasses.asdict(encoder),
+        tasks={s.name: {"kind": s.kind, "scheme": s.scheme, "encode": s.encode} for s in specs},
+    )
+    return Problem(tasks, encoder.out_dim, stem, meta, codec.spec())

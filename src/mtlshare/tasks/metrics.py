@@ -46,7 +46,8 @@ def accuracy(pred: Tensor, target: Tensor) -> float:
     if not bool(keep.any()):
         return float("nan")
     ids = pred.argmax(-1) if pred.dim() == target.dim() + 1 else pred
-    return float((ids[keep] == target[keep]).float().mean())
+    # counted in integers: a float32 mean is off in the eighth digit on 46,435 tokens
+    return int((ids[keep] == target[keep]).sum()) / int(keep.sum())
 
 
 def span_f1(pred: Tensor, target: Tensor, labels: Sequence[str]) -> float:

@@ -24,6 +24,8 @@ from mtlshare.errors import CheckpointError
 
 TENSORS = "tensors.safetensors"
 META = "meta.json"
+VERSION = 1  # of the checkpoint layout; a later layout this code cannot read is refused
+VERSION_KEY = "format_version"
 REFUSED_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 
 
@@ -63,7 +65,9 @@ def save_checkpoint(
         {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS)
     )
     _fsync(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
-    atomic_write_text(tmp / META, json.dumps(meta, indent=1, sort_keys=True))
+    atomic_write_text(
+        tmp / META, json.dumps({**meta, VERSION_KEY: VERSION}, indent=1, sort_keys=True)
+    )
     _fsync(tmp)
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -118,6 +122,14 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str,
         meta = json.loads((found / META).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{found / META}: unreadable: {e}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{found / META}: not a checkpoint's metadata (a JSON object)")
+    version = meta.pop(VERSION_KEY, VERSION)  # checkpoints before the key was written: 1
+    if version != VERSION:
+        raise CheckpointError(
+            f"{found / META}: checkpoint format {version!r}; this mtlshare reads format {VERSION} "
+            "(a checkpoint of another mtlshare version)"
+        )
     return tensors, meta
 
 

@@ -166,6 +166,24 @@ class RunFolder(OutputFolder):
         assert isinstance(results, dict)
         return results
 
+    def inference(self) -> dict[str, Any]:
+        """``inference.json``: what using the model needs beside its weights."""
+        path = self.file(INFERENCE)
+        if not path.is_file():
+            raise MtlshareError(
+                f"{path}: missing: the run was trained before mtlshare saved what inference "
+                "needs; train it again with this version"
+            )
+        spec = self.read_json(INFERENCE)
+        if not isinstance(spec, dict) or spec.get("format") != "mtlshare.inference":
+            raise MtlshareError(f"{path}: not an mtlshare inference spec")
+        if spec.get("version") != 1:
+            raise MtlshareError(
+                f"{path}: inference spec version {spec.get('version')!r}; this mtlshare reads "
+                "version 1 (a run of another mtlshare version)"
+            )
+        return spec
+
     def checkpoint_dir(self, name: str) -> Path:
         return self.path / CHECKPOINTS / name
 

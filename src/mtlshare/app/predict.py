@@ -1,0 +1,167 @@
+"""Using a trained run: ``load_run`` rebuilds its model from ``config.toml``, ``inference.json``
+and a safetensors checkpoint (never a pickle); ``mtlshare predict`` writes its predictions for
+new inputs in the format of its data source; ``mtlshare evaluate`` scores it again on its own
+data, with the numbers of ``results.json``.
+
+Predictions are made in eval mode, without gradients, in batches of ``train.eval_batch_size``
+in input order, each cut to its longest sequence: the same batches the run's own scoring used,
+so that scoring a file the run was tested on gives its numbers exactly.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlshare.app.build import build_network, build_problem
+from mtlshare.config import Config, load_config
+from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
+from mtlshare.errors import MtlshareError
+from mtlshare.sharing.base import SharingModel
+from mtlshare.tasks.metrics import IGNORE_INDEX
+from mtlshare.tasks.task import Task
+from mtlshare.training.checkpoint import atomic_write_text
+from mtlshare.training.folder import CONFIG, RunFolder
+from mtlshare.training.loop import Trainer
+from mtlshare.training.objective import LossWeighting
+
+CHECKPOINTS = ("best", "last")
+
+
+@dataclass
+class LoadedRun:
+    """A trained run ready to predict: its config, tasks (by name), model (eval mode), codec
+    and folder."""
+
+    folder: RunFolder
+    config: Config
+    tasks: dict[str, Task]
+    model: SharingModel
+    codec: Codec
+    spec: dict[str, Any]
+
+    @property
+    def mechanism(self) -> str:
+        return self.config.mechanism
+
+    @torch.no_grad()
+    def predict(self, task: str, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``task``'s predictions for inputs ``x`` (rows of a batch of any size): values for
+        regression, class ids otherwise; positions beyond a sequence's length are -100.
+        Sparse sharing predicts through the task's mask, like training."""
+        if task not in self.tasks:
+            raise MtlshareError(f"no task {task!r}; this run has {list(self.tasks)}")
+        spec, head = self.tasks[task], self.model.head(task)
+        self.model.eval()
+        size = self.config.train.eval_batch_size
+        parts = []
+        for start in range(0, len(x), size):
+            batch = x[start : start + size]
+            target = None
+            if lengths is not None:  # cut to the batch's longest sequence, as training did
+                longest = int(lengths[start : start + size].max())
+                batch = batch[:, :longest]
+                steps = torch.arange(longest)[None, :]
+                seen = steps < lengths[start : start + size, None]
+                target = torch.where(seen, 0, IGNORE_INDEX)
+            out = self.model(batch, task)
+            if target is None:
+                target = torch.zeros(out.shape[:-1], dtype=torch.long)
+            pred = spec.predict(out, target, head if spec.head != "linear" else None)
+            if lengths is not None:
+                pred = torch.where(target == IGNORE_INDEX, IGNORE_INDEX, pred)
+            parts.append(pred)
+        if lengths is None:
+            return torch.cat(parts)
+        width = int(lengths.max())
+        return torch.cat(
+            [nn.functional.pad(p, (0, width - p.shape[1]), value=IGNORE_INDEX) for p in parts]
+        )
+
+    def predict_file(
+        self, source: str | Path, out: str | Path, tasks: list[str] | None = None, fmt: str = "auto"
+    ) -> dict[str, Any]:
+        """Read ``source``, predict every task (or ``tasks``), write ``out`` atomically (no
+        partial file on an error); returns what was done and how fast."""
+        chosen = tasks or list(self.tasks)
+        unknown = [t for t in chosen if t not in self.tasks]
+        if unknown:
+            raise MtlshareError(f"--tasks: unknown {unknown}; this run has {list(self.tasks)}")
+        doc = self.codec.read(Path(source), fmt)
+        started = time.perf_counter()
+        x, lengths = self.codec.encode(doc)
+        predictions = {t: self.predict(t, x, lengths) for t in chosen}
+        seconds = time.perf_counter() - started
+        text = self.codec.write(doc, [self.tasks[t] for t in chosen], predictions)
+        atomic_write_text(out, text)
+        count, unit = self.codec.size(doc)
+        return {
+            "tasks": chosen,
+            unit: count,
+            "seconds": seconds,
+            f"{unit}_per_second": count / max(seconds, 1e-9),
+            "out": str(out),
+        }
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
+    """The run in ``run_dir`` with the weights of ``checkpoint`` ("best": the model selected on
+    dev; "last": the latest epoch), ready to predict. Everything is read from the run folder:
+    config, ``inference.json`` and safetensors; nothing is unpickled, no data file is read."""
+    if checkpoint not in CHECKPOINTS:
+        raise MtlshareError(f"--checkpoint: {checkpoint!r} is not one of {', '.join(CHECKPOINTS)}")
+    folder = RunFolder(run_dir)
+    if folder.config_text() is None:
+        raise MtlshareError(f"{folder.path}: not an mtlshare run folder (no {CONFIG})")
+    if not folder.has_checkpoint(checkpoint):
+        raise MtlshareError(
+            f"{folder.checkpoint_dir(checkpoint)}: missing; the run has no {checkpoint!r} "
+            "checkpoint yet (is it still training, or was it cut before its first epoch?)"
+        )
+    cfg = load_config(folder.file(CONFIG))
+    if cfg.experiment != "train":
+        raise MtlshareError(
+            f"{folder.path}: a {cfg.experiment!r} study, not a training run; its forecasts are "
+            "in forecasts.csv beside its plots"
+        )
+    spec = folder.inference()
+    tasks = tasks_from_spec(spec)
+    codec = codec_from_spec(spec["codec"])
+    model = build_network(cfg, tasks, spec["input_dim"], codec.build_stem(), spec["input_rank"])
+    folder.load_model(model, checkpoint)
+    model.eval()
+    return LoadedRun(folder, cfg, {t.name: t for t in tasks}, model, codec, spec)
+
+
+def evaluate(
+    run_dir: str | Path,
+    split: str = "test",
+    checkpoint: str = "best",
+    base_dir: str | Path | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Score the run's tasks on its own ``split`` (read again from its data files, relative
+    paths from ``base_dir`` or from where the run was trained): the numbers of its
+    ``results.json`` for the best checkpoint."""
+    if split not in ("dev", "test"):
+        raise MtlshareError(f"--split: {split!r} is not one of dev, test")
+    run = load_run(run_dir, checkpoint)
+    where = base_dir if base_dir is not None else run.spec.get("base_dir")
+    with warnings.catch_warnings():  # the data's warnings were shown when it trained
+        warnings.simplefilter("ignore")
+        problem = build_problem(run.config, where)
+    names = [t for t in run.tasks if t in {td.task.name for td in problem.tasks}]
+    problem = problem.select(names)
+    scorer = Trainer(
+        run.model,
+        problem,
+        run.config.train,
+        LossWeighting(names, run.config.weighting),
+        progress=False,
+    )
+    return {t: {"metric": run.tasks[t].metric, split: scorer.score(t, split)} for t in names}

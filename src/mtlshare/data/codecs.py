@@ -1,0 +1,192 @@
+"""Codecs: how new inputs become a trained model's inputs, and its outputs a file people read.
+
+A data source describes its codec in ``Problem.inference`` (a JSON-able spec that the run folder
+saves as ``inference.json``); ``codec_from_spec`` rebuilds the codec from it, without the data
+it was trained on. Two codecs:
+
+- ``tagging`` (the ``conll`` source, ``mtlshare.data.tagging_codec``): a CoNLL column file or
+  plain text in, CoNLL columns out;
+- ``tensor`` (``synthetic``, ``daily_csv``): a CSV of feature columns in, one column per task
+  out (regression targets back on the series' own scale where the source standardised them).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from mtlshare.data.conll import decode_utf8
+from mtlshare.errors import DataError
+from mtlshare.registry import Registry
+from mtlshare.tasks.task import Task
+
+FORMAT = "mtlshare.inference"
+VERSION = 1
+
+
+class Codec(Protocol):
+    """What prediction needs of a data source."""
+
+    def spec(self) -> dict[str, Any]: ...
+
+    def build_stem(self) -> Callable[[], nn.Module] | None:
+        """The input encoder to build the model with (its weights come from the checkpoint)."""
+        ...
+
+    def read(self, path: Path, fmt: str) -> Any:
+        """An input file (``fmt``: "auto" or one the codec names); a ``DataError`` naming the
+        file and line for anything it cannot read, or for a file without any input."""
+        ...
+
+    def encode(self, doc: Any) -> tuple[Tensor, Tensor | None]:
+        """The model's inputs for ``doc`` and, for sequences, their lengths."""
+        ...
+
+    def write(self, doc: Any, tasks: list[Task], predictions: dict[str, Tensor]) -> str:
+        """The output file's text: ``doc`` with one prediction column per task."""
+        ...
+
+    def size(self, doc: Any) -> tuple[int, str]:
+        """How much ``doc`` holds, for a speed report: (count, unit)."""
+        ...
+
+
+CODECS: Registry[Callable[[dict[str, Any]], Codec]] = Registry("codec")
+
+
+def inference_spec(
+    tasks: list[Task], input_dim: int, input_rank: int, codec: dict[str, Any], **about: Any
+) -> dict[str, Any]:
+    """``inference.json``: everything a trained model needs beside its weights to be used: its
+    tasks, the width and rank of its inputs, the codec's spec, and ``about`` (the data source,
+    where its relative paths start)."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        **about,
+        "input_dim": input_dim,
+        "input_rank": input_rank,
+        "tasks": [dataclasses.asdict(t) for t in tasks],
+        "codec": codec,
+    }
+
+
+def tasks_from_spec(spec: dict[str, Any]) -> list[Task]:
+    """The ``Task``s an ``inference_spec`` lists."""
+    return [Task(**{**t, "labels": tuple(t.get("labels", ()))}) for t in spec["tasks"]]
+
+
+def codec_from_spec(spec: dict[str, Any]) -> Codec:
+    """The codec a run's ``inference.json`` describes."""
+    name = spec.get("codec")
+    if not isinstance(name, str):
+        raise DataError("inference spec names no codec")
+    return CODECS[name].build(spec)
+
+
+# -- tensor inputs ------------------------------------------------------------------------------
+@dataclass
+class Table:
+    """A CSV of inputs: its header, its rows as text, and the features read from them."""
+
+    path: Path
+    header: list[str]
+    rows: list[list[str]]
+    x: Tensor  # (rows, features)
+
+
+@dataclass
+class TensorCodec:
+    """Rows of numbers in, one column per task out. ``features`` names the input columns in the
+    order the model reads them; ``scales`` maps a task to how its targets were standardised
+    (``log``, ``mean``, ``std``), inverted on output."""
+
+    features: list[str]
+    scales: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def spec(self) -> dict[str, Any]:
+        return {"codec": "tensor", "features": self.features, "scales": self.scales}
+
+    def build_stem(self) -> Callable[[], nn.Module] | None:
+        return None
+
+    def read(self, path: Path, fmt: str) -> Table:
+        if fmt not in ("auto", "csv"):
+            raise DataError(f"this run reads a CSV of {len(self.features)} features, not {fmt}")
+        if not path.is_file():
+            raise DataError("no such file", path)
+        text = decode_utf8(path, path.read_bytes())
+        lines = list(csv.reader(io.StringIO(text)))
+        if not lines or not any(cell.strip() for cell in lines[0]):
+            raise DataError("empty: expected a header naming the features, then rows", path)
+        header = [h.strip() for h in lines[0]]
+        missing = [f for f in self.features if f not in header]
+        if missing:
+            raise DataError(
+                f"no column {missing[0]!r}; the model reads {len(self.features)} features: "
+                f"{', '.join(self.features[:6])}{', ...' if len(self.features) > 6 else ''}",
+                path,
+                1,
+            )
+        at = [header.index(f) for f in self.features]
+        rows, values = [], []
+        for number, row in enumerate(lines[1:], start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{len(row)} fields but the header has {len(header)}", path, number)
+            values.append([_number(row[i], header[i], path, number) for i in at])
+            rows.append(row)
+        if not rows:
+            raise DataError("no rows after the header", path)
+        return Table(path, header, rows, torch.tensor(values, dtype=torch.float32))
+
+    def encode(self, doc: Table) -> tuple[Tensor, Tensor | None]:
+        return doc.x, None
+
+    def write(self, doc: Table, tasks: list[Task], predictions: dict[str, Tensor]) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([*doc.header, *(t.name for t in tasks)])
+        cells = [self._column(t, predictions[t.name]) for t in tasks]
+        for i, row in enumerate(doc.rows):
+            writer.writerow([*row, *(column[i] for column in cells)])
+        return out.getvalue()
+
+    def _column(self, task: Task, pred: Tensor) -> list[str]:
+        if task.kind == "classification":
+            return [task.labels[int(i)] if task.labels else str(int(i)) for i in pred.tolist()]
+        values = [float(v) for v in pred.double().tolist()]
+        scale = self.scales.get(task.name)
+        if scale:  # as daily.Scale.inverse
+            values = [v * scale["std"] + scale["mean"] for v in values]
+            if scale["log"]:
+                values = [max(0.0, math.expm1(v)) for v in values]
+        return [repr(v) for v in values]
+
+    def size(self, doc: Table) -> tuple[int, str]:
+        return len(doc.rows), "rows"
+
+
+def _number(cell: str, column: str, path: Path, line: int) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        raise DataError(f"column {column!r}: {cell!r} is not a number", path, line) from None
+    if not math.isfinite(value):
+        raise DataError(f"column {column!r}: {cell!r} is not a finite number", path, line)
+    return value
+
+
+@CODECS.register("tensor", summary="a CSV of feature columns in, one column per task out")
+def tensor_codec(spec: dict[str, Any]) -> Codec:
+    return TensorCodec(list(spec["features"]), dict(spec.get("scales", {})))

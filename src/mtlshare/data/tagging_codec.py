@@ -1,0 +1,222 @@
+"""The ``tagging`` codec: new text for a model trained on the ``conll`` data source.
+
+Input is a CoNLL column file (only the word column is read; every line is written back as it
+was, ``-DOCSTART-`` and blank lines included) or plain text with one whitespace-tokenised
+sentence a line. Output is CoNLL columns: the input's columns (for plain text, the word) and
+one predicted column per task. Span tags are written back in the scheme of the training file
+(``scheme``), whatever the model was trained in (``encode``): a model trained in BIOES writes
+IOB2 tags for IOB2 data, by the same conversion that keeps the chunks conlleval reads. Unknown
+words and characters take the unknown entries of the vocabularies; a sentence longer than any
+training sentence is tagged like any other (the BiLSTM reads any length; a position task
+predicts its last class beyond its longest training sentence).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlshare.data.codecs import CODECS, Codec
+from mtlshare.data.conll import DOCSTART, decode_utf8
+from mtlshare.data.vocab import PAD, UNK, Vocab, word_key
+from mtlshare.errors import DataError
+from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
+from mtlshare.tasks.metrics import IGNORE_INDEX
+from mtlshare.tasks.tags import convert
+from mtlshare.tasks.task import Task
+
+FORMATS = ("auto", "conll", "text")
+
+
+def encode_words(
+    sentences: list[list[str]],
+    words: Vocab,
+    chars: Vocab,
+    lowercase: bool,
+    max_chars: int,
+) -> tuple[Tensor, Tensor]:
+    """(N, T, 1 + C) int32: word id then character ids, 0-padded; and the lengths (N,). The
+    character width is the longest word (at most ``max_chars``); unknown words and characters
+    take the unknown id."""
+    lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
+    longest_word = max(len(word) for s in sentences for word in s)
+    width = min(max_chars, longest_word)
+    x = torch.zeros(len(sentences), int(lengths.max()), 1 + width, dtype=torch.int32)
+    for n, sentence in enumerate(sentences):
+        rows = []
+        for word in sentence:
+            ids = [words.id(word_key(word, lowercase))]
+            ids += [chars.id(c) for c in word[:width]]
+            rows.append(ids + [0] * (1 + width - len(ids)))
+        x[n, : len(rows)] = torch.tensor(rows, dtype=torch.int32)
+    return x, lengths
+
+
+@dataclass
+class Tagged:
+    """An input file read for tagging: its lines, and for each sentence its words and the
+    line index of each word (``None`` for plain text, whose output is one token a line)."""
+
+    path: Path
+    form: str  # "conll" or "text"
+    lines: list[str]
+    sentences: list[list[str]] = field(default_factory=list)
+    where: list[list[int]] = field(default_factory=list)
+
+
+@dataclass
+class TaggingCodec:
+    """See the module docstring. ``tasks`` maps a task to its ``kind`` and span ``scheme`` /
+    ``encode``; the vocabularies are the training run's."""
+
+    columns: list[str]
+    word_column: str
+    lowercase: bool
+    max_word_length: int
+    words: list[str]
+    chars: list[str]
+    encoder: dict[str, Any]
+    tasks: dict[str, dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        for name, itos in (("words", self.words), ("chars", self.chars)):
+            if itos[:2] != [PAD, UNK]:
+                raise DataError(f"inference spec: the {name} vocabulary lacks its special entries")
+        self._words = Vocab(self.words[2:])
+        self._chars = Vocab(self.chars[2:])
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "codec": "tagging",
+            "columns": self.columns,
+            "word_column": self.word_column,
+            "lowercase": self.lowercase,
+            "max_word_length": self.max_word_length,
+            "encoder": self.encoder,
+            "tasks": self.tasks,
+            "words": self.words,
+            "chars": self.chars,
+        }
+
+    def build_stem(self) -> Callable[[], nn.Module] | None:
+        encoder = TaggerInputConfig(**self.encoder)
+        return lambda: WordCharEncoder(encoder)
+
+    # -- reading --------------------------------------------------------------------------------
+    def read(self, path: Path, fmt: str) -> Tagged:
+        if fmt not in FORMATS:
+            raise DataError(f"--format {fmt!r}: a tagging run reads one of {', '.join(FORMATS)}")
+        if not path.is_file():
+            raise DataError("no such file", path)
+        text = decode_utf8(path, path.read_bytes())
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # the file's last newline ends a line, it does not start one
+        form = self._form(lines) if fmt == "auto" else fmt
+        doc = Tagged(path, form, lines)
+        if form == "text":
+            for i, line in enumerate(lines):
+                if line.split():
+                    doc.sentences.append(line.split())
+                    doc.where.append([i])
+        else:
+            self._read_columns(doc)
+        if not doc.sentences:
+            raise DataError("no sentences to tag: the file holds no words", path)
+        return doc
+
+    def _form(self, lines: list[str]) -> str:
+        """CoNLL when every non-blank line has the same number of fields and the file has a
+        blank line or a ``-DOCSTART-`` line (or holds one token a line); text otherwise."""
+        widths = {len(line.split()) for line in lines if line.split()}
+        separated = any(not line.split() for line in lines) or any(
+            line.split()[:1] == [DOCSTART] for line in lines
+        )
+        if len(widths) == 1 and (separated or widths == {1}):
+            return "conll"
+        return "text"
+
+    def _read_columns(self, doc: Tagged) -> None:
+        width, column = 0, 0
+        words: list[str] = []
+        at: list[int] = []
+        for i, line in enumerate([*doc.lines, ""]):
+            fields = line.split()
+            if fields and fields[0] != DOCSTART:
+                if width == 0:
+                    width = len(fields)
+                    column = self._word_index(width)
+                if len(fields) != width:
+                    raise DataError(
+                        f"{len(fields)} columns where every token line has {width}", doc.path, i + 1
+                    )
+                words.append(fields[column])
+                at.append(i)
+            elif words:
+                doc.sentences.append(words)
+                doc.where.append(at)
+                words, at = [], []
+
+    def _word_index(self, width: int) -> int:
+        """The word column: the training files' when the input has as many columns, else the
+        first."""
+        return self.columns.index(self.word_column) if width == len(self.columns) else 0
+
+    # -- the model's side ---------------------------------------------------------------------
+    def encode(self, doc: Tagged) -> tuple[Tensor, Tensor | None]:
+        return encode_words(
+            doc.sentences, self._words, self._chars, self.lowercase, self.max_word_length
+        )
+
+    def labels(self, task: Task, ids: list[int]) -> list[str]:
+        """One sentence's predicted class ids as tags in the training file's scheme."""
+        tags = [task.labels[i] for i in ids]
+        spec = self.tasks.get(task.name, {})
+        scheme, encode = spec.get("scheme", ""), spec.get("encode", "")
+        if scheme and encode and scheme != encode:
+            tags = convert(tags, encode, scheme)
+        return tags
+
+    # -- writing --------------------------------------------------------------------------------
+    def write(self, doc: Tagged, tasks: list[Task], predictions: dict[str, Tensor]) -> str:
+        tags = {
+            t.name: [
+                self.labels(t, [int(i) for i in row[: len(words)] if i != IGNORE_INDEX])
+                for row, words in zip(predictions[t.name].tolist(), doc.sentences, strict=True)
+            ]
+            for t in tasks
+        }
+        if doc.form == "text":
+            out = []
+            for n, words in enumerate(doc.sentences):
+                for k, word in enumerate(words):
+                    out.append(" ".join([word, *(tags[t.name][n][k] for t in tasks)]))
+                out.append("")
+            return "\n".join(out) + "\n"
+        lines = list(doc.lines)
+        for n, at in enumerate(doc.where):
+            for k, i in enumerate(at):
+                lines[i] = " ".join([*lines[i].split(), *(tags[t.name][n][k] for t in tasks)])
+        for i, line in enumerate(lines):
+            if line.split()[:1] == [DOCSTART]:
+                lines[i] = " ".join([*line.split(), *("O" for _ in tasks)])
+        return "\n".join(lines) + "\n"
+
+    def size(self, doc: Tagged) -> tuple[int, str]:
+        return sum(len(s) for s in doc.sentences), "tokens"
+
+
+@CODECS.register("tagging", summary="CoNLL columns or plain text in, CoNLL columns out")
+def tagging_codec(spec: dict[str, Any]) -> Codec:
+    keys = ("columns", "word_column", "lowercase", "max_word_length", "words", "chars")
+    try:
+        return TaggingCodec(
+            **{k: spec[k] for k in keys}, encoder=spec["encoder"], tasks=spec["tasks"]
+        )
+    except (KeyError, TypeError) as e:
+        raise DataError(f"inference spec of a tagging run is incomplete ({e})") from None

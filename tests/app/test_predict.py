@@ -1,0 +1,328 @@
+"""Using a trained run: ``load_run``, ``mtlshare predict`` and ``mtlshare evaluate``.
+
+The agreement test trains hard, sparse and cross-stitch runs on a slice of the real CoNLL-2003
+files, tags the test file, and scores the written file with two scorers that share no code with
+mtlshare: ``conlleval`` below (written from the documented behaviour of the CoNLL script) and
+seqeval. Both must give the run's own test span F1, and the POS column its accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtlshare.app.build import build_problem
+from mtlshare.app.predict import load_run
+from mtlshare.app.run import run
+from mtlshare.cli import main
+from mtlshare.config import load_config
+from mtlshare.training.loop import Trainer
+from mtlshare.training.objective import LossWeighting, WeightingConfig
+
+WEIGHTS = WeightingConfig()
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT.parent / "shared" / "data" / "conll2003"
+QUICK = ROOT / "recipes" / "conll2003" / "quick.toml"
+DEMO = ROOT / "recipes" / "demo" / "demo.toml"
+TINY = [
+    "data.train_sentences=600",
+    "data.dev_sentences=200",
+    "data.unseen_tags=map",  # dev tags the 600 sentences lack
+    "data.word_dim=16",
+    "data.char_filters=8",
+    "trunk.hidden=[24]",
+    "train.epochs=2",
+    "train.batch_size=16",
+    "sparse.warmup_epochs=0.5",
+    "sparse.round_epochs=0.5",
+    "sparse.target_density=0.6",
+]
+needs_conll = pytest.mark.skipif(
+    not (DATA / "test.txt").is_file(),
+    reason=f"the real CoNLL-2003 files are not at {DATA} (../shared/data beside the repository)",
+)
+
+
+# -- an independent conlleval -----------------------------------------------------------------
+def _end_of_chunk(prev: str, cur: str, prev_type: str, cur_type: str) -> bool:
+    """conlleval's endOfChunk: does a chunk end between the previous tag and this one?"""
+    return (
+        (prev in ("B", "I") and cur in ("B", "O"))
+        or (prev == "E" and cur in ("E", "I", "O", "B", "S"))
+        or (prev == "S" and cur in ("E", "I", "O", "B", "S"))
+        or (prev != "O" and prev != "." and prev_type != cur_type)
+        or prev in ("]", "[")
+    )
+
+
+def _start_of_chunk(prev: str, cur: str, prev_type: str, cur_type: str) -> bool:
+    """conlleval's startOfChunk: does a chunk start at this tag?"""
+    return (
+        (prev in ("E", "S", "O") and cur in ("E", "I"))
+        or cur in ("B", "S")
+        or (cur != "O" and cur != "." and prev_type != cur_type)
+        or cur in ("[", "]")
+    )
+
+
+def _split(tag: str) -> tuple[str, str]:
+    if tag == "O":
+        return "O", ""
+    prefix, _, kind = tag.partition("-")
+    return prefix, kind
+
+
+def conlleval(rows: list[tuple[str, str] | None]) -> tuple[int, int, int]:
+    """(correct chunks, gold chunks, guessed chunks) over token rows (gold, guess); None is a
+    sentence boundary, as a blank line is for the script."""
+    correct = found_gold = found_guess = 0
+    in_correct = False
+    last_gold, last_guess, last_gold_type, last_guess_type = "O", "O", "", ""
+    for row in [*rows, None]:
+        gold, guess = row if row is not None else ("O", "O")
+        g, gt = _split(gold)
+        p, pt = _split(guess)
+        end_gold = _end_of_chunk(last_gold, g, last_gold_type, gt)
+        end_guess = _end_of_chunk(last_guess, p, last_guess_type, pt)
+        start_gold = _start_of_chunk(last_gold, g, last_gold_type, gt)
+        start_guess = _start_of_chunk(last_guess, p, last_guess_type, pt)
+        if in_correct:
+            if end_gold and end_guess and last_gold_type == last_guess_type:
+                in_correct = False
+                correct += 1
+            elif end_gold != end_guess or gt != pt:
+                in_correct = False
+        if start_gold and start_guess and gt == pt:
+            in_correct = True
+        found_gold += start_gold
+        found_guess += start_guess
+        if row is None:  # a boundary: the next sentence starts afresh
+            last_gold, last_guess, last_gold_type, last_guess_type = "O", "O", "", ""
+            continue
+        last_gold, last_guess, last_gold_type, last_guess_type = g, p, gt, pt
+    return correct, found_gold, found_guess
+
+
+def f1(correct: int, gold: int, guess: int) -> float:
+    precision = correct / guess if guess else 0.0
+    recall = correct / gold if gold else 0.0
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def test_the_independent_conlleval_on_a_hand_counted_example():
+    rows = [("B-PER", "B-PER"), ("I-PER", "I-PER"), ("O", "B-LOC"), None, ("B-ORG", "I-ORG")]
+    assert conlleval(rows) == (2, 2, 3)  # PER right, ORG right (I- after boundary starts one)
+
+
+def columns(path: Path) -> list[list[str] | None]:
+    out: list[list[str] | None] = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        fields = line.split()
+        if not fields or fields[0] == "-DOCSTART-":
+            if out and out[-1] is not None:
+                out.append(None)
+            continue
+        out.append(fields)
+    return out
+
+
+# -- agreement with the scorers --------------------------------------------------------------
+def first_sentences(source: Path, n: int, target: Path) -> Path:
+    """The first ``n`` sentences of a CoNLL file, ``-DOCSTART-`` lines kept."""
+    kept, count = [], 0
+    for line in source.read_text(encoding="utf-8").split("\n"):
+        if not line.split():
+            count += bool(kept and kept[-1].split() and kept[-1].split()[0] != "-DOCSTART-")
+            if count >= n:
+                break
+        kept.append(line)
+    target.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="module")
+def conll_runs(tmp_path_factory):
+    """Runs tested on the first 300 of their 600 training sentences: every tag of that "test"
+    file was seen in training, so the run scores it against the file's own tags (a tag never
+    seen would be mapped, and the file's scorers would see another gold)."""
+    base = tmp_path_factory.mktemp("conll")
+    test = first_sentences(DATA / "train.txt", 300, base / "seen.txt")
+    paths = [f"data.train={DATA / 'train.txt'}", f"data.dev={DATA / 'dev.txt'}"]
+    paths.append(f"data.test={test}")
+    runs = {}
+    for mechanism in ("hard", "sparse", "cross_stitch"):
+        cfg = load_config(QUICK, [*paths, *TINY, f"mechanism={mechanism}"])
+        runs[mechanism] = base / mechanism
+        run(cfg, runs[mechanism], progress=False)
+    return runs
+
+
+@needs_conll
+@pytest.mark.parametrize("mechanism", ["hard", "sparse", "cross_stitch"])
+def test_predictions_score_what_results_json_says(conll_runs, tmp_path, mechanism, capsys):
+    seqeval = pytest.importorskip("seqeval.metrics")
+    folder = conll_runs[mechanism]
+    results = json.loads((folder / "results.json").read_text())["tasks"]
+    test = folder.parent / "seen.txt"
+    out = tmp_path / "tagged.conll"
+    assert main(["predict", str(folder), str(test), "--out", str(out)]) == 0
+    assert "tokens/s" in capsys.readouterr().out
+    rows = columns(out)
+    tokens = [r for r in rows if r is not None]
+    words = [line.split() for line in test.open()]
+    assert len(tokens) == sum(len(w) == 4 and w[0] != "-DOCSTART-" for w in words)
+    # columns: word POS chunk NER (gold), then pos chunk ner (predicted)
+    assert {len(r) for r in tokens} == {7}
+    pos = sum(r[1] == r[4] for r in tokens) / len(tokens)
+    assert pos == results["pos"]["test"]
+    for task, gold_col, pred_col in (("chunk", 2, 5), ("ner", 3, 6)):
+        pairs = [(r[gold_col], r[pred_col]) if r is not None else None for r in rows]
+        got = f1(*conlleval(pairs))
+        assert got == pytest.approx(results[task]["test"], abs=1e-12), task
+        gold, guess, sent_gold, sent_guess = [], [], [], []
+        for r in [*rows, None]:
+            if r is None:
+                if sent_gold:
+                    gold.append(sent_gold)
+                    guess.append(sent_guess)
+                sent_gold, sent_guess = [], []
+                continue
+            sent_gold.append(r[gold_col])
+            sent_guess.append(r[pred_col])
+        assert seqeval.f1_score(gold, guess) == pytest.approx(results[task]["test"], abs=1e-12)
+        assert not any(t[:2] in ("E-", "S-") for t in (r[pred_col] for r in tokens))  # IOB2
+    assert main(["evaluate", str(folder)]) == 0
+    printed = capsys.readouterr().out
+    for task in ("pos", "chunk", "ner"):
+        assert f"{task}: test" in printed and f"{results[task]['test']:.6g}" in printed
+
+
+@needs_conll
+def test_ner_on_the_real_test_file_scores_what_evaluate_says(conll_runs, tmp_path, capsys):
+    """NER has no test tag unseen in training: the whole CoNLL-2003 test file, tagged and
+    scored by conlleval, gives what ``evaluate`` computes on it with the run's own scorer."""
+    folder = conll_runs["hard"]
+    out = tmp_path / "test.conll"
+    assert main(["predict", str(folder), str(DATA / "test.txt"), "--out", str(out)]) == 0
+    rows = columns(out)
+    assert sum(r is not None for r in rows) == 46435
+    pairs = [(r[3], r[6]) if r is not None else None for r in rows]
+    loaded = load_run(folder)
+    problem = build_problem(loaded.config.replace(**{"data.test": str(DATA / "test.txt")}))
+    scorer = Trainer(
+        loaded.model, problem, loaded.config.train, LossWeighting(list(loaded.tasks), WEIGHTS)
+    )
+    assert f1(*conlleval(pairs)) == pytest.approx(scorer.score("ner", "test"), abs=1e-12)
+
+
+@needs_conll
+def test_load_run_predicts_per_task_in_eval_mode(conll_runs):
+    loaded = load_run(conll_runs["sparse"])
+    assert loaded.mechanism == "sparse" and set(loaded.tasks) == {"pos", "chunk", "ner"}
+    assert not loaded.model.training
+    x, lengths = loaded.codec.encode(loaded.codec.read(DATA / "test.txt", "conll"))
+    first = loaded.predict("ner", x[:7], lengths[:7])
+    again = loaded.predict("ner", x[:7], lengths[:7])
+    assert torch.equal(first, again)
+    assert (first[0, int(lengths[0]) :] == -100).all()
+
+
+@needs_conll
+def test_plain_text_gets_a_column_per_task_and_unknown_words_are_fine(conll_runs, tmp_path):
+    text = tmp_path / "new.txt"
+    text.write_text("Zyxqwv visited Bonn on Tuesday .\n\nGermany rejects it\n", encoding="utf-8")
+    out = tmp_path / "out.conll"
+    code = main(
+        ["predict", str(conll_runs["hard"]), str(text), "--out", str(out), "--tasks", "ner"]
+    )
+    assert code == 0
+    lines = out.read_text().split("\n")
+    assert lines[0].startswith("Zyxqwv ") and len(lines[0].split()) == 2
+    assert lines[6] == "" and lines[7].split()[0] == "Germany"
+
+
+# -- tensor sources ----------------------------------------------------------------------------
+def test_a_synthetic_run_predicts_a_csv_of_inputs(tmp_path):
+    cfg = load_config(DEMO, ["train.epochs=2", "data.n_dev=50", "data.n_test=50"])
+    folder = tmp_path / "run"
+    run(cfg, folder, progress=False)
+    inputs = tmp_path / "in.csv"
+    width = cfg.data.input_dim
+    x = torch.randn(5, width)
+    with inputs.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", *(f"x{i}" for i in range(width))])
+        writer.writerows([[f"row{i}", *map(repr, row.tolist())] for i, row in enumerate(x)])
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(folder), str(inputs), "--out", str(out)]) == 0
+    table = list(csv.DictReader(out.open()))
+    loaded = load_run(folder)
+    expected = loaded.predict("t1", x)
+    assert [r["id"] for r in table] == [f"row{i}" for i in range(5)]
+    assert [float(r["t1"]) for r in table] == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+# -- bad input ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("syn") / "run"
+    cfg = load_config(DEMO, ["train.epochs=1", "data.n_dev=20", "data.n_test=20"])
+    run(cfg, folder, progress=False)
+    return folder
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mtlshare: error:"), err
+    return err[0]
+
+
+def test_bad_runs_and_inputs_are_one_line_and_leave_no_output(synthetic_run, tmp_path, capsys):
+    out = tmp_path / "out.csv"
+    good = tmp_path / "in.csv"
+    width = load_run(synthetic_run).spec["input_dim"]
+    good.write_text(",".join(f"x{i}" for i in range(width)) + "\n" + ",".join(["0"] * width))
+    cases = {
+        "no checkpoint": (tmp_path, good, "not an mtlshare run folder"),
+        "empty input": (synthetic_run, tmp_path / "empty.csv", "empty"),
+        "not utf-8": (synthetic_run, tmp_path / "latin.csv", "not UTF-8"),
+        "another source": (synthetic_run, tmp_path / "words.conll", "no column 'x0'"),
+        "missing input": (synthetic_run, tmp_path / "nope.csv", "no such file"),
+    }
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "latin.csv").write_bytes(b"x0\n\xe9\n")
+    (tmp_path / "words.conll").write_text("EU NNP\nrejects VBZ\n")
+    for name, (folder, source, message) in cases.items():
+        assert main(["predict", str(folder), str(source), "--out", str(out)]) == 2, name
+        assert message in one_line(capsys), name
+        assert not out.exists(), name
+    out.write_text("keep me")
+    assert main(["predict", str(synthetic_run), str(tmp_path / "empty.csv"), "--out", str(out)])
+    assert out.read_text() == "keep me"  # an error never touches an existing output
+
+
+def test_a_checkpoint_of_an_unknown_format_version_is_refused(synthetic_run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(synthetic_run, copy)
+    meta = copy / "checkpoint" / "best" / "meta.json"
+    data = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**data, "format_version": 99}))
+    assert main(["predict", str(copy), str(tmp_path / "x.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "checkpoint format 99" in one_line(capsys)
+
+
+def test_a_run_without_a_checkpoint_yet_says_so(synthetic_run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(synthetic_run, copy)
+    shutil.rmtree(copy / "checkpoint")
+    assert main(["predict", str(copy), str(tmp_path / "x.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "no 'best' checkpoint yet" in one_line(capsys)
