@@ -96,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--tasks", default="", help="comma-separated tasks (default: every task)")
     pr.add_argument("--format", default="auto", help="the input's format: auto, conll, text or csv")
     pr.add_argument("--checkpoint", default="best", help="best (selected on dev) or last")
+    pr.add_argument(
+        "--data-dir",
+        default=None,
+        help="for a run without inference.json: where its config's relative data paths start",
+    )
 
     ev = sub.add_parser("evaluate", help="score a trained run again from its checkpoint")
     ev.add_argument("run_dir", help="the --out folder of a finished run")
@@ -280,7 +285,7 @@ def _compare(args: argparse.Namespace, cfg: Config) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from mtlshare.app.predict import load_run
 
-    run = load_run(args.run_dir, args.checkpoint)
+    run = load_run(args.run_dir, args.checkpoint, args.data_dir)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
     done = run.predict_file(args.input, args.out, tasks, args.format)
     unit = "tokens" if "tokens" in done else "rows"

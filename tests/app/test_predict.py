@@ -326,3 +326,29 @@ def test_a_run_without_a_checkpoint_yet_says_so(synthetic_run, tmp_path, capsys)
     shutil.rmtree(copy / "checkpoint")
     assert main(["predict", str(copy), str(tmp_path / "x.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "no 'best' checkpoint yet" in one_line(capsys)
+
+
+@needs_conll
+def test_a_line_longer_than_any_training_sentence_is_tagged(conll_runs, tmp_path):
+    text = tmp_path / "long.txt"
+    text.write_text(" ".join(["Germany"] * 400) + "\n", encoding="utf-8")
+    out = tmp_path / "long.conll"
+    assert main(["predict", str(conll_runs["hard"]), str(text), "--out", str(out)]) == 0
+    lines = [line for line in out.read_text().split("\n") if line]
+    assert len(lines) == 400 and all(len(line.split()) == 4 for line in lines)
+
+
+@needs_conll
+def test_a_run_without_inference_json_is_rebuilt_from_its_data(conll_runs, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "old"
+    shutil.copytree(conll_runs["hard"], copy)
+    (copy / "inference.json").unlink()
+    test = conll_runs["hard"].parent / "seen.txt"
+    args = ["predict", str(copy), str(test), "--out", str(tmp_path / "a")]
+    assert main(args) == 2
+    assert "pass --data-dir" in one_line(capsys)
+    assert main([*args, "--data-dir", str(ROOT / "recipes" / "conll2003")]) == 0
+    assert main(["predict", str(conll_runs["hard"]), str(test), "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()

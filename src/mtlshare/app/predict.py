@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.app.build import build_network, build_problem
+from mtlshare.app.run import usage_spec
 from mtlshare.config import Config, load_config
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.errors import MtlshareError
@@ -27,7 +28,7 @@ from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import Task
 from mtlshare.training.checkpoint import atomic_write_text
-from mtlshare.training.folder import CONFIG, RunFolder
+from mtlshare.training.folder import CONFIG, INFERENCE, RunFolder
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting
 
@@ -110,10 +111,14 @@ class LoadedRun:
         }
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
+def load_run(
+    run_dir: str | Path, checkpoint: str = "best", data_dir: str | Path | None = None
+) -> LoadedRun:
     """The run in ``run_dir`` with the weights of ``checkpoint`` ("best": the model selected on
     dev; "last": the latest epoch), ready to predict. Everything is read from the run folder:
-    config, ``inference.json`` and safetensors; nothing is unpickled, no data file is read."""
+    config, ``inference.json`` and safetensors; nothing is unpickled, no data file is read. A
+    run trained before ``inference.json`` existed needs ``data_dir`` (where its config's
+    relative data paths start): its vocabularies are then rebuilt from its training data."""
     if checkpoint not in CHECKPOINTS:
         raise MtlshareError(f"--checkpoint: {checkpoint!r} is not one of {', '.join(CHECKPOINTS)}")
     folder = RunFolder(run_dir)
@@ -130,13 +135,22 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> LoadedRun:
             f"{folder.path}: a {cfg.experiment!r} study, not a training run; its forecasts are "
             "in forecasts.csv beside its plots"
         )
-    spec = folder.inference()
+    spec = _spec(folder, cfg, data_dir)
     tasks = tasks_from_spec(spec)
     codec = codec_from_spec(spec["codec"])
     model = build_network(cfg, tasks, spec["input_dim"], codec.build_stem(), spec["input_rank"])
     folder.load_model(model, checkpoint)
     model.eval()
     return LoadedRun(folder, cfg, {t.name: t for t in tasks}, model, codec, spec)
+
+
+def _spec(folder: RunFolder, cfg: Config, data_dir: str | Path | None) -> dict[str, Any]:
+    if folder.file(INFERENCE).is_file() or data_dir is None:
+        return folder.inference()
+    with warnings.catch_warnings():  # the data's warnings were shown when it trained
+        warnings.simplefilter("ignore")
+        problem = build_problem(cfg, data_dir)
+    return usage_spec(cfg, problem, data_dir)
 
 
 def evaluate(
@@ -150,7 +164,7 @@ def evaluate(
     ``results.json`` for the best checkpoint."""
     if split not in ("dev", "test"):
         raise MtlshareError(f"--split: {split!r} is not one of dev, test")
-    run = load_run(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint, base_dir)
     where = base_dir if base_dir is not None else run.spec.get("base_dir")
     with warnings.catch_warnings():  # the data's warnings were shown when it trained
         warnings.simplefilter("ignore")

@@ -172,7 +172,7 @@ class RunFolder(OutputFolder):
         if not path.is_file():
             raise MtlshareError(
                 f"{path}: missing: the run was trained before mtlshare saved what inference "
-                "needs; train it again with this version"
+                "needs; pass --data-dir (where its config's data paths start) to rebuild it"
             )
         spec = self.read_json(INFERENCE)
         if not isinstance(spec, dict) or spec.get("format") != "mtlshare.inference":
