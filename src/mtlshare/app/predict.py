@@ -4,8 +4,9 @@ new inputs in the format of its data source; ``mtlshare evaluate`` scores it aga
 data, with the numbers of ``results.json``.
 
 Predictions are made in eval mode, without gradients, in batches of ``train.eval_batch_size``
-in input order, each cut to its longest sequence: the same batches the run's own scoring used,
-so that scoring a file the run was tested on gives its numbers exactly.
+sentences of similar length, each cut to its longest sequence (a sentence's tags do not depend
+on its batch: tagging the file a run was tested on and scoring it gives the run's numbers,
+``tests/app/test_predict.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mtlshare.app.build import build_network, build_problem
 from mtlshare.app.run import usage_spec
@@ -55,35 +56,43 @@ class LoadedRun:
     def predict(self, task: str, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``task``'s predictions for inputs ``x`` (rows of a batch of any size): values for
         regression, class ids otherwise; positions beyond a sequence's length are -100.
-        Sparse sharing predicts through the task's mask, like training."""
+        Sparse sharing predicts through the task's mask, like training. Sequences are batched
+        by length (longest first, ``train.eval_batch_size`` a batch), so that a batch holds
+        little padding; each row's predictions do not depend on its batch."""
         if task not in self.tasks:
             raise MtlshareError(f"no task {task!r}; this run has {list(self.tasks)}")
-        spec, head = self.tasks[task], self.model.head(task)
         self.model.eval()
-        size = self.config.train.eval_batch_size
-        parts = []
-        for start in range(0, len(x), size):
-            batch = x[start : start + size]
-            target = None
-            if lengths is not None:  # cut to the batch's longest sequence, as training did
-                longest = int(lengths[start : start + size].max())
-                batch = batch[:, :longest]
-                steps = torch.arange(longest)[None, :]
-                seen = steps < lengths[start : start + size, None]
-                target = torch.where(seen, 0, IGNORE_INDEX)
-            out = self.model(batch, task)
-            if target is None:
-                target = torch.zeros(out.shape[:-1], dtype=torch.long)
-            pred = spec.predict(out, target, head if spec.head != "linear" else None)
-            if lengths is not None:
-                pred = torch.where(target == IGNORE_INDEX, IGNORE_INDEX, pred)
-            parts.append(pred)
         if lengths is None:
-            return torch.cat(parts)
-        width = int(lengths.max())
-        return torch.cat(
-            [nn.functional.pad(p, (0, width - p.shape[1]), value=IGNORE_INDEX) for p in parts]
-        )
+            return torch.cat([self._batch(task, b, None) for b in self._chunks(x)])
+        order = torch.argsort(lengths, descending=True, stable=True)
+        out = torch.full((len(x), int(lengths.max())), IGNORE_INDEX, dtype=torch.long)
+        size = self.config.train.eval_batch_size
+        for start in range(0, len(x), size):
+            rows = order[start : start + size]
+            pred = self._batch(task, x[rows], lengths[rows])
+            out[rows, : pred.shape[1]] = pred
+        return out
+
+    def _chunks(self, x: Tensor) -> list[Tensor]:
+        size = self.config.train.eval_batch_size
+        return [x[start : start + size] for start in range(0, len(x), size)]
+
+    def _batch(self, task: str, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """One batch's predictions, cut to its longest sequence as training did."""
+        spec, head = self.tasks[task], self.model.head(task)
+        target = None
+        if lengths is not None:
+            longest = int(lengths.max())
+            x = x[:, :longest]
+            seen = torch.arange(longest)[None, :] < lengths[:, None]
+            target = torch.where(seen, 0, IGNORE_INDEX)
+        out = self.model(x, task)
+        if target is None:
+            target = torch.zeros(out.shape[:-1], dtype=torch.long)
+        pred = spec.predict(out, target, head if spec.head != "linear" else None)
+        if lengths is not None:
+            pred = torch.where(target == IGNORE_INDEX, IGNORE_INDEX, pred)
+        return pred
 
     def predict_file(
         self, source: str | Path, out: str | Path, tasks: list[str] | None = None, fmt: str = "auto"
