@@ -86,6 +86,7 @@ class Trainer:
         weighting.to(self.device)
         self.progress = progress and self.dist.is_main
         self.global_step = 0
+        self.last_counts: dict[str, int] = {}
         self.tokens_seen = 0  # labelled sequence positions trained on (this process)
         # under torchrun: DistributedDataParallel over the objective (model + weighting)
         self.objective = wrap(Objective(model, weighting, problem), self.dist)
@@ -185,6 +186,7 @@ class Trainer:
                 self.tokens_seen += int((y != IGNORE_INDEX).sum())
             if bar is not None:
                 bar.update(1)
+        self.last_counts = counts  # the steps each task took, for the epoch's record
         return {n: sums[n] / counts[n] for n in names if counts[n]}
 
     @torch.no_grad()
@@ -355,6 +357,12 @@ class Trainer:
             "dev": dev,
             "selection_score": score,
             "train_loss": losses,
+            # what the epoch was: each task's steps, and the passes over its training data
+            "task_steps": dict(self.last_counts),
+            "task_passes": {
+                n: round(k * self.cfg.batch_size * self.dist.world / len(self.data[n].train), 3)
+                for n, k in self.last_counts.items()
+            },
             "loss_weights": self.weighting.current(),
             "train_seconds": state.elapsed,
         }
