@@ -26,7 +26,7 @@ import mtlshare.sharing  # noqa: F401  (these register their components on impor
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import TrunkConfig
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
-from mtlshare.training.objective import WeightingConfig
+from mtlshare.training.objective import JOINT_ONLY, WeightingConfig
 from mtlshare.training.settings import TrainConfig
 
 TOP_KEYS = ("experiment", "mechanism", "seed", "tasks")
@@ -234,6 +234,12 @@ def from_dict(raw: dict[str, Any]) -> Config:
     cfg.train = build_dataclass(TrainConfig, raw.get("train", {}), "train")
     cfg.train.validate()
     cfg.weighting = build_dataclass(WeightingConfig, raw.get("weighting", {}), "weighting")
+    cfg.weighting.validate()
+    if cfg.weighting.kind in JOINT_ONLY and cfg.train.schedule != "joint":
+        raise ConfigError(
+            f"weighting.kind = {cfg.weighting.kind!r} combines every task's loss or gradient at "
+            "each step: set train.schedule = 'joint'"
+        )
     cfg.compare = build_dataclass(CompareConfig, raw.get("compare", {}), "compare")
     cfg.compare.validate()
     for exp in EXPERIMENTS:

@@ -15,7 +15,7 @@ from mtlshare.evaluation import report
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.sparse.report import overlap_markdown, overlap_vs_gain
 from mtlshare.training.folder import ComparisonFolder
-from mtlshare.training.objective import LossWeighting
+from mtlshare.training.objective import JOINT_ONLY, LossWeighting
 
 
 def compare(
@@ -58,7 +58,7 @@ def compare(
     for name in mechanisms:  # a bad mechanism setting fails now, not after hours of training
         if name not in (SINGLE, SUBNET):
             build_model(row_config(cfg, name), problem)
-    LossWeighting(names, cfg.weighting)  # so do the loss weights and the selection rule
+    LossWeighting(names, cfg.weighting, cfg.seed)  # so do the weights and the selection rule
     if cfg.train.select_on not in ("mean", *names):
         raise ConfigError(
             f"train.select_on: {cfg.train.select_on!r} is neither 'mean' nor a task ({names})"
@@ -101,9 +101,14 @@ def _check_request(cfg: Config, mechanisms: list[str], seeds: list[int], jobs: i
 
 def row_config(cfg: Config, name: str, **extra: Any) -> Config:
     """The config of a row's runs: its mechanism and ``[compare] overrides`` (``single_subnet``
-    also takes ``sparse``'s), then ``extra``."""
+    also takes ``sparse``'s), then ``extra``. Single-task rows train with plain steps and fixed
+    weights: a weighting that balances tasks has nothing to balance there."""
     overrides = cfg.compare.overrides
     changes: dict[str, Any] = {}
+    if name in (SINGLE, SUBNET) and cfg.weighting.kind in JOINT_ONLY:
+        changes.update(
+            {"weighting.kind": "fixed", "weighting.aggregator": "", "train.schedule": "alternate"}
+        )
     if name == SUBNET:
         changes.update(overrides.get("sparse", {}))
     changes.update(overrides.get(name, {}))

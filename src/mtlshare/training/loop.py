@@ -35,6 +35,7 @@ from mtlshare.training.distributed import (
     wrap,
 )
 from mtlshare.training.folder import RunFolder
+from mtlshare.training.joint import JointStepper
 from mtlshare.training.objective import LossWeighting, Objective
 from mtlshare.training.settings import TrainConfig
 from mtlshare.training.state import BEST, LAST, LoopState
@@ -89,7 +90,10 @@ class Trainer:
         self.last_counts: dict[str, int] = {}
         self.tokens_seen = 0  # labelled sequence positions trained on (this process)
         # under torchrun: DistributedDataParallel over the objective (model + weighting)
-        self.objective = wrap(Objective(model, weighting, problem), self.dist)
+        objective = Objective(model, weighting, problem)
+        self.objective_regularized = objective.regularized
+        self.objective = wrap(objective, self.dist)
+        self.joint = JointStepper(self) if cfg.schedule == "joint" else None
 
     # -- pieces -------------------------------------------------------------------------------
     def parameters(self) -> list[nn.Parameter]:
@@ -105,10 +109,15 @@ class Trainer:
         return torch.optim.Adam(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
     def steps_per_epoch(self, names: list[str]) -> int:
+        """Alternate: as many steps as the tasks' training sets have batches together; joint
+        (a batch of every task a step): as many as the largest has, the others cycling."""
         if self.cfg.steps_per_epoch:
             return self.cfg.steps_per_epoch
         span = self.cfg.batch_size * self.dist.world  # one global batch per step
-        return sum(math.ceil(len(self.data[n].train) / span) for n in names)
+        batches = [math.ceil(len(self.data[n].train) / span) for n in names]
+        if self.joint is not None and len(names) > 1:
+            return max(batches)
+        return sum(batches)
 
     def _generator(self, *parts: int) -> torch.Generator:
         g = torch.Generator()
@@ -155,6 +164,8 @@ class Trainer:
         bar: tqdm | None = None,
     ) -> dict[str, float]:
         """``steps`` sampled steps over ``names``; returns the mean raw loss per task."""
+        if self.joint is not None and len(names) > 1:
+            return self.run_joint_steps(optimizer, names, steps, epoch, bar)
         sizes = [len(self.data[n].train) for n in names]
         order = task_schedule(
             sizes,
@@ -188,6 +199,46 @@ class Trainer:
                 bar.update(1)
         self.last_counts = counts  # the steps each task took, for the epoch's record
         return {n: sums[n] / counts[n] for n in names if counts[n]}
+
+    def run_joint_steps(
+        self,
+        optimizer: torch.optim.Optimizer,
+        names: list[str],
+        steps: int,
+        epoch: int,
+        bar: tqdm | None = None,
+    ) -> dict[str, float]:
+        """``steps`` joint steps over ``names``: every task's next batch each step, one batch
+        of rows for all of them when they read the same data."""
+        assert self.joint is not None
+        splits = [self.data[n].train for n in names]
+        shared = all(s.x is splits[0].x and s.lengths is splits[0].lengths for s in splits)
+        streams = [
+            BatchStream(s, self.cfg.batch_size, self._generator(epoch, i), *self._place())
+            for i, s in enumerate(splits[:1] if shared else splits)
+        ]
+        sums = {n: 0.0 for n in names}
+        for _ in range(steps):
+            batches: dict[str, tuple[Tensor, Tensor]] = {}
+            rows = streams[0].next_index()[0] if shared else None
+            for k, n in enumerate(names):
+                if rows is not None:  # the same rows, the task's own labels
+                    x, y = splits[k].take(rows)
+                    x = batches[names[0]][0] if k > 0 else x  # one input tensor: one pass
+                else:
+                    x, y = splits[k].take(streams[k].next_index()[0])
+                batches[n] = (x, y)
+                if splits[k].lengths is not None:
+                    self.tokens_seen += int((y != IGNORE_INDEX).sum())
+            for n, loss in self.joint.step(optimizer, batches).items():
+                sums[n] += loss
+            if bar is not None:
+                bar.update(1)
+        self.last_counts = {n: steps for n in names}
+        return {n: sums[n] / steps for n in names} if steps else {}
+
+    def _place(self) -> tuple[int, int]:
+        return self.dist.rank, self.dist.world
 
     @torch.no_grad()
     def score(self, task: str, split: str) -> float:
@@ -334,6 +385,7 @@ class Trainer:
         t0 = time.perf_counter()
         tokens0 = self.tokens_seen
         losses = self.run_steps(optimizer, self.names, steps, epoch, bar)
+        self.weighting.end_epoch(from_rank0(losses, self.dist))
         seconds = time.perf_counter() - t0
         state.elapsed += seconds
         tok_s = (self.tokens_seen - tokens0) * self.dist.world / max(seconds, 1e-9)
