@@ -88,8 +88,13 @@ class SharingModel(nn.Module):
         """Embeddings and output layers: in ``total`` but not in ``counted``."""
         raise NotImplementedError
 
-    def regularizer(self) -> Tensor:
-        """A penalty added to every training step's loss; zero unless the mechanism ties weights."""
+    def regularizer(self, task: str | None = None, every: float = 1.0) -> Tensor:
+        """A penalty added to a training step's loss; zero unless the mechanism ties weights.
+
+        ``task``: the step's task (alternate steps), whose share of the penalty is all the step
+        needs; ``every``: how many steps of any task one step of ``task`` stands for (the
+        inverse of its sampling probability), so that over the tasks' steps the expected
+        gradient is the whole penalty's. ``None``: the whole penalty (a joint step)."""
         return torch.zeros(())
 
     def before_optimizer_step(self, task: str) -> None:

@@ -25,8 +25,11 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
+from mtlshare.data.datasets import BatchStream
 from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.training.aggregators import make_aggregator
 from mtlshare.training.distributed import from_rank0
 from mtlshare.training.objective import REGULARIZER
@@ -62,6 +65,43 @@ class JointStepper:
                     f"tasks' gradients at; {type(model).__name__} shares none"
                 )
             self.gradnorm_at = weights[-1]  # the last shared layer's, as the paper
+
+    def run(
+        self,
+        optimizer: torch.optim.Optimizer,
+        names: list[str],
+        steps: int,
+        epoch: int,
+        bar: tqdm | None = None,
+    ) -> dict[str, float]:
+        """``steps`` joint steps over ``names``: every task's next batch each step, one batch
+        of rows for all of them when they read the same data."""
+        t = self.t
+        splits = [t.data[n].train for n in names]
+        shared = all(s.x is splits[0].x and s.lengths is splits[0].lengths for s in splits)
+        streams = [
+            BatchStream(s, t.cfg.batch_size, t._generator(epoch, i), *t._place())
+            for i, s in enumerate(splits[:1] if shared else splits)
+        ]
+        sums = {n: 0.0 for n in names}
+        for _ in range(steps):
+            batches: dict[str, tuple[Tensor, Tensor]] = {}
+            rows = streams[0].next_index()[0] if shared else None
+            for k, n in enumerate(names):
+                if rows is not None:  # the same rows, the task's own labels
+                    x, y = splits[k].take(rows)
+                    x = batches[names[0]][0] if k > 0 else x  # one input tensor: one pass
+                else:
+                    x, y = splits[k].take(streams[k].next_index()[0])
+                batches[n] = (x, y)
+                if splits[k].lengths is not None:
+                    t.tokens_seen += int((y != IGNORE_INDEX).sum())
+            for n, loss in self.step(optimizer, batches).items():
+                sums[n] += loss
+            if bar is not None:
+                bar.update(1)
+        t.last_counts = {n: steps for n in names}
+        return {n: sums[n] / steps for n in names} if steps else {}
 
     def step(self, optimizer: torch.optim.Optimizer, batches: Batches) -> dict[str, float]:
         """One update from every task's batch; returns each task's raw loss."""

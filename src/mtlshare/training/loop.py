@@ -21,24 +21,21 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from mtlshare.data.datasets import BatchStream, Problem, cat_padded
-from mtlshare.data.samplers import task_schedule
+from mtlshare.data.samplers import task_probabilities, task_schedule
 from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
 from mtlshare.tasks.metrics import IGNORE_INDEX
-from mtlshare.training import checkpoint as ckpt
 from mtlshare.training.distributed import (
     Dist,
     from_rank0,
     resolve_device,
-    restore_rng,
-    rng_states,
     wrap,
 )
 from mtlshare.training.folder import RunFolder
 from mtlshare.training.joint import JointStepper
 from mtlshare.training.objective import LossWeighting, Objective
 from mtlshare.training.settings import TrainConfig
-from mtlshare.training.state import BEST, LAST, LoopState
+from mtlshare.training.state import BEST, LAST, LoopCheckpoints, LoopState
 from mtlshare.training.structure import LoopStructureTrainer
 
 
@@ -91,8 +88,10 @@ class Trainer:
         self.tokens_seen = 0  # labelled sequence positions trained on (this process)
         # under torchrun: DistributedDataParallel over the objective (model + weighting)
         objective = Objective(model, weighting, problem)
+        self.objective_module = objective  # (``objective`` below may be its DDP wrapper)
         self.objective_regularized = objective.regularized
         self.objective = wrap(objective, self.dist)
+        self.checkpoints = LoopCheckpoints(model, weighting, folder, self.dist)
         self.joint = JointStepper(self) if cfg.schedule == "joint" else None
 
     # -- pieces -------------------------------------------------------------------------------
@@ -165,8 +164,12 @@ class Trainer:
     ) -> dict[str, float]:
         """``steps`` sampled steps over ``names``; returns the mean raw loss per task."""
         if self.joint is not None and len(names) > 1:
-            return self.run_joint_steps(optimizer, names, steps, epoch, bar)
+            return self.joint.run(optimizer, names, steps, epoch, bar)
         sizes = [len(self.data[n].train) for n in names]
+        probabilities = task_probabilities(sizes, self.cfg.sampler, self.cfg.temperature)
+        self.objective_module.every = {
+            n: 1.0 / p for n, p in zip(names, probabilities, strict=True)
+        }
         order = task_schedule(
             sizes,
             self.cfg.sampler,
@@ -199,43 +202,6 @@ class Trainer:
                 bar.update(1)
         self.last_counts = counts  # the steps each task took, for the epoch's record
         return {n: sums[n] / counts[n] for n in names if counts[n]}
-
-    def run_joint_steps(
-        self,
-        optimizer: torch.optim.Optimizer,
-        names: list[str],
-        steps: int,
-        epoch: int,
-        bar: tqdm | None = None,
-    ) -> dict[str, float]:
-        """``steps`` joint steps over ``names``: every task's next batch each step, one batch
-        of rows for all of them when they read the same data."""
-        assert self.joint is not None
-        splits = [self.data[n].train for n in names]
-        shared = all(s.x is splits[0].x and s.lengths is splits[0].lengths for s in splits)
-        streams = [
-            BatchStream(s, self.cfg.batch_size, self._generator(epoch, i), *self._place())
-            for i, s in enumerate(splits[:1] if shared else splits)
-        ]
-        sums = {n: 0.0 for n in names}
-        for _ in range(steps):
-            batches: dict[str, tuple[Tensor, Tensor]] = {}
-            rows = streams[0].next_index()[0] if shared else None
-            for k, n in enumerate(names):
-                if rows is not None:  # the same rows, the task's own labels
-                    x, y = splits[k].take(rows)
-                    x = batches[names[0]][0] if k > 0 else x  # one input tensor: one pass
-                else:
-                    x, y = splits[k].take(streams[k].next_index()[0])
-                batches[n] = (x, y)
-                if splits[k].lengths is not None:
-                    self.tokens_seen += int((y != IGNORE_INDEX).sum())
-            for n, loss in self.joint.step(optimizer, batches).items():
-                sums[n] += loss
-            if bar is not None:
-                bar.update(1)
-        self.last_counts = {n: steps for n in names}
-        return {n: sums[n] / steps for n in names} if steps else {}
 
     def _place(self) -> tuple[int, int]:
         return self.dist.rank, self.dist.world
@@ -275,54 +241,7 @@ class Trainer:
     @property
     def writes(self) -> bool:
         """Whether this process writes the run's files (rank 0, with a folder)."""
-        return self.folder is not None and self.dist.is_main
-
-    def _state_tensors(self) -> dict[str, Tensor]:
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        tensors.update({f"weighting.{k}": v for k, v in self.weighting.state_dict().items()})
-        return tensors
-
-    def _load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.weighting.load_state_dict(
-            {k[10:]: v for k, v in tensors.items() if k.startswith("weighting.")}
-        )
-
-    def _save(
-        self, name: str, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
-    ) -> None:
-        rng = rng_states(self.dist) if optimizer is not None else {}  # collective: all ranks
-        if self.folder is None or not self.dist.is_main:
-            return
-        tensors = self._state_tensors()
-        if optimizer is not None:
-            opt_tensors, opt_meta = ckpt.optimizer_to_flat(optimizer.state_dict())
-            tensors.update(opt_tensors)
-            tensors.update(rng)
-            meta = {**meta, "optimizer": opt_meta}
-        self.folder.save_checkpoint(name, tensors, meta)
-
-    def _resume(self, optimizer: torch.optim.Optimizer) -> LoopState | None:
-        """The loop's state from ``checkpoint/last``, restored into model and optimizer; None
-        when there is none. A checkpoint of another run or with damaged metadata is a one-line
-        ``CheckpointError``."""
-        if self.folder is None or not self.folder.has_checkpoint(LAST):
-            return None
-        where = self.folder.checkpoint_dir(LAST)
-        tensors, meta = self.folder.load_checkpoint(LAST)
-        state = LoopState.from_meta(meta, where, self.cfg.epochs)
-        try:
-            self._load_state_tensors(tensors)
-            optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
-        except (KeyError, ValueError, RuntimeError, TypeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise CheckpointError(
-                f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "
-                f"{first[:200]})"
-            ) from None
-        restore_rng(tensors, self.dist)
-        self.global_step = state.global_step
-        return state
+        return self.checkpoints.writes
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(
@@ -332,7 +251,9 @@ class Trainer:
         goes to the folder's ``metrics.jsonl`` (and to ``on_epoch``)."""
         torch.manual_seed(self.seed)
         optimizer = self.make_optimizer()
-        state = self._resume(optimizer) if resume else None
+        state = self.checkpoints.resume(optimizer, self.cfg.epochs) if resume else None
+        if state is not None:
+            self.global_step = state.global_step
         if state is None:
             state = LoopState()
             # a structure search (if the mechanism has one) resumes from its own checkpoint;
@@ -361,13 +282,13 @@ class Trainer:
                 break
             record = self._epoch(optimizer, epoch, steps, state, bar)
             if state.best_epoch == epoch and not self.writes:  # not saved on disk: keep it
-                best_state = {k: v.detach().clone() for k, v in self._state_tensors().items()}
+                best_state = {k: v.detach().clone() for k, v in self.checkpoints.tensors().items()}
             if self.writes:
                 assert self.folder is not None
                 self.folder.write_metrics(state.history)
             if on_epoch is not None:
                 on_epoch(record)
-            self._save(LAST, optimizer, state.meta())
+            self.checkpoints.save(LAST, optimizer, state.meta())
         bar.close()
         return self._finish(state, best_state)
 
@@ -399,7 +320,7 @@ class Trainer:
         score = self.selection_score(dev)
         if score > state.best_score:
             state.best_score, state.best_epoch, state.bad = score, epoch, 0
-            self._save(BEST, None, {"epoch": epoch, "score": score})
+            self.checkpoints.save(BEST, None, {"epoch": epoch, "score": score})
         else:
             state.bad += 1
         record = {
@@ -437,10 +358,10 @@ class Trainer:
     def _finish(self, state: LoopState, best_state: dict[str, Tensor] | None) -> FitResult:
         """Restore the model selected on dev, then score dev and test once."""
         if best_state is not None:
-            self._load_state_tensors(best_state)
+            self.checkpoints.load_tensors(best_state)
         elif self.folder is not None and self.folder.has_checkpoint(BEST):
             tensors, _ = self.folder.load_checkpoint(BEST)
-            self._load_state_tensors(tensors)
+            self.checkpoints.load_tensors(tensors)
         elif self.folder is not None and state.best_epoch > 0:
             raise CheckpointError(
                 f"{self.folder.checkpoint_dir(BEST)}: missing, so the model selected on dev "

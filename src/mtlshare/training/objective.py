@@ -217,6 +217,8 @@ class Objective(nn.Module):
         self.structured = {n for n, t in self.tasks.items() if t.head != "linear"}
         # adding the base class's zero penalty would cost an op and a backward node per step
         self.regularized = type(model).regularizer is not SharingModel.regularizer
+        # steps of any task one step of each task stands for (1 / its sampling probability)
+        self.every: dict[str, float] = {}
 
     def raw_loss(self, out: Tensor, y: Tensor, task: str) -> Tensor:
         head = self.model.head(task) if task in self.structured else None
@@ -228,7 +230,7 @@ class Objective(nn.Module):
         """(loss, raw loss); ``alone``: without the regularizer (a joint step's per-task pass,
         whose regularizer gradient is added once, apart)."""
         if task == REGULARIZER:
-            reg = self.model.regularizer()
+            reg = self.model.regularizer(None)
             return reg, reg
         if task is None:
             return self._joint(x, y)  # type: ignore[arg-type]
@@ -236,7 +238,7 @@ class Objective(nn.Module):
         raw = self.raw_loss(self.model(x, task), y, task)
         loss = self.weighting(task, raw)
         if self.regularized and not alone:
-            loss = loss + self.model.regularizer()
+            loss = loss + self.model.regularizer(task, self.every.get(task, 1.0))
         return loss, raw
 
     def _joint(self, xs: dict[str, Tensor], ys: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -249,7 +251,7 @@ class Objective(nn.Module):
         raws = {t: self.raw_loss(outs[t], ys[t], t) for t in names}
         loss = self.weighting.combine(raws)
         if self.regularized:
-            loss = loss + self.model.regularizer()
+            loss = loss + self.model.regularizer(None)
         return loss, torch.stack([raws[t] for t in names])
 
 
