@@ -514,3 +514,103 @@ def test_search_checkpoint_packs_each_candidate_once_in_the_same_layout():
         assert all(torch.equal(tensors[k], expected_t[k]) for k in expected_t)
         assert json.dumps(meta["masks"]) == json.dumps(expected_m)
     assert all(c.packed is not None for c in cands)
+
+
+class _MemorySubject:
+    """A ``SearchSubject`` over fixed weights, keeping what is saved in memory; ``stop_after``
+    saves, it raises (an interruption)."""
+
+    def __init__(self, store: dict[str, tuple], stop_after: int = -1) -> None:
+        gen = torch.Generator().manual_seed(1)
+        self.weights = {"w": torch.randn(6, 8, generator=gen), "v": torch.randn(8, generator=gen)}
+        self.store, self.stop_after, self.saved = store, stop_after, []
+        self.mask: dict[str, torch.Tensor] = {}
+        self.trained: list[str] = []
+
+    def prunable(self):
+        return self.weights
+
+    def set_mask(self, task, masks):
+        self.mask = masks
+
+    def rewind(self):
+        pass
+
+    def train(self, task, steps):
+        self.trained.append(task)
+
+    def score(self, task):
+        return float(sum(int(m.sum()) for m in self.mask.values())) + len(task)
+
+    def save(self, tensors, meta, part=""):
+        if len(self.saved) == self.stop_after:
+            raise KeyboardInterrupt
+        self.store[part] = (dict(tensors), json.loads(json.dumps(meta)))
+        self.saved.append((part, len(meta["candidates"])))
+
+    def load(self, part=""):
+        return self.store.get(part)
+
+
+def _search(subject, tasks):
+    return imp.search_masks(
+        tasks,
+        subject,
+        alpha=0.3,
+        target_density=0.2,
+        steps=dict.fromkeys(tasks, 1),
+        progress=False,
+    )
+
+
+def _same(a, b):
+    assert [(c.task, c.round, c.density, c.score, c.final) for c in a] == [
+        (c.task, c.round, c.density, c.score, c.final) for c in b
+    ]
+    assert all(torch.equal(x.mask[k], y.mask[k]) for x, y in zip(a, b, strict=True) for k in x.mask)
+
+
+def test_search_saves_a_constant_amount_per_round_and_resumes_from_its_parts():
+    tasks = [f"t{i}" for i in range(5)]
+    full_subject = _MemorySubject({})
+    full = _search(full_subject, tasks)
+    per_task = imp.rounds_needed(0.3, 0.2) + 1
+    # a round saves only its task's rounds; each finished task's rounds are saved once
+    assert max(n for _, n in full_subject.saved) <= per_task
+    assert sorted(p for p, _ in full_subject.saved if p) == tasks
+    for stop in (3, per_task + 1, 2 * per_task + 2):  # mid-task, at a task's end, later
+        store: dict[str, tuple] = {}
+        cut = _MemorySubject(store, stop_after=stop)
+        with pytest.raises(KeyboardInterrupt):
+            _search(cut, tasks)
+        resumed = _MemorySubject(store)
+        _same(_search(resumed, tasks), full)
+        kept = sum(n for p, n in cut.saved if p) + (cut.saved[-1][1] if cut.saved else 0)
+        assert len(resumed.trained) == len(full) - kept  # only the rounds not saved
+
+
+def test_search_saved_before_parts_existed_resumes_and_gains_parts():
+    tasks = ["a", "b", "c"]
+    full = _search(_MemorySubject({}), tasks)
+    per_task = imp.rounds_needed(0.3, 0.2) + 1
+    old = full[: per_task + 2]  # a and two rounds of b, all in the progress, as saved before
+    current = imp.global_magnitude_prune(_MemorySubject({}).weights, old[-1].mask, 0.3)
+    store = {"": imp._pack(old, current)}
+    assert "done" not in store[""][1]
+    subject = _MemorySubject(store)
+    _same(_search(subject, tasks), full)
+    assert len(subject.trained) == len(full) - len(old)
+    assert sorted(p for p in store if p) == tasks
+
+
+def test_search_cut_between_a_tasks_part_and_its_progress_redoes_only_its_last_round():
+    tasks = ["a", "b"]
+    full = _search(_MemorySubject({}), tasks)
+    per_task = imp.rounds_needed(0.3, 0.2) + 1
+    store: dict[str, tuple] = {}
+    with pytest.raises(KeyboardInterrupt):  # saves: a's rounds but its last, a's part, then cut
+        _search(_MemorySubject(store, stop_after=per_task), tasks)
+    assert "a" in store and store[""][1]["done"] == []
+    resumed = _MemorySubject(store)
+    _same(_search(resumed, tasks), full)
+    assert resumed.trained == ["a"] + ["b"] * per_task

@@ -33,12 +33,17 @@ def cli(out: Path) -> list[str]:
 
 
 def candidates(out: Path) -> int:
+    """Rounds saved so far: the progress's, and those of each task it names finished."""
     for name in ("search", "search.old"):
-        meta = out / "checkpoint" / name / "meta.json"
         try:
-            return len(json.loads(meta.read_text()).get("candidates", []))
+            meta = json.loads((out / "checkpoint" / name / "meta.json").read_text())
+            parts = [
+                json.loads((out / "checkpoint" / f"search-task-{t}" / "meta.json").read_text())
+                for t in meta.get("done", [])
+            ]
         except (OSError, ValueError):
             continue
+        return len(meta.get("candidates", [])) + sum(len(p["candidates"]) for p in parts)
     return 0
 
 

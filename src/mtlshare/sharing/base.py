@@ -208,8 +208,11 @@ class StructureTrainer(Protocol):
         so that a resumed search draws the same batches)."""
         ...
 
-    def load(self, name: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-        """The checkpoint ``save`` wrote, or None when there is nothing to resume."""
+    def load(
+        self, name: str, *, restore: bool = True
+    ) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        """The checkpoint ``save`` wrote, or None when there is nothing to resume; ``restore``
+        also sets the loop's step counter and RNG state to the saved ones."""
         ...
 
     def selected_state(self, run_dir: str) -> dict[str, Tensor]:

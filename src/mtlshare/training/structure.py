@@ -64,12 +64,15 @@ class LoopStructureTrainer:
         meta = {**meta, "loop.global_step": t.global_step}
         t.folder.save_checkpoint(name, {**tensors, **rng}, meta)
 
-    def load(self, name: str) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+    def load(
+        self, name: str, *, restore: bool = True
+    ) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
         t = self.trainer
         if not self.resume or t.folder is None or not t.folder.has_checkpoint(name):
             return None
         tensors, meta = t.folder.load_checkpoint(name)
-        restore_rng(tensors, t.dist)
+        if restore:
+            restore_rng(tensors, t.dist)
         tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.torch")}
         step = meta.pop("loop.global_step", None)
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -77,7 +80,8 @@ class LoopStructureTrainer:
                 f"{t.folder.checkpoint_dir(name) / 'meta.json'}: 'loop.global_step' is "
                 f"{step!r}; the checkpoint is damaged or not mtlshare's"
             )
-        t.global_step = step
+        if restore:
+            t.global_step = step
         return tensors, meta
 
     def selected_state(self, run_dir: str) -> dict[str, Tensor]:

@@ -20,7 +20,8 @@ from mtlshare.sharing.sparse.config import SparseConfig
 from mtlshare.sharing.sparse.report import rounds_overlap
 from mtlshare.sharing.sparse.search import Candidate, Masks
 
-CHECKPOINT = "search"
+CHECKPOINT = "search"  # the search's progress; finished tasks' rounds in search-task-TASK
+REWIND_CHECKPOINT = "search-rewind"
 REWIND = "rewind."
 
 
@@ -51,19 +52,14 @@ class Outcome:
 
 class SubnetSearch:
     """``search.SearchSubject`` over a model and the loop: train one task through its mask,
-    score it on dev, rewind, and persist the state together with the rewind point."""
+    score it on dev, rewind, and persist the search's parts as checkpoints."""
 
     def __init__(
-        self,
-        model: Searchable,
-        trainer: StructureTrainer,
-        rewind_to: dict[str, Tensor],
-        state: tuple[dict[str, Tensor], dict[str, Any]] | None,
+        self, model: Searchable, trainer: StructureTrainer, rewind_to: dict[str, Tensor]
     ) -> None:
         self.model = model
         self.trainer = trainer
         self.rewind_to = rewind_to
-        self.state = state
 
     def prunable(self) -> Mapping[str, Tensor]:
         return self.model.prunable_weights()
@@ -80,14 +76,21 @@ class SubnetSearch:
     def score(self, task: str) -> float:
         return self.trainer.dev_score(task)
 
-    def save(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        rewind = {REWIND + k: v for k, v in self.rewind_to.items()}
-        self.trainer.save(CHECKPOINT, {**tensors, **rewind}, {**meta, "rewind.done": True})
+    def save(self, tensors: dict[str, Tensor], meta: dict[str, Any], part: str = "") -> None:
+        self.trainer.save(part_name(part), tensors, meta)
 
-    def load(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-        if self.state is None or not self.state[1].get("candidates"):
+    def load(self, part: str = "") -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        if part:  # a finished task's rounds: the progress holds the state draws continue from
+            return self.trainer.load(part_name(part), restore=False)
+        state = self.trainer.load(CHECKPOINT)
+        if state is None or not (state[1].get("candidates") or state[1].get("done")):
             return None
-        return self.state
+        return state
+
+
+def part_name(part: str) -> str:
+    """The checkpoint of a part of the search: its progress, or a finished task's rounds."""
+    return f"{CHECKPOINT}-task-{part}" if part else CHECKPOINT
 
 
 def steps_of(trainer: StructureTrainer, tasks: list[str], steps: int, epochs: float) -> int:
@@ -99,34 +102,34 @@ def steps_of(trainer: StructureTrainer, tasks: list[str], steps: int, epochs: fl
 
 def _rewind_point(
     model: Searchable, trainer: StructureTrainer, tasks: list[str]
-) -> tuple[dict[str, Tensor], tuple[dict[str, Tensor], dict[str, Any]] | None]:
-    """The weights every round starts from (after the warm-up, or the initial ones) and the
-    saved search state; a resumed search reads both from its checkpoint."""
+) -> dict[str, Tensor]:
+    """The weights every round starts from (after the warm-up, or the initial ones), saved
+    once in a checkpoint of their own; a resumed search reads them back (from the progress
+    checkpoint where a search saved before that keeps them)."""
     cfg = model.cfg
     init = model.weights()
-    state = trainer.load(CHECKPOINT)
-    if state is not None and "rewind.done" in state[1]:
-        tensors = state[0]
-        return {k[len(REWIND) :]: v for k, v in tensors.items() if k.startswith(REWIND)}, state
+    for name in (REWIND_CHECKPOINT, CHECKPOINT):
+        state = trainer.load(name)
+        if state is not None and "rewind.done" in state[1]:
+            tensors = state[0]
+            return {k[len(REWIND) :]: v for k, v in tensors.items() if k.startswith(REWIND)}
     if cfg.warmup_steps > 0 or cfg.warmup_epochs > 0:
         trainer.train_steps(tasks, steps_of(trainer, tasks, cfg.warmup_steps, cfg.warmup_epochs))
     rewind_to = init if cfg.rewind == "init" else model.weights()
     trainer.save(
-        CHECKPOINT,
-        {REWIND + k: v for k, v in rewind_to.items()},
-        {"rewind.done": True, "masks": None, "candidates": []},
+        REWIND_CHECKPOINT, {REWIND + k: v for k, v in rewind_to.items()}, {"rewind.done": True}
     )
-    return rewind_to, None
+    return rewind_to
 
 
 def search_subnets(model: Searchable, trainer: StructureTrainer, tasks: list[str]) -> Outcome:
     """Warm up, search every task's masks (Algorithm 1) and choose one per task."""
     cfg = model.cfg
-    rewind_to, state = _rewind_point(model, trainer, tasks)
+    rewind_to = _rewind_point(model, trainer, tasks)
     rounds = {t: steps_of(trainer, [t], cfg.round_steps, cfg.round_epochs) for t in tasks}
     candidates = search.search_masks(
         tasks,
-        SubnetSearch(model, trainer, rewind_to, state),
+        SubnetSearch(model, trainer, rewind_to),
         alpha=cfg.alpha,
         target_density=cfg.target_density,
         steps=rounds,

@@ -6,7 +6,9 @@ For each task t, starting from an all-ones mask: rewind the weights to the rewin
 k steps on t through mask M, score M on dev, keep (M, density, score) as a candidate; stop once
 the density is at most the target S, else prune ``alpha`` of M's remaining weights by global
 magnitude and repeat. The state is saved after every round; a resumed search continues at the
-next round and ends with the same masks as an uninterrupted one.
+next round and ends with the same masks as an uninterrupted one. What a round saves does not
+grow with the number of tasks: the rounds of the task being searched and its mask (the
+progress), and each finished task's rounds once, in a part of their own, when it finishes.
 """
 
 from __future__ import annotations
@@ -41,8 +43,7 @@ class Candidate:
     score: float
     mask: Masks = field(repr=False)
     final: bool = False  # the task's last round
-    # the mask packed for the search's checkpoint, once: every round saves every candidate,
-    # and packing them all again each time grew with the square of tasks x rounds
+    # the mask packed for the search's checkpoints, once (each round saves the task's rounds)
     packed: tuple[dict[str, Tensor], dict[str, Any]] | None = field(default=None, repr=False)
 
     def packed_mask(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -83,12 +84,14 @@ class SearchSubject(Protocol):
         """``task``'s dev score, higher is better."""
         ...
 
-    def save(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        """Persist the search state."""
+    def save(self, tensors: dict[str, Tensor], meta: dict[str, Any], part: str = "") -> None:
+        """Persist the search state: its progress (``part`` empty) or a finished task's rounds
+        (``part`` the task)."""
         ...
 
-    def load(self) -> tuple[dict[str, Tensor], dict[str, Any]] | None:
-        """The saved search state, or None to start afresh."""
+    def load(self, part: str = "") -> tuple[dict[str, Tensor], dict[str, Any]] | None:
+        """What ``save`` persisted under ``part``, or None (for the progress: start afresh).
+        Loading the progress also restores the state random draws continue from."""
         ...
 
 
@@ -100,10 +103,11 @@ def rounds_needed(alpha: float, target_density: float) -> int:
 
 
 def _pack(
-    candidates: list[Candidate], current: Masks | None
+    candidates: list[Candidate], current: Masks | None, done: list[str] | None = None
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Every candidate's mask (packed once each) and the one being pruned, in the layout of
-    ``pack_masks`` with keys ``TASK@ROUND`` and ``current``."""
+    """The candidates' masks (each packed once) and the one being pruned, in the layout of
+    ``pack_masks`` with keys ``TASK@ROUND`` and ``current``; ``done`` (the progress only) names
+    the finished tasks, whose rounds lie in parts of their own."""
     tensors, meta = pack_masks({})
     for c in candidates:
         key = f"{c.task}@{c.round}"
@@ -114,7 +118,49 @@ def _pack(
         current_tensors, current_meta = pack_masks({"current": current})
         tensors.update(current_tensors)
         meta["shapes"].update(current_meta["shapes"])
-    return tensors, {"masks": meta, "candidates": [c.summary() for c in candidates]}
+    info: dict[str, Any] = {"masks": meta, "candidates": [c.summary() for c in candidates]}
+    if done is not None:
+        info["done"] = list(done)
+    return tensors, info
+
+
+def _unpack(
+    tensors: dict[str, Tensor], meta: dict[str, Any]
+) -> tuple[list[Candidate], Masks | None]:
+    unpacked = unpack_masks(tensors, meta["masks"])
+    candidates = [
+        Candidate(
+            c["task"],
+            c["round"],
+            c["density"],
+            c["dev_score"],
+            unpacked[f"{c['task']}@{c['round']}"],
+            bool(c.get("final", False)),
+        )
+        for c in meta["candidates"]
+    ]
+    return candidates, unpacked.get("current")
+
+
+def _resume(subject: SearchSubject) -> tuple[list[Candidate], Masks | None, list[str]]:
+    """The saved candidates (finished tasks' parts first, then the progress), the mask being
+    pruned and the tasks with parts. A search saved before parts existed keeps every candidate
+    in its progress."""
+    state = subject.load()
+    if state is None:
+        return [], None, []
+    candidates: list[Candidate] = []
+    for task in state[1].get("done", []):
+        part = subject.load(task)
+        if part is None:
+            raise ValueError(f"the search's progress names {task!r} finished, but its part is gone")
+        candidates += _unpack(*part)[0]
+    own, current = _unpack(*state)
+    return candidates + own, current, list(state[1].get("done", []))
+
+
+def _finished(rounds: list[Candidate], target_density: float) -> bool:
+    return bool(rounds) and (rounds[-1].final or rounds[-1].density <= target_density)
 
 
 def search_masks(
@@ -128,24 +174,12 @@ def search_masks(
 ) -> list[Candidate]:
     """Every round's candidate mask for every task (Algorithm 1), resuming a saved search.
     ``steps[task]`` is k, the training steps of one round."""
-    candidates: list[Candidate] = []
-    current: Masks | None = None
-    state = subject.load()
-    if state is not None:
-        tensors, meta = state
-        unpacked = unpack_masks(tensors, meta["masks"])
-        for c in meta["candidates"]:
-            candidates.append(
-                Candidate(
-                    c["task"],
-                    c["round"],
-                    c["density"],
-                    c["dev_score"],
-                    unpacked[f"{c['task']}@{c['round']}"],
-                    bool(c.get("final", False)),
-                )
-            )
-        current = unpacked.get("current")
+    candidates, current, finished_tasks = _resume(subject)
+    for task in tasks:  # a search saved before parts existed: its finished tasks get theirs
+        own = [c for c in candidates if c.task == task]
+        if task not in finished_tasks and _finished(own, target_density):
+            subject.save(*_pack(own, None), part=task)
+            finished_tasks.append(task)
     per_task = rounds_needed(alpha, target_density) + 1
     bar = tqdm(
         total=per_task * len(tasks),
@@ -158,7 +192,7 @@ def search_masks(
     )
     for task in tasks:
         done = [c for c in candidates if c.task == task]
-        if done and (done[-1].final or done[-1].density <= target_density):
+        if _finished(done, target_density):
             continue  # this task's search had finished before the interruption
         mask = current if (done and current is not None) else ones_like_params(subject.prunable())
         r = len(done)
@@ -169,6 +203,7 @@ def search_masks(
             subject.train(task, steps[task])
             d = density(mask)
             candidates.append(Candidate(task, r, d, subject.score(task), mask))
+            done.append(candidates[-1])
             bar.update(1)
             bar.set_postfix(density=f"{d:.3f}", dev=f"{candidates[-1].score:.4g}")
             finished = d <= target_density
@@ -184,7 +219,12 @@ def search_masks(
                     finished = density(pruned) == d
                     mask = pruned
             candidates[-1].final = finished
-            subject.save(*_pack(candidates, None if finished else mask))
+            if finished:  # the task's rounds in their part, then progress without them
+                subject.save(*_pack(done, None), part=task)
+                finished_tasks.append(task)
+                subject.save(*_pack([], None, finished_tasks))
+            else:
+                subject.save(*_pack(done, mask, finished_tasks))
             if finished:
                 break
             r += 1
