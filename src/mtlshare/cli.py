@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("mechanisms", help="list the registered sharing mechanisms")
     m = sub.add_parser("masks", help="densities and overlaps of a finished sparse-sharing run")
     m.add_argument("run_dir", help="the --out directory of a sparse run")
+    cv = sub.add_parser("curves", help="draw the dev score per epoch of every run in a folder")
+    cv.add_argument("folder", help="a run or comparison --out directory")
+    cv.add_argument("--out", default="", help="the PNG to write (default FOLDER/dev_curves.png)")
+    cv.add_argument("--title", default="", help="a title above the panels")
     return p
 
 
@@ -205,6 +209,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mtlshare.training.folder import RunFolder
 
         print(describe_masks(masks_from_state(RunFolder(args.run_dir).model_state("best"))))
+        return 0
+    if args.command == "curves":
+        from mtlshare.evaluation.curves import write_dev_curves
+
+        print(write_dev_curves(args.folder, args.out or None, args.title))
         return 0
     if args.command == "predict":
         return _predict(args)

@@ -12,6 +12,7 @@ from mtlshare.app.jobs import RunJob, available_cores, execute, remember_problem
 from mtlshare.config import SINGLE, SUBNET, Config, check_seed
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation import report
+from mtlshare.evaluation.curves import write_dev_curves
 from mtlshare.sharing.sparse.report import overlap_markdown, overlap_vs_gain
 from mtlshare.training.folder import ComparisonFolder
 from mtlshare.training.objective import JOINT_ONLY, LossWeighting
@@ -219,6 +220,7 @@ def _assemble(
         comparison["overlap_vs_gain"] = overlap_vs_gain(comparison, sparse_runs)
     text = comparison_markdown(comparison, title or cfg.compare.title or None)
     folder.write_comparison(comparison, text + "\n")
+    write_dev_curves(folder.path, title=title or cfg.compare.title or "")
     return comparison
 
 

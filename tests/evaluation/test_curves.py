@@ -1,0 +1,68 @@
+"""Dev curves read from metrics.jsonl files and drawn, and `mtlshare curves`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mtlshare.errors import MtlshareError
+from mtlshare.evaluation.curves import plot_dev_curves, read_curves
+
+
+def _metrics(path, rows):
+    path.mkdir(parents=True)
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_curves_are_read_per_run_and_task_skipping_lines_that_are_not_epochs(tmp_path):
+    _metrics(
+        tmp_path / "hard" / "seed-0",
+        [
+            {"epoch": 1, "dev": {"a": 0.5, "b": 0.1}},
+            {"epoch": 2, "dev": {"a": 0.6, "b": 0.2}},
+        ],
+    )
+    _metrics(
+        tmp_path / "single" / "seed-0" / "a",
+        [
+            {"search_round": 3, "dev": {"a": 0.2}},  # not an epoch
+            {"epoch": 1, "dev": {"a": 0.4}},
+        ],
+    )
+    curves = read_curves(tmp_path)
+    assert curves == {
+        "hard/seed-0": {"a": [(1, 0.5), (2, 0.6)], "b": [(1, 0.1), (2, 0.2)]},
+        "single/seed-0/a": {"a": [(1, 0.4)]},
+    }
+    assert read_curves(tmp_path / "hard" / "seed-0") == {"seed-0": curves["hard/seed-0"]}
+    png = plot_dev_curves(curves, tmp_path / "out" / "curves.png", "t")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_broken_metrics_line_names_file_and_line(tmp_path):
+    run = tmp_path / "run"
+    _metrics(run, [{"epoch": 1, "dev": {"a": 0.5}}])
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write("{not json\n")
+    with pytest.raises(MtlshareError, match=r"metrics\.jsonl:2: not a JSON line"):
+        read_curves(run)
+    with pytest.raises(MtlshareError, match=r"no metrics\.jsonl"):
+        read_curves(tmp_path / "empty")
+
+
+def test_curves_command_writes_the_png_and_refuses_an_empty_folder(tmp_path):
+    _metrics(tmp_path / "cmp" / "hard" / "seed-0", [{"epoch": 1, "dev": {"a": 0.5}}])
+    cmd = [sys.executable, "-m", "mtlshare", "curves"]
+    done = subprocess.run([*cmd, str(tmp_path / "cmp")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cmp" / "dev_curves.png").is_file()
+    (tmp_path / "nothing").mkdir()
+    bad = subprocess.run([*cmd, str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        f"mtlshare: error: {tmp_path / 'nothing'}: no metrics.jsonl below it; is it a run or "
+        "comparison folder?"
+    ]
