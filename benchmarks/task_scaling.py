@@ -1,6 +1,7 @@
 """How the cost of every mechanism grows with the number of tasks.
 
-Every registered mechanism (and cross-stitch with joint steps, where one pass serves every task)
+Every registered mechanism (and cross-stitch with joint steps on tasks that label the same
+inputs, ``data.shared_inputs``, where one pass of the streams serves every task)
 trains on the synthetic source at 2, 8 and 32 tasks with the same data per task (1,000
 training examples, input width 32) and the same schedule (2 epochs of an MLP trunk of two
 256-wide layers; sparse sharing's search included, a warm-up epoch and one-epoch rounds of
@@ -43,7 +44,14 @@ COMMON = [
     "sparse.target_density=0.25",
     "hierarchical.depths={}",
 ]
-EXTRA = {"cross_stitch+joint": ["mechanism=cross_stitch", "train.schedule=joint"]}
+# joint steps serve every task with one pass where the tasks read the same rows: MMoE's setting
+EXTRA = {
+    "cross_stitch+joint": [
+        "mechanism=cross_stitch",
+        "train.schedule=joint",
+        "data.shared_inputs=true",
+    ]
+}
 
 
 def parse() -> argparse.Namespace:

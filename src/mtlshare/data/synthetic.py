@@ -5,7 +5,10 @@ Multi-gate Mixture-of-Experts" (KDD 2018).
 Task t's target is y_t = w_t.x + sum_i sin(a_i w_t.x + b_i) + noise with x ~ N(0, I) and
 w_1 = c u_1, w_t = c (p u_1 + sqrt(1 - p^2) u_t) for orthonormal u's: the cosine between task 1's
 and any other task's weights is the ``relatedness`` p, so p = 1 makes the tasks share everything
-but their noise and p = 0 makes them unrelated. Generated from its own seed; nothing downloaded.
+but their noise and p = 0 makes them unrelated. Each task draws its own inputs, or with
+``shared_inputs`` every task labels the same inputs (MMoE's own setting: a joint step then reads
+one batch for every task, and mechanisms that run shared layers once serve all tasks with one
+pass). Generated from its own seed; nothing downloaded.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class SyntheticConfig:
     noise: float = 0.1
     scale: float = 1.0
     data_seed: int = 0
+    shared_inputs: bool = False
 
     def validate(self) -> None:
         if not -1.0 <= self.relatedness <= 1.0:
@@ -76,16 +80,23 @@ def synthetic_problem(cfg: SyntheticConfig, base_dir: str | None = None) -> Prob
     alpha = torch.randn(cfg.sines, generator=g)
     beta = torch.randn(cfg.sines, generator=g)
 
-    def make(n: int, t: int) -> Split:
-        x = torch.randn(n, cfg.input_dim, generator=g)
+    def make(n: int, t: int, x: torch.Tensor | None = None) -> Split:
+        if x is None:
+            x = torch.randn(n, cfg.input_dim, generator=g)
         z = x @ w[t]
         y = z + torch.sin(alpha[None, :] * z[:, None] + beta[None, :]).sum(-1)
         y = y + cfg.noise * torch.randn(n, generator=g)
         return Split(x, y)
 
+    sizes = (cfg.n_train, cfg.n_dev, cfg.n_test)
+    # shared: one tensor per split, so the loop sees that the tasks read the same rows
+    inputs = [
+        torch.randn(n, cfg.input_dim, generator=g) if cfg.shared_inputs else None for n in sizes
+    ]
     tasks = []
     for t in range(cfg.n_tasks):
         task = Task(f"t{t + 1}", "regression", 1, "mse")
-        tasks.append(TaskData(task, make(cfg.n_train, t), make(cfg.n_dev, t), make(cfg.n_test, t)))
+        splits = [make(n, t, x) for n, x in zip(sizes, inputs, strict=True)]
+        tasks.append(TaskData(task, *splits))
     codec = TensorCodec([f"x{i}" for i in range(cfg.input_dim)])
     return Problem(tasks, cfg.input_dim, inference=codec.spec())

@@ -1,0 +1,66 @@
+"""The synthetic source: its data pinned, and shared inputs (MMoE's setting) served by one pass."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from mtlshare.data.synthetic import SyntheticConfig, synthetic_problem
+
+
+def _digest(problem) -> str:
+    h = hashlib.sha256()
+    for td in problem.tasks:
+        for split in (td.train, td.dev, td.test):
+            h.update(split.x.numpy().tobytes())
+            h.update(split.y.numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_default_data_are_those_every_earlier_result_was_trained_on():
+    problem = synthetic_problem(SyntheticConfig(n_tasks=3, n_train=50, n_dev=20, n_test=30))
+    assert _digest(problem) == "d8882159acf7c36558da7711140a620eded480b6654404324d9c47e6891fb425"
+    first, second = problem.tasks[:2]
+    assert not torch.equal(first.train.x, second.train.x)
+
+
+def test_shared_inputs_give_every_task_the_same_rows_with_its_own_targets():
+    cfg = SyntheticConfig(n_tasks=3, n_train=50, n_dev=20, n_test=30, shared_inputs=True)
+    problem = synthetic_problem(cfg)
+    first = problem.tasks[0]
+    for td in problem.tasks[1:]:
+        for mine, theirs in ((td.train, first.train), (td.dev, first.dev), (td.test, first.test)):
+            assert mine.x is theirs.x  # one tensor: the loop reads one batch for every task
+            assert not torch.equal(mine.y, theirs.y)
+    assert _digest(synthetic_problem(cfg)) == _digest(problem)  # seeded
+
+
+def test_a_joint_step_on_shared_inputs_runs_the_cross_stitch_streams_once(tmp_path, monkeypatch):
+    from mtlshare.app.run import run
+    from mtlshare.config import load_config
+    from mtlshare.sharing.cross_stitch import CrossStitchSharing as CrossStitch
+
+    calls = {"streams": 0, "forward_tasks": 0}
+    streams, forward_tasks = CrossStitch._streams, CrossStitch.forward_tasks
+
+    def counted_streams(self, x):
+        calls["streams"] += 1
+        return streams(self, x)
+
+    def counted_forward_tasks(self, x, tasks):
+        calls["forward_tasks"] += 1
+        return forward_tasks(self, x, tasks)
+
+    monkeypatch.setattr(CrossStitch, "_streams", counted_streams)
+    monkeypatch.setattr(CrossStitch, "forward_tasks", counted_forward_tasks)
+    cfg = load_config(
+        "recipes/demo/demo.toml",
+        ["mechanism=cross_stitch", "train.schedule=joint", "data.shared_inputs=true",
+         "data.n_tasks=4", "data.n_train=64", "data.n_dev=8", "data.n_test=8",
+         "train.batch_size=32", "train.epochs=1", "train.patience=0"],
+    )  # fmt: skip
+    run(cfg, tmp_path / "run", progress=False)
+    assert calls["forward_tasks"] == 2  # two joint steps, each one pass for the four tasks
+    # + one pass per task for each evaluation: dev after the epoch, dev and test at the end
+    assert calls["streams"] == 2 + 3 * 4
