@@ -382,3 +382,29 @@ def test_bad_settings_name_the_key(build, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as err:
         build()
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", TRUNKS)
+def test_stacked_ple_keeps_the_contract(kind):
+    """What the contract tests check on the default (one level), on two levels and 3 tasks:
+    disjoint and complete parameter groups, and a step on a task moves its own parameters."""
+    torch.manual_seed(0)
+    model = PLESharing(backbone(kind), [T1, T2, T3], PLEConfig(levels=2, shared_experts=2))
+    shared = {id(p) for p in model.shared_parameters()}
+    own = {t: {id(p) for p in model.task_parameters(t)} for t in model.task_names}
+    assert all(not (own[t] & shared) for t in own)
+    assert not (own["t1"] & own["t2"]) and not (own["t2"] & own["t3"])
+    assert shared.union(*own.values()) == {id(p) for p in model.parameters()}
+    run = trainer(model, [T2], kind)
+    before = state(model)
+    run.step(run.make_optimizer(), "t2", inputs(kind), targets(T2, kind))
+    after = state(model)
+    names = dict(model.named_parameters())
+    moved = {k for k in before if k in names and not torch.equal(before[k], after[k])}
+    assert any(".t2." in f".{k}" for k in moved)
+    # t2's step reaches the shared experts and, through the shared gate, t1's and t3's
+    # level-1 experts, but never their gates, level-2 experts or heads
+    assert any(k.startswith("levels.0.shared.") for k in moved)
+    for k in moved:
+        assert not k.startswith(("heads.t1", "heads.t3", "levels.1.own.t1", "levels.1.own.t3"))
+        assert ".gates.t1." not in k and ".gates.t3." not in k
