@@ -354,6 +354,39 @@ def test_a_task_that_does_not_feed_the_shared_gate_does_not_change_the_others():
     assert not any("shared_gate" in n for n in trainable)
 
 
+# -- joint steps: every task from one pass over the experts -------------------------------------
+
+
+@pytest.mark.parametrize("kind", TRUNKS)
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda b, tasks: MMoESharing(b, tasks, MMoEConfig(experts=3)),
+        lambda b, tasks: PLESharing(b, tasks, PLEConfig(shared_experts=2, levels=1)),
+        lambda b, tasks: PLESharing(b, tasks, PLEConfig(shared_experts=2, levels=2)),
+    ],
+    ids=["mmoe", "cgc", "ple-2"],
+)
+def test_forward_tasks_is_each_tasks_forward_with_the_experts_run_once(build, kind):
+    tasks = [T1, T2, T3]
+    torch.manual_seed(0)
+    model = build(backbone(kind, (6, 7)), tasks)
+    model.eval()
+    calls: list[int] = []
+    for layer in model.modules():  # every layer with weights (experts, gates, heads) counts
+        if not list(layer.children()) and list(layer.parameters(recurse=False)):
+            layer.register_forward_hook(lambda m, i, o: calls.append(id(m)))
+    x = inputs(kind)
+    with torch.no_grad():
+        alone = {t.name: model(x, t.name) for t in tasks}
+        calls.clear()
+        joint = model.forward_tasks(x, ["t3", "t1", "t2"])
+    assert list(joint) == ["t3", "t1", "t2"]
+    for t in tasks:
+        assert torch.equal(joint[t.name], alone[t.name]), t.name
+    assert calls and len(calls) == len(set(calls))  # no layer ran twice for the three tasks
+
+
 # -- bad settings ---------------------------------------------------------------------------------
 
 

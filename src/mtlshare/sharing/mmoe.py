@@ -63,13 +63,19 @@ class MMoESharing(GatedSharing):
         )
         self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_dims[-1]) for t in tasks})
 
-    def gated_forward(self, x: Tensor, task: str, tally: GateTally | None) -> Tensor:
+    def gated_forward(
+        self, x: Tensor, tasks: list[str], tally: GateTally | None
+    ) -> dict[str, Tensor]:
         h = self.stem(x)  # (batch, in) or (batch, time, in)
-        weights = self.gates[task](h)  # (..., experts)
-        if tally is not None:
-            tally.add(0, task, weights, real_positions(h))
-        mixed = mix(weights, [run_layers(expert, h) for expert in self.experts])
-        return self.heads[task](mixed)
+        outputs = [run_layers(expert, h) for expert in self.experts]  # once for every task
+        real = real_positions(h) if tally is not None else None
+        heads = {}
+        for task in tasks:
+            weights = self.gates[task](h)  # (..., experts)
+            if tally is not None:
+                tally.add(0, task, weights, real)
+            heads[task] = self.heads[task](mix(weights, outputs))
+        return heads
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.stem.parameters()

@@ -135,16 +135,18 @@ class PLESharing(GatedSharing):
     def _levels(self) -> list[CGCLevel]:
         return [level for level in self.levels if isinstance(level, CGCLevel)]
 
-    def gated_forward(self, x: Tensor, task: str, tally: GateTally | None) -> Tensor:
+    def gated_forward(
+        self, x: Tensor, tasks: list[str], tally: GateTally | None
+    ) -> dict[str, Tensor]:
         shared = self.stem(x)  # (batch, in) or (batch, time, in)
         real = real_positions(shared) if tally is not None else None
-        streams = {task: shared}  # each task's stream into the level
+        streams = dict.fromkeys(tasks, shared)  # each task's stream into the level
         for i, level in enumerate(self._levels()):
             gate = level.shared_gate
             # a shared gate mixes the experts of every task that feeds it: run their streams too
             feeding = gate.feeding() if gate is not None else []
-            if gate is None:  # the last level: only this task's stream is still needed
-                streams = {task: streams[task]}
+            if gate is None:  # the last level: only the asked tasks' streams are still needed
+                streams = {t: streams[t] for t in tasks}
             for t in feeding:
                 streams.setdefault(t, shared)
             outs = [run_layers(expert, shared) for expert in level.shared]
@@ -156,10 +158,10 @@ class PLESharing(GatedSharing):
                 shared = mix(weights, outs + [o for t in feeding for o in own[t]])
             for t, h in list(streams.items()):
                 weights = level.gates[t](h)
-                if tally is not None and t == task:
-                    tally.add(i, task, weights, real)
+                if tally is not None and t in tasks:
+                    tally.add(i, t, weights, real)
                 streams[t] = mix(weights, outs + own[t])
-        return self.heads[task](streams[task])
+        return {t: self.heads[t](streams[t]) for t in tasks}
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.stem.parameters()

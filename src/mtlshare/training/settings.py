@@ -12,6 +12,7 @@ from mtlshare.data.samplers import SAMPLERS
 from mtlshare.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("alternate", "joint")
 
 
 @dataclass
@@ -35,6 +36,9 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
     # torch threads of this process; 0 = torch's default (the cores, or OMP_NUM_THREADS)
     threads: int = 0
+    # "alternate": each step one task's batch (the task sampler draws it); "joint": each step a
+    # batch of every task, one update from all their losses (see training/joint.py)
+    schedule: str = "alternate"
 
     def validate(self) -> None:
         positive = {
@@ -74,5 +78,7 @@ class TrainConfig:
                 "train.device: 'cuda' but torch sees no GPU here (this torch build or machine "
                 "has none); use 'cpu', or 'auto' to take a GPU when there is one"
             )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule: {self.schedule!r} is not one of {SCHEDULES}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"train.sampler: {self.sampler!r} is not one of {SAMPLERS}")
