@@ -1,5 +1,5 @@
-"""``mtlshare add-task``: a new task trained on a trained hard or sparse model leaves the
-trained tasks' outputs and every parameter they read bitwise unchanged."""
+"""``mtlshare add-task``: a new task trained on a trained hard, sparse, MMoE or PLE model leaves
+the trained tasks' outputs and every parameter they read bitwise unchanged."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def model_of(run: Path, tasks: list[str] | None = None):
     return model.eval(), problem
 
 
-@pytest.fixture(scope="module", params=["hard", "sparse"])
+@pytest.fixture(scope="module", params=["hard", "sparse", "mmoe", "ple"])
 def added(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
     mech = request.param
@@ -88,6 +88,14 @@ def test_what_the_new_task_may_change(added):
     if mech == "hard":
         assert moved == []  # trunk, embeddings and the trained heads: all frozen
         assert head > 0 and summary["trainable_params"] == head
+        return
+    if mech in ("mmoe", "ple"):  # its own gate(s), head and (PLE) experts over frozen experts
+        assert moved == []
+        # a PLE shared gate's logits for t3 stay out of the shared stream, frozen
+        own = [n for n in a if ".t3." in f".{n}" and "shared_gate" not in n]
+        assert any(".gates.t3." in f".{n}" for n in own)
+        assert summary["trainable_params"] == sum(a[n].numel() for n in own) > head
+        assert summary["gates"]["positions"]["t3"] == 60  # t3's dev examples
         return
     free = sum(
         int((~(before.masks["t1"][k] | before.masks["t2"][k])).sum()) for k in after.prunable_names

@@ -91,7 +91,11 @@ def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: fl
             assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("mechanism", [[], SPARSE], ids=["hard", "sparse"])
+@pytest.mark.parametrize(
+    "mechanism",
+    [[], SPARSE, ["mechanism=mmoe"], ["mechanism=ple"]],
+    ids=["hard", "sparse", "mmoe", "ple"],
+)
 def test_two_processes_with_batch_b_equal_one_with_batch_2b(tmp_path, mechanism):
     one, two = tmp_path / "one", tmp_path / "two"
     single(one, "train.batch_size=16", *mechanism)

@@ -13,6 +13,7 @@ from mtlshare.config import SINGLE, SUBNET, Config, check_seed
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation import report
 from mtlshare.evaluation.curves import write_dev_curves
+from mtlshare.sharing.gating.report import gates_markdown, summarize
 from mtlshare.sharing.sparse.report import overlap_markdown, overlap_vs_gain
 from mtlshare.training.folder import ComparisonFolder
 from mtlshare.training.objective import JOINT_ONLY, LossWeighting
@@ -39,7 +40,8 @@ def compare(
     change the config of one mechanism's runs, ``[compare] seeds_of`` runs a row on fewer
     seeds. With several seeds the table shows means and standard deviations over seeds; with
     hard and sparse sharing and two or more tasks it also shows the masks' pairwise overlap
-    beside the gain of sparse over hard sharing.
+    beside the gain of sparse over hard sharing; with mechanisms that mix experts through
+    gates, the overlap of the tasks' gates on dev (and ``gates.png``, every seed's weights).
 
     With ``resume``, a run whose ``results.json`` exists (with the same config) is read back,
     not trained again, and an interrupted one continues from its ``checkpoint/last``. With
@@ -186,6 +188,7 @@ def _assemble(
     runs: list[dict[str, Any]] = []
     baselines: dict[str, dict[str, Any]] = {}
     sparse_runs: list[dict[str, Any]] = []
+    gated: dict[str, dict[str, Any]] = {}
     for name in rows:
         per_seed = []
         for seed in row_seeds[name]:
@@ -208,6 +211,8 @@ def _assemble(
             folder.write_row_results(SUBNET, merged)
         if name == "sparse":
             sparse_runs = per_seed
+        if all("gates" in r for r in per_seed):  # a mixture of experts: its gates on dev
+            gated[name] = summarize([r["gates"] for r in per_seed], row_seeds[name])
         runs.append(merged)
     assert single is not None
     comparison = report.compare(single, runs, baselines)
@@ -218,15 +223,23 @@ def _assemble(
     comparison["overrides"] = cfg.compare.overrides
     if sparse_runs and len(names) >= 2:
         comparison["overlap_vs_gain"] = overlap_vs_gain(comparison, sparse_runs)
+    if gated:
+        comparison["gates"] = gated
     text = comparison_markdown(comparison, title or cfg.compare.title or None)
     folder.write_comparison(comparison, text + "\n")
     write_dev_curves(folder.path, title=title or cfg.compare.title or "")
+    if gated:
+        from mtlshare.sharing.gating.plots import plot_comparison_gates
+
+        plot_comparison_gates(gated, folder.file(folder.GATES))
     return comparison
 
 
 def comparison_markdown(comparison: dict[str, Any], title: str | None = None) -> str:
-    """``comparison.md``: the table of ``report.comparison_markdown`` and, with a sparse row,
-    the masks' overlap beside the gain of sparse over hard sharing."""
+    """``comparison.md``: the table of ``report.comparison_markdown``, with a sparse row the
+    masks' overlap beside the gain of sparse over hard sharing, and with rows that mix experts
+    through gates (their results hold ``"gates"``) the overlap of the tasks' gates."""
     pairs = comparison.get("overlap_vs_gain")
     extra = overlap_markdown(pairs) if pairs else []
+    extra += gates_markdown(comparison.get("gates", {}))
     return report.comparison_markdown(comparison, title, extra)

@@ -9,3 +9,5 @@ from mtlshare.sharing import cross_stitch
 from mtlshare.sharing import hierarchical
 from mtlshare.sharing import sparse
 from mtlshare.sharing import adapters
+from mtlshare.sharing import mmoe
+from mtlshare.sharing import ple

@@ -7,7 +7,7 @@ mechanism it trains.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -106,6 +106,13 @@ class SharingModel(nn.Module):
 
     def prepare(self, trainer: StructureTrainer) -> None:
         """Called once before training; mechanisms that search a structure do it here."""
+
+    def analyse(self, inputs: Mapping[str, Iterable[Tensor]]) -> None:
+        """Called by the training loop once, on the model selected on dev, in eval mode and
+        without gradients: ``inputs[task]`` yields the task's dev inputs in batches, on the
+        model's device, read only when iterated (so a mechanism that ignores them costs
+        nothing). A mechanism that reports statistics of its forward passes (the gate weights of
+        a mixture of experts) computes them here, for ``report`` and ``write_artifacts``."""
 
     def report(self) -> dict[str, Any]:
         """Extra, mechanism-specific results for ``results.json``."""

@@ -264,10 +264,12 @@ class ComparisonFolder(OutputFolder):
     """A comparison's folder (``mtlshare compare``): one run folder per row and seed,
     ``ROW/`` with one seed or ``ROW/seed-N/`` with several, and ``TASK/`` below that for the
     rows that train each task alone; ``ROW/results.json`` folds such a row's tasks together;
-    ``comparison.json`` and ``comparison.md`` hold the table."""
+    ``comparison.json`` and ``comparison.md`` hold the table, ``gates.png`` the gate weights of
+    the rows that mix experts through gates."""
 
     JSON = "comparison.json"
     MARKDOWN = "comparison.md"
+    GATES = "gates.png"  # the gate weights of the rows that mix experts, every seed
 
     def __init__(self, path: str | Path, several_seeds: bool) -> None:
         super().__init__(path)

@@ -1,5 +1,5 @@
 """The multi-task training loop. It never names a mechanism: it calls the ``SharingModel``
-interface (forward, regularizer, after_optimizer_step, prepare) and nothing else.
+interface (forward, regularizer, after_optimizer_step, prepare, analyse) and nothing else.
 
 Each epoch draws a task for every step from the task sampler, takes that task's next batch,
 and steps on weighted task loss + regularizer. After each epoch every task is scored on dev;
@@ -220,6 +220,15 @@ class Trainer:
             ys.append(y)
         return td.task.evaluate(cat_padded(preds), cat_padded(ys))
 
+    @torch.no_grad()
+    def analyse(self) -> None:
+        """Hand the model every task's dev inputs for its own statistics (``analyse``)."""
+        self.model.eval()
+        bs, dev = self.cfg.eval_batch_size, self.device
+        self.model.analyse(
+            {n: (x.to(dev) for x, _ in self.data[n].dev.batches(bs)) for n in self.names}
+        )
+
     def higher_is_better(self, task: str) -> bool:
         return self.data[task].task.higher_is_better
 
@@ -367,6 +376,7 @@ class Trainer:
                 f"{self.folder.checkpoint_dir(BEST)}: missing, so the model selected on dev "
                 f"(epoch {state.best_epoch}) cannot be scored; train again with a new --out"
             )
+        self.analyse()
         dev = {n: self.score(n, "dev") for n in self.names}
         test = {n: self.score(n, "test") for n in self.names}
         return FitResult(
