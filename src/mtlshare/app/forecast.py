@@ -46,6 +46,7 @@ from mtlshare.forecasting.statistical import StatsforecastUnavailable
 from mtlshare.training.folder import RESULTS, RunFolder
 
 FORECASTS = "forecasts.csv"
+LABELS = {"prophet": "Prophet", "autoets": "AutoETS", "autoarima": "AutoARIMA"}
 SCARCITY = "scarcity.csv"
 
 
@@ -70,7 +71,8 @@ class Study:
             print(f"mtlshare: {text}", flush=True)
 
     def select(self) -> None:
-        neural = [m for m in self.fc.methods if m in NEURAL]
+        swept = self.fc.scarcity_methods if self.fc.histories else []
+        neural = [m for m in NEURAL if m in self.fc.methods or m in swept]
         started = time.perf_counter()
         self.scores = validation_scores(self.cfg, self.candidates, neural, self.problems, self.say)
         horizon = self.cfg.data.horizon
@@ -105,7 +107,7 @@ class Study:
                     about[method] = {"seconds": round(time.perf_counter() - started, 3)}
                 except (ProphetUnavailable, StatsforecastUnavailable) as e:
                     self.skipped[method] = str(e)
-                    print(f"mtlshare: {method} skipped: {e}", flush=True)
+                    print(f"mtlshare: {LABELS.get(method, method)} skipped: {e}", flush=True)
         return view, out, about
 
     def score(

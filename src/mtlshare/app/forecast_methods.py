@@ -51,6 +51,7 @@ def fit_and_forecast(cfg: Config, problem: Problem, target: str) -> tuple[np.nda
     view: ForecastView = problem.meta["forecast"]
     summary = {
         "seed": cfg.seed,
+        "tasks": [td.task.name for td in problem.tasks],
         "best_epoch": fit.best_epoch,
         "epochs_run": fit.epochs_run,
         "seconds": round(time.perf_counter() - started, 3),
