@@ -35,7 +35,8 @@ from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
 from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
 from mtlshare.sharing.hard import HardConfig, HardSharing
-from mtlshare.sharing.sparse import PACKED_PREFIX, SparseConfig, SparseSharing
+from mtlshare.sharing.sparse import SparseConfig, SparseSharing
+from mtlshare.sharing.sparse.report import PACKED_PREFIX
 from mtlshare.tasks.task import Task
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig

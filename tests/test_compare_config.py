@@ -102,7 +102,9 @@ def test_compare_section_is_parsed_and_written_back():
     raw = tomllib.loads(cfg.to_toml())
     assert raw["compare"]["overrides"] == {"hard": {"train.lr": 0.01}}
     assert from_dict(raw).to_dict() == raw
-    assert tiny().compare == CompareConfig()  # no section: nothing set
+    # the demo's section sets only its joint-step rows
+    assert tiny().compare == CompareConfig(variants=tiny().compare.variants)
+    assert list(tiny().compare.variants) == ["hard+dwa", "hard+mgda"]
 
 
 @pytest.mark.parametrize(
@@ -360,3 +362,29 @@ def test_a_data_override_is_applied_or_refused(tmp_path):
     first = json.loads((out / "hard" / "metrics.jsonl").read_text().splitlines()[0])
     # 3 tasks of 10 examples in batches of 32: 3 steps in an epoch (40 examples would take 6)
     assert first["step"] == 3
+
+
+def test_a_variant_row_trains_its_mechanism_with_its_settings(tmp_path):
+    cfg = tiny(DEMO)
+    out = tmp_path / "cmp"
+    comparison = compare(cfg, ["single", "hard", "hard+dwa"], out, progress=False)
+    assert [r["mechanism"] for r in comparison["rows"]] == ["single", "hard", "hard+dwa"]
+    saved = read_toml(out / "hard+dwa" / "config.toml")
+    assert saved["mechanism"] == "hard" and saved["train"]["schedule"] == "joint"
+    assert saved["weighting"]["kind"] == "dwa"
+    single = read_toml(out / "single" / "t1" / "config.toml")
+    assert single["train"]["schedule"] == "alternate"
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ('{ hard = { mechanism = "hard" } }', "a name of its own"),
+        ('{ "x/y" = { mechanism = "hard" } }', "a name of its own"),
+        ('{ "hard+x" = { mechanism = "nope" } }', "name a registered mechanism"),
+        ('{ "hard+x" = { mechanism = "hard", "data.n_train" = 5 } }', "would change the data"),
+    ],
+)
+def test_bad_variants_are_refused(variant, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny(DEMO, f"compare.variants={variant}")

@@ -18,7 +18,7 @@ def test_demo_writes_plot_and_both_comparisons(tmp_path, capsys):
     png = out / "demo.png"
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert png.stat().st_size > 1000
-    expected = ["single", *MECHANISMS.names()]
+    expected = ["single", *MECHANISMS.names(), "hard+dwa", "hard+mgda"]  # and joint steps
     for setting in ("high", "low"):
         comparison = json.loads((out / setting / "comparison.json").read_text())
         assert [row["mechanism"] for row in comparison["rows"]] == expected

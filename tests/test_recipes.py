@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mtlshare.app.build import build_model, build_problem
+from mtlshare.app.compare import row_config
 from mtlshare.config import SINGLE, SUBNET, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,5 @@ def test_recipe_builds_every_listed_mechanism(path):
     for name in cfg.compare.mechanisms:
         if name in (SINGLE, SUBNET):
             continue
-        changes = cfg.compare.overrides.get(name, {})
-        model = build_model(cfg.replace(**{**changes, "mechanism": name}), problem)
+        model = build_model(row_config(cfg, name), problem)
         assert model.param_counts()["counted"] > 0

@@ -12,7 +12,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mtlshare.errors import MtlshareError
 
@@ -28,7 +28,16 @@ def _parser() -> argparse.ArgumentParser:
         "training; new tasks added to trained models; trained runs used to predict.",
     )
     sub = p.add_subparsers(dest="command", required=True)
+    _training_commands(sub)
+    _using_commands(sub)
+    sub.add_parser("mechanisms", help="list the registered sharing mechanisms")
+    m = sub.add_parser("masks", help="densities and overlaps of a finished sparse-sharing run")
+    m.add_argument("run_dir", help="the --out directory of a sparse run")
+    return p
 
+
+def _training_commands(sub: Any) -> None:
+    """``run``, ``compare``, ``demo`` and ``add-task``."""
     r = sub.add_parser("run", help="train one mechanism from a TOML config")
     r.add_argument("config", help="TOML config file")
     r.add_argument(
@@ -87,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint/last")
     a.add_argument("--quiet", action="store_true")
 
+
+def _using_commands(sub: Any) -> None:
+    """``predict`` and ``evaluate``: a trained run used."""
     pr = sub.add_parser(
         "predict", help="a trained run's predictions for new inputs (CoNLL, text or CSV)"
     )
@@ -111,12 +123,6 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="where the config's relative data paths start (default: where it was trained)",
     )
-
-    sub.add_parser("mechanisms", help="list the registered sharing mechanisms")
-
-    m = sub.add_parser("masks", help="densities and overlaps of a finished sparse-sharing run")
-    m.add_argument("run_dir", help="the --out directory of a sparse run")
-    return p
 
 
 def _warn(

@@ -11,6 +11,7 @@ the allowed ones.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -26,13 +27,14 @@ import mtlshare.sharing  # noqa: F401  (these register their components on impor
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import TrunkConfig
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
-from mtlshare.training.objective import WeightingConfig
+from mtlshare.training.objective import JOINT_ONLY, WeightingConfig
 from mtlshare.training.settings import TrainConfig
 
 TOP_KEYS = ("experiment", "mechanism", "seed", "tasks")
 SINGLE = "single"  # compare's row of single-task baselines
 SUBNET = "single_subnet"  # and of each task alone on the mask the sparse run chose for it
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
+ROW_NAME = re.compile(r"[\w][\w+-]{0,63}")  # a comparison row: a folder name
 
 EXPERIMENTS.register("train", summary="train the configured mechanism (the default)")(None)
 
@@ -47,31 +49,53 @@ class CompareConfig:
     seed. ``seeds_of``: per mechanism, a subset of the seeds to run it with (costly rows on
     fewer seeds, e.g. ``{ soft = [0] }``); such a row is compared with single-task training
     under the same seeds. ``overrides``: per mechanism (or ``single``, ``single_subnet``),
-    dotted keys and
-    values applied to its runs only, e.g. ``hierarchical = { "trunk.hidden" = [200, 200] }``
-    (``single_subnet`` also takes ``sparse``'s). ``title``: a heading for ``comparison.md``.
+    dotted keys and values applied to its runs only, e.g. ``hierarchical = { "trunk.hidden" =
+    [200, 200] }`` (``single_subnet`` also takes ``sparse``'s). ``variants``: rows of their own
+    name that train a registered mechanism with other settings, e.g. ``"hard+upgrad" = {
+    mechanism = "hard", "train.schedule" = "joint", "weighting.kind" = "aggregator",
+    "weighting.aggregator" = "upgrad" }``; list them in ``mechanisms`` like any row. ``title``:
+    a heading for ``comparison.md``.
     """
 
     mechanisms: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
     seeds_of: dict[str, list[int]] = field(default_factory=dict)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     title: str = ""
 
+    def rows(self) -> list[str]:
+        """Every row name a comparison may list."""
+        return [SINGLE, SUBNET, *MECHANISMS.names(), *self.variants]
+
     def validate(self) -> None:
-        known = [SINGLE, SUBNET, *MECHANISMS.names()]
+        for name, changes in self.variants.items():
+            if name in (SINGLE, SUBNET, *MECHANISMS.names()) or not ROW_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"compare.variants.{name}: a variant needs a name of its own (letters, "
+                    "digits, '_', '-', '+'), not a mechanism's"
+                )
+            if changes.get("mechanism") not in MECHANISMS.names():
+                raise ConfigError(
+                    f"compare.variants.{name}.mechanism: name a registered mechanism "
+                    f"({', '.join(MECHANISMS.names())})"
+                )
+        known = self.rows()
         for name in [*self.mechanisms, *self.overrides, *self.seeds_of]:
             if name not in known:
                 raise ConfigError(
                     f"compare: unknown mechanism {name!r}; choose from {', '.join(known)}"
                 )
-        for name, changes in self.overrides.items():
-            for key in changes:
-                if key.split(".")[0] in ("data", "tasks", "seed", "mechanism"):
-                    raise ConfigError(
-                        f"compare.overrides.{name}: {key!r} would change the data or the run "
-                        "itself; every mechanism in a comparison trains on the same data"
-                    )
+        for where, table in (("overrides", self.overrides), ("variants", self.variants)):
+            for name, changes in table.items():
+                for key in changes:
+                    if key.split(".")[0] in ("data", "tasks", "seed") or (
+                        key == "mechanism" and where == "overrides"
+                    ):
+                        raise ConfigError(
+                            f"compare.{where}.{name}: {key!r} would change the data or the run "
+                            "itself; every mechanism in a comparison trains on the same data"
+                        )
         for seed in self.seeds:
             check_seed(seed, "compare.seeds")
         if len(set(self.seeds)) != len(self.seeds):
@@ -234,6 +258,12 @@ def from_dict(raw: dict[str, Any]) -> Config:
     cfg.train = build_dataclass(TrainConfig, raw.get("train", {}), "train")
     cfg.train.validate()
     cfg.weighting = build_dataclass(WeightingConfig, raw.get("weighting", {}), "weighting")
+    cfg.weighting.validate()
+    if cfg.weighting.kind in JOINT_ONLY and cfg.train.schedule != "joint":
+        raise ConfigError(
+            f"weighting.kind = {cfg.weighting.kind!r} combines every task's loss or gradient at "
+            "each step: set train.schedule = 'joint'"
+        )
     cfg.compare = build_dataclass(CompareConfig, raw.get("compare", {}), "compare")
     cfg.compare.validate()
     for exp in EXPERIMENTS:

@@ -147,16 +147,50 @@ def test_soft_sharing_with_zero_weight_trains_like_independent_networks(kind):
         assert_same(own_copy(model, t.name), dict(alone[t.name].state_dict()))
 
 
-def test_soft_sharing_with_positive_weight_moves_the_other_copy():
-    """Control for the test above: the penalty does tie the copies, through weights only."""
+def test_soft_sharing_with_positive_weight_pulls_the_stepping_copy_towards_the_others():
+    """Control for the test above: the penalty does tie the copies, through weights only. A
+    step of t1 moves t1's copy alone (its share of the penalty), towards t2's."""
     torch.manual_seed(0)
-    model = SoftSharing(backbone(), [T1, T2], SoftConfig(weights=[0.1]))
-    run = trainer(model, [T1, T2], "mlp", momentum=0.0)
-    before = own_copy(model, "t2")
-    run.step(run.make_optimizer(), "t1", inputs("mlp"), targets(T1, "mlp"))
-    after = own_copy(model, "t2")
-    assert not torch.equal(after["shared.0.linear.weight"], before["shared.0.linear.weight"])
-    assert torch.equal(after["shared.0.linear.bias"], before["shared.0.linear.bias"])
+    tied = SoftSharing(backbone(), [T1, T2], SoftConfig(weights=[0.1]))
+    free = SoftSharing(backbone(), [T1, T2], SoftConfig(weights=[0.0]))
+    free.load_state_dict(tied.state_dict())
+    key = "shared.0.linear.weight"
+    t2_before = own_copy(tied, "t2")
+    for model in (tied, free):
+        run = trainer(model, [T1, T2], "mlp", momentum=0.0)
+        run.step(run.make_optimizer(), "t1", inputs("mlp"), targets(T1, "mlp"))
+    assert_same(own_copy(tied, "t2"), t2_before)  # t2's copy waits for t2's steps
+    distance = {
+        name: float((own_copy(m, "t1")[key] - own_copy(m, "t2")[key]).norm())
+        for name, m in (("tied", tied), ("free", free))
+    }
+    assert distance["tied"] < distance["free"]
+    assert torch.equal(
+        own_copy(tied, "t1")["shared.0.linear.bias"], own_copy(free, "t1")["shared.0.linear.bias"]
+    )
+
+
+@pytest.mark.parametrize("penalty", ["frobenius", "trace"])
+@pytest.mark.parametrize("tasks", [[T1, T2], [T1, T2, T3]], ids=["2tasks", "3tasks"])
+def test_the_tasks_shares_of_the_penalty_add_up_to_the_whole_penalty_gradient(penalty, tasks):
+    """Over the tasks' steps, each share scaled by 1 / its sampling probability, the expected
+    gradient of the penalty is the whole penalty's (today's objective, in expectation)."""
+    torch.manual_seed(0)
+    model = SoftSharing(backbone(), tasks, SoftConfig(penalty=penalty, weights=[0.3]))
+    params = list(model.parameters())
+    whole = torch.autograd.grad(model.regularizer(None), params, allow_unused=True)
+    probabilities = torch.tensor([0.5, 0.3, 0.2][: len(tasks)])
+    probabilities = probabilities / probabilities.sum()
+    expected = [torch.zeros_like(q) for q in params]
+    for task, prob in zip(tasks, probabilities.tolist(), strict=True):
+        share = model.regularizer(task.name, 1.0 / prob)
+        grads = torch.autograd.grad(share, params, allow_unused=True)
+        for acc, g in zip(expected, grads, strict=True):
+            if g is not None:
+                acc.add_(prob * g)
+    for w, e in zip(whole, expected, strict=True):
+        target = torch.zeros_like(e) if w is None else w
+        torch.testing.assert_close(e, target, rtol=1e-4, atol=1e-6)
 
 
 # -- identity cross-stitch = independent networks ------------------------------------------------
@@ -504,3 +538,21 @@ def test_other_mechanisms_count_by_hand(build, shared, specific):
 def test_bad_mechanism_config_names_the_key(build, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         build(backbone())
+
+
+@pytest.mark.parametrize("penalty", ["frobenius", "trace"])
+def test_the_running_sums_follow_the_copies(penalty):
+    """After steps of several tasks the kept sums (Gram matrix) equal the ones rebuilt from
+    the copies, up to rounding."""
+    torch.manual_seed(0)
+    tasks = [T1, T2, T3]
+    model = SoftSharing(backbone(), tasks, SoftConfig(penalty=penalty, weights=[0.1]))
+    run = trainer(model, tasks, "mlp", momentum=0.9)
+    optimizer = run.make_optimizer()
+    for step, task in enumerate([T1, T3, T1, T2]):  # fewer than rebuild after T = 3 ... + 1
+        run.step(optimizer, task.name, inputs("mlp", seed=step), targets(task, "mlp", seed=step))
+    kept = {k: v.clone() for k, v in model._running.items()}  # type: ignore[union-attr]
+    model._running = None
+    fresh = model._running_sums()
+    for key, value in kept.items():
+        torch.testing.assert_close(value, fresh[key], rtol=1e-5, atol=1e-6)

@@ -487,3 +487,30 @@ def test_tiny_round_epochs_still_train_a_step():
     model.cfg.round_epochs = 1e-4
     trainer(model, problem()).fit()
     assert model.candidates
+
+
+def test_search_checkpoint_packs_each_candidate_once_in_the_same_layout():
+    """The search checkpoint reuses each candidate's packed mask; its tensors and metadata are
+    what packing every mask afresh, candidates then the current mask, gives."""
+    from mtlshare.sharing.sparse.masks import pack_masks
+
+    gen = torch.Generator().manual_seed(0)
+
+    def masks() -> dict[str, torch.Tensor]:
+        return {"w": torch.rand(5, 7, generator=gen) > 0.5, "b": torch.rand(3, generator=gen) > 0.5}
+
+    cands = [
+        imp.Candidate(task=t, round=r, density=0.5, score=0.1 * r, mask=masks())
+        for t in ("a", "b")
+        for r in (1, 2)
+    ]
+    current = masks()
+    for _ in range(2):  # the second time from the cache
+        tensors, meta = imp._pack(cands, current)
+        expected_t, expected_m = pack_masks(
+            {**{f"{c.task}@{c.round}": c.mask for c in cands}, "current": current}
+        )
+        assert list(tensors) == list(expected_t)
+        assert all(torch.equal(tensors[k], expected_t[k]) for k in expected_t)
+        assert json.dumps(meta["masks"]) == json.dumps(expected_m)
+    assert all(c.packed is not None for c in cands)

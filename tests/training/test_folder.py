@@ -238,7 +238,7 @@ def test_resuming_from_another_mechanisms_checkpoint_is_one_short_line(tmp_path,
     assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
     (out / "results.json").unlink()
     config = out / "config.toml"
-    config.write_text(config.read_text().replace('mechanism = "hard"', 'mechanism = "soft"'))
+    config.write_text(config.read_text().replace('mechanism = "hard"', 'mechanism = "soft"', 1))
     capsys.readouterr()
     assert main(["run", DEMO, *SMALL, "mechanism=soft", "--out", str(out), "--resume"]) == 2
     line = one_line(capsys)

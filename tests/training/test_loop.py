@@ -188,7 +188,7 @@ def test_uncertainty_weighting_formula():
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [
-        (WeightingConfig(kind="gradnorm"), "weighting.kind"),
+        (WeightingConfig(kind="bogus"), "weighting.kind"),
         (WeightingConfig(weights={"pos": 1.0}), "unknown task"),
         (WeightingConfig(weights={"t1": -1.0}), "must be >= 0"),
     ],

@@ -173,7 +173,7 @@ def add_task(
             model,
             problem.select(new_tasks),
             full_cfg.train,
-            LossWeighting(new_tasks, full_cfg.weighting),
+            LossWeighting(new_tasks, full_cfg.weighting, full_cfg.seed),
             seed=full_cfg.seed,
             folder=out,
             progress=progress,

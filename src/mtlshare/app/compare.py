@@ -12,10 +12,9 @@ from mtlshare.app.jobs import RunJob, available_cores, execute, remember_problem
 from mtlshare.config import SINGLE, SUBNET, Config, check_seed
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation import report
-from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.sparse.report import overlap_markdown, overlap_vs_gain
 from mtlshare.training.folder import ComparisonFolder
-from mtlshare.training.objective import LossWeighting
+from mtlshare.training.objective import JOINT_ONLY, LossWeighting
 
 
 def compare(
@@ -58,7 +57,7 @@ def compare(
     for name in mechanisms:  # a bad mechanism setting fails now, not after hours of training
         if name not in (SINGLE, SUBNET):
             build_model(row_config(cfg, name), problem)
-    LossWeighting(names, cfg.weighting)  # so do the loss weights and the selection rule
+    LossWeighting(names, cfg.weighting, cfg.seed)  # so do the weights and the selection rule
     if cfg.train.select_on not in ("mean", *names):
         raise ConfigError(
             f"train.select_on: {cfg.train.select_on!r} is neither 'mean' nor a task ({names})"
@@ -74,7 +73,7 @@ def compare(
 
 
 def _check_request(cfg: Config, mechanisms: list[str], seeds: list[int], jobs: int) -> None:
-    known = [SINGLE, SUBNET, *MECHANISMS.names()]
+    known = cfg.compare.rows()
     for name in mechanisms:
         if name not in known:
             raise MtlshareError(f"unknown mechanism {name!r}; choose from {', '.join(known)}")
@@ -101,13 +100,18 @@ def _check_request(cfg: Config, mechanisms: list[str], seeds: list[int], jobs: i
 
 def row_config(cfg: Config, name: str, **extra: Any) -> Config:
     """The config of a row's runs: its mechanism and ``[compare] overrides`` (``single_subnet``
-    also takes ``sparse``'s), then ``extra``."""
+    also takes ``sparse``'s), then ``extra``. Single-task rows train with plain steps and fixed
+    weights: a weighting that balances tasks has nothing to balance there."""
     overrides = cfg.compare.overrides
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = dict(cfg.compare.variants.get(name, {}))
+    if name in (SINGLE, SUBNET) and cfg.weighting.kind in JOINT_ONLY:
+        changes.update(
+            {"weighting.kind": "fixed", "weighting.aggregator": "", "train.schedule": "alternate"}
+        )
     if name == SUBNET:
         changes.update(overrides.get("sparse", {}))
     changes.update(overrides.get(name, {}))
-    mechanism = {SINGLE: "hard", SUBNET: "sparse"}.get(name, name)
+    mechanism = {SINGLE: "hard", SUBNET: "sparse"}.get(name, changes.pop("mechanism", name))
     return cfg.replace(**{**changes, "mechanism": mechanism, **extra})
 
 
@@ -187,8 +191,10 @@ def _assemble(
             got = by_row[(name, seed)]
             if name in (SINGLE, SUBNET):
                 per_seed.append({**report.merge_single(got), "mechanism": name})
-            else:
-                per_seed.append(got[0])
+            else:  # a variant's row carries its own name
+                per_seed.append(
+                    {**got[0], "mechanism": name} if name != got[0]["mechanism"] else got[0]
+                )
         merged = report.mean_over_seeds(per_seed)
         if name == SINGLE:
             single = merged

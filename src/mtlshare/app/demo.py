@@ -41,10 +41,10 @@ def run_demo(
 def _demo(
     out: Path, progress: bool, overrides: list[str] | None, seeds: list[int]
 ) -> dict[str, Any]:
-    mechanisms = [SINGLE, *MECHANISMS.names()]
     comparisons: dict[str, dict[str, Any]] = {}
     for (label, p), sub in zip(SETTINGS.items(), ("high", "low"), strict=True):
         cfg = load_config(DEMO_CONFIG, [*(overrides or []), f"data.relatedness={p}"])
+        mechanisms = [SINGLE, *MECHANISMS.names(), *cfg.compare.variants]
         comparisons[label] = compare(
             cfg, mechanisms, out / sub, seeds=seeds, progress=progress, title=label
         )

@@ -41,7 +41,7 @@ def fit_and_forecast(cfg: Config, problem: Problem, target: str) -> tuple[np.nda
         torch.set_num_threads(cfg.train.threads)
     started = time.perf_counter()
     model = build_model(cfg, problem)
-    weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting)
+    weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting, cfg.seed)
     trainer = Trainer(model, problem, cfg.train, weighting, seed=cfg.seed, progress=False)
     fit = trainer.fit()
     model.eval()

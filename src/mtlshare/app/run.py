@@ -63,7 +63,7 @@ def train(
         results = folder.results()
         folder.load_model(model, "best")
         return TrainedRun(model, problem, results)
-    weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting)
+    weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting, cfg.seed)
     if where.is_main:
         folder.start(resolved, resume, same_config)
         folder.write_json(INFERENCE, usage_spec(cfg, problem, base_dir))

@@ -126,6 +126,12 @@ class BatchStream:
         self._pos = 0
 
     def next(self) -> tuple[Tensor, Tensor, float]:
+        idx, share = self.next_index()
+        x, y = self.split.take(idx)
+        return x, y, share
+
+    def next_index(self) -> tuple[Tensor, float]:
+        """The rows of this process's next batch, and its share (see ``next``)."""
         if self._pos >= len(self._order):
             self._order = torch.randperm(len(self.split), generator=self.generator)
             self._pos = 0
@@ -134,8 +140,7 @@ class BatchStream:
         self._pos += span
         idx = global_idx[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         share = len(idx) * self.world / len(global_idx)
-        x, y = self.split.take(idx)
-        return x, y, share
+        return idx, share
 
 
 def cat_padded(parts: list[Tensor]) -> Tensor:

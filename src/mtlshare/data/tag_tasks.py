@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlshare.data.conll import Sentence, column_index
+from mtlshare.data.conll import Sentence
+from mtlshare.data.corpora import CORPUS_KEYS, CorpusSpec, corpus_spec, index_in
 from mtlshare.data.vocab import Vocab
 from mtlshare.errors import ConfigError, DataError
 from mtlshare.tasks.tags import SCHEMES, check_tag, convert
@@ -25,6 +26,7 @@ TASK_KEYS = (
     "head",
     "max_position",
     "tie_embedding",
+    *CORPUS_KEYS,
 )
 
 
@@ -39,10 +41,11 @@ class TaskSpec:
     head: str
     max_position: int
     tie_embedding: bool
+    corpus: CorpusSpec  # the files it reads: the shared ones or its own
 
 
-def task_spec(name: str, raw: dict[str, Any], columns: list[str]) -> TaskSpec:
-    """A checked task table of ``data.tasks``."""
+def task_spec(name: str, raw: dict[str, Any], shared: CorpusSpec) -> TaskSpec:
+    """A checked task table of ``data.tasks``; ``shared`` is the corpus of ``[data]``."""
     where = f"data.tasks.{name}"
     check_name(name, "data.tasks")
     if not isinstance(raw, dict):
@@ -50,6 +53,7 @@ def task_spec(name: str, raw: dict[str, Any], columns: list[str]) -> TaskSpec:
     unknown = [k for k in raw if k not in TASK_KEYS]
     if unknown:
         raise ConfigError(f"unknown key {where}.{unknown[0]}; allowed: {', '.join(TASK_KEYS)}")
+    corpus = corpus_spec(name, raw, shared)
     kind = raw.get("kind", "tags")
     if kind not in TASK_KINDS:
         raise ConfigError(f"{where}.kind: {kind!r} is not one of {TASK_KINDS}")
@@ -73,10 +77,7 @@ def task_spec(name: str, raw: dict[str, Any], columns: list[str]) -> TaskSpec:
         value = raw["column"]
         if isinstance(value, bool) or not isinstance(value, int | str):
             raise ConfigError(f"{where}.column: expected a name or an index, got {value!r}")
-        try:
-            column = column_index(value, columns)
-        except DataError as e:
-            raise ConfigError(f"{where}.column: {e}") from None
+        column = index_in(value, corpus, where)
     elif "column" in raw or scheme:
         raise ConfigError(f"{where}: a {kind} task reads no column and has no scheme")
     tie = raw.get("tie_embedding", False)
@@ -87,7 +88,7 @@ def task_spec(name: str, raw: dict[str, Any], columns: list[str]) -> TaskSpec:
     max_position = raw.get("max_position", 0)
     if isinstance(max_position, bool) or not isinstance(max_position, int) or max_position < 0:
         raise ConfigError(f"{where}.max_position: expected an integer >= 0, got {max_position!r}")
-    return TaskSpec(name, kind, column, scheme, encode, metric, head, max_position, tie)
+    return TaskSpec(name, kind, column, scheme, encode, metric, head, max_position, tie, corpus)
 
 
 def tags_of(spec: TaskSpec, sentence: Sentence, path: Path) -> list[str]:

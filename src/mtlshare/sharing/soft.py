@@ -6,12 +6,24 @@ sum over task pairs of ||W_l^s - W_l^t||_F^2.
 multi-task learning"): sum over layers of ``weights[l]`` times the nuclear norm of the
 (tasks, numel) matrix whose rows are the flattened W_l^t.
 Only weight tensors (names containing "weight") are tied; biases are free.
+
+A step of one task needs only its share of the penalty, which keeps a step's cost independent
+of the number of tasks T. For the Frobenius penalty, the gradient of the whole penalty with
+respect to task t's copy is 2 T (W_t - mean), the gradient of T ||W_t - mean||^2 with the mean
+held fixed: a running sum of the copies (updated from the one copy a step moves, rebuilt every
+T steps) gives it in one pass over W_t. For the trace norm, task t's row of the gradient U V^T
+is row t of (S S^T)^(-1/2) S for the stacked copies S: a (T, T) Gram matrix kept up to date row
+by row gives it in one pass over the T copies (O(T) per step: the maths couples every copy).
+A step's share is scaled by how many steps one of this task's stands for, so that the expected
+gradient over the tasks' steps is the whole penalty's; only task t's copy moves in its step
+(before, every step moved every copy). Joint steps use the whole penalty.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -70,22 +82,133 @@ class SoftSharing(PerTaskCopies):
         if any(w < 0 for w in self.weights):
             raise ConfigError(f"soft.weights: must be >= 0, got {cfg.weights}")
         self.penalty = frobenius_penalty if cfg.penalty == "frobenius" else trace_penalty
+        # what a step of one task needs of the penalty, kept up to date (see the module doc)
+        self._running: dict[tuple[int, str], Tensor] | None = None
+        self._since = 0
+        self._before: dict[tuple[int, str], Tensor] | None = None
+        self._copies: dict[tuple[str, int, str], nn.Parameter] | None = None
 
     def forward(self, x: Tensor, task: str) -> Tensor:
         return self.heads[task](run_layers(self.trunks[task], self.stems[task](x)))
 
-    def regularizer(self) -> Tensor:
+    def _tied(self) -> list[tuple[int, str, float]]:
+        """(layer, parameter name, weight) of every tied weight tensor."""
         names = self.task_names
+        first = as_layers(self.trunks[names[0]])
+        return [
+            (layer, pname, weight)
+            for layer, weight in enumerate(self.weights)
+            if weight != 0.0
+            for pname, _ in first[layer].named_parameters()
+            if "weight" in pname
+        ]
+
+    def _copy(self, task: str, layer: int, pname: str) -> nn.Parameter:
+        if self._copies is None:  # parameter objects are stable: looked up once
+            self._copies = {
+                (t, i, name): param
+                for t in self.task_names
+                for i, module in enumerate(as_layers(self.trunks[t]))
+                for name, param in module.named_parameters()
+            }
+        return self._copies[(task, layer, pname)]
+
+    def _stacked(self, layer: int, pname: str) -> Tensor:
+        """(tasks, numel): every task's copy of one tied tensor, flattened."""
+        return torch.stack([self._copy(t, layer, pname).reshape(-1) for t in self.task_names])
+
+    def regularizer(self, task: str | None = None, every: float = 1.0) -> Tensor:
+        names = self.task_names
+        if len(names) < 2:
+            return torch.zeros(())
+        if task is None:  # the whole penalty: every copy may move
+            self._running = None
+            return self._whole()
+        if self.penalty is trace_penalty:
+            return self._trace_share(task, every)
+        return self._frobenius_share(task, every)
+
+    def _whole(self) -> Tensor:
         total = torch.zeros(())
-        for layer, weight in enumerate(self.weights):
-            if weight == 0.0 or len(names) < 2:
-                continue
-            copies = [dict(as_layers(self.trunks[n])[layer].named_parameters()) for n in names]
-            for pname in copies[0]:
-                if "weight" in pname:
-                    stacked = torch.stack([c[pname].reshape(-1) for c in copies])
-                    total = total + weight * self.penalty(stacked)
+        for layer, pname, weight in self._tied():
+            total = total + weight * self.penalty(self._stacked(layer, pname))
         return total
+
+    def _frobenius_share(self, task: str, every: float) -> Tensor:
+        running = self._running_sums()
+        n = len(self.task_names)
+        total = torch.zeros(())
+        for layer, pname, weight in self._tied():
+            own = self._copy(task, layer, pname)
+            mean = running[(layer, pname)] / n
+            total = total + weight * every * n * ((own - mean) ** 2).sum()
+        return total
+
+    def _trace_share(self, task: str, every: float) -> Tensor:
+        i = self.task_names.index(task)
+        grams = self._running_sums()
+        total = torch.zeros(())
+        for layer, pname, weight in self._tied():
+            values, vectors = torch.linalg.eigh(grams[(layer, pname)])
+            inv_sqrt = vectors @ torch.diag(values.clamp_min(1e-12).rsqrt()) @ vectors.T
+            with torch.no_grad():  # task t's row of U V^T
+                row = inv_sqrt[i] @ self._stacked(layer, pname)
+            # only task t's copy in the graph: the other copies get no gradient at all (a zero
+            # one would still let momentum move them)
+            own = self._copy(task, layer, pname).reshape(-1)
+            total = total + weight * every * (own * row).sum()
+        return total
+
+    @torch.no_grad()
+    def _running_sums(self) -> dict[tuple[int, str], Tensor]:
+        """Per tied tensor: the sum of the copies (Frobenius) or their Gram matrix (trace),
+        rebuilt from the copies when missing or every T steps (bounding rounding drift)."""
+        n = len(self.task_names)
+        if self._running is None or self._since >= n:
+            self._running, self._since = {}, 0
+            for layer, pname, _ in self._tied():
+                copies = [self._copy(t, layer, pname).detach() for t in self.task_names]
+                if self.penalty is trace_penalty:
+                    flat = torch.stack([c.reshape(-1) for c in copies])
+                    self._running[(layer, pname)] = flat @ flat.T
+                else:
+                    self._running[(layer, pname)] = torch.stack(copies).sum(0)
+        return self._running
+
+    @torch.no_grad()
+    def before_optimizer_step(self, task: str) -> None:
+        if self._running is not None:
+            self._before = {
+                (layer, pname): self._copy(task, layer, pname).detach().clone()
+                for layer, pname, _ in self._tied()
+            }
+
+    @torch.no_grad()
+    def after_optimizer_step(self, task: str) -> None:
+        """Bring the running sums up to date with the one copy the step moved."""
+        if self._running is None or self._before is None:
+            return
+        i = self.task_names.index(task)
+        for (layer, pname), old in self._before.items():
+            new = self._copy(task, layer, pname).detach()
+            if self.penalty is trace_penalty:
+                flat = self._stacked(layer, pname)
+                row = flat @ flat[i]
+                gram = self._running[(layer, pname)]
+                gram[i, :], gram[:, i] = row, row
+            else:
+                self._running[(layer, pname)] += new - old
+        self._before = None
+        self._since += 1
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self._running = None  # every copy may have changed
+        return super().load_state_dict(*args, **kwargs)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> SoftSharing:
+        self._running = None
+        super()._apply(fn, recurse)
+        return self
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from ()

@@ -235,6 +235,8 @@ class RunFolder(OutputFolder):
                     f"--resume: the config differs from {self.file(CONFIG)}; resume with the "
                     "same config and overrides"
                 )
+            if not self.finished and self.checkpoint_dir("last").exists():
+                self.load_checkpoint("last")  # a refused or broken checkpoint fails here, first
         elif self.holds_run():
             raise MtlshareError(
                 f"{self.path}: holds an earlier run; choose another --out or pass --resume"

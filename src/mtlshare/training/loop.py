@@ -22,23 +22,21 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from mtlshare.data.datasets import BatchStream, Problem, cat_padded
-from mtlshare.data.samplers import task_schedule
+from mtlshare.data.samplers import task_probabilities, task_schedule
 from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
 from mtlshare.tasks.metrics import IGNORE_INDEX
-from mtlshare.training import checkpoint as ckpt
 from mtlshare.training.distributed import (
     Dist,
     from_rank0,
     resolve_device,
-    restore_rng,
-    rng_states,
     wrap,
 )
 from mtlshare.training.folder import RunFolder
+from mtlshare.training.joint import JointStepper
 from mtlshare.training.objective import LossWeighting, Objective
 from mtlshare.training.settings import TrainConfig
-from mtlshare.training.state import BEST, LAST, LoopState
+from mtlshare.training.state import BEST, LAST, LoopCheckpoints, LoopState
 from mtlshare.training.structure import LoopStructureTrainer
 
 
@@ -87,9 +85,15 @@ class Trainer:
         weighting.to(self.device)
         self.progress = progress and self.dist.is_main
         self.global_step = 0
+        self.last_counts: dict[str, int] = {}
         self.tokens_seen = 0  # labelled sequence positions trained on (this process)
         # under torchrun: DistributedDataParallel over the objective (model + weighting)
-        self.objective = wrap(Objective(model, weighting, problem), self.dist)
+        objective = Objective(model, weighting, problem)
+        self.objective_module = objective  # (``objective`` below may be its DDP wrapper)
+        self.objective_regularized = objective.regularized
+        self.objective = wrap(objective, self.dist)
+        self.checkpoints = LoopCheckpoints(model, weighting, folder, self.dist)
+        self.joint = JointStepper(self) if cfg.schedule == "joint" else None
 
     # -- pieces -------------------------------------------------------------------------------
     def parameters(self) -> list[nn.Parameter]:
@@ -105,10 +109,15 @@ class Trainer:
         return torch.optim.Adam(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
     def steps_per_epoch(self, names: list[str]) -> int:
+        """Alternate: as many steps as the tasks' training sets have batches together; joint
+        (a batch of every task a step): as many as the largest has, the others cycling."""
         if self.cfg.steps_per_epoch:
             return self.cfg.steps_per_epoch
         span = self.cfg.batch_size * self.dist.world  # one global batch per step
-        return sum(math.ceil(len(self.data[n].train) / span) for n in names)
+        batches = [math.ceil(len(self.data[n].train) / span) for n in names]
+        if self.joint is not None and len(names) > 1:
+            return max(batches)
+        return sum(batches)
 
     def _generator(self, *parts: int) -> torch.Generator:
         g = torch.Generator()
@@ -155,7 +164,13 @@ class Trainer:
         bar: tqdm | None = None,
     ) -> dict[str, float]:
         """``steps`` sampled steps over ``names``; returns the mean raw loss per task."""
+        if self.joint is not None and len(names) > 1:
+            return self.joint.run(optimizer, names, steps, epoch, bar)
         sizes = [len(self.data[n].train) for n in names]
+        probabilities = task_probabilities(sizes, self.cfg.sampler, self.cfg.temperature)
+        self.objective_module.every = {
+            n: 1.0 / p for n, p in zip(names, probabilities, strict=True)
+        }
         order = task_schedule(
             sizes,
             self.cfg.sampler,
@@ -186,7 +201,11 @@ class Trainer:
                 self.tokens_seen += int((y != IGNORE_INDEX).sum())
             if bar is not None:
                 bar.update(1)
+        self.last_counts = counts  # the steps each task took, for the epoch's record
         return {n: sums[n] / counts[n] for n in names if counts[n]}
+
+    def _place(self) -> tuple[int, int]:
+        return self.dist.rank, self.dist.world
 
     @torch.no_grad()
     def score(self, task: str, split: str) -> float:
@@ -223,54 +242,7 @@ class Trainer:
     @property
     def writes(self) -> bool:
         """Whether this process writes the run's files (rank 0, with a folder)."""
-        return self.folder is not None and self.dist.is_main
-
-    def _state_tensors(self) -> dict[str, Tensor]:
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        tensors.update({f"weighting.{k}": v for k, v in self.weighting.state_dict().items()})
-        return tensors
-
-    def _load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
-        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.weighting.load_state_dict(
-            {k[10:]: v for k, v in tensors.items() if k.startswith("weighting.")}
-        )
-
-    def _save(
-        self, name: str, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
-    ) -> None:
-        rng = rng_states(self.dist) if optimizer is not None else {}  # collective: all ranks
-        if self.folder is None or not self.dist.is_main:
-            return
-        tensors = self._state_tensors()
-        if optimizer is not None:
-            opt_tensors, opt_meta = ckpt.optimizer_to_flat(optimizer.state_dict())
-            tensors.update(opt_tensors)
-            tensors.update(rng)
-            meta = {**meta, "optimizer": opt_meta}
-        self.folder.save_checkpoint(name, tensors, meta)
-
-    def _resume(self, optimizer: torch.optim.Optimizer) -> LoopState | None:
-        """The loop's state from ``checkpoint/last``, restored into model and optimizer; None
-        when there is none. A checkpoint of another run or with damaged metadata is a one-line
-        ``CheckpointError``."""
-        if self.folder is None or not self.folder.has_checkpoint(LAST):
-            return None
-        where = self.folder.checkpoint_dir(LAST)
-        tensors, meta = self.folder.load_checkpoint(LAST)
-        state = LoopState.from_meta(meta, where, self.cfg.epochs)
-        try:
-            self._load_state_tensors(tensors)
-            optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
-        except (KeyError, ValueError, RuntimeError, TypeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise CheckpointError(
-                f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "
-                f"{first[:200]})"
-            ) from None
-        restore_rng(tensors, self.dist)
-        self.global_step = state.global_step
-        return state
+        return self.checkpoints.writes
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(
@@ -280,7 +252,9 @@ class Trainer:
         goes to the folder's ``metrics.jsonl`` (and to ``on_epoch``)."""
         torch.manual_seed(self.seed)
         optimizer = self.make_optimizer()
-        state = self._resume(optimizer) if resume else None
+        state = self.checkpoints.resume(optimizer, self.cfg.epochs) if resume else None
+        if state is not None:
+            self.global_step = state.global_step
         if state is None:
             state = LoopState()
             # a structure search (if the mechanism has one) resumes from its own checkpoint;
@@ -309,13 +283,13 @@ class Trainer:
                 break
             record = self._epoch(optimizer, epoch, steps, state, bar)
             if state.best_epoch == epoch and not self.writes:  # not saved on disk: keep it
-                best_state = {k: v.detach().clone() for k, v in self._state_tensors().items()}
+                best_state = {k: v.detach().clone() for k, v in self.checkpoints.tensors().items()}
             if self.writes:
                 assert self.folder is not None
                 self.folder.write_metrics(state.history)
             if on_epoch is not None:
                 on_epoch(record)
-            self._save(LAST, optimizer, state.meta())
+            self.checkpoints.save(LAST, optimizer, state.meta())
         bar.close()
         return self._finish(state, best_state)
 
@@ -333,6 +307,7 @@ class Trainer:
         t0 = time.perf_counter()
         tokens0 = self.tokens_seen
         losses = self.run_steps(optimizer, self.names, steps, epoch, bar)
+        self.weighting.end_epoch(from_rank0(losses, self.dist))
         seconds = time.perf_counter() - t0
         state.elapsed += seconds
         tok_s = (self.tokens_seen - tokens0) * self.dist.world / max(seconds, 1e-9)
@@ -346,7 +321,7 @@ class Trainer:
         score = self.selection_score(dev)
         if score > state.best_score or self.cfg.keep == "last":
             state.best_score, state.best_epoch, state.bad = score, epoch, 0
-            self._save(BEST, None, {"epoch": epoch, "score": score})
+            self.checkpoints.save(BEST, None, {"epoch": epoch, "score": score})
         else:
             state.bad += 1
         record = {
@@ -356,6 +331,12 @@ class Trainer:
             "dev": dev,
             "selection_score": score,
             "train_loss": losses,
+            # what the epoch was: each task's steps, and the passes over its training data
+            "task_steps": dict(self.last_counts),
+            "task_passes": {
+                n: round(k * self.cfg.batch_size * self.dist.world / len(self.data[n].train), 3)
+                for n, k in self.last_counts.items()
+            },
             "loss_weights": self.weighting.current(),
             "train_seconds": state.elapsed,
         }
@@ -378,10 +359,10 @@ class Trainer:
     def _finish(self, state: LoopState, best_state: dict[str, Tensor] | None) -> FitResult:
         """Restore the model selected on dev, then score dev and test once."""
         if best_state is not None:
-            self._load_state_tensors(best_state)
+            self.checkpoints.load_tensors(best_state)
         elif self.folder is not None and self.folder.has_checkpoint(BEST):
             tensors, _ = self.folder.load_checkpoint(BEST)
-            self._load_state_tensors(tensors)
+            self.checkpoints.load_tensors(tensors)
         elif self.folder is not None and state.best_epoch > 0:
             raise CheckpointError(
                 f"{self.folder.checkpoint_dir(BEST)}: missing, so the model selected on dev "

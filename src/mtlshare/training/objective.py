@@ -1,12 +1,28 @@
 """The objective: weighted task losses plus the mechanism's regularizer.
 
-Loss weights are fixed per task (default 1) or learned by homoscedastic uncertainty
-(Kendall, Gal and Cipolla, CVPR 2018): with s_t = log sigma_t^2 learned, task t's loss becomes
-exp(-s_t) * L_t + s_t, so noisier tasks are down-weighted and s_t cannot run off to infinity.
+Loss weightings (``[weighting] kind``):
+
+- ``fixed``: a constant per task (``weights = {task = w}``, default 1);
+- ``uncertainty``: homoscedastic uncertainty (Kendall, Gal and Cipolla, CVPR 2018): with
+  s_t = log sigma_t^2 learned, task t's loss becomes exp(-s_t) * L_t + s_t;
+- ``dwa``: dynamic weight average (Liu, Johns and Davison, CVPR 2019): after two epochs,
+  w_t = T exp(r_t / temperature) / sum_j exp(r_j / temperature) with r_t the ratio of the task's
+  mean loss in the last two epochs (1 in the first two);
+- ``gradnorm``: GradNorm (Chen et al., ICML 2018): learned weights whose own loss pulls each
+  task's gradient norm at the last shared weights towards the mean norm times the task's
+  relative inverse training rate to the power ``alpha``; renormalised to sum to T;
+- ``rlw``: random loss weighting (Lin et al., TMLR 2022): at every step w = softmax(z) with
+  z ~ N(0, I), drawn from the run's seed and the step;
+- ``aggregator``: no weights: the tasks' gradients of the shared parameters are combined by a
+  gradient aggregator of torchjd (``training/aggregators.py``).
+
+``fixed`` and ``uncertainty`` work with either schedule; the others with joint steps
+(``train.schedule = "joint"``), where every step sees every task.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -16,47 +32,168 @@ from mtlshare.data.datasets import Problem
 from mtlshare.errors import ConfigError
 from mtlshare.sharing.base import SharingModel
 
-WEIGHTINGS = ("fixed", "uncertainty")
+WEIGHTINGS = ("fixed", "uncertainty", "dwa", "gradnorm", "rlw", "aggregator")
+JOINT_ONLY = ("dwa", "gradnorm", "rlw", "aggregator")
 
 
 @dataclass
 class WeightingConfig:
-    """``[weighting]``: ``kind`` is "fixed" (``weights = {task = w}``, default 1) or
-    "uncertainty" (learned log-variances, one per task)."""
+    """``[weighting]``: ``kind`` (see the module docstring); ``weights`` for "fixed";
+    ``temperature`` for "dwa"; ``alpha`` (the restoring force) and ``lr`` (of the weights' own
+    SGD) for "gradnorm"; ``aggregator`` (a torchjd aggregator's name) and ``cagrad_c`` for
+    "aggregator"."""
 
     kind: str = "fixed"
     weights: dict[str, float] = field(default_factory=dict)
+    temperature: float = 2.0
+    alpha: float = 1.5
+    lr: float = 0.025
+    aggregator: str = ""
+    cagrad_c: float = 0.5
+
+    def validate(self) -> None:
+        if self.kind not in WEIGHTINGS:
+            raise ConfigError(f"weighting.kind: {self.kind!r} is not one of {WEIGHTINGS}")
+        for key in ("temperature", "lr"):
+            value = getattr(self, key)
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"weighting.{key}: must be a finite number > 0, got {value}")
+        if not (self.alpha >= 0 and math.isfinite(self.alpha)):
+            raise ConfigError(f"weighting.alpha: must be a finite number >= 0, got {self.alpha}")
+        if self.kind == "aggregator":
+            from mtlshare.training.aggregators import check_aggregator
+
+            check_aggregator(self.aggregator)
+        elif self.aggregator:
+            raise ConfigError(
+                f"weighting.aggregator: set only with weighting.kind = 'aggregator' "
+                f"(kind is {self.kind!r})"
+            )
 
 
 class LossWeighting(nn.Module):
-    """Turns one task's raw loss into its contribution to the objective."""
+    """Turns the tasks' raw losses into the objective. State that must survive a resume (the
+    learned log-variances or GradNorm weights, DWA's epoch losses) is in its ``state_dict``."""
 
-    def __init__(self, tasks: list[str], cfg: WeightingConfig) -> None:
+    epoch_losses: Tensor  # dwa: (2, tasks)
+    initial_losses: Tensor  # gradnorm: (tasks,)
+
+    def __init__(self, tasks: list[str], cfg: WeightingConfig, seed: int = 0) -> None:
         super().__init__()
-        if cfg.kind not in WEIGHTINGS:
-            raise ConfigError(f"weighting.kind: {cfg.kind!r} is not one of {WEIGHTINGS}")
+        cfg.validate()
         unknown = sorted(set(cfg.weights) - set(tasks))
         if unknown:
             raise ConfigError(f"weighting.weights: unknown task(s) {unknown}; tasks are {tasks}")
         if any(w < 0 for w in cfg.weights.values()):
             raise ConfigError(f"weighting.weights: must be >= 0, got {cfg.weights}")
+        if cfg.kind == "gradnorm" and len(tasks) < 2:
+            raise ConfigError(
+                f"weighting.kind = 'gradnorm' balances two or more tasks; this run has {tasks}"
+            )
         self.kind = cfg.kind
+        self.cfg = cfg
+        self.seed = seed
         self.index = {t: i for i, t in enumerate(tasks)}
         self.fixed = [float(cfg.weights.get(t, 1.0)) for t in tasks]
         self.log_vars = nn.Parameter(torch.zeros(len(tasks)), requires_grad=cfg.kind != "fixed")
+        n = len(tasks)
+        if cfg.kind == "dwa":  # mean training loss of the last two epochs (0: not seen yet)
+            self.register_buffer("epoch_losses", torch.zeros(2, n))
+        if cfg.kind == "gradnorm":
+            self.gn_weights = nn.Parameter(torch.ones(n), requires_grad=False)
+            self.register_buffer("initial_losses", torch.zeros(n))
+        self._step_weights: Tensor | None = None
 
+    # -- the alternate schedule: one task at a time ------------------------------------------
     def forward(self, task: str, loss: Tensor) -> Tensor:
         i = self.index[task]
         if self.kind == "uncertainty":
             s = self.log_vars[i]
             return torch.exp(-s) * loss + s
+        if self.kind in JOINT_ONLY:
+            return self.weight_vector()[i] * loss
         weight = self.fixed[i]
         return loss if weight == 1.0 else weight * loss  # x * 1.0 == x: skip the op
+
+    # -- joint steps --------------------------------------------------------------------------
+    def weight_vector(self) -> Tensor:
+        """The weights applied now, one per task (constants: no gradient flows into them)."""
+        n = len(self.index)
+        if self.kind == "dwa":
+            losses = self.epoch_losses
+            if bool((losses <= 0).any()):
+                return torch.ones(n, device=losses.device)
+            ratios = losses[1] / losses[0]
+            return n * torch.softmax(ratios / self.cfg.temperature, dim=0)
+        if self.kind == "gradnorm":
+            return self.gn_weights.detach()
+        if self.kind == "rlw":
+            assert self._step_weights is not None, "rlw: begin_step draws the weights"
+            return self._step_weights
+        if self.kind == "uncertainty":
+            return torch.exp(-self.log_vars.detach())
+        return torch.tensor(self.fixed, device=self.log_vars.device)
+
+    def begin_step(self, step: int) -> None:
+        """Draw RLW's weights for joint step ``step`` (the same on every process)."""
+        if self.kind == "rlw":
+            g = torch.Generator().manual_seed(hash((self.seed, step, "rlw")) & 0x7FFF_FFFF)
+            z = torch.randn(len(self.index), generator=g)
+            self._step_weights = torch.softmax(z, dim=0).to(self.log_vars.device)
+
+    def combine(self, raws: dict[str, Tensor]) -> Tensor:
+        """The joint step's objective from every task's raw loss."""
+        return sum((self(t, raw) for t, raw in raws.items()), torch.zeros(()))
+
+    def end_epoch(self, mean_losses: dict[str, float]) -> None:
+        """DWA: remember the epoch's mean training loss of each task."""
+        if self.kind == "dwa":
+            with torch.no_grad():
+                self.epoch_losses[0] = self.epoch_losses[1].clone()
+                for t, i in self.index.items():
+                    self.epoch_losses[1, i] = float(mean_losses.get(t, 0.0))
+
+    def gradnorm_update(self, raws: dict[str, Tensor], shared: nn.Parameter) -> Tensor:
+        """GradNorm's update of its weights from this step's losses and their gradients at the
+        ``shared`` weights; returns the gradient of the weights (for averaging across
+        processes) after applying it."""
+        names = list(self.index)
+        losses = torch.stack([raws[t] for t in names])
+        with torch.no_grad():
+            if bool((self.initial_losses == 0).all()):
+                self.initial_losses.copy_(losses.detach())
+        w = self.gn_weights.detach().clone().requires_grad_(True)
+        norms = []
+        for i in range(len(names)):
+            (grad,) = torch.autograd.grad(
+                w[i] * losses[i], shared, retain_graph=True, create_graph=True
+            )
+            norms.append(grad.norm())
+        g = torch.stack(norms)
+        ratio = losses.detach() / self.initial_losses.clamp_min(1e-12)
+        target = (g.mean() * (ratio / ratio.mean()) ** self.cfg.alpha).detach()
+        (w_grad,) = torch.autograd.grad((g - target).abs().sum(), w)
+        return w_grad
+
+    def apply_gradnorm(self, w_grad: Tensor) -> None:
+        """One SGD step of GradNorm's weights, renormalised to sum to the number of tasks."""
+        with torch.no_grad():
+            w = (self.gn_weights - self.cfg.lr * w_grad).clamp_min(1e-6)
+            self.gn_weights.copy_(w * len(self.index) / w.sum())
 
     def current(self) -> dict[str, float]:
         """The weight each task's loss gets now (exp(-s_t) under uncertainty weighting)."""
         if self.kind == "uncertainty":
             return {t: float(torch.exp(-self.log_vars[i].detach())) for t, i in self.index.items()}
+        if self.kind in ("dwa", "gradnorm"):
+            weights = self.weight_vector()
+            return {t: float(weights[i]) for t, i in self.index.items()}
+        if self.kind in ("rlw", "aggregator"):
+            return (
+                {t: 1.0 for t in self.index}
+                if self._step_weights is None
+                else {t: float(self._step_weights[i]) for t, i in self.index.items()}
+            )
         return {t: self.fixed[i] for t, i in self.index.items()}
 
 
@@ -65,7 +202,10 @@ class Objective(nn.Module):
 
     Kept as one module so that ``DistributedDataParallel`` sees every parameter a step uses
     (the regularizer reads other tasks' weights, uncertainty weighting its own) from the
-    outputs of a single forward call.
+    outputs of a single forward call. ``forward(x, y, task)`` is one task's step; with dicts
+    of batches and ``task=None`` it is a joint step over every task in them (returning the
+    combined objective and the raw losses stacked in the dicts' order); ``task=REGULARIZER``
+    gives the regularizer alone.
     """
 
     def __init__(self, model: SharingModel, weighting: LossWeighting, problem: Problem) -> None:
@@ -77,11 +217,42 @@ class Objective(nn.Module):
         self.structured = {n for n, t in self.tasks.items() if t.head != "linear"}
         # adding the base class's zero penalty would cost an op and a backward node per step
         self.regularized = type(model).regularizer is not SharingModel.regularizer
+        # steps of any task one step of each task stands for (1 / its sampling probability)
+        self.every: dict[str, float] = {}
 
-    def forward(self, x: Tensor, y: Tensor, task: str) -> tuple[Tensor, Tensor]:
+    def raw_loss(self, out: Tensor, y: Tensor, task: str) -> Tensor:
         head = self.model.head(task) if task in self.structured else None
-        raw = self.tasks[task].loss(self.model(x, task), y, head)
+        return self.tasks[task].loss(out, y, head)
+
+    def forward(
+        self, x: object, y: object, task: str | None, alone: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """(loss, raw loss); ``alone``: without the regularizer (a joint step's per-task pass,
+        whose regularizer gradient is added once, apart)."""
+        if task == REGULARIZER:
+            reg = self.model.regularizer(None)
+            return reg, reg
+        if task is None:
+            return self._joint(x, y)  # type: ignore[arg-type]
+        assert isinstance(x, Tensor) and isinstance(y, Tensor)
+        raw = self.raw_loss(self.model(x, task), y, task)
         loss = self.weighting(task, raw)
-        if self.regularized:
-            loss = loss + self.model.regularizer()
+        if self.regularized and not alone:
+            loss = loss + self.model.regularizer(task, self.every.get(task, 1.0))
         return loss, raw
+
+    def _joint(self, xs: dict[str, Tensor], ys: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        names = list(ys)
+        first = xs[names[0]]
+        if all(xs[t] is first for t in names):  # one batch labelled for every task
+            outs = self.model.forward_tasks(first, names)
+        else:
+            outs = {t: self.model(xs[t], t) for t in names}
+        raws = {t: self.raw_loss(outs[t], ys[t], t) for t in names}
+        loss = self.weighting.combine(raws)
+        if self.regularized:
+            loss = loss + self.model.regularizer(None)
+        return loss, torch.stack([raws[t] for t in names])
+
+
+REGULARIZER = "__regularizer__"

@@ -13,6 +13,7 @@ from mtlshare.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam")
 KEEP = ("best", "last")
+SCHEDULES = ("alternate", "joint")
 
 
 @dataclass
@@ -39,6 +40,9 @@ class TrainConfig:
     device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
     # torch threads of this process; 0 = torch's default (the cores, or OMP_NUM_THREADS)
     threads: int = 0
+    # "alternate": each step one task's batch (the task sampler draws it); "joint": each step a
+    # batch of every task, one update from all their losses (see training/joint.py)
+    schedule: str = "alternate"
 
     def validate(self) -> None:
         positive = {
@@ -80,5 +84,7 @@ class TrainConfig:
             )
         if self.keep not in KEEP:
             raise ConfigError(f"train.keep: {self.keep!r} is not one of {KEEP}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule: {self.schedule!r} is not one of {SCHEDULES}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"train.sampler: {self.sampler!r} is not one of {SAMPLERS}")

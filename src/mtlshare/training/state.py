@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor, nn
+
 from mtlshare.errors import CheckpointError
+from mtlshare.training import checkpoint as ckpt
+from mtlshare.training.distributed import Dist, restore_rng, rng_states
+from mtlshare.training.folder import RunFolder
 
 LAST = "last"
 BEST = "best"
@@ -73,4 +79,66 @@ class LoopState:
                 f"{state.epoch}, best epoch {state.best_epoch}, {len(state.history)} records in a "
                 f"run of {epochs} epochs)"
             )
+        return state
+
+
+class LoopCheckpoints:
+    """What the loop saves in the run folder and restores from it: the model's and the
+    weighting's tensors (prefixed ``model.`` and ``weighting.``), the optimizer's state and
+    every process's random state (``last``), beside the ``LoopState`` in ``meta.json``."""
+
+    def __init__(
+        self, model: nn.Module, weighting: nn.Module, folder: RunFolder | None, dist: Dist
+    ) -> None:
+        self.model, self.weighting, self.folder, self.dist = model, weighting, folder, dist
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run's files (rank 0, with a folder)."""
+        return self.folder is not None and self.dist.is_main
+
+    def tensors(self) -> dict[str, Tensor]:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update({f"weighting.{k}": v for k, v in self.weighting.state_dict().items()})
+        return tensors
+
+    def load_tensors(self, tensors: dict[str, Tensor]) -> None:
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.weighting.load_state_dict(
+            {k[10:]: v for k, v in tensors.items() if k.startswith("weighting.")}
+        )
+
+    def save(
+        self, name: str, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
+    ) -> None:
+        rng = rng_states(self.dist) if optimizer is not None else {}  # collective: all ranks
+        if self.folder is None or not self.dist.is_main:
+            return
+        tensors = self.tensors()
+        if optimizer is not None:
+            opt_tensors, opt_meta = ckpt.optimizer_to_flat(optimizer.state_dict())
+            tensors.update(opt_tensors)
+            tensors.update(rng)
+            meta = {**meta, "optimizer": opt_meta}
+        self.folder.save_checkpoint(name, tensors, meta)
+
+    def resume(self, optimizer: torch.optim.Optimizer, epochs: int) -> LoopState | None:
+        """The loop's state from ``checkpoint/last``, restored into model and optimizer; None
+        when there is none. A checkpoint of another run or with damaged metadata is a one-line
+        ``CheckpointError``."""
+        if self.folder is None or not self.folder.has_checkpoint(LAST):
+            return None
+        where = self.folder.checkpoint_dir(LAST)
+        tensors, meta = self.folder.load_checkpoint(LAST)
+        state = LoopState.from_meta(meta, where, epochs)
+        try:
+            self.load_tensors(tensors)
+            optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise CheckpointError(
+                f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "
+                f"{first[:200]})"
+            ) from None
+        restore_rng(tensors, self.dist)
         return state

@@ -23,6 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+UNION = "\x00"  # joins task names into the key of their masks' union (no task name has it)
+
 
 class InPlaceMasks:
     """The masks of every task over ``params`` (name -> parameter) and the buffers that apply
@@ -70,9 +72,23 @@ class InPlaceMasks:
             buf = self._maskf[name] = torch.empty_like(self.params[name])
             self._maskf_task.pop(name, None)
         if self._maskf_task.get(name) != task:
-            buf.copy_(self.masks[task][name])
+            buf.copy_(self._bool_mask(task, name))
             self._maskf_task[name] = task
         return buf
+
+    def _bool_mask(self, key: str, name: str) -> Tensor:
+        """A task's mask, or the union of several given as ``UNION`` joined names."""
+        if key in self.masks:
+            return self.masks[key][name]
+        union = torch.zeros_like(self.params[name], dtype=torch.bool)
+        for task in key.split(UNION):
+            union |= self.masks[task][name]
+        return union
+
+    def apply_union(self, tasks: list[str]) -> None:
+        """Set aside the entries outside every one of ``tasks``' masks (a joint update over
+        them leaves those untouched; ``restore`` puts them back after it)."""
+        self.apply(UNION.join(sorted(tasks)))
 
     @torch.no_grad()
     def apply(self, task: str) -> None:

@@ -49,6 +49,7 @@ from mtlshare.tasks.task import Task
 )
 class SparseSharing(SharingModel):
     add_task_strategy = "new mask, frozen entries"
+    joint_backward = False  # a task's pass applies its mask in place: one backward per task
 
     def __init__(self, backbone: Backbone, tasks: list[Task], cfg: SparseConfig) -> None:
         super().__init__(tasks)
@@ -148,6 +149,10 @@ class SparseSharing(SharingModel):
 
     def before_optimizer_step(self, task: str) -> None:
         self._inplace.drop_outside_grads(task)
+
+    def leave_task(self, tasks: list[str] | None = None) -> None:
+        # a joint update over ``tasks`` moves the entries of their masks' union, and only those
+        self._inplace.apply_union(tasks or self.task_names)
 
     def after_optimizer_step(self, task: str) -> None:
         self._inplace.after_step()

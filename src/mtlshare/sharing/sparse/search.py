@@ -41,6 +41,14 @@ class Candidate:
     score: float
     mask: Masks = field(repr=False)
     final: bool = False  # the task's last round
+    # the mask packed for the search's checkpoint, once: every round saves every candidate,
+    # and packing them all again each time grew with the square of tasks x rounds
+    packed: tuple[dict[str, Tensor], dict[str, Any]] | None = field(default=None, repr=False)
+
+    def packed_mask(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        if self.packed is None:
+            self.packed = pack_masks({"m": self.mask})
+        return self.packed
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -94,10 +102,18 @@ def rounds_needed(alpha: float, target_density: float) -> int:
 def _pack(
     candidates: list[Candidate], current: Masks | None
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    by_key: dict[str, Masks] = {f"{c.task}@{c.round}": c.mask for c in candidates}
-    if current is not None:
-        by_key["current"] = current
-    tensors, meta = pack_masks(by_key)
+    """Every candidate's mask (packed once each) and the one being pruned, in the layout of
+    ``pack_masks`` with keys ``TASK@ROUND`` and ``current``."""
+    tensors, meta = pack_masks({})
+    for c in candidates:
+        key = f"{c.task}@{c.round}"
+        packed, packed_meta = c.packed_mask()
+        tensors.update({f"{key}/{k[2:]}": v for k, v in packed.items()})
+        meta["shapes"][key] = packed_meta["shapes"]["m"]
+    if current is not None:  # last, as the keys were always laid out
+        current_tensors, current_meta = pack_masks({"current": current})
+        tensors.update(current_tensors)
+        meta["shapes"].update(current_meta["shapes"])
     return tensors, {"masks": meta, "candidates": [c.summary() for c in candidates]}
 
 

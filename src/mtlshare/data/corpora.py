@@ -1,0 +1,172 @@
+"""The corpora of the ``conll`` data source: every task reads the shared files
+(``data.train``/``dev``/``test``) or names its own (``data.tasks.NAME.train``/``dev``/``test``,
+with its own ``columns``), as in the Sparse Sharing paper's Experiment 3 (POS from the Penn
+Treebank, chunking from CoNLL-2000, NER from CoNLL-2003).
+
+A corpus is read once, however many tasks read it. A corpus without a dev file takes
+``dev_from_train = N`` sentences of its training file as dev: after ``train_sentences`` has cut
+the file, N sentences drawn by a generator seeded with ``data.dev_seed`` are set aside (kept in
+file order) and never trained on; the rest, in file order, is the training split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtlshare.data.conll import Sentence, column_index, read_conll
+from mtlshare.errors import ConfigError, DataError
+
+SPLITS = ("train", "dev", "test")
+CORPUS_KEYS = (
+    "train",
+    "dev",
+    "test",
+    "columns",
+    "word_column",
+    "train_sentences",
+    "dev_sentences",
+    "test_sentences",
+    "dev_from_train",
+)
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """Where a task's sentences come from: three files (``dev`` may be "" with
+    ``dev_from_train``), their columns and word column, and how many sentences to read."""
+
+    train: str
+    dev: str
+    test: str
+    columns: tuple[str, ...]
+    word_column: str
+    train_sentences: int = 0
+    dev_sentences: int = 0
+    test_sentences: int = 0
+    dev_from_train: int = 0
+
+    @property
+    def word_index(self) -> int:
+        return self.columns.index(self.word_column)
+
+
+def shared_spec(data: Any) -> CorpusSpec:
+    """The corpus of the ``[data]`` table itself (the tasks without files of their own)."""
+    return CorpusSpec(
+        data.train,
+        data.dev,
+        data.test,
+        tuple(data.columns),
+        data.word_column,
+        data.train_sentences,
+        data.dev_sentences,
+        data.test_sentences,
+        data.dev_from_train,
+    )
+
+
+def corpus_spec(name: str, raw: dict[str, Any], shared: CorpusSpec) -> CorpusSpec:
+    """Task ``name``'s corpus: the shared one, or the files its table names (its own ``train``
+    needs its own ``test``, and a dev file or ``dev_from_train``)."""
+    where = f"data.tasks.{name}"
+    if "train" not in raw:
+        stray = [k for k in CORPUS_KEYS if k in raw]
+        if stray:
+            raise ConfigError(
+                f"{where}.{stray[0]}: a task's own corpus starts with its own train file "
+                f"({where}.train); without one it reads the shared files"
+            )
+        return shared
+    for key in ("train", "dev", "test", "word_column"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(f"{where}.{key}: expected a string, got {raw[key]!r}")
+    if not raw["train"] or not raw.get("test"):
+        raise ConfigError(f"{where}: a task with its own train file needs its own test file")
+    counts = {}
+    for key in ("train_sentences", "dev_sentences", "test_sentences", "dev_from_train"):
+        value = raw.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{where}.{key}: expected an integer >= 0, got {value!r}")
+        counts[key] = value
+    if bool(raw.get("dev")) == bool(counts["dev_from_train"]):
+        raise ConfigError(
+            f"{where}: give its own dev file or dev_from_train = N (sentences of its training "
+            "file set aside as dev), one of the two"
+        )
+    columns = raw.get("columns", list(shared.columns))
+    if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+        raise ConfigError(f"{where}.columns: expected a list of column names, got {columns!r}")
+    word = raw.get("word_column", shared.word_column)
+    if word not in columns:
+        raise ConfigError(f"{where}.word_column: {word!r} is not one of columns {columns}")
+    return CorpusSpec(raw["train"], raw.get("dev", ""), raw["test"], tuple(columns), word, **counts)
+
+
+def check_shared(spec: CorpusSpec) -> None:
+    """The shared corpus, when some task reads it: three files (or dev from train)."""
+    for key in ("train", "test"):
+        if not getattr(spec, key):
+            raise ConfigError(f"data.{key}: the path of a CoNLL file is required")
+    if not spec.dev and not spec.dev_from_train:
+        raise ConfigError("data.dev: the path of a CoNLL file is required (or dev_from_train = N)")
+    if spec.dev and spec.dev_from_train:
+        raise ConfigError("data: give a dev file or dev_from_train = N, not both")
+    if spec.word_column not in spec.columns:
+        raise ConfigError(
+            f"data.word_column: {spec.word_column!r} is not one of columns {list(spec.columns)}"
+        )
+
+
+def index_in(column: str | int, spec: CorpusSpec, where: str) -> int:
+    """The position of a task's tag ``column`` among its corpus's columns."""
+    try:
+        return column_index(column, list(spec.columns))
+    except DataError as e:
+        raise ConfigError(f"{where}.column: {e}") from None
+
+
+@dataclass
+class Corpus:
+    """A corpus read: its sentences per split and the file each split came from."""
+
+    spec: CorpusSpec
+    sentences: dict[str, list[Sentence]]
+    paths: dict[str, Path]
+
+
+def read_corpus(spec: CorpusSpec, base_dir: str | None, dev_seed: int, task: str | None) -> Corpus:
+    """Read a corpus's files (``task`` names the task in errors when the corpus is its own)."""
+    paths = {s: resolve(getattr(spec, s), base_dir) for s in SPLITS if getattr(spec, s)}
+    sentences: dict[str, list[Sentence]] = {}
+    for split, path in paths.items():
+        try:
+            read = read_conll(path, len(spec.columns))
+        except DataError as e:
+            if task is None:
+                raise
+            raise DataError(f"task {task!r}: {e}") from None
+        limit = getattr(spec, f"{split}_sentences")
+        sentences[split] = read[:limit] if limit else read
+    if spec.dev_from_train:
+        train = sentences["train"]
+        if spec.dev_from_train >= len(train):
+            raise DataError(
+                f"{'task ' + repr(task) + ': ' if task else ''}dev_from_train = "
+                f"{spec.dev_from_train} leaves no training sentence of {len(train)}",
+                paths["train"],
+            )
+        g = torch.Generator().manual_seed(dev_seed)
+        held = set(torch.randperm(len(train), generator=g)[: spec.dev_from_train].tolist())
+        sentences["dev"] = [s for i, s in enumerate(train) if i in held]
+        sentences["train"] = [s for i, s in enumerate(train) if i not in held]
+        paths["dev"] = paths["train"]
+    return Corpus(spec, sentences, paths)
+
+
+def resolve(path: str, base_dir: str | None) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p

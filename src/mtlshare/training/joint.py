@@ -1,0 +1,222 @@
+"""Joint steps (``train.schedule = "joint"``): every step takes a batch of every task (one batch
+labelled for all of them when the tasks read the same data) and makes one update from all
+their losses.
+
+Two ways to the update:
+
+- summed: one backward over the weighted sum of the task losses (fixed, uncertainty, DWA,
+  GradNorm and RLW weightings), the mechanism computing shared layers once for every task where
+  it can (``SharingModel.forward_tasks``);
+- per task: a backward per task, each task's gradient kept apart, then combined: by a gradient
+  aggregator of torchjd over the parameters that two or more tasks' gradients reach (a
+  parameter one task alone reaches gets that task's gradient), or by the weighted sum when the
+  mechanism needs a pass per task (sparse sharing: a task's gradient stays inside its mask).
+  The mechanism's regularizer adds its own gradient to the result, outside the aggregation.
+
+Under torchrun every process averages each backward's gradients (DistributedDataParallel), and
+takes rank 0's aggregated update and GradNorm weight gradient, so all of them make the same
+update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from mtlshare.data.datasets import BatchStream
+from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.tasks.metrics import IGNORE_INDEX
+from mtlshare.training.aggregators import make_aggregator
+from mtlshare.training.distributed import from_rank0
+from mtlshare.training.objective import REGULARIZER
+
+if TYPE_CHECKING:
+    from mtlshare.training.loop import Trainer
+
+Batches = dict[str, tuple[Tensor, Tensor]]
+
+
+class JointStepper:
+    """Makes the joint steps of one ``Trainer``."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.t = trainer
+        weighting, model = trainer.weighting, trainer.model
+        self.aggregate: Callable[[Tensor], Tensor] | None = None
+        if weighting.kind == "aggregator":
+            cfg = weighting.cfg
+            self.aggregate = make_aggregator(cfg.aggregator, len(trainer.names), cfg.cagrad_c)
+        self.per_task = self.aggregate is not None or not model.joint_backward
+        self.gradnorm_at: nn.Parameter | None = None
+        if weighting.kind == "gradnorm":
+            if not model.joint_backward:
+                raise ConfigError(
+                    "weighting.kind = 'gradnorm' needs one backward over the summed losses; "
+                    f"{type(model).__name__} takes one per task (use dwa, rlw or an aggregator)"
+                )
+            weights = [p for p in model.shared_parameters() if p.requires_grad and p.dim() >= 2]
+            if not weights:
+                raise ConfigError(
+                    "weighting.kind = 'gradnorm' needs a shared weight matrix to measure the "
+                    f"tasks' gradients at; {type(model).__name__} shares none"
+                )
+            self.gradnorm_at = weights[-1]  # the last shared layer's, as the paper
+
+    def run(
+        self,
+        optimizer: torch.optim.Optimizer,
+        names: list[str],
+        steps: int,
+        epoch: int,
+        bar: tqdm | None = None,
+    ) -> dict[str, float]:
+        """``steps`` joint steps over ``names``: every task's next batch each step, one batch
+        of rows for all of them when they read the same data."""
+        t = self.t
+        splits = [t.data[n].train for n in names]
+        shared = all(s.x is splits[0].x and s.lengths is splits[0].lengths for s in splits)
+        streams = [
+            BatchStream(s, t.cfg.batch_size, t._generator(epoch, i), *t._place())
+            for i, s in enumerate(splits[:1] if shared else splits)
+        ]
+        sums = {n: 0.0 for n in names}
+        for _ in range(steps):
+            batches: dict[str, tuple[Tensor, Tensor]] = {}
+            rows = streams[0].next_index()[0] if shared else None
+            for k, n in enumerate(names):
+                if rows is not None:  # the same rows, the task's own labels
+                    x, y = splits[k].take(rows)
+                    x = batches[names[0]][0] if k > 0 else x  # one input tensor: one pass
+                else:
+                    x, y = splits[k].take(streams[k].next_index()[0])
+                batches[n] = (x, y)
+                if splits[k].lengths is not None:
+                    t.tokens_seen += int((y != IGNORE_INDEX).sum())
+            for n, loss in self.step(optimizer, batches).items():
+                sums[n] += loss
+            if bar is not None:
+                bar.update(1)
+        t.last_counts = {n: steps for n in names}
+        return {n: sums[n] / steps for n in names} if steps else {}
+
+    def step(self, optimizer: torch.optim.Optimizer, batches: Batches) -> dict[str, float]:
+        """One update from every task's batch; returns each task's raw loss."""
+        t = self.t
+        if not t.model.training:
+            t.model.train()
+        t.weighting.begin_step(t.global_step)
+        moved: dict[int, Tensor] = {}  # a batch shared by every task stays one tensor
+
+        def to(v: Tensor) -> Tensor:
+            return moved.setdefault(id(v), v.to(t.device))
+
+        batches = {n: (to(x), y.to(t.device)) for n, (x, y) in batches.items()}
+        if self.per_task:
+            losses = self._per_task(optimizer, batches)
+        else:
+            losses = self._summed(optimizer, batches)
+        if t.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(t.parameters(), t.cfg.grad_clip)
+        optimizer.step()
+        t.model.after_optimizer_step(list(batches)[-1])
+        if self._gradnorm_grad is not None:
+            t.weighting.apply_gradnorm(self._gradnorm_grad)
+        t.global_step += 1
+        return losses
+
+    _gradnorm_grad: Tensor | None = None
+
+    def _summed(self, optimizer: torch.optim.Optimizer, batches: Batches) -> dict[str, float]:
+        t = self.t
+        first = next(iter(batches.values()))[0]
+        shared_x = all(x is first for x, _ in batches.values())
+        xs = {n: first if shared_x else x for n, (x, _) in batches.items()}
+        loss, raws = t.objective(xs, {n: y for n, (_, y) in batches.items()}, None)
+        self._check(loss, list(batches))
+        optimizer.zero_grad(set_to_none=True)
+        self._gradnorm_grad = None
+        if self.gradnorm_at is not None:
+            named = dict(zip(batches, raws, strict=True))
+            w_grad = t.weighting.gradnorm_update(named, self.gradnorm_at)
+            self._gradnorm_grad = from_rank0(w_grad.cpu(), t.dist).to(w_grad.device)
+        loss.backward()
+        return {n: float(r.detach()) for n, r in zip(batches, raws, strict=True)}
+
+    def _per_task(self, optimizer: torch.optim.Optimizer, batches: Batches) -> dict[str, float]:
+        t = self.t
+        params = t.parameters()
+        grads: dict[str, dict[int, Tensor]] = {}
+        losses = {}
+        for name, (x, y) in batches.items():
+            optimizer.zero_grad(set_to_none=True)
+            loss, raw = t.objective(x, y, name, alone=True)
+            self._check(loss, [name])
+            loss.backward()
+            t.model.before_optimizer_step(name)  # e.g. a task's gradient kept inside its mask
+            grads[name] = {
+                i: p.grad.detach().clone() for i, p in enumerate(params) if p.grad is not None
+            }
+            losses[name] = float(raw.detach())
+        t.model.leave_task(list(batches))
+        optimizer.zero_grad(set_to_none=True)
+        if t.objective_regularized:
+            reg, _ = t.objective(None, None, REGULARIZER)
+            reg.backward()
+        self._gradnorm_grad = None
+        combined = self._combine(grads, len(params))
+        for i, g in combined.items():
+            p = params[i]
+            p.grad = g if p.grad is None else p.grad + g
+        return losses
+
+    def _combine(self, grads: dict[str, dict[int, Tensor]], n_params: int) -> dict[int, Tensor]:
+        """Every parameter's update from the tasks' gradients: aggregated where two or more
+        tasks reach it (with an aggregator), summed otherwise."""
+        reached: dict[int, list[str]] = {}
+        for name, per_param in grads.items():
+            for i in per_param:
+                reached.setdefault(i, []).append(name)
+        combined = {
+            i: sum((grads[n][i] for n in names[1:]), grads[names[0]][i])
+            for i, names in reached.items()
+            if self.aggregate is None or len(names) < 2
+        }
+        shared = [
+            i for i, names in reached.items() if self.aggregate is not None and len(names) > 1
+        ]
+        if shared:
+            assert self.aggregate is not None
+            rows = [
+                torch.cat(
+                    [grads[n].get(i, torch.zeros_like(_like(grads, i))).reshape(-1) for i in shared]
+                )
+                for n in grads
+            ]
+            vector = self.aggregate(torch.stack(rows))  # (tasks, parameters) -> (parameters,)
+            vector = from_rank0(vector.cpu(), self.t.dist).to(vector.device)
+            offset = 0
+            for i in shared:
+                like = _like(grads, i)
+                combined[i] = vector[offset : offset + like.numel()].view_as(like).clone()
+                offset += like.numel()
+        return combined
+
+    def _check(self, loss: Tensor, names: list[str]) -> None:
+        if not torch.isfinite(loss):
+            raise MtlshareError(
+                f"loss is {float(loss.detach())} at joint step {self.t.global_step} on task(s) "
+                f"{names}; lower train.lr or set train.grad_clip"
+            )
+
+
+def _zeros(grads: dict[str, dict[int, Tensor]], i: int) -> Tensor:
+    return torch.zeros_like(_like(grads, i))
+
+
+def _like(grads: dict[str, dict[int, Tensor]], i: int) -> Tensor:
+    """Some task's gradient of parameter ``i`` (for its shape)."""
+    return next(g[i] for g in grads.values() if i in g)

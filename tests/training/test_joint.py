@@ -1,0 +1,307 @@
+"""Joint steps (``train.schedule = "joint"``): every mechanism trains with them; loss weightings
+(DWA, GradNorm, RLW, uncertainty, fixed) and torchjd aggregators give the updates their papers
+define on known gradients; a task-specific parameter gets its own task's gradient; a cut joint
+run resumes to the uninterrupted one; two processes agree; bad settings are one line."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
+from mtlshare.app.build import build_model, build_problem
+from mtlshare.app.run import run
+from mtlshare.cli import main
+from mtlshare.config import load_config
+from mtlshare.errors import ConfigError
+from mtlshare.registry import MECHANISMS
+from mtlshare.training import aggregators
+from mtlshare.training.loop import Trainer
+from mtlshare.training.objective import LossWeighting, WeightingConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "recipes" / "demo" / "demo.toml"
+SMALL = ["train.epochs=2", "data.n_dev=40", "data.n_test=40", "data.n_train=80"]
+JOINT = [*SMALL, "train.schedule=joint"]
+
+
+def tiny(*extra: str):
+    return load_config(DEMO, [*JOINT, *extra])
+
+
+# -- every mechanism, every family -------------------------------------------------------------
+CASES = [(m, w) for m in MECHANISMS.names() for w in ("sum", "upgrad")]
+CASES += [("hard", "dwa"), ("hard", "rlw"), ("sparse", "dwa"), ("hard", "gradnorm")]
+WEIGHTINGS = {
+    "sum": [],
+    "upgrad": ["weighting.kind=aggregator", "weighting.aggregator=upgrad"],
+    "dwa": ["weighting.kind=dwa"],
+    "rlw": ["weighting.kind=rlw"],
+    "gradnorm": ["weighting.kind=gradnorm"],
+}
+
+
+@pytest.mark.parametrize(("mechanism", "weighting"), CASES)
+def test_every_mechanism_trains_with_joint_steps(tmp_path, mechanism, weighting):
+    cfg = tiny(f"mechanism={mechanism}", *WEIGHTINGS[weighting])
+    results = run(cfg, tmp_path / "run", progress=False)
+    assert all(math.isfinite(r["test"]) for r in results["tasks"].values())
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    # a joint epoch: as many steps as the larger training set has batches, each task in each
+    assert records[0]["task_steps"] == {"t1": 3, "t2": 3}
+    assert records[1]["step"] - records[0]["step"] == 3
+    assert set(records[-1]["loss_weights"]) == {"t1", "t2"}
+
+
+def test_missing_labels_are_left_out_of_joint_losses(tmp_path):
+    cfg = tiny()
+    problem = build_problem(cfg)
+    problem.tasks[1].train.y[::2] = float("nan")  # half of t2's training labels missing
+    results = run(cfg, tmp_path / "run", problem=problem, progress=False)
+    assert all(math.isfinite(r["test"]) for r in results["tasks"].values())
+
+
+# -- loss weightings -------------------------------------------------------------------------
+def test_dwa_weights_follow_the_ratio_of_the_last_two_epochs():
+    w = LossWeighting(["a", "b"], WeightingConfig(kind="dwa", temperature=2.0))
+    assert torch.equal(w.weight_vector(), torch.ones(2))  # nothing seen yet
+    w.end_epoch({"a": 1.0, "b": 1.0})
+    assert torch.equal(w.weight_vector(), torch.ones(2))  # one epoch: still 1
+    w.end_epoch({"a": 0.5, "b": 1.0})  # a halved its loss, b did not
+    ratios = torch.tensor([0.5, 1.0])
+    expected = 2 * torch.softmax(ratios / 2.0, dim=0)
+    assert torch.allclose(w.weight_vector(), expected)
+    assert w.weight_vector()[1] > w.weight_vector()[0]  # the slower task weighs more
+    assert w.current()["b"] == pytest.approx(float(expected[1]))
+
+
+def test_rlw_draws_softmax_weights_from_the_seed_and_step():
+    w = LossWeighting(["a", "b", "c"], WeightingConfig(kind="rlw"), seed=7)
+    w.begin_step(3)
+    first = w.weight_vector().clone()
+    assert first.sum() == pytest.approx(1.0) and (first > 0).all()
+    w.begin_step(4)
+    assert not torch.equal(w.weight_vector(), first)
+    again = LossWeighting(["a", "b", "c"], WeightingConfig(kind="rlw"), seed=7)
+    again.begin_step(3)
+    assert torch.equal(again.weight_vector(), first)
+
+
+def test_gradnorm_raises_the_weight_of_the_task_with_the_smaller_gradient():
+    shared = torch.nn.Parameter(torch.ones(3, 3))
+    x = torch.randn(8, 3)
+    small = (x @ shared).pow(2).mean() * 0.01
+    large = (x @ shared).pow(2).mean()
+    w = LossWeighting(["small", "large"], WeightingConfig(kind="gradnorm", lr=0.1))
+    for _ in range(5):
+        grad = w.gradnorm_update({"small": small, "large": large}, shared)
+        w.apply_gradnorm(grad)
+    weights = w.weight_vector()
+    assert weights.sum() == pytest.approx(2.0)
+    assert weights[0] > 1.0 > weights[1]
+
+
+def test_fixed_and_uncertainty_joint_steps_optimise_the_summed_objective():
+    cfg = tiny("weighting.weights={t1 = 2.0}")
+    problem = build_problem(cfg)
+    model = build_model(cfg, problem)
+    w = LossWeighting(["t1", "t2"], cfg.weighting)
+    raws = {"t1": torch.tensor(3.0), "t2": torch.tensor(5.0)}
+    assert float(w.combine(raws)) == 2 * 3.0 + 5.0
+    u = LossWeighting(["t1", "t2"], WeightingConfig(kind="uncertainty"))
+    with torch.no_grad():
+        u.log_vars.copy_(torch.tensor([0.5, -0.5]))
+    expected = math.exp(-0.5) * 3 + 0.5 + math.exp(0.5) * 5 - 0.5
+    assert float(u.combine(raws)) == pytest.approx(expected)
+    assert model is not None
+
+
+# -- aggregators ---------------------------------------------------------------------------------
+NAMES = list(aggregators.AGGREGATORS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_with_one_task_a_joint_step_is_its_plain_gradient(name):
+    """A parameter one task alone reaches is never aggregated: with one task every update is
+    its own gradient, whatever the aggregator would do to a one-row matrix."""
+    cfg = tiny("weighting.kind=aggregator", f"weighting.aggregator={name}", 'tasks=["t1"]')
+    problem = build_problem(cfg)
+    model = build_model(cfg, problem)
+    trainer = Trainer(model, problem, cfg.train, LossWeighting(["t1"], cfg.weighting))
+    batch = problem.tasks[0].train.take(torch.arange(8))
+    model.zero_grad()
+    problem.tasks[0].task.loss(model(*batch[:1], "t1"), batch[1]).backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert trainer.joint is not None
+    trainer.joint.step(torch.optim.SGD(trainer.parameters(), lr=0.0), {"t1": batch})
+    for n, p in model.named_parameters():
+        if n in plain:
+            assert torch.allclose(p.grad, plain[n], atol=1e-6), (name, n)
+
+
+ORTHOGONAL = {  # two orthogonal unit gradients e1, e2: what each paper's rule gives
+    "mgda": [0.5, 0.5],  # the min-norm point of the segment
+    "upgrad": [0.5, 0.5],  # no conflict: the mean
+    "dualproj": [0.5, 0.5],  # the mean is in the dual cone already
+    "imtl_g": [0.5, 0.5],  # equal projections with weights summing to 1
+    "aligned_mtl": [0.5, 0.5],
+    "pcgrad": [1.0, 1.0],  # no conflict: nothing projected, the sum
+    "graddrop": [1.0, 1.0],  # no sign conflict: every component kept
+    "cagrad": [0.75, 0.75],  # the mean moved by c |mean| along itself, c = 0.5
+    "nash_mtl": [2**-0.5, 2**-0.5],  # alpha = 1/alpha: the sum, scaled to max_norm 1
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_two_orthogonal_gradients(name):
+    got = aggregators.make_aggregator(name, 2)(torch.eye(2))
+    assert torch.allclose(got, torch.tensor(ORTHOGONAL[name]), atol=1e-4), (name, got)
+
+
+def test_two_conflicting_gradients_mgda_and_pcgrad_by_hand():
+    g1, g2 = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])
+    j = torch.stack([g1, g2])
+    # MGDA: min over a of |a g1 + (1-a) g2|^2 -> a = (g2.g2 - g1.g2) / |g1 - g2|^2 = 3/5
+    a = (g2 @ g2 - g1 @ g2) / (g1 - g2).pow(2).sum()
+    assert torch.allclose(aggregators.make_aggregator("mgda", 2)(j), a * g1 + (1 - a) * g2)
+    # PCGrad: each projected off the other (they conflict: g1.g2 < 0), then summed
+    p1 = g1 - (g1 @ g2) / (g2 @ g2) * g2
+    p2 = g2 - (g2 @ g1) / (g1 @ g1) * g1
+    assert torch.allclose(aggregators.make_aggregator("pcgrad", 2)(j), p1 + p2)
+
+
+@pytest.mark.parametrize("name", ["upgrad", "dualproj", "mgda"])
+def test_conflict_free_aggregators_never_oppose_a_task(name):
+    j = torch.tensor([[1.0, 0.0], [-2.0, 1.0]])
+    d = aggregators.make_aggregator(name, 2)(j)
+    assert (j @ d >= -1e-3).all(), (name, j @ d)  # no task loss goes up, to the solver tolerance
+    assert not torch.allclose(d, j.mean(0))  # the plain mean would oppose g1
+
+
+def test_task_specific_parameters_get_their_own_tasks_gradient(tmp_path, monkeypatch):
+    """Hard sharing, UPGrad: a head's update is its own task's gradient alone; the trunk's is
+    the aggregation of both tasks' gradients."""
+    cfg = tiny("weighting.kind=aggregator", "weighting.aggregator=upgrad", "train.epochs=1")
+    problem = build_problem(cfg)
+    model = build_model(cfg, problem)
+    w = LossWeighting(["t1", "t2"], cfg.weighting)
+    trainer = Trainer(model, problem, cfg.train, w, progress=False)
+    optimizer = torch.optim.SGD(trainer.parameters(), lr=0.0)  # keep the weights: read grads
+    xs = {td.task.name: td.train.take(torch.arange(8)) for td in problem.tasks}
+    own = {}
+    for name, (x, y) in xs.items():
+        model.zero_grad()
+        problem_task = next(td.task for td in problem.tasks if td.task.name == name)
+        problem_task.loss(model(x, name), y).backward()
+        own[name] = model.heads[name].weight.grad.clone()
+    assert trainer.joint is not None
+    trainer.joint.step(optimizer, xs)
+    for name in xs:
+        assert torch.allclose(model.heads[name].weight.grad, own[name], atol=1e-6), name
+
+
+def test_sparse_joint_updates_stay_inside_the_union_of_the_masks(tmp_path):
+    cfg = tiny(
+        "mechanism=sparse",
+        "sparse.warmup_steps=2",
+        "sparse.round_steps=2",
+        "sparse.alpha=0.5",
+        "sparse.target_density=0.3",
+        "sparse.select=density",
+        "sparse.select_density=0.3",
+        "weighting.kind=aggregator",
+        "weighting.aggregator=mgda",
+    )
+    problem = build_problem(cfg)
+    model = build_model(cfg, problem)
+    trainer = Trainer(model, problem, cfg.train, LossWeighting(["t1", "t2"], cfg.weighting))
+    model.prepare(trainer.structure_trainer())
+    before = {n: p.detach().clone() for n, p in model.prunable_weights().items()}
+    optimizer = trainer.make_optimizer()
+    xs = {td.task.name: td.train.take(torch.arange(8)) for td in problem.tasks}
+    assert trainer.joint is not None
+    trainer.joint.step(optimizer, xs)
+    for n, p in model.prunable_weights().items():
+        union = model.masks["t1"][n] | model.masks["t2"][n]
+        assert torch.equal(p[~union], before[n][~union]), n
+        assert not torch.equal(p[union], before[n][union]), n
+
+
+# -- resume and processes ------------------------------------------------------------------------
+def test_a_cut_joint_run_resumes_to_the_uninterrupted_one(tmp_path):
+    extra = ["weighting.kind=dwa", "train.epochs=4", "trunk.dropout=0.2", "train.patience=0"]
+    full = run(tiny(*extra), tmp_path / "full", progress=False)
+    cut = tmp_path / "cut"
+    run(tiny(*extra[:1], "train.epochs=2", *extra[2:]), cut, progress=False)
+    config = (cut / "config.toml").read_text().replace("epochs = 2", "epochs = 4")
+    (cut / "config.toml").write_text(config)
+    (cut / "results.json").unlink()
+    resumed = run(tiny(*extra), cut, progress=False, resume=True)
+    assert resumed["tasks"] == full["tasks"]
+    assert resumed["loss_weights"] == full["loss_weights"]
+
+
+def test_two_processes_make_the_same_joint_update_as_one(tmp_path):
+    common = [str(DEMO), *JOINT, "train.optimizer=sgd", "train.lr=0.05", "train.patience=0"]
+    common += ["weighting.kind=aggregator", "weighting.aggregator=upgrad", "--quiet"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    cmd = [sys.executable, "-m", "mtlshare", "run", *common]
+    subprocess.run([*cmd, "train.batch_size=16", "--out", str(one)], check=True, timeout=300)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    torchrun += ["--nproc_per_node=2", "-m", "mtlshare", "run", *common]
+    proc = subprocess.run(
+        [*torchrun, "train.batch_size=8", "--out", str(two)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a = json.loads((one / "results.json").read_text())["tasks"]
+    b = json.loads((two / "results.json").read_text())["tasks"]
+    for task in a:
+        assert b[task]["test"] == pytest.approx(a[task]["test"], rel=1e-4), task
+
+
+# -- bad settings --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["weighting.kind=aggregator", "weighting.aggregator=upgrad"], "set train.schedule"),
+        (
+            ["train.schedule=joint", "weighting.kind=aggregator", "weighting.aggregator=nope"],
+            "choose one of upgrad, mgda, pcgrad",
+        ),
+        (["train.schedule=joint", "weighting.kind=gradnorm", 'tasks=["t1"]'], "two or more"),
+        (["train.schedule=jointly"], "train.schedule"),
+        (["weighting.kind=dwa"], "set train.schedule = 'joint'"),
+    ],
+)
+def test_bad_joint_settings_are_one_line_and_write_nothing(tmp_path, capsys, overrides, message):
+    out = tmp_path / "out"
+    assert main(["run", str(DEMO), *overrides, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_a_missing_extra_names_its_install_command(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def missing(name, *args):
+        if name == "torchjd.aggregation":
+            raise ModuleNotFoundError("No module named 'torchjd'", name="torchjd")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    with pytest.raises(ConfigError, match=r'pip install -e "\.\[joint\]"'):
+        aggregators.make_aggregator("upgrad", 2)
+    with pytest.raises(ConfigError, match=r'pip install -e "\.\[joint-solvers\]"'):
+        aggregators.make_aggregator("nash_mtl", 2)
