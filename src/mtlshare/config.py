@@ -311,6 +311,19 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def same_config(saved: str, current: str) -> bool:
+    """Whether a run's saved ``config.toml`` text is the config ``current`` (a ``to_toml``
+    text): the same text, or the same once read with today's defaults, so that a run written
+    before a key with a default was added still resumes. A saved config that no longer loads
+    (a key since removed) is not the same."""
+    if saved == current:
+        return True
+    try:
+        return from_dict(tomllib.loads(saved)).to_toml() == current
+    except (ConfigError, tomllib.TOMLDecodeError):
+        return False
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

@@ -70,3 +70,17 @@ def test_summarize_all_nan_stays_nan_and_empty_is_an_error():
     assert math.isnan(summarize([{"mae": math.nan}])["mae"])
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_mase_scale_is_the_in_sample_seasonal_naive_mae_over_observed_pairs():
+    from mtlshare.evaluation.forecast import mase, mase_scale
+
+    history = np.array([1.0, 2.0, 4.0, np.nan, 8.0])
+    # season 2 pairs: (1, 4) -> 3, (2, nan) dropped, (4, 8) -> 4: scale 3.5
+    assert mase_scale(history, 2) == pytest.approx(3.5)
+    assert mase(ACTUAL, FORECAST, 3.5) == pytest.approx(1.75 / 3.5)
+    assert math.isnan(mase_scale(np.ones(10), 7))  # no variation: no scale
+    assert math.isnan(mase_scale(np.arange(5.0), 7))  # shorter than a season
+    assert forecast_metrics(ACTUAL, FORECAST, 3.5)["mase"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="season"):
+        mase_scale(history, 0)

@@ -1,4 +1,5 @@
-"""Seasonal naive on hand examples; Prophet for real when installed, and its absence reported."""
+"""Naive and seasonal naive on hand examples; Prophet for real when installed, and its absence
+reported."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import pytest
 
 from mtlshare.errors import DataError, MtlshareError
 from mtlshare.evaluation.forecast import mae
-from mtlshare.forecasting.baselines import ProphetUnavailable, prophet_forecast, seasonal_naive
+from mtlshare.forecasting.baselines import (
+    ProphetUnavailable,
+    naive,
+    prophet_forecast,
+    seasonal_naive,
+)
 
 NAN = np.nan
 START = datetime.date(2011, 1, 3)
@@ -20,6 +26,12 @@ START = datetime.date(2011, 1, 3)
 
 def _days(first, n):
     return [START + datetime.timedelta(days=first + i) for i in range(n)]
+
+
+def test_naive_repeats_the_last_observed_value():
+    np.testing.assert_array_equal(naive(np.array([3.0, 5.0, NAN]), 3), [5.0, 5.0, 5.0])
+    with pytest.raises(DataError):
+        naive(np.array([NAN, NAN]), 2)
 
 
 def test_seasonal_naive_repeats_last_season():

@@ -1,192 +1,226 @@
-"""The forecasting experiment (``experiment = "forecast"``): forecast a scarce series at several
-origins with a multi-task model, the same network trained on the scarce series alone, Prophet
-(optional) and a seasonal-naive forecast, and compare their errors.
+"""The forecasting experiment (``experiment = "forecast"``): forecast a scarce series at rolling
+origins with a multi-task model, the same network trained on the scarce series alone, and the
+baselines practitioners use (seasonal naive, naive, AutoETS, AutoARIMA, Prophet), and compare
+their errors.
 
-At each origin the data source (``daily_csv``) is rebuilt around that origin, so no method ever
-sees a day on or after it. The multi-task model is the configured mechanism over every series;
-the single-task model is the same network on the target series alone (``hard`` sharing with one
-task); Prophet and the seasonal-naive forecast see the target's ``data.history`` days before the
-origin. Errors are measured on the original scale of the series over the ``data.horizon`` days
-from the origin, skipping days without an observation.
+At each origin the data source (``daily_windows`` or ``daily_csv``) is rebuilt around it, so no
+method ever sees a day on or after it. The neural methods' settings are chosen on validation
+origins whose horizon ends before each test origin (``mtlshare.app.forecast_select``); they are
+then trained once per seed. The baselines see the target's ``data.history`` days before the
+origin. Errors (MAE, RMSE, sMAPE, MASE) are measured on the series' own scale over the
+``data.horizon`` days from the origin, skipping days without an observation, per origin and
+averaged over the origins. ``forecast.histories`` adds the scarcity sweep: the same comparison
+with the target cut to each history length.
 
-Outputs in the run directory: ``forecasts.csv`` (``date, series, method, seed, origin,
-forecast, actual``: every day each method forecast), ``results.json`` (``{"methods": {name:
-{"mae", "rmse", "smape", "per_origin": [...]}}, ...}``), ``forecast.md`` (a table),
-``forecast_ORIGIN.png`` (history, actuals and every method's forecast) and one training run per
-origin and neural method.
+Outputs in the run directory: ``results.json``, ``forecast.md`` (tables), ``forecasts.csv``
+(``date, series, method, seed, origin, forecast, actual``: every day each method forecast at a
+test origin), ``forecast_ORIGIN.png`` per test origin, and with a sweep ``scarcity.csv`` (the
+same with a ``history`` column) and ``scarcity.png``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from mtlshare.app.build import build_problem
-from mtlshare.app.run import train
+from mtlshare.app.forecast_methods import baseline_forecast, neural_forecasts
+from mtlshare.app.forecast_report import (
+    COLUMNS,
+    SCARCITY_COLUMNS,
+    forecast_markdown,
+    rows_csv,
+    targets,
+)
+from mtlshare.app.forecast_select import Problems, candidate_configs, choose, validation_scores
 from mtlshare.config import Config
-from mtlshare.data.daily import DailyConfig, Scale, Window
-from mtlshare.data.datasets import Problem
+from mtlshare.data.daily import ForecastView
 from mtlshare.errors import ConfigError, MtlshareError
-from mtlshare.evaluation.forecast import forecast_metrics, summarize
-from mtlshare.evaluation.forecast_plots import plot_forecast
-from mtlshare.forecasting.baselines import ProphetUnavailable, prophet_forecast, seasonal_naive
+from mtlshare.evaluation.forecast import forecast_metrics, mase_scale, summarize
+from mtlshare.evaluation.forecast_plots import plot_forecast, plot_scarcity
+from mtlshare.forecasting.baselines import ProphetUnavailable
 from mtlshare.forecasting.config import METRICS, NEURAL, ForecastConfig
+from mtlshare.forecasting.statistical import StatsforecastUnavailable
 from mtlshare.training.folder import RESULTS, RunFolder
 
-
-def neural_forecast(
-    cfg: Config, problem: Problem, target: str, out: Path, progress: bool
-) -> np.ndarray:
-    """Train on ``problem`` (every task in it) and forecast ``target`` over the horizon."""
-    run = train(cfg, out, problem=problem, progress=progress)
-    run.model.eval()
-    td = next(t for t in problem.tasks if t.task.name == target)
-    with torch.no_grad():
-        z = run.model(td.test.x, target).squeeze(-1).numpy().astype(np.float64)
-    scale: Scale = problem.meta["scales"][target]
-    return scale.inverse(z)
-
-
-def neural_runs(
-    at: Config, fc: ForecastConfig, problem: Problem, method: str, out: Path, progress: bool
-) -> list[np.ndarray]:
-    """The forecasts of ``method`` ("multitask" or "single"), one per seed."""
-    runs = []
-    for seed in fc.seeds:
-        where = out / f"seed-{seed}" if len(fc.seeds) > 1 else out
-        if method == "multitask":
-            runs.append(neural_forecast(at.replace(seed=seed), problem, fc.target, where, progress))
-        else:
-            alone = at.replace(mechanism="hard", tasks=[fc.target], seed=seed)
-            runs.append(
-                neural_forecast(alone, problem.select([fc.target]), fc.target, where, progress)
-            )
-    return runs
-
-
-def forecast_origin(
-    cfg: Config,
-    fc: ForecastConfig,
-    origin: str,
-    out: Path,
-    base_dir: str | Path | None,
-    progress: bool,
-    skipped: dict[str, str],
-    table: list[dict[str, str]],
-) -> dict[str, Any]:
-    """Every method's forecast and errors at one origin; writes its plot and adds its
-    forecasts to ``table`` (the rows of ``forecasts.csv``)."""
-    at = cfg.replace(**{"data.origin": origin})
-    problem = build_problem(at, base_dir)
-    data: DailyConfig = at.data
-    if fc.target not in problem.meta["values"]:
-        raise ConfigError(
-            f"forecast.target: {fc.target!r} is not a series of the data; series "
-            f"are {list(problem.meta['values'])}"
-        )
-    win: Window = problem.meta["window"]
-    frame = problem.meta["frame"]
-    history = problem.meta["values"][fc.target][: win.origin]
-    actual = frame.values[fc.target][win.test].astype(np.float64)
-    days = data.history.get(fc.target, win.origin)
-    recent = history[win.origin - days :]
-    recent_dates = frame.dates[win.origin - days : win.origin]
-    future_dates = frame.dates[win.test]
-    tag = f"origin-{origin}"
-    forecasts: dict[str, np.ndarray] = {}
-    per_seed = {
-        m: neural_runs(at, fc, problem, m, out / tag / m, progress)
-        for m in fc.methods
-        if m in NEURAL
-    }
-    for method in fc.methods:
-        if method in per_seed:
-            forecasts[method] = per_seed[method][0]
-        if method == "seasonal_naive":
-            forecasts[method] = seasonal_naive(recent, len(actual), fc.season)
-        elif method == "prophet" and "prophet" not in skipped:
-            holidays = []
-            if data.holiday_column:
-                flags = frame.columns[data.holiday_column]
-                holidays = [d for d, f in zip(frame.dates, flags, strict=True) if f > 0]
-            try:
-                forecasts[method] = prophet_forecast(
-                    recent_dates, recent, future_dates, holidays=holidays, seed=cfg.seed
-                )
-            except ProphetUnavailable as e:
-                skipped["prophet"] = str(e)
-                print(f"mtlshare: Prophet skipped: {e}", flush=True)
-    shown = slice(max(0, win.origin - fc.plot_days), win.origin)
-    plot_forecast(
-        out / f"forecast_{origin}.png",
-        frame.dates[shown],
-        frame.values[fc.target][shown],
-        future_dates,
-        actual,
-        forecasts,
-        f"{fc.target}: {len(actual)}-day forecast from {origin} ({days} days of its history)",
-    )
-    rows = {}
-    for name, f in forecasts.items():
-        runs = per_seed.get(name, [f])
-        for k, r in enumerate(runs):  # forecasts.csv: every day of every run
-            seed = str(fc.seeds[k]) if name in per_seed else ""
-            table += [
-                {
-                    "date": day.isoformat(),
-                    "series": fc.target,
-                    "method": name,
-                    "seed": seed,
-                    "origin": origin,
-                    "forecast": repr(float(v)),
-                    "actual": "" if np.isnan(a) else repr(float(a)),
-                }
-                for day, v, a in zip(future_dates, r, actual, strict=True)
-            ]
-        scores = [forecast_metrics(actual, r) for r in runs]
-        rows[name] = {
-            "origin": origin,
-            **{k: float(np.mean([sc[k] for sc in scores])) for k in METRICS},
-        }
-        if len(runs) > 1:
-            rows[name]["seeds"] = scores
-    return rows
-
-
 FORECASTS = "forecasts.csv"
-COLUMNS = ("date", "series", "method", "seed", "origin", "forecast", "actual")
+LABELS = {"prophet": "Prophet", "autoets": "AutoETS", "autoarima": "AutoARIMA"}
+SCARCITY = "scarcity.csv"
 
 
-def forecasts_csv(table: list[dict[str, str]]) -> str:
-    """``forecasts.csv``: one row per forecast day, method (and seed) and origin; ``actual`` is
-    empty on days without an observation."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(table)
-    return out.getvalue()
+class Study:
+    """One forecasting study's state while it runs: the chosen settings, every method's
+    forecasts and errors, what was skipped and how long each part took."""
+
+    def __init__(self, cfg: Config, folder: RunFolder, problems: Problems, progress: bool) -> None:
+        self.cfg = cfg
+        self.fc: ForecastConfig = cfg.experiments["forecast"]
+        self.folder = folder
+        self.problems = problems
+        self.progress = progress
+        self.candidates = candidate_configs(cfg)
+        self.scores: dict[str, dict[str, dict[str, float]]] = {}
+        self.chosen: dict[str, dict[str, str]] = {}
+        self.skipped: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            print(f"mtlshare: {text}", flush=True)
+
+    def select(self) -> None:
+        swept = self.fc.scarcity_methods if self.fc.histories else []
+        neural = [m for m in NEURAL if m in self.fc.methods or m in swept]
+        started = time.perf_counter()
+        self.scores = validation_scores(self.cfg, self.candidates, neural, self.problems, self.say)
+        horizon = self.cfg.data.horizon
+        for origin in self.fc.origins:
+            self.chosen[origin] = {
+                m: choose(self.fc, horizon, self.candidates, self.scores, m, origin) for m in neural
+            }
+        self.seconds["validation"] = round(time.perf_counter() - started, 3)
+
+    def forecasts(
+        self, origin: str, methods: list[str], history: int | None = None
+    ) -> tuple[ForecastView, dict[str, list[np.ndarray]], dict[str, Any]]:
+        """Every method's forecasts at ``origin`` (one per seed for the neural methods), the view
+        of the data they forecast, and per neural method its candidate and training runs."""
+        fc = self.fc
+        base = self.problems.config(origin, {}, history)
+        view: ForecastView = self.problems.get(base).meta["forecast"]
+        out: dict[str, list[np.ndarray]] = {}
+        about: dict[str, Any] = {}
+        for method in methods:
+            if method in NEURAL:
+                name = self.chosen[origin][method]
+                at = self.problems.config(origin, self.candidates[name], history)
+                run = neural_forecasts(method, at, self.problems.get(at), fc.target, fc.seeds)
+                out[method] = run.forecasts
+                about[method] = {"candidate": name, "runs": run.runs}
+            elif method not in self.skipped:
+                try:
+                    started = time.perf_counter()
+                    holiday = self.cfg.data.holiday_column
+                    out[method] = [baseline_forecast(method, view, fc.target, fc, holiday)]
+                    about[method] = {"seconds": round(time.perf_counter() - started, 3)}
+                except (ProphetUnavailable, StatsforecastUnavailable) as e:
+                    self.skipped[method] = str(e)
+                    print(f"mtlshare: {LABELS.get(method, method)} skipped: {e}", flush=True)
+        return view, out, about
+
+    def score(
+        self, view: ForecastView, forecasts: dict[str, list[np.ndarray]], about: dict[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        """Per method: the metrics at this origin (means over seeds), with each seed's."""
+        actual = view.actual(self.fc.target)
+        scale = mase_scale(view.seen(self.fc.target)[1], self.fc.season)
+        rows = {}
+        for name, runs in forecasts.items():
+            each = [forecast_metrics(actual, r, scale) for r in runs]
+            row: dict[str, Any] = {k: float(np.mean([s[k] for s in each])) for k in METRICS}
+            if name in NEURAL:
+                row["seeds"] = each
+            rows[name] = {**row, **about.get(name, {})}
+        return rows
+
+    def day_rows(
+        self, view: ForecastView, origin: str, forecasts: dict[str, list[np.ndarray]]
+    ) -> list[dict[str, str]]:
+        actual = view.actual(self.fc.target)
+        table = []
+        for name, runs in forecasts.items():
+            for k, values in enumerate(runs):
+                seed = str(self.fc.seeds[k]) if name in NEURAL else ""
+                table += [
+                    {
+                        "date": day.isoformat(),
+                        "series": self.fc.target,
+                        "method": name,
+                        "seed": seed,
+                        "origin": origin,
+                        "forecast": repr(float(v)),
+                        "actual": "" if np.isnan(a) else repr(float(a)),
+                    }
+                    for day, v, a in zip(view.future_dates, values, actual, strict=True)
+                ]
+        return table
+
+    def test(self) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, str]]]:
+        """Every method at every test origin: per method its rows, and ``forecasts.csv``."""
+        started = time.perf_counter()
+        per: dict[str, list[dict[str, Any]]] = {}
+        table: list[dict[str, str]] = []
+        for origin in self.fc.origins:
+            view, forecasts, about = self.forecasts(origin, self.fc.methods)
+            for name, row in self.score(view, forecasts, about).items():
+                per.setdefault(name, []).append({"origin": origin, **row})
+            table += self.day_rows(view, origin, forecasts)
+            self.plot(view, origin, {n: f[0] for n, f in forecasts.items()})
+            self.say(f"test origin {origin}: {len(forecasts)} methods")
+        self.seconds["test"] = round(time.perf_counter() - started, 3)
+        return per, table
+
+    def plot(self, view: ForecastView, origin: str, forecasts: dict[str, np.ndarray]) -> None:
+        target = self.fc.target
+        shown = slice(max(0, view.origin - self.fc.plot_days), view.origin)
+        days = view.history_days[target]
+        plot_forecast(
+            self.folder.path / f"forecast_{origin}.png",
+            view.frame.dates[shown],
+            view.frame.values[target][shown],
+            view.future_dates,
+            view.actual(target),
+            forecasts,
+            f"{target}: {view.horizon}-day forecast from {origin} ({days} days of its history)",
+        )
+
+    def scarcity(self) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        """The scarcity sweep: mean MAE over the test origins per method and history length."""
+        started = time.perf_counter()
+        fc = self.fc
+        methods = [m for m in fc.scarcity_methods if m not in self.skipped]
+        table: dict[str, dict[str, Any]] = {m: {} for m in methods}
+        rows: list[dict[str, str]] = []
+        for days in fc.histories:
+            per: dict[str, list[dict[str, Any]]] = {}
+            for origin in fc.origins:
+                view, forecasts, about = self.forecasts(origin, methods, days)
+                for name, row in self.score(view, forecasts, about).items():
+                    per.setdefault(name, []).append({"origin": origin, **row})
+                days_rows = self.day_rows(view, origin, forecasts)
+                rows += [{**r, "history": str(days)} for r in days_rows]
+            for name, got in per.items():
+                mean = summarize([{"mae": r["mae"]} for r in got])["mae"]
+                table[name][str(days)] = {"mae": mean, "per_origin": got}
+            self.say(f"scarcity: {days} days of history done")
+        table = {m: t for m, t in table.items() if t}
+        self.seconds["scarcity"] = round(time.perf_counter() - started, 3)
+        return {"histories": list(fc.histories), "methods": table}, rows
 
 
-def forecast_markdown(results: dict[str, Any]) -> str:
-    """One row per method: mean MAE, RMSE and sMAPE over origins, then each origin's MAE."""
-    origins = results["origins"]
-    head = ["method", "MAE", "RMSE", "sMAPE %", *(f"MAE {o}" for o in origins)]
-    lines = [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
-    ]
-    for name, r in results["methods"].items():
-        cells = [name, f"{r['mae']:.1f}", f"{r['rmse']:.1f}", f"{r['smape']:.1f}"]
-        cells += [f"{p['mae']:.1f}" for p in r["per_origin"]]
-        lines.append("| " + " | ".join(cells) + " |")
-    for name, why in results["skipped"].items():
-        lines.append(f"\n{name} skipped: {why}")
-    return "\n".join(lines) + "\n"
+def check_inputs(cfg: Config, problems: Problems) -> None:
+    """What can be checked before ``--out`` is made: every candidate (and history length of the
+    sweep) is a valid config, and the data around the first test origin builds for each."""
+    fc: ForecastConfig = cfg.experiments["forecast"]
+    candidates = candidate_configs(cfg)
+    first = fc.origins[0]
+    for name, changes in candidates.items():
+        for days in [None, *fc.histories]:
+            at = problems.config(first, changes, days)
+            try:
+                at.data.validate()
+            except ConfigError as e:
+                where = f"forecast.candidates {name!r}: " if len(candidates) > 1 else ""
+                extra = f" (forecast.histories: {days} days)" if days is not None else ""
+                raise ConfigError(f"{where}{e}{extra}") from None
+        view: ForecastView = problems.get(problems.config(first, changes)).meta["forecast"]
+        if fc.target not in view.history:
+            raise ConfigError(
+                f"forecast.target: {fc.target!r} is not a series of the data; series "
+                f"are {list(view.history)}"
+            )
 
 
 def run_forecast(
@@ -199,47 +233,55 @@ def run_forecast(
 ) -> dict[str, Any]:
     """The whole study; returns (and writes) ``results.json``."""
     fc: ForecastConfig = cfg.experiments["forecast"]
-    fc.validate(cfg.data_source)
+    fc.validate(cfg.data_source, cfg.data.horizon)
     if resume:
         raise MtlshareError(
-            "--resume is not supported by the forecast experiment; its runs are "
-            "short: start it again with a new --out"
+            "--resume is not supported by the forecast experiment: start it again with a new --out"
         )
     folder = RunFolder(out_dir)
     if folder.finished:
         raise MtlshareError(f"{folder.path}: holds an earlier run; choose another --out")
-    # the data and the target are checked before --out is made
-    first = build_problem(cfg.replace(**{"data.origin": fc.origins[0]}), base_dir)
-    if fc.target not in first.meta["values"]:
-        raise ConfigError(
-            f"forecast.target: {fc.target!r} is not a series of the data; series "
-            f"are {list(first.meta['values'])}"
-        )
+    problems = Problems(cfg, base_dir)
+    check_inputs(cfg, problems)  # the data, the target and every candidate, before --out
+    started, cpu = time.perf_counter(), time.process_time()
     folder.start(cfg.to_toml(), resume=False)
     try:
-        skipped: dict[str, str] = {}
-        per: dict[str, list[dict[str, Any]]] = {}
-        table: list[dict[str, str]] = []
-        for origin in fc.origins:
-            rows = forecast_origin(cfg, fc, origin, folder.path, base_dir, progress, skipped, table)
-            for name, row in rows.items():
-                per.setdefault(name, []).append(row)
-        data: DailyConfig = cfg.data
+        study = Study(cfg, folder, problems, progress)
+        study.select()
+        per, table = study.test()
         results: dict[str, Any] = {
             "experiment": "forecast",
             "target": fc.target,
             "origins": list(fc.origins),
-            "horizon": data.horizon,
-            "history_days": data.history.get(fc.target),
+            "validation_origins": list(fc.validation_origins),
+            "horizon": cfg.data.horizon,
+            "history_days": cfg.data.history.get(fc.target),
+            "seeds": list(fc.seeds),
             "methods": {
                 name: {**summarize([{k: r[k] for k in METRICS} for r in rows]), "per_origin": rows}
                 for name, rows in per.items()
             },
-            "skipped": skipped,
+            "selection": {
+                "candidates": study.candidates,
+                "select_last": fc.select_last,
+                "validation_mae": study.scores,
+                "chosen": study.chosen,
+            },
+            "skipped": study.skipped,
         }
-        folder.write_json(RESULTS, results)
+        results["targets"] = targets(results)
+        if fc.histories:
+            results["scarcity"], rows = study.scarcity()
+            folder.write_text(SCARCITY, rows_csv(rows, SCARCITY_COLUMNS))
+            plot_scarcity(folder.path / "scarcity.png", results["scarcity"], fc.target)
+        results["seconds"] = {
+            **study.seconds,
+            "total": round(time.perf_counter() - started, 3),
+            "cpu": round(time.process_time() - cpu, 3),
+        }
+        folder.write_text(FORECASTS, rows_csv(table, COLUMNS))
         folder.write_text("forecast.md", forecast_markdown(results))
-        folder.write_text(FORECASTS, forecasts_csv(table))
+        folder.write_json(RESULTS, results)
     finally:
         folder.close()
     return results

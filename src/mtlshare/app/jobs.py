@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from mtlshare.app.build import build_problem
 from mtlshare.app.run import run
-from mtlshare.config import from_dict
+from mtlshare.config import from_dict, same_config
 from mtlshare.errors import MtlshareError
 from mtlshare.training.folder import RunFolder
 
@@ -95,7 +95,8 @@ def run_job(job: RunJob, base_dir: str | None, resume: bool, progress: bool) -> 
         problem = problem.select(cfg.tasks)
     folder = RunFolder(job.folder)
     if resume and folder.config_text() is not None:
-        if folder.finished and folder.config_text() == cfg.to_toml():
+        saved = folder.config_text()
+        if folder.finished and saved is not None and same_config(saved, cfg.to_toml()):
             return folder.results()  # read back, not trained again
         return run(cfg, job.folder, problem=problem, progress=progress, resume=True)
     return run(cfg, job.folder, problem=problem, progress=progress)

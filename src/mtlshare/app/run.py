@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from mtlshare.app.build import build_model, build_problem
-from mtlshare.config import Config
+from mtlshare.config import Config, same_config
 from mtlshare.data.codecs import inference_spec
 from mtlshare.data.datasets import Problem
 from mtlshare.sharing.base import SharingModel
@@ -53,7 +53,7 @@ def train(
     where = dist or Dist()
     folder = RunFolder(out_dir)
     resolved = cfg.to_toml()
-    folder.check(resolved, resume)  # before the data is read: a wrong folder fails at once
+    folder.check(resolved, resume, same_config)  # before the data: a wrong folder fails at once
     barrier(where)  # every process has checked the folder before rank 0 writes into it
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -65,7 +65,7 @@ def train(
         return TrainedRun(model, problem, results)
     weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting, cfg.seed)
     if where.is_main:
-        folder.start(resolved, resume)
+        folder.start(resolved, resume, same_config)
         folder.write_json(INFERENCE, usage_spec(cfg, problem, base_dir))
     try:
         trainer = Trainer(

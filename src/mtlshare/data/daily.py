@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,45 @@ class Scale:
         return np.clip(np.expm1(v), 0.0, None) if self.log else v
 
 
+@dataclass
+class ForecastView:
+    """What a forecasting study reads of a daily problem built around one origin.
+
+    ``history[name]`` is the series as the model may see it (NaN outside its allowed
+    ``data.history`` and on missing days; the horizon keeps its actual values, the test targets),
+    ``origin`` the row of the first forecast day in ``frame``, and ``decoders[name]`` turns the
+    network's output on the task's test split into the ``horizon`` forecast values on the
+    series' own scale.
+    """
+
+    frame: DailyFrame
+    origin: int
+    horizon: int
+    history: dict[str, np.ndarray]
+    history_days: dict[str, int]
+    decoders: dict[str, Callable[[np.ndarray], np.ndarray]]
+
+    def seen(self, name: str) -> tuple[list[datetime.date], np.ndarray]:
+        """The days series ``name`` may use before the origin and its values (NaN = missing)."""
+        start = self.origin - self.history_days[name]
+        return self.frame.dates[start : self.origin], self.history[name][start : self.origin]
+
+    def actual(self, name: str) -> np.ndarray:
+        """The observed values of the horizon (NaN = missing), float64."""
+        return self.frame.values[name][self.origin : self.origin + self.horizon].astype(np.float64)
+
+    @property
+    def future_dates(self) -> list[datetime.date]:
+        return self.frame.dates[self.origin : self.origin + self.horizon]
+
+    def holidays(self, column: str) -> list[datetime.date]:
+        """Days whose ``column`` flag is set (empty when ``column`` is empty)."""
+        if not column:
+            return []
+        flags = self.frame.columns[column]
+        return [d for d, f in zip(self.frame.dates, flags, strict=True) if f > 0]
+
+
 def observed_history(frame: DailyFrame, cfg: DailyConfig, win: Window) -> dict[str, np.ndarray]:
     """Each series' values with everything outside its allowed history set to NaN (the horizon
     keeps its actual values: they are the test targets)."""
@@ -172,6 +212,15 @@ def features(frame: DailyFrame, cfg: DailyConfig, win: Window) -> tuple[np.ndarr
     first = [i for i, n in enumerate(names) if n.startswith("dow_") or n == "holiday"]
     order = first + [i for i in range(len(names)) if i not in first]
     return x[:, order], [names[i] for i in order]
+
+
+def _per_day_decoder(scale: Scale) -> Callable[[np.ndarray], np.ndarray]:
+    """The test split holds one row per horizon day: its (days, 1) output, unscaled."""
+
+    def decode(output: np.ndarray) -> np.ndarray:
+        return scale.inverse(np.asarray(output, dtype=np.float64).reshape(-1))
+
+    return decode
 
 
 @DATA_SOURCES.register(
@@ -235,6 +284,14 @@ def daily_problem(cfg: DailyConfig, base_dir: str | None = None) -> Problem:
         "scales": scales,
         "values": values,
         "feature_names": names,
+        "forecast": ForecastView(
+            frame,
+            win.origin,
+            cfg.horizon,
+            values,
+            {n: min(cfg.history.get(n, win.origin), win.origin) for n in values},
+            {n: _per_day_decoder(sc) for n, sc in scales.items()},
+        ),
     }
     scaled = {n: dataclasses.asdict(sc) for n, sc in scales.items()}
     codec = TensorCodec(list(names), scaled)

@@ -1,4 +1,5 @@
-"""Point-forecast errors (MAE, RMSE, sMAPE) on numpy arrays, with missing observations left out.
+"""Point-forecast errors (MAE, RMSE, sMAPE, MASE) on numpy arrays, with missing observations left
+out.
 
 A missing observation is ``NaN`` in ``actual``: that position is dropped from every metric, never
 filled. A forecast must exist wherever there is an observation, so ``NaN`` (or an infinity) in
@@ -73,13 +74,42 @@ def smape(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> float:
     return float(terms.mean())
 
 
-def forecast_metrics(actual: npt.ArrayLike, forecast: npt.ArrayLike) -> dict[str, float]:
-    """``{"mae", "rmse", "smape"}`` of one forecast against its actuals (see the functions)."""
-    return {
+def mase_scale(history: npt.ArrayLike, season: int = 7) -> float:
+    """The denominator of MASE: the in-sample MAE of the seasonal-naive forecast on ``history``,
+    ``mean |y[t] - y[t - season]|`` over the pairs where both days are observed (Hyndman and
+    Koehler, 2006). ``NaN`` when no pair is observed or every pair is equal (a scale of 0 would
+    make any error infinite)."""
+    if season < 1:
+        raise ValueError(f"season must be at least 1, got {season}")
+    y = np.asarray(history, dtype=np.float64).ravel()
+    if y.size <= season:
+        return math.nan
+    diffs = np.abs(y[season:] - y[:-season])
+    diffs = diffs[~np.isnan(diffs)]
+    scale = float(diffs.mean()) if diffs.size else math.nan
+    return scale if scale > 0 else math.nan
+
+
+def mase(actual: npt.ArrayLike, forecast: npt.ArrayLike, scale: float) -> float:
+    """Mean absolute scaled error: :func:`mae` divided by ``scale`` (from :func:`mase_scale` on
+    the history the forecast was made from). Below 1: better than the seasonal-naive forecast was
+    inside the history. ``NaN`` when ``scale`` is ``NaN`` or nothing is observed."""
+    return mae(actual, forecast) / scale if scale > 0 else math.nan
+
+
+def forecast_metrics(
+    actual: npt.ArrayLike, forecast: npt.ArrayLike, scale: float | None = None
+) -> dict[str, float]:
+    """``{"mae", "rmse", "smape"}`` of one forecast against its actuals (see the functions),
+    and ``"mase"`` when the MASE ``scale`` is given."""
+    metrics = {
         "mae": mae(actual, forecast),
         "rmse": rmse(actual, forecast),
         "smape": smape(actual, forecast),
     }
+    if scale is not None:
+        metrics["mase"] = mase(actual, forecast, scale)
+    return metrics
 
 
 def summarize(per_origin: list[dict[str, float]]) -> dict[str, float]:

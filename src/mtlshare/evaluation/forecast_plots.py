@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,3 +81,31 @@ def _check_length(name: str, values: np.ndarray, dates: Sequence[datetime.date])
     shape = np.shape(values)
     if shape != (len(dates),):
         raise ValueError(f"{name} has shape {shape} but there are {len(dates)} dates")
+
+
+def plot_scarcity(path: str | Path, scarcity: Mapping[str, Any], target: str) -> Path:
+    """The scarcity sweep as a PNG: each method's mean MAE (y) against the target's history
+    length in days (x, logarithmic), one line per method. ``scarcity`` is the study's
+    ``results["scarcity"]``: ``{"histories": [...], "methods": {name: {"DAYS": {"mae"}}}}``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    days = list(scarcity["histories"])
+    if not days:
+        raise ValueError("the scarcity sweep has no history lengths")
+    fig = Figure(figsize=(6.5, 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for i, (name, by_days) in enumerate(scarcity["methods"].items()):
+        values = [by_days[str(d)]["mae"] for d in days]
+        colour = _METHOD_COLOURS[i % len(_METHOD_COLOURS)]
+        ax.plot(days, values, marker="o", color=colour, linewidth=1.4, label=name)
+    ax.set_xscale("log")
+    ax.set_xticks(days, [str(d) for d in days])
+    ax.minorticks_off()
+    ax.set_xlabel(f"days of {target}'s history before each origin")
+    ax.set_ylabel("mean MAE over the test origins")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    ax.set_title(f"{target}: forecast error against history length")
+    return save_figure(fig, Path(path), dpi=110)

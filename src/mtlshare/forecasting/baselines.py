@@ -1,4 +1,5 @@
-"""Reference forecasts for one daily series: seasonal naive, and Prophet as an optional extra.
+"""Reference forecasts for one daily series: naive, seasonal naive, and Prophet as an optional
+extra (AutoETS and AutoARIMA are in ``mtlshare.forecasting.statistical``).
 
 Both take the history as a float array in which ``NaN`` marks a missing observation; neither
 fills a missing day. Prophet (Taylor & Letham, "Forecasting at scale", 2018) is imported lazily
@@ -24,6 +25,14 @@ FloatArray = npt.NDArray[np.float64]
 
 # Prophet's own rule for yearly seasonality ("auto"): a history of at least two years.
 _YEARLY_MIN_DAYS = 730
+
+
+def naive(history: np.ndarray, horizon: int) -> FloatArray:
+    """Repeat the last observed value of ``history`` (1-D, NaN = missing) ``horizon`` times.
+
+    Raises ``ValueError`` if ``horizon < 1`` or ``history`` is not 1-D, and
+    :class:`mtlshare.errors.DataError` if no value is observed."""
+    return seasonal_naive(history, horizon, season=1)
 
 
 def seasonal_naive(history: np.ndarray, horizon: int, season: int = 7) -> FloatArray:

@@ -3,53 +3,148 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
+from typing import Any
 
 from mtlshare.errors import ConfigError
 from mtlshare.registry import EXPERIMENTS
 
-METHODS = ("multitask", "single", "prophet", "seasonal_naive")
-METRICS = ("mae", "rmse", "smape")
 NEURAL = ("multitask", "single")
+STATISTICAL = ("autoets", "autoarima")
+METHODS = ("multitask", "single", "prophet", "seasonal_naive", "naive", *STATISTICAL)
+METRICS = ("mae", "rmse", "smape", "mase")
+SOURCES = ("daily_csv", "daily_windows")
+# what a candidate may not change: every candidate forecasts the same days of the same series
+FIXED = ("data.source", "data.path", "data.series", "data.origin", "data.horizon", "data.history")
+FIXED_TOP = ("experiment", "forecast", "tasks", "seed", "compare")
+
+
+def parse_origin(text: str, key: str) -> datetime.date:
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{key}: {text!r} is not a date like 2012-10-01") from None
 
 
 @dataclass
 class ForecastConfig:
     """``[forecast]``: the series to forecast, the origins, the methods to compare.
 
-    ``target`` must be a series of the data; ``origins`` are first forecast days (YYYY-MM-DD);
-    ``season`` is the seasonal-naive period in days; ``plot_days`` how much history the plots
-    show; the neural methods are trained once per seed in ``seeds`` and their errors averaged
-    (the plots show the first seed's forecast).
+    ``target`` must be a series of the data; ``origins`` are the test origins, first forecast
+    days (YYYY-MM-DD); ``season`` is the seasonal period in days (seasonal naive, MASE, AutoETS,
+    AutoARIMA); ``plot_days`` how much history the plots show; the neural methods are trained
+    once per seed in ``seeds`` and their errors averaged (the plots show the first seed's).
+
+    Settings are chosen on validation origins, never on the test origins: ``candidates`` lists
+    tables of config overrides (``{name = "wide", "trunk.hidden" = [128]}``); at each test
+    origin each neural method uses the candidate with the lowest mean MAE of the target (seed
+    ``seed``) over the ``select_last`` latest ``validation_origins`` whose whole horizon ends
+    before that test origin (0: all of them). Without candidates the config is used as it is.
+
+    ``histories``: the target's history lengths in days for the scarcity sweep (empty: none),
+    which runs ``scarcity_methods`` at every test origin with each length, the neural methods
+    with the candidate chosen at that origin.
     """
 
     target: str = ""
     origins: list[str] = field(default_factory=list)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: list(METHODS[:4]))
     season: int = 7
     plot_days: int = 120
     seeds: list[int] = field(default_factory=lambda: [0])
+    validation_origins: list[str] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    select_last: int = 3
+    histories: list[int] = field(default_factory=list)
+    scarcity_methods: list[str] = field(
+        default_factory=lambda: ["multitask", "single", "seasonal_naive", "autoets"]
+    )
 
-    def validate(self, data_source: str = "daily_csv") -> None:
-        if data_source != "daily_csv":
+    def validate(self, data_source: str = "daily_csv", horizon: int = 1) -> None:
+        if data_source not in SOURCES:
             raise ConfigError(
-                f"experiment = 'forecast' needs data.source = 'daily_csv', got {data_source!r}"
+                f"experiment = 'forecast' needs data.source in {SOURCES}, got {data_source!r}"
             )
         if not self.target:
             raise ConfigError("forecast.target: name the series to forecast")
         if not self.origins:
             raise ConfigError("forecast.origins: give one or more forecast origins")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ConfigError(f"forecast.methods: unknown {unknown}; choose from {METHODS}")
-        if not self.seeds:
-            raise ConfigError("forecast.seeds: give one or more seeds")
+        for key, names in (("methods", self.methods), ("scarcity_methods", self.scarcity_methods)):
+            unknown = [m for m in names if m not in METHODS]
+            if unknown or not names or len(set(names)) != len(names):
+                raise ConfigError(
+                    f"forecast.{key}: {names} must list distinct methods from {METHODS}"
+                )
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"forecast.seeds: give one or more distinct seeds, got {self.seeds}")
         if self.season < 1 or self.plot_days < 1:
             raise ConfigError("forecast.season and forecast.plot_days must be >= 1")
+        if self.select_last < 0:
+            raise ConfigError(f"forecast.select_last: must be >= 0, got {self.select_last}")
+        if any(days < 1 for days in self.histories):
+            raise ConfigError(f"forecast.histories: days must be >= 1, got {self.histories}")
+        self._check_origins(horizon)
+        self.candidate_names()
+
+    def _check_origins(self, horizon: int) -> None:
+        tests = [parse_origin(o, "forecast.origins") for o in self.origins]
+        checks = [parse_origin(o, "forecast.validation_origins") for o in self.validation_origins]
+        if len(set(tests)) != len(tests) or len(set(checks)) != len(checks):
+            raise ConfigError("forecast.origins and forecast.validation_origins: an origin twice")
+        if len(self.candidates) < 2:
+            return
+        if not checks:
+            raise ConfigError(
+                "forecast.candidates: choosing among them needs forecast.validation_origins"
+            )
+        for origin, day in zip(self.origins, tests, strict=True):
+            if not self.eligible(day, horizon):
+                raise ConfigError(
+                    f"forecast.origins: {origin} has no validation origin whose {horizon}-day "
+                    "horizon ends before it; add an earlier forecast.validation_origins entry"
+                )
+
+    def eligible(self, test: datetime.date, horizon: int) -> list[str]:
+        """The validation origins whose horizon ends before ``test``, the latest
+        ``select_last`` of them (all when 0), oldest first."""
+        span = datetime.timedelta(days=horizon)
+        key = "forecast.validation_origins"
+        days = sorted(parse_origin(v, key) for v in self.validation_origins)
+        ok = [d.isoformat() for d in days if d + span <= test]
+        return ok[-self.select_last :] if self.select_last else ok
+
+    def candidate_names(self) -> list[str]:
+        """The candidates' names (``name``, else ``c1``, ``c2``, ...); checks their keys."""
+        names = []
+        for i, table in enumerate(self.candidates, start=1):
+            name = table.get("name", f"c{i}")
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"forecast.candidates[{i - 1}].name: a non-empty string")
+            for key in table:
+                if key == "name":
+                    continue
+                top = key.split(".")[0]
+                if top in FIXED_TOP or any(key == f or key.startswith(f + ".") for f in FIXED):
+                    raise ConfigError(
+                        f"forecast.candidates[{i - 1}]: {key!r} would change what is forecast; "
+                        "a candidate may change the model, its inputs and its training"
+                    )
+            names.append(name)
+        if len(set(names)) != len(names):
+            raise ConfigError(f"forecast.candidates: names must differ, got {names}")
+        return names
+
+    def overrides(self, name: str) -> dict[str, Any]:
+        """Candidate ``name``'s config overrides (empty without candidates)."""
+        for i, table in enumerate(self.candidates, start=1):
+            if table.get("name", f"c{i}") == name:
+                return {k: v for k, v in table.items() if k != "name"}
+        return {}
 
 
 EXPERIMENTS.register(
     "forecast",
     config=ForecastConfig,
-    summary="forecast a scarce series at several origins, four methods",
+    summary="forecast a scarce series at rolling origins against statistical baselines",
 )(ForecastConfig)

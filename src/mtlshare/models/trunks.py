@@ -37,16 +37,23 @@ class TrunkConfig:
     kernel_size: int = 3
     bidirectional: bool = True
     passthrough: int = 0  # the first N input features skip the layers, joined to each output
+    # the last layer's activation ("": as the others); "identity" ends the trunk in a linear
+    # projection, e.g. a forecast of the whole horizon that every task reads
+    last_activation: str = ""
 
     def validate(self) -> None:
         if self.kind not in TRUNK_KINDS:
             raise ConfigError(f"trunk.kind: {self.kind!r} is not one of {TRUNK_KINDS}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ConfigError(f"trunk.hidden: need one or more positive widths, got {self.hidden}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"trunk.activation: {self.activation!r} is not one of {sorted(ACTIVATIONS)}"
-            )
+        for key, name in (
+            ("activation", self.activation),
+            ("last_activation", self.last_activation),
+        ):
+            if name not in ACTIVATIONS and not (key == "last_activation" and name == ""):
+                raise ConfigError(f"trunk.{key}: {name!r} is not one of {sorted(ACTIVATIONS)}")
+        if self.last_activation and self.kind in ("lstm", "gru"):
+            raise ConfigError("trunk.last_activation: recurrent layers have no activation to set")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"trunk.dropout: must be in [0, 1), got {self.dropout}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -214,10 +221,12 @@ def backbone_from_config(
 
     def build_inner(i: int, in_dim: int) -> nn.Module:
         width = cfg.hidden[i]
+        last = i == len(cfg.hidden) - 1 and cfg.last_activation
+        activation = cfg.last_activation if last else cfg.activation
         if cfg.kind == "mlp":
-            return FeedForward(in_dim, width, cfg.activation, cfg.dropout)
+            return FeedForward(in_dim, width, activation, cfg.dropout)
         if cfg.kind == "conv":
-            return TimeConv(in_dim, width, cfg.kernel_size, cfg.activation, cfg.dropout)
+            return TimeConv(in_dim, width, cfg.kernel_size, activation, cfg.dropout)
         return Recurrent(cfg.kind, in_dim, width, cfg.bidirectional, cfg.dropout)
 
     return Backbone(input_dim, out_dims, build_layer, build_stem)

@@ -22,7 +22,7 @@ from mtlshare.models.tying import TiedHead
 from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, observed
 
 KINDS = ("regression", "classification")
-HEADS = ("linear", "crf")
+HEADS = ("linear", "crf", "affine")
 # a task or series name is a folder name in a comparison and a key of the model's modules:
 # letters, digits, "_", "-" and inner spaces; no dots, slashes or leading hyphen
 NAME = re.compile(r"\w(?:[\w -]{0,62}[\w])?")
@@ -57,7 +57,10 @@ class Task:
     value per position) or ``"classification"`` (targets long, -100 = missing, head outputs
     ``out_dim`` logits per position). ``metric`` names a function in ``tasks.metrics``;
     ``labels`` names the classes (needed by span F1, which reads them as IOB1/IOB2/BIOES tags).
-    ``head`` is "linear" or, for class sequences (N, T), "crf".
+    ``head`` is "linear", "affine" (each output is ``(1 + s) * x + b`` of the matching input,
+    ``s`` and ``b`` starting at zero: a per-task calibration of a shared output that stays the
+    shared output where the task has nothing to learn from; needs ``in_dim == out_dim``) or, for
+    class sequences (N, T), "crf".
     """
 
     name: str
@@ -67,6 +70,10 @@ class Task:
     head: str = "linear"
     labels: tuple[str, ...] = ()
     tie_embedding: int = 0  # > 0: classes are the input words; output tied, this wide
+    # a linear head that starts at zero: for targets that are corrections to a base forecast
+    # (``daily_windows``), the untrained model forecasts the base, and a step the task never
+    # observes stays there instead of at a random offset
+    zero_init: bool = False
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -81,6 +88,8 @@ class Task:
             raise ConfigError(f"task {self.name!r}: head {self.head!r} is not one of {HEADS}")
         if self.head == "crf" and self.kind != "classification":
             raise ConfigError(f"task {self.name!r}: a crf head needs a classification task")
+        if self.head == "affine" and self.kind != "regression":
+            raise ConfigError(f"task {self.name!r}: an affine head needs a regression task")
         if self.metric in LABELLED_METRICS and len(self.labels) != self.out_dim:
             raise ConfigError(
                 f"task {self.name!r}: metric {self.metric!r} needs one label per class "
@@ -98,9 +107,21 @@ class Task:
         by a CRF's transition scores when ``head = "crf"``."""
         if self.head == "crf":
             return CRFHead(in_dim, self.out_dim)
+        if self.head == "affine":
+            if in_dim != self.out_dim:
+                raise ConfigError(
+                    f"task {self.name!r}: an affine head reads one input per output, but the "
+                    f"trunk gives {in_dim} features for {self.out_dim} outputs (set the last "
+                    f"width of trunk.hidden to {self.out_dim})"
+                )
+            return AffineHead(in_dim)
         if self.tie_embedding:  # tied to the input embedding once the model is built
             return TiedHead(in_dim, self.out_dim, self.tie_embedding)
-        return nn.Linear(in_dim, self.out_dim)
+        head = nn.Linear(in_dim, self.out_dim)
+        if self.zero_init:
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        return head
 
     def predictions(self, head_out: Tensor) -> Tensor:
         """What the metric compares with the target: values for regression, logits otherwise."""
@@ -147,6 +168,21 @@ class Task:
     def score(self, head_out: Tensor, target: Tensor, head: nn.Module | None = None) -> float:
         """``evaluate(predict(...))`` in one call."""
         return self.evaluate(self.predict(head_out, target, head), target)
+
+
+class AffineHead(nn.Module):
+    """``(1 + scale) * x + shift`` per feature, both starting at zero: (..., d) -> (..., d).
+
+    Written around 1 rather than as a plain scale so that weight decay pulls it towards the
+    shared output, not towards zero, on outputs the task never observes."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(dim))
+        self.shift = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.scale * x + self.shift
 
 
 def _crf(head: nn.Module | None, task: str) -> CRFHead:

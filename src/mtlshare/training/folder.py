@@ -26,6 +26,7 @@ import fcntl
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -216,15 +217,20 @@ class RunFolder(OutputFolder):
             ) from None
 
     # -- the fresh/resume rules ------------------------------------------------------------------
-    def check(self, config_text: str, resume: bool) -> None:
-        """Raise unless a run with this config may start (or resume) here; writes nothing."""
+    def check(
+        self, config_text: str, resume: bool, same: Callable[[str, str], bool] | None = None
+    ) -> None:
+        """Raise unless a run with this config may start (or resume) here; writes nothing.
+        ``same(saved, config_text)`` says whether the saved config is this one (default: the
+        same text; ``mtlshare.config.same_config`` also accepts a config written before keys
+        with defaults were added)."""
         if resume:
             saved = self.config_text()
             if saved is None:
                 raise MtlshareError(
                     f"--resume: {self.file(CONFIG)} does not exist; nothing to resume"
                 )
-            if saved != config_text:
+            if not (same or str.__eq__)(saved, config_text):
                 raise MtlshareError(
                     f"--resume: the config differs from {self.file(CONFIG)}; resume with the "
                     "same config and overrides"
@@ -236,12 +242,14 @@ class RunFolder(OutputFolder):
                 f"{self.path}: holds an earlier run; choose another --out or pass --resume"
             )
 
-    def start(self, config_text: str, resume: bool) -> None:
+    def start(
+        self, config_text: str, resume: bool, same: Callable[[str, str], bool] | None = None
+    ) -> None:
         """Lock the folder, check the rules again (another process may have written since the
         first check) and write the config."""
         self.open()
         try:
-            self.check(config_text, resume)
+            self.check(config_text, resume, same)
         except MtlshareError:
             self.close()
             raise

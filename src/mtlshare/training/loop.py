@@ -3,8 +3,9 @@ interface (forward, regularizer, after_optimizer_step, prepare, analyse) and not
 
 Each epoch draws a task for every step from the task sampler, takes that task's next batch,
 and steps on weighted task loss + regularizer. After each epoch every task is scored on dev;
-the model with the best selection score (dev only) is kept, training stops early after
-``patience`` epochs without improvement, and test is scored once, on the kept model.
+the model with the best selection score (dev only) is kept (or the last one, with
+``train.keep = "last"``), training stops early after ``patience`` epochs without improvement,
+and test is scored once, on the kept model.
 """
 
 from __future__ import annotations
@@ -327,7 +328,7 @@ class Trainer:
                 "selection needs at least one"
             )
         score = self.selection_score(dev)
-        if score > state.best_score:
+        if score > state.best_score or self.cfg.keep == "last":
             state.best_score, state.best_epoch, state.bad = score, epoch, 0
             self.checkpoints.save(BEST, None, {"epoch": epoch, "score": score})
         else:

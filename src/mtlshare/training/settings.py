@@ -12,6 +12,7 @@ from mtlshare.data.samplers import SAMPLERS
 from mtlshare.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam")
+KEEP = ("best", "last")
 SCHEDULES = ("alternate", "joint")
 
 
@@ -32,6 +33,9 @@ class TrainConfig:
     temperature: float = 2.0
     patience: int = 5  # epochs without dev improvement before stopping; 0 = never stop early
     select_on: str = "mean"  # "mean" of signed dev metrics over tasks, or one task's name
+    # the model training hands back: "best" on dev, or the "last" epoch's (dev is still scored,
+    # for the record; for a fixed schedule chosen elsewhere, e.g. on validation origins)
+    keep: str = "best"
     eval_batch_size: int = 512
     device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
     # torch threads of this process; 0 = torch's default (the cores, or OMP_NUM_THREADS)
@@ -78,6 +82,8 @@ class TrainConfig:
                 "train.device: 'cuda' but torch sees no GPU here (this torch build or machine "
                 "has none); use 'cpu', or 'auto' to take a GPU when there is one"
             )
+        if self.keep not in KEEP:
+            raise ConfigError(f"train.keep: {self.keep!r} is not one of {KEEP}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"train.schedule: {self.schedule!r} is not one of {SCHEDULES}")
         if self.sampler not in SAMPLERS:

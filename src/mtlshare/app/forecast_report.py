@@ -1,0 +1,107 @@
+"""What the forecasting study writes: ``forecasts.csv`` and ``forecast.md`` from its results."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+COLUMNS = ("date", "series", "method", "seed", "origin", "forecast", "actual")
+SCARCITY_COLUMNS = ("date", "series", "method", "seed", "origin", "history", "forecast", "actual")
+
+
+def rows_csv(table: list[dict[str, str]], columns: tuple[str, ...] = COLUMNS) -> str:
+    """One row per forecast day, method (and seed) and origin; ``actual`` is empty on days
+    without an observation."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    return out.getvalue()
+
+
+def targets(results: dict[str, Any]) -> dict[str, Any]:
+    """The study's headline comparisons (issue 18): the multi-task model's mean MAE against
+    seasonal naive and AutoETS, and at how many test origins it beats the single-series network
+    (seed-mean MAE). A comparison whose methods did not run is left out."""
+    methods = results["methods"]
+    out: dict[str, Any] = {}
+    if "multitask" not in methods:
+        return out
+    mt = methods["multitask"]
+    for other in ("seasonal_naive", "autoets", "naive", "autoarima", "prophet"):
+        if other in methods:
+            out[f"multitask_vs_{other}"] = {
+                "multitask_mae": mt["mae"],
+                "other_mae": methods[other]["mae"],
+                "met": mt["mae"] < methods[other]["mae"],
+            }
+    if "single" in methods:
+        pairs = zip(mt["per_origin"], methods["single"]["per_origin"], strict=True)
+        wins = sum(a["mae"] < b["mae"] for a, b in pairs)
+        n = len(mt["per_origin"])
+        out["multitask_beats_single"] = {"origins": wins, "of": n, "met": wins > n / 2}
+    return out
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def forecast_markdown(results: dict[str, Any]) -> str:
+    """The summary over test origins, each origin's MAE, the chosen settings, the targets and
+    the scarcity sweep, as Markdown tables."""
+    methods = results["methods"]
+    lines = _table(
+        ["method", "MAE", "RMSE", "sMAPE %", "MASE"],
+        [
+            [n, f"{r['mae']:.1f}", f"{r['rmse']:.1f}", f"{r['smape']:.1f}", f"{r['mase']:.3f}"]
+            for n, r in methods.items()
+        ],
+    )
+    names = list(methods)
+    per_origin = [
+        [origin, *(f"{methods[n]['per_origin'][i]['mae']:.1f}" for n in names)]
+        for i, origin in enumerate(results["origins"])
+    ]
+    lines += ["", "MAE at each test origin:", "", *_table(["origin", *names], per_origin)]
+    chosen = results.get("selection", {}).get("chosen", {})
+    if chosen and len(results["selection"]["candidates"]) > 1:
+        neural = list(next(iter(chosen.values())))
+        rows = [[o, *(chosen[o][m] for m in neural)] for o in results["origins"]]
+        lines += ["", "Settings chosen on the validation origins:", ""]
+        lines += _table(["test origin", *neural], rows)
+    lines += ["", *_target_lines(results.get("targets", {}))]
+    scarcity = results.get("scarcity")
+    if scarcity:
+        lines += ["", f"Mean MAE of {results['target']} against its history length:", ""]
+        head = ["history (days)", *scarcity["methods"]]
+        rows = [
+            [str(h), *(f"{scarcity['methods'][m][str(h)]['mae']:.1f}" for m in scarcity["methods"])]
+            for h in scarcity["histories"]
+        ]
+        lines += _table(head, rows)
+    for name, why in results["skipped"].items():
+        lines.append(f"\n{name} skipped: {why}")
+    return "\n".join(lines) + "\n"
+
+
+def _target_lines(found: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, fact in found.items():
+        mark = "met" if fact["met"] else "missed"
+        if key == "multitask_beats_single":
+            lines.append(
+                f"- multitask beats single at {fact['origins']} of {fact['of']} origins: {mark}"
+            )
+        else:
+            other = key.removeprefix("multitask_vs_")
+            lines.append(
+                f"- multitask mean MAE {fact['multitask_mae']:.1f} vs {other} "
+                f"{fact['other_mae']:.1f}: {mark}"
+            )
+    return lines

@@ -1,0 +1,128 @@
+"""Choosing the neural methods' settings on validation origins, never on the test origins.
+
+Every candidate (a table of config overrides in ``forecast.candidates``) is trained once, with
+the config's seed, at every validation origin, and scored by the MAE of the target over the
+horizon. At a test origin a method takes the candidate with the lowest mean MAE over the latest
+``select_last`` validation origins whose whole horizon ends before that test origin: what a
+forecaster retuning on the data it has at each origin would pick. Ties go to the candidate
+listed first.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtlshare.app.build import build_problem
+from mtlshare.app.forecast_methods import neural_forecasts
+from mtlshare.config import Config
+from mtlshare.data.daily import ForecastView
+from mtlshare.data.datasets import Problem
+from mtlshare.errors import ConfigError
+from mtlshare.evaluation.forecast import mae
+from mtlshare.forecasting.config import ForecastConfig
+
+DEFAULT = "config"  # the name of the only candidate when none is listed
+
+
+class Problems:
+    """Problems built around an origin for a candidate (and a history of the target), each
+    built once: the multi-task and single-series runs of one candidate share theirs."""
+
+    def __init__(self, cfg: Config, base_dir: str | Path | None) -> None:
+        self.cfg = cfg
+        self.base_dir = base_dir
+        self._built: dict[str, Problem] = {}
+
+    def config(self, origin: str, overrides: dict[str, Any], history: int | None = None) -> Config:
+        fc: ForecastConfig = self.cfg.experiments["forecast"]
+        changes: dict[str, Any] = {**overrides, "data.origin": origin}
+        if history is not None:
+            changes["data.history"] = {**self.cfg.data.history, fc.target: history}
+        return self.cfg.replace(**changes)
+
+    def get(self, cfg: Config) -> Problem:
+        key = repr(cfg.data)
+        if key not in self._built:
+            self._built[key] = build_problem(cfg, self.base_dir)
+        return self._built[key]
+
+
+def candidate_configs(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Each candidate's overrides by name, each checked against the config now (a bad key or
+    value is a ``ConfigError`` naming the candidate); ``{"config": {}}`` without candidates."""
+    fc: ForecastConfig = cfg.experiments["forecast"]
+    names = fc.candidate_names()
+    if not names:
+        return {DEFAULT: {}}
+    out = {}
+    for name in names:
+        changes = fc.overrides(name)
+        try:
+            cfg.replace(**changes)
+        except ConfigError as e:
+            raise ConfigError(f"forecast.candidates {name!r}: {e}") from None
+        out[name] = changes
+    return out
+
+
+def validation_scores(
+    cfg: Config,
+    candidates: dict[str, dict[str, Any]],
+    methods: list[str],
+    problems: Problems,
+    report: Callable[[str], None],
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``scores[method][candidate][validation origin]``: the target's MAE, seed ``cfg.seed``.
+    Empty when there is one candidate (nothing to choose)."""
+    fc: ForecastConfig = cfg.experiments["forecast"]
+    if len(candidates) < 2:
+        return {}
+    scores: dict[str, dict[str, dict[str, float]]] = {
+        m: {c: {} for c in candidates} for m in methods
+    }
+    for origin in needed_origins(fc, cfg.data.horizon):
+        for name, changes in candidates.items():
+            at = problems.config(origin, changes)
+            problem = problems.get(at)
+            view: ForecastView = problem.meta["forecast"]
+            for method in methods:
+                run = neural_forecasts(method, at, problem, fc.target, [cfg.seed])
+                scores[method][name][origin] = mae(view.actual(fc.target), run.forecasts[0])
+        report(f"validation origin {origin}: {len(candidates)} candidates scored")
+    return scores
+
+
+def needed_origins(fc: ForecastConfig, horizon: int) -> list[str]:
+    """The validation origins some test origin selects on, oldest first."""
+    needed: set[str] = set()
+    for origin in fc.origins:
+        needed.update(fc.eligible(datetime.date.fromisoformat(origin), horizon))
+    return sorted(needed)
+
+
+def choose(
+    fc: ForecastConfig,
+    horizon: int,
+    candidates: dict[str, dict[str, Any]],
+    scores: dict[str, dict[str, dict[str, float]]],
+    method: str,
+    test_origin: str,
+) -> str:
+    """The candidate ``method`` uses at ``test_origin`` (see the module docstring)."""
+    names = list(candidates)
+    if len(names) == 1:
+        return names[0]
+    eligible = fc.eligible(datetime.date.fromisoformat(test_origin), horizon)
+
+    def mean_mae(name: str) -> float:
+        values = [scores[method][name][v] for v in eligible]
+        values = [v for v in values if not math.isnan(v)]
+        return float(np.mean(values)) if values else math.inf
+
+    return min(names, key=lambda n: (mean_mae(n), names.index(n)))

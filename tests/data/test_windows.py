@@ -1,0 +1,235 @@
+"""Forecast windows: the maths against hand-computed values, and the ``daily_windows`` source
+(what a window reads, what it may not, masking, and one-line errors for bad input)."""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mtlshare.config import from_dict
+from mtlshare.data.daily_windows import windows_problem
+from mtlshare.data.windows import (
+    encode_context,
+    encode_target,
+    series_windows,
+    window_scale,
+)
+from mtlshare.errors import ConfigError, DataError
+
+START = datetime.date(2011, 1, 3)  # a Monday
+
+
+# -- the maths ------------------------------------------------------------------------------------
+def test_base_is_the_weekday_mean_of_the_last_weeks_in_log_space():
+    context = np.arange(1.0, 15.0)  # 14 days: 1..14
+    scale = window_scale(context, horizon=9, log=True, profile_weeks=2)
+    u = np.log1p(context)
+    assert scale.level == pytest.approx(u.mean())
+    # step h has the weekday of context positions 7 + h % 7 and h % 7
+    for h in range(9):
+        assert scale.base[h] == pytest.approx((u[7 + h % 7] + u[h % 7]) / 2)
+    # an all-zero output forecasts the base: the geometric mean of the two weeks' values
+    assert scale.decode(np.zeros(9))[0] == pytest.approx(math.sqrt(2 * 9) - 1)
+
+
+def test_level_only_base_and_division_by_the_mean_level():
+    context = np.array([2.0, 4.0, np.nan, 6.0])
+    scale = window_scale(context, horizon=3, log=False, profile_weeks=0)
+    assert scale.divisor == pytest.approx(4.0)
+    assert scale.level == pytest.approx(1.0)
+    np.testing.assert_allclose(scale.base, [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(scale.decode(np.array([0.0, 0.5, -1.0])), [4.0, 6.0, 0.0])
+
+
+def test_a_missing_weekday_in_the_profile_falls_back_to_the_level():
+    context = np.ones(14)
+    context[13] = np.nan  # weekday 6 of the last week
+    context[6] = np.nan  # and of the week before
+    scale = window_scale(context, horizon=7, log=False, profile_weeks=2)
+    assert scale.base[6] == scale.level == pytest.approx(1.0)
+
+
+def test_missing_context_days_are_zero_with_a_zero_mask():
+    context = np.array([1.0, np.nan, 3.0])
+    scale = window_scale(context, horizon=2, log=False, profile_weeks=0)
+    x = encode_context(context, scale)
+    np.testing.assert_allclose(x, [0.5 - 1.0, 0.0, 1.5 - 1.0, 1.0, 0.0, 1.0])
+
+
+def test_targets_keep_nan_and_round_trip_through_decode():
+    context = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0])
+    scale = window_scale(context, horizon=4, log=True, profile_weeks=1)
+    future = np.array([15.0, np.nan, 35.0, 0.0])
+    z = encode_target(future, scale)
+    assert np.isnan(z[1]) and np.isnan(z).sum() == 1
+    decoded = scale.decode(np.nan_to_num(z))
+    np.testing.assert_allclose(decoded[[0, 2, 3]], future[[0, 2, 3]], rtol=1e-12, atol=1e-9)
+
+
+def test_series_windows_never_read_a_target_at_or_after_the_cut():
+    values = np.arange(40, dtype=np.float64)
+    w = series_windows(values, range(5, 30), 5, 10, 25, log=False, profile_weeks=0)
+    assert w.starts == list(range(5, 25))  # a window starting at the cut has nothing to learn
+    for t, y, scale in zip(w.starts, w.y, w.scales, strict=True):
+        seen = ~np.isnan(y)
+        assert seen.sum() == min(10, 25 - t)
+        np.testing.assert_allclose(scale.decode(np.nan_to_num(y))[seen], values[t : t + 10][seen])
+
+
+def test_all_missing_context_is_an_error_of_the_scale():
+    with pytest.raises(ValueError, match="no observed day"):
+        window_scale(np.full(5, np.nan), 3, True, 0)
+
+
+# -- the data source ------------------------------------------------------------------------------
+def csv_text(days: int = 400, gaps: dict[str, list[int]] | None = None, temp_gap: int = -1) -> str:
+    """Two series with a yearly and a weekly pattern; ``gaps[name]`` lists missing days."""
+    rng = np.random.default_rng(0)
+    lines = ["date,holiday,temp,big,small"]
+    for t in range(days):
+        day = START + datetime.timedelta(days=t)
+        season = math.sin(2 * math.pi * t / 365.25)
+        cells = []
+        for name, level in (("big", 8.0), ("small", 5.0)):
+            v = math.exp(level + 0.5 * season + 0.2 * (day.weekday() >= 5) + rng.normal(0, 0.05))
+            cells.append("" if t in (gaps or {}).get(name, []) else f"{v:.3f}")
+        temp = "" if t == temp_gap else f"{20 + 10 * season:.2f}"
+        lines.append(f"{day.isoformat()},{int(t % 50 == 0)},{temp},{','.join(cells)}")
+    return "\n".join(lines) + "\n"
+
+
+def make_cfg(path, **data):
+    raw = {
+        "data": {
+            "source": "daily_windows",
+            "path": str(path),
+            "layout": "wide",
+            "series": ["big", "small"],
+            "holiday_column": "holiday",
+            "origin": (START + datetime.timedelta(days=300)).isoformat(),
+            "horizon": 30,
+            "dev_days": 7,
+            "context": 14,
+            "history": {"small": 60},
+            **data,
+        },
+        "trunk": {"hidden": [8]},
+    }
+    return from_dict(raw)
+
+
+def build(tmp_path, text=None, **data):
+    path = tmp_path / "series.csv"
+    path.write_text(text if text is not None else csv_text())
+    return windows_problem(make_cfg(path, **data).data)
+
+
+def test_shapes_history_and_the_test_window(tmp_path):
+    problem = build(tmp_path)
+    big, small = problem.tasks
+    width = 2 * 14 + 7 + 6 + (14 + 30)  # values + mask, calendar, holiday flags around the window
+    assert problem.input_dim == width
+    assert small.task.out_dim == 30 and small.task.zero_init
+    # small keeps 60 days: windows start from day 300 - 60 + 14 up to the 7 dev days
+    assert len(small.train) == 60 - 14 - 7 and len(small.dev) == 7 and len(small.test) == 1
+    assert len(big.train) == 300 - 14 - 7
+    view = problem.meta["forecast"]
+    dates, seen = view.seen("small")
+    assert len(dates) == 60 and not np.isnan(seen).any()
+    assert dates[-1] == START + datetime.timedelta(days=299)
+    # decoding a zero output gives the base: positive values on the series' scale
+    forecast = view.decoders["small"](np.zeros((1, 30)))
+    assert forecast.shape == (30,) and (forecast > 0).all()
+
+
+def test_values_outside_the_history_never_reach_inputs_or_targets(tmp_path):
+    """small's values before its 60 days can be anything: the problem is the same."""
+    text = csv_text()
+    lines = text.splitlines()
+    changed = list(lines)
+    for i in range(1, 200):  # days 0..198, long before day 300 - 60
+        cells = changed[i].split(",")
+        cells[-1] = "123456789" if i % 2 else ""
+        changed[i] = ",".join(cells)
+    a = build(tmp_path, text)
+    (tmp_path / "b").mkdir()
+    b = build(tmp_path / "b", "\n".join(changed) + "\n")
+    for ta, tb in zip(a.tasks, b.tasks, strict=True):
+        for split in ("train", "dev", "test"):
+            sa, sb = getattr(ta, split), getattr(tb, split)
+            assert torch.equal(sa.x, sb.x)
+            assert torch.equal(torch.nan_to_num(sa.y, nan=-7.0), torch.nan_to_num(sb.y, nan=-7.0))
+
+
+def test_a_missing_day_is_masked_in_inputs_and_targets(tmp_path):
+    gap = 280  # inside small's history, 20 days before the origin
+    problem = build(tmp_path, csv_text(gaps={"small": [gap]}))
+    small = problem.tasks[1]
+    first = 300 - 60 + 14  # the day the first training window starts
+    # the window starting the day after the gap reads it last in its context: value and mask 0
+    row = gap + 1 - first
+    assert small.train.x[row, 13] == 0 and small.train.x[row, 14 + 13] == 0
+    assert small.train.x[row, 14 + 12] == 1
+    # the window starting at the gap has its first target missing
+    assert torch.isnan(small.train.y[gap - first, 0])
+    assert not torch.isnan(small.train.y[gap - first - 1, 0])
+
+
+def test_covariate_columns_span_context_and_horizon(tmp_path):
+    problem = build(tmp_path, exogenous=["temp"])
+    assert problem.input_dim == 2 * 14 + 13 + 2 * (14 + 30)
+    names = problem.meta["feature_names"]
+    assert names[-1] == "temp_+29" and "holiday_-14" in names
+
+
+def test_horizon_zero_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="horizon"):
+        build(tmp_path, horizon=0)
+
+
+def test_a_context_longer_than_the_history_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"data.context: 90 days is longer than the 60 days"):
+        build(tmp_path, context=90)
+
+
+def without_day(t: int) -> str:
+    """The file without the row of day ``t``: every column is missing that day."""
+    lines = csv_text().splitlines()
+    return "\n".join(lines[: t + 1] + lines[t + 2 :]) + "\n"
+
+
+def test_a_covariate_missing_in_the_forecast_period_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match=r"covariate 'temp' has no value for 2011-11-13, in the"):
+        build(tmp_path, without_day(314), exogenous=["temp"])
+    # without the covariate the missing day is only a masked target
+    problem = build(tmp_path, without_day(314))
+    assert torch.isnan(problem.tasks[0].test.y[0, 14])
+
+
+def test_an_empty_covariate_cell_is_a_data_error_naming_the_line(tmp_path):
+    with pytest.raises(DataError, match=r"series.csv:316: column 'temp' is empty"):
+        build(tmp_path, csv_text(temp_gap=314), exogenous=["temp"])
+
+
+def test_a_covariate_missing_in_the_history_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match=r"has no value for 2011-09-09 \(the day is missing"):
+        build(tmp_path, without_day(249), exogenous=["temp"])
+
+
+def test_too_little_history_for_a_training_window_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="no training window"):
+        build(tmp_path, history={"small": 20})
+
+
+def test_no_value_before_the_origin_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="no observed value"):
+        build(tmp_path, csv_text(gaps={"small": list(range(286, 300))}))
+
+
+def test_profile_weeks_must_fit_the_context(tmp_path):
+    with pytest.raises(ConfigError, match="profile_weeks"):
+        build(tmp_path, profile_weeks=3)

@@ -1,0 +1,227 @@
+"""The forecasting study over context windows: settings chosen on validation origins only,
+errors recomputable from forecasts.csv, MASE, the headline comparisons, the scarcity sweep,
+and one-line errors (exit 2, nothing written) for bad input."""
+
+from __future__ import annotations
+
+import csv as csv_module
+import datetime
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtlshare.app.experiments import runner
+from mtlshare.app.forecast_select import choose
+from mtlshare.cli import main
+from mtlshare.config import load_config
+from mtlshare.evaluation.forecast import mase_scale
+from mtlshare.forecasting.config import ForecastConfig
+
+START = datetime.date(2010, 1, 4)
+
+
+def series_csv(path: Path, days: int = 600, drop: int = -1) -> Path:
+    """Wide file: a long series and a short one sharing a yearly season, a weekly pattern each,
+    a holiday flag and a temperature; ``drop`` removes one day's row."""
+    rng = np.random.default_rng(1)
+    rows = ["date,holiday,temp,long,short"]
+    for t in range(days):
+        if t == drop:
+            continue
+        day = START + datetime.timedelta(days=t)
+        season = math.sin(2 * math.pi * (t - 80) / 365.25)
+        weekend = day.weekday() >= 5
+        long = math.exp(7.0 + 0.6 * season - 0.2 * weekend + rng.normal(0, 0.08))
+        short = math.exp(5.0 + 1.0 * season + 0.4 * weekend + rng.normal(0, 0.1))
+        rows.append(f"{day},{int(t % 60 == 0)},{15 + 10 * season:.2f},{long:.2f},{short:.2f}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def study_text(csv: Path, **forecast: str) -> str:
+    extra = "\n".join(f"{k} = {v}" for k, v in forecast.items())
+    return f"""
+experiment = "forecast"
+mechanism = "hard"
+seed = 0
+[data]
+source = "daily_windows"
+path = "{csv}"
+layout = "wide"
+series = ["long", "short"]
+holiday_column = "holiday"
+origin = "2011-06-01"
+horizon = 28
+dev_days = 7
+history = {{ short = 60 }}
+context = 14
+[trunk]
+hidden = [16]
+[train]
+epochs = 3
+batch_size = 64
+lr = 0.003
+keep = "last"
+select_on = "short"
+threads = 1
+[forecast]
+target = "short"
+origins = ["2011-06-01", "2011-07-01"]
+methods = ["multitask", "single", "seasonal_naive", "naive"]
+seeds = [0, 1]
+{extra}
+"""
+
+
+def run_study(tmp_path: Path, text: str, *overrides: str) -> dict:
+    (tmp_path / "f.toml").write_text(text)
+    cfg = load_config(tmp_path / "f.toml", list(overrides))
+    return runner("forecast")(cfg, tmp_path / "out", progress=False)
+
+
+def test_eligible_validation_origins_end_before_the_test_origin():
+    fc = ForecastConfig(
+        target="s",
+        origins=["2012-04-01"],
+        validation_origins=["2011-12-01", "2012-01-01", "2012-01-03", "2012-02-01", "2011-11-01"],
+        select_last=2,
+    )
+    # 2012-01-03 + 90 days = 2012-04-02: its horizon reaches the test origin, so it is out
+    assert fc.eligible(datetime.date(2012, 4, 1), 90) == ["2011-12-01", "2012-01-01"]
+    fc.select_last = 0
+    assert fc.eligible(datetime.date(2012, 4, 1), 90) == ["2011-11-01", "2011-12-01", "2012-01-01"]
+
+
+def test_choose_never_reads_a_validation_origin_after_the_test_origin():
+    fc = ForecastConfig(target="s", origins=["2012-03-01"], validation_origins=[], select_last=0)
+    fc.validation_origins = ["2012-01-01", "2012-02-01", "2012-02-20"]
+    candidates = {"a": {}, "b": {}}
+    scores = {
+        "multitask": {
+            "a": {"2012-01-01": 10.0, "2012-02-01": 10.0, "2012-02-20": 100.0},
+            "b": {"2012-01-01": 11.0, "2012-02-01": 11.0, "2012-02-20": 1.0},
+        }
+    }
+    # with a 20-day horizon, 2012-02-20's ends on 2012-03-10: after the test origin, unread
+    assert choose(fc, 20, candidates, scores, "multitask", "2012-03-01") == "a"
+    assert choose(fc, 20, candidates, scores, "multitask", "2012-03-20") == "b"
+    # a tie goes to the candidate listed first
+    scores["multitask"]["b"] = dict(scores["multitask"]["a"])
+    assert choose(fc, 20, candidates, scores, "multitask", "2012-03-01") == "a"
+
+
+def test_study_with_candidates_chooses_on_validation_origins(tmp_path):
+    csv = series_csv(tmp_path / "s.csv")
+    text = study_text(
+        csv,
+        validation_origins='["2011-03-01", "2011-04-01", "2011-05-01"]',
+        select_last="2",
+        candidates='[{name = "short", "train.epochs" = 1}, {name = "long"}]',
+    )
+    res = run_study(tmp_path, text)
+    sel = res["selection"]
+    # 2011-05-01 + 28 days ends before 2011-06-01: the first test origin reads 04-01 and 05-01
+    for method, by_candidate in sel["validation_mae"].items():
+        assert set(by_candidate) == {"short", "long"}
+        assert set(by_candidate["long"]) == {"2011-04-01", "2011-05-01"}
+        for origin in res["origins"]:
+            means = {c: np.mean(list(v.values())) for c, v in by_candidate.items()}
+            assert sel["chosen"][origin][method] == min(means, key=means.get)
+            row = next(r for r in res["methods"][method]["per_origin"] if r["origin"] == origin)
+            assert row["candidate"] == sel["chosen"][origin][method]
+            assert len(row["seeds"]) == 2 and len(row["runs"]) == 2
+    table = (tmp_path / "out" / "forecast.md").read_text()
+    assert "Settings chosen on the validation origins" in table
+
+
+def test_errors_recompute_from_forecasts_csv_and_mase_from_the_history(tmp_path):
+    csv = series_csv(tmp_path / "s.csv")
+    res = run_study(tmp_path, study_text(csv))
+    with (tmp_path / "out" / "forecasts.csv").open() as f:
+        table = list(csv_module.DictReader(f))
+    assert list(table[0]) == ["date", "series", "method", "seed", "origin", "forecast", "actual"]
+    values = {r[0]: float(r[4]) for r in csv_module.reader(csv.read_text().splitlines()[1:])}
+    for method in ("multitask", "single", "seasonal_naive", "naive"):
+        for row in res["methods"][method]["per_origin"]:
+            days = [r for r in table if r["method"] == method and r["origin"] == row["origin"]]
+            seeds = sorted({r["seed"] for r in days})
+            assert seeds == (["0", "1"] if method in ("multitask", "single") else [""])
+            maes = []
+            for seed in seeds:
+                errors = [
+                    abs(float(r["forecast"]) - float(r["actual"]))
+                    for r in days
+                    if r["seed"] == seed
+                ]
+                assert len(errors) == 28
+                maes.append(sum(errors) / len(errors))
+            assert np.mean(maes) == pytest.approx(row["mae"], rel=1e-9)
+            origin = datetime.date.fromisoformat(row["origin"])
+            history = [values[str(origin - datetime.timedelta(days=d))] for d in range(60, 0, -1)]
+            assert row["mase"] == pytest.approx(row["mae"] / mase_scale(np.array(history), 7))
+    found = res["targets"]
+    assert found["multitask_beats_single"]["of"] == 2
+    assert found["multitask_vs_seasonal_naive"]["met"] == (
+        res["methods"]["multitask"]["mae"] < res["methods"]["seasonal_naive"]["mae"]
+    )
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["seconds"]["total"] > 0 and saved["methods"]["naive"]["per_origin"]
+
+
+def test_scarcity_sweep_writes_its_table_plot_and_forecasts(tmp_path):
+    csv = series_csv(tmp_path / "s.csv")
+    text = study_text(
+        csv, histories="[30, 90]", scarcity_methods='["multitask", "single", "seasonal_naive"]'
+    )
+    res = run_study(tmp_path, text, "forecast.seeds=[0]", 'forecast.methods=["seasonal_naive"]')
+    sweep = res["scarcity"]
+    assert sweep["histories"] == [30, 90]
+    assert set(sweep["methods"]) == {"multitask", "single", "seasonal_naive"}
+    for by_days in sweep["methods"].values():
+        assert set(by_days) == {"30", "90"} and len(by_days["30"]["per_origin"]) == 2
+    # seasonal naive reads the last week only: the same at every history length
+    snaive = sweep["methods"]["seasonal_naive"]
+    assert snaive["30"]["mae"] == pytest.approx(snaive["90"]["mae"])
+    assert snaive["90"]["mae"] == pytest.approx(res["methods"]["seasonal_naive"]["mae"])
+    out = tmp_path / "out"
+    assert (out / "scarcity.png").read_bytes()[:4] == b"\x89PNG"
+    with (out / "scarcity.csv").open() as f:
+        rows = list(csv_module.DictReader(f))
+    assert {r["history"] for r in rows} == {"30", "90"}
+    assert "against its history length" in (out / "forecast.md").read_text()
+
+
+def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
+    (tmp_path / "f.toml").write_text(text)
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "f.toml"), *overrides, "--out", str(out), "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mtlshare: error:"), lines
+    assert not out.exists()  # checked before --out is made
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["data.context=90"], "data.context: 90 days is longer than the 60 days of history"),
+        (["data.horizon=0"], "data.horizon and data.dev_days must be >= 1"),
+        (['data.exogenous=["temp"]'], "covariate 'temp' has no value for 2011-06-10, in the"),
+        (
+            ['forecast.candidates=[{"data.origin" = "2011-01-01"}]'],
+            "'data.origin' would change what is forecast",
+        ),
+        (
+            ['forecast.candidates=[{name = "a"}, {name = "b"}]'],
+            "needs forecast.validation_origins",
+        ),
+        (['forecast.candidates=[{"trunk.hidden" = [0]}]'], "trunk.hidden"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, overrides, expected):
+    # day 522 (2011-06-10) is missing from the file: inside the first origin's horizon
+    csv = series_csv(tmp_path / "s.csv", drop=522)
+    assert expected in cli_error(tmp_path, capsys, study_text(csv), *overrides)
