@@ -223,6 +223,24 @@ def _per_day_decoder(scale: Scale) -> Callable[[np.ndarray], np.ndarray]:
     return decode
 
 
+def read_configured_csv(cfg: DailyConfig, base_dir: str | None) -> DailyFrame:
+    """The CSV ``cfg`` names (a relative path from ``base_dir``), its series and the holiday
+    and covariate columns it uses."""
+    path = Path(cfg.path)
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    return read_daily_csv(
+        path,
+        layout=cfg.layout,
+        date_column=cfg.date_column,
+        series=cfg.series or None,
+        series_column=cfg.series_column,
+        value_column=cfg.value_column,
+        extra_columns=[c for c in [cfg.holiday_column, *cfg.exogenous] if c],
+        date_format=cfg.date_format,
+    )
+
+
 @DATA_SOURCES.register(
     "daily_csv",
     config=DailyConfig,
@@ -234,20 +252,7 @@ def daily_problem(cfg: DailyConfig, base_dir: str | None = None) -> Problem:
     cfg.validate()
     if cfg.fourier_terms < 0:
         raise ConfigError(f"data.fourier_terms: must be >= 0, got {cfg.fourier_terms}")
-    path = Path(cfg.path)
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    extra = [c for c in [cfg.holiday_column, *cfg.exogenous] if c]
-    frame = read_daily_csv(
-        path,
-        layout=cfg.layout,
-        date_column=cfg.date_column,
-        series=cfg.series or None,
-        series_column=cfg.series_column,
-        value_column=cfg.value_column,
-        extra_columns=extra,
-        date_format=cfg.date_format,
-    )
+    frame = read_configured_csv(cfg, base_dir)
     win = window(frame, cfg)
     x_all, names = features(frame, cfg, win)
     x = torch.from_numpy(np.ascontiguousarray(x_all, dtype=np.float32))

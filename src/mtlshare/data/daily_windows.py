@@ -21,15 +21,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mtlshare.data.daily import DailyConfig, ForecastView, Window, observed_history, window
+from mtlshare.data.daily import (
+    DailyConfig,
+    ForecastView,
+    Window,
+    observed_history,
+    read_configured_csv,
+    window,
+)
 from mtlshare.data.datasets import Problem, Split, TaskData
-from mtlshare.data.timeseries import DailyFrame, calendar_features, read_daily_csv
+from mtlshare.data.timeseries import DailyFrame, calendar_features
 from mtlshare.data.windows import Windows, WindowScale, series_windows
 from mtlshare.errors import ConfigError, DataError
 from mtlshare.registry import DATA_SOURCES
@@ -195,19 +201,7 @@ def windows_problem(cfg: WindowsConfig, base_dir: str | None = None) -> Problem:
     """One task per series around ``cfg.origin`` (see the module docstring); ``meta`` carries a
     ``ForecastView`` under ``"forecast"`` and the feature names."""
     cfg.validate()
-    path = Path(cfg.path)
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    frame = read_daily_csv(
-        path,
-        layout=cfg.layout,
-        date_column=cfg.date_column,
-        series=cfg.series or None,
-        series_column=cfg.series_column,
-        value_column=cfg.value_column,
-        extra_columns=[c for c in [cfg.holiday_column, *cfg.exogenous] if c],
-        date_format=cfg.date_format,
-    )
+    frame = read_configured_csv(cfg, base_dir)
     win = window(frame, cfg)
     if win.origin - cfg.context < 0:
         raise DataError(
