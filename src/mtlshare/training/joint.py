@@ -21,21 +21,44 @@ update.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mtlshare.data.datasets import BatchStream
+from mtlshare.data.datasets import BatchStream, TaskData
 from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.training.aggregators import make_aggregator
-from mtlshare.training.distributed import from_rank0
-from mtlshare.training.objective import REGULARIZER
+from mtlshare.training.distributed import Dist, from_rank0
+from mtlshare.training.objective import REGULARIZER, LossWeighting
+from mtlshare.training.settings import TrainConfig
 
-if TYPE_CHECKING:
-    from mtlshare.training.loop import Trainer
+
+class Trainer(Protocol):
+    """What joint steps reach of the training loop (``loop.Trainer``)."""
+
+    model: SharingModel
+    data: dict[str, TaskData]
+    cfg: TrainConfig
+    weighting: LossWeighting
+    dist: Dist
+    device: torch.device
+    global_step: int
+    last_counts: dict[str, int]
+    tokens_seen: int
+    names: list[str]
+    objective: nn.Module
+    objective_regularized: bool
+
+    def parameters(self) -> list[nn.Parameter]: ...
+
+    def _generator(self, *parts: int) -> torch.Generator: ...
+
+    def _place(self) -> tuple[int, int]: ...
+
 
 Batches = dict[str, tuple[Tensor, Tensor]]
 
