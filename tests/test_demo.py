@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
+import mtlshare.app.demo
+import mtlshare.sharing  # registers the mechanisms
+from mtlshare.app.jobs import available_cores
 from mtlshare.cli import main
 from mtlshare.registry import MECHANISMS
 
@@ -14,7 +16,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_demo_writes_plot_and_both_comparisons(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "train.epochs=2", "data.n_dev=50", "data.n_test=50"]
-    assert main([*argv, "--quiet"]) == 0
+    assert main([*argv, "--quiet", "--jobs", "1"]) == 0
     png = out / "demo.png"
     assert png.read_bytes()[:8] == PNG_MAGIC
     assert png.stat().st_size > 1000
@@ -44,3 +46,17 @@ def test_demo_writes_plot_and_both_comparisons(tmp_path, capsys):
         assert set(summary["existing_tasks"]) == {"t1", "t2"}
         assert f"| t3 added to the {mechanism}-sharing t1+t2 model |" in printed
     assert (out / "add-task" / "alone" / "results.json").is_file()
+
+
+def test_demo_runs_one_worker_per_core_unless_told(tmp_path, monkeypatch):
+    seen: list[int] = []
+    monkeypatch.setattr(mtlshare.app.demo, "run_demo", lambda *a, **k: seen.append(k["jobs"]))
+    assert main(["demo", "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "b"), "--quiet", "--jobs", "1"]) == 0
+    assert seen == [available_cores(), 1]
+
+
+def test_demo_refuses_jobs_below_one_before_making_out(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--jobs", "-1"]) != 0
+    assert "--jobs" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -86,6 +86,13 @@ def _training_commands(sub: Any) -> None:
     d = sub.add_parser("demo", help="the main job: every mechanism on synthetic tasks")
     d.add_argument("--out", default="mtlshare-demo", help="output directory")
     d.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    d.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="train the runs in N worker processes with one core's share each (default 0: "
+        "one worker per available core; 1: one after another in this process)",
+    )
     d.add_argument("overrides", nargs="*", metavar="key=value")
     d.add_argument("--quiet", action="store_true")
 
@@ -221,9 +228,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _evaluate(args)
     if args.command == "demo":
         from mtlshare.app.demo import run_demo
+        from mtlshare.app.jobs import available_cores
 
         run_demo(
-            args.out, progress=not args.quiet, overrides=args.overrides, seeds=_seeds(args.seeds)
+            args.out,
+            progress=not args.quiet,
+            overrides=args.overrides,
+            seeds=_seeds(args.seeds),
+            jobs=args.jobs or available_cores(),
         )
         return 0
     from mtlshare.config import load_config

@@ -15,6 +15,7 @@ from mtlshare.app.add_task import add_task
 from mtlshare.app.compare import compare, comparison_markdown
 from mtlshare.app.run import run
 from mtlshare.config import SINGLE, load_config
+from mtlshare.errors import MtlshareError
 from mtlshare.evaluation.plots import plot_comparisons
 from mtlshare.registry import MECHANISMS
 from mtlshare.training.folder import OutputFolder
@@ -29,24 +30,29 @@ def run_demo(
     progress: bool = True,
     overrides: list[str] | None = None,
     seeds: list[int] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Compare single and every mechanism at each relatedness, each over ``seeds`` (default
-    0, 1, 2); print the tables and save ``demo.png``."""
+    0, 1, 2); print the tables and save ``demo.png``. With ``jobs`` > 1 the comparisons' runs
+    go to that many worker processes with the cores divided between them (the tables are the
+    same as those of one process with as many torch threads as a worker has)."""
     load_config(DEMO_CONFIG, overrides or [])  # bad overrides fail before --out is made
+    if jobs < 1:
+        raise MtlshareError(f"--jobs must be at least 1, got {jobs}")
     with OutputFolder(out_dir) as folder:
         folder.open()
-        return _demo(folder.path, progress, overrides, seeds or SEEDS)
+        return _demo(folder.path, progress, overrides, seeds or SEEDS, jobs)
 
 
 def _demo(
-    out: Path, progress: bool, overrides: list[str] | None, seeds: list[int]
+    out: Path, progress: bool, overrides: list[str] | None, seeds: list[int], jobs: int
 ) -> dict[str, Any]:
     comparisons: dict[str, dict[str, Any]] = {}
     for (label, p), sub in zip(SETTINGS.items(), ("high", "low"), strict=True):
         cfg = load_config(DEMO_CONFIG, [*(overrides or []), f"data.relatedness={p}"])
         mechanisms = [SINGLE, *MECHANISMS.names(), *cfg.compare.variants]
         comparisons[label] = compare(
-            cfg, mechanisms, out / sub, seeds=seeds, progress=progress, title=label
+            cfg, mechanisms, out / sub, seeds=seeds, progress=progress, title=label, jobs=jobs
         )
         print(comparison_markdown(comparisons[label], label), flush=True)
         print(flush=True)
