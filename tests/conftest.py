@@ -5,10 +5,20 @@ do."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each pytest-xdist worker (CI runs one per core) keeps to one torch thread, and so do the
+    # processes its tests start: two workers with torch's default threads each would fight over
+    # both cores and run several times slower (../shared/FACTS.md).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {".pytest_cache", ".hypothesis", ".ruff_cache", ".mypy_cache", ".venv"}

@@ -21,6 +21,8 @@ DATA = ROOT.parent / "shared" / "data"
 RECIPE = ROOT / "recipes" / "exp3" / "quick.toml"
 
 pytestmark = [
+    # about a minute; tests/data/test_corpora.py covers the per-task corpora on small files
+    pytest.mark.slow,
     pytest.mark.skipif(
         not all(
             (DATA / d / "train.txt").is_file() for d in ("ptb_sample", "conll2000", "conll2003")

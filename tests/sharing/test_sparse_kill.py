@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +48,9 @@ def candidates(out: Path) -> int:
     return 0
 
 
+# 1.5 minutes of a long search; tests/sharing/test_sparse.py cuts the search at every point
+# in memory, and tests/training/test_reliability.py kills real training processes
+@pytest.mark.slow
 def test_sigkill_during_the_search_then_resume_gives_the_same_masks(tmp_path):
     full = tmp_path / "full"
     subprocess.run(cli(full), check=True, capture_output=True, timeout=300)

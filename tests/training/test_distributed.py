@@ -91,9 +91,19 @@ def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: fl
             assert torch.equal(a[k], b[k]), k
 
 
+# the gated mechanisms take the same distributed path as hard sharing (their own layers are
+# covered by the contract tests): each costs about 45 s of two processes, so they run as slow
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     "mechanism",
-    [[], SPARSE, ["mechanism=mmoe"], ["mechanism=ple"]],
+    [
+        [],
+        SPARSE,
+        pytest.param(["mechanism=mmoe"], marks=SLOW),
+        pytest.param(["mechanism=ple"], marks=SLOW),
+    ],
     ids=["hard", "sparse", "mmoe", "ple"],
 )
 def test_two_processes_with_batch_b_equal_one_with_batch_2b(tmp_path, mechanism):
