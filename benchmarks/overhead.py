@@ -42,30 +42,15 @@ from mtlshare.training.objective import LossWeighting, WeightingConfig
 from mtlshare.training.settings import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sparse_step import CONLL, DEFAULTS, TAGGER_TASKS, Batch, build
+from sparse_step import TAGGER_TASKS, Batch, build, parse_three_tasks, three_task_parser
 
 LR, MOMENTUM, TOLERANCE = 1e-3, 0.9, 1e-6
 
 
 def parse() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--json", help="also write the measurements to this JSON file")
-    ap.add_argument("--trunk", choices=["tagger", "mlp"], default="tagger")
-    ap.add_argument("--conll", default=str(CONLL), help="CoNLL-2003 training file (tagger)")
-    ap.add_argument("--hidden", type=int, help="default: 200 (tagger), 512 (mlp)")
-    ap.add_argument("--layers", type=int, help="default: 1 (tagger), 3 (mlp)")
-    ap.add_argument("--input", type=int, help="input width (mlp), default 256")
-    ap.add_argument("--batch", type=int, help="default: 10 (tagger), 64 (mlp)")
-    ap.add_argument("--steps", type=int, default=30, help="steps per timed block")
-    ap.add_argument("--blocks", type=int, default=25, help="timed blocks per loop")
+    ap = three_task_parser(__doc__.split("\n")[0], steps=30, blocks=25, what="loop")
     ap.add_argument("--check-steps", type=int, default=5, help="steps of the same-result check")
-    args = ap.parse_args()
-    for key, (for_tagger, for_mlp) in DEFAULTS.items():
-        if getattr(args, key) is None:
-            setattr(args, key, for_mlp if args.trunk == "mlp" else for_tagger)
-    args.tasks = 3  # what sparse_step.build needs besides
-    args.length = 15
-    return args
+    return parse_three_tasks(ap)
 
 
 def plain_loss(task: Task, out: Tensor, y: Tensor) -> Tensor:

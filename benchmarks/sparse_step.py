@@ -47,6 +47,37 @@ CONLL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2
 TAGGER_TASKS = ("pos", "chunk", "ner")
 
 
+def three_task_parser(
+    description: str, steps: int, blocks: int, what: str
+) -> argparse.ArgumentParser:
+    """The arguments of the benchmarks that time steps on ``build``'s three tagger (or MLP)
+    tasks: the trunk and its sizes, the timed blocks and their steps; parse with
+    ``parse_three_tasks``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--json", help="also write the measurements to this JSON file")
+    ap.add_argument("--trunk", choices=["tagger", "mlp"], default="tagger")
+    ap.add_argument("--conll", default=str(CONLL), help="CoNLL-2003 training file (tagger)")
+    ap.add_argument("--hidden", type=int, help="default: 200 (tagger), 512 (mlp)")
+    ap.add_argument("--layers", type=int, help="default: 1 (tagger), 3 (mlp)")
+    ap.add_argument("--input", type=int, help="input width (mlp), default 256")
+    ap.add_argument("--batch", type=int, help="default: 10 (tagger), 64 (mlp)")
+    ap.add_argument("--steps", type=int, default=steps, help="steps per timed block")
+    ap.add_argument("--blocks", type=int, default=blocks, help=f"timed blocks per {what}")
+    return ap
+
+
+def parse_three_tasks(ap: argparse.ArgumentParser) -> argparse.Namespace:
+    """``ap``'s arguments with the trunk's defaults filled in, and what ``build`` needs besides
+    (three tasks, sentences of 15 tokens)."""
+    args = ap.parse_args()
+    for key, (for_tagger, for_mlp) in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, for_mlp if args.trunk == "mlp" else for_tagger)
+    args.tasks = 3
+    args.length = 15
+    return args
+
+
 def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", help="also write the measurements to this JSON file")
