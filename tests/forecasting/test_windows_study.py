@@ -17,6 +17,7 @@ from mtlshare.app.experiments import runner
 from mtlshare.app.forecast_select import choose
 from mtlshare.cli import main
 from mtlshare.config import load_config
+from mtlshare.errors import ConfigError
 from mtlshare.evaluation.forecast import mase_scale
 from mtlshare.forecasting.config import ForecastConfig
 
@@ -225,3 +226,36 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, overrides, expected):
     # day 522 (2011-06-10) is missing from the file: inside the first origin's horizon
     csv = series_csv(tmp_path / "s.csv", drop=522)
     assert expected in cli_error(tmp_path, capsys, study_text(csv), *overrides)
+
+
+def test_worker_processes_give_the_forecasts_of_one_process(tmp_path):
+    """Validation, test origins and the scarcity sweep trained in two workers (forecast.jobs)
+    forecast exactly what one process does at one torch thread."""
+    csv = series_csv(tmp_path / "s.csv")
+    text = study_text(
+        csv,
+        validation_origins='["2011-04-01", "2011-05-01"]',
+        candidates='[{name = "short", "train.epochs" = 1}, {name = "long"}]',
+        histories="[30]",
+        scarcity_methods='["multitask", "single", "seasonal_naive"]',
+    )
+    out = {}
+    for jobs in (1, 2):
+        (tmp_path / str(jobs)).mkdir()
+        res = run_study(tmp_path / str(jobs), text, f"forecast.jobs={jobs}")
+        out[jobs] = (tmp_path / str(jobs) / "out" / "forecasts.csv").read_text()
+        assert res["selection"]["validation_mae"]
+        assert {"multitask", "single"} <= set(res["scarcity"]["methods"])
+        # 2 candidates x 2 methods x 2 validation origins (1 seed), then 2 methods x 2 seeds x
+        # 2 test origins twice (the test and the 30-day sweep): all in the workers with 2 jobs
+        where = {"in_workers": 24, "here": 0} if jobs > 1 else {"in_workers": 0, "here": 24}
+        assert res["trainings"] == {"jobs": jobs, **where}
+    assert out[1] == out[2]
+    assert (tmp_path / "2" / "out" / "scarcity.csv").read_text() == (
+        tmp_path / "1" / "out" / "scarcity.csv"
+    ).read_text()
+
+
+def test_jobs_below_zero_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"forecast\.jobs"):
+        ForecastConfig(target="s", origins=["2012-01-01"], jobs=-1).validate()

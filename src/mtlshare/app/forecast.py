@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from mtlshare.app.forecast_methods import baseline_forecast, neural_forecasts
+from mtlshare.app.forecast_methods import baseline_forecast
+from mtlshare.app.forecast_pool import Trainings, neural_forecasts
 from mtlshare.app.forecast_report import (
     COLUMNS,
     SCARCITY_COLUMNS,
@@ -35,6 +36,7 @@ from mtlshare.app.forecast_report import (
     targets,
 )
 from mtlshare.app.forecast_select import Problems, candidate_configs, choose, validation_scores
+from mtlshare.app.jobs import available_cores
 from mtlshare.config import Config
 from mtlshare.data.daily import ForecastView
 from mtlshare.errors import ConfigError, MtlshareError
@@ -65,6 +67,7 @@ class Study:
         self.chosen: dict[str, dict[str, str]] = {}
         self.skipped: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
+        self.trainings = Trainings(self.fc.jobs or available_cores(), problems.base_dir)
 
     def say(self, text: str) -> None:
         if self.progress:
@@ -74,13 +77,30 @@ class Study:
         swept = self.fc.scarcity_methods if self.fc.histories else []
         neural = [m for m in NEURAL if m in self.fc.methods or m in swept]
         started = time.perf_counter()
-        self.scores = validation_scores(self.cfg, self.candidates, neural, self.problems, self.say)
+        self.scores = validation_scores(
+            self.cfg, self.candidates, neural, self.problems, self.say, self.trainings
+        )
         horizon = self.cfg.data.horizon
         for origin in self.fc.origins:
             self.chosen[origin] = {
                 m: choose(self.fc, horizon, self.candidates, self.scores, m, origin) for m in neural
             }
         self.seconds["validation"] = round(time.perf_counter() - started, 3)
+        self.trainings.prefetch(self.neural_trainings())
+
+    def neural_trainings(self) -> list[tuple[str, Config, str]]:
+        """Every training of the test origins and then of the scarcity sweep, in the order the
+        study asks for them (handed to the workers ahead of need)."""
+        fc = self.fc
+        out = []
+        parts = [(fc.methods, None), *((fc.scarcity_methods, d) for d in fc.histories)]
+        for methods, days in parts:
+            for origin in fc.origins:
+                for method in (m for m in methods if m in NEURAL):
+                    changes = self.candidates[self.chosen[origin][method]]
+                    at = self.problems.config(origin, changes, days)
+                    out += [(method, at.replace(seed=seed), fc.target) for seed in fc.seeds]
+        return out
 
     def forecasts(
         self, origin: str, methods: list[str], history: int | None = None
@@ -96,7 +116,8 @@ class Study:
             if method in NEURAL:
                 name = self.chosen[origin][method]
                 at = self.problems.config(origin, self.candidates[name], history)
-                run = neural_forecasts(method, at, self.problems.get(at), fc.target, fc.seeds)
+                problem = self.problems.get(at)
+                run = neural_forecasts(method, at, problem, fc.target, fc.seeds, self.trainings)
                 out[method] = run.forecasts
                 about[method] = {"candidate": name, "runs": run.runs}
             elif method not in self.skipped:
@@ -245,6 +266,7 @@ def run_forecast(
     check_inputs(cfg, problems)  # the data, the target and every candidate, before --out
     started, cpu = time.perf_counter(), time.process_time()
     folder.start(cfg.to_toml(), resume=False)
+    study: Study | None = None
     try:
         study = Study(cfg, folder, problems, progress)
         study.select()
@@ -274,6 +296,7 @@ def run_forecast(
             results["scarcity"], rows = study.scarcity()
             folder.write_text(SCARCITY, rows_csv(rows, SCARCITY_COLUMNS))
             plot_scarcity(folder.path / "scarcity.png", results["scarcity"], fc.target)
+        results["trainings"] = dict(study.trainings.counts)  # networks trained, and where
         results["seconds"] = {
             **study.seconds,
             "total": round(time.perf_counter() - started, 3),
@@ -283,5 +306,7 @@ def run_forecast(
         folder.write_text("forecast.md", forecast_markdown(results))
         folder.write_json(RESULTS, results)
     finally:
+        if study is not None:
+            study.trainings.close()
         folder.close()
     return results

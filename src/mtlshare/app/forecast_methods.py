@@ -9,8 +9,6 @@ only the target's allowed history before the origin.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,14 +22,6 @@ from mtlshare.forecasting.config import STATISTICAL, ForecastConfig
 from mtlshare.forecasting.statistical import statistical_forecast
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting
-
-
-@dataclass
-class NeuralRun:
-    """A neural method's forecasts at one origin, one per seed, with what training did."""
-
-    forecasts: list[np.ndarray] = field(default_factory=list)
-    runs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def fit_and_forecast(cfg: Config, problem: Problem, target: str) -> tuple[np.ndarray, dict]:
@@ -57,23 +47,6 @@ def fit_and_forecast(cfg: Config, problem: Problem, target: str) -> tuple[np.nda
         "seconds": round(time.perf_counter() - started, 3),
     }
     return view.decoders[target](out), summary
-
-
-def neural_forecasts(
-    method: str, cfg: Config, problem: Problem, target: str, seeds: list[int]
-) -> NeuralRun:
-    """``method`` "multitask" (the configured mechanism over every series) or "single" (the
-    same network, hard sharing with the target as its only task), trained once per seed."""
-    result = NeuralRun()
-    for seed in seeds:
-        if method == "multitask":
-            forecast, info = fit_and_forecast(cfg.replace(seed=seed), problem, target)
-        else:
-            alone = cfg.replace(mechanism="hard", tasks=[target], seed=seed)
-            forecast, info = fit_and_forecast(alone, problem.select([target]), target)
-        result.forecasts.append(forecast)
-        result.runs.append(info)
-    return result
 
 
 def baseline_forecast(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mtlshare.app.build import build_problem
-from mtlshare.app.forecast_methods import neural_forecasts
+from mtlshare.app.forecast_pool import Trainings, neural_forecasts
 from mtlshare.config import Config
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem
@@ -77,6 +77,7 @@ def validation_scores(
     methods: list[str],
     problems: Problems,
     report: Callable[[str], None],
+    trainings: Trainings,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``scores[method][candidate][validation origin]``: the target's MAE, seed ``cfg.seed``.
     Empty when there is one candidate (nothing to choose)."""
@@ -86,13 +87,22 @@ def validation_scores(
     scores: dict[str, dict[str, dict[str, float]]] = {
         m: {c: {} for c in candidates} for m in methods
     }
-    for origin in needed_origins(fc, cfg.data.horizon):
+    origins = needed_origins(fc, cfg.data.horizon)
+    trainings.prefetch(
+        [
+            (method, problems.config(origin, changes).replace(seed=cfg.seed), fc.target)
+            for origin in origins
+            for changes in candidates.values()
+            for method in methods
+        ]
+    )
+    for origin in origins:
         for name, changes in candidates.items():
             at = problems.config(origin, changes)
             problem = problems.get(at)
             view: ForecastView = problem.meta["forecast"]
             for method in methods:
-                run = neural_forecasts(method, at, problem, fc.target, [cfg.seed])
+                run = neural_forecasts(method, at, problem, fc.target, [cfg.seed], trainings)
                 scores[method][name][origin] = mae(view.actual(fc.target), run.forecasts[0])
         report(f"validation origin {origin}: {len(candidates)} candidates scored")
     return scores

@@ -45,6 +45,10 @@ class ForecastConfig:
     ``histories``: the target's history lengths in days for the scarcity sweep (empty: none),
     which runs ``scarcity_methods`` at every test origin with each length, the neural methods
     with the candidate chosen at that origin.
+
+    ``jobs``: worker processes that train the neural methods' networks, one torch thread each
+    (1: one after another in this process; 0: one per available core); the forecasts are
+    those of one process at ``train.threads = 1``.
     """
 
     target: str = ""
@@ -60,6 +64,7 @@ class ForecastConfig:
     scarcity_methods: list[str] = field(
         default_factory=lambda: ["multitask", "single", "seasonal_naive", "autoets"]
     )
+    jobs: int = 1
 
     def validate(self, data_source: str = "daily_csv", horizon: int = 1) -> None:
         if data_source not in SOURCES:
@@ -82,6 +87,8 @@ class ForecastConfig:
             raise ConfigError("forecast.season and forecast.plot_days must be >= 1")
         if self.select_last < 0:
             raise ConfigError(f"forecast.select_last: must be >= 0, got {self.select_last}")
+        if self.jobs < 0:
+            raise ConfigError(f"forecast.jobs: must be >= 0 (0: one per core), got {self.jobs}")
         if any(days < 1 for days in self.histories):
             raise ConfigError(f"forecast.histories: days must be >= 1, got {self.histories}")
         self._check_origins(horizon)
