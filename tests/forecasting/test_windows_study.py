@@ -236,7 +236,7 @@ def test_worker_processes_give_the_forecasts_of_one_process(tmp_path):
         csv,
         validation_origins='["2011-04-01", "2011-05-01"]',
         candidates='[{name = "short", "train.epochs" = 1}, {name = "long"}]',
-        histories="[30]",
+        histories="[30, 60]",  # 60: the study's own history, whose trainings are reused
         scarcity_methods='["multitask", "single", "seasonal_naive"]',
     )
     out = {}
@@ -247,9 +247,13 @@ def test_worker_processes_give_the_forecasts_of_one_process(tmp_path):
         assert res["selection"]["validation_mae"]
         assert {"multitask", "single"} <= set(res["scarcity"]["methods"])
         # 2 candidates x 2 methods x 2 validation origins (1 seed), then 2 methods x 2 seeds x
-        # 2 test origins twice (the test and the 30-day sweep): all in the workers with 2 jobs
+        # 2 test origins twice (the test and the 30-day sweep): all in the workers with 2 jobs;
+        # the 60-day sweep is the test again
         where = {"in_workers": 24, "here": 0} if jobs > 1 else {"in_workers": 0, "here": 24}
-        assert res["trainings"] == {"jobs": jobs, **where}
+        assert res["trainings"] == {"jobs": jobs, **where, "reused": 8}
+        for method in ("multitask", "single"):
+            swept = res["scarcity"]["methods"][method]["60"]["mae"]
+            assert swept == res["methods"][method]["mae"]
     assert out[1] == out[2]
     assert (tmp_path / "2" / "out" / "scarcity.csv").read_text() == (
         tmp_path / "1" / "out" / "scarcity.csv"

@@ -79,7 +79,8 @@ class Trainings:
         self.base_dir = str(base_dir) if base_dir is not None else None
         self._pool: ProcessPoolExecutor | None = None
         self._pending: dict[str, Future[Result]] = {}
-        self.counts = {"jobs": jobs, "in_workers": 0, "here": 0}
+        self._done: dict[str, Result] = {}  # a sweep length equal to the study's history repeats
+        self.counts = {"jobs": jobs, "in_workers": 0, "here": 0, "reused": 0}
 
     def prefetch(self, wanted: list[tuple[str, Config, str]]) -> None:
         """Start training each (method, config with its seed, target) in the workers, in this
@@ -93,24 +94,32 @@ class Trainings:
             )
         for method, cfg, target in wanted:
             key = _key(method, cfg, target)
-            if key not in self._pending:
+            if key not in self._pending and key not in self._done:
                 self._pending[key] = self._pool.submit(
                     _train_in_worker, method, cfg.to_dict(), target, self.base_dir
                 )
 
     def get(self, method: str, cfg: Config, problem: Problem, target: str) -> Result:
-        """The forecast and run summary of one training: a worker's, if it was prefetched."""
-        future = self._pending.pop(_key(method, cfg, target), None)
+        """The forecast and run summary of one training: a worker's, if it was prefetched, and
+        the same training's result again if it was asked for before."""
+        key = _key(method, cfg, target)
+        if key in self._done:
+            self.counts["reused"] += 1
+            return self._done[key]
+        future = self._pending.pop(key, None)
         self.counts["here" if future is None else "in_workers"] += 1
-        if future is not None:
-            return future.result()
-        return train_one(method, cfg, problem, target)
+        if future is None:
+            self._done[key] = train_one(method, cfg, problem, target)
+        else:
+            self._done[key] = future.result()
+        return self._done[key]
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._pending.clear()
+        self._done.clear()
 
 
 def neural_forecasts(
