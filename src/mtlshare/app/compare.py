@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlshare.app.build import build_model, build_problem
-from mtlshare.app.jobs import RunJob, available_cores, execute, remember_problem
+from mtlshare.app.jobs import RunJob, available_cores, check_jobs, execute, remember_problem
 from mtlshare.config import SINGLE, SUBNET, Config, check_seed
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation import report
@@ -91,8 +91,7 @@ def _check_request(cfg: Config, mechanisms: list[str], seeds: list[int], jobs: i
             check_seed(seed, "--seeds")
         except ConfigError as e:
             raise MtlshareError(str(e)) from None
-    if jobs < 1:
-        raise MtlshareError(f"--jobs: expected a number of worker processes >= 1, got {jobs}")
+    check_jobs(jobs)
     if jobs > 1 and cfg.train.threads * jobs > available_cores():
         raise MtlshareError(
             f"--jobs {jobs} with train.threads = {cfg.train.threads} would run "

@@ -13,9 +13,9 @@ from typing import Any
 
 from mtlshare.app.add_task import add_task
 from mtlshare.app.compare import compare, comparison_markdown
+from mtlshare.app.jobs import check_jobs
 from mtlshare.app.run import run
 from mtlshare.config import SINGLE, load_config
-from mtlshare.errors import MtlshareError
 from mtlshare.evaluation.plots import plot_comparisons
 from mtlshare.registry import MECHANISMS
 from mtlshare.training.folder import OutputFolder
@@ -37,8 +37,7 @@ def run_demo(
     go to that many worker processes with the cores divided between them (the tables are the
     same as those of one process with as many torch threads as a worker has)."""
     load_config(DEMO_CONFIG, overrides or [])  # bad overrides fail before --out is made
-    if jobs < 1:
-        raise MtlshareError(f"--jobs must be at least 1, got {jobs}")
+    check_jobs(jobs)
     with OutputFolder(out_dir) as folder:
         folder.open()
         return _demo(folder.path, progress, overrides, seeds or SEEDS, jobs)

@@ -14,24 +14,19 @@ the one this process computes at the same number of torch threads (``train.threa
 from __future__ import annotations
 
 import json
-import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from mtlshare.app.build import build_problem
 from mtlshare.app.forecast_methods import fit_and_forecast
+from mtlshare.app.jobs import cached_problem, worker_pool
 from mtlshare.config import Config, from_dict
 from mtlshare.data.datasets import Problem
 
 Result = tuple[np.ndarray, dict[str, Any]]
-
-# what a worker keeps between trainings: the problem built from each data config it has seen
-_PROBLEMS: dict[str, Problem] = {}
 
 
 def train_one(method: str, cfg: Config, problem: Problem, target: str) -> Result:
@@ -51,19 +46,11 @@ class NeuralRun:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
-
-
 def _train_in_worker(
     method: str, config: dict[str, Any], target: str, base_dir: str | None
 ) -> Result:
     cfg = from_dict(config)
-    key = repr(cfg.data)
-    if key not in _PROBLEMS:
-        _PROBLEMS[key] = build_problem(cfg, base_dir)
-    return train_one(method, cfg, _PROBLEMS[key], target)
+    return train_one(method, cfg, cached_problem(cfg, config, base_dir), target)
 
 
 def _key(method: str, cfg: Config, target: str) -> str:
@@ -88,10 +75,7 @@ class Trainings:
         if self.jobs <= 1:
             return
         if self._pool is None:
-            context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-            self._pool = ProcessPoolExecutor(
-                self.jobs, mp_context=context, initializer=_worker_init
-            )
+            self._pool = worker_pool(self.jobs, threads=1)
         for method, cfg, target in wanted:
             key = _key(method, cfg, target)
             if key not in self._pending and key not in self._done:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from mtlshare.app.build import build_problem
 from mtlshare.app.run import run
-from mtlshare.config import from_dict, same_config
+from mtlshare.config import Config, from_dict, same_config
 from mtlshare.errors import MtlshareError
 from mtlshare.training.folder import RunFolder
 
@@ -70,9 +70,24 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
 _PROBLEMS: dict[str, Any] = {}
 
 
+def check_jobs(jobs: int) -> None:
+    """``--jobs`` must name at least one worker process."""
+    if jobs < 1:
+        raise MtlshareError(f"--jobs: expected a number of worker processes >= 1, got {jobs}")
+
+
 def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
+
+
+def worker_pool(n_jobs: int, threads: int) -> ProcessPoolExecutor:
+    """``n_jobs`` fresh (spawned: no fork of a process with torch threads) worker processes,
+    each with ``threads`` torch threads."""
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        n_jobs, mp_context=context, initializer=_worker_init, initargs=(threads,)
+    )
 
 
 def _problem_key(config: dict[str, Any], base_dir: str | None) -> str:
@@ -84,15 +99,20 @@ def remember_problem(config: dict[str, Any], base_dir: str | None, problem: Any)
     _PROBLEMS[_problem_key(config, base_dir)] = problem
 
 
-def run_job(job: RunJob, base_dir: str | None, resume: bool, progress: bool) -> dict[str, Any]:
-    """Train (or, resuming, read back or continue) one run; returns its results."""
-    cfg = from_dict(job.config)
-    key = _problem_key(job.config, base_dir)
+def cached_problem(cfg: Config, config: dict[str, Any], base_dir: str | None) -> Any:
+    """``cfg``'s tasks of the problem built from its data (``config`` is ``cfg`` as a dict),
+    built once per data config in this process."""
+    key = _problem_key(config, base_dir)
     if key not in _PROBLEMS:
         _PROBLEMS[key] = build_problem(cfg.replace(tasks=[]), base_dir)
     problem = _PROBLEMS[key]
-    if cfg.tasks:
-        problem = problem.select(cfg.tasks)
+    return problem.select(cfg.tasks) if cfg.tasks else problem
+
+
+def run_job(job: RunJob, base_dir: str | None, resume: bool, progress: bool) -> dict[str, Any]:
+    """Train (or, resuming, read back or continue) one run; returns its results."""
+    cfg = from_dict(job.config)
+    problem = cached_problem(cfg, job.config, base_dir)
     folder = RunFolder(job.folder)
     if resume and folder.config_text() is not None:
         saved = folder.config_text()
@@ -134,11 +154,8 @@ def _in_workers(
     failed: dict[int, BaseException] = {}
     waiting = list(range(len(jobs)))
     running: dict[Future[dict[str, Any]], int] = {}
-    context = multiprocessing.get_context("spawn")  # no fork of a process with torch threads
     bar = tqdm(total=len(jobs), desc=f"runs ({n_jobs} jobs)", unit="run", disable=None)
-    pool = ProcessPoolExecutor(
-        n_jobs, mp_context=context, initializer=_worker_init, initargs=(threads_per_job(n_jobs),)
-    )
+    pool = worker_pool(n_jobs, threads_per_job(n_jobs))
     try:
         while waiting or running:
             for i in list(waiting):
