@@ -16,6 +16,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_demo_writes_plot_and_both_comparisons(tmp_path, capsys):
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "train.epochs=2", "data.n_dev=50", "data.n_test=50"]
+    argv += ["sparse.round_epochs=1", "sparse.warmup_epochs=1"]  # a short mask search
     assert main([*argv, "--quiet", "--jobs", "1"]) == 0
     png = out / "demo.png"
     assert png.read_bytes()[:8] == PNG_MAGIC

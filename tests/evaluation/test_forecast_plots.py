@@ -50,3 +50,16 @@ def test_plot_forecast_length_mismatch_is_an_error(tmp_path):
             title="",
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_forecast_shades_one_methods_interval(tmp_path):
+    actual = np.sin(np.arange(30, 44) / 3.0)
+    args = (_days(0, 30), np.ones(30), _days(30, 14), actual, {"mt": actual, "sn": actual * 0})
+    plain = plot_forecast(tmp_path / "a.png", *args, title="t")
+    band = ("mt", actual - 1.0, actual + 1.0)
+    shaded = plot_forecast(tmp_path / "b.png", *args, title="t", band=band)
+    assert plain.read_bytes() != shaded.read_bytes()
+    with pytest.raises(ValueError, match="'other' is not one of the forecasts"):
+        plot_forecast(tmp_path / "c.png", *args, title="t", band=("other", actual, actual))
+    with pytest.raises(ValueError, match="band upper"):
+        plot_forecast(tmp_path / "c.png", *args, title="t", band=("mt", actual, actual[:3]))

@@ -117,7 +117,8 @@ def test_study_writes_plots_and_forecasts_each_mae_recomputes_from(tmp_path):
     # forecasts.csv: every forecast day, from which each method's MAE can be recomputed
     with (tmp_path / "out" / "forecasts.csv").open() as f:
         table = list(csv_module.DictReader(f))
-    assert list(table[0]) == ["date", "series", "method", "seed", "origin", "forecast", "actual"]
+    head = ["date", "series", "method", "seed", "origin", "forecast", "actual", "lower", "upper"]
+    assert list(table[0]) == head
     for method in ("multitask", "seasonal_naive"):
         for row in saved["methods"][method]["per_origin"]:
             days = [r for r in table if r["method"] == method and r["origin"] == row["origin"]]

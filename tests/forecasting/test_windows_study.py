@@ -19,6 +19,7 @@ from mtlshare.cli import main
 from mtlshare.config import load_config
 from mtlshare.errors import ConfigError
 from mtlshare.evaluation.forecast import mase_scale
+from mtlshare.evaluation.intervals import conformal_widths
 from mtlshare.forecasting.config import ForecastConfig
 
 START = datetime.date(2010, 1, 4)
@@ -143,7 +144,10 @@ def test_errors_recompute_from_forecasts_csv_and_mase_from_the_history(tmp_path)
     res = run_study(tmp_path, study_text(csv))
     with (tmp_path / "out" / "forecasts.csv").open() as f:
         table = list(csv_module.DictReader(f))
-    assert list(table[0]) == ["date", "series", "method", "seed", "origin", "forecast", "actual"]
+    head = ["date", "series", "method", "seed", "origin", "forecast", "actual", "lower", "upper"]
+    assert list(table[0]) == head
+    # without validation origins there is nothing to calibrate intervals on
+    assert res["interval"] is None and {r["lower"] for r in table} == {""}
     values = {r[0]: float(r[4]) for r in csv_module.reader(csv.read_text().splitlines()[1:])}
     for method in ("multitask", "single", "seasonal_naive", "naive"):
         for row in res["methods"][method]["per_origin"]:
@@ -195,6 +199,41 @@ def test_scarcity_sweep_writes_its_table_plot_and_forecasts(tmp_path):
     assert "against its history length" in (out / "forecast.md").read_text()
 
 
+def test_intervals_are_calibrated_on_the_validation_origins_before_each_test_origin(tmp_path):
+    csv = series_csv(tmp_path / "s.csv")
+    text = study_text(
+        csv, validation_origins='["2011-03-01", "2011-04-01", "2011-05-01"]', select_last="2"
+    )
+    res = run_study(tmp_path, text, "forecast.interval=0.5", "forecast.seeds=[0]")
+    assert res["interval"] == 0.5
+    with (tmp_path / "out" / "forecasts.csv").open() as f:
+        table = list(csv_module.DictReader(f))
+    # seasonal naive at each test origin: its widths are the conformal rank of its errors at
+    # the 2 latest validation origins whose horizon ends before it (04-01 and 05-01 for both)
+    values = {r[0]: float(r[4]) for r in csv_module.reader(csv.read_text().splitlines()[1:])}
+    calibration = []
+    for origin in ("2011-04-01", "2011-05-01"):
+        day = datetime.date.fromisoformat(origin)
+        week = [values[str(day - datetime.timedelta(days=d))] for d in range(7, 0, -1)]
+        future = [values[str(day + datetime.timedelta(days=d))] for d in range(28)]
+        calibration.append((np.array(future), np.array(week * 4)))
+    widths = conformal_widths(calibration, 0.5, block=7, log=True)
+    for method in ("multitask", "single", "seasonal_naive", "naive"):
+        for row in res["methods"][method]["per_origin"]:
+            days = [r for r in table if r["method"] == method and r["origin"] == row["origin"]]
+            f, lo, hi, y = (
+                np.array([float(r[k]) for r in days])
+                for k in ("forecast", "lower", "upper", "actual")
+            )
+            assert np.all(lo <= f) and np.all(f <= hi)
+            assert row["coverage"] == pytest.approx(np.mean((lo <= y) & (y <= hi)))
+            assert row["width"] == pytest.approx(np.mean(hi - lo))
+            if method == "seasonal_naive":
+                assert hi == pytest.approx(np.expm1(np.log1p(f) + widths))
+        assert 0.0 <= res["methods"][method]["coverage"] <= 1.0
+    assert "50% prediction intervals" in (tmp_path / "out" / "forecast.md").read_text()
+
+
 def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
     (tmp_path / "f.toml").write_text(text)
     out = tmp_path / "out"
@@ -220,6 +259,7 @@ def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
             "needs forecast.validation_origins",
         ),
         (['forecast.candidates=[{"trunk.hidden" = [0]}]'], "trunk.hidden"),
+        (["forecast.interval=1.0"], "forecast.interval: a level in [0, 1)"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, overrides, expected):
@@ -250,7 +290,10 @@ def test_worker_processes_give_the_forecasts_of_one_process(tmp_path):
         # 2 test origins twice (the test and the 30-day sweep): all in the workers with 2 jobs;
         # the 60-day sweep is the test again
         where = {"in_workers": 24, "here": 0} if jobs > 1 else {"in_workers": 0, "here": 24}
-        assert res["trainings"] == {"jobs": jobs, **where, "reused": 8}
+        # the intervals' calibration reuses the validation trainings of the chosen candidates
+        chosen = res["selection"]["chosen"]
+        calibrated = {(m, c[m], v) for c in chosen.values() for m in c for v in ("04", "05")}
+        assert res["trainings"] == {"jobs": jobs, **where, "reused": 8 + len(calibrated)}
         for method in ("multitask", "single"):
             swept = res["scarcity"]["methods"][method]["60"]["mae"]
             assert swept == res["methods"][method]["mae"]

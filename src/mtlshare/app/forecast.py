@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mtlshare.app.forecast_intervals import Calibration
 from mtlshare.app.forecast_methods import baseline_forecast
 from mtlshare.app.forecast_pool import Trainings, neural_forecasts
 from mtlshare.app.forecast_report import (
@@ -42,14 +43,17 @@ from mtlshare.data.daily import ForecastView
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation.forecast import forecast_metrics, mase_scale, summarize
 from mtlshare.evaluation.forecast_plots import plot_forecast, plot_scarcity
+from mtlshare.evaluation.intervals import coverage, interval
 from mtlshare.forecasting.baselines import ProphetUnavailable
 from mtlshare.forecasting.config import METRICS, NEURAL, ForecastConfig
 from mtlshare.forecasting.statistical import StatsforecastUnavailable
 from mtlshare.training.folder import RESULTS, RunFolder
 
 FORECASTS = "forecasts.csv"
+SCORES = (*METRICS, "coverage", "width")  # the per-origin scores averaged over the origins
 LABELS = {"prophet": "Prophet", "autoets": "AutoETS", "autoarima": "AutoARIMA"}
 SCARCITY = "scarcity.csv"
+Bounds = dict[str, list[tuple[np.ndarray, np.ndarray]]]  # per method, (lower, upper) per seed
 
 
 class Study:
@@ -68,6 +72,7 @@ class Study:
         self.skipped: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
         self.trainings = Trainings(self.fc.jobs or available_cores(), problems.base_dir)
+        self.calibration = Calibration(cfg, problems, self.candidates, self.trainings)
 
     def say(self, text: str) -> None:
         if self.progress:
@@ -86,6 +91,8 @@ class Study:
                 m: choose(self.fc, horizon, self.candidates, self.scores, m, origin) for m in neural
             }
         self.seconds["validation"] = round(time.perf_counter() - started, 3)
+        if self.calibration.enabled:
+            self.trainings.prefetch(self.calibration.neural_trainings(self.chosen))
         self.trainings.prefetch(self.neural_trainings())
 
     def neural_trainings(self) -> list[tuple[str, Config, str]]:
@@ -132,29 +139,41 @@ class Study:
         return view, out, about
 
     def score(
-        self, view: ForecastView, forecasts: dict[str, list[np.ndarray]], about: dict[str, Any]
+        self,
+        view: ForecastView,
+        forecasts: dict[str, list[np.ndarray]],
+        about: dict[str, Any],
+        bounds: Bounds | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """Per method: the metrics at this origin (means over seeds), with each seed's."""
+        """Per method: the metrics at this origin (means over seeds), with each seed's, and with
+        ``bounds`` the intervals' coverage and mean width."""
         actual = view.actual(self.fc.target)
         scale = mase_scale(view.seen(self.fc.target)[1], self.fc.season)
         rows = {}
         for name, runs in forecasts.items():
             each = [forecast_metrics(actual, r, scale) for r in runs]
-            row: dict[str, Any] = {k: float(np.mean([s[k] for s in each])) for k in METRICS}
+            if bounds and name in bounds:
+                for metrics, (lower, upper) in zip(each, bounds[name], strict=True):
+                    metrics.update(coverage(actual, lower, upper))
+            row: dict[str, Any] = {k: float(np.mean([s[k] for s in each])) for k in each[0]}
             if name in NEURAL:
                 row["seeds"] = each
             rows[name] = {**row, **about.get(name, {})}
         return rows
 
     def day_rows(
-        self, view: ForecastView, origin: str, forecasts: dict[str, list[np.ndarray]]
+        self,
+        view: ForecastView,
+        origin: str,
+        forecasts: dict[str, list[np.ndarray]],
+        bounds: Bounds | None = None,
     ) -> list[dict[str, str]]:
         actual = view.actual(self.fc.target)
         table = []
         for name, runs in forecasts.items():
             for k, values in enumerate(runs):
                 seed = str(self.fc.seeds[k]) if name in NEURAL else ""
-                table += [
+                rows = [
                     {
                         "date": day.isoformat(),
                         "series": self.fc.target,
@@ -166,7 +185,25 @@ class Study:
                     }
                     for day, v, a in zip(view.future_dates, values, actual, strict=True)
                 ]
+                if bounds and name in bounds:
+                    lower, upper = bounds[name][k]
+                    for row, lo, hi in zip(rows, lower, upper, strict=True):
+                        row["lower"], row["upper"] = repr(float(lo)), repr(float(hi))
+                table += rows
         return table
+
+    def bounds(self, origin: str, forecasts: dict[str, list[np.ndarray]]) -> Bounds | None:
+        """Each method's (lower, upper) per forecast, calibrated for ``origin``; ``None``
+        without intervals."""
+        if not self.calibration.enabled:
+            return None
+        log = bool(self.cfg.data.log_target)
+        out: Bounds = {}
+        for name, runs in forecasts.items():
+            candidate = self.chosen[origin][name] if name in NEURAL else ""
+            widths = self.calibration.widths(name, candidate, origin)
+            out[name] = [interval(r, widths, log) for r in runs]
+        return out
 
     def test(self) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, str]]]:
         """Every method at every test origin: per method its rows, and ``forecasts.csv``."""
@@ -175,16 +212,26 @@ class Study:
         table: list[dict[str, str]] = []
         for origin in self.fc.origins:
             view, forecasts, about = self.forecasts(origin, self.fc.methods)
-            for name, row in self.score(view, forecasts, about).items():
+            bounds = self.bounds(origin, forecasts)
+            for name, row in self.score(view, forecasts, about, bounds).items():
                 per.setdefault(name, []).append({"origin": origin, **row})
-            table += self.day_rows(view, origin, forecasts)
-            self.plot(view, origin, {n: f[0] for n, f in forecasts.items()})
+            table += self.day_rows(view, origin, forecasts, bounds)
+            self.plot(view, origin, {n: f[0] for n, f in forecasts.items()}, bounds)
             self.say(f"test origin {origin}: {len(forecasts)} methods")
         self.seconds["test"] = round(time.perf_counter() - started, 3)
         return per, table
 
-    def plot(self, view: ForecastView, origin: str, forecasts: dict[str, np.ndarray]) -> None:
+    def plot(
+        self,
+        view: ForecastView,
+        origin: str,
+        forecasts: dict[str, np.ndarray],
+        bounds: Bounds | None = None,
+    ) -> None:
+        """The forecasts from ``origin`` (first seed), with the first method's interval."""
         target = self.fc.target
+        first = next(iter(forecasts), None)
+        band = (first, *bounds[first][0]) if bounds and first in bounds else None
         shown = slice(max(0, view.origin - self.fc.plot_days), view.origin)
         days = view.history_days[target]
         plot_forecast(
@@ -195,6 +242,7 @@ class Study:
             view.actual(target),
             forecasts,
             f"{target}: {view.horizon}-day forecast from {origin} ({days} days of its history)",
+            band=band,
         )
 
     def scarcity(self) -> tuple[dict[str, Any], list[dict[str, str]]]:
@@ -280,9 +328,13 @@ def run_forecast(
             "history_days": cfg.data.history.get(fc.target),
             "seeds": list(fc.seeds),
             "methods": {
-                name: {**summarize([{k: r[k] for k in METRICS} for r in rows]), "per_origin": rows}
+                name: {
+                    **summarize([{k: r[k] for k in SCORES if k in r} for r in rows]),
+                    "per_origin": rows,
+                }
                 for name, rows in per.items()
             },
+            "interval": study.calibration.fc.interval if study.calibration.enabled else None,
             "selection": {
                 "candidates": study.candidates,
                 "select_last": fc.select_last,

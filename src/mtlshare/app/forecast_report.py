@@ -6,13 +6,13 @@ import csv
 import io
 from typing import Any
 
-COLUMNS = ("date", "series", "method", "seed", "origin", "forecast", "actual")
+COLUMNS = ("date", "series", "method", "seed", "origin", "forecast", "actual", "lower", "upper")
 SCARCITY_COLUMNS = ("date", "series", "method", "seed", "origin", "history", "forecast", "actual")
 
 
 def rows_csv(table: list[dict[str, str]], columns: tuple[str, ...] = COLUMNS) -> str:
     """One row per forecast day, method (and seed) and origin; ``actual`` is empty on days
-    without an observation."""
+    without an observation, ``lower`` and ``upper`` (the prediction interval) without one."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -75,6 +75,7 @@ def forecast_markdown(results: dict[str, Any]) -> str:
         rows = [[o, *(chosen[o][m] for m in neural)] for o in results["origins"]]
         lines += ["", "Settings chosen on the validation origins:", ""]
         lines += _table(["test origin", *neural], rows)
+    lines += _interval_lines(results)
     lines += ["", *_target_lines(results.get("targets", {}))]
     scarcity = results.get("scarcity")
     if scarcity:
@@ -88,6 +89,20 @@ def forecast_markdown(results: dict[str, Any]) -> str:
     for name, why in results["skipped"].items():
         lines.append(f"\n{name} skipped: {why}")
     return "\n".join(lines) + "\n"
+
+
+def _interval_lines(results: dict[str, Any]) -> list[str]:
+    level = results.get("interval")
+    if not level:
+        return []
+    methods = results["methods"]
+    rows = [
+        [n, f"{100 * r['coverage']:.1f}", f"{r['width']:.1f}"]
+        for n, r in methods.items()
+        if "coverage" in r
+    ]
+    head = f"{100 * level:.0f}% prediction intervals (calibrated on the validation origins):"
+    return ["", head, "", *_table(["method", "coverage %", "mean width"], rows)]
 
 
 def _target_lines(found: dict[str, Any]) -> list[str]:

@@ -26,6 +26,7 @@ def plot_forecast(
     actual: np.ndarray,
     forecasts: Mapping[str, np.ndarray],
     title: str,
+    band: tuple[str, np.ndarray, np.ndarray] | None = None,
 ) -> Path:
     """Draw one forecast origin and save it as a PNG at ``path``; returns the path written.
 
@@ -33,6 +34,7 @@ def plot_forecast(
     ``forecasts`` (one coloured line per method, labelled with its key in the legend) with
     ``future_dates``. ``NaN`` values (missing observations) show as gaps, not as filled points.
     A dashed vertical line marks the forecast origin, the last history day; the x axis shows dates.
+    ``band`` = (method, lower, upper) shades that method's prediction interval in its colour.
 
     The figure is built with ``matplotlib.figure.Figure`` and the Agg canvas rather than pyplot,
     so it works headless without switching the caller's global backend. The file is written to a
@@ -50,6 +52,11 @@ def plot_forecast(
     _check_length("actual", actual, future_dates)
     for name, forecast in forecasts.items():
         _check_length(f"forecast {name!r}", forecast, future_dates)
+    if band is not None:
+        if band[0] not in forecasts:
+            raise ValueError(f"band: {band[0]!r} is not one of the forecasts {list(forecasts)}")
+        _check_length("band lower", band[1], future_dates)
+        _check_length("band upper", band[2], future_dates)
     path = Path(path)
 
     fig = Figure(figsize=(9.0, 4.0), layout="constrained")
@@ -63,6 +70,8 @@ def plot_forecast(
     for i, (name, forecast) in enumerate(forecasts.items()):
         colour = _METHOD_COLOURS[i % len(_METHOD_COLOURS)]
         ax.plot(future, forecast, color=colour, linewidth=1.2, label=name)
+        if band is not None and band[0] == name:
+            ax.fill_between(future, band[1], band[2], color=colour, alpha=0.15, linewidth=0)
     ax.axvline(float(past[-1]), color="black", linestyle="--", linewidth=0.8)
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)

@@ -49,6 +49,10 @@ class ForecastConfig:
     ``jobs``: worker processes that train the neural methods' networks, one torch thread each
     (1: one after another in this process; 0: one per available core); the forecasts are
     those of one process at ``train.threads = 1``.
+
+    ``interval``: the level of the prediction intervals (0.8: 80%; 0: none), calibrated for
+    each method at each test origin on its errors at the validation origins that origin selects
+    on (``mtlshare.app.forecast_intervals``); without ``validation_origins`` there are none.
     """
 
     target: str = ""
@@ -65,6 +69,7 @@ class ForecastConfig:
         default_factory=lambda: ["multitask", "single", "seasonal_naive", "autoets"]
     )
     jobs: int = 1
+    interval: float = 0.8
 
     def validate(self, data_source: str = "daily_csv", horizon: int = 1) -> None:
         if data_source not in SOURCES:
@@ -89,6 +94,10 @@ class ForecastConfig:
             raise ConfigError(f"forecast.select_last: must be >= 0, got {self.select_last}")
         if self.jobs < 0:
             raise ConfigError(f"forecast.jobs: must be >= 0 (0: one per core), got {self.jobs}")
+        if not 0.0 <= self.interval < 1.0:
+            raise ConfigError(
+                f"forecast.interval: a level in [0, 1) (0.8: 80%; 0: none), got {self.interval}"
+            )
         if any(days < 1 for days in self.histories):
             raise ConfigError(f"forecast.histories: days must be >= 1, got {self.histories}")
         self._check_origins(horizon)

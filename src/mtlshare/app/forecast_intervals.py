@@ -1,0 +1,89 @@
+"""Prediction intervals of the forecasting study, calibrated on its validation origins.
+
+At a test origin, a method's interval comes from its errors at the validation origins that
+origin selects its settings on (``forecast.eligible``: the latest ``select_last`` whose whole
+horizon ends before it), so it is calibrated on days before the origin only
+(``mtlshare.evaluation.intervals``: conformal widths per block of ``forecast.season`` steps, on
+the log1p scale when ``data.log_target``). A neural method's calibration forecasts are those of
+the candidate chosen at that test origin, trained with the config's seed (the trainings of the
+selection, reused); every seed's test forecast gets the widths of that one calibration. A
+baseline is forecast at the validation origins as at a test origin.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import numpy as np
+
+from mtlshare.app.forecast_methods import baseline_forecast
+from mtlshare.app.forecast_pool import Trainings, neural_forecasts
+from mtlshare.app.forecast_select import Problems
+from mtlshare.config import Config
+from mtlshare.data.daily import ForecastView
+from mtlshare.evaluation.intervals import conformal_widths
+from mtlshare.forecasting.config import NEURAL, ForecastConfig
+
+
+class Calibration:
+    """Each method's calibration forecasts at the validation origins, made once, and the
+    interval widths they give at a test origin."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        problems: Problems,
+        candidates: dict[str, dict[str, Any]],
+        trainings: Trainings,
+    ) -> None:
+        self.cfg = cfg
+        self.fc: ForecastConfig = cfg.experiments["forecast"]
+        self.problems = problems
+        self.candidates = candidates
+        self.trainings = trainings
+        self._made: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.fc.interval > 0 and bool(self.fc.validation_origins)
+
+    def origins(self, test_origin: str) -> list[str]:
+        return self.fc.eligible(datetime.date.fromisoformat(test_origin), self.cfg.data.horizon)
+
+    def neural_trainings(self, chosen: dict[str, dict[str, str]]) -> list[tuple[str, Config, str]]:
+        """The trainings the neural methods' calibration needs (the selection's own when it
+        trained the chosen candidates), for ``Trainings.prefetch``."""
+        wanted = []
+        for test_origin, methods in chosen.items():
+            for method, name in methods.items():
+                for origin in self.origins(test_origin):
+                    at = self.problems.config(origin, self.candidates[name])
+                    wanted.append((method, at.replace(seed=self.cfg.seed), self.fc.target))
+        return wanted
+
+    def pair(self, method: str, candidate: str, origin: str) -> tuple[np.ndarray, np.ndarray]:
+        """(actual, forecast) of ``method`` at validation ``origin``."""
+        key = (method, candidate, origin)
+        if key not in self._made:
+            target = self.fc.target
+            at = self.problems.config(origin, self.candidates.get(candidate, {}))
+            problem = self.problems.get(at)
+            view: ForecastView = problem.meta["forecast"]
+            if method in NEURAL:
+                seed = [self.cfg.seed]
+                forecast = neural_forecasts(method, at, problem, target, seed, self.trainings)
+                made = forecast.forecasts[0]
+            else:
+                made = baseline_forecast(
+                    method, view, target, self.fc, self.cfg.data.holiday_column
+                )
+            self._made[key] = (view.actual(target), made)
+        return self._made[key]
+
+    def widths(self, method: str, candidate: str, test_origin: str) -> np.ndarray:
+        """Half-widths per forecast step for ``method`` (with ``candidate``) at ``test_origin``."""
+        pairs = [self.pair(method, candidate, o) for o in self.origins(test_origin)]
+        return conformal_widths(
+            pairs, self.fc.interval, self.fc.season, bool(self.cfg.data.log_target)
+        )
