@@ -1,5 +1,5 @@
-"""Split-conformal intervals: the conformal rank, widths per block of steps, the log scale,
-coverage with missing actuals, and the coverage promise on exchangeable errors."""
+"""Split-conformal intervals: the conformal rank, widths per block of steps, errors scaled per
+origin, coverage with missing actuals, and the coverage promise on exchangeable errors."""
 
 from __future__ import annotations
 
@@ -20,31 +20,32 @@ def test_the_width_is_the_conformal_rank_of_the_errors_in_each_block():
         (actual, np.array([5.0, 6.0, 50.0, 60.0])),
     ]
     # level 0.5: rank ceil(7 * 0.5) = 4 of 6 sorted errors
-    widths = conformal_widths(calibration, 0.5, block=2, log=False)
+    widths = conformal_widths(calibration, 0.5, block=2)
     assert widths.tolist() == [4.0, 4.0, 40.0, 40.0]
     # level 0.8: rank ceil(7 * 0.8) = 6, the largest error
-    assert conformal_widths(calibration, 0.8, block=2, log=False).tolist() == [6, 6, 60, 60]
+    assert conformal_widths(calibration, 0.8, block=2).tolist() == [6, 6, 60, 60]
     # a last block shorter than the others keeps its own errors
-    assert conformal_widths(calibration, 0.5, block=3, log=False).tolist() == [5, 5, 5, 40]
+    assert conformal_widths(calibration, 0.5, block=3).tolist() == [5, 5, 5, 40]
 
 
 def test_missing_actuals_are_skipped_and_too_few_errors_give_no_finite_width():
     calibration = [(np.array([1.0, np.nan]), np.array([0.0, 0.0])) for _ in range(3)]
-    widths = conformal_widths(calibration, 0.5, block=1, log=False)
+    widths = conformal_widths(calibration, 0.5, block=1)
     assert widths[0] == 1.0 and math.isinf(widths[1])  # no error observed at step 2
     # level 0.8 needs at least 4 errors: ceil(4 * 0.8) = 4 > 3
-    assert math.isinf(conformal_widths(calibration, 0.8, block=1, log=False)[0])
+    assert math.isinf(conformal_widths(calibration, 0.8, block=1)[0])
 
 
-def test_on_the_log_scale_the_interval_is_multiplicative_and_never_negative():
-    calibration = [(np.array([np.expm1(2.0)]), np.array([np.expm1(1.5)]))] * 4
-    widths = conformal_widths(calibration, 0.5, block=1, log=True)
-    assert widths[0] == pytest.approx(0.5)
-    lower, upper = interval(np.array([np.expm1(3.0), 0.0]), np.array([0.5, 0.5]), log=True)
-    assert lower[0] == pytest.approx(np.expm1(2.5)) and upper[0] == pytest.approx(np.expm1(3.5))
-    assert lower[1] == 0.0 and upper[1] == pytest.approx(np.expm1(0.5))
-    lower, upper = interval(np.array([3.0]), np.array([0.5]), log=False)
-    assert (lower[0], upper[0]) == (2.5, 3.5)
+def test_errors_are_divided_by_their_origins_scale_and_the_lower_bound_floored():
+    # errors 2, 4, 6, 8 at origins of scale 1, 2, 3, 4: every scaled error is 2
+    calibration = [(np.array([float(2 * k)]), np.zeros(1)) for k in range(1, 5)]
+    widths = conformal_widths(calibration, 0.5, block=1, scales=[1.0, 2.0, 3.0, 4.0])
+    assert widths.tolist() == [2.0]
+    assert conformal_widths(calibration, 0.5, block=1).tolist() == [6.0]  # unscaled: rank 3
+    lower, upper = interval(np.array([3.0, 1.0]), np.array([2.0, 2.0]))
+    assert lower.tolist() == [1.0, -1.0] and upper.tolist() == [5.0, 3.0]
+    lower, _ = interval(np.array([3.0, 1.0]), np.array([2.0, 2.0]), floor=0.0)
+    assert lower.tolist() == [1.0, 0.0]
 
 
 def test_coverage_counts_observed_days_inside_and_their_mean_width():
@@ -62,7 +63,7 @@ def test_exchangeable_errors_are_covered_at_the_level():
     for _ in range(trials):
         errors = rng.standard_t(3, size=n + 1)
         calibration = [(np.array([e]), np.zeros(1)) for e in errors[:n]]
-        lower, upper = interval(np.zeros(1), conformal_widths(calibration, level, 1, False), False)
+        lower, upper = interval(np.zeros(1), conformal_widths(calibration, level, 1))
         hits += bool(lower[0] <= errors[n] <= upper[0])
     assert level - 0.02 <= hits / trials <= level + 1 / (n + 1) + 0.02
 
@@ -70,12 +71,15 @@ def test_exchangeable_errors_are_covered_at_the_level():
 def test_bad_arguments_are_refused():
     pair = [(np.zeros(2), np.zeros(2))]
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        conformal_widths(pair, 1.0, 1, False)
+        conformal_widths(pair, 1.0, 1)
     with pytest.raises(ValueError, match="block"):
-        conformal_widths(pair, 0.8, 0, False)
+        conformal_widths(pair, 0.8, 0)
     with pytest.raises(ValueError, match="at least one"):
-        conformal_widths([], 0.8, 1, False)
+        conformal_widths([], 0.8, 1)
     with pytest.raises(ValueError, match="same length"):
-        conformal_widths([*pair, (np.zeros(3), np.zeros(3))], 0.8, 1, False)
+        conformal_widths([*pair, (np.zeros(3), np.zeros(3))], 0.8, 1)
+    for scales in ([0.0], [math.nan], [1.0, 1.0]):
+        with pytest.raises(ValueError, match="scales"):
+            conformal_widths(pair, 0.8, 1, scales=scales)
     with pytest.raises(ValueError, match="differ in shape"):
-        interval(np.zeros(2), np.zeros(3), False)
+        interval(np.zeros(2), np.zeros(3))

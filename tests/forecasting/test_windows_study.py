@@ -211,13 +211,18 @@ def test_intervals_are_calibrated_on_the_validation_origins_before_each_test_ori
     # seasonal naive at each test origin: its widths are the conformal rank of its errors at
     # the 2 latest validation origins whose horizon ends before it (04-01 and 05-01 for both)
     values = {r[0]: float(r[4]) for r in csv_module.reader(csv.read_text().splitlines()[1:])}
-    calibration = []
+
+    def history(origin: str) -> list[float]:  # the 60 days of "short" before the origin
+        day = datetime.date.fromisoformat(origin)
+        return [values[str(day - datetime.timedelta(days=d))] for d in range(60, 0, -1)]
+
+    calibration, scales = [], []
     for origin in ("2011-04-01", "2011-05-01"):
         day = datetime.date.fromisoformat(origin)
-        week = [values[str(day - datetime.timedelta(days=d))] for d in range(7, 0, -1)]
         future = [values[str(day + datetime.timedelta(days=d))] for d in range(28)]
-        calibration.append((np.array(future), np.array(week * 4)))
-    widths = conformal_widths(calibration, 0.5, block=7, log=True)
+        calibration.append((np.array(future), np.array(history(origin)[-7:] * 4)))
+        scales.append(mase_scale(np.array(history(origin)), 7))
+    widths = conformal_widths(calibration, 0.5, block=7, scales=scales)
     for method in ("multitask", "single", "seasonal_naive", "naive"):
         for row in res["methods"][method]["per_origin"]:
             days = [r for r in table if r["method"] == method and r["origin"] == row["origin"]]
@@ -229,7 +234,9 @@ def test_intervals_are_calibrated_on_the_validation_origins_before_each_test_ori
             assert row["coverage"] == pytest.approx(np.mean((lo <= y) & (y <= hi)))
             assert row["width"] == pytest.approx(np.mean(hi - lo))
             if method == "seasonal_naive":
-                assert hi == pytest.approx(np.expm1(np.log1p(f) + widths))
+                scale = mase_scale(np.array(history(row["origin"])), 7)
+                assert hi == pytest.approx(f + widths * scale)
+                assert lo == pytest.approx(np.maximum(f - widths * scale, 0.0))
         assert 0.0 <= res["methods"][method]["coverage"] <= 1.0
     assert "50% prediction intervals" in (tmp_path / "out" / "forecast.md").read_text()
 

@@ -92,14 +92,16 @@ def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: fl
 
 
 # the gated mechanisms take the same distributed path as hard sharing (their own layers are
-# covered by the contract tests): each costs about 45 s of two processes, so they run as slow
+# covered by the contract tests): each costs about 45 s of two processes, so they run as slow;
+# so does hard sharing itself, whose path sparse sharing takes with masks on top (and which
+# test_resume_under_torchrun runs on two ranks)
 SLOW = pytest.mark.slow
 
 
 @pytest.mark.parametrize(
     "mechanism",
     [
-        [],
+        pytest.param([], marks=SLOW),
         SPARSE,
         pytest.param(["mechanism=mmoe"], marks=SLOW),
         pytest.param(["mechanism=ple"], marks=SLOW),

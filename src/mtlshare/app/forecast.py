@@ -192,17 +192,20 @@ class Study:
                 table += rows
         return table
 
-    def bounds(self, origin: str, forecasts: dict[str, list[np.ndarray]]) -> Bounds | None:
-        """Each method's (lower, upper) per forecast, calibrated for ``origin``; ``None``
-        without intervals."""
+    def bounds(
+        self, view: ForecastView, origin: str, forecasts: dict[str, list[np.ndarray]]
+    ) -> Bounds | None:
+        """Each method's (lower, upper) per forecast, calibrated for ``origin``, never below 0
+        for a target without negative values; ``None`` without intervals."""
         if not self.calibration.enabled:
             return None
-        log = bool(self.cfg.data.log_target)
+        seen = view.seen(self.fc.target)[1]
+        floor = 0.0 if np.nanmin(seen) >= 0 else None
         out: Bounds = {}
         for name, runs in forecasts.items():
             candidate = self.chosen[origin][name] if name in NEURAL else ""
-            widths = self.calibration.widths(name, candidate, origin)
-            out[name] = [interval(r, widths, log) for r in runs]
+            widths = self.calibration.widths(name, candidate, origin, view)
+            out[name] = [interval(r, widths, floor) for r in runs]
         return out
 
     def test(self) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, str]]]:
@@ -212,7 +215,7 @@ class Study:
         table: list[dict[str, str]] = []
         for origin in self.fc.origins:
             view, forecasts, about = self.forecasts(origin, self.fc.methods)
-            bounds = self.bounds(origin, forecasts)
+            bounds = self.bounds(view, origin, forecasts)
             for name, row in self.score(view, forecasts, about, bounds).items():
                 per.setdefault(name, []).append({"origin": origin, **row})
             table += self.day_rows(view, origin, forecasts, bounds)

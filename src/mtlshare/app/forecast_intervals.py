@@ -3,16 +3,19 @@
 At a test origin, a method's interval comes from its errors at the validation origins that
 origin selects its settings on (``forecast.eligible``: the latest ``select_last`` whose whole
 horizon ends before it), so it is calibrated on days before the origin only
-(``mtlshare.evaluation.intervals``: conformal widths per block of ``forecast.season`` steps, on
-the log1p scale when ``data.log_target``). A neural method's calibration forecasts are those of
-the candidate chosen at that test origin, trained with the config's seed (the trainings of the
-selection, reused); every seed's test forecast gets the widths of that one calibration. A
-baseline is forecast at the validation origins as at a test origin.
+(``mtlshare.evaluation.intervals``: conformal widths per block of ``forecast.season`` steps,
+each error divided by the MASE scale of the history its forecast was made from, the width
+multiplied by the test origin's; unscaled where a history has no such scale). A neural
+method's calibration forecasts are those of the candidate chosen at that test origin, trained
+with the config's seed (the trainings of the selection, reused); every seed's test forecast
+gets the widths of that one calibration. A baseline is forecast at the validation origins as
+at a test origin.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,7 @@ from mtlshare.app.forecast_pool import Trainings, neural_forecasts
 from mtlshare.app.forecast_select import Problems
 from mtlshare.config import Config
 from mtlshare.data.daily import ForecastView
+from mtlshare.evaluation.forecast import mase_scale
 from mtlshare.evaluation.intervals import conformal_widths
 from mtlshare.forecasting.config import NEURAL, ForecastConfig
 
@@ -42,7 +46,7 @@ class Calibration:
         self.problems = problems
         self.candidates = candidates
         self.trainings = trainings
-        self._made: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._made: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray, float]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -62,8 +66,14 @@ class Calibration:
                     wanted.append((method, at.replace(seed=self.cfg.seed), self.fc.target))
         return wanted
 
-    def pair(self, method: str, candidate: str, origin: str) -> tuple[np.ndarray, np.ndarray]:
-        """(actual, forecast) of ``method`` at validation ``origin``."""
+    def scale(self, view: ForecastView) -> float:
+        """The MASE scale of the target's history in ``view`` (``NaN`` when it has none)."""
+        return mase_scale(view.seen(self.fc.target)[1], self.fc.season)
+
+    def pair(
+        self, method: str, candidate: str, origin: str
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """(actual, forecast, scale) of ``method`` at validation ``origin``."""
         key = (method, candidate, origin)
         if key not in self._made:
             target = self.fc.target
@@ -78,12 +88,18 @@ class Calibration:
                 made = baseline_forecast(
                     method, view, target, self.fc, self.cfg.data.holiday_column
                 )
-            self._made[key] = (view.actual(target), made)
+            self._made[key] = (view.actual(target), made, self.scale(view))
         return self._made[key]
 
-    def widths(self, method: str, candidate: str, test_origin: str) -> np.ndarray:
-        """Half-widths per forecast step for ``method`` (with ``candidate``) at ``test_origin``."""
-        pairs = [self.pair(method, candidate, o) for o in self.origins(test_origin)]
-        return conformal_widths(
-            pairs, self.fc.interval, self.fc.season, bool(self.cfg.data.log_target)
-        )
+    def widths(
+        self, method: str, candidate: str, test_origin: str, view: ForecastView
+    ) -> np.ndarray:
+        """Half-widths per forecast step for ``method`` (with ``candidate``) at ``test_origin``,
+        whose data is ``view``."""
+        made = [self.pair(method, candidate, o) for o in self.origins(test_origin)]
+        scales = [scale for _, _, scale in made] + [self.scale(view)]
+        pairs = [(actual, forecast) for actual, forecast, _ in made]
+        if all(math.isfinite(s) and s > 0 for s in scales):
+            q = conformal_widths(pairs, self.fc.interval, self.fc.season, scales[:-1])
+            return q * scales[-1]
+        return conformal_widths(pairs, self.fc.interval, self.fc.season)

@@ -7,11 +7,13 @@ smallest of ``n``, so that with exchangeable errors at least 80% of new actuals 
 Errors grow with the step, so they are pooled in blocks of ``block`` consecutive steps (a week
 for daily data) over every calibration origin: each block gets its own width.
 
-Errors are measured on the log1p scale when ``log`` is set (counts: the interval is then
-multiplicative and never goes below 0) and on the series' own scale otherwise. Missing actuals
-are skipped, never filled. Time-series errors are not exchangeable (a forecast from a spring
-origin errs more than one from winter), so the coverage is a claim to be checked:
-:func:`coverage` measures it on the test origins.
+A series' errors grow with its level and noise, which change between origins (a winter origin
+against a summer one), so each calibration error is divided by a scale of its own origin, and the
+width at the new origin is the quantile times that origin's scale. The forecasting study uses
+the MASE scale, the in-sample error of the seasonal-naive forecast on the history each forecast
+was made from: the intervals then hold scaled errors, as MASE does. Missing actuals are skipped,
+never filled. Time-series errors are not exchangeable (a forecast from a spring origin errs more
+than one from winter), so the coverage is a claim to be checked: :func:`coverage` measures it.
 """
 
 from __future__ import annotations
@@ -25,20 +27,17 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 
-def _to_scale(values: FloatArray, log: bool) -> FloatArray:
-    return np.log1p(np.maximum(values, 0.0)) if log else values
-
-
 def conformal_widths(
     calibration: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]],
     level: float,
     block: int,
-    log: bool,
+    scales: Sequence[float] | None = None,
 ) -> FloatArray:
-    """Per forecast step, the interval's half-width from ``calibration`` pairs (actual,
-    forecast), each of the horizon's length. A block with too few observed errors for the level
-    (fewer than ``level / (1 - level)``) gets an infinite width: no finite interval can claim
-    that coverage from so few errors."""
+    """Per forecast step, the quantile of the scaled absolute errors of ``calibration`` pairs
+    (actual, forecast), each of the horizon's length, divided by ``scales`` (one per pair; 1
+    without). Multiply by the new origin's scale for the half-width. A block with too few
+    observed errors for the level (fewer than ``level / (1 - level)``) gets an infinite width:
+    no finite interval can claim that coverage from so few errors."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
     if block < 1:
@@ -52,7 +51,10 @@ def conformal_widths(
     horizon = pairs[0][0].size
     if any(a.size != horizon or f.size != horizon for a, f in pairs):
         raise ValueError("every calibration actual and forecast must have the same length")
-    errors = np.stack([np.abs(_to_scale(a, log) - _to_scale(f, log)) for a, f in pairs])
+    scale = np.ones(len(pairs)) if scales is None else np.asarray(scales, dtype=np.float64)
+    if scale.shape != (len(pairs),) or not np.all(np.isfinite(scale) & (scale > 0)):
+        raise ValueError(f"scales: one positive finite number per calibration pair, got {scales}")
+    errors = np.stack([np.abs(a - f) / s for (a, f), s in zip(pairs, scale, strict=True)])
     widths = np.empty(horizon)
     for start in range(0, horizon, block):
         seen = errors[:, start : start + block].ravel()
@@ -63,19 +65,16 @@ def conformal_widths(
 
 
 def interval(
-    forecast: npt.ArrayLike, widths: npt.ArrayLike, log: bool
+    forecast: npt.ArrayLike, widths: npt.ArrayLike, floor: float | None = None
 ) -> tuple[FloatArray, FloatArray]:
-    """The (lower, upper) bounds around ``forecast`` with the half-``widths`` of
-    :func:`conformal_widths`, on the series' own scale (with ``log``, never below 0)."""
+    """The (lower, upper) bounds ``forecast`` -/+ ``widths``, the lower never below ``floor``
+    (0 for a series that cannot go negative) when given."""
     f = np.asarray(forecast, dtype=np.float64).ravel()
     w = np.asarray(widths, dtype=np.float64).ravel()
     if f.shape != w.shape:
         raise ValueError(f"forecast and widths differ in shape: {f.shape} vs {w.shape}")
-    if not log:
-        return f - w, f + w
-    centre = _to_scale(f, log)
-    with np.errstate(over="ignore"):
-        return np.maximum(np.expm1(centre - w), 0.0), np.expm1(centre + w)
+    lower = f - w if floor is None else np.maximum(f - w, floor)
+    return lower, f + w
 
 
 def coverage(actual: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.ArrayLike) -> dict[str, float]:
