@@ -199,8 +199,8 @@ class Study:
         for a target without negative values; ``None`` without intervals."""
         if not self.calibration.enabled:
             return None
-        seen = view.seen(self.fc.target)[1]
-        floor = 0.0 if np.nanmin(seen) >= 0 else None
+        seen = np.asarray(view.seen(self.fc.target)[1], dtype=np.float64)
+        floor = 0.0 if np.all(seen[~np.isnan(seen)] >= 0) else None
         out: Bounds = {}
         for name, runs in forecasts.items():
             candidate = self.chosen[origin][name] if name in NEURAL else ""
