@@ -30,9 +30,9 @@ DATA = ROOT.parent / "shared" / "data" / "conll2003"
 QUICK = ROOT / "recipes" / "conll2003" / "quick.toml"
 DEMO = ROOT / "recipes" / "demo" / "demo.toml"
 TINY = [
-    "data.train_sentences=600",
-    "data.dev_sentences=200",
-    "data.unseen_tags=map",  # dev tags the 600 sentences lack
+    "data.train_sentences=300",
+    "data.dev_sentences=100",
+    "data.unseen_tags=map",  # dev tags the 300 sentences lack
     "data.word_dim=16",
     "data.char_filters=8",
     "trunk.hidden=[24]",
@@ -147,11 +147,11 @@ def first_sentences(source: Path, n: int, target: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def conll_runs(tmp_path_factory):
-    """Runs tested on the first 300 of their 600 training sentences: every tag of that "test"
+    """Runs tested on the first 200 of their 300 training sentences: every tag of that "test"
     file was seen in training, so the run scores it against the file's own tags (a tag never
     seen would be mapped, and the file's scorers would see another gold)."""
     base = tmp_path_factory.mktemp("conll")
-    test = first_sentences(DATA / "train.txt", 300, base / "seen.txt")
+    test = first_sentences(DATA / "train.txt", 200, base / "seen.txt")
     paths = [f"data.train={DATA / 'train.txt'}", f"data.dev={DATA / 'dev.txt'}"]
     paths.append(f"data.test={test}")
     runs = {}
