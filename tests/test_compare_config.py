@@ -376,6 +376,29 @@ def test_a_variant_row_trains_its_mechanism_with_its_settings(tmp_path):
     assert single["train"]["schedule"] == "alternate"
 
 
+def test_a_comparison_given_another_row_resumes_its_finished_runs(tmp_path):
+    """A row added to [compare] (here a variant) changes every run's saved [compare] table,
+    not how any of them trains: the finished runs are read back, only the new row trains."""
+    out = tmp_path / "cmp"
+    compare(tiny(DEMO), ["single", "hard"], out, progress=False)
+    runs = [c.parent / "results.json" for c in out.rglob("config.toml")]
+    stamps = {p: p.stat().st_mtime_ns for p in runs}
+    assert len(stamps) == 4  # t1, t2, t3 alone and hard sharing
+    wider = tiny(
+        DEMO,
+        'compare.variants={ "hard+rlw" = { mechanism = "hard", "train.schedule" '
+        '= "joint", "weighting.kind" = "rlw" } }',
+        'compare.title="wider"',
+    )
+    rows = compare(wider, ["single", "hard", "hard+rlw"], out, progress=False, resume=True)
+    assert [r["mechanism"] for r in rows["rows"]] == ["single", "hard", "hard+rlw"]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
+    assert (out / "hard+rlw" / "results.json").is_file()
+    # a change to how a run trains is still refused
+    with pytest.raises(MtlshareError, match="the config differs"):
+        compare(tiny(DEMO, "train.lr=0.1"), ["single", "hard"], out, progress=False, resume=True)
+
+
 @pytest.mark.parametrize(
     ("variant", "message"),
     [

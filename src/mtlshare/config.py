@@ -313,15 +313,25 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def same_config(saved: str, current: str) -> bool:
     """Whether a run's saved ``config.toml`` text is the config ``current`` (a ``to_toml``
-    text): the same text, or the same once read with today's defaults, so that a run written
-    before a key with a default was added still resumes. A saved config that no longer loads
-    (a key since removed) is not the same."""
+    text): the same text, or the same once both are read with today's defaults and without
+    their ``[compare]`` tables. So a run written before a key with a default was added still
+    resumes, and so do the finished runs of a comparison given more rows or another title (which
+    rows a comparison has does not change how one of its runs trains: each run's own settings,
+    variants and overrides included, are in the rest of its config). A saved config that no
+    longer loads (a key since removed) is not the same."""
     if saved == current:
         return True
     try:
-        return from_dict(tomllib.loads(saved)).to_toml() == current
+        return _training_part(saved) == _training_part(current)
     except (ConfigError, tomllib.TOMLDecodeError):
         return False
+
+
+def _training_part(text: str) -> str:
+    """``text`` read with today's defaults, without its ``[compare]`` table."""
+    raw = tomllib.loads(text)
+    raw.pop("compare", None)
+    return from_dict(raw).to_toml()
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
