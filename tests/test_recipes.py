@@ -11,6 +11,7 @@ import pytest
 from mtlshare.app.build import build_model, build_problem
 from mtlshare.app.compare import row_config
 from mtlshare.config import SINGLE, SUBNET, load_config
+from mtlshare.training.joint import check_joint
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").rglob("*.toml"))
@@ -44,5 +45,8 @@ def test_recipe_builds_every_listed_mechanism(path):
     for name in cfg.compare.mechanisms:
         if name in (SINGLE, SUBNET):
             continue
-        model = build_model(row_config(cfg, name), problem)
+        row = row_config(cfg, name)
+        model = build_model(row, problem)
         assert model.param_counts()["counted"] > 0
+        if row.train.schedule == "joint":  # a weighting the model cannot take fails here
+            check_joint(row.weighting.kind, model)

@@ -278,6 +278,10 @@ def test_two_processes_make_the_same_joint_update_as_one(tmp_path):
             "choose one of upgrad, mgda, pcgrad",
         ),
         (["train.schedule=joint", "weighting.kind=gradnorm", 'tasks=["t1"]'], "two or more"),
+        (
+            ["train.schedule=joint", "weighting.kind=gradnorm", "mechanism=sparse"],
+            "SparseSharing takes one per task",
+        ),
         (["train.schedule=jointly"], "train.schedule"),
         (["weighting.kind=dwa"], "set train.schedule = 'joint'"),
     ],
@@ -287,6 +291,17 @@ def test_bad_joint_settings_are_one_line_and_write_nothing(tmp_path, capsys, ove
     assert main(["run", str(DEMO), *overrides, "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+def test_compare_refuses_a_row_its_model_cannot_take_before_writing(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    variant = 'compare.variants={ "sparse+gradnorm" = { mechanism = "sparse", '
+    variant += '"train.schedule" = "joint", "weighting.kind" = "gradnorm" } }'
+    argv = ["compare", str(DEMO), variant, "--mechanisms", "single,sparse+gradnorm"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "compare row 'sparse+gradnorm': weighting.kind" in err[0], err
     assert not out.exists()
 
 

@@ -16,6 +16,7 @@ from mtlshare.evaluation.curves import write_dev_curves
 from mtlshare.sharing.gating.report import gates_markdown, summarize
 from mtlshare.sharing.sparse.report import overlap_markdown, overlap_vs_gain
 from mtlshare.training.folder import ComparisonFolder
+from mtlshare.training.joint import check_joint
 from mtlshare.training.objective import JOINT_ONLY, LossWeighting
 
 
@@ -59,7 +60,13 @@ def compare(
     plan = _plan(cfg, folder, rows, row_seeds, names)
     for name in mechanisms:  # a bad mechanism setting fails now, not after hours of training
         if name not in (SINGLE, SUBNET):
-            build_model(row_config(cfg, name), problem)
+            row = row_config(cfg, name)
+            model = build_model(row, problem)
+            if row.train.schedule == "joint":
+                try:
+                    check_joint(row.weighting.kind, model)
+                except ConfigError as e:
+                    raise ConfigError(f"compare row {name!r}: {e}") from None
     LossWeighting(names, cfg.weighting, cfg.seed)  # so do the weights and the selection rule
     if cfg.train.select_on not in ("mean", *names):
         raise ConfigError(

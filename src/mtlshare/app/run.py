@@ -18,6 +18,7 @@ from mtlshare.data.datasets import Problem
 from mtlshare.sharing.base import SharingModel
 from mtlshare.training.distributed import Dist, barrier
 from mtlshare.training.folder import INFERENCE, RunFolder
+from mtlshare.training.joint import check_joint
 from mtlshare.training.loop import FitResult, Trainer
 from mtlshare.training.objective import LossWeighting
 
@@ -64,6 +65,8 @@ def train(
         folder.load_model(model, "best")
         return TrainedRun(model, problem, results)
     weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting, cfg.seed)
+    if cfg.train.schedule == "joint":
+        check_joint(cfg.weighting.kind, model)  # a pair the model cannot take: before --out
     if where.is_main:
         folder.start(resolved, resume, same_config)
         folder.write_json(INFERENCE, usage_spec(cfg, problem, base_dir))

@@ -63,6 +63,27 @@ class Trainer(Protocol):
 Batches = dict[str, tuple[Tensor, Tensor]]
 
 
+def check_joint(kind: str, model: SharingModel) -> nn.Parameter | None:
+    """Whether ``model`` can take joint steps weighted by ``kind`` (a ``ConfigError`` naming
+    the problem if not), checked before a run writes anything; for GradNorm, the weight matrix
+    it measures the tasks' gradients at (the last shared layer's, as the paper), else ``None``."""
+    if kind != "gradnorm":
+        return None
+    name = type(model).__name__
+    if not model.joint_backward:
+        raise ConfigError(
+            "weighting.kind = 'gradnorm' needs one backward over the summed losses; "
+            f"{name} takes one per task (use dwa, rlw or an aggregator)"
+        )
+    weights = [p for p in model.shared_parameters() if p.requires_grad and p.dim() >= 2]
+    if not weights:
+        raise ConfigError(
+            "weighting.kind = 'gradnorm' needs a shared weight matrix to measure the tasks' "
+            f"gradients at; {name} shares none"
+        )
+    return weights[-1]
+
+
 class JointStepper:
     """Makes the joint steps of one ``Trainer``."""
 
@@ -74,20 +95,7 @@ class JointStepper:
             cfg = weighting.cfg
             self.aggregate = make_aggregator(cfg.aggregator, len(trainer.names), cfg.cagrad_c)
         self.per_task = self.aggregate is not None or not model.joint_backward
-        self.gradnorm_at: nn.Parameter | None = None
-        if weighting.kind == "gradnorm":
-            if not model.joint_backward:
-                raise ConfigError(
-                    "weighting.kind = 'gradnorm' needs one backward over the summed losses; "
-                    f"{type(model).__name__} takes one per task (use dwa, rlw or an aggregator)"
-                )
-            weights = [p for p in model.shared_parameters() if p.requires_grad and p.dim() >= 2]
-            if not weights:
-                raise ConfigError(
-                    "weighting.kind = 'gradnorm' needs a shared weight matrix to measure the "
-                    f"tasks' gradients at; {type(model).__name__} shares none"
-                )
-            self.gradnorm_at = weights[-1]  # the last shared layer's, as the paper
+        self.gradnorm_at = check_joint(weighting.kind, model)
 
     def run(
         self,
