@@ -229,3 +229,16 @@ def test_resume_from_an_incomplete_checkpoint_is_a_one_line_error(tmp_path, caps
     assert main(["run", demo, "train.epochs=1", "--out", str(out), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not fit this run or is incomplete" in err[0]
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
+    """A Ctrl-C early in start-up on a busy machine (seen in CI: inside argparse) is the
+    one-line interrupt, not a traceback."""
+    import mtlshare.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_parser", interrupted)
+    assert cli.main(["run", "x.toml", "--out", "y"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [cli.INTERRUPTED]

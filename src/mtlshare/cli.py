@@ -148,17 +148,13 @@ def _warn(
     print(f"mtlshare: warning: {message}", file=sys.stderr)
 
 
+INTERRUPTED = "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)"
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _warn
-    parser = _parser()
-    # key=value overrides may stand before or after options: collect the ones argparse left over
-    args, extra = parser.parse_known_args(argv)
-    stray = [e for e in extra if e.startswith("-") or "=" not in e]
-    if stray or (extra and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
     try:
+        args = _arguments(argv)
         _load_library()
         return _dispatch(args)
     except MtlshareError as e:
@@ -167,11 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a folder or file the command cannot use: the user's to fix
         print(f"mtlshare: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)",
-            file=sys.stderr,
-        )
+    except KeyboardInterrupt:  # from the first line on: building the parser too
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     finally:
         # leave a torchrun process group cleanly; only when our module is whole (an interrupt
@@ -179,6 +172,18 @@ def main(argv: list[str] | None = None) -> int:
         distributed = sys.modules.get("mtlshare.training.distributed")
         if distributed is not None:
             distributed.shutdown()
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = _parser()
+    # key=value overrides may stand before or after options: collect the ones argparse left over
+    args, extra = parser.parse_known_args(argv)
+    stray = [e for e in extra if e.startswith("-") or "=" not in e]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
 
 
 def _load_library() -> None:
