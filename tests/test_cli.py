@@ -13,6 +13,7 @@ import pytest
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.cli import main
 from mtlshare.config import from_dict
+from mtlshare.errors import INTERRUPTED
 from mtlshare.registry import MECHANISMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,4 +242,4 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "_parser", interrupted)
     assert cli.main(["run", "x.toml", "--out", "y"]) == 130
-    assert capsys.readouterr().err.strip().splitlines() == [cli.INTERRUPTED]
+    assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]

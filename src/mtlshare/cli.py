@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mtlshare.errors import MtlshareError
+from mtlshare.errors import INTERRUPTED, MtlshareError
 
 if TYPE_CHECKING:
     from mtlshare.config import Config
@@ -146,9 +146,6 @@ def _warn(
 ) -> None:
     """Warnings as one line each, like errors (the data's file and line are in the message)."""
     print(f"mtlshare: warning: {message}", file=sys.stderr)
-
-
-INTERRUPTED = "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from os import PathLike
 
+# what a command prints when Ctrl-C stops it (mtlshare.cli, and __main__ while the CLI imports)
+INTERRUPTED = "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)"
+
 
 class MtlshareError(Exception):
     """Any error caused by the user's input (config, data, checkpoint), not by a bug."""

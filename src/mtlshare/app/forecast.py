@@ -337,7 +337,7 @@ def run_forecast(
                 }
                 for name, rows in per.items()
             },
-            "interval": study.calibration.fc.interval if study.calibration.enabled else None,
+            "interval": fc.interval if study.calibration.enabled else None,
             "selection": {
                 "candidates": study.candidates,
                 "select_last": fc.select_last,
