@@ -176,11 +176,20 @@ def test_bad_seeds_of_is_refused_before_anything_is_written(corpus, seeds_of, me
     assert not (corpus / "out").exists() or not any((corpus / "out").rglob("results.json"))
 
 
-def test_train_threads_sets_the_threads_of_the_run(corpus):
+def test_train_threads_hold_for_the_run_and_no_longer(corpus, monkeypatch):
+    import mtlshare.app.run as running
+
+    seen: list[int] = []
+    build = running.build_model
+    monkeypatch.setattr(
+        running, "build_model", lambda *a: seen.append(torch.get_num_threads()) or build(*a)
+    )
     before = torch.get_num_threads()
+    threads = 1 if before > 1 else 2
     try:
-        cfg = load_config(corpus / "run.toml", ["train.threads=1", "train.epochs=1"])
+        cfg = load_config(corpus / "run.toml", [f"train.threads={threads}", "train.epochs=1"])
         run(cfg, corpus / "out", base_dir=corpus, progress=False)
-        assert torch.get_num_threads() == 1
+        assert seen == [threads]  # the run trained with its own count
+        assert torch.get_num_threads() == before  # and left the caller's as it was
     finally:
         torch.set_num_threads(before)

@@ -20,15 +20,19 @@ from mtlshare.data.datasets import Problem
 from mtlshare.forecasting.baselines import naive, prophet_forecast, seasonal_naive
 from mtlshare.forecasting.config import STATISTICAL, ForecastConfig
 from mtlshare.forecasting.statistical import statistical_forecast
+from mtlshare.training.distributed import torch_threads
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting
 
 
 def fit_and_forecast(cfg: Config, problem: Problem, target: str) -> tuple[np.ndarray, dict]:
     """Train ``cfg``'s model on every task of ``problem``; the target's forecast and a summary
-    of the run (selected epoch, epochs run, seconds)."""
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    of the run (selected epoch, epochs run, seconds). ``train.threads`` holds for this run only."""
+    with torch_threads(cfg.train.threads):
+        return _fit_and_forecast(cfg, problem, target)
+
+
+def _fit_and_forecast(cfg: Config, problem: Problem, target: str) -> tuple[np.ndarray, dict]:
     started = time.perf_counter()
     model = build_model(cfg, problem)
     weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting, cfg.seed)

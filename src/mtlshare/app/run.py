@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mtlshare.app.build import build_model, build_problem
 from mtlshare.config import Config, same_config
 from mtlshare.data.codecs import inference_spec
 from mtlshare.data.datasets import Problem
 from mtlshare.sharing.base import SharingModel
-from mtlshare.training.distributed import Dist, barrier
+from mtlshare.training.distributed import Dist, barrier, torch_threads
 from mtlshare.training.folder import INFERENCE, RunFolder
 from mtlshare.training.joint import check_joint
 from mtlshare.training.loop import FitResult, Trainer
@@ -50,14 +48,27 @@ def train(
     dist: Dist | None = None,
 ) -> TrainedRun:
     """Like ``run``, and also hand back the selected model and the problem. Resuming a run
-    that has finished reads it back (its results and selected model), never trains again."""
+    that has finished reads it back (its results and selected model), never trains again.
+    ``train.threads`` holds for this run only."""
     where = dist or Dist()
     folder = RunFolder(out_dir)
     resolved = cfg.to_toml()
     folder.check(resolved, resume, same_config)  # before the data: a wrong folder fails at once
     barrier(where)  # every process has checked the folder before rank 0 writes into it
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    with torch_threads(cfg.train.threads):
+        return _train(cfg, folder, resolved, base_dir, resume, progress, problem, where)
+
+
+def _train(
+    cfg: Config,
+    folder: RunFolder,
+    resolved: str,
+    base_dir: str | Path | None,
+    resume: bool,
+    progress: bool,
+    problem: Problem | None,
+    where: Dist,
+) -> TrainedRun:
     problem = problem if problem is not None else build_problem(cfg, base_dir)
     model = build_model(cfg, problem)
     if resume and folder.finished:  # read back: results and the selected model
