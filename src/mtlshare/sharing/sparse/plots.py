@@ -9,6 +9,8 @@ from typing import Any
 
 from mtlshare.evaluation.plots import save_figure
 
+MARGINS = {"left": 0.12, "right": 0.97, "bottom": 0.12, "top": 0.92}
+
 
 def plot_search(sparse: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """Write ``sparse_figure3.png`` and ``sparse_figure4.png`` from a run's ``"sparse"`` results.
@@ -33,7 +35,7 @@ def plot_search(sparse: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_title("Dev score across pruning rounds (cf. paper Fig. 3)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig3.tight_layout()
+    fig3.subplots_adjust(**MARGINS)  # fixed: tight_layout would draw the figure twice
     paths = [save_figure(fig3, out / "sparse_figure3.png")]
 
     rows = sparse.get("rounds_overlap", [])
@@ -64,6 +66,6 @@ def plot_search(sparse: dict[str, Any], out_dir: str | Path) -> list[Path]:
         ax2.set_ylabel("mean dev score (higher is better)", color="tab:red")
         ax1.set_title("Overlap ratio and mean score against density (cf. paper Fig. 4)")
         ax1.grid(alpha=0.3)
-        fig4.tight_layout()
+        fig4.subplots_adjust(**{**MARGINS, "right": 0.87})  # room for the right axis' label
         paths.append(save_figure(fig4, out / "sparse_figure4.png"))
     return paths
