@@ -16,6 +16,7 @@ from mtlshare.training.joint import check_joint
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").rglob("*.toml"))
 SHARED = ROOT.parent / "shared" / "data"
+CUT = {"train_sentences": 50, "dev_sentences": 20, "test_sentences": 20}  # a few sentences
 
 
 def test_recipes_exist():
@@ -38,8 +39,13 @@ def test_recipe_builds_every_listed_mechanism(path):
     if cfg.data_source == "conll":
         if not (SHARED / "conll2003" / "train.txt").is_file():
             pytest.skip(f"{SHARED / 'conll2003'} is absent")
-        small = ["data.train_sentences=50", "data.dev_sentences=20", "data.test_sentences=20"]
+        small = [f"data.{k}={n}" for k, n in CUT.items()]
         small.append("data.unseen_tags=map")
+        for name, task in cfg.data.tasks.items():  # a task's own corpus is cut the same way
+            if task.get("train"):
+                small += [f"data.tasks.{name}.{k}={n}" for k, n in CUT.items()]
+                if task.get("dev_from_train"):
+                    small.append(f"data.tasks.{name}.dev_from_train=10")
     cfg = load_config(path, small)
     problem = build_problem(cfg, path.parent)
     for name in cfg.compare.mechanisms:

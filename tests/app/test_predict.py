@@ -155,10 +155,12 @@ def conll_runs(tmp_path_factory):
     paths = [f"data.train={DATA / 'train.txt'}", f"data.dev={DATA / 'dev.txt'}"]
     paths.append(f"data.test={test}")
     runs = {}
+    problem = None  # the same data for every run: read once
     for mechanism in ("hard", "sparse", "cross_stitch"):
         cfg = load_config(QUICK, [*paths, *TINY, f"mechanism={mechanism}"])
+        problem = problem or build_problem(cfg)
         runs[mechanism] = base / mechanism
-        run(cfg, runs[mechanism], progress=False)
+        run(cfg, runs[mechanism], problem=problem, progress=False)
     return runs
 
 

@@ -4,13 +4,12 @@ position task, unseen tags, word vectors, and bad input through the command line
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from mtlshare.app.build import build_problem
+from mtlshare.cli import main
 from mtlshare.config import load_config
 from mtlshare.errors import ConfigError, DataError
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -176,16 +175,18 @@ def test_glove_vectors_initialise_the_embeddings(corpus):
     assert any(torch.equal(row, torch.tensor([1.0, 2.0, 3.0])) for row in weights)
 
 
-def run_cli(corpus, out, command="run"):
-    args = [sys.executable, "-m", "mtlshare", command, str(corpus / "run.toml"), "--out", str(out)]
-    return subprocess.run(args, capture_output=True, text=True, check=False)
+def run_cli(capsys, corpus, out, command="run"):
+    """``mtlshare COMMAND corpus/run.toml --out OUT`` in this process: exit code and stderr."""
+    capsys.readouterr()
+    code = main([command, str(corpus / "run.toml"), "--out", str(out)])
+    return code, capsys.readouterr().err
 
 
-def test_run_prints_tokens_per_second_and_records_it(corpus):
+def test_run_prints_tokens_per_second_and_records_it(corpus, capsys):
     out = corpus / "out"
-    proc = run_cli(corpus, out)
-    assert proc.returncode == 0, proc.stderr
-    assert "epoch 2/2:" in proc.stderr and "tokens/s" in proc.stderr
+    code, err = run_cli(capsys, corpus, out)
+    assert code == 0, err
+    assert "epoch 2/2:" in err and "tokens/s" in err
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # 7 labelled training tokens per task, 3 tasks: every epoch sees tokens
     assert all(r["tokens_per_second"] > 0 for r in records)
@@ -193,17 +194,17 @@ def test_run_prints_tokens_per_second_and_records_it(corpus):
     assert set(results["tasks"]) == {"pos", "chunk", "ner"}
 
 
-def test_bad_file_gives_one_line_and_no_output(corpus):
+def test_bad_file_gives_one_line_and_no_output(corpus, capsys):
     (corpus / "train.txt").write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP\n", "utf-8")
     out = corpus / "out"
-    proc = run_cli(corpus, out)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    code, err = run_cli(capsys, corpus, out)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
     assert "train.txt:2: 3 columns where every token line has 4" in lines[0]
     assert not out.exists()
-    proc = run_cli(corpus, out, "compare")  # a comparison fails before it creates --out too
-    assert proc.returncode == 2 and "train.txt:2:" in proc.stderr
+    code, err = run_cli(capsys, corpus, out, "compare")  # compare fails before making --out too
+    assert code == 2 and "train.txt:2:" in err
     assert not out.exists()
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from mtlshare.cli import main
 from mtlshare.errors import MtlshareError
 from mtlshare.evaluation.curves import plot_dev_curves, read_curves
 
@@ -53,16 +52,14 @@ def test_a_broken_metrics_line_names_file_and_line(tmp_path):
         read_curves(tmp_path / "empty")
 
 
-def test_curves_command_writes_the_png_and_refuses_an_empty_folder(tmp_path):
+def test_curves_command_writes_the_png_and_refuses_an_empty_folder(tmp_path, capsys):
     _metrics(tmp_path / "cmp" / "hard" / "seed-0", [{"epoch": 1, "dev": {"a": 0.5}}])
-    cmd = [sys.executable, "-m", "mtlshare", "curves"]
-    done = subprocess.run([*cmd, str(tmp_path / "cmp")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert main(["curves", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "dev_curves.png").is_file()
     (tmp_path / "nothing").mkdir()
-    bad = subprocess.run([*cmd, str(tmp_path / "nothing")], capture_output=True, text=True)
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == [
+    capsys.readouterr()
+    assert main(["curves", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"mtlshare: error: {tmp_path / 'nothing'}: no metrics.jsonl below it; is it a run or "
         "comparison folder?"
     ]

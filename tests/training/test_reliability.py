@@ -74,6 +74,19 @@ def error_line(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """The one line ``mtlshare ARGS`` prints when it refuses, run in this process (the
+    subprocess form, ``error_line(run_cli(...))``, is kept where a process is killed or must
+    start clean): exit code 2, nothing else on stderr."""
+    capsys.readouterr()
+    code = main(list(args))
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, (code, err[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("mtlshare: error: "), err
+    return lines[0]
+
+
 def untimed(obj: Any) -> Any:
     """``obj`` without wall-clock fields (``train_seconds``, ``wall_seconds``), recursively."""
     if isinstance(obj, dict):
@@ -521,9 +534,9 @@ DIVERGING = [
 FAULT = re.compile(r"loss is (-?inf|nan) at step (\d+) on task '(t\d)'")
 
 
-def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     bad, good = tmp_path / "bad", tmp_path / "good"
-    line = error_line(run_cli("run", *DIVERGING, "--out", str(bad)))
+    line = refused(capsys, "run", *DIVERGING, "--out", str(bad))
     fault = FAULT.search(line)
     assert fault is not None, line
     step = int(fault.group(2))
@@ -534,12 +547,11 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     before = tree_digest(bad)
 
     # resuming replays the same steps to the same fault and writes nothing
-    assert error_line(run_cli("run", *DIVERGING, "--out", str(bad), "--resume")) == line
+    assert refused(capsys, "run", *DIVERGING, "--out", str(bad), "--resume") == line
     assert tree_digest(bad) == before
 
     # the kept checkpoint is the one a run stopping just before the fault ends with
-    stop = run_cli("run", *DIVERGING, f"train.epochs={epoch}", "--out", str(good))
-    assert stop.returncode == 0, stop.stderr[-2000:]
+    assert main(["run", *DIVERGING, f"train.epochs={epoch}", "--out", str(good)]) == 0
     for name in ("last", "best"):
         assert_same_checkpoint(bad / "checkpoint" / name, good / "checkpoint" / name, name)
     assert (bad / "checkpoint" / "last" / "tensors.safetensors").read_bytes() == (
@@ -626,7 +638,7 @@ if __name__ == "__main__":  # the saver process of test_kills_during_*
 
 
 @POSIX
-def test_a_killed_comparison_resumes_to_the_same_table(tmp_path):
+def test_a_killed_comparison_resumes_to_the_same_table(tmp_path, capsys):
     args = [
         DEMO,
         "train.epochs=6",
@@ -660,8 +672,8 @@ def test_a_killed_comparison_resumes_to_the_same_table(tmp_path):
     assert not (cut / "comparison.json").exists()
     hard_before = (cut / "hard" / "results.json").stat().st_mtime_ns
 
-    again = run_cli("compare", *args, "--out", str(cut), "--quiet", "--resume")
-    assert again.returncode == 0, again.stderr[-2000:]
+    # resumed in this process: train.threads=1 gives its runs the uncut ones' single thread
+    assert main(["compare", *args, "--out", str(cut), "--quiet", "--resume"]) == 0
     # the finished hard run was read back, not trained again
     assert (cut / "hard" / "results.json").stat().st_mtime_ns == hard_before
     a, b = (json.loads((d / "comparison.json").read_text()) for d in (full, cut))
@@ -671,8 +683,8 @@ def test_a_killed_comparison_resumes_to_the_same_table(tmp_path):
     )
 
     # a changed config is refused rather than mixed into the table
-    changed = run_cli("compare", *args, "train.lr=0.5", "--out", str(cut), "--quiet", "--resume")
-    assert "the config differs" in error_line(changed)
+    changed = refused(capsys, "compare", *args, "train.lr=0.5", "--out", str(cut), "--resume")
+    assert "the config differs" in changed
 
 
 def test_a_dev_split_without_any_label_stops_training_with_a_data_error(tmp_path):

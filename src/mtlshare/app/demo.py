@@ -58,7 +58,8 @@ def _demo(
     plot = plot_comparisons(
         comparisons,
         out / "demo.png",
-        title=f"Change in test MSE against single-task training (mean of {len(seeds)} seeds)",
+        title="Change in test MSE against single-task training "
+        + (f"(mean of {len(seeds)} seeds)" if len(seeds) > 1 else f"(seed {seeds[0]})"),
     )
     print(f"plot: {plot}")
     added = add_task_demo(out / "add-task", progress, overrides)
