@@ -2,10 +2,10 @@
 
 A study trains a few hundred small networks (every candidate at every validation origin, then
 every neural method and seed at every test origin and history length), each independent of the
-others. With ``forecast.jobs`` > 1 they go to that many spawned worker processes, one torch
-thread each: the study hands them over ahead of need (``prefetch``) and takes each result when
-it gets there (``get``), while the baselines run in this process. A worker rebuilds the data
-from the config, once per data config.
+others. With ``forecast.jobs`` > 1 they go to that many worker processes (``worker_pool``),
+one torch thread each: the study hands them over ahead of need (``prefetch``) and takes each
+result when it gets there (``get``), while the baselines run in this process. A worker rebuilds
+the data from the config, once per data config.
 
 A network's initialisation and batches depend only on its seed, so a worker's forecast equals
 the one this process computes at the same number of torch threads (``train.threads = 1``).

@@ -7,11 +7,11 @@ oversubscription: two processes that each start torch's default number of thread
 other about tenfold here. Workers therefore set ``torch.set_num_threads(cores // N)`` before
 anything else, and together never use more threads than the machine has cores.
 
-A worker is a fresh (spawned) process: it rebuilds the data from the config (cached per data
-config, so a worker builds it once), trains, and writes only into its run's folder. A run that
-fails does not stop the others; runs that depend on it (``single_subnet`` on ``sparse``) are
-skipped; the first failure is raised once every other run has ended, and ``--resume`` then
-continues from the finished runs and the last checkpoints.
+A worker is a fresh process (forked from a fork server, see ``worker_pool``): it rebuilds the
+data from the config (cached per data config, so a worker builds it once), trains, and writes
+only into its run's folder. A run that fails does not stop the others; runs that depend on it
+(``single_subnet`` on ``sparse``) are skipped; the first failure is raised once every other run
+has ended, and ``--resume`` then continues from the finished runs and the last checkpoints.
 """
 
 from __future__ import annotations
