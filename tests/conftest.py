@@ -5,6 +5,7 @@ do."""
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +23,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLOWED = {".pytest_cache", ".hypothesis", ".ruff_cache", ".mypy_cache", ".venv"}
+
+
+def pytest_unconfigure() -> None:
+    """Each test process (a worker, the controller) exits without a last full garbage collection
+    of the millions of objects torch keeps: about a second each, as for ``mtlshare.cli.entry``."""
+    gc.freeze()
 
 
 def _entries(folder: Path, prefix: str = "") -> set[str]:

@@ -243,3 +243,19 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_parser", interrupted)
     assert cli.main(["run", "x.toml", "--out", "y"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
+
+
+def test_the_command_exits_with_mains_code_after_freezing_the_heap(monkeypatch):
+    """``mtlshare`` (the console script and ``python -m``) is ``entry``: main's exit code,
+    and gc.freeze first, so that exiting skips a full collection of torch's objects."""
+    import mtlshare.cli as cli
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli, "main", lambda: calls.append("main") or 2)
+    monkeypatch.setattr(cli.gc, "freeze", lambda: calls.append("freeze"))
+    with pytest.raises(SystemExit) as stop:
+        cli.entry()
+    assert stop.value.code == 2 and calls == ["main", "freeze"]
+    script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert script["mtlshare"] == "mtlshare.cli:entry"
+    assert "entry()" in (ROOT / "src" / "mtlshare" / "__main__.py").read_text()

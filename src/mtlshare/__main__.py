@@ -1,11 +1,11 @@
 from mtlshare.errors import INTERRUPTED
 
 try:
-    from mtlshare.cli import main
+    from mtlshare.cli import entry
 except KeyboardInterrupt:  # Ctrl-C while the command line module itself is imported
     import sys
 
     print(INTERRUPTED, file=sys.stderr)
     raise SystemExit(130) from None
 
-raise SystemExit(main())
+entry()
