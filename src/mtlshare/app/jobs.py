@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,13 @@ def worker_pool(n_jobs: int, threads: int) -> ProcessPoolExecutor:
     They are forked from a fork server, never from this process (whose torch threads a fork
     would copy in an unknown state). The server is started once per process, imports this
     module (torch, the library) and runs nothing: each worker then starts in milliseconds
-    instead of importing torch again (seconds), and later pools reuse the same server."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    instead of importing torch again (seconds), and later pools reuse the same server. Where
+    there is no fork server (Windows), each worker is spawned and imports torch itself."""
+    context: BaseContext = multiprocessing.get_context("spawn")
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        server = multiprocessing.get_context("forkserver")
+        server.set_forkserver_preload([__name__])
+        context = server
     return ProcessPoolExecutor(
         n_jobs, mp_context=context, initializer=_worker_init, initargs=(threads,)
     )
