@@ -38,7 +38,7 @@ class TrainConfig:
     keep: str = "best"
     eval_batch_size: int = 512
     device: str = "cpu"  # "cpu", "cuda" or "auto" (cuda when available)
-    # torch threads of this process; 0 = torch's default (the cores, or OMP_NUM_THREADS)
+    # torch threads of this run (put back after it); 0 = torch's default (cores, OMP_NUM_THREADS)
     threads: int = 0
     # "alternate": each step one task's batch (the task sampler draws it); "joint": each step a
     # batch of every task, one update from all their losses (see training/joint.py)
