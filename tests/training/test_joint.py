@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -325,3 +326,22 @@ def test_a_missing_extra_names_its_install_command(monkeypatch):
         aggregators.make_aggregator("upgrad", 2)
     with pytest.raises(ConfigError, match=r'pip install -e "\.\[joint-solvers\]"'):
         aggregators.make_aggregator("nash_mtl", 2)
+
+
+def test_rlw_draws_the_same_weights_in_every_process():
+    """RLW's weights at a step depend on the seed and the step only, not on the process's
+    string-hash seed: two processes (two ranks of a job, or a run and its rerun) agree."""
+    code = (
+        "from mtlshare.training.objective import LossWeighting, WeightingConfig\n"
+        "w = LossWeighting(['a', 'b', 'c'], WeightingConfig(kind='rlw'), seed=7)\n"
+        "w.begin_step(3)\n"
+        "print(w.weight_vector().tolist())"
+    )
+    drawn = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        drawn.add(proc.stdout)
+    assert len(drawn) == 1, drawn

@@ -34,6 +34,7 @@ from mtlshare.sharing.base import SharingModel
 
 WEIGHTINGS = ("fixed", "uncertainty", "dwa", "gradnorm", "rlw", "aggregator")
 JOINT_ONLY = ("dwa", "gradnorm", "rlw", "aggregator")
+RLW_STREAM = -2  # RLW's draws: (seed, step, -2), apart from the loop's (seed, epoch, i >= -1)
 
 
 @dataclass
@@ -137,7 +138,9 @@ class LossWeighting(nn.Module):
     def begin_step(self, step: int) -> None:
         """Draw RLW's weights for joint step ``step`` (the same on every process)."""
         if self.kind == "rlw":
-            g = torch.Generator().manual_seed(hash((self.seed, step, "rlw")) & 0x7FFF_FFFF)
+            # ints only: a str in the tuple would hash differently in every process
+            # (PYTHONHASHSEED), and the ranks of a torchrun job would draw different weights
+            g = torch.Generator().manual_seed(hash((self.seed, step, RLW_STREAM)) & 0x7FFF_FFFF)
             z = torch.randn(len(self.index), generator=g)
             self._step_weights = torch.softmax(z, dim=0).to(self.log_vars.device)
 
