@@ -77,14 +77,10 @@ def error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def refused(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     """The one line ``mtlshare ARGS`` prints when it refuses, run in this process (the
     subprocess form, ``error_line(run_cli(...))``, is kept where a process is killed or must
-    start clean): exit code 2, nothing else on stderr."""
+    start clean): the same checks as ``error_line``."""
     capsys.readouterr()
     code = main(list(args))
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2, (code, err[-2000:])
-    assert len(lines) == 1 and lines[0].startswith("mtlshare: error: "), err
-    return lines[0]
+    return error_line(subprocess.CompletedProcess(args, code, "", capsys.readouterr().err))
 
 
 def untimed(obj: Any) -> Any:
