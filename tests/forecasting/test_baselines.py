@@ -17,6 +17,7 @@ from mtlshare.forecasting.baselines import (
     ProphetUnavailable,
     naive,
     prophet_forecast,
+    seasonal_mean,
     seasonal_naive,
 )
 
@@ -61,6 +62,37 @@ def test_seasonal_naive_phase_without_observation_is_a_data_error():
         seasonal_naive(history, horizon=3, season=3)
     with pytest.raises(DataError, match="phase 0 of 7"):
         seasonal_naive(np.ones(5), horizon=1, season=7)  # shorter than one season
+
+
+def test_seasonal_mean_averages_the_last_seasons_at_each_phase():
+    history = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    # season 3: phase 0 from 7 and 4, phase 1 from 8 and 5, phase 2 from 9 and 6
+    np.testing.assert_array_equal(
+        seasonal_mean(history, horizon=4, season=3, seasons=2), [5.5, 6.5, 7.5, 5.5]
+    )
+    # three seasons: (7 + 4 + 1) / 3 ...
+    np.testing.assert_array_equal(seasonal_mean(history, 3, 3, seasons=3), [4.0, 5.0, 6.0])
+    # more seasons than the history holds: what there is
+    np.testing.assert_array_equal(seasonal_mean(history, 3, 3, seasons=9), [4.0, 5.0, 6.0])
+
+
+def test_seasonal_mean_skips_missing_days_and_one_season_is_seasonal_naive():
+    history = np.array([10.0, 20.0, 30.0, 40.0, 50.0, NAN, NAN, 70.0, NAN])
+    # phase 0: NaN skipped -> 40, 10; phase 1: 70, 50; phase 2: NaN, NaN skipped -> 30 only
+    np.testing.assert_array_equal(seasonal_mean(history, 3, 3, seasons=2), [25.0, 60.0, 30.0])
+    rng = np.random.default_rng(0)
+    noisy = rng.gamma(2.0, 100.0, size=60)
+    noisy[rng.choice(60, 10, replace=False)] = NAN
+    np.testing.assert_array_equal(
+        seasonal_mean(noisy, 20, 7, seasons=1), seasonal_naive(noisy, 20, 7)
+    )
+
+
+def test_seasonal_mean_errors_name_the_method():
+    with pytest.raises(DataError, match="seasonal mean: phase 1 of 3"):
+        seasonal_mean(np.array([1.0, NAN, 3.0, 4.0, NAN, 6.0]), horizon=3, season=3)
+    with pytest.raises(ValueError, match="seasons"):
+        seasonal_mean(np.ones(14), horizon=3, season=7, seasons=0)
 
 
 @pytest.mark.parametrize(("horizon", "season"), [(0, 7), (3, 0)])

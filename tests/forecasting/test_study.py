@@ -126,6 +126,32 @@ def test_study_writes_plots_and_forecasts_each_mae_recomputes_from(tmp_path):
             assert sum(errors) / len(errors) == pytest.approx(row["mae"], rel=1e-9)
 
 
+def test_seasonal_mean_is_a_baseline_of_the_study_and_one_season_is_seasonal_naive(tmp_path):
+    from mtlshare.errors import ConfigError
+    from mtlshare.forecasting.baselines import seasonal_mean
+
+    csv = generated_csv(tmp_path / "series.csv")
+    origin = "2011-05-01"
+    text = config_text(csv, ["s0", "s1"], "s1", [origin], ["seasonal_naive", "seasonal_mean"])
+    for name in ("two", "one", "bad"):
+        (tmp_path / name).mkdir()
+    two = run_study(tmp_path / "two", text)["methods"]
+    one = run_study(tmp_path / "one", text, "forecast.mean_seasons=1")["methods"]
+    assert one["seasonal_mean"]["mae"] == one["seasonal_naive"]["mae"]
+    # recomputed from the file: the mean of the last two weeks of s1, weekday by weekday
+    with csv.open() as f:
+        rows = [r for r in csv_module.DictReader(f) if r["series"] == "s1"]
+    dates = [r["date"] for r in rows]
+    values = np.array([float(r["value"]) for r in rows])
+    t = dates.index(origin)
+    expected = seasonal_mean(values[t - 90 : t], 90, 7, seasons=2)
+    mae = float(np.mean(np.abs(expected - values[t : t + 90])))
+    assert two["seasonal_mean"]["mae"] == pytest.approx(mae, rel=1e-12)
+    assert two["seasonal_mean"]["mae"] != two["seasonal_naive"]["mae"]
+    with pytest.raises(ConfigError, match="mean_seasons"):
+        run_study(tmp_path / "bad", text, "forecast.mean_seasons=0")
+
+
 def test_masked_values_never_reach_the_loss_or_the_gradients(tmp_path):
     """Values outside s1's 90-day history (or missing days) can be anything, NaN included."""
     base = generated_csv(tmp_path / "a.csv")

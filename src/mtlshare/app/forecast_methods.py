@@ -17,7 +17,7 @@ from mtlshare.app.build import build_model
 from mtlshare.config import Config
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem
-from mtlshare.forecasting.baselines import naive, prophet_forecast, seasonal_naive
+from mtlshare.forecasting.baselines import naive, prophet_forecast, seasonal_mean, seasonal_naive
 from mtlshare.forecasting.config import STATISTICAL, ForecastConfig
 from mtlshare.forecasting.statistical import statistical_forecast
 from mtlshare.training.distributed import torch_threads
@@ -62,6 +62,8 @@ def baseline_forecast(
     horizon = view.horizon
     if method == "seasonal_naive":
         return seasonal_naive(history, horizon, fc.season)
+    if method == "seasonal_mean":
+        return seasonal_mean(history, horizon, fc.season, fc.mean_seasons)
     if method == "naive":
         return naive(history, horizon)
     if method in STATISTICAL:

@@ -29,7 +29,7 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
     if "multitask" not in methods:
         return out
     mt = methods["multitask"]
-    for other in ("seasonal_naive", "autoets", "naive", "autoarima", "prophet"):
+    for other in ("seasonal_naive", "autoets", "naive", "autoarima", "prophet", "seasonal_mean"):
         if other in methods:
             out[f"multitask_vs_{other}"] = {
                 "multitask_mae": mt["mae"],

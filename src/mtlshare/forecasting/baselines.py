@@ -1,5 +1,5 @@
-"""Reference forecasts for one daily series: naive, seasonal naive, and Prophet as an optional
-extra (AutoETS and AutoARIMA are in ``mtlshare.forecasting.statistical``).
+"""Reference forecasts for one daily series: naive, seasonal naive, seasonal mean, and Prophet
+as an optional extra (AutoETS and AutoARIMA are in ``mtlshare.forecasting.statistical``).
 
 Both take the history as a float array in which ``NaN`` marks a missing observation; neither
 fills a missing day. Prophet (Taylor & Letham, "Forecasting at scale", 2018) is imported lazily
@@ -47,15 +47,34 @@ def seasonal_naive(history: np.ndarray, horizon: int, season: int = 7) -> FloatA
     :class:`mtlshare.errors.DataError` if some phase has no observed value anywhere in the history
     (including a history shorter than one season).
     """
+    return seasonal_mean(history, horizon, season, seasons=1)
+
+
+def seasonal_mean(
+    history: np.ndarray, horizon: int, season: int = 7, seasons: int = 2
+) -> FloatArray:
+    """The mean of the last ``seasons`` seasons: ``forecast[h]`` averages the latest ``seasons``
+    observed values at h's phase (statsforecast's ``SeasonalWindowAverage``; with ``seasons=1``
+    it is :func:`seasonal_naive`). A missing value is skipped, and an earlier season's value at
+    that phase taken instead; a phase with fewer observed values than ``seasons`` averages what
+    it has.
+
+    Raises ``ValueError`` if ``horizon``, ``season`` or ``seasons`` is below 1 or ``history`` is
+    not 1-D, and :class:`mtlshare.errors.DataError` if some phase has no observed value anywhere
+    in the history (including a history shorter than one season).
+    """
     if horizon < 1:
         raise ValueError(f"horizon must be at least 1, got {horizon}")
     if season < 1:
         raise ValueError(f"season must be at least 1, got {season}")
+    if seasons < 1:
+        raise ValueError(f"seasons must be at least 1, got {seasons}")
     values = np.asarray(history, dtype=np.float64)
     if values.ndim != 1:
         raise ValueError(f"history must be 1-D, got shape {values.shape}")
 
-    last_season = np.full(season, np.nan)
+    name = "seasonal naive" if seasons == 1 else "seasonal mean"
+    profile = np.full(season, np.nan)
     for phase in range(season):
         # Positions of this phase from the newest back: start, start - season, ..., >= 0.
         start = len(values) - season + phase
@@ -63,11 +82,11 @@ def seasonal_naive(history: np.ndarray, horizon: int, season: int = 7) -> FloatA
         observed = observed[~np.isnan(observed)]
         if not observed.size:
             raise DataError(
-                f"seasonal naive: phase {phase} of {season} has no observed value in a history "
+                f"{name}: phase {phase} of {season} has no observed value in a history "
                 f"of {len(values)} steps; give a longer history or a shorter season"
             )
-        last_season[phase] = observed[0]
-    return last_season[np.arange(horizon) % season]
+        profile[phase] = observed[:seasons].mean()
+    return profile[np.arange(horizon) % season]
 
 
 class ProphetUnavailable(MtlshareError):

@@ -12,7 +12,9 @@ from mtlshare.registry import EXPERIMENTS
 
 NEURAL = ("multitask", "single")
 STATISTICAL = ("autoets", "autoarima")
-METHODS = ("multitask", "single", "prophet", "seasonal_naive", "naive", *STATISTICAL)
+METHODS = (
+    "multitask", "single", "prophet", "seasonal_naive", "naive", *STATISTICAL, "seasonal_mean"
+)  # fmt: skip
 METRICS = ("mae", "rmse", "smape", "mase")
 SOURCES = ("daily_csv", "daily_windows")
 # what a candidate may not change: every candidate forecasts the same days of the same series
@@ -50,6 +52,9 @@ class ForecastConfig:
     (1: one after another in this process; 0: one per available core); the forecasts are
     those of one process at ``train.threads = 1``.
 
+    ``mean_seasons``: how many of the latest seasons ``seasonal_mean`` averages (2: the last two
+    weeks, weekday by weekday, with ``season = 7``).
+
     ``interval``: the level of the prediction intervals (0.8: 80%; 0: none), calibrated for
     each method at each test origin on its errors at the validation origins that origin selects
     on (``mtlshare.app.forecast_intervals``); without ``validation_origins`` there are none.
@@ -70,6 +75,7 @@ class ForecastConfig:
     )
     jobs: int = 1
     interval: float = 0.8
+    mean_seasons: int = 2
 
     def validate(self, data_source: str = "daily_csv", horizon: int = 1) -> None:
         if data_source not in SOURCES:
@@ -88,8 +94,10 @@ class ForecastConfig:
                 )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"forecast.seeds: give one or more distinct seeds, got {self.seeds}")
-        if self.season < 1 or self.plot_days < 1:
-            raise ConfigError("forecast.season and forecast.plot_days must be >= 1")
+        if self.season < 1 or self.plot_days < 1 or self.mean_seasons < 1:
+            raise ConfigError(
+                "forecast.season, forecast.plot_days and forecast.mean_seasons must be >= 1"
+            )
         if self.select_last < 0:
             raise ConfigError(f"forecast.select_last: must be >= 0, got {self.select_last}")
         if self.jobs < 0:
