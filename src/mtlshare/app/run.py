@@ -56,54 +56,41 @@ def train(
     folder.check(resolved, resume, same_config)  # before the data: a wrong folder fails at once
     barrier(where)  # every process has checked the folder before rank 0 writes into it
     with torch_threads(cfg.train.threads):
-        return _train(cfg, folder, resolved, base_dir, resume, progress, problem, where)
-
-
-def _train(
-    cfg: Config,
-    folder: RunFolder,
-    resolved: str,
-    base_dir: str | Path | None,
-    resume: bool,
-    progress: bool,
-    problem: Problem | None,
-    where: Dist,
-) -> TrainedRun:
-    problem = problem if problem is not None else build_problem(cfg, base_dir)
-    model = build_model(cfg, problem)
-    if resume and folder.finished:  # read back: results and the selected model
-        results = folder.results()
-        folder.load_model(model, "best")
-        return TrainedRun(model, problem, results)
-    weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting, cfg.seed)
-    if cfg.train.schedule == "joint":
-        check_joint(cfg.weighting.kind, model)  # a pair the model cannot take: before --out
-    if where.is_main:
-        folder.start(resolved, resume, same_config)
-        folder.write_json(INFERENCE, usage_spec(cfg, problem, base_dir))
-    try:
-        trainer = Trainer(
-            model,
-            problem,
-            cfg.train,
-            weighting,
-            seed=cfg.seed,
-            folder=folder,
-            progress=progress,
-            dist=where,
-        )
-        started = time.perf_counter()
-        fit = trainer.fit(resume=resume)
-        results = run_results(cfg, problem, model, weighting, fit)
-        results["wall_seconds"] = round(time.perf_counter() - started, 3)
-        if where.world > 1:
-            results["processes"] = where.world
+        problem = problem if problem is not None else build_problem(cfg, base_dir)
+        model = build_model(cfg, problem)
+        if resume and folder.finished:  # read back: results and the selected model
+            results = folder.results()
+            folder.load_model(model, "best")
+            return TrainedRun(model, problem, results)
+        weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting, cfg.seed)
+        if cfg.train.schedule == "joint":
+            check_joint(cfg.weighting.kind, model)  # a pair the model cannot take: before --out
         if where.is_main:
-            model.write_artifacts(folder.path)
-            folder.write_results(results)
-    finally:
-        folder.close()
-    return TrainedRun(model, problem, results)
+            folder.start(resolved, resume, same_config)
+            folder.write_json(INFERENCE, usage_spec(cfg, problem, base_dir))
+        try:
+            trainer = Trainer(
+                model,
+                problem,
+                cfg.train,
+                weighting,
+                seed=cfg.seed,
+                folder=folder,
+                progress=progress,
+                dist=where,
+            )
+            started = time.perf_counter()
+            fit = trainer.fit(resume=resume)
+            results = run_results(cfg, problem, model, weighting, fit)
+            results["wall_seconds"] = round(time.perf_counter() - started, 3)
+            if where.world > 1:
+                results["processes"] = where.world
+            if where.is_main:
+                model.write_artifacts(folder.path)
+                folder.write_results(results)
+        finally:
+            folder.close()
+        return TrainedRun(model, problem, results)
 
 
 def usage_spec(cfg: Config, problem: Problem, base_dir: str | Path | None) -> dict[str, Any]:
