@@ -399,6 +399,33 @@ def test_a_comparison_given_another_row_resumes_its_finished_runs(tmp_path):
         compare(tiny(DEMO, "train.lr=0.1"), ["single", "hard"], out, progress=False, resume=True)
 
 
+def test_more_seeds_resume_the_runs_of_a_one_seed_pass_where_they_are(tmp_path):
+    """A ``--seeds 0`` pass writes ``ROW/``; the comparison with seeds 0 and 1 resumed in the
+    same folder reads those runs back (single_subnet's mask path included) and trains only seed
+    1 in ``ROW/seed-1/``; a one-seed pass resumed afterwards reads them back too."""
+    out = tmp_path / "cmp"
+    rows = ["single", "sparse", "single_subnet", "hard"]
+    first = compare(tiny(DEMO), rows, out, seeds=[0], progress=False)
+    runs = [c.parent / "results.json" for c in out.rglob("config.toml")]
+    stamps = {p: p.stat().st_mtime_ns for p in runs}
+    assert len(stamps) == 3 + 1 + 3 + 1
+    both = compare(tiny(DEMO), rows, out, seeds=[0, 1], progress=False, resume=True)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # seed 0: read back
+    assert not (out / "hard" / "seed-0").exists() and (out / "hard" / "seed-1").is_dir()
+    assert read_toml(out / "single_subnet" / "seed-1" / "t1" / "config.toml")["sparse"][
+        "masks_from"
+    ] == str((out / "sparse" / "seed-1").resolve())
+    for one, two in zip(first["rows"], both["rows"], strict=True):
+        assert one["mechanism"] == two["mechanism"]
+        for task, got in two["tasks"].items():
+            assert got["test_seeds"][0] == one["tasks"][task]["test"]
+    stamps = {c.parent: c.stat().st_mtime_ns for c in out.rglob("results.json")}
+    again = compare(tiny(DEMO), rows, out, seeds=[0], progress=False, resume=True)
+    assert again["rows"] == first["rows"]
+    changed = {p for p, t in stamps.items() if (p / "results.json").stat().st_mtime_ns != t}
+    assert changed <= {out / "single", out / "single_subnet"}  # the rows' merges, not runs
+
+
 @pytest.mark.parametrize(
     ("variant", "message"),
     [

@@ -26,6 +26,7 @@ import fcntl
 import json
 import math
 import os
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -284,7 +285,18 @@ class ComparisonFolder(OutputFolder):
         self.several_seeds = several_seeds
 
     def run_path(self, row: str, seed: int, task: str | None = None) -> Path:
-        where = self.path / row / f"seed-{seed}" if self.several_seeds else self.path / row
+        """Where the run of ``row`` (and ``task``) with ``seed`` lives: in this folder's layout,
+        unless the other layout already holds that run (its config has this seed). So a
+        several-seed comparison resumed in the folder of a one-seed pass (``--seeds 0``) reads
+        that pass's ``ROW/`` runs back and trains only the other seeds, and the reverse."""
+        mine = self._layout(row, seed, task, self.several_seeds)
+        other = self._layout(row, seed, task, not self.several_seeds)
+        if not (mine / CONFIG).is_file() and _saved_seed(other / CONFIG) == seed:
+            return other
+        return mine
+
+    def _layout(self, row: str, seed: int, task: str | None, several: bool) -> Path:
+        where = self.path / row / f"seed-{seed}" if several else self.path / row
         return where / task if task is not None else where
 
     def write_row_results(self, row: str, results: dict[str, Any]) -> None:
@@ -293,3 +305,12 @@ class ComparisonFolder(OutputFolder):
     def write_comparison(self, comparison: dict[str, Any], markdown: str) -> None:
         self.write_json(self.JSON, comparison)
         self.write_text(self.MARKDOWN, markdown)
+
+
+def _saved_seed(path: Path) -> int | None:
+    """The ``seed`` of the run config at ``path``; None when there is none or it is unreadable."""
+    try:
+        seed = tomllib.loads(path.read_text(encoding="utf-8")).get("seed")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return seed if isinstance(seed, int) else None
