@@ -426,6 +426,37 @@ def test_more_seeds_resume_the_runs_of_a_one_seed_pass_where_they_are(tmp_path):
     assert changed <= {out / "single", out / "single_subnet"}  # the rows' merges, not runs
 
 
+def test_kept_runs_are_read_back_by_a_resumed_comparison(tmp_path, monkeypatch):
+    """recipes/keep_runs.py copies finished runs without checkpoints; a comparison resumed in
+    a copy of them trains nothing and writes the same table (how long runs cross machines)."""
+    import importlib.util
+
+    import mtlshare.app.jobs as jobs
+
+    spec = importlib.util.spec_from_file_location("keep_runs", ROOT / "recipes" / "keep_runs.py")
+    assert spec is not None and spec.loader is not None
+    keep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keep)
+    out = tmp_path / "cmp"
+    first = compare(tiny(DEMO), ["single", "hard"], out, progress=False)
+    (out / "hard" / "results.json").rename(tmp_path / "unfinished.json")  # not kept
+    kept = tmp_path / "kept"
+    assert keep.keep_runs(out, kept) == 3
+    assert not list(kept.rglob("checkpoint")) and not (kept / "hard").exists()
+    assert (kept / "comparison.md").read_text() == (out / "comparison.md").read_text()
+    (tmp_path / "unfinished.json").rename(out / "hard" / "results.json")
+    assert keep.keep_runs(out, kept) == 4
+    (kept / "comparison.md").unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a kept run was trained again")
+
+    monkeypatch.setattr(jobs, "run", no_training)
+    again = compare(tiny(DEMO), ["single", "hard"], kept, progress=False, resume=True)
+    assert again["rows"] == first["rows"]
+    assert (kept / "comparison.md").read_text() == (out / "comparison.md").read_text()
+
+
 @pytest.mark.parametrize(
     ("variant", "message"),
     [

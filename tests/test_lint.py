@@ -24,7 +24,7 @@ def tool(name: str) -> list[str]:
 
 @pytest.mark.parametrize("args", [["check"], ["format", "--check"]])
 def test_ruff(args):
-    paths = ["src", "tests", "benchmarks", "README.md"]
+    paths = ["src", "tests", "benchmarks", "recipes", "README.md"]
     proc = subprocess.run([*tool("ruff"), *args, *paths], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
