@@ -222,3 +222,23 @@ def test_lowercase_merges_words_and_min_freq_drops_rare_ones(corpus):
     rare = problem(corpus, "data.unseen_tags=map", "data.lowercase=true", "data.min_freq=2")
     assert rare.meta["words"] == 2 + 1  # only "the" occurs twice
     assert rare.tasks[0].train.x[0, 2, 0].item() == 1  # "cat" is now the unknown word
+
+
+def test_a_sparse_run_prints_its_warm_up_and_every_search_round(corpus, capsys):
+    """The mask search has no epoch lines of its own: a background run's log shows the
+    warm-up and one line per pruning round (task, round, density, dev score)."""
+    out = corpus / "sparse"
+    args = ["mechanism=sparse", "sparse.warmup_steps=2", "sparse.round_steps=2"]
+    args += ["sparse.alpha=0.5", "sparse.target_density=0.3"]
+    capsys.readouterr()
+    code = main(["run", str(corpus / "run.toml"), "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "mask search: multi-task warm-up, 2 steps" in err
+    rounds = [line for line in err.splitlines() if line.startswith("mask search ner round")]
+    assert [r.split(":")[0] for r in rounds] == [f"mask search ner round {i}" for i in range(3)]
+    assert rounds[0].split(": ")[1].startswith("density 1.000, dev ")
+    capsys.readouterr()
+    quiet = ["run", str(corpus / "run.toml"), "--out", str(corpus / "q"), "--quiet", *args]
+    assert main(quiet) == 0
+    assert "mask search" not in capsys.readouterr().err

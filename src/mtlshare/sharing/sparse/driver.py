@@ -8,11 +8,13 @@ masks, and a copy of (or a reset to) all its weights.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from torch import Tensor
+from tqdm import tqdm
 
 from mtlshare.sharing.base import StructureTrainer
 from mtlshare.sharing.sparse import search
@@ -114,7 +116,10 @@ def _rewind_point(
             tensors = state[0]
             return {k[len(REWIND) :]: v for k, v in tensors.items() if k.startswith(REWIND)}
     if cfg.warmup_steps > 0 or cfg.warmup_epochs > 0:
-        trainer.train_steps(tasks, steps_of(trainer, tasks, cfg.warmup_steps, cfg.warmup_epochs))
+        steps = steps_of(trainer, tasks, cfg.warmup_steps, cfg.warmup_epochs)
+        if trainer.progress:  # the warm-up has no bar of its own: say what is running
+            tqdm.write(f"mask search: multi-task warm-up, {steps:,} steps", file=sys.stderr)
+        trainer.train_steps(tasks, steps)
     rewind_to = init if cfg.rewind == "init" else model.weights()
     trainer.save(
         REWIND_CHECKPOINT, {REWIND + k: v for k, v in rewind_to.items()}, {"rewind.done": True}

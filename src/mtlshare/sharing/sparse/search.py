@@ -14,6 +14,7 @@ progress), and each finished task's rounds once, in a part of their own, when it
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -206,6 +207,12 @@ def search_masks(
             done.append(candidates[-1])
             bar.update(1)
             bar.set_postfix(density=f"{d:.3f}", dev=f"{candidates[-1].score:.4g}")
+            if progress:  # one line per round, also when stderr is not a terminal
+                tqdm.write(
+                    f"mask search {task} round {r}: density {d:.3f}, "
+                    f"dev {candidates[-1].score:.4g}",
+                    file=sys.stderr,
+                )
             finished = d <= target_density
             if not finished:
                 pruned = global_magnitude_prune(subject.prunable(), mask, alpha)
