@@ -291,7 +291,7 @@ class ComparisonFolder(OutputFolder):
         that pass's ``ROW/`` runs back and trains only the other seeds, and the reverse."""
         mine = self._layout(row, seed, task, self.several_seeds)
         other = self._layout(row, seed, task, not self.several_seeds)
-        if not (mine / CONFIG).is_file() and _saved_seed(other / CONFIG) == seed:
+        if RunFolder(mine).config_text() is None and _saved_seed(RunFolder(other)) == seed:
             return other
         return mine
 
@@ -307,10 +307,11 @@ class ComparisonFolder(OutputFolder):
         self.write_text(self.MARKDOWN, markdown)
 
 
-def _saved_seed(path: Path) -> int | None:
-    """The ``seed`` of the run config at ``path``; None when there is none or it is unreadable."""
+def _saved_seed(run: RunFolder) -> int | None:
+    """The ``seed`` of the run's saved config; None when there is none or it is unreadable."""
     try:
-        seed = tomllib.loads(path.read_text(encoding="utf-8")).get("seed")
+        text = run.config_text()
+        seed = tomllib.loads(text).get("seed") if text is not None else None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
     return seed if isinstance(seed, int) else None
