@@ -4,8 +4,9 @@
 
 copies, for every finished run under SRC (a folder with ``config.toml`` and ``results.json``),
 its ``config.toml``, ``results.json``, ``metrics.jsonl`` and figures to the same place under
-DEST, and SRC's ``comparison.md``, ``comparison.json`` and ``dev_curves.png``. Checkpoints and
-``inference.json`` stay behind (megabytes per run). A comparison resumed in a copy of DEST
+DEST, and SRC's ``comparison.md``, ``comparison.json`` and figures (``dev_curves.png``,
+``gates.png``); the names are the run folder's own (``mtlshare.training.folder``). Checkpoints
+and ``inference.json`` stay behind (megabytes per run). A comparison resumed in a copy of DEST
 (``mtlshare compare RECIPE --out COPY --resume``) reads those runs back instead of training
 them and trains only the missing ones: how the paper profiles, hours of one core, are carried
 from one machine to the next. Unfinished runs are not copied.
@@ -17,30 +18,30 @@ import shutil
 import sys
 from pathlib import Path
 
-RUN_FILES = ("config.toml", "results.json", "metrics.jsonl")
-TOP_FILES = ("comparison.md", "comparison.json", "dev_curves.png")
+from mtlshare.training.folder import CONFIG, METRICS, RESULTS, ComparisonFolder, RunFolder
+
+RUN_FILES = (CONFIG, RESULTS, METRICS)
+TOP_FILES = (ComparisonFolder.MARKDOWN, ComparisonFolder.JSON)
+
+
+def _copy(src: Path, dest: Path, names: tuple[str, ...]) -> None:
+    """``names`` and every figure of folder ``src`` that exist, copied into ``dest``."""
+    found = [n for n in names if (src / n).is_file()] + sorted(p.name for p in src.glob("*.png"))
+    if found:
+        dest.mkdir(parents=True, exist_ok=True)
+    for name in found:
+        shutil.copy2(src / name, dest / name)
 
 
 def keep_runs(src: Path, dest: Path) -> int:
     """Copy every finished run under ``src`` to ``dest``; returns how many."""
     if not src.is_dir():
         raise SystemExit(f"keep_runs: {src}: not a folder")
-    count = 0
-    for config in sorted(src.rglob("config.toml")):
-        run = config.parent
-        if not (run / "results.json").is_file():
-            continue
-        out = dest / run.relative_to(src)
-        out.mkdir(parents=True, exist_ok=True)
-        names = [n for n in RUN_FILES if (run / n).is_file()]
-        for name in names + sorted(p.name for p in run.glob("*.png")):
-            shutil.copy2(run / name, out / name)
-        count += 1
-    for name in TOP_FILES:
-        if (src / name).is_file():
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / name, dest / name)
-    return count
+    runs = [c.parent for c in sorted(src.rglob(CONFIG)) if RunFolder(c.parent).finished]
+    for run in runs:
+        _copy(run, dest / run.relative_to(src), RUN_FILES)
+    _copy(src, dest, TOP_FILES)
+    return len(runs)
 
 
 if __name__ == "__main__":
