@@ -193,3 +193,29 @@ def test_train_threads_hold_for_the_run_and_no_longer(corpus, monkeypatch):
         assert torch.get_num_threads() == before  # and left the caller's as it was
     finally:
         torch.set_num_threads(before)
+
+
+def test_compare_says_which_runs_it_reads_back_continues_and_trains(corpus, capsys):
+    out = corpus / "out"
+    compare(corpus, out, 1, rows=["single", "hard"])
+    capsys.readouterr()
+    (out / "hard" / "seed-1" / "results.json").unlink()  # interrupted: it continues
+    for path in sorted((out / "hard" / "seed-0").rglob("*"), reverse=True):  # gone: it trains
+        path.unlink() if path.is_file() else path.rmdir()
+    cfg = load_config(corpus / "run.toml")
+    comparing.compare(
+        cfg, ["single", "hard"], out, seeds=[0, 1], base_dir=corpus, progress=True, resume=True
+    )
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("compare:")]
+    assert lines == [
+        "compare: 6 runs: 4 read back; 1 to continue (hard seed 1); 1 to train (hard seed 0)"
+    ]
+    plan = comparing._plan(
+        cfg,
+        comparing.ComparisonFolder(out, several_seeds=True),
+        ["single", "hard"],
+        {"single": [0, 1], "hard": [0, 1]},
+        ["pos", "ner"],
+    )
+    assert jobs.plan_summary(plan, resume=True) == "compare: 6 runs: 6 read back"
+    assert jobs.plan_summary(plan, resume=False).startswith("compare: 6 runs: 6 to train (single")

@@ -4,11 +4,19 @@ another, or to worker processes (``mtlshare.app.jobs``)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from mtlshare.app.build import build_model, build_problem
-from mtlshare.app.jobs import RunJob, available_cores, check_jobs, execute, remember_problem
+from mtlshare.app.jobs import (
+    RunJob,
+    available_cores,
+    check_jobs,
+    execute,
+    plan_summary,
+    remember_problem,
+)
 from mtlshare.config import SINGLE, SUBNET, Config, check_seed
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation import report
@@ -76,6 +84,8 @@ def compare(
     remember_problem(cfg.to_dict(), base, every_task)
     folder.open()  # only once the data and settings are known good
     try:
+        if progress:
+            print(plan_summary(plan, resume), file=sys.stderr, flush=True)
         finished = execute(plan, jobs, base_dir=base, resume=resume, progress=progress)
         return _assemble(cfg, folder, rows, row_seeds, plan, finished, names, title)
     finally:

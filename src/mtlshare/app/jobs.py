@@ -119,17 +119,42 @@ def cached_problem(cfg: Config, config: dict[str, Any], base_dir: str | None) ->
     return problem.select(cfg.tasks) if cfg.tasks else problem
 
 
+READ_BACK, CONTINUE, TRAIN = "read back", "continue", "train"
+
+
+def job_state(job: RunJob, resume: bool) -> str:
+    """What running ``job`` will do: read a finished run back (resuming, same config), continue
+    an earlier one from its folder (resuming), or train it from the start."""
+    folder = RunFolder(job.folder)
+    saved = folder.config_text()
+    if not resume or saved is None:
+        return TRAIN
+    if folder.finished and same_config(saved, from_dict(job.config).to_toml()):
+        return READ_BACK
+    return CONTINUE
+
+
+def plan_summary(jobs: list[RunJob], resume: bool) -> str:
+    """One line saying how many of ``jobs`` are read back, continued and trained, naming the
+    ones that train, so a long comparison shows its work before it starts."""
+    by_state: dict[str, list[str]] = {READ_BACK: [], CONTINUE: [], TRAIN: []}
+    for job in jobs:
+        by_state[job_state(job, resume)].append(job.label)
+    parts = [f"{len(by_state[READ_BACK])} read back"] if by_state[READ_BACK] else []
+    for state, verb in ((CONTINUE, "to continue"), (TRAIN, "to train")):
+        if by_state[state]:
+            parts.append(f"{len(by_state[state])} {verb} ({', '.join(by_state[state])})")
+    return f"compare: {len(jobs)} runs: " + "; ".join(parts)
+
+
 def run_job(job: RunJob, base_dir: str | None, resume: bool, progress: bool) -> dict[str, Any]:
     """Train (or, resuming, read back or continue) one run; returns its results."""
+    state = job_state(job, resume)
+    if state == READ_BACK:
+        return RunFolder(job.folder).results()  # read back, not trained again
     cfg = from_dict(job.config)
     problem = cached_problem(cfg, job.config, base_dir)
-    folder = RunFolder(job.folder)
-    if resume and folder.config_text() is not None:
-        saved = folder.config_text()
-        if folder.finished and saved is not None and same_config(saved, cfg.to_toml()):
-            return folder.results()  # read back, not trained again
-        return run(cfg, job.folder, problem=problem, progress=progress, resume=True)
-    return run(cfg, job.folder, problem=problem, progress=progress)
+    return run(cfg, job.folder, problem=problem, progress=progress, resume=state == CONTINUE)
 
 
 def execute(
