@@ -326,8 +326,22 @@ def test_a_run_without_a_checkpoint_yet_says_so(synthetic_run, tmp_path, capsys)
 
     shutil.copytree(synthetic_run, copy)
     shutil.rmtree(copy / "checkpoint")
+    (copy / "results.json").unlink()
     assert main(["predict", str(copy), str(tmp_path / "x.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "no 'best' checkpoint yet" in one_line(capsys)
+
+
+def test_a_finished_run_kept_without_checkpoints_says_so(synthetic_run, tmp_path, capsys):
+    # what recipes/keep_runs.py leaves: config, results and metrics, no weights
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(synthetic_run, copy)
+    shutil.rmtree(copy / "checkpoint")
+    assert main(["predict", str(copy), str(tmp_path / "x.csv"), "--out", str(tmp_path / "o")]) == 2
+    message = one_line(capsys)
+    assert "the run finished, but its checkpoints were not kept" in message
+    assert "still training" not in message
 
 
 @needs_conll

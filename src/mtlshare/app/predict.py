@@ -134,6 +134,12 @@ def load_run(
     if folder.config_text() is None:
         raise MtlshareError(f"{folder.path}: not an mtlshare run folder (no {CONFIG})")
     if not folder.has_checkpoint(checkpoint):
+        if folder.finished:
+            raise MtlshareError(
+                f"{folder.checkpoint_dir(checkpoint)}: missing; the run finished, but its "
+                "checkpoints were not kept (a copy made by recipes/keep_runs.py keeps the scores "
+                "only): train it again to predict with it"
+            )
         raise MtlshareError(
             f"{folder.checkpoint_dir(checkpoint)}: missing; the run has no {checkpoint!r} "
             "checkpoint yet (is it still training, or was it cut before its first epoch?)"
