@@ -120,7 +120,9 @@ def test_rerun_into_the_same_out_refuses_then_resumes(tmp_path, capsys):
 
     capsys.readouterr()
     assert run(out, "--resume", "train.lr=0.1") == 2
-    assert "config differs" in one_error_line(capsys.readouterr().err)
+    refused = one_error_line(capsys.readouterr().err)
+    assert "config differs" in refused
+    assert "train.lr:" in refused and "0.1 now" in refused  # names what differs
 
 
 def test_resume_without_an_earlier_run_is_an_error(tmp_path, capsys):

@@ -212,3 +212,28 @@ def test_errors_are_one_line():
         with pytest.raises(ConfigError) as err:
             load_config(DEMO, [override])
         assert "\n" not in str(err.value)
+
+
+def test_config_differences_name_the_settings_that_keep_a_run_from_resuming():
+    from mtlshare.config import config_differences
+
+    base = load_config(DEMO)
+    saved = base.to_toml()
+    assert config_differences(saved, saved) == []
+    # a [compare] table does not change how a run trains: not a difference
+    titled = load_config(DEMO, ['compare.title="another"']).to_toml()
+    assert config_differences(saved, titled) == []
+
+    one = load_config(DEMO, ["train.threads=1"]).to_toml()
+    assert config_differences(one, saved) == [
+        f"train.threads: 1 in the run, {base.train.threads!r} now"
+    ]
+    many = load_config(DEMO, ["train.threads=1", "train.lr=0.5", "seed=7", "train.epochs=9"])
+    found = config_differences(many.to_toml(), saved, limit=2)
+    assert found == [
+        f"seed: 7 in the run, {base.seed!r} now",
+        f"train.epochs: 9 in the run, {base.train.epochs!r} now",
+        "2 more",
+    ]
+    broken = saved.replace("[train]", "[train]\nno_such_key = 1", 1)
+    assert config_differences(broken, saved)[0].startswith("the run's config no longer loads")

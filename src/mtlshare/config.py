@@ -327,6 +327,44 @@ def same_config(saved: str, current: str) -> bool:
         return False
 
 
+def config_differences(saved: str, current: str, limit: int = 3) -> list[str]:
+    """What keeps a run's saved ``config.toml`` from being the config ``current``
+    (``same_config``): up to ``limit`` settings, e.g. ``"train.threads: 1 in the run, 0 now"``,
+    and how many more differ; empty when they are the same. A saved config that no longer
+    loads says so."""
+    if same_config(saved, current):
+        return []
+    try:
+        old = _flat(tomllib.loads(_training_part(saved)))
+    except (ConfigError, tomllib.TOMLDecodeError) as e:
+        return [f"the run's config no longer loads ({str(e).strip().splitlines()[0][:120]})"]
+    new = _flat(tomllib.loads(_training_part(current)))
+    every = sorted(old.keys() | new.keys())
+    keys = [k for k in every if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+    shown = [f"{k}: {_shown(old, k)} in the run, {_shown(new, k)} now" for k in keys[:limit]]
+    if len(keys) > limit:
+        shown.append(f"{len(keys) - limit} more")
+    return shown
+
+
+_ABSENT = object()
+
+
+def _flat(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A TOML table's values by dotted key (arrays whole)."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _shown(values: dict[str, Any], key: str) -> str:
+    return repr(values[key]) if key in values else "absent"
+
+
 def _training_part(text: str) -> str:
     """``text`` read with today's defaults, without its ``[compare]`` table."""
     raw = tomllib.loads(text)

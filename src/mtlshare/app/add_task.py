@@ -20,7 +20,7 @@ from typing import Any
 
 from mtlshare.app.build import build_model, build_problem
 from mtlshare.app.run import usage_spec
-from mtlshare.config import Config, load_config, same_config
+from mtlshare.config import Config, config_differences, load_config
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import CheckpointError, MtlshareError
 from mtlshare.registry import MECHANISMS
@@ -155,10 +155,10 @@ def add_task(
     ``add_task.json`` in ``out_dir``; returns the latter's content."""
     trained, full_cfg, problem, model, old_tasks, new_tasks = _prepare(Path(run_dir), cfg, base_dir)
     out = RunFolder(out_dir)
-    out.check(full_cfg.to_toml(), resume, same_config)
+    out.check(full_cfg.to_toml(), resume, config_differences)
     model.freeze_for_new_tasks(old_tasks, new_tasks)
     snapshot = model.snapshot_frozen()
-    out.start(full_cfg.to_toml(), resume, same_config)
+    out.start(full_cfg.to_toml(), resume, config_differences)
     out.write_json(INFERENCE, usage_spec(full_cfg, problem, base_dir))
     try:
         scorer = Trainer(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlshare.app.build import build_model, build_problem
-from mtlshare.config import Config, same_config
+from mtlshare.config import Config, config_differences
 from mtlshare.data.codecs import inference_spec
 from mtlshare.data.datasets import Problem
 from mtlshare.sharing.base import SharingModel
@@ -53,7 +53,8 @@ def train(
     where = dist or Dist()
     folder = RunFolder(out_dir)
     resolved = cfg.to_toml()
-    folder.check(resolved, resume, same_config)  # before the data: a wrong folder fails at once
+    # before the data: a wrong folder fails at once
+    folder.check(resolved, resume, config_differences)
     barrier(where)  # every process has checked the folder before rank 0 writes into it
     with torch_threads(cfg.train.threads):
         problem = problem if problem is not None else build_problem(cfg, base_dir)
@@ -66,7 +67,7 @@ def train(
         if cfg.train.schedule == "joint":
             check_joint(cfg.weighting.kind, model)  # a pair the model cannot take: before --out
         if where.is_main:
-            folder.start(resolved, resume, same_config)
+            folder.start(resolved, resume, config_differences)
             folder.write_json(INFERENCE, usage_spec(cfg, problem, base_dir))
         try:
             trainer = Trainer(

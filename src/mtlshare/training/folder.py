@@ -44,6 +44,14 @@ CHECKPOINTS = "checkpoint"
 MODEL_PREFIX = "model."
 
 
+# what keeps a saved config text from being the current one, empty when nothing does
+Differences = Callable[[str, str], list[str]]
+
+
+def _text_differences(saved: str, current: str) -> list[str]:
+    return [] if saved == current else ["its text differs"]
+
+
 def _finite(obj: Any) -> Any:
     """NaN and infinities become null: JSON has no numbers for them."""
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -218,23 +226,23 @@ class RunFolder(OutputFolder):
             ) from None
 
     # -- the fresh/resume rules ------------------------------------------------------------------
-    def check(
-        self, config_text: str, resume: bool, same: Callable[[str, str], bool] | None = None
-    ) -> None:
+    def check(self, config_text: str, resume: bool, differences: Differences | None = None) -> None:
         """Raise unless a run with this config may start (or resume) here; writes nothing.
-        ``same(saved, config_text)`` says whether the saved config is this one (default: the
-        same text; ``mtlshare.config.same_config`` also accepts a config written before keys
-        with defaults were added)."""
+        ``differences(saved, config_text)`` names what keeps the saved config from being this
+        one, empty when it is (default: any change of the text;
+        ``mtlshare.config.config_differences`` also accepts a config written before keys with
+        defaults were added, and names the settings that differ)."""
         if resume:
             saved = self.config_text()
             if saved is None:
                 raise MtlshareError(
                     f"--resume: {self.file(CONFIG)} does not exist; nothing to resume"
                 )
-            if not (same or str.__eq__)(saved, config_text):
+            differ = (differences or _text_differences)(saved, config_text)
+            if differ:
                 raise MtlshareError(
-                    f"--resume: the config differs from {self.file(CONFIG)}; resume with the "
-                    "same config and overrides"
+                    f"--resume: the config differs from {self.file(CONFIG)} "
+                    f"({'; '.join(differ)}); resume with the same config and overrides"
                 )
             if not self.finished and self.checkpoint_dir("last").exists():
                 self.load_checkpoint("last")  # a refused or broken checkpoint fails here, first
@@ -243,14 +251,12 @@ class RunFolder(OutputFolder):
                 f"{self.path}: holds an earlier run; choose another --out or pass --resume"
             )
 
-    def start(
-        self, config_text: str, resume: bool, same: Callable[[str, str], bool] | None = None
-    ) -> None:
+    def start(self, config_text: str, resume: bool, differences: Differences | None = None) -> None:
         """Lock the folder, check the rules again (another process may have written since the
         first check) and write the config."""
         self.open()
         try:
-            self.check(config_text, resume, same)
+            self.check(config_text, resume, differences)
         except MtlshareError:
             self.close()
             raise
