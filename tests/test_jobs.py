@@ -219,3 +219,21 @@ def test_compare_says_which_runs_it_reads_back_continues_and_trains(corpus, caps
     )
     assert jobs.plan_summary(plan, resume=True) == "compare: 6 runs: 6 read back"
     assert jobs.plan_summary(plan, resume=False).startswith("compare: 6 runs: 6 to train (single")
+
+
+def test_a_resumed_comparison_with_another_config_is_refused_before_anything_trains(corpus, capsys):
+    out = corpus / "out"
+    compare(corpus, out, 1, rows=["single", "hard"])
+    capsys.readouterr()
+    for path in sorted((out / "single" / "seed-1").rglob("*"), reverse=True):  # would train
+        path.unlink() if path.is_file() else path.rmdir()
+    (out / "single" / "seed-1").rmdir()
+    saved = out / "hard" / "seed-1" / "config.toml"  # a run made with another config
+    text = saved.read_text()
+    assert "\nseed = 1\n" in text
+    saved.write_text(text.replace("\nseed = 1\n", "\nseed = 5\n", 1))
+    with pytest.raises(MtlshareError) as err:
+        compare(corpus, out, 1, rows=["single", "hard"], resume=True)
+    assert str(saved) in str(err.value)
+    assert "seed: 5 in the run, 1 now" in str(err.value)
+    assert not (out / "single" / "seed-1").exists()  # refused before single seed 1 trained

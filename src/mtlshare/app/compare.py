@@ -13,6 +13,7 @@ from mtlshare.app.jobs import (
     RunJob,
     available_cores,
     check_jobs,
+    check_resumable,
     execute,
     plan_summary,
     remember_problem,
@@ -82,6 +83,7 @@ def compare(
         )
     base = str(base_dir) if base_dir is not None else None
     remember_problem(cfg.to_dict(), base, every_task)
+    check_resumable(plan, resume)  # an earlier run with another config: refused before training
     folder.open()  # only once the data and settings are known good
     try:
         if progress:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from mtlshare.app.build import build_problem
 from mtlshare.app.run import run
-from mtlshare.config import Config, from_dict, same_config
+from mtlshare.config import Config, config_differences, from_dict, same_config
 from mtlshare.errors import MtlshareError
 from mtlshare.training.folder import RunFolder
 
@@ -132,6 +132,18 @@ def job_state(job: RunJob, resume: bool) -> str:
     if folder.finished and same_config(saved, from_dict(job.config).to_toml()):
         return READ_BACK
     return CONTINUE
+
+
+def check_resumable(jobs: list[RunJob], resume: bool) -> None:
+    """Refuse at once, naming the run and the settings, a resumed comparison whose folder holds
+    a run made with another config: otherwise the runs before it in the plan would train, for
+    hours perhaps, before its refusal."""
+    if not resume:
+        return
+    for job in jobs:
+        folder = RunFolder(job.folder)
+        if folder.config_text() is not None:
+            folder.check(from_dict(job.config).to_toml(), True, config_differences)
 
 
 def plan_summary(jobs: list[RunJob], resume: bool) -> str:
