@@ -214,7 +214,8 @@ def test_errors_are_one_line():
         assert "\n" not in str(err.value)
 
 
-def test_config_differences_name_the_settings_that_keep_a_run_from_resuming():
+def test_config_differences_name_the_settings_that_keep_a_run_from_resuming(monkeypatch):
+    import mtlshare.config
     from mtlshare.config import config_differences
 
     base = load_config(DEMO)
@@ -237,3 +238,6 @@ def test_config_differences_name_the_settings_that_keep_a_run_from_resuming():
     ]
     broken = saved.replace("[train]", "[train]\nno_such_key = 1", 1)
     assert config_differences(broken, saved)[0].startswith("the run's config no longer loads")
+    # never empty where same_config says the configs differ (empty would let the run resume)
+    monkeypatch.setattr(mtlshare.config, "same_config", lambda saved, current: False)
+    assert config_differences(saved, saved) == ["its text differs"]

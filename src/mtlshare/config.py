@@ -341,6 +341,8 @@ def config_differences(saved: str, current: str, limit: int = 3) -> list[str]:
     new = _flat(tomllib.loads(_training_part(current)))
     every = sorted(old.keys() | new.keys())
     keys = [k for k in every if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+    if not keys:  # never empty while same_config says they differ: that would let it resume
+        return ["its text differs"]
     shown = [f"{k}: {_shown(old, k)} in the run, {_shown(new, k)} now" for k in keys[:limit]]
     if len(keys) > limit:
         shown.append(f"{len(keys) - limit} more")
