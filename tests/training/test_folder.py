@@ -97,11 +97,21 @@ def test_a_second_run_on_a_held_folder_fails_at_once(tmp_path, capsys):
     assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
 
 
+def _ctrl_c_as_default() -> None:
+    """In the child before it starts: SIGINT neither ignored nor blocked, whatever the test
+    process inherited or set (an ignored or blocked SIGINT passes to a child, which then never
+    stops; the full suite under xdist hit this)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_a_live_run_in_another_process_keeps_its_folder(tmp_path, capsys):
     out = tmp_path / "run"
     long = ["train.epochs=5000", "train.patience=0"]
     cmd = [sys.executable, "-m", "mtlshare", "run", DEMO, *long, "--out", str(out)]
-    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_ctrl_c_as_default
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / "checkpoint" / "last").is_dir():
