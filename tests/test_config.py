@@ -109,6 +109,17 @@ def test_wrong_type_names_the_key(override, key):
         load_config(DEMO, [override])
 
 
+def test_an_unquoted_date_is_the_string_of_that_day_where_a_string_is_expected():
+    """TOML reads ``data.origin=2012-10-03`` as a date: it means the day's ISO string, in an
+    override and in a file, in a list too; a date and time is still refused."""
+    bike = ROOT / "recipes" / "forecasting" / "bike_sharing.toml"
+    cfg = load_config(bike, ["data.origin=2012-10-03", "forecast.origins=[2012-04-01]"])
+    assert cfg.data.origin == "2012-10-03"
+    assert cfg.experiments["forecast"].origins == ["2012-04-01"]
+    with pytest.raises(ConfigError, match=r"data\.origin: expected a string"):
+        load_config(bike, ["data.origin=2012-10-03T10:00:00"])
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [

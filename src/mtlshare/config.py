@@ -11,6 +11,7 @@ the allowed ones.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 import tomllib
 import types
@@ -188,6 +189,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is str:
         if isinstance(value, str):
             return value
+        if type(value) is datetime.date:  # an unquoted TOML date, as in data.origin=2012-10-03
+            return value.isoformat()
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     if origin is list:
         if not isinstance(value, list):
