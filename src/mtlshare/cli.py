@@ -331,7 +331,7 @@ def _predict(args: argparse.Namespace) -> int:
     run = load_run(args.run_dir, args.checkpoint, args.data_dir)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
     done = run.predict_file(args.input, args.out, tasks, args.format)
-    unit = "tokens" if "tokens" in done else "rows"
+    unit = done["unit"]
     print(
         f"{done[unit]:,} {unit} predicted for {', '.join(done['tasks'])} "
         f"in {done['seconds']:.2f} s "

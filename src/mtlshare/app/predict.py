@@ -113,6 +113,7 @@ class LoadedRun:
         count, unit = self.codec.size(doc)
         return {
             "tasks": chosen,
+            "unit": unit,
             unit: count,
             "seconds": seconds,
             f"{unit}_per_second": count / max(seconds, 1e-9),

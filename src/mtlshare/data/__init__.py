@@ -1,3 +1,3 @@
-"""Data sources register themselves on import."""
+"""Data sources and their codecs register themselves on import."""
 
-from mtlshare.data import daily, daily_windows, synthetic, tagging  # noqa: F401
+from mtlshare.data import daily, daily_windows, synthetic, tagging, windows_codec  # noqa: F401

@@ -2,12 +2,14 @@
 
 A data source describes its codec in ``Problem.inference`` (a JSON-able spec that the run folder
 saves as ``inference.json``); ``codec_from_spec`` rebuilds the codec from it, without the data
-it was trained on. Two codecs:
+it was trained on. Three codecs:
 
 - ``tagging`` (the ``conll`` source, ``mtlshare.data.tagging_codec``): a CoNLL column file or
   plain text in, CoNLL columns out;
 - ``tensor`` (``synthetic``, ``daily_csv``): a CSV of feature columns in, one column per task
-  out (regression targets back on the series' own scale where the source standardised them).
+  out (regression targets back on the series' own scale where the source standardised them);
+- ``windows`` (``daily_windows``, ``mtlshare.data.windows_codec``): a CSV of the series' recent
+  values in, each series' forecast of the horizon out.
 """
 
 from __future__ import annotations

@@ -80,14 +80,29 @@ class WindowsConfig(DailyConfig):
                 )
 
 
+def standardise(column: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """An exogenous column on the scale the network reads it: centred and divided by its
+    standard deviation on the training days (by 1 where that is 0)."""
+    return np.asarray((column - mean) / (std if std > 0 else 1.0))
+
+
+def window_row(calendar: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """The non-value inputs of one window: the calendar of its first forecast day, then each
+    covariate over the context and the horizon (``span``: (context + horizon, k)), covariate
+    by covariate."""
+    return np.concatenate([calendar, span.T.reshape(-1)])
+
+
 def covariates(
     frame: DailyFrame, cfg: WindowsConfig, win: Window, first: int
-) -> tuple[np.ndarray, list[str]]:
+) -> tuple[np.ndarray, list[str], dict[str, tuple[float, float]]]:
     """(days, k) known covariates: the holiday flag (a day missing from the file is no holiday,
     as in ``daily_csv``: a calendar fact, not an observation) and the ``exogenous`` columns,
-    standardised on the training days. An exogenous column must have a value on every day a
-    window reads, from ``first`` to the end of the horizon."""
+    standardised on the training days (their names, and each exogenous column's training
+    mean and standard deviation). An exogenous column must have a value on every day a window
+    reads, from ``first`` to the end of the horizon."""
     columns, names = [], []
+    scales: dict[str, tuple[float, float]] = {}
     if cfg.holiday_column:
         columns.append(np.nan_to_num(frame.columns[cfg.holiday_column], nan=0.0))
         names.append("holiday")
@@ -110,10 +125,11 @@ def covariates(
             )
         train = col[first : win.dev_start]
         mean, std = float(np.mean(train)), float(np.std(train))
-        columns.append(np.nan_to_num((col - mean) / (std if std > 0 else 1.0)))
+        columns.append(np.nan_to_num(standardise(col, mean, std)))
         names.append(name)
+        scales[name] = (mean, std)
     out = np.stack(columns, axis=1) if columns else np.zeros((len(frame.dates), 0))
-    return out, names
+    return out, names, scales
 
 
 class WindowFeatures:
@@ -127,7 +143,7 @@ class WindowFeatures:
             calendar = np.concatenate([calendar, trend[:, None]], axis=1)
             names = [*names, "trend"]
         self.calendar = calendar.astype(np.float64)
-        self.covariates, covariate_names = covariates(frame, cfg, win, first)
+        self.covariates, covariate_names, self.scales = covariates(frame, cfg, win, first)
         self.context, self.horizon = cfg.context, cfg.horizon
         steps = [f"{d:+d}" for d in range(-cfg.context, cfg.horizon)]
         self.names = [*names, *(f"{c}_{s}" for c in covariate_names for s in steps)]
@@ -136,7 +152,7 @@ class WindowFeatures:
         rows = []
         for t in starts:
             span = self.covariates[t - self.context : t + self.horizon]
-            rows.append(np.concatenate([self.calendar[t], span.T.reshape(-1)]))
+            rows.append(window_row(self.calendar[t], span))
         return np.array(rows, dtype=np.float64).reshape(len(starts), len(self.names))
 
 
@@ -227,7 +243,24 @@ def windows_problem(cfg: WindowsConfig, base_dir: str | None = None) -> Problem:
     history_days = {n: win.origin - f for n, f in firsts.items()}
     view = ForecastView(frame, win.origin, cfg.horizon, values, history_days, decoders)
     meta: dict[str, Any] = {"forecast": view, "feature_names": names, "window": win}
-    return Problem(tasks, len(names), meta=meta)
+    return Problem(tasks, len(names), meta=meta, inference=usage(cfg, list(values), features))
+
+
+def usage(cfg: WindowsConfig, series: list[str], features: WindowFeatures) -> dict[str, Any]:
+    """The ``windows`` codec's spec (``mtlshare.data.windows_codec``): what forecasting from a
+    file of recent values needs besides the weights."""
+    keys = (
+        "layout", "date_column", "series_column", "value_column", "date_format",
+        "holiday_column", "exogenous", "fourier_terms", "trend", "log_target", "horizon",
+        "context", "profile_weeks",
+    )  # fmt: skip
+    return {
+        "codec": "windows",
+        "series": series,
+        "data": {key: getattr(cfg, key) for key in keys},
+        "exogenous_scales": {n: list(s) for n, s in features.scales.items()},
+        "features": features.names,
+    }
 
 
 def _decoder(scale: WindowScale) -> Callable[[np.ndarray], np.ndarray]:

@@ -1,0 +1,182 @@
+"""The ``windows`` codec: the forecast a trained ``daily_windows`` run makes from recent values.
+
+The input is a CSV of the series in the training file's layout and columns (wide or long, the
+same date column, holiday flag and ``exogenous`` columns). The forecast starts the day after the
+last day on which any of the run's series has a value; rows after it may give the known
+covariates of the forecast days (the holiday flag: a day without a row is no holiday, as in
+training; each ``exogenous`` column needs a value on every day a window reads, the forecast days
+included). Each series forecasts from its own last ``context`` days before that origin (days
+missing from the file, or before its first row, are masked as in training), through the
+network, back on the series' own scale: one row per series and forecast day, ``date, series,
+forecast``. The inputs are built by the same functions as the training windows, so the run's
+test window read from its own data file gives the same inputs, to the bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mtlshare.data.codecs import CODECS, Codec
+from mtlshare.data.daily_windows import standardise, window_row
+from mtlshare.data.timeseries import DailyFrame, calendar_features, read_daily_csv
+from mtlshare.data.windows import WindowScale, encode_context, window_scale
+from mtlshare.errors import DataError
+from mtlshare.tasks.task import Task
+
+
+@dataclass
+class SeriesInputs:
+    """A file of recent values, read: the forecast days, and per series its window's inputs
+    and scale."""
+
+    path: Path
+    series: list[str]
+    dates: list[datetime.date]  # the forecast days
+    x: Tensor  # (series, features), a row per series in ``series`` order
+    scales: list[WindowScale]
+
+
+@dataclass
+class WindowsCodec:
+    """Recent values of the run's series in, their forecasts out (see the module docstring)."""
+
+    series: list[str]
+    data: dict[str, Any]
+    exogenous_scales: dict[str, list[float]]
+    features: list[str]
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "codec": "windows",
+            "series": self.series,
+            "data": self.data,
+            "exogenous_scales": self.exogenous_scales,
+            "features": self.features,
+        }
+
+    def build_stem(self) -> Callable[[], nn.Module] | None:
+        return None
+
+    def read(self, path: Path, fmt: str) -> SeriesInputs:
+        if fmt not in ("auto", "csv"):
+            raise DataError(f"this run forecasts from a CSV of its series' values, not {fmt}")
+        d = self.data
+        frame = read_daily_csv(
+            path,
+            layout=d["layout"],
+            date_column=d["date_column"],
+            series=self.series,
+            series_column=d["series_column"],
+            value_column=d["value_column"],
+            extra_columns=[c for c in [d["holiday_column"], *d["exogenous"]] if c],
+            date_format=d["date_format"],
+        )
+        seen = [np.flatnonzero(~np.isnan(frame.values[name])) for name in self.series]
+        if not any(s.size for s in seen):
+            raise DataError(
+                f"no value of {', '.join(map(repr, self.series))} in the file: nothing to "
+                "forecast from",
+                path,
+            )
+        origin = max(int(s[-1]) for s in seen if s.size) + 1
+        context, horizon = int(d["context"]), int(d["horizon"])
+        first_day = frame.dates[0] + datetime.timedelta(days=origin)
+        calendar, names = calendar_features([first_day], fourier_terms=int(d["fourier_terms"]))
+        row = calendar[0].astype(np.float64)
+        if d["trend"]:  # years from the origin: 0 at the origin, as at a training run's test
+            row, names = np.concatenate([row, [0.0]]), [*names, "trend"]
+        span, covariate_names = self._covariates(frame, origin - context, origin + horizon)
+        steps = [f"{s:+d}" for s in range(-context, horizon)]
+        names = [*names, *(f"{c}_{s}" for c in covariate_names for s in steps)]
+        if names != self.features:
+            raise DataError(
+                f"the run's inputs were {len(self.features)} features, these {len(names)}: "
+                "was the run trained with another version of mtlshare?",
+                path,
+            )
+        rows, scales = [], []
+        for name in self.series:
+            values = _days(frame.values[name].astype(np.float64), origin - context, origin)
+            if np.isnan(values).all():
+                raise DataError(
+                    f"series {name!r} has no value in the {context} days before {first_day}, "
+                    "the first forecast day: nothing to forecast it from",
+                    path,
+                )
+            scale = window_scale(values, horizon, bool(d["log_target"]), int(d["profile_weeks"]))
+            rows.append(np.concatenate([encode_context(values, scale), window_row(row, span)]))
+            scales.append(scale)
+        x = torch.from_numpy(np.ascontiguousarray(np.array(rows), dtype=np.float32))
+        dates = [first_day + datetime.timedelta(days=h) for h in range(horizon)]
+        return SeriesInputs(path, list(self.series), dates, x, scales)
+
+    def _covariates(self, frame: DailyFrame, start: int, end: int) -> tuple[np.ndarray, list[str]]:
+        """(end - start, k) covariates over days ``start`` .. ``end`` (indices into the file's
+        days; outside it where the forecast runs past its last row)."""
+        columns, names = [], []
+        holiday = self.data["holiday_column"]
+        if holiday:
+            columns.append(np.nan_to_num(_days(frame.columns[holiday], start, end), nan=0.0))
+            names.append("holiday")
+        for name in self.data["exogenous"]:
+            col = _days(frame.columns[name].astype(np.float64), start, end)
+            gaps = np.flatnonzero(np.isnan(col))
+            if gaps.size:
+                day = frame.dates[0] + datetime.timedelta(days=start + int(gaps[0]))
+                last = frame.dates[0] + datetime.timedelta(days=end - 1)
+                raise DataError(
+                    f"covariate {name!r} has no value for {day}; a forecast reads it on every "
+                    f"day of its context and horizon, through {last}: give those days rows",
+                    frame.path,
+                )
+            mean, std = self.exogenous_scales[name]
+            columns.append(standardise(col, mean, std))
+            names.append(name)
+        out = np.stack(columns, axis=1) if columns else np.zeros((end - start, 0))
+        return out, names
+
+    def encode(self, doc: SeriesInputs) -> tuple[Tensor, Tensor | None]:
+        return doc.x, None
+
+    def write(self, doc: SeriesInputs, tasks: list[Task], predictions: dict[str, Tensor]) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["date", "series", "forecast"])
+        for task in tasks:
+            at = doc.series.index(task.name)
+            output = predictions[task.name][at].double().numpy()
+            for day, value in zip(doc.dates, doc.scales[at].decode(output), strict=True):
+                writer.writerow([day.isoformat(), task.name, repr(float(value))])
+        return out.getvalue()
+
+    def size(self, doc: SeriesInputs) -> tuple[int, str]:
+        return len(doc.series) * len(doc.dates), "forecast days"
+
+
+def _days(column: np.ndarray, start: int, end: int) -> np.ndarray:
+    """``column`` over days ``start`` .. ``end``, NaN where the file has no such day."""
+    out = np.full(end - start, np.nan)
+    lo, hi = max(start, 0), min(end, len(column))
+    if lo < hi:
+        out[lo - start : hi - start] = column[lo:hi]
+    return out
+
+
+@CODECS.register("windows", summary="recent values of the series in, their forecasts out")
+def windows_codec(spec: dict[str, Any]) -> Codec:
+    return WindowsCodec(
+        list(spec["series"]),
+        dict(spec["data"]),
+        {k: list(v) for k, v in spec.get("exogenous_scales", {}).items()},
+        list(spec["features"]),
+    )

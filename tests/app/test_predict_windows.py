@@ -1,0 +1,234 @@
+"""A trained ``daily_windows`` run forecasts from a file of recent values (``mtlshare predict``).
+
+The check that matters: the file of the training data cut at the run's origin (the forecast
+days keep their holiday flags and covariates, not their values) gives the inputs of the run's
+own test window to the bit, and the forecast the run's model makes there, on the series'
+scale (up to float32 rounding: the run's window is a batch of one row, the file's of two).
+Then the file's layouts, a series with a gap, and bad input.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mtlshare.app.build import build_problem
+from mtlshare.app.predict import load_run
+from mtlshare.app.run import run
+from mtlshare.cli import main
+from mtlshare.config import from_dict
+from mtlshare.errors import DataError
+
+START = datetime.date(2011, 1, 3)
+DAYS = 200
+ORIGIN = 150
+HORIZON = 21
+
+
+def series_rows(days: int = DAYS) -> list[dict[str, str]]:
+    """Two series with a weekly and a yearly pattern, a holiday flag and a temperature."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for t in range(days):
+        day = START + datetime.timedelta(days=t)
+        season = math.sin(2 * math.pi * t / 365.25)
+        holiday = int(t % 37 == 5)
+        temp = 10 + 8 * season + rng.normal(0, 1)
+        a = math.exp(6 + season + 0.3 * (day.weekday() >= 5) - 0.4 * holiday + rng.normal(0, 0.1))
+        b = math.exp(4 + 2 * season + 0.02 * temp + rng.normal(0, 0.1))
+        row = {"date": str(day), "a": f"{a:.3f}", "b": f"{b:.3f}"}
+        rows.append({**row, "holiday": str(holiday), "temp": f"{temp:.3f}"})
+    return rows
+
+
+def write_wide(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["date", "a", "b", "holiday", "temp"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_long(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["date", "series", "value", "holiday", "temp"])
+        for r in rows:
+            for name in ("a", "b"):
+                writer.writerow([r["date"], name, r[name], r["holiday"], r["temp"]])
+    return path
+
+
+def config(data: Path, **data_changes: object):
+    return from_dict(
+        {
+            "mechanism": "hard",
+            "data": {
+                "source": "daily_windows",
+                "path": str(data),
+                "layout": "wide",
+                "series": ["a", "b"],
+                "holiday_column": "holiday",
+                "exogenous": ["temp"],
+                "origin": str(START + datetime.timedelta(days=ORIGIN)),
+                "horizon": HORIZON,
+                "dev_days": 7,
+                "context": 14,
+                "history": {"b": 40},
+                **data_changes,
+            },
+            "trunk": {"hidden": [8]},
+            "train": {"epochs": 3, "batch_size": 16, "lr": 0.01, "threads": 1},
+        }
+    )
+
+
+def cut_at_origin(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """What a user has at the origin: values up to the day before, then rows that give only
+    the known covariates of the forecast days."""
+    return [r if t < ORIGIN else {**r, "a": "", "b": ""} for t, r in enumerate(rows)][
+        : ORIGIN + HORIZON
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("windows")
+    data = write_wide(folder / "train.csv", series_rows())
+    cfg = config(data)
+    run(cfg, folder / "run", progress=False)
+    return cfg, folder / "run"
+
+
+def expected_forecasts(cfg, loaded) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """The run's test window of each series (built from its training file), and the forecast
+    its best model makes there."""
+    problem = build_problem(cfg)
+    view = problem.meta["forecast"]
+    inputs, forecasts = {}, {}
+    for td in problem.tasks:
+        name = td.task.name
+        inputs[name] = td.test.x[0]
+        with torch.no_grad():
+            out = loaded.predict(name, td.test.x)
+        forecasts[name] = view.decoders[name](out.double().numpy())
+    return inputs, forecasts
+
+
+def read_forecast(path: Path) -> dict[str, list[tuple[str, float]]]:
+    table: dict[str, list[tuple[str, float]]] = {}
+    for row in csv.DictReader(path.open()):
+        table.setdefault(row["series"], []).append((row["date"], float(row["forecast"])))
+    return table
+
+
+def test_the_cut_file_gives_the_run_s_test_inputs_and_forecast_to_the_bit(trained, tmp_path):
+    cfg, folder = trained
+    loaded = load_run(folder)
+    inputs, forecasts = expected_forecasts(cfg, loaded)
+    recent = write_wide(tmp_path / "recent.csv", cut_at_origin(series_rows()))
+    doc = loaded.codec.read(recent, "auto")
+    for i, name in enumerate(["a", "b"]):
+        assert torch.equal(doc.x[i], inputs[name]), name
+    out = tmp_path / "forecast.csv"
+    assert main(["predict", str(folder), str(recent), "--out", str(out)]) == 0
+    table = read_forecast(out)
+    first = START + datetime.timedelta(days=ORIGIN)
+    days = [str(first + datetime.timedelta(days=h)) for h in range(HORIZON)]
+    for i, name in enumerate(["a", "b"]):
+        assert [d for d, _ in table[name]] == days
+        got = [v for _, v in table[name]]
+        # the run's test window is one row, the file's two: float32 rounding apart
+        np.testing.assert_allclose(got, forecasts[name], rtol=1e-6)
+        row = loaded.predict(name, doc.x)[i].double().numpy()
+        np.testing.assert_array_equal(got, doc.scales[i].decode(row))
+    spec = json.loads((folder / "inference.json").read_text())
+    assert spec["codec"]["codec"] == "windows" and spec["codec"]["series"] == ["a", "b"]
+
+
+def test_a_long_file_and_one_series_give_the_same_forecast(trained, tmp_path):
+    _, folder = trained
+    rows = cut_at_origin(series_rows())
+    wide, long = tmp_path / "wide.csv", tmp_path / "long.csv"
+    write_wide(wide, rows)
+    loaded = load_run(folder)
+    loaded.predict_file(wide, tmp_path / "w.csv")
+    # the run was trained on a wide file: a long file is another layout, so it is refused
+    write_long(long, rows)
+    with pytest.raises(DataError, match="no column 'a' in header"):
+        loaded.codec.read(long, "auto")
+    loaded.predict_file(wide, tmp_path / "b.csv", tasks=["b"])
+    assert read_forecast(tmp_path / "b.csv")["b"] == read_forecast(tmp_path / "w.csv")["b"]
+    assert list(read_forecast(tmp_path / "b.csv")) == ["b"]
+
+
+def test_a_long_layout_run_reads_long_files(tmp_path):
+    rows = series_rows()
+    data = write_long(tmp_path / "train.csv", rows)
+    cfg = config(data, layout="long", series=[])
+    run(cfg, tmp_path / "run", progress=False)
+    loaded = load_run(tmp_path / "run")
+    inputs, forecasts = expected_forecasts(cfg, loaded)
+    recent = write_long(tmp_path / "recent.csv", cut_at_origin(rows))
+    doc = loaded.codec.read(recent, "auto")
+    assert torch.equal(doc.x[0], inputs["a"]) and torch.equal(doc.x[1], inputs["b"])
+    loaded.predict_file(recent, tmp_path / "f.csv")
+    table = read_forecast(tmp_path / "f.csv")
+    np.testing.assert_allclose([v for _, v in table["a"]], forecasts["a"], rtol=1e-6)
+
+
+def test_the_forecast_starts_after_the_last_value_and_a_gap_stays_masked(trained, tmp_path):
+    _, folder = trained
+    loaded = load_run(folder)
+    rows = series_rows()[:ORIGIN]  # no rows for the forecast days: no holiday then
+    rows[-3] = {**rows[-3], "a": ""}  # a missing day in a's context
+    rows[-1] = {**rows[-1], "b": ""}  # b's last day missing: the origin is still a's
+    recent = write_wide(tmp_path / "recent.csv", rows)
+    with pytest.raises(DataError, match="covariate 'temp' has no value for 2011-06-02"):
+        loaded.codec.read(recent, "auto")  # temp is read over the horizon too
+    future = [{**r, "a": "", "b": ""} for r in series_rows()[ORIGIN : ORIGIN + HORIZON]]
+    write_wide(recent, rows + future)
+    doc = loaded.codec.read(recent, "auto")
+    assert doc.dates[0] == START + datetime.timedelta(days=ORIGIN)
+    context = 14
+    seen_a = doc.x[0, context : 2 * context]  # the observed-day channel of a's context
+    assert seen_a[-3] == 0 and seen_a.sum() == context - 1
+    assert doc.x[0, context - 3] == 0  # the missing day is 0, not filled
+    seen_b = doc.x[1, context : 2 * context]
+    assert seen_b[-1] == 0 and seen_b.sum() == context - 1
+
+
+def test_bad_files_are_one_line_errors_and_write_nothing(trained, tmp_path, capsys):
+    _, folder = trained
+    out = tmp_path / "out.csv"
+    rows = cut_at_origin(series_rows())
+    no_values = [{**r, "a": "", "b": ""} for r in rows]
+    cases = {
+        "no values": (no_values, "nothing to forecast from"),
+        "b silent in its context": (
+            [{**r, "b": ""} if t >= ORIGIN - 20 else r for t, r in enumerate(rows)],
+            "series 'b' has no value in the 14 days before",
+        ),
+        "temp missing in the horizon": (
+            [{**r, "temp": ""} if t == ORIGIN + 3 else r for t, r in enumerate(rows)],
+            "temp",
+        ),
+    }
+    for name, (case, message) in cases.items():
+        path = write_wide(tmp_path / f"{name}.csv", case)
+        assert main(["predict", str(folder), str(path), "--out", str(out)]) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and str(path) in err[0], (name, err)
+        assert not out.exists(), name
+    no_column = tmp_path / "nocol.csv"
+    no_column.write_text("date,a\n2011-01-03,5\n")
+    assert main(["predict", str(folder), str(no_column), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(no_column) in err[0] and not out.exists()
