@@ -292,6 +292,12 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             return 0
     for name, r in results.get("tasks", {}).items():
         print(f"{name}: dev {r['metric']} {r['dev']:.4g}  test {r['metric']} {r['test']:.4g}")
+    for name, f in results.get("forecast", {}).items():
+        mase = f"  MASE {f['mase']:.3f}" if "mase" in f else ""
+        print(
+            f"{name}: the {f['days']} test days from {f['first_day']} on its own scale: "
+            f"MAE {f['mae']:.4g}  RMSE {f['rmse']:.4g}  sMAPE {f['smape']:.1f}%{mase}"
+        )
     if (Path(args.out) / "forecast.md").is_file():
         print((Path(args.out) / "forecast.md").read_text(encoding="utf-8"), end="")
     print(f"results: {Path(args.out) / 'results.json'}")

@@ -25,6 +25,7 @@ from mtlshare.app.run import run
 from mtlshare.cli import main
 from mtlshare.config import from_dict
 from mtlshare.errors import DataError
+from mtlshare.evaluation.forecast import forecast_metrics, mase_scale
 
 START = datetime.date(2011, 1, 3)
 DAYS = 200
@@ -232,3 +233,27 @@ def test_bad_files_are_one_line_errors_and_write_nothing(trained, tmp_path, caps
     assert main(["predict", str(folder), str(no_column), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(no_column) in err[0] and not out.exists()
+
+
+def test_a_run_scores_its_test_forecast_on_the_series_scale(trained, tmp_path, capsys):
+    """``results.json``'s task scores are in the network's space (log, scaled); its
+    ``forecast`` block scores the selected model's test forecast in the data's units, as the
+    forecasting study does, and ``mtlshare run`` prints it."""
+    cfg, folder = trained
+    results = json.loads((folder / "results.json").read_text())
+    _, forecasts = expected_forecasts(cfg, load_run(folder))
+    view = build_problem(cfg).meta["forecast"]
+    first = str(START + datetime.timedelta(days=ORIGIN))
+    for name in ("a", "b"):
+        got = results["forecast"][name]
+        want = forecast_metrics(view.actual(name), forecasts[name])
+        assert got["first_day"] == first and got["days"] == HORIZON
+        for key in ("mae", "rmse", "smape"):
+            assert got[key] == pytest.approx(want[key], rel=1e-6), (name, key)
+        assert got["mase"] == pytest.approx(want["mae"] / mase_scale(view.seen(name)[1]), rel=1e-6)
+        assert got["mae"] > 10 * results["tasks"][name]["test"]  # units, not the network's
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(cfg.to_toml())
+    assert main(["run", str(config_file), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"a: the {HORIZON} test days from {first} on its own scale: MAE " in printed
