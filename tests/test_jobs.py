@@ -237,3 +237,31 @@ def test_a_resumed_comparison_with_another_config_is_refused_before_anything_tra
     assert str(saved) in str(err.value)
     assert "seed: 5 in the run, 1 now" in str(err.value)
     assert not (out / "single" / "seed-1").exists()  # refused before single seed 1 trained
+
+
+def test_kept_runs_copied_elsewhere_read_back_single_on_its_subnet(corpus, capsys):
+    """A finished ``single_subnet`` run names its sparse run by absolute path; the kept runs
+    of a comparison, copied to another folder (``recipes/keep_runs.py``, another machine),
+    read every run back, that one included, instead of refusing it for the old path. An
+    unfinished one there is refused, naming the path."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "keep_runs.py"
+    spec = importlib.util.spec_from_file_location("keep_runs", path)
+    assert spec is not None and spec.loader is not None
+    keep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keep)
+    out, kept = corpus / "out", corpus / "elsewhere" / "kept"
+    before = compare(corpus, out, 1)
+    assert keep.keep_runs(out, kept) == 12
+    capsys.readouterr()
+    cfg = load_config(corpus / "run.toml")
+    again = comparing.compare(
+        cfg, ROWS, kept, seeds=[0, 1], base_dir=corpus, progress=True, resume=True
+    )
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("compare:")]
+    assert lines == ["compare: 12 runs: 12 read back"]
+    assert steady(again) == steady(before)
+    (kept / "single_subnet" / "seed-1" / "ner" / "results.json").unlink()  # now unfinished
+    with pytest.raises(MtlshareError, match=r"sparse\.masks_from: '.*/out/sparse/seed-1' in the"):
+        compare(corpus, kept, 1, resume=True)

@@ -12,6 +12,7 @@ from mtlshare.app.build import build_model, build_problem
 from mtlshare.app.jobs import (
     RunJob,
     available_cores,
+    carried_masks,
     check_jobs,
     check_resumable,
     execute,
@@ -83,6 +84,8 @@ def compare(
         )
     base = str(base_dir) if base_dir is not None else None
     remember_problem(cfg.to_dict(), base, every_task)
+    if resume:  # kept runs copied to another folder name their sparse run by its old path
+        plan = [carried_masks(job) for job in plan]
     check_resumable(plan, resume)  # an earlier run with another config: refused before training
     folder.open()  # only once the data and settings are known good
     try:

@@ -16,10 +16,12 @@ has ended, and ``--resume`` then continues from the finished runs and the last c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
 import sys
+import tomllib
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -132,6 +134,27 @@ def job_state(job: RunJob, resume: bool) -> str:
     if folder.finished and same_config(saved, from_dict(job.config).to_toml()):
         return READ_BACK
     return CONTINUE
+
+
+def carried_masks(job: RunJob) -> RunJob:
+    """``job`` with the ``sparse.masks_from`` its finished run was trained with, where that
+    names the same place within the comparison as the plan's does (a finished run on the
+    sparse run of its own comparison, whose folder has since been copied elsewhere, as kept
+    runs are: the saved path is the old folder's). So such a run is read back, not refused for
+    a path; an unfinished one is left as planned (continuing it needs the masks where they are
+    now, and its refusal names the path)."""
+    planned = job.config.get("sparse", {}).get("masks_from", "")
+    folder = RunFolder(job.folder)
+    saved_text = folder.config_text()
+    if not planned or saved_text is None or not folder.finished:
+        return job
+    saved = str(tomllib.loads(saved_text).get("sparse", {}).get("masks_from", ""))
+    within = Path(os.path.relpath(planned, job.folder)).parts  # ("..", "..", "sparse")
+    tail = tuple(part for part in within if part != "..")
+    if not saved or saved == planned or Path(saved).parts[-len(tail) :] != tail:
+        return job
+    config = {**job.config, "sparse": {**job.config["sparse"], "masks_from": saved}}
+    return dataclasses.replace(job, config=config)
 
 
 def check_resumable(jobs: list[RunJob], resume: bool) -> None:
