@@ -292,12 +292,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             return 0
     for name, r in results.get("tasks", {}).items():
         print(f"{name}: dev {r['metric']} {r['dev']:.4g}  test {r['metric']} {r['test']:.4g}")
-    for name, f in results.get("forecast", {}).items():
-        mase = f"  MASE {f['mase']:.3f}" if "mase" in f else ""
-        print(
-            f"{name}: the {f['days']} test days from {f['first_day']} on its own scale: "
-            f"MAE {f['mae']:.4g}  RMSE {f['rmse']:.4g}  sMAPE {f['smape']:.1f}%{mase}"
-        )
+    _print_forecasts(results.get("forecast", {}))
     if (Path(args.out) / "forecast.md").is_file():
         print((Path(args.out) / "forecast.md").read_text(encoding="utf-8"), end="")
     print(f"results: {Path(args.out) / 'results.json'}")
@@ -346,12 +341,23 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_forecasts(forecasts: dict[str, dict[str, Any]]) -> None:
+    """A forecasting run's test horizon per series, scored in the data's units."""
+    for name, f in forecasts.items():
+        mase = f"  MASE {f['mase']:.3f}" if "mase" in f else ""
+        print(
+            f"{name}: the {f['days']} test days from {f['first_day']} on its own scale: "
+            f"MAE {f['mae']:.4g}  RMSE {f['rmse']:.4g}  sMAPE {f['smape']:.1f}%{mase}"
+        )
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from mtlshare.app.predict import evaluate
 
     scores = evaluate(args.run_dir, args.split, args.checkpoint, args.data_dir)
     for name, r in scores.items():
         print(f"{name}: {args.split} {r['metric']} {r[args.split]:.6g}")
+    _print_forecasts({n: r["forecast"] for n, r in scores.items() if "forecast" in r})
     return 0
 
 

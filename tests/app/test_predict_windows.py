@@ -21,7 +21,7 @@ import torch
 
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.app.build import build_problem
-from mtlshare.app.predict import load_run
+from mtlshare.app.predict import evaluate, load_run
 from mtlshare.app.run import run
 from mtlshare.cli import main
 from mtlshare.config import from_dict
@@ -256,9 +256,16 @@ def test_a_run_scores_its_test_forecast_on_the_series_scale(trained, tmp_path, c
         assert got["mae"] > 10 * results["tasks"][name]["test"]  # units, not the network's
     config_file = tmp_path / "c.toml"
     config_file.write_text(cfg.to_toml())
+    capsys.readouterr()
     assert main(["run", str(config_file), "--out", str(tmp_path / "again"), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert f"a: the {HORIZON} test days from {first} on its own scale: MAE " in printed
+    line = f"a: the {HORIZON} test days from {first} on its own scale: MAE "
+    assert line in printed
+    scores = evaluate(folder)  # the checkpoint scored again: the same forecast scores
+    assert {n: s["forecast"] for n, s in scores.items()} == results["forecast"]
+    assert "forecast" not in evaluate(folder, "dev")["a"]
+    assert main(["evaluate", str(folder)]) == 0
+    assert line in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS.names())

@@ -21,9 +21,10 @@ import torch
 from torch import Tensor
 
 from mtlshare.app.build import build_network, build_problem
-from mtlshare.app.run import usage_spec
+from mtlshare.app.run import test_forecast_scores, usage_spec
 from mtlshare.config import Config, load_config
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
+from mtlshare.data.daily import ForecastView
 from mtlshare.errors import MtlshareError
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -177,7 +178,8 @@ def evaluate(
 ) -> dict[str, dict[str, Any]]:
     """Score the run's tasks on its own ``split`` (read again from its data files, relative
     paths from ``base_dir`` or from where the run was trained): the numbers of its
-    ``results.json`` for the best checkpoint."""
+    ``results.json`` for the best checkpoint. A forecasting run's test split also gets its
+    ``forecast`` scores in the data's units (as ``results.json``'s ``forecast`` block)."""
     if split not in ("dev", "test"):
         raise MtlshareError(f"--split: {split!r} is not one of dev, test")
     run = load_run(run_dir, checkpoint, base_dir)
@@ -194,4 +196,9 @@ def evaluate(
         LossWeighting(names, run.config.weighting),
         progress=False,
     )
-    return {t: {"metric": run.tasks[t].metric, split: scorer.score(t, split)} for t in names}
+    scores = {t: {"metric": run.tasks[t].metric, split: scorer.score(t, split)} for t in names}
+    view = problem.meta.get("forecast")
+    if split == "test" and isinstance(view, ForecastView):
+        for name, forecast in test_forecast_scores(problem, run.model, view).items():
+            scores[name]["forecast"] = forecast
+    return scores
