@@ -115,9 +115,13 @@ def _using_commands(sub: Any) -> None:
         "predict", help="a trained run's predictions for new inputs (CoNLL, text or CSV)"
     )
     pr.add_argument("run_dir", help="the --out folder of a finished run")
-    pr.add_argument("input", help="a CoNLL column file, plain text (a sentence a line) or CSV")
+    pr.add_argument(
+        "input",
+        help="a CoNLL column file, plain text (a sentence a line), a CSV of features, or for a "
+        "daily_windows run a CSV of its series' recent values (it forecasts the days after)",
+    )
     pr.add_argument("--out", required=True, help="the file to write (written whole or not at all)")
-    pr.add_argument("--tasks", default="", help="comma-separated tasks (default: every task)")
+    pr.add_argument("--tasks", default="", help="comma-separated tasks or series (default: all)")
     pr.add_argument("--format", default="auto", help="the input's format: auto, conll, text or csv")
     pr.add_argument("--checkpoint", default="best", help="best (selected on dev) or last")
     pr.add_argument(
