@@ -36,7 +36,8 @@ from mtlshare.data.daily import (
 )
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.timeseries import DailyFrame, calendar_features
-from mtlshare.data.windows import Windows, WindowScale, series_windows
+from mtlshare.data.windows import Windows, WindowScale, series_windows, standardise, window_row
+from mtlshare.data.windows_codec import WindowsCodec
 from mtlshare.errors import ConfigError, DataError
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.task import Task
@@ -78,19 +79,6 @@ class WindowsConfig(DailyConfig):
                     f"data.context: {self.context} days is longer than the {days} days of "
                     f"history of {name!r} (data.history); shorten the context"
                 )
-
-
-def standardise(column: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """An exogenous column on the scale the network reads it: centred and divided by its
-    standard deviation on the training days (by 1 where that is 0)."""
-    return np.asarray((column - mean) / (std if std > 0 else 1.0))
-
-
-def window_row(calendar: np.ndarray, span: np.ndarray) -> np.ndarray:
-    """The non-value inputs of one window: the calendar of its first forecast day, then each
-    covariate over the context and the horizon (``span``: (context + horizon, k)), covariate
-    by covariate."""
-    return np.concatenate([calendar, span.T.reshape(-1)])
 
 
 def covariates(
@@ -254,13 +242,9 @@ def usage(cfg: WindowsConfig, series: list[str], features: WindowFeatures) -> di
         "holiday_column", "exogenous", "fourier_terms", "trend", "log_target", "horizon",
         "context", "profile_weeks",
     )  # fmt: skip
-    return {
-        "codec": "windows",
-        "series": series,
-        "data": {key: getattr(cfg, key) for key in keys},
-        "exogenous_scales": {n: list(s) for n, s in features.scales.items()},
-        "features": features.names,
-    }
+    scales = {n: list(s) for n, s in features.scales.items()}
+    data = {key: getattr(cfg, key) for key in keys}
+    return WindowsCodec(series, data, scales, features.names).spec()
 
 
 def _decoder(scale: WindowScale) -> Callable[[np.ndarray], np.ndarray]:

@@ -79,6 +79,19 @@ def window_scale(context: np.ndarray, horizon: int, log: bool, profile_weeks: in
     return WindowScale(log, divisor, level, base)
 
 
+def standardise(column: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """An exogenous column on the scale the network reads it: centred and divided by its
+    standard deviation on the training days (by 1 where that is 0)."""
+    return np.asarray((column - mean) / (std if std > 0 else 1.0))
+
+
+def window_row(calendar: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """The non-value inputs of one window: the calendar of its first forecast day, then each
+    covariate over the context and the horizon (``span``: (context + horizon, k)), covariate
+    by covariate."""
+    return np.concatenate([calendar, span.T.reshape(-1)])
+
+
 def encode_context(context: np.ndarray, scale: WindowScale) -> FloatArray:
     """(2 * context,) inputs: the transformed context minus its level, then the observed mask;
     0 in both at a missing day."""

@@ -5,8 +5,8 @@ same date column, holiday flag and ``exogenous`` columns). The forecast starts t
 last day on which any of the run's series has a value; rows after it may give the known
 covariates of the forecast days (the holiday flag: a day without a row is no holiday, as in
 training; each ``exogenous`` column needs a value on every day a window reads, the forecast days
-included). Each series forecasts from its own last ``context`` days before that origin (days
-missing from the file, or before its first row, are masked as in training), through the
+included). Each series forecasts from the ``context`` days before that first forecast day (its
+days missing from the file, or before its first row, are masked as in training), through the
 network, back on the series' own scale: one row per series and forecast day, ``date, series,
 forecast``. The inputs are built by the same functions as the training windows, so the run's
 test window read from its own data file gives the same inputs, to the bit.
@@ -27,9 +27,14 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.data.codecs import CODECS, Codec
-from mtlshare.data.daily_windows import standardise, window_row
 from mtlshare.data.timeseries import DailyFrame, calendar_features, read_daily_csv
-from mtlshare.data.windows import WindowScale, encode_context, window_scale
+from mtlshare.data.windows import (
+    WindowScale,
+    encode_context,
+    standardise,
+    window_row,
+    window_scale,
+)
 from mtlshare.errors import DataError
 from mtlshare.tasks.task import Task
 
