@@ -1,4 +1,5 @@
-"""``mtlshare`` command line: run, compare, add-task, demo, mechanisms, masks.
+"""``mtlshare`` command line: run, compare, add-task, demo, predict, evaluate, curves,
+mechanisms, masks.
 
 Errors caused by input (config, data, checkpoints) print one line and exit with code 2.
 """
@@ -25,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mtlshare",
         description="Multi-task learning by parameter sharing: hard, conditioned, soft, "
-        "cross-stitch, hierarchical, sparse sharing and adapters, compared against single-task "
+        "cross-stitch, hierarchical, sparse sharing, mixtures of experts (mmoe, ple) and "
+        "adapters, compared against single-task "
         "training; new tasks added to trained models; trained runs used to predict.",
     )
     sub = p.add_subparsers(dest="command", required=True)
@@ -99,7 +101,8 @@ def _training_commands(sub: Any) -> None:
 
     a = sub.add_parser(
         "add-task",
-        help="train a new task on a trained hard or sparse model, leaving its tasks unchanged",
+        help="train a new task on a trained hard, sparse, mmoe or ple model, leaving its tasks "
+        "unchanged",
     )
     a.add_argument("run_dir", help="the --out folder of the trained run")
     a.add_argument("config", help="TOML config whose data holds the trained and the new tasks")
