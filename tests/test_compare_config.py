@@ -349,6 +349,43 @@ def test_overlap_vs_gain_by_hand():
     assert "| acc & err | 0.300 | - |" in text
 
 
+def seeded(mechanism: str, seed: int, tests: dict[str, float], overlap: float = 0.0):
+    return {**results(mechanism, tests, overlap), "seed": seed}
+
+
+def test_overlap_gain_pairs_seeds_when_the_rows_ran_different_ones():
+    # hard sharing under seeds 0-2, sparse sharing under seed 0 only (compare.seeds_of): the
+    # gain compares seed 0 with seed 0, not sparse's seed 0 with hard sharing's mean
+    singles = [seeded("single", k, {"acc": 0.5, "err": 2.0}) for k in (0, 1, 2)]
+    hards = [
+        seeded("hard", 0, {"acc": 0.60, "err": 1.0}),
+        seeded("hard", 1, {"acc": 0.90, "err": 0.1}),
+        seeded("hard", 2, {"acc": 0.90, "err": 0.1}),
+    ]
+    sparse_runs = [seeded("sparse", 0, {"acc": 0.70, "err": 1.0}, overlap=0.25)]
+    single = report.mean_over_seeds(singles)
+    hard = report.mean_over_seeds(hards)
+    sparse = report.mean_over_seeds(sparse_runs)
+    comparison = report.compare(single, [hard])
+    # as compare does for a row of fewer seeds: set beside single-task training of its seeds
+    comparison["rows"] += report.compare(report.mean_over_seeds(singles[:1]), [sparse])["rows"]
+    pair = overlap_vs_gain(comparison, sparse_runs)[0]
+    # seed 0: acc 0.70 - 0.60 = +0.1, err 1.0 vs 1.0 = 0 -> +0.05 (the means would give -0.35)
+    assert pair["gain"] == pytest.approx(0.05)
+    assert pair["seeds"] == [0]
+    text = comparison_markdown({**comparison, "overlap_vs_gain": [pair]})
+    assert "| acc & err | 0.250 | +0.0500 |" in text
+    assert "under the seed both ran (0)" in text
+    # no seed in common: no gain rather than a comparison across seeds
+    comparison["rows"][-1]["seed"] = 7
+    assert overlap_vs_gain(comparison, sparse_runs)[0]["gain"] is None
+    # the same seeds: the difference of the means, with no seeds listed
+    same = report.compare(single, [hard, {**hard, "mechanism": "sparse"}])
+    pair = overlap_vs_gain(same, sparse_runs)[0]
+    assert pair["gain"] == pytest.approx(0.0)
+    assert "seeds" not in pair
+
+
 def test_a_data_override_is_applied_or_refused(tmp_path):
     out = tmp_path / "out"
     try:

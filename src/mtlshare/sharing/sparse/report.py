@@ -77,33 +77,65 @@ def rounds_overlap(candidates: list[Candidate], names: list[str]) -> list[dict[s
     return out
 
 
+def _test_by_seed(row: dict[str, Any], task: str) -> dict[Any, float] | None:
+    """A comparison row's test values of ``task`` keyed by seed, or None when the row does
+    not list them seed by seed."""
+    values = row["tasks"][task].get("test_seeds")
+    seeds = row.get("seed")
+    seeds = seeds if isinstance(seeds, list) else [seeds]
+    if values is None or len(values) != len(seeds):
+        return None
+    return dict(zip(seeds, (float(v) for v in values), strict=True))
+
+
+def _gain_seeds(sparse: dict[str, Any], hard: dict[str, Any], task: str) -> list[Any] | None:
+    """Under which seeds to compare the two rows on ``task``: [] for their means (they ran the
+    same seeds, or do not list them), else the seeds both ran, in sparse sharing's order
+    (None when they share none)."""
+    mine, theirs = _test_by_seed(sparse, task), _test_by_seed(hard, task)
+    if mine is None or theirs is None or set(mine) == set(theirs):
+        return []
+    return [k for k in mine if k in theirs] or None
+
+
+def _test(row: dict[str, Any], task: str, seeds: list[Any]) -> float:
+    """The row's test value of ``task``: its mean, or with ``seeds`` the mean under those."""
+    by_seed = _test_by_seed(row, task) if seeds else None
+    if by_seed is None:
+        return float(row["tasks"][task]["test"])
+    values = [by_seed[k] for k in seeds]
+    return sum(values) / len(values)
+
+
 def overlap_vs_gain(
     comparison: dict[str, Any], sparse_runs: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """Per pair of tasks, the overlap ratio of their sparse masks (mean over seeds) and the
     gain of sparse over hard sharing: the mean over the pair's two tasks of the signed test
     difference (positive = sparse better), as in Table 7 of the Sparse Sharing paper; the gain
-    is None without a hard-sharing row."""
+    is None without a hard-sharing row. When the two rows ran different seeds (``seeds_of``)
+    the gain compares them under the seeds both ran, listed in the pair's ``seeds``, as the
+    single-task deltas do; None when they share no seed."""
     rows = {row["mechanism"]: row for row in comparison["rows"]}
     names = comparison["tasks"]
     out = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             ratios = [float(r["sparse"]["pairwise_overlap"][a][b]) for r in sparse_runs]
-            gain = None
+            pair: dict[str, Any] = {"tasks": [a, b], "overlap": sum(ratios) / len(ratios)}
+            pair["gain"] = None
             if "hard" in rows and "sparse" in rows:
-                diffs = []
-                for task in (a, b):
-                    sign = 1.0 if rows["sparse"]["tasks"][task]["higher_is_better"] else -1.0
-                    diffs.append(
-                        sign
-                        * (
-                            rows["sparse"]["tasks"][task]["test"]
-                            - rows["hard"]["tasks"][task]["test"]
-                        )
-                    )
-                gain = sum(diffs) / 2
-            out.append({"tasks": [a, b], "overlap": sum(ratios) / len(ratios), "gain": gain})
+                sparse, hard = rows["sparse"], rows["hard"]
+                seeds = _gain_seeds(sparse, hard, a)
+                if seeds is not None:
+                    diffs = []
+                    for task in (a, b):
+                        sign = 1.0 if sparse["tasks"][task]["higher_is_better"] else -1.0
+                        diffs.append(sign * (_test(sparse, task, seeds) - _test(hard, task, seeds)))
+                    pair["gain"] = sum(diffs) / 2
+                    if seeds:
+                        pair["seeds"] = seeds
+            out.append(pair)
     return out
 
 
@@ -118,10 +150,17 @@ def overlap_markdown(pairs: list[dict[str, Any]]) -> list[str]:
         gain = "-" if pair["gain"] is None else f"{pair['gain']:+.4f}"
         names = " & ".join(pair["tasks"]).replace("|", "\\|")
         lines.append(f"| {names} | {pair['overlap']:.3f} | {gain} |")
+    seeds = next((pair["seeds"] for pair in pairs if "seeds" in pair), None)
+    under = (
+        f" Sparse and hard sharing ran different seeds: the gain compares them under the "
+        f"seed{'s' if len(seeds) > 1 else ''} both ran ({', '.join(str(s) for s in seeds)})."
+        if seeds
+        else ""
+    )
     return [
         *lines,
         "",
         "Overlap ratio (the paper's Eq. 4) of the two tasks' selected masks; the gain is the "
         "mean over the pair of the test metric of sparse minus hard sharing, signed so that "
-        "positive means sparse sharing is better (all tasks trained together).",
+        "positive means sparse sharing is better (all tasks trained together)." + under,
     ]
