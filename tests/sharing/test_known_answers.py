@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -220,6 +221,22 @@ def test_cross_stitch_mixing_does_change_the_outputs():
     alone = standalone(model, T1, "mlp")
     # far beyond the 1e-6 the identity test allows
     assert (eval_out(model, x, "t1") - eval_out(alone, x, "t1")).abs().max() > 1e-3
+
+
+def test_cross_stitch_reports_its_learned_units():
+    """results.json's cross_stitch block: each unit's rows in task order, as the model holds
+    them (the start 0.9 / 0.05 here, then whatever training made of them)."""
+    model = CrossStitchSharing(backbone(), [T1, T2, T3], CrossStitchConfig(self_weight=0.9))
+    got = model.report()["cross_stitch"]
+    assert got["tasks"] == ["t1", "t2", "t3"]
+    assert list(got["units"]) == [str(i) for i in range(backbone().depth)]
+    start = torch.tensor([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9]])
+    for unit in got["units"].values():
+        torch.testing.assert_close(torch.tensor(unit), start)
+    with torch.no_grad():
+        model.alphas["0"][2, 0] = -0.7  # task t3 reads t1's stream with weight -0.7
+    assert model.report()["cross_stitch"]["units"]["0"][2][0] == pytest.approx(-0.7)
+    json.dumps(model.report())  # plain JSON for results.json
 
 
 @pytest.mark.parametrize("kind", ["mlp", "lstm"])

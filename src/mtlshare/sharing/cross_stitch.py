@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -81,3 +82,17 @@ class CrossStitchSharing(PerTaskCopies):
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from self.alphas.parameters()
+
+    def report(self) -> dict[str, Any]:
+        """``results.json``'s ``cross_stitch``: the learned units of the selected model, per
+        layer index, as rows ``alpha[t][s]`` (how much task t's stream reads task s's, in the
+        order of ``tasks``)."""
+        return {
+            "cross_stitch": {
+                "tasks": self.task_names,
+                "units": {
+                    layer: [[float(v) for v in row] for row in alpha.detach().tolist()]
+                    for layer, alpha in self.alphas.items()
+                },
+            }
+        }
