@@ -324,29 +324,32 @@ def results(mechanism: str, tests: dict[str, float], overlap: float = 0.0) -> di
 
 def test_overlap_vs_gain_by_hand():
     single = results("single", {"acc": 0.5, "err": 2.0})
-    hard = results("hard", {"acc": 0.6, "err": 1.0})
+    hards = [seeded("hard", k, {"acc": 0.6, "err": 1.0}) for k in (0, 1)]
     seeds = [
-        results("sparse", {"acc": 0.8, "err": 0.5}, overlap=0.2),
-        results("sparse", {"acc": 0.6, "err": 1.5}, overlap=0.4),
+        seeded("sparse", 0, {"acc": 0.8, "err": 0.5}, overlap=0.2),
+        seeded("sparse", 1, {"acc": 0.6, "err": 1.5}, overlap=0.4),
     ]
     sparse = report.mean_over_seeds(seeds)  # acc 0.7, err 1.0
-    comparison = report.compare(single, [hard, sparse])
-    pairs = overlap_vs_gain(comparison, seeds)
+    names = report.compare(single, [sparse])["tasks"]
+    pairs = overlap_vs_gain(names, seeds, hards)
     assert len(pairs) == 1
     assert pairs[0]["tasks"] == ["acc", "err"]
     assert pairs[0]["overlap"] == pytest.approx(0.3)  # mean over seeds
     # acc: sparse 0.7 vs hard 0.6 -> +0.1; err (lower is better): 1.0 vs 1.0 -> 0
     assert pairs[0]["gain"] == pytest.approx(0.05)
-    worse = report.compare(single, [results("hard", {"acc": 0.6, "err": 0.2}), sparse])
+    assert "seeds" not in pairs[0]  # both ran seeds 0 and 1
+    worse = [seeded("hard", k, {"acc": 0.6, "err": 0.2}) for k in (0, 1)]
     # err: sparse 1.0 vs hard 0.2, lower is better -> -0.8; mean with +0.1 -> -0.35
-    assert overlap_vs_gain(worse, seeds)[0]["gain"] == pytest.approx(-0.35)
+    assert overlap_vs_gain(names, seeds, worse)[0]["gain"] == pytest.approx(-0.35)
     without_hard = report.compare(single, [sparse])
-    assert overlap_vs_gain(without_hard, seeds)[0]["gain"] is None
+    assert overlap_vs_gain(names, seeds, [])[0]["gain"] is None
     text = comparison_markdown({**without_hard, "overlap_vs_gain": pairs[:0]})
     assert "task pair" not in text
-    no_gain = overlap_vs_gain(without_hard, seeds)
+    no_gain = overlap_vs_gain(names, seeds, [])
     text = comparison_markdown({**without_hard, "overlap_vs_gain": no_gain})
     assert "| acc & err | 0.300 | - |" in text
+    with pytest.raises(ValueError, match="seed twice"):
+        overlap_vs_gain(names, [seeds[0], seeds[0]], hards)
 
 
 def seeded(mechanism: str, seed: int, tests: dict[str, float], overlap: float = 0.0):
@@ -369,7 +372,8 @@ def test_overlap_gain_pairs_seeds_when_the_rows_ran_different_ones():
     comparison = report.compare(single, [hard])
     # as compare does for a row of fewer seeds: set beside single-task training of its seeds
     comparison["rows"] += report.compare(report.mean_over_seeds(singles[:1]), [sparse])["rows"]
-    pair = overlap_vs_gain(comparison, sparse_runs)[0]
+    names = comparison["tasks"]
+    pair = overlap_vs_gain(names, sparse_runs, hards)[0]
     # seed 0: acc 0.70 - 0.60 = +0.1, err 1.0 vs 1.0 = 0 -> +0.05 (the means would give -0.35)
     assert pair["gain"] == pytest.approx(0.05)
     assert pair["seeds"] == [0]
@@ -377,12 +381,17 @@ def test_overlap_gain_pairs_seeds_when_the_rows_ran_different_ones():
     assert "| acc & err | 0.250 | +0.0500 |" in text
     assert "under the seed both ran (0)" in text
     # no seed in common: no gain rather than a comparison across seeds
-    comparison["rows"][-1]["seed"] = 7
-    assert overlap_vs_gain(comparison, sparse_runs)[0]["gain"] is None
-    # the same seeds: the difference of the means, with no seeds listed
-    same = report.compare(single, [hard, {**hard, "mechanism": "sparse"}])
-    pair = overlap_vs_gain(same, sparse_runs)[0]
-    assert pair["gain"] == pytest.approx(0.0)
+    assert overlap_vs_gain(names, [{**sparse_runs[0], "seed": 7}], hards)[0]["gain"] is None
+    # sparse seeds 2 and 0 against hard 0-2: each paired with its own seed, in sparse's order
+    two = [{**sparse_runs[0], "seed": 2}, sparse_runs[0]]
+    pair = overlap_vs_gain(names, two, hards)[0]
+    # seed 2: acc 0.70 - 0.90 = -0.2, err -(1.0 - 0.1) = -0.9 -> -0.55; seed 0: +0.05
+    assert pair["gain"] == pytest.approx((-0.55 + 0.05) / 2)
+    assert pair["seeds"] == [2, 0]
+    # the same seeds: no seeds listed
+    pair = overlap_vs_gain(
+        names, [seeded("sparse", k, {"acc": 0.6, "err": 1.0}) for k in (0, 1, 2)], hards
+    )[0]
     assert "seeds" not in pair
 
 

@@ -208,7 +208,7 @@ def _assemble(
     single: dict[str, Any] | None = None
     runs: list[dict[str, Any]] = []
     baselines: dict[str, dict[str, Any]] = {}
-    sparse_runs: list[dict[str, Any]] = []
+    per_seed_of: dict[str, list[dict[str, Any]]] = {}
     gated: dict[str, dict[str, Any]] = {}
     for name in rows:
         per_seed = []
@@ -221,6 +221,7 @@ def _assemble(
                     {**got[0], "mechanism": name} if name != got[0]["mechanism"] else got[0]
                 )
         merged = report.mean_over_seeds(per_seed)
+        per_seed_of[name] = per_seed
         if name == SINGLE:
             single = merged
             single_of = dict(zip(row_seeds[SINGLE], per_seed, strict=True))
@@ -230,8 +231,6 @@ def _assemble(
             baselines[name] = report.mean_over_seeds([single_of[s] for s in row_seeds[name]])
         if name == SUBNET:
             folder.write_row_results(SUBNET, merged)
-        if name == "sparse":
-            sparse_runs = per_seed
         if all("gates" in r for r in per_seed):  # a mixture of experts: its gates on dev
             gated[name] = summarize([r["gates"] for r in per_seed], row_seeds[name])
         runs.append(merged)
@@ -242,8 +241,10 @@ def _assemble(
     if baselines:
         comparison["seeds_of"] = {name: row_seeds[name] for name in baselines}
     comparison["overrides"] = cfg.compare.overrides
-    if sparse_runs and len(names) >= 2:
-        comparison["overlap_vs_gain"] = overlap_vs_gain(comparison, sparse_runs)
+    if "sparse" in per_seed_of and len(names) >= 2:
+        comparison["overlap_vs_gain"] = overlap_vs_gain(
+            comparison["tasks"], per_seed_of["sparse"], per_seed_of.get("hard", [])
+        )
     if gated:
         comparison["gates"] = gated
     text = comparison_markdown(comparison, title or cfg.compare.title or None)

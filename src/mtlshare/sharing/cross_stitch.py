@@ -90,9 +90,6 @@ class CrossStitchSharing(PerTaskCopies):
         return {
             "cross_stitch": {
                 "tasks": self.task_names,
-                "units": {
-                    layer: [[float(v) for v in row] for row in alpha.detach().tolist()]
-                    for layer, alpha in self.alphas.items()
-                },
+                "units": {layer: alpha.detach().tolist() for layer, alpha in self.alphas.items()},
             }
         }

@@ -77,64 +77,50 @@ def rounds_overlap(candidates: list[Candidate], names: list[str]) -> list[dict[s
     return out
 
 
-def _test_by_seed(row: dict[str, Any], task: str) -> dict[Any, float] | None:
-    """A comparison row's test values of ``task`` keyed by seed, or None when the row does
-    not list them seed by seed."""
-    values = row["tasks"][task].get("test_seeds")
-    seeds = row.get("seed")
-    seeds = seeds if isinstance(seeds, list) else [seeds]
-    if values is None or len(values) != len(seeds):
-        return None
-    return dict(zip(seeds, (float(v) for v in values), strict=True))
+def _by_seed(runs: list[dict[str, Any]], what: str) -> dict[Any, dict[str, Any]]:
+    """``runs`` (one result per seed) keyed by their seed; two runs of one seed are refused."""
+    out = {run["seed"]: run for run in runs}
+    if len(out) != len(runs):
+        raise ValueError(f"overlap_vs_gain: {what} lists a seed twice: {[r['seed'] for r in runs]}")
+    return out
 
 
-def _gain_seeds(sparse: dict[str, Any], hard: dict[str, Any], task: str) -> list[Any] | None:
-    """Under which seeds to compare the two rows on ``task``: [] for their means (they ran the
-    same seeds, or do not list them), else the seeds both ran, in sparse sharing's order
-    (None when they share none)."""
-    mine, theirs = _test_by_seed(sparse, task), _test_by_seed(hard, task)
-    if mine is None or theirs is None or set(mine) == set(theirs):
-        return []
-    return [k for k in mine if k in theirs] or None
-
-
-def _test(row: dict[str, Any], task: str, seeds: list[Any]) -> float:
-    """The row's test value of ``task``: its mean, or with ``seeds`` the mean under those."""
-    by_seed = _test_by_seed(row, task) if seeds else None
-    if by_seed is None:
-        return float(row["tasks"][task]["test"])
-    values = [by_seed[k] for k in seeds]
+def _mean_test(runs: list[dict[str, Any]], task: str) -> float:
+    values = [float(run["tasks"][task]["test"]) for run in runs]
     return sum(values) / len(values)
 
 
+def _gain(a: str, b: str, sparse: list[dict[str, Any]], hard: list[dict[str, Any]]) -> float:
+    """Mean over tasks ``a`` and ``b`` of sparse minus hard sharing's mean test value over the
+    paired runs (same seeds, same order), signed so that positive = sparse better."""
+    diffs = []
+    for task in (a, b):
+        sign = 1.0 if sparse[0]["tasks"][task]["higher_is_better"] else -1.0
+        diffs.append(sign * (_mean_test(sparse, task) - _mean_test(hard, task)))
+    return sum(diffs) / 2
+
+
 def overlap_vs_gain(
-    comparison: dict[str, Any], sparse_runs: list[dict[str, Any]]
+    names: list[str], sparse_runs: list[dict[str, Any]], hard_runs: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Per pair of tasks, the overlap ratio of their sparse masks (mean over seeds) and the
-    gain of sparse over hard sharing: the mean over the pair's two tasks of the signed test
-    difference (positive = sparse better), as in Table 7 of the Sparse Sharing paper; the gain
-    is None without a hard-sharing row. When the two rows ran different seeds (``seeds_of``)
-    the gain compares them under the seeds both ran, listed in the pair's ``seeds``, as the
-    single-task deltas do; None when they share no seed."""
-    rows = {row["mechanism"]: row for row in comparison["rows"]}
-    names = comparison["tasks"]
+    """Per pair of ``names`` (tasks), the overlap ratio of their sparse masks (mean over
+    ``sparse_runs``, one result per seed) and the gain of sparse over hard sharing
+    (``hard_runs``, one result per seed): the mean over the pair's two tasks of the signed test
+    difference (positive = sparse better), as in Table 7 of the Sparse Sharing paper, over the
+    seeds both ran, each sparse run set beside the hard run of its seed. When the two ran
+    different seeds (``compare.seeds_of``) those listed in the pair's ``seeds``; the gain is
+    None without hard runs or with no seed in common."""
+    mine, theirs = _by_seed(sparse_runs, "sparse sharing"), _by_seed(hard_runs, "hard sharing")
+    seeds = [k for k in mine if k in theirs]
+    paired = ([mine[k] for k in seeds], [theirs[k] for k in seeds])
     out = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             ratios = [float(r["sparse"]["pairwise_overlap"][a][b]) for r in sparse_runs]
             pair: dict[str, Any] = {"tasks": [a, b], "overlap": sum(ratios) / len(ratios)}
-            pair["gain"] = None
-            if "hard" in rows and "sparse" in rows:
-                sparse, hard = rows["sparse"], rows["hard"]
-                seeds = _gain_seeds(sparse, hard, a)
-                if seeds is not None:
-                    diffs = []
-                    for task in (a, b):
-                        sign = 1.0 if sparse["tasks"][task]["higher_is_better"] else -1.0
-                        diffs.append(sign * (_test(sparse, task, seeds) - _test(hard, task, seeds)))
-                    pair["gain"] = sum(diffs) / 2
-                    if seeds:
-                        pair["seeds"] = seeds
+            pair["gain"] = _gain(a, b, *paired) if seeds else None
+            if seeds and set(seeds) != set(mine) | set(theirs):
+                pair["seeds"] = seeds
             out.append(pair)
     return out
 
