@@ -11,6 +11,7 @@ from typing import Any
 from torch import Tensor
 
 from mtlshare.errors import ConfigError
+from mtlshare.evaluation.report import mean_over_seeds
 from mtlshare.sharing.sparse.masks import (
     density,
     layer_density,
@@ -85,18 +86,14 @@ def _by_seed(runs: list[dict[str, Any]], what: str) -> dict[Any, dict[str, Any]]
     return out
 
 
-def _mean_test(runs: list[dict[str, Any]], task: str) -> float:
-    values = [float(run["tasks"][task]["test"]) for run in runs]
-    return sum(values) / len(values)
-
-
-def _gain(a: str, b: str, sparse: list[dict[str, Any]], hard: list[dict[str, Any]]) -> float:
-    """Mean over tasks ``a`` and ``b`` of sparse minus hard sharing's mean test value over the
-    paired runs (same seeds, same order), signed so that positive = sparse better."""
+def _gain(a: str, b: str, sparse: dict[str, Any], hard: dict[str, Any]) -> float:
+    """Mean over tasks ``a`` and ``b`` of sparse minus hard sharing's test value (results
+    merged over the same seeds by ``mean_over_seeds``), signed so that positive = sparse
+    better."""
     diffs = []
     for task in (a, b):
-        sign = 1.0 if sparse[0]["tasks"][task]["higher_is_better"] else -1.0
-        diffs.append(sign * (_mean_test(sparse, task) - _mean_test(hard, task)))
+        sign = 1.0 if sparse["tasks"][task]["higher_is_better"] else -1.0
+        diffs.append(sign * (sparse["tasks"][task]["test"] - hard["tasks"][task]["test"]))
     return sum(diffs) / 2
 
 
@@ -107,12 +104,13 @@ def overlap_vs_gain(
     ``sparse_runs``, one result per seed) and the gain of sparse over hard sharing
     (``hard_runs``, one result per seed): the mean over the pair's two tasks of the signed test
     difference (positive = sparse better), as in Table 7 of the Sparse Sharing paper, over the
-    seeds both ran, each sparse run set beside the hard run of its seed. When the two ran
-    different seeds (``compare.seeds_of``) those listed in the pair's ``seeds``; the gain is
+    seeds both ran, each row's mean over those seeds. When the two ran different seeds
+    (``compare.seeds_of``) the seeds both ran are listed in the pair's ``seeds``; the gain is
     None without hard runs or with no seed in common."""
     mine, theirs = _by_seed(sparse_runs, "sparse sharing"), _by_seed(hard_runs, "hard sharing")
     seeds = [k for k in mine if k in theirs]
-    paired = ([mine[k] for k in seeds], [theirs[k] for k in seeds])
+    # each row's mean over the seeds both ran, as the comparison table means them
+    paired = [mean_over_seeds([runs[k] for k in seeds]) for runs in (mine, theirs)] if seeds else []
     out = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
