@@ -43,6 +43,10 @@ class ForecastConfig:
     origin each neural method uses the candidate with the lowest mean MAE of the target (seed
     ``seed``) over the ``select_last`` latest ``validation_origins`` whose whole horizon ends
     before that test origin (0: all of them). Without candidates the config is used as it is.
+    The validation origins score the target's actual values over their horizons, so when
+    ``data.history`` cuts the target, selection (and the intervals below) read days of the
+    target older than the history each model is fitted on: the models' inputs are scarce, the
+    tuning is not.
 
     ``histories``: the target's history lengths in days for the scarcity sweep (empty: none),
     which runs ``scarcity_methods`` at every test origin with each length, the neural methods
