@@ -57,7 +57,10 @@ def test_demo_runs_one_worker_per_core_unless_told(tmp_path, monkeypatch):
     assert seen == [available_cores(), 1]
 
 
-def test_demo_refuses_jobs_below_one_before_making_out(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "d"), "--jobs", "-1"]) != 0
-    assert "--jobs" in capsys.readouterr().err
+def test_demo_refuses_negative_jobs_before_making_out(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--jobs", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    # 0 is the default and valid (a worker per core): the message must not say ">= 1" alone
+    assert "--jobs: expected 0 (one worker per available core)" in err and "got -1" in err
     assert not (tmp_path / "d").exists()

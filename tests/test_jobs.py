@@ -256,8 +256,8 @@ def test_kept_runs_copied_elsewhere_read_back_single_on_its_subnet(corpus, capsy
     assert keep.keep_runs(out, kept) == 12
     capsys.readouterr()
     cfg = load_config(corpus / "run.toml")
-    again = comparing.compare(
-        cfg, ROWS, kept, seeds=[0, 1], base_dir=corpus, progress=True, resume=True
+    again = comparing.compare(  # the plan line is printed with progress off (--quiet) too
+        cfg, ROWS, kept, seeds=[0, 1], base_dir=corpus, progress=False, resume=True
     )
     lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("compare:")]
     assert lines == ["compare: 12 runs: 12 read back"]

@@ -87,7 +87,9 @@ def _training_commands(sub: Any) -> None:
     c.add_argument("--quiet", action="store_true")
 
     d = sub.add_parser("demo", help="the main job: every mechanism on synthetic tasks")
-    d.add_argument("--out", default="mtlshare-demo", help="output directory")
+    d.add_argument(
+        "--out", default="mtlshare-demo", help="output directory (default: mtlshare-demo)"
+    )
     d.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     d.add_argument(
         "--jobs",
@@ -253,6 +255,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mtlshare.app.demo import run_demo
         from mtlshare.app.jobs import available_cores
 
+        if args.jobs < 0:
+            raise MtlshareError(
+                f"--jobs: expected 0 (one worker per available core) or a number of worker "
+                f"processes >= 1, got {args.jobs}"
+            )
         run_demo(
             args.out,
             progress=not args.quiet,

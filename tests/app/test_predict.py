@@ -306,6 +306,14 @@ def test_bad_runs_and_inputs_are_one_line_and_leave_no_output(synthetic_run, tmp
     out.write_text("keep me")
     assert main(["predict", str(synthetic_run), str(tmp_path / "empty.csv"), "--out", str(out)])
     assert out.read_text() == "keep me"  # an error never touches an existing output
+    assert "empty" in one_line(capsys)
+    nowhere = tmp_path / "no-such-folder" / "out.csv"
+    assert main(["predict", str(synthetic_run), str(good), "--out", str(nowhere)]) == 2
+    line = one_line(capsys)
+    assert f"the folder {nowhere.parent} does not exist" in line and ".tmp" not in line
+    assert main(["predict", str(synthetic_run), str(good), "--out", str(tmp_path)]) == 2
+    assert "a folder; name the file to write" in one_line(capsys)
+    assert not nowhere.parent.exists()
 
 
 def test_a_checkpoint_of_an_unknown_format_version_is_refused(synthetic_run, tmp_path, capsys):

@@ -89,8 +89,8 @@ def compare(
     check_resumable(plan, resume)  # an earlier run with another config: refused before training
     folder.open()  # only once the data and settings are known good
     try:
-        if progress:
-            print(plan_summary(plan, resume), file=sys.stderr, flush=True)
+        # one line even with --quiet (which hides progress bars): what is read back and trained
+        print(plan_summary(plan, resume), file=sys.stderr, flush=True)
         finished = execute(plan, jobs, base_dir=base, resume=resume, progress=progress)
         return _assemble(cfg, folder, rows, row_seeds, plan, finished, names, title)
     finally:

@@ -104,6 +104,11 @@ class LoadedRun:
         unknown = [t for t in chosen if t not in self.tasks]
         if unknown:
             raise MtlshareError(f"--tasks: unknown {unknown}; this run has {list(self.tasks)}")
+        folder = Path(out).parent
+        if not folder.is_dir():
+            raise MtlshareError(f"--out {out}: the folder {folder} does not exist")
+        if Path(out).is_dir():
+            raise MtlshareError(f"--out {out}: a folder; name the file to write")
         doc = self.codec.read(Path(source), fmt)
         started = time.perf_counter()
         x, lengths = self.codec.encode(doc)
