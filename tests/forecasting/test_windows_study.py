@@ -139,6 +139,88 @@ def test_study_with_candidates_chooses_on_validation_origins(tmp_path):
     assert "Settings chosen on the validation origins" in table
 
 
+def blank_before(csv: Path, column: str, day: datetime.date) -> Path:
+    """A copy of ``csv`` with ``column`` empty before ``day``: a series that starts there."""
+    lines = csv.read_text().splitlines()
+    at = lines[0].split(",").index(column)
+    out = [lines[0]]
+    for line in lines[1:]:
+        fields = line.split(",")
+        if datetime.date.fromisoformat(fields[0]) < day:
+            fields[at] = ""
+        out.append(",".join(fields))
+    path = csv.with_name("blank_" + csv.name)
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def test_select_dev_chooses_on_the_target_s_dev_days_and_reads_nothing_older(tmp_path):
+    """forecast.select = "dev": each candidate is trained at the test origin and scored by the
+    target's dev MAE; no validation origin is needed, the chosen seed-0 training is the test
+    forecast, and the target's values older than its history never reach any forecast."""
+    csv = series_csv(tmp_path / "s.csv")
+    text = study_text(
+        csv,
+        select='"dev"',
+        candidates='[{name = "short", "train.epochs" = 1}, {name = "long"}]',
+    )
+    res = run_study(tmp_path, text)
+    sel = res["selection"]
+    assert sel["select"] == "dev" and "validation_mae" not in sel
+    assert res["interval"] is None  # no validation origins: nothing to calibrate on
+    for method, by_candidate in sel["dev_mae"].items():
+        assert set(by_candidate) == {"short", "long"}
+        for origin in res["origins"]:
+            scores = {c: v[origin] for c, v in by_candidate.items()}
+            assert len(set(scores.values())) == 2  # two trainings, two scores
+            chosen = sel["chosen"][origin][method]
+            assert chosen == min(scores, key=scores.get)
+            row = next(r for r in res["methods"][method]["per_origin"] if r["origin"] == origin)
+            assert row["candidate"] == chosen
+            assert row["runs"][0]["dev"] == scores[chosen]  # seed 0 is the selection's run
+    # 2 candidates x 2 methods x 2 test origins (seed 0), then seed 1 of the chosen ones
+    assert res["trainings"]["here"] == 8 + 4 and res["trainings"]["reused"] == 4
+    assert (
+        "Settings chosen on the target's dev days" in (tmp_path / "out" / "forecast.md").read_text()
+    )
+    # the same study on a file where "short" starts 60 days before the first origin
+    first = datetime.date.fromisoformat(res["origins"][0])
+    short = blank_before(csv, "short", first - datetime.timedelta(days=60))
+    (tmp_path / "b").mkdir()
+    again = run_study(
+        tmp_path / "b",
+        study_text(
+            short,
+            select='"dev"',
+            candidates=('[{name = "short", "train.epochs" = 1}, {name = "long"}]'),
+        ),
+        'forecast.origins=["2011-06-01"]',
+    )
+    rows = [
+        r
+        for r in (tmp_path / "out" / "forecasts.csv").read_text().splitlines()
+        if ",2011-06-01," in r
+    ]
+    assert rows == (tmp_path / "b" / "out" / "forecasts.csv").read_text().splitlines()[1:]
+    assert again["selection"]["chosen"]["2011-06-01"] == sel["chosen"]["2011-06-01"]
+
+
+def test_a_target_without_data_at_a_validation_origin_names_it(tmp_path, capsys):
+    csv = series_csv(tmp_path / "s.csv")
+    short = blank_before(csv, "short", datetime.date(2011, 4, 2))  # 60 days before 06-01
+    text = study_text(
+        short,
+        validation_origins='["2011-03-01", "2011-04-01"]',
+        candidates='[{name = "a", "train.epochs" = 1}, {name = "b"}]',
+    )
+    (tmp_path / "f.toml").write_text(text)
+    argv = ["run", str(tmp_path / "f.toml"), "--out", str(tmp_path / "o"), "--quiet"]
+    assert main([*argv, 'forecast.origins=["2011-06-01"]']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "validation origin 2011-03-01 (forecast.validation_origins)" in err[0]
+    assert 'forecast.select = "dev"' in err[0]
+
+
 def test_errors_recompute_from_forecasts_csv_and_mase_from_the_history(tmp_path):
     csv = series_csv(tmp_path / "s.csv")
     res = run_study(tmp_path, study_text(csv))
@@ -263,10 +345,11 @@ def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
         ),
         (
             ['forecast.candidates=[{name = "a"}, {name = "b"}]'],
-            "needs forecast.validation_origins",
+            'needs forecast.validation_origins (or forecast.select = "dev"',
         ),
         (['forecast.candidates=[{"trunk.hidden" = [0]}]'], "trunk.hidden"),
         (["forecast.interval=1.0"], "forecast.interval: a level in [0, 1)"),
+        (["forecast.select=test"], "forecast.select: 'test' is not one of ('origins', 'dev')"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, overrides, expected):

@@ -36,7 +36,13 @@ from mtlshare.app.forecast_report import (
     rows_csv,
     targets,
 )
-from mtlshare.app.forecast_select import Problems, candidate_configs, choose, validation_scores
+from mtlshare.app.forecast_select import (
+    Problems,
+    candidate_configs,
+    choose,
+    dev_scores,
+    validation_scores,
+)
 from mtlshare.app.jobs import available_cores
 from mtlshare.config import Config
 from mtlshare.data.daily import ForecastView
@@ -82,7 +88,8 @@ class Study:
         swept = self.fc.scarcity_methods if self.fc.histories else []
         neural = [m for m in NEURAL if m in self.fc.methods or m in swept]
         started = time.perf_counter()
-        self.scores = validation_scores(
+        scorer = dev_scores if self.fc.select == "dev" else validation_scores
+        self.scores = scorer(
             self.cfg, self.candidates, neural, self.problems, self.say, self.trainings
         )
         horizon = self.cfg.data.horizon
@@ -340,8 +347,11 @@ def run_forecast(
             "interval": fc.interval if study.calibration.enabled else None,
             "selection": {
                 "candidates": study.candidates,
+                "select": fc.select,
                 "select_last": fc.select_last,
-                "validation_mae": study.scores,
+                # per method and candidate: by validation origin, the target's MAE there; with
+                # select = "dev", by test origin, its dev MAE in the network's space
+                "validation_mae" if fc.select == "origins" else "dev_mae": study.scores,
                 "chosen": study.chosen,
             },
             "skipped": study.skipped,

@@ -47,6 +47,7 @@ def _fit_and_forecast(cfg: Config, problem: Problem, target: str) -> tuple[np.nd
         "seed": cfg.seed,
         "tasks": [td.task.name for td in problem.tasks],
         "best_epoch": fit.best_epoch,
+        "dev": fit.dev[target],  # the target's dev score at the kept epoch (forecast.select)
         "epochs_run": fit.epochs_run,
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -73,7 +73,10 @@ def forecast_markdown(results: dict[str, Any]) -> str:
     if chosen and len(results["selection"]["candidates"]) > 1:
         neural = list(next(iter(chosen.values())))
         rows = [[o, *(chosen[o][m] for m in neural)] for o in results["origins"]]
-        lines += ["", "Settings chosen on the validation origins:", ""]
+        on = {"dev": "the target's dev days at each origin"}.get(
+            results["selection"].get("select", "origins"), "the validation origins"
+        )
+        lines += ["", f"Settings chosen on {on}:", ""]
         lines += _table(["test origin", *neural], rows)
     lines += _interval_lines(results)
     lines += ["", *_target_lines(results.get("targets", {}))]

@@ -6,6 +6,11 @@ horizon. At a test origin a method takes the candidate with the lowest mean MAE 
 ``select_last`` validation origins whose whole horizon ends before that test origin: what a
 forecaster retuning on the data it has at each origin would pick. Ties go to the candidate
 listed first.
+
+Scoring the target at validation origins reads its values there, which may be older than the
+history the models are fitted on. ``forecast.select = "dev"`` keeps to that history: each
+candidate is trained at the test origin itself (the config's seed) and scored by the target's
+dev MAE (``dev_scores``); the seed's test forecast is that same training, reused.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from mtlshare.app.forecast_pool import Trainings, neural_forecasts
 from mtlshare.config import Config
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, DataError, MtlshareError
 from mtlshare.evaluation.forecast import mae
 from mtlshare.forecasting.config import ForecastConfig
 
@@ -97,14 +102,56 @@ def validation_scores(
         ]
     )
     for origin in origins:
+        try:
+            for name, changes in candidates.items():
+                at = problems.config(origin, changes)
+                problem = problems.get(at)
+                view: ForecastView = problem.meta["forecast"]
+                for method in methods:
+                    run = neural_forecasts(method, at, problem, fc.target, [cfg.seed], trainings)
+                    scores[method][name][origin] = mae(view.actual(fc.target), run.forecasts[0])
+        except DataError as e:  # e.g. a target without data that far back
+            raise MtlshareError(
+                f"validation origin {origin} (forecast.validation_origins): {e}; a target with "
+                'no history there can choose on its dev days: forecast.select = "dev"'
+            ) from None
+        report(f"validation origin {origin}: {len(candidates)} candidates scored")
+    return scores
+
+
+def dev_scores(
+    cfg: Config,
+    candidates: dict[str, dict[str, Any]],
+    methods: list[str],
+    problems: Problems,
+    report: Callable[[str], None],
+    trainings: Trainings,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``scores[method][candidate][test origin]``: the target's dev MAE at the kept epoch (in the
+    network's space) of the candidate trained at that test origin, seed ``cfg.seed``. Empty when
+    there is one candidate."""
+    fc: ForecastConfig = cfg.experiments["forecast"]
+    if len(candidates) < 2:
+        return {}
+    scores: dict[str, dict[str, dict[str, float]]] = {
+        m: {c: {} for c in candidates} for m in methods
+    }
+    trainings.prefetch(
+        [
+            (method, problems.config(origin, changes).replace(seed=cfg.seed), fc.target)
+            for origin in fc.origins
+            for changes in candidates.values()
+            for method in methods
+        ]
+    )
+    for origin in fc.origins:
         for name, changes in candidates.items():
             at = problems.config(origin, changes)
             problem = problems.get(at)
-            view: ForecastView = problem.meta["forecast"]
             for method in methods:
                 run = neural_forecasts(method, at, problem, fc.target, [cfg.seed], trainings)
-                scores[method][name][origin] = mae(view.actual(fc.target), run.forecasts[0])
-        report(f"validation origin {origin}: {len(candidates)} candidates scored")
+                scores[method][name][origin] = float(run.runs[0]["dev"])
+        report(f"test origin {origin}: {len(candidates)} candidates scored on dev days")
     return scores
 
 
@@ -128,6 +175,8 @@ def choose(
     names = list(candidates)
     if len(names) == 1:
         return names[0]
+    if fc.select == "dev":
+        return min(names, key=lambda n: (_finite(scores[method][n][test_origin]), names.index(n)))
     eligible = fc.eligible(datetime.date.fromisoformat(test_origin), horizon)
 
     def mean_mae(name: str) -> float:
@@ -136,3 +185,7 @@ def choose(
         return float(np.mean(values)) if values else math.inf
 
     return min(names, key=lambda n: (mean_mae(n), names.index(n)))
+
+
+def _finite(value: float) -> float:
+    return math.inf if math.isnan(value) else value

@@ -16,6 +16,7 @@ METHODS = (
     "multitask", "single", "prophet", "seasonal_naive", "naive", *STATISTICAL, "seasonal_mean"
 )  # fmt: skip
 METRICS = ("mae", "rmse", "smape", "mase")
+SELECTS = ("origins", "dev")  # forecast.select: how the candidates are scored
 SOURCES = ("daily_csv", "daily_windows")
 # what a candidate may not change: every candidate forecasts the same days of the same series
 FIXED = ("data.source", "data.path", "data.series", "data.origin", "data.horizon", "data.history")
@@ -47,6 +48,13 @@ class ForecastConfig:
     ``data.history`` cuts the target, selection (and the intervals below) read days of the
     target older than the history each model is fitted on: the models' inputs are scarce, the
     tuning is not.
+
+    ``select = "dev"`` scores the candidates on the target's own history instead, for a series
+    that really has no more: at each test origin each candidate is trained there (seed
+    ``seed``) and scored by the target's dev MAE at the kept epoch, in the network's space (the
+    last ``data.dev_days`` before the origin, which no network trains on). Nothing older than
+    the target's history is read for it, and ``validation_origins`` are needed only for the
+    intervals.
 
     ``histories``: the target's history lengths in days for the scarcity sweep (empty: none),
     which runs ``scarcity_methods`` at every test origin with each length, the neural methods
@@ -80,6 +88,7 @@ class ForecastConfig:
     jobs: int = 1
     interval: float = 0.8
     mean_seasons: int = 2
+    select: str = "origins"
 
     def validate(self, data_source: str = "daily_csv", horizon: int = 1) -> None:
         if data_source not in SOURCES:
@@ -102,6 +111,8 @@ class ForecastConfig:
             raise ConfigError(
                 "forecast.season, forecast.plot_days and forecast.mean_seasons must be >= 1"
             )
+        if self.select not in SELECTS:
+            raise ConfigError(f"forecast.select: {self.select!r} is not one of {SELECTS}")
         if self.select_last < 0:
             raise ConfigError(f"forecast.select_last: must be >= 0, got {self.select_last}")
         if self.jobs < 0:
@@ -120,11 +131,13 @@ class ForecastConfig:
         checks = [parse_origin(o, "forecast.validation_origins") for o in self.validation_origins]
         if len(set(tests)) != len(tests) or len(set(checks)) != len(checks):
             raise ConfigError("forecast.origins and forecast.validation_origins: an origin twice")
-        if len(self.candidates) < 2:
-            return
+        by_origins = self.select == "origins" and len(self.candidates) >= 2
+        if not by_origins and not (checks and self.interval > 0):
+            return  # no validation origin is read: choosing on dev days, or nothing to choose
         if not checks:
             raise ConfigError(
-                "forecast.candidates: choosing among them needs forecast.validation_origins"
+                "forecast.candidates: choosing among them needs forecast.validation_origins "
+                '(or forecast.select = "dev", which scores them on the target\'s dev days)'
             )
         for origin, day in zip(self.origins, tests, strict=True):
             if not self.eligible(day, horizon):
