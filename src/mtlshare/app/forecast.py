@@ -36,13 +36,7 @@ from mtlshare.app.forecast_report import (
     rows_csv,
     targets,
 )
-from mtlshare.app.forecast_select import (
-    Problems,
-    candidate_configs,
-    choose,
-    dev_scores,
-    validation_scores,
-)
+from mtlshare.app.forecast_select import Problems, candidate_configs, candidate_scores, choose
 from mtlshare.app.jobs import available_cores
 from mtlshare.config import Config
 from mtlshare.data.daily import ForecastView
@@ -88,8 +82,7 @@ class Study:
         swept = self.fc.scarcity_methods if self.fc.histories else []
         neural = [m for m in NEURAL if m in self.fc.methods or m in swept]
         started = time.perf_counter()
-        scorer = dev_scores if self.fc.select == "dev" else validation_scores
-        self.scores = scorer(
+        self.scores = candidate_scores(
             self.cfg, self.candidates, neural, self.problems, self.say, self.trainings
         )
         horizon = self.cfg.data.horizon

@@ -10,7 +10,7 @@ listed first.
 Scoring the target at validation origins reads its values there, which may be older than the
 history the models are fitted on. ``forecast.select = "dev"`` keeps to that history: each
 candidate is trained at the test origin itself (the config's seed) and scored by the target's
-dev MAE (``dev_scores``); the seed's test forecast is that same training, reused.
+dev MAE (``candidate_scores``); the seed's test forecast is that same training, reused.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def candidate_configs(cfg: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
-def validation_scores(
+def candidate_scores(
     cfg: Config,
     candidates: dict[str, dict[str, Any]],
     methods: list[str],
@@ -84,15 +84,25 @@ def validation_scores(
     report: Callable[[str], None],
     trainings: Trainings,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``scores[method][candidate][validation origin]``: the target's MAE, seed ``cfg.seed``.
-    Empty when there is one candidate (nothing to choose)."""
+    """``scores[method][candidate][origin]``, every candidate trained with seed ``cfg.seed``:
+    by validation origin, the target's MAE over the horizon; with ``forecast.select = "dev"``,
+    by test origin, the target's dev MAE at the kept epoch (in the network's space) of the
+    candidate trained there. Empty when there is one candidate (nothing to choose). A data
+    error names the origin."""
     fc: ForecastConfig = cfg.experiments["forecast"]
     if len(candidates) < 2:
         return {}
+    if fc.select == "dev":
+        origins, kind, key, hint = fc.origins, "test origin", "", ""
+    else:
+        origins = needed_origins(fc, cfg.data.horizon)
+        kind, key = "validation origin", " (forecast.validation_origins)"
+        hint = (
+            '; a target with no history there can choose on its dev days: forecast.select = "dev"'
+        )
     scores: dict[str, dict[str, dict[str, float]]] = {
         m: {c: {} for c in candidates} for m in methods
     }
-    origins = needed_origins(fc, cfg.data.horizon)
     trainings.prefetch(
         [
             (method, problems.config(origin, changes).replace(seed=cfg.seed), fc.target)
@@ -109,49 +119,13 @@ def validation_scores(
                 view: ForecastView = problem.meta["forecast"]
                 for method in methods:
                     run = neural_forecasts(method, at, problem, fc.target, [cfg.seed], trainings)
-                    scores[method][name][origin] = mae(view.actual(fc.target), run.forecasts[0])
+                    if fc.select == "dev":
+                        scores[method][name][origin] = float(run.runs[0]["dev"])
+                    else:
+                        scores[method][name][origin] = mae(view.actual(fc.target), run.forecasts[0])
         except DataError as e:  # e.g. a target without data that far back
-            raise MtlshareError(
-                f"validation origin {origin} (forecast.validation_origins): {e}; a target with "
-                'no history there can choose on its dev days: forecast.select = "dev"'
-            ) from None
-        report(f"validation origin {origin}: {len(candidates)} candidates scored")
-    return scores
-
-
-def dev_scores(
-    cfg: Config,
-    candidates: dict[str, dict[str, Any]],
-    methods: list[str],
-    problems: Problems,
-    report: Callable[[str], None],
-    trainings: Trainings,
-) -> dict[str, dict[str, dict[str, float]]]:
-    """``scores[method][candidate][test origin]``: the target's dev MAE at the kept epoch (in the
-    network's space) of the candidate trained at that test origin, seed ``cfg.seed``. Empty when
-    there is one candidate."""
-    fc: ForecastConfig = cfg.experiments["forecast"]
-    if len(candidates) < 2:
-        return {}
-    scores: dict[str, dict[str, dict[str, float]]] = {
-        m: {c: {} for c in candidates} for m in methods
-    }
-    trainings.prefetch(
-        [
-            (method, problems.config(origin, changes).replace(seed=cfg.seed), fc.target)
-            for origin in fc.origins
-            for changes in candidates.values()
-            for method in methods
-        ]
-    )
-    for origin in fc.origins:
-        for name, changes in candidates.items():
-            at = problems.config(origin, changes)
-            problem = problems.get(at)
-            for method in methods:
-                run = neural_forecasts(method, at, problem, fc.target, [cfg.seed], trainings)
-                scores[method][name][origin] = float(run.runs[0]["dev"])
-        report(f"test origin {origin}: {len(candidates)} candidates scored on dev days")
+            raise MtlshareError(f"{kind} {origin}{key}: {e}{hint}") from None
+        report(f"{kind} {origin}: {len(candidates)} candidates scored")
     return scores
 
 

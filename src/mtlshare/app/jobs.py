@@ -160,13 +160,15 @@ def carried_masks(job: RunJob) -> RunJob:
 def check_resumable(jobs: list[RunJob], resume: bool) -> None:
     """Refuse at once, naming the run and the settings, a resumed comparison whose folder holds
     a run made with another config: otherwise the runs before it in the plan would train, for
-    hours perhaps, before its refusal."""
+    hours perhaps, before its refusal. A run to be read back must hold readable results."""
     if not resume:
         return
     for job in jobs:
         folder = RunFolder(job.folder)
         if folder.config_text() is not None:
             folder.check(from_dict(job.config).to_toml(), True, config_differences)
+        if job_state(job, resume) == READ_BACK:
+            folder.results()  # a stub or broken results file: refused now, not after training
 
 
 def plan_summary(jobs: list[RunJob], resume: bool) -> str:
