@@ -132,10 +132,11 @@ def test_tag_never_seen_in_training_is_an_error_or_mapped(corpus):
     )
     with pytest.raises(DataError, match=r"dev\.txt:3: task 'ner': tag 'S-EVENT' never occurs"):
         problem(corpus)
-    with pytest.warns(UserWarning, match=r"dev\.txt:3: task 'ner': mapped .* to 'O'"):
+    with pytest.warns(UserWarning, match=r"dev\.txt:3: task 'ner': tags never seen in training"):
         p = problem(corpus, "data.unseen_tags=map")
-    ner = p.tasks[2]
-    assert ner.task.labels[int(ner.dev.y[0, 2])] == "O"
+    ner = p.tasks[2].task
+    # a gold-only class after the trained ones: the gold keeps its tag, no prediction has it
+    assert int(p.tasks[2].dev.y[0, 2]) == ner.out_dim and ner.gold_only == ("S-EVENT",)
 
 
 def test_malformed_tag_names_file_and_line(corpus):
@@ -242,3 +243,27 @@ def test_a_sparse_run_prints_its_warm_up_and_every_search_round(corpus, capsys):
     quiet = ["run", str(corpus / "run.toml"), "--out", str(corpus / "q"), "--quiet", *args]
     assert main(quiet) == 0
     assert "mask search" not in capsys.readouterr().err
+
+
+def test_a_test_tag_never_seen_in_training_stays_in_the_gold(corpus):
+    """data.unseen_tags = "map" must not rewrite the gold of dev or test: a token whose gold
+    tag never occurs in training is one the model can only get wrong, as conlleval (or plain
+    accuracy) reads the file. Rewriting it to the fallback tag credited a model predicting that
+    tag: CoNLL-2000's test file has "( 1" tagged B-LST I-LST, and I-LST never occurs in its
+    training file, so a model writing B-LST O scored a correct chunk."""
+    # POS: VBD never occurs in training (NNP, the most frequent training tag, was the fallback);
+    # chunking: I-VP never occurs in training (B-VP does): the gold chunk is VP over 2 tokens
+    (corpus / "test.txt").write_text("EU NNP B-VP O\nsaid VBD I-VP O\n", "utf-8")
+    with pytest.warns(UserWarning, match=r"test\.txt:2: task 'pos'"):
+        p = problem(corpus, "data.unseen_tags=map")
+    pos, chunk, _ = p.tasks
+    guess = pos.task.labels.index("NNP")
+    pred = torch.full_like(pos.test.y, guess)
+    assert pos.task.evaluate(pred, pos.test.y) == 0.5  # NNP is right once, VBD never
+    b_vp, b_np = chunk.task.labels.index("B-VP"), chunk.task.labels.index("B-NP")
+    pred = torch.tensor([[b_vp, b_np]])  # B-NP, the most frequent training tag, was the fallback
+    assert chunk.task.evaluate(pred, chunk.test.y) == 0.0  # VP(0,1), NP(1,2): not VP(0,2)
+    exact = torch.tensor([[b_vp, chunk.task.out_dim]])  # the gold itself scores 1
+    assert chunk.task.evaluate(exact, chunk.test.y) == 1.0
+    # the classes the model predicts are the training tags only
+    assert pos.task.out_dim == len(pos.task.labels) and "VBD" not in pos.task.labels

@@ -84,7 +84,16 @@ def inference_spec(
 
 def tasks_from_spec(spec: dict[str, Any]) -> list[Task]:
     """The ``Task``s an ``inference_spec`` lists."""
-    return [Task(**{**t, "labels": tuple(t.get("labels", ()))}) for t in spec["tasks"]]
+    return [
+        Task(
+            **{
+                **t,
+                "labels": tuple(t.get("labels", ())),
+                "gold_only": tuple(t.get("gold_only", ())),
+            }
+        )
+        for t in spec["tasks"]
+    ]
 
 
 def codec_from_spec(spec: dict[str, Any]) -> Codec:

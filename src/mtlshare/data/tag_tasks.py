@@ -110,8 +110,12 @@ def tag_ids(
     path: Path,
     vocab: Vocab,
     unseen: str,
-    fallback: str,
+    gold_only: list[str],
 ) -> list[list[int]]:
+    """Class ids of ``sentences``' tags. A tag ``vocab`` lacks (never seen in training) is an
+    error, or with ``unseen = "map"`` a gold-only class: id ``len(vocab) + k`` for the k-th
+    such tag of ``gold_only`` (extended here, shared by a task's splits), which no prediction
+    matches, so that the gold stays the file's."""
     out: list[list[int]] = []
     mapped: Counter[str] = Counter()
     first_line = 0
@@ -129,13 +133,16 @@ def tag_ids(
                 if not mapped:
                     first_line = sentence.line + i
                 mapped[tag] += 1
-                tag = fallback
+                if tag not in gold_only:
+                    gold_only.append(tag)
+                ids.append(len(vocab) + gold_only.index(tag))
+                continue
             ids.append(vocab.id(tag))
         out.append(ids)
     if mapped:
         warnings.warn(
-            f"{path}:{first_line}: task {spec.name!r}: mapped tags never seen in training to "
-            f"{fallback!r}: {dict(mapped)}",
+            f"{path}:{first_line}: task {spec.name!r}: tags never seen in training, kept in "
+            f"the gold as classes the model cannot predict (scored as errors): {dict(mapped)}",
             stacklevel=2,
         )
     return out

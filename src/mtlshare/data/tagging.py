@@ -70,7 +70,8 @@ class ConllConfig:
     "crf"), ``max_position`` (position task: classes 0..max_position-1, later positions share
     the last; 0 = the longest training sentence). ``*_sentences``: read only the first N
     sentences of a file (0 = all). ``unseen_tags``: a dev or test tag never seen in training is
-    an "error", or is "map"ped (with a warning) to "O", else to the most frequent training tag.
+    an "error", or (with a warning) "map"s to a class of its own that no prediction matches:
+    the gold stays the file's, and the metric counts that token (or chunk) as an error.
     ``glove``: initial word vectors: "" (random, uniform in +-sqrt(3/word_dim)), the path of a
     GloVe-format text file, or "glove-6b-50d" (GloVe 6B 50-d from the installed package, the
     extra ``mtlshare[glove]``; set ``word_dim = 50``). ``dev_from_train = N`` (instead of a
@@ -172,8 +173,9 @@ def _word_vocab(
 
 def _labels_and_ids(
     spec: TaskSpec, cfg: ConllConfig, corpus: Corpus, words: Vocab
-) -> tuple[list[str], dict[str, list[list[int]]]]:
-    """A task's class names and, per split, every sentence's class ids."""
+) -> tuple[list[str], dict[str, list[list[int]]], list[str]]:
+    """A task's class names, per split every sentence's class ids, and the dev and test tags
+    never seen in training (gold-only classes, after the others; see ``tag_ids``)."""
     data, paths, word_col = corpus.sentences, corpus.paths, corpus.spec.word_index
     if spec.kind == "position":
         longest = max(len(s) for s in data["train"])
@@ -182,7 +184,7 @@ def _labels_and_ids(
             split: [[min(i, classes - 1) for i in range(len(s))] for s in sents]
             for split, sents in data.items()
         }
-        return [str(i) for i in range(classes)], ids
+        return [str(i) for i in range(classes)], ids, []
     if spec.kind == "next_word":
         ids = {
             split: [
@@ -191,15 +193,15 @@ def _labels_and_ids(
             ]
             for split, sents in data.items()
         }
-        return list(words.itos), ids
+        return list(words.itos), ids, []
     counts = Counter(t for s in data["train"] for t in tags_of(spec, s, paths["train"]))
     vocab = Vocab.build(counts, specials=False)
-    fallback = "O" if "O" in vocab else counts.most_common(1)[0][0]
+    gold_only: list[str] = []
     ids = {
-        split: tag_ids(spec, sents, paths[split], vocab, cfg.unseen_tags, fallback)
+        split: tag_ids(spec, sents, paths[split], vocab, cfg.unseen_tags, gold_only)
         for split, sents in data.items()
     }
-    return vocab.itos, ids
+    return vocab.itos, ids, gold_only
 
 
 @DATA_SOURCES.register(
@@ -245,7 +247,7 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
     tasks: list[TaskData] = []
     labels_of: dict[str, list[str]] = {}
     for spec in specs:
-        labels, ids = _labels_and_ids(spec, cfg, corpora[spec.corpus], words)
+        labels, ids, gold_only = _labels_and_ids(spec, cfg, corpora[spec.corpus], words)
         labels_of[spec.name] = labels
         task = Task(
             spec.name,
@@ -255,6 +257,7 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
             head=spec.head,
             labels=tuple(labels),
             tie_embedding=cfg.word_dim if spec.tie_embedding else 0,
+            gold_only=tuple(gold_only),
         )
         splits = {}
         for split, (x, lengths) in inputs[spec.corpus].items():

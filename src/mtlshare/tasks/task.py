@@ -57,6 +57,9 @@ class Task:
     value per position) or ``"classification"`` (targets long, -100 = missing, head outputs
     ``out_dim`` logits per position). ``metric`` names a function in ``tasks.metrics``;
     ``labels`` names the classes (needed by span F1, which reads them as IOB1/IOB2/BIOES tags).
+    ``gold_only`` names classes that occur only in dev or test targets (tags never seen in
+    training): ids ``out_dim``, ``out_dim + 1``, ...; no prediction can match them, so they
+    count as errors, as they would in the file's own gold.
     ``head`` is "linear", "affine" (each output is ``(1 + s) * x + b`` of the matching input,
     ``s`` and ``b`` starting at zero: a per-task calibration of a shared output that stays the
     shared output where the task has nothing to learn from; needs ``in_dim == out_dim``) or, for
@@ -74,6 +77,7 @@ class Task:
     # (``daily_windows``), the untrained model forecasts the base, and a step the task never
     # observes stays there instead of at a random offset
     zero_init: bool = False
+    gold_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -139,7 +143,7 @@ class Task:
     def evaluate(self, pred: Tensor, target: Tensor) -> float:
         """The metric of ``predict``'s output against ``target``, missing labels excluded."""
         if self.metric in LABELLED_METRICS:
-            return LABELLED_METRICS[self.metric][0](pred, target, self.labels)
+            return LABELLED_METRICS[self.metric][0](pred, target, self.labels + self.gold_only)
         return METRICS[self.metric][0](pred, target)
 
     def loss(self, head_out: Tensor, target: Tensor, head: nn.Module | None = None) -> Tensor:
