@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import tomllib
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -240,7 +241,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mtlshare.sharing.sparse import describe_masks, masks_from_state
         from mtlshare.training.folder import RunFolder
 
-        print(describe_masks(masks_from_state(RunFolder(args.run_dir).model_state("best"))))
+        folder = RunFolder(args.run_dir)
+        masks = masks_from_state(folder.model_state("best"))
+        text = folder.config_text()
+        depths = tomllib.loads(text).get("sparse", {}).get("depths", {}) if text else {}
+        print(describe_masks(masks, depths))
         return 0
     if args.command == "curves":
         from mtlshare.evaluation.curves import write_dev_curves

@@ -188,6 +188,42 @@ def test_search_density_follows_one_minus_alpha_to_the_r():
                 assert not (nxt.mask[n] & ~prev.mask[n]).any()
 
 
+def test_with_depths_a_task_s_search_prunes_only_the_layers_it_reads():
+    """sparse.depths: task a reads layer 0 only. Its search starts from, prunes among and
+    measures density over layer 0's weights; its masks never keep a deeper weight, so they add
+    nothing to the overlap or the counted parameters there."""
+    model = search_model(depths={"a": 1, "b": 2})
+    trainer(model, problem()).fit()
+    names = list(model._prunable())
+    shallow = [n for n in names if n.startswith("0.")]
+    deep = [n for n in names if not n.startswith("0.")]
+    assert shallow and deep
+    reads = sum(model._prunable()[n].numel() for n in shallow)
+    a_rounds = [c for c in model.candidates if c.task == "a"]
+    assert a_rounds[0].density == 1.0  # all of layer 0, nothing deeper
+    for prev, nxt in itertools.pairwise(a_rounds):
+        kept = sum(int(prev.mask[n].sum()) for n in shallow)
+        assert sum(int(nxt.mask[n].sum()) for n in shallow) == kept - round(0.3 * kept)
+    for c in a_rounds:
+        assert not any(c.mask[n].any() for n in deep)
+        assert c.density == sum(int(c.mask[n].sum()) for n in shallow) / reads
+    assert a_rounds[-1].density <= 0.2 < a_rounds[-2].density
+    # b reads both layers: its search is the usual one over all of them
+    b_rounds = [c for c in model.candidates if c.task == "b"]
+    total = sum(p.numel() for p in model._prunable().values())
+    assert b_rounds[0].density == 1.0 and len(b_rounds) == imp.rounds_needed(0.3, 0.2) + 1
+    assert b_rounds[1].density == (total - round(0.3 * total)) / total
+    chosen_a = model.masks["a"]
+    assert not any(chosen_a[n].any() for n in deep)
+    kept_a = sum(int(chosen_a[n].sum()) for n in shallow)
+    assert model.report()["sparse"]["density"]["a"] == kept_a / reads
+    # `mtlshare masks` reads the depths from the run's config: the same density for a
+    text = describe_masks(model.masks, {"a": 1})
+    line = next(x for x in text.splitlines() if x.strip().startswith("a "))
+    assert line.split()[-1] == f"{kept_a / reads:.4f}"
+    assert f"{kept_a / total:.4f}" != f"{kept_a / reads:.4f}"  # the test tells them apart
+
+
 def test_selection_rules():
     def cand(r, d, s):
         return imp.Candidate("a", r, d, s, {})

@@ -34,6 +34,8 @@ class Searchable(Protocol):
 
     def prunable_weights(self) -> dict[str, Tensor]: ...
 
+    def domain(self, task: str) -> dict[str, Tensor] | None: ...
+
     def set_mask(self, task: str, mask: Mapping[str, Tensor]) -> None: ...
 
     def weights(self) -> dict[str, Tensor]: ...
@@ -139,6 +141,7 @@ def search_subnets(model: Searchable, trainer: StructureTrainer, tasks: list[str
         target_density=cfg.target_density,
         steps=rounds,
         progress=trainer.progress,
+        domains={t: d for t in tasks if (d := model.domain(t)) is not None},
     )
     summary = {
         "rounds": [c.summary() for c in candidates],

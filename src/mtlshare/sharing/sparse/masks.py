@@ -144,6 +144,31 @@ def density(masks: Mapping[str, Tensor]) -> float:
     return kept / total
 
 
+def density_within(masks: Mapping[str, Tensor], domain: Mapping[str, Tensor] | None) -> float:
+    """Fraction of ``domain``'s entries (the weights a task can use: all of them when ``None``)
+    that ``masks`` keeps: ``kept / len(domain)``; ``density`` when ``domain`` is all ones.
+
+    Raises:
+        ValueError: the domain holds no entries.
+    """
+    if domain is None:
+        return density(masks)
+    total = sum(int(d.count_nonzero()) for d in domain.values())
+    if total == 0:
+        raise ValueError("density within an empty domain is undefined")
+    kept = sum(int((masks[n].bool() & domain[n].bool()).count_nonzero()) for n in domain)
+    return kept / total
+
+
+def depth_domain(tensors: Mapping[str, Tensor], depth: int) -> dict[str, Tensor]:
+    """The entries a task supervised at ``depth`` reads, of tensors named by layer index
+    (``"0.linear.weight"``: layer 0): True in layers below ``depth``, False deeper."""
+    return {
+        n: torch.full_like(t, int(n.split(".", 1)[0]) < depth, dtype=torch.bool)
+        for n, t in tensors.items()
+    }
+
+
 def layer_density(masks: Mapping[str, Tensor]) -> dict[str, float]:
     """Fraction of entries kept in each tensor: name -> ``kept / numel``.
 

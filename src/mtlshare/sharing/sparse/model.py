@@ -27,7 +27,8 @@ from mtlshare.sharing.sparse.config import SparseConfig
 from mtlshare.sharing.sparse.driver import search_subnets
 from mtlshare.sharing.sparse.inplace import InPlaceMasks
 from mtlshare.sharing.sparse.masks import (
-    density,
+    density_within,
+    depth_domain,
     json_tensor,
     layer_density,
     overlap_ratio,
@@ -255,6 +256,13 @@ class SparseSharing(SharingModel):
         self.load_weights(outcome.rewind_to)
         self.searched = True
 
+    def domain(self, task: str) -> dict[str, Tensor] | None:
+        """The prunable entries ``task`` reads (bool per weight): those of the layers up to its
+        depth; ``None`` when every task reads every layer."""
+        if min(self.depths.values()) == len(self.layers):
+            return None
+        return depth_domain(self._prunable(), self.depths[task])
+
     def prunable_weights(self) -> dict[str, Tensor]:
         """The prunable weights by name, detached (what magnitude pruning ranks)."""
         return {n: p.detach() for n, p in self._prunable().items()}
@@ -342,7 +350,8 @@ class SparseSharing(SharingModel):
         names = self.task_names
         return {
             "sparse": {
-                "density": {t: density(self.masks[t]) for t in names},
+                # of the weights each task reads (every prunable weight without depths)
+                "density": {t: density_within(self.masks[t], self.domain(t)) for t in names},
                 "overlap_ratio": overlap_ratio([self.masks[t] for t in names]),
                 "pairwise_overlap": pairwise_overlap(self.masks),
                 "layer_density": {t: layer_density(self.masks[t]) for t in names},

@@ -13,7 +13,8 @@ from torch import Tensor
 from mtlshare.errors import ConfigError
 from mtlshare.evaluation.report import mean_over_seeds
 from mtlshare.sharing.sparse.masks import (
-    density,
+    density_within,
+    depth_domain,
     layer_density,
     overlap_ratio,
     pairwise_overlap,
@@ -37,11 +38,17 @@ def masks_from_state(state: Mapping[str, Tensor], prefix: str = "") -> dict[str,
     return unpack_masks(packed, tensor_json(state[head + "meta"]))
 
 
-def describe_masks(masks: Mapping[str, Mapping[str, Tensor]]) -> str:
-    """A text report: density per task and per tensor, overlap ratio, pairwise overlaps."""
+def describe_masks(
+    masks: Mapping[str, Mapping[str, Tensor]], depths: Mapping[str, int] | None = None
+) -> str:
+    """A text report: density per task (of the weights it reads, with per-task ``depths``; of
+    every prunable weight without), per tensor, overlap ratio, pairwise overlaps."""
     names = list(masks)
+    depths = depths or {}
     lines = ["density per task:"]
-    lines += [f"  {t:12s} {density(masks[t]):.4f}" for t in names]
+    for t in names:
+        domain = depth_domain(masks[t], depths[t]) if t in depths else None
+        lines.append(f"  {t:12s} {density_within(masks[t], domain):.4f}")
     lines.append("density per tensor:")
     params = list(next(iter(masks.values())))
     lines.append("  " + " " * 28 + "".join(f"{t:>12s}" for t in names))

@@ -24,7 +24,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from mtlshare.sharing.sparse.masks import (
-    density,
+    density_within,
     global_magnitude_prune,
     ones_like_params,
     pack_masks,
@@ -172,9 +172,14 @@ def search_masks(
     target_density: float,
     steps: Mapping[str, int],
     progress: bool = True,
+    domains: Mapping[str, Masks] | None = None,
 ) -> list[Candidate]:
     """Every round's candidate mask for every task (Algorithm 1), resuming a saved search.
-    ``steps[task]`` is k, the training steps of one round."""
+    ``steps[task]`` is k, the training steps of one round. ``domains[task]``: the weights the
+    task can use (those of the layers it reads, with per-task depths): its search starts from
+    them, prunes among them only, and its densities are fractions of them. Without it, every
+    task's domain is every prunable weight."""
+    domains = domains or {}
     candidates, current, finished_tasks = _resume(subject)
     for task in tasks:  # a search saved before parts existed: its finished tasks get theirs
         own = [c for c in candidates if c.task == task]
@@ -195,14 +200,18 @@ def search_masks(
         done = [c for c in candidates if c.task == task]
         if _finished(done, target_density):
             continue  # this task's search had finished before the interruption
-        mask = current if (done and current is not None) else ones_like_params(subject.prunable())
+        domain = domains.get(task)
+        start = domain if domain is not None else ones_like_params(subject.prunable())
+        mask = (
+            current if (done and current is not None) else {n: m.clone() for n, m in start.items()}
+        )
         r = len(done)
         while True:
             bar.set_description(f"mask search {task} round {r}")
             subject.rewind()
             subject.set_mask(task, mask)
             subject.train(task, steps[task])
-            d = density(mask)
+            d = density_within(mask, domain)
             candidates.append(Candidate(task, r, d, subject.score(task), mask))
             done.append(candidates[-1])
             bar.update(1)
@@ -223,7 +232,7 @@ def search_masks(
                 else:
                     # too few weights left for alpha to remove one (round(alpha * n) == 0):
                     # stop here rather than train the same mask forever
-                    finished = density(pruned) == d
+                    finished = density_within(pruned, domain) == d
                     mask = pruned
             candidates[-1].final = finished
             if finished:  # the task's rounds in their part, then progress without them
