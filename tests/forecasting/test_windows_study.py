@@ -17,7 +17,7 @@ from mtlshare.app.experiments import runner
 from mtlshare.app.forecast_select import choose
 from mtlshare.cli import main
 from mtlshare.config import load_config
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation.forecast import mase_scale
 from mtlshare.evaluation.intervals import conformal_widths
 from mtlshare.forecasting.config import ForecastConfig
@@ -113,6 +113,28 @@ def test_choose_never_reads_a_validation_origin_after_the_test_origin():
     # a tie goes to the candidate listed first
     scores["multitask"]["b"] = dict(scores["multitask"]["a"])
     assert choose(fc, 20, candidates, scores, "multitask", "2012-03-01") == "a"
+
+
+def test_choose_skips_unscored_origins_and_refuses_when_nothing_is_scored():
+    nan = float("nan")
+    fc = ForecastConfig(target="s", origins=["2012-03-01"], validation_origins=[], select_last=0)
+    fc.validation_origins = ["2012-01-01", "2012-02-01"]
+    candidates = {"a": {}, "b": {}}
+    scores = {"single": {"a": {"2012-01-01": nan, "2012-02-01": 5.0},
+                         "b": {"2012-01-01": 1.0, "2012-02-01": 6.0}}}  # fmt: skip
+    # a's NaN origin is left out (5.0), b's mean is 3.5
+    assert choose(fc, 20, candidates, scores, "single", "2012-03-01") == "b"
+    scores["single"]["b"] = {"2012-01-01": nan, "2012-02-01": nan}
+    assert choose(fc, 20, candidates, scores, "single", "2012-03-01") == "a"
+    scores["single"]["a"] = {"2012-01-01": nan, "2012-02-01": nan}
+    with pytest.raises(MtlshareError, match="no candidate could be scored for 'single' at test"):
+        choose(fc, 20, candidates, scores, "single", "2012-03-01")
+    fc.select = "dev"
+    dev = {"single": {"a": {"2012-03-01": nan}, "b": {"2012-03-01": 0.2}}}
+    assert choose(fc, 20, candidates, dev, "single", "2012-03-01") == "b"
+    dev["single"]["b"]["2012-03-01"] = nan
+    with pytest.raises(MtlshareError, match="has no observed day on its dev days"):
+        choose(fc, 20, candidates, dev, "single", "2012-03-01")
 
 
 def test_study_with_candidates_chooses_on_validation_origins(tmp_path):

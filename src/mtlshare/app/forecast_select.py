@@ -145,20 +145,33 @@ def choose(
     method: str,
     test_origin: str,
 ) -> str:
-    """The candidate ``method`` uses at ``test_origin`` (see the module docstring)."""
+    """The candidate ``method`` uses at ``test_origin`` (see the module docstring). A score
+    that is NaN (no observed day to score) is left out; when no candidate has a score, that is
+    an error rather than a silent choice of the first."""
     names = list(candidates)
     if len(names) == 1:
         return names[0]
     if fc.select == "dev":
-        return min(names, key=lambda n: (_finite(scores[method][n][test_origin]), names.index(n)))
-    eligible = fc.eligible(datetime.date.fromisoformat(test_origin), horizon)
+        where = "on its dev days"
 
-    def mean_mae(name: str) -> float:
-        values = [scores[method][name][v] for v in eligible]
-        values = [v for v in values if not math.isnan(v)]
-        return float(np.mean(values)) if values else math.inf
+        def score(name: str) -> float:
+            return _finite(scores[method][name][test_origin])
+    else:
+        eligible = fc.eligible(datetime.date.fromisoformat(test_origin), horizon)
+        where = f"at the validation origins {eligible}"
 
-    return min(names, key=lambda n: (mean_mae(n), names.index(n)))
+        def score(name: str) -> float:
+            values = [scores[method][name][v] for v in eligible]
+            values = [v for v in values if not math.isnan(v)]
+            return float(np.mean(values)) if values else math.inf
+
+    chosen = min(names, key=lambda n: (score(n), names.index(n)))
+    if math.isinf(score(chosen)):
+        raise MtlshareError(
+            f"forecast: no candidate could be scored for {method!r} at test origin {test_origin}: "
+            f"the target {fc.target!r} has no observed day {where}"
+        )
+    return chosen
 
 
 def _finite(value: float) -> float:
