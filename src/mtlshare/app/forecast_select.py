@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mtlshare.app.build import build_problem
-from mtlshare.app.forecast_pool import Trainings, neural_forecasts
+from mtlshare.app.forecast_pool import NeuralRun, Trainings, neural_forecasts
 from mtlshare.config import Config
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem
@@ -92,10 +92,17 @@ def candidate_scores(
     fc: ForecastConfig = cfg.experiments["forecast"]
     if len(candidates) < 2:
         return {}
+
+    def dev_mae(view: ForecastView, run: NeuralRun) -> float:
+        return float(run.runs[0]["dev"])
+
+    def horizon_mae(view: ForecastView, run: NeuralRun) -> float:
+        return mae(view.actual(fc.target), run.forecasts[0])
+
     if fc.select == "dev":
-        origins, kind, key, hint = fc.origins, "test origin", "", ""
+        origins, score, kind, key, hint = fc.origins, dev_mae, "test origin", "", ""
     else:
-        origins = needed_origins(fc, cfg.data.horizon)
+        origins, score = needed_origins(fc, cfg.data.horizon), horizon_mae
         kind, key = "validation origin", " (forecast.validation_origins)"
         hint = (
             '; a target with no history there can choose on its dev days: forecast.select = "dev"'
@@ -119,10 +126,7 @@ def candidate_scores(
                 view: ForecastView = problem.meta["forecast"]
                 for method in methods:
                     run = neural_forecasts(method, at, problem, fc.target, [cfg.seed], trainings)
-                    if fc.select == "dev":
-                        scores[method][name][origin] = float(run.runs[0]["dev"])
-                    else:
-                        scores[method][name][origin] = mae(view.actual(fc.target), run.forecasts[0])
+                    scores[method][name][origin] = score(view, run)
         except DataError as e:  # e.g. a target without data that far back
             raise MtlshareError(f"{kind} {origin}{key}: {e}{hint}") from None
         report(f"{kind} {origin}: {len(candidates)} candidates scored")
