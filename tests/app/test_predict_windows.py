@@ -219,6 +219,10 @@ def test_bad_files_are_one_line_errors_and_write_nothing(trained, tmp_path, caps
             [{**r, "b": ""} if t >= ORIGIN - 20 else r for t, r in enumerate(rows)],
             "series 'b' has no value in the 14 days before",
         ),
+        "a negative count": (
+            [{**r, "a": "-2"} if t == ORIGIN - 2 else r for t, r in enumerate(rows)],
+            "'-2' is negative",
+        ),
         "temp missing in the horizon": (
             [{**r, "temp": ""} if t == ORIGIN + 3 else r for t, r in enumerate(rows)],
             "temp",

@@ -152,6 +152,21 @@ def test_non_numeric_value(tmp_path):
     assert "'b'" in str(data_error(wide, 3, layout="wide", series=["a", "b"]))
 
 
+def test_negative_value_is_an_error_only_when_asked(tmp_path):
+    """A series modelled in log space (``data.log_target``) must not be clipped to 0 silently."""
+    text = "date,series,value,t\n2024-01-01,a,1,-3\n2024-01-02,b,-0.5,-2\n2024-01-03,a,,-1\n"
+    path = write(tmp_path, text)
+    error = data_error(path, 3, extra_columns=["t"], nonnegative=True)
+    assert "'-0.5' is negative" in str(error) and "log_target" in str(error)
+    frame = read_daily_csv(path, extra_columns=["t"])  # without the flag it is a value
+    assert frame.values["b"][1] == -0.5
+    kept = read_daily_csv(path, series=["a"], extra_columns=["t"], nonnegative=True)
+    assert math.isnan(kept.values["a"][2])  # a negative covariate or an unkept series is fine
+    wide = write(tmp_path, "date,a,b\n2024-01-01,0,2\n2024-01-02,3,-1\n", "wide.csv")
+    error = data_error(wide, 3, layout="wide", series=["a", "b"], nonnegative=True)
+    assert "column 'b': '-1' is negative" in str(error)
+
+
 def test_duplicate_date_names_both_lines(tmp_path):
     path = write(tmp_path, "date,series,value\n2024-01-01,a,1\n2024-01-01,b,1\n2024-01-01,a,\n")
     assert "first on line 2" in str(data_error(path, 4))

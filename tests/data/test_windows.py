@@ -220,6 +220,17 @@ def test_a_covariate_missing_in_the_history_is_a_data_error(tmp_path):
         build(tmp_path, without_day(249), exogenous=["temp"])
 
 
+def test_a_negative_value_in_log_space_is_a_data_error_not_a_clipped_zero(tmp_path):
+    lines = csv_text().splitlines()
+    cells = lines[11].split(",")
+    cells[-1] = "-4"  # day 10 of small, long before its 60 days: a bad file all the same
+    lines[11] = ",".join(cells)
+    text = "\n".join(lines) + "\n"
+    with pytest.raises(DataError, match=r"series.csv:12: column 'small': '-4' is negative"):
+        build(tmp_path, text)
+    assert build(tmp_path, text, log_target=False).tasks[1].task.name == "small"
+
+
 def test_too_little_history_for_a_training_window_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="no training window"):
         build(tmp_path, history={"small": 20})

@@ -238,6 +238,7 @@ def read_configured_csv(cfg: DailyConfig, base_dir: str | None) -> DailyFrame:
         value_column=cfg.value_column,
         extra_columns=[c for c in [cfg.holiday_column, *cfg.exogenous] if c],
         date_format=cfg.date_format,
+        nonnegative=cfg.log_target,
     )
 
 

@@ -105,8 +105,11 @@ def _parse_date(cell: str, date_format: str, shown: str, line: int) -> datetime.
         raise DataError(message, path=shown, line=line) from None
 
 
-def _parse_number(cell: str, column: str, shown: str, line: int, *, missing_ok: bool) -> float:
-    """A finite float; NaN for a missing cell when ``missing_ok``, else ``DataError``."""
+def _parse_number(
+    cell: str, column: str, shown: str, line: int, *, missing_ok: bool, nonnegative: bool = False
+) -> float:
+    """A finite float (``>= 0`` with ``nonnegative``); NaN for a missing cell when
+    ``missing_ok``, else ``DataError``."""
     text = cell.strip()
     if text.lower() in MISSING:
         if missing_ok:
@@ -119,6 +122,12 @@ def _parse_number(cell: str, column: str, shown: str, line: int, *, missing_ok: 
         value = math.nan
     if not math.isfinite(value):
         message = f"column {column!r}: {cell!r} is not a finite number"
+        raise DataError(message, path=shown, line=line)
+    if nonnegative and value < 0:
+        message = (
+            f"column {column!r}: {cell!r} is negative; data.log_target = true needs "
+            "values >= 0 (set it to false for a series that can be negative)"
+        )
         raise DataError(message, path=shown, line=line)
     return value
 
@@ -148,8 +157,10 @@ class _Rows:
         extras: list[str],
         date_format: str,
         shown: str,
+        nonnegative: bool,
     ) -> None:
         self.layout, self.series, self.extras = layout, series, extras
+        self.nonnegative = nonnegative
         self.date_column, series_column, value_column = columns
         self.series_column, self.value_column = series_column, value_column
         self.date_format, self.shown = date_format, shown
@@ -174,7 +185,9 @@ class _Rows:
             wanted = self.kept is None or name in self.kept
             cells = [(name, self.value_column, row[at[self.value_column]])] if wanted else []
         for name, column, cell in cells:
-            value = _parse_number(cell, column, shown, line, missing_ok=True)
+            value = _parse_number(
+                cell, column, shown, line, missing_ok=True, nonnegative=self.nonnegative
+            )
             days = self.observed.setdefault(name, {})
             if day in days:
                 message = f"duplicate date {day} for series {name!r} (first on line {days[day][1]})"
@@ -204,6 +217,7 @@ def read_daily_csv(
     value_column: str = "value",
     extra_columns: Sequence[str] = (),
     date_format: str = "%Y-%m-%d",
+    nonnegative: bool = False,
 ) -> DailyFrame:
     """Read daily series from a UTF-8 CSV file (csv module, no pandas).
 
@@ -216,8 +230,10 @@ def read_daily_csv(
 
     Empty, ``NA`` and ``NaN`` cells and days absent from the file become NaN. Rows may come in any
     order; rows of series not kept are still checked for their date and extra columns, and their
-    dates count towards the range. Raises ``ConfigError`` for a bad argument and ``DataError``
-    ("path:line: message") for a missing, empty or malformed file.
+    dates count towards the range. With ``nonnegative`` a negative value of a kept series is an
+    error (a series modelled in log space: clipping it to 0 would change the data silently).
+    Raises ``ConfigError`` for a bad argument and ``DataError`` ("path:line: message") for a
+    missing, empty or malformed file.
     """
     extras = list(extra_columns)
     if layout == "wide":
@@ -237,7 +253,7 @@ def read_daily_csv(
     at = _column_positions(header, needed, shown, header_line)
 
     roles = (date_column, series_column, value_column)
-    rows = _Rows(layout, series, roles, extras, date_format, shown)
+    rows = _Rows(layout, series, roles, extras, date_format, shown, nonnegative)
     for line, row in records:
         if len(row) != len(header):
             message = f"row has {len(row)} fields but the header has {len(header)}"

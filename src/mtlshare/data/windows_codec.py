@@ -85,6 +85,7 @@ class WindowsCodec:
             value_column=d["value_column"],
             extra_columns=[c for c in [d["holiday_column"], *d["exogenous"]] if c],
             date_format=d["date_format"],
+            nonnegative=bool(d["log_target"]),
         )
         seen = [np.flatnonzero(~np.isnan(frame.values[name])) for name in self.series]
         if not any(s.size for s in seen):
