@@ -293,6 +293,12 @@ def check_inputs(cfg: Config, problems: Problems) -> None:
                 f"forecast.target: {fc.target!r} is not a series of the data; series "
                 f"are {list(view.history)}"
             )
+        sweep = fc.scarcity_methods if fc.histories else []
+        if "multitask" in (*fc.methods, *sweep) and len(view.history) < 2:
+            raise ConfigError(
+                f"forecast.methods: 'multitask' shares between series, but the data has one "
+                f"({fc.target!r}): add a related series to data.series, or leave 'multitask' out"
+            )
 
 
 def run_forecast(

@@ -107,10 +107,9 @@ class ForecastConfig:
                 )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"forecast.seeds: give one or more distinct seeds, got {self.seeds}")
-        if self.season < 1 or self.plot_days < 1 or self.mean_seasons < 1:
-            raise ConfigError(
-                "forecast.season, forecast.plot_days and forecast.mean_seasons must be >= 1"
-            )
+        for key in ("season", "plot_days", "mean_seasons"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"forecast.{key}: must be >= 1, got {getattr(self, key)}")
         if self.select not in SELECTS:
             raise ConfigError(f"forecast.select: {self.select!r} is not one of {SELECTS}")
         if self.select_last < 0:
