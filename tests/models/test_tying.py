@@ -110,6 +110,24 @@ def test_counted_once(config):
     assert tied.param_counts()["total"] - untied.param_counts()["total"] == tied_head - untied_head
 
 
+def test_counted_leaves_out_the_tied_matrix_once(config):
+    """Embeddings and heads are not counted; the tied matrix is both, and subtracted once."""
+    cfg = load_config(config)
+    tied = build_model(cfg, build_problem(cfg, config.parent))
+    plain = cfg.replace(**{"data.tasks.lm.tie_embedding": False})
+    untied = build_model(plain, build_problem(plain, config.parent))
+    assert tied.param_counts()["counted"] == untied.param_counts()["counted"]
+
+
+def test_equal_values_are_not_a_tie():
+    embedding, output = nn.Embedding(10, 4), nn.Linear(4, 10)
+    with torch.no_grad():
+        output.weight.copy_(embedding.weight)
+    assert not are_tied(output, embedding)
+    tie_weights(output, embedding)
+    assert are_tied(output, embedding)
+
+
 def test_shapes_and_settings_are_checked(config):
     with pytest.raises(ConfigError, match="cannot tie"):
         tie_weights(nn.Linear(4, 10), nn.Embedding(10, 5))

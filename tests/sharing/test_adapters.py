@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import TrunkConfig, backbone_from_config
@@ -59,6 +60,13 @@ def test_a_frozen_trunk_stays_put_while_adapters_and_heads_learn():
         assert torch.equal(p, trunk[n]) and not p.requires_grad
     assert model.adapters["a"]["2"].up.weight.abs().sum() > 0
     assert torch.equal(model.adapters["b"]["2"].up.weight, torch.zeros(12, 16))  # task b never ran
+
+
+def test_a_frozen_trunk_freezes_the_input_encoder_too():
+    b = backbone_from_config(TrunkConfig(hidden=[8, 6]), 5, build_stem=lambda: nn.Linear(5, 5))
+    model = AdapterSharing(b, TASKS, AdaptersConfig(freeze_trunk=True))
+    assert not any(p.requires_grad for p in model.stem.parameters())
+    assert all(p.requires_grad for t in ("a", "b") for p in model.task_parameters(t))
 
 
 def test_counts_show_each_tasks_adapter_cost():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.models.trunks import TrunkConfig, backbone_from_config
@@ -120,6 +120,27 @@ def test_parameter_groups_are_disjoint_and_complete(name, kind, n_tasks):
             assert not per_task[s] & per_task[t], f"tasks {s} and {t} overlap"
     assert shared.union(*per_task.values()) == everything
     assert ids(model.uncounted_parameters()) <= everything
+
+
+@pytest.mark.parametrize("name", MECHANISMS.names())
+def test_an_input_encoder_is_in_the_groups_and_not_counted(name):
+    """With a stem that has parameters (the tagger's embeddings), every parameter is still
+    shared or some task's, and every task's stem is left out of ``counted``."""
+    entry = MECHANISMS[name]
+    torch.manual_seed(0)
+    backbone = backbone_from_config(
+        TrunkConfig(kind="mlp", hidden=[8, 8]), INPUT_DIM, lambda: nn.Linear(INPUT_DIM, INPUT_DIM)
+    )
+    cfg = entry.config() if entry.config is not None else None
+    model = entry.build(backbone, ALL_TASKS[:2], cfg)
+    shared = ids(model.shared_parameters())
+    per_task = {t: ids(model.task_parameters(t)) for t in model.task_names}
+    assert shared.union(*per_task.values()) == ids(model.parameters())
+    uncounted = ids(model.uncounted_parameters())
+    for t in model.task_names:
+        stem = ids(model.stem_for(t).parameters())
+        assert stem and stem <= uncounted, t
+        assert stem <= shared | per_task[t], t
 
 
 @pytest.mark.parametrize(("name", "kind", "n_tasks"), CASES)

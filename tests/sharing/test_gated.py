@@ -18,8 +18,8 @@ from torch import Tensor
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
-from mtlshare.sharing.base import SharingModel
-from mtlshare.sharing.gating import Gate, GateTally, level_bounds
+from mtlshare.sharing.base import SharingModel, run_layers
+from mtlshare.sharing.gating import Gate, GateTally, level_bounds, real_positions
 from mtlshare.sharing.gating.report import overlap, summarize, weight_on_shared
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.sharing.mmoe import MMoEConfig, MMoESharing
@@ -162,6 +162,32 @@ def test_a_gate_on_one_expert_trains_only_that_expert(kind):
             assert torch.equal(after[i][k], v), k
 
 
+@pytest.mark.parametrize("expert", [0, 2])
+def test_gate_weight_e_is_expert_es(expert):
+    """The gate's e-th weight goes to ``experts[e]`` (the one the report calls e<e+1>)."""
+    torch.manual_seed(0)
+    model = MMoESharing(backbone(), [T1, T2], MMoEConfig(experts=3))
+    pin_gate(model.gates["t1"], expert)
+    x = inputs("mlp")
+    with torch.no_grad():
+        expected = model.heads["t1"](run_layers(model.experts[expert], x))
+    torch.testing.assert_close(eval_out(model, x, "t1"), expected)
+
+
+def test_ple_task_experts_read_their_tasks_stream():
+    """Above the first level, a task's experts read its own stream (its gate's mixture of the
+    level below), not the shared one."""
+    torch.manual_seed(0)
+    model = PLESharing(backbone(), [T1, T2], PLEConfig(levels=2))
+    for level in model.levels:
+        pin_gate(level.gates["t1"], 1)  # [shared-1, t1-1]: all on t1's own expert
+    x = inputs("mlp")
+    with torch.no_grad():
+        h = run_layers(model.levels[0].own["t1"][0], x)
+        expected = model.heads["t1"](run_layers(model.levels[1].own["t1"][0], h))
+    torch.testing.assert_close(eval_out(model, x, "t1"), expected)
+
+
 def test_a_gate_over_every_expert_trains_them_all():
     """Control for the test above: an open gate moves every expert."""
     torch.manual_seed(0)
@@ -278,6 +304,14 @@ def test_ple_reports_each_gate_over_its_own_experts():
     assert "shared" not in levels[1]  # no shared gate after the last level
     assert overlap(levels[1]["tasks"]["t1"], levels[1]["tasks"]["t2"]) == 0.0
     assert weight_on_shared(levels[0], "t1") == 1.0 and weight_on_shared(levels[0], "t2") == 0.0
+
+
+def test_real_positions_are_steps_with_any_nonzero_feature():
+    h = torch.ones(2, 3, 4)
+    h[0, 1] = torch.tensor([0.0, 1.0, 0.0, 0.0])  # real, with zero features
+    h[1, 2] = 0.0  # padding
+    assert real_positions(h).tolist() == [[True, True, True], [True, True, False]]
+    assert real_positions(torch.zeros(2, 4)) is None  # (batch, features): every row counts
 
 
 def test_gate_report_maths():

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 
@@ -20,9 +21,9 @@ from torch import Tensor
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
-from mtlshare.sharing.base import SharingModel
+from mtlshare.sharing.base import SharingModel, run_layers
 from mtlshare.sharing.conditioned import ConditionedConfig, ConditionedSharing
-from mtlshare.sharing.cross_stitch import CrossStitchConfig, CrossStitchSharing
+from mtlshare.sharing.cross_stitch import CrossStitchConfig, CrossStitchSharing, initial_alpha
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.sharing.hierarchical import HierarchicalConfig, HierarchicalSharing
 from mtlshare.sharing.soft import SoftConfig, SoftSharing
@@ -239,6 +240,32 @@ def test_cross_stitch_reports_its_learned_units():
     json.dumps(model.report())  # plain JSON for results.json
 
 
+def test_alpha_row_t_is_what_task_t_reads():
+    """h_t <- sum_s alpha[t, s] h_s, not alpha[s, t]: with a unit only after the last layer and
+    alpha = [[1, 0], [1, 0]], t2's head reads t1's trunk and t1 is left alone."""
+    torch.manual_seed(0)
+    model = CrossStitchSharing(backbone(), [T1, T2], CrossStitchConfig(after=[1]))
+    with torch.no_grad():
+        model.alphas["1"].copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    x = inputs("mlp")
+    with torch.no_grad():
+        h1 = run_layers(model.trunks["t1"], x)
+        expected = {"t1": model.heads["t1"](h1), "t2": model.heads["t2"](h1)}
+    for t, want in expected.items():
+        torch.testing.assert_close(eval_out(model, x, t), want)
+
+
+def test_one_task_cross_stitch_starts_as_its_plain_network():
+    """A lone stream has no other to mix with: its unit is 1 whatever ``self_weight`` says."""
+    assert torch.equal(initial_alpha(1, 0.9), torch.ones(1, 1))
+    torch.manual_seed(0)
+    model = CrossStitchSharing(backbone(), [T1], CrossStitchConfig(self_weight=0.9))
+    x = inputs("mlp")
+    torch.testing.assert_close(
+        eval_out(model, x, "t1"), eval_out(standalone(model, T1, "mlp"), x, "t1")
+    )
+
+
 @pytest.mark.parametrize("kind", ["mlp", "lstm"])
 def test_frozen_identity_cross_stitch_trains_like_independent_networks(kind):
     tasks = [T1, T2]
@@ -292,6 +319,42 @@ def test_hierarchical_low_task_reads_only_the_layers_below_it():
     assert not torch.equal(eval_out(model, x, "t2"), high)
 
 
+def test_hierarchical_builds_only_the_layers_some_task_reads():
+    torch.manual_seed(0)
+    model = HierarchicalSharing(backbone(), [T1, T2], HierarchicalConfig({"t1": 1, "t2": 1}))
+    assert len(model.layers) == 1
+    assert model.param_counts()["counted"] == INPUT_DIM * 8 + 8  # layer 0 only
+
+
+# -- a joint step's forward_tasks = each task's own forward --------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda b, ts: HardSharing(b, ts, HardConfig(shared_layers=1)),
+        lambda b, ts: HierarchicalSharing(b, ts, HierarchicalConfig({"t1": 1})),
+        lambda b, ts: CrossStitchSharing(b, ts, CrossStitchConfig(self_weight=0.6)),
+        lambda b, ts: SoftSharing(b, ts, SoftConfig()),
+        lambda b, ts: ConditionedSharing(b, ts, ConditionedConfig(layer=1)),
+    ],
+    ids=["hard-private", "hierarchical-low", "cross_stitch", "soft", "conditioned"],
+)
+def test_forward_tasks_gives_each_tasks_own_forward(build, kind):
+    """One pass for every task of a joint step computes what each task's own pass does, also
+    where tasks read different layers (task-specific layers, a lower supervision depth)."""
+    torch.manual_seed(0)
+    model = build(backbone(kind), [T1, T2, T3])
+    model.eval()
+    x = inputs(kind)
+    with torch.no_grad():
+        joint = model.forward_tasks(x, ["t3", "t1", "t2"])
+    assert list(joint) == ["t3", "t1", "t2"]
+    for t, out in joint.items():
+        torch.testing.assert_close(out, eval_out(model, x, t), rtol=1e-6, atol=1e-6)
+
+
 # -- conditioning ------------------------------------------------------------------------------
 
 
@@ -315,6 +378,13 @@ def test_concat_with_metadata_descriptors_uses_their_width_and_task_order():
     assert model.layers[1].linear.weight.shape == (8, 8 + 2)
     assert model.layers[0].linear.weight.shape == (8, INPUT_DIM)
     assert torch.equal(model.descriptors, torch.tensor([[1.0, 0.5], [-1.0, 3.0], [0.0, 2.0]]))
+
+
+def test_metadata_descriptors_follow_the_task_order_not_the_names():
+    desc = {"t1": [1.0, 0.0], "t2": [0.0, 1.0], "t3": [2.0, 2.0]}
+    cfg = ConditionedConfig(layer=0, mode="concat", descriptors=desc)
+    model = ConditionedSharing(backbone(), [T3, T1, T2], cfg)
+    assert torch.equal(model.descriptors, torch.tensor([[2.0, 2.0], [1.0, 0.0], [0.0, 1.0]]))
 
 
 @pytest.mark.parametrize("layer", [0, 1])
@@ -573,3 +643,30 @@ def test_the_running_sums_follow_the_copies(penalty):
     fresh = model._running_sums()
     for key, value in kept.items():
         torch.testing.assert_close(value, fresh[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("penalty", ["frobenius", "trace"])
+def test_one_task_soft_sharing_has_no_penalty(penalty):
+    """Nothing to tie a lone copy to: no penalty (the trace norm of one row would be its norm,
+    a weight decay the config never asked for)."""
+    torch.manual_seed(0)
+    model = SoftSharing(backbone(), [T1], SoftConfig(penalty=penalty, weights=[0.5]))
+    assert float(model.regularizer()) == 0.0
+    assert float(model.regularizer("t1", 2.0)) == 0.0
+
+
+@pytest.mark.parametrize("penalty", ["frobenius", "trace"])
+def test_a_joint_step_drops_the_running_sums(penalty):
+    """A joint step moves every copy without the per-copy bookkeeping, so the next task step's
+    share reads sums rebuilt from the copies, not ones kept from before the joint step."""
+    torch.manual_seed(0)
+    model = SoftSharing(backbone(), [T1, T2, T3], SoftConfig(penalty=penalty, weights=[0.1]))
+    model.regularizer("t1")  # a task step: the sums are built
+    model.regularizer(None)  # a joint step: every copy may move ...
+    with torch.no_grad():
+        for p in model.trunks.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    model.after_optimizer_step("t3")  # ... as the joint loop calls it after its update
+    fresh = copy.deepcopy(model)
+    fresh.load_state_dict(model.state_dict())  # sums rebuilt from the copies
+    torch.testing.assert_close(model.regularizer("t1"), fresh.regularizer("t1"))
