@@ -244,3 +244,39 @@ def test_seed_by_seed_values_and_paired_wins():
     three = mean_over_seeds([seeded("hard", s, 0.4, 0.9) for s in range(3)])
     with pytest.raises(MtlshareError, match="3 seeds"):
         compare(base, [three])
+
+
+def test_mean_over_seeds_gives_sample_deviations_and_mean_seconds():
+    from mtlshare.evaluation.report import mean_over_seeds
+
+    runs = [
+        {**_run("hard", 0.4, 0.7), "seed": 0, "train_seconds": 1.0},
+        {**_run("hard", 0.6, 0.9), "seed": 1, "train_seconds": 3.0},
+        {**_run("hard", 0.8, 0.8), "seed": 2, "train_seconds": 5.0},
+    ]
+    merged = mean_over_seeds(runs)
+    t1 = merged["tasks"]["t1"]
+    assert t1["test"] == pytest.approx(0.6)
+    # sample standard deviation (n - 1): sqrt((0.04 + 0 + 0.04) / 2) = 0.2, not sqrt(0.08 / 3)
+    assert t1["test_std"] == pytest.approx(0.2)
+    assert merged["tasks"]["t2"]["dev_std"] == pytest.approx(0.1)
+    assert merged["train_seconds"] == pytest.approx(3.0)
+    assert merged["seed"] == merged["seeds"] == [0, 1, 2]
+
+
+def test_a_row_on_fewer_seeds_is_compared_with_its_own_baseline(single):
+    """``baselines`` maps a mechanism to single-task results under its own seeds; the other
+    rows keep the baseline over every seed."""
+    own = merge_single(
+        [
+            _single("t1", "mse", False, 0.25, 100, 1.0),
+            _single("t2", "accuracy", True, 0.9, 120, 1.5),
+        ]
+    )
+    got = compare(single, [_run("hard", 0.4, 0.72), _run("soft", 0.4, 0.72)], {"hard": own})
+    hard, soft = got["rows"][1]["tasks"], got["rows"][2]["tasks"]
+    assert (hard["t1"]["single"], hard["t2"]["single"]) == (0.25, 0.9)
+    assert hard["t1"]["negative_transfer"] and hard["t2"]["negative_transfer"]
+    assert hard["t1"]["relative_change"] == pytest.approx((0.25 - 0.4) / 0.25)
+    assert (soft["t1"]["single"], soft["t2"]["single"]) == (0.5, 0.8)
+    assert got["rows"][0]["tasks"]["t1"]["single"] == 0.5  # the baseline row: every seed

@@ -184,3 +184,9 @@ def test_prophet_bad_inputs(fake_prophet):
         prophet_forecast(_days(0, 3), np.ones(4), _days(4, 2))
     with pytest.raises(DataError, match="at least 2 observed"):
         prophet_forecast(_days(0, 3), np.array([1.0, NAN, NAN]), _days(3, 2))
+
+
+def test_seasonal_naive_reads_a_history_of_exactly_one_season():
+    # phase 0 of the forecast is index 0 of the history: the oldest day still counts
+    assert seasonal_naive(np.arange(7.0), 9).tolist() == [0, 1, 2, 3, 4, 5, 6, 0, 1]
+    assert seasonal_mean(np.arange(3.0), 3, season=3, seasons=2).tolist() == [0, 1, 2]

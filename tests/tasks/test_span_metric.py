@@ -63,3 +63,16 @@ def test_accuracy_reads_ids_or_logits():
     assert accuracy(torch.tensor([[1, 0, 5]]), target) == 0.5
     logits = torch.nn.functional.one_hot(torch.tensor([[1, 2, 0]]), 3).float()
     assert accuracy(logits, target) == 1.0
+
+
+def test_a_gold_only_tag_is_a_missed_span_not_an_error():
+    """``gold_only`` tags (seen only in dev/test gold) take ids from ``out_dim`` on; no prediction
+    can match them, so their spans count in the recall's denominator."""
+    task = Task(
+        "ner", "classification", len(LABELS), "span_f1", labels=LABELS, gold_only=("S-MISC",)
+    )
+    misc = len(LABELS)  # the id of the gold-only tag
+    target = torch.tensor([[LABELS.index("S-LOC"), LABELS.index("O"), misc]])
+    pred = torch.tensor([[LABELS.index("S-LOC"), LABELS.index("O"), LABELS.index("O")]])
+    # gold: LOC and MISC; predicted: LOC, right -> precision 1, recall 1/2
+    assert task.evaluate(pred, target) == pytest.approx(2 / 3)

@@ -23,6 +23,7 @@ from mtlshare.config import load_config
 from mtlshare.errors import ConfigError
 from mtlshare.registry import MECHANISMS
 from mtlshare.training import aggregators
+from mtlshare.training.joint import check_joint
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
 
@@ -129,6 +130,63 @@ def test_fixed_and_uncertainty_joint_steps_optimise_the_summed_objective():
     assert model is not None
 
 
+def test_gradnorm_targets_use_the_inverse_training_rate_relative_to_the_mean():
+    shared = torch.nn.Parameter(torch.ones(4))
+    w = LossWeighting(["a", "b"], WeightingConfig(kind="gradnorm", alpha=1.5))
+    w.gradnorm_update({"a": shared.sum(), "b": shared.sum()}, shared)  # initial losses (4, 4)
+    # a's loss halved, b's unchanged: r = (0.5, 1) / 0.75; both gradient norms are 2, so the
+    # targets 2 * r**1.5 = (1.09, 3.08) put a's norm above its target and b's below
+    grad = w.gradnorm_update({"a": shared.sum() - 2.0, "b": shared.sum()}, shared)
+    assert torch.allclose(grad, torch.tensor([2.0, -2.0]))
+
+
+def test_gradnorm_measures_the_gradients_at_the_last_shared_weight_matrix():
+    cfg = tiny()  # an MLP trunk 16 -> 64 -> 64, shared by both tasks
+    at = check_joint("gradnorm", build_model(cfg, build_problem(cfg)))
+    assert at is not None and at.shape == (64, 64)
+
+
+def test_a_joint_epoch_returns_each_tasks_mean_raw_loss():
+    cfg = tiny()
+    problem = build_problem(cfg)
+    model = build_model(cfg, problem)
+    trainer = Trainer(model, problem, cfg.train, LossWeighting(["t1", "t2"], cfg.weighting))
+    assert trainer.joint is not None
+    trainer.joint.step = lambda optimizer, batches: {"t1": 1.0, "t2": 3.0}  # type: ignore[method-assign]
+    losses = trainer.joint.run(trainer.make_optimizer(), ["t1", "t2"], 4, epoch=1)
+    assert losses == {"t1": 1.0, "t2": 3.0}
+    assert trainer.last_counts == {"t1": 4, "t2": 4}
+
+
+@pytest.mark.parametrize(
+    "weighting",
+    [[], ["weighting.kind=aggregator", "weighting.aggregator=upgrad"]],
+    ids=["sum", "upgrad"],
+)
+def test_soft_sharing_joint_steps_add_the_whole_penalty_gradient(weighting):
+    """Soft sharing gives each task its own trunk, so no parameter is reached by two tasks: a
+    joint step's gradient, summed or per task and aggregated, is that of the summed task losses
+    plus the whole distance penalty (added once, outside any aggregation)."""
+    cfg = tiny("mechanism=soft", "soft.weights=[1.0]", *weighting)
+    problem = build_problem(cfg)
+    model = build_model(cfg, problem)
+    w = LossWeighting(["t1", "t2"], cfg.weighting)
+    trainer = Trainer(model, problem, cfg.train, w, progress=False)
+    xs = {td.task.name: td.train.take(torch.arange(8)) for td in problem.tasks}
+    tasks = {td.task.name: td.task for td in problem.tasks}
+    model.train()
+    model.zero_grad()
+    penalty = model.regularizer(None)
+    assert float(penalty.detach()) > 0
+    (sum(tasks[n].loss(model(x, n), y) for n, (x, y) in xs.items()) + penalty).backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert trainer.joint is not None
+    trainer.joint.step(torch.optim.SGD(trainer.parameters(), lr=0.0), xs)
+    for n, p in model.named_parameters():
+        if n in expected:
+            assert torch.allclose(p.grad, expected[n], atol=1e-6), n
+
+
 # -- aggregators ---------------------------------------------------------------------------------
 NAMES = list(aggregators.AGGREGATORS)
 
@@ -181,6 +239,17 @@ def test_two_conflicting_gradients_mgda_and_pcgrad_by_hand():
     p1 = g1 - (g1 @ g2) / (g2 @ g2) * g2
     p2 = g2 - (g2 @ g1) / (g1 @ g1) * g1
     assert torch.allclose(aggregators.make_aggregator("pcgrad", 2)(j), p1 + p2)
+
+
+def test_two_conflicting_gradients_dualproj_and_upgrad_by_hand():
+    j = torch.tensor([[1.0, 0.0], [-2.0, 1.0]])
+    # the dual cone {d : J d >= 0} is d1 >= 0, d2 >= 2 d1
+    # DualProj: the mean (-0.5, 0.5) projected onto the cone: (0, 0.5)
+    dualproj = aggregators.make_aggregator("dualproj", 2)(j)
+    assert torch.allclose(dualproj, torch.tensor([0.0, 0.5]), atol=1e-3)
+    # UPGrad: each gradient projected, then the mean: g1 -> (0.2, 0.4), g2 -> (0, 1)
+    upgrad = aggregators.make_aggregator("upgrad", 2)(j)
+    assert torch.allclose(upgrad, torch.tensor([0.1, 0.7]), atol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["upgrad", "dualproj", "mgda"])

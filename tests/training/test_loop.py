@@ -15,7 +15,7 @@ import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.samplers import task_probabilities, task_schedule
 from mtlshare.data.synthetic import SyntheticConfig, synthetic_problem
-from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.errors import CheckpointError, ConfigError, MtlshareError
 from mtlshare.models.trunks import TrunkConfig, backbone_from_config
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
@@ -26,6 +26,7 @@ from mtlshare.training.folder import RunFolder
 from mtlshare.training.loop import FitResult, Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
 from mtlshare.training.settings import TrainConfig
+from mtlshare.training.state import LoopState
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -415,7 +416,72 @@ def test_select_on_one_task(tmp_path):
         make_trainer(make_model(problem), problem, TrainConfig(select_on="t9"))
 
 
+def test_patience_counts_epochs_since_the_last_strict_improvement():
+    """Scripted selection scores (higher is better): an improvement resets the count of bad
+    epochs, and a tie with the best is not an improvement (the earlier epoch is kept)."""
+    problem = small_problem()
+    cfg = TrainConfig(epochs=10, batch_size=16, patience=2, steps_per_epoch=1)
+    trainer = make_trainer(make_model(problem), problem, cfg)
+    scores = iter([1.0, 0.0, 2.0, 2.0, 0.0, 5.0, 5.0, 5.0, 5.0, 5.0])
+    trainer.selection_score = lambda dev: next(scores)  # type: ignore[method-assign]
+    result = trainer.fit()
+    # epoch 2 bad (1), epoch 3 best (0), epoch 4 ties (1), epoch 5 bad (2): stop
+    assert (result.best_epoch, result.epochs_run) == (3, 5)
+
+
+def test_lr_decay_leaves_the_first_epoch_at_the_configured_lr():
+    problem = small_problem()
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=0.1, lr_decay=1.0, patience=0)
+    trainer = make_trainer(make_model(problem), problem, cfg)
+    made = []
+    original = trainer.make_optimizer
+
+    def remember() -> torch.optim.Optimizer:
+        made.append(original())
+        return made[-1]
+
+    trainer.make_optimizer = remember  # type: ignore[method-assign]
+    lrs = []
+    trainer.fit(on_epoch=lambda record: lrs.append(made[0].param_groups[0]["lr"]))
+    assert lrs == pytest.approx([0.1, 0.1 / 2, 0.1 / 3])  # lr / (1 + decay * (epoch - 1))
+
+
+def test_run_steps_returns_each_tasks_mean_raw_loss():
+    problem = small_problem()
+    cfg = TrainConfig(batch_size=16, sampler="round_robin")
+    trainer = make_trainer(make_model(problem), problem, cfg)
+    raw = {"t1": 1.0, "t2": 3.0}
+    trainer.step = lambda optimizer, task, x, y, share=1.0: raw[task]  # type: ignore[method-assign]
+    losses = trainer.run_steps(trainer.make_optimizer(), ["t1", "t2"], 6, epoch=1)
+    assert losses == {"t1": 1.0, "t2": 3.0}
+    assert trainer.last_counts == {"t1": 3, "t2": 3}
+
+
+def test_a_soft_sharing_step_scales_its_penalty_share_by_the_inverse_task_probability():
+    """A step of one task stands for 1 / p of any task's steps: its share of the soft-sharing
+    penalty is scaled by that, so the expected gradient is the whole penalty's."""
+    problem = small_problem()
+    model = make_model(problem, "soft")
+    cfg = TrainConfig(batch_size=16, sampler="proportional")
+    trainer = make_trainer(model, problem, cfg)
+    trainer.run_steps(trainer.make_optimizer(), ["t1", "t2"], 1, epoch=1)
+    assert trainer.objective_module.every == pytest.approx({"t1": 2.0, "t2": 2.0})
+    x, y = problem.tasks[0].train.take(torch.arange(8))
+    loss, raw = trainer.objective_module(x, y, "t1")
+    share = float(model.regularizer("t1", 2.0).detach())
+    assert share > 0 and share != pytest.approx(float(model.regularizer("t1", 1.0).detach()))
+    assert float((loss - raw).detach()) == pytest.approx(share)
+
+
 # -- resume ------------------------------------------------------------------------------------
+
+
+def test_a_resume_state_whose_history_is_not_one_record_per_epoch_is_refused(tmp_path):
+    meta = LoopState(epoch=2, global_step=6, best_epoch=1, history=[{"epoch": 1}]).meta()
+    with pytest.raises(CheckpointError, match="1 records in a run of 5 epochs"):
+        LoopState.from_meta(meta, tmp_path, 5)
+    meta["history"].append({"epoch": 2})
+    assert LoopState.from_meta(meta, tmp_path, 5).epoch == 2
 
 
 def test_resume_gives_bitwise_identical_training(tmp_path):
