@@ -209,6 +209,16 @@ def test_invalid_toml_names_the_file(tmp_path):
     assert "line 2" in str(err.value)
 
 
+def test_a_byte_order_mark_is_read_past(tmp_path):
+    """Editors on Windows save UTF-8 with a BOM; it is not a bad first key."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(
+        b'\xef\xbb\xbfmechanism = "soft"\n[data]\nsource = "synthetic"\n[train]\nepochs = 3\n'
+    )
+    cfg = load_config(path)
+    assert cfg.mechanism == "soft" and cfg.train.epochs == 3
+
+
 def test_non_utf8_file_names_it(tmp_path):
     path = tmp_path / "latin1.toml"
     path.write_bytes(b'mechanism = "h\xe9rd"\n')

@@ -67,6 +67,16 @@ def test_bytes_that_are_not_utf8_name_the_line(tmp_path):
         read_conll(path)
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_word(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbfEU NNP B-ORG\nrejects VBZ O\r\n\r\nb Y O\n")
+    first, second = read_conll(path)
+    assert first.rows[0] == ("EU", "NNP", "B-ORG") and second.line == 4
+    path.write_bytes(b"\xef\xbb\xbfa X O\n\nb Y O\ncaf\xe9 Z O\n")
+    with pytest.raises(DataError, match=rf"{path}:4: not UTF-8 text \(byte 0xe9 at offset 19\)"):
+        read_conll(path)
+
+
 @pytest.mark.parametrize(
     ("text", "what"),
     [("", "no token lines"), ("\n\n  \n", "no token lines"), (SAMPLE.split("\n")[0], "only")],

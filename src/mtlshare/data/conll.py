@@ -7,6 +7,7 @@ bytes that are not UTF-8, ragged rows, an empty file or one with only document m
 
 from __future__ import annotations
 
+from codecs import BOM_UTF8
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +33,16 @@ class Sentence:
 
 
 def decode_utf8(path: Path, data: bytes) -> str:
-    """``data`` as UTF-8 text, or a DataError naming the line of the first bad byte."""
+    """``data`` as UTF-8 text without a leading byte-order mark (which would otherwise be part of
+    the first word), or a DataError naming the line of the first bad byte."""
+    start = len(BOM_UTF8) if data.startswith(BOM_UTF8) else 0
     try:
-        return data.decode("utf-8")
+        return data[start:].decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
+        at = start + e.start
+        line = data.count(b"\n", 0, at) + 1
         raise DataError(
-            f"not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})", path, line
+            f"not UTF-8 text (byte {data[at]:#04x} at offset {at})", path, line
         ) from None
 
 
