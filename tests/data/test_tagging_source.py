@@ -267,3 +267,15 @@ def test_a_test_tag_never_seen_in_training_stays_in_the_gold(corpus):
     assert chunk.task.evaluate(exact, chunk.test.y) == 1.0
     # the classes the model predicts are the training tags only
     assert pos.task.out_dim == len(pos.task.labels) and "VBD" not in pos.task.labels
+
+
+def test_a_malformed_tag_inside_a_sentence_names_its_own_line(corpus):
+    (corpus / "test.txt").write_text("EU NNP B-NP B-ORG\ncall NN I-NP X-ORG\n", "utf-8")
+    with pytest.raises(DataError, match=r"test\.txt:2: task 'ner': tag 'X-ORG'"):
+        problem(corpus)
+
+
+def test_sentence_limits_read_exactly_that_many_sentences(corpus):
+    p = problem(corpus, "data.train_sentences=2", "data.dev_sentences=1")
+    assert p.meta["sentences"] == {"train": 2, "dev": 1, "test": 1}
+    assert [len(td.train) for td in p.tasks] == [2, 2, 2]

@@ -244,3 +244,46 @@ def test_no_value_before_the_origin_is_a_data_error(tmp_path):
 def test_profile_weeks_must_fit_the_context(tmp_path):
     with pytest.raises(ConfigError, match="profile_weeks"):
         build(tmp_path, profile_weeks=3)
+
+
+# -- from a mutation review: what the tests above left open ---------------------------------------
+def test_an_unscored_window_is_kept_without_any_target():
+    """The test window is a forecast to make even when no day of its horizon is observed."""
+    values = np.arange(20.0)
+    kept = series_windows(
+        values, range(10, 11), 5, 4, 10, log=False, profile_weeks=0, unscored=True
+    )
+    assert kept.starts == [10] and np.isnan(kept.y).all()
+    dropped = series_windows(values, range(10, 11), 5, 4, 10, log=False, profile_weeks=0)
+    assert dropped.starts == []
+
+
+def test_a_series_unobserved_over_the_horizon_still_has_its_test_window(tmp_path):
+    problem = build(tmp_path, csv_text(gaps={"small": list(range(300, 330))}))
+    small = problem.tasks[1]
+    assert len(small.test) == 1 and torch.isnan(small.test.y).all()
+
+
+def test_training_targets_stop_at_the_dev_days(tmp_path):
+    """A training window never reads a target from the dev days on (day 293 = 300 - 7)."""
+    big = build(tmp_path).tasks[0]
+    y = big.train.y.numpy()
+    for row, t in enumerate(range(14, 293)):
+        seen = ~np.isnan(y[row])
+        assert seen[: min(30, 293 - t)].all() and not seen[293 - t :].any()
+
+
+def test_the_trend_is_zero_at_the_origin_in_years(tmp_path):
+    problem = build(tmp_path, trend=True)
+    at = problem.meta["feature_names"].index("trend")
+    big = problem.tasks[0]
+    assert big.test.x[0, at] == 0
+    assert big.train.x[-1, at].item() == pytest.approx((292 - 300) / 365.25, abs=1e-7)
+
+
+def test_covariates_are_standardised_on_the_training_days_only(tmp_path):
+    problem = build(tmp_path, exogenous=["temp"])
+    t = np.arange(293)  # big's history starts at day 0; its dev days start at day 293
+    temp = np.round(20 + 10 * np.sin(2 * np.pi * t / 365.25), 2)
+    mean, std = problem.inference["exogenous_scales"]["temp"]
+    assert mean == pytest.approx(temp.mean()) and std == pytest.approx(temp.std())

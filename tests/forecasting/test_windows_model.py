@@ -16,6 +16,7 @@ import torch
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.app.build import build_model, build_problem
 from mtlshare.app.forecast_methods import fit_and_forecast
+from mtlshare.app.forecast_pool import train_one
 from mtlshare.config import from_dict, same_config
 from mtlshare.data.windows import window_scale
 from mtlshare.errors import ConfigError
@@ -167,3 +168,30 @@ def test_a_config_saved_before_a_key_existed_still_resumes(csv):
     assert older != current and same_config(older, current)
     assert not same_config(current.replace("epochs = 2", "epochs = 3"), current)
     assert not same_config(current + "\nunknown_key = 1\n", current)
+
+
+def test_the_forecast_reads_the_target_s_own_test_window(csv, monkeypatch):
+    import mtlshare.app.forecast_methods as methods
+
+    cfg = config(csv)
+    problem = build_problem(cfg)
+    built = []
+
+    def spy(c, p):
+        built.append(build_model(c, p))
+        return built[-1]
+
+    monkeypatch.setattr(methods, "build_model", spy)
+    forecast, _ = fit_and_forecast(cfg, problem, "b")
+    model = built[0].eval()
+    with torch.no_grad():
+        out = model(problem.tasks[1].test.x, "b").numpy()
+        other = model(problem.tasks[0].test.x, "b").numpy()
+    np.testing.assert_allclose(forecast, problem.meta["forecast"].decoders["b"](out), rtol=1e-6)
+    assert not np.allclose(other, out)  # a's window would give another forecast
+
+
+def test_the_single_method_trains_the_target_alone(csv):
+    cfg = config(csv)
+    forecast, info = train_one("single", cfg, build_problem(cfg), "b")
+    assert info["tasks"] == ["b"] and forecast.shape == (HORIZON,)

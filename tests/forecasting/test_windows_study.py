@@ -97,6 +97,17 @@ def test_eligible_validation_origins_end_before_the_test_origin():
     assert fc.eligible(datetime.date(2012, 4, 1), 90) == ["2011-11-01", "2011-12-01", "2012-01-01"]
 
 
+def test_a_validation_horizon_ending_the_day_before_the_test_origin_is_eligible():
+    fc = ForecastConfig(
+        target="s",
+        origins=["2012-04-01"],
+        validation_origins=["2012-01-03", "2012-01-02"],
+        select_last=0,
+    )
+    # 2012-01-02 + 90 days = 2012-04-01: its horizon's last day is 2012-03-31
+    assert fc.eligible(datetime.date(2012, 4, 1), 90) == ["2012-01-02"]
+
+
 def test_choose_never_reads_a_validation_origin_after_the_test_origin():
     fc = ForecastConfig(target="s", origins=["2012-03-01"], validation_origins=[], select_last=0)
     fc.validation_origins = ["2012-01-01", "2012-02-01", "2012-02-20"]

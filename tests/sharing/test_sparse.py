@@ -650,3 +650,13 @@ def test_search_cut_between_a_tasks_part_and_its_progress_redoes_only_its_last_r
     resumed = _MemorySubject(store)
     _same(_search(resumed, tasks), full)
     assert resumed.trained == ["a"] + ["b"] * per_task
+
+
+def test_a_search_stops_at_a_density_equal_to_the_target():
+    """56 weights halved twice leave exactly 0.25 of them: that round is the last."""
+    cands = imp.search_masks(
+        ["t"], _MemorySubject({}), alpha=0.5, target_density=0.25, steps={"t": 1}, progress=False
+    )
+    assert [c.density for c in cands] == [1.0, 0.5, 0.25] and cands[-1].final
+    assert imp.rounds_needed(0.5, 0.25) == 2
+    assert imp.rounds_needed(0.1, 0.9**4) == 4  # the ratio of logs is 4.000000000000001

@@ -17,6 +17,7 @@ from torch.nn.utils import prune
 from mtlshare.errors import CheckpointError, ConfigError
 from mtlshare.sharing.sparse.masks import (
     density,
+    density_within,
     expected_density,
     global_magnitude_prune,
     layer_density,
@@ -286,3 +287,10 @@ def test_ones_like_params():
     assert masks["w"].shape == (2, 3)
     assert masks["w"].all()
     assert masks["b"].shape == (0,)
+
+
+def test_density_within_counts_only_the_domain_s_entries():
+    masks = {"w": torch.tensor([True, True, True, False]), "v": torch.tensor([True])}
+    domain = {"w": torch.tensor([True, True, False, False]), "v": torch.tensor([False])}
+    assert density_within(masks, domain) == 1.0
+    assert density_within({"w": masks["w"], "v": torch.tensor([False])}, None) == 0.6

@@ -1,0 +1,75 @@
+"""The ``daily_csv`` source on a small generated file: the splits around the origin, the history
+cut of a scarce series, and what its scales and covariates are fitted on."""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+import numpy as np
+import pytest
+
+from mtlshare.config import from_dict
+from mtlshare.data.daily import daily_problem
+
+START = datetime.date(2011, 1, 3)
+ORIGIN, DEV, HORIZON = 60, 7, 10
+
+
+def build(tmp_path, **data):
+    lines = ["date,temp,a,b"]
+    for t in range(80):
+        day = START + datetime.timedelta(days=t)
+        lines.append(f"{day.isoformat()},{t % 9},{10 + t},{math.exp(1 + t / 40):.4f}")
+    path = tmp_path / "daily.csv"
+    path.write_text("\n".join(lines) + "\n")
+    raw = {
+        "source": "daily_csv",
+        "path": str(path),
+        "layout": "wide",
+        "series": ["a", "b"],
+        "origin": (START + datetime.timedelta(days=ORIGIN)).isoformat(),
+        "horizon": HORIZON,
+        "dev_days": DEV,
+        "history": {"b": 20},
+        **data,
+    }
+    return daily_problem(from_dict({"data": raw, "trunk": {"hidden": [4]}}).data)
+
+
+def values(t):
+    return 10.0 + np.asarray(t, dtype=np.float64)
+
+
+def test_splits_around_the_origin(tmp_path):
+    a = build(tmp_path).tasks[0]
+    assert (len(a.train), len(a.dev), len(a.test)) == (ORIGIN - DEV, DEV, HORIZON)
+    scale = build(tmp_path).meta["scales"]["a"]
+    decoded = scale.inverse(a.test.y.double().numpy())
+    np.testing.assert_allclose(decoded, values(range(ORIGIN, ORIGIN + HORIZON)), rtol=1e-5)
+    np.testing.assert_allclose(scale.inverse(a.dev.y.double().numpy())[-1], values(ORIGIN - 1))
+
+
+def test_a_scarce_series_keeps_exactly_its_last_days(tmp_path):
+    problem = build(tmp_path)
+    kept = problem.meta["values"]["b"]
+    assert np.isnan(kept[: ORIGIN - 20]).all() and not np.isnan(kept[ORIGIN - 20 :]).any()
+    dates, seen = problem.meta["forecast"].seen("b")
+    assert len(dates) == 20 and dates[0] == START + datetime.timedelta(days=ORIGIN - 20)
+    assert not np.isnan(seen).any()
+    b = problem.tasks[1]
+    assert int((~b.train.y.isnan()).sum()) == 20 - DEV
+
+
+def test_scales_are_fitted_on_the_days_before_the_origin(tmp_path):
+    scale = build(tmp_path).meta["scales"]["a"]
+    fit = np.log1p(values(range(ORIGIN)))
+    assert scale.mean == pytest.approx(fit.mean()) and scale.std == pytest.approx(fit.std())
+
+
+def test_exogenous_columns_are_standardised_on_the_training_days(tmp_path):
+    problem = build(tmp_path, exogenous=["temp"])
+    at = problem.meta["feature_names"].index("temp")
+    column = problem.tasks[0].train.x[:, at].double().numpy()
+    assert column.mean() == pytest.approx(0.0, abs=1e-6)
+    assert column.std() == pytest.approx(1.0, abs=1e-6)

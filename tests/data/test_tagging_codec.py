@@ -1,0 +1,62 @@
+"""The ``tagging`` codec on its own: what it reads of a CoNLL file around document markers, and
+the scheme its predicted tags are written in."""
+
+from __future__ import annotations
+
+import torch
+
+from mtlshare.data.tagging_codec import TaggingCodec, encode_words
+from mtlshare.tasks.task import Task
+
+
+def make_codec(**tasks: dict[str, str]) -> TaggingCodec:
+    return TaggingCodec(
+        columns=["word", "pos"],
+        word_column="word",
+        lowercase=False,
+        max_word_length=5,
+        words=["<pad>", "<unk>", "EU"],
+        chars=["<pad>", "<unk>", "E", "U"],
+        encoder={},
+        tasks=tasks,
+    )
+
+
+def test_a_document_marker_is_no_word_and_gets_an_o_per_task(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("-DOCSTART- -X-\n\nEU NNP\ncalls VBZ\n\nBonn NNP\n", "utf-8")
+    codec = make_codec()
+    doc = codec.read(path, "auto")
+    assert doc.form == "conll"
+    assert doc.sentences == [["EU", "calls"], ["Bonn"]] and doc.where == [[2, 3], [5]]
+    task = Task("pos", "classification", 2, "accuracy", labels=("NNP", "VBZ"))
+    _, lengths = codec.encode(doc)
+    assert lengths.tolist() == [2, 1]
+    text = codec.write(doc, [task], {"pos": torch.tensor([[0, 1], [0, -100]])})
+    assert text.splitlines() == [
+        "-DOCSTART- -X- O",
+        "",
+        "EU NNP NNP",
+        "calls VBZ VBZ",
+        "",
+        "Bonn NNP NNP",
+    ]
+
+
+def test_tags_trained_in_bioes_are_written_in_the_file_s_scheme():
+    codec = make_codec(ner={"kind": "tags", "scheme": "iob2", "encode": "bioes"})
+    labels = ("O", "S-PER", "B-LOC", "E-LOC")
+    task = Task("ner", "classification", 4, "span_f1", labels=labels)
+    assert codec.labels(task, [1, 0, 2, 3]) == ["B-PER", "O", "B-LOC", "I-LOC"]
+    plain = Task("pos", "classification", 4, "accuracy", labels=labels)
+    assert codec.labels(plain, [1, 3]) == ["S-PER", "E-LOC"]  # no scheme: written as trained
+
+
+def test_words_and_characters_are_padded_with_zero_and_unknowns_take_one():
+    codec = make_codec()
+    x, lengths = encode_words([["EU", "calls"], ["U"]], codec._words, codec._chars, False, 4)
+    assert lengths.tolist() == [2, 1] and x.shape == (2, 2, 1 + 4)
+    eu, e, u = codec._words.id("EU"), codec._chars.id("E"), codec._chars.id("U")
+    assert x[0, 0].tolist() == [eu, e, u, 0, 0]
+    assert x[0, 1].tolist() == [1, 1, 1, 1, 1]  # an unknown word of unknown characters, cut at 4
+    assert x[1, 0].tolist() == [1, u, 0, 0, 0] and x[1, 1].tolist() == [0] * 5
