@@ -4,15 +4,21 @@ the trained tasks' outputs and every parameter they read bitwise unchanged."""
 from __future__ import annotations
 
 import json
+import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
 import torch
 
+from mtlshare.app.add_task import _check_data, _load_trained
 from mtlshare.app.build import build_model, build_problem
 from mtlshare.cli import main
-from mtlshare.config import load_config
+from mtlshare.config import from_dict, load_config
+from mtlshare.errors import CheckpointError, MtlshareError
+from mtlshare.sharing.hard import HardSharing
 from mtlshare.training.checkpoint import load_checkpoint
+from mtlshare.training.folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
@@ -20,6 +26,19 @@ SMALL = ["data.n_tasks=3", "data.n_dev=60", "data.n_test=60", "train.epochs=4", 
 SPARSE = ["sparse.round_epochs=1", "sparse.warmup_epochs=1", "sparse.target_density=0.5"]
 # the trained tasks keep half the weights each, so some entries are free for the new task
 SELECT = ["sparse.select=density", "sparse.select_density=0.55"]
+CONLL = """
+[data]
+source = "conll"
+train = "train.txt"
+dev = "train.txt"
+test = "train.txt"
+columns = ["word", "pos", "ner"]
+[data.tasks.pos]
+column = "pos"
+[data.tasks.ner]
+column = "ner"
+scheme = "iob2"
+"""
 
 
 def model_of(run: Path, tasks: list[str] | None = None):
@@ -184,3 +203,62 @@ def test_an_interrupted_add_task_resumes_to_the_same_result(tmp_path, capsys):
         main(["add-task", str(trained), *args, "train.lr=0.5", "--out", str(cut), "--resume"]) == 2
     )
     assert "the config differs" in capsys.readouterr().err
+
+
+# -- what add-task checks and keeps, on one trained hard run -------------------------------------
+@pytest.fixture(scope="module")
+def hard_run(tmp_path_factory):
+    trained = tmp_path_factory.mktemp("hard") / "trained"
+    assert main(["run", DEMO, 'tasks=["t1","t2"]', *SMALL, "--out", str(trained)]) == 0
+    return trained
+
+
+def test_the_trained_network_is_kept_whatever_the_config_says(hard_run, tmp_path):
+    out = tmp_path / "added"
+    args = [DEMO, 'tasks=["t3"]', *SMALL, "trunk.hidden=[5]", "hard.shared_layers=1"]
+    assert main(["add-task", str(hard_run), *args, "--out", str(out)]) == 0
+    trained, added = load_config(hard_run / "config.toml"), load_config(out / "config.toml")
+    assert added.trunk == trained.trunk and added.trunk.hidden != [5]
+    assert added.mechanism_config == trained.mechanism_config
+
+
+def test_a_run_without_results_is_no_trained_run(hard_run, tmp_path, capsys):
+    cut = tmp_path / "cut"
+    shutil.copytree(hard_run, cut)
+    (cut / "results.json").unlink()  # its checkpoints are there, but it did not finish
+    args = [DEMO, 'tasks=["t3"]', *SMALL, "--out", str(tmp_path / "o")]
+    assert main(["add-task", str(cut), *args]) == 2
+    assert "not a finished mtlshare run" in capsys.readouterr().err
+
+
+def test_a_changed_parameter_fails_the_addition_even_with_equal_metrics(
+    hard_run, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(HardSharing, "changed_since", lambda self, snapshot: ["trunk.0.weight"])
+    out = tmp_path / "o"
+    assert main(["add-task", str(hard_run), DEMO, 'tasks=["t3"]', *SMALL, "--out", str(out)]) == 2
+    assert "changed what the trained tasks use (['trunk.0.weight'])" in capsys.readouterr().err
+    summary = json.loads((out / "add_task.json").read_text())
+    assert summary["existing_unchanged"] is False
+    assert summary["changed_parameters"] == ["trunk.0.weight"]
+
+
+def test_a_trained_parameter_missing_from_the_checkpoint_is_refused(hard_run, monkeypatch):
+    cfg = load_config(DEMO, ['tasks=["t1","t2","t3"]', *SMALL[:-1]])
+    model = build_model(cfg, build_problem(cfg))
+    folder = RunFolder(hard_run)
+    state = folder.model_state("best")
+    head = next(k for k in state if k.startswith("heads.t1."))
+    partial = {k: v for k, v in state.items() if k != head}
+    monkeypatch.setattr(folder, "model_state", lambda name="best": partial)
+    with pytest.raises(CheckpointError, match=head.replace(".", r"\.")):
+        _load_trained(model, folder, ["t3"])
+    _load_trained(build_model(cfg, build_problem(cfg)), RunFolder(hard_run), ["t3"])
+
+
+def test_the_trained_tasks_data_settings_must_not_change():
+    old = from_dict(tomllib.loads(CONLL))
+    _check_data(old.replace(**{"data.tasks.chunk": {"column": "pos"}}), old, ["pos", "ner"])
+    _check_data(old.replace(**{"data.tasks.ner.column": "pos"}), old, ["pos"])  # not trained
+    with pytest.raises(MtlshareError, match=r"data\.tasks\.ner: .* the trained tasks' data"):
+        _check_data(old.replace(**{"data.tasks.ner.scheme": "iob1"}), old, ["pos", "ner"])

@@ -6,6 +6,7 @@ single-task training under its own seeds; ``train.threads``."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from mtlshare.app.run import run
 from mtlshare.cli import main
 from mtlshare.config import load_config
 from mtlshare.errors import MtlshareError
+from mtlshare.training.folder import ComparisonFolder
 
 TRAIN = """EU NNP B-ORG
 rejects VBZ O
@@ -265,3 +267,88 @@ def test_kept_runs_copied_elsewhere_read_back_single_on_its_subnet(corpus, capsy
     (kept / "single_subnet" / "seed-1" / "ner" / "results.json").unlink()  # now unfinished
     with pytest.raises(MtlshareError, match=r"sparse\.masks_from: '.*/out/sparse/seed-1' in the"):
         compare(corpus, kept, 1, resume=True)
+
+
+def test_the_plan_runs_every_row_seed_and_task_and_single_subnet_waits_for_its_sparse(corpus):
+    cfg = load_config(corpus / "run.toml")
+    folder = ComparisonFolder(corpus / "out", several_seeds=True)
+    plan = comparing._plan(cfg, folder, ROWS, {r: [0, 1] for r in ROWS}, ["pos", "ner"])
+    assert [(j.name, j.seed, j.task) for j in plan] == [
+        *((row, seed, task) for row in ("single",) for seed in (0, 1) for task in ("pos", "ner")),
+        ("hard", 0, None),
+        ("hard", 1, None),
+        ("sparse", 0, None),
+        ("sparse", 1, None),
+        *(("single_subnet", seed, task) for seed in (0, 1) for task in ("pos", "ner")),
+    ]
+    sparse = {job.seed: i for i, job in enumerate(plan) if job.name == "sparse"}
+    for job in plan:
+        if job.name == "single_subnet":
+            assert job.after == (sparse[job.seed],)
+            where = folder.run_path("sparse", job.seed).resolve()
+            assert job.config["sparse"]["masks_from"] == str(where)
+            assert job.config["tasks"] == [job.task] and job.config["seed"] == job.seed
+        else:
+            assert job.after == ()
+
+
+def test_two_tasks_get_their_masks_overlap_beside_the_gain(corpus):
+    cfg = load_config(corpus / "run.toml")
+    rows = ["single", "hard", "sparse"]
+    comparison = comparing.compare(cfg, rows, corpus / "out", base_dir=corpus, progress=False)
+    [pair] = comparison["overlap_vs_gain"]
+    assert sorted(pair["tasks"]) == ["ner", "pos"] and pair["gain"] is not None
+    assert "mask overlap ratio" in (corpus / "out" / "comparison.md").read_text()
+
+
+@pytest.mark.parametrize("row", ["single", "single_subnet"])
+def test_single_task_rows_train_with_plain_steps_under_a_joint_only_weighting(corpus, row):
+    cfg = load_config(corpus / "run.toml", ["train.schedule=joint", "weighting.kind=rlw"])
+    one = comparing.row_config(cfg, row, tasks=["pos"])
+    assert (one.weighting.kind, one.train.schedule) == ("fixed", "alternate")
+    assert comparing.row_config(cfg, "sparse").weighting.kind == "rlw"
+
+
+def test_a_row_s_seeds_keep_the_comparison_s_order(corpus):
+    cfg = load_config(corpus / "run.toml", ["compare.seeds_of={hard = [2, 0]}"])
+    assert comparing._row_seeds(cfg, "hard", [0, 1, 2]) == [0, 2]
+    assert comparing._row_seeds(cfg, "sparse", [0, 1, 2]) == [0, 1, 2]
+
+
+def test_a_run_whose_sparse_run_failed_is_skipped_not_started(tmp_path, capsys):
+    """In workers, single_subnet waits for its sparse run; when that fails it is skipped (never
+    started, never waited for): both count as not finished, the sparse run's error first."""
+    plan = [
+        jobs.RunJob("sparse", 0, None, {}, tmp_path / "sparse"),  # no data source: fails at once
+        jobs.RunJob("single_subnet", 0, "pos", {}, tmp_path / "subnet", after=(0,)),
+    ]
+    outcome: dict[str, str] = {}
+
+    def go() -> None:
+        try:
+            jobs.execute(plan, 2, base_dir=None, resume=False, progress=False)
+        except MtlshareError as e:
+            outcome["error"] = str(e)
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive(), "the plan never ended: the skipped run was waited for"
+    assert "2 of 2 runs did not finish (first: sparse seed 0: data.source" in outcome["error"]
+    err = capsys.readouterr().err
+    assert "sparse seed 0 failed" in err and "single_subnet" not in err
+
+
+@pytest.mark.parametrize(
+    ("saved", "carried"),
+    [("/old/cmp/sparse", True), ("/old/cmp/hard", False), ("/old/other/sparse/x", False)],
+)
+def test_a_kept_run_keeps_its_masks_path_only_where_it_names_the_same_row(tmp_path, saved, carried):
+    planned = str(tmp_path / "cmp" / "sparse")
+    where = tmp_path / "cmp" / "single_subnet" / "pos"
+    where.mkdir(parents=True)
+    (where / "config.toml").write_text(f'[sparse]\nmasks_from = "{saved}"\n', encoding="utf-8")
+    (where / "results.json").write_text("{}", encoding="utf-8")
+    job = jobs.RunJob("single_subnet", 0, "pos", {"sparse": {"masks_from": planned}}, where)
+    expected = saved if carried else planned
+    assert jobs.carried_masks(job).config["sparse"]["masks_from"] == expected
