@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from mtlshare.evaluation.forecast import forecast_metrics, mae, rmse, smape, summarize
+from mtlshare.evaluation.forecast import (
+    forecast_metrics,
+    mae,
+    paired_difference,
+    rmse,
+    smape,
+    summarize,
+)
 
 # Observed pairs (y, f): (1, 2), (3, 1), (0, 0), (-2, 2); position 1 is missing (its forecast
 # of 100 must not count). Absolute errors 1, 2, 0, 4.
@@ -84,3 +91,37 @@ def test_mase_scale_is_the_in_sample_seasonal_naive_mae_over_observed_pairs():
     assert forecast_metrics(ACTUAL, FORECAST, 3.5)["mase"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="season"):
         mase_scale(history, 0)
+
+
+def test_paired_difference_means_wins_and_a_bootstrap_interval_over_origins():
+    a = np.array([10.0, 12.0, 9.0, np.nan, 20.0])
+    b = np.array([11.0, 10.0, 12.0, 5.0, 20.0])
+    got = paired_difference(a, b, draws=20_000, seed=3)
+    # origin 4 (NaN) is left out; differences -1, +2, -3, 0
+    assert got["difference"] == pytest.approx(-0.5) and (got["lower_at"], got["of"]) == (2, 4)
+    assert got["low"] < got["difference"] < got["high"] and got["level"] == 0.95
+    assert got["low"] >= -3.0 and got["high"] <= 2.0  # a mean of draws from the differences
+    # the interval is the percentiles of the resampled means, drawn from the seed
+    rng = np.random.default_rng(3)
+    diff = np.array([-1.0, 2.0, -3.0, 0.0])
+    means = diff[rng.integers(0, 4, size=(20_000, 4))].mean(axis=1)
+    assert (got["low"], got["high"]) == tuple(np.percentile(means, [2.5, 97.5]))
+    assert paired_difference(a, b, seed=3) == paired_difference(a, b, seed=3)
+    narrow = paired_difference(a, b, level=0.5, seed=3)
+    assert got["low"] < narrow["low"] <= narrow["high"] < got["high"]
+    # a constant difference: every resampled mean is that difference
+    same = paired_difference([3.0, 4.0, 5.0], [1.0, 2.0, 3.0])
+    assert (same["low"], same["difference"], same["high"], same["lower_at"]) == (2.0, 2.0, 2.0, 0)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "kwargs", "message"),
+    [
+        ([1.0, 2.0], [1.0], {}, "one length"),
+        ([np.nan, 2.0], [1.0, np.nan], {}, "no origin"),
+        ([1.0], [2.0], {"level": 1.0}, "level"),
+    ],
+)
+def test_paired_difference_bad_input(a, b, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        paired_difference(a, b, **kwargs)

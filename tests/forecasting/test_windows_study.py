@@ -287,6 +287,16 @@ def test_errors_recompute_from_forecasts_csv_and_mase_from_the_history(tmp_path)
     assert found["multitask_vs_seasonal_naive"]["met"] == (
         res["methods"]["multitask"]["mae"] < res["methods"]["seasonal_naive"]["mae"]
     )
+    paired = found["multitask_vs_seasonal_naive"]["paired"]
+    mt, sn = (res["methods"][m] for m in ("multitask", "seasonal_naive"))
+    assert paired["difference"] == pytest.approx(mt["mae"] - sn["mae"])
+    lower = sum(
+        a["mae"] < b["mae"] for a, b in zip(mt["per_origin"], sn["per_origin"], strict=True)
+    )
+    assert (paired["lower_at"], paired["of"]) == (lower, 2)
+    assert paired["low"] <= paired["difference"] <= paired["high"]
+    report = (tmp_path / "out" / "forecast.md").read_text()
+    assert f"MAE difference {paired['difference']:+.1f}, 95% bootstrap interval" in report
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["seconds"]["total"] > 0 and saved["methods"]["naive"]["per_origin"]
 
