@@ -261,3 +261,74 @@ def test_the_command_exits_with_mains_code_after_freezing_the_heap(monkeypatch):
     script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert script["mtlshare"] == "mtlshare.cli:entry"
     assert "entry()" in (ROOT / "src" / "mtlshare" / "__main__.py").read_text()
+
+
+def test_an_os_error_is_one_line_and_exit_2(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"epoch": 1, "dev": {"a": 0.5}}\n')
+    (tmp_path / "file").write_text("")
+    assert main(["curves", str(run_dir), "--out", str(tmp_path / "file" / "c.png")]) == 2
+    one_error_line(capsys.readouterr().err)
+
+
+def test_a_stray_argument_without_equals_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", DEMO, "--out", str(tmp_path / "o"), "stray", "--quiet"])
+    assert e.value.code == 2
+    assert "unrecognized arguments: stray" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_seeds_on_the_command_line_replace_the_configs_and_may_not_repeat(
+    tmp_path, capsys, monkeypatch
+):
+    import mtlshare.app.compare as compare_module
+
+    seen = {}
+    monkeypatch.setattr(compare_module, "compare", lambda cfg, names, out, **kw: seen.update(kw))
+    monkeypatch.setattr(compare_module, "comparison_markdown", lambda *a: "table")
+    argv = ["compare", DEMO, "--mechanisms", "hard", "--out", str(tmp_path / "c"), "--quiet"]
+    assert main([*argv, "--seeds", "4, 5", "compare.seeds=[1, 2]"]) == 0
+    assert seen["seeds"] == [4, 5] and seen["progress"] is False
+    assert main([*argv, "compare.seeds=[1, 2]"]) == 0
+    assert seen["seeds"] == [1, 2]
+    capsys.readouterr()
+    assert main([*argv, "--seeds", "0,1,0"]) == 2
+    assert "lists a seed twice" in one_error_line(capsys.readouterr().err)
+
+
+def test_warnings_print_one_line(monkeypatch, capsys):
+    import warnings
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # put back after
+    assert main(["mechanisms"]) == 0
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("data.csv:3: odd row", UserWarning, stacklevel=1)
+    assert capsys.readouterr().err == "mtlshare: warning: data.csv:3: odd row\n"
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_and_ranks_other_than_0_train_without_progress_and_print_nothing(
+    tmp_path, capsys, monkeypatch, rank, quiet
+):
+    import mtlshare.app.experiments as experiments
+    from mtlshare.training import distributed
+
+    seen = {}
+
+    def fake_runner(cfg, out, **kw):
+        seen.update(kw)
+        return {"tasks": {"t1": {"metric": "mse", "dev": 1.0, "test": 2.0}}}
+
+    monkeypatch.setattr(experiments, "runner", lambda name: fake_runner)
+    monkeypatch.setattr(distributed, "from_environment", lambda device: distributed.Dist(rank, 2))
+    monkeypatch.setattr(distributed, "barrier", lambda where: None)
+    argv = ["run", DEMO, "--out", str(tmp_path / "o"), *(["--quiet"] if quiet else [])]
+    assert main(argv) == 0
+    assert seen["progress"] is (not quiet and rank == 0)
+    assert seen["dist"].rank == rank
+    assert ("t1: dev mse 1" in capsys.readouterr().out) is (rank == 0)

@@ -130,6 +130,8 @@ def test_an_unquoted_date_is_the_string_of_that_day_where_a_string_is_expected()
         ("mechanism=sparsest", "sparsest"),
         ("data.source=imagenet", "imagenet"),
         ("train.sampler=zipf", "train.sampler"),
+        ("train.threads=-1", "train.threads"),
+        ("train.momentum=1.0", "train.momentum"),
     ],
 )
 def test_value_out_of_range_names_the_key(override, key):
@@ -262,3 +264,14 @@ def test_config_differences_name_the_settings_that_keep_a_run_from_resuming(monk
     # never empty where same_config says the configs differ (empty would let the run resume)
     monkeypatch.setattr(mtlshare.config, "same_config", lambda saved, current: False)
     assert config_differences(saved, saved) == ["its text differs"]
+
+
+def test_cuda_is_refused_where_torch_sees_no_gpu(monkeypatch):
+    import torch
+
+    from mtlshare.training.settings import TrainConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"train\.device: 'cuda' but torch sees no GPU"):
+        TrainConfig(device="cuda").validate()
+    TrainConfig(device="auto").validate()

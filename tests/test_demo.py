@@ -64,3 +64,26 @@ def test_demo_refuses_negative_jobs_before_making_out(tmp_path, capsys):
     # 0 is the default and valid (a worker per core): the message must not say ">= 1" alone
     assert "--jobs: expected 0 (one worker per available core)" in err and "got -1" in err
     assert not (tmp_path / "d").exists()
+
+
+def test_add_task_demo_says_unchanged_only_when_every_model_kept_its_tasks(
+    tmp_path, monkeypatch, capsys
+):
+    import mtlshare.app.demo as demo
+
+    def fake_run(cfg, out, progress=True):
+        return {"tasks": {"t3": {"test": 1.0}}, "params": {"total": 10}}
+
+    def fake_add_task(trained, cfg, out, progress=True):
+        kept = {"t1": {"test_before": 1.0, "test_after": 1.0}}
+        return {
+            "existing_tasks": kept,
+            "new_tasks": {"t3": {"test": 0.5}},
+            "trainable_params": 5,
+            "existing_unchanged": "hard" in str(trained),  # sparse's changed
+        }
+
+    monkeypatch.setattr(demo, "run", fake_run)
+    monkeypatch.setattr(demo, "add_task", fake_add_task)
+    demo.add_task_demo(tmp_path, progress=False)
+    assert "existing tasks unchanged: False" in capsys.readouterr().out

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 import torch
 
-from mtlshare.data.synthetic import SyntheticConfig, synthetic_problem
+from mtlshare.data.synthetic import SyntheticConfig, synthetic_problem, task_weights
+from mtlshare.errors import ConfigError
 
 
 def _digest(problem) -> str:
@@ -64,3 +66,22 @@ def test_a_joint_step_on_shared_inputs_runs_the_cross_stitch_streams_once(tmp_pa
     assert calls["forward_tasks"] == 2  # two joint steps, each one pass for the four tasks
     # + one pass per task for each evaluation: dev after the epoch, dev and test at the end
     assert calls["streams"] == 2 + 3 * 4
+
+
+@pytest.mark.parametrize("p", [-0.5, 0.0, 0.9])
+def test_relatedness_is_the_cosine_to_task_1_and_scale_the_norm(p):
+    cfg = SyntheticConfig(relatedness=p, n_tasks=3, input_dim=8, scale=2.0)
+    w = task_weights(cfg, torch.Generator().manual_seed(0))
+    norms = w.norm(dim=1)
+    assert torch.allclose(norms, torch.full((3,), 2.0), atol=1e-5)
+    cosines = (w[1:] @ w[0]) / (norms[1:] * norms[0])
+    assert torch.allclose(cosines, torch.full((2,), p), atol=1e-5)
+    assert abs(float(w[1] @ w[2]) / 4.0 - p * p) < 1e-5  # t2, t3 share only their u_1 part
+
+
+def test_the_bounds_of_relatedness_and_n_tasks_are_accepted_and_beyond_them_refused():
+    edge = SyntheticConfig(relatedness=-1.0, n_tasks=4, input_dim=4, n_train=2, n_dev=2, n_test=2)
+    assert len(synthetic_problem(edge).tasks) == 4
+    for bad in ({"relatedness": -1.01}, {"relatedness": 1.01}, {"n_tasks": 5}, {"n_tasks": 0}):
+        with pytest.raises(ConfigError):
+            SyntheticConfig(**{**vars(edge), **bad}).validate()

@@ -63,3 +63,12 @@ def test_curves_command_writes_the_png_and_refuses_an_empty_folder(tmp_path, cap
         f"mtlshare: error: {tmp_path / 'nothing'}: no metrics.jsonl below it; is it a run or "
         "comparison folder?"
     ]
+
+
+def test_blank_lines_are_skipped_and_integer_scores_kept_but_not_other_values(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(
+        '{"epoch": 1, "dev": {"a": 0, "b": 0.5, "c": null}}\n\n   \n{"epoch": 2, "dev": {"a": 1}}\n'
+    )
+    assert read_curves(run) == {"run": {"a": [(1, 0.0), (2, 1.0)], "b": [(1, 0.5)]}}

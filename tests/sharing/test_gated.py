@@ -475,3 +475,11 @@ def test_stacked_ple_keeps_the_contract(kind):
     for k in moved:
         assert not k.startswith(("heads.t1", "heads.t3", "levels.1.own.t1", "levels.1.own.t3"))
         assert ".gates.t1." not in k and ".gates.t3." not in k
+
+
+def test_a_task_without_a_gate_in_some_seed_is_left_out_of_the_summary():
+    level = {"experts": ["s", "a"], "tasks": {"a": [0.5, 0.5], "b": [1.0, None], "c": [0.2, 0.8]}}
+    blind = {"levels": [{**level, "tasks": {**level["tasks"], "b": None}}]}
+    summary = summarize([{"levels": [level]}, blind], [0, 1])["levels"][0]
+    assert [p["tasks"] for p in summary["pairs"]] == [["a", "c"]]
+    assert list(summary["on_shared"]) == ["a", "c"]

@@ -184,3 +184,21 @@ def test_device_choice():
     assert not Dist().enabled and Dist().is_main and Dist().device.type == "cpu"
     with pytest.raises(ConfigError, match=r"train\.device"):
         TrainConfig(device="tpu").validate()
+
+
+def test_torch_threads_sets_the_count_inside_and_puts_it_back_even_on_error():
+    from mtlshare.training.distributed import torch_threads
+
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), torch_threads(1):
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2
+        with torch_threads(0):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(outer)

@@ -1,0 +1,46 @@
+"""The tensor codec: a CSV of features read by name, bad rows refused by line, outputs back on
+the targets' own scale."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtlshare.data.codecs import TensorCodec
+from mtlshare.errors import DataError
+from mtlshare.tasks.task import Task
+
+
+def test_rows_are_read_by_column_name_and_written_back_on_the_targets_scale(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("id,x1,x0\na,2,1\n\nb,4,3\n")
+    scales = {
+        "plain": {"log": False, "mean": 10.0, "std": 2.0},
+        "counts": {"log": True, "mean": 0.0, "std": 1.0},
+    }
+    codec = TensorCodec(["x0", "x1"], scales)
+    table = codec.read(path, "auto")
+    assert table.x.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    tasks = [Task(n, "regression", 1, "mse") for n in ("plain", "counts", "raw")]
+    pred = torch.tensor([1.0, -2.0])
+    text = codec.write(table, tasks, {"plain": pred, "counts": pred, "raw": pred})
+    rows = [line.split(",") for line in text.splitlines()]
+    assert rows[0] == ["id", "x1", "x0", "plain", "counts", "raw"]
+    assert [float(v) for v in rows[1][3:]] == pytest.approx([12.0, torch.e - 1, 1.0])
+    assert [float(v) for v in rows[2][3:]] == [6.0, 0.0, -2.0]  # log counts never below 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("1,2\n3,4,5\n", r":3\b.*3 fields but the header has 2"),
+        ("1,2\n3\n", r":3\b.*1 fields but the header has 2"),
+        ("1,nan\n", r":2\b.*'nan' is not a finite number"),
+        ("1,x\n", r":2\b.*'x' is not a number"),
+    ],
+)
+def test_bad_rows_are_refused_naming_the_line(tmp_path, body, message):
+    path = tmp_path / "in.csv"
+    path.write_text("x0,x1\n" + body)
+    with pytest.raises(DataError, match=message):
+        TensorCodec(["x0", "x1"]).read(path, "auto")

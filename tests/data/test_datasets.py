@@ -1,0 +1,54 @@
+"""Splits, problems and batch streams: evaluation batches, task selection, ranks' shares."""
+
+from __future__ import annotations
+
+import torch
+
+from mtlshare.data.datasets import BatchStream, Problem, Split, TaskData, cat_padded
+from mtlshare.tasks.task import Task
+
+
+def _split(n: int) -> Split:
+    return Split(torch.arange(n, dtype=torch.float32)[:, None], torch.arange(n))
+
+
+def test_evaluation_batches_cover_every_row_once_in_order():
+    for n, size in ((5, 2), (4, 2), (1, 3)):
+        xs = [x for x, _ in _split(n).batches(size)]
+        assert torch.cat(xs)[:, 0].tolist() == list(range(n))
+
+
+def test_select_keeps_the_asked_order():
+    tasks = [
+        TaskData(Task(n, "regression", 1, "mse"), _split(2), _split(2), _split(2)) for n in "abc"
+    ]
+    picked = Problem(tasks, 1).select(["c", "a"])
+    assert [td.task.name for td in picked.tasks] == ["c", "a"]
+
+
+def test_ranks_split_each_global_batch_and_their_shares_weight_its_mean():
+    def draws(rank: int, world: int, batch: int, steps: int):
+        stream = BatchStream(_split(5), batch, torch.Generator().manual_seed(7), rank, world)
+        return [stream.next_index() for _ in range(steps)]
+
+    alone = draws(0, 1, 4, 2)
+    r0, r1 = draws(0, 2, 2, 2), draws(1, 2, 2, 2)
+    for (g, _), (a, sa), (b, sb) in zip(alone, r0, r1, strict=True):
+        assert torch.cat([a, b]).tolist() == g.tolist()
+        assert sa + sb == 2.0  # the shares of a global batch sum to the world size
+    assert [s for _, s in r0] == [1.0, 2.0] and [s for _, s in r1] == [1.0, 0.0]
+
+
+def test_sequence_batches_are_cut_to_their_longest_and_padded_back_when_joined():
+    x = torch.ones(3, 4, 2)
+    y = torch.ones(3, 4, dtype=torch.long)
+    split = Split(x, y, lengths=torch.tensor([1, 3, 2]))
+    (xa, ya), (xb, yb) = split.batches(2)
+    assert xa.shape == (2, 3, 2) and ya.shape == (2, 3) and xb.shape == (1, 2, 2)
+    joined = cat_padded([ya, yb])
+    assert joined.shape == (3, 3) and joined[2].tolist() == [1, 1, -100]
+    floats = cat_padded([xa[:, :, 0], xb[:, :, 0]])
+    assert torch.isnan(floats[2, 2]) and not torch.isnan(floats[:2]).any()
+    same = cat_padded([torch.zeros(2, 3), torch.zeros(1, 3)])
+    assert same.shape == (3, 3) and not torch.isnan(same).any()
+    assert cat_padded([torch.zeros(2), torch.ones(1)]).tolist() == [0.0, 0.0, 1.0]
