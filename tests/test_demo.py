@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import mtlshare.app.demo
 import mtlshare.sharing  # registers the mechanisms
 from mtlshare.app.jobs import available_cores
@@ -63,6 +65,14 @@ def test_demo_refuses_negative_jobs_before_making_out(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     # 0 is the default and valid (a worker per core): the message must not say ">= 1" alone
     assert "--jobs: expected 0 (one worker per available core)" in err and "got -1" in err
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("override", ["data.n_tasks=0", "data.noise=-1"])
+def test_demo_refuses_bad_data_settings_before_making_out(tmp_path, capsys, override):
+    assert main(["demo", override, "--out", str(tmp_path / "d"), "--jobs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and override.split("=")[0] in err
     assert not (tmp_path / "d").exists()
 
 

@@ -36,7 +36,8 @@ def run_demo(
     0, 1, 2); print the tables and save ``demo.png``. With ``jobs`` > 1 the comparisons' runs
     go to that many worker processes with the cores divided between them (the tables are the
     same as those of one process with as many torch threads as a worker has)."""
-    load_config(DEMO_CONFIG, overrides or [])  # bad overrides fail before --out is made
+    for p in SETTINGS.values():  # bad overrides, the data's included, fail before --out is made
+        load_config(DEMO_CONFIG, [*(overrides or []), f"data.relatedness={p}"]).data.validate()
     check_jobs(jobs)
     with OutputFolder(out_dir) as folder:
         folder.open()
