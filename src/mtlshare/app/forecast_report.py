@@ -47,14 +47,13 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
                 "paired": paired(other),
             }
     if "single" in methods:
-        pairs = zip(mt["per_origin"], methods["single"]["per_origin"], strict=True)
-        wins = sum(a["mae"] < b["mae"] for a, b in pairs)
-        n = len(mt["per_origin"])
+        vs_single = paired("single")  # its origins with the lower MAE are the wins
+        wins, n = vs_single["lower_at"], len(mt["per_origin"])
         out["multitask_beats_single"] = {
             "origins": wins,
             "of": n,
             "met": wins > n / 2,
-            "paired": paired("single"),
+            "paired": vs_single,
         }
     return out
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlshare.data.conll import decode_utf8
 from mtlshare.errors import ConfigError, DataError
 from mtlshare.tasks.task import name_problem
 
@@ -61,12 +62,7 @@ def _records(path: Path, shown: str) -> Iterator[tuple[int, list[str]]]:
         raise DataError("no such file", path=shown) from None
     except OSError as exc:
         raise DataError(f"cannot read: {exc.strerror or exc}", path=shown) from None
-    try:
-        text = raw.decode("utf-8-sig")  # a leading byte-order mark is not part of the header
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        bad = raw[exc.start : exc.start + 1].hex()
-        raise DataError(f"not UTF-8 text (byte 0x{bad})", path=shown, line=line) from None
+    text = decode_utf8(path, raw)  # a leading byte-order mark is not part of the header
     # strict: an unterminated quote is an error instead of swallowing the rest of the file.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     previous = 0
