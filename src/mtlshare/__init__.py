@@ -4,9 +4,10 @@ The commands' Python API, imported on first use (so that ``import mtlshare`` sta
 
     import mtlshare
     cfg = mtlshare.load_config("recipes/demo/demo.toml", ["mechanism=sparse"])
-    results = mtlshare.run(cfg, "runs/sparse")            # one mechanism (mtlshare run)
+    results = mtlshare.run(cfg, "runs/sparse")            # what `mtlshare run` does
     table = mtlshare.compare(cfg, ["single", "hard", "sparse"], "runs/cmp")  # (mtlshare compare)
-    summary = mtlshare.add_task("runs/hard", cfg, "runs/added")  # (mtlshare add-task)
+    cfg3 = mtlshare.load_config("recipes/demo/demo.toml", ["data.n_tasks=3", 'tasks=["t3"]'])
+    summary = mtlshare.add_task("runs/hard", cfg3, "runs/added")  # t3 (mtlshare add-task)
     run = mtlshare.load_run("runs/sparse")                 # a trained run, ready to predict
 """
 
@@ -19,7 +20,7 @@ __version__ = "0.1.0"
 
 _API = {
     "load_config": "mtlshare.config",
-    "run": "mtlshare.app.run",
+    "run": "mtlshare.app.experiments:run_experiment",
     "train": "mtlshare.app.run",
     "compare": "mtlshare.app.compare",
     "add_task": "mtlshare.app.add_task",
@@ -31,5 +32,6 @@ __all__ = [*_API, "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+        module, _, attr = _API[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
     raise AttributeError(f"module 'mtlshare' has no attribute {name!r}")

@@ -59,15 +59,17 @@ def _training_commands(sub: Any) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     c = sub.add_parser("compare", help="single-task baselines and several mechanisms, one table")
-    c.add_argument("config")
-    c.add_argument("overrides", nargs="*", metavar="key=value")
+    c.add_argument("config", help="TOML config file")
+    c.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides for every run"
+    )
     c.add_argument(
         "--mechanisms",
         default="",
         help="comma-separated, e.g. single,hard,soft (default: [compare] mechanisms in the "
         "config, else single and all)",
     )
-    c.add_argument("--out", required=True)
+    c.add_argument("--out", required=True, help="output directory, a folder per row")
     c.add_argument(
         "--resume",
         action="store_true",
@@ -85,13 +87,15 @@ def _training_commands(sub: Any) -> None:
         help="train the independent runs in N worker processes that divide the cores between "
         "them (default 1: one after another in this process)",
     )
-    c.add_argument("--quiet", action="store_true")
+    c.add_argument("--quiet", action="store_true", help="no progress bars (the plan line stays)")
 
     d = sub.add_parser("demo", help="the main job: every mechanism on synthetic tasks")
     d.add_argument(
         "--out", default="mtlshare-demo", help="output directory (default: mtlshare-demo)"
     )
-    d.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    d.add_argument(
+        "--seeds", default="0,1,2", help="comma-separated training seeds (default: 0,1,2)"
+    )
     d.add_argument(
         "--jobs",
         type=int,
@@ -99,8 +103,13 @@ def _training_commands(sub: Any) -> None:
         help="train the runs in N worker processes with one core's share each (default 0: "
         "one worker per available core; 1: one after another in this process)",
     )
-    d.add_argument("overrides", nargs="*", metavar="key=value")
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="overrides of the demo's config (recipes/demo/demo.toml), e.g. train.epochs=5",
+    )
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
 
     a = sub.add_parser(
         "add-task",
@@ -109,10 +118,10 @@ def _training_commands(sub: Any) -> None:
     )
     a.add_argument("run_dir", help="the --out folder of the trained run")
     a.add_argument("config", help="TOML config whose data holds the trained and the new tasks")
-    a.add_argument("overrides", nargs="*", metavar="key=value")
-    a.add_argument("--out", required=True)
+    a.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    a.add_argument("--out", required=True, help="output directory of the new run")
     a.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint/last")
-    a.add_argument("--quiet", action="store_true")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _using_commands(sub: Any) -> None:
@@ -128,8 +137,18 @@ def _using_commands(sub: Any) -> None:
     )
     pr.add_argument("--out", required=True, help="the file to write (written whole or not at all)")
     pr.add_argument("--tasks", default="", help="comma-separated tasks or series (default: all)")
-    pr.add_argument("--format", default="auto", help="the input's format: auto, conll, text or csv")
-    pr.add_argument("--checkpoint", default="best", help="best (selected on dev) or last")
+    pr.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", "conll", "text", "csv"),
+        help="the input's format (default auto: found from the file)",
+    )
+    pr.add_argument(
+        "--checkpoint",
+        default="best",
+        choices=("best", "last"),
+        help="best (selected on dev, the default) or last",
+    )
     pr.add_argument(
         "--data-dir",
         default=None,
@@ -138,8 +157,13 @@ def _using_commands(sub: Any) -> None:
 
     ev = sub.add_parser("evaluate", help="score a trained run again from its checkpoint")
     ev.add_argument("run_dir", help="the --out folder of a finished run")
-    ev.add_argument("--split", default="test", help="test or dev")
-    ev.add_argument("--checkpoint", default="best", help="best (selected on dev) or last")
+    ev.add_argument("--split", default="test", choices=("test", "dev"), help="default test")
+    ev.add_argument(
+        "--checkpoint",
+        default="best",
+        choices=("best", "last"),
+        help="best (selected on dev, the default) or last",
+    )
     ev.add_argument(
         "--data-dir",
         default=None,

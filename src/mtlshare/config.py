@@ -123,6 +123,9 @@ class Config:
     mechanisms: dict[str, Any] = field(default_factory=dict)
     experiments: dict[str, Any] = field(default_factory=dict)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    # the folder of the TOML file this config was read from (``load_config``): relative data
+    # paths resolve against it, as on the command line; not part of the config itself
+    base_dir: Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def mechanism_config(self) -> Any:
@@ -155,7 +158,9 @@ class Config:
         raw = self.to_dict()
         for key, value in overrides.items():
             set_dotted(raw, key, value)
-        return from_dict(raw)
+        new = from_dict(raw)
+        new.base_dir = self.base_dir
+        return new
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -390,9 +395,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a TOML config, apply ``key=value`` overrides and validate everything."""
+    """Read a TOML config, apply ``key=value`` overrides and validate everything. The
+    config's ``base_dir`` is the file's folder: its relative data paths resolve against it."""
     raw = apply_overrides(read_toml(path), overrides or [])
     try:
-        return from_dict(raw)
+        cfg = from_dict(raw)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+    cfg.base_dir = Path(path).resolve().parent
+    return cfg

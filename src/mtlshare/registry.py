@@ -1,7 +1,8 @@
-"""One registry per kind of component (mechanisms, data sources, samplers, loss weightings).
+"""One registry per kind of pluggable component: sharing mechanisms (``MECHANISMS``), data
+sources (``DATA_SOURCES``) and experiment kinds (``EXPERIMENTS``).
 
-The CLI's choices, the config loader and the contract tests all read the same registry, so a new
-component is one file plus one decorator.
+The config loader, ``mtlshare mechanisms`` and the contract tests all read the same registry,
+so a new component is one file plus one decorator.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """``mtlshare add-task``: train new tasks on a trained multi-task model without changing anything
 the trained tasks use.
 
-How is the mechanism's business (``SharingModel.add_task_strategy`` and the methods beside
-it): hard sharing gives a new task its own head (and task-specific layers) on the frozen shared
-trunk; sparse sharing searches a new mask over the trained base network, every entry an
-existing mask keeps frozen. Mechanisms without a strategy are refused with the list of those
-that have one.
+How is the mechanism's business (``SharingModel.add_task_strategy`` and the methods beside it):
+hard sharing gives a new task its own head (and task-specific layers) on the frozen shared
+trunk; sparse sharing searches a new mask over the trained base network, every entry an existing
+mask keeps frozen; ``mmoe`` gives it a gate and a head over the frozen experts, ``ple`` its own
+gates and experts beside the frozen shared ones. Mechanisms without a strategy are refused with
+the list of those that have one.
 
 The trained tasks' dev and test metrics are measured before and after and must be identical;
 so must every parameter they read (``add_task.json`` says so, and the command fails if not).
@@ -153,6 +154,7 @@ def add_task(
     """Train the tasks of ``cfg`` that the run in ``run_dir`` was not trained on; see the
     module docstring. Writes a run folder (config, metrics lines, checkpoints, results) with
     ``add_task.json`` in ``out_dir``; returns the latter's content."""
+    base_dir = base_dir if base_dir is not None else cfg.base_dir
     trained, full_cfg, problem, model, old_tasks, new_tasks = _prepare(Path(run_dir), cfg, base_dir)
     out = RunFolder(out_dir)
     out.check(full_cfg.to_toml(), resume, config_differences)

@@ -57,9 +57,11 @@ def compare(
     With ``resume``, a run whose ``results.json`` exists (with the same config) is read back,
     not trained again, and an interrupted one continues from its ``checkpoint/last``. With
     ``jobs`` > 1 the runs go to that many worker processes; the tables are the same, only the
-    seconds differ. Everything is checked before ``out_dir`` is created.
+    seconds differ. Everything is checked before ``out_dir`` is created. Relative data paths
+    resolve against ``base_dir``, by default the config file's folder (``cfg.base_dir``).
     """
     seeds = seeds or [cfg.seed]
+    base_dir = base_dir if base_dir is not None else cfg.base_dir
     _check_request(cfg, mechanisms, seeds, jobs)
     every_task = build_problem(cfg.replace(tasks=[]), base_dir)
     problem = every_task.select(cfg.tasks) if cfg.tasks else every_task

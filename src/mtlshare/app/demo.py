@@ -1,7 +1,7 @@
 """``mtlshare demo``: every registered mechanism against single-task training on synthetic
 tasks, once with highly related and once with unrelated tasks, as a table and a plot; then a
-third related task added to a trained hard-sharing model (``mtlshare add-task``), against the
-same task trained alone on the same budget.
+third related task added to trained hard- and sparse-sharing models (``mtlshare add-task``),
+against the same task trained alone on the same budget.
 
 Its config is ``demo.toml`` beside this file (``recipes/demo/demo.toml`` in the repository).
 """

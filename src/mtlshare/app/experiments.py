@@ -4,10 +4,12 @@ its config section in ``mtlshare.registry.EXPERIMENTS``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mtlshare.app.forecast import run_forecast
 from mtlshare.app.run import run
+from mtlshare.config import Config
 from mtlshare.registry import EXPERIMENTS
 
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {"train": run, "forecast": run_forecast}
@@ -17,3 +19,11 @@ def runner(name: str) -> Callable[..., dict[str, Any]]:
     """The function that runs experiment ``name`` (an unknown name is a one-line error)."""
     EXPERIMENTS[name]  # the registry's error lists the known kinds
     return RUNNERS[name]
+
+
+def run_experiment(cfg: Config, out_dir: str | Path, **options: Any) -> dict[str, Any]:
+    """What ``mtlshare run`` does with ``cfg``, from Python (``mtlshare.run``): the experiment
+    ``cfg.experiment`` names (``"train"``: ``mtlshare.app.run.run``; ``"forecast"``: the
+    study), its outputs written to ``out_dir``; returns its results. ``options`` are that
+    runner's (``resume``, ``progress``, ``base_dir``: by default the config file's folder)."""
+    return runner(cfg.experiment)(cfg, out_dir, **options)

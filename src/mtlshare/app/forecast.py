@@ -1,7 +1,7 @@
 """The forecasting experiment (``experiment = "forecast"``): forecast a scarce series at rolling
 origins with a multi-task model, the same network trained on the scarce series alone, and the
-baselines practitioners use (seasonal naive, naive, AutoETS, AutoARIMA, Prophet), and compare
-their errors.
+baselines practitioners use (seasonal naive, the seasonal mean, naive, AutoETS, AutoARIMA,
+Prophet), and compare their errors.
 
 At each origin the data source (``daily_windows`` or ``daily_csv``) is rebuilt around it, so no
 method ever sees a day on or after it. The neural methods' settings are chosen on validation
@@ -13,9 +13,9 @@ averaged over the origins. ``forecast.histories`` adds the scarcity sweep: the s
 with the target cut to each history length.
 
 Outputs in the run directory: ``results.json``, ``forecast.md`` (tables), ``forecasts.csv``
-(``date, series, method, seed, origin, forecast, actual``: every day each method forecast at a
-test origin), ``forecast_ORIGIN.png`` per test origin, and with a sweep ``scarcity.csv`` (the
-same with a ``history`` column) and ``scarcity.png``.
+(``date, series, method, seed, origin, forecast, actual, lower, upper``: every day each method
+forecast at a test origin, with its interval), ``forecast_ORIGIN.png`` per test origin, and with
+a sweep ``scarcity.csv`` (the same with a ``history`` column) and ``scarcity.png``.
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ def run_forecast(
     folder = RunFolder(out_dir)
     if folder.finished:
         raise MtlshareError(f"{folder.path}: holds an earlier run; choose another --out")
-    problems = Problems(cfg, base_dir)
+    problems = Problems(cfg, base_dir if base_dir is not None else cfg.base_dir)
     check_inputs(cfg, problems)  # the data, the target and every candidate, before --out
     started, cpu = time.perf_counter(), time.process_time()
     folder.start(cfg.to_toml(), resume=False)

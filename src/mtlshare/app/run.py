@@ -55,6 +55,7 @@ def train(
     that has finished reads it back (its results and selected model), never trains again.
     ``train.threads`` holds for this run only."""
     where = dist or Dist()
+    base_dir = base_dir if base_dir is not None else cfg.base_dir
     folder = RunFolder(out_dir)
     resolved = cfg.to_toml()
     # before the data: a wrong folder fails at once
