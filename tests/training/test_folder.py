@@ -294,3 +294,23 @@ def test_run_folder_refuses_an_earlier_run_and_a_missing_one():
     with pytest.raises(Exception, match="nothing to resume"):
         folder.check("x", resume=True)
     folder.check("x", resume=False)  # nothing there: a fresh run may start
+
+
+def test_a_checkpoint_of_another_shape_names_the_key_that_does_not_fit(tmp_path):
+    """torch's load_state_dict message opens with a header that names no key; the one line
+    must carry the line after it (which key, which shapes)."""
+    from mtlshare.errors import CheckpointError
+    from mtlshare.training.checkpoint import save_checkpoint
+
+    folder = RunFolder(tmp_path / "run")
+    small, wide = torch.nn.Linear(2, 3), torch.nn.Linear(4, 3)
+    save_checkpoint(
+        folder.checkpoint_dir("best"), {f"model.{k}": v for k, v in wide.state_dict().items()}, {}
+    )
+    with pytest.raises(CheckpointError) as err:
+        folder.load_model(small, "best")
+    assert "size mismatch for weight" in str(err.value)
+    save_checkpoint(folder.checkpoint_dir("best"), {"model.weight": small.weight}, {})
+    with pytest.raises(CheckpointError) as err:
+        folder.load_model(small, "best")
+    assert "Missing key(s)" in str(err.value) and '"bias"' in str(err.value)

@@ -26,6 +26,7 @@ from mtlshare.data.datasets import Problem
 from mtlshare.errors import CheckpointError, MtlshareError
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
+from mtlshare.training.checkpoint import error_line
 from mtlshare.training.folder import CONFIG, INFERENCE, RunFolder
 from mtlshare.training.loop import FitResult, Trainer
 from mtlshare.training.objective import LossWeighting
@@ -96,10 +97,9 @@ def _load_trained(model: SharingModel, folder: RunFolder, new_tasks: list[str]) 
     try:
         result = model.load_state_dict(folder.model_state("best"), strict=False)
     except (RuntimeError, KeyError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{folder.path}: the trained model does not fit the config's data or network "
-            f"({type(e).__name__}: {first[:200]})"
+            f"({type(e).__name__}: {error_line(e)[:200]})"
         ) from None
     unexpected = list(result.unexpected_keys)
     stray = [k for k in result.missing_keys if not any(f".{t}." in f".{k}" for t in new_tasks)]

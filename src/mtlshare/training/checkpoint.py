@@ -29,6 +29,18 @@ VERSION_KEY = "format_version"
 REFUSED_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 
 
+def error_line(e: BaseException) -> str:
+    """The line of ``e``'s message that says what is wrong: torch's ``load_state_dict`` opens
+    with a header ("Error(s) in loading state_dict for X:") and names the mismatched or missing
+    keys only on the lines after it, so its first line alone says nothing."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        return lines[1]
+    return lines[0]
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a flushed temporary file and a rename."""
     path = Path(path)

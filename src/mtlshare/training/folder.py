@@ -220,9 +220,8 @@ class RunFolder(OutputFolder):
         try:
             model.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(
-                f"{self.checkpoint_dir(name)}: does not fit this model ({first[:160]})"
+                f"{self.checkpoint_dir(name)}: does not fit this model ({ckpt.error_line(e)[:200]})"
             ) from None
 
     # -- the fresh/resume rules ------------------------------------------------------------------

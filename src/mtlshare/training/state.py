@@ -135,10 +135,9 @@ class LoopCheckpoints:
             self.load_tensors(tensors)
             optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise CheckpointError(
                 f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "
-                f"{first[:200]})"
+                f"{ckpt.error_line(e)[:200]})"
             ) from None
         restore_rng(tensors, self.dist)
         return state
