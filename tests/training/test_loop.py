@@ -15,7 +15,7 @@ import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.samplers import task_probabilities, task_schedule
 from mtlshare.data.synthetic import SyntheticConfig, synthetic_problem
-from mtlshare.errors import CheckpointError, ConfigError, MtlshareError
+from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
 from mtlshare.models.trunks import TrunkConfig, backbone_from_config
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
@@ -251,6 +251,15 @@ def test_regression_loss_by_hand():
     pred = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
     target = torch.tensor([1.5, float("nan"), 2.0, float("nan")])
     assert float(task.loss(pred, target)) == pytest.approx((0.25 + 1.0) / 2)
+
+
+@pytest.mark.parametrize("target_shape", [(4, 1), (1, 4)])
+def test_regression_targets_of_another_shape_are_refused_not_broadcast(target_shape):
+    """(N, 1) targets against (N,) predictions would broadcast to an (N, N) difference: a loss
+    that trains, silently wrong, until the metric fails after the epoch."""
+    task = Task("r", "regression")
+    with pytest.raises(DataError, match=r"task 'r': regression targets of shape"):
+        task.loss(torch.zeros(4, 1), torch.zeros(target_shape))
 
 
 @pytest.mark.parametrize("shape", [(6,), (3, 4)], ids=["per_example", "per_position"])

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, DataError
 from mtlshare.models.crf import CRFHead
 from mtlshare.models.tying import TiedHead
 from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, observed
@@ -153,6 +153,12 @@ class Task:
             return _crf(head, self.name).nll(head_out, target)
         if self.kind == "regression":
             pred = head_out.squeeze(-1)
+            if pred.shape != target.shape:  # else ``pred - target`` broadcasts, silently wrong
+                raise DataError(
+                    f"task {self.name!r}: regression targets of shape {tuple(target.shape)} do "
+                    f"not match the predictions' {tuple(pred.shape)}; give one value per row "
+                    "(N,), per position (N, T) or per output (N, out_dim)"
+                )
             keep = observed(target)
             if not bool(keep.any()):  # all missing, or an empty batch
                 return pred.sum() * 0.0
