@@ -670,3 +670,23 @@ def test_a_joint_step_drops_the_running_sums(penalty):
     fresh = copy.deepcopy(model)
     fresh.load_state_dict(model.state_dict())  # sums rebuilt from the copies
     torch.testing.assert_close(model.regularizer("t1"), fresh.regularizer("t1"))
+
+
+@pytest.mark.parametrize("penalty", ["frobenius", "trace"])
+def test_a_caller_loop_without_the_step_hooks_gets_a_current_penalty_share(penalty):
+    """A user's own loop calls forward and ``regularizer(task)`` and steps its optimizer, but
+    not ``before/after_optimizer_step``: the share must still be computed from the copies as
+    they are, not from sums kept from before those steps."""
+    torch.manual_seed(0)
+    model = SoftSharing(backbone(), [T1, T2, T3], SoftConfig(penalty=penalty, weights=[0.1]))
+    model.regularizer("t1")  # the sums are built
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for step, task in enumerate([T1, T2, T1]):  # fewer steps than the rebuild every T = 3
+        optimizer.zero_grad()
+        out = model(inputs("mlp", seed=step), task.name)
+        loss = task.loss(out, targets(task, "mlp", seed=step)) + model.regularizer(task.name)
+        loss.backward()
+        optimizer.step()
+    fresh = copy.deepcopy(model)
+    fresh.load_state_dict(model.state_dict())  # sums rebuilt from the copies
+    torch.testing.assert_close(model.regularizer("t3"), fresh.regularizer("t3"))

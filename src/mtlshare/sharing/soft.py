@@ -85,6 +85,9 @@ class SoftSharing(PerTaskCopies):
         # what a step of one task needs of the penalty, kept up to date (see the module doc)
         self._running: dict[tuple[int, str], Tensor] | None = None
         self._since = 0
+        # each copy's version counter when the running sums last took it in: a copy changed
+        # in any other way (a caller's own loop that skips ``after_optimizer_step``) rebuilds
+        self._versions: dict[tuple[str, int, str], int] = {}
         self._before: dict[tuple[int, str], Tensor] | None = None
         self._copies: dict[tuple[str, int, str], nn.Parameter] | None = None
 
@@ -164,16 +167,26 @@ class SoftSharing(PerTaskCopies):
         """Per tied tensor: the sum of the copies (Frobenius) or their Gram matrix (trace),
         rebuilt from the copies when missing or every T steps (bounding rounding drift)."""
         n = len(self.task_names)
-        if self._running is None or self._since >= n:
+        if self._running is None or self._since >= n or self._moved_unseen():
             self._running, self._since = {}, 0
             for layer, pname, _ in self._tied():
                 copies = [self._copy(t, layer, pname).detach() for t in self.task_names]
+                for t in self.task_names:
+                    self._versions[(t, layer, pname)] = self._copy(t, layer, pname)._version
                 if self.penalty is trace_penalty:
                     flat = torch.stack([c.reshape(-1) for c in copies])
                     self._running[(layer, pname)] = flat @ flat.T
                 else:
                     self._running[(layer, pname)] = torch.stack(copies).sum(0)
         return self._running
+
+    def _moved_unseen(self) -> bool:
+        """Whether a tied copy changed since the running sums took it in."""
+        return any(
+            self._copy(t, layer, pname)._version != self._versions.get((t, layer, pname))
+            for layer, pname, _ in self._tied()
+            for t in self.task_names
+        )
 
     @torch.no_grad()
     def before_optimizer_step(self, task: str) -> None:
@@ -198,6 +211,7 @@ class SoftSharing(PerTaskCopies):
                 gram[i, :], gram[:, i] = row, row
             else:
                 self._running[(layer, pname)] += new - old
+            self._versions[(task, layer, pname)] = new._version
         self._before = None
         self._since += 1
 
