@@ -328,6 +328,31 @@ def test_a_checkpoint_of_an_unknown_format_version_is_refused(synthetic_run, tmp
     assert "checkpoint format 99" in one_line(capsys)
 
 
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda spec: spec.pop("tasks"), "'tasks' is None"),
+        (lambda spec: spec.pop("input_dim"), "'input_dim' is None"),
+        (lambda spec: spec.update(input_dim="16"), "'input_dim' is '16'"),
+        (lambda spec: spec["tasks"][0].pop("kind"), "task 0 is not a task's description"),
+        (lambda spec: spec["tasks"][0].update(foo=1), "task 0 is not a task's description"),
+        (lambda spec: spec["codec"].pop("features"), "codec's description is damaged"),
+    ],
+    ids=["no tasks", "no input_dim", "input_dim text", "task no kind", "task extra", "codec"],
+)
+def test_a_damaged_inference_json_is_one_line(synthetic_run, tmp_path, capsys, damage, message):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    path = copy / "inference.json"
+    spec = json.loads(path.read_text())
+    damage(spec)
+    path.write_text(json.dumps(spec))
+    assert main(["evaluate", str(copy)]) == 2
+    assert message in one_line(capsys)
+
+
 def test_a_run_without_a_checkpoint_yet_says_so(synthetic_run, tmp_path, capsys):
     copy = tmp_path / "copy"
     import shutil

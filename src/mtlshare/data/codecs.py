@@ -83,25 +83,36 @@ def inference_spec(
 
 
 def tasks_from_spec(spec: dict[str, Any]) -> list[Task]:
-    """The ``Task``s an ``inference_spec`` lists."""
-    return [
-        Task(
-            **{
-                **t,
-                "labels": tuple(t.get("labels", ())),
-                "gold_only": tuple(t.get("gold_only", ())),
-            }
-        )
-        for t in spec["tasks"]
-    ]
+    """The ``Task``s an ``inference_spec`` lists; a ``DataError`` naming the entry that is
+    not a task's."""
+    tasks = []
+    for i, t in enumerate(spec.get("tasks", [])):
+        try:
+            tasks.append(
+                Task(
+                    **{
+                        **t,
+                        "labels": tuple(t.get("labels", ())),
+                        "gold_only": tuple(t.get("gold_only", ())),
+                    }
+                )
+            )
+        except (TypeError, AttributeError) as e:
+            raise DataError(f"inference spec: task {i} is not a task's description ({e})") from None
+    return tasks
 
 
 def codec_from_spec(spec: dict[str, Any]) -> Codec:
     """The codec a run's ``inference.json`` describes."""
-    name = spec.get("codec")
+    name = spec.get("codec") if isinstance(spec, dict) else None
     if not isinstance(name, str):
         raise DataError("inference spec names no codec")
-    return CODECS[name].build(spec)
+    try:
+        return CODECS[name].build(spec)
+    except (KeyError, TypeError) as e:
+        raise DataError(
+            f"inference spec: the {name!r} codec's description is damaged ({e!r})"
+        ) from None
 
 
 # -- tensor inputs ------------------------------------------------------------------------------

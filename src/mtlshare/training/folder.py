@@ -192,6 +192,13 @@ class RunFolder(OutputFolder):
                 f"{path}: inference spec version {spec.get('version')!r}; this mtlshare reads "
                 "version 1 (a run of another mtlshare version)"
             )
+        for key, kind in (("input_dim", int), ("input_rank", int), ("tasks", list)):
+            value = spec.get(key)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise MtlshareError(
+                    f"{path}: damaged: {key!r} is {value!r}, expected {kind.__name__} "
+                    "(the file is not as the run wrote it)"
+                )
         return spec
 
     def checkpoint_dir(self, name: str) -> Path:
