@@ -289,3 +289,31 @@ def test_every_mechanism_forecasts_from_recent_values(mechanism, tmp_path):
     table = read_forecast(tmp_path / "f.csv")
     for name in ("a", "b"):
         np.testing.assert_allclose([v for _, v in table[name]], forecasts[name], rtol=1e-5)
+
+
+def test_a_forecasting_study_folder_says_it_is_a_study_not_missing_checkpoints(tmp_path, capsys):
+    """A study keeps no checkpoints by design: predict and evaluate say it is a study and where
+    its forecasts are, not that its checkpoints were not kept (the keep_runs.py message)."""
+    from mtlshare.app.experiments import runner
+
+    data = write_wide(tmp_path / "train.csv", series_rows())
+    cfg = config(data).replace(
+        experiment="forecast",
+        **{
+            "forecast.target": "b",
+            "forecast.origins": [str(START + datetime.timedelta(days=ORIGIN))],
+            "forecast.methods": ["seasonal_naive"],
+        },
+    )
+    runner("forecast")(cfg, tmp_path / "study", progress=False)
+    assert (tmp_path / "study" / "forecasts.csv").is_file()
+    rows = write_wide(tmp_path / "recent.csv", cut_at_origin(series_rows()))
+    for argv in (
+        ["predict", str(tmp_path / "study"), str(rows), "--out", str(tmp_path / "f.csv")],
+        ["evaluate", str(tmp_path / "study")],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "'forecast' study, not a training run" in err[0], err
+        assert "forecasts.csv" in err[0] and "keep_runs" not in err[0], err
+    assert not (tmp_path / "f.csv").exists()

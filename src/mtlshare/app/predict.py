@@ -140,6 +140,13 @@ def load_run(
     folder = RunFolder(run_dir)
     if folder.config_text() is None:
         raise MtlshareError(f"{folder.path}: not an mtlshare run folder (no {CONFIG})")
+    # before the checkpoint: a study keeps none, and saying so would send the user astray
+    cfg = load_config(folder.file(CONFIG))
+    if cfg.experiment != "train":
+        raise MtlshareError(
+            f"{folder.path}: a {cfg.experiment!r} study, not a training run; its forecasts are "
+            "in forecasts.csv beside its plots"
+        )
     if not folder.has_checkpoint(checkpoint):
         if folder.finished:
             raise MtlshareError(
@@ -150,12 +157,6 @@ def load_run(
         raise MtlshareError(
             f"{folder.checkpoint_dir(checkpoint)}: missing; the run has no {checkpoint!r} "
             "checkpoint yet (is it still training, or was it cut before its first epoch?)"
-        )
-    cfg = load_config(folder.file(CONFIG))
-    if cfg.experiment != "train":
-        raise MtlshareError(
-            f"{folder.path}: a {cfg.experiment!r} study, not a training run; its forecasts are "
-            "in forecasts.csv beside its plots"
         )
     spec = _spec(folder, cfg, data_dir)
     tasks = tasks_from_spec(spec)
