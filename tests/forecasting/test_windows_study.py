@@ -442,3 +442,41 @@ def test_worker_processes_give_the_forecasts_of_one_process(tmp_path):
 def test_jobs_below_zero_is_a_config_error():
     with pytest.raises(ConfigError, match=r"forecast\.jobs"):
         ForecastConfig(target="s", origins=["2012-01-01"], jobs=-1).validate()
+
+
+@pytest.mark.parametrize(
+    ("drop", "overrides", "expected"),
+    [
+        # day 552 (2011-07-10) is missing: inside the second test origin's horizon only
+        (
+            552,
+            ['data.exogenous=["temp"]'],
+            "test origin 2011-07-01: ",
+        ),
+        # the second test origin's horizon runs past the file's last day (2011-08-26)
+        (-1, ['forecast.origins=["2011-06-01", "2011-08-20"]'], "runs past the last day"),
+        # day 537 (2011-06-25) is missing: AutoETS has 5 days without a gap before 2011-07-01
+        (
+            537,
+            ['forecast.methods=["multitask", "autoets"]'],
+            "autoets: 'short' has 5 observed days after its last missing one",
+        ),
+        # a validation origin with no training days before it
+        (
+            -1,
+            [
+                'forecast.validation_origins=["2010-01-10", "2011-04-01"]',
+                'forecast.candidates=[{name = "a"}, {name = "b", "train.lr" = 0.01}]',
+            ],
+            "validation origin 2010-01-10 (forecast.validation_origins): ",
+        ),
+    ],
+)
+def test_a_problem_at_a_later_origin_is_found_before_out_is_made(
+    tmp_path, capsys, drop, overrides, expected
+):
+    """Not only the first test origin: every origin the study reads is checked before --out
+    is made, so the study does not train for the origins before it, then stop and leave a
+    half-written --out (config.toml and plots) behind."""
+    csv = series_csv(tmp_path / "s.csv", drop=drop)
+    assert expected in cli_error(tmp_path, capsys, study_text(csv), *overrides)

@@ -36,17 +36,23 @@ from mtlshare.app.forecast_report import (
     rows_csv,
     targets,
 )
-from mtlshare.app.forecast_select import Problems, candidate_configs, candidate_scores, choose
+from mtlshare.app.forecast_select import (
+    Problems,
+    candidate_configs,
+    candidate_scores,
+    choose,
+    needed_origins,
+)
 from mtlshare.app.jobs import available_cores
 from mtlshare.config import Config
 from mtlshare.data.daily import ForecastView
-from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.errors import ConfigError, DataError, MtlshareError
 from mtlshare.evaluation.forecast import forecast_metrics, mase_scale, summarize
 from mtlshare.evaluation.forecast_plots import plot_forecast, plot_scarcity
 from mtlshare.evaluation.intervals import coverage, interval
 from mtlshare.forecasting.baselines import ProphetUnavailable
-from mtlshare.forecasting.config import METRICS, NEURAL, ForecastConfig
-from mtlshare.forecasting.statistical import StatsforecastUnavailable
+from mtlshare.forecasting.config import METRICS, NEURAL, STATISTICAL, ForecastConfig
+from mtlshare.forecasting.statistical import StatsforecastUnavailable, last_unbroken
 from mtlshare.training.folder import RESULTS, RunFolder
 
 FORECASTS = "forecasts.csv"
@@ -299,6 +305,50 @@ def check_inputs(cfg: Config, problems: Problems) -> None:
                 f"forecast.methods: 'multitask' shares between series, but the data has one "
                 f"({fc.target!r}): add a related series to data.series, or leave 'multitask' out"
             )
+        _check_every_origin(cfg, problems, changes)
+
+
+def _check_every_origin(cfg: Config, problems: Problems, changes: dict[str, Any]) -> None:
+    """The data builds around every origin the study reads (each test origin, with each history
+    of the sweep, and the validation origins selection or the intervals read), and AutoETS and
+    AutoARIMA have their two seasons without a gap there: a problem at the last origin is found
+    before --out is made, not after the study has trained for the ones before it. The problems
+    are built once: the study reuses them."""
+    fc: ForecastConfig = cfg.experiments["forecast"]
+    horizon = cfg.data.horizon
+    reads: list[tuple[str, str, int | None, list[str]]] = []  # kind, origin, history, methods
+    for days in [None, *fc.histories]:
+        methods = fc.methods if days is None else fc.scarcity_methods
+        reads += [("test origin", o, days, methods) for o in fc.origins]
+    by_origins = fc.select == "origins" and len(fc.candidates) >= 2
+    calibrated = fc.interval > 0 and bool(fc.validation_origins)
+    if by_origins or calibrated:
+        checked = needed_origins(fc, horizon)
+        methods = fc.methods if calibrated else []
+        reads += [("validation origin", o, None, methods) for o in checked]
+    keys = {"validation origin": " (forecast.validation_origins)", "test origin": ""}
+    for kind, origin, days, methods in reads:
+        extra = f" (forecast.histories: {days} days)" if days is not None else keys[kind]
+        try:
+            view: ForecastView = problems.get(problems.config(origin, changes, days)).meta[
+                "forecast"
+            ]
+        except DataError as e:  # as candidate_scores says it, hint included
+            hint = ""
+            if kind == "validation origin" and by_origins:
+                hint = "; a target with no history there can choose on its dev days: "
+                hint += 'forecast.select = "dev"'
+            raise MtlshareError(f"{kind} {origin}{extra}: {e}{hint}") from None
+        history = view.seen(fc.target)[1]
+        for method in (m for m in methods if m in STATISTICAL):
+            unbroken = len(last_unbroken(history))
+            if unbroken < 2 * fc.season:
+                raise DataError(
+                    f"{kind} {origin}{extra}: {view.frame.path}: {method}: {fc.target!r} has "
+                    f"{unbroken} observed days after its last missing one before the origin; it "
+                    f"needs at least {2 * fc.season} (two seasons) without a gap: fill the gap or "
+                    f"leave {method!r} out of the methods"
+                )
 
 
 def run_forecast(
