@@ -352,3 +352,22 @@ def test_a_kept_run_keeps_its_masks_path_only_where_it_names_the_same_row(tmp_pa
     job = jobs.RunJob("single_subnet", 0, "pos", {"sparse": {"masks_from": planned}}, where)
     expected = saved if carried else planned
     assert jobs.carried_masks(job).config["sparse"]["masks_from"] == expected
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_compared_run_is_evaluated_from_anywhere_like_a_run(corpus, monkeypatch, capsys, n_jobs):
+    """``mtlshare evaluate`` reads a run's data from where it was trained (its config's
+    relative paths start at the config's folder), for the runs of a comparison too, whatever
+    the folder it is called from."""
+    out = corpus / "cmp"
+    compare(corpus, out, n_jobs, rows=["single", "hard"])
+    elsewhere = corpus / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    for sub in ("hard/seed-0", "single/seed-1/pos"):
+        assert main(["evaluate", str(out / sub)]) == 0, capsys.readouterr().err
+        results = json.loads((out / sub / "results.json").read_text())["tasks"]
+        printed = capsys.readouterr().out
+        for task, scores in results.items():
+            assert f"{task}: test" in printed and f"{scores['test']:.6g}" in printed

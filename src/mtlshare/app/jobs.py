@@ -191,7 +191,14 @@ def run_job(job: RunJob, base_dir: str | None, resume: bool, progress: bool) -> 
         return RunFolder(job.folder).results()  # read back, not trained again
     cfg = from_dict(job.config)
     problem = cached_problem(cfg, job.config, base_dir)
-    return run(cfg, job.folder, problem=problem, progress=progress, resume=state == CONTINUE)
+    return run(
+        cfg,
+        job.folder,
+        problem=problem,
+        base_dir=base_dir,  # recorded in inference.json: where evaluate reads the data again
+        progress=progress,
+        resume=state == CONTINUE,
+    )
 
 
 def execute(
