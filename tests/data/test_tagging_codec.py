@@ -3,9 +3,11 @@ the scheme its predicted tags are written in."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mtlshare.data.tagging_codec import TaggingCodec, encode_words
+from mtlshare.errors import DataError
 from mtlshare.tasks.task import Task
 
 
@@ -60,3 +62,20 @@ def test_words_and_characters_are_padded_with_zero_and_unknowns_take_one():
     assert x[0, 0].tolist() == [eu, e, u, 0, 0]
     assert x[0, 1].tolist() == [1, 1, 1, 1, 1]  # an unknown word of unknown characters, cut at 4
     assert x[1, 0].tolist() == [1, u, 0, 0, 0] and x[1, 1].tolist() == [0] * 5
+
+
+def test_a_column_file_with_one_ragged_line_is_an_error_not_plain_text(tmp_path):
+    """A CoNLL file with one short line is still a CoNLL file: reading it names the line, as
+    ``--format conll`` does, rather than tagging every column as a word of plain text."""
+    codec = make_codec()
+    marked = tmp_path / "marked.txt"
+    marked.write_text("-DOCSTART- -X-\n\nEU NNP\ncalls\n\nBonn NNP\n", "utf-8")
+    plain = tmp_path / "plain.txt"
+    rows = [f"w{i} NNP" for i in range(12)]
+    plain.write_text("\n".join([*rows[:6], "", *rows[6:], "short"]) + "\n", "utf-8")
+    for path, line in ((marked, 4), (plain, 14)):
+        with pytest.raises(DataError, match=f":{line}: 1 columns where every token line has 2"):
+            codec.read(path, "auto")
+    text = tmp_path / "text.txt"  # sentences of several lengths, one blank line: text
+    text.write_text("Zyxqwv visited Bonn on Tuesday .\n\nGermany rejects it\n", "utf-8")
+    assert codec.read(text, "auto").form == "text"

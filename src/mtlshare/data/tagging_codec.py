@@ -13,6 +13,7 @@ predicts its last class beyond its longest training sentence).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,14 +135,21 @@ class TaggingCodec:
         return doc
 
     def _form(self, lines: list[str]) -> str:
-        """CoNLL when every non-blank line has the same number of fields and the file has a
-        blank line or a ``-DOCSTART-`` line (or holds one token a line); text otherwise."""
-        widths = {len(line.split()) for line in lines if line.split()}
-        separated = any(not line.split() for line in lines) or any(
-            line.split()[:1] == [DOCSTART] for line in lines
-        )
-        if len(widths) == 1 and (separated or widths == {1}):
+        """CoNLL when the file has a ``-DOCSTART-`` line, or when it has a blank line and
+        every non-blank line (or all but a tenth, a ragged line the reader then names) has the
+        same number of fields, two or more; or when it holds one token a line; text
+        otherwise."""
+        rows = [line.split() for line in lines if line.split()]
+        if any(fields[0] == DOCSTART for fields in rows):
             return "conll"
+        widths = Counter(len(fields) for fields in rows)
+        if set(widths) == {1}:
+            return "conll"
+        separated = any(not line.split() for line in lines)
+        if separated and widths:
+            width, count = widths.most_common(1)[0]
+            if width >= 2 and count >= 0.9 * len(rows):
+                return "conll"
         return "text"
 
     def _read_columns(self, doc: Tagged) -> None:
