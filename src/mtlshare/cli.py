@@ -205,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     except MtlshareError as e:
         print(f"mtlshare: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of our output left (`mtlshare masks DIR | head`)
+        # as Unix tools do: stop quietly; stdout goes nowhere, so flushing it again must not fail
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # a folder or file the command cannot use: the user's to fix
         print(f"mtlshare: error: {e}", file=sys.stderr)
         return 2

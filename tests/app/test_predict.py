@@ -401,3 +401,48 @@ def test_a_run_without_inference_json_is_rebuilt_from_its_data(conll_runs, tmp_p
     assert main([*args, "--data-dir", str(ROOT / "recipes" / "conll2003")]) == 0
     assert main(["predict", str(conll_runs["hard"]), str(test), "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+
+
+def test_a_run_that_has_not_finished_is_used_with_a_warning(synthetic_run, tmp_path, capsys):
+    """Mid-training (or cut), the best checkpoint is the model selected so far: evaluate and
+    predict still work, but say on one stderr line that it is not the finished run's."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    (copy / "results.json").unlink()  # what a run still training looks like
+    assert main(["evaluate", str(copy)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mtlshare: warning:"), err
+    assert "has not finished" in err[0] and "'best' model so far" in err[0]
+    assert main(["evaluate", str(synthetic_run)]) == 0  # a finished run: no warning
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_file_is_refused_before_the_data_is_read(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("a file the user meant to keep\n")
+    config = tmp_path / "missing-data.toml"  # the data is never read: the folder fails first
+    config.write_text('[data]\nsource = "conll"\ntrain = "nowhere.txt"\ndev = "nowhere.txt"\n')
+    assert main(["run", str(config), "--out", str(target)]) == 2
+    assert "is a file, not a folder" in one_line(capsys)
+    assert target.read_text() == "a file the user meant to keep\n"
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(synthetic_run):
+    """``mtlshare masks DIR | head -1`` and the like: a closed pipe is not an error."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mtlshare.cli as c\n"
+        "class Closed:\n"
+        "    def write(self, s): raise BrokenPipeError(32, 'Broken pipe')\n"
+        "    def flush(self): pass\n"
+        "    def fileno(self): return sys.__stdout__.fileno()\n"
+        "sys.stdout = Closed()\n"
+        f"sys.exit(c.main(['evaluate', {str(synthetic_run)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Broken pipe" not in done.stderr

@@ -158,6 +158,12 @@ def load_run(
             f"{folder.checkpoint_dir(checkpoint)}: missing; the run has no {checkpoint!r} "
             "checkpoint yet (is it still training, or was it cut before its first epoch?)"
         )
+    if not folder.finished:
+        warnings.warn(
+            f"{folder.path}: the run has not finished (still training, or cut): this is its "
+            f"{checkpoint!r} model so far, not the one its results.json will report",
+            stacklevel=2,
+        )
     spec = _spec(folder, cfg, data_dir)
     tasks = tasks_from_spec(spec)
     codec = codec_from_spec(spec["codec"])

@@ -238,6 +238,8 @@ class RunFolder(OutputFolder):
         one, empty when it is (default: any change of the text;
         ``mtlshare.config.config_differences`` also accepts a config written before keys with
         defaults were added, and names the settings that differ)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise MtlshareError(f"{self.path}: is a file, not a folder; choose another --out")
         if resume:
             saved = self.config_text()
             if saved is None:
