@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from mtlshare.errors import INTERRUPTED, MtlshareError
+from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD, MtlshareError
 
 if TYPE_CHECKING:
     from mtlshare.config import Config
@@ -198,6 +198,7 @@ def entry() -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: this process's) and return the exit code."""
     warnings.showwarning = _warn
+    args: argparse.Namespace | None = None
     try:
         args = _arguments(argv)
         _load_library()
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mtlshare: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # from the first line on: building the parser too
-        print(INTERRUPTED, file=sys.stderr)
+        print(INTERRUPTED if _resumable(args) else INTERRUPTED_FOR_GOOD, file=sys.stderr)
         return 130
     finally:
         # leave a torchrun process group cleanly; only when our module is whole (an interrupt
@@ -221,6 +222,14 @@ def main(argv: list[str] | None = None) -> int:
         distributed = sys.modules.get("mtlshare.training.distributed")
         if distributed is not None:
             distributed.shutdown()
+
+
+def _resumable(args: argparse.Namespace | None) -> bool:
+    """Whether the interrupted command keeps checkpoints that ``--resume`` continues from (when
+    the command is not known yet, it may be one that does)."""
+    if args is None:
+        return True
+    return args.command in ("run", "compare", "add-task") and getattr(args, "resumable", True)
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -321,6 +330,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     from mtlshare.app.experiments import runner
 
+    args.resumable = cfg.experiment == "train"  # a forecasting study keeps no checkpoint
     extra = {}
     if cfg.experiment == "train":  # under torchrun: one process group, rank 0 writes
         from mtlshare.training import distributed

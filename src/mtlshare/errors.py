@@ -6,6 +6,8 @@ from os import PathLike
 
 # what a command prints when Ctrl-C stops it (mtlshare.cli, and __main__ while the CLI imports)
 INTERRUPTED = "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)"
+# the same for a command that keeps no checkpoint to resume from (a forecasting study, predict)
+INTERRUPTED_FOR_GOOD = "mtlshare: interrupted; this command cannot resume: run it again"
 
 
 class MtlshareError(Exception):

@@ -480,3 +480,48 @@ def test_a_problem_at_a_later_origin_is_found_before_out_is_made(
     half-written --out (config.toml and plots) behind."""
     csv = series_csv(tmp_path / "s.csv", drop=drop)
     assert expected in cli_error(tmp_path, capsys, study_text(csv), *overrides)
+
+
+def test_a_study_run_again_after_an_interrupt_leaves_only_its_own_files(
+    tmp_path, capsys, monkeypatch
+):
+    """A study keeps no checkpoint: Ctrl-C says it cannot resume, --resume is refused, and the
+    study run again in the same folder removes the interrupted one's plots."""
+    import mtlshare.app.forecast as study
+
+    csv = series_csv(tmp_path / "s.csv")
+    (tmp_path / "f.toml").write_text(study_text(csv))
+    out = tmp_path / "out"
+    base = [
+        "run",
+        str(tmp_path / "f.toml"),
+        "forecast.methods=['seasonal_naive']",
+        "forecast.interval=0",
+        "--quiet",
+    ]
+
+    def interrupted(self):  # Ctrl-C once the study has drawn a plot
+        (out / "forecast_2011-01-01.png").write_bytes(b"an earlier study's plot")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(study.Study, "select", interrupted)
+        assert main([*base, "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["mtlshare: interrupted; this command cannot resume: run it again"]
+    assert main([*base, "--out", str(out), "--resume"]) == 2
+    assert "run it again without --resume" in capsys.readouterr().err
+    assert main([*base, "--out", str(out)]) == 0
+    assert not (out / "forecast_2011-01-01.png").exists()
+    assert (out / "forecast_2011-06-01.png").is_file()
+
+
+def test_a_study_without_validation_origins_says_it_has_no_intervals(tmp_path, capsys):
+    csv = series_csv(tmp_path / "s.csv")
+    (tmp_path / "f.toml").write_text(study_text(csv))
+    argv = ["run", str(tmp_path / "f.toml"), "forecast.methods=['seasonal_naive']", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: no prediction intervals: forecast.interval = 0.8" in err
+    assert main([*argv, "forecast.interval=0", "--out", str(tmp_path / "none")]) == 0
+    assert "prediction intervals" not in capsys.readouterr().err  # none asked for, none said

@@ -21,6 +21,7 @@ a sweep ``scarcity.csv`` (the same with a ``history`` column) and ``scarcity.png
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -351,6 +352,14 @@ def _check_every_origin(cfg: Config, problems: Problems, changes: dict[str, Any]
                 )
 
 
+def _clear_outputs(folder: RunFolder) -> None:
+    """Remove what an interrupted study left in its folder (its plots), so that a study run
+    again there shows only its own files."""
+    for pattern in ("forecast_*.png", "scarcity.png", SCARCITY, FORECASTS, "forecast.md"):
+        for path in folder.path.glob(pattern):
+            path.unlink()
+
+
 def run_forecast(
     cfg: Config,
     out_dir: str | Path,
@@ -364,15 +373,23 @@ def run_forecast(
     fc.validate(cfg.data_source, cfg.data.horizon)
     if resume:
         raise MtlshareError(
-            "--resume is not supported by the forecast experiment: start it again with a new --out"
+            "--resume is not supported by the forecast experiment (it keeps no checkpoint): "
+            "run it again without --resume"
         )
     folder = RunFolder(out_dir)
     if folder.finished:
         raise MtlshareError(f"{folder.path}: holds an earlier run; choose another --out")
     problems = Problems(cfg, base_dir if base_dir is not None else cfg.base_dir)
     check_inputs(cfg, problems)  # the data, the target and every candidate, before --out
+    if fc.interval > 0 and not fc.validation_origins:
+        warnings.warn(
+            f"no prediction intervals: forecast.interval = {fc.interval} is calibrated on "
+            "forecast.validation_origins, and there are none",
+            stacklevel=2,
+        )
     started, cpu = time.perf_counter(), time.process_time()
     folder.start(cfg.to_toml(), resume=False)
+    _clear_outputs(folder)
     study: Study | None = None
     try:
         study = Study(cfg, folder, problems, progress)
