@@ -19,3 +19,18 @@ def test_lookup_error_lists_the_choices_and_a_name_registers_once():
     with pytest.raises(ValueError, match="registered twice"):
         reg.register("a")(3)
     assert reg["a"].build == 1
+
+
+def test_the_library_components_are_there_without_importing_their_packages_first():
+    """Registration is an import's side effect: a registry imports its home package on the
+    first lookup, so a user's ``MECHANISMS["hard"]`` does not answer 'choose one of' nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS\n"
+        "print(MECHANISMS['hard'].name, 'conll' in DATA_SOURCES, EXPERIMENTS.names())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(maxsplit=2) == ["hard", "True", "['forecast', 'train']\n"]

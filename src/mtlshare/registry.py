@@ -7,6 +7,8 @@ so a new component is one file plus one decorator.
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -28,9 +30,19 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    """Named components of one kind. ``home`` is the package whose import registers the
+    library's own: it is imported on the first lookup, so ``MECHANISMS["hard"]`` works without
+    importing ``mtlshare.sharing`` first (registration is an import's side effect)."""
+
+    def __init__(self, kind: str, home: str = "") -> None:
         self.kind = kind
+        self.home = home
         self._entries: dict[str, Entry[T]] = {}
+
+    def _entries_now(self) -> dict[str, Entry[T]]:
+        if self.home and self.home not in sys.modules:
+            importlib.import_module(self.home)
+        return self._entries
 
     def register(
         self, name: str, *, config: type | None = None, summary: str = "", paper: str = ""
@@ -45,24 +57,24 @@ class Registry(Generic[T]):
 
     def __getitem__(self, name: str) -> Entry[T]:
         try:
-            return self._entries[name]
+            return self._entries_now()[name]
         except KeyError:
             raise ConfigError(
                 f"unknown {self.kind} {name!r}; choose one of {', '.join(self.names())}"
             ) from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries_now()
 
     def __iter__(self) -> Iterator[Entry[T]]:
-        return iter(self._entries.values())
+        return iter(self._entries_now().values())
 
     def names(self) -> list[str]:
-        return list(self._entries)
+        return list(self._entries_now())
 
 
-MECHANISMS: Registry[Callable[..., Any]] = Registry("mechanism")
-DATA_SOURCES: Registry[Callable[..., Any]] = Registry("data source")
+MECHANISMS: Registry[Callable[..., Any]] = Registry("mechanism", home="mtlshare.sharing")
+DATA_SOURCES: Registry[Callable[..., Any]] = Registry("data source", home="mtlshare.data")
 # experiment kinds (``experiment = "..."`` in a config): the section dataclass they read; what
 # runs each lives in the application layer (``mtlshare.app.experiments``)
-EXPERIMENTS: Registry[type | None] = Registry("experiment")
+EXPERIMENTS: Registry[type | None] = Registry("experiment", home="mtlshare.config")
