@@ -14,7 +14,15 @@ The commands' Python API, imported on first use (so that ``import mtlshare`` sta
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see; at run time each loads on first use (below)
+    from mtlshare.app.add_task import add_task
+    from mtlshare.app.compare import compare
+    from mtlshare.app.experiments import run_experiment as run
+    from mtlshare.app.predict import evaluate, load_run
+    from mtlshare.app.run import train
+    from mtlshare.config import load_config
 
 __version__ = "0.1.0"
 
@@ -27,7 +35,16 @@ _API = {
     "load_run": "mtlshare.app.predict",
     "evaluate": "mtlshare.app.predict",
 }
-__all__ = [*_API, "__version__"]
+__all__ = [
+    "__version__",
+    "add_task",
+    "compare",
+    "evaluate",
+    "load_config",
+    "load_run",
+    "run",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

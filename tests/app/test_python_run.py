@@ -86,3 +86,24 @@ def test_explicit_base_dir_wins_over_the_config_folder(tmp_path: Path) -> None:
     with pytest.raises(MtlshareError, match="no such file"):
         mtlshare.run(cfg, tmp_path / "out", base_dir=tmp_path / "elsewhere", progress=False)
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_the_public_names_are_typed_as_what_they_load():
+    """``mtlshare.run`` and the rest load on first use (``import mtlshare`` stays light), and
+    a type checker sees them through the ``TYPE_CHECKING`` imports: both must name the same
+    function, and ``__all__`` every one of them."""
+    import ast
+    import importlib
+
+    source = Path(mtlshare.__file__).read_text(encoding="utf-8")
+    typed: dict[str, str] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.module
+                for alias in imp.names:
+                    typed[alias.asname or alias.name] = f"{imp.module}:{alias.name}"
+    assert set(typed) == set(mtlshare._API) == set(mtlshare.__all__) - {"__version__"}
+    for name, where in typed.items():
+        module, attr = where.split(":")
+        assert getattr(mtlshare, name) is getattr(importlib.import_module(module), attr), name
