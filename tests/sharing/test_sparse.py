@@ -14,7 +14,7 @@ import torch
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.errors import ConfigError
-from mtlshare.models.trunks import TrunkConfig, backbone_from_config
+from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.sharing.hierarchical import HierarchicalConfig, HierarchicalSharing
 from mtlshare.sharing.sparse import (
@@ -660,3 +660,18 @@ def test_a_search_stops_at_a_density_equal_to_the_target():
     assert [c.density for c in cands] == [1.0, 0.5, 0.25] and cands[-1].final
     assert imp.rounds_needed(0.5, 0.25) == 2
     assert imp.rounds_needed(0.1, 0.9**4) == 4  # the ratio of logs is 4.000000000000001
+
+
+def test_by_default_a_custom_trunks_norm_gains_are_not_pruned():
+    """The default prunable weights are the trunk's matrices and kernels: a norm layer's gain
+    (a 1-d ``weight``) is not one, nor is a bias; patterns still reach them when asked."""
+    from torch import nn
+
+    def block(i: int, in_dim: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(in_dim, 8), nn.LayerNorm(8), nn.ReLU())
+
+    custom = Backbone(input_dim=6, out_dims=[8, 8], build_layer=block)
+    model = SparseSharing(custom, TASKS, SparseConfig())
+    assert model.prunable_names == ["0.0.weight", "1.0.weight"]
+    asked = SparseSharing(custom, TASKS, SparseConfig(prunable=["*.1.weight"]))
+    assert asked.prunable_names == ["0.1.weight", "1.1.weight"]

@@ -21,11 +21,12 @@ class SparseConfig:
     before the search; ``rewind``: "warmup" (to the weights after warm-up) or "init";
     ``select``: "best" (best dev score, ties to the lowest density), "round" (``select_round``)
     or "density" (first mask with density <= ``select_density``); ``prunable``: glob patterns
-    over the trunk's parameter names (empty: every weight of the trunk; embeddings, biases and
-    heads are never pruned by default); ``depths``: per-task supervision depth (as in
-    hierarchical sharing); ``masks_from``: the output folder of a finished sparse run whose
-    selected masks to train with, for this run's tasks, instead of searching (the weights
-    start from this run's own initialisation: the paper's "single task on its subnet").
+    over the trunk's parameter names (empty: every weight matrix or kernel of the trunk;
+    embeddings, biases, norm layers' gains and heads are never pruned by default); ``depths``:
+    per-task supervision depth (as in hierarchical sharing); ``masks_from``: the output folder
+    of a finished sparse run whose selected masks to train with, for this run's tasks, instead
+    of searching (the weights start from this run's own initialisation: the paper's "single
+    task on its subnet").
     """
 
     alpha: float = 0.2

@@ -76,9 +76,10 @@ class SparseSharing(SharingModel):
 
     # -- which weights ------------------------------------------------------------------------
     def _select_prunable(self, patterns: list[str]) -> list[str]:
-        names = [n for n, _ in self.layers.named_parameters()]
-        if not patterns:
-            chosen = [n for n in names if "weight" in n.rsplit(".", 1)[-1]]
+        params = dict(self.layers.named_parameters())
+        names = list(params)
+        if not patterns:  # weight matrices and kernels: not biases, not a norm layer's gains
+            chosen = [n for n in names if "weight" in n.rsplit(".", 1)[-1] and params[n].dim() > 1]
         else:
             chosen = [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
             if not chosen:
