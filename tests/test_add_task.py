@@ -262,3 +262,20 @@ def test_the_trained_tasks_data_settings_must_not_change():
     _check_data(old.replace(**{"data.tasks.ner.column": "pos"}), old, ["pos"])  # not trained
     with pytest.raises(MtlshareError, match=r"data\.tasks\.ner: .* the trained tasks' data"):
         _check_data(old.replace(**{"data.tasks.ner.scheme": "iob1"}), old, ["pos", "ner"])
+
+
+def test_sparse_masks_that_leave_no_free_weight_are_warned_of_before_the_search(tmp_path, capsys):
+    """Trained masks of density 1.0 (the search's round 0 selected) freeze every prunable
+    weight: add-task says so in one line before searching a mask for the new task."""
+    trained, out = tmp_path / "trained", tmp_path / "added"
+    dense = ["sparse.select=round", "sparse.select_round=0"]
+    argv = ["run", DEMO, "mechanism=sparse", 'tasks=["t1","t2"]', *SMALL, *SPARSE, *dense]
+    assert main([*argv, "--out", str(trained)]) == 0
+    capsys.readouterr()
+    argv = ["add-task", str(trained), DEMO, 'tasks=["t3"]', *SMALL, *SPARSE, "--out", str(out)]
+    assert main(argv) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "none is free" in line]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith("mtlshare: warning: adding ['t3']: the trained masks of ")
+    assert "can only select among frozen weights" in warned[0]
+    assert json.loads((out / "add_task.json").read_text())["new_mask_free_entries"] == 0

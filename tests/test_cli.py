@@ -125,6 +125,20 @@ def test_rerun_into_the_same_out_refuses_then_resumes(tmp_path, capsys):
     assert "train.lr:" in refused and "0.1 now" in refused  # names what differs
 
 
+def test_resuming_a_finished_run_says_it_read_it_back_and_prints_the_same_results(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert run(out) == 0
+    trained = capsys.readouterr()
+    assert "read back" not in trained.err
+    assert run(out, "--resume") == 0
+    again = capsys.readouterr()
+    assert again.out == trained.out  # the results lines are unchanged
+    lines = [line for line in again.err.splitlines() if "read back" in line]
+    assert lines == [
+        f"mtlshare: {out}: the run had finished; its results were read back, nothing was trained"
+    ]
+
+
 def test_resume_without_an_earlier_run_is_an_error(tmp_path, capsys):
     assert run(tmp_path / "empty", "--resume") == 2
     one_error_line(capsys.readouterr().err)

@@ -329,6 +329,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     from mtlshare.app.experiments import runner
+    from mtlshare.training.folder import RunFolder
 
     args.resumable = cfg.experiment == "train"  # a forecasting study keeps no checkpoint
     extra = {}
@@ -340,6 +341,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         if not where.is_main:
             args.quiet = True
     base = Path(args.config).resolve().parent
+    # resuming a finished run reads it back (``app.run.train``): say so, its results are the same
+    read_back = args.resume and cfg.experiment == "train" and RunFolder(args.out).finished
     results = runner(cfg.experiment)(
         cfg, args.out, base_dir=base, resume=args.resume, progress=not args.quiet, **extra
     )
@@ -347,6 +350,12 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         distributed.barrier(extra["dist"])
         if not extra["dist"].is_main:
             return 0
+    if read_back:
+        print(
+            f"mtlshare: {args.out}: the run had finished; its results were read back, "
+            "nothing was trained",
+            file=sys.stderr,
+        )
     for name, r in results.get("tasks", {}).items():
         print(f"{name}: dev {r['metric']} {r['dev']:.4g}  test {r['metric']} {r['test']:.4g}")
     _print_forecasts(results.get("forecast", {}))

@@ -79,3 +79,26 @@ def test_a_column_file_with_one_ragged_line_is_an_error_not_plain_text(tmp_path)
     text = tmp_path / "text.txt"  # sentences of several lengths, one blank line: text
     text.write_text("Zyxqwv visited Bonn on Tuesday .\n\nGermany rejects it\n", "utf-8")
     assert codec.read(text, "auto").form == "text"
+
+
+def test_an_empty_line_of_plain_text_is_an_empty_sentence_so_output_k_is_input_line_k(tmp_path):
+    """Each input line gives one blank-line-ended block of the output, an empty (or blank) line
+    an empty one: the output's sentences line up with the input's lines."""
+    path = tmp_path / "in.txt"
+    path.write_text("EU rejects it\n\n  \nBonn calls\n\n", "utf-8")
+    codec = make_codec()
+    doc = codec.read(path, "text")
+    assert doc.sentences == [["EU", "rejects", "it"], ["Bonn", "calls"]]
+    task = Task("pos", "classification", 2, "accuracy", labels=("NNP", "VBZ"))
+    text = codec.write(doc, [task], {"pos": torch.tensor([[0, 1, 0], [0, 1, -100]])})
+    assert text == "EU NNP\nrejects VBZ\nit NNP\n\n\n\nBonn NNP\ncalls VBZ\n\n\n"
+    blocks = text[:-1].split("\n")  # the file's last newline ends its last line
+    sentences, current = [], []
+    for line in blocks:
+        if line:
+            current.append(line.split()[0])
+        else:
+            sentences.append(current)
+            current = []
+    lines = path.read_text("utf-8").split("\n")[:-1]
+    assert sentences == [line.split() for line in lines]

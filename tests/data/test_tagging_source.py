@@ -130,13 +130,36 @@ def test_tag_never_seen_in_training_is_an_error_or_mapped(corpus):
     (corpus / "dev.txt").write_text(
         "Peter NNP B-NP B-PER\nBlackburn NNP I-NP I-PER\nruns VBZ B-VP B-EVENT\n", "utf-8"
     )
-    with pytest.raises(DataError, match=r"dev\.txt:3: task 'ner': tag 'S-EVENT' never occurs"):
+    with pytest.raises(DataError, match=r"dev\.txt:3: task 'ner': tag 'B-EVENT' is 'S-EVENT' in"):
         problem(corpus)
     with pytest.warns(UserWarning, match=r"dev\.txt:3: task 'ner': tags never seen in training"):
         p = problem(corpus, "data.unseen_tags=map")
     ner = p.tasks[2].task
     # a gold-only class after the trained ones: the gold keeps its tag, no prediction has it
     assert int(p.tasks[2].dev.y[0, 2]) == ner.out_dim and ner.gold_only == ("S-EVENT",)
+
+
+def test_unseen_tags_are_reported_as_the_file_writes_them_not_as_trained(corpus):
+    """NER is IOB2 in the files and trained in BIOES; training saw LOC only as one word (S-LOC).
+    A two-word LOC in dev is B-LOC E-LOC in BIOES, both unseen: the warning counts the file's
+    B-LOC and I-LOC (the one-word B-LOC, S-LOC when trained, was seen), while the classes kept
+    in the gold stay the BIOES ones."""
+    (corpus / "dev.txt").write_text(
+        "Berlin NNP B-NP B-LOC\nMitte NNP I-NP I-LOC\nrejects VBZ B-VP O\n\nBonn NNP B-NP B-LOC\n",
+        "utf-8",
+    )
+    with pytest.raises(DataError, match=r":1: task 'ner': tag 'B-LOC' is 'B-LOC' in bioes"):
+        problem(corpus)
+    with pytest.warns(UserWarning) as caught:
+        p = problem(corpus, "data.unseen_tags=map")
+    (message,) = [str(w.message) for w in caught if "never seen" in str(w.message)]
+    assert "dev.txt:1: task 'ner': tags never seen in training (as bioes" in message
+    assert message.endswith(": {'B-LOC': 1, 'I-LOC': 1}")
+    ner = p.tasks[2]
+    assert ner.task.gold_only == ("B-LOC", "E-LOC")
+    labels = [*ner.task.labels, *ner.task.gold_only]
+    assert [labels[int(i)] for i in ner.dev.y[0, :3]] == ["B-LOC", "E-LOC", "O"]
+    assert labels[int(ner.dev.y[1, 0])] == "S-LOC"
 
 
 def test_malformed_tag_names_file_and_line(corpus):

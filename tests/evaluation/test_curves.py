@@ -8,6 +8,7 @@ import pytest
 
 from mtlshare.cli import main
 from mtlshare.errors import MtlshareError
+from mtlshare.evaluation import curves as curves_module
 from mtlshare.evaluation.curves import plot_dev_curves, read_curves
 
 
@@ -72,3 +73,37 @@ def test_blank_lines_are_skipped_and_integer_scores_kept_but_not_other_values(tm
         '{"epoch": 1, "dev": {"a": 0, "b": 0.5, "c": null}}\n\n   \n{"epoch": 2, "dev": {"a": 1}}\n'
     )
     assert read_curves(run) == {"run": {"a": [(1, 0.0), (2, 1.0)], "b": [(1, 0.5)]}}
+
+
+def test_a_panel_with_runs_the_first_legend_lacks_has_a_legend_of_its_own(tmp_path, monkeypatch):
+    """Runs of other task sets (a comparison beside a run of other tasks): every line is
+    labelled, the first panel's legend as before, and a panel only when it draws a row that
+    legend lacks."""
+    curves = {
+        "hard/seed-0": {"chunk": [(1, 0.5)], "ner": [(1, 0.4)], "pos": [(1, 0.9)]},
+        "hard/seed-1": {"chunk": [(1, 0.6)], "ner": [(1, 0.3)], "pos": [(1, 0.8)]},
+        "sparse/seed-0": {"chunk": [(1, 0.5)], "ner": [(1, 0.4)], "pos": [(1, 0.9)]},
+        "hard-pn": {"ner": [(1, 0.2)], "pos": [(1, 0.7)]},
+        "t1": {"t1": [(1, 0.1)], "t2": [(1, 0.2)]},
+    }
+    figures = []
+    monkeypatch.setattr(curves_module, "save_figure", lambda fig, path: figures.append(fig))
+
+    def legends(curves):
+        plot_dev_curves(curves, tmp_path / "c.png")
+        drawn = {}
+        for ax in figures.pop().axes:
+            legend = ax.get_legend()
+            drawn[ax.get_title()] = [t.get_text() for t in legend.texts] if legend else None
+        return drawn
+
+    assert legends(curves) == {
+        "chunk": ["hard", "sparse"],
+        "ner": ["hard", "sparse", "hard-pn"],
+        "pos": ["hard", "sparse", "hard-pn"],
+        "t1": ["t1"],
+        "t2": ["t1"],
+    }
+    same = {"hard/seed-0": curves["hard/seed-0"], "sparse/seed-0": curves["sparse/seed-0"]}
+    # one task set: the first panel's legend only, as before
+    assert legends(same) == {"chunk": ["hard", "sparse"], "ner": None, "pos": None}

@@ -115,24 +115,32 @@ def tag_ids(
     """Class ids of ``sentences``' tags. A tag ``vocab`` lacks (never seen in training) is an
     error, or with ``unseen = "map"`` a gold-only class: id ``len(vocab) + k`` for the k-th
     such tag of ``gold_only`` (extended here, shared by a task's splits), which no prediction
-    matches, so that the gold stays the file's."""
+    matches, so that the gold stays the file's. The error and the warning name the file's own
+    tags (the warning counts those whose ``encode`` form was never seen)."""
     out: list[list[int]] = []
-    mapped: Counter[str] = Counter()
+    mapped: Counter[str] = Counter()  # the file's tags, as written in it
     first_line = 0
+    recoded = bool(spec.scheme) and spec.encode != spec.scheme
     for sentence in sentences:
         ids = []
+        written = sentence.column(spec.column)
         for i, tag in enumerate(tags_of(spec, sentence, path)):
             if tag not in vocab:
                 if unseen == "error":
+                    named = (
+                        f"{written[i]!r} is {tag!r} in {spec.encode}, the training encoding, which"
+                        if recoded
+                        else repr(tag)
+                    )
                     raise DataError(
-                        f"task {spec.name!r}: tag {tag!r} never occurs in the training file "
+                        f"task {spec.name!r}: tag {named} never occurs in the training file "
                         "(set data.unseen_tags = 'map' to map it)",
                         path,
                         sentence.line + i,
                     )
                 if not mapped:
                     first_line = sentence.line + i
-                mapped[tag] += 1
+                mapped[written[i]] += 1
                 if tag not in gold_only:
                     gold_only.append(tag)
                 ids.append(len(vocab) + gold_only.index(tag))
@@ -140,9 +148,11 @@ def tag_ids(
             ids.append(vocab.id(tag))
         out.append(ids)
     if mapped:
+        encoding = f" (as {spec.encode}, the training encoding)" if recoded else ""
         warnings.warn(
-            f"{path}:{first_line}: task {spec.name!r}: tags never seen in training, kept in "
-            f"the gold as classes the model cannot predict (scored as errors): {dict(mapped)}",
+            f"{path}:{first_line}: task {spec.name!r}: tags never seen in training{encoding}, "
+            "kept in the gold as classes the model cannot predict (scored as errors): "
+            f"{dict(mapped)}",
             stacklevel=2,
         )
     return out

@@ -3,12 +3,14 @@
 Input is a CoNLL column file (only the word column is read; every line is written back as it
 was, ``-DOCSTART-`` and blank lines included) or plain text with one whitespace-tokenised
 sentence a line. Output is CoNLL columns: the input's columns (for plain text, the word) and
-one predicted column per task. Span tags are written back in the scheme of the training file
-(``scheme``), whatever the model was trained in (``encode``): a model trained in BIOES writes
-IOB2 tags for IOB2 data, by the same conversion that keeps the chunks conlleval reads. Unknown
-words and characters take the unknown entries of the vocabularies; a sentence longer than any
-training sentence is tagged like any other (the BiLSTM reads any length; a position task
-predicts its last class beyond its longest training sentence).
+one predicted column per task; plain text gives a sentence per input line, each ended by a
+blank line, an empty input line an empty sentence (one more blank line). Span tags are written
+back in the scheme of the training file (``scheme``), whatever the model was trained in
+(``encode``): a model trained in BIOES writes IOB2 tags for IOB2 data, by the same conversion
+that keeps the chunks conlleval reads. Unknown words and characters take the unknown entries of
+the vocabularies; a sentence longer than any training sentence is tagged like any other (the
+BiLSTM reads any length; a position task predicts its last class beyond its longest training
+sentence).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def encode_words(
 @dataclass
 class Tagged:
     """An input file read for tagging: its lines, and for each sentence its words and the
-    line index of each word (``None`` for plain text, whose output is one token a line)."""
+    line index of each word (for plain text, the sentence's line: its output is one token a
+    line, and an empty line an empty sentence)."""
 
     path: Path
     form: str  # "conll" or "text"
@@ -207,10 +210,15 @@ class TaggingCodec:
             for t in tasks
         }
         if doc.form == "text":
+            # a sentence per input line, each ended by a blank line: an empty input line is an
+            # empty sentence (one more blank line), so output sentence k is input line k
+            sentence = {at[0]: n for n, at in enumerate(doc.where)}
             out = []
-            for n, words in enumerate(doc.sentences):
-                for k, word in enumerate(words):
-                    out.append(" ".join([word, *(tags[t.name][n][k] for t in tasks)]))
+            for i in range(len(doc.lines)):
+                if i in sentence:
+                    n = sentence[i]
+                    for k, word in enumerate(doc.sentences[n]):
+                        out.append(" ".join([word, *(tags[t.name][n][k] for t in tasks)]))
                 out.append("")
             return "\n".join(out) + "\n"
         lines = list(doc.lines)

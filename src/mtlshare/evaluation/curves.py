@@ -57,7 +57,9 @@ def _curve(path: Path) -> dict[str, list[tuple[int, float]]]:
 
 def plot_dev_curves(curves: Curves, path: str | Path, title: str = "") -> Path:
     """One panel per task, a line per run (the same colour for a row's seeds); save a PNG at
-    ``path`` (atomically) and return it."""
+    ``path`` (atomically) and return it. The first panel has a legend of its rows; a later
+    panel has one of its own when it draws a row that legend lacks (runs with other tasks), so
+    that every line is labelled."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -69,7 +71,8 @@ def plot_dev_curves(curves: Curves, path: str | Path, title: str = "") -> Path:
     fig = Figure(figsize=(4.5 * len(tasks), 3.6), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
-    for ax, task in zip(axes, tasks, strict=True):
+    labelled: set[str] = set()  # the rows of the first panel's legend
+    for n, (ax, task) in enumerate(zip(axes, tasks, strict=True)):
         drawn: set[str] = set()
         for label, curve in curves.items():
             points = curve.get(task)
@@ -89,7 +92,10 @@ def plot_dev_curves(curves: Curves, path: str | Path, title: str = "") -> Path:
         ax.set_xlabel("epoch")
         ax.set_ylabel("dev score")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize="small")
+        if n == 0 or drawn - labelled:
+            ax.legend(fontsize="small")
+        if n == 0:
+            labelled = drawn
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

@@ -11,6 +11,7 @@ All-ones masks make this hard sharing; per-task ``depths`` make it hierarchical 
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,15 @@ class SparseSharing(SharingModel):
         for p in self._params.values():
             p.requires_grad_(True)  # entries of the trained tasks' masks are frozen one by one
         self.freeze_entries(trained)
+        free = sum(int((~self.frozen_entries(n)).sum()) for n in self.prunable_names)
+        if free == 0:  # the trained masks use every entry: the search has nothing of its own
+            total = sum(self.frozen_entries(n).numel() for n in self.prunable_names)
+            warnings.warn(
+                f"adding {new}: the trained masks of {trained} use all {total:,} prunable "
+                "weights, so none is free: the new mask search can only select among frozen "
+                "weights, and only the new heads learn",
+                stacklevel=2,
+            )
         self.search_tasks = new
         self.searched = False
         # search from the trained weights (the rewind point), without a warm-up
