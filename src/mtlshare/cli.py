@@ -136,7 +136,12 @@ def _using_commands(sub: Any) -> None:
         "daily_windows run a CSV of its series' recent values (it forecasts the days after)",
     )
     pr.add_argument("--out", required=True, help="the file to write (written whole or not at all)")
-    pr.add_argument("--tasks", default="", help="comma-separated tasks or series (default: all)")
+    pr.add_argument(
+        "--tasks",
+        default="",
+        help="comma-separated tasks or series (default: all); a daily_windows run's file then "
+        "needs only those series",
+    )
     pr.add_argument(
         "--format",
         default="auto",
@@ -399,8 +404,9 @@ def _predict(args: argparse.Namespace) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
     done = run.predict_file(args.input, args.out, tasks, args.format)
     unit = done["unit"]
+    days = f"from {done['first_day']} to {done['last_day']} " if "first_day" in done else ""
     print(
-        f"{done[unit]:,} {unit} predicted for {', '.join(done['tasks'])} "
+        f"{done[unit]:,} {unit} predicted for {', '.join(done['tasks'])} {days}"
         f"in {done['seconds']:.2f} s "
         f"({done[f'{unit}_per_second']:,.0f} {unit}/s): {args.out}"
     )

@@ -172,6 +172,74 @@ def test_a_long_file_and_one_series_give_the_same_forecast(trained, tmp_path):
     assert list(read_forecast(tmp_path / "b.csv")) == ["b"]
 
 
+def test_a_file_needs_only_the_series_it_forecasts(trained, tmp_path, capsys):
+    """A series' input row holds its own values, the calendar and the covariates, and the
+    network maps each row on its own: with --tasks the file needs only those series. A file
+    with every series gives the same forecast as before (the same rows); one without the
+    others, the same up to float32 rounding (a batch of one row, not two)."""
+    _, folder = trained
+    rows = cut_at_origin(series_rows())
+    full = write_wide(tmp_path / "full.csv", rows)
+    only_b = tmp_path / "only_b.csv"
+    with only_b.open("w", newline="") as f:
+        writer = csv.DictWriter(
+            f, ["date", "b", "holiday", "temp"], extrasaction="ignore", lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "f.csv"
+    assert main(["predict", str(folder), str(full), "--out", str(tmp_path / "full_f.csv")]) == 0
+    want = read_forecast(tmp_path / "full_f.csv")["b"]
+    assert main(["predict", str(folder), str(only_b), "--out", str(out), "--tasks", "b"]) == 0
+    got = read_forecast(out)
+    assert list(got) == ["b"] and [d for d, _ in got["b"]] == [d for d, _ in want]
+    np.testing.assert_allclose([v for _, v in got["b"]], [v for _, v in want], rtol=1e-6)
+    doc = load_run(folder).codec.read(only_b, "auto", ["b"])
+    assert doc.series == ["b"] and doc.x.shape[0] == 1
+    # without --tasks every series is needed: one line naming the one the file lacks
+    out.unlink()
+    capsys.readouterr()
+    assert main(["predict", str(folder), str(only_b), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no column 'a' in header" in err[0] and not out.exists()
+    # a series not asked for but in the file is read as before; silent in its context, it is
+    # left out instead of stopping the forecast of the others
+    silent_a = [{**r, "a": ""} if t >= ORIGIN - 20 else r for t, r in enumerate(rows)]
+    write_wide(full, silent_a)
+    assert main(["predict", str(folder), str(full), "--out", str(out), "--tasks", "b"]) == 0
+    np.testing.assert_allclose(
+        [v for _, v in read_forecast(out)["b"]], [v for _, v in want], rtol=1e-6
+    )
+    assert main(["predict", str(folder), str(full), "--out", str(out)]) == 2
+    assert "series 'a' has no value in the 14 days before" in capsys.readouterr().err
+
+
+def test_the_summary_gives_the_forecast_s_first_and_last_days(trained, tmp_path, capsys):
+    """The first forecast day is the day after the last value of any series: blank last days
+    move it earlier, so the summary says which days were forecast (and counts the days
+    written)."""
+    _, folder = trained
+    rows = cut_at_origin(series_rows())
+    recent, out = write_wide(tmp_path / "recent.csv", rows), tmp_path / "f.csv"
+    first = START + datetime.timedelta(days=ORIGIN)
+    last = first + datetime.timedelta(days=HORIZON - 1)
+    capsys.readouterr()
+    assert main(["predict", str(folder), str(recent), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{2 * HORIZON} forecast days predicted for a, b from {first} to {last} in " in printed
+    done = load_run(folder).predict_file(recent, out)
+    assert (done["first_day"], done["last_day"]) == (str(first), str(last))
+    # both series blank on their last two days: the forecast starts two days earlier
+    write_wide(
+        recent, [{**r, "a": "", "b": ""} if t >= ORIGIN - 2 else r for t, r in enumerate(rows)]
+    )
+    assert main(["predict", str(folder), str(recent), "--out", str(out), "--tasks", "b"]) == 0
+    two = datetime.timedelta(days=2)
+    line = f"{HORIZON} forecast days predicted for b from {first - two} to {last - two} in "
+    assert line in capsys.readouterr().out
+    assert read_forecast(out)["b"][0][0] == str(first - two)
+
+
 def test_a_long_layout_run_reads_long_files(tmp_path):
     rows = series_rows()
     data = write_long(tmp_path / "train.csv", rows)

@@ -191,6 +191,33 @@ def test_named_series_never_occurs(tmp_path):
     assert "'z'" in str(data_error(path, None, series=["a", "z"]))
 
 
+def test_a_series_that_never_occurs_is_shown_the_file_s_own_names(tmp_path):
+    """A renamed series: the error lists every name in the file (the one to rename too), not
+    only the series that were kept."""
+    path = write(tmp_path, "date,kind,value\n2024-01-01,visitors,1\n2024-01-01,members,2\n")
+    error = data_error(path, None, series=["casual", "members"], series_column="kind")
+    assert str(error).endswith(
+        "series 'casual' never occurs in column 'kind' (found ['members', 'visitors'])"
+    )
+
+
+def test_optional_series_may_be_absent(tmp_path):
+    long = write(tmp_path, "date,series,value\n2024-01-01,a,1\n2024-01-02,a,2\n")
+    frame = read_daily_csv(long, series=["z", "a"], optional=["z"])
+    assert list(frame.values) == ["a"]
+    kept = read_daily_csv(long, series=["a", "z"], optional=["a", "z"])
+    assert list(kept.values) == ["a"]  # present: kept, in the order asked for
+    assert "'a'" in str(data_error(long, None, series=["a", "b"], optional=["a"]))
+    wide = write(tmp_path, "date,a,t\n2024-01-01,1,0.5\n", "wide.csv")
+    frame = read_daily_csv(
+        wide, layout="wide", series=["b", "a"], optional=["b"], extra_columns=["t"]
+    )
+    assert list(frame.values) == ["a"] and frame.columns["t"][0] == 0.5
+    assert "no column 'b'" in str(data_error(wide, 1, layout="wide", series=["a", "b"]))
+    with pytest.raises(ConfigError):
+        read_daily_csv(long, series=["a"], optional=["q"])
+
+
 def test_unterminated_quote_is_a_data_error(tmp_path):
     path = write(tmp_path, 'date,series,value\n2024-01-01,a,"1\n2024-01-02,a,2\n')
     assert "malformed CSV" in str(data_error(path, 2))

@@ -215,9 +215,14 @@ def test_an_empty_covariate_cell_is_a_data_error_naming_the_line(tmp_path):
         build(tmp_path, csv_text(temp_gap=314), exogenous=["temp"])
 
 
-def test_a_covariate_missing_in_the_history_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match=r"has no value for 2011-09-09 \(the day is missing"):
+def test_a_covariate_missing_in_the_history_is_a_data_error_that_says_the_remedy(tmp_path):
+    with pytest.raises(DataError, match=r"has no value for 2011-09-09 \(the day is missing") as e:
         build(tmp_path, without_day(249), exogenous=["temp"])
+    # the fix in the same line: a covariate is an input, so the day needs a row for it
+    assert str(e.value).endswith(
+        "which a window reads: give 2011-09-09 a row with its 'temp' value (the series' value "
+        "cells may stay empty)"
+    )
 
 
 def test_a_negative_value_in_log_space_is_a_data_error_not_a_clipped_zero(tmp_path):

@@ -25,6 +25,7 @@ from mtlshare.app.run import test_forecast_scores, usage_spec
 from mtlshare.config import Config, load_config
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
+from mtlshare.data.windows_codec import SeriesInputs
 from mtlshare.errors import MtlshareError
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -99,7 +100,9 @@ class LoadedRun:
         self, source: str | Path, out: str | Path, tasks: list[str] | None = None, fmt: str = "auto"
     ) -> dict[str, Any]:
         """Read ``source``, predict every task (or ``tasks``), write ``out`` atomically (no
-        partial file on an error); returns what was done and how fast."""
+        partial file on an error); returns what was done and how fast (a forecast also its
+        ``first_day`` and ``last_day``). A ``daily_windows`` run's file needs only the series
+        of ``tasks``."""
         chosen = tasks or list(self.tasks)
         unknown = [t for t in chosen if t not in self.tasks]
         if unknown:
@@ -109,7 +112,7 @@ class LoadedRun:
             raise MtlshareError(f"--out {out}: the folder {folder} does not exist")
         if Path(out).is_dir():
             raise MtlshareError(f"--out {out}: a folder; name the file to write")
-        doc = self.codec.read(Path(source), fmt)
+        doc = self.codec.read(Path(source), fmt, chosen)
         started = time.perf_counter()
         x, lengths = self.codec.encode(doc)
         predictions = {t: self.predict(t, x, lengths) for t in chosen}
@@ -117,6 +120,11 @@ class LoadedRun:
         text = self.codec.write(doc, [self.tasks[t] for t in chosen], predictions)
         atomic_write_text(out, text)
         count, unit = self.codec.size(doc)
+        span: dict[str, str] = {}
+        if isinstance(doc, SeriesInputs):
+            count = len(chosen) * len(doc.dates)  # the days written, not those of every series read
+            # said, as the first day moves earlier when the file's last days have no values
+            span = {"first_day": str(doc.dates[0]), "last_day": str(doc.dates[-1])}
         return {
             "tasks": chosen,
             "unit": unit,
@@ -124,6 +132,7 @@ class LoadedRun:
             "seconds": seconds,
             f"{unit}_per_second": count / max(seconds, 1e-9),
             "out": str(out),
+            **span,
         }
 
 

@@ -18,7 +18,7 @@ import csv
 import dataclasses
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,9 +44,11 @@ class Codec(Protocol):
         """The input encoder to build the model with (its weights come from the checkpoint)."""
         ...
 
-    def read(self, path: Path, fmt: str) -> Any:
+    def read(self, path: Path, fmt: str, tasks: Sequence[str] | None = None) -> Any:
         """An input file (``fmt``: "auto" or one the codec names); a ``DataError`` naming the
-        file and line for anything it cannot read, or for a file without any input."""
+        file and line for anything it cannot read, or for a file without any input. ``tasks``:
+        the tasks to be predicted (None: all), for a codec whose file need not hold the
+        others' inputs (``windows``: a series' forecast reads that series only)."""
         ...
 
     def encode(self, doc: Any) -> tuple[Tensor, Tensor | None]:
@@ -141,7 +143,7 @@ class TensorCodec:
     def build_stem(self) -> Callable[[], nn.Module] | None:
         return None
 
-    def read(self, path: Path, fmt: str) -> Table:
+    def read(self, path: Path, fmt: str, tasks: Sequence[str] | None = None) -> Table:
         if fmt not in ("auto", "csv"):
             raise DataError(f"this run reads a CSV of {len(self.features)} features, not {fmt}")
         if not path.is_file():

@@ -106,9 +106,11 @@ def covariates(
                 frame.path,
             )
         if gaps.size:
+            day = frame.dates[int(gaps[0])]
             raise DataError(
-                f"covariate {name!r} has no value for {frame.dates[int(gaps[0])]} (the day "
-                "is missing from the file), which a window reads",
+                f"covariate {name!r} has no value for {day} (the day is missing from the "
+                f"file), which a window reads: give {day} a row with its {name!r} value (the "
+                "series' value cells may stay empty)",
                 frame.path,
             )
         train = col[first : win.dev_start]

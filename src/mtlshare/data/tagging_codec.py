@@ -16,7 +16,7 @@ sentence).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,7 @@ class TaggingCodec:
         return lambda: WordCharEncoder(encoder)
 
     # -- reading --------------------------------------------------------------------------------
-    def read(self, path: Path, fmt: str) -> Tagged:
+    def read(self, path: Path, fmt: str, tasks: Sequence[str] | None = None) -> Tagged:
         if fmt not in FORMATS:
             raise DataError(f"--format {fmt!r}: a tagging run reads one of {', '.join(FORMATS)}")
         if not path.is_file():

@@ -162,6 +162,7 @@ class _Rows:
         self.date_format, self.shown = date_format, shown
         self.kept = None if series is None else set(series)
         self.observed: dict[str, dict[datetime.date, tuple[float, int]]] = {}  # value, line
+        self.names: dict[str, None] = {}  # every series name of a long file, kept or not
         self.features: dict[datetime.date, tuple[list[float], int]] = {}  # first row's, line
 
     def add(self, line: int, row: list[str], at: dict[str, int]) -> None:
@@ -178,6 +179,7 @@ class _Rows:
             problem = name_problem(name)
             if problem is not None:
                 raise DataError(f"series name: {problem}", path=shown, line=line)
+            self.names.setdefault(name)
             wanted = self.kept is None or name in self.kept
             cells = [(name, self.value_column, row[at[self.value_column]])] if wanted else []
         for name, column, cell in cells:
@@ -214,13 +216,16 @@ def read_daily_csv(
     extra_columns: Sequence[str] = (),
     date_format: str = "%Y-%m-%d",
     nonnegative: bool = False,
+    optional: Sequence[str] = (),
 ) -> DailyFrame:
     """Read daily series from a UTF-8 CSV file (csv module, no pandas).
 
     ``layout="long"``: one observation per row in ``date_column``, ``series_column`` and
     ``value_column``; ``series`` (optional) keeps only those series, in that order (default:
     every series, in order of first appearance), and each must occur. ``layout="wide"``: one row
-    per date, one column per series; ``series`` names those columns and is required.
+    per date, one column per series; ``series`` names those columns and is required. A series
+    of ``series`` also in ``optional`` may be absent from the file (no row in long layout, no
+    column in wide): the frame then has no values for it.
     ``extra_columns`` are numeric per-day columns (a holiday flag, exogenous features) that may
     not be empty; in long layout every row of one date must give them the same values.
 
@@ -239,6 +244,8 @@ def read_daily_csv(
     else:
         needed = [date_column, series_column, value_column, *extras]
     _check_config(layout, series, needed, extra_columns)
+    if isinstance(optional, str) or not set(optional) <= set(series or ()):
+        raise ConfigError(f"optional must name series of {series}, got {optional!r}")
 
     shown = str(path)
     records = _records(Path(path), shown)
@@ -246,6 +253,10 @@ def read_daily_csv(
     if first is None:
         raise DataError("file is empty: expected a header and data rows", path=shown)
     header_line, header = first
+    if layout == "wide" and series is not None and optional:
+        present = {name.strip() for name in header}
+        series = [name for name in series if name in present or name not in optional]
+        needed = [date_column, *series, *extras]
     at = _column_positions(header, needed, shown, header_line)
 
     roles = (date_column, series_column, value_column)
@@ -259,9 +270,10 @@ def read_daily_csv(
     if not features:
         raise DataError("no data rows after the header", path=shown, line=header_line)
     names = list(observed) if series is None else series
+    names = [name for name in names if name in observed or name not in optional]
     for name in names:
         if name not in observed:
-            found = sorted(observed)
+            found = sorted(rows.names)  # the file's own names, not only the series kept
             message = f"series {name!r} never occurs in column {series_column!r} (found {found})"
             raise DataError(message, path=shown)
 

@@ -2,14 +2,20 @@
 
 The input is a CSV of the series in the training file's layout and columns (wide or long, the
 same date column, holiday flag and ``exogenous`` columns). The forecast starts the day after the
-last day on which any of the run's series has a value; rows after it may give the known
-covariates of the forecast days (the holiday flag: a day without a row is no holiday, as in
+last day on which any of the run's series in the file has a value; rows after it may give the
+known covariates of the forecast days (the holiday flag: a day without a row is no holiday, as in
 training; each ``exogenous`` column needs a value on every day a window reads, the forecast days
 included). Each series forecasts from the ``context`` days before that first forecast day (its
 days missing from the file, or before its first row, are masked as in training), through the
 network, back on the series' own scale: one row per series and forecast day, ``date, series,
 forecast``. The inputs are built by the same functions as the training windows, so the run's
 test window read from its own data file gives the same inputs, to the bit.
+
+A series' input row holds its own values, the calendar and the covariates, never another
+series' values, and every mechanism maps each row on its own: to forecast some series
+(``tasks``) the file needs only those. The others, where the file has them, are read as
+before: they still count towards the first forecast day, and one without a value in its
+context is left out rather than an error.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,10 +78,11 @@ class WindowsCodec:
     def build_stem(self) -> Callable[[], nn.Module] | None:
         return None
 
-    def read(self, path: Path, fmt: str) -> SeriesInputs:
+    def read(self, path: Path, fmt: str, tasks: Sequence[str] | None = None) -> SeriesInputs:
         if fmt not in ("auto", "csv"):
             raise DataError(f"this run forecasts from a CSV of its series' values, not {fmt}")
         d = self.data
+        needed = [s for s in self.series if tasks is None or s in tasks]
         frame = read_daily_csv(
             path,
             layout=d["layout"],
@@ -86,11 +93,13 @@ class WindowsCodec:
             extra_columns=[c for c in [d["holiday_column"], *d["exogenous"]] if c],
             date_format=d["date_format"],
             nonnegative=bool(d["log_target"]),
+            optional=[s for s in self.series if s not in needed],
         )
-        seen = [np.flatnonzero(~np.isnan(frame.values[name])) for name in self.series]
+        present = [s for s in self.series if s in frame.values]
+        seen = [np.flatnonzero(~np.isnan(frame.values[name])) for name in present]
         if not any(s.size for s in seen):
             raise DataError(
-                f"no value of {', '.join(map(repr, self.series))} in the file: nothing to "
+                f"no value of {', '.join(map(repr, present))} in the file: nothing to "
                 "forecast from",
                 path,
             )
@@ -110,9 +119,11 @@ class WindowsCodec:
                 "was the run trained with another version of mtlshare?",
                 path,
             )
-        rows, scales = [], []
-        for name in self.series:
+        rows, scales, kept = [], [], []
+        for name in present:
             values = _days(frame.values[name].astype(np.float64), origin - context, origin)
+            if np.isnan(values).all() and name not in needed:
+                continue  # not asked for: nothing to forecast it from is no error
             if np.isnan(values).all():
                 raise DataError(
                     f"series {name!r} has no value in the {context} days before {first_day}, "
@@ -122,9 +133,10 @@ class WindowsCodec:
             scale = window_scale(values, horizon, bool(d["log_target"]), int(d["profile_weeks"]))
             rows.append(np.concatenate([encode_context(values, scale), window_row(row, span)]))
             scales.append(scale)
+            kept.append(name)
         x = torch.from_numpy(np.ascontiguousarray(np.array(rows), dtype=np.float32))
         dates = [first_day + datetime.timedelta(days=h) for h in range(horizon)]
-        return SeriesInputs(path, list(self.series), dates, x, scales)
+        return SeriesInputs(path, kept, dates, x, scales)
 
     def _covariates(self, frame: DailyFrame, start: int, end: int) -> tuple[np.ndarray, list[str]]:
         """(end - start, k) covariates over days ``start`` .. ``end`` (indices into the file's
