@@ -2,10 +2,11 @@
 
 The top level holds ``mechanism`` (which sharing mechanism to train), ``seed``, ``tasks`` (a
 subset of the data's tasks; empty = all) and one table per component: ``[data]`` (its ``source``
-picks a registered data source, whose own fields sit beside it), ``[trunk]``, ``[train]``,
-``[weighting]``, and one table per registered mechanism (``[hard]``, ``[soft]``, ...), so that
-switching ``mechanism`` never needs another file. Unknown keys are errors that name the key and
-the allowed ones.
+picks a registered data source, whose own fields sit beside it, or is ``"custom"``: the data is
+a ``Problem`` passed from Python, ``mtlshare.run(cfg, out, problem=...)``), ``[trunk]``,
+``[train]``, ``[weighting]``, and one table per registered mechanism (``[hard]``, ``[soft]``,
+...), so that switching ``mechanism`` never needs another file. Unknown keys are errors that name
+the key and the allowed ones.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ SINGLE = "single"  # compare's row of single-task baselines
 SUBNET = "single_subnet"  # and of each task alone on the mask the sparse run chose for it
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
 ROW_NAME = re.compile(r"[\w][\w+-]{0,63}")  # a comparison row: a folder name
+# data.source of a config whose data is a Problem built in Python (``run(..., problem=...)``):
+# no data source, no other [data] keys; what would read the data from the config refuses it
+CUSTOM = "custom"
 
 EXPERIMENTS.register("train", summary="train the configured mechanism (the default)")(None)
 
@@ -115,8 +119,8 @@ class Config:
     mechanism: str = "hard"
     seed: int = 0
     tasks: list[str] = field(default_factory=list)
-    data: Any = None  # the data source's config dataclass
-    data_source: str = ""
+    data: Any = None  # the data source's config dataclass (None for CUSTOM)
+    data_source: str = CUSTOM
     trunk: TrunkConfig = field(default_factory=TrunkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
@@ -139,7 +143,8 @@ class Config:
             "seed": self.seed,
             "tasks": list(self.tasks),
         }
-        out["data"] = {"source": self.data_source, **dataclasses.asdict(self.data)}
+        own = dataclasses.asdict(self.data) if self.data is not None else {}
+        out["data"] = {"source": self.data_source, **own}
         out["trunk"] = dataclasses.asdict(self.trunk)
         out["train"] = dataclasses.asdict(self.train)
         out["weighting"] = dataclasses.asdict(self.weighting)
@@ -256,11 +261,22 @@ def from_dict(raw: dict[str, Any]) -> Config:
         raise ConfigError(f"data: expected a table, got {data!r}")
     data = dict(data)
     if "source" not in data:
-        raise ConfigError(f"data.source: missing; choose one of {', '.join(DATA_SOURCES.names())}")
+        raise ConfigError(
+            f"data.source: missing; choose one of {', '.join(DATA_SOURCES.names())}, or "
+            f"{CUSTOM!r} for a Problem passed to mtlshare.run(cfg, out, problem=...)"
+        )
     cfg.data_source = _coerce(data.pop("source"), str, "data.source")
-    entry = DATA_SOURCES[cfg.data_source]
-    assert entry.config is not None
-    cfg.data = build_dataclass(entry.config, data, "data")
+    if cfg.data_source == CUSTOM:
+        if data:
+            raise ConfigError(
+                f"unknown key data.{next(iter(data))}; data.source = {CUSTOM!r} takes no other "
+                "keys (the data is the Problem passed to mtlshare.run)"
+            )
+        cfg.data = None
+    else:
+        entry = DATA_SOURCES[cfg.data_source]
+        assert entry.config is not None
+        cfg.data = build_dataclass(entry.config, data, "data")
     cfg.trunk = build_dataclass(TrunkConfig, raw.get("trunk", {}), "trunk")
     cfg.trunk.validate()
     cfg.train = build_dataclass(TrainConfig, raw.get("train", {}), "train")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mtlshare.app.build import build_model, build_problem
+from mtlshare.app.build import build_model, build_problem, require_data_source
 from mtlshare.app.run import usage_spec
 from mtlshare.config import Config, config_differences, load_config
 from mtlshare.data.datasets import Problem
@@ -121,6 +121,7 @@ def _prepare(
             f"add-task: {run_dir} was trained with {old_cfg.mechanism!r}, which cannot add a "
             f"task; mechanisms that can: {can}"
         )
+    require_data_source(cfg)  # before comparing its [data] with the trained run's
     _check_data(cfg, old_cfg, old_tasks)
     problem = build_problem(cfg.replace(tasks=[]), base_dir)
     available = [td.task.name for td in problem.tasks]

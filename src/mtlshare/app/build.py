@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mtlshare.config import Config
+from mtlshare.config import CUSTOM, Config
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import backbone_from_config
@@ -18,9 +18,20 @@ from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.task import Task
 
 
+def require_data_source(cfg: Config) -> None:
+    """Refuse a config whose data cannot be read from it: ``data.source = "custom"`` (the
+    data was a ``Problem`` built in Python and handed to ``mtlshare.run``)."""
+    if cfg.data_source == CUSTOM:
+        raise ConfigError(
+            f"data.source = {CUSTOM!r}: the data is a Problem passed from Python "
+            "(mtlshare.run(cfg, out, problem=...)); this config names no data to read"
+        )
+
+
 def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:
     """The data source's tasks, restricted to ``cfg.tasks`` when given. Relative data paths
     are resolved against ``base_dir`` (the config file's folder)."""
+    require_data_source(cfg)
     problem: Problem = DATA_SOURCES[cfg.data_source].build(
         cfg.data, str(base_dir) if base_dir is not None else None
     )

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from mtlshare.app.build import require_data_source
 from mtlshare.app.forecast_intervals import Calibration
 from mtlshare.app.forecast_methods import baseline_forecast
 from mtlshare.app.forecast_pool import Trainings, neural_forecasts
@@ -370,6 +371,7 @@ def run_forecast(
 ) -> dict[str, Any]:
     """The whole study; returns (and writes) ``results.json``."""
     fc: ForecastConfig = cfg.experiments["forecast"]
+    require_data_source(cfg)  # "custom" has no [data] to read the horizon from
     fc.validate(cfg.data_source, cfg.data.horizon)
     if resume:
         raise MtlshareError(

@@ -13,7 +13,7 @@ import torch
 
 from mtlshare.app.build import build_model, build_problem
 from mtlshare.config import Config, config_differences
-from mtlshare.data.codecs import inference_spec
+from mtlshare.data.codecs import inference_spec, plain_features
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem
 from mtlshare.evaluation.forecast import forecast_metrics, mase_scale
@@ -36,7 +36,8 @@ class TrainedRun:
 
 def run(cfg: Config, out_dir: str | Path, **options: Any) -> dict[str, Any]:
     """Train ``cfg.mechanism`` and write the run's outputs to ``out_dir``; returns results.
-    ``options`` are ``train``'s (``base_dir``, ``resume``, ``progress``, ``problem``, ``dist``).
+    ``options`` are ``train``'s (``base_dir``, ``resume``, ``progress``, ``problem``, ``dist``);
+    ``problem`` is data of one's own instead of the config's (``data.source = "custom"``).
     Under torchrun (``dist``), every process trains and only rank 0 writes."""
     return train(cfg, out_dir, **options).results
 
@@ -68,12 +69,13 @@ def train(
             results = folder.results()
             folder.load_model(model, "best")
             return TrainedRun(model, problem, results)
+        usage = usage_spec(cfg, problem, base_dir)  # inputs no codec describes: before --out
         weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting, cfg.seed)
         if cfg.train.schedule == "joint":
             check_joint(cfg.weighting.kind, model)  # a pair the model cannot take: before --out
         if where.is_main:
             folder.start(resolved, resume, config_differences)
-            folder.write_json(INFERENCE, usage_spec(cfg, problem, base_dir))
+            folder.write_json(INFERENCE, usage)
         try:
             trainer = Trainer(
                 model,
@@ -100,12 +102,16 @@ def train(
 
 
 def usage_spec(cfg: Config, problem: Problem, base_dir: str | Path | None) -> dict[str, Any]:
-    """``inference.json`` of a run on ``problem``: see ``data.codecs.inference_spec``."""
+    """``inference.json`` of a run on ``problem``: see ``data.codecs.inference_spec``. A problem
+    that names no codec (the user's own tensors) gets the plain one, ``codecs.plain_features``
+    (a ``DataError`` for inputs that one cannot read)."""
+    rank = problem.tasks[0].train.x.dim()
     return inference_spec(
         [td.task for td in problem.tasks],
         problem.input_dim,
-        problem.tasks[0].train.x.dim(),
-        problem.inference,
+        rank,
+        problem.inference
+        or plain_features(problem.input_dim, rank, problem.build_stem is not None),
         data_source=cfg.data_source,
         base_dir=str(Path(base_dir).resolve()) if base_dir is not None else None,
     )

@@ -6,8 +6,9 @@ it was trained on. Three codecs:
 
 - ``tagging`` (the ``conll`` source, ``mtlshare.data.tagging_codec``): a CoNLL column file or
   plain text in, CoNLL columns out;
-- ``tensor`` (``synthetic``, ``daily_csv``): a CSV of feature columns in, one column per task
-  out (regression targets back on the series' own scale where the source standardised them);
+- ``tensor`` (``synthetic``, ``daily_csv``, and a ``Problem`` of the user's own rows of
+  features, ``plain_features``): a CSV of feature columns in, one column per task out
+  (regression targets back on the series' own scale where the source standardised them);
 - ``windows`` (``daily_windows``, ``mtlshare.data.windows_codec``): a CSV of the series' recent
   values in, each series' forecast of the horizon out.
 """
@@ -214,3 +215,18 @@ def _number(cell: str, column: str, path: Path, line: int) -> float:
 @CODECS.register("tensor", summary="a CSV of feature columns in, one column per task out")
 def tensor_codec(spec: dict[str, Any]) -> Codec:
     return TensorCodec(list(spec["features"]), dict(spec.get("scales", {})))
+
+
+def plain_features(input_dim: int, input_rank: int, encoded: bool) -> dict[str, Any]:
+    """The codec spec of a ``Problem`` that names none (one built from the user's own tensors):
+    the ``tensor`` codec over rows of ``input_dim`` plain features named ``x0``, ``x1``, ...
+    Inputs it cannot describe (not rank 2, or read by an input encoder: ``encoded``) are a
+    ``DataError``: a run of them could be trained but never read back."""
+    if input_rank != 2 or encoded:
+        given = f"{input_rank}-d inputs" if not encoded else "inputs an encoder (build_stem) reads"
+        raise DataError(
+            f"the problem names no codec (Problem.inference is empty), and the plain one reads "
+            f"rows of features (N, {input_dim}), not {given}: give the Problem a codec's spec "
+            "(mtlshare.data.codecs) so that load_run can read the run back"
+        )
+    return TensorCodec([f"x{i}" for i in range(input_dim)]).spec()

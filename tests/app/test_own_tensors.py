@@ -1,0 +1,118 @@
+"""A run on the user's own tensors (a ``Problem`` passed to ``mtlshare.run``, a config whose
+``data.source`` is ``"custom"``) is a run folder like any other: ``load_run`` reads it back in
+another process and predicts what the trained model did; inputs the plain codec cannot describe
+are refused before training, and what would read data from a ``custom`` config refuses it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import mtlshare
+from mtlshare.app.build import build_problem
+from mtlshare.config import Config, from_dict
+from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.errors import ConfigError, DataError
+from mtlshare.tasks.task import Task
+
+PARTS = (slice(0, 48), slice(48, 64), slice(64, 80))  # train, dev, test
+
+
+def own_problem(x: torch.Tensor, build_stem: Callable[[], nn.Module] | None = None) -> Problem:
+    """Two tasks on the same rows: a value and a class per row (per position of a sequence)."""
+    value = x @ torch.randn(x.shape[-1], generator=torch.Generator().manual_seed(1))
+    kind = (x[..., 0] > x[..., 1]).long()
+    return Problem(
+        [
+            TaskData(Task("value", "regression"), *(Split(x[p], value[p]) for p in PARTS)),
+            TaskData(
+                Task("kind", "classification", out_dim=2, metric="accuracy"),
+                *(Split(x[p], kind[p]) for p in PARTS),
+            ),
+        ],
+        input_dim=x.shape[-1],
+        build_stem=build_stem,
+    )
+
+
+def tiny_config(source: str = "custom") -> Config:
+    return from_dict({"data": {"source": source}, "trunk": {"hidden": [8]}, "train": {"epochs": 2}})
+
+
+READ_BACK = """
+import sys
+import torch
+import mtlshare
+run = mtlshare.load_run(sys.argv[1])
+x = torch.load(sys.argv[2])
+torch.save({t: run.predict(t, x) for t in ("value", "kind")}, sys.argv[3])
+"""
+
+
+def test_a_run_on_own_tensors_is_read_back_in_a_new_process(tmp_path: Path) -> None:
+    x = torch.randn(80, 5, generator=torch.Generator().manual_seed(0))
+    cfg = tiny_config()
+    trained = mtlshare.train(cfg, tmp_path / "run", problem=own_problem(x), progress=False)
+    spec = json.loads((tmp_path / "run" / "inference.json").read_text())
+    assert spec["data_source"] == "custom"
+    assert spec["codec"]["codec"] == "tensor"
+    assert spec["codec"]["features"] == ["x0", "x1", "x2", "x3", "x4"]
+    trained.model.eval()
+    with torch.no_grad():
+        expected = {
+            "value": trained.model(x, "value").squeeze(-1),
+            "kind": trained.model(x, "kind").argmax(-1),
+        }
+    torch.save(x, tmp_path / "x.pt")
+    files = [str(tmp_path / f) for f in ("run", "x.pt", "out.pt")]
+    done = subprocess.run(
+        [sys.executable, "-c", READ_BACK, *files],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    got = torch.load(tmp_path / "out.pt")
+    assert torch.equal(got["value"], expected["value"])
+    assert torch.equal(got["kind"], expected["kind"])
+
+
+@pytest.mark.parametrize(
+    ("x", "build_stem", "says"),
+    [
+        (torch.randn(80, 3, 5), None, "not 3-d inputs"),  # sequences
+        (torch.randn(80, 5), nn.Identity, "not inputs an encoder"),
+    ],
+    ids=["sequences", "encoder"],
+)
+def test_inputs_the_plain_codec_cannot_read_are_refused_before_training(
+    tmp_path: Path, x: torch.Tensor, build_stem: Callable[[], nn.Module] | None, says: str
+) -> None:
+    # whatever the config's source says: the problem passed in names no codec
+    cfg = tiny_config("synthetic")
+    cfg = cfg.replace(**({"trunk.kind": "lstm"} if x.dim() == 3 else {}))
+    problem = own_problem(x, build_stem)
+    with pytest.raises(DataError, match=f"names no codec.*{says}") as refused:
+        mtlshare.run(cfg, tmp_path / "run", problem=problem, progress=False)
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_custom_config_serialises_and_names_no_data_to_read(tmp_path: Path) -> None:
+    loaded = from_dict(tomllib.loads(Config().to_toml()))  # Config() names no data source
+    assert (loaded.data_source, loaded.data) == ("custom", None)
+    assert from_dict(tomllib.loads(loaded.to_toml())).to_toml() == loaded.to_toml()
+    with pytest.raises(ConfigError, match=r"unknown key data\.n_tasks; data\.source = 'custom'"):
+        from_dict({"data": {"source": "custom", "n_tasks": 2}})
+    with pytest.raises(ConfigError, match=r"data\.source = 'custom'.*names no data to read"):
+        build_problem(tiny_config())
+    with pytest.raises(ConfigError, match=r"data\.source = 'custom'"):
+        mtlshare.run(tiny_config(), tmp_path / "run", progress=False)  # no problem=
+    assert not (tmp_path / "run").exists()
