@@ -174,6 +174,13 @@ def _using_commands(sub: Any) -> None:
         default=None,
         help="where the config's relative data paths start (default: where it was trained)",
     )
+    for parser, verb in ((pr, "predicts"), (ev, "is scored")):
+        parser.add_argument(
+            "--device",
+            default="cpu",
+            help=f"where the model {verb}: cpu (the default, wherever the run was trained), "
+            "cuda, cuda:N, or auto (a GPU when torch sees one)",
+        )
 
 
 def _warn(
@@ -400,7 +407,7 @@ def _compare(args: argparse.Namespace, cfg: Config) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from mtlshare.app.predict import load_run
 
-    run = load_run(args.run_dir, args.checkpoint, args.data_dir)
+    run = load_run(args.run_dir, args.checkpoint, args.data_dir, args.device)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
     done = run.predict_file(args.input, args.out, tasks, args.format)
     unit = done["unit"]
@@ -426,7 +433,7 @@ def _print_forecasts(forecasts: dict[str, dict[str, Any]]) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from mtlshare.app.predict import evaluate
 
-    scores = evaluate(args.run_dir, args.split, args.checkpoint, args.data_dir)
+    scores = evaluate(args.run_dir, args.split, args.checkpoint, args.data_dir, args.device)
     for name, r in scores.items():
         print(f"{name}: {args.split} {r['metric']} {r[args.split]:.6g}")
     _print_forecasts({n: r["forecast"] for n, r in scores.items() if "forecast" in r})

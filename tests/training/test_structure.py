@@ -21,6 +21,7 @@ def _loop(folder=None, step=0):
         global_step=step,
         folder=folder,
         dist=Dist(),
+        device=torch.device("cpu"),
         calls=calls,
         make_optimizer=lambda: "opt",
         run_steps=lambda opt, names, steps, epoch: calls.append((opt, names, steps, epoch)),

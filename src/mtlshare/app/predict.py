@@ -6,11 +6,14 @@ data, with the numbers of ``results.json``.
 Predictions are made in eval mode, without gradients, in batches of ``train.eval_batch_size``
 sentences of similar length, each cut to its longest sequence (a sentence's tags do not depend
 on its batch: tagging the file a run was tested on and scoring it gives the run's numbers,
-``tests/app/test_predict.py``).
+``tests/app/test_predict.py``). They are made where the model is (``load_run(device=...)``, the
+CPU by default, or wherever the user moves ``run.model``): each batch goes there, and the
+predictions come back to the CPU.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from torch import Tensor
 
 from mtlshare.app.build import build_network, build_problem
 from mtlshare.app.run import test_forecast_scores, usage_spec
-from mtlshare.config import Config, load_config
+from mtlshare.config import Config, load_config, read_toml
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.windows_codec import SeriesInputs
@@ -30,7 +33,8 @@ from mtlshare.errors import MtlshareError
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import Task
-from mtlshare.training.checkpoint import atomic_write_text
+from mtlshare.training.checkpoint import atomic_write_text, error_line
+from mtlshare.training.distributed import resolve_device
 from mtlshare.training.folder import CONFIG, INFERENCE, RunFolder
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting
@@ -54,18 +58,27 @@ class LoadedRun:
     def mechanism(self) -> str:
         return self.config.mechanism
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model is, so where it predicts (its first parameter's device)."""
+        for tensor in itertools.chain(self.model.parameters(), self.model.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
     @torch.no_grad()
     def predict(self, task: str, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``task``'s predictions for inputs ``x`` (rows of a batch of any size): values for
         regression, class ids otherwise; positions beyond a sequence's length are -100.
         Sparse sharing predicts through the task's mask, like training. Sequences are batched
         by length (longest first, ``train.eval_batch_size`` a batch), so that a batch holds
-        little padding; each row's predictions do not depend on its batch."""
+        little padding; each row's predictions do not depend on its batch. Each batch is
+        moved to the model's device; the predictions are returned on the CPU."""
         if task not in self.tasks:
             raise MtlshareError(f"no task {task!r}; this run has {list(self.tasks)}")
         self.model.eval()
         if lengths is None:
             return torch.cat([self._batch(task, b, None) for b in self._chunks(x)])
+        lengths = lengths.cpu()  # bookkeeping on the CPU, where the predictions are gathered
         order = torch.argsort(lengths, descending=True, stable=True)
         out = torch.full((len(x), int(lengths.max())), IGNORE_INDEX, dtype=torch.long)
         size = self.config.train.eval_batch_size
@@ -80,21 +93,22 @@ class LoadedRun:
         return [x[start : start + size] for start in range(0, len(x), size)]
 
     def _batch(self, task: str, x: Tensor, lengths: Tensor | None) -> Tensor:
-        """One batch's predictions, cut to its longest sequence as training did."""
-        spec, head = self.tasks[task], self.model.head(task)
+        """One batch's predictions, cut to its longest sequence as training did, made on the
+        model's device and returned on the CPU."""
+        spec, head, device = self.tasks[task], self.model.head(task), self.device
         target = None
         if lengths is not None:
             longest = int(lengths.max())
             x = x[:, :longest]
-            seen = torch.arange(longest)[None, :] < lengths[:, None]
+            seen = torch.arange(longest, device=device)[None, :] < lengths.to(device)[:, None]
             target = torch.where(seen, 0, IGNORE_INDEX)
-        out = self.model(x, task)
+        out = self.model(x.to(device), task)
         if target is None:
-            target = torch.zeros(out.shape[:-1], dtype=torch.long)
+            target = torch.zeros(out.shape[:-1], dtype=torch.long, device=out.device)
         pred = spec.predict(out, target, head if spec.head != "linear" else None)
         if lengths is not None:
             pred = torch.where(target == IGNORE_INDEX, IGNORE_INDEX, pred)
-        return pred
+        return pred.cpu()
 
     def predict_file(
         self, source: str | Path, out: str | Path, tasks: list[str] | None = None, fmt: str = "auto"
@@ -137,20 +151,26 @@ class LoadedRun:
 
 
 def load_run(
-    run_dir: str | Path, checkpoint: str = "best", data_dir: str | Path | None = None
+    run_dir: str | Path,
+    checkpoint: str = "best",
+    data_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
 ) -> LoadedRun:
     """The run in ``run_dir`` with the weights of ``checkpoint`` ("best": the model selected on
-    dev; "last": the latest epoch), ready to predict. Everything is read from the run folder:
-    config, ``inference.json`` and safetensors; nothing is unpickled, no data file is read. A
-    run trained before ``inference.json`` existed needs ``data_dir`` (where its config's
-    relative data paths start): its vocabularies are then rebuilt from its training data."""
+    dev; "last": the latest epoch), ready to predict on ``device`` ("cpu", the default; "cuda",
+    "cuda:1", "auto" for a GPU when torch sees one, or a ``torch.device``), wherever the run
+    was trained. Everything is read from the run folder: config, ``inference.json`` and
+    safetensors; nothing is unpickled, no data file is read. A run trained before
+    ``inference.json`` existed needs ``data_dir`` (where its config's relative data paths
+    start): its vocabularies are then rebuilt from its training data."""
     if checkpoint not in CHECKPOINTS:
         raise MtlshareError(f"--checkpoint: {checkpoint!r} is not one of {', '.join(CHECKPOINTS)}")
+    where = _device(device)
     folder = RunFolder(run_dir)
     if folder.config_text() is None:
         raise MtlshareError(f"{folder.path}: not an mtlshare run folder (no {CONFIG})")
     # before the checkpoint: a study keeps none, and saying so would send the user astray
-    cfg = load_config(folder.file(CONFIG))
+    cfg = _run_config(folder)
     if cfg.experiment != "train":
         raise MtlshareError(
             f"{folder.path}: a {cfg.experiment!r} study, not a training run; its forecasts are "
@@ -179,7 +199,55 @@ def load_run(
     model = build_network(cfg, tasks, spec["input_dim"], codec.build_stem(), spec["input_rank"])
     folder.load_model(model, checkpoint)
     model.eval()
+    if where.type != "cpu":  # built and loaded on the CPU
+        try:
+            model.to(where)
+        except (RuntimeError, AssertionError) as e:  # torch without that device's support
+            raise MtlshareError(
+                f"--device: torch cannot put the model on {str(where)!r} ({error_line(e)})"
+            ) from None
     return LoadedRun(folder, cfg, {t.name: t for t in tasks}, model, codec, spec)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    """``device`` as a device of this machine; anything else is a one-line error."""
+    if isinstance(device, torch.device):
+        where = device
+    elif isinstance(device, str):
+        try:
+            where = resolve_device(device)
+        except RuntimeError:
+            raise MtlshareError(
+                f"--device: {device!r} is not a device; use cpu, cuda, cuda:N or auto"
+            ) from None
+    else:
+        raise MtlshareError(f"--device: {device!r} is neither a str nor a torch.device")
+    if where.type == "meta":
+        raise MtlshareError("--device: 'meta' holds no values to predict with; use cpu or cuda")
+    if where.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise MtlshareError(
+                f"--device: {str(where)!r} but torch sees no GPU here (this torch build or "
+                "machine has none); use 'cpu', or 'auto' to take a GPU when there is one"
+            )
+        if where.index is not None and where.index >= count:
+            raise MtlshareError(
+                f"--device: {str(where)!r} but torch sees {count} GPU(s): cuda:0 to "
+                f"cuda:{count - 1}"
+            )
+    return where
+
+
+def _run_config(folder: RunFolder) -> Config:
+    """The run's config. Its ``train.device`` says where it trained, not where it is used: a
+    run trained with "cuda" is loaded on a machine without a GPU with "auto" (the CPU there)
+    in its place, which ``load_config`` would otherwise refuse."""
+    path = folder.file(CONFIG)
+    train = read_toml(path).get("train")
+    if isinstance(train, dict) and train.get("device") == "cuda" and not torch.cuda.is_available():
+        return load_config(path, ["train.device=auto"])
+    return load_config(path)
 
 
 def _spec(folder: RunFolder, cfg: Config, data_dir: str | Path | None) -> dict[str, Any]:
@@ -196,14 +264,16 @@ def evaluate(
     split: str = "test",
     checkpoint: str = "best",
     base_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Score the run's tasks on its own ``split`` (read again from its data files, relative
     paths from ``base_dir`` or from where the run was trained): the numbers of its
     ``results.json`` for the best checkpoint. A forecasting run's test split also gets its
-    ``forecast`` scores in the data's units (as ``results.json``'s ``forecast`` block)."""
+    ``forecast`` scores in the data's units (as ``results.json``'s ``forecast`` block). The
+    model is scored on ``device`` (as for ``load_run``), not on the run's ``train.device``."""
     if split not in ("dev", "test"):
         raise MtlshareError(f"--split: {split!r} is not one of dev, test")
-    run = load_run(run_dir, checkpoint, base_dir)
+    run = load_run(run_dir, checkpoint, base_dir, device)
     where = base_dir if base_dir is not None else run.spec.get("base_dir")
     with warnings.catch_warnings():  # the data's warnings were shown when it trained
         warnings.simplefilter("ignore")
@@ -216,6 +286,7 @@ def evaluate(
         run.config.train,
         LossWeighting(names, run.config.weighting),
         progress=False,
+        device=run.device,
     )
     scores = {t: {"metric": run.tasks[t].metric, split: scorer.score(t, split)} for t in names}
     view = problem.meta.get("forecast")

@@ -172,7 +172,7 @@ class WindowsCodec:
         writer.writerow(["date", "series", "forecast"])
         for task in tasks:
             at = doc.series.index(task.name)
-            output = predictions[task.name][at].double().numpy()
+            output = predictions[task.name][at].cpu().double().numpy()
             for day, value in zip(doc.dates, doc.scales[at].decode(output), strict=True):
                 writer.writerow([day.isoformat(), task.name, repr(float(value))])
         return out.getvalue()

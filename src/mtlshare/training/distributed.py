@@ -101,21 +101,40 @@ def from_rank0(obj: T, where: Dist) -> T:
     return box[0]
 
 
-def rng_states(where: Dist) -> dict[str, torch.Tensor]:
-    """Every process's CPU random state (it drives dropout), for rank 0 to save: "rng.torch"
-    is this process's, "rng.torch.R" rank R's. A collective call: every rank must make it."""
-    own = torch.get_rng_state()
-    states = {"rng.torch": own}
+RNG_KEYS = ("rng.torch", "rng.cuda")  # a checkpoint's random states, not the model's
+
+
+def rng_states(where: Dist, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """Every process's random states, for rank 0 to save: "rng.torch" is this process's CPU
+    generator (it drives dropout on the CPU), and on a GPU run (``device``, by default the
+    process's ``where.device``, of type "cuda") "rng.cuda" is that GPU's generator, which
+    dropout draws from there; "rng.torch.R" and "rng.cuda.R" are rank R's. A CPU run saves
+    what it always did. A collective call: every rank must make it."""
+    on = where.device if device is None else device
+    own = {"rng.torch": torch.get_rng_state()}
+    if on.type == "cuda":
+        own["rng.cuda"] = torch.cuda.get_rng_state(on)
+    states = dict(own)
     if where.enabled:
         gathered: list[object] = [None] * where.world
         dist.all_gather_object(gathered, own)
-        states.update({f"rng.torch.{r}": t for r, t in enumerate(gathered)})  # type: ignore[misc]
+        for r, theirs in enumerate(gathered):
+            assert isinstance(theirs, dict)
+            states.update({f"{k}.{r}": t for k, t in theirs.items()})
     return states
 
 
-def restore_rng(tensors: dict[str, torch.Tensor], where: Dist) -> None:
-    """Put back this process's random state from ``rng_states`` output."""
+def restore_rng(
+    tensors: dict[str, torch.Tensor], where: Dist, device: torch.device | None = None
+) -> None:
+    """Put back this process's random states from ``rng_states`` output. The GPU's is put back
+    on a GPU run (``device`` as for ``rng_states``) when the checkpoint has one: a checkpoint
+    of a CPU run, or of an mtlshare that saved only the CPU's, restores the CPU's alone."""
     torch.set_rng_state(tensors.get(f"rng.torch.{where.rank}", tensors["rng.torch"]))
+    on = where.device if device is None else device
+    cuda = tensors.get(f"rng.cuda.{where.rank}", tensors.get("rng.cuda"))
+    if on.type == "cuda" and cuda is not None:
+        torch.cuda.set_rng_state(cuda, on)
 
 
 def barrier(where: Dist) -> None:

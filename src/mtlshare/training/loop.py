@@ -51,7 +51,9 @@ class FitResult:
 
 
 class Trainer:
-    """Trains one ``SharingModel`` on one ``Problem``; see the module docstring."""
+    """Trains one ``SharingModel`` on one ``Problem``; see the module docstring. ``device`` is
+    where the model trains and is scored: by default ``train.device`` (under torchrun, the
+    process's own GPU, or the CPU)."""
 
     def __init__(
         self,
@@ -64,6 +66,7 @@ class Trainer:
         folder: RunFolder | None = None,
         progress: bool = True,
         dist: Dist | None = None,
+        device: torch.device | None = None,
     ) -> None:
         cfg.validate()
         names = [td.task.name for td in problem.tasks]
@@ -80,7 +83,9 @@ class Trainer:
         self.seed = seed
         self.folder = folder  # where checkpoints and metrics go (None: nowhere)
         self.dist = dist or Dist()
-        self.device = self.dist.device if self.dist.enabled else resolve_device(cfg.device)
+        if device is None:
+            device = self.dist.device if self.dist.enabled else resolve_device(cfg.device)
+        self.device = device
         model.to(self.device)
         weighting.to(self.device)
         self.progress = progress and self.dist.is_main
@@ -92,7 +97,7 @@ class Trainer:
         self.objective_module = objective  # (``objective`` below may be its DDP wrapper)
         self.objective_regularized = objective.regularized
         self.objective = wrap(objective, self.dist)
-        self.checkpoints = LoopCheckpoints(model, weighting, folder, self.dist)
+        self.checkpoints = LoopCheckpoints(model, weighting, folder, self.dist, self.device)
         self.joint = JointStepper(self) if cfg.schedule == "joint" else None
 
     # -- pieces -------------------------------------------------------------------------------

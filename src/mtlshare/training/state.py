@@ -85,12 +85,19 @@ class LoopState:
 class LoopCheckpoints:
     """What the loop saves in the run folder and restores from it: the model's and the
     weighting's tensors (prefixed ``model.`` and ``weighting.``), the optimizer's state and
-    every process's random state (``last``), beside the ``LoopState`` in ``meta.json``."""
+    every process's random states (``last``; its GPU's too when ``device`` is one), beside the
+    ``LoopState`` in ``meta.json``."""
 
     def __init__(
-        self, model: nn.Module, weighting: nn.Module, folder: RunFolder | None, dist: Dist
+        self,
+        model: nn.Module,
+        weighting: nn.Module,
+        folder: RunFolder | None,
+        dist: Dist,
+        device: torch.device | None = None,
     ) -> None:
         self.model, self.weighting, self.folder, self.dist = model, weighting, folder, dist
+        self.device = dist.device if device is None else device  # where the loop trains
 
     @property
     def writes(self) -> bool:
@@ -111,7 +118,8 @@ class LoopCheckpoints:
     def save(
         self, name: str, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
     ) -> None:
-        rng = rng_states(self.dist) if optimizer is not None else {}  # collective: all ranks
+        # collective: every rank makes the call
+        rng = rng_states(self.dist, self.device) if optimizer is not None else {}
         if self.folder is None or not self.dist.is_main:
             return
         tensors = self.tensors()
@@ -139,5 +147,5 @@ class LoopCheckpoints:
                 f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "
                 f"{ckpt.error_line(e)[:200]})"
             ) from None
-        restore_rng(tensors, self.dist)
+        restore_rng(tensors, self.dist, self.device)
         return state

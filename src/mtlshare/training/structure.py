@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from mtlshare.errors import CheckpointError
-from mtlshare.training.distributed import Dist, restore_rng, rng_states
+from mtlshare.training.distributed import RNG_KEYS, Dist, restore_rng, rng_states
 from mtlshare.training.folder import RunFolder
 from mtlshare.training.state import BEST
 
@@ -21,6 +21,7 @@ class Loop(Protocol):
     global_step: int
     folder: RunFolder | None
     dist: Dist
+    device: torch.device  # where it trains: a GPU's random state is saved with the CPU's
 
     def make_optimizer(self) -> torch.optim.Optimizer: ...
 
@@ -58,7 +59,7 @@ class LoopStructureTrainer:
 
     def save(self, name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         t = self.trainer
-        rng = rng_states(t.dist)  # collective: before the rank-0 gate
+        rng = rng_states(t.dist, t.device)  # collective: before the rank-0 gate
         if t.folder is None or not t.dist.is_main:
             return
         meta = {**meta, "loop.global_step": t.global_step}
@@ -72,8 +73,8 @@ class LoopStructureTrainer:
             return None
         tensors, meta = t.folder.load_checkpoint(name)
         if restore:
-            restore_rng(tensors, t.dist)
-        tensors = {k: v for k, v in tensors.items() if not k.startswith("rng.torch")}
+            restore_rng(tensors, t.dist, t.device)
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(RNG_KEYS)}
         step = meta.pop("loop.global_step", None)
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise CheckpointError(
