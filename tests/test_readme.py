@@ -48,3 +48,20 @@ def test_python_examples_run(tmp_path, monkeypatch):
         exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
     assert (tmp_path / "runs" / "sparse-5-epochs" / "results.json").is_file()
     assert os.listdir(tmp_path / "runs")
+
+
+def test_every_test_the_docs_name_exists():
+    """The docs name tests as proof (docs/reliability.md a test per row): each named file must
+    exist and each named test be defined in it, so that a renamed or removed test shows."""
+    named = 0
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        for path, test in re.findall(r"(tests/[\w/]+\.py)(?:::(\w+))?", text):
+            source = ROOT / path
+            assert source.is_file(), f"{doc.name}: {path} does not exist"
+            if test:
+                assert re.search(rf"^def {test}\(", source.read_text(encoding="utf-8"), re.M), (
+                    f"{doc.name}: {path}::{test} is not defined"
+                )
+            named += 1
+    assert named > 100  # the reliability tables alone name more
