@@ -89,6 +89,21 @@ def test_dwa_weights_follow_the_ratio_of_the_last_two_epochs():
     assert w.current()["b"] == pytest.approx(float(expected[1]))
 
 
+def test_metrics_log_the_dwa_weights_each_epoch_trained_with(tmp_path):
+    # they were logged after the epoch's losses had moved them: epoch e showed epoch e+1's
+    cfg = tiny("weighting.kind=dwa", "train.epochs=3")
+    run(cfg, tmp_path / "run", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    ones = {"t1": 1.0, "t2": 1.0}
+    assert records[0]["loss_weights"] == ones and records[1]["loss_weights"] == ones
+    losses = [[r["train_loss"][t] for t in ("t1", "t2")] for r in records]
+    ratios = torch.tensor(losses[1]) / torch.tensor(losses[0])  # epoch 3's: L2 / L1
+    expected = 2 * torch.softmax(ratios / cfg.weighting.temperature, dim=0)
+    assert [records[2]["loss_weights"][t] for t in ("t1", "t2")] == pytest.approx(
+        expected.tolist(), rel=1e-5
+    )
+
+
 def test_rlw_draws_softmax_weights_from_the_seed_and_step():
     w = LossWeighting(["a", "b", "c"], WeightingConfig(kind="rlw"), seed=7)
     w.begin_step(3)

@@ -321,6 +321,7 @@ class Trainer:
         t0 = time.perf_counter()
         tokens0 = self.tokens_seen
         losses = self.run_steps(optimizer, self.names, steps, epoch, bar)
+        weights = self.weighting.current()  # those the epoch trained with: DWA's move next
         self.weighting.end_epoch(from_rank0(losses, self.dist))
         seconds = time.perf_counter() - t0
         state.elapsed += seconds
@@ -351,7 +352,7 @@ class Trainer:
                 n: round(k * self.cfg.batch_size * self.dist.world / len(self.data[n].train), 3)
                 for n, k in self.last_counts.items()
             },
-            "loss_weights": self.weighting.current(),
+            "loss_weights": weights,
             "train_seconds": state.elapsed,
         }
         if self.tokens_seen > tokens0:
