@@ -139,6 +139,46 @@ def test_single_subnet_needs_sparse_before_it(names, tmp_path):
     assert not (out / "single").exists()  # refused before anything was trained
 
 
+@pytest.mark.parametrize("names", [["single", "hard", "hard"], ["hard", "sparse", "hard"]])
+def test_a_row_listed_twice_is_refused_before_training(names, tmp_path):
+    # it trained the row, then failed on its own folder ("holds an earlier run"), and with
+    # --resume printed the row twice
+    out = tmp_path / "out"
+    with pytest.raises(MtlshareError, match="hard twice"):
+        compare(tiny(), names, out, progress=False)
+    assert not out.exists()
+
+
+def test_single_subnet_overrides_that_do_not_fit_the_sparse_masks_are_refused_first(tmp_path):
+    # a trunk of its own for single_subnet used to fail only once the sparse runs had trained
+    config = write_config(
+        tmp_path / "c.toml",
+        {
+            "overrides": {
+                "sparse": {"trunk.hidden": [16, 16]},
+                "single_subnet": {"trunk.hidden": [8, 8]},
+            }
+        },
+    )
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"single_subnet.*does not fit"):
+        compare(tiny(config), ["single", "sparse", "single_subnet"], out, progress=False)
+    assert not out.exists()
+
+
+def test_single_subnet_trains_on_the_masks_of_a_sparse_run_with_depths(tmp_path):
+    # with sparse.depths a shallow task's mask also names the deeper layers (kept empty),
+    # which its single-task network lacks: single_subnet was refused after the sparse run
+    cfg = tiny(DEMO, "sparse.depths={t1 = 1}")
+    result = compare(cfg, ["single", "sparse", "single_subnet"], tmp_path / "out", progress=False)
+    sparse = masks(tmp_path / "out" / "sparse")
+    alone = masks(tmp_path / "out" / "single_subnet" / "t1")
+    assert not sparse["t1"]["1.linear.weight"].any()  # t1 keeps nothing below its depth
+    assert set(alone["t1"]) == {"0.linear.weight"}
+    assert (alone["t1"]["0.linear.weight"] == sparse["t1"]["0.linear.weight"]).all()
+    assert [r["mechanism"] for r in result["rows"]][-1] == "single_subnet"
+
+
 def test_cli_refuses_single_subnet_before_sparse_from_the_config(tmp_path, capsys):
     config = write_config(
         tmp_path / "c.toml", {"mechanisms": ["single", "single_subnet", "sparse"]}

@@ -79,6 +79,8 @@ def compare(
                     check_joint(row.weighting.kind, model)
                 except ConfigError as e:
                     raise ConfigError(f"compare row {name!r}: {e}") from None
+    if SUBNET in mechanisms:  # its masks come from the sparse run: the networks must agree
+        _check_subnet_fits(cfg, problem, names)
     LossWeighting(names, cfg.weighting, cfg.seed)  # so do the weights and the selection rule
     if cfg.train.select_on not in ("mean", *names):
         raise ConfigError(
@@ -99,11 +101,42 @@ def compare(
         folder.close()
 
 
+def _check_subnet_fits(cfg: Config, problem: Any, names: list[str]) -> None:
+    """Refuse now, not after the sparse runs, a ``single_subnet`` row whose network (its
+    ``[compare] overrides`` against ``sparse``'s) the sparse run's masks would not fit."""
+    from mtlshare.sharing.sparse import SparseSharing, masks_from_state
+
+    masks = masks_from_state(build_model(row_config(cfg, "sparse"), problem).state_dict())
+    for task in names:
+        alone = build_model(
+            row_config(cfg, SUBNET, tasks=[task], **_own_depth(cfg, task)), problem.select([task])
+        )
+        assert isinstance(alone, SparseSharing)
+        own = {n: p.shape for n, p in alone.prunable_weights().items()}
+        mask = {n: m.shape for n, m in masks[task].items()}
+        if any(mask.get(n) != shape for n, shape in own.items()):  # deeper: sparse.depths
+            raise ConfigError(
+                f"compare row {SUBNET!r}: its network does not fit the masks of the sparse "
+                f"row (task {task!r}: prunable weights {own} against {mask}); give "
+                f"{SUBNET} the trunk and sparse.prunable of sparse (its overrides take sparse's)"
+            )
+
+
+def _own_depth(cfg: Config, task: str) -> dict[str, Any]:
+    """A ``single_subnet`` run's ``sparse.depths``: its task's own only (with per-task depths,
+    the others name tasks its network does not have)."""
+    depths = row_config(cfg, SUBNET).mechanisms["sparse"].depths
+    return {"sparse.depths": {t: d for t, d in depths.items() if t == task}}
+
+
 def _check_request(cfg: Config, mechanisms: list[str], seeds: list[int], jobs: int) -> None:
     known = cfg.compare.rows()
     for name in mechanisms:
         if name not in known:
             raise MtlshareError(f"unknown mechanism {name!r}; choose from {', '.join(known)}")
+    twice = sorted({name for name in mechanisms if mechanisms.count(name) > 1})
+    if twice:  # two rows of one name would train into one folder, or repeat one row
+        raise MtlshareError(f"mechanisms: {mechanisms} lists {', '.join(twice)} twice")
     if SUBNET in mechanisms and (
         "sparse" not in mechanisms or mechanisms.index("sparse") > mechanisms.index(SUBNET)
     ):
@@ -171,6 +204,7 @@ def _plan(
                             "which compare.seeds_of leaves out"
                         )
                     extra["sparse.masks_from"] = str(folder.run_path("sparse", seed).resolve())
+                    extra.update(_own_depth(cfg, task))
                     after = (sparse_job[seed],)
                 run_cfg = row_config(cfg, name, **extra)
                 where = folder.run_path(name, seed, task)

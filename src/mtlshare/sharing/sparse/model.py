@@ -244,6 +244,12 @@ class SparseSharing(SharingModel):
                     f"(it has {sorted(masks)})"
                 )
             mask = masks[task]
+            # a task read at a shallower depth (sparse.depths) keeps nothing in the layers
+            # below it, which a network of that task alone does not have
+            deeper = set(mask) - set(own)
+            if any(bool(mask[n].any()) for n in deeper):
+                deeper = {""}  # a deeper weight kept: not this network
+            mask = {n: m for n, m in mask.items() if n not in deeper}
             if set(mask) != set(own) or any(mask[n].shape != own[n].shape for n in own):
                 raise ConfigError(
                     f"sparse.masks_from: the masks in {run_dir} do not fit this network "
