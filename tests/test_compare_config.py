@@ -555,3 +555,14 @@ def test_kept_runs_are_read_back_by_a_resumed_comparison(tmp_path, monkeypatch):
 def test_bad_variants_are_refused(variant, message):
     with pytest.raises(ConfigError, match=message):
         tiny(DEMO, f"compare.variants={variant}")
+
+
+def test_a_comparison_that_names_no_rows_has_the_demos_rows():
+    """``mtlshare compare recipes/demo/demo.toml`` runs the rows ``mtlshare demo`` runs: single,
+    every mechanism and every variant (it left the variants, the joint-step rows, out)."""
+    cfg = load_config(DEMO)
+    rows = cfg.compare.default_rows()
+    assert rows[0] == "single" and rows[-2:] == ["hard+dwa", "hard+mgda"]
+    assert set(rows) == set(cfg.compare.rows()) - {"single_subnet"}
+    named = cfg.replace(**{"compare.mechanisms": ["single", "hard"]}).compare.default_rows()
+    assert named == ["single", "hard"]

@@ -67,7 +67,7 @@ def _training_commands(sub: Any) -> None:
         "--mechanisms",
         default="",
         help="comma-separated, e.g. single,hard,soft (default: [compare] mechanisms in the "
-        "config, else single and all)",
+        "config, else single, every mechanism and every [compare] variant)",
     )
     c.add_argument("--out", required=True, help="output directory, a folder per row")
     c.add_argument(
@@ -379,8 +379,6 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
 
 def _compare(args: argparse.Namespace, cfg: Config) -> int:
     from mtlshare.app.compare import compare, comparison_markdown
-    from mtlshare.config import SINGLE
-    from mtlshare.registry import MECHANISMS
 
     if cfg.experiment != "train":
         raise MtlshareError(
@@ -388,7 +386,7 @@ def _compare(args: argparse.Namespace, cfg: Config) -> int:
         )
     names = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
     if not names:
-        names = cfg.compare.mechanisms or [SINGLE, *MECHANISMS.names()]
+        names = cfg.compare.default_rows()
     comparison = compare(
         cfg,
         names,

@@ -49,11 +49,12 @@ class CompareConfig:
     """``[compare]``: what ``mtlshare compare`` runs when the command line does not say.
 
     ``mechanisms``: in order, e.g. ``["single", "hard", "sparse", "single_subnet"]`` (empty:
-    single and every registered mechanism); ``single_subnet`` trains each task alone on the
-    mask that the ``sparse`` run (listed before it) selected. ``seeds``: empty = the config's
-    seed. ``seeds_of``: per mechanism, a subset of the seeds to run it with (costly rows on
-    fewer seeds, e.g. ``{ soft = [0] }``); such a row is compared with single-task training
-    under the same seeds. ``overrides``: per mechanism (or ``single``, ``single_subnet``),
+    single, every registered mechanism and every variant); ``single_subnet`` trains each task
+    alone on the mask that the ``sparse`` run (listed before it) selected. ``seeds``: empty =
+    the config's seed. ``seeds_of``: per mechanism, a subset of the seeds to run it with
+    (costly rows on fewer seeds, e.g. ``{ soft = [0] }``); such a row is compared with
+    single-task training under the same seeds. ``overrides``: per row (a mechanism, a variant,
+    ``single`` or ``single_subnet``),
     dotted keys and values applied to its runs only, e.g. ``hierarchical = { "trunk.hidden" =
     [200, 200] }`` (``single_subnet`` also takes ``sparse``'s). ``variants``: rows of their own
     name that train a registered mechanism with other settings, e.g. ``"hard+upgrad" = {
@@ -72,6 +73,11 @@ class CompareConfig:
     def rows(self) -> list[str]:
         """Every row name a comparison may list."""
         return [SINGLE, SUBNET, *MECHANISMS.names(), *self.variants]
+
+    def default_rows(self) -> list[str]:
+        """The rows of a comparison that names none: ``mechanisms``, else single-task
+        training, every registered mechanism and every variant (``mtlshare demo``'s rows)."""
+        return self.mechanisms or [SINGLE, *MECHANISMS.names(), *self.variants]
 
     def validate(self) -> None:
         for name, changes in self.variants.items():

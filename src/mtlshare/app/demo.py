@@ -15,9 +15,8 @@ from mtlshare.app.add_task import add_task
 from mtlshare.app.compare import compare, comparison_markdown
 from mtlshare.app.jobs import check_jobs
 from mtlshare.app.run import run
-from mtlshare.config import SINGLE, load_config
+from mtlshare.config import load_config
 from mtlshare.evaluation.plots import plot_comparisons
-from mtlshare.registry import MECHANISMS
 from mtlshare.training.folder import OutputFolder
 
 DEMO_CONFIG = Path(__file__).parents[1] / "demo.toml"  # recipes/demo/demo.toml links to it
@@ -50,7 +49,7 @@ def _demo(
     comparisons: dict[str, dict[str, Any]] = {}
     for (label, p), sub in zip(SETTINGS.items(), ("high", "low"), strict=True):
         cfg = load_config(DEMO_CONFIG, [*(overrides or []), f"data.relatedness={p}"])
-        mechanisms = [SINGLE, *MECHANISMS.names(), *cfg.compare.variants]
+        mechanisms = cfg.compare.default_rows()
         comparisons[label] = compare(
             cfg, mechanisms, out / sub, seeds=seeds, progress=progress, title=label, jobs=jobs
         )
