@@ -132,21 +132,8 @@ def columns(path: Path) -> list[list[str] | None]:
 
 
 # -- agreement with the scorers --------------------------------------------------------------
-def first_sentences(source: Path, n: int, target: Path) -> Path:
-    """The first ``n`` sentences of a CoNLL file, ``-DOCSTART-`` lines kept."""
-    kept, count = [], 0
-    for line in source.read_text(encoding="utf-8").split("\n"):
-        if not line.split():
-            count += bool(kept and kept[-1].split() and kept[-1].split()[0] != "-DOCSTART-")
-            if count >= n:
-                break
-        kept.append(line)
-    target.write_text("\n".join(kept) + "\n", encoding="utf-8")
-    return target
-
-
 @pytest.fixture(scope="module")
-def conll_runs(tmp_path_factory):
+def conll_runs(tmp_path_factory, first_sentences):
     """Runs tested on the first 200 of their 300 training sentences: every tag of that "test"
     file was seen in training, so the run scores it against the file's own tags (a tag never
     seen would be mapped, and the file's scorers would see another gold)."""
@@ -271,14 +258,6 @@ def test_a_synthetic_run_predicts_a_csv_of_inputs(tmp_path):
 
 
 # -- bad input ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("syn") / "run"
-    cfg = load_config(DEMO, ["train.epochs=1", "data.n_dev=20", "data.n_test=20"])
-    run(cfg, folder, progress=False)
-    return folder
-
-
 def one_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mtlshare: error:"), err

@@ -40,30 +40,10 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("syn") / "run"
-    cfg = load_config(DEMO, ["train.epochs=1", "data.n_dev=20", "data.n_test=20"])
-    run(cfg, folder, progress=False)
-    return folder
-
-
-def _first_sentences(source: Path, n: int, target: Path) -> Path:
-    lines, count = [], 0
-    for line in source.read_text(encoding="utf-8").split("\n"):
-        if not line.split():
-            count += bool(lines and lines[-1].split() and lines[-1].split()[0] != "-DOCSTART-")
-            if count >= n:
-                break
-        lines.append(line)
-    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return target
-
-
-@pytest.fixture(scope="module")
-def tagging_run(tmp_path_factory):
+def tagging_run(tmp_path_factory, first_sentences):
     """A small tagger (NER through a CRF head), tested on 60 of its training sentences."""
     base = tmp_path_factory.mktemp("conll")
-    test = _first_sentences(CONLL / "train.txt", 60, base / "seen.txt")
+    test = first_sentences(CONLL / "train.txt", 60, base / "seen.txt")
     cfg = load_config(
         QUICK,
         [
