@@ -54,7 +54,7 @@ from mtlshare.evaluation.forecast_plots import plot_forecast, plot_scarcity
 from mtlshare.evaluation.intervals import coverage, interval
 from mtlshare.forecasting.baselines import ProphetUnavailable
 from mtlshare.forecasting.config import METRICS, NEURAL, STATISTICAL, ForecastConfig
-from mtlshare.forecasting.statistical import StatsforecastUnavailable, last_unbroken
+from mtlshare.forecasting.statistical import StatsforecastUnavailable, fitted_stretch
 from mtlshare.training.folder import RESULTS, RunFolder
 
 FORECASTS = "forecasts.csv"
@@ -343,14 +343,13 @@ def _check_every_origin(cfg: Config, problems: Problems, changes: dict[str, Any]
             raise MtlshareError(f"{kind} {origin}{extra}: {e}{hint}") from None
         history = view.seen(fc.target)[1]
         for method in (m for m in methods if m in STATISTICAL):
-            unbroken = len(last_unbroken(history))
-            if unbroken < 2 * fc.season:
+            try:
+                fitted_stretch(method, history, fc.season, fc.target)
+            except DataError as e:
                 raise DataError(
-                    f"{kind} {origin}{extra}: {view.frame.path}: {method}: {fc.target!r} has "
-                    f"{unbroken} observed days after its last missing one before the origin; it "
-                    f"needs at least {2 * fc.season} (two seasons) without a gap: fill the gap or "
-                    f"leave {method!r} out of the methods"
-                )
+                    f"{kind} {origin}{extra}: {view.frame.path}: {e}: fill the gap or leave "
+                    f"{method!r} out of the methods"
+                ) from None
 
 
 def _clear_outputs(folder: RunFolder) -> None:

@@ -36,6 +36,25 @@ def last_unbroken(history: np.ndarray) -> FloatArray:
     return values[gaps[-1] + 1 :] if gaps.size else values
 
 
+def fitted_stretch(
+    method: str, history: np.ndarray, season: int, series: str | None = None
+) -> FloatArray:
+    """What ``method`` is fitted to: ``history``'s observed days after its last missing one; a
+    ``DataError`` when they are fewer than two seasons (naming ``series``, when given, as a
+    history before a forecast origin)."""
+    y = last_unbroken(history)
+    if len(y) < 2 * season:
+        if series is None:
+            found = f"{len(y)} observed days after the last missing one"
+        else:
+            found = f"{series!r} has {len(y)} observed days after its last missing one before "
+            found += "the origin"
+        raise DataError(
+            f"{method}: {found}; it needs at least {2 * season} (two seasons) without a gap"
+        )
+    return y
+
+
 def statistical_forecast(
     method: str, history: np.ndarray, horizon: int, season: int = 7
 ) -> FloatArray:
@@ -50,12 +69,7 @@ def statistical_forecast(
         raise ValueError(f"unknown statistical method {method!r}; choose from {list(MODELS)}")
     if horizon < 1:
         raise ValueError(f"horizon must be at least 1, got {horizon}")
-    y = last_unbroken(history)
-    if len(y) < 2 * season:
-        raise DataError(
-            f"{method}: {len(y)} observed days after the last missing one; it needs at least "
-            f"{2 * season} (two seasons) without a gap"
-        )
+    y = fitted_stretch(method, history, season)
     try:
         models = importlib.import_module("statsforecast.models")
     except ImportError as err:
