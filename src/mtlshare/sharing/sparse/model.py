@@ -236,27 +236,31 @@ class SparseSharing(SharingModel):
             masks = masks_from_state(state)
         except (KeyError, ValueError, ConfigError) as e:
             raise ConfigError(f"sparse.masks_from: {run_dir} holds no sparse masks ({e})") from None
-        own = self._prunable()
         for task in self.task_names:
             if task not in masks:
                 raise ConfigError(
                     f"sparse.masks_from: {run_dir} has no mask for task {task!r} "
                     f"(it has {sorted(masks)})"
                 )
-            mask = masks[task]
-            # a task read at a shallower depth (sparse.depths) keeps nothing in the layers
-            # below it, which a network of that task alone does not have
-            deeper = set(mask) - set(own)
-            if any(bool(mask[n].any()) for n in deeper):
-                deeper = {""}  # a deeper weight kept: not this network
-            mask = {n: m for n, m in mask.items() if n not in deeper}
-            if set(mask) != set(own) or any(mask[n].shape != own[n].shape for n in own):
+            mask = self.fitted_mask(masks[task])
+            if mask is None:
                 raise ConfigError(
                     f"sparse.masks_from: the masks in {run_dir} do not fit this network "
                     "(different trunk or prunable weights)"
                 )
             self.set_mask(task, mask)
         self.searched = True
+
+    def fitted_mask(self, mask: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
+        """A task's ``mask`` from a sparse run as a mask of this network, or None when it does
+        not fit (another trunk or other prunable weights). A task read at a shallower depth
+        (``sparse.depths``) keeps nothing in the deeper layers, which a network of that task
+        alone does not have: those entries are left out."""
+        own = self._prunable()
+        kept = {n: m for n, m in mask.items() if n in own or bool(m.any())}
+        if set(kept) != set(own) or any(kept[n].shape != own[n].shape for n in own):
+            return None
+        return kept
 
     def prepare(self, trainer: StructureTrainer) -> None:
         if self.searched:
