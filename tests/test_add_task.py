@@ -222,6 +222,26 @@ def test_the_trained_network_is_kept_whatever_the_config_says(hard_run, tmp_path
     assert added.mechanism_config == trained.mechanism_config
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with a GPU can use it")
+def test_a_run_trained_on_a_gpu_takes_a_new_task_here_on_the_cpu(hard_run, tmp_path):
+    """Its ``config.toml`` says ``train.device = "cuda"``, which ``load_config`` refuses here;
+    the new task trains where the new config says, with the same result as from the CPU run."""
+    gpu = tmp_path / "gpu-run"
+    shutil.copytree(hard_run, gpu)
+    config = gpu / "config.toml"
+    text = config.read_text()
+    assert text.count('device = "cpu"') == 1
+    config.write_text(text.replace('device = "cpu"', 'device = "cuda"'))
+    args = [DEMO, 'tasks=["t3"]', *SMALL]
+    assert main(["add-task", str(gpu), *args, "--out", str(tmp_path / "from-gpu")]) == 0
+    assert main(["add-task", str(hard_run), *args, "--out", str(tmp_path / "from-cpu")]) == 0
+    from_gpu, from_cpu = (
+        json.loads((tmp_path / name / "results.json").read_text())["tasks"]
+        for name in ("from-gpu", "from-cpu")
+    )
+    assert from_gpu == from_cpu and set(from_gpu) == {"t1", "t2", "t3"}
+
+
 def test_a_run_without_results_is_no_trained_run(hard_run, tmp_path, capsys):
     cut = tmp_path / "cut"
     shutil.copytree(hard_run, cut)

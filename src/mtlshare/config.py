@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+import torch
 
 import mtlshare.data
 import mtlshare.forecasting.config
@@ -426,3 +427,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: {e}") from None
     cfg.base_dir = Path(path).resolve().parent
     return cfg
+
+
+def load_trained_config(path: str | Path) -> Config:
+    """A trained run's ``config.toml``, to use here. Its ``train.device`` says where it
+    trained, not where it is used: a run trained with "cuda", read on a machine without a GPU,
+    gets "auto" (the CPU there) in its place, which ``load_config`` would otherwise refuse."""
+    train = read_toml(path).get("train")
+    if isinstance(train, dict) and train.get("device") == "cuda" and not torch.cuda.is_available():
+        return load_config(path, ["train.device=auto"])
+    return load_config(path)

@@ -21,7 +21,7 @@ from typing import Any
 
 from mtlshare.app.build import build_model, build_problem, require_data_source
 from mtlshare.app.run import usage_spec
-from mtlshare.config import Config, config_differences, load_config
+from mtlshare.config import Config, config_differences, load_trained_config
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import CheckpointError, MtlshareError
 from mtlshare.registry import MECHANISMS
@@ -54,7 +54,7 @@ def _trained_run(run_dir: Path) -> tuple[RunFolder, Config, list[str]]:
             f"{run_dir}: not a finished mtlshare run (config, results and the selected "
             "checkpoint are needed); give the --out folder of `mtlshare run`"
         )
-    cfg = load_config(folder.file(CONFIG))
+    cfg = load_trained_config(folder.file(CONFIG))
     return folder, cfg, list(folder.results()["tasks"])
 
 

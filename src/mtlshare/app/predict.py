@@ -25,7 +25,7 @@ from torch import Tensor
 
 from mtlshare.app.build import build_network, build_problem
 from mtlshare.app.run import test_forecast_scores, usage_spec
-from mtlshare.config import Config, load_config, read_toml
+from mtlshare.config import Config, load_trained_config
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.windows_codec import SeriesInputs
@@ -170,7 +170,7 @@ def load_run(
     if folder.config_text() is None:
         raise MtlshareError(f"{folder.path}: not an mtlshare run folder (no {CONFIG})")
     # before the checkpoint: a study keeps none, and saying so would send the user astray
-    cfg = _run_config(folder)
+    cfg = load_trained_config(folder.file(CONFIG))
     if cfg.experiment != "train":
         raise MtlshareError(
             f"{folder.path}: a {cfg.experiment!r} study, not a training run; its forecasts are "
@@ -237,17 +237,6 @@ def _device(device: str | torch.device) -> torch.device:
                 f"cuda:{count - 1}"
             )
     return where
-
-
-def _run_config(folder: RunFolder) -> Config:
-    """The run's config. Its ``train.device`` says where it trained, not where it is used: a
-    run trained with "cuda" is loaded on a machine without a GPU with "auto" (the CPU there)
-    in its place, which ``load_config`` would otherwise refuse."""
-    path = folder.file(CONFIG)
-    train = read_toml(path).get("train")
-    if isinstance(train, dict) and train.get("device") == "cuda" and not torch.cuda.is_available():
-        return load_config(path, ["train.device=auto"])
-    return load_config(path)
 
 
 def _spec(folder: RunFolder, cfg: Config, data_dir: str | Path | None) -> dict[str, Any]:
