@@ -64,7 +64,10 @@ def test_every_mechanism_trains_with_joint_steps(tmp_path, mechanism, weighting)
     # a joint epoch: as many steps as the larger training set has batches, each task in each
     assert records[0]["task_steps"] == {"t1": 3, "t2": 3}
     assert records[1]["step"] - records[0]["step"] == 3
-    assert set(records[-1]["loss_weights"]) == {"t1", "t2"}
+    # an aggregator's: those of its update; soft sharing has no parameter two tasks reach,
+    # so there is nothing to aggregate and no weight to log
+    nothing = weighting == "upgrad" and mechanism == "soft"
+    assert set(records[-1]["loss_weights"]) == (set() if nothing else {"t1", "t2"})
 
 
 def test_missing_labels_are_left_out_of_joint_losses(tmp_path):
@@ -295,6 +298,45 @@ def test_task_specific_parameters_get_their_own_tasks_gradient(tmp_path, monkeyp
     trainer.joint.step(optimizer, xs)
     for name in xs:
         assert torch.allclose(model.heads[name].weight.grad, own[name], atol=1e-6), name
+
+
+def test_an_aggregators_logged_weights_are_those_of_its_update(tmp_path):
+    """Hard sharing, UPGrad: the weights logged for the step are those whose weighted sum of the
+    tasks' trunk gradients is the trunk's update; per epoch, their mean over its steps."""
+    cfg = tiny("weighting.kind=aggregator", "weighting.aggregator=upgrad", "train.epochs=1")
+    problem = build_problem(cfg)
+    model = build_model(cfg, problem)
+    w = LossWeighting(["t1", "t2"], cfg.weighting)
+    trainer = Trainer(model, problem, cfg.train, w, progress=False)
+    optimizer = torch.optim.SGD(trainer.parameters(), lr=0.0)
+    trunk = [p for n, p in model.named_parameters() if not n.startswith("heads.")]
+    xs = {td.task.name: td.train.take(torch.arange(8)) for td in problem.tasks}
+    own = {}
+    for td in problem.tasks:
+        model.zero_grad()
+        x, y = xs[td.task.name]
+        td.task.loss(model(x, td.task.name), y).backward()
+        own[td.task.name] = [p.grad.clone() for p in trunk]
+    assert w.current() == {}  # nothing aggregated yet
+    assert trainer.joint is not None
+    trainer.joint.step(optimizer, xs)
+    weights = w.current()
+    assert set(weights) == {"t1", "t2"} and weights != {"t1": 1.0, "t2": 1.0}
+    for k, p in enumerate(trunk):
+        expected = sum(weights[t] * own[t][k] for t in own)
+        assert torch.allclose(p.grad, expected, atol=1e-6)
+    trainer.joint.step(optimizer, xs)  # the same batches: the same weights, the same mean
+    assert w.current() == pytest.approx(weights)
+    w.end_epoch({})
+    assert w.current() == pytest.approx(weights)  # between epochs: the last epoch's mean
+
+    results = run(tiny(*WEIGHTINGS["upgrad"]), tmp_path / "upgrad", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "upgrad" / "metrics.jsonl").open()]
+    assert all(r["loss_weights"] != {"t1": 1.0, "t2": 1.0} for r in records)
+    assert results["loss_weights"] == records[-1]["loss_weights"]
+    graddrop = ["weighting.kind=aggregator", "weighting.aggregator=graddrop"]
+    results = run(tiny(*graddrop), tmp_path / "graddrop", progress=False)
+    assert results["loss_weights"] == {}  # it has no weights: none are made up
 
 
 def test_sparse_joint_updates_stay_inside_the_union_of_the_masks(tmp_path):

@@ -26,7 +26,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from mtlshare.errors import ConfigError
 
@@ -70,3 +70,14 @@ def make_aggregator(name: str, n_tasks: int, cagrad_c: float = 0.5) -> Callable[
             f"({e.name or e} is missing): {extra}"
         ) from None
     return aggregator
+
+
+def watch_weights(aggregator: Callable[[Tensor], Tensor], sink: Callable[[Tensor], None]) -> bool:
+    """Hand ``sink`` the weights ``aggregator`` gives the rows of each matrix it aggregates (its
+    result is their weighted sum), where it has such weights (every torchjd aggregator here but
+    GradDrop); returns whether it has. Only watches: the aggregation is unchanged."""
+    weighting = getattr(aggregator, "weighting", None)
+    if not isinstance(weighting, nn.Module):
+        return False
+    weighting.register_forward_hook(lambda module, args, out: sink(out))
+    return True

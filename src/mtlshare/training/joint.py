@@ -31,7 +31,7 @@ from mtlshare.data.datasets import BatchStream, TaskData
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
-from mtlshare.training.aggregators import make_aggregator
+from mtlshare.training.aggregators import make_aggregator, watch_weights
 from mtlshare.training.distributed import Dist, from_rank0
 from mtlshare.training.objective import REGULARIZER, LossWeighting
 from mtlshare.training.settings import TrainConfig
@@ -94,6 +94,8 @@ class JointStepper:
         if weighting.kind == "aggregator":
             cfg = weighting.cfg
             self.aggregate = make_aggregator(cfg.aggregator, len(trainer.names), cfg.cagrad_c)
+            watch_weights(self.aggregate, self._record_weights)
+        self._rows: list[str] = []  # the tasks of the rows the aggregator combines now
         self.per_task = self.aggregate is not None or not model.joint_backward
         self.gradnorm_at = check_joint(weighting.kind, model)
 
@@ -227,6 +229,7 @@ class JointStepper:
                 )
                 for n in grads
             ]
+            self._rows = list(grads)
             vector = self.aggregate(torch.stack(rows))  # (tasks, parameters) -> (parameters,)
             vector = from_rank0(vector.cpu(), self.t.dist).to(vector.device)
             offset = 0
@@ -235,6 +238,9 @@ class JointStepper:
                 combined[i] = vector[offset : offset + like.numel()].view_as(like).clone()
                 offset += like.numel()
         return combined
+
+    def _record_weights(self, weights: Tensor) -> None:
+        self.t.weighting.record_aggregation(dict(zip(self._rows, weights.tolist(), strict=True)))
 
     def _check(self, loss: Tensor, names: list[str]) -> None:
         if not torch.isfinite(loss):

@@ -13,8 +13,10 @@ Loss weightings (``[weighting] kind``):
   relative inverse training rate to the power ``alpha``; renormalised to sum to T;
 - ``rlw``: random loss weighting (Lin et al., TMLR 2022): at every step w = softmax(z) with
   z ~ N(0, I), drawn from the run's seed and the step;
-- ``aggregator``: no weights: the tasks' gradients of the shared parameters are combined by a
-  gradient aggregator of torchjd (``training/aggregators.py``).
+- ``aggregator``: no weights on the losses: the tasks' gradients of the shared parameters are
+  combined by a gradient aggregator of torchjd (``training/aggregators.py``). Most aggregators'
+  update is a weighted sum of the gradients; the weights logged for them are those, averaged
+  over the epoch's steps (none for ``graddrop``, which has no such weights).
 
 ``fixed`` and ``uncertainty`` work with either schedule; the others with joint steps
 (``train.schedule = "joint"``), where every step sees every task.
@@ -104,6 +106,10 @@ class LossWeighting(nn.Module):
             self.gn_weights = nn.Parameter(torch.ones(n), requires_grad=False)
             self.register_buffer("initial_losses", torch.zeros(n))
         self._step_weights: Tensor | None = None
+        # an aggregator's weights of the tasks' gradients: summed over this epoch's steps, and
+        # the last finished epoch's mean
+        self._aggregated: tuple[Tensor, int] | None = None
+        self._aggregated_last: dict[str, float] = {}
 
     # -- the alternate schedule: one task at a time ------------------------------------------
     def forward(self, task: str, loss: Tensor) -> Tensor:
@@ -148,8 +154,24 @@ class LossWeighting(nn.Module):
         """The joint step's objective from every task's raw loss."""
         return sum((self(t, raw) for t, raw in raws.items()), torch.zeros(()))
 
+    def record_aggregation(self, weights: dict[str, float]) -> None:
+        """An aggregator's weights of the tasks' gradients at one step: the update of the
+        shared parameters was their weighted sum (a task without a gradient there counts 0)."""
+        w = torch.zeros(len(self.index), dtype=torch.float64)
+        for t, v in weights.items():
+            w[self.index[t]] = v
+        if self._aggregated is None:
+            self._aggregated = (w, 1)
+        else:
+            total, steps = self._aggregated
+            self._aggregated = (total + w, steps + 1)
+
     def end_epoch(self, mean_losses: dict[str, float]) -> None:
-        """DWA: remember the epoch's mean training loss of each task."""
+        """DWA: remember the epoch's mean training loss of each task; an aggregator: the mean
+        of its weights over the epoch's steps."""
+        if self._aggregated is not None:
+            self._aggregated_last = self._aggregated_mean()
+            self._aggregated = None
         if self.kind == "dwa":
             with torch.no_grad():
                 self.epoch_losses[0] = self.epoch_losses[1].clone()
@@ -185,19 +207,28 @@ class LossWeighting(nn.Module):
             self.gn_weights.copy_(w * len(self.index) / w.sum())
 
     def current(self) -> dict[str, float]:
-        """The weight each task's loss gets now (exp(-s_t) under uncertainty weighting)."""
+        """The weight each task's loss gets now (exp(-s_t) under uncertainty weighting); for an
+        aggregator, the mean weight it gave each task's gradient over this epoch's steps (the
+        last epoch's between epochs), empty if it has none (``graddrop``)."""
         if self.kind == "uncertainty":
             return {t: float(torch.exp(-self.log_vars[i].detach())) for t, i in self.index.items()}
         if self.kind in ("dwa", "gradnorm"):
             weights = self.weight_vector()
             return {t: float(weights[i]) for t, i in self.index.items()}
-        if self.kind in ("rlw", "aggregator"):
+        if self.kind == "rlw":
             return (
                 {t: 1.0 for t in self.index}
                 if self._step_weights is None
                 else {t: float(self._step_weights[i]) for t, i in self.index.items()}
             )
+        if self.kind == "aggregator":  # the weights of its update, not of the losses
+            return self._aggregated_mean() if self._aggregated else dict(self._aggregated_last)
         return {t: self.fixed[i] for t, i in self.index.items()}
+
+    def _aggregated_mean(self) -> dict[str, float]:
+        assert self._aggregated is not None
+        total, steps = self._aggregated
+        return {t: float(total[i]) / steps for t, i in self.index.items()}
 
 
 class Objective(nn.Module):
