@@ -78,7 +78,7 @@ def trainer(model, prob, tmp=None, opt="sgd", epochs=2, **kw):
 
 
 @pytest.mark.parametrize("kind", ["mlp", "conv", "lstm", "gru"])
-@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("opt", ["sgd", "adam", "adamw"])
 def test_a_step_changes_entries_inside_the_mask_only(kind, opt):
     torch.manual_seed(0)
     model = SparseSharing(backbone(kind), TASKS, SparseConfig())

@@ -538,6 +538,34 @@ def test_grad_clip_limits_the_update(clip, bound):
         assert 0 < float(deltas.norm()) <= bound * (1 + 1e-4)
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_adamw_shrinks_the_weights_apart_from_the_gradient(optimizer):
+    """AdamW's first step: p (1 - lr wd) - lr g / (|g| + eps) for every weight with a
+    gradient; Adam's puts the decay into the gradient instead: p - lr (g + wd p) / |g + wd p|."""
+    problem = small_problem()
+    model = make_model(problem)
+    lr, wd = 0.01, 0.5
+    trainer = make_trainer(model, problem, TrainConfig(optimizer=optimizer, lr=lr, weight_decay=wd))
+    train = problem.tasks[0].train
+    x, y = train.x[:16], train.y[:16]
+    model.zero_grad()
+    problem.tasks[0].task.loss(model(x, "t1"), y).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    trainer.step(trainer.make_optimizer(), "t1", x, y)
+    for n, p in model.named_parameters():
+        if n not in grads:  # the other task's head: no gradient, no step, no decay
+            assert torch.equal(p.detach(), before[n]), n
+            continue
+        g, p0 = grads[n], before[n]
+        if optimizer == "adamw":
+            expected = p0 * (1 - lr * wd) - lr * g / (g.abs() + 1e-8)
+        else:
+            expected = p0 - lr * (g + wd * p0) / ((g + wd * p0).abs() + 1e-8)
+        assert torch.allclose(p.detach(), expected, atol=1e-6), n
+
+
 def test_nan_loss_raises_naming_the_step_and_task():
     problem = small_problem()
     bad = problem.tasks[1].train

@@ -111,6 +111,8 @@ class Trainer:
             return torch.optim.SGD(
                 self.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
             )
+        if c.optimizer == "adamw":  # decoupled decay (Loshchilov and Hutter, ICLR 2019)
+            return torch.optim.AdamW(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         return torch.optim.Adam(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
     def steps_per_epoch(self, names: list[str]) -> int:

@@ -11,7 +11,7 @@ import torch
 from mtlshare.data.samplers import SAMPLERS
 from mtlshare.errors import ConfigError
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 KEEP = ("best", "last")
 SCHEDULES = ("alternate", "joint")
 
