@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,19 @@ def nothing_left_behind():
     left_repo = sorted(_entries(ROOT) - before_repo - ALLOWED)
     assert not left_temp, f"tests left {len(left_temp)} entries in {temp}: {left_temp[:5]}"
     assert not left_repo, f"tests left files in the repository: {left_repo[:5]}"
+
+
+def _trained_on_a_gpu(run: Path, copy: Path) -> Path:
+    """A copy of the finished CPU run ``run`` whose ``config.toml`` says it trained with
+    ``train.device = "cuda"``: what a GPU-trained run looks like to a machine without a GPU."""
+    shutil.copytree(run, copy)
+    config = copy / "config.toml"
+    text = config.read_text()
+    assert text.count('device = "cpu"') == 1
+    config.write_text(text.replace('device = "cpu"', 'device = "cuda"'))
+    return copy
+
+
+@pytest.fixture(scope="session")
+def trained_on_a_gpu() -> Callable[[Path, Path], Path]:
+    return _trained_on_a_gpu

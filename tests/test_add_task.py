@@ -223,15 +223,12 @@ def test_the_trained_network_is_kept_whatever_the_config_says(hard_run, tmp_path
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with a GPU can use it")
-def test_a_run_trained_on_a_gpu_takes_a_new_task_here_on_the_cpu(hard_run, tmp_path):
+def test_a_run_trained_on_a_gpu_takes_a_new_task_here_on_the_cpu(
+    hard_run, tmp_path, trained_on_a_gpu
+):
     """Its ``config.toml`` says ``train.device = "cuda"``, which ``load_config`` refuses here;
     the new task trains where the new config says, with the same result as from the CPU run."""
-    gpu = tmp_path / "gpu-run"
-    shutil.copytree(hard_run, gpu)
-    config = gpu / "config.toml"
-    text = config.read_text()
-    assert text.count('device = "cpu"') == 1
-    config.write_text(text.replace('device = "cpu"', 'device = "cuda"'))
+    gpu = trained_on_a_gpu(hard_run, tmp_path / "gpu-run")
     args = [DEMO, 'tasks=["t3"]', *SMALL]
     assert main(["add-task", str(gpu), *args, "--out", str(tmp_path / "from-gpu")]) == 0
     assert main(["add-task", str(hard_run), *args, "--out", str(tmp_path / "from-cpu")]) == 0

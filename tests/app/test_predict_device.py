@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import ClassVar
 
@@ -194,14 +193,11 @@ def test_bad_devices_are_one_line_errors(synthetic_run, tmp_path, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with a GPU can use it")
-def test_a_run_trained_on_a_gpu_is_used_here_on_the_cpu(synthetic_run, tmp_path, capsys):
+def test_a_run_trained_on_a_gpu_is_used_here_on_the_cpu(
+    synthetic_run, tmp_path, capsys, trained_on_a_gpu
+):
     """Its ``config.toml`` says ``train.device = "cuda"``, which ``load_config`` refuses here."""
-    copy = tmp_path / "gpu-run"
-    shutil.copytree(synthetic_run, copy)
-    config = copy / "config.toml"
-    text = config.read_text()
-    assert text.count('device = "cpu"') == 1
-    config.write_text(text.replace('device = "cpu"', 'device = "cuda"'))
+    copy = trained_on_a_gpu(synthetic_run, tmp_path / "gpu-run")
     loaded = load_run(copy)
     assert loaded.device == CPU and loaded.config.train.device == "auto"
     x = torch.randn(5, loaded.spec["input_dim"])
