@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each loads on first use
     from mtlshare.app.predict import evaluate, load_run
     from mtlshare.app.run import train
     from mtlshare.config import load_config
+    from mtlshare.tasks.metrics import register_metric
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ _API = {
     "add_task": "mtlshare.app.add_task",
     "load_run": "mtlshare.app.predict",
     "evaluate": "mtlshare.app.predict",
+    "register_metric": "mtlshare.tasks.metrics",
 }
 __all__ = [
     "__version__",
@@ -42,6 +44,7 @@ __all__ = [
     "evaluate",
     "load_config",
     "load_run",
+    "register_metric",
     "run",
     "train",
 ]

@@ -75,3 +75,36 @@ LABELLED_METRICS: dict[str, tuple[Callable[[Tensor, Tensor, Sequence[str]], floa
     "span_f1": (span_f1, True),
 }
 """Metrics that also read the class names: name -> (function, higher_is_better)."""
+
+
+def register_metric(
+    name: str,
+    fn: Callable[..., float],
+    *,
+    higher_is_better: bool,
+    labelled: bool = False,
+) -> None:
+    """Make ``name`` a metric a task can name (``Task(metric=name)``, a config task's
+    ``metric``): ``fn(pred, target)`` -> float, or ``fn(pred, target, labels)`` with
+    ``labelled`` (the class names, as ``span_f1`` reads them). ``pred`` holds class ids for a
+    classification task, values for a regression one; ``fn`` should leave out the missing
+    labels (``observed(target)``) and give NaN where nothing is observed, as the library's own
+    do. It selects the model on dev like any metric, so ``higher_is_better`` must be right.
+
+    A metric lives in the process that registered it: register it again before a run is
+    loaded in another process (``load_run``). ``compare``'s worker processes (``jobs`` > 1)
+    import the calling script as Python's multiprocessing does, so a registration at the
+    script's top level reaches them (keep the rest under ``if __name__ == "__main__":``).
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"a metric's name must be an identifier, got {name!r}")
+    if name in METRICS or name in LABELLED_METRICS:
+        raise ValueError(f"metric {name!r} is registered already")
+    if not callable(fn):
+        raise ValueError(f"metric {name!r}: {fn!r} is not a function")
+    if not isinstance(higher_is_better, bool):
+        raise ValueError(f"metric {name!r}: higher_is_better must be True or False")
+    if labelled:
+        LABELLED_METRICS[name] = (fn, higher_is_better)
+    else:
+        METRICS[name] = (fn, higher_is_better)

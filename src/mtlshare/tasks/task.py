@@ -85,7 +85,10 @@ class Task:
             raise ConfigError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
         if self.metric not in METRICS and self.metric not in LABELLED_METRICS:
             known = sorted([*METRICS, *LABELLED_METRICS])
-            raise ConfigError(f"task {self.name!r}: unknown metric {self.metric!r}; known: {known}")
+            raise ConfigError(
+                f"task {self.name!r}: unknown metric {self.metric!r}; known: {known} (a metric "
+                "of your own: mtlshare.register_metric, in this process)"
+            )
         if self.out_dim < 1:
             raise ConfigError(f"task {self.name!r}: out_dim must be >= 1, got {self.out_dim}")
         if self.head not in HEADS:

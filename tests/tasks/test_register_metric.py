@@ -1,0 +1,114 @@
+"""``mtlshare.register_metric``: a metric of the user's own is a metric like the library's: a task
+names it, the dev scores select the model in its direction, the results report it and a loaded
+run evaluates with it; bad registrations and unknown names are one-line errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+import mtlshare
+from mtlshare.config import from_dict
+from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.errors import ConfigError
+from mtlshare.tasks.metrics import LABELLED_METRICS, METRICS, observed
+from mtlshare.tasks.task import Task
+
+PARTS = (slice(0, 48), slice(48, 64), slice(64, 80))
+
+
+def worst_error(pred: Tensor, target: Tensor) -> float:
+    keep = observed(target)
+    return float((pred[keep] - target[keep]).abs().max()) if bool(keep.any()) else float("nan")
+
+
+@pytest.fixture
+def registered() -> Iterator[list[str]]:
+    """Names registered by the test, removed after it (the registry is the process's)."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        METRICS.pop(name, None)
+        LABELLED_METRICS.pop(name, None)
+
+
+def problem(metric: str) -> Problem:
+    x = torch.randn(80, 6, generator=torch.Generator().manual_seed(0))
+    value = x @ torch.randn(6, generator=torch.Generator().manual_seed(1))
+    other = x[:, 0] - x[:, 1]
+    return Problem(
+        [
+            TaskData(
+                Task("value", "regression", metric=metric), *(Split(x[p], value[p]) for p in PARTS)
+            ),
+            TaskData(Task("other", "regression"), *(Split(x[p], other[p]) for p in PARTS)),
+        ],
+        input_dim=6,
+    )
+
+
+def test_a_registered_metric_scores_selects_and_reloads(tmp_path: Path, registered) -> None:
+    mtlshare.register_metric("worst_error", worst_error, higher_is_better=False)
+    registered.append("worst_error")
+    assert Task("t", "regression", metric="worst_error").higher_is_better is False
+    cfg = from_dict(
+        {
+            "data": {"source": "custom"},
+            "trunk": {"hidden": [8]},
+            "train": {"epochs": 6, "patience": 0, "select_on": "value", "lr": 0.05},
+        }
+    )
+    out = tmp_path / "run"
+    results = mtlshare.run(cfg, out, problem=problem("worst_error"), progress=False)
+    assert results["tasks"]["value"]["metric"] == "worst_error"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    devs = [r["dev"]["value"] for r in records]
+    assert len(set(devs)) > 1  # the epochs differ, so the choice below means something
+    # lower is better: the selected epoch is the one of the lowest dev worst error
+    assert results["best_epoch"] == 1 + devs.index(min(devs))
+    test = problem("worst_error").tasks[0].test
+    predicted = mtlshare.load_run(out).predict("value", test.x)
+    assert results["tasks"]["value"]["test"] == pytest.approx(
+        worst_error(predicted, test.y), rel=1e-6
+    )
+
+
+def test_bad_registrations_are_refused(registered) -> None:
+    with pytest.raises(ValueError, match="registered already"):
+        mtlshare.register_metric("mse", worst_error, higher_is_better=False)
+    with pytest.raises(ValueError, match="identifier"):
+        mtlshare.register_metric("worst error", worst_error, higher_is_better=False)
+    with pytest.raises(ValueError, match="not a function"):
+        mtlshare.register_metric("nothing", 3, higher_is_better=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="True or False"):
+        mtlshare.register_metric("worst", worst_error, higher_is_better=1)  # type: ignore[arg-type]
+    assert "nothing" not in METRICS and "worst" not in METRICS
+
+
+def test_an_unknown_metric_names_the_way_to_register_one() -> None:
+    with pytest.raises(ConfigError, match=r"unknown metric 'f2'.*mtlshare\.register_metric"):
+        Task("t", "classification", out_dim=2, metric="f2")
+
+
+def test_a_labelled_metric_reads_the_class_names(registered) -> None:
+    seen: list[tuple[str, ...]] = []
+
+    def first_class_recall(pred: Tensor, target: Tensor, labels) -> float:
+        seen.append(tuple(labels))
+        keep = target == 0
+        return float((pred[keep] == 0).float().mean())
+
+    mtlshare.register_metric(
+        "first_recall", first_class_recall, higher_is_better=True, labelled=True
+    )
+    registered.append("first_recall")
+    task = Task("k", "classification", out_dim=2, metric="first_recall", labels=("a", "b"))
+    assert task.higher_is_better is True
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    assert task.evaluate(task.predictions(logits), torch.tensor([0, 0, 1])) == 0.5
+    assert seen == [("a", "b")]
