@@ -107,3 +107,33 @@ def test_a_panel_with_runs_the_first_legend_lacks_has_a_legend_of_its_own(tmp_pa
     same = {"hard/seed-0": curves["hard/seed-0"], "sparse/seed-0": curves["sparse/seed-0"]}
     # one task set: the first panel's legend only, as before
     assert legends(same) == {"chunk": ["hard", "sparse"], "ner": None, "pos": None}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"epoch": 1, "dev": {"a": 0.5}}\n[1, 2]\n', "metrics.jsonl:2: not a JSON object"),
+        (b"3\n", "metrics.jsonl:1: not a JSON object"),
+        (b'{"epoch": 1, "dev": {"a": 0.5}}\n\xff\xfe\n', "metrics.jsonl: not UTF-8 text"),
+    ],
+    ids=["list", "number", "not_utf8"],
+)
+def test_a_metrics_file_that_is_no_json_objects_is_one_line_not_a_traceback(
+    tmp_path, capsys, content, message
+):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_bytes(content)
+    assert main(["curves", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (run / "dev_curves.png").exists()
+
+
+def test_true_and_false_are_not_scores_nor_epochs(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(
+        '{"epoch": 1, "dev": {"a": 0.5, "b": true}}\n{"epoch": true, "dev": {"a": 0.7}}\n'
+    )
+    assert read_curves(run) == {"run": {"a": [(1, 0.5)]}}

@@ -23,8 +23,8 @@ def read_curves(folder: str | Path) -> Curves:
     its path below ``folder`` (``hard/seed-0``; a single-task run ``single/seed-0/ner``).
 
     Raises:
-        MtlshareError: no run under ``folder``, or a metrics line that is not JSON (naming the
-            file and line).
+        MtlshareError: no run under ``folder``, a metrics file that is not UTF-8, or a metrics
+            line that is not a JSON object (naming the file and line).
     """
     folder = Path(folder)
     files = sorted(folder.rglob(METRICS))
@@ -39,18 +39,24 @@ def read_curves(folder: str | Path) -> Curves:
 
 def _curve(path: Path) -> dict[str, list[tuple[int, float]]]:
     by_task: dict[str, list[tuple[int, float]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise MtlshareError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise MtlshareError(f"{path}:{number}: not a JSON line ({e.msg})") from None
+        if not isinstance(record, dict):
+            raise MtlshareError(f"{path}:{number}: not a JSON object")
         dev, epoch = record.get("dev"), record.get("epoch")
-        if not isinstance(dev, dict) or not isinstance(epoch, int):
+        if not isinstance(dev, dict) or not isinstance(epoch, int) or isinstance(epoch, bool):
             continue  # not an epoch's evaluation
         for task, value in dev.items():
-            if isinstance(value, (int, float)):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
                 by_task.setdefault(task, []).append((epoch, float(value)))
     return by_task
 
