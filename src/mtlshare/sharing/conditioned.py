@@ -3,7 +3,9 @@ vector joined to the input of one chosen layer (Caruana 1997, section on task in
 Hospedales, ICLR 2017, view it as mixing shared and task-specific weights).
 
 ``mode = "concat"``: layer ``layer`` reads ``[x, d_t]``, so its weight splits into a shared part
-acting on ``x`` and a task-specific part acting on ``d_t``.
+acting on ``x`` and a task-specific part acting on ``d_t``. On a batch of sequences padded at the
+end with all-zero steps, the padded steps get zeros instead of ``d_t``, so they stay padding for
+a recurrent layer and a sentence's outputs do not depend on the batch it is in.
 ``mode = "multiply"``: layer ``layer`` reads ``x * (P d_t)`` with a learned ``P`` initialised so
 that ``P d_t = 1``; with one-hot ``d_t`` each task scales the shared weight's input columns.
 The task vector ``d_t`` is one-hot by default or the user's metadata (``descriptors``).
@@ -11,6 +13,7 @@ The task vector ``d_t`` is one-hot by default or the user's metadata (``descript
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -18,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.errors import ConfigError
-from mtlshare.models.trunks import Backbone
+from mtlshare.models.trunks import Backbone, padded_lengths
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.task import Task
@@ -52,6 +55,12 @@ def descriptor_matrix(tasks: list[Task], descriptors: dict[str, list[float]]) ->
         raise ConfigError(
             "conditioned.descriptors: all vectors must have the same, non-zero "
             f"length; got lengths {sorted(dims)}"
+        )
+    bad = [n for n in names if not all(math.isfinite(v) for v in descriptors[n])]
+    if bad:
+        raise ConfigError(
+            f"conditioned.descriptors: every entry must be a finite number; {bad[0]} has "
+            f"{descriptors[bad[0]]}"
         )
     return torch.tensor([descriptors[n] for n in names], dtype=torch.float32)
 
@@ -93,13 +102,31 @@ class ConditionedSharing(SharingModel):
             with torch.no_grad():  # P d_t = 1 for every task at initialisation
                 pinv = torch.linalg.pinv(desc)  # (dim, tasks)
                 self.gate.weight.copy_((pinv @ torch.ones(len(tasks), width)).T)
+                start = desc @ pinv.sum(1)  # (tasks,): each task's P d_t, every feature alike
+            starts = zip([t.name for t in tasks], start.tolist(), strict=True)
+            off = [(name, round(value, 4)) for name, value in starts if abs(value - 1) > 1e-4]
+            # least squares fell short (a task's all-zero vector, one number per task that
+            # differs): that layer's input would start scaled otherwise per task, or be zero
+            if off:
+                raise ConfigError(
+                    "conditioned.descriptors: with mode = 'multiply' the learned scale starts "
+                    "at 1 only when some weighted sum of the vectors' entries is 1 for every "
+                    "task (give every vector a constant entry 1.0); these would start at "
+                    + ", ".join(f"{name} {value:g}" for name, value in off)
+                )
         self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_dims[-1]) for t in tasks})
 
     def _condition(self, h: Tensor, task: str) -> Tensor:
         d = self.descriptors[self.index[task]]  # (dim,)
         if self.gate is not None:
             return h * self.gate(d)
-        return torch.cat([h, d.expand(*h.shape[:-1], d.shape[0])], dim=-1)
+        tail = d.expand(*h.shape[:-1], d.shape[0])
+        lengths = padded_lengths(h) if h.dim() == 3 else None
+        if lengths is not None:  # padded (all-zero) steps get no task vector: they stay padding
+            steps = torch.arange(h.shape[1], device=h.device)
+            real = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (batch, time)
+            tail = tail * real.unsqueeze(-1).to(tail.dtype)
+        return torch.cat([h, tail], dim=-1)
 
     def forward(self, x: Tensor, task: str) -> Tensor:
         h = self.stem(x)

@@ -21,6 +21,7 @@ gradient over the tasks' steps is the whole penalty's; only task t's copy moves 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,8 +80,8 @@ class SoftSharing(PerTaskCopies):
             raise ConfigError(
                 f"soft.weights: give one weight or one per layer ({depth}), got {len(cfg.weights)}"
             )
-        if any(w < 0 for w in self.weights):
-            raise ConfigError(f"soft.weights: must be >= 0, got {cfg.weights}")
+        if not all(w >= 0 and math.isfinite(w) for w in self.weights):
+            raise ConfigError(f"soft.weights: must be >= 0 and finite, got {cfg.weights}")
         self.penalty = frobenius_penalty if cfg.penalty == "frobenius" else trace_penalty
         # what a step of one task needs of the penalty, kept up to date (see the module doc)
         self._running: dict[tuple[int, str], Tensor] | None = None

@@ -87,8 +87,8 @@ class LossWeighting(nn.Module):
         unknown = sorted(set(cfg.weights) - set(tasks))
         if unknown:
             raise ConfigError(f"weighting.weights: unknown task(s) {unknown}; tasks are {tasks}")
-        if any(w < 0 for w in cfg.weights.values()):
-            raise ConfigError(f"weighting.weights: must be >= 0, got {cfg.weights}")
+        if not all(w >= 0 and math.isfinite(w) for w in cfg.weights.values()):
+            raise ConfigError(f"weighting.weights: must be >= 0 and finite, got {cfg.weights}")
         if cfg.kind == "gradnorm" and len(tasks) < 2:
             raise ConfigError(
                 f"weighting.kind = 'gradnorm' balances two or more tasks; this run has {tasks}"
