@@ -192,3 +192,19 @@ def test_padding_survives_through_two_layers(kind, bidirectional):
             alone = trunk(x[i : i + 1, :n])[0]
             assert torch.allclose(out[i, :n], alone, atol=1e-5), (i, n)
             assert torch.count_nonzero(out[i, n:]) == 0
+
+
+@pytest.mark.parametrize("layers", [[8], [8, 8, 8]])
+def test_a_conv_trunk_gives_a_padded_sequence_its_lone_outputs(layers):
+    """Conv layers: padded steps give zeros (not act(bias)), so a second layer does not read
+    them, and every real step gets what the sequence gets alone."""
+    torch.manual_seed(0)
+    backbone = backbone_from_config(TrunkConfig(kind="conv", hidden=layers), IN_DIM)
+    trunk = nn.Sequential(*backbone.layers()).eval()
+    x = padded_batch(LENGTHS)
+    with torch.no_grad():
+        out = trunk(x)
+        for i, n in enumerate(LENGTHS):
+            alone = trunk(x[i : i + 1, :n])[0]
+            assert torch.allclose(out[i, :n], alone, atol=1e-5), (i, n)
+            assert torch.count_nonzero(out[i, n:]) == 0

@@ -88,7 +88,11 @@ class FeedForward(nn.Module):
 
 
 class TimeConv(nn.Module):
-    """1-d convolution over time with 'same' padding: (batch, time, in) -> (batch, time, out)."""
+    """1-d convolution over time with 'same' padding: (batch, time, in) -> (batch, time, out).
+
+    On a batch padded at the end with all-zero steps, outputs at padded steps are zero (else
+    they would be ``act(bias)``), so they stay padding for the next layer, and a sequence's
+    outputs are those it gets alone: the convolution reads zeros past its end either way."""
 
     def __init__(
         self, in_dim: int, out_dim: int, kernel: int, activation: str, dropout: float
@@ -99,7 +103,12 @@ class TimeConv(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.act(self.conv(x.transpose(1, 2)).transpose(1, 2)))
+        out = self.drop(self.act(self.conv(x.transpose(1, 2)).transpose(1, 2)))
+        lengths = padded_lengths(x)
+        if lengths is None:
+            return out
+        real = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        return out * real.unsqueeze(-1).to(out.dtype)
 
 
 def padded_lengths(x: Tensor) -> Tensor | None:
