@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD, MtlshareError
+from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD, ConfigError, MtlshareError
 
 if TYPE_CHECKING:
     from mtlshare.config import Config
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         _load_library()
         return _dispatch(args)
     except MtlshareError as e:
-        print(f"mtlshare: error: {e}", file=sys.stderr)
+        print(f"mtlshare: error: {_in_config(e, args)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader of our output left (`mtlshare masks DIR | head`)
         # as Unix tools do: stop quietly; stdout goes nowhere, so flushing it again must not fail
@@ -234,6 +234,19 @@ def main(argv: list[str] | None = None) -> int:
         distributed = sys.modules.get("mtlshare.training.distributed")
         if distributed is not None:
             distributed.shutdown()
+
+
+def _in_config(error: MtlshareError, args: argparse.Namespace | None) -> str:
+    """The error's line, naming the config file when a setting of it is at fault: a setting
+    refused while the model or data is built (``conditioned.layer: ...``) says which file it
+    is in, as those refused while the file is read already do."""
+    message = str(error)
+    config = getattr(args, "config", None)
+    if not isinstance(error, ConfigError) or not isinstance(config, str):
+        return message
+    if message.startswith((config, str(Path(config).resolve()))):
+        return message
+    return f"{config}: {message}"
 
 
 def _resumable(args: argparse.Namespace | None) -> bool:

@@ -77,5 +77,6 @@ def test_the_command_line_refuses_them_before_the_out_folder(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("mtlshare: error: conditioned.descr")
+    # one line, naming the config file whose setting is refused while the model is built
+    assert len(err.splitlines()) == 1 and err.startswith(f"mtlshare: error: {DEMO}: conditioned.")
     assert not out.exists()
