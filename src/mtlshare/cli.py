@@ -304,9 +304,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mtlshare.training.folder import RunFolder
 
         folder = RunFolder(args.run_dir)
-        masks = masks_from_state(folder.model_state("best"))
         text = folder.config_text()
-        depths = tomllib.loads(text).get("sparse", {}).get("depths", {}) if text else {}
+        if text is None:
+            raise MtlshareError(f"{folder.path}: not an mtlshare run folder (no config.toml)")
+        config = tomllib.loads(text)
+        if config.get("mechanism") not in ("sparse", None):
+            raise MtlshareError(
+                f"{folder.path}: a {config['mechanism']!r} run; only sparse-sharing runs have masks"
+            )
+        if not folder.has_checkpoint("best") and folder.finished:
+            raise MtlshareError(
+                f"{folder.path}: the run finished, but its checkpoints were not kept (a copy "
+                "made by recipes/keep_runs.py): its results.json's `sparse` block has the "
+                "densities and overlaps"
+            )
+        masks = masks_from_state(folder.model_state("best"))
+        depths = config.get("sparse", {}).get("depths", {})
         print(describe_masks(masks, depths))
         return 0
     if args.command == "curves":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -491,6 +492,22 @@ def test_masks_command_prints_densities_and_overlaps(tmp_path, capsys):
     assert f"{results['sparse']['density']['t1']:.4f}" in text
     assert f"{results['sparse']['overlap_ratio']:.4f}" in text
     assert "pairwise overlap" in text and "0.linear.weight" in text
+
+    # what masks says where there are none to read: each a line naming the folder, exit 2
+    kept = tmp_path / "kept"  # as recipes/keep_runs.py keeps a run: no checkpoints
+    shutil.copytree(out, kept, ignore=shutil.ignore_patterns("checkpoint"))
+    hard = tmp_path / "hard"
+    shutil.copytree(out, hard)
+    config = hard / "config.toml"
+    config.write_text(config.read_text().replace('mechanism = "sparse"', 'mechanism = "hard"'))
+    for folder, message in (
+        (kept, "checkpoints were not kept"),
+        (hard, "a 'hard' run; only sparse-sharing runs have masks"),
+        (tmp_path / "nowhere", "not an mtlshare run folder"),
+    ):
+        assert main(["masks", str(folder)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(folder) in err[0] and message in err[0], err
 
 
 def test_a_search_that_can_prune_no_more_stops():
