@@ -137,3 +137,38 @@ def test_true_and_false_are_not_scores_nor_epochs(tmp_path):
         '{"epoch": 1, "dev": {"a": 0.5, "b": true}}\n{"epoch": true, "dev": {"a": 0.7}}\n'
     )
     assert read_curves(run) == {"run": {"a": [(1, 0.5)]}}
+
+
+def test_curves_out_must_be_a_png_in_a_folder_that_exists(tmp_path, capsys):
+    _metrics(tmp_path / "run", [{"epoch": 1, "dev": {"a": 0.5}}, {"epoch": 2, "dev": {"a": 0.6}}])
+    (tmp_path / "adir").mkdir()
+    for out, message in (
+        (tmp_path / "curves.pdf", "ending in .png"),
+        (tmp_path / "curves.txt", "ending in .png"),
+        (tmp_path / "missing" / "curves.png", "no folder"),
+    ):
+        assert main(["curves", str(tmp_path / "run"), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--out {out}" in err[0] and message in err[0], err
+        assert not out.exists() and not (tmp_path / "missing").exists()
+    adir = tmp_path / "adir.png"
+    adir.mkdir()
+    assert main(["curves", str(tmp_path / "run"), "--out", str(adir)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert list(adir.iterdir()) == []  # no temporary file left in it
+    out = tmp_path / "Curves.PNG"
+    assert main(["curves", str(tmp_path / "run"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_epoch_axis_has_whole_epochs_only(tmp_path, monkeypatch):
+    drawn = {}
+    real = curves_module.save_figure
+
+    def keep(fig, path):
+        drawn["ticks"] = [t for ax in fig.axes for t in ax.get_xticks()]
+        return real(fig, path)
+
+    monkeypatch.setattr(curves_module, "save_figure", keep)
+    plot_dev_curves({"run": {"a": [(1, 0.5), (2, 0.6)]}}, tmp_path / "c.png")
+    assert drawn["ticks"] and all(float(t).is_integer() for t in drawn["ticks"])

@@ -68,6 +68,7 @@ def plot_dev_curves(curves: Curves, path: str | Path, title: str = "") -> Path:
     that every line is labelled."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     tasks = sorted({task for curve in curves.values() for task in curve})
     if not tasks:
@@ -96,6 +97,7 @@ def plot_dev_curves(curves: Curves, path: str | Path, title: str = "") -> Path:
             drawn.add(row)
         ax.set_title(task)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
         ax.set_ylabel("dev score")
         ax.grid(alpha=0.3)
         if n == 0 or drawn - labelled:
@@ -108,6 +110,17 @@ def plot_dev_curves(curves: Curves, path: str | Path, title: str = "") -> Path:
 
 
 def write_dev_curves(folder: str | Path, out: str | Path | None = None, title: str = "") -> Path:
-    """``plot_dev_curves(read_curves(folder))`` at ``out`` (default ``folder/dev_curves.png``)."""
+    """``plot_dev_curves(read_curves(folder))`` at ``out`` (default ``folder/dev_curves.png``):
+    a PNG file, in a folder that exists; anything else is refused before anything is read."""
     folder = Path(folder)
+    if out is not None:
+        out = Path(out)
+        if out.suffix.lower() != ".png":
+            raise MtlshareError(
+                f"--out {out}: the curves are a PNG image; give a path ending in .png"
+            )
+        if out.is_dir():
+            raise MtlshareError(f"--out {out}: is a folder; give the path of the PNG to write")
+        if not out.parent.is_dir():
+            raise MtlshareError(f"--out {out}: no folder {out.parent} to write it in")
     return plot_dev_curves(read_curves(folder), out or folder / "dev_curves.png", title)
