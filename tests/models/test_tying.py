@@ -133,6 +133,9 @@ def test_shapes_and_settings_are_checked(config):
         tie_weights(nn.Linear(4, 10), nn.Embedding(10, 5))
     with pytest.raises(ConfigError, match="only a next_word task"):
         build_problem(load_config(config, ["data.tasks.pos.tie_embedding=true"]), config.parent)
+    crf = load_config(config, ['data.tasks.lm.head="crf"'])
+    with pytest.raises(ConfigError, match=r"ties a linear head's output.*its head is 'crf'"):
+        build_model(crf, build_problem(crf, config.parent))
 
 
 def test_shared_and_task_specific_count_the_tied_matrix_once(config):

@@ -66,10 +66,15 @@ def build_network(
     for task in tasks:  # output projections tied to the input word embedding
         if task.tie_embedding:
             head, words = model.head(task.name), getattr(model.stem_for(task.name), "words", None)
-            if not isinstance(head, TiedHead) or not isinstance(words, nn.Embedding):
+            if not isinstance(words, nn.Embedding):
                 raise ConfigError(
                     f"task {task.name!r}: tie_embedding needs a word-embedding input "
                     "encoder (the conll data source)"
+                )
+            if not isinstance(head, TiedHead):
+                raise ConfigError(
+                    f"task {task.name!r}: tie_embedding ties a linear head's output to the "
+                    f"word embedding; its head is {task.head!r} (use head = 'linear')"
                 )
             tie_weights(head.out, words)
     return model
