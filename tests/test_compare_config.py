@@ -462,6 +462,18 @@ def test_a_variant_row_trains_its_mechanism_with_its_settings(tmp_path):
     assert single["train"]["schedule"] == "alternate"
 
 
+def test_single_task_rows_leave_out_the_fixed_weights_of_the_tasks(tmp_path):
+    """A weight per task balances the tasks of a shared run; a task trained alone takes none
+    (the weights would also name tasks its run does not have, which a run refuses)."""
+    cfg = tiny(DEMO, "weighting.weights={ t1 = 2.0 }")
+    out = tmp_path / "cmp"
+    compare(cfg, ["single", "hard"], out, progress=False)
+    assert read_toml(out / "hard" / "config.toml")["weighting"]["weights"] == {"t1": 2.0}
+    for task in ("t1", "t2", "t3"):
+        saved = read_toml(out / "single" / task / "config.toml")
+        assert saved["weighting"].get("weights", {}) == {}, task
+
+
 def test_a_comparison_given_another_row_resumes_its_finished_runs(tmp_path):
     """A row added to [compare] (here a variant) changes every run's saved [compare] table,
     not how any of them trains: the finished runs are read back, only the new row trains."""

@@ -160,13 +160,17 @@ def _check_request(cfg: Config, mechanisms: list[str], seeds: list[int], jobs: i
 def row_config(cfg: Config, name: str, **extra: Any) -> Config:
     """The config of a row's runs: its mechanism and ``[compare] overrides`` (``single_subnet``
     also takes ``sparse``'s), then ``extra``. Single-task rows train with plain steps and fixed
-    weights: a weighting that balances tasks has nothing to balance there."""
+    weights: a weighting that balances tasks has nothing to balance there (and the tasks'
+    fixed ``weighting.weights`` are left out: they weigh tasks against each other, and would
+    name tasks such a run does not have)."""
     overrides = cfg.compare.overrides
     changes: dict[str, Any] = dict(cfg.compare.variants.get(name, {}))
     if name in (SINGLE, SUBNET) and cfg.weighting.kind in JOINT_ONLY:
         changes.update(
             {"weighting.kind": "fixed", "weighting.aggregator": "", "train.schedule": "alternate"}
         )
+    if name in (SINGLE, SUBNET) and cfg.weighting.weights:
+        changes["weighting.weights"] = {}
     if name == SUBNET:
         changes.update(overrides.get("sparse", {}))
     changes.update(overrides.get(name, {}))
