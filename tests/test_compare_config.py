@@ -474,6 +474,20 @@ def test_single_task_rows_leave_out_the_fixed_weights_of_the_tasks(tmp_path):
         assert saved["weighting"].get("weights", {}) == {}, task
 
 
+def test_single_task_rows_select_on_their_own_task_when_the_config_names_one(tmp_path):
+    out = tmp_path / "cmp"
+    compare(tiny(DEMO, "train.select_on=t1"), ["single", "hard"], out, progress=False)
+    assert read_toml(out / "hard" / "config.toml")["train"]["select_on"] == "t1"
+    for task in ("t1", "t2", "t3"):
+        assert read_toml(out / "single" / task / "config.toml")["train"]["select_on"] == "mean"
+
+
+def test_a_run_whose_weights_cannot_be_built_is_refused_before_the_folder(tmp_path):
+    with pytest.raises(ConfigError, match=r"weighting\.weights: unknown task"):
+        compare(tiny(DEMO, "weighting.weights={ t9 = 2.0 }"), ["hard"], tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
 def test_a_comparison_given_another_row_resumes_its_finished_runs(tmp_path):
     """A row added to [compare] (here a variant) changes every run's saved [compare] table,
     not how any of them trains: the finished runs are read back, only the new row trains."""

@@ -81,11 +81,15 @@ def compare(
                     raise ConfigError(f"compare row {name!r}: {e}") from None
     if SUBNET in mechanisms:  # its masks come from the sparse run: the networks must agree
         _check_subnet_fits(cfg, problem, names)
-    LossWeighting(names, cfg.weighting, cfg.seed)  # so do the weights and the selection rule
-    if cfg.train.select_on not in ("mean", *names):
-        raise ConfigError(
-            f"train.select_on: {cfg.train.select_on!r} is neither 'mean' nor a task ({names})"
-        )
+    for job in plan:  # so do every run's loss weights and selection rule
+        tasks = [job.task] if job.task is not None else names
+        run_cfg = row_config(cfg, job.name, tasks=tasks)
+        LossWeighting(tasks, run_cfg.weighting, cfg.seed)
+        if run_cfg.train.select_on not in ("mean", *tasks):
+            raise ConfigError(
+                f"train.select_on: {run_cfg.train.select_on!r} is neither 'mean' nor a task "
+                f"({tasks})"
+            )
     base = str(base_dir) if base_dir is not None else None
     remember_problem(cfg.to_dict(), base, every_task)
     if resume:  # kept runs copied to another folder name their sparse run by its old path
@@ -162,7 +166,8 @@ def row_config(cfg: Config, name: str, **extra: Any) -> Config:
     also takes ``sparse``'s), then ``extra``. Single-task rows train with plain steps and fixed
     weights: a weighting that balances tasks has nothing to balance there (and the tasks'
     fixed ``weighting.weights`` are left out: they weigh tasks against each other, and would
-    name tasks such a run does not have)."""
+    name tasks such a run does not have); a ``train.select_on`` naming a task becomes "mean",
+    which for the one task of such a run is that task's dev score."""
     overrides = cfg.compare.overrides
     changes: dict[str, Any] = dict(cfg.compare.variants.get(name, {}))
     if name in (SINGLE, SUBNET) and cfg.weighting.kind in JOINT_ONLY:
@@ -171,6 +176,8 @@ def row_config(cfg: Config, name: str, **extra: Any) -> Config:
         )
     if name in (SINGLE, SUBNET) and cfg.weighting.weights:
         changes["weighting.weights"] = {}
+    if name in (SINGLE, SUBNET) and cfg.train.select_on != "mean":
+        changes["train.select_on"] = "mean"
     if name == SUBNET:
         changes.update(overrides.get("sparse", {}))
     changes.update(overrides.get(name, {}))
