@@ -34,3 +34,18 @@ def test_the_library_components_are_there_without_importing_their_packages_first
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split(maxsplit=2) == ["hard", "True", "['forecast', 'train']\n"]
+
+
+def test_a_module_imported_again_registers_its_components_again():
+    """``importlib.reload`` (or a notebook's autoreload) of a module that registers a
+    mechanism of one's own runs its decorator again: that raised 'registered twice'. The same
+    definition takes the old one's place; another one under the name is still refused."""
+    reg: Registry[type] = Registry("widget")
+    source = "class Gated:\n    pass\n\n\nREG.register('g')(Gated)\n"
+    first: dict[str, object] = {"REG": reg, "__name__": "own_module"}
+    exec(source, first)
+    again: dict[str, object] = {"REG": reg, "__name__": "own_module"}
+    exec(source, again)  # the module's code run again, as a reload does
+    assert reg["g"].build is again["Gated"] and reg.names() == ["g"]
+    with pytest.raises(ValueError, match="registered twice"):
+        exec(source, {"REG": reg, "__name__": "other_module"})

@@ -48,7 +48,9 @@ class Registry(Generic[T]):
         self, name: str, *, config: type | None = None, summary: str = "", paper: str = ""
     ) -> Callable[[T], T]:
         def decorate(obj: T) -> T:
-            if name in self._entries:
+            # the same definition again is its module imported again (``importlib.reload``,
+            # a notebook's autoreload): it takes the old one's place
+            if name in self._entries and not _same_definition(self._entries[name].build, obj):
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = Entry(name, obj, config, summary, paper)
             return obj
@@ -71,6 +73,13 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return list(self._entries_now())
+
+
+def _same_definition(old: object, new: object) -> bool:
+    """Whether ``new`` is ``old``'s definition run again: a class or function of the same
+    module and qualified name."""
+    where = [(getattr(o, "__module__", None), getattr(o, "__qualname__", None)) for o in (old, new)]
+    return None not in where[0] and where[0] == where[1]
 
 
 MECHANISMS: Registry[Callable[..., Any]] = Registry("mechanism", home="mtlshare.sharing")
