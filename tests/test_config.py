@@ -9,7 +9,7 @@ import pytest
 
 from mtlshare.config import Config, from_dict, load_config, parse_value
 from mtlshare.errors import ConfigError
-from mtlshare.registry import MECHANISMS
+from mtlshare.registry import MECHANISMS, Entry
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "recipes" / "demo" / "demo.toml"
@@ -275,3 +275,28 @@ def test_cuda_is_refused_where_torch_sees_no_gpu(monkeypatch):
     with pytest.raises(ConfigError, match=r"train\.device: 'cuda' but torch sees no GPU"):
         TrainConfig(device="cuda").validate()
     TrainConfig(device="auto").validate()
+
+
+def test_the_table_of_a_mechanism_without_settings_takes_no_keys(monkeypatch):
+    """A mechanism registered without a config dataclass: a key in its table (a typo, a
+    setting it does not have) was ignored without a word."""
+    monkeypatch.setitem(MECHANISMS._entries, "plain", Entry("plain", object, None, "", ""))
+    assert load_config(DEMO, ["mechanism=plain"]).mechanism_config is None
+    with pytest.raises(
+        ConfigError, match=r"unknown key plain\.depth; allowed keys in \[plain\]: \(none\)$"
+    ):
+        load_config(DEMO, ["mechanism=plain", "plain.depth=2"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "train",  # its table was read as [train]: every config failed on train.epochs
+        "single",  # compare's row of single-task baselines: the mechanism was never run
+        "v1.2",  # no override can reach its table, no comparison folder holds it
+    ],
+)
+def test_a_mechanism_of_ones_own_under_a_name_a_config_cannot_tell_apart(monkeypatch, name):
+    monkeypatch.setitem(MECHANISMS._entries, name, Entry(name, object, None, "", ""))
+    with pytest.raises(ConfigError, match=rf"^mechanism '{name}': register it under another"):
+        from_dict({"data": {"source": "synthetic"}})

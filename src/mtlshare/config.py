@@ -240,16 +240,15 @@ def from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a ``Config`` from a TOML-shaped dict."""
     raw = dict(raw)
     sections = [e.name for e in EXPERIMENTS if e.config is not None]
-    allowed = [
-        *TOP_KEYS,
-        "data",
-        "trunk",
-        "train",
-        "weighting",
-        "compare",
-        *sections,
-        *MECHANISMS.names(),
-    ]
+    taken = [*TOP_KEYS, "data", "trunk", "train", "weighting", "compare", *sections]
+    for name in MECHANISMS.names():  # a name of one's own that a config cannot tell apart
+        if name in (*taken, SINGLE, SUBNET) or not ROW_NAME.fullmatch(name):
+            raise ConfigError(
+                f"mechanism {name!r}: register it under another name. A mechanism's name is "
+                "its config table, its comparison row and a folder name: letters, digits, "
+                f"'_', '-' and '+', none of {', '.join([*taken, SINGLE, SUBNET])}"
+            )
+    allowed = [*taken, *MECHANISMS.names()]
     unknown = [k for k in raw if k not in allowed]
     if unknown:
         raise ConfigError(
@@ -307,9 +306,15 @@ def from_dict(raw: dict[str, Any]) -> Config:
             )
             if hasattr(cfg.mechanisms[mech.name], "validate"):  # what can be checked early
                 cfg.mechanisms[mech.name].validate()
-        else:
+        else:  # a mechanism without settings: its table (written empty) takes no keys
+            build_dataclass(_NoSettings, raw.get(mech.name, {}), mech.name)
             cfg.mechanisms[mech.name] = None
     return cfg
+
+
+@dataclass
+class _NoSettings:
+    """The table of a mechanism registered without a config dataclass."""
 
 
 def parse_value(text: str) -> Any:
