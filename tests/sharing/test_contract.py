@@ -6,6 +6,8 @@ tested here without touching this file. Each case is tiny and runs on CPU in mil
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -206,3 +208,29 @@ def test_same_seed_same_model(name, kind, n_tasks):
     for t in first:
         assert torch.equal(first[t], second[t]), t
     assert any(not torch.equal(first[t], other[t]) for t in first)
+
+
+@pytest.mark.parametrize(("name", "kind", "n_tasks"), CASES)
+def test_the_calls_the_loop_and_predict_make_are_answered(name, kind, n_tasks):
+    """What training and ``load_run`` call beyond ``forward``, with the arguments they pass:
+    a mechanism written to the interface as the README gives it (``regularizer()``, heads kept
+    elsewhere) passed every test above and then failed in its first training step or its
+    first prediction."""
+    model = build(name, kind, n_tasks)
+    names = model.task_names
+    for task in names:  # an alternate step's share of the penalty (objective.Objective)
+        reg = model.regularizer(task, float(n_tasks))
+        assert isinstance(reg, Tensor) and reg.dim() == 0 and torch.isfinite(reg), task
+    whole = model.regularizer(None)  # a joint step's
+    assert isinstance(whole, Tensor) and whole.dim() == 0 and torch.isfinite(whole)
+    x = inputs(kind)
+    expected = outputs(model, x)
+    with torch.no_grad():
+        together = model.forward_tasks(x, names)  # a joint step on one batch for every task
+    assert list(together) == names
+    for task in names:
+        assert torch.allclose(together[task], expected[task], atol=1e-6), task
+        head = model.head(task)  # a task's decoding and loss may need it (predict, CRF)
+        assert isinstance(head, nn.Module)
+        assert ids(head.parameters()) <= ids(model.task_parameters(task)), task
+    json.dumps(model.report())  # written into results.json after training
