@@ -65,3 +65,28 @@ def test_every_test_the_docs_name_exists():
                 )
             named += 1
     assert named > 100  # the reliability tables alone name more
+
+
+def test_the_mechanism_of_ones_own_example_runs(tmp_path):
+    """The ``py`` block registers a mechanism: run in a process of its own, so that this one's
+    registry (which the other tests read) stays the library's."""
+    import subprocess
+    import sys
+
+    (code,) = blocks("py")
+    (tmp_path / "gated.py").write_text(code, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "gated.py"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "runs" / "gated-vs-hard" / "comparison.md").is_file()
+    contract = ["-m", "pytest", "-q", "-p", "gated", "-p", "no:cacheprovider", "-k", "gated"]
+    done = subprocess.run(
+        [sys.executable, *contract, str(ROOT / "tests" / "sharing" / "test_contract.py")],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": f"{tmp_path}{os.pathsep}{env['PYTHONPATH']}"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
