@@ -305,9 +305,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         folder = RunFolder(args.run_dir)
         text = folder.config_text()
-        if text is None:
-            raise MtlshareError(f"{folder.path}: not an mtlshare run folder (no config.toml)")
-        config = tomllib.loads(text)
+        if text is None and not folder.has_checkpoint("best"):
+            raise MtlshareError(
+                f"{folder.path}: not an mtlshare run folder (no config.toml, no checkpoint)"
+            )
+        config = tomllib.loads(text) if text is not None else {}
         if config.get("mechanism") not in ("sparse", None):
             raise MtlshareError(
                 f"{folder.path}: a {config['mechanism']!r} run; only sparse-sharing runs have masks"
