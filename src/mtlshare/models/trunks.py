@@ -104,11 +104,8 @@ class TimeConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.drop(self.act(self.conv(x.transpose(1, 2)).transpose(1, 2)))
-        lengths = padded_lengths(x)
-        if lengths is None:
-            return out
-        real = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
-        return out * real.unsqueeze(-1).to(out.dtype)
+        real = real_steps(x)
+        return out if real is None else out * real
 
 
 def padded_lengths(x: Tensor) -> Tensor | None:
@@ -122,6 +119,15 @@ def padded_lengths(x: Tensor) -> Tensor | None:
     return (time - real.flip(1).int().argmax(1)).where(
         real.any(1), torch.ones_like(real[:, 0], dtype=torch.long)
     )
+
+
+def real_steps(x: Tensor) -> Tensor | None:
+    """The (batch, time, 1) mask of the real steps of a batch padded at the end with all-zero
+    steps (``padded_lengths``), or None when no sequence ends in padding."""
+    lengths = padded_lengths(x)
+    if lengths is None:
+        return None
+    return (torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]).unsqueeze(-1)
 
 
 class Recurrent(nn.Module):

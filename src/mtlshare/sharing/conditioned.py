@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.errors import ConfigError
-from mtlshare.models.trunks import Backbone, padded_lengths
+from mtlshare.models.trunks import Backbone, real_steps
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.task import Task
@@ -121,11 +121,9 @@ class ConditionedSharing(SharingModel):
         if self.gate is not None:
             return h * self.gate(d)
         tail = d.expand(*h.shape[:-1], d.shape[0])
-        lengths = padded_lengths(h) if h.dim() == 3 else None
-        if lengths is not None:  # padded (all-zero) steps get no task vector: they stay padding
-            steps = torch.arange(h.shape[1], device=h.device)
-            real = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (batch, time)
-            tail = tail * real.unsqueeze(-1).to(tail.dtype)
+        real = real_steps(h) if h.dim() == 3 else None
+        if real is not None:  # padded (all-zero) steps get no task vector: they stay padding
+            tail = tail * real
         return torch.cat([h, tail], dim=-1)
 
     def forward(self, x: Tensor, task: str) -> Tensor:
