@@ -72,12 +72,10 @@ def make_aggregator(name: str, n_tasks: int, cagrad_c: float = 0.5) -> Callable[
     return aggregator
 
 
-def watch_weights(aggregator: Callable[[Tensor], Tensor], sink: Callable[[Tensor], None]) -> bool:
+def watch_weights(aggregator: Callable[[Tensor], Tensor], sink: Callable[[Tensor], None]) -> None:
     """Hand ``sink`` the weights ``aggregator`` gives the rows of each matrix it aggregates (its
     result is their weighted sum), where it has such weights (every torchjd aggregator here but
-    GradDrop); returns whether it has. Only watches: the aggregation is unchanged."""
+    GradDrop: then nothing). Only watches: the aggregation is unchanged."""
     weighting = getattr(aggregator, "weighting", None)
-    if not isinstance(weighting, nn.Module):
-        return False
-    weighting.register_forward_hook(lambda module, args, out: sink(out))
-    return True
+    if isinstance(weighting, nn.Module):
+        weighting.register_forward_hook(lambda module, args, out: sink(out))
