@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -300,3 +302,50 @@ def test_a_mechanism_of_ones_own_under_a_name_a_config_cannot_tell_apart(monkeyp
     monkeypatch.setitem(MECHANISMS._entries, name, Entry(name, object, None, "", ""))
     with pytest.raises(ConfigError, match=rf"^mechanism '{name}': register it under another"):
         from_dict({"data": {"source": "synthetic"}})
+
+
+@dataclass
+class _OwnConfig:
+    """A mechanism of one's own: field types a dataclass may have that the library's lack."""
+
+    mode: Literal["a", "b"] = "a"
+    sizes: tuple[int, ...] = (1, 2)
+    pair: tuple[int, str] = (0, "x")
+    limit: int | None = None
+
+
+def test_a_mechanism_of_ones_own_with_literal_tuple_and_none_fields(monkeypatch):
+    """Every config writes every registered mechanism's table: such a table made every run's
+    to_toml fail (None) or every saved config unreadable (Literal, tuple), whatever it trained."""
+    MECHANISMS.names()  # the library's own are registered before the planted one
+    monkeypatch.setitem(MECHANISMS._entries, "own", Entry("own", object, _OwnConfig, "", ""))
+    cfg = load_config(DEMO)  # a hard run
+    again = from_dict(tomllib.loads(cfg.to_toml()))
+    assert again.mechanisms["own"] == _OwnConfig()
+    own = load_config(
+        DEMO, ["mechanism=own", "own.mode=b", "own.sizes=[3]", 'own.pair=[4, "y"]', "own.limit=4"]
+    )
+    assert own.mechanism_config == _OwnConfig("b", (3,), (4, "y"), 4)
+    assert from_dict(tomllib.loads(own.to_toml())).mechanism_config == own.mechanism_config
+    with pytest.raises(ConfigError, match=r"own\.mode: expected one of 'a', 'b', got 'c'$"):
+        load_config(DEMO, ["own.mode=c"])
+    with pytest.raises(ConfigError, match=r"own\.pair: expected 2 values, got \[1\]$"):
+        load_config(DEMO, ["own.pair=[1]"])
+    with pytest.raises(ConfigError, match=r"own\.sizes\[1\]: expected an integer"):
+        load_config(DEMO, ['own.sizes=[1, "z"]'])
+
+
+@dataclass
+class _PathConfig:
+    where: Path = Path(".")
+
+
+def test_a_config_field_toml_cannot_carry_is_named_when_a_config_is_read(monkeypatch):
+    """A Path field wrote no config.toml (a TypeError after training); it is one line up front."""
+    MECHANISMS.names()
+    monkeypatch.setitem(MECHANISMS._entries, "own", Entry("own", object, _PathConfig, "", ""))
+    with pytest.raises(
+        ConfigError,
+        match=r"own\.where: a config field of type Path cannot be read from TOML; use bool",
+    ):
+        load_config(DEMO)

@@ -150,16 +150,16 @@ class Config:
             "seed": self.seed,
             "tasks": list(self.tasks),
         }
-        own = dataclasses.asdict(self.data) if self.data is not None else {}
+        own = _table(self.data, "data") if self.data is not None else {}
         out["data"] = {"source": self.data_source, **own}
         out["trunk"] = dataclasses.asdict(self.trunk)
         out["train"] = dataclasses.asdict(self.train)
         out["weighting"] = dataclasses.asdict(self.weighting)
         out["compare"] = dataclasses.asdict(self.compare)
         for name, cfg in self.experiments.items():
-            out[name] = dataclasses.asdict(cfg)
+            out[name] = _table(cfg, name)
         for name, cfg in self.mechanisms.items():
-            out[name] = dataclasses.asdict(cfg) if cfg is not None else {}
+            out[name] = _table(cfg, name) if cfg is not None else {}
         return out
 
     def to_toml(self) -> str:
@@ -173,6 +173,19 @@ class Config:
         new = from_dict(raw)
         new.base_dir = self.base_dir
         return new
+
+
+def _table(cfg: Any, section: str) -> dict[str, Any]:
+    """A component's dataclass as a TOML table. TOML has no null: a field at its default of
+    None is left out and reads back as that default (a component of one's own may have such
+    fields; one of them made every run's ``to_toml`` fail with a TypeError)."""
+    table = dataclasses.asdict(cfg)
+    for f in dataclasses.fields(cfg):
+        if table[f.name] is None:
+            if f.default is not None:
+                raise ConfigError(f"{section}.{f.name}: None cannot be written to TOML")
+            del table[f.name]
+    return table
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
@@ -209,6 +222,20 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if type(value) is datetime.date:  # an unquoted TOML date, as in data.origin=2012-10-03
             return value.isoformat()
         raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if origin is typing.Literal:  # a choice among fixed values, e.g. Literal["a", "b"]
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        raise ConfigError(f"{key}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+    if origin is tuple:  # TOML has arrays only: tuple[int, ...] or tuple[int, str]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {value!r}")
+        return tuple(
+            _coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -217,7 +244,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table, got {value!r}")
         return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover - our own dataclasses
+    raise ConfigError(f"{key}: unsupported type {hint}")  # pragma: no cover - checked up front
 
 
 def build_dataclass(cls: type, raw: dict[str, Any], prefix: str) -> Any:
@@ -232,8 +259,32 @@ def build_dataclass(cls: type, raw: dict[str, Any], prefix: str) -> Any:
             f"unknown key {prefix}.{unknown[0]}; allowed keys in [{prefix}]: "
             f"{', '.join(names) or '(none)'}"
         )
+    for name in names:  # a component of one's own may declare a type TOML cannot carry
+        if not _readable(hints[name]):
+            raise ConfigError(
+                f"{prefix}.{name}: a config field of type {_type_name(hints[name])} cannot be "
+                "read from TOML; use bool, int, float, str, Literal[...], list[...], tuple[...], "
+                "dict[str, ...] or a union of them with None"
+            )
     values = {k: _coerce(v, hints[k], f"{prefix}.{k}") for k, v in raw.items()}
     return cls(**values)
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint)
+
+
+def _readable(hint: Any) -> bool:
+    """Whether ``_coerce`` reads a value of this type from TOML."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint in (Any, bool, int, float, str, type(None)) or origin is typing.Literal:
+        return True
+    if origin in (typing.Union, types.UnionType, list, tuple):
+        return all(a is Ellipsis or _readable(a) for a in args)
+    if origin is dict:
+        return args[0] is str and _readable(args[1])
+    return False
 
 
 def from_dict(raw: dict[str, Any]) -> Config:
