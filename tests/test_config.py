@@ -9,7 +9,14 @@ from typing import Literal
 
 import pytest
 
-from mtlshare.config import Config, from_dict, load_config, parse_value
+from mtlshare.config import (
+    Config,
+    from_dict,
+    load_config,
+    load_trained_config,
+    parse_value,
+    same_config,
+)
 from mtlshare.errors import ConfigError
 from mtlshare.registry import MECHANISMS, Entry
 
@@ -349,3 +356,27 @@ def test_a_config_field_toml_cannot_carry_is_named_when_a_config_is_read(monkeyp
         match=r"own\.where: a config field of type Path cannot be read from TOML; use bool",
     ):
         load_config(DEMO)
+
+
+def test_a_run_written_beside_a_mechanism_of_ones_own_loads_where_it_is_not_registered(
+    tmp_path, monkeypatch
+):
+    """Every run's config.toml has a table per registered mechanism: a hard run trained in a
+    process that registered a mechanism of one's own could not be loaded ("unknown key") nor
+    resumed without it, and that mechanism's own run did not say what was missing."""
+    MECHANISMS.names()
+    with monkeypatch.context() as m:
+        m.setitem(MECHANISMS._entries, "own", Entry("own", object, _OwnConfig, "", ""))
+        saved = load_config(DEMO, ["own.mode=b"]).to_toml()  # a hard run, trained beside own
+        own_run = load_config(DEMO, ["mechanism=own"]).to_toml()
+    assert "own" not in MECHANISMS
+    path = tmp_path / "config.toml"
+    path.write_text(saved)
+    assert load_trained_config(path).to_toml() == load_config(DEMO).to_toml()
+    assert same_config(saved, load_config(DEMO).to_toml())  # so --resume takes it up here
+    assert not same_config(saved, load_config(DEMO, ["seed=1"]).to_toml())
+    path.write_text(own_run)
+    with pytest.raises(ConfigError, match=r"unknown mechanism 'own'.*registered by importing"):
+        load_trained_config(path)
+    with pytest.raises(ConfigError, match=r"unknown key 'own'"):  # a file one writes: strict
+        load_config(tmp_path / "config.toml", ["mechanism=hard"])

@@ -29,7 +29,7 @@ import mtlshare.forecasting.config
 import mtlshare.sharing  # noqa: F401  (these register their components on import)
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import TrunkConfig
-from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
+from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS, Entry, Registry
 from mtlshare.training.objective import JOINT_ONLY, WeightingConfig
 from mtlshare.training.settings import TrainConfig
 
@@ -287,6 +287,28 @@ def _readable(hint: Any) -> bool:
     return False
 
 
+def _registered(registry: Registry[Any], name: str) -> Entry[Any]:
+    """``registry[name]``, its error saying how a component of one's own is registered."""
+    try:
+        return registry[name]
+    except ConfigError as e:
+        raise ConfigError(
+            f"{e} (one of your own is registered by importing the module that defines it, "
+            "from Python, before the config is read)"
+        ) from None
+
+
+def _without_unused_tables(raw: dict[str, Any]) -> dict[str, Any]:
+    """A saved config without the tables of mechanisms and experiment sections that were
+    registered where it was written but are not here, and that it does not use: every
+    ``config.toml`` holds every registered mechanism's table, so a hard run trained beside a
+    mechanism of one's own names that mechanism, and reads here without it."""
+    known = {e.name for e in EXPERIMENTS} | set(MECHANISMS.names())
+    known |= {*TOP_KEYS, "data", "trunk", "train", "weighting", "compare"}
+    used = {raw.get("mechanism"), raw.get("experiment")}
+    return {k: v for k, v in raw.items() if k in known or k in used or not isinstance(v, dict)}
+
+
 def from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a ``Config`` from a TOML-shaped dict."""
     raw = dict(raw)
@@ -299,17 +321,19 @@ def from_dict(raw: dict[str, Any]) -> Config:
                 "its config table, its comparison row and a folder name: letters, digits, "
                 f"'_', '-' and '+', none of {', '.join([*taken, SINGLE, SUBNET])}"
             )
+    cfg = Config()
+    # before the unknown keys: the table of a mechanism of one's own that is not registered
+    # here is unknown too, and "unknown key" would not say what is missing
+    cfg.experiment = _coerce(raw.get("experiment", cfg.experiment), str, "experiment")
+    _registered(EXPERIMENTS, cfg.experiment)
+    cfg.mechanism = _coerce(raw.get("mechanism", cfg.mechanism), str, "mechanism")
+    _registered(MECHANISMS, cfg.mechanism)
     allowed = [*taken, *MECHANISMS.names()]
     unknown = [k for k in raw if k not in allowed]
     if unknown:
         raise ConfigError(
             f"unknown key {unknown[0]!r}; allowed top-level keys: {', '.join(allowed)}"
         )
-    cfg = Config()
-    cfg.experiment = _coerce(raw.get("experiment", cfg.experiment), str, "experiment")
-    EXPERIMENTS[cfg.experiment]
-    cfg.mechanism = _coerce(raw.get("mechanism", cfg.mechanism), str, "mechanism")
-    MECHANISMS[cfg.mechanism]
     cfg.seed = _coerce(raw.get("seed", 0), int, "seed")
     check_seed(cfg.seed)
     cfg.tasks = _coerce(raw.get("tasks", []), list[str], "tasks")
@@ -331,7 +355,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
             )
         cfg.data = None
     else:
-        entry = DATA_SOURCES[cfg.data_source]
+        entry = _registered(DATA_SOURCES, cfg.data_source)
         assert entry.config is not None
         cfg.data = build_dataclass(entry.config, data, "data")
     cfg.trunk = build_dataclass(TrunkConfig, raw.get("trunk", {}), "trunk")
@@ -456,7 +480,7 @@ def _shown(values: dict[str, Any], key: str) -> str:
 
 def _training_part(text: str) -> str:
     """``text`` read with today's defaults, without its ``[compare]`` table."""
-    raw = tomllib.loads(text)
+    raw = _without_unused_tables(tomllib.loads(text))
     raw.pop("compare", None)
     return from_dict(raw).to_toml()
 
@@ -476,7 +500,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a TOML config, apply ``key=value`` overrides and validate everything. The
     config's ``base_dir`` is the file's folder: its relative data paths resolve against it."""
-    raw = apply_overrides(read_toml(path), overrides or [])
+    return _config_from(path, apply_overrides(read_toml(path), overrides or []))
+
+
+def _config_from(path: str | Path, raw: dict[str, Any]) -> Config:
+    """The config of the file at ``path``, read as ``raw``: errors name the file."""
     try:
         cfg = from_dict(raw)
     except ConfigError as e:
@@ -488,8 +516,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 def load_trained_config(path: str | Path) -> Config:
     """A trained run's ``config.toml``, to use here. Its ``train.device`` says where it
     trained, not where it is used: a run trained with "cuda", read on a machine without a GPU,
-    gets "auto" (the CPU there) in its place, which ``load_config`` would otherwise refuse."""
-    train = read_toml(path).get("train")
+    gets "auto" (the CPU there) in its place, which ``load_config`` would otherwise refuse.
+    The tables of mechanisms registered where it trained but not here, which it does not use,
+    are left out (a hard run trained beside a mechanism of one's own loads without it)."""
+    raw = _without_unused_tables(read_toml(path))
+    train = raw.get("train")
+    overrides = []
     if isinstance(train, dict) and train.get("device") == "cuda" and not torch.cuda.is_available():
-        return load_config(path, ["train.device=auto"])
-    return load_config(path)
+        overrides.append("train.device=auto")
+    return _config_from(path, apply_overrides(raw, overrides))
