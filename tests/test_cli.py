@@ -346,3 +346,16 @@ def test_quiet_and_ranks_other_than_0_train_without_progress_and_print_nothing(
     assert seen["progress"] is (not quiet and rank == 0)
     assert seen["dist"].rank == rank
     assert ("t1: dev mse 1" in capsys.readouterr().out) is (rank == 0)
+
+
+def test_an_experiment_kind_registered_outside_the_library_is_one_line_not_a_keyerror(
+    tmp_path, monkeypatch, capsys
+):
+    from mtlshare.registry import EXPERIMENTS, Entry
+
+    EXPERIMENTS.names()
+    monkeypatch.setitem(EXPERIMENTS._entries, "mine", Entry("mine", None, None, "", ""))
+    assert main(["run", DEMO, "--out", str(tmp_path / "o"), "experiment=mine"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "experiment 'mine' is registered but nothing runs it" in err[0]
+    assert not (tmp_path / "o").exists()

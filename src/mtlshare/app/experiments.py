@@ -10,6 +10,7 @@ from typing import Any
 from mtlshare.app.forecast import run_forecast
 from mtlshare.app.run import run
 from mtlshare.config import Config
+from mtlshare.errors import ConfigError
 from mtlshare.registry import EXPERIMENTS
 
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {"train": run, "forecast": run_forecast}
@@ -18,6 +19,11 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {"train": run, "forecast": r
 def runner(name: str) -> Callable[..., dict[str, Any]]:
     """The function that runs experiment ``name`` (an unknown name is a one-line error)."""
     EXPERIMENTS[name]  # the registry's error lists the known kinds
+    if name not in RUNNERS:  # registered from outside the library, which runs only its own
+        raise ConfigError(
+            f"experiment {name!r} is registered but nothing runs it: mtlshare runs only its "
+            f"own kinds ({', '.join(RUNNERS)})"
+        )
     return RUNNERS[name]
 
 
