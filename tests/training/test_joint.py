@@ -381,6 +381,20 @@ def test_a_cut_joint_run_resumes_to_the_uninterrupted_one(tmp_path):
     assert resumed["loss_weights"] == full["loss_weights"]
 
 
+@pytest.mark.parametrize("weighting", ["upgrad", "rlw"])
+def test_a_run_cut_after_its_last_checkpoint_reports_its_last_epochs_weights(tmp_path, weighting):
+    # killed after checkpoint/last of the last epoch, before results.json: the resumed run
+    # trains no epoch, and its aggregator's (or RLW's) weights are not in the state_dict
+    cfg = tiny(*WEIGHTINGS[weighting], "train.patience=0")
+    full = run(cfg, tmp_path / "full", progress=False)
+    run(cfg, tmp_path / "cut", progress=False)
+    (tmp_path / "cut" / "results.json").unlink()
+    resumed = run(cfg, tmp_path / "cut", progress=False, resume=True)
+    assert full["loss_weights"] and set(full["loss_weights"].values()) != {1.0}
+    assert resumed["loss_weights"] == full["loss_weights"]
+    assert resumed["tasks"] == full["tasks"]
+
+
 def test_two_processes_make_the_same_joint_update_as_one(tmp_path):
     common = [str(DEMO), *JOINT, "train.optimizer=sgd", "train.lr=0.05", "train.patience=0"]
     common += ["weighting.kind=aggregator", "weighting.aggregator=upgrad", "--quiet"]

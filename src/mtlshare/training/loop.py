@@ -271,6 +271,8 @@ class Trainer:
         state = self.checkpoints.resume(optimizer, self.cfg.epochs) if resume else None
         if state is not None:
             self.global_step = state.global_step
+            if state.history:  # the weights results report if no epoch is left to train
+                self.weighting.restore_current(state.history[-1].get("loss_weights") or {})
         if state is None:
             state = LoopState()
             # a structure search (if the mechanism has one) resumes from its own checkpoint;

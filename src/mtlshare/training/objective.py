@@ -225,6 +225,17 @@ class LossWeighting(nn.Module):
             return self._aggregated_mean() if self._aggregated else dict(self._aggregated_last)
         return {t: self.fixed[i] for t, i in self.index.items()}
 
+    def restore_current(self, weights: dict[str, float]) -> None:
+        """On resume, what ``current`` said at the end of the last finished epoch (its record's
+        ``loss_weights``) where that is not in the ``state_dict``: an aggregator's mean weights
+        of that epoch, RLW's last draw (drawn again before every step, so only reported)."""
+        if self.kind == "aggregator":
+            self._aggregated_last = {t: float(weights[t]) for t in self.index if t in weights}
+        elif self.kind == "rlw" and set(weights) == set(self.index):
+            self._step_weights = torch.tensor(
+                [float(weights[t]) for t in self.index], device=self.log_vars.device
+            )
+
     def _aggregated_mean(self) -> dict[str, float]:
         assert self._aggregated is not None
         total, steps = self._aggregated
