@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import threading
-import tomllib
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -300,8 +299,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{entry.name:14s} {entry.summary}  [{entry.paper}]")
         return 0
     if args.command == "masks":
+        from mtlshare.config import read_toml
         from mtlshare.sharing.sparse import describe_masks, masks_from_state
-        from mtlshare.training.folder import RunFolder
+        from mtlshare.training.folder import CONFIG, RunFolder
 
         folder = RunFolder(args.run_dir)
         text = folder.config_text()
@@ -309,7 +309,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise MtlshareError(
                 f"{folder.path}: not an mtlshare run folder (no config.toml, no checkpoint)"
             )
-        config = tomllib.loads(text) if text is not None else {}
+        # read_toml: a byte-order mark or a TOML error is one line naming the file
+        config = read_toml(folder.file(CONFIG)) if text is not None else {}
         if config.get("mechanism") not in ("sparse", None):
             raise MtlshareError(
                 f"{folder.path}: a {config['mechanism']!r} run; only sparse-sharing runs have masks"

@@ -14,6 +14,7 @@ predictions come back to the CPU.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ from mtlshare.app.run import test_forecast_scores, usage_spec
 from mtlshare.config import Config, load_trained_config
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
+from mtlshare.data.datasets import Problem
 from mtlshare.data.windows_codec import SeriesInputs
-from mtlshare.errors import MtlshareError
+from mtlshare.errors import DataError, MtlshareError
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import Task
@@ -75,6 +77,7 @@ class LoadedRun:
         moved to the model's device; the predictions are returned on the CPU."""
         if task not in self.tasks:
             raise MtlshareError(f"no task {task!r}; this run has {list(self.tasks)}")
+        self._check_inputs(x, lengths)
         self.model.eval()
         if lengths is None:
             return torch.cat([self._batch(task, b, None) for b in self._chunks(x)])
@@ -87,6 +90,34 @@ class LoadedRun:
             pred = self._batch(task, x[rows], lengths[rows])
             out[rows, : pred.shape[1]] = pred
         return out
+
+    def _check_inputs(self, x: Tensor, lengths: Tensor | None) -> None:
+        """One line saying what is wrong with ``x`` (and ``lengths``), before torch would say
+        it from deep inside the model: not a tensor, no rows, the wrong rank, width or dtype."""
+        rank, width = self.spec.get("input_rank"), self.spec.get("input_dim")
+        encoded = self.codec.build_stem() is not None  # ids an input encoder reads
+        if not isinstance(x, Tensor):
+            raise MtlshareError(f"x: a {type(x).__name__}; predict takes a torch.Tensor")
+        if x.dim() != rank or len(x) == 0:
+            raise MtlshareError(
+                f"x: shape {tuple(x.shape)}; this run reads {rank}-d inputs with at least one row"
+            )
+        if encoded and (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool):
+            raise MtlshareError(f"x: {x.dtype}; this run reads integer ids (codec.encode)")
+        dtype = next((p.dtype for p in self.model.parameters()), torch.float32)
+        if not encoded and x.dtype != dtype:
+            raise MtlshareError(f"x: {x.dtype}; this run reads {dtype} features")
+        if not encoded and x.shape[-1] != width:
+            raise MtlshareError(f"x: shape {tuple(x.shape)}; this run reads {width} features")
+        if lengths is not None and (
+            lengths.shape != (len(x),)
+            or int(lengths.min()) < 1
+            or (x.dim() > 1 and int(lengths.max()) > x.shape[1])
+        ):
+            raise MtlshareError(
+                f"lengths: expected one length in 1..{x.shape[1] if x.dim() > 1 else 1} per row "
+                f"of x ({len(x)}), got shape {tuple(lengths.shape)}"
+            )
 
     def _chunks(self, x: Tensor) -> list[Tensor]:
         size = self.config.train.eval_batch_size
@@ -132,7 +163,8 @@ class LoadedRun:
         predictions = {t: self.predict(t, x, lengths) for t in chosen}
         seconds = time.perf_counter() - started
         text = self.codec.write(doc, [self.tasks[t] for t in chosen], predictions)
-        atomic_write_text(out, text)
+        # the folder is the user's: NAME.tmp may be a file of theirs
+        atomic_write_text(out, text, beside_others=True)
         count, unit = self.codec.size(doc)
         span: dict[str, str] = {}
         if isinstance(doc, SeriesInputs):
@@ -269,6 +301,7 @@ def evaluate(
         problem = build_problem(run.config, where)
     names = [t for t in run.tasks if t in {td.task.name for td in problem.tasks}]
     problem = problem.select(names)
+    _check_same_encoding(run, problem, where)
     scorer = Trainer(
         run.model,
         problem,
@@ -283,3 +316,34 @@ def evaluate(
         for name, forecast in test_forecast_scores(problem, run.model, view).items():
             scores[name]["forecast"] = forecast
     return scores
+
+
+def _check_same_encoding(run: LoadedRun, problem: Problem, where: str | Path | None) -> None:
+    """Refuse to score ``run`` on data read again that is encoded otherwise than it was trained
+    on: the vocabularies, features and scales of ``inference.json`` come from the training data,
+    and data files changed since (or another corpus under ``--data-dir``) would give words other
+    ids, or tags other classes, so the scores would be wrong without a word said."""
+    if not run.folder.file(INFERENCE).is_file():
+        return  # a run older than inference.json: its spec was just rebuilt from this data
+    fresh = json.loads(json.dumps(usage_spec(run.config, problem, where)))
+    saved = run.spec
+    differ = sorted(
+        f"the codec's {key}"
+        for key in set(fresh["codec"]) | set(saved.get("codec", {}))
+        if fresh["codec"].get(key) != saved.get("codec", {}).get(key)
+    )
+    if fresh["input_dim"] != saved.get("input_dim"):
+        differ.append("the input width")
+    labels = {t["name"]: t.get("labels") for t in saved.get("tasks", [])}
+    differ += [
+        f"the labels of task {t['name']!r}"
+        for t in fresh["tasks"]
+        if t["name"] in labels and t.get("labels") != labels[t["name"]]
+    ]
+    if differ:
+        raise DataError(
+            f"the data read from {where} is not what the run was trained on: "
+            f"{', '.join(differ)} differ from {run.folder.file(INFERENCE)} (were the data files "
+            "changed, or is --data-dir another copy?); evaluate scores a run on its own data, "
+            "`mtlshare predict` tags new data"
+        )

@@ -162,6 +162,14 @@ class TensorCodec:
                 path,
                 1,
             )
+        twice = [f for f in self.features if header.count(f) > 1]
+        if twice:
+            raise DataError(
+                f"column {twice[0]!r} appears {header.count(twice[0])} times in the header: "
+                "which one the model should read is not known",
+                path,
+                1,
+            )
         at = [header.index(f) for f in self.features]
         rows, values = [], []
         for number, row in enumerate(lines[1:], start=2):

@@ -33,7 +33,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mtlshare.errors import CheckpointError, MtlshareError
+from mtlshare.errors import CheckpointError, ConfigError, MtlshareError
 from mtlshare.training import checkpoint as ckpt
 
 CONFIG = "config.toml"
@@ -147,8 +147,15 @@ class RunFolder(OutputFolder):
         return self.finished or self.file(CHECKPOINTS).exists()
 
     def config_text(self) -> str | None:
+        """The saved ``config.toml`` (None when there is none); a file edited into bytes that
+        are not UTF-8 is a ``ConfigError`` naming it, not a traceback."""
         path = self.file(CONFIG)
-        return path.read_text(encoding="utf-8") if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
     def results(self) -> dict[str, Any]:
         """The finished run's results; an error when they are missing or not a run's."""
@@ -326,6 +333,6 @@ def _saved_seed(run: RunFolder) -> int | None:
     try:
         text = run.config_text()
         seed = tomllib.loads(text).get("seed") if text is not None else None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
         return None
     return seed if isinstance(seed, int) else None

@@ -1,0 +1,157 @@
+"""Bad input to a trained run's commands: one line, exit code 2, nothing lost or half-written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtlshare.app.predict import load_run
+from mtlshare.cli import main
+from mtlshare.errors import MtlshareError
+from mtlshare.training.checkpoint import atomic_write_text
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mtlshare: error:"), err
+    return err[0]
+
+
+def _inputs(run: Path, target: Path) -> Path:
+    width = load_run(run).spec["input_dim"]
+    target.write_text(",".join(f"x{i}" for i in range(width)) + "\n" + ",".join(["0"] * width))
+    return target
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "masks"])
+def test_a_config_toml_edited_into_latin_1_is_one_line(synthetic_run, tmp_path, capsys, command):
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    inputs = _inputs(copy, tmp_path / "in.csv")
+    config = copy / "config.toml"
+    config.write_bytes(b"# caf\xe9\n" + config.read_bytes())
+    args = {
+        "predict": ["predict", str(copy), str(inputs), "--out"],
+        "evaluate": ["evaluate", str(copy)],
+        "masks": ["masks", str(copy)],
+    }[command]
+    if command == "predict":
+        args.append(str(tmp_path / "out.csv"))
+    assert main(args) == 2
+    assert f"{config}: not UTF-8 text" in one_line(capsys)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_masks_reads_a_config_with_a_bom_or_a_toml_error_as_one_line(
+    synthetic_run, tmp_path, capsys
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    config = copy / "config.toml"
+    text = config.read_bytes()
+    config.write_bytes(b"\xef\xbb\xbf" + text)  # an editor's byte-order mark: no error
+    assert main(["masks", str(copy)]) == 2
+    assert "only sparse-sharing runs have masks" in one_line(capsys)
+    config.write_bytes(b"[train\n" + text)
+    assert main(["masks", str(copy)]) == 2
+    assert f"{config}: Expected ']'" in one_line(capsys)
+
+
+def test_predict_leaves_a_file_named_like_its_temporary_file_alone(synthetic_run, tmp_path):
+    out = tmp_path / "out.csv"
+    mine = tmp_path / "out.csv.tmp"
+    mine.write_text("a file of the user's\n")
+    assert main(["predict", str(synthetic_run), str(_inputs(synthetic_run, tmp_path / "in.csv")),
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert mine.read_text() == "a file of the user's\n"
+    assert out.read_text().startswith("x0,")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv", "out.csv.tmp"]
+
+
+def test_a_csv_naming_a_feature_twice_is_refused(synthetic_run, tmp_path, capsys):
+    width = load_run(synthetic_run).spec["input_dim"]
+    source = tmp_path / "twice.csv"
+    header = [f"x{i}" for i in range(width)] + ["x0"]
+    source.write_text(",".join(header) + "\n" + ",".join(["0"] * width + ["5"]) + "\n")
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(synthetic_run), str(source), "--out", str(out)]) == 2
+    assert f"{source}:1: column 'x0' appears 2 times" in one_line(capsys)
+    assert not out.exists()
+
+
+CONFIG = """
+[data]
+source = "conll"
+train = "train.txt"
+dev = "dev.txt"
+test = "dev.txt"
+columns = ["word", "pos"]
+word_dim = 8
+char_filters = 0
+
+[data.tasks.pos]
+column = "pos"
+
+[trunk]
+kind = "lstm"
+hidden = [8]
+
+[train]
+epochs = 1
+threads = 1
+"""
+
+
+def test_evaluate_refuses_data_files_changed_since_training(tmp_path, capsys):
+    """``evaluate`` reads the run's data again; a training file changed since (or another copy
+    under ``--data-dir``) gives other vocabularies, so every word another id: scoring with them
+    would give wrong numbers without a word said."""
+    (tmp_path / "train.txt").write_text("the DT\ncat NN\n\na DT\ndog NN\n\nthe DT\ndog NN\n")
+    (tmp_path / "dev.txt").write_text("a DT\ncat NN\n")
+    (tmp_path / "run.toml").write_text(CONFIG)
+    folder = tmp_path / "run"
+    assert main(["run", str(tmp_path / "run.toml"), "--out", str(folder), "--quiet"]) == 0
+    assert main(["evaluate", str(folder)]) == 0
+    capsys.readouterr()
+    (tmp_path / "train.txt").write_text("a DT\nbird NN\n\nthe DT\ncat NN\n\na DT\ndog NN\n")
+    assert main(["evaluate", str(folder)]) == 2
+    line = one_line(capsys)
+    assert "is not what the run was trained on" in line and "the codec's words" in line
+    assert str(folder / "inference.json") in line
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (torch.randn(3, 5), "x: shape (3, 5); this run reads 16 features"),
+        (torch.randn(16), "x: shape (16,); this run reads 2-d inputs"),
+        (torch.randn(0, 16), "with at least one row"),
+        (torch.randn(3, 16, dtype=torch.float64), "x: torch.float64; this run reads"),
+        ([[0.0] * 16], "x: a list; predict takes a torch.Tensor"),
+    ],
+    ids=["width", "rank", "no rows", "dtype", "list"],
+)
+def test_load_run_predict_says_what_is_wrong_with_x(synthetic_run, x, message):
+    run = load_run(synthetic_run)
+    assert run.spec["input_dim"] == 16
+    with pytest.raises(MtlshareError) as e:
+        run.predict("t1", x)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("beside_others", [False, True])
+def test_a_write_that_fails_leaves_the_file_as_it_was_and_no_temporary_file(
+    tmp_path, beside_others
+):
+    target = tmp_path / "out.txt"
+    target.write_text("before\n")
+    with pytest.raises(UnicodeEncodeError):  # a lone surrogate has no UTF-8
+        atomic_write_text(target, "after \ud800\n", beside_others=beside_others)
+    assert target.read_text() == "before\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    atomic_write_text(target, "after\n", beside_others=beside_others)
+    assert target.read_text() == "after\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
