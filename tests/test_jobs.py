@@ -6,7 +6,12 @@ single-task training under its own seeds; ``train.threads``."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -371,3 +376,38 @@ def test_a_compared_run_is_evaluated_from_anywhere_like_a_run(corpus, monkeypatc
         printed = capsys.readouterr().out
         for task, scores in results.items():
             assert f"{task}: test" in printed and f"{scores['test']:.6g}" in printed
+
+
+SCRIPT = """
+import os, time
+from mtlshare.app.jobs import worker_pool
+if __name__ == "__main__":
+    pool = worker_pool(1, 1)
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 120)  # a worker busy with a long job
+    time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals")
+def test_workers_end_soon_after_the_process_that_started_them_is_killed(tmp_path):
+    """Killed, compare left its workers waiting or training for good, a worker holding its run
+    folder's lock against the --resume that follows."""
+    script = tmp_path / "pool.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(Path(jobs.__file__).parents[2])}
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env)
+    assert parent.stdout is not None
+    worker = int(parent.stdout.readline())
+    os.kill(worker, 0)  # alive
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived its parent by 15 s")

@@ -21,6 +21,8 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
+import time
 import tomllib
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -79,9 +81,23 @@ def check_jobs(jobs: int) -> None:
         raise MtlshareError(f"--jobs: expected a number of worker processes >= 1, got {jobs}")
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
+    if os.name == "posix":  # (on Windows os.kill(pid, 0) would end the parent)
+        threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+
+
+def _end_with(parent: int) -> None:
+    """End this worker soon after the process that started the pool is gone (killed: nothing
+    else tells a worker, which would otherwise wait for jobs, or train on, for good, holding
+    its run folder's lock against the ``--resume`` that follows). A run cut so resumes."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(1)
 
 
 def worker_pool(n_jobs: int, threads: int) -> ProcessPoolExecutor:
@@ -98,7 +114,7 @@ def worker_pool(n_jobs: int, threads: int) -> ProcessPoolExecutor:
         server.set_forkserver_preload([__name__])
         context = server
     return ProcessPoolExecutor(
-        n_jobs, mp_context=context, initializer=_worker_init, initargs=(threads,)
+        n_jobs, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())
     )
 
 
