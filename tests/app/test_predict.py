@@ -236,6 +236,12 @@ def test_plain_text_gets_a_column_per_task_and_unknown_words_are_fine(conll_runs
     assert lines[6:8] == ["", ""] and lines[8].split()[0] == "Germany"
 
 
+def test_a_folder_given_as_the_text_to_tag_is_named_so(conll_runs, tmp_path, capsys):
+    assert main(["predict", str(conll_runs["hard"]), str(tmp_path), "--out", "x.conll"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"mtlshare: error: {tmp_path}: a folder, not a file"]
+
+
 # -- tensor sources ----------------------------------------------------------------------------
 def test_a_synthetic_run_predicts_a_csv_of_inputs(tmp_path):
     cfg = load_config(DEMO, ["train.epochs=2", "data.n_dev=50", "data.n_test=50"])
@@ -275,7 +281,9 @@ def test_bad_runs_and_inputs_are_one_line_and_leave_no_output(synthetic_run, tmp
         "not utf-8": (synthetic_run, tmp_path / "latin.csv", "not UTF-8"),
         "another source": (synthetic_run, tmp_path / "words.conll", "no column 'x0'"),
         "missing input": (synthetic_run, tmp_path / "nope.csv", "no such file"),
+        "a folder": (synthetic_run, tmp_path / "in", "in: a folder, not a file"),
     }
+    (tmp_path / "in").mkdir()
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "latin.csv").write_bytes(b"x0\n\xe9\n")
     (tmp_path / "words.conll").write_text("EU NNP\nrejects VBZ\n")

@@ -89,6 +89,8 @@ def test_empty_files_are_errors(tmp_path, text, what):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         read_conll(tmp_path / "nope.txt")
+    with pytest.raises(DataError, match=f"^{tmp_path}: a folder, not a file$"):
+        read_conll(tmp_path)
 
 
 def test_columns_by_name_or_position():

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from mtlshare.data.conll import decode_utf8
+from mtlshare.data.conll import decode_utf8, file_bytes
 from mtlshare.errors import DataError
 from mtlshare.registry import Registry
 from mtlshare.tasks.task import Task
@@ -147,9 +147,7 @@ class TensorCodec:
     def read(self, path: Path, fmt: str, tasks: Sequence[str] | None = None) -> Table:
         if fmt not in ("auto", "csv"):
             raise DataError(f"this run reads a CSV of {len(self.features)} features, not {fmt}")
-        if not path.is_file():
-            raise DataError("no such file", path)
-        text = decode_utf8(path, path.read_bytes())
+        text = decode_utf8(path, file_bytes(path))
         lines = list(csv.reader(io.StringIO(text)))
         if not lines or not any(cell.strip() for cell in lines[0]):
             raise DataError("empty: expected a header naming the features, then rows", path)

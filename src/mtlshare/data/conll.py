@@ -32,6 +32,19 @@ class Sentence:
         return [row[index] for row in self.rows]
 
 
+def file_bytes(path: Path) -> bytes:
+    """The bytes of the input file ``path``, or a DataError naming it: missing, a folder, or
+    unreadable."""
+    if path.is_dir():
+        raise DataError("a folder, not a file", path)
+    if not path.is_file():
+        raise DataError("no such file", path)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read: {e.strerror or e}", path) from None
+
+
 def decode_utf8(path: Path, data: bytes) -> str:
     """``data`` as UTF-8 text without a leading byte-order mark (which would otherwise be part of
     the first word), or a DataError naming the line of the first bad byte."""
@@ -92,9 +105,7 @@ def parse_conll(text: str, path: str | Path = "<text>", n_columns: int = 0) -> l
 def read_conll(path: str | Path, n_columns: int = 0) -> list[Sentence]:
     """``parse_conll`` of a file, read as UTF-8."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("no such file", path)
-    return parse_conll(decode_utf8(path, path.read_bytes()), path, n_columns)
+    return parse_conll(decode_utf8(path, file_bytes(path)), path, n_columns)
 
 
 def column_index(column: str | int, names: Sequence[str], path: str | Path | None = None) -> int:

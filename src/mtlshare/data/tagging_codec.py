@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.data.codecs import CODECS, Codec
-from mtlshare.data.conll import DOCSTART, decode_utf8
+from mtlshare.data.conll import DOCSTART, decode_utf8, file_bytes
 from mtlshare.data.vocab import PAD, UNK, Vocab, word_key
 from mtlshare.errors import DataError
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
@@ -118,9 +118,7 @@ class TaggingCodec:
     def read(self, path: Path, fmt: str, tasks: Sequence[str] | None = None) -> Tagged:
         if fmt not in FORMATS:
             raise DataError(f"--format {fmt!r}: a tagging run reads one of {', '.join(FORMATS)}")
-        if not path.is_file():
-            raise DataError("no such file", path)
-        text = decode_utf8(path, path.read_bytes())
+        text = decode_utf8(path, file_bytes(path))
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()  # the file's last newline ends a line, it does not start one
