@@ -131,8 +131,12 @@ def test_evaluate_refuses_data_files_changed_since_training(tmp_path, capsys):
         (torch.randn(0, 16), "with at least one row"),
         (torch.randn(3, 16, dtype=torch.float64), "x: torch.float64; this run reads"),
         ([[0.0] * 16], "x: a list; predict takes a torch.Tensor"),
+        (
+            torch.tensor([[0.0] * 16, [0.0] * 15 + [float("nan")]]),
+            "x: NaN or infinite values in row 1",
+        ),
     ],
-    ids=["width", "rank", "no rows", "dtype", "list"],
+    ids=["width", "rank", "no rows", "dtype", "list", "nan"],
 )
 def test_load_run_predict_says_what_is_wrong_with_x(synthetic_run, x, message):
     run = load_run(synthetic_run)

@@ -20,6 +20,7 @@ from mtlshare.app.predict import load_run
 from mtlshare.app.run import run
 from mtlshare.cli import main
 from mtlshare.config import load_config
+from mtlshare.errors import MtlshareError
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
 
@@ -234,6 +235,18 @@ def test_plain_text_gets_a_column_per_task_and_unknown_words_are_fine(conll_runs
     assert lines[0].startswith("Zyxqwv ") and len(lines[0].split()) == 2
     # the empty input line is an empty sentence: output sentence k is input line k
     assert lines[6:8] == ["", ""] and lines[8].split()[0] == "Germany"
+
+
+def test_ids_outside_the_vocabularies_are_one_line_from_python(conll_runs, tmp_path):
+    run = load_run(conll_runs["hard"])
+    text = tmp_path / "s.txt"
+    text.write_text("Germany rejects it\n")
+    x, lengths = run.codec.encode(run.codec.read(text, "auto"))
+    assert run.predict("ner", x, lengths).shape[0] == 1
+    with pytest.raises(MtlshareError, match=r"^x: an id outside the run's vocabularies \("):
+        run.predict("ner", torch.full_like(x, 10**6), lengths)
+    with pytest.raises(MtlshareError, match=r"^x: negative ids \(min -1\)"):
+        run.predict("ner", torch.full_like(x, -1), lengths)
 
 
 def test_a_folder_given_as_the_text_to_tag_is_named_so(conll_runs, tmp_path, capsys):

@@ -93,7 +93,8 @@ class LoadedRun:
 
     def _check_inputs(self, x: Tensor, lengths: Tensor | None) -> None:
         """One line saying what is wrong with ``x`` (and ``lengths``), before torch would say
-        it from deep inside the model: not a tensor, no rows, the wrong rank, width or dtype."""
+        it from deep inside the model: not a tensor, no rows, the wrong rank, width or dtype,
+        values that are not finite, negative ids."""
         rank, width = self.spec.get("input_rank"), self.spec.get("input_dim")
         encoded = self.codec.build_stem() is not None  # ids an input encoder reads
         if not isinstance(x, Tensor):
@@ -109,6 +110,13 @@ class LoadedRun:
             raise MtlshareError(f"x: {x.dtype}; this run reads {dtype} features")
         if not encoded and x.shape[-1] != width:
             raise MtlshareError(f"x: shape {tuple(x.shape)}; this run reads {width} features")
+        if not encoded and not bool(torch.isfinite(x).all()):
+            row = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).nonzero()[0])
+            raise MtlshareError(f"x: NaN or infinite values in row {row}")
+        if encoded and int(x.min()) < 0:
+            raise MtlshareError(
+                f"x: negative ids (min {int(x.min())}); run.codec.encode makes them"
+            )
         if lengths is not None and (
             lengths.shape != (len(x),)
             or int(lengths.min()) < 1
@@ -133,7 +141,13 @@ class LoadedRun:
             x = x[:, :longest]
             seen = torch.arange(longest, device=device)[None, :] < lengths.to(device)[:, None]
             target = torch.where(seen, 0, IGNORE_INDEX)
-        out = self.model(x.to(device), task)
+        try:
+            out = self.model(x.to(device), task)
+        except IndexError as e:  # an embedding's lookup: only ids can be out of range here
+            raise MtlshareError(
+                f"x: an id outside the run's vocabularies ({error_line(e)}); run.codec.encode "
+                "makes the ids"
+            ) from None
         if target is None:
             target = torch.zeros(out.shape[:-1], dtype=torch.long, device=out.device)
         pred = spec.predict(out, target, head if spec.head != "linear" else None)
