@@ -249,6 +249,19 @@ def test_ids_outside_the_vocabularies_are_one_line_from_python(conll_runs, tmp_p
         run.predict("ner", torch.full_like(x, -1), lengths)
 
 
+def test_windows_line_ends_give_the_same_tags_and_one_kind_of_line_end(conll_runs, tmp_path):
+    conll = (
+        "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n"
+    )
+    (tmp_path / "lf.conll").write_text(conll)
+    (tmp_path / "crlf.conll").write_bytes(conll.replace("\n", "\r\n").encode())
+    for name in ("lf", "crlf"):
+        source, out = tmp_path / f"{name}.conll", tmp_path / f"{name}.out"
+        assert main(["predict", str(conll_runs["hard"]), str(source), "--out", str(out)]) == 0
+    assert (tmp_path / "crlf.out").read_bytes() == (tmp_path / "lf.out").read_bytes()
+    assert b"\r" not in (tmp_path / "crlf.out").read_bytes()
+
+
 def test_a_folder_given_as_the_text_to_tag_is_named_so(conll_runs, tmp_path, capsys):
     assert main(["predict", str(conll_runs["hard"]), str(tmp_path), "--out", "x.conll"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

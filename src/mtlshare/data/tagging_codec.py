@@ -119,7 +119,8 @@ class TaggingCodec:
         if fmt not in FORMATS:
             raise DataError(f"--format {fmt!r}: a tagging run reads one of {', '.join(FORMATS)}")
         text = decode_utf8(path, file_bytes(path))
-        lines = text.split("\n")
+        # Windows line ends: the output is written with "\n" only, blank lines included
+        lines = [line.removesuffix("\r") for line in text.split("\n")]
         if lines and lines[-1] == "":
             lines.pop()  # the file's last newline ends a line, it does not start one
         form = self._form(lines) if fmt == "auto" else fmt
