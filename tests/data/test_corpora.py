@@ -182,6 +182,13 @@ def test_compare_and_add_task_work_across_corpora(corpora):
     run(load_config(corpora / "run.toml", ['tasks=["pos", "ner"]']), trained, base_dir=corpora)
     summary = add_task(trained, cfg, corpora / "added", base_dir=corpora, progress=False)
     assert summary["existing_unchanged"] and set(summary["new_tasks"]) == {"chunk"}
+    # the trained tasks' data changed since: other ids for the words, so the trained weights
+    # would read other words; refused before anything is written
+    pos = corpora / "pos_train.txt"
+    pos.write_text(pos.read_text() + "\nZebras NNS\ngraze VBP\n")
+    with pytest.raises(DataError, match=r"is not what .*two was trained on: the codec's chars, .*words"):
+        add_task(trained, cfg, corpora / "again", base_dir=corpora, progress=False)
+    assert not (corpora / "again").exists()
 
 
 def test_epochs_span_every_corpus_under_every_sampler(corpora):

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from mtlshare.app.build import build_model, build_problem, require_data_source
-from mtlshare.app.run import usage_spec
+from mtlshare.app.run import encoding_differences, usage_spec
 from mtlshare.config import Config, config_differences, load_trained_config
 from mtlshare.data.datasets import Problem
-from mtlshare.errors import CheckpointError, MtlshareError
+from mtlshare.errors import CheckpointError, DataError, MtlshareError
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.training.checkpoint import error_line
@@ -138,6 +138,15 @@ def _prepare(
         )
     full_cfg = _model_config(cfg, old_cfg, [*old_tasks, *new_tasks])
     problem = problem.select([*old_tasks, *new_tasks])
+    if folder.file(INFERENCE).is_file():  # (runs older than inference.json: not checkable)
+        fresh = usage_spec(full_cfg, problem, base_dir)
+        differ = encoding_differences(folder.inference(), fresh)
+        if differ:
+            raise DataError(
+                f"the data the config reads is not what {run_dir} was trained on: "
+                f"{', '.join(differ)} differ from its {INFERENCE} (were the data files changed "
+                "since?)"
+            )
     model = build_model(full_cfg, problem)
     _load_trained(model, folder, new_tasks)
     return folder, full_cfg, problem, model, old_tasks, new_tasks

@@ -14,7 +14,6 @@ predictions come back to the CPU.
 from __future__ import annotations
 
 import itertools
-import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import torch
 from torch import Tensor
 
 from mtlshare.app.build import build_network, build_problem
-from mtlshare.app.run import test_forecast_scores, usage_spec
+from mtlshare.app.run import encoding_differences, test_forecast_scores, usage_spec
 from mtlshare.config import Config, load_trained_config
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
@@ -339,21 +338,7 @@ def _check_same_encoding(run: LoadedRun, problem: Problem, where: str | Path | N
     ids, or tags other classes, so the scores would be wrong without a word said."""
     if not run.folder.file(INFERENCE).is_file():
         return  # a run older than inference.json: its spec was just rebuilt from this data
-    fresh = json.loads(json.dumps(usage_spec(run.config, problem, where)))
-    saved = run.spec
-    differ = sorted(
-        f"the codec's {key}"
-        for key in set(fresh["codec"]) | set(saved.get("codec", {}))
-        if fresh["codec"].get(key) != saved.get("codec", {}).get(key)
-    )
-    if fresh["input_dim"] != saved.get("input_dim"):
-        differ.append("the input width")
-    labels = {t["name"]: t.get("labels") for t in saved.get("tasks", [])}
-    differ += [
-        f"the labels of task {t['name']!r}"
-        for t in fresh["tasks"]
-        if t["name"] in labels and t.get("labels") != labels[t["name"]]
-    ]
+    differ = encoding_differences(run.spec, usage_spec(run.config, problem, where))
     if differ:
         raise DataError(
             f"the data read from {where} is not what the run was trained on: "
