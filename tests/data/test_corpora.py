@@ -186,7 +186,9 @@ def test_compare_and_add_task_work_across_corpora(corpora):
     # would read other words; refused before anything is written
     pos = corpora / "pos_train.txt"
     pos.write_text(pos.read_text() + "\nZebras NNS\ngraze VBP\n")
-    with pytest.raises(DataError, match=r"is not what .*two was trained on: the codec's chars, .*words"):
+    with pytest.raises(
+        DataError, match=r"is not what .*two was trained on: the codec's chars, .*words"
+    ):
         add_task(trained, cfg, corpora / "again", base_dir=corpora, progress=False)
     assert not (corpora / "again").exists()
 
