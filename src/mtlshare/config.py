@@ -34,6 +34,7 @@ from mtlshare.training.objective import JOINT_ONLY, WeightingConfig
 from mtlshare.training.settings import TrainConfig
 
 TOP_KEYS = ("experiment", "mechanism", "seed", "tasks")
+SECTIONS = ("data", "trunk", "train", "weighting", "compare")  # the tables every config has
 SINGLE = "single"  # compare's row of single-task baselines
 SUBNET = "single_subnet"  # and of each task alone on the mask the sparse run chose for it
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
@@ -303,8 +304,7 @@ def _without_unused_tables(raw: dict[str, Any]) -> dict[str, Any]:
     registered where it was written but are not here, and that it does not use: every
     ``config.toml`` holds every registered mechanism's table, so a hard run trained beside a
     mechanism of one's own names that mechanism, and reads here without it."""
-    known = {e.name for e in EXPERIMENTS} | set(MECHANISMS.names())
-    known |= {*TOP_KEYS, "data", "trunk", "train", "weighting", "compare"}
+    known = {*TOP_KEYS, *SECTIONS, *(e.name for e in EXPERIMENTS), *MECHANISMS.names()}
     used = {raw.get("mechanism"), raw.get("experiment")}
     return {k: v for k, v in raw.items() if k in known or k in used or not isinstance(v, dict)}
 
@@ -313,7 +313,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a ``Config`` from a TOML-shaped dict."""
     raw = dict(raw)
     sections = [e.name for e in EXPERIMENTS if e.config is not None]
-    taken = [*TOP_KEYS, "data", "trunk", "train", "weighting", "compare", *sections]
+    taken = [*TOP_KEYS, *SECTIONS, *sections]
     for name in MECHANISMS.names():  # a name of one's own that a config cannot tell apart
         if name in (*taken, SINGLE, SUBNET) or not ROW_NAME.fullmatch(name):
             raise ConfigError(
