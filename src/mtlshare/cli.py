@@ -304,13 +304,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mtlshare.training.folder import CONFIG, RunFolder
 
         folder = RunFolder(args.run_dir)
-        text = folder.config_text()
-        if text is None and not folder.has_checkpoint("best"):
+        has_config = folder.file(CONFIG).is_file()
+        if not has_config and not folder.has_checkpoint("best"):
             raise MtlshareError(
                 f"{folder.path}: not an mtlshare run folder (no config.toml, no checkpoint)"
             )
-        # read_toml: a byte-order mark or a TOML error is one line naming the file
-        config = read_toml(folder.file(CONFIG)) if text is not None else {}
+        # read_toml: a byte-order mark, bytes that are not UTF-8 or a TOML error is one line
+        # naming the file
+        config = read_toml(folder.file(CONFIG)) if has_config else {}
         if config.get("mechanism") not in ("sparse", None):
             raise MtlshareError(
                 f"{folder.path}: a {config['mechanism']!r} run; only sparse-sharing runs have masks"
