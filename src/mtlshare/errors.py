@@ -32,5 +32,16 @@ class DataError(MtlshareError):
         self.line = line
 
 
+class UnseenTagsWarning(UserWarning):
+    """Gold tags of a ``split``'s file that training never saw, for ``task``, kept as classes no
+    prediction matches (``data.unseen_tags = "map"``): that split's scores count them as
+    errors, so ``evaluate`` repeats the warning for the split it scores."""
+
+    def __init__(self, message: str, task: str, split: str) -> None:
+        super().__init__(message)
+        self.task = task
+        self.split = split
+
+
 class CheckpointError(MtlshareError):
     """A checkpoint is missing, incomplete or of a refused format."""

@@ -123,6 +123,28 @@ def test_evaluate_refuses_data_files_changed_since_training(tmp_path, capsys):
     assert str(folder / "inference.json") in line
 
 
+def test_evaluate_says_which_gold_tags_of_the_scored_split_training_never_saw(tmp_path, capsys):
+    """With ``data.unseen_tags = "map"`` a gold tag training never saw counts as an error in the
+    scores: ``evaluate`` says so for the split it scores (a test file changed since training
+    included), and not for the other split."""
+    (tmp_path / "train.txt").write_text("the DT\ncat NN\n\na DT\ndog NN\n")
+    (tmp_path / "dev.txt").write_text("a DT\ncat NN\n")
+    (tmp_path / "test.txt").write_text("a DT\ncat NN\n")
+    (tmp_path / "run.toml").write_text(
+        CONFIG.replace('test = "dev.txt"', 'test = "test.txt"\nunseen_tags = "map"')
+    )
+    folder = tmp_path / "run"
+    assert main(["run", str(tmp_path / "run.toml"), "--out", str(folder), "--quiet"]) == 0
+    capsys.readouterr()
+    (tmp_path / "test.txt").write_text("a DT\ncat NN\nsat VBD\n")
+    assert main(["evaluate", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'test.txt'}:3: task 'pos': tags never seen in training" in err
+    assert "{'VBD': 1}" in err
+    assert main(["evaluate", str(folder), "--split", "dev"]) == 0
+    assert "never seen" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("x", "message"),
     [

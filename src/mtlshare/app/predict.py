@@ -30,7 +30,7 @@ from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem
 from mtlshare.data.windows_codec import SeriesInputs
-from mtlshare.errors import DataError, MtlshareError
+from mtlshare.errors import DataError, MtlshareError, UnseenTagsWarning
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import Task
@@ -304,15 +304,26 @@ def evaluate(
     paths from ``base_dir`` or from where the run was trained): the numbers of its
     ``results.json`` for the best checkpoint. A forecasting run's test split also gets its
     ``forecast`` scores in the data's units (as ``results.json``'s ``forecast`` block). The
-    model is scored on ``device`` (as for ``load_run``), not on the run's ``train.device``."""
+    model is scored on ``device`` (as for ``load_run``), not on the run's ``train.device``.
+    Of the data's warnings only one is repeated: gold tags of ``split`` that training never saw
+    (``data.unseen_tags = "map"``), which the scores count as errors."""
     if split not in ("dev", "test"):
         raise MtlshareError(f"--split: {split!r} is not one of dev, test")
     run = load_run(run_dir, checkpoint, base_dir, device)
     where = base_dir if base_dir is not None else run.spec.get("base_dir")
-    with warnings.catch_warnings():  # the data's warnings were shown when it trained
-        warnings.simplefilter("ignore")
+    # the data's warnings were shown when it trained, but for the gold tags of the scored split
+    # that training never saw: they count as errors in the scores printed now
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
         problem = build_problem(run.config, where)
     names = [t for t in run.tasks if t in {td.task.name for td in problem.tasks}]
+    for w in shown:
+        if (
+            isinstance(w.message, UnseenTagsWarning)
+            and w.message.split == split
+            and w.message.task in names
+        ):
+            warnings.warn(w.message, stacklevel=2)
     problem = problem.select(names)
     _check_same_encoding(run, problem, where)
     scorer = Trainer(

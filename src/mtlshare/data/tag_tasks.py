@@ -12,7 +12,7 @@ from typing import Any
 from mtlshare.data.conll import Sentence
 from mtlshare.data.corpora import CORPUS_KEYS, CorpusSpec, corpus_spec, index_in
 from mtlshare.data.vocab import Vocab
-from mtlshare.errors import ConfigError, DataError
+from mtlshare.errors import ConfigError, DataError, UnseenTagsWarning
 from mtlshare.tasks.tags import SCHEMES, check_tag, convert
 from mtlshare.tasks.task import HEADS, check_name
 
@@ -111,12 +111,14 @@ def tag_ids(
     vocab: Vocab,
     unseen: str,
     gold_only: list[str],
+    split: str,
 ) -> list[list[int]]:
     """Class ids of ``sentences``' tags. A tag ``vocab`` lacks (never seen in training) is an
     error, or with ``unseen = "map"`` a gold-only class: id ``len(vocab) + k`` for the k-th
     such tag of ``gold_only`` (extended here, shared by a task's splits), which no prediction
     matches, so that the gold stays the file's. The error and the warning name the file's own
-    tags (the warning counts those whose ``encode`` form was never seen)."""
+    tags (the warning, an ``UnseenTagsWarning`` of ``split``, counts those whose ``encode``
+    form was never seen)."""
     out: list[list[int]] = []
     mapped: Counter[str] = Counter()  # the file's tags, as written in it
     first_line = 0
@@ -149,10 +151,10 @@ def tag_ids(
         out.append(ids)
     if mapped:
         encoding = f" (as {spec.encode}, the training encoding)" if recoded else ""
-        warnings.warn(
+        message = (
             f"{path}:{first_line}: task {spec.name!r}: tags never seen in training{encoding}, "
             "kept in the gold as classes the model cannot predict (scored as errors): "
-            f"{dict(mapped)}",
-            stacklevel=2,
+            f"{dict(mapped)}"
         )
+        warnings.warn(UnseenTagsWarning(message, spec.name, split), stacklevel=2)
     return out

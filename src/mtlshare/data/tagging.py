@@ -198,7 +198,7 @@ def _labels_and_ids(
     vocab = Vocab.build(counts, specials=False)
     gold_only: list[str] = []
     ids = {
-        split: tag_ids(spec, sents, paths[split], vocab, cfg.unseen_tags, gold_only)
+        split: tag_ids(spec, sents, paths[split], vocab, cfg.unseen_tags, gold_only, split)
         for split, sents in data.items()
     }
     return vocab.itos, ids, gold_only
