@@ -45,6 +45,40 @@ def test_a_config_toml_edited_into_latin_1_is_one_line(synthetic_run, tmp_path, 
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_config_toml_edited_to_another_model_names_the_config(
+    synthetic_run, tmp_path, capsys, command
+):
+    """The model is built from ``config.toml``: edited to another mechanism, the checkpoint does
+    not fit it, and the line says which file describes the model (it named only the checkpoint,
+    which is whole)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    inputs = _inputs(copy, tmp_path / "in.csv")
+    config = copy / "config.toml"
+    config.write_text(config.read_text().replace('mechanism = "hard"', 'mechanism = "soft"', 1))
+    args = {
+        "predict": ["predict", str(copy), str(inputs), "--out", str(tmp_path / "out.csv")],
+        "evaluate": ["evaluate", str(copy)],
+    }[command]
+    assert main(args) == 2
+    line = one_line(capsys)
+    assert f"does not fit the model {config} describes (was it edited since training?)" in line
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_evaluate_after_the_config_data_table_changed_names_the_config(
+    synthetic_run, tmp_path, capsys
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    config = copy / "config.toml"
+    config.write_text(config.read_text().replace("input_dim = 16", "input_dim = 12", 1))
+    assert main(["evaluate", str(copy)]) == 2
+    line = one_line(capsys)
+    assert "the input width differ" in line and f"the [data] table of {config}" in line
+
+
 def test_masks_reads_a_config_with_a_bom_or_a_toml_error_as_one_line(
     synthetic_run, tmp_path, capsys
 ):

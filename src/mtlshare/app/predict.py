@@ -242,7 +242,7 @@ def load_run(
     tasks = tasks_from_spec(spec)
     codec = codec_from_spec(spec["codec"])
     model = build_network(cfg, tasks, spec["input_dim"], codec.build_stem(), spec["input_rank"])
-    folder.load_model(model, checkpoint)
+    folder.load_model(model, checkpoint, described_by=folder.file(CONFIG))
     model.eval()
     if where.type != "cpu":  # built and loaded on the CPU
         try:
@@ -354,6 +354,6 @@ def _check_same_encoding(run: LoadedRun, problem: Problem, where: str | Path | N
         raise DataError(
             f"the data read from {where} is not what the run was trained on: "
             f"{', '.join(differ)} differ from {run.folder.file(INFERENCE)} (were the data files "
-            "changed, or is --data-dir another copy?); evaluate scores a run on its own data, "
-            "`mtlshare predict` tags new data"
+            f"or the [data] table of {run.folder.file(CONFIG)} changed, or is --data-dir another "
+            "copy?); evaluate scores a run on its own data, `mtlshare predict` tags new data"
         )

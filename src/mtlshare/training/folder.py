@@ -227,15 +227,23 @@ class RunFolder(OutputFolder):
             raise CheckpointError(f"{self.checkpoint_dir(name)}: holds no model state")
         return state
 
-    def load_model(self, model: nn.Module, name: str = "best") -> None:
+    def load_model(
+        self, model: nn.Module, name: str = "best", described_by: Path | None = None
+    ) -> None:
         """Checkpoint ``name``'s model state into ``model``; a state of another network is a
-        one-line ``CheckpointError`` (never torch's list of every key)."""
+        one-line ``CheckpointError`` (never torch's list of every key), which names the file
+        ``described_by`` when ``model`` was built from it (a config edited since training)."""
         state = self.model_state(name)
         try:
             model.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError) as e:
+            built = (
+                f"the model {described_by} describes (was it edited since training?)"
+                if described_by is not None
+                else "this model"
+            )
             raise CheckpointError(
-                f"{self.checkpoint_dir(name)}: does not fit this model ({ckpt.error_line(e)[:200]})"
+                f"{self.checkpoint_dir(name)}: does not fit {built} ({ckpt.error_line(e)[:200]})"
             ) from None
 
     # -- the fresh/resume rules ------------------------------------------------------------------
