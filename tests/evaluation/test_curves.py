@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_a_panel_with_runs_the_first_legend_lacks_has_a_legend_of_its_own(tmp_pa
         "t1": {"t1": [(1, 0.1)], "t2": [(1, 0.2)]},
     }
     figures = []
-    monkeypatch.setattr(curves_module, "save_figure", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(curves_module, "save_figure", lambda fig, path, **kw: figures.append(fig))
 
     def legends(curves):
         plot_dev_curves(curves, tmp_path / "c.png")
@@ -165,10 +166,38 @@ def test_the_epoch_axis_has_whole_epochs_only(tmp_path, monkeypatch):
     drawn = {}
     real = curves_module.save_figure
 
-    def keep(fig, path):
+    def keep(fig, path, **kw):
         drawn["ticks"] = [t for ax in fig.axes for t in ax.get_xticks()]
-        return real(fig, path)
+        return real(fig, path, **kw)
 
     monkeypatch.setattr(curves_module, "save_figure", keep)
     plot_dev_curves({"run": {"a": [(1, 0.5), (2, 0.6)]}}, tmp_path / "c.png")
     assert drawn["ticks"] and all(float(t).is_integer() for t in drawn["ticks"])
+
+
+def test_a_plot_cut_by_a_kill_leaves_a_file_the_next_write_replaces(tmp_path, monkeypatch):
+    """In a folder of the library's the temporary file is ``NAME.tmp``: a write cut by a kill
+    leaves that one file, and writing the plot again replaces it (a random hidden name was left
+    for good, one more per kill). ``--out`` in a folder of the user's leaves their ``NAME.tmp``
+    alone and leaves no other file."""
+    _metrics(tmp_path / "cmp" / "hard" / "seed-0", [{"epoch": 1, "dev": {"a": 0.5}}])
+    from matplotlib.figure import Figure
+
+    def killed(self, *args, **kwargs):
+        Path(args[0]).write_bytes(b"half a png")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Figure, "savefig", killed)
+        with pytest.raises(KeyboardInterrupt):
+            curves_module.save_figure(Figure(), tmp_path / "cmp" / "dev_curves.png")
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["hard"]  # removed on error
+    (tmp_path / "cmp" / "dev_curves.png.tmp").write_bytes(b"left by a SIGKILL")
+    assert main(["curves", str(tmp_path / "cmp")]) == 0
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["dev_curves.png", "hard"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "c.png.tmp").write_bytes(b"the user's")
+    assert main(["curves", str(tmp_path / "cmp"), "--out", str(mine / "c.png")]) == 0
+    assert sorted(p.name for p in mine.iterdir()) == ["c.png", "c.png.tmp"]
+    assert (mine / "c.png.tmp").read_bytes() == b"the user's"

@@ -61,9 +61,12 @@ def _curve(path: Path) -> dict[str, list[tuple[int, float]]]:
     return by_task
 
 
-def plot_dev_curves(curves: Curves, path: str | Path, title: str = "") -> Path:
+def plot_dev_curves(
+    curves: Curves, path: str | Path, title: str = "", *, beside_others: bool = False
+) -> Path:
     """One panel per task, a line per run (the same colour for a row's seeds); save a PNG at
-    ``path`` (atomically) and return it. The first panel has a legend of its rows; a later
+    ``path`` (atomically; ``beside_others``: a folder of the user's, as ``save_figure``) and
+    return it. The first panel has a legend of its rows; a later
     panel has one of its own when it draws a row that legend lacks (runs with other tasks), so
     that every line is labelled."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -106,7 +109,7 @@ def plot_dev_curves(curves: Curves, path: str | Path, title: str = "") -> Path:
             labelled = drawn
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return save_figure(fig, path, beside_others=beside_others)
 
 
 def write_dev_curves(folder: str | Path, out: str | Path | None = None, title: str = "") -> Path:
@@ -123,4 +126,7 @@ def write_dev_curves(folder: str | Path, out: str | Path | None = None, title: s
             raise MtlshareError(f"--out {out}: is a folder; give the path of the PNG to write")
         if not out.parent.is_dir():
             raise MtlshareError(f"--out {out}: no folder {out.parent} to write it in")
-    return plot_dev_curves(read_curves(folder), out or folder / "dev_curves.png", title)
+    curves = read_curves(folder)
+    if out is None:
+        return plot_dev_curves(curves, folder / "dev_curves.png", title)
+    return plot_dev_curves(curves, out, title, beside_others=True)

@@ -37,10 +37,10 @@ def plot_forecast(
     ``band`` = (method, lower, upper) shades that method's prediction interval in its colour.
 
     The figure is built with ``matplotlib.figure.Figure`` and the Agg canvas rather than pyplot,
-    so it works headless without switching the caller's global backend. The file is written to a
-    temporary ``.png`` in the same directory, made world-readable (0644) and moved into place with
-    ``os.replace``, so readers never see a half-written image. Raises ``ValueError`` when an array
-    and its dates differ in length or ``history_dates`` is empty.
+    so it works headless without switching the caller's global backend. The file is written
+    by ``save_figure``: a temporary file in the same directory, made world-readable (0644) and
+    moved into place with ``os.replace``, so readers never see a half-written image. Raises
+    ``ValueError`` when an array and its dates differ in length or ``history_dates`` is empty.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num

@@ -14,19 +14,27 @@ from typing import Any
 from mtlshare.errors import MtlshareError
 
 
-def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
+def save_figure(fig: Any, path: str | Path, dpi: int = 120, *, beside_others: bool = False) -> Path:
     """Save a matplotlib figure as PNG atomically: a temporary file beside ``path``, then a
-    rename, so a reader never sees half an image. Returns ``path``."""
+    rename, so a reader never sees half an image. Returns ``path``. The temporary file is
+    ``NAME.tmp`` (as ``atomic_write_text``'s) in a folder of the library's, so a write cut by a
+    kill leaves one file that the next write of the plot replaces; ``beside_others``: a folder
+    of the user's, where that name may be a file of theirs, so it gets a name no file has."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    if beside_others:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+        tmp = Path(name)
+    else:
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi)
+        fig.savefig(tmp, dpi=dpi, format="png")
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a report image should be readable
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -53,9 +61,9 @@ def plot_comparisons(
     zero are negative transfer. Infinite or NaN changes (zero baseline) are not drawn.
 
     The figure is built with ``matplotlib.figure.Figure`` and the Agg canvas rather than pyplot,
-    so it works headless without switching the caller's global backend. The file is written to a
-    temporary ``.png`` in the same directory and moved into place with ``os.replace``, so readers
-    never see a half-written image. Returns the path written.
+    so it works headless without switching the caller's global backend. The file is written
+    by ``save_figure``: a temporary file in the same directory, moved into place with
+    ``os.replace``, so readers never see a half-written image. Returns the path written.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
