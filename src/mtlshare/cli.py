@@ -292,6 +292,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     # imported here so that `mtlshare --help` answers without loading torch
     from mtlshare.registry import MECHANISMS
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in ("run", "mechanisms"):
+        # before anything is read or written: every process would run the whole command, and
+        # all but one would find the others writing the same folder
+        raise MtlshareError(
+            "under torchrun only `mtlshare run` of a training config is distributed; run "
+            f"`{args.command}` as a single process"
+        )
     if args.command == "mechanisms":
         import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 
