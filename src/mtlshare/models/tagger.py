@@ -62,7 +62,7 @@ class WordCharEncoder(nn.Module):
             where = real.nonzero().squeeze(1)
             found = self._pooled(chars[where])
             pooled = found.new_zeros(batch * time, found.shape[1]).index_copy(0, where, found)
-        return self.drop(torch.cat([words, pooled.view(batch, time, -1)], dim=-1))
+        return self.drop(torch.cat([words, pooled.view(batch, time, pooled.shape[-1])], dim=-1))
 
     def _pooled(self, chars: Tensor) -> Tensor:
         """Max-pooled CNN features of words given as character ids (words, max_chars)."""
