@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from mtlshare.data.datasets import BatchStream, Problem, Split, TaskData, cat_padded
+from mtlshare.data.datasets import BatchStream, Problem, Split, TaskData, cat_padded, share_of
 from mtlshare.tasks.task import Task
 
 
@@ -37,6 +38,38 @@ def test_ranks_split_each_global_batch_and_their_shares_weight_its_mean():
         assert torch.cat([a, b]).tolist() == g.tolist()
         assert sa + sb == 2.0  # the shares of a global batch sum to the world size
     assert [s for _, s in r0] == [1.0, 2.0] and [s for _, s in r1] == [1.0, 0.0]
+
+
+def test_shares_weight_observed_targets_so_the_ranks_mean_is_the_global_batch_mean():
+    """Every loss is a mean over observed targets: sentences of other lengths and missing
+    labels give the ranks' slices other weights than their rows (by rows, two processes tagging
+    a 1-token and a 3-token sentence averaged their means, 0.5/0.5 instead of 0.25/0.75)."""
+    tokens = torch.tensor([[1, -100, -100], [1, 1, 1], [1, 1, -100], [1, -100, -100]])
+    values = torch.tensor(
+        [[1.0, float("nan")], [2.0, 3.0], [float("nan"), float("nan")], [4.0, 5.0]]
+    )
+    for y in (tokens, values):
+        split = Split(torch.zeros(4, 3, 1), y)
+        losses = torch.arange(1.0, 13.0).reshape(4, 3)[:, : y.shape[1]]  # a loss per target
+        kept = ~torch.isnan(y) if y.is_floating_point() else y != -100
+        for world, batch in ((2, 2), (4, 1), (3, 1)):
+            streams = [
+                BatchStream(split, batch, torch.Generator().manual_seed(3), rank, world)
+                for rank in range(world)
+            ]
+            for _ in range(3):
+                drawn = [s.next_rows() for s in streams]
+                whole = drawn[0][1]
+                mean = losses[whole][kept[whole]].mean()
+                shares = [share_of(split, idx, whole, world) for idx, _ in drawn]
+                parts = [
+                    losses[idx][kept[idx]].mean() * share if kept[idx].any() else torch.tensor(0.0)
+                    for (idx, _), share in zip(drawn, shares, strict=True)
+                ]
+                assert torch.isclose(sum(parts) / world, mean)
+                assert sum(shares) == pytest.approx(world) or not kept[whole].any()
+    alone = BatchStream(Split(torch.zeros(4, 3, 1), tokens), 4, torch.Generator())
+    assert alone.next_index()[1] == 1.0  # one process: 1.0, nothing counted
 
 
 def test_sequence_batches_are_cut_to_their_longest_and_padded_back_when_joined():

@@ -202,3 +202,69 @@ def test_torch_threads_sets_the_count_inside_and_puts_it_back_even_on_error():
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(outer)
+
+
+@pytest.mark.parametrize(
+    "weighting",
+    [["weighting.kind=fixed"], ["weighting.kind=aggregator", "weighting.aggregator=upgrad"]],
+    ids=["summed", "aggregated"],
+)
+def test_joint_steps_with_an_uneven_last_batch_equal_one_process(tmp_path, weighting):
+    """100 rows in global batches of 2 x 8: rank 1's last slice is empty and counts for
+    nothing, rank 0's 4 rows are the whole batch, as they are to one process."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    joint = ["train.schedule=joint", *weighting]
+    single(one, "train.batch_size=16", *joint)
+    proc = torchrun(two, "train.batch_size=8", *joint)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_close(model_tensors(one), model_tensors(two), 1e-5)
+
+
+TAGGER = """
+[data]
+source = "conll"
+train = "train.txt"
+dev = "train.txt"
+test = "train.txt"
+columns = ["word", "pos", "chunk"]
+word_dim = 6
+char_dim = 4
+char_filters = 4
+dropout = 0.0
+
+[data.tasks.pos]
+column = "pos"
+
+[data.tasks.chunk]
+column = "chunk"
+
+[trunk]
+kind = "lstm"
+hidden = [6]
+
+[train]
+epochs = 2
+patience = 0
+optimizer = "sgd"
+lr = 0.1
+"""
+
+
+def test_two_taggers_with_batch_b_equal_one_with_batch_2b(tmp_path):
+    """Sentences of 1 to 9 words: a process's mean loss is over its tokens, so its share of
+    the global batch is its tokens' (by rows, the two processes' updates differed from one
+    process's by 0.03); 9 sentences in global batches of 4 leave rank 1 an empty last slice,
+    which the character CNN takes (it raised on it)."""
+    words = [("the", "DT", "B-NP"), ("cat", "NN", "I-NP"), ("sat", "VBD", "B-VP")]
+    sentences = ["\n".join(" ".join(words[i % 3]) for i in range(n)) for n in range(1, 10)]
+    (tmp_path / "train.txt").write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
+    config = tmp_path / "tagger.toml"
+    config.write_text(TAGGER, encoding="utf-8")
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["run", str(config), "train.batch_size=4", "--quiet", "--out", str(one)]) == 0
+    cmd = torchrun_cmd(two, "train.batch_size=2")
+    cmd[cmd.index(DEMO)] = str(config)
+    cmd = [c for c in cmd if c not in COMMON[:-1]]  # the demo's settings, but --quiet
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_close(model_tensors(one), model_tensors(two), 1e-5)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.errors import DataError
-from mtlshare.tasks.metrics import IGNORE_INDEX
+from mtlshare.tasks.metrics import IGNORE_INDEX, observed
 from mtlshare.tasks.task import Task
 
 
@@ -105,8 +105,9 @@ class BatchStream:
     slice of each global batch of ``batch_size * world`` examples: the processes never share an
     example, and together they see exactly the batches one process with ``batch_size * world``
     would. ``next`` also returns this process's share of the global batch, times ``world``
-    (1.0 when the slices are equal), so that averaging per-process mean losses over processes
-    gives the global mean even for the last, smaller batch.
+    (``share_of``: 1.0 when the slices hold as many observed targets), so that averaging
+    per-process mean losses over processes gives the global mean even for the last, smaller
+    batch, for sentences of other lengths and for missing labels.
     """
 
     def __init__(
@@ -132,6 +133,11 @@ class BatchStream:
 
     def next_index(self) -> tuple[Tensor, float]:
         """The rows of this process's next batch, and its share (see ``next``)."""
+        idx, global_idx = self.next_rows()
+        return idx, share_of(self.split, idx, global_idx, self.world)
+
+    def next_rows(self) -> tuple[Tensor, Tensor]:
+        """The rows of this process's next batch and those of the whole global batch."""
         if self._pos >= len(self._order):
             self._order = torch.randperm(len(self.split), generator=self.generator)
             self._pos = 0
@@ -139,8 +145,22 @@ class BatchStream:
         global_idx = self._order[self._pos : self._pos + span]
         self._pos += span
         idx = global_idx[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-        share = len(idx) * self.world / len(global_idx)
-        return idx, share
+        return idx, global_idx
+
+
+def share_of(split: Split, idx: Tensor, global_idx: Tensor, world: int) -> float:
+    """This process's share of a global batch, times ``world``: its observed targets over the
+    global batch's. Every task's loss is a mean over observed targets (rows, the tokens of
+    padded sentences, the values that are not missing), so scaling each process's mean loss
+    by its share and averaging over processes gives the global batch's mean loss, as one
+    process with the whole batch computes it. 1.0 for one process, and where nothing of the
+    global batch is observed (every process's loss is then zero)."""
+    if world == 1:
+        return 1.0
+    total = int(observed(split.y[global_idx]).sum())
+    if total == 0:
+        return 1.0
+    return int(observed(split.y[idx]).sum()) * world / total
 
 
 def cat_padded(parts: list[Tensor]) -> Tensor:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mtlshare.data.datasets import BatchStream, TaskData
+from mtlshare.data.datasets import BatchStream, TaskData, share_of
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -96,6 +96,7 @@ class JointStepper:
             self.aggregate = make_aggregator(cfg.aggregator, len(trainer.names), cfg.cagrad_c)
             watch_weights(self.aggregate, self._record_weights)
         self._rows: list[str] = []  # the tasks of the rows the aggregator combines now
+        self._shares: dict[str, float] = {}  # this step's share of the global batch, per task
         self.per_task = self.aggregate is not None or not model.joint_backward
         self.gradnorm_at = check_joint(weighting.kind, model)
 
@@ -119,14 +120,20 @@ class JointStepper:
         sums = {n: 0.0 for n in names}
         for _ in range(steps):
             batches: dict[str, tuple[Tensor, Tensor]] = {}
-            rows = streams[0].next_index()[0] if shared else None
+            # each task's share of the global batch (see ``BatchStream.next``): of its own
+            # observed labels, also where the tasks label the same rows
+            self._shares = {}
+            rows = streams[0].next_rows() if shared else None
             for k, n in enumerate(names):
                 if rows is not None:  # the same rows, the task's own labels
-                    x, y = splits[k].take(rows)
+                    x, y = splits[k].take(rows[0])
                     x = batches[names[0]][0] if k > 0 else x  # one input tensor: one pass
+                    share = share_of(splits[k], rows[0], rows[1], streams[0].world)
                 else:
-                    x, y = splits[k].take(streams[k].next_index()[0])
+                    idx, share = streams[k].next_index()
+                    x, y = splits[k].take(idx)
                 batches[n] = (x, y)
+                self._shares[n] = share
                 if splits[k].lengths is not None:
                     t.tokens_seen += int((y != IGNORE_INDEX).sum())
             for n, loss in self.step(optimizer, batches).items():
@@ -168,7 +175,8 @@ class JointStepper:
         first = next(iter(batches.values()))[0]
         shared_x = all(x is first for x, _ in batches.values())
         xs = {n: first if shared_x else x for n, (x, _) in batches.items()}
-        loss, raws = t.objective(xs, {n: y for n, (_, y) in batches.items()}, None)
+        ys = {n: y for n, (_, y) in batches.items()}
+        loss, raws = t.objective(xs, ys, None, shares=self._shares)
         self._check(loss, list(batches))
         optimizer.zero_grad(set_to_none=True)
         self._gradnorm_grad = None
@@ -188,7 +196,8 @@ class JointStepper:
             optimizer.zero_grad(set_to_none=True)
             loss, raw = t.objective(x, y, name, alone=True)
             self._check(loss, [name])
-            loss.backward()
+            share = self._shares.get(name, 1.0)
+            (loss * share if share != 1.0 else loss).backward()
             t.model.before_optimizer_step(name)  # e.g. a task's gradient kept inside its mask
             grads[name] = {
                 i: p.grad.detach().clone() for i, p in enumerate(params) if p.grad is not None

@@ -270,15 +270,22 @@ class Objective(nn.Module):
         return self.tasks[task].loss(out, y, head)
 
     def forward(
-        self, x: object, y: object, task: str | None, alone: bool = False
+        self,
+        x: object,
+        y: object,
+        task: str | None,
+        alone: bool = False,
+        shares: dict[str, float] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """(loss, raw loss); ``alone``: without the regularizer (a joint step's per-task pass,
-        whose regularizer gradient is added once, apart)."""
+        whose regularizer gradient is added once, apart). ``shares``: a joint step's share of
+        the global batch per task (``BatchStream.next``), each task's raw loss scaled by it in
+        the objective (not in the raw losses returned)."""
         if task == REGULARIZER:
             reg = self.model.regularizer(None)
             return reg, reg
         if task is None:
-            return self._joint(x, y)  # type: ignore[arg-type]
+            return self._joint(x, y, shares or {})  # type: ignore[arg-type]
         assert isinstance(x, Tensor) and isinstance(y, Tensor)
         raw = self.raw_loss(self.model(x, task), y, task)
         loss = self.weighting(task, raw)
@@ -286,7 +293,9 @@ class Objective(nn.Module):
             loss = loss + self.model.regularizer(task, self.every.get(task, 1.0))
         return loss, raw
 
-    def _joint(self, xs: dict[str, Tensor], ys: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _joint(
+        self, xs: dict[str, Tensor], ys: dict[str, Tensor], shares: dict[str, float]
+    ) -> tuple[Tensor, Tensor]:
         names = list(ys)
         first = xs[names[0]]
         if all(xs[t] is first for t in names):  # one batch labelled for every task
@@ -294,7 +303,8 @@ class Objective(nn.Module):
         else:
             outs = {t: self.model(xs[t], t) for t in names}
         raws = {t: self.raw_loss(outs[t], ys[t], t) for t in names}
-        loss = self.weighting.combine(raws)
+        scaled = {t: r * shares[t] if shares.get(t, 1.0) != 1.0 else r for t, r in raws.items()}
+        loss = self.weighting.combine(scaled)
         if self.regularized:
             loss = loss + self.model.regularizer(None)
         return loss, torch.stack([raws[t] for t in names])
