@@ -288,11 +288,16 @@ def _load_library() -> None:
         raise KeyboardInterrupt
 
 
+def _under_torchrun() -> bool:
+    """Whether this process is one of several that torchrun started."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     # imported here so that `mtlshare --help` answers without loading torch
     from mtlshare.registry import MECHANISMS
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command not in ("run", "mechanisms"):
+    if _under_torchrun() and args.command not in ("run", "mechanisms"):
         # before anything is read or written: every process would run the whole command, and
         # all but one would find the others writing the same folder
         raise MtlshareError(
@@ -364,9 +369,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.command == "add-task":
         return _add_task(args, cfg)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (
-        args.command != "run" or cfg.experiment != "train"
-    ):
+    if _under_torchrun() and cfg.experiment != "train":  # other commands: refused above
         raise MtlshareError(
             "under torchrun only `mtlshare run` of a training config is distributed; run "
             f"this `{args.command}` (experiment {cfg.experiment!r}) as a single process"

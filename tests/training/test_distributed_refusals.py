@@ -8,10 +8,14 @@ import pytest
 
 from mtlshare.cli import main
 
-DEMO = str(Path(__file__).resolve().parents[2] / "recipes" / "demo" / "demo.toml")
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+DEMO = str(RECIPES / "demo" / "demo.toml")
+FORECAST = str(RECIPES / "forecasting" / "bike_sharing.toml")
 
 
-@pytest.mark.parametrize("command", ["demo", "add-task", "evaluate", "predict"])
+@pytest.mark.parametrize(
+    "command", ["demo", "add-task", "evaluate", "predict", "compare", "run a forecast study"]
+)
 def test_commands_other_than_run_are_refused_under_torchrun_before_writing(
     tmp_path, monkeypatch, capsys, command
 ):
@@ -23,6 +27,8 @@ def test_commands_other_than_run_are_refused_under_torchrun_before_writing(
         "add-task": ["add-task", str(tmp_path), DEMO, "--out", str(out)],
         "evaluate": ["evaluate", str(tmp_path)],
         "predict": ["predict", str(tmp_path), DEMO, "--out", str(out)],
+        "compare": ["compare", DEMO, "--out", str(out)],
+        "run a forecast study": ["run", FORECAST, "--out", str(out)],
     }[command]
     assert main(argv) != 0
     assert "under torchrun only `mtlshare run`" in capsys.readouterr().err
