@@ -206,12 +206,18 @@ def test_torch_threads_sets_the_count_inside_and_puts_it_back_even_on_error():
 
 @pytest.mark.parametrize(
     "weighting",
-    [["weighting.kind=fixed"], ["weighting.kind=aggregator", "weighting.aggregator=upgrad"]],
-    ids=["summed", "aggregated"],
+    [
+        ["weighting.kind=fixed"],
+        ["weighting.kind=aggregator", "weighting.aggregator=upgrad"],
+        ["weighting.kind=dwa", "train.epochs=4"],
+    ],
+    ids=["summed", "aggregated", "dwa"],
 )
 def test_joint_steps_with_an_uneven_last_batch_equal_one_process(tmp_path, weighting):
     """100 rows in global batches of 2 x 8: rank 1's last slice is empty and counts for
-    nothing, rank 0's 4 rows are the whole batch, as they are to one process."""
+    nothing, rank 0's 4 rows are the whole batch, as they are to one process. DWA weights an
+    epoch by the last two epochs' mean losses: those of the global batches (they were rank 0's),
+    which differ from one process's from the third epoch on."""
     one, two = tmp_path / "one", tmp_path / "two"
     joint = ["train.schedule=joint", *weighting]
     single(one, "train.batch_size=16", *joint)

@@ -101,6 +101,17 @@ def from_rank0(obj: T, where: Dist) -> T:
     return box[0]
 
 
+def mean_over_processes(values: dict[str, float], where: Dist) -> dict[str, float]:
+    """The mean of every process's ``values`` (the same keys on every process), the same on
+    every rank (rank 0's result). One process: ``values`` as they are."""
+    if not where.enabled:
+        return values
+    keys = sorted(values)
+    total = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(total)
+    return from_rank0({k: float(v) / where.world for k, v in zip(keys, total, strict=True)}, where)
+
+
 RNG_KEYS = ("rng.torch", "rng.cuda")  # a checkpoint's random states, not the model's
 
 

@@ -137,7 +137,8 @@ class JointStepper:
                 if splits[k].lengths is not None:
                     t.tokens_seen += int((y != IGNORE_INDEX).sum())
             for n, loss in self.step(optimizer, batches).items():
-                sums[n] += loss
+                share = self._shares[n]  # this process's part of the global batch's loss
+                sums[n] += loss * share if share != 1.0 else loss
             if bar is not None:
                 bar.update(1)
         t.last_counts = {n: steps for n in names}

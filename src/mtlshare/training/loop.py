@@ -29,6 +29,7 @@ from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.training.distributed import (
     Dist,
     from_rank0,
+    mean_over_processes,
     resolve_device,
     wrap,
 )
@@ -202,7 +203,9 @@ class Trainer:
         for k in order:
             name = names[k]
             x, y, share = streams[name].next()
-            sums[name] += self.step(optimizer, name, x, y, share)
+            raw = self.step(optimizer, name, x, y, share)
+            # this process's part of the global batch's loss (see BatchStream.next)
+            sums[name] += raw * share if share != 1.0 else raw
             counts[name] += 1
             if name in sequences:
                 self.tokens_seen += int((y != IGNORE_INDEX).sum())
@@ -326,7 +329,9 @@ class Trainer:
         tokens0 = self.tokens_seen
         losses = self.run_steps(optimizer, self.names, steps, epoch, bar)
         weights = self.weighting.current()  # those the epoch trained with: DWA's move next
-        self.weighting.end_epoch(from_rank0(losses, self.dist))
+        # the epoch's mean loss over the global batches, not rank 0's slices of them
+        losses = mean_over_processes(losses, self.dist)
+        self.weighting.end_epoch(losses)
         seconds = time.perf_counter() - t0
         state.elapsed += seconds
         tok_s = (self.tokens_seen - tokens0) * self.dist.world / max(seconds, 1e-9)
