@@ -102,14 +102,15 @@ def from_rank0(obj: T, where: Dist) -> T:
 
 
 def mean_over_processes(values: dict[str, float], where: Dist) -> dict[str, float]:
-    """The mean of every process's ``values`` (the same keys on every process), the same on
-    every rank (rank 0's result). One process: ``values`` as they are."""
+    """The mean of every process's ``values`` (the same keys on every process), summed in rank
+    order, so the same on every rank. Through the process group's object collective, as
+    ``from_rank0``: a tensor collective would need a tensor on the group's device (nccl
+    reduces no CPU tensor). One process: ``values`` as they are."""
     if not where.enabled:
         return values
-    keys = sorted(values)
-    total = torch.tensor([values[k] for k in keys], dtype=torch.float64)
-    dist.all_reduce(total)
-    return from_rank0({k: float(v) / where.world for k, v in zip(keys, total, strict=True)}, where)
+    parts: list[dict[str, float]] = [{} for _ in range(where.world)]
+    dist.all_gather_object(parts, values)
+    return {k: sum(part[k] for part in parts) / where.world for k in values}
 
 
 RNG_KEYS = ("rng.torch", "rng.cuda")  # a checkpoint's random states, not the model's
