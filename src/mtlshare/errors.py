@@ -42,6 +42,10 @@ class UnseenTagsWarning(UserWarning):
         self.task = task
         self.split = split
 
+    def __reduce__(self) -> tuple[type[UnseenTagsWarning], tuple[str, str, str]]:
+        # as an error (-W error) in a worker process it is pickled back to the parent
+        return type(self), (str(self), self.task, self.split)
+
 
 class CheckpointError(MtlshareError):
     """A checkpoint is missing, incomplete or of a refused format."""

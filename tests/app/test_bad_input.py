@@ -177,6 +177,11 @@ def test_evaluate_says_which_gold_tags_of_the_scored_split_training_never_saw(tm
     assert "{'VBD': 1}" in err
     assert main(["evaluate", str(folder), "--split", "dev"]) == 0
     assert "never seen" not in capsys.readouterr().err
+    # training files changed since: refused, with no warning naming trained tags as unseen
+    (tmp_path / "train.txt").write_text("the DT\n\na DT\n")
+    assert main(["evaluate", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "is not what the run was trained on" in err and "never seen" not in err
 
 
 @pytest.mark.parametrize(

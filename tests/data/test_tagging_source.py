@@ -4,6 +4,7 @@ position task, unseen tags, word vectors, and bad input through the command line
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch
 from mtlshare.app.build import build_problem
 from mtlshare.cli import main
 from mtlshare.config import load_config
-from mtlshare.errors import ConfigError, DataError
+from mtlshare.errors import ConfigError, DataError, UnseenTagsWarning
 from mtlshare.tasks.metrics import IGNORE_INDEX
 
 TRAIN = """-DOCSTART- -X- -X- O
@@ -137,6 +138,12 @@ def test_tag_never_seen_in_training_is_an_error_or_mapped(corpus):
     ner = p.tasks[2].task
     # a gold-only class after the trained ones: the gold keeps its tag, no prediction has it
     assert int(p.tasks[2].dev.y[0, 2]) == ner.out_dim and ner.gold_only == ("S-EVENT",)
+
+
+def test_the_unseen_tags_warning_survives_pickling_as_errors_from_workers_do():
+    """Under ``-W error`` the warning is an exception, and a worker process pickles it back."""
+    w = pickle.loads(pickle.dumps(UnseenTagsWarning("dev.txt:3: tags never seen", "ner", "dev")))
+    assert (str(w), w.task, w.split) == ("dev.txt:3: tags never seen", "ner", "dev")
 
 
 def test_unseen_tags_are_reported_as_the_file_writes_them_not_as_trained(corpus):

@@ -317,6 +317,8 @@ def evaluate(
         warnings.simplefilter("always")
         problem = build_problem(run.config, where)
     names = [t for t in run.tasks if t in {td.task.name for td in problem.tasks}]
+    problem = problem.select(names)
+    _check_same_encoding(run, problem, where)  # else "never seen" may name a tag it did see
     for w in shown:
         if (
             isinstance(w.message, UnseenTagsWarning)
@@ -324,8 +326,6 @@ def evaluate(
             and w.message.task in names
         ):
             warnings.warn(w.message, stacklevel=2)
-    problem = problem.select(names)
-    _check_same_encoding(run, problem, where)
     scorer = Trainer(
         run.model,
         problem,
