@@ -210,8 +210,9 @@ def test_torch_threads_sets_the_count_inside_and_puts_it_back_even_on_error():
         ["weighting.kind=fixed"],
         ["weighting.kind=aggregator", "weighting.aggregator=upgrad"],
         ["weighting.kind=dwa", "train.epochs=4"],
+        ["weighting.kind=gradnorm"],
     ],
-    ids=["summed", "aggregated", "dwa"],
+    ids=["summed", "aggregated", "dwa", "gradnorm"],
 )
 def test_joint_steps_with_an_uneven_last_batch_equal_one_process(tmp_path, weighting):
     """100 rows in global batches of 2 x 8: rank 1's last slice is empty and counts for

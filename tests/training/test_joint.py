@@ -159,6 +159,27 @@ def test_gradnorm_targets_use_the_inverse_training_rate_relative_to_the_mean():
     assert torch.allclose(grad, torch.tensor([2.0, -2.0]))
 
 
+def test_gradnorm_over_processes_gives_one_process_what_autograd_gives_it():
+    """The torchrun path (each task's gradient averaged over processes, then its norm, the
+    weights' gradient in closed form) with one process's mean, the identity, equals autograd's
+    path over the same steps."""
+    torch.manual_seed(0)
+    shared = torch.nn.Parameter(torch.randn(3, 3))
+    x = torch.randn(8, 3)
+    ways = [LossWeighting(["a", "b"], WeightingConfig(kind="gradnorm", lr=0.1)) for _ in "12"]
+    for step in range(4):
+        raws = {"a": (x @ shared).pow(2).mean() / (step + 1), "b": (x @ shared).sum().abs()}
+        grads = [
+            ways[0].gradnorm_update(raws, shared),
+            ways[1].gradnorm_update(raws, shared, lambda v: v),
+        ]
+        assert torch.allclose(grads[0], grads[1], atol=1e-6), grads
+        for way, grad in zip(ways, grads, strict=True):
+            way.apply_gradnorm(grad)
+    assert torch.allclose(ways[0].weight_vector(), ways[1].weight_vector(), atol=1e-6)
+    assert torch.equal(ways[0].initial_losses, ways[1].initial_losses)
+
+
 def test_gradnorm_measures_the_gradients_at_the_last_shared_weight_matrix():
     cfg = tiny()  # an MLP trunk 16 -> 64 -> 64, shared by both tasks
     at = check_joint("gradnorm", build_model(cfg, build_problem(cfg)))

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 T = TypeVar("T")
 
@@ -111,6 +111,14 @@ def mean_over_processes(values: dict[str, float], where: Dist) -> dict[str, floa
     parts: list[dict[str, float]] = [{} for _ in range(where.world)]
     dist.all_gather_object(parts, values)
     return {k: sum(part[k] for part in parts) / where.world for k in values}
+
+
+def mean_over_processes_tensor(value: Tensor, where: Dist) -> Tensor:
+    """The mean of every process's ``value`` (a tensor on the process's device, the same
+    shape everywhere), the same on every rank."""
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return total / where.world
 
 
 RNG_KEYS = ("rng.torch", "rng.cuda")  # a checkpoint's random states, not the model's

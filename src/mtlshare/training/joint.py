@@ -32,7 +32,7 @@ from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.training.aggregators import make_aggregator, watch_weights
-from mtlshare.training.distributed import Dist, from_rank0
+from mtlshare.training.distributed import Dist, from_rank0, mean_over_processes_tensor
 from mtlshare.training.objective import REGULARIZER, LossWeighting
 from mtlshare.training.settings import TrainConfig
 
@@ -183,7 +183,13 @@ class JointStepper:
         self._gradnorm_grad = None
         if self.gradnorm_at is not None:
             named = dict(zip(batches, raws, strict=True))
-            w_grad = t.weighting.gradnorm_update(named, self.gradnorm_at)
+            if t.dist.enabled:  # the global batch's losses and gradients, not rank 0's
+                scaled = {n: r * self._shares[n] for n, r in named.items()}
+                w_grad = t.weighting.gradnorm_update(
+                    scaled, self.gradnorm_at, lambda x: mean_over_processes_tensor(x, t.dist)
+                )
+            else:
+                w_grad = t.weighting.gradnorm_update(named, self.gradnorm_at)
             self._gradnorm_grad = from_rank0(w_grad.cpu(), t.dist).to(w_grad.device)
         loss.backward()
         return {n: float(r.detach()) for n, r in zip(batches, raws, strict=True)}

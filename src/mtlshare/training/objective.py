@@ -25,6 +25,7 @@ Loss weightings (``[weighting] kind``):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -178,10 +179,19 @@ class LossWeighting(nn.Module):
                 for t, i in self.index.items():
                     self.epoch_losses[1, i] = float(mean_losses.get(t, 0.0))
 
-    def gradnorm_update(self, raws: dict[str, Tensor], shared: nn.Parameter) -> Tensor:
+    def gradnorm_update(
+        self,
+        raws: dict[str, Tensor],
+        shared: nn.Parameter,
+        mean: Callable[[Tensor], Tensor] | None = None,
+    ) -> Tensor:
         """GradNorm's update of its weights from this step's losses and their gradients at the
         ``shared`` weights; returns the gradient of the weights (for averaging across
-        processes) after applying it."""
+        processes) after applying it. Under torchrun ``mean`` averages a tensor over the
+        processes and ``raws`` are each process's losses scaled by its share of the global
+        batch: the losses and gradients GradNorm reads are then the global batch's."""
+        if mean is not None:
+            return self._gradnorm_over_processes(raws, shared, mean)
         names = list(self.index)
         losses = torch.stack([raws[t] for t in names])
         with torch.no_grad():
@@ -199,6 +209,27 @@ class LossWeighting(nn.Module):
         target = (g.mean() * (ratio / ratio.mean()) ** self.cfg.alpha).detach()
         (w_grad,) = torch.autograd.grad((g - target).abs().sum(), w)
         return w_grad
+
+    def _gradnorm_over_processes(
+        self, raws: dict[str, Tensor], shared: nn.Parameter, mean: Callable[[Tensor], Tensor]
+    ) -> Tensor:
+        """``gradnorm_update`` from the global batch's losses and gradients: each task's
+        gradient at ``shared`` averaged over the processes, then its norm. With positive
+        weights ``|grad(w_i L_i)| = w_i |grad L_i|``, so the weights' gradient is
+        ``sign(g_i - target_i) |grad L_i|``, what autograd gives one process."""
+        names = list(self.index)
+        losses = mean(torch.stack([raws[t].detach() for t in names]))
+        with torch.no_grad():
+            if bool((self.initial_losses == 0).all()):
+                self.initial_losses.copy_(losses)
+        grads = [
+            torch.autograd.grad(raws[t], shared, retain_graph=True)[0].reshape(-1) for t in names
+        ]
+        norms = mean(torch.stack(grads)).norm(dim=1)
+        g = self.gn_weights.detach() * norms
+        ratio = losses / self.initial_losses.clamp_min(1e-12)
+        target = g.mean() * (ratio / ratio.mean()) ** self.cfg.alpha
+        return torch.sign(g - target) * norms
 
     def apply_gradnorm(self, w_grad: Tensor) -> None:
         """One SGD step of GradNorm's weights, renormalised to sum to the number of tasks."""
