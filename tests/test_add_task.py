@@ -205,6 +205,18 @@ def test_an_interrupted_add_task_resumes_to_the_same_result(tmp_path, capsys):
     assert "the config differs" in capsys.readouterr().err
 
 
+def test_a_sparse_addition_resumes_with_the_config_it_was_started_with(added, capsys):
+    # the sparse search drops its warm-up for the addition; the config the run folder keeps
+    # must still be the one asked for, or --resume with the same overrides is refused
+    mech, trained, out = added
+    if mech != "sparse":
+        pytest.skip("sparse only")
+    args = [DEMO, 'tasks=["t3"]', *SMALL, *SPARSE]
+    assert "warmup_epochs = 1.0" in (out / "config.toml").read_text()
+    assert main(["add-task", str(trained), *args, "--out", str(out), "--resume"]) == 0
+    assert "the config differs" not in capsys.readouterr().err
+
+
 # -- what add-task checks and keeps, on one trained hard run -------------------------------------
 @pytest.fixture(scope="module")
 def hard_run(tmp_path_factory):
@@ -279,6 +291,25 @@ def test_the_trained_tasks_data_settings_must_not_change():
     _check_data(old.replace(**{"data.tasks.ner.column": "pos"}), old, ["pos"])  # not trained
     with pytest.raises(MtlshareError, match=r"data\.tasks\.ner: .* the trained tasks' data"):
         _check_data(old.replace(**{"data.tasks.ner.scheme": "iob1"}), old, ["pos", "ner"])
+
+
+def test_a_task_table_the_trained_run_lacked_is_refused_by_name(tmp_path, capsys):
+    """The words and tags are encoded over every table of [data]: a table the trained run's
+    config did not hold is named, not blamed on changed data files."""
+    sentences = ["EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n", "Peter NNP B-NP B-PER\n"]
+    (tmp_path / "train.txt").write_text("\n".join(sentences))
+    small = ["train.epochs=1", "trunk.kind=mlp", "trunk.hidden=[8]", "--quiet"]
+    base = CONLL.replace('"word", "pos", "ner"', '"word", "pos", "chunk", "ner"')
+    (tmp_path / "old.toml").write_text(base)
+    (tmp_path / "new.toml").write_text(base + '[data.tasks.pos2]\ncolumn = "pos"\n')
+    trained = tmp_path / "trained"
+    assert main(["run", str(tmp_path / "old.toml"), *small, "--out", str(trained)]) == 0
+    capsys.readouterr()
+    argv = ["add-task", str(trained), str(tmp_path / "new.toml"), 'tasks=["pos2"]', *small]
+    assert main([*argv, "--out", str(tmp_path / "added")]) == 2
+    err = capsys.readouterr().err
+    assert "data.tasks: ['pos2'] not in the [data] of" in err
+    assert "data files changed" not in err
 
 
 def test_sparse_masks_that_leave_no_free_weight_are_warned_of_before_the_search(tmp_path, capsys):

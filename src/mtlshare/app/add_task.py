@@ -82,6 +82,14 @@ def _check_data(new: Config, old: Config, trained: list[str]) -> None:
             )
 
 
+def _undeclared_tables(new: Config, old: Config) -> list[str]:
+    """Task tables of ``new``'s [data] that the trained run's config did not have."""
+    mine, theirs = getattr(new.data, "tasks", None), getattr(old.data, "tasks", None)
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        return sorted(set(mine) - set(theirs))
+    return []
+
+
 def _model_config(new: Config, old: Config, tasks: list[str]) -> Config:
     """The new config's data and training, the trained model's mechanism and network."""
     return new.replace(
@@ -141,6 +149,14 @@ def _prepare(
     if folder.file(INFERENCE).is_file():  # (runs older than inference.json: not checkable)
         fresh = usage_spec(full_cfg, problem, base_dir)
         differ = encoding_differences(folder.inference(), fresh)
+        undeclared = _undeclared_tables(cfg, old_cfg)
+        if differ and undeclared:
+            raise DataError(
+                f"data.tasks: {undeclared} not in the [data] of {run_dir}, whose input "
+                f"encoding is built over every task table there ({', '.join(differ)} would "
+                "differ): add-task can add only a task whose table the trained run's config "
+                "already held (a run trains only the tasks in `tasks`)"
+            )
         if differ:
             raise DataError(
                 f"the data the config reads is not what {run_dir} was trained on: "
@@ -167,10 +183,13 @@ def add_task(
     base_dir = base_dir if base_dir is not None else cfg.base_dir
     trained, full_cfg, problem, model, old_tasks, new_tasks = _prepare(Path(run_dir), cfg, base_dir)
     out = RunFolder(out_dir)
-    out.check(full_cfg.to_toml(), resume, config_differences)
+    # the config as asked, before freezing: a mechanism may retune its own settings for the
+    # addition (sparse: no warm-up), and --resume compares against what was written here
+    text = full_cfg.to_toml()
+    out.check(text, resume, config_differences)
     model.freeze_for_new_tasks(old_tasks, new_tasks)
     snapshot = model.snapshot_frozen()
-    out.start(full_cfg.to_toml(), resume, config_differences)
+    out.start(text, resume, config_differences)
     out.write_json(INFERENCE, usage_spec(full_cfg, problem, base_dir))
     try:
         scorer = Trainer(
