@@ -257,7 +257,11 @@ def test_a_run_without_results_is_no_trained_run(hard_run, tmp_path, capsys):
     (cut / "results.json").unlink()  # its checkpoints are there, but it did not finish
     args = [DEMO, 'tasks=["t3"]', *SMALL, "--out", str(tmp_path / "o")]
     assert main(["add-task", str(cut), *args]) == 2
-    assert "not a finished mtlshare run" in capsys.readouterr().err
+    # it says so (it said "not a finished run ... give the --out folder of `mtlshare run`",
+    # which is what it had been given)
+    err = capsys.readouterr().err
+    assert f"{cut}: the run has not finished (still training, or cut: resume it" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_changed_parameter_fails_the_addition_even_with_equal_metrics(

@@ -49,6 +49,11 @@ def _trained_run(run_dir: Path) -> tuple[RunFolder, Config, list[str]]:
     if (run_dir / "meta.json").is_file() and run_dir.parent.name == "checkpoint":
         run_dir = run_dir.parent.parent  # given the checkpoint folder itself
     folder = RunFolder(run_dir)
+    if folder.config_text() is not None and not folder.finished and folder.holds_run():
+        raise MtlshareError(
+            f"{run_dir}: the run has not finished (still training, or cut: resume it with "
+            "`mtlshare run ... --resume`); add-task needs its results and selected checkpoint"
+        )
     if folder.config_text() is None or not folder.finished or not folder.has_checkpoint("best"):
         raise MtlshareError(
             f"{run_dir}: not a finished mtlshare run (config, results and the selected "
