@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -12,6 +12,8 @@ from torch import Tensor, nn
 from mtlshare.errors import DataError
 from mtlshare.tasks.metrics import IGNORE_INDEX, observed
 from mtlshare.tasks.task import Task
+
+V = TypeVar("V", float, Tensor)  # what by_share scales
 
 
 @dataclass
@@ -161,6 +163,12 @@ def share_of(split: Split, idx: Tensor, global_idx: Tensor, world: int) -> float
     if total == 0:
         return 1.0
     return int(observed(split.y[idx]).sum()) * world / total
+
+
+def by_share(value: V, share: float) -> V:
+    """A process's loss (a tensor or a number) times its ``share`` of the global batch, or the
+    loss itself at 1.0: one process adds no op, so its results stay bitwise what they were."""
+    return value * share if share != 1.0 else value
 
 
 def cat_padded(parts: list[Tensor]) -> Tensor:

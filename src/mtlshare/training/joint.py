@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mtlshare.data.datasets import BatchStream, TaskData, share_of
+from mtlshare.data.datasets import BatchStream, TaskData, by_share, share_of
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -137,8 +137,7 @@ class JointStepper:
                 if splits[k].lengths is not None:
                     t.tokens_seen += int((y != IGNORE_INDEX).sum())
             for n, loss in self.step(optimizer, batches).items():
-                share = self._shares[n]  # this process's part of the global batch's loss
-                sums[n] += loss * share if share != 1.0 else loss
+                sums[n] += by_share(loss, self._shares[n])
             if bar is not None:
                 bar.update(1)
         t.last_counts = {n: steps for n in names}
@@ -184,7 +183,7 @@ class JointStepper:
         if self.gradnorm_at is not None:
             named = dict(zip(batches, raws, strict=True))
             if t.dist.enabled:  # the global batch's losses and gradients, not rank 0's
-                scaled = {n: r * self._shares[n] for n, r in named.items()}
+                scaled = {n: by_share(r, self._shares[n]) for n, r in named.items()}
                 w_grad = t.weighting.gradnorm_update(
                     scaled, self.gradnorm_at, lambda x: mean_over_processes_tensor(x, t.dist)
                 )
@@ -203,8 +202,7 @@ class JointStepper:
             optimizer.zero_grad(set_to_none=True)
             loss, raw = t.objective(x, y, name, alone=True)
             self._check(loss, [name])
-            share = self._shares.get(name, 1.0)
-            (loss * share if share != 1.0 else loss).backward()
+            by_share(loss, self._shares.get(name, 1.0)).backward()
             t.model.before_optimizer_step(name)  # e.g. a task's gradient kept inside its mask
             grads[name] = {
                 i: p.grad.detach().clone() for i, p in enumerate(params) if p.grad is not None

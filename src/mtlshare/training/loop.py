@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mtlshare.data.datasets import BatchStream, Problem, cat_padded
+from mtlshare.data.datasets import BatchStream, Problem, by_share, cat_padded
 from mtlshare.data.samplers import task_probabilities, task_schedule
 from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
@@ -154,7 +154,7 @@ class Trainer:
                 f"{task!r}; lower train.lr or set train.grad_clip"
             )
         optimizer.zero_grad(set_to_none=True)
-        (loss * share if share != 1.0 else loss).backward()
+        by_share(loss, share).backward()
         self.model.before_optimizer_step(task)
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.grad_clip)
@@ -205,7 +205,7 @@ class Trainer:
             x, y, share = streams[name].next()
             raw = self.step(optimizer, name, x, y, share)
             # this process's part of the global batch's loss (see BatchStream.next)
-            sums[name] += raw * share if share != 1.0 else raw
+            sums[name] += by_share(raw, share)
             counts[name] += 1
             if name in sequences:
                 self.tokens_seen += int((y != IGNORE_INDEX).sum())

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from mtlshare.data.datasets import Problem
+from mtlshare.data.datasets import Problem, by_share
 from mtlshare.errors import ConfigError
 from mtlshare.sharing.base import SharingModel
 
@@ -334,7 +334,7 @@ class Objective(nn.Module):
         else:
             outs = {t: self.model(xs[t], t) for t in names}
         raws = {t: self.raw_loss(outs[t], ys[t], t) for t in names}
-        scaled = {t: r * shares[t] if shares.get(t, 1.0) != 1.0 else r for t, r in raws.items()}
+        scaled = {t: by_share(r, shares.get(t, 1.0)) for t, r in raws.items()}
         loss = self.weighting.combine(scaled)
         if self.regularized:
             loss = loss + self.model.regularizer(None)
