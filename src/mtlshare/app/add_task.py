@@ -49,12 +49,13 @@ def _trained_run(run_dir: Path) -> tuple[RunFolder, Config, list[str]]:
     if (run_dir / "meta.json").is_file() and run_dir.parent.name == "checkpoint":
         run_dir = run_dir.parent.parent  # given the checkpoint folder itself
     folder = RunFolder(run_dir)
-    if folder.config_text() is not None and not folder.finished and folder.holds_run():
+    has_config = folder.config_text() is not None
+    if has_config and not folder.finished and folder.holds_run():
         raise MtlshareError(
             f"{run_dir}: the run has not finished (still training, or cut: resume it with "
             "`mtlshare run ... --resume`); add-task needs its results and selected checkpoint"
         )
-    if folder.config_text() is None or not folder.finished or not folder.has_checkpoint("best"):
+    if not has_config or not folder.finished or not folder.has_checkpoint("best"):
         raise MtlshareError(
             f"{run_dir}: not a finished mtlshare run (config, results and the selected "
             "checkpoint are needed); give the --out folder of `mtlshare run`"
@@ -154,8 +155,7 @@ def _prepare(
     if folder.file(INFERENCE).is_file():  # (runs older than inference.json: not checkable)
         fresh = usage_spec(full_cfg, problem, base_dir)
         differ = encoding_differences(folder.inference(), fresh)
-        undeclared = _undeclared_tables(cfg, old_cfg)
-        if differ and undeclared:
+        if differ and (undeclared := _undeclared_tables(cfg, old_cfg)):
             raise DataError(
                 f"data.tasks: {undeclared} not in the [data] of {run_dir}, whose input "
                 f"encoding is built over every task table there ({', '.join(differ)} would "
