@@ -186,6 +186,59 @@ def test_device_choice():
         TrainConfig(device="tpu").validate()
 
 
+def _gpu_job(monkeypatch, gpus: int) -> list[dict[str, object]]:
+    """Two torchrun processes on a machine whose torch sees ``gpus`` GPUs (none is needed: the
+    calls that would touch one, or join a group, are noted instead)."""
+    import torch.distributed as dist
+
+    for key, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    joined: list[dict[str, object]] = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kw: joined.append(kw))
+    monkeypatch.setattr(dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    return joined
+
+
+def test_more_gpu_processes_than_gpus_is_one_line_before_any_process_joins(monkeypatch):
+    """nccl refuses two processes on one GPU ("Duplicate GPU detected", seen on a one-GPU H200
+    machine), and a local rank past the last GPU has none: every process refuses first."""
+    from mtlshare.errors import ConfigError
+    from mtlshare.training.distributed import from_environment
+
+    joined = _gpu_job(monkeypatch, gpus=1)
+    with pytest.raises(ConfigError) as err:
+        from_environment("cuda")
+    message = str(err.value)
+    assert "torchrun started 2 processes" in message and "sees 1 GPU(s)" in message
+    assert "--nproc_per_node=1" in message and "\n" not in message
+    assert joined == []
+
+
+def test_as_many_gpus_as_processes_join_over_nccl_each_on_its_own(monkeypatch):
+    from mtlshare.training.distributed import Dist, from_environment
+
+    joined = _gpu_job(monkeypatch, gpus=2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert from_environment("cuda") == Dist(0, 2, torch.device("cuda", 1))
+    assert joined == [{"backend": "nccl"}]
+
+
+def test_mtlshare_run_with_more_gpu_processes_than_gpus_writes_nothing(
+    monkeypatch, tmp_path, capsys
+):
+    joined = _gpu_job(monkeypatch, gpus=1)
+    out = tmp_path / "o"
+    assert main(["run", DEMO, *COMMON, "train.device=cuda", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "each process needs a GPU of its own" in err
+    assert not out.exists() and joined == []
+
+
 def test_torch_threads_sets_the_count_inside_and_puts_it_back_even_on_error():
     from mtlshare.training.distributed import torch_threads
 

@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from mtlshare.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -75,11 +77,26 @@ def from_environment(device: str = "cpu") -> Dist:
         return Dist()
     on = resolve_device(device)
     if on.type == "cuda":
+        gpus_needed(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), torch.cuda.device_count())
         on = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(on)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if on.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), on)
+
+
+def gpus_needed(processes: int, gpus: int) -> None:
+    """Refuse, in one line, more GPU processes on this machine than it has GPUs: each process
+    under nccl takes its own GPU (nccl refuses two processes on one GPU, "Duplicate GPU
+    detected"), and a local rank past the last GPU has none to take. Every process checks
+    before any joins the group, so none waits for a process that stopped."""
+    if processes > gpus:
+        raise ConfigError(
+            f"torchrun started {processes} processes on this machine with train.device = "
+            f'"cuda", but torch sees {gpus} GPU(s) here: each process needs a GPU of its own '
+            f"(nccl does not share one between processes); use --nproc_per_node={gpus} at "
+            'most, or train.device = "cpu" (gloo)'
+        )
 
 
 def wrap(model: nn.Module, where: Dist) -> nn.Module:
