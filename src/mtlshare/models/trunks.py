@@ -139,6 +139,11 @@ class Recurrent(nn.Module):
     reversed within its own length, so it starts at the sequence's last real step (what
     packing would do, at about the cost of the plain call; packing cost twice as much here).
     Outputs at padded steps are zero, so they stay padding for the next layer.
+
+    On a GPU with cuDNN every batch runs one direction at a time, each direction's four weights
+    in a buffer of their own laid out as cuDNN reads them (``_apply``): cuDNN copies weights
+    that are not one such buffer into one at every call, and warns that it does. The CPU runs
+    as it always did.
     """
 
     def __init__(
@@ -149,6 +154,43 @@ class Recurrent(nn.Module):
         rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn_cls(in_dim, hidden, batch_first=True, bidirectional=bidirectional)
         self.drop = nn.Dropout(dropout)
+        self.flat_per_direction = False  # set by ``_apply`` on a GPU; not part of the state
+
+    def _suffixes(self) -> tuple[str, ...]:
+        return ("", "_reverse") if self.rnn.bidirectional else ("",)
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Recurrent:
+        """Move or convert as any module does (``nn.LSTM`` then lays both directions out in
+        one buffer), then give each direction a cuDNN buffer of its own where cuDNN takes the
+        weights (on a GPU, all float of one type)."""
+        super()._apply(fn, recurse)
+        weights = [
+            getattr(self.rnn, f"{name}_l0{suffix}")
+            for suffix in self._suffixes()
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        ]
+        self.flat_per_direction = (
+            torch._use_cudnn_rnn_flatten_weight()
+            and all(w.is_cuda and w.dtype == weights[0].dtype for w in weights)
+            and all(torch.backends.cudnn.is_acceptable(w.data) for w in weights)
+        )
+        if self.flat_per_direction:
+            from torch.backends.cudnn import rnn as cudnn_rnn
+
+            with torch.cuda.device_of(weights[0]), torch.no_grad():
+                for d in range(len(self._suffixes())):
+                    torch._cudnn_rnn_flatten_weight(
+                        weights[4 * d : 4 * d + 4],
+                        4,
+                        self.rnn.input_size,
+                        cudnn_rnn.get_cudnn_mode(self.rnn.mode),
+                        self.rnn.hidden_size,
+                        0,  # no projection
+                        1,  # one layer
+                        True,  # batch first
+                        False,  # one direction
+                    )
+        return self
 
     def _direction(self, x: Tensor, suffix: str) -> Tensor:
         rnn = self.rnn
@@ -164,8 +206,10 @@ class Recurrent(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         lengths = padded_lengths(x)
         if lengths is None:
-            out, _ = self.rnn(x)
-            return self.drop(out)
+            if not self.flat_per_direction:
+                out, _ = self.rnn(x)
+                return self.drop(out)
+            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
         steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
         ends = lengths.unsqueeze(1)
         real = (steps < ends).unsqueeze(-1)  # (batch, time, 1)
