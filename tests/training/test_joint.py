@@ -186,6 +186,22 @@ def test_gradnorm_measures_the_gradients_at_the_last_shared_weight_matrix():
     assert at is not None and at.shape == (64, 64)
 
 
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        (["mechanism=soft"], "SoftSharing shares none"),
+        (
+            ["mechanism=adapters", "adapters.freeze_trunk=true"],
+            "AdapterSharing trains none of those it shares: they are frozen",
+        ),
+    ],
+)
+def test_gradnorm_without_a_trained_shared_matrix_says_which_is_missing(extra, why):
+    cfg = tiny(*extra)
+    with pytest.raises(ConfigError, match=why):
+        check_joint("gradnorm", build_model(cfg, build_problem(cfg)))
+
+
 def test_a_joint_epoch_returns_each_tasks_mean_raw_loss():
     cfg = tiny()
     problem = build_problem(cfg)

@@ -75,11 +75,13 @@ def check_joint(kind: str, model: SharingModel) -> nn.Parameter | None:
             "weighting.kind = 'gradnorm' needs one backward over the summed losses; "
             f"{name} takes one per task (use dwa, rlw or an aggregator)"
         )
-    weights = [p for p in model.shared_parameters() if p.requires_grad and p.dim() >= 2]
-    if not weights:
+    shared = [p for p in model.shared_parameters() if p.dim() >= 2]
+    weights = [p for p in shared if p.requires_grad]
+    if not weights:  # none shared, or every shared one frozen (adapters.freeze_trunk)
+        why = "shares none" if not shared else "trains none of those it shares: they are frozen"
         raise ConfigError(
             "weighting.kind = 'gradnorm' needs a shared weight matrix to measure the tasks' "
-            f"gradients at; {name} shares none"
+            f"gradients at; {name} {why}"
         )
     return weights[-1]
 
