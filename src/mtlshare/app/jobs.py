@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import tomllib
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -81,8 +82,10 @@ def check_jobs(jobs: int) -> None:
         raise MtlshareError(f"--jobs: expected a number of worker processes >= 1, got {jobs}")
 
 
-def _worker_init(threads: int, parent: int) -> None:
+def _worker_init(threads: int, parent: int, showwarning: Callable[..., None] | None) -> None:
     torch.set_num_threads(threads)
+    if showwarning is not None:  # the caller's way of showing warnings (the CLI's one line)
+        warnings.showwarning = showwarning
     torch.set_num_interop_threads(1)
     if os.name == "posix":  # (on Windows os.kill(pid, 0) would end the parent)
         threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
@@ -113,9 +116,25 @@ def worker_pool(n_jobs: int, threads: int) -> ProcessPoolExecutor:
         server = multiprocessing.get_context("forkserver")
         server.set_forkserver_preload([__name__])
         context = server
+    show: Callable[..., None] | None = warnings.showwarning
+    if not _by_name(show):  # a worker can only look a function up by its module and name
+        show = None
     return ProcessPoolExecutor(
-        n_jobs, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())
+        n_jobs,
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(threads, os.getpid(), show),
     )
+
+
+def _by_name(fn: object) -> bool:
+    """Whether ``fn`` is found again by its module and qualified name (as a worker process
+    receives a function): a module-level function, not a lambda or a closure."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    found: object = module
+    for part in str(getattr(fn, "__qualname__", "<none>")).split("."):
+        found = getattr(found, part, None)
+    return callable(fn) and found is fn
 
 
 def _problem_key(config: dict[str, Any], base_dir: str | None) -> str:
