@@ -432,3 +432,42 @@ def test_only_a_function_found_by_its_name_is_handed_to_the_workers():
     assert jobs._by_name(jobs.available_cores)
     assert not jobs._by_name(lambda *a: None)
     assert not jobs._by_name(None)
+
+
+def test_the_bar_of_compare_jobs_says_where_each_running_run_is(tmp_path):
+    def job(name: str, folder: Path, epochs: int = 20) -> jobs.RunJob:
+        return jobs.RunJob(name, 1, None, {"train": {"epochs": epochs}}, folder)
+
+    trained = tmp_path / "a"
+    trained.mkdir()
+    (trained / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n')
+    searching = tmp_path / "b"
+    (searching / "checkpoint" / "search").mkdir(parents=True)
+    status = jobs.running_status(
+        [job("hard", trained), job("sparse", searching), job("single", tmp_path / "c", 5)]
+    )
+    assert status == (
+        "hard seed 1: epoch 3/20; sparse seed 1: mask search; single seed 1: epoch 0/5"
+    )
+
+
+def test_compare_with_jobs_shows_the_running_runs_progress_while_they_train(corpus, monkeypatch):
+    shown: list[str] = []
+
+    class Bar:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+            shown.append(text)
+
+        def update(self, n: int = 1) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(jobs, "tqdm", Bar)
+    monkeypatch.setattr(jobs, "POLL_SECONDS", 0.01)
+    compare(corpus, corpus / "o", 2, rows=["hard"])
+    assert any(text.startswith("hard seed") and "epoch" in text for text in shown), shown[:3]

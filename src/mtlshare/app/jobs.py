@@ -256,6 +256,28 @@ def execute(
     return _in_workers(jobs, n_jobs, base_dir=base_dir, resume=resume, on_done=on_done)
 
 
+POLL_SECONDS = 10.0  # how often the bar of ``compare --jobs`` reads the running runs' progress
+
+
+def running_status(running: list[RunJob]) -> str:
+    """Where each running run is, from its folder: ``hard seed 1: epoch 3/20`` (epochs in its
+    ``metrics.jsonl``; a mask search before its first epoch says so). The workers train
+    without bars of their own, so this is what a long ``compare --jobs`` shows meanwhile."""
+    parts = []
+    for job in running:
+        metrics = job.folder / "metrics.jsonl"
+        try:
+            done = metrics.read_bytes().count(b"\n")
+        except OSError:  # not written yet
+            done = 0
+        epochs = job.config.get("train", {}).get("epochs", "?")
+        where = f"epoch {done}/{epochs}"
+        if not done and (job.folder / "checkpoint" / "search").is_dir():
+            where = "mask search"
+        parts.append(f"{job.label}: {where}")
+    return "; ".join(parts)
+
+
 def _in_workers(
     jobs: list[RunJob],
     n_jobs: int,
@@ -282,7 +304,8 @@ def _in_workers(
                     running[pool.submit(run_job, jobs[i], base_dir, resume, False)] = i
             if not running:
                 continue
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            bar.set_postfix_str(running_status([jobs[i] for i in running.values()]))
             for future in done:
                 i = running.pop(future)
                 error = future.exception()
