@@ -428,30 +428,32 @@ def test_warnings_in_worker_processes_are_one_line_as_in_the_cli(corpus, capfd):
     assert not [line for line in err if "UnseenTagsWarning" in line or "tag_ids(" in line]
 
 
-def test_only_a_function_found_by_its_name_is_handed_to_the_workers():
-    assert jobs._by_name(jobs.available_cores)
-    assert not jobs._by_name(lambda *a: None)
-    assert not jobs._by_name(None)
-
-
 def test_the_bar_of_compare_jobs_says_where_each_running_run_is(tmp_path):
-    def job(name: str, folder: Path, epochs: int = 20) -> jobs.RunJob:
-        return jobs.RunJob(name, 1, None, {"train": {"epochs": epochs}}, folder)
+    def job(name: str, folder: Path, epochs: int = 20, **config: Any) -> jobs.RunJob:
+        return jobs.RunJob(name, 1, None, {"train": {"epochs": epochs}, **config}, folder)
 
     trained = tmp_path / "a"
     trained.mkdir()
     (trained / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": 3}\n')
-    searching = tmp_path / "b"
-    (searching / "checkpoint" / "search").mkdir(parents=True)
+    sparse = {"mechanism": "sparse", "sparse": {"masks_from": ""}}
+    given = {"mechanism": "sparse", "sparse": {"masks_from": "../sparse"}}  # single_subnet
     status = jobs.running_status(
-        [job("hard", trained), job("sparse", searching), job("single", tmp_path / "c", 5)]
+        [
+            job("hard", trained),
+            job("sparse", tmp_path / "b", **sparse),
+            job("single_subnet", tmp_path / "c", **given),
+            job("single", tmp_path / "d", 5),
+        ]
     )
     assert status == (
-        "hard seed 1: epoch 3/20; sparse seed 1: mask search; single seed 1: epoch 0/5"
+        "hard seed 1: epoch 3/20; sparse seed 1: mask search; single_subnet seed 1: epoch 0/20; "
+        "single seed 1: epoch 0/5"
     )
 
 
 def test_compare_with_jobs_shows_the_running_runs_progress_while_they_train(corpus, monkeypatch):
+    """Between the ends of runs: a status naming both running runs can only come from a poll
+    (at a run's end the finished one is no longer listed)."""
     shown: list[str] = []
 
     class Bar:
@@ -470,4 +472,24 @@ def test_compare_with_jobs_shows_the_running_runs_progress_while_they_train(corp
     monkeypatch.setattr(jobs, "tqdm", Bar)
     monkeypatch.setattr(jobs, "POLL_SECONDS", 0.01)
     compare(corpus, corpus / "o", 2, rows=["hard"])
-    assert any(text.startswith("hard seed") and "epoch" in text for text in shown), shown[:3]
+    both = [t for t in shown if "hard seed 0: epoch" in t and "hard seed 1: epoch" in t]
+    assert both, shown[:3]
+    assert shown[-1] == ""  # the last run ended: none left running
+
+
+def test_only_a_function_a_worker_can_import_is_handed_to_it(monkeypatch):
+    assert jobs._by_name(jobs.available_cores)
+    assert not jobs._by_name(lambda *a: None)
+    assert not jobs._by_name(None)
+
+    def show(*args: Any) -> None:
+        pass
+
+    main_module = sys.modules["__main__"]
+    monkeypatch.setattr(show, "__module__", "__main__")
+    monkeypatch.setattr(show, "__qualname__", "show")
+    monkeypatch.setattr(main_module, "show", show, raising=False)
+    monkeypatch.setattr(main_module, "__file__", "/some/script.py", raising=False)
+    assert jobs._by_name(show)  # a script: its workers import it again
+    monkeypatch.delattr(main_module, "__file__")
+    assert not jobs._by_name(show)  # python -c or a REPL: nothing to import

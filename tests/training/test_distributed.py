@@ -219,6 +219,18 @@ def test_more_gpu_processes_than_gpus_is_one_line_before_any_process_joins(monke
     assert joined == []
 
 
+def test_the_refusal_names_the_device_as_given_and_no_process_count_without_gpus():
+    from mtlshare.errors import ConfigError
+    from mtlshare.training.distributed import gpus_needed
+
+    gpus_needed(2, 2, "auto")  # as many: nothing to say
+    with pytest.raises(ConfigError, match=r"train\.device = 'auto'.*nproc_per_node=1 at most"):
+        gpus_needed(3, 1, "auto")
+    with pytest.raises(ConfigError) as err:
+        gpus_needed(2, 0)
+    assert "nproc_per_node" not in str(err.value) and "sees 0 GPU(s)" in str(err.value)
+
+
 def test_as_many_gpus_as_processes_join_over_nccl_each_on_its_own(monkeypatch):
     from mtlshare.training.distributed import Dist, from_environment
 

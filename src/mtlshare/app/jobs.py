@@ -129,8 +129,15 @@ def worker_pool(n_jobs: int, threads: int) -> ProcessPoolExecutor:
 
 def _by_name(fn: object) -> bool:
     """Whether ``fn`` is found again by its module and qualified name (as a worker process
-    receives a function): a module-level function, not a lambda or a closure."""
+    receives a function): a module-level function, not a lambda or a closure, nor one of a
+    ``__main__`` without a file (``python -c``, a REPL), which a worker cannot import."""
     module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if (
+        module is not None
+        and module.__name__ == "__main__"
+        and not getattr(module, "__file__", None)
+    ):
+        return False
     found: object = module
     for part in str(getattr(fn, "__qualname__", "<none>")).split("."):
         found = getattr(found, part, None)
@@ -261,8 +268,9 @@ POLL_SECONDS = 10.0  # how often the bar of ``compare --jobs`` reads the running
 
 def running_status(running: list[RunJob]) -> str:
     """Where each running run is, from its folder: ``hard seed 1: epoch 3/20`` (epochs in its
-    ``metrics.jsonl``; a mask search before its first epoch says so). The workers train
-    without bars of their own, so this is what a long ``compare --jobs`` shows meanwhile."""
+    ``metrics.jsonl``; a sparse run that searches its masks says so before its first epoch).
+    The workers train without bars of their own: this is what a long ``compare --jobs`` shows
+    meanwhile."""
     parts = []
     for job in running:
         metrics = job.folder / "metrics.jsonl"
@@ -272,7 +280,10 @@ def running_status(running: list[RunJob]) -> str:
             done = 0
         epochs = job.config.get("train", {}).get("epochs", "?")
         where = f"epoch {done}/{epochs}"
-        if not done and (job.folder / "checkpoint" / "search").is_dir():
+        searches = job.config.get("mechanism") == "sparse" and not job.config.get("sparse", {}).get(
+            "masks_from"
+        )
+        if not done and searches:  # its warm-up and pruning rounds come before epoch 1
             where = "mask search"
         parts.append(f"{job.label}: {where}")
     return "; ".join(parts)
@@ -305,7 +316,6 @@ def _in_workers(
             if not running:
                 continue
             done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-            bar.set_postfix_str(running_status([jobs[i] for i in running.values()]))
             for future in done:
                 i = running.pop(future)
                 error = future.exception()
@@ -317,6 +327,7 @@ def _in_workers(
                     if on_done is not None:
                         on_done(jobs[i], results[i])
                 bar.update(1)
+            bar.set_postfix_str(running_status([jobs[i] for i in running.values()]))
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)

@@ -77,7 +77,8 @@ def from_environment(device: str = "cpu") -> Dist:
         return Dist()
     on = resolve_device(device)
     if on.type == "cuda":
-        gpus_needed(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), torch.cuda.device_count())
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        gpus_needed(local, torch.cuda.device_count(), device)
         on = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(on)
     if not dist.is_initialized():
@@ -85,18 +86,20 @@ def from_environment(device: str = "cpu") -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), on)
 
 
-def gpus_needed(processes: int, gpus: int) -> None:
+def gpus_needed(processes: int, gpus: int, device: str = "cuda") -> None:
     """Refuse, in one line, more GPU processes on this machine than it has GPUs: each process
     under nccl takes its own GPU (nccl refuses two processes on one GPU, "Duplicate GPU
     detected"), and a local rank past the last GPU has none to take. Every process checks
-    before any joins the group, so none waits for a process that stopped."""
-    if processes > gpus:
-        raise ConfigError(
-            f"torchrun started {processes} processes on this machine with train.device = "
-            f'"cuda", but torch sees {gpus} GPU(s) here: each process needs a GPU of its own '
-            f"(nccl does not share one between processes); use --nproc_per_node={gpus} at "
-            'most, or train.device = "cpu" (gloo)'
-        )
+    before any joins the group, so none waits for a process that stopped. ``device`` is
+    ``train.device`` as given ("cuda", "auto"), for the message."""
+    if processes <= gpus:
+        return
+    use = f"--nproc_per_node={gpus} at most, or " if gpus else ""
+    raise ConfigError(
+        f"torchrun started {processes} processes on this machine with train.device = "
+        f"{device!r}, but torch sees {gpus} GPU(s) here: each process needs a GPU of its own "
+        f'(nccl does not share one between processes); use {use}train.device = "cpu" (gloo)'
+    )
 
 
 def wrap(model: nn.Module, where: Dist) -> nn.Module:
