@@ -131,6 +131,23 @@ def test_affine_head_reads_a_shared_horizon_and_keeps_it_where_unobserved(csv):
         assert torch.allclose(trained(x, "b")[0, never], shared[0, never])
 
 
+@pytest.mark.parametrize("mechanism", ["hierarchical", "sparse"])
+def test_an_affine_head_read_below_the_top_names_the_layer_its_depth_reads(mechanism):
+    """A task supervised at layer 1 of two: the width to change is layer 1's (the last width
+    of trunk.hidden, which the error used to name, already fits)."""
+    backbone = backbone_from_config(TrunkConfig(kind="mlp", hidden=[8, 5]), 3)
+    tasks = [Task("a", "regression"), Task("b", "regression", 5, "mae", head="affine")]
+    entry = MECHANISMS[mechanism]
+    assert entry.config is not None
+    low = entry.config(depths={"b": 1})
+    with pytest.raises(ConfigError) as err:
+        entry.build(backbone, tasks, low)
+    assert f"set width 1 of trunk.hidden, the layer {mechanism}.depths.b = 1 reads, to 5" in str(
+        err.value
+    )
+    entry.build(backbone, tasks, entry.config(depths={"b": 2}))  # the top layer is 5 wide
+
+
 def test_affine_head_needs_as_many_inputs_as_outputs():
     task = Task("b", "regression", 5, "mae", head="affine")
     with pytest.raises(ConfigError, match=r"set the last width of trunk\.hidden to 5"):

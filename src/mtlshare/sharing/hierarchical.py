@@ -39,6 +39,15 @@ def resolve_depths(
     return out
 
 
+def depth_head(task: Task, out_dims: list[int], depth: int, key: str) -> nn.Module:
+    """``task``'s head over layer ``depth`` (1-based) of a trunk of widths ``out_dims``; an
+    affine head's width error names the layer its depth (``key``) makes it read."""
+    reads = "the last width of trunk.hidden"
+    if depth < len(out_dims):
+        reads = f"width {depth} of trunk.hidden, the layer {key}.{task.name} = {depth} reads,"
+    return task.build_head(out_dims[depth - 1], reads)
+
+
 @MECHANISMS.register(
     "hierarchical",
     config=HierarchicalConfig,
@@ -53,7 +62,10 @@ class HierarchicalSharing(SharingModel):
         # layers above the deepest task's depth would never be read: not built
         self.layers = backbone.layers(0, max(self.depths.values()))
         self.heads = nn.ModuleDict(
-            {t.name: t.build_head(backbone.out_dims[self.depths[t.name] - 1]) for t in tasks}
+            {
+                t.name: depth_head(t, backbone.out_dims, self.depths[t.name], "hierarchical.depths")
+                for t in tasks
+            }
         )
 
     def forward(self, x: Tensor, task: str) -> Tensor:

@@ -109,17 +109,18 @@ class Task:
             return LABELLED_METRICS[self.metric][1]
         return METRICS[self.metric][1]
 
-    def build_head(self, in_dim: int) -> nn.Module:
+    def build_head(self, in_dim: int, reads: str = "the last width of trunk.hidden") -> nn.Module:
         """The task's output layer: a linear map from the representation it reads, followed
-        by a CRF's transition scores when ``head = "crf"``."""
+        by a CRF's transition scores when ``head = "crf"``. ``reads`` names the setting that
+        gives that representation its width, for the affine head's error."""
         if self.head == "crf":
             return CRFHead(in_dim, self.out_dim)
         if self.head == "affine":
             if in_dim != self.out_dim:
                 raise ConfigError(
                     f"task {self.name!r}: an affine head reads one input per output, but the "
-                    f"trunk gives {in_dim} features for {self.out_dim} outputs (set the last "
-                    f"width of trunk.hidden to {self.out_dim})"
+                    f"trunk gives {in_dim} features for {self.out_dim} outputs (set {reads} "
+                    f"to {self.out_dim})"
                 )
             return AffineHead(in_dim)
         if self.tie_embedding:  # tied to the input embedding once the model is built

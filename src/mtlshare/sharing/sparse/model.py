@@ -23,7 +23,7 @@ from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import Backbone
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel, StructureTrainer
-from mtlshare.sharing.hierarchical import resolve_depths
+from mtlshare.sharing.hierarchical import depth_head, resolve_depths
 from mtlshare.sharing.sparse.config import SparseConfig
 from mtlshare.sharing.sparse.driver import search_subnets
 from mtlshare.sharing.sparse.inplace import InPlaceMasks
@@ -61,7 +61,10 @@ class SparseSharing(SharingModel):
         self.stem = backbone.stem()
         self.layers = backbone.layers(0, max(self.depths.values()))
         self.heads = nn.ModuleDict(
-            {t.name: t.build_head(backbone.out_dims[self.depths[t.name] - 1]) for t in tasks}
+            {
+                t.name: depth_head(t, backbone.out_dims, self.depths[t.name], "sparse.depths")
+                for t in tasks
+            }
         )
         self.prunable_names = self._select_prunable(cfg.prunable)
         named = dict(self.layers.named_parameters())
