@@ -396,6 +396,11 @@ def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
         (["forecast.mean_seasons=0"], "forecast.mean_seasons: must be >= 1, got 0"),
         (["forecast.season=-7"], "forecast.season: must be >= 1, got -7"),
         (['data.series=["short"]'], "'multitask' shares between series, but the data has one"),
+        (
+            ["mechanism=hierarchical", "hierarchical.depths={nope=1}"],
+            "hierarchical.depths: unknown task(s) ['nope']",
+        ),  # the mechanism's settings too: the study wrote config.toml before this one
+        (["mechanism=ple", "ple.levels=9"], "ple.levels: 9 levels need at least 9 trunk layers"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, overrides, expected):

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mtlshare.app.build import require_data_source
+from mtlshare.app.build import build_model, require_data_source
 from mtlshare.app.forecast_intervals import Calibration
 from mtlshare.app.forecast_methods import baseline_forecast
 from mtlshare.app.forecast_pool import Trainings, neural_forecasts
@@ -282,7 +282,8 @@ class Study:
 
 def check_inputs(cfg: Config, problems: Problems) -> None:
     """What can be checked before ``--out`` is made: every candidate (and history length of the
-    sweep) is a valid config, and the data around the first test origin builds for each."""
+    sweep) is a valid config, the data around the first test origin builds for each, and so
+    does the multi-task model (a mechanism's settings name these series and fit this trunk)."""
     fc: ForecastConfig = cfg.experiments["forecast"]
     candidates = candidate_configs(cfg)
     first = fc.origins[0]
@@ -307,6 +308,13 @@ def check_inputs(cfg: Config, problems: Problems) -> None:
                 f"forecast.methods: 'multitask' shares between series, but the data has one "
                 f"({fc.target!r}): add a related series to data.series, or leave 'multitask' out"
             )
+        if "multitask" in (*fc.methods, *sweep):  # the mechanism's settings fit these series
+            at = problems.config(first, changes)
+            try:
+                build_model(at, problems.get(at))
+            except ConfigError as e:
+                where = f"forecast.candidates {name!r}: " if len(candidates) > 1 else ""
+                raise ConfigError(f"{where}{e}") from None
         _check_every_origin(cfg, problems, changes)
 
 
