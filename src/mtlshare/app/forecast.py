@@ -288,15 +288,17 @@ def check_inputs(cfg: Config, problems: Problems) -> None:
     candidates = candidate_configs(cfg)
     first = fc.origins[0]
     for name, changes in candidates.items():
+        where = f"forecast.candidates {name!r}: " if len(candidates) > 1 else ""
         for days in [None, *fc.histories]:
             at = problems.config(first, changes, days)
             try:
                 at.data.validate()
             except ConfigError as e:
-                where = f"forecast.candidates {name!r}: " if len(candidates) > 1 else ""
                 extra = f" (forecast.histories: {days} days)" if days is not None else ""
                 raise ConfigError(f"{where}{e}{extra}") from None
-        view: ForecastView = problems.get(problems.config(first, changes)).meta["forecast"]
+        at = problems.config(first, changes)
+        problem = problems.get(at)
+        view: ForecastView = problem.meta["forecast"]
         if fc.target not in view.history:
             raise ConfigError(
                 f"forecast.target: {fc.target!r} is not a series of the data; series "
@@ -309,11 +311,9 @@ def check_inputs(cfg: Config, problems: Problems) -> None:
                 f"({fc.target!r}): add a related series to data.series, or leave 'multitask' out"
             )
         if "multitask" in (*fc.methods, *sweep):  # the mechanism's settings fit these series
-            at = problems.config(first, changes)
             try:
-                build_model(at, problems.get(at))
+                build_model(at, problem)
             except ConfigError as e:
-                where = f"forecast.candidates {name!r}: " if len(candidates) > 1 else ""
                 raise ConfigError(f"{where}{e}") from None
         _check_every_origin(cfg, problems, changes)
 

@@ -164,11 +164,8 @@ class Recurrent(nn.Module):
         one buffer), then give each direction a cuDNN buffer of its own where cuDNN takes the
         weights (on a GPU, all float of one type)."""
         super()._apply(fn, recurse)
-        weights = [
-            getattr(self.rnn, f"{name}_l0{suffix}")
-            for suffix in self._suffixes()
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        ]
+        directions = [self._weights(suffix) for suffix in self._suffixes()]
+        weights = [w for four in directions for w in four]
         self.flat_per_direction = (
             torch._use_cudnn_rnn_flatten_weight()
             and all(w.is_cuda and w.dtype == weights[0].dtype for w in weights)
@@ -178,9 +175,9 @@ class Recurrent(nn.Module):
             from torch.backends.cudnn import rnn as cudnn_rnn
 
             with torch.cuda.device_of(weights[0]), torch.no_grad():
-                for d in range(len(self._suffixes())):
+                for four in directions:
                     torch._cudnn_rnn_flatten_weight(
-                        weights[4 * d : 4 * d + 4],
+                        four,
                         4,
                         self.rnn.input_size,
                         cudnn_rnn.get_cudnn_mode(self.rnn.mode),
@@ -192,12 +189,16 @@ class Recurrent(nn.Module):
                     )
         return self
 
-    def _direction(self, x: Tensor, suffix: str) -> Tensor:
-        rnn = self.rnn
-        params = [
-            getattr(rnn, f"{name}_l0{suffix}")
+    def _weights(self, suffix: str) -> list[Tensor]:
+        """One direction's four weights, in the order cuDNN and ``torch.lstm`` take them."""
+        return [
+            getattr(self.rnn, f"{name}_l0{suffix}")
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         ]
+
+    def _direction(self, x: Tensor, suffix: str) -> Tensor:
+        rnn = self.rnn
+        params = self._weights(suffix)
         h0 = x.new_zeros(1, x.shape[0], rnn.hidden_size)
         if self.cell == "lstm":
             return torch.lstm(x, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
