@@ -1,0 +1,82 @@
+"""The results tables README.md and docs/results/*.md copy from kept result files say what those
+files say. A kept result file is a table a run wrote (``comparison.md``, ``forecast.md``, the
+demo's ``output.txt``, and the other Markdown files in the folders under docs/results/). A doc
+table whose header, the first column aside, is that of a kept table copies rows: each of its
+rows must match a row of a kept table with that header in every cell but the first (the docs
+may name a row in words; bold is dropped). A result rerun without its copies updated fails here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+Cells = tuple[str, ...]
+
+
+def cells(row: str) -> Cells:
+    return tuple(c.strip().replace("**", "") for c in row.strip().strip("|").split("|"))
+
+
+def tables(text: str) -> list[tuple[int, Cells, list[Cells]]]:
+    """Each Markdown table of ``text``: its first line's number, its header and its rows (the
+    separator line dropped)."""
+    found: list[tuple[int, list[str]]] = []
+    start, lines = 0, []
+    for number, line in enumerate([*text.splitlines(), ""], 1):
+        stripped = line.strip()
+        if stripped.startswith("|") and stripped.endswith("|"):
+            if not lines:
+                start = number
+            lines.append(stripped)
+        elif lines:
+            found.append((start, lines))
+            lines = []
+    return [(n, cells(t[0]), [cells(r) for r in t[2:]]) for n, t in found if len(t) >= 2]
+
+
+def kept_rows() -> dict[Cells, set[Cells]]:
+    """Header (first column aside) -> the rows (first column aside) of every kept table."""
+    kept: dict[Cells, set[Cells]] = {}
+    for path in sorted(RESULTS.rglob("*")):
+        if path.parent == RESULTS or not (path.suffix == ".md" or path.name == "output.txt"):
+            continue
+        for _, header, rows in tables(path.read_text(encoding="utf-8")):
+            if header[1:]:
+                kept.setdefault(header[1:], set()).update(row[1:] for row in rows)
+    return kept
+
+
+def copied_tables() -> list[tuple[str, Cells, list[Cells]]]:
+    kept = kept_rows()
+    found = []
+    for doc in [ROOT / "README.md", *sorted(RESULTS.glob("*.md"))]:
+        for number, header, rows in tables(doc.read_text(encoding="utf-8")):
+            if header[1:] in kept:
+                found.append((f"{doc.relative_to(ROOT)}:{number}", header, rows))
+    return found
+
+
+def test_every_copied_table_row_is_a_kept_row():
+    kept = kept_rows()
+    wrong = [
+        f"{where}: {' | '.join(row)}"
+        for where, header, rows in copied_tables()
+        for row in rows
+        if row[1:] not in kept[header[1:]]
+    ]
+    assert not wrong, wrong
+
+
+def test_the_copies_are_found():
+    """README's demo and forecasting tables and the result docs' copies are among the tables
+    checked (a pattern that found none would check nothing)."""
+    where = [w for w, _, _ in copied_tables()]
+    assert len(where) >= 15, where
+    assert sum(w.startswith("README.md:") for w in where) >= 4, where
+    assert any(w.startswith("docs/results/forecasting.md:") for w in where), where
+
+
+def test_tables_are_parsed_with_their_line_and_without_the_separator():
+    text = "intro\n\n| a | b |\n|---|---:|\n| x | **1** |\n| y | 2 |\nafter\n"
+    assert tables(text) == [(3, ("a", "b"), [("x", "1"), ("y", "2")])]
