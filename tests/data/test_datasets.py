@@ -10,7 +10,9 @@ from mtlshare.tasks.task import Task
 
 
 def _split(n: int) -> Split:
-    return Split(torch.arange(n, dtype=torch.float32)[:, None], torch.arange(n))
+    return Split(
+        torch.arange(n, dtype=torch.float32)[:, None], torch.arange(n, dtype=torch.float32)
+    )
 
 
 def test_evaluation_batches_cover_every_row_once_in_order():

@@ -30,6 +30,15 @@ class Split:
     lengths: Tensor | None = None
 
     def __post_init__(self) -> None:
+        for name in ("x", "y", "lengths"):
+            value = getattr(self, name)
+            if not isinstance(value, Tensor) and (name != "lengths" or value is not None):
+                raise DataError(
+                    f"Split: {name} is a {type(value).__name__}; a Split holds torch tensors "
+                    "(torch.as_tensor)"
+                )
+        if self.x.dim() == 0 or self.y.dim() == 0:
+            raise DataError("Split: x and y need one row per example, got a 0-d tensor")
         if self.x.shape[0] != self.y.shape[0]:
             raise DataError(f"inputs have {self.x.shape[0]} rows but targets {self.y.shape[0]}")
         if self.lengths is not None and self.lengths.shape != (self.x.shape[0],):
@@ -81,13 +90,17 @@ class Problem:
     inference: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.tasks:
+            raise DataError("a Problem needs at least one task")
         names = [td.task.name for td in self.tasks]
         if len(set(names)) != len(names):
             raise DataError(f"task names must be unique, got {names}")
+        rank = self.tasks[0].train.x.dim()
         for td in self.tasks:
             for split_name in ("train", "dev", "test"):
                 if len(getattr(td, split_name)) == 0:
                     raise DataError(f"task {td.task.name!r} has an empty {split_name} split")
+                check_split(td, split_name, self.input_dim, self.build_stem is not None, rank)
 
     def select(self, names: list[str]) -> Problem:
         """The same problem restricted to ``names``, in that order."""
@@ -97,6 +110,79 @@ class Problem:
             raise DataError(f"unknown task(s) {unknown}; tasks are {list(by_name)}")
         chosen = [by_name[n] for n in names]
         return Problem(chosen, self.input_dim, self.build_stem, self.meta, self.inference)
+
+
+def check_split(td: TaskData, split: str, input_dim: int, encoded: bool, rank: int) -> None:
+    """One line naming the task, the split and the row of what the network cannot read in
+    ``td``'s ``split``, before torch would say it from deep inside training: inputs of another
+    rank than the first task's (``rank``), of another dtype than the network's or another width
+    than ``input_dim``, or not finite (``encoded``: inputs an input encoder reads, which it
+    checks itself); class targets that are not ``torch.long`` ids in ``0 ..
+    out_dim - 1`` (or -100, missing; dev and test may hold the task's ``gold_only`` ids), or
+    not one per row (and position) of the inputs; regression targets that are not floats, or
+    infinite (NaN is missing); a training split without one observed target (dev and test
+    may have none: a series unobserved over its horizon)."""
+    task = td.task
+    x, y = getattr(td, split).x, getattr(td, split).y
+    where = f"task {task.name!r}, {split} split"
+    if x.dim() != rank:
+        raise DataError(
+            f"{where}: inputs of shape {tuple(x.shape)}, but the first task's are {rank}-d "
+            "(every task reads inputs of one shape)"
+        )
+    if not encoded:  # an input encoder reads what it reads (ids, features of its own)
+        if x.dtype != torch.get_default_dtype():
+            raise DataError(
+                f"{where}: inputs are {x.dtype}; the network reads "
+                f"{torch.get_default_dtype()} (x.float())"
+            )
+        if x.shape[-1] != input_dim:
+            raise DataError(
+                f"{where}: inputs have {x.shape[-1]} features, but the problem's input_dim "
+                f"is {input_dim}"
+            )
+        _refuse_rows(~torch.isfinite(x), f"{where}: a NaN or infinite input in row {{row}}")
+    if task.kind == "classification":
+        if y.dtype != torch.long:
+            raise DataError(
+                f"{where}: class targets are {y.dtype}; they are class ids, torch.long "
+                "(y.long()), -100 for a missing label"
+            )
+        if not encoded and y.dim() != x.dim() - 1:
+            raise DataError(
+                f"{where}: class targets of shape {tuple(y.shape)} for inputs of shape "
+                f"{tuple(x.shape)}; one class id per row (and position): "
+                f"{tuple(x.shape[:-1])}"
+            )
+        classes = task.out_dim + (len(task.gold_only) if split != "train" else 0)
+        outside = (y != IGNORE_INDEX) & ((y < 0) | (y >= classes))
+        if bool(outside.any()):
+            raise DataError(
+                f"{where}: class id {int(y[outside][0])} in row "
+                f"{_first_row(outside)} is outside 0..{classes - 1} (out_dim {task.out_dim}; "
+                "-100 marks a missing label)"
+            )
+    else:
+        if not y.is_floating_point():
+            raise DataError(
+                f"{where}: regression targets are {y.dtype}; they are floats (y.float()), "
+                "NaN for a missing value"
+            )
+        _refuse_rows(
+            torch.isinf(y), f"{where}: an infinite target in row {{row}} (NaN marks a missing one)"
+        )
+    if split == "train" and not bool(observed(y).any()):
+        raise DataError(f"{where}: no observed target (every one is missing)")
+
+
+def _first_row(bad: Tensor) -> int:
+    return int(bad.reshape(len(bad), -1).any(1).nonzero()[0])
+
+
+def _refuse_rows(bad: Tensor, message: str) -> None:
+    """A ``DataError`` with ``message`` naming the first row of ``bad`` that holds a True."""
+    if bool(bad.any()):
+        raise DataError(message.format(row=_first_row(bad)))
 
 
 class BatchStream:

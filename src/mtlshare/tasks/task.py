@@ -22,6 +22,8 @@ from mtlshare.models.tying import TiedHead
 from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, observed
 
 KINDS = ("regression", "classification")
+CLASS_METRICS = ("accuracy", "span_f1")  # the library's metrics of class ids
+VALUE_METRICS = ("mse", "mae")  # and of values
 HEADS = ("linear", "crf", "affine")
 # a task or series name is a folder name in a comparison and a key of the model's modules:
 # letters, digits, "_", "-" and inner spaces; no dots, slashes or leading hyphen
@@ -91,6 +93,13 @@ class Task:
             )
         if self.out_dim < 1:
             raise ConfigError(f"task {self.name!r}: out_dim must be >= 1, got {self.out_dim}")
+        scores = CLASS_METRICS if self.kind == "regression" else VALUE_METRICS
+        if self.metric in scores:
+            raise ConfigError(
+                f"task {self.name!r}: metric {self.metric!r} scores "
+                f"{'class ids' if self.kind == 'regression' else 'values'}, not a {self.kind} "
+                f"task's predictions; use one of {sorted(set(METRICS) - set(scores))}"
+            )
         if self.head not in HEADS:
             raise ConfigError(f"task {self.name!r}: head {self.head!r} is not one of {HEADS}")
         if self.head == "crf" and self.kind != "classification":

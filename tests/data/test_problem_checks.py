@@ -1,0 +1,155 @@
+"""A Problem refuses, in one line naming the task, the split and the row, the data mistakes that
+torch would otherwise report from deep inside training (or not at all): inputs of the wrong
+type, dtype, width or rank, or not finite; class targets that are not long ids in range or not
+one per row; regression targets that are not floats or are infinite; a training split with no
+observed target. Dev and test may hold the task's gold-only ids and may be wholly missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.errors import ConfigError, DataError
+from mtlshare.tasks.task import Task
+
+N, D = 6, 4
+
+
+def x_(n: int = N, d: int = D) -> torch.Tensor:
+    return torch.arange(n * d, dtype=torch.float32).reshape(n, d)
+
+
+def problem(
+    *, train: Split | None = None, test: Split | None = None, task: Task | None = None, dim=D
+) -> Problem:
+    """A regression task 'a' and a 3-class task 'b'; ``train``/``test`` replace b's splits."""
+    b = task or Task("b", "classification", out_dim=3, metric="accuracy")
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    ok = Split(x_(), labels)
+    return Problem(
+        [
+            TaskData(Task("a", "regression"), *(Split(x_(), torch.ones(N)) for _ in range(3))),
+            TaskData(b, train or ok, ok, test or ok),
+        ],
+        input_dim=dim,
+    )
+
+
+def test_a_correct_problem_passes():
+    assert [td.task.name for td in problem().tasks] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (
+            lambda: problem(train=Split(x_().double(), torch.zeros(N).long())),
+            "inputs are torch.float64",
+        ),
+        (
+            lambda: problem(train=Split(x_().long(), torch.zeros(N).long())),
+            "inputs are torch.int64",
+        ),
+        (lambda: problem(dim=8), "inputs have 4 features, but the problem's input_dim is 8"),
+        (
+            lambda: problem(train=Split(x_()[:, None], torch.zeros(N).long())),
+            "the first task's are 2-d",
+        ),
+        (
+            lambda: problem(
+                train=Split(
+                    x_().index_put_((torch.tensor(2), torch.tensor(1)), torch.tensor(float("nan"))),
+                    torch.zeros(N).long(),
+                )
+            ),
+            "NaN or infinite input in row 2",
+        ),
+        (
+            lambda: problem(
+                test=Split(
+                    x_().index_put_((torch.tensor(5), torch.tensor(0)), torch.tensor(float("inf"))),
+                    torch.zeros(N).long(),
+                )
+            ),
+            "test split: a NaN or infinite input in row 5",
+        ),
+        (lambda: problem(train=Split(x_(), torch.zeros(N))), "class targets are torch.float32"),
+        (
+            lambda: problem(train=Split(x_(), torch.zeros(N, dtype=torch.int32))),
+            "class targets are torch.int32",
+        ),
+        (
+            lambda: problem(train=Split(x_(), torch.zeros(N, 1).long())),
+            "class targets of shape (6, 1)",
+        ),
+        (
+            lambda: problem(train=Split(x_(), torch.tensor([0, 1, 5, 0, 1, 2]))),
+            "class id 5 in row 2 is outside 0..2",
+        ),
+        (
+            lambda: problem(test=Split(x_(), torch.tensor([0, -1, 0, 0, 1, 2]))),
+            "test split: class id -1 in row 1",
+        ),
+        (
+            lambda: problem(train=Split(x_(), torch.full((N,), -100))),
+            "train split: no observed target",
+        ),
+    ],
+)
+def test_each_mistake_is_one_line_naming_task_split_and_row(make, expected):
+    with pytest.raises(DataError) as err:
+        make()
+    assert expected in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith("task '")
+
+
+def test_regression_targets_are_finite_floats():
+    def with_a(y):
+        return Problem(
+            [
+                TaskData(
+                    Task("a", "regression"),
+                    Split(x_(), y),
+                    Split(x_(), torch.ones(N)),
+                    Split(x_(), torch.ones(N)),
+                )
+            ],
+            D,
+        )
+
+    with pytest.raises(DataError, match=r"regression targets are torch\.int64"):
+        with_a(torch.ones(N).long())
+    y = torch.ones(N)
+    y[3] = float("inf")
+    with pytest.raises(DataError, match=r"an infinite target in row 3 \(NaN marks a missing one\)"):
+        with_a(y)
+    y[3] = float("nan")  # missing: fine
+    assert with_a(y).tasks[0].train.y.isnan().sum() == 1
+
+
+def test_dev_and_test_may_hold_gold_only_ids_and_be_wholly_missing():
+    task = Task("b", "classification", out_dim=3, metric="accuracy", gold_only=("X",))
+    assert problem(task=task, test=Split(x_(), torch.tensor([3, 1, 2, 0, 1, 2])))
+    assert problem(test=Split(x_(), torch.full((N,), -100)))
+    with pytest.raises(DataError, match=r"class id 3 in row 0 is outside 0\.\.2"):
+        problem(task=task, train=Split(x_(), torch.tensor([3, 1, 2, 0, 1, 2])))
+
+
+def test_splits_hold_tensors_and_problems_tasks():
+    with pytest.raises(DataError, match="Split: x is a ndarray; a Split holds torch tensors"):
+        Split(np.zeros((N, D), dtype=np.float32), torch.zeros(N))
+    with pytest.raises(DataError, match="Split: y is a list"):
+        Split(x_(), [0] * N)
+    with pytest.raises(DataError, match="a Problem needs at least one task"):
+        Problem([], D)
+
+
+@pytest.mark.parametrize(
+    ("kind", "metric"),
+    [("regression", "accuracy"), ("classification", "mse"), ("classification", "mae")],
+)
+def test_a_metric_of_the_other_kind_is_refused(kind, metric):
+    with pytest.raises(ConfigError, match=f"metric '{metric}' scores"):
+        Task("t", kind, out_dim=2 if kind == "classification" else 1, metric=metric)
