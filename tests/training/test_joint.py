@@ -120,6 +120,23 @@ def test_rlw_draws_softmax_weights_from_the_seed_and_step():
     assert torch.equal(again.weight_vector(), first)
 
 
+def test_rlw_before_any_joint_step_weighs_with_step_0s_draw():
+    """A task's steps alone before any joint step (sparse sharing's mask search without a
+    warm-up) read the weights of step 0; they used to fail an assertion."""
+    w = LossWeighting(["a", "b", "c"], WeightingConfig(kind="rlw"), seed=7)
+    loss = torch.tensor(2.0)
+    drawn = LossWeighting(["a", "b", "c"], WeightingConfig(kind="rlw"), seed=7)
+    drawn.begin_step(0)
+    assert torch.equal(w("b", loss), drawn.weight_vector()[1] * loss)
+
+
+def test_sparse_rlw_searches_without_a_warm_up(tmp_path):
+    search = [*SHORT_SEARCH, "sparse.warmup_epochs=0"]
+    cfg = tiny("mechanism=sparse", *WEIGHTINGS["rlw"], *search)
+    results = run(cfg, tmp_path / "run", progress=False)
+    assert all(math.isfinite(r["test"]) for r in results["tasks"].values())
+
+
 def test_gradnorm_raises_the_weight_of_the_task_with_the_smaller_gradient():
     shared = torch.nn.Parameter(torch.ones(3, 3))
     x = torch.randn(8, 3)

@@ -136,7 +136,9 @@ class LossWeighting(nn.Module):
         if self.kind == "gradnorm":
             return self.gn_weights.detach()
         if self.kind == "rlw":
-            assert self._step_weights is not None, "rlw: begin_step draws the weights"
+            if self._step_weights is None:  # a task's steps alone before any joint step (the
+                self.begin_step(0)  # sparse search without a warm-up): step 0's draw
+            assert self._step_weights is not None
             return self._step_weights
         if self.kind == "uncertainty":
             return torch.exp(-self.log_vars.detach())
