@@ -181,6 +181,7 @@ def test_compare_rejects_an_unknown_mechanism(tmp_path, capsys):
         ('train.epochs="x"', "train.epochs"),
         ("mechanism=nope", "nope"),
         ("data=3", "data"),
+        ("train.select_on=t9", "train.select_on: 't9' is neither 'mean' nor a task"),
     ],
 )
 def test_bad_key_is_one_line_and_exit_2(tmp_path, capsys, override, named):

@@ -20,7 +20,7 @@ import mtlshare
 from mtlshare.app.build import build_problem
 from mtlshare.config import Config, from_dict
 from mtlshare.data.datasets import Problem, Split, TaskData
-from mtlshare.errors import ConfigError, DataError
+from mtlshare.errors import ConfigError, DataError, MtlshareError
 from mtlshare.tasks.task import Task
 
 PARTS = (slice(0, 48), slice(48, 64), slice(64, 80))  # train, dev, test
@@ -116,3 +116,31 @@ def test_a_custom_config_serialises_and_names_no_data_to_read(tmp_path: Path) ->
     with pytest.raises(ConfigError, match=r"data\.source = 'custom'"):
         mtlshare.run(tiny_config(), tmp_path / "run", progress=False)  # no problem=
     assert not (tmp_path / "run").exists()
+
+
+def test_the_configs_tasks_select_from_own_tensors_as_from_a_data_source(tmp_path: Path) -> None:
+    x = torch.randn(80, 5, generator=torch.Generator().manual_seed(0))
+    one = tiny_config().replace(tasks=["kind"])
+    results = mtlshare.run(one, tmp_path / "one", problem=own_problem(x), progress=False)
+    assert list(results["tasks"]) == ["kind"]
+    typo = tiny_config().replace(tasks=["kind", "valeu"])
+    with pytest.raises(DataError, match=r"unknown task\(s\) \['valeu'\]"):
+        mtlshare.run(typo, tmp_path / "typo", problem=own_problem(x), progress=False)
+    assert not (tmp_path / "typo").exists()
+
+
+def test_an_infinite_dev_score_stops_the_run_in_one_line(tmp_path: Path) -> None:
+    """A dev target of 1e30 is finite, but its squared error is not: no score could beat it, so
+    the run would end with no best model kept."""
+    problem = own_problem(torch.randn(80, 5, generator=torch.Generator().manual_seed(0)))
+    problem.tasks[0].dev.y[3] = 1e30
+    with pytest.raises(MtlshareError, match=r"\['value'\]: the dev score is infinite"):
+        mtlshare.run(tiny_config(), tmp_path / "run", problem=problem, progress=False)
+
+
+def test_a_custom_run_without_its_inference_spec_says_nothing_can_rebuild_it(tmp_path: Path):
+    x = torch.randn(80, 5, generator=torch.Generator().manual_seed(0))
+    mtlshare.run(tiny_config(), tmp_path / "run", problem=own_problem(x), progress=False)
+    (tmp_path / "run" / "inference.json").unlink()
+    with pytest.raises(MtlshareError, match=r"a Problem passed from Python .* train it again"):
+        mtlshare.load_run(tmp_path / "run")

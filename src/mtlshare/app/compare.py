@@ -28,6 +28,7 @@ from mtlshare.sharing.sparse.report import overlap_markdown, overlap_vs_gain
 from mtlshare.training.folder import ComparisonFolder
 from mtlshare.training.joint import check_joint
 from mtlshare.training.objective import JOINT_ONLY, LossWeighting
+from mtlshare.training.settings import check_select_on
 
 
 def compare(
@@ -85,11 +86,7 @@ def compare(
         tasks = [job.task] if job.task is not None else names
         run_cfg = row_config(cfg, job.name, tasks=tasks)
         LossWeighting(tasks, run_cfg.weighting, cfg.seed)
-        if run_cfg.train.select_on not in ("mean", *tasks):
-            raise ConfigError(
-                f"train.select_on: {run_cfg.train.select_on!r} is neither 'mean' nor a task "
-                f"({tasks})"
-            )
+        check_select_on(run_cfg.train, tasks)
     base = str(base_dir) if base_dir is not None else None
     remember_problem(cfg.to_dict(), base, every_task)
     if resume:  # kept runs copied to another folder name their sparse run by its old path

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from mtlshare.app.build import build_network, build_problem
 from mtlshare.app.run import encoding_differences, test_forecast_scores, usage_spec
-from mtlshare.config import Config, load_trained_config
+from mtlshare.config import CUSTOM, Config, load_trained_config
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem
@@ -285,6 +285,11 @@ def _device(device: str | torch.device) -> torch.device:
 
 
 def _spec(folder: RunFolder, cfg: Config, data_dir: str | Path | None) -> dict[str, Any]:
+    if not folder.file(INFERENCE).is_file() and cfg.data_source == CUSTOM:
+        raise MtlshareError(
+            f"{folder.file(INFERENCE)}: missing; the run's data was a Problem passed from "
+            f"Python (data.source = {CUSTOM!r}), which nothing can rebuild: train it again"
+        )
     if folder.file(INFERENCE).is_file() or data_dir is None:
         return folder.inference()
     with warnings.catch_warnings():  # the data's warnings were shown when it trained

@@ -24,6 +24,7 @@ from mtlshare.training.folder import INFERENCE, RunFolder
 from mtlshare.training.joint import check_joint
 from mtlshare.training.loop import FitResult, Trainer
 from mtlshare.training.objective import LossWeighting
+from mtlshare.training.settings import check_select_on
 
 
 @dataclass
@@ -64,14 +65,16 @@ def train(
     folder.check(resolved, resume, config_differences)
     barrier(where)  # every process has checked the folder before rank 0 writes into it
     with torch_threads(cfg.train.threads):
-        problem = problem if problem is not None else build_problem(cfg, base_dir)
+        problem = own_tasks(cfg, problem) if problem is not None else build_problem(cfg, base_dir)
         model = build_model(cfg, problem)
         if resume and folder.finished:  # read back: results and the selected model
             results = folder.results()
             folder.load_model(model, "best")
             return TrainedRun(model, problem, results)
         usage = usage_spec(cfg, problem, base_dir)  # inputs no codec describes: before --out
-        weighting = LossWeighting([td.task.name for td in problem.tasks], cfg.weighting, cfg.seed)
+        names = [td.task.name for td in problem.tasks]
+        weighting = LossWeighting(names, cfg.weighting, cfg.seed)
+        check_select_on(cfg.train, names)
         if cfg.train.schedule == "joint":
             check_joint(cfg.weighting.kind, model)  # a pair the model cannot take: before --out
         if where.is_main:
@@ -100,6 +103,14 @@ def train(
         finally:
             folder.close()
         return TrainedRun(model, problem, results)
+
+
+def own_tasks(cfg: Config, problem: Problem) -> Problem:
+    """A problem of one's own restricted to ``cfg.tasks`` when they are given, as a data
+    source's is (an unknown task is one line)."""
+    if cfg.tasks and [td.task.name for td in problem.tasks] != cfg.tasks:
+        return problem.select(cfg.tasks)
+    return problem
 
 
 def usage_spec(cfg: Config, problem: Problem, base_dir: str | Path | None) -> dict[str, Any]:

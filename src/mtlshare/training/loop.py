@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from mtlshare.data.datasets import BatchStream, Problem, by_share, cat_padded
 from mtlshare.data.samplers import task_probabilities, task_schedule
-from mtlshare.errors import CheckpointError, ConfigError, DataError, MtlshareError
+from mtlshare.errors import CheckpointError, DataError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.training.distributed import (
@@ -36,7 +36,7 @@ from mtlshare.training.distributed import (
 from mtlshare.training.folder import RunFolder
 from mtlshare.training.joint import JointStepper
 from mtlshare.training.objective import LossWeighting, Objective
-from mtlshare.training.settings import TrainConfig
+from mtlshare.training.settings import TrainConfig, check_select_on
 from mtlshare.training.state import BEST, LAST, LoopCheckpoints, LoopState
 from mtlshare.training.structure import LoopStructureTrainer
 
@@ -71,10 +71,7 @@ class Trainer:
     ) -> None:
         cfg.validate()
         names = [td.task.name for td in problem.tasks]
-        if cfg.select_on != "mean" and cfg.select_on not in names:
-            raise ConfigError(
-                f"train.select_on: {cfg.select_on!r} is neither 'mean' nor a task ({names})"
-            )
+        check_select_on(cfg, names)
         self.model = model
         self.problem = problem
         self.data = {td.task.name: td for td in problem.tasks}
@@ -341,6 +338,12 @@ class Trainer:
             raise DataError(
                 f"task(s) {unscored} have no observed label in their dev split; model "
                 "selection needs at least one"
+            )
+        overflowed = [n for n, v in dev.items() if math.isinf(v)]
+        if overflowed:  # no score could beat it, so no model would be kept
+            raise MtlshareError(
+                f"task(s) {overflowed}: the dev score is infinite at epoch {epoch} (the "
+                "predictions overflow); lower train.lr or set train.grad_clip"
             )
         score = self.selection_score(dev)
         if score > state.best_score or self.cfg.keep == "last":

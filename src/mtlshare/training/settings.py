@@ -88,3 +88,11 @@ class TrainConfig:
             raise ConfigError(f"train.schedule: {self.schedule!r} is not one of {SCHEDULES}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"train.sampler: {self.sampler!r} is not one of {SAMPLERS}")
+
+
+def check_select_on(cfg: TrainConfig, tasks: list[str]) -> None:
+    """``train.select_on`` names ``mean`` or one of ``tasks``, else a one-line ``ConfigError``."""
+    if cfg.select_on != "mean" and cfg.select_on not in tasks:
+        raise ConfigError(
+            f"train.select_on: {cfg.select_on!r} is neither 'mean' nor a task ({tasks})"
+        )
