@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +17,13 @@ import torch
 from torch import nn
 
 import mtlshare
-from mtlshare.app.build import build_problem
+from mtlshare.app.build import build_problem, check_parameter_groups
 from mtlshare.config import Config, from_dict
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.errors import ConfigError, DataError, MtlshareError
+from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
+from mtlshare.registry import MECHANISMS
+from mtlshare.sharing.base import SharingModel, run_layers
 from mtlshare.tasks.task import Task
 
 PARTS = (slice(0, 48), slice(48, 64), slice(64, 80))  # train, dev, test
@@ -144,3 +147,33 @@ def test_a_custom_run_without_its_inference_spec_says_nothing_can_rebuild_it(tmp
     (tmp_path / "run" / "inference.json").unlink()
     with pytest.raises(MtlshareError, match=r"a Problem passed from Python .* train it again"):
         mtlshare.load_run(tmp_path / "run")
+
+
+class ForgetsItsHeads(SharingModel):
+    """A mechanism of one's own whose task_parameters leave out the heads."""
+
+    def __init__(self, backbone: Backbone, tasks: list[Task]) -> None:
+        super().__init__(tasks)
+        self.stem, self.trunk = backbone.stem(), backbone.layers()
+        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_dims[-1]) for t in tasks})
+
+    def forward(self, x: torch.Tensor, task: str) -> torch.Tensor:
+        return self.heads[task](run_layers(self.trunk, self.stem(x)))
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.trunk.parameters()
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        return iter(())
+
+
+def test_a_mechanism_whose_groups_leave_parameters_out_is_refused_when_built() -> None:
+    tasks = [Task("a", "regression"), Task("b", "regression")]
+    backbone = backbone_from_config(TrunkConfig(hidden=[4]), 3, None)
+    with pytest.raises(
+        ConfigError, match=r"'mine': 4 parameter\(s\) in neither .*heads\.a\.weight"
+    ):
+        check_parameter_groups("mine", ForgetsItsHeads(backbone, tasks))
+    for entry in MECHANISMS:  # the library's own pass
+        model = entry.build(backbone, tasks, entry.config() if entry.config else None)
+        check_parameter_groups(entry.name, model)

@@ -77,4 +77,23 @@ def build_network(
                     f"word embedding; its head is {task.head!r} (use head = 'linear')"
                 )
             tie_weights(head.out, words)
+    check_parameter_groups(cfg.mechanism, model)
     return model
+
+
+def check_parameter_groups(mechanism: str, model: SharingModel) -> None:
+    """Every parameter of ``model`` is shared or some task's, else a one-line ``ConfigError``
+    naming the first ones: what the optimizer, the parameter counts and the per-task updates
+    read (a mechanism of one's own that leaves some out trains, with counts that do not add
+    up)."""
+    grouped = {id(p) for p in model.shared_parameters()}
+    for task in model.task_names:
+        grouped |= {id(p) for p in model.task_parameters(task)}
+    missing = [name for name, p in model.named_parameters() if id(p) not in grouped]
+    if missing:
+        raise ConfigError(
+            f"mechanism {mechanism!r}: {len(missing)} parameter(s) in neither "
+            f"shared_parameters() nor any task_parameters(task): {', '.join(missing[:3])}"
+            f"{' ...' if len(missing) > 3 else ''} (tests/sharing/test_contract.py checks a "
+            "mechanism's groups)"
+        )
