@@ -340,14 +340,18 @@ def test_comparison_has_overlap_vs_gain_per_pair(compared):
         assert f"| {a} & {b} | {pair['overlap']:.3f} | {pair['gain']:+.4f} |" in text
 
 
-def results(mechanism: str, tests: dict[str, float], overlap: float = 0.0) -> dict[str, Any]:
+def results(
+    mechanism: str, tests: dict[str, float], overlap: float = 0.0, metric: str | None = None
+) -> dict[str, Any]:
+    """A run's results with tasks ``acc`` (accuracy) and ``err`` (MSE), or both scored by
+    ``metric`` (a metric of one's own, ``err`` lower-is-better)."""
     hib = {"acc": True, "err": False}
     out: dict[str, Any] = {
         "mechanism": mechanism,
         "seed": 0,
         "tasks": {
             t: {
-                "metric": "accuracy" if hib[t] else "mse",
+                "metric": metric or ("accuracy" if hib[t] else "mse"),
                 "higher_is_better": hib[t],
                 "dev": v,
                 "test": v,
@@ -363,11 +367,11 @@ def results(mechanism: str, tests: dict[str, float], overlap: float = 0.0) -> di
 
 
 def test_overlap_vs_gain_by_hand():
-    single = results("single", {"acc": 0.5, "err": 2.0})
-    hards = [seeded("hard", k, {"acc": 0.6, "err": 1.0}) for k in (0, 1)]
+    single = results("single", {"acc": 0.5, "err": 2.0}, metric="mine")
+    hards = [seeded("hard", k, {"acc": 0.6, "err": 1.0}, metric="mine") for k in (0, 1)]
     seeds = [
-        seeded("sparse", 0, {"acc": 0.8, "err": 0.5}, overlap=0.2),
-        seeded("sparse", 1, {"acc": 0.6, "err": 1.5}, overlap=0.4),
+        seeded("sparse", 0, {"acc": 0.8, "err": 0.5}, overlap=0.2, metric="mine"),
+        seeded("sparse", 1, {"acc": 0.6, "err": 1.5}, overlap=0.4, metric="mine"),
     ]
     sparse = report.mean_over_seeds(seeds)  # acc 0.7, err 1.0
     names = report.compare(single, [sparse])["tasks"]
@@ -378,7 +382,7 @@ def test_overlap_vs_gain_by_hand():
     # acc: sparse 0.7 vs hard 0.6 -> +0.1; err (lower is better): 1.0 vs 1.0 -> 0
     assert pairs[0]["gain"] == pytest.approx(0.05)
     assert "seeds" not in pairs[0]  # both ran seeds 0 and 1
-    worse = [seeded("hard", k, {"acc": 0.6, "err": 0.2}) for k in (0, 1)]
+    worse = [seeded("hard", k, {"acc": 0.6, "err": 0.2}, metric="mine") for k in (0, 1)]
     # err: sparse 1.0 vs hard 0.2, lower is better -> -0.8; mean with +0.1 -> -0.35
     assert overlap_vs_gain(names, seeds, worse)[0]["gain"] == pytest.approx(-0.35)
     without_hard = report.compare(single, [sparse])
@@ -392,20 +396,38 @@ def test_overlap_vs_gain_by_hand():
         overlap_vs_gain(names, [seeds[0], seeds[0]], hards)
 
 
-def seeded(mechanism: str, seed: int, tests: dict[str, float], overlap: float = 0.0):
-    return {**results(mechanism, tests, overlap), "seed": seed}
+def seeded(
+    mechanism: str, seed: int, tests: dict[str, float], overlap: float = 0.0, **kw: Any
+) -> dict[str, Any]:
+    return {**results(mechanism, tests, overlap, **kw), "seed": seed}
+
+
+def test_a_pair_scored_on_unlike_scales_has_no_gain():
+    """MSE and accuracy differences do not average: such a pair shows '-' and says why;
+    accuracy with span F1 (the paper's Table 7) do."""
+    single = results("single", {"acc": 0.5, "err": 2.0})
+    hards = [seeded("hard", 0, {"acc": 0.6, "err": 1.0})]
+    sparse = [seeded("sparse", 0, {"acc": 0.8, "err": 0.5}, overlap=0.2)]
+    names = report.compare(single, [sparse[0]])["tasks"]
+    pairs = overlap_vs_gain(names, sparse, hards)
+    assert pairs[0]["gain"] is None and pairs[0]["unlike_metrics"] is True
+    text = comparison_markdown({**report.compare(single, [sparse[0]]), "overlap_vs_gain": pairs})
+    assert "| acc & err | 0.200 | - |" in text and "metrics of different scales" in text
+    for r in (*hards, *sparse):
+        r["tasks"]["err"]["metric"], r["tasks"]["err"]["higher_is_better"] = "span_f1", True
+    assert overlap_vs_gain(names, sparse, hards)[0]["gain"] == pytest.approx((0.2 - 0.5) / 2)
 
 
 def test_overlap_gain_pairs_seeds_when_the_rows_ran_different_ones():
     # hard sharing under seeds 0-2, sparse sharing under seed 0 only (compare.seeds_of): the
     # gain compares seed 0 with seed 0, not sparse's seed 0 with hard sharing's mean
-    singles = [seeded("single", k, {"acc": 0.5, "err": 2.0}) for k in (0, 1, 2)]
+    singles = [seeded("single", k, {"acc": 0.5, "err": 2.0}, metric="mine") for k in (0, 1, 2)]
     hards = [
-        seeded("hard", 0, {"acc": 0.60, "err": 1.0}),
-        seeded("hard", 1, {"acc": 0.90, "err": 0.1}),
-        seeded("hard", 2, {"acc": 0.90, "err": 0.1}),
+        seeded("hard", 0, {"acc": 0.60, "err": 1.0}, metric="mine"),
+        seeded("hard", 1, {"acc": 0.90, "err": 0.1}, metric="mine"),
+        seeded("hard", 2, {"acc": 0.90, "err": 0.1}, metric="mine"),
     ]
-    sparse_runs = [seeded("sparse", 0, {"acc": 0.70, "err": 1.0}, overlap=0.25)]
+    sparse_runs = [seeded("sparse", 0, {"acc": 0.70, "err": 1.0}, overlap=0.25, metric="mine")]
     single = report.mean_over_seeds(singles)
     hard = report.mean_over_seeds(hards)
     sparse = report.mean_over_seeds(sparse_runs)

@@ -93,6 +93,17 @@ def _by_seed(runs: list[dict[str, Any]], what: str) -> dict[Any, dict[str, Any]]
     return out
 
 
+FRACTIONS = ("accuracy", "span_f1")  # metrics on one scale (0 to 1, higher is better)
+
+
+def _one_scale(a: str, b: str, run: dict[str, Any]) -> bool:
+    """Whether tasks ``a`` and ``b`` of ``run`` are scored on one scale (the same metric, or
+    two of ``FRACTIONS``, as the paper's Table 7 pairs accuracy with F1), so that their test
+    differences can be averaged; MSE with accuracy cannot."""
+    metrics = {run["tasks"][t].get("metric") for t in (a, b)}
+    return len(metrics) == 1 or metrics <= set(FRACTIONS)
+
+
 def _gain(a: str, b: str, sparse: dict[str, Any], hard: dict[str, Any]) -> float:
     """Mean over tasks ``a`` and ``b`` of sparse minus hard sharing's test value (results
     merged over the same seeds by ``mean_over_seeds``), signed so that positive = sparse
@@ -113,7 +124,9 @@ def overlap_vs_gain(
     difference (positive = sparse better), as in Table 7 of the Sparse Sharing paper, over the
     seeds both ran, each row's mean over those seeds. When the two ran different seeds
     (``compare.seeds_of``) the seeds both ran are listed in the pair's ``seeds``; the gain is
-    None without hard runs or with no seed in common."""
+    None without hard runs or with no seed in common, and None with ``unlike_metrics`` when
+    the two tasks' metrics do not share a scale (MSE and accuracy: their differences do not
+    average)."""
     mine, theirs = _by_seed(sparse_runs, "sparse sharing"), _by_seed(hard_runs, "hard sharing")
     seeds = [k for k in mine if k in theirs]
     # each row's mean over the seeds both ran, as the comparison table means them
@@ -123,7 +136,10 @@ def overlap_vs_gain(
         for b in names[i + 1 :]:
             ratios = [float(r["sparse"]["pairwise_overlap"][a][b]) for r in sparse_runs]
             pair: dict[str, Any] = {"tasks": [a, b], "overlap": sum(ratios) / len(ratios)}
-            pair["gain"] = _gain(a, b, *paired) if seeds else None
+            comparable = _one_scale(a, b, sparse_runs[0])
+            pair["gain"] = _gain(a, b, *paired) if seeds and comparable else None
+            if not comparable:
+                pair["unlike_metrics"] = True
             if seeds and set(seeds) != set(mine) | set(theirs):
                 pair["seeds"] = seeds
             out.append(pair)
@@ -148,6 +164,11 @@ def overlap_markdown(pairs: list[dict[str, Any]]) -> list[str]:
         if seeds
         else ""
     )
+    if any(pair.get("unlike_metrics") for pair in pairs):
+        under += (
+            " A pair shown '-' is scored on metrics of different scales (MSE and accuracy, "
+            "say), whose differences do not average."
+        )
     return [
         *lines,
         "",
