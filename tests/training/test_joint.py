@@ -22,6 +22,7 @@ from mtlshare.cli import main
 from mtlshare.config import load_config
 from mtlshare.errors import ConfigError
 from mtlshare.registry import MECHANISMS
+from mtlshare.sharing.sparse import driver
 from mtlshare.training import aggregators
 from mtlshare.training.joint import check_joint
 from mtlshare.training.loop import Trainer
@@ -135,6 +136,31 @@ def test_sparse_rlw_searches_without_a_warm_up(tmp_path):
     cfg = tiny("mechanism=sparse", *WEIGHTINGS["rlw"], *search)
     results = run(cfg, tmp_path / "run", progress=False)
     assert all(math.isfinite(r["test"]) for r in results["tasks"].values())
+
+
+@pytest.mark.parametrize("weighting", ["rlw", "uncertainty"])
+def test_a_sparse_search_cut_and_resumed_weighs_as_the_uncut_one(tmp_path, monkeypatch, weighting):
+    """The search's checkpoints hold the weighting's state: RLW's last draw (a resumed search
+    used to fail an assertion, then to weigh with another draw) and the uncertainty weights."""
+    kind = ["weighting.kind=uncertainty"] if weighting == "uncertainty" else WEIGHTINGS["rlw"]
+    cfg = tiny("mechanism=sparse", *kind, *SHORT_SEARCH, "train.optimizer=sgd")
+    whole = run(cfg, tmp_path / "whole", progress=False)
+    original, calls = driver.SubnetSearch.train, {"n": 0}
+
+    def cut(self, task, steps):
+        calls["n"] += 1
+        if calls["n"] == 3:  # inside the second task's rounds
+            raise KeyboardInterrupt
+        return original(self, task, steps)
+
+    monkeypatch.setattr(driver.SubnetSearch, "train", cut)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(driver.SubnetSearch, "train", original)
+    resumed = run(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert {t: r["test"] for t, r in resumed["tasks"].items()} == {
+        t: r["test"] for t, r in whole["tasks"].items()
+    }
 
 
 def test_gradnorm_raises_the_weight_of_the_task_with_the_smaller_gradient():

@@ -133,7 +133,12 @@ def test_a_cpu_training_runs_checkpoint_keeps_only_the_cpu_state(tmp_path, fake_
 
 def test_the_structure_searchs_checkpoint_keeps_the_gpu_state(tmp_path, fake_gpu):
     loop = SimpleNamespace(
-        progress=False, global_step=4, folder=RunFolder(tmp_path), dist=Dist(), device=GPU
+        progress=False,
+        global_step=4,
+        folder=RunFolder(tmp_path),
+        dist=Dist(),
+        device=GPU,
+        weighting=torch.nn.Module(),
     )
     st = LoopStructureTrainer(loop, resume=True)
     st.save("search", {"w": torch.ones(2)}, {"round": 1})

@@ -16,7 +16,10 @@ from mtlshare.training.structure import LoopStructureTrainer
 
 def _loop(folder=None, step=0):
     calls = []
+    weighting = torch.nn.Module()
+    weighting.register_buffer("draw", torch.tensor([0.25, 0.75]))
     return SimpleNamespace(
+        weighting=weighting,
         progress=False,
         global_step=step,
         folder=folder,
@@ -47,8 +50,11 @@ def test_a_search_checkpoint_puts_back_the_step_counter_even_zero(tmp_path):
     loop.global_step = 9
     tensors, meta = st.load("search", restore=False)
     assert list(tensors) == ["w"] and meta == {"round": 1} and loop.global_step == 9
+    loop.weighting.draw.fill_(0.5)
     st.load("search")
     assert loop.global_step == 0
+    # the weighting's state is put back with the counter, and kept out of the search's tensors
+    assert loop.weighting.draw.tolist() == [0.25, 0.75]
     assert LoopStructureTrainer(loop, resume=False).load("search") is None
     loop.folder.save_checkpoint(
         "bad", {"rng.torch": torch.get_rng_state()}, {"loop.global_step": -1}

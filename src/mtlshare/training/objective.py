@@ -25,8 +25,9 @@ Loss weightings (``[weighting] kind``):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -77,10 +78,12 @@ class WeightingConfig:
 
 class LossWeighting(nn.Module):
     """Turns the tasks' raw losses into the objective. State that must survive a resume (the
-    learned log-variances or GradNorm weights, DWA's epoch losses) is in its ``state_dict``."""
+    learned log-variances or GradNorm weights, DWA's epoch losses, RLW's last draw) is in its
+    ``state_dict``."""
 
     epoch_losses: Tensor  # dwa: (2, tasks)
     initial_losses: Tensor  # gradnorm: (tasks,)
+    rlw_weights: Tensor  # rlw: this step's draw (tasks,)
 
     def __init__(self, tasks: list[str], cfg: WeightingConfig, seed: int = 0) -> None:
         super().__init__()
@@ -106,7 +109,8 @@ class LossWeighting(nn.Module):
         if cfg.kind == "gradnorm":
             self.gn_weights = nn.Parameter(torch.ones(n), requires_grad=False)
             self.register_buffer("initial_losses", torch.zeros(n))
-        self._step_weights: Tensor | None = None
+        if cfg.kind == "rlw":  # this step's draw (NaN: none yet), saved with the checkpoints
+            self.register_buffer("rlw_weights", torch.full((n,), float("nan")))
         # an aggregator's weights of the tasks' gradients: summed over this epoch's steps, and
         # the last finished epoch's mean
         self._aggregated: tuple[Tensor, int] | None = None
@@ -136,13 +140,21 @@ class LossWeighting(nn.Module):
         if self.kind == "gradnorm":
             return self.gn_weights.detach()
         if self.kind == "rlw":
-            if self._step_weights is None:  # a task's steps alone before any joint step (the
-                self.begin_step(0)  # sparse search without a warm-up): step 0's draw
-            assert self._step_weights is not None
-            return self._step_weights
+            if bool(self.rlw_weights.isnan().any()):  # a task's steps alone before any joint
+                self.begin_step(0)  # step (the sparse search without a warm-up): step 0's draw
+            return self.rlw_weights.clone()
         if self.kind == "uncertainty":
             return torch.exp(-self.log_vars.detach())
         return torch.tensor(self.fixed, device=self.log_vars.device)
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
+        """As ``nn.Module``'s; a checkpoint of an RLW run saved before RLW's draw was kept
+        (it has no ``rlw_weights``) loads with no draw, as it was."""
+        if self.kind == "rlw" and "rlw_weights" not in state_dict:
+            state_dict = {**state_dict, "rlw_weights": torch.full_like(self.rlw_weights, math.nan)}
+        return super().load_state_dict(state_dict, strict, assign)
 
     def begin_step(self, step: int) -> None:
         """Draw RLW's weights for joint step ``step`` (the same on every process)."""
@@ -151,7 +163,7 @@ class LossWeighting(nn.Module):
             # (PYTHONHASHSEED), and the ranks of a torchrun job would draw different weights
             g = torch.Generator().manual_seed(hash((self.seed, step, RLW_STREAM)) & 0x7FFF_FFFF)
             z = torch.randn(len(self.index), generator=g)
-            self._step_weights = torch.softmax(z, dim=0).to(self.log_vars.device)
+            self.rlw_weights.copy_(torch.softmax(z, dim=0))
 
     def combine(self, raws: dict[str, Tensor]) -> Tensor:
         """The joint step's objective from every task's raw loss."""
@@ -249,11 +261,8 @@ class LossWeighting(nn.Module):
             weights = self.weight_vector()
             return {t: float(weights[i]) for t, i in self.index.items()}
         if self.kind == "rlw":
-            return (
-                {t: 1.0 for t in self.index}
-                if self._step_weights is None
-                else {t: float(self._step_weights[i]) for t, i in self.index.items()}
-            )
+            drawn = not bool(self.rlw_weights.isnan().any())
+            return {t: float(self.rlw_weights[i]) if drawn else 1.0 for t, i in self.index.items()}
         if self.kind == "aggregator":  # the weights of its update, not of the losses
             return self._aggregated_mean() if self._aggregated else dict(self._aggregated_last)
         return {t: self.fixed[i] for t, i in self.index.items()}
@@ -261,13 +270,15 @@ class LossWeighting(nn.Module):
     def restore_current(self, weights: dict[str, float]) -> None:
         """On resume, what ``current`` said at the end of the last finished epoch (its record's
         ``loss_weights``) where that is not in the ``state_dict``: an aggregator's mean weights
-        of that epoch, RLW's last draw (drawn again before every step, so only reported)."""
+        of that epoch; RLW's last draw where a checkpoint of an earlier mtlshare lacks it."""
         if self.kind == "aggregator":
             self._aggregated_last = {t: float(weights[t]) for t in self.index if t in weights}
-        elif self.kind == "rlw" and set(weights) == set(self.index):
-            self._step_weights = torch.tensor(
-                [float(weights[t]) for t in self.index], device=self.log_vars.device
-            )
+        elif (
+            self.kind == "rlw"
+            and set(weights) == set(self.index)
+            and bool(self.rlw_weights.isnan().any())
+        ):
+            self.rlw_weights.copy_(torch.tensor([float(weights[t]) for t in self.index]))
 
     def _aggregated_mean(self) -> dict[str, float]:
         assert self._aggregated is not None

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mtlshare.errors import CheckpointError
 from mtlshare.training.distributed import RNG_KEYS, Dist, restore_rng, rng_states
 from mtlshare.training.folder import RunFolder
 from mtlshare.training.state import BEST
+
+WEIGHTING = "loop.weighting."  # the prefix of the weighting's tensors in a search checkpoint
 
 
 class Loop(Protocol):
@@ -22,6 +24,9 @@ class Loop(Protocol):
     folder: RunFolder | None
     dist: Dist
     device: torch.device  # where it trains: a GPU's random state is saved with the CPU's
+
+    @property
+    def weighting(self) -> nn.Module: ...  # its state goes into the search's checkpoints
 
     def make_optimizer(self) -> torch.optim.Optimizer: ...
 
@@ -63,7 +68,10 @@ class LoopStructureTrainer:
         if t.folder is None or not t.dist.is_main:
             return
         meta = {**meta, "loop.global_step": t.global_step}
-        t.folder.save_checkpoint(name, {**tensors, **rng}, meta)
+        # the weighting's state too (RLW's last draw, the uncertainty weights), so that a
+        # resumed search weighs its steps as the uncut one did
+        weighting = {f"{WEIGHTING}{k}": v for k, v in t.weighting.state_dict().items()}
+        t.folder.save_checkpoint(name, {**tensors, **weighting, **rng}, meta)
 
     def load(
         self, name: str, *, restore: bool = True
@@ -74,7 +82,10 @@ class LoopStructureTrainer:
         tensors, meta = t.folder.load_checkpoint(name)
         if restore:
             restore_rng(tensors, t.dist, t.device)
-        tensors = {k: v for k, v in tensors.items() if not k.startswith(RNG_KEYS)}
+        weighting = {k[len(WEIGHTING) :]: v for k, v in tensors.items() if k.startswith(WEIGHTING)}
+        if restore and weighting:  # (a search checkpoint of an earlier mtlshare has none)
+            t.weighting.load_state_dict(weighting)
+        tensors = {k: v for k, v in tensors.items() if not k.startswith((*RNG_KEYS, WEIGHTING))}
         step = meta.pop("loop.global_step", None)
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise CheckpointError(
