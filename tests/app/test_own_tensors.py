@@ -132,13 +132,29 @@ def test_the_configs_tasks_select_from_own_tensors_as_from_a_data_source(tmp_pat
     assert not (tmp_path / "typo").exists()
 
 
+def test_a_task_without_an_observed_dev_label_is_refused_before_out(tmp_path: Path) -> None:
+    problem = own_problem(torch.randn(80, 5, generator=torch.Generator().manual_seed(0)))
+    problem.tasks[1].dev.y[:] = -100
+    with pytest.raises(
+        DataError, match=r"task\(s\) \['kind'\] have no observed label in their dev"
+    ):
+        mtlshare.run(tiny_config(), tmp_path / "run", problem=problem, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_infinite_dev_score_stops_the_run_in_one_line(tmp_path: Path) -> None:
     """A dev target of 1e30 is finite, but its squared error is not: no score could beat it, so
     the run would end with no best model kept."""
     problem = own_problem(torch.randn(80, 5, generator=torch.Generator().manual_seed(0)))
     problem.tasks[0].dev.y[3] = 1e30
-    with pytest.raises(MtlshareError, match=r"\['value'\]: the dev score is infinite"):
+    with pytest.raises(MtlshareError, match=r"dev score of -inf \(infinite: \['value'\]\)"):
         mtlshare.run(tiny_config(), tmp_path / "run", problem=problem, progress=False)
+    # where selection does not read it (another task, or the last epoch kept), the run goes on
+    on_kind = tiny_config().replace(**{"train.select_on": "kind"})
+    done = mtlshare.run(on_kind, tmp_path / "kind", problem=problem, progress=False)
+    assert done["tasks"]["value"]["dev"] == float("inf")
+    last = tiny_config().replace(**{"train.keep": "last"})
+    assert mtlshare.run(last, tmp_path / "last", problem=problem, progress=False)["best_epoch"] == 2
 
 
 def test_a_custom_run_without_its_inference_spec_says_nothing_can_rebuild_it(tmp_path: Path):

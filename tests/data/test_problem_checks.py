@@ -54,8 +54,8 @@ def test_a_correct_problem_passes():
         ),
         (lambda: problem(dim=8), "inputs have 4 features, but the problem's input_dim is 8"),
         (
-            lambda: problem(train=Split(x_()[:, None], torch.zeros(N).long())),
-            "the first task's are 2-d",
+            lambda: problem(train=Split(x_()[:, None], torch.zeros(N, 1).long())),
+            "dev split: inputs of shape (6, 4), but the task's training inputs are 3-d",
         ),
         (
             lambda: problem(
@@ -92,10 +92,6 @@ def test_a_correct_problem_passes():
             lambda: problem(test=Split(x_(), torch.tensor([0, -1, 0, 0, 1, 2]))),
             "test split: class id -1 in row 1",
         ),
-        (
-            lambda: problem(train=Split(x_(), torch.full((N,), -100))),
-            "train split: no observed target",
-        ),
     ],
 )
 def test_each_mistake_is_one_line_naming_task_split_and_row(make, expected):
@@ -129,12 +125,30 @@ def test_regression_targets_are_finite_floats():
     assert with_a(y).tasks[0].train.y.isnan().sum() == 1
 
 
+def test_tasks_may_read_inputs_of_other_ranks_and_take_uint8_ids():
+    """An MLP reads the last axis: a task of sequences beside a task of rows trains."""
+    seq = Task("s", "regression")
+    rows = Split(x_()[:, None].expand(N, 3, D).contiguous(), torch.ones(N, 3))
+    built = Problem([*problem().tasks, TaskData(seq, rows, rows, rows)], D)
+    assert [td.train.x.dim() for td in built.tasks] == [2, 2, 3]
+    assert problem(train=Split(x_(), torch.tensor([0, 1, 2, 0, 1, 2], dtype=torch.uint8)))
+
+
+def test_a_task_with_no_observed_training_target_is_a_warning():
+    with pytest.warns(UserWarning, match="task 'b', train split: no observed target"):
+        problem(train=Split(x_(), torch.full((N,), -100)))
+
+
 def test_dev_and_test_may_hold_gold_only_ids_and_be_wholly_missing():
     task = Task("b", "classification", out_dim=3, metric="accuracy", gold_only=("X",))
     assert problem(task=task, test=Split(x_(), torch.tensor([3, 1, 2, 0, 1, 2])))
     assert problem(test=Split(x_(), torch.full((N,), -100)))
-    with pytest.raises(DataError, match=r"class id 3 in row 0 is outside 0\.\.2"):
+    with pytest.raises(DataError, match=r"class id 3 in row 0 is outside 0\.\.2 \(out_dim 3;"):
         problem(task=task, train=Split(x_(), torch.tensor([3, 1, 2, 0, 1, 2])))
+    with pytest.raises(
+        DataError, match=r"class id 4 in row 1 is outside 0\.\.3 \(out_dim 3, then 1"
+    ):
+        problem(task=task, test=Split(x_(), torch.tensor([3, 4, 2, 0, 1, 2])))
 
 
 def test_splits_hold_tensors_and_problems_tasks():

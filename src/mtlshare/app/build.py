@@ -39,10 +39,14 @@ def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:
 
 
 def build_model(cfg: Config, problem: Problem) -> SharingModel:
-    """The configured mechanism over a backbone built from ``[trunk]``, seeded by ``cfg.seed``."""
+    """The configured mechanism over a backbone built from ``[trunk]``, seeded by ``cfg.seed``,
+    to be trained: its parameter groups are checked (``load_run`` builds with ``build_network``,
+    which does not check them, so a run trained before the check still loads)."""
     tasks = [td.task for td in problem.tasks]
     rank = problem.tasks[0].train.x.dim()
-    return build_network(cfg, tasks, problem.input_dim, problem.build_stem, rank)
+    model = build_network(cfg, tasks, problem.input_dim, problem.build_stem, rank)
+    check_parameter_groups(cfg.mechanism, model)  # what trains it reads them (not load_run)
+    return model
 
 
 def build_network(
@@ -77,7 +81,6 @@ def build_network(
                     f"word embedding; its head is {task.head!r} (use head = 'linear')"
                 )
             tie_weights(head.out, words)
-    check_parameter_groups(cfg.mechanism, model)
     return model
 
 
@@ -94,6 +97,6 @@ def check_parameter_groups(mechanism: str, model: SharingModel) -> None:
         raise ConfigError(
             f"mechanism {mechanism!r}: {len(missing)} parameter(s) in neither "
             f"shared_parameters() nor any task_parameters(task): {', '.join(missing[:3])}"
-            f"{' ...' if len(missing) > 3 else ''} (tests/sharing/test_contract.py checks a "
-            "mechanism's groups)"
+            f"{' ...' if len(missing) > 3 else ''}; every parameter must be in one (README: "
+            "A mechanism or a data source of your own)"
         )

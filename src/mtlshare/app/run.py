@@ -16,7 +16,7 @@ from mtlshare.app.build import build_model, build_problem
 from mtlshare.config import Config, config_differences
 from mtlshare.data.codecs import inference_spec, plain_features
 from mtlshare.data.daily import ForecastView
-from mtlshare.data.datasets import Problem
+from mtlshare.data.datasets import Problem, check_dev_observed
 from mtlshare.evaluation.forecast import forecast_metrics, mase_scale
 from mtlshare.sharing.base import SharingModel
 from mtlshare.training.distributed import Dist, barrier, torch_threads
@@ -75,6 +75,7 @@ def train(
         names = [td.task.name for td in problem.tasks]
         weighting = LossWeighting(names, cfg.weighting, cfg.seed)
         check_select_on(cfg.train, names)
+        check_dev_observed(problem)
         if cfg.train.schedule == "joint":
             check_joint(cfg.weighting.kind, model)  # a pair the model cannot take: before --out
         if where.is_main:

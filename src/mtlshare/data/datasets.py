@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -95,12 +96,11 @@ class Problem:
         names = [td.task.name for td in self.tasks]
         if len(set(names)) != len(names):
             raise DataError(f"task names must be unique, got {names}")
-        rank = self.tasks[0].train.x.dim()
         for td in self.tasks:
             for split_name in ("train", "dev", "test"):
                 if len(getattr(td, split_name)) == 0:
                     raise DataError(f"task {td.task.name!r} has an empty {split_name} split")
-                check_split(td, split_name, self.input_dim, self.build_stem is not None, rank)
+                check_split(td, split_name, self.input_dim, self.build_stem is not None)
 
     def select(self, names: list[str]) -> Problem:
         """The same problem restricted to ``names``, in that order."""
@@ -112,29 +112,31 @@ class Problem:
         return Problem(chosen, self.input_dim, self.build_stem, self.meta, self.inference)
 
 
-def check_split(td: TaskData, split: str, input_dim: int, encoded: bool, rank: int) -> None:
+def check_split(td: TaskData, split: str, input_dim: int, encoded: bool) -> None:
     """One line naming the task, the split and the row of what the network cannot read in
     ``td``'s ``split``, before torch would say it from deep inside training: inputs of another
-    rank than the first task's (``rank``), of another dtype than the network's or another width
-    than ``input_dim``, or not finite (``encoded``: inputs an input encoder reads, which it
-    checks itself); class targets that are not ``torch.long`` ids in ``0 ..
-    out_dim - 1`` (or -100, missing; dev and test may hold the task's ``gold_only`` ids), or
-    not one per row (and position) of the inputs; regression targets that are not floats, or
-    infinite (NaN is missing); a training split without one observed target (dev and test
-    may have none: a series unobserved over its horizon)."""
+    rank than the task's training inputs, of another dtype than the network's or another width
+    than ``input_dim``, or not finite (``encoded``: inputs an input encoder reads are left to
+    it); class targets that are not ``torch.long`` (or ``uint8``) ids in ``0 .. out_dim - 1``
+    (or -100, missing; dev and test may hold the task's ``gold_only`` ids), or not one per row
+    (and position) of the inputs; regression targets that are not floats, or infinite (NaN is
+    missing). A training split without an observed target is a warning (its head cannot
+    learn; a series whose history is shorter than its dev days has none); dev and test may
+    have none (a series unobserved over its horizon)."""
     task = td.task
     x, y = getattr(td, split).x, getattr(td, split).y
     where = f"task {task.name!r}, {split} split"
+    rank = td.train.x.dim()
     if x.dim() != rank:
         raise DataError(
-            f"{where}: inputs of shape {tuple(x.shape)}, but the first task's are {rank}-d "
-            "(every task reads inputs of one shape)"
+            f"{where}: inputs of shape {tuple(x.shape)}, but the task's training inputs are "
+            f"{rank}-d"
         )
     if not encoded:  # an input encoder reads what it reads (ids, features of its own)
         if x.dtype != torch.get_default_dtype():
             raise DataError(
                 f"{where}: inputs are {x.dtype}; the network reads "
-                f"{torch.get_default_dtype()} (x.float())"
+                f"{torch.get_default_dtype()} (x.to({torch.get_default_dtype()}))"
             )
         if x.shape[-1] != input_dim:
             raise DataError(
@@ -143,7 +145,7 @@ def check_split(td: TaskData, split: str, input_dim: int, encoded: bool, rank: i
             )
         _refuse_rows(~torch.isfinite(x), f"{where}: a NaN or infinite input in row {{row}}")
     if task.kind == "classification":
-        if y.dtype != torch.long:
+        if y.dtype not in (torch.long, torch.uint8):
             raise DataError(
                 f"{where}: class targets are {y.dtype}; they are class ids, torch.long "
                 "(y.long()), -100 for a missing label"
@@ -157,10 +159,11 @@ def check_split(td: TaskData, split: str, input_dim: int, encoded: bool, rank: i
         classes = task.out_dim + (len(task.gold_only) if split != "train" else 0)
         outside = (y != IGNORE_INDEX) & ((y < 0) | (y >= classes))
         if bool(outside.any()):
+            gold = f", then {len(task.gold_only)} gold_only" if classes > task.out_dim else ""
             raise DataError(
                 f"{where}: class id {int(y[outside][0])} in row "
-                f"{_first_row(outside)} is outside 0..{classes - 1} (out_dim {task.out_dim}; "
-                "-100 marks a missing label)"
+                f"{_first_row(outside)} is outside 0..{classes - 1} (out_dim {task.out_dim}"
+                f"{gold}; -100 marks a missing label)"
             )
     else:
         if not y.is_floating_point():
@@ -172,7 +175,7 @@ def check_split(td: TaskData, split: str, input_dim: int, encoded: bool, rank: i
             torch.isinf(y), f"{where}: an infinite target in row {{row}} (NaN marks a missing one)"
         )
     if split == "train" and not bool(observed(y).any()):
-        raise DataError(f"{where}: no observed target (every one is missing)")
+        warnings.warn(f"{where}: no observed target; the task's head cannot learn", stacklevel=4)
 
 
 def _first_row(bad: Tensor) -> int:
@@ -183,6 +186,18 @@ def _refuse_rows(bad: Tensor, message: str) -> None:
     """A ``DataError`` with ``message`` naming the first row of ``bad`` that holds a True."""
     if bool(bad.any()):
         raise DataError(message.format(row=_first_row(bad)))
+
+
+def check_dev_observed(problem: Problem) -> None:
+    """Every task has an observed dev target (model selection scores them), else a one-line
+    ``DataError``: before a run makes its folder, where the loop would find it after an
+    epoch."""
+    unscored = [td.task.name for td in problem.tasks if not bool(observed(td.dev.y).any())]
+    if unscored:
+        raise DataError(
+            f"task(s) {unscored} have no observed label in their dev split; model selection "
+            "needs at least one"
+        )
 
 
 class BatchStream:

@@ -339,13 +339,15 @@ class Trainer:
                 f"task(s) {unscored} have no observed label in their dev split; model "
                 "selection needs at least one"
             )
-        overflowed = [n for n, v in dev.items() if math.isinf(v)]
-        if overflowed:  # no score could beat it, so no model would be kept
-            raise MtlshareError(
-                f"task(s) {overflowed}: the dev score is infinite at epoch {epoch} (the "
-                "predictions overflow); lower train.lr or set train.grad_clip"
-            )
         score = self.selection_score(dev)
+        if not score > -math.inf and state.best_epoch == 0 and self.cfg.keep != "last":
+            infinite = [n for n, v in dev.items() if math.isinf(v)]
+            raise MtlshareError(  # no model could be kept: the run would end with none
+                f"epoch {epoch}: model selection reads a dev score of {score} (infinite: "
+                f"{infinite}), which no model can beat: a dev target or prediction too large "
+                "for float32 (its squared error overflows), or a diverging model (lower "
+                "train.lr or set train.grad_clip)"
+            )
         if score > state.best_score or self.cfg.keep == "last":
             state.best_score, state.best_epoch, state.bad = score, epoch, 0
             self.checkpoints.save(BEST, None, {"epoch": epoch, "score": score})
