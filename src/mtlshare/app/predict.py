@@ -28,7 +28,7 @@ from mtlshare.app.run import encoding_differences, test_forecast_scores, usage_s
 from mtlshare.config import CUSTOM, Config, load_trained_config
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
-from mtlshare.data.datasets import Problem
+from mtlshare.data.datasets import Problem, first_row
 from mtlshare.data.windows_codec import SeriesInputs
 from mtlshare.errors import DataError, MtlshareError, UnseenTagsWarning
 from mtlshare.sharing.base import SharingModel
@@ -110,8 +110,7 @@ class LoadedRun:
         if not encoded and x.shape[-1] != width:
             raise MtlshareError(f"x: shape {tuple(x.shape)}; this run reads {width} features")
         if not encoded and not bool(torch.isfinite(x).all()):
-            row = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).nonzero()[0])
-            raise MtlshareError(f"x: NaN or infinite values in row {row}")
+            raise MtlshareError(f"x: NaN or infinite values in row {first_row(~torch.isfinite(x))}")
         if encoded and int(x.min()) < 0:
             raise MtlshareError(
                 f"x: negative ids (min {int(x.min())}); run.codec.encode makes them"

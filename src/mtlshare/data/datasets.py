@@ -162,7 +162,7 @@ def check_split(td: TaskData, split: str, input_dim: int, encoded: bool) -> None
             gold = f", then {len(task.gold_only)} gold_only" if classes > task.out_dim else ""
             raise DataError(
                 f"{where}: class id {int(y[outside][0])} in row "
-                f"{_first_row(outside)} is outside 0..{classes - 1} (out_dim {task.out_dim}"
+                f"{first_row(outside)} is outside 0..{classes - 1} (out_dim {task.out_dim}"
                 f"{gold}; -100 marks a missing label)"
             )
     else:
@@ -178,14 +178,15 @@ def check_split(td: TaskData, split: str, input_dim: int, encoded: bool) -> None
         warnings.warn(f"{where}: no observed target; the task's head cannot learn", stacklevel=4)
 
 
-def _first_row(bad: Tensor) -> int:
+def first_row(bad: Tensor) -> int:
+    """The first row of ``bad`` (a bool tensor, one row per example) that holds a True."""
     return int(bad.reshape(len(bad), -1).any(1).nonzero()[0])
 
 
 def _refuse_rows(bad: Tensor, message: str) -> None:
     """A ``DataError`` with ``message`` naming the first row of ``bad`` that holds a True."""
     if bool(bad.any()):
-        raise DataError(message.format(row=_first_row(bad)))
+        raise DataError(message.format(row=first_row(bad)))
 
 
 def check_dev_observed(problem: Problem) -> None:
@@ -194,10 +195,16 @@ def check_dev_observed(problem: Problem) -> None:
     epoch."""
     unscored = [td.task.name for td in problem.tasks if not bool(observed(td.dev.y).any())]
     if unscored:
-        raise DataError(
-            f"task(s) {unscored} have no observed label in their dev split; model selection "
-            "needs at least one"
-        )
+        raise no_dev_label(unscored)
+
+
+def no_dev_label(tasks: list[str]) -> DataError:
+    """The error of ``tasks`` that have no observed dev label (here, or in the loop's dev
+    scores)."""
+    return DataError(
+        f"task(s) {tasks} have no observed label in their dev split; model selection needs at "
+        "least one"
+    )
 
 
 class BatchStream:

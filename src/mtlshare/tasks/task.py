@@ -94,8 +94,8 @@ class Task:
         if self.out_dim < 1:
             raise ConfigError(f"task {self.name!r}: out_dim must be >= 1, got {self.out_dim}")
         scores = CLASS_METRICS if self.kind == "regression" else VALUE_METRICS
-        fitting = sorted({*METRICS, *LABELLED_METRICS} - set(scores))
         if self.metric in scores:
+            fitting = sorted({*METRICS, *LABELLED_METRICS} - set(scores))
             raise ConfigError(
                 f"task {self.name!r}: metric {self.metric!r} scores "
                 f"{'class ids' if self.kind == 'regression' else 'values'}, not a {self.kind} "

@@ -21,9 +21,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mtlshare.data.datasets import BatchStream, Problem, by_share, cat_padded
+from mtlshare.data.datasets import BatchStream, Problem, by_share, cat_padded, no_dev_label
 from mtlshare.data.samplers import task_probabilities, task_schedule
-from mtlshare.errors import CheckpointError, DataError, MtlshareError
+from mtlshare.errors import CheckpointError, MtlshareError
 from mtlshare.sharing.base import SharingModel, StructureTrainer
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.training.distributed import (
@@ -335,10 +335,7 @@ class Trainer:
         dev = from_rank0({n: self.score(n, "dev") for n in self.names}, self.dist)
         unscored = [n for n, v in dev.items() if math.isnan(v)]
         if unscored:
-            raise DataError(
-                f"task(s) {unscored} have no observed label in their dev split; model "
-                "selection needs at least one"
-            )
+            raise no_dev_label(unscored)
         score = self.selection_score(dev)
         if not score > -math.inf and state.best_epoch == 0 and self.cfg.keep != "last":
             infinite = [n for n, v in dev.items() if math.isinf(v)]

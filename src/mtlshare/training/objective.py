@@ -140,8 +140,8 @@ class LossWeighting(nn.Module):
         if self.kind == "gradnorm":
             return self.gn_weights.detach()
         if self.kind == "rlw":
-            if bool(self.rlw_weights.isnan().any()):  # a task's steps alone before any joint
-                self.begin_step(0)  # step (the sparse search without a warm-up): step 0's draw
+            if not self._rlw_drawn():  # a task's steps alone before any joint step (the
+                self.begin_step(0)  # sparse search without a warm-up): step 0's draw
             return self.rlw_weights.clone()
         if self.kind == "uncertainty":
             return torch.exp(-self.log_vars.detach())
@@ -155,6 +155,10 @@ class LossWeighting(nn.Module):
         if self.kind == "rlw" and "rlw_weights" not in state_dict:
             state_dict = {**state_dict, "rlw_weights": torch.full_like(self.rlw_weights, math.nan)}
         return super().load_state_dict(state_dict, strict, assign)
+
+    def _rlw_drawn(self) -> bool:
+        """Whether RLW has drawn weights (its buffer starts as NaN)."""
+        return not bool(self.rlw_weights.isnan().any())
 
     def begin_step(self, step: int) -> None:
         """Draw RLW's weights for joint step ``step`` (the same on every process)."""
@@ -261,7 +265,7 @@ class LossWeighting(nn.Module):
             weights = self.weight_vector()
             return {t: float(weights[i]) for t, i in self.index.items()}
         if self.kind == "rlw":
-            drawn = not bool(self.rlw_weights.isnan().any())
+            drawn = self._rlw_drawn()
             return {t: float(self.rlw_weights[i]) if drawn else 1.0 for t, i in self.index.items()}
         if self.kind == "aggregator":  # the weights of its update, not of the losses
             return self._aggregated_mean() if self._aggregated else dict(self._aggregated_last)
@@ -273,11 +277,7 @@ class LossWeighting(nn.Module):
         of that epoch; RLW's last draw where a checkpoint of an earlier mtlshare lacks it."""
         if self.kind == "aggregator":
             self._aggregated_last = {t: float(weights[t]) for t in self.index if t in weights}
-        elif (
-            self.kind == "rlw"
-            and set(weights) == set(self.index)
-            and bool(self.rlw_weights.isnan().any())
-        ):
+        elif self.kind == "rlw" and set(weights) == set(self.index) and not self._rlw_drawn():
             self.rlw_weights.copy_(torch.tensor([float(weights[t]) for t in self.index]))
 
     def _aggregated_mean(self) -> dict[str, float]:

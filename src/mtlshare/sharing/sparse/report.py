@@ -22,6 +22,7 @@ from mtlshare.sharing.sparse.masks import (
     unpack_masks,
 )
 from mtlshare.sharing.sparse.search import Candidate
+from mtlshare.tasks.task import CLASS_METRICS
 
 PACKED_PREFIX = "sparse_masks."
 
@@ -93,15 +94,13 @@ def _by_seed(runs: list[dict[str, Any]], what: str) -> dict[Any, dict[str, Any]]
     return out
 
 
-FRACTIONS = ("accuracy", "span_f1")  # metrics on one scale (0 to 1, higher is better)
-
-
 def _one_scale(a: str, b: str, run: dict[str, Any]) -> bool:
     """Whether tasks ``a`` and ``b`` of ``run`` are scored on one scale (the same metric, or
-    two of ``FRACTIONS``, as the paper's Table 7 pairs accuracy with F1), so that their test
+    two of the library's class metrics, fractions from 0 to 1: the paper's Table 7 pairs accuracy
+    with F1), so that their test
     differences can be averaged; MSE with accuracy cannot."""
     metrics = {run["tasks"][t].get("metric") for t in (a, b)}
-    return len(metrics) == 1 or metrics <= set(FRACTIONS)
+    return len(metrics) == 1 or metrics <= set(CLASS_METRICS)
 
 
 def _gain(a: str, b: str, sparse: dict[str, Any], hard: dict[str, Any]) -> float:
