@@ -180,7 +180,7 @@ def test_to_toml_round_trips():
                 "mechanism=conditioned",
                 "tasks=['t2']",
                 "train.grad_clip=0.5",
-                "weighting.kind=uncertainty",
+                "weighting.temperature=3.0",
                 "weighting.weights.t1=2",
                 "conditioned.mode=multiply",
                 "conditioned.descriptors={t1 = [1, 0.5], t2 = [0, 1]}",

@@ -1,5 +1,6 @@
 """A NaN or an infinity in a mechanism's or the weighting's numbers (``soft.weights``,
-``conditioned.descriptors``, ``weighting.weights``) is refused in one line, exit 2, before the
+``conditioned.descriptors``, ``weighting.weights``, ``sparse.*``, ``weighting.cagrad_c``, the
+synthetic data's ``noise``) is refused in one line, exit 2, before the
 run's folder is made; it used to pass the ``>= 0`` checks and stop training at its first step
 with "loss is nan" (or inf), leaving a half-written folder."""
 
@@ -24,6 +25,22 @@ DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
         (["mechanism=conditioned", "conditioned.descriptors={t1 = [1.0], t2 = [-inf]}"], "t2"),
         (["weighting.weights={t1 = nan}"], "weighting.weights"),
         (["weighting.weights={t2 = inf}"], "weighting.weights"),
+        # NaN passed the ``< 0`` checks: round_epochs=nan was a 37-line traceback from the
+        # search, warmup_epochs=nan skipped the warm-up, select_density=nan took the last mask
+        (["mechanism=sparse", "sparse.round_epochs=nan"], "sparse.round_epochs"),
+        (["mechanism=sparse", "sparse.warmup_epochs=nan"], "sparse.warmup_epochs"),
+        (["mechanism=sparse", "sparse.warmup_epochs=inf"], "sparse.warmup_epochs"),
+        (["mechanism=sparse", "sparse.select=density", "sparse.select_density=nan"], "density"),
+        # never checked: torchjd's traceback at the first joint step (cvxpy's for NaN)
+        (
+            ["weighting.kind=aggregator", "weighting.aggregator=cagrad", "weighting.cagrad_c=nan"],
+            "weighting.cagrad_c",
+        ),
+        (
+            ["weighting.kind=aggregator", "weighting.aggregator=cagrad", "weighting.cagrad_c=-1"],
+            "weighting.cagrad_c",
+        ),
+        (["data.noise=nan"], "data.noise"),
     ],
 )
 def test_a_non_finite_number_is_one_line_before_the_folder(tmp_path, capsys, overrides, named):
@@ -34,3 +51,23 @@ def test_a_non_finite_number_is_one_line_before_the_folder(tmp_path, capsys, ove
     assert len(err.splitlines()) == 1 and err.startswith("mtlshare: error:"), err
     assert named in err and "finite" in err, err
     assert not out.exists()
+
+
+def test_weights_for_a_weighting_that_finds_its_own_are_refused(tmp_path, capsys):
+    """``weighting.weights`` beside ``kind = "dwa"`` (or any kind but ``fixed``) was trained on
+    silently, the weights unread; it is refused like ``aggregator`` without its kind."""
+    out = tmp_path / "o"
+    argv = ["run", DEMO, "weighting.kind=dwa", "weighting.weights={t1 = 5.0}", "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "weighting.weights" in err and "'dwa'" in err, err
+    assert not out.exists()
+
+
+def test_masks_from_a_folder_without_a_run_names_the_key(tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["run", DEMO, "mechanism=sparse", f"sparse.masks_from={tmp_path / 'none'}"]
+    assert main([*argv, "train.epochs=1", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sparse.masks_from: " in err, err
+    assert "no complete checkpoint" in err, err

@@ -51,8 +51,10 @@ class SyntheticConfig:
         for key in ("n_train", "n_dev", "n_test"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}: must be >= 1, got {getattr(self, key)}")
-        if self.noise < 0 or self.sines < 0:
-            raise ConfigError("data.noise and data.sines must be >= 0")
+        if not (self.noise >= 0 and math.isfinite(self.noise)):
+            raise ConfigError(f"data.noise: must be a finite number >= 0, got {self.noise}")
+        if self.sines < 0:
+            raise ConfigError(f"data.sines: must be >= 0, got {self.sines}")
 
 
 def task_weights(cfg: SyntheticConfig, g: torch.Generator) -> torch.Tensor:

@@ -4,7 +4,8 @@
 sum over task pairs of ||W_l^s - W_l^t||_F^2.
 ``penalty = "trace"`` (Yang and Hospedales, ICLR 2017 workshop, "Trace norm regularised deep
 multi-task learning"): sum over layers of ``weights[l]`` times the nuclear norm of the
-(tasks, numel) matrix whose rows are the flattened W_l^t.
+(tasks, numel) matrix whose rows are the flattened W_l^t, one such norm for each weight tensor
+of the layer (an LSTM layer's input and recurrent weights, each direction's, are tied apart).
 Only weight tensors (names containing "weight") are tied; biases are free.
 
 A step of one task needs only its share of the penalty, which keeps a step's cost independent
@@ -14,6 +15,9 @@ held fixed: a running sum of the copies (updated from the one copy a step moves,
 T steps) gives it in one pass over W_t. For the trace norm, task t's row of the gradient U V^T
 is row t of (S S^T)^(-1/2) S for the stacked copies S: a (T, T) Gram matrix kept up to date row
 by row gives it in one pass over the T copies (O(T) per step: the maths couples every copy).
+The Gram matrix and its inverse square root are in float64: the penalty pulls the copies
+together, where float32's (S S^T)^(-1/2) loses the small singular directions and the share's
+gradient drifts from the whole penalty's (at copies 1e-5 apart, by 68%).
 A step's share is scaled by how many steps one of this task's stands for, so that the expected
 gradient over the tasks' steps is the whole penalty's; only task t's copy moves in its step
 (before, every step moved every copy). Joint steps use the whole penalty.
@@ -153,10 +157,11 @@ class SoftSharing(PerTaskCopies):
         grams = self._running_sums()
         total = torch.zeros(())
         for layer, pname, weight in self._tied():
+            own_dtype = self._copy(task, layer, pname).dtype
             values, vectors = torch.linalg.eigh(grams[(layer, pname)])
             inv_sqrt = vectors @ torch.diag(values.clamp_min(1e-12).rsqrt()) @ vectors.T
             with torch.no_grad():  # task t's row of U V^T
-                row = inv_sqrt[i] @ self._stacked(layer, pname)
+                row = (inv_sqrt[i] @ self._stacked(layer, pname).double()).to(own_dtype)
             # only task t's copy in the graph: the other copies get no gradient at all (a zero
             # one would still let momentum move them)
             own = self._copy(task, layer, pname).reshape(-1)
@@ -175,7 +180,7 @@ class SoftSharing(PerTaskCopies):
                 for t in self.task_names:
                     self._versions[(t, layer, pname)] = self._copy(t, layer, pname)._version
                 if self.penalty is trace_penalty:
-                    flat = torch.stack([c.reshape(-1) for c in copies])
+                    flat = torch.stack([c.reshape(-1) for c in copies]).double()
                     self._running[(layer, pname)] = flat @ flat.T
                 else:
                     self._running[(layer, pname)] = torch.stack(copies).sum(0)
@@ -206,7 +211,7 @@ class SoftSharing(PerTaskCopies):
         for (layer, pname), old in self._before.items():
             new = self._copy(task, layer, pname).detach()
             if self.penalty is trace_penalty:
-                flat = self._stacked(layer, pname)
+                flat = self._stacked(layer, pname).double()
                 row = flat @ flat[i]
                 gram = self._running[(layer, pname)]
                 gram[i, :], gram[:, i] = row, row

@@ -65,6 +65,15 @@ class WeightingConfig:
                 raise ConfigError(f"weighting.{key}: must be a finite number > 0, got {value}")
         if not (self.alpha >= 0 and math.isfinite(self.alpha)):
             raise ConfigError(f"weighting.alpha: must be a finite number >= 0, got {self.alpha}")
+        if not (self.cagrad_c >= 0 and math.isfinite(self.cagrad_c)):
+            raise ConfigError(
+                f"weighting.cagrad_c: must be a finite number >= 0, got {self.cagrad_c}"
+            )
+        if self.weights and self.kind != "fixed":
+            raise ConfigError(
+                f"weighting.weights: set only with weighting.kind = 'fixed' (kind is "
+                f"{self.kind!r}, which finds the weights itself)"
+            )
         if self.kind == "aggregator":
             from mtlshare.training.aggregators import check_aggregator
 

@@ -3,6 +3,7 @@ mask, checked before anything is built."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from mtlshare.errors import ConfigError
@@ -58,8 +59,9 @@ class SparseConfig:
             "select_round",
             "select_density",
         ):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"sparse.{key}: must be >= 0, got {getattr(self, key)}")
+            value = getattr(self, key)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"sparse.{key}: must be a finite number >= 0, got {value}")
         if self.round_steps == 0 and self.round_epochs <= 0:
             raise ConfigError(
                 "sparse: set round_steps or round_epochs > 0 (k, the training per pruning round)"

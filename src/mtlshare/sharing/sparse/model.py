@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.models.trunks import Backbone
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel, StructureTrainer
@@ -234,7 +234,10 @@ class SparseSharing(SharingModel):
     # -- the search -----------------------------------------------------------------------------
     def load_masks_from(self, trainer: StructureTrainer, run_dir: str) -> None:
         """Take this model's tasks' masks from the model a finished sparse run selected."""
-        state = trainer.selected_state(run_dir)
+        try:
+            state = trainer.selected_state(run_dir)
+        except MtlshareError as e:
+            raise ConfigError(f"sparse.masks_from: {e}") from None
         try:
             masks = masks_from_state(state)
         except (KeyError, ValueError, ConfigError) as e:
