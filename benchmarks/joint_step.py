@@ -45,7 +45,9 @@ WEIGHTINGS = {
 
 
 def parse() -> argparse.Namespace:
-    ap = three_task_parser(__doc__.split("\n")[0], steps=10, blocks=15, what="runner")
+    ap = three_task_parser(
+        " ".join(__doc__.split("\n\n")[0].split()), steps=10, blocks=15, what="runner"
+    )
     return parse_three_tasks(ap)
 
 

@@ -288,11 +288,98 @@ def test_an_os_error_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_a_stray_argument_without_equals_is_refused(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["run", DEMO, "--out", str(tmp_path / "o"), "stray", "--quiet"])
-    assert e.value.code == 2
-    assert "unrecognized arguments: stray" in capsys.readouterr().err
+    """After the options as before them, an override without "=" is the reader's one line (it
+    was argparse's usage and "unrecognized arguments" after the options)."""
+    for argv in (
+        ["run", DEMO, "--out", str(tmp_path / "o"), "stray", "--quiet"],
+        ["run", DEMO, "stray", "--out", str(tmp_path / "o"), "--quiet"],
+    ):
+        assert main(argv) == 2
+        assert "override 'stray': expected key=value" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["train", DEMO], "invalid choice: 'train'"),
+        (["run", DEMO], "required: --out"),
+        (
+            ["run", "--out", "o"],
+            "required: config",
+        ),  # not "config, key=value": those may be left out
+        (["evaluate", "r", "--split", "train"], "invalid choice: 'train'"),
+        (["predict", "r", "x", "--out", "y", "--format", "xml"], "invalid choice: 'xml'"),
+        (["run", DEMO, "--out", "o", "--epochs", "3"], "unrecognized arguments: --epochs"),
+    ],
+)
+def test_a_usage_mistake_is_one_line_exit_2(tmp_path, capsys, monkeypatch, argv, says):
+    """argparse printed its usage first: 2 to 6 lines where every other error is one."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert says in line and "--help`)" in line, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_config_that_is_a_folder_or_given_to_the_demo_says_so(tmp_path, capsys):
+    assert main(["run", str(ROOT / "recipes"), "--out", str(tmp_path / "o")]) == 2
+    assert "a folder, not a config file" in one_error_line(capsys.readouterr().err)
+    assert main(["demo", "--out", str(tmp_path / "d"), DEMO]) == 2
+    assert "`demo` takes none" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()
+
+
+def test_run_and_compare_refuse_each_others_folders(tmp_path, capsys):
+    """Each wrote its files beside the other's (a comparison's rows inside a finished run, a
+    run's checkpoint beside ``comparison.json``), exit 0."""
+    run_dir, cmp_dir = tmp_path / "run", tmp_path / "cmp"
+    assert run(run_dir) == 0
+    compare = ["compare", DEMO, *SMALL, "--mechanisms", "single,hard", "--quiet"]
+    before = sorted(p.name for p in run_dir.iterdir())
+    for resume in ([], ["--resume"]):
+        assert main([*compare, "--out", str(run_dir), *resume]) == 2
+        assert "holds a run (config.toml), not a comparison" in one_error_line(
+            capsys.readouterr().err
+        )
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    assert main([*compare, "--out", str(cmp_dir)]) == 0
+    capsys.readouterr()
+    assert run(cmp_dir) == 2
+    assert "holds a comparison (comparison.json), not a run" in one_error_line(
+        capsys.readouterr().err
+    )
+    (cmp_dir / "comparison.json").unlink()  # a comparison cut short: its rows' runs tell
+    assert run(cmp_dir) == 2
+    assert "holds a comparison's runs (hard, single" in one_error_line(capsys.readouterr().err)
+    assert not (cmp_dir / "config.toml").exists()
+
+
+def test_a_fresh_comparison_in_a_used_folder_is_refused_before_any_run_trains(tmp_path, capsys):
+    """Without --resume, the runs before the first used one trained (``--seeds 0,1`` in a
+    ``--seeds 0`` folder: seed 0's single-task runs, then the refusal)."""
+    out = tmp_path / "cmp"
+    compare = ["compare", DEMO, *SMALL, "--mechanisms", "single,hard", "--out", str(out), "--quiet"]
+    assert main(compare) == 0
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    capsys.readouterr()
+    assert main([*compare, "--seeds", "1,0"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "holds an earlier run; choose another --out or pass --resume" in line, line
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+
+
+def test_the_demo_refuses_an_earlier_demos_folder_before_training(tmp_path, capsys):
+    """It cannot resume; its comparisons refused their used folders run by run (11 lines, and
+    a last line that said to rerun with --resume, which the demo does not take)."""
+    out = tmp_path / "d"
+    (out / "high" / "single" / "t1").mkdir(parents=True)
+    assert main(["demo", "--out", str(out), "--quiet", "--jobs", "1"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "holds an earlier demo (high); the demo cannot resume" in line, line
+    assert sorted(p.name for p in out.iterdir()) == ["high"]
 
 
 def test_seeds_on_the_command_line_replace_the_configs_and_may_not_repeat(

@@ -18,7 +18,7 @@ from mtlshare.app.compare import compare, comparison_markdown
 from mtlshare.app.run import run, train
 from mtlshare.cli import main
 from mtlshare.config import CompareConfig, Config, from_dict, load_config
-from mtlshare.errors import CheckpointError, ConfigError, MtlshareError
+from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.evaluation import report
 from mtlshare.sharing.sparse import masks_from_state
 from mtlshare.sharing.sparse.report import overlap_vs_gain
@@ -297,8 +297,8 @@ def test_masks_from_a_folder_without_checkpoint_is_refused(tmp_path):
     cfg = tiny(DEMO, "mechanism=sparse").replace(**{"sparse.masks_from": str(empty)})
     with pytest.raises(MtlshareError) as caught:
         run(cfg, tmp_path / "out", progress=False)
-    assert isinstance(caught.value, CheckpointError)
-    assert str(empty) in str(caught.value)
+    assert isinstance(caught.value, ConfigError)  # the setting at fault, named
+    assert str(caught.value).startswith(f"sparse.masks_from: {empty}")
 
 
 def test_masks_from_loads_the_same_masks_as_the_sparse_run(compared, tmp_path):

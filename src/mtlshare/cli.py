@@ -22,8 +22,27 @@ if TYPE_CHECKING:
     from mtlshare.config import Config
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors as one line, like every other error of the command
+    (argparse prints its usage first: 2 to 6 lines), naming the ``--help`` that lists the
+    arguments; exit code 2 as argparse's."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"mtlshare: error: {message} (see `{self.prog} --help`)\n")
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", _Parser)
+        return super().add_subparsers(**kwargs)
+
+
+def _command(sub: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` starts with the line the command list shows for it."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=summary, description=summary)
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mtlshare",
         description="Multi-task learning by parameter sharing: hard, conditioned, soft, "
         "cross-stitch, hierarchical, sparse sharing, mixtures of experts (mmoe, ple) and "
@@ -33,10 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _training_commands(sub)
     _using_commands(sub)
-    sub.add_parser("mechanisms", help="list the registered sharing mechanisms")
-    m = sub.add_parser("masks", help="densities and overlaps of a finished sparse-sharing run")
+    _command(sub, "mechanisms", "list the registered sharing mechanisms")
+    m = _command(sub, "masks", "densities and overlaps of a finished sparse-sharing run")
     m.add_argument("run_dir", help="the --out directory of a sparse run")
-    cv = sub.add_parser("curves", help="draw the dev score per epoch of every run in a folder")
+    cv = _command(sub, "curves", "draw the dev score per epoch of every run in a folder")
     cv.add_argument("folder", help="a run or comparison --out directory")
     cv.add_argument("--out", default="", help="the PNG to write (default FOLDER/dev_curves.png)")
     cv.add_argument("--title", default="", help="a title above the panels")
@@ -45,22 +64,32 @@ def _parser() -> argparse.ArgumentParser:
 
 def _training_commands(sub: Any) -> None:
     """``run``, ``compare``, ``demo`` and ``add-task``."""
-    r = sub.add_parser("run", help="train one mechanism from a TOML config")
+    r = _command(sub, "run", "train one mechanism from a TOML config")
     r.add_argument("config", help="TOML config file")
     r.add_argument(
         "overrides",
         nargs="*",
+        default=[],
         metavar="key=value",
-        help="config overrides, e.g. mechanism=soft train.epochs=5",
+        help="config overrides, e.g. mechanism=soft train.epochs=5 (quote a value with spaces: "
+        "'soft.weights=[0.1, 0.01]')",
     )
     r.add_argument("--out", required=True, help="output directory")
-    r.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint/last")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT from its checkpoint/last (a finished run is read back)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    c = sub.add_parser("compare", help="single-task baselines and several mechanisms, one table")
+    c = _command(sub, "compare", "single-task baselines and several mechanisms, one table")
     c.add_argument("config", help="TOML config file")
     c.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides for every run"
+        "overrides",
+        nargs="*",
+        default=[],
+        metavar="key=value",
+        help="config overrides for every run",
     )
     c.add_argument(
         "--mechanisms",
@@ -72,7 +101,7 @@ def _training_commands(sub: Any) -> None:
     c.add_argument(
         "--resume",
         action="store_true",
-        help="reuse the finished runs in DIR and continue the interrupted one",
+        help="read back the finished runs in OUT, continue the interrupted ones, train the rest",
     )
     c.add_argument(
         "--seeds",
@@ -88,7 +117,7 @@ def _training_commands(sub: Any) -> None:
     )
     c.add_argument("--quiet", action="store_true", help="no progress bars (the plan line stays)")
 
-    d = sub.add_parser("demo", help="the main job: every mechanism on synthetic tasks")
+    d = _command(sub, "demo", "the main job: every mechanism on synthetic tasks")
     d.add_argument(
         "--out", default="mtlshare-demo", help="output directory (default: mtlshare-demo)"
     )
@@ -105,29 +134,33 @@ def _training_commands(sub: Any) -> None:
     d.add_argument(
         "overrides",
         nargs="*",
+        default=[],
         metavar="key=value",
         help="overrides of the demo's config (recipes/demo/demo.toml), e.g. train.epochs=5",
     )
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    a = sub.add_parser(
+    a = _command(
+        sub,
         "add-task",
-        help="train a new task on a trained hard, sparse, mmoe or ple model, leaving its tasks "
+        "train a new task on a trained hard, sparse, mmoe or ple model, leaving its tasks "
         "unchanged",
     )
     a.add_argument("run_dir", help="the --out folder of the trained run")
     a.add_argument("config", help="TOML config whose data holds the trained and the new tasks")
-    a.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    a.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="config overrides")
     a.add_argument("--out", required=True, help="output directory of the new run")
-    a.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint/last")
+    a.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the new run in OUT from its checkpoint/last",
+    )
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _using_commands(sub: Any) -> None:
     """``predict`` and ``evaluate``: a trained run used."""
-    pr = sub.add_parser(
-        "predict", help="a trained run's predictions for new inputs (CoNLL, text or CSV)"
-    )
+    pr = _command(sub, "predict", "a trained run's predictions for new inputs (CoNLL, text or CSV)")
     pr.add_argument("run_dir", help="the --out folder of a finished run")
     pr.add_argument(
         "input",
@@ -159,7 +192,7 @@ def _using_commands(sub: Any) -> None:
         help="for a run without inference.json: where its config's relative data paths start",
     )
 
-    ev = sub.add_parser("evaluate", help="score a trained run again from its checkpoint")
+    ev = _command(sub, "evaluate", "score a trained run again from its checkpoint")
     ev.add_argument("run_dir", help="the --out folder of a finished run")
     ev.add_argument("--split", default="test", choices=("test", "dev"), help="default test")
     ev.add_argument(
@@ -259,8 +292,9 @@ def _resumable(args: argparse.Namespace | None) -> bool:
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = _parser()
     # key=value overrides may stand before or after options: collect the ones argparse left over
+    # (one without "=" too: the config's reader names it, as it does before the options)
     args, extra = parser.parse_known_args(argv)
-    stray = [e for e in extra if e.startswith("-") or "=" not in e]
+    stray = [e for e in extra if e.startswith("-")]
     if stray or (extra and not hasattr(args, "overrides")):
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:

@@ -416,7 +416,13 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value")
+            hint = (
+                " (a config file? `run`, `compare` and `add-task` take one before their "
+                "overrides; `demo` takes none)"
+                if item.endswith(".toml")
+                else ""
+            )
+            raise ConfigError(f"override {item!r}: expected key=value{hint}")
         key, _, text = item.partition("=")
         set_dotted(raw, key.strip(), parse_value(text.strip()))
     return raw
@@ -487,6 +493,8 @@ def _training_part(text: str) -> str:
 
 def read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a config file (a TOML file)")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:

@@ -25,7 +25,7 @@ from mtlshare.evaluation import report
 from mtlshare.evaluation.curves import write_dev_curves
 from mtlshare.sharing.gating.report import gates_markdown, summarize
 from mtlshare.sharing.sparse.report import overlap_markdown, overlap_vs_gain
-from mtlshare.training.folder import ComparisonFolder
+from mtlshare.training.folder import ComparisonFolder, another_commands_output
 from mtlshare.training.joint import check_joint
 from mtlshare.training.objective import JOINT_ONLY, LossWeighting
 from mtlshare.training.settings import check_select_on
@@ -64,6 +64,9 @@ def compare(
     seeds = seeds or [cfg.seed]
     base_dir = base_dir if base_dir is not None else cfg.base_dir
     _check_request(cfg, mechanisms, seeds, jobs)
+    other = another_commands_output(out_dir, "comparison")
+    if other is not None:  # its rows would be written beside a run's files
+        raise MtlshareError(f"{out_dir}: holds {other}, not a comparison; choose another --out")
     every_task = build_problem(cfg.replace(tasks=[]), base_dir)
     problem = every_task.select(cfg.tasks) if cfg.tasks else every_task
     names = [td.task.name for td in problem.tasks]

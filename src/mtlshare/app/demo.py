@@ -16,8 +16,9 @@ from mtlshare.app.compare import compare, comparison_markdown
 from mtlshare.app.jobs import check_jobs
 from mtlshare.app.run import run
 from mtlshare.config import load_config
+from mtlshare.errors import MtlshareError
 from mtlshare.evaluation.plots import plot_comparisons
-from mtlshare.training.folder import OutputFolder
+from mtlshare.training.folder import DEMO_PLOT, OutputFolder, another_commands_output
 
 DEMO_CONFIG = Path(__file__).parents[1] / "demo.toml"  # recipes/demo/demo.toml links to it
 SETTINGS = {"high relatedness (p = 0.9)": 0.9, "low relatedness (p = 0.0)": 0.0}
@@ -38,9 +39,25 @@ def run_demo(
     for p in SETTINGS.values():  # bad overrides, the data's included, fail before --out is made
         load_config(DEMO_CONFIG, [*(overrides or []), f"data.relatedness={p}"]).data.validate()
     check_jobs(jobs)
+    _check_out(Path(out_dir))
     with OutputFolder(out_dir) as folder:
         folder.open()
         return _demo(folder.path, progress, overrides, seeds or SEEDS, jobs)
+
+
+def _check_out(out: Path) -> None:
+    """Refuse, before anything trains, a folder that holds an earlier demo (which cannot
+    resume: its comparisons would refuse their used folders one run at a time) or another
+    command's output."""
+    earlier = [n for n in ("high", "low", "add-task", DEMO_PLOT) if (out / n).exists()]
+    if earlier:
+        raise MtlshareError(
+            f"{out}: holds an earlier demo ({', '.join(earlier)}); the demo cannot resume: "
+            "choose another --out, or remove this folder"
+        )
+    other = another_commands_output(out, "demo")
+    if other is not None:
+        raise MtlshareError(f"{out}: holds {other}, not the demo's; choose another --out")
 
 
 def _demo(
@@ -57,7 +74,7 @@ def _demo(
         print(flush=True)
     plot = plot_comparisons(
         comparisons,
-        out / "demo.png",
+        out / DEMO_PLOT,
         title="Change in test MSE against single-task training "
         + (f"(mean of {len(seeds)} seeds)" if len(seeds) > 1 else f"(seed {seeds[0]})"),
     )

@@ -201,9 +201,12 @@ def carried_masks(job: RunJob) -> RunJob:
 
 def check_resumable(jobs: list[RunJob], resume: bool) -> None:
     """Refuse at once, naming the run and the settings, a resumed comparison whose folder holds
-    a run made with another config: otherwise the runs before it in the plan would train, for
-    hours perhaps, before its refusal. A run to be read back must hold readable results."""
-    if not resume:
+    a run made with another config, or a fresh one whose folder holds any earlier run:
+    otherwise the runs before it in the plan would train, for hours perhaps, before its
+    refusal. A run to be read back must hold readable results."""
+    if not resume:  # a fresh comparison in a used folder: refused before any run trains
+        for job in jobs:
+            RunFolder(job.folder).check(from_dict(job.config).to_toml(), False)
         return
     for job in jobs:
         folder = RunFolder(job.folder)

@@ -225,7 +225,7 @@ def load_run(
             raise MtlshareError(
                 f"{folder.checkpoint_dir(checkpoint)}: missing; the run finished, but its "
                 "checkpoints were not kept (a copy made by recipes/keep_runs.py keeps the scores "
-                "only): train it again to predict with it"
+                "only): train it again to use it"
             )
         raise MtlshareError(
             f"{folder.checkpoint_dir(checkpoint)}: missing; the run has no {checkpoint!r} "

@@ -13,10 +13,11 @@ A run folder (``RunFolder``)::
 Other outputs (a comparison, a forecasting study, the demo) are ``OutputFolder``s: the same
 lock and atomic writes, with their own files.
 
-Rules: a fresh run refuses a folder that holds an earlier run (results or checkpoints); a
-resumed one needs the same config; a finished run is never trained or rewritten again; one
-process at a time writes into a folder (a second gets a one-line error at once, never
-interleaved files). Every file is written through a temporary file and a rename.
+Rules: a fresh run refuses a folder that holds an earlier run (results or checkpoints), or
+another command's output (``another_commands_output``); a resumed one needs the same config; a
+finished run is never trained or rewritten again; one process at a time writes into a folder
+(a second gets a one-line error at once, never interleaved files). Every file is written
+through a temporary file and a rename.
 """
 
 from __future__ import annotations
@@ -273,6 +274,10 @@ class RunFolder(OutputFolder):
             raise MtlshareError(
                 f"{self.path}: holds an earlier run; choose another --out or pass --resume"
             )
+        else:
+            other = another_commands_output(self.path, "run")
+            if other is not None:
+                raise MtlshareError(f"{self.path}: holds {other}, not a run; choose another --out")
 
     def start(self, config_text: str, resume: bool, differences: Differences | None = None) -> None:
         """Lock the folder, check the rules again (another process may have written since the
@@ -334,6 +339,33 @@ class ComparisonFolder(OutputFolder):
     def write_comparison(self, comparison: dict[str, Any], markdown: str) -> None:
         self.write_json(self.JSON, comparison)
         self.write_text(self.MARKDOWN, markdown)
+
+
+DEMO_PLOT = "demo.png"  # the demo's own file at the top of its folder
+
+
+def another_commands_output(path: str | Path, wanted: str) -> str | None:
+    """What another command left in ``path``, when a command that writes a ``wanted`` folder
+    ("run", "comparison" or "demo") would write beside it; None for a new or empty folder, or
+    one of ``wanted``'s own. A run holds ``config.toml`` at its top; a comparison has
+    ``comparison.json``, or (cut short) runs in its row folders, one or two levels down; the
+    demo has ``demo.png`` and its comparisons."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    if wanted != "run" and (path / CONFIG).exists():
+        return f"a run ({CONFIG})"
+    if wanted != "comparison":
+        if (path / ComparisonFolder.JSON).exists():
+            return f"a comparison ({ComparisonFolder.JSON})"
+        if (path / DEMO_PLOT).exists():
+            return f"the demo's output ({DEMO_PLOT})"
+        below = [c for c in sorted(path.iterdir()) if c.is_dir()]
+        below += [g for c in below for g in sorted(c.iterdir()) if g.is_dir()]
+        runs = [str(c.relative_to(path)) for c in below if RunFolder(c).holds_run()]
+        if runs:
+            return f"a comparison's runs ({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''})"
+    return None
 
 
 def _saved_seed(run: RunFolder) -> int | None:
