@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mtlshare.config import MAX_SEED, apply_overrides, config_differences, load_config
-from mtlshare.errors import ConfigError
+from mtlshare.config import apply_overrides, config_differences, load_config
+from mtlshare.errors import MAX_SEED, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "recipes" / "demo" / "demo.toml"

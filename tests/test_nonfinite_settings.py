@@ -71,3 +71,35 @@ def test_masks_from_a_folder_without_a_run_names_the_key(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "sparse.masks_from: " in err, err
     assert "no complete checkpoint" in err, err
+
+
+CONLL = str(ROOT / "recipes" / "conll2003" / "quick.toml")
+BIKE = str(ROOT / "recipes" / "forecasting" / "bike_sharing.toml")
+
+
+@pytest.mark.parametrize(
+    ("config", "override", "named"),
+    [
+        # torch's "Overflow when unpacking long long": a 29-line traceback, exit 1
+        (DEMO, "data.data_seed=18446744073709551616", "data.data_seed: "),
+        (DEMO, "data.data_seed=-1", "data.data_seed: "),  # the data of 2**64 - 1, silently
+        (CONLL, "data.embedding_seed=18446744073709551616", "data.embedding_seed: "),
+        (CONLL, "data.dev_seed=-3", "data.dev_seed: "),
+        (DEMO, "train.threads=100000", "train.threads: "),  # a segfault, exit 139, no message
+        # NaN or infinite targets were taken for missing labels: "no observed label in dev"
+        (DEMO, "data.scale=nan", "data.scale: "),
+        (DEMO, "data.scale=inf", "data.scale: "),
+        # the reader's checks did not name the key
+        (BIKE, "data.fourier_terms=-1", "data.fourier_terms: "),
+        (BIKE, "data.layout='tall'", "data.layout: "),
+    ],
+)
+def test_a_setting_out_of_range_is_one_line_naming_its_key(
+    tmp_path, capsys, config, override, named
+):
+    out = tmp_path / "o"
+    assert main(["run", config, override, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("mtlshare: error:"), err
+    assert named in err, err
+    assert not out.exists()

@@ -27,7 +27,7 @@ import torch
 import mtlshare.data
 import mtlshare.forecasting.config
 import mtlshare.sharing  # noqa: F401  (these register their components on import)
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, check_seed
 from mtlshare.models.trunks import TrunkConfig
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS, Entry, Registry
 from mtlshare.training.objective import JOINT_ONLY, WeightingConfig
@@ -37,7 +37,6 @@ TOP_KEYS = ("experiment", "mechanism", "seed", "tasks")
 SECTIONS = ("data", "trunk", "train", "weighting", "compare")  # the tables every config has
 SINGLE = "single"  # compare's row of single-task baselines
 SUBNET = "single_subnet"  # and of each task alone on the mask the sparse run chose for it
-MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
 ROW_NAME = re.compile(r"[\w][\w+-]{0,63}")  # a comparison row: a folder name
 # data.source of a config whose data is a Problem built in Python (``run(..., problem=...)``):
 # no data source, no other [data] keys; what would read the data from the config refuses it
@@ -113,12 +112,6 @@ class CompareConfig:
             check_seed(seed, "compare.seeds")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"compare.seeds: {self.seeds} lists a seed twice")
-
-
-def check_seed(seed: int, key: str = "seed") -> None:
-    """A seed torch accepts: an integer in [0, 2**63 - 1]."""
-    if not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"{key}: {seed} is not a seed in [0, 2**63 - 1]")
 
 
 @dataclass

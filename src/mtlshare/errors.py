@@ -1,4 +1,5 @@
-"""The project's own error types: the CLI turns them into one line and exit code 2."""
+"""The project's own error types: the CLI turns them into one line and exit code 2; and the
+one check every config section shares, a seed's range."""
 
 from __future__ import annotations
 
@@ -49,3 +50,13 @@ class UnseenTagsWarning(UserWarning):
 
 class CheckpointError(MtlshareError):
     """A checkpoint is missing, incomplete or of a refused format."""
+
+
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
+
+
+def check_seed(seed: int, key: str = "seed") -> None:
+    """A seed torch accepts: an integer in [0, 2**63 - 1]; else a ``ConfigError`` naming
+    ``key``."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{key}: {seed} is not a seed in [0, 2**63 - 1]")

@@ -19,8 +19,8 @@ from mtlshare.app.jobs import (
     plan_summary,
     remember_problem,
 )
-from mtlshare.config import SINGLE, SUBNET, Config, check_seed
-from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.config import SINGLE, SUBNET, Config
+from mtlshare.errors import ConfigError, MtlshareError, check_seed
 from mtlshare.evaluation import report
 from mtlshare.evaluation.curves import write_dev_curves
 from mtlshare.sharing.gating.report import gates_markdown, summarize

@@ -27,7 +27,7 @@ import torch
 
 from mtlshare.data.codecs import TensorCodec
 from mtlshare.data.datasets import Problem, Split, TaskData
-from mtlshare.data.timeseries import DailyFrame, calendar_features, read_daily_csv
+from mtlshare.data.timeseries import LAYOUTS, DailyFrame, calendar_features, read_daily_csv
 from mtlshare.errors import ConfigError, DataError
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.task import Task
@@ -64,6 +64,13 @@ class DailyConfig:
             raise ConfigError(f"data.history: days must be >= 1, got {self.history}")
         if not self.origin:
             raise ConfigError("data.origin: the first forecast day (YYYY-MM-DD) is required")
+        # the reader's own checks, named by the config's keys
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"data.layout: {self.layout!r} is not one of {LAYOUTS}")
+        if len(set(self.series)) != len(self.series):
+            raise ConfigError(f"data.series: names a series twice, got {self.series}")
+        if self.fourier_terms < 0:
+            raise ConfigError(f"data.fourier_terms: must be >= 0, got {self.fourier_terms}")
 
 
 def parse_day(text: str, key: str) -> datetime.date:

@@ -20,7 +20,7 @@ import torch
 
 from mtlshare.data.codecs import TensorCodec
 from mtlshare.data.datasets import Problem, Split, TaskData
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, check_seed
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.task import Task
 
@@ -55,6 +55,9 @@ class SyntheticConfig:
             raise ConfigError(f"data.noise: must be a finite number >= 0, got {self.noise}")
         if self.sines < 0:
             raise ConfigError(f"data.sines: must be >= 0, got {self.sines}")
+        if not (self.scale > 0 and math.isfinite(self.scale)):
+            raise ConfigError(f"data.scale: must be a finite number > 0, got {self.scale}")
+        check_seed(self.data_seed, "data.data_seed")
 
 
 def task_weights(cfg: SyntheticConfig, g: torch.Generator) -> torch.Tensor:

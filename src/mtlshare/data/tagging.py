@@ -37,7 +37,7 @@ from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.tag_tasks import TaskSpec, tag_ids, tags_of, task_spec
 from mtlshare.data.tagging_codec import TaggingCodec, encode_words
 from mtlshare.data.vocab import VECTOR_PACKAGES, Vocab, embedding_matrix, read_vectors, word_key
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, check_seed
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -72,7 +72,7 @@ class ConllConfig:
     sentences of a file (0 = all). ``unseen_tags``: a dev or test tag never seen in training is
     an "error", or (with a warning) "map"s to a class of its own that no prediction matches:
     the gold stays the file's, and the metric counts that token (or chunk) as an error.
-    ``glove``: initial word vectors: "" (random, uniform in +-sqrt(3/word_dim)), the path of a
+    ``glove``: initial word vectors: "" (random: ``nn.Embedding``'s N(0, 1)), the path of a
     GloVe-format text file, or "glove-6b-50d" (GloVe 6B 50-d from the installed package, the
     extra ``mtlshare[glove]``; set ``word_dim = 50``). ``dev_from_train = N`` (instead of a
     dev file): N training sentences drawn with ``dev_seed`` are the dev split, never trained on.
@@ -127,6 +127,8 @@ class ConllConfig:
             raise ConfigError(f"data.dropout: must be in [0, 1), got {self.dropout}")
         if self.unseen_tags not in UNSEEN:
             raise ConfigError(f"data.unseen_tags: {self.unseen_tags!r} is not one of {UNSEEN}")
+        for key in ("embedding_seed", "dev_seed"):
+            check_seed(getattr(self, key), f"data.{key}")
 
 
 def _targets(ids: list[list[int]], length: int) -> Tensor:

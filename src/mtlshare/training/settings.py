@@ -16,6 +16,9 @@ KEEP = ("best", "last")
 SCHEDULES = ("alternate", "joint")
 
 
+MAX_THREADS = 1024  # trained here; 100,000 was a segfault (exit 139) with no message
+
+
 @dataclass
 class TrainConfig:
     """``[train]``: optimisation, sampling, evaluation, early stopping and threads."""
@@ -65,6 +68,8 @@ class TrainConfig:
             # "not >= 0" also refuses NaN, which compares false with everything
             if not (number >= 0 and math.isfinite(number)):
                 raise ConfigError(f"train.{key}: must be a finite number >= 0, got {number}")
+        if self.threads > MAX_THREADS:  # torch takes 100,000 and the first parallel op segfaults
+            raise ConfigError(f"train.threads: must be at most {MAX_THREADS:,}, got {self.threads}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"train.optimizer: {self.optimizer!r} is not one of {OPTIMIZERS}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
