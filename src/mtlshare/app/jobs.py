@@ -206,7 +206,7 @@ def check_resumable(jobs: list[RunJob], resume: bool) -> None:
     refusal. A run to be read back must hold readable results."""
     if not resume:  # a fresh comparison in a used folder: refused before any run trains
         for job in jobs:
-            RunFolder(job.folder).check(from_dict(job.config).to_toml(), False)
+            RunFolder(job.folder).check_fresh()
         return
     for job in jobs:
         folder = RunFolder(job.folder)

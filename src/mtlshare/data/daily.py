@@ -258,8 +258,6 @@ def daily_problem(cfg: DailyConfig, base_dir: str | None = None) -> Problem:
     """One task per series around ``cfg.origin``; ``meta`` carries what forecasting needs
     (dates, the window, the scales, the original values)."""
     cfg.validate()
-    if cfg.fourier_terms < 0:
-        raise ConfigError(f"data.fourier_terms: must be >= 0, got {cfg.fourier_terms}")
     frame = read_configured_csv(cfg, base_dir)
     win = window(frame, cfg)
     x_all, names = features(frame, cfg, win)

@@ -270,14 +270,18 @@ class RunFolder(OutputFolder):
                 )
             if not self.finished and self.checkpoint_dir("last").exists():
                 self.load_checkpoint("last")  # a refused or broken checkpoint fails here, first
-        elif self.holds_run():
+        else:
+            self.check_fresh()
+
+    def check_fresh(self) -> None:
+        """Raise unless a fresh run may start here: no earlier run, no other command's output."""
+        if self.holds_run():
             raise MtlshareError(
                 f"{self.path}: holds an earlier run; choose another --out or pass --resume"
             )
-        else:
-            other = another_commands_output(self.path, "run")
-            if other is not None:
-                raise MtlshareError(f"{self.path}: holds {other}, not a run; choose another --out")
+        other = another_commands_output(self.path, "run")
+        if other is not None:
+            raise MtlshareError(f"{self.path}: holds {other}, not a run; choose another --out")
 
     def start(self, config_text: str, resume: bool, differences: Differences | None = None) -> None:
         """Lock the folder, check the rules again (another process may have written since the
