@@ -331,3 +331,22 @@ def test_sparse_masks_that_leave_no_free_weight_are_warned_of_before_the_search(
     assert warned[0].startswith("mtlshare: warning: adding ['t3']: the trained masks of ")
     assert "can only select among frozen weights" in warned[0]
     assert json.loads((out / "add_task.json").read_text())["new_mask_free_entries"] == 0
+
+
+def test_an_addition_whose_figures_fail_still_writes_its_results(tmp_path, capsys, monkeypatch):
+    """The new task's gates cannot be drawn: a warning, and the addition is finished."""
+    import mtlshare.sharing.gating.plots as gate_plots
+
+    trained, out = tmp_path / "trained", tmp_path / "added"
+    run = ["run", DEMO, "mechanism=mmoe", 'tasks=["t1","t2"]', *SMALL, "--out", str(trained)]
+    assert main(run) == 0
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("no canvas")
+
+    monkeypatch.setattr(gate_plots, "plot_run_gates", fails)
+    capsys.readouterr()
+    assert main(["add-task", str(trained), DEMO, 'tasks=["t3"]', *SMALL, "--out", str(out)]) == 0
+    assert RunFolder(out).finished and not (out / "gates.png").exists()
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "not drawn" in ln]
+    assert warned == [f"mtlshare: warning: {out}: the figures: not drawn (RuntimeError: no canvas)"]

@@ -92,3 +92,29 @@ def test_the_wins_over_the_single_series_network_count_its_origins_only():
     assert (beats["origins"], beats["of"], beats["met"]) == (2, 3, True)
     assert beats["paired"]["lower_at"] == 2
     assert targets(results)["multitask_vs_seasonal_naive"]["paired"]["lower_at"] == 0
+
+
+def test_a_figure_that_cannot_be_drawn_costs_the_study_only_that_figure(
+    tmp_path, capsys, monkeypatch
+):
+    """A plotting error at a test origin or in the scarcity plot is a warning naming the
+    figure; the study's results, forecasts and tables are written as usual."""
+    import mtlshare.app.forecast as forecast_module
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("no canvas")
+
+    monkeypatch.setattr(forecast_module, "plot_forecast", fails)
+    monkeypatch.setattr(forecast_module, "plot_scarcity", fails)
+    csv = series_csv(tmp_path / "s.csv", drop=datetime.date(2009, 1, 1))  # a day not in it
+    (tmp_path / "f.toml").write_text(STUDY.format(csv=csv))
+    out = tmp_path / "out"
+    config = str(tmp_path / "f.toml")
+    assert main(["run", config, "--out", str(out), "--quiet", "forecast.histories=[30]"]) == 0
+    assert {"results.json", "forecasts.csv", "forecast.md"} <= {p.name for p in out.iterdir()}
+    assert not list(out.glob("*.png"))
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "not drawn" in ln]
+    assert warned == [
+        f"mtlshare: warning: {out / 'forecast_2011-06-01.png'}: not drawn (RuntimeError: no canvas)",
+        f"mtlshare: warning: {out / 'scarcity.png'}: not drawn (RuntimeError: no canvas)",
+    ]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlshare.app.build import build_model, build_problem, require_data_source
+from mtlshare.app.figures import draw
 from mtlshare.app.run import encoding_differences, usage_spec
 from mtlshare.config import Config, config_differences, load_trained_config
 from mtlshare.data.datasets import Problem
@@ -233,7 +234,7 @@ def add_task(
         summary["changed_parameters"] = changed
         summary["wall_seconds"] = round(time.perf_counter() - started, 3)
         out.write_json(SUMMARY, _ordered(summary))
-        model.write_artifacts(out.path)
+        draw(f"{out.path}: the figures", model.write_artifacts, out.path)
         out.write_results(_results(full_cfg, problem, summary, new_tasks))
     finally:
         out.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlshare.app.build import build_model, build_problem
+from mtlshare.app.figures import draw
 from mtlshare.app.jobs import (
     RunJob,
     available_cores,
@@ -296,11 +297,12 @@ def _assemble(
         comparison["gates"] = gated
     text = comparison_markdown(comparison, title or cfg.compare.title or None)
     folder.write_comparison(comparison, text + "\n")
-    write_dev_curves(folder.path, title=title or cfg.compare.title or "")
+    title = title or cfg.compare.title or ""
+    draw(folder.path / "dev_curves.png", write_dev_curves, folder.path, title=title)
     if gated:
         from mtlshare.sharing.gating.plots import plot_comparison_gates
 
-        plot_comparison_gates(gated, folder.file(folder.GATES))
+        draw(folder.file(folder.GATES), plot_comparison_gates, gated, folder.file(folder.GATES))
     return comparison
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from mtlshare.app.add_task import add_task
 from mtlshare.app.compare import compare, comparison_markdown
+from mtlshare.app.figures import draw
 from mtlshare.app.jobs import check_jobs
 from mtlshare.app.run import run
 from mtlshare.config import load_config
@@ -72,13 +73,12 @@ def _demo(
         )
         print(comparison_markdown(comparisons[label], label), flush=True)
         print(flush=True)
-    plot = plot_comparisons(
-        comparisons,
-        out / DEMO_PLOT,
-        title="Change in test MSE against single-task training "
-        + (f"(mean of {len(seeds)} seeds)" if len(seeds) > 1 else f"(seed {seeds[0]})"),
+    title = "Change in test MSE against single-task training " + (
+        f"(mean of {len(seeds)} seeds)" if len(seeds) > 1 else f"(seed {seeds[0]})"
     )
-    print(f"plot: {plot}")
+    plot = draw(out / DEMO_PLOT, plot_comparisons, comparisons, out / DEMO_PLOT, title=title)
+    if plot is not None:
+        print(f"plot: {plot}")
     added = add_task_demo(out / "add-task", progress, overrides)
     return {**comparisons, "add_task": added}
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from mtlshare.app.build import build_model, require_data_source
+from mtlshare.app.figures import draw
 from mtlshare.app.forecast_intervals import Calibration
 from mtlshare.app.forecast_methods import baseline_forecast
 from mtlshare.app.forecast_pool import Trainings, neural_forecasts
@@ -227,10 +228,15 @@ class Study:
             for name, row in self.score(view, forecasts, about, bounds).items():
                 per.setdefault(name, []).append({"origin": origin, **row})
             table += self.day_rows(view, origin, forecasts, bounds)
-            self.plot(view, origin, {n: f[0] for n, f in forecasts.items()}, bounds)
+            first_seed = {n: f[0] for n, f in forecasts.items()}
+            draw(self.plot_path(origin), self.plot, view, origin, first_seed, bounds)
             self.say(f"test origin {origin}: {len(forecasts)} methods")
         self.seconds["test"] = round(time.perf_counter() - started, 3)
         return per, table
+
+    def plot_path(self, origin: str) -> Path:
+        """Where the forecasts from ``origin`` are drawn."""
+        return self.folder.path / f"forecast_{origin}.png"
 
     def plot(
         self,
@@ -246,7 +252,7 @@ class Study:
         shown = slice(max(0, view.origin - self.fc.plot_days), view.origin)
         days = view.history_days[target]
         plot_forecast(
-            self.folder.path / f"forecast_{origin}.png",
+            self.plot_path(origin),
             view.frame.dates[shown],
             view.frame.values[target][shown],
             view.future_dates,
@@ -435,7 +441,9 @@ def run_forecast(
         if fc.histories:
             results["scarcity"], rows = study.scarcity()
             folder.write_text(SCARCITY, rows_csv(rows, SCARCITY_COLUMNS))
-            plot_scarcity(folder.path / "scarcity.png", results["scarcity"], fc.target)
+            scarce = results["scarcity"]
+            drawing = folder.path / "scarcity.png"
+            draw(drawing, plot_scarcity, drawing, scarce, fc.target)
         results["trainings"] = dict(study.trainings.counts)  # networks trained, and where
         results["seconds"] = {
             **study.seconds,

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from mtlshare.app.build import build_model, build_problem
+from mtlshare.app.figures import draw
 from mtlshare.config import Config, config_differences
 from mtlshare.data.codecs import inference_spec, plain_features
 from mtlshare.data.daily import ForecastView
@@ -99,7 +100,7 @@ def train(
             if where.world > 1:
                 results["processes"] = where.world
             if where.is_main:
-                model.write_artifacts(folder.path)
+                draw(f"{folder.path}: the figures", model.write_artifacts, folder.path)
                 folder.write_results(results)
         finally:
             folder.close()
