@@ -11,6 +11,7 @@ from mtlshare.cli import main
 from mtlshare.errors import MtlshareError
 from mtlshare.evaluation import curves as curves_module
 from mtlshare.evaluation.curves import plot_dev_curves, read_curves
+from mtlshare.evaluation.looks import looks
 
 
 def _metrics(path, rows):
@@ -76,10 +77,9 @@ def test_blank_lines_are_skipped_and_integer_scores_kept_but_not_other_values(tm
     assert read_curves(run) == {"run": {"a": [(1, 0.0), (2, 1.0)], "b": [(1, 0.5)]}}
 
 
-def test_a_panel_with_runs_the_first_legend_lacks_has_a_legend_of_its_own(tmp_path, monkeypatch):
-    """Runs of other task sets (a comparison beside a run of other tasks): every line is
-    labelled, the first panel's legend as before, and a panel only when it draws a row that
-    legend lacks."""
+def test_one_figure_legend_names_every_row_of_every_panel(tmp_path, monkeypatch):
+    """Runs of other task sets (a comparison beside a run of other tasks): one legend beside
+    the panels names every row once, whichever panels draw it, and no panel has its own."""
     curves = {
         "hard/seed-0": {"chunk": [(1, 0.5)], "ner": [(1, 0.4)], "pos": [(1, 0.9)]},
         "hard/seed-1": {"chunk": [(1, 0.6)], "ner": [(1, 0.3)], "pos": [(1, 0.8)]},
@@ -89,25 +89,101 @@ def test_a_panel_with_runs_the_first_legend_lacks_has_a_legend_of_its_own(tmp_pa
     }
     figures = []
     monkeypatch.setattr(curves_module, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    plot_dev_curves(curves, tmp_path / "c.png")
+    fig = figures.pop()
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.texts] == ["hard", "hard-pn", "sparse", "t1"]
 
-    def legends(curves):
-        plot_dev_curves(curves, tmp_path / "c.png")
-        drawn = {}
-        for ax in figures.pop().axes:
-            legend = ax.get_legend()
-            drawn[ax.get_title()] = [t.get_text() for t in legend.texts] if legend else None
-        return drawn
 
-    assert legends(curves) == {
-        "chunk": ["hard", "sparse"],
-        "ner": ["hard", "sparse", "hard-pn"],
-        "pos": ["hard", "sparse", "hard-pn"],
-        "t1": ["t1"],
-        "t2": ["t1"],
+def _figure(monkeypatch, *args, **kwargs):
+    figures = []
+    monkeypatch.setattr(curves_module, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    plot_dev_curves(*args, **kwargs)
+    return figures.pop()
+
+
+def test_many_tasks_wrap_into_rows_of_three_panels(tmp_path, monkeypatch):
+    tasks = [f"task_{i}" for i in range(8)]
+    fig = _figure(
+        monkeypatch, {"hard": {t: [(1, 0.5), (2, 0.6)] for t in tasks}}, tmp_path / "c.png"
+    )
+    drawn = [ax for ax in fig.axes if ax.axison]
+    assert len(drawn) == 8
+    assert len({ax.get_position().x0 for ax in drawn}) == 3  # three columns
+    assert fig.get_figwidth() < 4.5 * 4
+
+
+def test_a_rows_colour_is_the_same_in_the_demo_plot_and_the_curves(tmp_path, monkeypatch):
+    """``hard`` has one colour in every figure, whatever the other rows are."""
+    from matplotlib.colors import to_hex
+
+    fig = _figure(
+        monkeypatch,
+        {"adapters": {"t1": [(1, 0.5)]}, "hard/seed-0": {"t1": [(1, 0.5)]}},
+        tmp_path / "c.png",
+    )
+    (legend,) = fig.legends
+    colours = {
+        t.get_text(): to_hex(h.get_color())
+        for t, h in zip(legend.texts, legend.legend_handles, strict=True)
     }
-    same = {"hard/seed-0": curves["hard/seed-0"], "sparse/seed-0": curves["sparse/seed-0"]}
-    # one task set: the first panel's legend only, as before
-    assert legends(same) == {"chunk": ["hard", "sparse"], "ner": None, "pos": None}
+    assert colours["hard"] == looks(["hard"])["hard"].colour
+    assert colours["adapters"] == looks(["adapters"])["adapters"].colour
+
+
+def test_the_y_axis_names_each_tasks_metric_and_a_searched_sparse_row_is_marked(
+    tmp_path, monkeypatch
+):
+    """``results.json`` beside a run's metrics names each task's metric and direction; a sparse
+    run whose results hold search rounds is "after mask search" in the legend."""
+    from matplotlib.figure import Figure
+
+    rows = [{"epoch": e, "step": 10 * e, "dev": {"ner": 0.5, "y": 0.3}} for e in (1, 2)]
+    _metrics(tmp_path / "cmp" / "hard", rows)
+    _metrics(tmp_path / "cmp" / "sparse", rows)
+    tasks = {
+        "ner": {"metric": "span_f1", "higher_is_better": True},
+        "y": {"metric": "mse", "higher_is_better": False},
+    }
+    (tmp_path / "cmp" / "hard" / "results.json").write_text(json.dumps({"tasks": tasks}))
+    sparse = {"tasks": tasks, "sparse": {"rounds": [{"task": "ner", "density": 1.0}]}}
+    (tmp_path / "cmp" / "sparse" / "results.json").write_text(json.dumps(sparse))
+    runs = curves_module.read_run_info(tmp_path / "cmp")
+    assert runs["sparse"].searched and not runs["hard"].searched
+    figures: list[Figure] = []
+    monkeypatch.setattr(curves_module, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    curves_module.write_dev_curves(tmp_path / "cmp")
+    (fig,) = figures
+    labels = {ax.get_title(): ax.get_ylabel() for ax in fig.axes}
+    assert labels == {
+        "ner": "dev span F1 (higher is better)",
+        "y": "dev MSE (lower is better)",
+    }
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.texts] == ["hard", "sparse (after mask search)"]
+
+
+def test_a_run_still_training_shows_its_search_by_its_steps(tmp_path):
+    """No results.json yet: a first epoch far past one epoch's steps followed a search."""
+    _metrics(
+        tmp_path / "s",
+        [{"epoch": 1, "step": 500, "dev": {"a": 1}}, {"epoch": 2, "step": 510, "dev": {"a": 1}}],
+    )
+    _metrics(
+        tmp_path / "h",
+        [{"epoch": 1, "step": 10, "dev": {"a": 1}}, {"epoch": 2, "step": 20, "dev": {"a": 1}}],
+    )
+    assert curves_module.read_run_info(tmp_path / "s")["s"].searched
+    assert not curves_module.read_run_info(tmp_path / "h")["h"].searched
+    assert curves_module.read_run_info(tmp_path / "h")["h"].metric == {}
+
+
+def test_one_epoch_has_one_whole_tick(tmp_path, monkeypatch):
+    fig = _figure(monkeypatch, {"hard": {"a": [(1, 0.5)]}}, tmp_path / "c.png")
+    ax = fig.axes[0]
+    assert list(ax.get_xticks()) == [1]
+    assert ax.get_xlim() == (0, 2)
 
 
 @pytest.mark.parametrize(

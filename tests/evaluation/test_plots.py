@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
+import stat
 
 import pytest
+from matplotlib.colors import to_hex
 
 from mtlshare.errors import MtlshareError
-from mtlshare.evaluation.plots import plot_comparisons
+from mtlshare.evaluation import plots
+from mtlshare.evaluation.looks import looks
+from mtlshare.evaluation.plots import plot_comparisons, save_figure
 from mtlshare.evaluation.report import compare, merge_single
 
 
@@ -63,3 +68,131 @@ def test_plot_skips_infinite_changes(tmp_path):
 def test_plot_rejects_empty(tmp_path):
     with pytest.raises(MtlshareError):
         plot_comparisons({}, tmp_path / "none.png")
+
+
+def _keep_figure(monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    return figures
+
+
+def _bar_colours(fig):
+    """{mechanism: face colour} of the bars of every panel."""
+    return {
+        c.get_label(): to_hex(c.patches[0].get_facecolor())
+        for ax in fig.axes
+        for c in ax.containers
+    }
+
+
+def test_a_mechanism_has_one_colour_in_every_figure_and_none_is_repeated(monkeypatch, tmp_path):
+    """The colours come from ``looks``: ``hard`` alike in a figure of two rows and of many,
+    and eleven and more mechanisms (matplotlib's cycle has ten colours) all look different."""
+    figures = _keep_figure(monkeypatch)
+    plot_comparisons({"a": _comparison(0.4, 0.6)}, tmp_path / "a.png")
+    names = [f"m{i}" for i in range(40)]
+    many = compare(
+        merge_single([_result("single", {"t1": 0.5})]),
+        [_result(n, {"t1": 0.4}) for n in ["hard", *names]],
+    )
+    plot_comparisons({"many": many}, tmp_path / "b.png")
+    few, lots = (_bar_colours(f) for f in figures)
+    assert few["hard"] == lots["hard"] == looks(["hard"])["hard"].colour
+    hatches = {c.get_label(): c.patches[0].get_hatch() for c in figures[1].axes[0].containers}
+    assert len({(lots[n], hatches[n]) for n in lots}) == len(lots) == 41
+
+
+def test_looks_are_fixed_for_known_names_and_distinct_past_the_palette():
+    assert looks(["autoets", "hard"]) == {
+        "autoets": looks(["autoets"])["autoets"],
+        "hard": looks(["x", "hard"])["hard"],
+    }
+    assert looks(["b", "a"]) == looks(["a", "b"])  # unknown names: sorted, not by order met
+    drawn = looks([f"n{i}" for i in range(60)])
+    assert len({(lk.colour, lk.linestyle) for lk in drawn.values()}) == 60
+    assert len({(lk.colour, lk.hatch) for lk in drawn.values()}) == 60
+
+
+def test_one_figure_legend_names_the_mechanisms_of_every_panel(monkeypatch, tmp_path):
+    """``mmoe`` is only in the first panel: it still has its entry in the one legend."""
+    figures = _keep_figure(monkeypatch)
+    first = compare(merge_single([_result("single", {"t1": 0.5})]), [_result("mmoe", {"t1": 0.4})])
+    second = compare(merge_single([_result("single", {"t1": 0.5})]), [_result("hard", {"t1": 0.4})])
+    plot_comparisons({"a": first, "b": second}, tmp_path / "a.png")
+    (fig,) = figures
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.texts] == ["mmoe", "hard"]
+
+
+def test_many_long_task_names_are_slanted_on_a_wider_figure(monkeypatch, tmp_path):
+    figures = _keep_figure(monkeypatch)
+    tasks = {f"a_rather_long_task_name_{i}": 0.5 for i in range(6)}
+    single = merge_single([_result("single", {t: v}) for t, v in tasks.items()])
+    rows = [_result(m, tasks) for m in ("hard", "soft", "mmoe", "ple", "sparse", "adapters")]
+    plot_comparisons({"a": compare(single, rows)}, tmp_path / "a.png")
+    plot_comparisons({"a": _comparison(0.4, 0.6)}, tmp_path / "b.png")
+    wide, narrow = figures
+    assert wide.get_figwidth() > narrow.get_figwidth() + 2
+    assert all(t.get_rotation() > 0 for t in wide.axes[0].get_xticklabels())
+
+
+def test_changes_that_are_no_number_are_labelled_not_blank(monkeypatch, tmp_path):
+    figures = _keep_figure(monkeypatch)
+    cmp = _comparison(0.4, 0.6)
+    for row, value in zip(cmp["rows"][1:], (math.nan, math.inf), strict=True):
+        row["tasks"]["t1"]["relative_change"] = value
+    cmp["rows"][1]["tasks"]["t2"]["relative_change"] = -math.inf
+    plot_comparisons({"a": cmp}, tmp_path / "a.png")
+    (fig,) = figures
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["+inf", "-inf", "n/a"]
+    assert fig.axes[0].get_xlim() == (-0.5, 1.5)  # a NaN bar's slot is still on the axis
+
+
+def test_only_the_baseline_is_an_error_that_says_so(tmp_path):
+    only = compare(merge_single([_result("single", {"t1": 0.5})]), [])
+    with pytest.raises(MtlshareError, match="only their baseline"):
+        plot_comparisons({"a": only}, tmp_path / "a.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["x.pdf", "x.svg", "x"])
+def test_save_figure_refuses_a_path_that_is_no_png(tmp_path, name):
+    from matplotlib.figure import Figure
+
+    with pytest.raises(ValueError, match=f"{name}: a figure is saved as a PNG"):
+        save_figure(Figure(), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("beside_others", [False, True])
+def test_save_figure_syncs_before_the_rename_and_has_atomic_write_texts_mode(
+    tmp_path, monkeypatch, beside_others
+):
+    from matplotlib.figure import Figure
+
+    from mtlshare.training.checkpoint import atomic_write_text
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("replace") or real_replace(a, b))
+    out = save_figure(Figure(), tmp_path / "f.png", beside_others=beside_others)
+    assert events == ["fsync", "replace"]
+    atomic_write_text(tmp_path / "t.txt", "x", beside_others=beside_others)
+    mode = stat.S_IMODE(out.stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "t.txt").stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "t.txt"]
+
+
+def test_every_row_and_forecasting_method_has_a_fixed_look():
+    """A new mechanism or method must be added to ``looks.KNOWN`` (at its end), or its colour
+    would shift with the other names of a figure."""
+    import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
+    from mtlshare.config import SINGLE, SUBNET
+    from mtlshare.evaluation.looks import KNOWN
+    from mtlshare.forecasting.config import METHODS
+    from mtlshare.registry import MECHANISMS
+
+    assert {SINGLE, SUBNET, *MECHANISMS.names(), *METHODS} <= set(KNOWN)
+    assert len({(lk.colour, lk.linestyle) for lk in looks(KNOWN).values()}) == len(KNOWN)

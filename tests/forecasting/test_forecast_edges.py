@@ -115,6 +115,26 @@ def test_a_figure_that_cannot_be_drawn_costs_the_study_only_that_figure(
     assert not list(out.glob("*.png"))
     warned = [ln for ln in capsys.readouterr().err.splitlines() if "not drawn" in ln]
     assert warned == [
-        f"mtlshare: warning: {out / 'forecast_2011-06-01.png'}: not drawn (RuntimeError: no canvas)",
-        f"mtlshare: warning: {out / 'scarcity.png'}: not drawn (RuntimeError: no canvas)",
+        f"mtlshare: warning: {out / name}: not drawn (RuntimeError: no canvas)"
+        for name in ("forecast_2011-06-01.png", "scarcity.png")
     ]
+
+
+def test_a_forecast_plot_says_the_networks_seed_its_target_and_its_intervals_level(
+    tmp_path, monkeypatch
+):
+    """The plot shows the networks' first seed (the tables average them): its title says so."""
+    import mtlshare.app.forecast as forecast_module
+
+    seen: list[dict] = []
+    monkeypatch.setattr(forecast_module, "plot_forecast", lambda *a, **kw: seen.append(kw))
+    csv = series_csv(tmp_path / "s.csv", drop=datetime.date(2009, 1, 1))
+    (tmp_path / "f.toml").write_text(STUDY.format(csv=csv))
+    config = str(tmp_path / "f.toml")
+    methods = 'forecast.methods=["multitask", "seasonal_naive"]'
+    seeds = "forecast.seeds=[2]"
+    assert main(["run", config, "--out", str(tmp_path / "a"), "--quiet", methods, seeds]) == 0
+    assert main(["run", config, "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    networks, baselines = seen[0], seen[1]
+    assert networks["seed"] == 2 and baselines["seed"] is None  # seasonal naive, AutoETS: none
+    assert networks["target"] == "short" and networks["interval"] == 0.5

@@ -245,7 +245,8 @@ class Study:
         forecasts: dict[str, np.ndarray],
         bounds: Bounds | None = None,
     ) -> None:
-        """The forecasts from ``origin`` (first seed), with the first method's interval."""
+        """The forecasts from ``origin`` (the networks' first seed, said in the title), with the
+        first method's interval."""
         target = self.fc.target
         first = next(iter(forecasts), None)
         band = (first, *bounds[first][0]) if bounds and first in bounds else None
@@ -260,6 +261,9 @@ class Study:
             forecasts,
             f"{target}: {view.horizon}-day forecast from {origin} ({days} days of its history)",
             band=band,
+            seed=self.fc.seeds[0] if set(NEURAL) & set(forecasts) else None,  # the networks' first
+            target=target,
+            interval=self.fc.interval or None,
         )
 
     def scarcity(self) -> tuple[dict[str, Any], list[dict[str, str]]]:

@@ -8,12 +8,19 @@ matplotlib is imported inside the plotting function: it is heavy and only report
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtlshare.errors import MtlshareError
+from mtlshare.evaluation.looks import looks
 from mtlshare.evaluation.plots import save_figure
 
 METRICS = "metrics.jsonl"
+RESULTS = "results.json"  # beside it: each task's metric, and a sparse run's search
+COLUMNS = 3  # panels to a row of the figure
+METRIC_NAMES = {"accuracy": "accuracy", "span_f1": "span F1", "mse": "MSE", "mae": "MAE"}
 
 Curves = dict[str, dict[str, list[tuple[int, float]]]]  # run label -> task -> (epoch, dev)
 
@@ -61,52 +68,151 @@ def _curve(path: Path) -> dict[str, list[tuple[int, float]]]:
     return by_task
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run's ``results.json`` says about its dev curve: each task's ``metric`` and
+    whether higher is better, and ``searched``: the curve starts after a sparse mask search
+    (its epoch 1 follows the search's training, so it is not comparable with other rows')."""
+
+    metric: dict[str, str] = field(default_factory=dict)
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+    searched: bool = False
+
+
+def read_run_info(folder: str | Path) -> dict[str, RunInfo]:
+    """A :class:`RunInfo` per run under ``folder``, labelled as in :func:`read_curves`, from
+    the ``results.json`` beside each ``metrics.jsonl``. A run without one (still training)
+    says searched when its first epoch's step is more than twice the steps of the epoch after
+    it (a search ran before it), and knows no metric. Nothing here is an error: the labels of
+    a figure are all it feeds."""
+    folder = Path(folder)
+    info: dict[str, RunInfo] = {}
+    for path in sorted(folder.rglob(METRICS)):
+        label = str(path.parent.relative_to(folder)) if path.parent != folder else folder.name
+        info[label] = _run_info(path)
+    return info
+
+
+def _run_info(path: Path) -> RunInfo:
+    try:
+        results = json.loads((path.parent / RESULTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return RunInfo(searched=_steps_show_a_search(path))
+    if not isinstance(results, dict):
+        return RunInfo()
+    metric: dict[str, str] = {}
+    higher: dict[str, bool] = {}
+    tasks = results.get("tasks")
+    for task, about in (tasks if isinstance(tasks, dict) else {}).items():
+        if isinstance(about, dict):
+            if isinstance(about.get("metric"), str):
+                metric[task] = about["metric"]
+            if isinstance(about.get("higher_is_better"), bool):
+                higher[task] = about["higher_is_better"]
+    sparse = results.get("sparse")
+    searched = isinstance(sparse, dict) and bool(sparse.get("rounds"))
+    return RunInfo(metric, higher, searched)
+
+
+def _steps_show_a_search(path: Path) -> bool:
+    steps: list[int] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("dev"), dict):
+            step = record.get("step")
+            if isinstance(step, int) and not isinstance(step, bool):
+                steps.append(step)
+        if len(steps) == 2:
+            return steps[0] > 2 * (steps[1] - steps[0]) > 0
+    return False
+
+
+def _axis_label(task: str, runs: Mapping[str, RunInfo]) -> str:
+    """The dev metric of ``task`` and its direction where the runs agree on them."""
+    metrics = {r.metric[task] for r in runs.values() if task in r.metric}
+    higher = {r.higher_is_better[task] for r in runs.values() if task in r.higher_is_better}
+    name = "score"
+    if len(metrics) == 1:
+        (metric,) = metrics
+        name = METRIC_NAMES.get(metric, metric)
+    if len(higher) != 1:
+        return f"dev {name}"
+    return f"dev {name} ({'higher' if higher.pop() else 'lower'} is better)"
+
+
 def plot_dev_curves(
-    curves: Curves, path: str | Path, title: str = "", *, beside_others: bool = False
+    curves: Curves,
+    path: str | Path,
+    title: str = "",
+    *,
+    beside_others: bool = False,
+    runs: Mapping[str, RunInfo] | None = None,
 ) -> Path:
-    """One panel per task, a line per run (the same colour for a row's seeds); save a PNG at
-    ``path`` (atomically; ``beside_others``: a folder of the user's, as ``save_figure``) and
-    return it. The first panel has a legend of its rows; a later
-    panel has one of its own when it draws a row that legend lacks (runs with other tasks), so
-    that every line is labelled."""
+    """One panel per task, at most three to a row, a line per run (the same look for a row's
+    seeds, and the row's look in every figure: ``looks.looks``); save a PNG at ``path``
+    (atomically; ``beside_others``: a folder of the user's, as ``save_figure``) and return
+    it. One legend beside the panels names every row. ``runs`` (:func:`read_run_info`, by
+    run label) names each panel's metric and its direction on the y axis, and marks a row
+    whose curves start after a sparse mask search."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
+    runs = runs or {}
     tasks = sorted({task for curve in curves.values() for task in curve})
     if not tasks:
         raise MtlshareError(f"no dev scores to draw for {path}")
     rows = sorted({label.split("/")[0] for label in curves})
-    colours = {row: f"C{i % 10}" for i, row in enumerate(rows)}
-    fig = Figure(figsize=(4.5 * len(tasks), 3.6), layout="constrained")
+    drawn = looks(rows)
+    searched = {label.split("/")[0] for label, info in runs.items() if info.searched}
+    columns = min(len(tasks), COLUMNS)
+    lines = math.ceil(len(tasks) / columns)
+    fig = Figure(figsize=(4.5 * columns + 1.8, 3.4 * lines + 0.4), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
-    labelled: set[str] = set()  # the rows of the first panel's legend
-    for n, (ax, task) in enumerate(zip(axes, tasks, strict=True)):
-        drawn: set[str] = set()
+    axes = fig.subplots(lines, columns, squeeze=False).ravel()
+    for ax in axes[len(tasks) :]:
+        ax.set_axis_off()
+    for ax, task in zip(axes, tasks, strict=False):
+        epochs: set[int] = set()
         for label, curve in curves.items():
             points = curve.get(task)
             if not points:
                 continue
-            row = label.split("/")[0]
+            look = drawn[label.split("/")[0]]
             ax.plot(
                 [e for e, _ in points],
                 [v for _, v in points],
-                color=colours[row],
+                color=look.colour,
+                linestyle=look.linestyle,
                 marker=".",
                 linewidth=1,
-                label=row if row not in drawn else None,
             )
-            drawn.add(row)
+            epochs.update(e for e, _ in points)
         ax.set_title(task)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
-        ax.set_ylabel("dev score")
+        if len(epochs) == 1:  # one epoch: one tick, not 0.95 ... 1.05
+            (epoch,) = epochs
+            ax.set_xlim(epoch - 1, epoch + 1)
+            ax.set_xticks([epoch])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
+        relevant = {k: v for k, v in runs.items() if task in curves.get(k, {})}
+        ax.set_ylabel(_axis_label(task, relevant))
         ax.grid(alpha=0.3)
-        if n == 0 or drawn - labelled:
-            ax.legend(fontsize="small")
-        if n == 0:
-            labelled = drawn
+    handles = [
+        Line2D([], [], color=drawn[r].colour, linestyle=drawn[r].linestyle, marker=".")
+        for r in rows
+    ]
+    names = [f"{r} (after mask search)" if r in searched else r for r in rows]
+    fig.legend(handles, names, loc="outside right center", fontsize="small", title="run")
     if title:
         fig.suptitle(title)
     return save_figure(fig, path, beside_others=beside_others)
@@ -127,6 +233,7 @@ def write_dev_curves(folder: str | Path, out: str | Path | None = None, title: s
         if not out.parent.is_dir():
             raise MtlshareError(f"--out {out}: no folder {out.parent} to write it in")
     curves = read_curves(folder)
+    runs = read_run_info(folder)
     if out is None:
-        return plot_dev_curves(curves, folder / "dev_curves.png", title)
-    return plot_dev_curves(curves, out, title, beside_others=True)
+        return plot_dev_curves(curves, folder / "dev_curves.png", title, runs=runs)
+    return plot_dev_curves(curves, out, title, beside_others=True, runs=runs)

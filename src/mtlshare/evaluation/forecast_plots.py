@@ -6,16 +6,15 @@ matplotlib is imported inside the function: it is heavy and only reports need it
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mtlshare.evaluation.looks import looks
 from mtlshare.evaluation.plots import save_figure
-
-# tab10 without its grey (C7), which is taken by the history line.
-_METHOD_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")
 
 
 def plot_forecast(
@@ -27,14 +26,23 @@ def plot_forecast(
     forecasts: Mapping[str, np.ndarray],
     title: str,
     band: tuple[str, np.ndarray, np.ndarray] | None = None,
+    *,
+    seed: int | None = None,
+    target: str | None = None,
+    interval: float | None = None,
 ) -> Path:
     """Draw one forecast origin and save it as a PNG at ``path``; returns the path written.
 
     ``history`` (grey) is aligned with ``history_dates``, ``actual`` (black) and every array in
     ``forecasts`` (one coloured line per method, labelled with its key in the legend) with
-    ``future_dates``. ``NaN`` values (missing observations) show as gaps, not as filled points.
-    A dashed vertical line marks the forecast origin, the last history day; the x axis shows dates.
-    ``band`` = (method, lower, upper) shades that method's prediction interval in its colour.
+    ``future_dates``. ``NaN`` values (missing observations) show as gaps, not as filled points,
+    and a value between gaps (or a one-day horizon) as a marker. A dashed vertical line, half
+    way between the last history day and the first forecast day, marks the forecast origin;
+    the x axis shows dates. ``band`` = (method, lower, upper) shades that method's prediction
+    interval in its colour, in the legend as that method's interval (``interval``: its level,
+    0.8 for 80%). Each method has its colour of ``looks.looks``, the same in every figure.
+    ``seed``: the seed of the forecasts shown, added to the title; ``target``: the series'
+    name, the y axis' label (default: the title's words before its first ``": "``).
 
     The figure is built with ``matplotlib.figure.Figure`` and the Agg canvas rather than pyplot,
     so it works headless without switching the caller's global backend. The file is written
@@ -47,7 +55,7 @@ def plot_forecast(
     from matplotlib.figure import Figure
 
     if not history_dates:
-        raise ValueError("history_dates is empty: the forecast origin is the last history day")
+        raise ValueError("history_dates is empty: a forecast is drawn after its history")
     _check_length("history", history, history_dates)
     _check_length("actual", actual, future_dates)
     for name, forecast in forecasts.items():
@@ -65,24 +73,54 @@ def plot_forecast(
     # Dates as matplotlib's day numbers: the date locator and formatter below label them.
     past = date2num(list(history_dates))
     future = date2num(list(future_dates))
-    ax.plot(past, history, color="grey", linewidth=1.2, label="history")
-    ax.plot(future, actual, color="black", linewidth=1.5, label="actual")
-    for i, (name, forecast) in enumerate(forecasts.items()):
-        colour = _METHOD_COLOURS[i % len(_METHOD_COLOURS)]
-        ax.plot(future, forecast, color=colour, linewidth=1.2, label=name)
+    _line(ax, past, history, color="grey", linewidth=1.2, label="history")
+    _line(ax, future, actual, color="black", linewidth=1.5, label="actual")
+    drawn = looks(forecasts)
+    for name, forecast in forecasts.items():
+        look = drawn[name]
+        _line(ax, future, forecast, color=look.colour, linestyle=look.linestyle, label=name)
         if band is not None and band[0] == name:
-            ax.fill_between(future, band[1], band[2], color=colour, alpha=0.15, linewidth=0)
-    ax.axvline(float(past[-1]), color="black", linestyle="--", linewidth=0.8)
+            ax.fill_between(
+                future,
+                band[1],
+                band[2],
+                color=look.colour,
+                alpha=0.15,
+                linewidth=0,
+                label=f"{name}: {interval:.0%} interval" if interval else f"{name}: interval",
+            )
+    # the origin is the first forecast day: the line parts the last observed day from it
+    gap = float(future[0] - past[-1]) if len(future) else 1.0
+    ax.axvline(
+        float(past[-1]) + gap / 2,
+        color="black",
+        linestyle="--",
+        linewidth=0.8,
+        label="forecast origin",
+    )
     locator = AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-    ax.set_xlabel("date (dashed line: forecast origin)")
-    ax.set_ylabel("value")
+    ax.set_xlabel("date")
+    if target is None:
+        target = title.split(": ", 1)[0] if ": " in title else "value"
+    ax.set_ylabel(target)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    ax.set_title(title)
+    fig.legend(loc="outside right upper", fontsize="small")
+    ax.set_title(f"{title} (seed {seed})" if seed is not None else title)
 
     return save_figure(fig, path, dpi=110)
+
+
+def _line(ax: Any, x: np.ndarray, y: np.ndarray, **style: Any) -> None:
+    """Plot ``y`` against ``x`` with NaN as gaps, and a marker on each value that has no
+    neighbour to draw a segment to (a line of one point draws nothing)."""
+    y = np.asarray(y, dtype=float)
+    known = np.isfinite(y)
+    before = np.concatenate([[False], known[:-1]])
+    after = np.concatenate([known[1:], [False]])
+    alone = known & ~before & ~after
+    ax.plot(x, y, marker="o", markersize=3, markevery=list(alone), **style)
 
 
 def _check_length(name: str, values: np.ndarray, dates: Sequence[datetime.date]) -> None:
@@ -105,16 +143,25 @@ def plot_scarcity(path: str | Path, scarcity: Mapping[str, Any], target: str) ->
     fig = Figure(figsize=(6.5, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    for i, (name, by_days) in enumerate(scarcity["methods"].items()):
-        values = [by_days[str(d)]["mae"] for d in days]
-        colour = _METHOD_COLOURS[i % len(_METHOD_COLOURS)]
-        ax.plot(days, values, marker="o", color=colour, linewidth=1.4, label=name)
+    drawn = looks(scarcity["methods"])
+    for name, by_days in scarcity["methods"].items():
+        values = [by_days.get(str(d), {}).get("mae", math.nan) for d in days]
+        look = drawn[name]
+        ax.plot(
+            days,
+            [math.nan if v is None else v for v in values],
+            marker="o",
+            color=look.colour,
+            linestyle=look.linestyle,
+            linewidth=1.4,
+            label=name,
+        )
     ax.set_xscale("log")
     ax.set_xticks(days, [str(d) for d in days])
     ax.minorticks_off()
     ax.set_xlabel(f"days of {target}'s history before each origin")
     ax.set_ylabel("mean MAE over the test origins")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    fig.legend(loc="outside right upper", fontsize="small")
     ax.set_title(f"{target}: forecast error against history length")
     return save_figure(fig, Path(path), dpi=110)

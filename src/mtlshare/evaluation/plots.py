@@ -7,31 +7,44 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
 from mtlshare.errors import MtlshareError
+from mtlshare.evaluation.looks import looks
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120, *, beside_others: bool = False) -> Path:
-    """Save a matplotlib figure as PNG atomically: a temporary file beside ``path``, then a
-    rename, so a reader never sees half an image. Returns ``path``. The temporary file is
-    ``NAME.tmp`` (as ``atomic_write_text``'s) in a folder of the library's, so a write cut by a
-    kill leaves one file that the next write of the plot replaces; ``beside_others``: a folder
-    of the user's, where that name may be a file of theirs, so it gets a name no file has."""
+    """Save a matplotlib figure as PNG atomically: a temporary file beside ``path``, flushed to
+    disk, then a rename, so a reader never sees half an image, even after a power cut. Returns
+    ``path``. The temporary file is ``NAME.tmp`` (as ``atomic_write_text``'s) in a folder of
+    the library's, so a write cut by a kill leaves one file that the next write of the plot
+    replaces; ``beside_others``: a folder of the user's, where that name may be a file of
+    theirs, so it gets a name no file has. The file's mode is ``atomic_write_text``'s (0666
+    less the umask).
+
+    Raises:
+        ValueError: ``path`` does not end in ``.png`` (the bytes written are a PNG image).
+    """
     path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: a figure is saved as a PNG image; give a path ending in .png")
     path.parent.mkdir(parents=True, exist_ok=True)
     if beside_others:
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-        tmp = Path(name)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     else:
         tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a report image should be readable
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -58,23 +71,44 @@ def plot_comparisons(
     ``comparisons`` maps a setting label (e.g. ``"relatedness 0.9"``) to a
     :func:`mtlshare.evaluation.report.compare` result; each setting gets one panel of bars grouped
     by task, one bar per mechanism (the baseline is left out: it is the zero line). Bars below
-    zero are negative transfer. Infinite or NaN changes (zero baseline) are not drawn.
+    zero are negative transfer. A change that is no number (a zero baseline) has no bar but a
+    label at the zero line, ``n/a``, ``+inf`` or ``-inf``, so it is not read as no change. Every
+    mechanism keeps its colour (``looks.looks``) in every panel and figure, and one legend
+    beside the panels names the mechanisms of all of them. The figure widens with its tasks and
+    mechanisms, and long task names are slanted so that they do not overprint.
 
     The figure is built with ``matplotlib.figure.Figure`` and the Agg canvas rather than pyplot,
     so it works headless without switching the caller's global backend. The file is written
     by ``save_figure``: a temporary file in the same directory, moved into place with
     ``os.replace``, so readers never see a half-written image. Returns the path written.
+
+    Raises:
+        MtlshareError: no comparison, or none has a row besides its baseline (nothing to draw).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     if not comparisons:
         raise MtlshareError("plot_comparisons needs at least one comparison")
     path = Path(path)
     mechanisms = _mechanisms(comparisons)
-    width = 0.8 / max(len(mechanisms), 1)
-
-    fig = Figure(figsize=(max(4.5 * len(comparisons), 5.0), 4.0), layout="constrained")
+    if not mechanisms:
+        raise MtlshareError(
+            f"plot_comparisons: {path}: the comparisons hold only their baseline rows, so there "
+            "is no change against the baseline to draw"
+        )
+    drawn = looks(mechanisms)
+    width = 0.8 / len(mechanisms)
+    most = max(len(c["tasks"]) for c in comparisons.values())
+    longest = max((len(t) for c in comparisons.values() for t in c["tasks"]), default=1)
+    slot = 0.25 + 0.12 * len(mechanisms)  # inches per task
+    panel = max(4.5, 1.0 + most * slot)
+    slant = 0.08 * longest > panel / most  # a task's name is wider than its slot
+    fig = Figure(
+        figsize=(panel * len(comparisons) + 1.8, 4.0 + (0.07 * longest if slant else 0.0)),
+        layout="constrained",
+    )
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(comparisons), squeeze=False, sharey=True)[0]
     for ax, (label, comparison) in zip(axes, comparisons.items(), strict=True):
@@ -82,26 +116,52 @@ def plot_comparisons(
         rows = {r["mechanism"]: r for r in comparison["rows"]}
         for i, mechanism in enumerate(mechanisms):
             row = rows.get(mechanism)
-            if row is None:
+            if row is None or mechanism == comparison["baseline"]:
                 continue
             values = [100 * row["tasks"][t]["relative_change"] for t in tasks]
-            heights = [v if math.isfinite(v) else math.nan for v in values]
-            offset = (i - (len(mechanisms) - 1) / 2) * width
+            xs = [x + (i - (len(mechanisms) - 1) / 2) * width for x in range(len(tasks))]
+            look = drawn[mechanism]
             ax.bar(
-                [x + offset for x in range(len(tasks))],
-                heights,
+                xs,
+                [v if math.isfinite(v) else math.nan for v in values],
                 width,
+                color=look.colour,
+                hatch=look.hatch or None,
+                edgecolor="white" if look.hatch else None,
                 label=mechanism,
-                color=f"C{i % 10}",
             )
+            for x, v in zip(xs, values, strict=True):
+                if not math.isfinite(v):
+                    ax.annotate(
+                        "n/a" if math.isnan(v) else f"{v:+}",
+                        (x, 0.0),
+                        xytext=(0, 3 if v >= 0 or math.isnan(v) else -3),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom" if v >= 0 or math.isnan(v) else "top",
+                        rotation=90,
+                        fontsize=7,
+                        color=look.colour,
+                    )
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xticks(range(len(tasks)), tasks)
+        ax.set_xlim(-0.5, len(tasks) - 0.5)  # a bar of NaN height does not widen the axis
+        if slant:
+            ax.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right")
+        else:
+            ax.set_xticks(range(len(tasks)), tasks)
         ax.set_title(label)
         ax.set_xlabel("task")
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("relative change vs single-task (%)\npositive = better")
-    if mechanisms:
-        axes[-1].legend(title="mechanism", fontsize="small")
+    handles = [
+        Patch(
+            facecolor=drawn[m].colour,
+            hatch=drawn[m].hatch or None,
+            edgecolor="white" if drawn[m].hatch else drawn[m].colour,
+        )
+        for m in mechanisms
+    ]
+    fig.legend(handles, mechanisms, loc="outside right center", title="mechanism", fontsize="small")
     if title:
         fig.suptitle(title)
 

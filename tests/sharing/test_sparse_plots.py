@@ -1,0 +1,71 @@
+"""The sparse search's figures (paper Fig. 3 and 4): layout, legend and density axis."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtlshare.sharing.sparse import plots
+
+DENSITIES = [0.8**i for i in range(10)]
+
+
+def _search(tasks, densities, score=0.5):
+    return {
+        "rounds": [
+            {"task": t, "density": d, "dev_score": score, "round": i, "final": False}
+            for t in tasks
+            for i, d in enumerate(densities)
+        ],
+        "rounds_overlap": [
+            {"density": d, "overlap_ratio": 1.0, "mean_dev_score": score, "round": i}
+            for i, d in enumerate(densities)
+        ],
+    }
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    kept = []
+
+    def keep(fig, path, **kwargs):
+        kept.append(fig)
+        return path
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    return kept
+
+
+def test_the_figures_lay_themselves_out_with_a_legend_of_every_task_beside_the_axes(
+    figures, tmp_path
+):
+    tasks = ["named_entity_recognition", "pos", "chunk", "t4", "t5", "t6"]
+    plots.plot_search(_search(tasks, DENSITIES, score=-12345.6), tmp_path)
+    fig3, fig4 = figures
+    assert fig3.get_layout_engine() is not None and fig4.get_layout_engine() is not None
+    assert fig3.axes[0].get_legend() is None
+    (legend,) = fig3.legends
+    assert [t.get_text() for t in legend.texts] == sorted(tasks)
+
+
+def test_density_ticks_are_percentages_at_the_rounds_densities(figures, tmp_path):
+    plots.plot_search(_search(["a", "b"], DENSITIES), tmp_path)
+    for fig in figures:
+        ax = fig.axes[0]
+        fig.canvas.draw()
+        ticks = list(ax.get_xticks())
+        assert 1 < len(ticks) <= plots.TICKS
+        assert set(ticks) <= set(DENSITIES) and ticks[0] == 1.0 and ticks[-1] == DENSITIES[-1]
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert all(label.endswith("%") for label in labels) and len(set(labels)) == len(labels)
+        assert labels[0] == "100%"
+        assert not [t for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+        left, right = ax.get_xlim()
+        assert left > 1.0 > DENSITIES[-1] > right  # dense on the left
+
+
+def test_one_round_has_sane_limits_around_its_density(figures, tmp_path):
+    plots.plot_search(_search(["a"], [1.0]), tmp_path)
+    for fig in figures:
+        left, right = fig.axes[0].get_xlim()
+        assert 1.0 < left < 1.5 and 0.7 < right < 1.0
+        assert list(fig.axes[0].get_xticks()) == [1.0]
