@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mtlshare.evaluation.forecast_plots import plot_forecast, plot_scarcity
-from mtlshare.evaluation.looks import looks
+from mtlshare.evaluation.looks import FORECASTERS, looks
 
 START = datetime.date(2012, 1, 1)
 
@@ -97,7 +97,9 @@ def test_a_method_has_its_colour_in_the_forecast_and_the_scarcity_plot(tmp_path,
     plot_scarcity(tmp_path / "s.png", sweep, "casual")
     forecast, scarcity = (_legend(f) for f in figures)
     assert to_hex(forecast["autoets"].get_color()) == to_hex(scarcity["autoets"].get_color())
-    assert to_hex(forecast["autoets"].get_color()) == looks(["autoets"])["autoets"].colour
+    assert (
+        to_hex(forecast["autoets"].get_color()) == looks(["autoets"], FORECASTERS)["autoets"].colour
+    )
 
 
 def test_the_forecast_says_its_seed_target_interval_and_origin(tmp_path, monkeypatch):

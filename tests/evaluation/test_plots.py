@@ -186,13 +186,19 @@ def test_save_figure_syncs_before_the_rename_and_has_atomic_write_texts_mode(
 
 
 def test_every_row_and_forecasting_method_has_a_fixed_look():
-    """A new mechanism or method must be added to ``looks.KNOWN`` (at its end), or its colour
-    would shift with the other names of a figure."""
+    """A new mechanism or method must be added to ``looks.KNOWN`` or ``looks.FORECASTERS`` (at
+    its end), or its colour would shift with the other names of a figure."""
     import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
     from mtlshare.config import SINGLE, SUBNET
-    from mtlshare.evaluation.looks import KNOWN
+    from mtlshare.evaluation.looks import FORECASTERS, KNOWN
     from mtlshare.forecasting.config import METHODS
     from mtlshare.registry import MECHANISMS
 
-    assert {SINGLE, SUBNET, *MECHANISMS.names(), *METHODS} <= set(KNOWN)
-    assert len({(lk.colour, lk.linestyle) for lk in looks(KNOWN).values()}) == len(KNOWN)
+    assert {SINGLE, SUBNET, *MECHANISMS.names()} <= set(KNOWN)
+    assert set(METHODS) <= set(FORECASTERS)
+    for known in (KNOWN, FORECASTERS):
+        assert len({(lk.colour, lk.linestyle) for lk in looks(known, known).values()}) == len(known)
+    # lines of the forecasting methods take the palette's darker half, as the first rows do
+    assert [lk.colour for lk in looks(FORECASTERS, FORECASTERS).values()] == [
+        lk.colour for lk in looks(KNOWN[: len(FORECASTERS)]).values()
+    ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mtlshare.evaluation.looks import looks
+from mtlshare.evaluation.looks import FORECASTERS, looks
 from mtlshare.evaluation.plots import save_figure
 
 
@@ -75,7 +75,7 @@ def plot_forecast(
     future = date2num(list(future_dates))
     _line(ax, past, history, color="grey", linewidth=1.2, label="history")
     _line(ax, future, actual, color="black", linewidth=1.5, label="actual")
-    drawn = looks(forecasts)
+    drawn = looks(forecasts, FORECASTERS)
     for name, forecast in forecasts.items():
         look = drawn[name]
         _line(ax, future, forecast, color=look.colour, linestyle=look.linestyle, label=name)
@@ -143,7 +143,7 @@ def plot_scarcity(path: str | Path, scarcity: Mapping[str, Any], target: str) ->
     fig = Figure(figsize=(6.5, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    drawn = looks(scarcity["methods"])
+    drawn = looks(scarcity["methods"], FORECASTERS)
     for name, by_days in scarcity["methods"].items():
         values = [by_days.get(str(d), {}).get("mae", math.nan) for d in days]
         look = drawn[name]

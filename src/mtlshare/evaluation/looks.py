@@ -2,11 +2,13 @@
 ``hard`` is the same colour in ``demo.png`` and ``dev_curves.png`` and ``autoets`` the same in a
 forecast and in the scarcity sweep.
 
-The known names take fixed places, in the order below; names the list lacks (a compare row of
-the user's) come after them, sorted, so a figure's looks do not depend on the order its rows
-were read in. The palette is ``tab20`` without its two greys (the history line of a forecast
-is grey): 18 colours; the next 18 places repeat them dashed (bars: hatched), and so on, so no
-two of the first 72 places share a look (matplotlib's default cycle repeats after 10).
+The known names take fixed places, in the order below (``KNOWN`` for a comparison's rows,
+``FORECASTERS`` for the forecasting methods, each from the palette's first, darkest colours:
+the two never share a figure); names the list lacks (a compare row of the user's) come after
+them, sorted, so a figure's looks do not depend on the order its rows were read in. The
+palette is ``tab20`` without its two greys (the history line of a forecast is grey): 18
+colours; the next 18 places repeat them dashed (bars: hatched), and so on, so no two of the
+first 72 places share a look (matplotlib's default cycle repeats after 10).
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ from typing import Literal
 
 LineStyle = Literal["-", "--", ":", "-."]
 
-# compare's rows (config.SINGLE, the registered mechanisms, config.SUBNET) and then the
-# forecasting methods (forecasting.config.METHODS) that are not rows already. Fixed here, not
-# read from the registries: a new mechanism goes at the end, and no colour moves.
+# compare's rows (config.SINGLE, the registered mechanisms, config.SUBNET). Fixed here, not
+# read from the registry: a new mechanism goes at the end, and no colour moves.
 KNOWN = (
     "single",
     "hard",
@@ -32,13 +33,18 @@ KNOWN = (
     "mmoe",
     "ple",
     "single_subnet",
+)
+
+# the forecasting methods (forecasting.config.METHODS), the networks first
+FORECASTERS = (
     "multitask",
-    "prophet",
+    "single",
     "seasonal_naive",
+    "seasonal_mean",
     "naive",
     "autoets",
     "autoarima",
-    "seasonal_mean",
+    "prophet",
 )
 
 # tab20 less its greys (#7f7f7f, #c7c7c7), dark and light shade of a hue side by side
