@@ -350,3 +350,37 @@ def test_an_addition_whose_figures_fail_still_writes_its_results(tmp_path, capsy
     assert RunFolder(out).finished and not (out / "gates.png").exists()
     warned = [ln for ln in capsys.readouterr().err.splitlines() if "not drawn" in ln]
     assert warned == [f"mtlshare: warning: {out}: the figures: not drawn (RuntimeError: no canvas)"]
+
+
+def test_add_task_from_python_reads_relative_data_paths_from_the_config_folder(
+    tmp_path, monkeypatch
+):
+    """``mtlshare.add_task`` with a config read from a file, called from another directory:
+    its relative data paths are the config folder's, as for ``mtlshare.run``."""
+    import mtlshare
+
+    sentences = ["EU NNP B-ORG\nrejects VBZ O\n", "Peter NNP B-PER\n"]
+    (tmp_path / "train.txt").write_text("\n".join(sentences))
+    (tmp_path / "c.toml").write_text(CONLL)
+    small = ["train.epochs=1", "trunk.kind=mlp", "trunk.hidden=[8]"]
+    trained = tmp_path / "trained"
+    assert (
+        main(
+            [
+                "run",
+                str(tmp_path / "c.toml"),
+                *small,
+                'tasks=["pos"]',
+                "--out",
+                str(trained),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    cfg = mtlshare.load_config(tmp_path / "c.toml", [*small, 'tasks=["ner"]'])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # train.txt does not exist from here
+    mtlshare.add_task(trained, cfg, tmp_path / "added", progress=False)
+    assert (tmp_path / "added" / "add_task.json").is_file()

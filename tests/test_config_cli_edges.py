@@ -116,55 +116,6 @@ def test_single_subnet_rows_leave_out_the_fixed_weights_of_the_tasks_too():
     assert row_config(cfg, SUBNET, tasks=["t2"]).weighting.weights == {}
 
 
-TWO_TASKS = """
-[data]
-source = "conll"
-train = "train.txt"
-dev = "train.txt"
-test = "train.txt"
-columns = ["word", "pos", "ner"]
-[data.tasks.pos]
-column = "pos"
-[data.tasks.ner]
-column = "ner"
-scheme = "iob2"
-"""
-
-
-def test_add_task_from_python_reads_relative_data_paths_from_the_config_folder(
-    tmp_path, monkeypatch
-):
-    """``mtlshare.add_task`` with a config read from a file, called from another directory:
-    its relative data paths are the config folder's, as for ``mtlshare.run``."""
-    import mtlshare
-
-    sentences = ["EU NNP B-ORG\nrejects VBZ O\n", "Peter NNP B-PER\n"]
-    (tmp_path / "train.txt").write_text("\n".join(sentences))
-    (tmp_path / "c.toml").write_text(TWO_TASKS)
-    small = ["train.epochs=1", "trunk.kind=mlp", "trunk.hidden=[8]"]
-    trained = tmp_path / "trained"
-    assert (
-        main(
-            [
-                "run",
-                str(tmp_path / "c.toml"),
-                *small,
-                'tasks=["pos"]',
-                "--out",
-                str(trained),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    cfg = mtlshare.load_config(tmp_path / "c.toml", [*small, 'tasks=["ner"]'])
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)  # train.txt does not exist from here
-    mtlshare.add_task(trained, cfg, tmp_path / "added", progress=False)
-    assert (tmp_path / "added" / "add_task.json").is_file()
-
-
 def test_the_demo_refuses_a_folder_holding_an_earlier_demos_added_task(tmp_path, capsys):
     """Its add-task step refused the used folder only after both comparisons had trained."""
     out = tmp_path / "d"

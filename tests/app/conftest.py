@@ -1,5 +1,5 @@
-"""What the tests of trained runs share: a small synthetic run, and the first sentences of a
-CoNLL file as a test file whose tags training has seen."""
+"""What the tests of trained runs share: a small synthetic run, the config of a tiny tagger, and
+the first sentences of a CoNLL file as a test file whose tags training has seen."""
 
 from __future__ import annotations
 
@@ -39,3 +39,33 @@ def _first_sentences(source: Path, n: int, target: Path) -> Path:
 @pytest.fixture(scope="session")
 def first_sentences() -> Callable[[Path, int, Path], Path]:
     return _first_sentences
+
+
+TAGGER = """
+[data]
+source = "conll"
+train = "train.txt"
+dev = "dev.txt"
+test = "dev.txt"
+columns = ["word", "pos"]
+word_dim = 8
+char_filters = 0
+
+[data.tasks.pos]
+column = "pos"
+
+[trunk]
+kind = "lstm"
+hidden = [8]
+
+[train]
+epochs = 1
+threads = 1
+"""
+
+
+@pytest.fixture(scope="session")
+def tagger_config() -> str:
+    """A part-of-speech tagger small enough to train in a second: an LSTM of 8 over 8-d words,
+    one epoch, ``train.txt`` and ``dev.txt`` beside the config (dev scored as test)."""
+    return TAGGER

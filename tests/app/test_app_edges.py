@@ -14,36 +14,14 @@ from mtlshare.app.predict import load_run
 from mtlshare.cli import main
 from mtlshare.errors import ConfigError, MtlshareError
 
-TAGGING = """
-[data]
-source = "conll"
-train = "train.txt"
-dev = "dev.txt"
-test = "dev.txt"
-columns = ["word", "pos"]
-word_dim = 8
-char_filters = 0
-
-[data.tasks.pos]
-column = "pos"
-
-[trunk]
-kind = "lstm"
-hidden = [8]
-
-[train]
-epochs = 1
-threads = 1
-"""
-
 
 @pytest.fixture(scope="module")
-def tagging_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tagging_run(tmp_path_factory: pytest.TempPathFactory, tagger_config: str) -> Path:
     """A tiny part-of-speech tagger, trained for one epoch on four sentences."""
     base = tmp_path_factory.mktemp("tagging")
     (base / "train.txt").write_text("the DT\ncat NN\n\na DT\ndog NN\n\nthe DT\ndog NN\n")
     (base / "dev.txt").write_text("a DT\ncat NN\n")
-    (base / "run.toml").write_text(TAGGING)
+    (base / "run.toml").write_text(tagger_config)
     assert main(["run", str(base / "run.toml"), "--out", str(base / "run"), "--quiet"]) == 0
     return base / "run"
 
@@ -77,7 +55,7 @@ def test_a_cuda_index_one_past_the_last_gpu_is_refused_by_name(synthetic_run, mo
 
 
 def test_a_train_run_from_python_reads_relative_data_paths_from_the_config_folder(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, tagger_config
 ):
     """As ``mtlshare run`` does, whatever the working directory (``cfg.base_dir``)."""
     from mtlshare.app.run import run
@@ -85,7 +63,7 @@ def test_a_train_run_from_python_reads_relative_data_paths_from_the_config_folde
 
     (tmp_path / "train.txt").write_text("the DT\ncat NN\n\na DT\ndog NN\n")
     (tmp_path / "dev.txt").write_text("a DT\ncat NN\n")
-    (tmp_path / "run.toml").write_text(TAGGING)
+    (tmp_path / "run.toml").write_text(tagger_config)
     cfg = load_config(tmp_path / "run.toml")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -137,13 +115,13 @@ def test_a_mechanism_leaving_parameters_out_of_its_groups_is_refused_before_trai
     assert not (tmp_path / "out").exists()
 
 
-def test_evaluate_warns_of_unseen_tags_of_the_runs_tasks_only(tmp_path, capsys):
+def test_evaluate_warns_of_unseen_tags_of_the_runs_tasks_only(tmp_path, capsys, tagger_config):
     """A run of one task (``tasks = ["pos"]``) over data with two tables: an unseen tag of the
     task it did not train counts in none of its scores, so evaluate says nothing of it."""
     (tmp_path / "train.txt").write_text("the DT B-NP\ncat NN I-NP\n\na DT B-NP\ndog NN I-NP\n")
     (tmp_path / "dev.txt").write_text("a DT B-NP\ncat NN I-NP\n")
     (tmp_path / "test.txt").write_text("a DT B-NP\ncat NN B-XP\n")
-    config = TAGGING.replace('test = "dev.txt"', 'test = "test.txt"\nunseen_tags = "map"')
+    config = tagger_config.replace('test = "dev.txt"', 'test = "test.txt"\nunseen_tags = "map"')
     config = config.replace('["word", "pos"]', '["word", "pos", "chunk"]')
     config = 'tasks = ["pos"]\n' + config + '\n[data.tasks.chunk]\ncolumn = "chunk"\n'
     (tmp_path / "run.toml").write_text(config)

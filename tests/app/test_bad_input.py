@@ -116,36 +116,13 @@ def test_a_csv_naming_a_feature_twice_is_refused(synthetic_run, tmp_path, capsys
     assert not out.exists()
 
 
-CONFIG = """
-[data]
-source = "conll"
-train = "train.txt"
-dev = "dev.txt"
-test = "dev.txt"
-columns = ["word", "pos"]
-word_dim = 8
-char_filters = 0
-
-[data.tasks.pos]
-column = "pos"
-
-[trunk]
-kind = "lstm"
-hidden = [8]
-
-[train]
-epochs = 1
-threads = 1
-"""
-
-
-def test_evaluate_refuses_data_files_changed_since_training(tmp_path, capsys):
+def test_evaluate_refuses_data_files_changed_since_training(tmp_path, capsys, tagger_config):
     """``evaluate`` reads the run's data again; a training file changed since (or another copy
     under ``--data-dir``) gives other vocabularies, so every word another id: scoring with them
     would give wrong numbers without a word said."""
     (tmp_path / "train.txt").write_text("the DT\ncat NN\n\na DT\ndog NN\n\nthe DT\ndog NN\n")
     (tmp_path / "dev.txt").write_text("a DT\ncat NN\n")
-    (tmp_path / "run.toml").write_text(CONFIG)
+    (tmp_path / "run.toml").write_text(tagger_config)
     folder = tmp_path / "run"
     assert main(["run", str(tmp_path / "run.toml"), "--out", str(folder), "--quiet"]) == 0
     assert main(["evaluate", str(folder)]) == 0
@@ -157,7 +134,9 @@ def test_evaluate_refuses_data_files_changed_since_training(tmp_path, capsys):
     assert str(folder / "inference.json") in line
 
 
-def test_evaluate_says_which_gold_tags_of_the_scored_split_training_never_saw(tmp_path, capsys):
+def test_evaluate_says_which_gold_tags_of_the_scored_split_training_never_saw(
+    tmp_path, capsys, tagger_config
+):
     """With ``data.unseen_tags = "map"`` a gold tag training never saw counts as an error in the
     scores: ``evaluate`` says so for the split it scores (a test file changed since training
     included), and not for the other split."""
@@ -165,7 +144,7 @@ def test_evaluate_says_which_gold_tags_of_the_scored_split_training_never_saw(tm
     (tmp_path / "dev.txt").write_text("a DT\ncat NN\n")
     (tmp_path / "test.txt").write_text("a DT\ncat NN\n")
     (tmp_path / "run.toml").write_text(
-        CONFIG.replace('test = "dev.txt"', 'test = "test.txt"\nunseen_tags = "map"')
+        tagger_config.replace('test = "dev.txt"', 'test = "test.txt"\nunseen_tags = "map"')
     )
     folder = tmp_path / "run"
     assert main(["run", str(tmp_path / "run.toml"), "--out", str(folder), "--quiet"]) == 0

@@ -530,3 +530,98 @@ def test_a_study_without_validation_origins_says_it_has_no_intervals(tmp_path, c
     assert "warning: no prediction intervals: forecast.interval = 0.8" in err
     assert main([*argv, "forecast.interval=0", "--out", str(tmp_path / "none")]) == 0
     assert "prediction intervals" not in capsys.readouterr().err  # none asked for, none said
+
+
+# Found missing by a mutation review, and the study's figures: a smaller study, two statistical
+# methods, one validation origin for the intervals.
+EDGE = [
+    'forecast.origins=["2011-06-01"]',
+    'forecast.validation_origins=["2011-05-01"]',
+    "forecast.interval=0.5",
+    'forecast.methods=["seasonal_naive", "autoets"]',
+    "forecast.seeds=[0]",
+    "trunk.hidden=[8]",
+    "train.epochs=1",
+]
+
+
+def test_a_gap_autoets_cannot_fit_at_a_calibration_origin_is_found_before_out(tmp_path, capsys):
+    """The intervals are calibrated on the methods' forecasts at the validation origins: a gap
+    leaving AutoETS fewer than two seasons there (5 days after 2011-04-25, before 2011-05-01)
+    is one line before --out is made, though the test origin's history has enough."""
+    csv = series_csv(tmp_path / "s.csv", drop=(datetime.date(2011, 4, 25) - START).days)
+    (tmp_path / "f.toml").write_text(study_text(csv))
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "f.toml"), "--out", str(out), "--quiet", *EDGE]) == 2
+    assert not out.exists()  # the study did not start, to stop at its calibration
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mtlshare: error:"), lines
+    assert "validation origin 2011-05-01 (forecast.validation_origins)" in lines[0]
+    assert "autoets: 'short' has 5 observed days after its last missing one" in lines[0]
+
+
+def test_the_wins_over_the_single_series_network_count_its_origins_only():
+    """At how many origins the multi-task model beats single-series training: not seasonal
+    naive's count (which the mean-MAE comparisons beside it carry)."""
+    from mtlshare.app.forecast_report import targets
+
+    def method(*maes: float) -> dict:
+        return {"mae": sum(maes) / len(maes), "per_origin": [{"mae": m} for m in maes]}
+
+    results = {
+        "methods": {
+            "multitask": method(1.0, 1.0, 1.0),
+            "single": method(2.0, 2.0, 0.5),
+            "seasonal_naive": method(0.5, 0.5, 0.5),
+        }
+    }
+    beats = targets(results)["multitask_beats_single"]
+    assert (beats["origins"], beats["of"], beats["met"]) == (2, 3, True)
+    assert beats["paired"]["lower_at"] == 2
+    assert targets(results)["multitask_vs_seasonal_naive"]["paired"]["lower_at"] == 0
+
+
+def test_a_figure_that_cannot_be_drawn_costs_the_study_only_that_figure(
+    tmp_path, capsys, monkeypatch
+):
+    """A plotting error at a test origin or in the scarcity plot is a warning naming the
+    figure; the study's results, forecasts and tables are written as usual."""
+    import mtlshare.app.forecast as forecast_module
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("no canvas")
+
+    monkeypatch.setattr(forecast_module, "plot_forecast", fails)
+    monkeypatch.setattr(forecast_module, "plot_scarcity", fails)
+    csv = series_csv(tmp_path / "s.csv")
+    (tmp_path / "f.toml").write_text(study_text(csv))
+    out = tmp_path / "out"
+    config = str(tmp_path / "f.toml")
+    sweep = "forecast.histories=[30]"
+    assert main(["run", config, "--out", str(out), "--quiet", *EDGE, sweep]) == 0
+    assert {"results.json", "forecasts.csv", "forecast.md"} <= {p.name for p in out.iterdir()}
+    assert not list(out.glob("*.png"))
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "not drawn" in ln]
+    assert warned == [
+        f"mtlshare: warning: {out / name}: not drawn (RuntimeError: no canvas)"
+        for name in ("forecast_2011-06-01.png", "scarcity.png")
+    ]
+
+
+def test_a_forecast_plot_says_the_networks_seed_its_target_and_its_intervals_level(
+    tmp_path, monkeypatch
+):
+    """The plot shows the networks' first seed (the tables average them): its title says so."""
+    import mtlshare.app.forecast as forecast_module
+
+    seen: list[dict] = []
+    monkeypatch.setattr(forecast_module, "plot_forecast", lambda *a, **kw: seen.append(kw))
+    csv = series_csv(tmp_path / "s.csv")
+    (tmp_path / "f.toml").write_text(study_text(csv))
+    config = str(tmp_path / "f.toml")
+    neural = ['forecast.methods=["multitask", "seasonal_naive"]', "forecast.seeds=[2]"]
+    assert main(["run", config, "--out", str(tmp_path / "a"), "--quiet", *EDGE, *neural]) == 0
+    assert main(["run", config, "--out", str(tmp_path / "b"), "--quiet", *EDGE]) == 0
+    networks, baselines = seen[0], seen[1]
+    assert networks["seed"] == 2 and baselines["seed"] is None  # seasonal naive, AutoETS: none
+    assert networks["target"] == "short" and networks["interval"] == 0.5
