@@ -56,3 +56,30 @@ def test_recipe_builds_every_listed_mechanism(path):
         assert model.param_counts()["counted"] > 0
         if row.train.schedule == "joint":  # a weighting the model cannot take fails here
             check_joint(row.weighting.kind, model)
+
+
+def test_score_tagged_reads_a_predicted_conll_file_as_the_run_scores_it(tmp_path):
+    """``recipes/conll2003/score_tagged.py``: POS accuracy and span F1 over the predicted columns,
+    ``-DOCSTART-`` left out; a line of another width is one line naming it."""
+    import subprocess
+    import sys
+
+    script = ROOT / "recipes" / "conll2003" / "score_tagged.py"
+    tagged = tmp_path / "t.conll"
+    tagged.write_text(
+        "-DOCSTART- -X- -X- O O O O\n\n"
+        "EU NNP B-NP B-ORG NNP B-NP B-ORG\nrejects VBZ B-VP O NN B-NP O\n\n"
+        "Peter NNP B-NP B-PER NNP B-NP B-LOC\n"
+    )
+    score = [sys.executable, str(script), str(tagged)]
+    done = subprocess.run(score, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "2 sentences, 3 tokens",
+        f"pos accuracy {2 / 3!r}",
+        f"chunk span F1 {2 / 3!r} (strict IOB2 0.6667)",  # EU and Peter right, rejects not
+        "ner span F1 0.5 (strict IOB2 0.5000)",  # EU right, Peter not
+    ]
+    tagged.write_text("EU NNP B-NP B-ORG NNP B-NP\n")
+    done = subprocess.run(score, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.strip() == f"{tagged}:1: 6 columns, expected 7"
