@@ -295,9 +295,8 @@ def _assemble(
         )
     if gated:
         comparison["gates"] = gated
-    text = comparison_markdown(comparison, title or cfg.compare.title or None)
-    folder.write_comparison(comparison, text + "\n")
     title = title or cfg.compare.title or ""
+    folder.write_comparison(comparison, comparison_markdown(comparison, title or None) + "\n")
     draw(folder.path / "dev_curves.png", write_dev_curves, folder.path, title=title)
     if gated:
         from mtlshare.sharing.gating.plots import plot_comparison_gates

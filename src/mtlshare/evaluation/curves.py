@@ -34,14 +34,19 @@ def read_curves(folder: str | Path) -> Curves:
             line that is not a JSON object (naming the file and line).
     """
     folder = Path(folder)
-    files = sorted(folder.rglob(METRICS))
-    if not files:
+    runs = _runs(folder)
+    if not runs:
         raise MtlshareError(f"{folder}: no {METRICS} below it; is it a run or comparison folder?")
-    curves: Curves = {}
-    for path in files:
-        label = str(path.parent.relative_to(folder)) if path.parent != folder else folder.name
-        curves[label] = _curve(path)
-    return curves
+    return {label: _curve(path) for label, path in runs}
+
+
+def _runs(folder: Path) -> list[tuple[str, Path]]:
+    """Every ``metrics.jsonl`` under ``folder``, sorted, with its run's label: its folder's
+    path below ``folder``, or ``folder``'s name for the folder itself."""
+    return [
+        (str(path.parent.relative_to(folder)) if path.parent != folder else folder.name, path)
+        for path in sorted(folder.rglob(METRICS))
+    ]
 
 
 def _curve(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -85,12 +90,7 @@ def read_run_info(folder: str | Path) -> dict[str, RunInfo]:
     says searched when its first epoch's step is more than twice the steps of the epoch after
     it (a search ran before it), and knows no metric. Nothing here is an error: the labels of
     a figure are all it feeds."""
-    folder = Path(folder)
-    info: dict[str, RunInfo] = {}
-    for path in sorted(folder.rglob(METRICS)):
-        label = str(path.parent.relative_to(folder)) if path.parent != folder else folder.name
-        info[label] = _run_info(path)
-    return info
+    return {label: _run_info(path) for label, path in _runs(Path(folder))}
 
 
 def _run_info(path: Path) -> RunInfo:

@@ -145,11 +145,11 @@ def plot_scarcity(path: str | Path, scarcity: Mapping[str, Any], target: str) ->
     ax = fig.subplots()
     drawn = looks(scarcity["methods"], FORECASTERS)
     for name, by_days in scarcity["methods"].items():
-        values = [by_days.get(str(d), {}).get("mae", math.nan) for d in days]
+        maes = [by_days.get(str(d), {}).get("mae") for d in days]
         look = drawn[name]
         ax.plot(
             days,
-            [math.nan if v is None else v for v in values],
+            [math.nan if v is None else v for v in maes],  # a length not swept: a gap
             marker="o",
             color=look.colour,
             linestyle=look.linestyle,
