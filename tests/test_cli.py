@@ -447,3 +447,14 @@ def test_an_experiment_kind_registered_outside_the_library_is_one_line_not_a_key
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "experiment 'mine' is registered but nothing runs it" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_version_prints_the_installed_version_and_exits_0(capsys):
+    """``mtlshare --version`` names the version the package was installed as (pyproject's),
+    so the one in ``mtlshare/__init__.py`` cannot drift from it unnoticed."""
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out == f"mtlshare {version('mtlshare')}\n"

@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         "adapters, compared against single-task "
         "training; new tasks added to trained models; trained runs used to predict.",
     )
+    from mtlshare import __version__
+
+    p.add_argument("--version", action="version", version=f"mtlshare {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _training_commands(sub)
     _using_commands(sub)
