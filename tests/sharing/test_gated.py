@@ -483,3 +483,29 @@ def test_a_task_without_a_gate_in_some_seed_is_left_out_of_the_summary():
     summary = summarize([{"levels": [level]}, blind], [0, 1])["levels"][0]
     assert [p["tasks"] for p in summary["pairs"]] == [["a", "c"]]
     assert list(summary["on_shared"]) == ["a", "c"]
+
+
+def test_a_gate_without_dev_positions_is_a_blank_row_that_says_why(tmp_path, monkeypatch):
+    """gates.png: a task whose gate saw no dev position has no weights; its row is blank and
+    its name says so, where a gate mixing no expert at all could not be told from it."""
+    import math
+
+    from mtlshare.sharing.gating import plots
+
+    drawn = []
+
+    def keep(fig, path):
+        drawn.append(fig)
+        return path
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    level = {"experts": ["e1", "e2"], "tasks": {"t1": [0.25, 0.75], "t2": None}}
+    plots.plot_run_gates(
+        {"split": "dev", "positions": {"t1": 4, "t2": 0}, "levels": [level]}, tmp_path / "gates.png"
+    )
+    ax = drawn[0].axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["t1", "t2 (no dev positions)"]
+    image = ax.get_images()[0].get_array()
+    assert list(image[0]) == [0.25, 0.75]
+    assert all(math.isnan(w) for w in image.filled(math.nan)[1])
+    assert sorted(t.get_text() for t in ax.texts) == ["0.25", "0.75"]

@@ -1,6 +1,7 @@
 """Gate weights as heat maps: one panel per level (and per seed in a comparison), a row per
 gate (each task's, and the shared gate between PLE levels), a column per expert, the colour
-and the number the gate's mean weight on dev; blank where a gate does not mix that expert.
+and the number the gate's mean weight on dev; blank where a gate does not mix that expert, and
+a whole row blank, its name saying so, for a gate that saw no dev position.
 Tasks whose gates are bright in the same column share that expert."""
 
 from __future__ import annotations
@@ -76,7 +77,11 @@ def _matrix(level: dict[str, Any]) -> tuple[list[str], list[list[float]]]:
     matrix = [
         [math.nan if w is None else float(w) for w in (row or [None] * n)] for row in rows.values()
     ]
-    return list(rows), matrix
+    # a gate that saw no dev position has no weights: its blank row says why
+    names = [
+        name if row is not None else f"{name} (no dev positions)" for name, row in rows.items()
+    ]
+    return names, matrix
 
 
 def plot_run_gates(gates: dict[str, Any], path: str | Path) -> Path:
