@@ -97,3 +97,35 @@ def test_add_task_demo_says_unchanged_only_when_every_model_kept_its_tasks(
     monkeypatch.setattr(demo, "add_task", fake_add_task)
     demo.add_task_demo(tmp_path, progress=False)
     assert "existing tasks unchanged: False" in capsys.readouterr().out
+
+
+def test_the_demo_plot_says_its_seeds_and_one_that_fails_is_a_warning_not_a_path(
+    tmp_path, monkeypatch, capsys
+):
+    """The plot's title says ``(seed 0)`` for one seed and ``(mean of 2 seeds)`` for two; a plot
+    that cannot be drawn is one warning naming ``demo.png`` and no ``plot:`` line (it printed
+    ``plot: None``)."""
+    import mtlshare.app.demo as demo
+
+    titles = []
+    monkeypatch.setattr(demo, "compare", lambda *a, **kw: {"rows": []})
+    monkeypatch.setattr(demo, "comparison_markdown", lambda *a: "table")
+    monkeypatch.setattr(demo, "add_task_demo", lambda *a: {})
+    monkeypatch.setattr(
+        demo, "plot_comparisons", lambda c, path, title: titles.append(title) or path
+    )
+    for seeds in ([0], [0, 1]):
+        demo._demo(tmp_path, False, None, seeds, 1)
+    assert [t.rsplit(" (", 1)[1] for t in titles] == ["seed 0)", "mean of 2 seeds)"]
+    assert f"plot: {tmp_path / 'demo.png'}" in capsys.readouterr().out
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("no canvas")
+
+    monkeypatch.setattr(demo, "plot_comparisons", fails)
+    with pytest.warns(UserWarning) as warned:
+        demo._demo(tmp_path, False, None, [0], 1)
+    assert [str(w.message) for w in warned] == [
+        f"{tmp_path / 'demo.png'}: not drawn (RuntimeError: no canvas)"
+    ]
+    assert "plot:" not in capsys.readouterr().out

@@ -83,3 +83,31 @@ def test_score_tagged_reads_a_predicted_conll_file_as_the_run_scores_it(tmp_path
     tagged.write_text("EU NNP B-NP B-ORG NNP B-NP\n")
     done = subprocess.run(score, capture_output=True, text=True)
     assert done.returncode == 1 and done.stderr.strip() == f"{tagged}:1: 6 columns, expected 7"
+
+
+def test_score_tagged_gives_strict_iob2_beside_conlleval_and_refuses_bad_input(tmp_path):
+    """A chunk predicted ``I-NP I-NP`` is the gold ``B-NP I-NP`` chunk by conlleval's rules but
+    no chunk by strict IOB2's: the two scores differ. A line of eight columns, and a second
+    argument, are refused (exit 1, one line), not scored."""
+    import subprocess
+    import sys
+
+    script = ROOT / "recipes" / "conll2003" / "score_tagged.py"
+    tagged = tmp_path / "t.conll"
+    tagged.write_text("EU NNP B-NP B-ORG NNP I-NP B-ORG\nrejects NN I-NP O NN I-NP O\n")
+    done = subprocess.run(
+        [sys.executable, str(script), str(tagged)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[2:] == [
+        "chunk span F1 1.0 (strict IOB2 0.0000)",
+        "ner span F1 1.0 (strict IOB2 1.0000)",
+    ]
+    wide = tmp_path / "wide.conll"
+    wide.write_text("EU NNP B-NP B-ORG NNP B-NP B-ORG B-ORG\n")
+    done = subprocess.run([sys.executable, str(script), str(wide)], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.strip() == f"{wide}:1: 8 columns, expected 7"
+    two = [sys.executable, str(script), str(tagged), str(wide)]
+    done = subprocess.run(two, capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.strip() == "usage: python recipes/conll2003/score_tagged.py TAGGED_FILE"

@@ -65,3 +65,39 @@ def test_a_comparison_whose_curves_fail_writes_its_tables_and_exits_0(
     assert len(warned) == 1 and warned[0].startswith(
         f"mtlshare: warning: {out / 'dev_curves.png'}: not drawn (MtlshareError: "
     ), warned
+
+
+def test_draws_warning_points_at_the_line_that_asked_for_the_figure():
+    """``stacklevel``: Python's warning line names the caller of ``draw``, not ``draw``."""
+    with pytest.warns(UserWarning, match="not drawn") as record:
+        draw("a.png", fails)
+    assert [w.filename for w in record] == [__file__]
+
+
+def test_a_comparison_whose_gates_figure_fails_writes_its_tables_and_titled_curves(
+    tmp_path, capsys, monkeypatch
+):
+    """The gates' figure of a comparison cannot be drawn: a warning naming it, exit 0, the
+    tables and the dev curves written as usual, the curves under the comparison's title."""
+    import mtlshare.evaluation.curves as curves_module
+    import mtlshare.sharing.gating.plots as gate_plots
+
+    monkeypatch.setattr(gate_plots, "plot_comparison_gates", fails)
+    titles = []
+    real = curves_module.save_figure
+
+    def keep(fig, path, **kwargs):
+        titles.append(fig.get_suptitle())
+        return real(fig, path, **kwargs)
+
+    monkeypatch.setattr(curves_module, "save_figure", keep)
+    out = tmp_path / "cmp"
+    args = ["compare", str(DEMO), "--out", str(out), "--quiet", "--mechanisms", "single,mmoe"]
+    assert main([*args, "--seeds", "0", *SMALL, 'compare.title="gated"']) == 0
+    assert (out / "comparison.json").is_file() and (out / "dev_curves.png").is_file()
+    assert not (out / "gates.png").exists()
+    assert titles == ["gated"]
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "not drawn" in ln]
+    assert warned == [
+        f"mtlshare: warning: {out / 'gates.png'}: not drawn (RuntimeError: no canvas)"
+    ]

@@ -277,3 +277,150 @@ def test_a_plot_cut_by_a_kill_leaves_a_file_the_next_write_replaces(tmp_path, mo
     assert main(["curves", str(tmp_path / "cmp"), "--out", str(mine / "c.png")]) == 0
     assert sorted(p.name for p in mine.iterdir()) == ["c.png", "c.png.tmp"]
     assert (mine / "c.png.tmp").read_bytes() == b"the user's"
+
+
+def _results(path, tasks, **more):
+    (path / "results.json").write_text(json.dumps({"tasks": tasks, **more}))
+
+
+def _ylabels(monkeypatch, folder):
+    figures = []
+    monkeypatch.setattr(curves_module, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    curves_module.write_dev_curves(folder)
+    (fig,) = figures
+    return {ax.get_title(): ax.get_ylabel() for ax in fig.axes if ax.axison}
+
+
+def test_every_metric_has_its_name_on_the_y_axis_and_no_results_say_score(tmp_path, monkeypatch):
+    """accuracy and MAE are named as the tables name them; a run with no ``results.json`` (still
+    training) knows no metric: its panel says ``dev score``."""
+    rows = [{"epoch": e, "step": 10 * e, "dev": {"acc": 0.5, "err": 0.3}} for e in (1, 2)]
+    _metrics(tmp_path / "done", rows)
+    tasks = {
+        "acc": {"metric": "accuracy", "higher_is_better": True},
+        "err": {"metric": "mae", "higher_is_better": False},
+    }
+    _results(tmp_path / "done", tasks)
+    assert _ylabels(monkeypatch, tmp_path / "done") == {
+        "acc": "dev accuracy (higher is better)",
+        "err": "dev MAE (lower is better)",
+    }
+    _metrics(tmp_path / "training", rows)
+    assert set(_ylabels(monkeypatch, tmp_path / "training").values()) == {"dev score"}
+
+
+def test_runs_that_disagree_on_a_tasks_metric_or_direction_say_neither(tmp_path, monkeypatch):
+    """Two runs measuring ``y`` differently: the axis names no metric and no direction (it
+    took one of them, or failed to unpack two)."""
+    rows = [{"epoch": 1, "step": 10, "dev": {"y": 0.5}}]
+    _metrics(tmp_path / "cmp" / "a", rows)
+    _metrics(tmp_path / "cmp" / "b", rows)
+    _results(tmp_path / "cmp" / "a", {"y": {"metric": "mse", "higher_is_better": False}})
+    _results(tmp_path / "cmp" / "b", {"y": {"metric": "accuracy", "higher_is_better": True}})
+    assert _ylabels(monkeypatch, tmp_path / "cmp") == {"y": "dev score"}
+
+
+def test_a_panel_is_labelled_from_the_runs_it_draws_only(tmp_path, monkeypatch):
+    """Run ``b`` names ``y`` in its results but has no dev curve of it (every dev score of it
+    missing): it does not make ``y``'s panel lose its metric."""
+    _metrics(tmp_path / "cmp" / "a", [{"epoch": 1, "step": 10, "dev": {"y": 0.5}}])
+    _metrics(tmp_path / "cmp" / "b", [{"epoch": 1, "step": 10, "dev": {"y": None, "z": 0.5}}])
+    mse = {"metric": "mse", "higher_is_better": False}
+    _results(tmp_path / "cmp" / "a", {"y": mse})
+    _results(
+        tmp_path / "cmp" / "b", {"y": {"metric": "accuracy", "higher_is_better": True}, "z": mse}
+    )
+    assert _ylabels(monkeypatch, tmp_path / "cmp") == {
+        "y": "dev MSE (lower is better)",
+        "z": "dev MSE (lower is better)",
+    }
+
+
+def test_results_that_are_not_what_mtlshare_writes_cost_only_the_labels(
+    tmp_path, monkeypatch, capsys
+):
+    """A ``results.json`` that is a list, or whose direction is no boolean, draws the curves
+    with ``dev score`` and no direction: the labels are all it feeds."""
+    rows = [
+        {"epoch": 1, "step": 10, "dev": {"y": 0.5}},
+        {"epoch": 2, "step": 20, "dev": {"y": 0.6}},
+    ]
+    _metrics(tmp_path / "listed", rows)
+    (tmp_path / "listed" / "results.json").write_text("[1, 2]")
+    assert curves_module.read_run_info(tmp_path / "listed") == {"listed": curves_module.RunInfo()}
+    assert main(["curves", str(tmp_path / "listed")]) == 0
+    assert (tmp_path / "listed" / "dev_curves.png").is_file()
+    _metrics(tmp_path / "odd", rows)
+    _results(tmp_path / "odd", {"y": {"metric": "mse", "higher_is_better": None}})
+    assert _ylabels(monkeypatch, tmp_path / "odd") == {"y": "dev MSE"}
+
+
+def test_every_seed_of_a_searched_row_marks_the_row_and_given_masks_do_not(tmp_path, monkeypatch):
+    """A comparison's ``sparse/seed-K`` runs with search rounds mark the ``sparse`` row;
+    ``single_subnet``, whose masks were given (a ``sparse`` entry without rounds), is not
+    marked."""
+    rows = [{"epoch": e, "step": 10 * e, "dev": {"a": 0.5}} for e in (1, 2)]
+    task = {"a": {"metric": "mse", "higher_is_better": False}}
+    for seed in (0, 1):
+        _metrics(tmp_path / "cmp" / "sparse" / f"seed-{seed}", rows)
+        _results(
+            tmp_path / "cmp" / "sparse" / f"seed-{seed}",
+            task,
+            sparse={"rounds": [{"task": "a", "density": 1.0}]},
+        )
+    _metrics(tmp_path / "cmp" / "single_subnet", rows)
+    _results(tmp_path / "cmp" / "single_subnet", task, sparse={"rounds": [], "density": {"a": 0.5}})
+    figures = []
+    monkeypatch.setattr(curves_module, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    curves_module.write_dev_curves(tmp_path / "cmp")
+    (legend,) = figures[0].legends
+    assert [t.get_text() for t in legend.texts] == ["single_subnet", "sparse (after mask search)"]
+
+
+@pytest.mark.parametrize(
+    ("steps", "searched"),
+    [((21, 31), True), ((20, 30), False), ((5, 5), False), ((9, 4), False)],
+    ids=["past_twice", "twice_exactly", "no_step_between", "steps_going_back"],
+)
+def test_a_search_is_read_from_steps_only_past_twice_an_epochs_steps(tmp_path, steps, searched):
+    """A run still training shows a search when its first epoch ends past twice the steps of
+    the next epoch; lines that are not dev evaluations (no ``dev``) are not epochs."""
+    _metrics(
+        tmp_path / "run",
+        [
+            {"step": 1000, "split": "train", "loss": 0.5},  # not an evaluation
+            {"step": 1010, "split": "train", "loss": 0.4},
+            *({"epoch": e, "step": s, "dev": {"a": 0.5}} for e, s in enumerate(steps, 1)),
+        ],
+    )
+    assert curves_module.read_run_info(tmp_path / "run")["run"].searched is searched
+
+
+def test_a_row_past_the_palette_is_dashed_in_its_panels_and_in_the_legend(tmp_path, monkeypatch):
+    """Rows past the 18 colours repeat a colour dashed; the legend's line shows the same
+    style as the panel's, so that the two rows of one colour can be told apart."""
+    names = [f"row{i:02d}" for i in range(20)]
+    fig = _figure(monkeypatch, {n: {"a": [(1, 0.5), (2, 0.6)]} for n in names}, tmp_path / "c.png")
+    drawn = looks(names)
+    styles = {n: drawn[n].linestyle for n in names}
+    assert "--" in styles.values()
+    lines = fig.axes[0].get_lines()
+    assert [line.get_linestyle() for line in lines] == [styles[n] for n in names]
+    (legend,) = fig.legends
+    legend_styles = {
+        t.get_text(): h.get_linestyle()
+        for t, h in zip(legend.texts, legend.legend_handles, strict=True)
+    }
+    assert legend_styles == styles
+
+
+def test_curves_out_labels_its_axes_from_the_results_too(tmp_path, monkeypatch):
+    """``mtlshare curves RUN --out FILE`` (a folder of the user's) names the metric as the
+    figure in the run's folder does."""
+    _metrics(tmp_path / "run", [{"epoch": e, "step": 10 * e, "dev": {"y": 0.5}} for e in (1, 2)])
+    _results(tmp_path / "run", {"y": {"metric": "mse", "higher_is_better": False}})
+    figures = []
+    monkeypatch.setattr(curves_module, "save_figure", lambda fig, path, **kw: figures.append(fig))
+    assert main(["curves", str(tmp_path / "run"), "--out", str(tmp_path / "c.png")]) == 0
+    (fig,) = figures
+    assert fig.axes[0].get_ylabel() == "dev MSE (lower is better)"

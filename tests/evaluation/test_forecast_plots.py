@@ -153,3 +153,41 @@ def test_scarcity_with_a_missing_history_length_draws_a_gap(tmp_path, monkeypatc
     lines = {line.get_label(): line for line in fig.axes[0].lines}
     single = list(lines["single"].get_ydata())
     assert single[0] == 1.5 and np.isnan(single[1]) and single[2] == 1.2
+
+
+def test_a_title_without_a_series_name_leaves_the_y_axis_value(tmp_path, monkeypatch):
+    """No ``target`` and a title without ``NAME: ``: the y axis says ``value``, not the title."""
+    figures = _keep_figure(monkeypatch)
+    args = (_days(0, 5), np.ones(5), _days(5, 3), np.ones(3), {"mt": np.ones(3)})
+    plot_forecast(tmp_path / "a.png", *args, title="three days ahead")
+    (fig,) = figures
+    assert fig.axes[0].get_ylabel() == "value"
+
+
+def test_the_origin_line_is_half_way_across_a_gap_before_the_first_forecast_day(
+    tmp_path, monkeypatch
+):
+    """Forecasts that start three days after the last history day: the origin line stands
+    between the two, not half a day after the history."""
+    from matplotlib.dates import date2num
+
+    figures = _keep_figure(monkeypatch)
+    args = (_days(0, 5), np.ones(5), _days(7, 3), np.ones(3), {"mt": np.ones(3)})
+    plot_forecast(tmp_path / "a.png", *args, title="t")
+    (fig,) = figures
+    (origin,) = [ln for ln in fig.axes[0].lines if ln.get_label() == "forecast origin"]
+    assert origin.get_xdata()[0] == date2num(_days(4, 1)[0]) + 1.5
+
+
+def test_scarcity_lines_past_the_palette_are_dashed(tmp_path, monkeypatch):
+    """``plot_scarcity`` called with more methods than colours: a method's line has its look's
+    style, so two methods of one colour can be told apart."""
+    figures = _keep_figure(monkeypatch)
+    names = [f"method{i:02d}" for i in range(20)]
+    sweep = {"histories": [30, 60], "methods": {n: {"30": {"mae": 1.0}} for n in names}}
+    plot_scarcity(tmp_path / "s.png", sweep, "casual")
+    (fig,) = figures
+    drawn = looks(names, FORECASTERS)
+    styles = {line.get_label(): line.get_linestyle() for line in fig.axes[0].lines}
+    assert styles == {n: drawn[n].linestyle for n in names}
+    assert "--" in styles.values()

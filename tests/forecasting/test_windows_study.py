@@ -625,3 +625,26 @@ def test_a_forecast_plot_says_the_networks_seed_its_target_and_its_intervals_lev
     networks, baselines = seen[0], seen[1]
     assert networks["seed"] == 2 and baselines["seed"] is None  # seasonal naive, AutoETS: none
     assert networks["target"] == "short" and networks["interval"] == 0.5
+
+
+def test_a_forecast_plot_draws_the_networks_first_seed_as_its_title_says(tmp_path, monkeypatch):
+    """Seeds 2 and 3: the plotted network forecast is seed 2's, the one the title names (as
+    ``forecasts.csv`` has it), not the last seed's."""
+    import mtlshare.app.forecast as forecast_module
+
+    seen: list[tuple] = []
+    monkeypatch.setattr(forecast_module, "plot_forecast", lambda *a, **kw: seen.append((a, kw)))
+    csv = series_csv(tmp_path / "s.csv")
+    (tmp_path / "f.toml").write_text(study_text(csv))
+    out = tmp_path / "a"
+    neural = ['forecast.methods=["multitask", "seasonal_naive"]', "forecast.seeds=[2, 3]"]
+    assert (
+        main(["run", str(tmp_path / "f.toml"), "--out", str(out), "--quiet", *EDGE, *neural]) == 0
+    )
+    ((args, kwargs),) = seen
+    assert kwargs["seed"] == 2
+    with (out / "forecasts.csv").open(newline="") as f:
+        rows = [r for r in csv_module.DictReader(f) if r["method"] == "multitask"]
+    by_seed = {s: [float(r["forecast"]) for r in rows if r["seed"] == s] for s in ("2", "3")}
+    assert by_seed["2"] != by_seed["3"]
+    assert list(args[5]["multitask"]) == by_seed["2"]

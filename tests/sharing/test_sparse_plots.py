@@ -69,3 +69,62 @@ def test_one_round_has_sane_limits_around_its_density(figures, tmp_path):
         left, right = fig.axes[0].get_xlim()
         assert 1.0 < left < 1.5 and 0.7 < right < 1.0
         assert list(fig.axes[0].get_xticks()) == [1.0]
+
+
+def _ticks(fig):
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    return list(ax.get_xticks()), [t.get_text() for t in ax.get_xticklabels()]
+
+
+def test_the_tasks_densities_of_one_round_share_one_tick(figures, tmp_path):
+    """Two tasks pruned to nearly the same density each round: one tick per round (the denser
+    task's), not two ticks running together."""
+    search = _search(["a"], DENSITIES)
+    search["rounds"] += [
+        {**r, "task": "b", "density": r["density"] * 0.99}
+        for r in _search(["b"], DENSITIES)["rounds"]
+    ]
+    plots.plot_search(search, tmp_path)
+    ticks, _ = _ticks(figures[0])
+    assert ticks == DENSITIES
+
+
+@pytest.mark.parametrize("rounds", [20, 25])
+def test_many_rounds_get_at_most_ten_ticks_the_densest_and_the_sparsest_among_them(
+    figures, tmp_path, rounds
+):
+    densities = [0.9**i for i in range(rounds)]
+    plots.plot_search(_search(["a"], densities), tmp_path)
+    for fig in figures:
+        ticks, labels = _ticks(fig)
+        assert len(ticks) <= plots.TICKS
+        assert ticks[0] == 1.0 and ticks[-1] == densities[-1]
+        assert set(ticks) <= set(densities) and len(set(labels)) == len(labels)
+
+
+def test_ticks_take_the_fewest_decimals_that_tell_them_apart(figures, tmp_path):
+    """1.4% and 1.1% need one decimal of percent: every tick gets one, and no more."""
+    plots.plot_search(_search(["a"], [1.0, 0.5, 0.014, 0.011]), tmp_path)
+    _, labels = _ticks(figures[0])
+    assert labels == ["100.0%", "50.0%", "1.4%", "1.1%"]
+
+
+def test_a_runs_tasks_take_the_palettes_colours_from_the_first_in_a_titled_legend(
+    figures, tmp_path
+):
+    """Tasks are no comparison rows: sorted, they take the palette from its first colour
+    (``looks(tasks, known=())``), whatever their names, eleven of them eleven colours, none the
+    grey of matplotlib's cycle; the legend is titled ``task``."""
+    from matplotlib.colors import to_hex
+
+    from mtlshare.evaluation.looks import PALETTE
+
+    tasks = ["pos", "hard", "chunk", *(f"t{i:02d}" for i in range(8))]
+    plots.plot_search(_search(tasks, DENSITIES), tmp_path)
+    fig3 = figures[0]
+    colours = {line.get_label(): to_hex(line.get_color()) for line in fig3.axes[0].get_lines()}
+    assert colours == dict(zip(sorted(tasks), PALETTE, strict=False))
+    assert list(colours)[:3] == ["chunk", "hard", "pos"]
+    (legend,) = fig3.legends
+    assert legend.get_title().get_text() == "task"
