@@ -111,3 +111,29 @@ def test_score_tagged_gives_strict_iob2_beside_conlleval_and_refuses_bad_input(t
     done = subprocess.run(two, capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr.strip() == "usage: python recipes/conll2003/score_tagged.py TAGGED_FILE"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (None, "cannot read"),  # no such file
+        ("", "no tokens to score"),
+        ("-DOCSTART- -X- -X- O O O O\n\n", "no tokens to score"),
+    ],
+)
+def test_score_tagged_refuses_a_missing_or_empty_file_in_one_line(tmp_path, text, says):
+    """A missing file, an empty one or one of document markers only: one line naming the file
+    (exit 1), not a traceback (a ZeroDivisionError for the empty ones)."""
+    import subprocess
+    import sys
+
+    script = ROOT / "recipes" / "conll2003" / "score_tagged.py"
+    tagged = tmp_path / "t.conll"
+    if text is not None:
+        tagged.write_text(text)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tagged)], capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"{tagged}: ") and says in done.stderr, done.stderr

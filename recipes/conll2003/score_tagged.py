@@ -26,7 +26,11 @@ def sentences(path: Path) -> list[list[list[str]]]:
     """The file's sentences, each a list of its tokens' columns; ``-DOCSTART-`` left out."""
     found: list[list[list[str]]] = []
     current: list[list[str]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SystemExit(f"{path}: cannot read: {e}") from None
+    for number, line in enumerate(text.splitlines(), 1):
         columns = line.split()
         if not columns:
             if current:
@@ -47,6 +51,8 @@ def main(argv: list[str]) -> None:
     path = Path(argv[0])
     tagged = sentences(path)
     tokens = [t for s in tagged for t in s]
+    if not tokens:
+        raise SystemExit(f"{path}: no tokens to score")
     right = sum(t[GOLD["pos"]] == t[PREDICTED["pos"]] for t in tokens)
     print(f"{len(tagged):,} sentences, {len(tokens):,} tokens")
     print(f"pos accuracy {right / len(tokens)!r}")
