@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from mtlshare import __version__
 from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD, ConfigError, MtlshareError
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ def _parser() -> argparse.ArgumentParser:
         "adapters, compared against single-task "
         "training; new tasks added to trained models; trained runs used to predict.",
     )
-    from mtlshare import __version__
-
     p.add_argument("--version", action="version", version=f"mtlshare {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _training_commands(sub)
