@@ -14,7 +14,7 @@ import torch
 
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.data.datasets import Problem, Split, TaskData
-from mtlshare.errors import ConfigError
+from mtlshare.errors import CheckpointError, ConfigError
 from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.sharing.hierarchical import HierarchicalConfig, HierarchicalSharing
@@ -667,6 +667,38 @@ def test_search_cut_between_a_tasks_part_and_its_progress_redoes_only_its_last_r
     resumed = _MemorySubject(store)
     _same(_search(resumed, tasks), full)
     assert resumed.trained == ["a"] + ["b"] * per_task
+
+
+def test_a_search_whose_finished_task_lost_its_part_is_a_checkpoint_error():
+    # the progress names a finished task whose rounds are gone (a damaged run folder): one
+    # line from the CLI (CheckpointError), not a ValueError's traceback
+    tasks = ["a", "b"]
+    store: dict[str, tuple] = {}
+    _search(_MemorySubject(store), tasks)
+    assert store[""][1]["done"] == tasks
+    del store["a"]
+    with pytest.raises(CheckpointError, match="'a' finished, but that task's rounds"):
+        _search(_MemorySubject(store), tasks)
+
+
+def test_resuming_a_run_whose_search_lost_a_part_is_one_line_and_exit_2(tmp_path, capsys):
+    from mtlshare.cli import main
+
+    demo = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "demo.toml"
+    args = ["run", str(demo), "mechanism=sparse", "train.epochs=1", "data.n_train=40"]
+    args += ["data.n_dev=20", "data.n_test=20", "sparse.warmup_steps=1", "sparse.round_steps=1"]
+    args += ["sparse.target_density=0.5", "sparse.alpha=0.5", "--quiet", "--out"]
+    out = tmp_path / "run"
+    assert main([*args, str(out)]) == 0
+    # cut before the loop's first checkpoint, and the first task's part of the search lost
+    for name in ("last", "best", "search-task-t1"):
+        shutil.rmtree(out / "checkpoint" / name)
+    (out / "results.json").unlink()
+    capsys.readouterr()
+    assert main([*args, str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtlshare: error: ") and err.count("\n") == 1, err
+    assert "'t1' finished" in err
 
 
 def test_a_search_stops_at_a_density_equal_to_the_target():

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from torch import Tensor
 from tqdm import tqdm
 
+from mtlshare.errors import CheckpointError
 from mtlshare.sharing.sparse.masks import (
     density_within,
     global_magnitude_prune,
@@ -154,7 +155,11 @@ def _resume(subject: SearchSubject) -> tuple[list[Candidate], Masks | None, list
     for task in state[1].get("done", []):
         part = subject.load(task)
         if part is None:
-            raise ValueError(f"the search's progress names {task!r} finished, but its part is gone")
+            # a damaged run folder is the user's to fix: one line, not a traceback
+            raise CheckpointError(
+                f"the mask search's progress names {task!r} finished, but that task's rounds "
+                "(its part of the search's checkpoints) are gone; train again with a new --out"
+            )
         candidates += _unpack(*part)[0]
     own, current = _unpack(*state)
     return candidates + own, current, list(state[1].get("done", []))
