@@ -219,7 +219,7 @@ def add_task(
         fit = trainer.fit(resume=resume)
         after = {t: {s: scorer.score(t, s) for s in ("dev", "test")} for t in old_tasks}
         changed = model.changed_since(snapshot)
-        summary = _summary(trained.path, full_cfg, problem, model, old_tasks, new_tasks, fit)
+        summary = _summary(trained.path, full_cfg, problem, model, new_tasks, fit)
         summary["existing_tasks"] = {
             t: {
                 "metric": problem.select([t]).tasks[0].task.metric,
@@ -251,7 +251,6 @@ def _summary(
     cfg: Config,
     problem: Problem,
     model: SharingModel,
-    old_tasks: list[str],
     new_tasks: list[str],
     fit: FitResult,
 ) -> dict[str, Any]:

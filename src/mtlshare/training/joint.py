@@ -216,13 +216,13 @@ class JointStepper:
             reg, _ = t.objective(None, None, REGULARIZER)
             reg.backward()
         self._gradnorm_grad = None
-        combined = self._combine(grads, len(params))
+        combined = self._combine(grads)
         for i, g in combined.items():
             p = params[i]
             p.grad = g if p.grad is None else p.grad + g
         return losses
 
-    def _combine(self, grads: dict[str, dict[int, Tensor]], n_params: int) -> dict[int, Tensor]:
+    def _combine(self, grads: dict[str, dict[int, Tensor]]) -> dict[int, Tensor]:
         """Every parameter's update from the tasks' gradients: aggregated where two or more
         tasks reach it (with an aggregator), summed otherwise."""
         reached: dict[int, list[str]] = {}
@@ -264,10 +264,6 @@ class JointStepper:
                 f"loss is {float(loss.detach())} at joint step {self.t.global_step} on task(s) "
                 f"{names}; lower train.lr or set train.grad_clip"
             )
-
-
-def _zeros(grads: dict[str, dict[int, Tensor]], i: int) -> Tensor:
-    return torch.zeros_like(_like(grads, i))
 
 
 def _like(grads: dict[str, dict[int, Tensor]], i: int) -> Tensor:
