@@ -380,3 +380,20 @@ def test_a_run_written_beside_a_mechanism_of_ones_own_loads_where_it_is_not_regi
         load_trained_config(path)
     with pytest.raises(ConfigError, match=r"unknown key 'own'"):  # a file one writes: strict
         load_config(tmp_path / "config.toml", ["mechanism=hard"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["data.input_dim=100000000000000000000", "trunk.hidden=[100000000000000000000]"],
+)
+def test_an_integer_longer_than_64_bits_is_a_config_error(override, tmp_path, capsys):
+    # TOML's integers are 64-bit; a longer one reached torch, whose overflow was a traceback
+    with pytest.raises(ConfigError, match="not a 64-bit integer"):
+        load_config(DEMO, [override])
+    load_config(DEMO, ["data.n_dev=9223372036854775807"])  # the largest one still reads
+
+    from mtlshare.cli import main
+
+    assert main(["run", str(DEMO), override, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mtlshare: error: ") and err.count("\n") == 1, err

@@ -41,6 +41,7 @@ ROW_NAME = re.compile(r"[\w][\w+-]{0,63}")  # a comparison row: a folder name
 # data.source of a config whose data is a Problem built in Python (``run(..., problem=...)``):
 # no data source, no other [data] keys; what would read the data from the config refuses it
 CUSTOM = "custom"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # the integers TOML has
 
 EXPERIMENTS.register("train", summary="train the configured mechanism (the default)")(None)
 
@@ -204,6 +205,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            # TOML's integers are 64-bit (tomllib reads longer ones); torch overflows on them
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise ConfigError(
+                    f"{key}: {value} is not a 64-bit integer (-2**63 to 2**63 - 1), as TOML's are"
+                )
             return value
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if hint is float:
