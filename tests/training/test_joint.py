@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.app.build import build_model, build_problem
@@ -457,6 +458,44 @@ def test_a_cut_joint_run_resumes_to_the_uninterrupted_one(tmp_path):
     (cut / "config.toml").write_text(config)
     (cut / "results.json").unlink()
     resumed = run(tiny(*extra), cut, progress=False, resume=True)
+    assert resumed["tasks"] == full["tasks"]
+    assert resumed["loss_weights"] == full["loss_weights"]
+
+
+@pytest.mark.filterwarnings("ignore:You are solving a parameterized problem")
+def test_nash_mtl_restarts_from_its_saved_warm_start_to_the_bit():
+    """Nash-MTL solves from its last weights: on these matrices a fresh start gives other
+    weights (by 0.23), the saved warm start the uncut aggregator's own."""
+    g = torch.Generator().manual_seed(5)
+    matrices = [torch.randn(3, 20, generator=g) for _ in range(4)]
+    uncut = aggregators.make_aggregator("nash_mtl", 3)
+    fresh = aggregators.make_aggregator("nash_mtl", 3)
+    assert bool(aggregators.warm_start(fresh).isnan().all())  # type: ignore[union-attr]
+    for m in matrices[:3]:
+        uncut(m)
+    state = aggregators.warm_start(uncut)
+    assert state is not None and bool(torch.isfinite(state).all())
+    resumed = aggregators.make_aggregator("nash_mtl", 3)
+    aggregators.set_warm_start(resumed, state)
+    expected = uncut(matrices[3])
+    assert torch.equal(resumed(matrices[3]), expected)
+    assert (fresh(matrices[3]) - expected).abs().max() > 0.1
+    assert aggregators.warm_start(aggregators.make_aggregator("upgrad", 3)) is None
+
+
+@pytest.mark.filterwarnings("ignore:You are solving a parameterized problem")
+def test_a_cut_nash_mtl_run_keeps_its_warm_start_in_the_checkpoint(tmp_path):
+    extra = ["weighting.kind=aggregator", "weighting.aggregator=nash_mtl", "train.patience=0"]
+    full = run(tiny(*extra, "train.epochs=4"), tmp_path / "full", progress=False)
+    cut = tmp_path / "cut"
+    run(tiny(*extra), cut, progress=False)
+    tensors = load_file(cut / "checkpoint" / "last" / "tensors.safetensors")
+    saved = tensors["weighting.aggregator_state"]
+    assert saved.dtype == torch.float64 and bool(torch.isfinite(saved).all())
+    config = (cut / "config.toml").read_text().replace("epochs = 2", "epochs = 4")
+    (cut / "config.toml").write_text(config)
+    (cut / "results.json").unlink()
+    resumed = run(tiny(*extra, "train.epochs=4"), cut, progress=False, resume=True)
     assert resumed["tasks"] == full["tasks"]
     assert resumed["loss_weights"] == full["loss_weights"]
 

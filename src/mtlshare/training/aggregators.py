@@ -26,6 +26,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import torch
 from torch import Tensor, nn
 
 from mtlshare.errors import ConfigError
@@ -44,6 +46,11 @@ AGGREGATORS: dict[str, tuple[str, str, Callable[[int, float], dict[str, Any]]]] 
     "graddrop": ("GradDrop", JOINT, lambda n, c: {}),
     "nash_mtl": ("NashMTL", SOLVERS, lambda n, c: {"n_tasks": n}),
 }
+
+
+# aggregators whose weights depend on the matrices seen before: Nash-MTL starts each solve from
+# its last weights (its warm start), which a resumed run must start from too
+STATEFUL = ("nash_mtl",)
 
 
 def check_aggregator(name: str) -> None:
@@ -79,3 +86,24 @@ def watch_weights(aggregator: Callable[[Tensor], Tensor], sink: Callable[[Tensor
     weighting = getattr(aggregator, "weighting", None)
     if isinstance(weighting, nn.Module):
         weighting.register_forward_hook(lambda module, args, out: sink(out))
+
+
+def warm_start(aggregator: Callable[[Tensor], Tensor]) -> Tensor | None:
+    """Nash-MTL's warm start, its last weights, in float64: NaN while it is still its initial
+    one (float32 ones, which no solve gives), None for an aggregator without one."""
+    alpha = getattr(getattr(aggregator, "weighting", None), "prvs_alpha", None)
+    if alpha is None:
+        return None
+    if alpha.dtype != np.float64:  # the initial ones: every solve's weights are float64
+        return torch.full((len(alpha),), float("nan"), dtype=torch.float64)
+    return torch.from_numpy(np.array(alpha, dtype=np.float64))
+
+
+def set_warm_start(aggregator: Callable[[Tensor], Tensor], state: Tensor) -> None:
+    """Start ``aggregator``'s next solve from ``state`` (from ``warm_start``); NaN leaves its
+    initial one. Restored to the bit: the next weights are those of the uncut run."""
+    weighting = getattr(aggregator, "weighting", None)
+    if weighting is None or not hasattr(weighting, "prvs_alpha"):
+        return
+    if not bool(state.isnan().any()):
+        weighting.prvs_alpha = state.detach().cpu().numpy().astype(np.float64)

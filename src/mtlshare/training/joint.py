@@ -31,7 +31,12 @@ from mtlshare.data.datasets import BatchStream, TaskData, by_share, share_of
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
-from mtlshare.training.aggregators import make_aggregator, watch_weights
+from mtlshare.training.aggregators import (
+    make_aggregator,
+    set_warm_start,
+    warm_start,
+    watch_weights,
+)
 from mtlshare.training.distributed import Dist, from_rank0, mean_over_processes_tensor
 from mtlshare.training.objective import REGULARIZER, LossWeighting
 from mtlshare.training.settings import TrainConfig
@@ -246,7 +251,7 @@ class JointStepper:
                 for n in grads
             ]
             self._rows = list(grads)
-            vector = self.aggregate(torch.stack(rows))  # (tasks, parameters) -> (parameters,)
+            vector = self._aggregate(torch.stack(rows))  # (tasks, parameters) -> (parameters,)
             vector = from_rank0(vector.cpu(), self.t.dist).to(vector.device)
             offset = 0
             for i in shared:
@@ -254,6 +259,21 @@ class JointStepper:
                 combined[i] = vector[offset : offset + like.numel()].view_as(like).clone()
                 offset += like.numel()
         return combined
+
+    def _aggregate(self, matrix: Tensor) -> Tensor:
+        """The aggregator's update of ``matrix``; a stateful one (Nash-MTL) starts from the
+        warm start in the weighting's state and leaves its new one there, so that the
+        checkpoints hold it and a resumed run aggregates as the uncut one."""
+        assert self.aggregate is not None
+        state = getattr(self.t.weighting, "aggregator_state", None)
+        if state is None:
+            return self.aggregate(matrix)
+        set_warm_start(self.aggregate, state)
+        vector = self.aggregate(matrix)
+        after = warm_start(self.aggregate)
+        if after is not None:
+            state.copy_(after)
+        return vector
 
     def _record_weights(self, weights: Tensor) -> None:
         self.t.weighting.record_aggregation(dict(zip(self._rows, weights.tolist(), strict=True)))

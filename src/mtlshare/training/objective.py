@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from mtlshare.data.datasets import Problem, by_share
 from mtlshare.errors import ConfigError
 from mtlshare.sharing.base import SharingModel
+from mtlshare.training.aggregators import STATEFUL
 
 WEIGHTINGS = ("fixed", "uncertainty", "dwa", "gradnorm", "rlw", "aggregator")
 JOINT_ONLY = ("dwa", "gradnorm", "rlw", "aggregator")
@@ -93,6 +94,7 @@ class LossWeighting(nn.Module):
     epoch_losses: Tensor  # dwa: (2, tasks)
     initial_losses: Tensor  # gradnorm: (tasks,)
     rlw_weights: Tensor  # rlw: this step's draw (tasks,)
+    aggregator_state: Tensor  # a stateful aggregator's (Nash-MTL's) warm start (tasks,)
 
     def __init__(self, tasks: list[str], cfg: WeightingConfig, seed: int = 0) -> None:
         super().__init__()
@@ -120,6 +122,10 @@ class LossWeighting(nn.Module):
             self.register_buffer("initial_losses", torch.zeros(n))
         if cfg.kind == "rlw":  # this step's draw (NaN: none yet), saved with the checkpoints
             self.register_buffer("rlw_weights", torch.full((n,), float("nan")))
+        if cfg.kind == "aggregator" and cfg.aggregator in STATEFUL:  # NaN: its initial one
+            self.register_buffer(
+                "aggregator_state", torch.full((n,), math.nan, dtype=torch.float64)
+            )
         # an aggregator's weights of the tasks' gradients: summed over this epoch's steps, and
         # the last finished epoch's mean
         self._aggregated: tuple[Tensor, int] | None = None
@@ -163,6 +169,9 @@ class LossWeighting(nn.Module):
         (it has no ``rlw_weights``) loads with no draw, as it was."""
         if self.kind == "rlw" and "rlw_weights" not in state_dict:
             state_dict = {**state_dict, "rlw_weights": torch.full_like(self.rlw_weights, math.nan)}
+        if hasattr(self, "aggregator_state") and "aggregator_state" not in state_dict:
+            nan = torch.full_like(self.aggregator_state, math.nan)
+            state_dict = {**state_dict, "aggregator_state": nan}
         return super().load_state_dict(state_dict, strict, assign)
 
     def _rlw_drawn(self) -> bool:
