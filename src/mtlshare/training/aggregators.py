@@ -88,12 +88,19 @@ def watch_weights(aggregator: Callable[[Tensor], Tensor], sink: Callable[[Tensor
         weighting.register_forward_hook(lambda module, args, out: sink(out))
 
 
+def _warm_started(aggregator: Callable[[Tensor], Tensor]) -> Any:
+    """The part of ``aggregator`` that keeps a warm start (Nash-MTL's weighting), or None."""
+    weighting = getattr(aggregator, "weighting", None)
+    return weighting if hasattr(weighting, "prvs_alpha") else None
+
+
 def warm_start(aggregator: Callable[[Tensor], Tensor]) -> Tensor | None:
     """Nash-MTL's warm start, its last weights, in float64: NaN while it is still its initial
     one (float32 ones, which no solve gives), None for an aggregator without one."""
-    alpha = getattr(getattr(aggregator, "weighting", None), "prvs_alpha", None)
-    if alpha is None:
+    weighting = _warm_started(aggregator)
+    if weighting is None:
         return None
+    alpha = weighting.prvs_alpha
     if alpha.dtype != np.float64:  # the initial ones: every solve's weights are float64
         return torch.full((len(alpha),), float("nan"), dtype=torch.float64)
     return torch.from_numpy(np.array(alpha, dtype=np.float64))
@@ -102,8 +109,6 @@ def warm_start(aggregator: Callable[[Tensor], Tensor]) -> Tensor | None:
 def set_warm_start(aggregator: Callable[[Tensor], Tensor], state: Tensor) -> None:
     """Start ``aggregator``'s next solve from ``state`` (from ``warm_start``); NaN leaves its
     initial one. Restored to the bit: the next weights are those of the uncut run."""
-    weighting = getattr(aggregator, "weighting", None)
-    if weighting is None or not hasattr(weighting, "prvs_alpha"):
-        return
-    if not bool(state.isnan().any()):
+    weighting = _warm_started(aggregator)
+    if weighting is not None and not bool(state.isnan().any()):
         weighting.prvs_alpha = state.detach().cpu().numpy().astype(np.float64)

@@ -39,6 +39,8 @@ from mtlshare.training.aggregators import STATEFUL
 
 WEIGHTINGS = ("fixed", "uncertainty", "dwa", "gradnorm", "rlw", "aggregator")
 JOINT_ONLY = ("dwa", "gradnorm", "rlw", "aggregator")
+# buffers that start as NaN (not set yet) and that older checkpoints lack
+NAN_UNTIL_SET = ("rlw_weights", "aggregator_state")
 RLW_STREAM = -2  # RLW's draws: (seed, step, -2), apart from the loop's (seed, epoch, i >= -1)
 
 
@@ -165,13 +167,12 @@ class LossWeighting(nn.Module):
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
     ) -> Any:
-        """As ``nn.Module``'s; a checkpoint of an RLW run saved before RLW's draw was kept
-        (it has no ``rlw_weights``) loads with no draw, as it was."""
-        if self.kind == "rlw" and "rlw_weights" not in state_dict:
-            state_dict = {**state_dict, "rlw_weights": torch.full_like(self.rlw_weights, math.nan)}
-        if hasattr(self, "aggregator_state") and "aggregator_state" not in state_dict:
-            nan = torch.full_like(self.aggregator_state, math.nan)
-            state_dict = {**state_dict, "aggregator_state": nan}
+        """As ``nn.Module``'s; a checkpoint saved before a buffer of ``NAN_UNTIL_SET`` was kept
+        (an RLW run's without ``rlw_weights``, a Nash-MTL run's without ``aggregator_state``)
+        loads with that buffer unset (NaN), as it was."""
+        for name in NAN_UNTIL_SET:  # registered only for their kind: absent otherwise
+            if hasattr(self, name) and name not in state_dict:
+                state_dict = {**state_dict, name: torch.full_like(getattr(self, name), math.nan)}
         return super().load_state_dict(state_dict, strict, assign)
 
     def _rlw_drawn(self) -> bool:
