@@ -449,15 +449,22 @@ def test_sparse_joint_updates_stay_inside_the_union_of_the_masks(tmp_path):
 
 
 # -- resume and processes ------------------------------------------------------------------------
-def test_a_cut_joint_run_resumes_to_the_uninterrupted_one(tmp_path):
-    extra = ["weighting.kind=dwa", "train.epochs=4", "trunk.dropout=0.2", "train.patience=0"]
-    full = run(tiny(*extra), tmp_path / "full", progress=False)
+def _cut_after_two_of_four_epochs(tmp_path: Path, extra: list[str]) -> Path:
+    """The folder of a run of ``extra`` cut after epoch 2 of 4 (its config asks for 4 epochs,
+    its results are gone), ready to resume."""
     cut = tmp_path / "cut"
-    run(tiny(*extra[:1], "train.epochs=2", *extra[2:]), cut, progress=False)
+    run(tiny(*extra, "train.epochs=2"), cut, progress=False)
     config = (cut / "config.toml").read_text().replace("epochs = 2", "epochs = 4")
     (cut / "config.toml").write_text(config)
     (cut / "results.json").unlink()
-    resumed = run(tiny(*extra), cut, progress=False, resume=True)
+    return cut
+
+
+def test_a_cut_joint_run_resumes_to_the_uninterrupted_one(tmp_path):
+    extra = ["weighting.kind=dwa", "trunk.dropout=0.2", "train.patience=0"]
+    full = run(tiny(*extra, "train.epochs=4"), tmp_path / "full", progress=False)
+    cut = _cut_after_two_of_four_epochs(tmp_path, extra)
+    resumed = run(tiny(*extra, "train.epochs=4"), cut, progress=False, resume=True)
     assert resumed["tasks"] == full["tasks"]
     assert resumed["loss_weights"] == full["loss_weights"]
 
@@ -487,14 +494,10 @@ def test_nash_mtl_restarts_from_its_saved_warm_start_to_the_bit():
 def test_a_cut_nash_mtl_run_keeps_its_warm_start_in_the_checkpoint(tmp_path):
     extra = ["weighting.kind=aggregator", "weighting.aggregator=nash_mtl", "train.patience=0"]
     full = run(tiny(*extra, "train.epochs=4"), tmp_path / "full", progress=False)
-    cut = tmp_path / "cut"
-    run(tiny(*extra), cut, progress=False)
+    cut = _cut_after_two_of_four_epochs(tmp_path, extra)
     tensors = load_file(cut / "checkpoint" / "last" / "tensors.safetensors")
     saved = tensors["weighting.aggregator_state"]
     assert saved.dtype == torch.float64 and bool(torch.isfinite(saved).all())
-    config = (cut / "config.toml").read_text().replace("epochs = 2", "epochs = 4")
-    (cut / "config.toml").write_text(config)
-    (cut / "results.json").unlink()
     resumed = run(tiny(*extra, "train.epochs=4"), cut, progress=False, resume=True)
     assert resumed["tasks"] == full["tasks"]
     assert resumed["loss_weights"] == full["loss_weights"]
