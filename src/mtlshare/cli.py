@@ -80,7 +80,8 @@ def _training_commands(sub: Any) -> None:
     r.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in OUT from its checkpoint/last (a finished run is read back)",
+        help="continue the run in OUT from its checkpoint/last (a finished run is read back; "
+        "given a higher train.epochs, it trains on to the new cap)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -103,7 +104,8 @@ def _training_commands(sub: Any) -> None:
     c.add_argument(
         "--resume",
         action="store_true",
-        help="read back the finished runs in OUT, continue the interrupted ones, train the rest",
+        help="read back the finished runs in OUT, continue the interrupted ones (and the "
+        "finished ones given a higher train.epochs), train the rest",
     )
     c.add_argument(
         "--seeds",
@@ -417,6 +419,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     from mtlshare.app.experiments import runner
+    from mtlshare.app.run import reads_back
     from mtlshare.training.folder import RunFolder
 
     args.resumable = cfg.experiment == "train"  # a forecasting study keeps no checkpoint
@@ -430,7 +433,9 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             args.quiet = True
     base = Path(args.config).resolve().parent
     # resuming a finished run reads it back (``app.run.train``): say so, its results are the same
-    read_back = args.resume and cfg.experiment == "train" and RunFolder(args.out).finished
+    read_back = cfg.experiment == "train" and reads_back(
+        RunFolder(args.out), cfg.to_toml(), args.resume
+    )
     results = runner(cfg.experiment)(
         cfg, args.out, base_dir=base, resume=args.resume, progress=not args.quiet, **extra
     )

@@ -465,6 +465,25 @@ def config_differences(saved: str, current: str, limit: int = 3) -> list[str]:
     return shown
 
 
+def raised_epochs(saved: str, current: str) -> bool:
+    """Whether ``current`` is a run's saved config with only ``train.epochs`` raised: resuming
+    then trains on from the run's last checkpoint, as if it had had the higher cap from the
+    start (the learning rate is a function of the epoch alone, never of the cap)."""
+    try:
+        old = _flat(tomllib.loads(_training_part(saved)))
+        new = _flat(tomllib.loads(_training_part(current)))
+    except (ConfigError, tomllib.TOMLDecodeError):
+        return False
+    more = new.get("train.epochs", 0) > old.get("train.epochs", 0)
+    return more and {**old, "train.epochs": None} == {**new, "train.epochs": None}
+
+
+def resumable_differences(saved: str, current: str, limit: int = 3) -> list[str]:
+    """``config_differences``, but a raised ``train.epochs`` alone is no difference: a resumed
+    run (finished or not) may be given more epochs (``raised_epochs``)."""
+    return [] if raised_epochs(saved, current) else config_differences(saved, current, limit)
+
+
 _ABSENT = object()
 
 

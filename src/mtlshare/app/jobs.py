@@ -36,8 +36,8 @@ import torch
 from tqdm import tqdm
 
 from mtlshare.app.build import build_problem
-from mtlshare.app.run import run
-from mtlshare.config import Config, config_differences, from_dict, same_config
+from mtlshare.app.run import check_folder, run
+from mtlshare.config import Config, from_dict, same_config
 from mtlshare.errors import MtlshareError
 from mtlshare.training.folder import RunFolder
 
@@ -211,7 +211,7 @@ def check_resumable(jobs: list[RunJob], resume: bool) -> None:
     for job in jobs:
         folder = RunFolder(job.folder)
         if folder.config_text() is not None:
-            folder.check(from_dict(job.config).to_toml(), True, config_differences)
+            check_folder(folder, from_dict(job.config).to_toml(), True)
         if job_state(job, resume) == READ_BACK:
             folder.results()  # a stub or broken results file: refused now, not after training
 

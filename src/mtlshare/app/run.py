@@ -14,10 +14,11 @@ import torch
 
 from mtlshare.app.build import build_model, build_problem
 from mtlshare.app.figures import draw
-from mtlshare.config import Config, config_differences
+from mtlshare.config import Config, resumable_differences, same_config
 from mtlshare.data.codecs import inference_spec, plain_features
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem, check_dev_observed
+from mtlshare.errors import MtlshareError
 from mtlshare.evaluation.forecast import forecast_metrics, mase_scale
 from mtlshare.sharing.base import SharingModel
 from mtlshare.training.distributed import Dist, barrier, torch_threads
@@ -26,6 +27,7 @@ from mtlshare.training.joint import check_joint
 from mtlshare.training.loop import FitResult, Trainer
 from mtlshare.training.objective import LossWeighting
 from mtlshare.training.settings import check_select_on
+from mtlshare.training.state import LAST
 
 
 @dataclass
@@ -63,12 +65,13 @@ def train(
     folder = RunFolder(out_dir)
     resolved = cfg.to_toml()
     # before the data: a wrong folder fails at once
-    folder.check(resolved, resume, config_differences)
+    check_folder(folder, resolved, resume)
+    read_back = reads_back(folder, resolved, resume)
     barrier(where)  # every process has checked the folder before rank 0 writes into it
     with torch_threads(cfg.train.threads):
         problem = own_tasks(cfg, problem) if problem is not None else build_problem(cfg, base_dir)
         model = build_model(cfg, problem)
-        if resume and folder.finished:  # read back: results and the selected model
+        if read_back:  # results and the selected model
             results = folder.results()
             folder.load_model(model, "best")
             return TrainedRun(model, problem, results)
@@ -80,7 +83,7 @@ def train(
         if cfg.train.schedule == "joint":
             check_joint(cfg.weighting.kind, model)  # a pair the model cannot take: before --out
         if where.is_main:
-            folder.start(resolved, resume, config_differences)
+            folder.start(resolved, resume, resumable_differences, reopen=resume)
             folder.write_json(INFERENCE, usage)
         try:
             trainer = Trainer(
@@ -105,6 +108,34 @@ def train(
         finally:
             folder.close()
         return TrainedRun(model, problem, results)
+
+
+def check_folder(folder: RunFolder, resolved: str, resume: bool) -> None:
+    """``RunFolder.check`` with a training run's rules: a resumed run needs the same config, or
+    the same with ``train.epochs`` raised; a finished run given more epochs trains on from its
+    ``checkpoint/last``, which it must still have (kept runs, copied without checkpoints, have
+    none). Writes nothing."""
+    folder.check(resolved, resume, resumable_differences)
+    saved = folder.config_text()
+    if (
+        resume
+        and saved is not None
+        and folder.finished
+        and not same_config(saved, resolved)
+        and not folder.has_checkpoint(LAST)
+    ):
+        raise MtlshareError(
+            f"{folder.checkpoint_dir(LAST)}: missing, so the finished run cannot train on to "
+            "more epochs (train.epochs raised); resume with its own train.epochs to read it "
+            "back, or train afresh with a new --out"
+        )
+
+
+def reads_back(folder: RunFolder, resolved: str, resume: bool) -> bool:
+    """Whether resuming into ``folder`` reads a finished run back (the same config) rather than
+    training: a finished run given more epochs trains on (``check_folder``)."""
+    saved = folder.config_text()
+    return resume and folder.finished and saved is not None and same_config(saved, resolved)
 
 
 def own_tasks(cfg: Config, problem: Problem) -> Problem:

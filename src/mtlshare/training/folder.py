@@ -6,6 +6,7 @@ A run folder (``RunFolder``)::
     config.toml       the fully resolved config (written first)
     metrics.jsonl     one JSON line per evaluation (epoch), every epoch once, resumes included
     results.json      the run's results, written last: its presence means the run finished
+    results-N-epochs.json  a finished run's results before ``--resume`` gave it more epochs
     inference.json    what using the model needs beyond its weights (vocabularies, labels...)
     checkpoint/NAME/  tensors.safetensors + meta.json: ``last`` (to resume), ``best`` (the
                       model selected on dev), ``search`` (a structure search's state)
@@ -14,7 +15,9 @@ Other outputs (a comparison, a forecasting study, the demo) are ``OutputFolder``
 lock and atomic writes, with their own files.
 
 Rules: a fresh run refuses a folder that holds an earlier run (results or checkpoints), or
-another command's output (``another_commands_output``); a resumed one needs the same config; a
+another command's output (``another_commands_output``); a resumed one needs the same config
+(a training run's may raise ``train.epochs``: a finished run then trains on from
+``checkpoint/last``, its earlier results kept beside as ``results-N-epochs.json``); otherwise a
 finished run is never trained or rewritten again; one process at a time writes into a folder
 (a second gets a one-line error at once, never interleaved files). Every file is written
 through a temporary file and a rename.
@@ -283,16 +286,37 @@ class RunFolder(OutputFolder):
         if other is not None:
             raise MtlshareError(f"{self.path}: holds {other}, not a run; choose another --out")
 
-    def start(self, config_text: str, resume: bool, differences: Differences | None = None) -> None:
+    def start(
+        self,
+        config_text: str,
+        resume: bool,
+        differences: Differences | None = None,
+        reopen: bool = False,
+    ) -> None:
         """Lock the folder, check the rules again (another process may have written since the
-        first check) and write the config."""
+        first check) and write the config. With ``reopen``, a finished run trains on (given
+        more epochs): its results are first set aside as ``results-N-epochs.json`` (N: its
+        config's ``train.epochs``), so that until it finishes again the folder holds an
+        unfinished run of the new config, never the old results under it."""
         self.open()
         try:
             self.check(config_text, resume, differences)
         except MtlshareError:
             self.close()
             raise
+        if reopen and self.finished:
+            self.file(RESULTS).replace(self.file(self.earlier_results_name()))
         self.write_text(CONFIG, config_text)
+
+    def earlier_results_name(self) -> str:
+        """Where ``start(reopen=True)`` sets a finished run's results aside."""
+        try:
+            epochs = tomllib.loads(self.config_text() or "").get("train", {}).get("epochs")
+        except tomllib.TOMLDecodeError:
+            epochs = None
+        return (
+            f"results-{epochs}-epochs.json" if isinstance(epochs, int) else "results-earlier.json"
+        )
 
     # -- writing --------------------------------------------------------------------------------
     def save_checkpoint(self, name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:

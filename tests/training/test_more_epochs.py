@@ -1,0 +1,171 @@
+"""``--resume`` with ``train.epochs`` raised: a run (finished or cut) trains on from its
+``checkpoint/last`` to the new cap and ends as a run given that cap from the start, bit for bit;
+the earlier results are kept beside; anything else that differs, a lowered cap, or a finished
+run without its last checkpoint is refused in one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mtlshare.cli import main
+from mtlshare.config import raised_epochs, resumable_differences
+from mtlshare.training.folder import RunFolder
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
+# dropout, so the random state must carry over; no early stop, so the added epochs train
+SMALL = ["data.n_dev=50", "data.n_test=50", "trunk.dropout=0.2", "train.patience=0", "--quiet"]
+TIMINGS = {"train_seconds", "wall_seconds", "tokens_per_second"}
+
+
+def untimed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k not in TIMINGS}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+def metrics(out: Path) -> list[dict[str, Any]]:
+    return [untimed(json.loads(line)) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def results(out: Path, name: str = "results.json") -> dict[str, Any]:
+    return untimed(json.loads((out / name).read_text()))
+
+
+def tensors(out: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "checkpoint" / name / "tensors.safetensors"))
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mtlshare: error:"), err
+    return err[0]
+
+
+def test_only_a_raised_epoch_cap_is_let_through():
+    from mtlshare.config import from_dict
+
+    def text(**train: Any) -> str:
+        raw = {"data": {"source": "synthetic"}, "train": {"epochs": 4, "lr": 0.003, **train}}
+        return from_dict(raw).to_toml()
+
+    assert raised_epochs(text(), text(epochs=6))
+    assert not raised_epochs(text(), text())  # the same config: nothing raised
+    assert not raised_epochs(text(epochs=6), text())  # lowered
+    assert not raised_epochs(text(), text(epochs=6, lr=0.5))  # raised, and something else
+    assert resumable_differences(text(), text(epochs=6)) == []
+    assert resumable_differences(text(epochs=6), text()) == ["train.epochs: 6 in the run, 4 now"]
+
+
+@pytest.mark.parametrize("mechanism", ["hard", "sparse"])
+def test_a_finished_run_given_more_epochs_ends_as_the_longer_run(tmp_path, capsys, mechanism):
+    """Sparse sharing's mask search is not run again: the run continues its subnets' training
+    from the last checkpoint, masks included."""
+    extra = [f"mechanism={mechanism}"]
+    if mechanism == "sparse":
+        extra += ["sparse.warmup_epochs=1", "sparse.target_density=0.5", "sparse.alpha=0.3"]
+    longer, cut = tmp_path / "longer", tmp_path / "cut"
+    assert main(["run", DEMO, *SMALL, *extra, "train.epochs=5", "--out", str(longer)]) == 0
+    assert main(["run", DEMO, *SMALL, *extra, "train.epochs=3", "--out", str(cut)]) == 0
+    three = (cut / "results.json").read_bytes()
+    assert json.loads(three)["epochs_run"] == 3
+    capsys.readouterr()
+    args = ["run", DEMO, *SMALL, *extra, "train.epochs=5", "--out", str(cut), "--resume"]
+    assert main(args) == 0
+    assert "read back" not in capsys.readouterr().err  # it trained
+    assert metrics(cut) == metrics(longer)
+    assert results(cut) == results(longer)
+    assert results(cut)["epochs_run"] == 5
+    assert_same_tensors(tensors(cut, "last"), tensors(longer, "last"))  # weights, optimizer, RNG
+    assert_same_tensors(tensors(cut, "best"), tensors(longer, "best"))
+    assert (cut / "results-3-epochs.json").read_bytes() == three  # the earlier results kept
+    assert (cut / "config.toml").read_text() == (longer / "config.toml").read_text()
+    # and now the run is finished at its new cap: resumed again, it is read back untouched
+    before = tree(cut)
+    assert main(args) == 0
+    assert tree(cut) == before
+
+
+def test_a_run_cut_after_its_results_were_set_aside_trains_on_when_resumed(tmp_path):
+    """Between setting the old results aside and finishing, the folder holds an unfinished run
+    of the new config: resumed, it continues (never reads the old results back as the new
+    run's)."""
+    longer, cut = tmp_path / "longer", tmp_path / "cut"
+    assert main(["run", DEMO, *SMALL, "train.epochs=4", "--out", str(longer)]) == 0
+    assert main(["run", DEMO, *SMALL, "train.epochs=2", "--out", str(cut)]) == 0
+    folder = RunFolder(cut)
+    new_config = (longer / "config.toml").read_text()
+    folder.start(new_config, True, resumable_differences, reopen=True)  # then the process dies
+    folder.close()
+    assert not folder.finished and (cut / "results-2-epochs.json").is_file()
+    assert main(["run", DEMO, *SMALL, "train.epochs=4", "--out", str(cut), "--resume"]) == 0
+    assert results(cut) == results(longer) and metrics(cut) == metrics(longer)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (["train.epochs=2"], "train.epochs: 3 in the run, 2 now"),
+        (["train.epochs=5", "train.lr=0.01"], "train.lr: 0.003 in the run, 0.01 now"),
+    ],
+)
+def test_a_lowered_cap_or_another_change_is_refused_with_nothing_written(
+    tmp_path, capsys, change, named
+):
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "train.epochs=3", "--out", str(out)]) == 0
+    before = tree(out)
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, *change, "--out", str(out), "--resume"]) == 2
+    assert named in one_line(capsys)
+    assert tree(out) == before
+
+
+def test_a_finished_run_without_its_last_checkpoint_cannot_train_on(tmp_path, capsys):
+    """Kept runs are copied without checkpoints: given more epochs, such a run is refused in
+    one line (by `compare` before any run of its plan trains), and nothing changes."""
+    out = tmp_path / "cmp"
+    base = ["compare", DEMO, *SMALL, "--mechanisms", "hard", "--out", str(out)]
+    assert main([*base, "train.epochs=2"]) == 0
+    last = out / "hard" / "checkpoint" / "last"
+    for name in last.iterdir():
+        name.unlink()
+    last.rmdir()
+    before = tree(out)
+    capsys.readouterr()
+    assert main([*base, "train.epochs=3", "--resume"]) == 2
+    line = one_line(capsys)
+    assert "checkpoint/last: missing" in line and "more epochs" in line
+    assert tree(out) == before
+    assert main([*base, "train.epochs=2", "--resume"]) == 0  # its own cap: read back
+
+
+def test_compare_plans_a_run_given_more_epochs_as_one_to_continue(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    base = ["compare", DEMO, *SMALL, "--mechanisms", "hard", "--out", str(out)]
+    assert main([*base, "train.epochs=2"]) == 0
+    capsys.readouterr()
+    assert main([*base, "train.epochs=3", "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "3 runs: 3 to continue" in err, err
+    runs = [out / "single" / "t1", out / "single" / "t2", out / "hard"]
+    assert [results(r)["epochs_run"] for r in runs] == [3, 3, 3]
+    assert all((r / "results-2-epochs.json").is_file() for r in runs)
