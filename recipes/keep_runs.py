@@ -3,7 +3,8 @@
     python recipes/keep_runs.py runs/conll2003-paper docs/results/conll2003-paper/runs
 
 copies, for every finished run under SRC (a folder with ``config.toml`` and ``results.json``),
-its ``config.toml``, ``results.json``, ``metrics.jsonl`` and figures to the same place under
+its ``config.toml``, ``results.json``, ``metrics.jsonl``, figures and earlier results (a run
+``--resume`` gave more epochs keeps them as ``results-N-epochs.json``) to the same place under
 DEST, and SRC's ``comparison.md``, ``comparison.json`` and figures (``dev_curves.png``,
 ``gates.png``); the names are the run folder's own (``mtlshare.training.folder``). Checkpoints
 and ``inference.json`` stay behind (megabytes per run). A comparison resumed in a copy of DEST
@@ -24,9 +25,10 @@ RUN_FILES = (CONFIG, RESULTS, METRICS)
 TOP_FILES = (ComparisonFolder.MARKDOWN, ComparisonFolder.JSON)
 
 
-def _copy(src: Path, dest: Path, names: tuple[str, ...]) -> None:
-    """``names`` and every figure of folder ``src`` that exist, copied into ``dest``."""
-    found = [n for n in names if (src / n).is_file()] + sorted(p.name for p in src.glob("*.png"))
+def _copy(src: Path, dest: Path, names: tuple[str, ...], also: str = "*.png") -> None:
+    """``names`` and every file of folder ``src`` matching ``also`` (figures), copied into
+    ``dest``."""
+    found = [n for n in names if (src / n).is_file()] + sorted(p.name for p in src.glob(also))
     if found:
         dest.mkdir(parents=True, exist_ok=True)
     for name in found:
@@ -39,7 +41,8 @@ def keep_runs(src: Path, dest: Path) -> int:
         raise SystemExit(f"keep_runs: {src}: not a folder")
     runs = [c.parent for c in sorted(src.rglob(CONFIG)) if RunFolder(c.parent).finished]
     for run in runs:
-        _copy(run, dest / run.relative_to(src), RUN_FILES)
+        _copy(run, dest / run.relative_to(src), RUN_FILES, "*.png")
+        _copy(run, dest / run.relative_to(src), (), "results-*-epochs.json")
     _copy(src, dest, TOP_FILES)
     return len(runs)
 

@@ -169,3 +169,27 @@ def test_compare_plans_a_run_given_more_epochs_as_one_to_continue(tmp_path, caps
     runs = [out / "single" / "t1", out / "single" / "t2", out / "hard"]
     assert [results(r)["epochs_run"] for r in runs] == [3, 3, 3]
     assert all((r / "results-2-epochs.json").is_file() for r in runs)
+
+
+def test_kept_runs_keep_the_earlier_results_beside(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("keep_runs", ROOT / "recipes" / "keep_runs.py")
+    assert spec is not None and spec.loader is not None
+    keep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keep)
+    out = tmp_path / "cmp"
+    base = ["compare", DEMO, *SMALL, "--mechanisms", "hard", "--out", str(out)]
+    assert main([*base, "train.epochs=2"]) == 0
+    assert main([*base, "train.epochs=3", "--resume"]) == 0
+    assert keep.keep_runs(out, tmp_path / "kept") == 3
+    kept = tmp_path / "kept" / "hard"
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "config.toml",
+        "metrics.jsonl",
+        "results-2-epochs.json",
+        "results.json",
+    ]
+    assert (kept / "results-2-epochs.json").read_bytes() == (
+        out / "hard" / "results-2-epochs.json"
+    ).read_bytes()
