@@ -19,7 +19,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from mtlshare.training.folder import CONFIG, METRICS, RESULTS, ComparisonFolder, RunFolder
+from mtlshare.training.folder import (
+    CONFIG,
+    EARLIER_RESULTS,
+    METRICS,
+    RESULTS,
+    ComparisonFolder,
+    RunFolder,
+)
 
 RUN_FILES = (CONFIG, RESULTS, METRICS)
 TOP_FILES = (ComparisonFolder.MARKDOWN, ComparisonFolder.JSON)
@@ -42,7 +49,7 @@ def keep_runs(src: Path, dest: Path) -> int:
     runs = [c.parent for c in sorted(src.rglob(CONFIG)) if RunFolder(c.parent).finished]
     for run in runs:
         _copy(run, dest / run.relative_to(src), RUN_FILES, "*.png")
-        _copy(run, dest / run.relative_to(src), (), "results-*-epochs.json")
+        _copy(run, dest / run.relative_to(src), (), EARLIER_RESULTS)
     _copy(src, dest, TOP_FILES)
     return len(runs)
 

@@ -493,3 +493,27 @@ def test_only_a_function_a_worker_can_import_is_handed_to_it(monkeypatch):
     assert jobs._by_name(show)  # a script: its workers import it again
     monkeypatch.delattr(main_module, "__file__")
     assert not jobs._by_name(show)  # python -c or a REPL: nothing to import
+
+
+def test_a_copied_comparison_cut_while_training_on_to_more_epochs_resumes(corpus, capsys):
+    """single_subnet runs name their sparse run by the path it had when they trained: in a
+    copy of the comparison given more epochs and cut while doing so (results set aside, new
+    config written), that path is still carried, so the resume continues instead of refusing
+    it."""
+    import shutil
+
+    out, copy = corpus / "out", corpus / "copy"
+    compare(corpus, out, 1)
+    shutil.copytree(out, copy)
+    for cut in sorted(copy.glob("single_subnet/seed-*/*")):  # cut just after being reopened
+        text = (cut / "config.toml").read_text()
+        assert "epochs = 2\n" in text
+        (cut / "config.toml").write_text(text.replace("epochs = 2\n", "epochs = 3\n", 1))
+        (cut / "results.json").replace(cut / "results-2-epochs.json")
+    capsys.readouterr()
+    compare(corpus, copy, 1, "train.epochs=3", resume=True)
+    err = capsys.readouterr().err
+    assert "to continue (single seed 0 pos" in err and "single_subnet seed 1 ner)" in err, err
+    runs = sorted(copy.glob("single_subnet/seed-*/*"))
+    assert len(runs) == 4
+    assert [json.loads((r / "results.json").read_text())["epochs_run"] for r in runs] == [3] * 4

@@ -193,3 +193,49 @@ def test_kept_runs_keep_the_earlier_results_beside(tmp_path):
     assert (kept / "results-2-epochs.json").read_bytes() == (
         out / "hard" / "results-2-epochs.json"
     ).read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["last meta", "no best"])
+def test_a_finished_run_with_a_damaged_last_or_no_best_is_refused_before_anything_moves(
+    tmp_path, capsys, damage
+):
+    """Its results are set aside only once what it trains on from has been read: refused, the
+    run still reads back with its own cap."""
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "train.epochs=2", "--out", str(out)]) == 0
+    if damage == "last meta":
+        meta = out / "checkpoint" / "last" / "meta.json"
+        meta.write_text(meta.read_text().replace('"epoch": 2', '"epoch": "2"'))
+    else:
+        for name in (out / "checkpoint" / "best").iterdir():
+            name.unlink()
+        (out / "checkpoint" / "best").rmdir()
+    before = tree(out)
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "train.epochs=4", "--out", str(out), "--resume"]) == 2
+    line = one_line(capsys)
+    assert ("'epoch' is '2'" in line) if damage == "last meta" else ("best: missing" in line)
+    assert tree(out) == before
+
+
+def test_an_addition_resumed_after_its_trained_run_trained_on_is_refused_at_once(tmp_path, capsys):
+    """add-task freezes the trained run's selected model: if that run was given more epochs
+    (and selected a later one) since the addition started, resuming it is one line, before
+    any training, rather than a failed check at the end."""
+    trained, cut = tmp_path / "trained", tmp_path / "cut"
+    small = ["data.n_tasks=3", "data.n_dev=50", "data.n_test=50", "--quiet"]
+    assert (
+        main(["run", DEMO, 'tasks=["t1","t2"]', *small, "train.epochs=2", "--out", str(trained)])
+        == 0
+    )
+    add = ["add-task", str(trained), DEMO, 'tasks=["t3"]', *small, "--out", str(cut)]
+    assert main([*add, "train.epochs=2"]) == 0
+    (cut / "results.json").unlink()  # as if cut before its end
+    run_more = ["run", DEMO, 'tasks=["t1","t2"]', *small, "--out", str(trained), "--resume"]
+    assert main([*run_more, "train.epochs=4"]) == 0
+    assert json.loads((trained / "results.json").read_text())["best_epoch"] > 2
+    metrics_before = (cut / "metrics.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main([*add, "train.epochs=2", "--resume"]) == 2
+    assert "selected model changed since this addition started" in one_line(capsys)
+    assert (cut / "metrics.jsonl").read_bytes() == metrics_before

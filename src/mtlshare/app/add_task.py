@@ -15,6 +15,8 @@ so must every parameter they read (``add_task.json`` says so, and the command fa
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,36 @@ from mtlshare.data.datasets import Problem
 from mtlshare.errors import CheckpointError, DataError, MtlshareError
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
-from mtlshare.training.checkpoint import error_line
+from mtlshare.training.checkpoint import TENSORS, error_line
 from mtlshare.training.folder import CONFIG, INFERENCE, RunFolder
 from mtlshare.training.loop import FitResult, Trainer
 from mtlshare.training.objective import LossWeighting
 
 SUMMARY = "add_task.json"
+SOURCE = "trained_run.json"  # which selected model the new tasks were added to
+
+
+def _selected_model_digest(trained: RunFolder) -> str:
+    """The SHA-256 of the trained run's selected model (``checkpoint/best``'s tensors): it
+    changes when ``--resume`` gives that run more epochs and a later epoch is selected."""
+    tensors = trained.checkpoint_dir("best") / TENSORS
+    return hashlib.sha256(tensors.read_bytes()).hexdigest()
+
+
+def _check_same_source(out: RunFolder, digest: str, resume: bool) -> None:
+    """A resumed addition must continue on the selected model it started on: the trained run
+    may have trained on since (more epochs), and the frozen weights would then differ."""
+    if not resume or not out.file(SOURCE).is_file():
+        return
+    try:
+        started_on = json.loads(out.file(SOURCE).read_text(encoding="utf-8"))["best_sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MtlshareError(f"{out.file(SOURCE)}: unreadable ({error_line(e)[:120]})") from None
+    if started_on != digest:
+        raise MtlshareError(
+            f"{out.file(SOURCE)}: the trained run's selected model changed since this addition "
+            "started (was it given more epochs?); add the tasks afresh with a new --out"
+        )
 
 
 def strategies() -> dict[str, str]:
@@ -193,9 +219,12 @@ def add_task(
     # addition (sparse: no warm-up), and --resume compares against what was written here
     text = full_cfg.to_toml()
     out.check(text, resume, config_differences)
+    source = _selected_model_digest(trained)
+    _check_same_source(out, source, resume)
     model.freeze_for_new_tasks(old_tasks, new_tasks)
     snapshot = model.snapshot_frozen()
     out.start(text, resume, config_differences)
+    out.write_json(SOURCE, {"trained_run": str(trained.path), "best_sha256": source})
     out.write_json(INFERENCE, usage_spec(full_cfg, problem, base_dir))
     try:
         scorer = Trainer(

@@ -183,12 +183,12 @@ def carried_masks(job: RunJob) -> RunJob:
     names the same place within the comparison as the plan's does (a finished run on the
     sparse run of its own comparison, whose folder has since been copied elsewhere, as kept
     runs are: the saved path is the old folder's). So such a run is read back, not refused for
-    a path; an unfinished one is left as planned (continuing it needs the masks where they are
-    now, and its refusal names the path)."""
+    a path (nor, given more epochs, when cut training on); one that never finished is left as
+    planned (continuing it needs the masks where they are now, and its refusal names the path)."""
     planned = job.config.get("sparse", {}).get("masks_from", "")
     folder = RunFolder(job.folder)
     saved_text = folder.config_text()
-    if not planned or saved_text is None or not folder.finished:
+    if not planned or saved_text is None or not folder.had_finished():
         return job
     saved = str(tomllib.loads(saved_text).get("sparse", {}).get("masks_from", ""))
     within = Path(os.path.relpath(planned, job.folder)).parts  # ("..", "..", "sparse")

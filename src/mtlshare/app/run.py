@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from mtlshare.training.joint import check_joint
 from mtlshare.training.loop import FitResult, Trainer
 from mtlshare.training.objective import LossWeighting
 from mtlshare.training.settings import check_select_on
-from mtlshare.training.state import LAST
+from mtlshare.training.state import BEST, LAST, LoopState
 
 
 @dataclass
@@ -112,23 +113,25 @@ def train(
 
 def check_folder(folder: RunFolder, resolved: str, resume: bool) -> None:
     """``RunFolder.check`` with a training run's rules: a resumed run needs the same config, or
-    the same with ``train.epochs`` raised; a finished run given more epochs trains on from its
-    ``checkpoint/last``, which it must still have (kept runs, copied without checkpoints, have
-    none). Writes nothing."""
+    the same with ``train.epochs`` raised. A finished run given more epochs trains on from its
+    ``checkpoint/last`` and keeps its ``checkpoint/best`` until an epoch beats it: both must be
+    there and sound (kept runs, copied without checkpoints, have none) before its results are
+    set aside. Writes nothing."""
     folder.check(resolved, resume, resumable_differences)
     saved = folder.config_text()
-    if (
-        resume
-        and saved is not None
-        and folder.finished
-        and not same_config(saved, resolved)
-        and not folder.has_checkpoint(LAST)
-    ):
-        raise MtlshareError(
-            f"{folder.checkpoint_dir(LAST)}: missing, so the finished run cannot train on to "
-            "more epochs (train.epochs raised); resume with its own train.epochs to read it "
-            "back, or train afresh with a new --out"
-        )
+    if not resume or saved is None or not folder.finished or same_config(saved, resolved):
+        return
+    for name in (LAST, BEST):
+        if not folder.has_checkpoint(name):
+            raise MtlshareError(
+                f"{folder.checkpoint_dir(name)}: missing, so the finished run cannot train on "
+                "to more epochs (train.epochs raised); resume with its own train.epochs to read "
+                "it back, or train afresh with a new --out"
+            )
+    _, meta = folder.load_checkpoint(LAST)  # a damaged or refused checkpoint: one line, here
+    epochs = tomllib.loads(resolved)["train"]["epochs"]
+    LoopState.from_meta(meta, folder.checkpoint_dir(LAST), epochs)
+    folder.load_checkpoint(BEST)
 
 
 def reads_back(folder: RunFolder, resolved: str, resume: bool) -> bool:

@@ -43,6 +43,7 @@ from mtlshare.training import checkpoint as ckpt
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
+EARLIER_RESULTS = "results-*-epochs.json"  # a finished run's, set aside when given more epochs
 INFERENCE = "inference.json"
 CHECKPOINTS = "checkpoint"
 MODEL_PREFIX = "model."
@@ -314,9 +315,11 @@ class RunFolder(OutputFolder):
             epochs = tomllib.loads(self.config_text() or "").get("train", {}).get("epochs")
         except tomllib.TOMLDecodeError:
             epochs = None
-        return (
-            f"results-{epochs}-epochs.json" if isinstance(epochs, int) else "results-earlier.json"
-        )
+        return EARLIER_RESULTS.replace("*", str(epochs) if isinstance(epochs, int) else "earlier")
+
+    def had_finished(self) -> bool:
+        """Whether the run finished once: now, or before ``--resume`` gave it more epochs."""
+        return self.finished or any(self.path.glob(EARLIER_RESULTS))
 
     # -- writing --------------------------------------------------------------------------------
     def save_checkpoint(self, name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
