@@ -32,10 +32,11 @@ RUN_FILES = (CONFIG, RESULTS, METRICS)
 TOP_FILES = (ComparisonFolder.MARKDOWN, ComparisonFolder.JSON)
 
 
-def _copy(src: Path, dest: Path, names: tuple[str, ...], also: str = "*.png") -> None:
-    """``names`` and every file of folder ``src`` matching ``also`` (figures), copied into
+def _copy(src: Path, dest: Path, names: tuple[str, ...], also: tuple[str, ...]) -> None:
+    """``names`` and every file of folder ``src`` matching a pattern of ``also``, copied into
     ``dest``."""
-    found = [n for n in names if (src / n).is_file()] + sorted(p.name for p in src.glob(also))
+    found = [n for n in names if (src / n).is_file()]
+    found += sorted(p.name for pattern in also for p in src.glob(pattern))
     if found:
         dest.mkdir(parents=True, exist_ok=True)
     for name in found:
@@ -48,9 +49,8 @@ def keep_runs(src: Path, dest: Path) -> int:
         raise SystemExit(f"keep_runs: {src}: not a folder")
     runs = [c.parent for c in sorted(src.rglob(CONFIG)) if RunFolder(c.parent).finished]
     for run in runs:
-        _copy(run, dest / run.relative_to(src), RUN_FILES, "*.png")
-        _copy(run, dest / run.relative_to(src), (), EARLIER_RESULTS)
-    _copy(src, dest, TOP_FILES)
+        _copy(run, dest / run.relative_to(src), RUN_FILES, ("*.png", EARLIER_RESULTS))
+    _copy(src, dest, TOP_FILES, ("*.png",))
     return len(runs)
 
 

@@ -36,8 +36,8 @@ import torch
 from tqdm import tqdm
 
 from mtlshare.app.build import build_problem
-from mtlshare.app.run import check_folder, run
-from mtlshare.config import Config, from_dict, same_config
+from mtlshare.app.run import check_folder, reads_back, run
+from mtlshare.config import Config, from_dict
 from mtlshare.errors import MtlshareError
 from mtlshare.training.folder import RunFolder
 
@@ -173,7 +173,7 @@ def job_state(job: RunJob, resume: bool) -> str:
     saved = folder.config_text()
     if not resume or saved is None:
         return TRAIN
-    if folder.finished and same_config(saved, from_dict(job.config).to_toml()):
+    if reads_back(folder, from_dict(job.config).to_toml(), resume):
         return READ_BACK
     return CONTINUE
 

@@ -118,9 +118,8 @@ def check_folder(folder: RunFolder, resolved: str, resume: bool) -> None:
     there and sound (kept runs, copied without checkpoints, have none) before its results are
     set aside. Writes nothing."""
     folder.check(resolved, resume, resumable_differences)
-    saved = folder.config_text()
-    if not resume or saved is None or not folder.finished or same_config(saved, resolved):
-        return
+    if not (resume and folder.finished) or reads_back(folder, resolved, resume):
+        return  # nothing to train on from: a fresh run, a cut one, or one read back
     for name in (LAST, BEST):
         if not folder.has_checkpoint(name):
             raise MtlshareError(
