@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from mtlshare.cli import main
+from mtlshare.errors import MtlshareError
 from mtlshare.training.folder import OutputFolder, RunFolder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +124,46 @@ def test_a_live_run_in_another_process_keeps_its_folder(tmp_path, capsys):
     finally:
         first.send_signal(signal.SIGINT)
         first.wait(timeout=120)
+
+
+def test_reading_back_and_writing_exclude_each_other_but_readers_share(tmp_path):
+    out = tmp_path / "run"
+    writer = OutputFolder(out)
+    writer.open()
+    try:
+        with (
+            pytest.raises(MtlshareError, match="another mtlshare process is writing here"),
+            RunFolder(out).reading(),
+        ):
+            pass
+    finally:
+        writer.close()
+    with (
+        RunFolder(out).reading(),
+        RunFolder(out).reading(),  # two readers at once
+        pytest.raises(MtlshareError, match="another mtlshare process is writing here"),
+    ):
+        OutputFolder(out).open()
+    with OutputFolder(out) as after:  # the readers have let go
+        after.open()
+
+
+def test_a_finished_run_held_by_another_process_is_not_read_back(tmp_path, capsys):
+    """A process giving the run more epochs sets its results aside while it holds the folder:
+    a read-back then is one line, never the old results beside the new selected model."""
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    before = tree(out)
+    holder = OutputFolder(out)
+    holder.open()
+    try:
+        capsys.readouterr()
+        assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 2
+        assert "another mtlshare process is writing here" in one_line(capsys)
+    finally:
+        holder.close()
+    assert tree(out) == before
+    assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 0
 
 
 # -- resuming never overwrites results ------------------------------------------------------------

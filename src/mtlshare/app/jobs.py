@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from mtlshare.app.build import build_problem
-from mtlshare.app.run import check_folder, reads_back, run
+from mtlshare.app.run import check_folder, reads_back, run, still_finished
 from mtlshare.config import Config, from_dict
 from mtlshare.errors import MtlshareError
 from mtlshare.training.folder import RunFolder
@@ -232,8 +232,11 @@ def plan_summary(jobs: list[RunJob], resume: bool) -> str:
 def run_job(job: RunJob, base_dir: str | None, resume: bool, progress: bool) -> dict[str, Any]:
     """Train (or, resuming, read back or continue) one run; returns its results."""
     state = job_state(job, resume)
-    if state == READ_BACK:
-        return RunFolder(job.folder).results()  # read back, not trained again
+    if state == READ_BACK:  # read back, not trained again
+        folder = RunFolder(job.folder)
+        with folder.reading():
+            still_finished(folder, from_dict(job.config).to_toml())
+            return folder.results()
     cfg = from_dict(job.config)
     problem = cached_problem(cfg, job.config, base_dir)
     return run(

@@ -72,9 +72,11 @@ def train(
     with torch_threads(cfg.train.threads):
         problem = own_tasks(cfg, problem) if problem is not None else build_problem(cfg, base_dir)
         model = build_model(cfg, problem)
-        if read_back:  # results and the selected model
-            results = folder.results()
-            folder.load_model(model, "best")
+        if read_back:  # results and the selected model, of one run
+            with folder.reading():
+                still_finished(folder, resolved)
+                results = folder.results()
+                folder.load_model(model, "best")
             return TrainedRun(model, problem, results)
         usage = usage_spec(cfg, problem, base_dir)  # inputs no codec describes: before --out
         names = [td.task.name for td in problem.tasks]
@@ -138,6 +140,15 @@ def reads_back(folder: RunFolder, resolved: str, resume: bool) -> bool:
     training: a finished run given more epochs trains on (``check_folder``)."""
     saved = folder.config_text()
     return resume and folder.finished and saved is not None and same_config(saved, resolved)
+
+
+def still_finished(folder: RunFolder, resolved: str) -> None:
+    """Under the folder's shared lock: the run decided to be read back still is (no other
+    process has given it more epochs in between)."""
+    if not reads_back(folder, resolved, True):
+        raise MtlshareError(
+            f"{folder.path}: changed by another process while being read back; run again"
+        )
 
 
 def own_tasks(cfg: Config, problem: Problem) -> Problem:

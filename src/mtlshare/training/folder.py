@@ -19,19 +19,21 @@ another command's output (``another_commands_output``); a resumed one needs the 
 (a training run's may raise ``train.epochs``: a finished run then trains on from
 ``checkpoint/last``, its earlier results kept beside as ``results-N-epochs.json``); otherwise a
 finished run is never trained or rewritten again; one process at a time writes into a folder
-(a second gets a one-line error at once, never interleaved files). Every file is written
-through a temporary file and a rename.
+(a second gets a one-line error at once, never interleaved files), and a finished run is read
+back under the same lock taken shared (``reading``). Every file is written through a temporary
+file and a rename.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
 import math
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +95,30 @@ class OutputFolder:
         """Create the folder and take its lock; a folder another process holds is an error."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MtlshareError(f"{self.path}: cannot be used as an output folder ({e})") from None
+        self._lock = self._locked(fcntl.LOCK_EX)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold the folder's lock shared while reading an existing folder back: a process
+        writing there (one given more epochs sets its results aside) is an error at once, and
+        none can start writing until the reading is done, so what is read is one run's."""
+        fd = self._locked(fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _locked(self, kind: int) -> int:
+        """A descriptor of the folder holding ``flock`` of ``kind``, taken without waiting."""
+        try:
             fd = os.open(self.path, os.O_RDONLY)
         except OSError as e:
             raise MtlshareError(f"{self.path}: cannot be used as an output folder ({e})") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EAGAIN, errno.EACCES):
@@ -106,7 +127,7 @@ class OutputFolder:
                     "end or choose another --out"
                 ) from None
             raise MtlshareError(f"{self.path}: cannot be locked ({e})") from None
-        self._lock = fd
+        return fd
 
     def close(self) -> None:
         """Release the lock (the process's end releases it too)."""
