@@ -350,8 +350,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "masks":
         from mtlshare.config import read_toml
-        from mtlshare.sharing.sparse import describe_masks, masks_from_state
-        from mtlshare.training.folder import CONFIG, RunFolder
+        from mtlshare.sharing.sparse import describe_kept, describe_masks, masks_from_state
+        from mtlshare.training.folder import CONFIG, RESULTS, RunFolder
 
         folder = RunFolder(args.run_dir)
         has_config = folder.file(CONFIG).is_file()
@@ -367,11 +367,11 @@ def _dispatch(args: argparse.Namespace) -> int:
                 f"{folder.path}: a {config['mechanism']!r} run; only sparse-sharing runs have masks"
             )
         if not folder.has_checkpoint("best") and folder.finished:
-            raise MtlshareError(
-                f"{folder.path}: the run finished, but its checkpoints were not kept (a copy "
-                "made by recipes/keep_runs.py): its results.json's `sparse` block has the "
-                "densities and overlaps"
-            )
+            # a kept run (recipes/keep_runs.py copies no checkpoint): what results.json says
+            results = folder.file(RESULTS)
+            print(describe_kept(folder.results(), str(results)))
+            print(f"(read from {results}: the run's checkpoints were not kept)")
+            return 0
         masks = masks_from_state(folder.model_state("best"))
         depths = config.get("sparse", {}).get("depths", {})
         print(describe_masks(masks, depths))

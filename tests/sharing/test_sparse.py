@@ -493,15 +493,26 @@ def test_masks_command_prints_densities_and_overlaps(tmp_path, capsys):
     assert f"{results['sparse']['overlap_ratio']:.4f}" in text
     assert "pairwise overlap" in text and "0.linear.weight" in text
 
-    # what masks says where there are none to read: each a line naming the folder, exit 2
-    kept = tmp_path / "kept"  # as recipes/keep_runs.py keeps a run: no checkpoints
+    # a run kept as recipes/keep_runs.py keeps one (no checkpoints): the same report, read
+    # from its results.json, and a line saying so
+    kept = tmp_path / "kept"
     shutil.copytree(out, kept, ignore=shutil.ignore_patterns("checkpoint"))
+    assert main(["masks", str(kept)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:-1] == text.splitlines()
+    assert lines[-1] == f"(read from {kept / 'results.json'}: the run's checkpoints were not kept)"
+
+    # what masks says where there are none to read: each a line naming the folder, exit 2
+    stub = tmp_path / "stub"  # kept, its results' sparse block cut short by hand
+    shutil.copytree(kept, stub)
+    stub_results = {**results, "sparse": {"density": results["sparse"]["density"]}}
+    (stub / "results.json").write_text(json.dumps(stub_results))
     hard = tmp_path / "hard"
     shutil.copytree(out, hard)
     config = hard / "config.toml"
     config.write_text(config.read_text().replace('mechanism = "sparse"', 'mechanism = "hard"'))
     for folder, message in (
-        (kept, "checkpoints were not kept"),
+        (stub, "results.json: no densities and overlaps of masks to read (KeyError"),
         (hard, "a 'hard' run; only sparse-sharing runs have masks"),
         (tmp_path / "nowhere", "not an mtlshare run folder"),
     ):

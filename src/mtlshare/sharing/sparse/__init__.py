@@ -11,6 +11,12 @@ AAAI 2020), in one package:
 
 from mtlshare.sharing.sparse.config import SparseConfig
 from mtlshare.sharing.sparse.model import SparseSharing
-from mtlshare.sharing.sparse.report import describe_masks, masks_from_state
+from mtlshare.sharing.sparse.report import describe_kept, describe_masks, masks_from_state
 
-__all__ = ["SparseConfig", "SparseSharing", "describe_masks", "masks_from_state"]
+__all__ = [
+    "SparseConfig",
+    "SparseSharing",
+    "describe_kept",
+    "describe_masks",
+    "masks_from_state",
+]

@@ -28,17 +28,13 @@ from mtlshare.sharing.sparse.config import SparseConfig
 from mtlshare.sharing.sparse.driver import search_subnets
 from mtlshare.sharing.sparse.inplace import InPlaceMasks
 from mtlshare.sharing.sparse.masks import (
-    density_within,
     depth_domain,
     json_tensor,
-    layer_density,
-    overlap_ratio,
     pack_masks,
-    pairwise_overlap,
     tensor_json,
     unpack_masks,
 )
-from mtlshare.sharing.sparse.report import PACKED_PREFIX, masks_from_state
+from mtlshare.sharing.sparse.report import PACKED_PREFIX, mask_summary, masks_from_state
 from mtlshare.sharing.sparse.search import Candidate
 from mtlshare.tasks.task import Task
 
@@ -377,11 +373,8 @@ class SparseSharing(SharingModel):
         names = self.task_names
         return {
             "sparse": {
-                # of the weights each task reads (every prunable weight without depths)
-                "density": {t: density_within(self.masks[t], self.domain(t)) for t in names},
-                "overlap_ratio": overlap_ratio([self.masks[t] for t in names]),
-                "pairwise_overlap": pairwise_overlap(self.masks),
-                "layer_density": {t: layer_density(self.masks[t]) for t in names},
+                # density: of the weights each task reads (every prunable weight without depths)
+                **mask_summary(self.masks, {t: self.domain(t) for t in names}),
                 "rounds": self.search_summary["rounds"],
                 "rounds_overlap": self.search_summary["rounds_overlap"],
             }

@@ -39,29 +39,66 @@ def masks_from_state(state: Mapping[str, Tensor], prefix: str = "") -> dict[str,
     return unpack_masks(packed, tensor_json(state[head + "meta"]))
 
 
+def mask_summary(
+    masks: Mapping[str, Mapping[str, Tensor]],
+    domains: Mapping[str, Mapping[str, Tensor] | None],
+) -> dict[str, Any]:
+    """What ``results.json``'s ``sparse`` block says of the masks ({task: {param: bool}}):
+    each task's density within its ``domains`` entry (the weights it reads; ``None``: every
+    prunable weight), the overlap ratio (Eq. 4), the pairwise overlaps and each tensor's
+    density per task."""
+    names = list(masks)
+    return {
+        "density": {t: density_within(masks[t], domains.get(t)) for t in names},
+        "overlap_ratio": overlap_ratio([masks[t] for t in names]),
+        "pairwise_overlap": pairwise_overlap(masks),
+        "layer_density": {t: layer_density(masks[t]) for t in names},
+    }
+
+
 def describe_masks(
     masks: Mapping[str, Mapping[str, Tensor]], depths: Mapping[str, int] | None = None
 ) -> str:
     """A text report: density per task (of the weights it reads, with per-task ``depths``; of
     every prunable weight without), per tensor, overlap ratio, pairwise overlaps."""
-    names = list(masks)
     depths = depths or {}
+    domains = {t: depth_domain(masks[t], depths[t]) if t in depths else None for t in masks}
+    return describe_summary(mask_summary(masks, domains))
+
+
+def describe_summary(summary: Mapping[str, Any]) -> str:
+    """``describe_masks``'s report from a ``mask_summary`` (a finished run's ``results.json``
+    ``sparse`` block, when its checkpoints were not kept)."""
+    names = list(summary["density"])
     lines = ["density per task:"]
-    for t in names:
-        domain = depth_domain(masks[t], depths[t]) if t in depths else None
-        lines.append(f"  {t:12s} {density_within(masks[t], domain):.4f}")
+    lines += [f"  {t:12s} {summary['density'][t]:.4f}" for t in names]
     lines.append("density per tensor:")
-    params = list(next(iter(masks.values())))
+    layers = summary["layer_density"]
     lines.append("  " + " " * 28 + "".join(f"{t:>12s}" for t in names))
-    for p in params:
-        row = "".join(f"{layer_density({p: masks[t][p]})[p]:12.4f}" for t in names)
-        lines.append(f"  {p:28s}{row}")
-    lines.append(f"overlap ratio of all masks (Eq. 4): {overlap_ratio(list(masks.values())):.4f}")
-    pair = pairwise_overlap(masks)
+    for p in layers[names[0]]:
+        lines.append(f"  {p:28s}" + "".join(f"{layers[t][p]:12.4f}" for t in names))
+    lines.append(f"overlap ratio of all masks (Eq. 4): {summary['overlap_ratio']:.4f}")
+    pair = summary["pairwise_overlap"]
     lines.append("pairwise overlap:")
     lines.append("  " + " " * 12 + "".join(f"{t:>12s}" for t in names))
     lines += ["  " + f"{a:12s}" + "".join(f"{pair[a][b]:12.4f}" for b in names) for a in names]
     return "\n".join(lines)
+
+
+def describe_kept(results: Mapping[str, Any], where: str) -> str:
+    """``describe_summary`` of a finished run's ``results`` (its ``sparse`` block), for a run
+    whose checkpoints were not kept; a block that is missing or not one ``mask_summary`` wrote
+    is a ``ConfigError`` naming ``where``."""
+    block = results.get("sparse")
+    try:
+        if not isinstance(block, Mapping) or not block.get("density"):
+            raise KeyError("sparse")
+        return describe_summary(block)
+    except (KeyError, TypeError, ValueError, AttributeError, StopIteration) as e:
+        raise ConfigError(
+            f"{where}: no densities and overlaps of masks to read ({type(e).__name__}: {e}); "
+            "not the results of a sparse-sharing run"
+        ) from None
 
 
 def rounds_overlap(candidates: list[Candidate], names: list[str]) -> list[dict[str, Any]]:
