@@ -377,9 +377,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(describe_masks(masks, depths))
         return 0
     if args.command == "curves":
-        from mtlshare.evaluation.curves import write_dev_curves
+        from mtlshare.evaluation.curves import stopping_table, write_dev_curves
 
         print(write_dev_curves(args.folder, args.out or None, args.title))
+        print(stopping_table(args.folder))
         return 0
     if args.command == "predict":
         return _predict(args)

@@ -424,3 +424,35 @@ def test_curves_out_labels_its_axes_from_the_results_too(tmp_path, monkeypatch):
     assert main(["curves", str(tmp_path / "run"), "--out", str(tmp_path / "c.png")]) == 0
     (fig,) = figures
     assert fig.axes[0].get_ylabel() == "dev MSE (lower is better)"
+
+
+def _ended(path: Path, epochs: int, best: int | None, ran: int | None, cap: int | None) -> None:
+    _metrics(path, [{"epoch": e, "dev": {"a": 0.1 * e}} for e in range(1, epochs + 1)])
+    if ran is not None:
+        (path / "results.json").write_text(json.dumps({"best_epoch": best, "epochs_run": ran}))
+    if cap is not None:
+        (path / "config.toml").write_text(f"[train]\nepochs = {cap}\n")
+
+
+def test_the_stopping_table_says_what_ended_each_run(tmp_path, capsys):
+    _ended(tmp_path / "cmp" / "hard", 20, 20, 20, 20)  # the cap, still improving
+    _ended(tmp_path / "cmp" / "single" / "a", 20, 17, 20, 20)  # the cap, best earlier
+    _ended(tmp_path / "cmp" / "soft", 32, 27, 32, 60)  # early stop
+    _ended(tmp_path / "cmp" / "sparse", 7, None, None, 60)  # still training, or cut
+    _ended(tmp_path / "cmp" / "mmoe", 3, 3, 3, None)  # no config: the cap unknown
+    table = curves_module.stopping_table(tmp_path / "cmp")
+    assert table.splitlines() == [
+        "| run | best epoch | epochs run | cap | ended by |",
+        "|---|---:|---:|---:|---|",
+        "| hard | 20 | 20 | 20 | the cap, best at the last epoch |",
+        "| mmoe | 3 | 3 | ? | ? |",
+        "| single/a | 17 | 20 | 20 | the cap |",
+        "| soft | 27 | 32 | 60 | early stop, 5 epochs after its best |",
+        "| sparse | - | - | 60 | not finished (epoch 7 in metrics.jsonl) |",
+    ]
+    capsys.readouterr()
+    assert main(["curves", str(tmp_path / "cmp")]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        str(tmp_path / "cmp" / "dev_curves.png"),
+        *table.splitlines(),
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,55 @@ def _run_info(path: Path) -> RunInfo:
     sparse = results.get("sparse")
     searched = isinstance(sparse, dict) and bool(sparse.get("rounds"))
     return RunInfo(metric, higher, searched)
+
+
+def stopping_table(folder: str | Path) -> str:
+    """A markdown table of how every run under ``folder`` (labelled as in :func:`read_curves`)
+    ended: its best (selected) epoch, the epochs it ran, its cap (``train.epochs`` of its
+    ``config.toml``) and what ended it: the cap, with the best epoch the last one when the
+    scores may still have been rising, or the early stop, some epochs after its best; a run
+    without results is unfinished ("-"). Like the labels of a figure it reads what it can: a
+    run whose files say less gets "?" where they are silent."""
+    lines = [
+        "| run | best epoch | epochs run | cap | ended by |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, path in _runs(Path(folder)):
+        best, ran, cap = _stopping(path)
+        if ran is None:
+            last = max((e for curve in _curve(path).values() for e, _ in curve), default=0)
+            ended = f"not finished (epoch {last} in {METRICS})"
+        elif cap is None or best is None:
+            ended = "?"
+        elif ran >= cap:
+            ended = "the cap, best at the last epoch" if best == ran else "the cap"
+        else:
+            ended = f"early stop, {ran - best} epochs after its best"
+        known = (best, ran) if ran is not None else ("-", "-")
+        cells = [label, *("?" if v is None else str(v) for v in (*known, cap)), ended]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _stopping(path: Path) -> tuple[int | None, int | None, int | None]:
+    """The best epoch, epochs run (``results.json``) and cap (``config.toml``) of the run whose
+    ``metrics.jsonl`` is ``path``; None for what its files do not say."""
+    try:
+        results = json.loads((path.parent / RESULTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        results = None
+    try:
+        config = tomllib.loads((path.parent / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    found = results if isinstance(results, dict) else {}
+    train = config.get("train")
+    cap = train.get("epochs") if isinstance(train, dict) else None
+    return _count(found.get("best_epoch")), _count(found.get("epochs_run")), _count(cap)
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _steps_show_a_search(path: Path) -> bool:
