@@ -3,8 +3,9 @@
     python recipes/keep_runs.py runs/conll2003-paper docs/results/conll2003-paper/runs
 
 copies, for every finished run under SRC (a folder with ``config.toml`` and ``results.json``),
-its ``config.toml``, ``results.json``, ``metrics.jsonl``, figures and earlier results (a run
-``--resume`` gave more epochs keeps them as ``results-N-epochs.json``) to the same place under
+its ``config.toml``, ``results.json``, ``metrics.jsonl``, an added task's ``add_task.json``,
+figures and earlier results (a run ``--resume`` gave more epochs keeps them as
+``results-N-epochs.json``) to the same place under
 DEST, and SRC's ``comparison.md``, ``comparison.json`` and figures (``dev_curves.png``,
 ``gates.png``); the names are the run folder's own (``mtlshare.training.folder``). Checkpoints
 and ``inference.json`` stay behind (megabytes per run). A comparison resumed in a copy of DEST
@@ -19,6 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from mtlshare.app.add_task import SUMMARY
 from mtlshare.training.folder import (
     CONFIG,
     EARLIER_RESULTS,
@@ -28,7 +30,7 @@ from mtlshare.training.folder import (
     RunFolder,
 )
 
-RUN_FILES = (CONFIG, RESULTS, METRICS)
+RUN_FILES = (CONFIG, RESULTS, METRICS, SUMMARY)
 TOP_FILES = (ComparisonFolder.MARKDOWN, ComparisonFolder.JSON)
 
 

@@ -96,6 +96,36 @@ def test_trained_tasks_outputs_are_bitwise_unchanged(added):
     assert set(summary["new_tasks"]) == {"t3"}
 
 
+def test_a_kept_addition_keeps_its_summary_and_reports_as_the_run_does(added, tmp_path, capsys):
+    """recipes/keep_runs.py keeps ``add_task.json`` (the addition's own account, with its best
+    epoch and a sparse model's masks), so ``curves`` and ``masks`` say of the kept copy what
+    they say of the run."""
+    import importlib.util
+
+    mech, _, out = added
+    spec = importlib.util.spec_from_file_location("keep_runs", ROOT / "recipes" / "keep_runs.py")
+    assert spec is not None and spec.loader is not None
+    keep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keep)
+    kept = tmp_path / "kept"
+    assert keep.keep_runs(out, kept) == 1
+    assert (kept / "add_task.json").read_bytes() == (out / "add_task.json").read_bytes()
+    best = json.loads((out / "add_task.json").read_text())["best_epoch"]
+    capsys.readouterr()
+    assert main(["curves", str(kept), "--out", str(tmp_path / "c.png")]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith(f"| kept | {best} | ") and "not finished" not in row, row
+    if mech != "sparse":
+        return
+    assert main(["masks", str(out)]) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert main(["masks", str(kept)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        *report,
+        f"(read from {kept / 'add_task.json'}: the run's checkpoints were not kept)",
+    ]
+
+
 def test_what_the_new_task_may_change(added):
     mech, trained, out = added
     before, _ = model_of(trained)

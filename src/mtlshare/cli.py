@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     _command(sub, "mechanisms", "list the registered sharing mechanisms")
     m = _command(sub, "masks", "densities and overlaps of a finished sparse-sharing run")
     m.add_argument("run_dir", help="the --out directory of a sparse run")
-    cv = _command(sub, "curves", "draw the dev score per epoch of every run in a folder")
+    cv = _command(
+        sub,
+        "curves",
+        "draw the dev score per epoch of every run in a folder, and print how each run ended",
+    )
     cv.add_argument("folder", help="a run or comparison --out directory")
     cv.add_argument("--out", default="", help="the PNG to write (default FOLDER/dev_curves.png)")
     cv.add_argument("--title", default="", help="a title above the panels")
@@ -349,6 +353,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{entry.name:14s} {entry.summary}  [{entry.paper}]")
         return 0
     if args.command == "masks":
+        from mtlshare.app.add_task import SUMMARY
         from mtlshare.config import read_toml
         from mtlshare.sharing.sparse import describe_kept, describe_masks, masks_from_state
         from mtlshare.training.folder import CONFIG, RESULTS, RunFolder
@@ -368,9 +373,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
         if not folder.has_checkpoint("best") and folder.finished:
             # a kept run (recipes/keep_runs.py copies no checkpoint): what results.json says
-            results = folder.file(RESULTS)
-            print(describe_kept(folder.results(), str(results)))
-            print(f"(read from {results}: the run's checkpoints were not kept)")
+            source, kept = folder.file(RESULTS), folder.results()
+            if "sparse" not in kept and folder.file(SUMMARY).is_file():  # an added task's
+                source, kept = folder.file(SUMMARY), folder.read_json(SUMMARY)
+            print(describe_kept(kept, str(source)))
+            print(f"(read from {source}: the run's checkpoints were not kept)")
             return 0
         masks = masks_from_state(folder.model_state("best"))
         depths = config.get("sparse", {}).get("depths", {})

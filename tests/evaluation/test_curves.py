@@ -440,12 +440,26 @@ def test_the_stopping_table_says_what_ended_each_run(tmp_path, capsys):
     _ended(tmp_path / "cmp" / "soft", 32, 27, 32, 60)  # early stop
     _ended(tmp_path / "cmp" / "sparse", 7, None, None, 60)  # still training, or cut
     _ended(tmp_path / "cmp" / "mmoe", 3, 3, 3, None)  # no config: the cap unknown
+    # an added task: its results hold the tasks' scores, add_task.json its best epoch
+    added = tmp_path / "cmp" / "added"
+    _ended(added, 9, None, None, 12)
+    (added / "results.json").write_text(json.dumps({"tasks": {}}))
+    (added / "add_task.json").write_text(json.dumps({"best_epoch": 4}))
+    # every epoch trained, the last kept: its best_epoch is the last, selected by nothing
+    _ended(tmp_path / "cmp" / "kept_last", 8, 8, 8, 8)
+    config = tmp_path / "cmp" / "kept_last" / "config.toml"
+    config.write_text(config.read_text() + 'keep = "last"\n')
+    _ended(tmp_path / "cmp" / "ple", 5, 5, 5, 5)  # results.json edited into a list
+    (tmp_path / "cmp" / "ple" / "results.json").write_text("[]")
     table = curves_module.stopping_table(tmp_path / "cmp")
     assert table.splitlines() == [
         "| run | best epoch | epochs run | cap | ended by |",
         "|---|---:|---:|---:|---|",
+        "| added | 4 | 9 | 12 | early stop, 5 epochs after its best |",
         "| hard | 20 | 20 | 20 | the cap, best at the last epoch |",
+        '| kept_last | - | 8 | 8 | train.keep = "last": every epoch trained, the last kept |',
         "| mmoe | 3 | 3 | ? | ? |",
+        "| ple | ? | ? | 5 | ? |",
         "| single/a | 17 | 20 | 20 | the cap |",
         "| soft | 27 | 32 | 60 | early stop, 5 epochs after its best |",
         "| sparse | - | - | 60 | not finished (epoch 7 in metrics.jsonl) |",

@@ -141,7 +141,7 @@ def test_reading_back_and_writing_exclude_each_other_but_readers_share(tmp_path)
     with (
         RunFolder(out).reading(),
         RunFolder(out).reading(),  # two readers at once
-        pytest.raises(MtlshareError, match="another mtlshare process is writing here"),
+        pytest.raises(MtlshareError, match="another mtlshare process is reading the run here"),
     ):
         OutputFolder(out).open()
     with OutputFolder(out) as after:  # the readers have let go

@@ -171,6 +171,59 @@ def test_compare_plans_a_run_given_more_epochs_as_one_to_continue(tmp_path, caps
     assert all((r / "results-2-epochs.json").is_file() for r in runs)
 
 
+def test_resuming_with_the_cap_a_run_had_before_it_was_given_more_says_so(tmp_path, capsys):
+    """Resumed with its first cap after another command gave it more epochs, a run is refused
+    with a line that says why the saved config is not the caller's (not only "differs")."""
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "train.epochs=2", "--out", str(out)]) == 0
+    assert main(["run", DEMO, *SMALL, "train.epochs=3", "--out", str(out), "--resume"]) == 0
+    before = tree(out)
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "train.epochs=2", "--out", str(out), "--resume"]) == 2
+    line = one_line(capsys)
+    assert "train.epochs: 3 in the run, 2 now" in line
+    assert line.endswith(
+        "; the run was given more epochs after it finished (results-2-epochs.json holds its "
+        "results before)"
+    )
+    assert tree(out) == before
+
+
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_a_run_given_more_epochs_between_the_plan_and_its_read_back_is_refused(
+    tmp_path, capsys, monkeypatch, command
+):
+    """Another process may finish giving the run more epochs after this one decided to read it
+    back and before it holds the folder's shared lock: the decision is made again under the
+    lock, and the run is refused in one line, never its new results read as the old cap's."""
+    import mtlshare.training.folder as folder_module
+
+    out = tmp_path / "out"
+    base = [command, DEMO, *SMALL, "train.epochs=2", "--out", str(out)]
+    if command == "compare":
+        base += ["--mechanisms", "hard"]
+    assert main(base) == 0
+    run_dir = out / "hard" if command == "compare" else out
+    reading = folder_module.OutputFolder.reading
+
+    def raised_meanwhile(self):  # what the other process's last write leaves in the folder
+        if self.path == run_dir:
+            config = run_dir / "config.toml"
+            config.write_text(config.read_text().replace("epochs = 2", "epochs = 3", 1))
+        return reading(self)
+
+    monkeypatch.setattr(folder_module.OutputFolder, "reading", raised_meanwhile)
+    capsys.readouterr()
+    assert main([*base, "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    if command == "compare":  # its plan, then the refusal
+        assert err[0] == "compare: 3 runs: 3 read back"
+        err = err[1:]
+    assert err == [
+        f"mtlshare: error: {run_dir}: changed by another process while being read back; run again"
+    ]
+
+
 def test_kept_runs_keep_the_earlier_results_beside(tmp_path):
     import importlib.util
 

@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from mtlshare.errors import MtlshareError
 from mtlshare.evaluation.looks import looks
@@ -20,6 +21,7 @@ from mtlshare.evaluation.plots import save_figure
 
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"  # beside it: each task's metric, and a sparse run's search
+ADDED = "add_task.json"  # beside an added task's results: its best epoch
 COLUMNS = 3  # panels to a row of the figure
 METRIC_NAMES = {"accuracy": "accuracy", "span_f1": "span F1", "mse": "MSE", "mae": "MAE"}
 
@@ -115,49 +117,83 @@ def _run_info(path: Path) -> RunInfo:
     return RunInfo(metric, higher, searched)
 
 
+class Ending(NamedTuple):
+    """How a run ended, as its files say (None where they are silent)."""
+
+    finished: bool  # its results.json is there
+    best: int | None  # the selected epoch
+    ran: int | None  # epochs run
+    cap: int | None  # train.epochs
+    keep_last: bool  # train.keep = "last": every epoch trained, none selected
+
+
 def stopping_table(folder: str | Path) -> str:
     """A markdown table of how every run under ``folder`` (labelled as in :func:`read_curves`)
     ended: its best (selected) epoch, the epochs it ran, its cap (``train.epochs`` of its
     ``config.toml``) and what ended it: the cap, with the best epoch the last one when the
-    scores may still have been rising, or the early stop, some epochs after its best; a run
-    without results is unfinished ("-"). Like the labels of a figure it reads what it can: a
-    run whose files say less gets "?" where they are silent."""
+    scores may still have been rising, or the early stop, some epochs after its best. A run
+    without results is unfinished ("-"); one with ``train.keep = "last"`` selects no epoch.
+    Like the labels of a figure it reads what it can: "?" where a run's files are silent."""
     lines = [
         "| run | best epoch | epochs run | cap | ended by |",
         "|---|---:|---:|---:|---|",
     ]
     for label, path in _runs(Path(folder)):
-        best, ran, cap = _stopping(path)
-        if ran is None:
-            last = max((e for curve in _curve(path).values() for e, _ in curve), default=0)
-            ended = f"not finished (epoch {last} in {METRICS})"
-        elif cap is None or best is None:
+        end = _ending(path)
+        shown: tuple[object, ...] = (end.best, end.ran)
+        if not end.finished:
+            ended = f"not finished (epoch {_last_epoch(path) or 0} in {METRICS})"
+            shown = ("-", "-")
+        elif end.keep_last:
+            ended = 'train.keep = "last": every epoch trained, the last kept'
+            shown = ("-", end.ran)
+        elif end.cap is None or end.best is None or end.ran is None:
             ended = "?"
-        elif ran >= cap:
-            ended = "the cap, best at the last epoch" if best == ran else "the cap"
+        elif end.ran >= end.cap:
+            ended = "the cap, best at the last epoch" if end.best == end.ran else "the cap"
         else:
-            ended = f"early stop, {ran - best} epochs after its best"
-        known = (best, ran) if ran is not None else ("-", "-")
-        cells = [label, *("?" if v is None else str(v) for v in (*known, cap)), ended]
+            ended = f"early stop, {end.ran - end.best} epochs after its best"
+        cells = [label, *("?" if v is None else str(v) for v in (*shown, end.cap)), ended]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _stopping(path: Path) -> tuple[int | None, int | None, int | None]:
-    """The best epoch, epochs run (``results.json``) and cap (``config.toml``) of the run whose
-    ``metrics.jsonl`` is ``path``; None for what its files do not say."""
+def _ending(path: Path) -> Ending:
+    """The :class:`Ending` of the run whose ``metrics.jsonl`` is ``path``: its best epoch and
+    epochs run from ``results.json`` (an added task's best epoch from ``add_task.json``, its
+    epochs those of ``path``), its cap and ``keep`` from ``config.toml``."""
+    config = _toml_object(path.parent / "config.toml")
+    found = config.get("train")
+    train: dict[str, Any] = found if isinstance(found, dict) else {}
+    cap, keep_last = _count(train.get("epochs")), train.get("keep") == "last"
+    if not (path.parent / RESULTS).is_file():
+        return Ending(False, None, None, cap, keep_last)
+    results = _json_object(path.parent / RESULTS) or {}
+    best, ran = _count(results.get("best_epoch")), _count(results.get("epochs_run"))
+    added = _json_object(path.parent / ADDED)
+    if added is not None and ran is None:  # add-task: its own files say these
+        best, ran = _count(added.get("best_epoch")), _last_epoch(path)
+    return Ending(True, best, ran, cap, keep_last)
+
+
+def _last_epoch(path: Path) -> int | None:
+    return max((e for curve in _curve(path).values() for e, _ in curve), default=None)
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when it is missing, unreadable or not an object."""
     try:
-        results = json.loads((path.parent / RESULTS).read_text(encoding="utf-8"))
+        found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        results = None
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _toml_object(path: Path) -> dict[str, Any]:
     try:
-        config = tomllib.loads((path.parent / "config.toml").read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        config = {}
-    found = results if isinstance(results, dict) else {}
-    train = config.get("train")
-    cap = train.get("epochs") if isinstance(train, dict) else None
-    return _count(found.get("best_epoch")), _count(found.get("epochs_run")), _count(cap)
+        return {}
 
 
 def _count(value: object) -> int | None:

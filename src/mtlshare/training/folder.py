@@ -120,13 +120,20 @@ class OutputFolder:
         try:
             fcntl.flock(fd, kind | fcntl.LOCK_NB)
         except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise MtlshareError(f"{self.path}: cannot be locked ({e})") from None
+            readers_only = kind == fcntl.LOCK_EX and _shared_is_free(fd)
             os.close(fd)
-            if e.errno in (errno.EAGAIN, errno.EACCES):
+            if readers_only:
                 raise MtlshareError(
-                    f"{self.path}: another mtlshare process is writing here; wait for it to "
-                    "end or choose another --out"
+                    f"{self.path}: another mtlshare process is reading the run here back; "
+                    "run again when it is done"
                 ) from None
-            raise MtlshareError(f"{self.path}: cannot be locked ({e})") from None
+            raise MtlshareError(
+                f"{self.path}: another mtlshare process is writing here; wait for it to "
+                "end or choose another --out"
+            ) from None
         return fd
 
     def close(self) -> None:
@@ -158,6 +165,16 @@ class OutputFolder:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise MtlshareError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+
+
+def _shared_is_free(fd: int) -> bool:
+    """Whether ``fd``'s folder can be locked shared now (its holders only read), letting go."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
 
 
 class RunFolder(OutputFolder):
@@ -289,9 +306,16 @@ class RunFolder(OutputFolder):
                 )
             differ = (differences or _text_differences)(saved, config_text)
             if differ:
+                earlier = sorted(p.name for p in self.path.glob(EARLIER_RESULTS))
+                since = (
+                    f"; the run was given more epochs after it finished ({', '.join(earlier)} "
+                    "holds its results before)"
+                    if earlier
+                    else ""
+                )
                 raise MtlshareError(
                     f"--resume: the config differs from {self.file(CONFIG)} "
-                    f"({'; '.join(differ)}); resume with the same config and overrides"
+                    f"({'; '.join(differ)}); resume with the same config and overrides{since}"
                 )
             if not self.finished and self.checkpoint_dir("last").exists():
                 self.load_checkpoint("last")  # a refused or broken checkpoint fails here, first

@@ -86,9 +86,10 @@ def describe_summary(summary: Mapping[str, Any]) -> str:
 
 
 def describe_kept(results: Mapping[str, Any], where: str) -> str:
-    """``describe_summary`` of a finished run's ``results`` (its ``sparse`` block), for a run
-    whose checkpoints were not kept; a block that is missing or not one ``mask_summary`` wrote
-    is a ``ConfigError`` naming ``where``."""
+    """``describe_summary`` of a finished run's ``results`` (its ``sparse`` block: in
+    ``results.json``, or an added task's ``add_task.json``), for a run whose checkpoints were
+    not kept; a block that is missing or not one ``mask_summary`` wrote is a ``ConfigError``
+    naming ``where``."""
     block = results.get("sparse")
     try:
         if not isinstance(block, Mapping) or not block.get("density"):
