@@ -530,3 +530,36 @@ def test_a_run_held_by_another_process_is_not_read_back_by_compare(corpus):
     finally:
         holder.close()
     compare(corpus, out, 1, rows=["hard"], resume=True)
+
+
+def test_compare_jobs_writes_plain_status_lines_to_a_log(corpus, monkeypatch, capsys):
+    """stderr not a terminal (pytest's capture, a log file): the bar is off, and lines say how
+    many runs ended and where the running ones are; none with --quiet (progress off)."""
+    monkeypatch.setattr(jobs, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(jobs, "PLAIN_SECONDS", 0.0)
+    cfg = load_config(corpus / "run.toml")
+    kw: dict[str, Any] = {"seeds": [0, 1], "base_dir": corpus, "jobs": 2}
+    comparing.compare(cfg, ["hard"], corpus / "log", progress=True, **kw)
+    lines = [x for x in capsys.readouterr().err.splitlines() if " runs ended" in x]
+    assert lines[0].startswith("compare: 0 of 6 runs ended; running: single seed 0 pos: ")
+    assert lines[-1] == "compare: 6 of 6 runs ended"
+    assert len(lines) == len(set(lines))  # a line only when something moved
+    comparing.compare(cfg, ["hard"], corpus / "quiet", progress=False, **kw)
+    assert " runs ended" not in capsys.readouterr().err
+
+
+def test_plain_status_lines_come_a_minute_apart_at_most(monkeypatch, capsys):
+    status = jobs.PlainStatus(4)
+    status.show(0, "hard seed 0: epoch 1/20")  # the first at once
+    status.show(1, "hard seed 0: epoch 2/20")  # within the minute: held back
+    assert capsys.readouterr().err.splitlines() == [
+        "compare: 0 of 4 runs ended; running: hard seed 0: epoch 1/20"
+    ]
+    monkeypatch.setattr(jobs, "PLAIN_SECONDS", 0.0)
+    status.show(1, "hard seed 0: epoch 2/20")
+    status.show(1, "hard seed 0: epoch 2/20")  # nothing moved: no line
+    status.show(4, "")
+    assert capsys.readouterr().err.splitlines() == [
+        "compare: 1 of 4 runs ended; running: hard seed 0: epoch 2/20",
+        "compare: 4 of 4 runs ended",
+    ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -266,10 +267,13 @@ def execute(
             if on_done is not None:
                 on_done(job, out[-1])
         return out
-    return _in_workers(jobs, n_jobs, base_dir=base_dir, resume=resume, on_done=on_done)
+    return _in_workers(
+        jobs, n_jobs, base_dir=base_dir, resume=resume, progress=progress, on_done=on_done
+    )
 
 
 POLL_SECONDS = 10.0  # how often the bar of ``compare --jobs`` reads the running runs' progress
+PLAIN_SECONDS = 60.0  # the least time between two plain status lines (stderr not a terminal)
 
 
 def running_status(running: list[RunJob]) -> str:
@@ -295,19 +299,44 @@ def running_status(running: list[RunJob]) -> str:
     return "; ".join(parts)
 
 
+class PlainStatus:
+    """``compare --jobs``'s progress as plain lines on stderr, for a log file: ``compare: 3 of
+    10 runs ended; running: hard seed 1: epoch 12/60; ...``, written when the runs have moved
+    on and ``PLAIN_SECONDS`` have passed since the last line (the first at once), so a log of
+    hours has a line a minute at most and one of a minute a line or two."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.last: tuple[int, str] | None = None
+        self.at = -math.inf
+
+    def show(self, ended: int, status: str) -> None:
+        now = time.monotonic()
+        if (ended, status) == self.last or now - self.at < PLAIN_SECONDS:
+            return
+        self.last, self.at = (ended, status), now
+        line = f"compare: {ended} of {self.total} runs ended"
+        print(f"{line}; running: {status}" if status else line, file=sys.stderr, flush=True)
+
+
 def _in_workers(
     jobs: list[RunJob],
     n_jobs: int,
     *,
     base_dir: str | None,
     resume: bool,
+    progress: bool,
     on_done: Callable[[RunJob, dict[str, Any]], None] | None,
 ) -> list[dict[str, Any]]:
+    """``execute`` in ``n_jobs`` worker processes. The workers train without bars; the bar
+    here counts the finished runs and says where the running ones are. With stderr not a
+    terminal (a log file) and ``progress``, plain lines say it instead (``PlainStatus``)."""
     results: dict[int, dict[str, Any]] = {}
     failed: dict[int, BaseException] = {}
     waiting = list(range(len(jobs)))
     running: dict[Future[dict[str, Any]], int] = {}
     bar = tqdm(total=len(jobs), desc=f"runs ({n_jobs} jobs)", unit="run", disable=None)
+    plain = PlainStatus(len(jobs)) if progress and bar.disable else None
     pool = worker_pool(n_jobs, threads_per_job(n_jobs))
     try:
         while waiting or running:
@@ -333,7 +362,10 @@ def _in_workers(
                     if on_done is not None:
                         on_done(jobs[i], results[i])
                 bar.update(1)
-            bar.set_postfix_str(running_status([jobs[i] for i in running.values()]))
+            status = running_status([jobs[i] for i in running.values()])
+            bar.set_postfix_str(status)
+            if plain is not None:
+                plain.show(len(results) + len(failed), status)
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
