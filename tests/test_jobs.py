@@ -24,7 +24,7 @@ from mtlshare.app.run import run
 from mtlshare.cli import main
 from mtlshare.config import load_config
 from mtlshare.errors import MtlshareError
-from mtlshare.training.folder import ComparisonFolder, OutputFolder
+from mtlshare.training.folder import ComparisonFolder, OutputFolder, RunFolder
 
 TRAIN = """EU NNP B-ORG
 rejects VBZ O
@@ -563,3 +563,47 @@ def test_plain_status_lines_come_a_minute_apart_at_most(monkeypatch, capsys):
         "compare: 1 of 4 runs ended; running: hard seed 0: epoch 2/20",
         "compare: 4 of 4 runs ended",
     ]
+
+
+def _until(condition: Any, process: subprocess.Popen[bytes], seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_compare_jobs_signalled_alone_stops_its_workers_and_resumes(tmp_path, signum):
+    """`kill -INT PID` (or `kill PID`) reaches compare alone, not its workers as Ctrl-C at a
+    terminal does: it waited for the running runs to finish, hours perhaps; now it stops them
+    and says so at once, with nothing leaked (the workers exit as processes do), leaving each
+    run's last checkpoint whole and its folder free for the --resume that follows."""
+    out = tmp_path / "out"
+    demo = str(Path(__file__).resolve().parents[1] / "recipes" / "demo" / "demo.toml")
+    args = ["compare", demo, "--mechanisms", "hard", "--seeds", "0", "--jobs", "2"]
+    args += ["--out", str(out), "data.n_dev=50", "data.n_test=50", "train.patience=0"]
+    cmd = [sys.executable, "-m", "mtlshare", *args, "train.epochs=5000"]
+    process = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # signalled alone: not as a terminal's process group
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        lasts = [out / "single" / t / "checkpoint" / "last" for t in ("t1", "t2")]
+        _until(lambda: all(last.is_dir() for last in lasts), process)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == (130 if signum == signal.SIGINT else 143)
+    lines = err.decode().strip().splitlines()
+    assert lines[-1] == "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)"
+    assert not any("leaked" in line or "Traceback" in line for line in lines), lines
+    for task in ("t1", "t2"):  # whole, and free: no worker outlived the command
+        folder = RunFolder(out / "single" / task)
+        folder.load_checkpoint("last")
+        folder.open()
+        folder.close()

@@ -247,10 +247,30 @@ def entry() -> NoReturn:
     sys.exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``, a scheduler's preemption, ``timeout``), raised as an interrupt:
+    the command stops as at Ctrl-C, saying so, and exits with 143 (128 + SIGTERM)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _take_sigterm() -> Any:
+    """Make SIGTERM a ``Terminated`` in this (main) thread where it would kill the process
+    outright; returns the handler to put back (None: left as it was)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _terminated)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: this process's) and return the exit code."""
     warnings.showwarning = _warn
     args: argparse.Namespace | None = None
+    sigterm = _take_sigterm()
     try:
         args = _arguments(argv)
         _load_library()
@@ -265,10 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a folder or file the command cannot use: the user's to fix
         print(f"mtlshare: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # from the first line on: building the parser too
+    except KeyboardInterrupt as e:  # from the first line on: building the parser too
         print(INTERRUPTED if _resumable(args) else INTERRUPTED_FOR_GOOD, file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     finally:
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
         # leave a torchrun process group cleanly; only when our module is whole (an interrupt
         # during `import torch` leaves torch half-imported, and importing it again would fail)
         distributed = sys.modules.get("mtlshare.training.distributed")
@@ -311,21 +333,28 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _load_library() -> None:
-    """Import torch and the library with Ctrl-C held back until they are whole: an interrupt
-    inside torch's import can abort the process ("terminate called after throwing an instance
-    of 'python_error'") or leave torch half-imported. A Ctrl-C meanwhile is raised after."""
+    """Import torch and the library with Ctrl-C (and SIGTERM, which ``main`` raises as an
+    interrupt) held back until they are whole: an interrupt inside torch's import can abort
+    the process ("terminate called after throwing an instance of 'python_error'") or leave
+    torch half-imported. An interrupt meanwhile is raised after."""
     held: list[int] = []
     if threading.current_thread() is not threading.main_thread():  # signals are the main's
         import mtlshare.config
 
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    signals = [signal.SIGINT]
+    if signal.getsignal(signal.SIGTERM) is _terminated:
+        signals.append(signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in signals}
     try:
         import torch  # noqa: F401
 
         import mtlshare.config  # noqa: F401  (registers every component)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if signal.SIGTERM in held:
+        raise Terminated
     if held:
         raise KeyboardInterrupt
 

@@ -126,6 +126,31 @@ def test_a_live_run_in_another_process_keeps_its_folder(tmp_path, capsys):
         first.wait(timeout=120)
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    """`kill PID`, a scheduler's preemption or `timeout`: the run says it was interrupted and
+    exits with 143 (it died at once, without a word), its last checkpoint whole."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mtlshare", "run", DEMO, "train.epochs=5000", "train.patience=0"]
+    run = subprocess.Popen(
+        [*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint" / "last").is_dir():
+            assert run.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        run.terminate()
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 143
+    assert err.decode().strip().splitlines()[-1] == (
+        "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)"
+    )
+    RunFolder(out).load_checkpoint("last")
+
+
 def test_reading_back_and_writing_exclude_each_other_but_readers_share(tmp_path):
     out = tmp_path / "run"
     writer = OutputFolder(out)
@@ -314,17 +339,24 @@ def test_duplicate_seeds_and_bad_weights_fail_before_the_folder(tmp_path, capsys
     assert not out.exists()
 
 
-def test_ctrl_c_while_starting_is_one_line(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_while_starting_is_one_line(tmp_path, signum):
+    """SIGTERM as Ctrl-C, torch's import included; before the command line's module is whole
+    (the first moments) SIGTERM ends the process as it does any, without a word."""
+    code = 130 if signum == signal.SIGINT else 143
     for delay in (0.3, 0.8, 1.5):
         out = tmp_path / f"run-{delay}"
         cmd = [sys.executable, "-m", "mtlshare", "run", DEMO, "--out", str(out)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=120)
         if proc.returncode == 0:  # finished before the signal: nothing to check
             continue
-        assert proc.returncode == 130, err
+        if signum == signal.SIGTERM and proc.returncode == -signal.SIGTERM:
+            assert err == ""
+            continue
+        assert proc.returncode == code, err
         assert err.strip().splitlines() == [
             "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)"
         ]

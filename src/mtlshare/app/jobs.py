@@ -21,6 +21,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -85,11 +86,19 @@ def check_jobs(jobs: int) -> None:
 
 def _worker_init(threads: int, parent: int, showwarning: Callable[..., None] | None) -> None:
     torch.set_num_threads(threads)
+    # SIGTERM ends a worker as an exit does: a run stops (its folder's lock let go), an idle
+    # worker leaves its loop, and the process's exit handlers run (its tqdm lock is a named
+    # semaphore; killed outright, the worker leaked it with a warning at the caller's exit)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if showwarning is not None:  # the caller's way of showing warnings (the CLI's one line)
         warnings.showwarning = showwarning
     torch.set_num_interop_threads(1)
     if os.name == "posix":  # (on Windows os.kill(pid, 0) would end the parent)
         threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _end_with(parent: int) -> None:
@@ -273,6 +282,7 @@ def execute(
 
 
 POLL_SECONDS = 10.0  # how often the bar of ``compare --jobs`` reads the running runs' progress
+STOP_GRACE_SECONDS = 2.0  # how long an interrupted compare waits for its runs to stop
 PLAIN_SECONDS = 60.0  # the least time between two plain status lines (stderr not a terminal)
 
 
@@ -297,6 +307,21 @@ def running_status(running: list[RunJob]) -> str:
             where = "mask search"
         parts.append(f"{job.label}: {where}")
     return "; ".join(parts)
+
+
+def stop_workers(pool: ProcessPoolExecutor, running: list[Future[dict[str, Any]]]) -> None:
+    """End ``pool``'s workers, as the process that started them is being interrupted:
+    otherwise its shutdown would wait for every running run to finish (hours), when the
+    signal reached it alone (``kill -INT PID``). Runs whose workers were signalled with it
+    (Ctrl-C at a terminal) end within ``STOP_GRACE_SECONDS``; the workers still running then
+    get SIGTERM, which ends a worker as an exit does (``_worker_init``). A run cut so resumes
+    from its last checkpoint: every file is written atomically."""
+    if running:
+        wait(running, timeout=STOP_GRACE_SECONDS)
+    processes = getattr(pool, "_processes", None) or {}  # CPython's; {} where it has none
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.terminate()
 
 
 class PlainStatus:
@@ -366,6 +391,9 @@ def _in_workers(
             bar.set_postfix_str(status)
             if plain is not None:
                 plain.show(len(results) + len(failed), status)
+    except BaseException:  # an interrupt (Ctrl-C, `kill -INT`, SIGTERM): the workers stop too
+        stop_workers(pool, list(running))
+        raise
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
