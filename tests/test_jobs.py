@@ -555,13 +555,13 @@ def test_plain_status_lines_come_a_minute_apart_at_most(monkeypatch, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "compare: 0 of 4 runs ended; running: hard seed 0: epoch 1/20"
     ]
+    status.show(4, "", last=True)  # the runs' end: at once
     monkeypatch.setattr(jobs, "PLAIN_SECONDS", 0.0)
-    status.show(1, "hard seed 0: epoch 2/20")
-    status.show(1, "hard seed 0: epoch 2/20")  # nothing moved: no line
-    status.show(4, "")
+    status.show(4, "", last=True)  # nothing moved: no line
+    status.show(3, "hard seed 0: epoch 2/20")
     assert capsys.readouterr().err.splitlines() == [
-        "compare: 1 of 4 runs ended; running: hard seed 0: epoch 2/20",
         "compare: 4 of 4 runs ended",
+        "compare: 3 of 4 runs ended; running: hard seed 0: epoch 2/20",
     ]
 
 
@@ -572,12 +572,17 @@ def _until(condition: Any, process: subprocess.Popen[bytes], seconds: float = 12
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_compare_jobs_signalled_alone_stops_its_workers_and_resumes(tmp_path, signum):
+@pytest.mark.parametrize(
+    ("signum", "times"), [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2)]
+)
+def test_compare_jobs_signalled_alone_stops_its_workers_leaving_runs_to_resume(
+    tmp_path, signum, times
+):
     """`kill -INT PID` (or `kill PID`) reaches compare alone, not its workers as Ctrl-C at a
     terminal does: it waited for the running runs to finish, hours perhaps; now it stops them
-    and says so at once, with nothing leaked (the workers exit as processes do), leaving each
-    run's last checkpoint whole and its folder free for the --resume that follows."""
+    and says so at once, with nothing leaked (no semaphore of a worker's), leaving each run's
+    last checkpoint whole and its folder free for the --resume that follows. A second signal
+    while it stops them does not cut the stopping short (it then waited for the runs again)."""
     out = tmp_path / "out"
     demo = str(Path(__file__).resolve().parents[1] / "recipes" / "demo" / "demo.toml")
     args = ["compare", demo, "--mechanisms", "hard", "--seeds", "0", "--jobs", "2"]
@@ -594,6 +599,9 @@ def test_compare_jobs_signalled_alone_stops_its_workers_and_resumes(tmp_path, si
         lasts = [out / "single" / t / "checkpoint" / "last" for t in ("t1", "t2")]
         _until(lambda: all(last.is_dir() for last in lasts), process)
         process.send_signal(signum)
+        if times == 2:
+            time.sleep(0.5)  # inside the 2 s it gives the runs to stop
+            process.send_signal(signum)
         _, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:

@@ -337,22 +337,15 @@ def _load_library() -> None:
     interrupt) held back until they are whole: an interrupt inside torch's import can abort
     the process ("terminate called after throwing an instance of 'python_error'") or leave
     torch half-imported. An interrupt meanwhile is raised after."""
-    held: list[int] = []
-    if threading.current_thread() is not threading.main_thread():  # signals are the main's
-        import mtlshare.config
+    from mtlshare.interrupts import held_interrupts
 
-        return
     signals = [signal.SIGINT]
     if signal.getsignal(signal.SIGTERM) is _terminated:
         signals.append(signal.SIGTERM)
-    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in signals}
-    try:
+    with held_interrupts(tuple(signals)) as held:
         import torch  # noqa: F401
 
         import mtlshare.config  # noqa: F401  (registers every component)
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     if signal.SIGTERM in held:
         raise Terminated
     if held:

@@ -21,7 +21,6 @@ import json
 import math
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 import time
@@ -41,6 +40,7 @@ from mtlshare.app.build import build_problem
 from mtlshare.app.run import check_folder, reads_back, run, still_finished
 from mtlshare.config import Config, from_dict
 from mtlshare.errors import MtlshareError
+from mtlshare.interrupts import held_interrupts
 from mtlshare.training.folder import RunFolder
 
 
@@ -86,19 +86,15 @@ def check_jobs(jobs: int) -> None:
 
 def _worker_init(threads: int, parent: int, showwarning: Callable[..., None] | None) -> None:
     torch.set_num_threads(threads)
-    # SIGTERM ends a worker as an exit does: a run stops (its folder's lock let go), an idle
-    # worker leaves its loop, and the process's exit handlers run (its tqdm lock is a named
-    # semaphore; killed outright, the worker leaked it with a warning at the caller's exit)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # tqdm's default lock holds a named semaphore, which a worker ended by a signal (or by
+    # ``_end_with``) leaves behind, and multiprocessing then warns of it at the caller's exit;
+    # a worker draws no bars, so a thread lock does
+    tqdm.set_lock(threading.RLock())
     if showwarning is not None:  # the caller's way of showing warnings (the CLI's one line)
         warnings.showwarning = showwarning
     torch.set_num_interop_threads(1)
     if os.name == "posix":  # (on Windows os.kill(pid, 0) would end the parent)
         threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _end_with(parent: int) -> None:
@@ -310,34 +306,37 @@ def running_status(running: list[RunJob]) -> str:
 
 
 def stop_workers(pool: ProcessPoolExecutor, running: list[Future[dict[str, Any]]]) -> None:
-    """End ``pool``'s workers, as the process that started them is being interrupted:
-    otherwise its shutdown would wait for every running run to finish (hours), when the
-    signal reached it alone (``kill -INT PID``). Runs whose workers were signalled with it
-    (Ctrl-C at a terminal) end within ``STOP_GRACE_SECONDS``; the workers still running then
-    get SIGTERM, which ends a worker as an exit does (``_worker_init``). A run cut so resumes
-    from its last checkpoint: every file is written atomically."""
-    if running:
-        wait(running, timeout=STOP_GRACE_SECONDS)
-    processes = getattr(pool, "_processes", None) or {}  # CPython's; {} where it has none
-    for process in list(processes.values()):
-        if process.is_alive():
-            process.terminate()
+    """End ``pool``'s workers and shut it down, as the process that started them is being
+    interrupted: otherwise its shutdown would wait for every running run to finish (hours),
+    when the signal reached it alone (``kill -INT PID``). Runs whose workers were signalled
+    with it (Ctrl-C at a terminal) end within ``STOP_GRACE_SECONDS``; the workers still alive
+    then are ended (SIGTERM). A run cut so resumes from its last checkpoint: every file is
+    written atomically. Further interrupts meanwhile are held back, not let cut this short."""
+    with held_interrupts():
+        if running:
+            wait(running, timeout=STOP_GRACE_SECONDS)
+        processes = getattr(pool, "_processes", None) or {}  # CPython's; {} where it has none
+        for process in list(processes.values()):
+            if process.is_alive():
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class PlainStatus:
     """``compare --jobs``'s progress as plain lines on stderr, for a log file: ``compare: 3 of
     10 runs ended; running: hard seed 1: epoch 12/60; ...``, written when the runs have moved
-    on and ``PLAIN_SECONDS`` have passed since the last line (the first at once), so a log of
-    hours has a line a minute at most and one of a minute a line or two."""
+    on and ``PLAIN_SECONDS`` have passed since the last line (the first at once), and when the
+    last run ends, so a log of hours has a line a minute at most and one of a minute a few."""
 
     def __init__(self, total: int) -> None:
         self.total = total
         self.last: tuple[int, str] | None = None
         self.at = -math.inf
 
-    def show(self, ended: int, status: str) -> None:
+    def show(self, ended: int, status: str, last: bool = False) -> None:
+        """A line if something moved and a minute has passed, or (``last``) the runs ended."""
         now = time.monotonic()
-        if (ended, status) == self.last or now - self.at < PLAIN_SECONDS:
+        if (ended, status) == self.last or (now - self.at < PLAIN_SECONDS and not last):
             return
         self.last, self.at = (ended, status), now
         line = f"compare: {ended} of {self.total} runs ended"
@@ -373,6 +372,10 @@ def _in_workers(
                 elif all(d in results for d in deps) and len(running) < n_jobs:
                     waiting.remove(i)
                     running[pool.submit(run_job, jobs[i], base_dir, resume, False)] = i
+            status = running_status([jobs[i] for i in running.values()])  # the runs started
+            bar.set_postfix_str(status)
+            if plain is not None:
+                plain.show(len(results) + len(failed), status)
             if not running:
                 continue
             done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
@@ -387,10 +390,9 @@ def _in_workers(
                     if on_done is not None:
                         on_done(jobs[i], results[i])
                 bar.update(1)
-            status = running_status([jobs[i] for i in running.values()])
-            bar.set_postfix_str(status)
-            if plain is not None:
-                plain.show(len(results) + len(failed), status)
+        bar.set_postfix_str("")  # every run ended
+        if plain is not None:
+            plain.show(len(results) + len(failed), "", last=True)
     except BaseException:  # an interrupt (Ctrl-C, `kill -INT`, SIGTERM): the workers stop too
         stop_workers(pool, list(running))
         raise
