@@ -615,3 +615,44 @@ def test_compare_jobs_signalled_alone_stops_its_workers_leaving_runs_to_resume(
         folder.load_checkpoint("last")
         folder.open()
         folder.close()
+
+
+def _grandchildren(pid: int) -> list[int]:
+    """The children of ``pid``'s children: a compare's workers (its fork server's children)."""
+
+    def children(of: int) -> list[int]:
+        found = subprocess.run(["pgrep", "-P", str(of)], capture_output=True, text=True)
+        return [int(x) for x in found.stdout.split()]
+
+    return [g for c in children(pid) for g in children(c)]
+
+
+def test_a_worker_killed_outright_fails_its_runs_in_one_line_each(tmp_path):
+    """The OOM killer (SIGKILL) ending a worker broke the pool, and compare ended in a
+    traceback (BrokenProcessPool at the next submit); now every run it cannot finish says why
+    in one line, and the command's error says to resume."""
+    out = tmp_path / "out"
+    demo = str(Path(__file__).resolve().parents[1] / "recipes" / "demo" / "demo.toml")
+    cmd = [sys.executable, "-m", "mtlshare", "compare", demo, "--mechanisms", "hard"]
+    cmd += ["--seeds", "0", "--jobs", "2", "--out", str(out), "data.n_dev=50", "data.n_test=50"]
+    cmd += ["train.patience=0", "train.epochs=5000"]
+    process = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        lasts = [out / "single" / t / "checkpoint" / "last" for t in ("t1", "t2")]
+        _until(lambda: all(last.is_dir() for last in lasts), process)
+        workers = _grandchildren(process.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    lines = err.decode().strip().splitlines()
+    assert process.returncode == 2, lines
+    assert not any("Traceback" in line for line in lines), lines
+    abrupt = "a worker process ended abruptly (killed by a signal, or out of memory?)"
+    assert f"mtlshare: single seed 0 t1 failed: {abrupt}" in lines
+    assert lines[-1].startswith("mtlshare: error: 3 of 3 runs did not finish (first: ")
+    assert lines[-1].endswith("0 finished and are kept: rerun with --resume")

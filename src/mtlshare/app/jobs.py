@@ -28,6 +28,7 @@ import tomllib
 import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -278,6 +279,8 @@ def execute(
 
 
 POLL_SECONDS = 10.0  # how often the bar of ``compare --jobs`` reads the running runs' progress
+# what a run of a broken pool says: a worker ended without a word (the OOM killer, a kill)
+ABRUPT = "a worker process ended abruptly (killed by a signal, or out of memory?)"
 STOP_GRACE_SECONDS = 2.0  # how long an interrupted compare waits for its runs to stop
 PLAIN_SECONDS = 60.0  # the least time between two plain status lines (stderr not a terminal)
 
@@ -371,7 +374,10 @@ def _in_workers(
                     failed[i] = MtlshareError(f"{jobs[i].label}: skipped, a run it needs failed")
                 elif all(d in results for d in deps) and len(running) < n_jobs:
                     waiting.remove(i)
-                    running[pool.submit(run_job, jobs[i], base_dir, resume, False)] = i
+                    try:
+                        running[pool.submit(run_job, jobs[i], base_dir, resume, False)] = i
+                    except BrokenProcessPool:  # a worker was killed: no run starts any more
+                        failed[i] = MtlshareError(f"{jobs[i].label}: not started, {ABRUPT}")
             status = running_status([jobs[i] for i in running.values()])  # the runs started
             bar.set_postfix_str(status)
             if plain is not None:
@@ -382,6 +388,8 @@ def _in_workers(
             for future in done:
                 i = running.pop(future)
                 error = future.exception()
+                if isinstance(error, BrokenProcessPool):  # its worker, or another, was killed
+                    error = MtlshareError(ABRUPT)
                 if error is not None:
                     failed[i] = error
                     tqdm.write(f"mtlshare: {jobs[i].label} failed: {error}", file=sys.stderr)
