@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from mtlshare.app.forecast_methods import fit_and_forecast
-from mtlshare.app.jobs import cached_problem, worker_pool
+from mtlshare.app.jobs import ABRUPT, cached_problem, worker_pool
 from mtlshare.config import Config, from_dict
 from mtlshare.data.datasets import Problem
+from mtlshare.errors import MtlshareError
 
 Result = tuple[np.ndarray, dict[str, Any]]
 
@@ -79,9 +81,12 @@ class Trainings:
         for method, cfg, target in wanted:
             key = _key(method, cfg, target)
             if key not in self._pending and key not in self._done:
-                self._pending[key] = self._pool.submit(
-                    _train_in_worker, method, cfg.to_dict(), target, self.base_dir
-                )
+                try:
+                    self._pending[key] = self._pool.submit(
+                        _train_in_worker, method, cfg.to_dict(), target, self.base_dir
+                    )
+                except BrokenProcessPool:  # a worker was killed: its error comes from get
+                    return
 
     def get(self, method: str, cfg: Config, problem: Problem, target: str) -> Result:
         """The forecast and run summary of one training: a worker's, if it was prefetched, and
@@ -95,7 +100,10 @@ class Trainings:
         if future is None:
             self._done[key] = train_one(method, cfg, problem, target)
         else:
-            self._done[key] = future.result()
+            try:
+                self._done[key] = future.result()
+            except BrokenProcessPool:
+                raise MtlshareError(f"forecast.jobs: {ABRUPT}; run the study again") from None
         return self._done[key]
 
     def close(self) -> None:

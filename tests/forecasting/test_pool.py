@@ -1,0 +1,49 @@
+"""The forecasting study's worker pool when a worker is killed outright (the OOM killer)."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mtlshare.app import forecast_pool
+from mtlshare.app.jobs import ABRUPT
+from mtlshare.config import load_config
+from mtlshare.errors import MtlshareError
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "forecasting" / "bike_sharing.toml"
+
+
+class BrokenPool:
+    """A pool one of whose workers was killed: what it ran fails, and it takes no more."""
+
+    def __init__(self) -> None:
+        self.submitted = 0
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.submitted += 1
+        if self.submitted > 1:
+            raise BrokenProcessPool("A child process terminated abruptly")
+        future: Future[Any] = Future()
+        future.set_exception(BrokenProcessPool("A child process terminated abruptly"))
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def test_a_killed_worker_is_one_line_not_a_traceback(monkeypatch):
+    cfg = load_config(RECIPE)
+    trainings = forecast_pool.Trainings(2, None)
+    monkeypatch.setattr(forecast_pool, "worker_pool", lambda jobs, threads: BrokenPool())
+    wanted = [("multitask", cfg.replace(seed=s), "casual") for s in (0, 1)]
+    trainings.prefetch(wanted)  # the second submit finds the pool broken: no error yet
+    with pytest.raises(
+        MtlshareError, match=re.escape(f"forecast.jobs: {ABRUPT}; run the study again")
+    ):
+        trainings.get("multitask", cfg.replace(seed=0), None, "casual")  # type: ignore[arg-type]
+    trainings.close()
