@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from mtlshare.config import (
     parse_value,
     same_config,
 )
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, parse_day
 from mtlshare.registry import MECHANISMS, Entry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +128,13 @@ def test_an_unquoted_date_is_the_string_of_that_day_where_a_string_is_expected()
     assert cfg.experiments["forecast"].origins == ["2012-04-01"]
     with pytest.raises(ConfigError, match=r"data\.origin: expected a string"):
         load_config(bike, ["data.origin=2012-10-03T10:00:00"])
+
+
+def test_a_day_is_an_iso_date_and_a_bad_one_names_its_key():
+    assert parse_day("2012-02-29", "data.origin") == datetime.date(2012, 2, 29)
+    for text in ("2011-02-29", "2012-13-01", "soon", ""):
+        with pytest.raises(ConfigError, match=rf"^data\.origin: '{text}' is not a date like"):
+            parse_day(text, "data.origin")
 
 
 @pytest.mark.parametrize(

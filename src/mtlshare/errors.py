@@ -1,8 +1,9 @@
 """The project's own error types: the CLI turns them into one line and exit code 2; and the
-one check every config section shares, a seed's range."""
+checks that several config sections share: a seed's range, a date."""
 
 from __future__ import annotations
 
+import datetime
 from os import PathLike
 
 # what a command prints when Ctrl-C stops it (mtlshare.cli, and __main__ while the CLI imports)
@@ -60,3 +61,11 @@ def check_seed(seed: int, key: str = "seed") -> None:
     ``key``."""
     if not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"{key}: {seed} is not a seed in [0, 2**63 - 1]")
+
+
+def parse_day(text: str, key: str) -> datetime.date:
+    """``text`` as an ISO date (``2012-10-01``); else a ``ConfigError`` naming ``key``."""
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{key}: {text!r} is not a date like 2012-10-01") from None

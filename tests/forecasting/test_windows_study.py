@@ -381,6 +381,14 @@ def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
     [
         (["data.context=90"], "data.context: 90 days is longer than the 60 days of history"),
         (["data.horizon=0"], "data.horizon and data.dev_days must be >= 1"),
+        (
+            ['forecast.origins=["2011-06-31"]'],
+            "forecast.origins: '2011-06-31' is not a date like 2012-10-01",
+        ),
+        (
+            ['forecast.validation_origins=["soon"]', "forecast.interval=0.8"],
+            "forecast.validation_origins: 'soon' is not a date like 2012-10-01",
+        ),
         (['data.exogenous=["temp"]'], "covariate 'temp' has no value for 2011-06-10, in the"),
         (
             ['forecast.candidates=[{"data.origin" = "2011-01-01"}]'],

@@ -28,7 +28,7 @@ import torch
 from mtlshare.data.codecs import TensorCodec
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.timeseries import LAYOUTS, DailyFrame, calendar_features, read_daily_csv
-from mtlshare.errors import ConfigError, DataError
+from mtlshare.errors import ConfigError, DataError, parse_day
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.task import Task
 
@@ -71,13 +71,6 @@ class DailyConfig:
             raise ConfigError(f"data.series: names a series twice, got {self.series}")
         if self.fourier_terms < 0:
             raise ConfigError(f"data.fourier_terms: must be >= 0, got {self.fourier_terms}")
-
-
-def parse_day(text: str, key: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{key}: {text!r} is not a date like 2012-10-01") from None
 
 
 @dataclass

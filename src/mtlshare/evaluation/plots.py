@@ -6,23 +6,19 @@ matplotlib is imported inside the function: it is heavy and only reports need it
 from __future__ import annotations
 
 import math
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 from mtlshare.errors import MtlshareError
 from mtlshare.evaluation.looks import looks
+from mtlshare.files import write_atomically
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120, *, beside_others: bool = False) -> Path:
-    """Save a matplotlib figure as PNG atomically: a temporary file beside ``path``, flushed to
-    disk, then a rename, so a reader never sees half an image, even after a power cut. Returns
-    ``path``. The temporary file is ``NAME.tmp`` (as ``atomic_write_text``'s) in a folder of
-    the library's, so a write cut by a kill leaves one file that the next write of the plot
-    replaces; ``beside_others``: a folder of the user's, where that name may be a file of
-    theirs, so it gets a name no file has. The file's mode is ``atomic_write_text``'s (0666
-    less the umask).
+    """Save a matplotlib figure as PNG atomically (``mtlshare.files.write_atomically``: a
+    temporary file beside ``path``, flushed to disk, then a rename), so a reader never sees half
+    an image, even after a power cut. Returns ``path``. ``beside_others``: ``path`` is in a
+    folder of the user's, so the temporary file gets a name no file has.
 
     Raises:
         ValueError: ``path`` does not end in ``.png`` (the bytes written are a PNG image).
@@ -31,24 +27,9 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120, *, beside_others: bo
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: a figure is saved as a PNG image; give a path ending in .png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if beside_others:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    else:
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(
+        path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"), beside_others=beside_others
+    )
     return path
 
 

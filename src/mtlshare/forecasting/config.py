@@ -7,7 +7,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, parse_day
 from mtlshare.registry import EXPERIMENTS
 
 NEURAL = ("multitask", "single")
@@ -21,13 +21,6 @@ SOURCES = ("daily_csv", "daily_windows")
 # what a candidate may not change: every candidate forecasts the same days of the same series
 FIXED = ("data.source", "data.path", "data.series", "data.origin", "data.horizon", "data.history")
 FIXED_TOP = ("experiment", "forecast", "tasks", "seed", "compare")
-
-
-def parse_origin(text: str, key: str) -> datetime.date:
-    try:
-        return datetime.date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{key}: {text!r} is not a date like 2012-10-01") from None
 
 
 @dataclass
@@ -126,8 +119,8 @@ class ForecastConfig:
         self.candidate_names()
 
     def _check_origins(self, horizon: int) -> None:
-        tests = [parse_origin(o, "forecast.origins") for o in self.origins]
-        checks = [parse_origin(o, "forecast.validation_origins") for o in self.validation_origins]
+        tests = [parse_day(o, "forecast.origins") for o in self.origins]
+        checks = [parse_day(o, "forecast.validation_origins") for o in self.validation_origins]
         if len(set(tests)) != len(tests) or len(set(checks)) != len(checks):
             raise ConfigError("forecast.origins and forecast.validation_origins: an origin twice")
         by_origins = self.select == "origins" and len(self.candidates) >= 2
@@ -150,7 +143,7 @@ class ForecastConfig:
         ``select_last`` of them (all when 0), oldest first."""
         span = datetime.timedelta(days=horizon)
         key = "forecast.validation_origins"
-        days = sorted(parse_origin(v, key) for v in self.validation_origins)
+        days = sorted(parse_day(v, key) for v in self.validation_origins)
         ok = [d.isoformat() for d in days if d + span <= test]
         return ok[-self.select_last :] if self.select_last else ok
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from mtlshare.errors import CheckpointError
+from mtlshare.files import fsync_path, write_atomically
 
 TENSORS = "tensors.safetensors"
 META = "meta.json"
@@ -43,37 +43,11 @@ def error_line(e: BaseException) -> str:
 
 
 def atomic_write_text(path: str | Path, text: str, *, beside_others: bool = False) -> None:
-    """Write ``text`` to ``path`` through a flushed temporary file and a rename: the file is
-    whole or as it was, and an error leaves no temporary file. The temporary file is
-    ``NAME.tmp`` in a folder of the library's (a run folder); ``beside_others``: a folder of
-    the user's, where that name may be a file of theirs, so it gets a name no file has."""
-    path = Path(path)
-    if beside_others:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    else:
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file, or a directory's entries, to disk (directories: POSIX only)."""
-    if path.is_dir() and os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all (``mtlshare.files.write_atomically``;
+    ``beside_others``: ``path`` is in a folder of the user's)."""
+    write_atomically(
+        Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"), beside_others=beside_others
+    )
 
 
 def save_checkpoint(
@@ -89,16 +63,16 @@ def save_checkpoint(
     save_file(
         {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS)
     )
-    _fsync(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
+    fsync_path(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
     atomic_write_text(
         tmp / META, json.dumps({**meta, VERSION_KEY: VERSION}, indent=1, sort_keys=True)
     )
-    _fsync(tmp)
+    fsync_path(tmp)
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
     os.replace(tmp, directory)
-    _fsync(directory.parent)  # the new checkpoint is durable before the old one goes
+    fsync_path(directory.parent)  # the new checkpoint is durable before the old one goes
     shutil.rmtree(old, ignore_errors=True)
 
 
