@@ -69,6 +69,7 @@ class Trainings:
         self._pool: ProcessPoolExecutor | None = None
         self._pending: dict[str, Future[Result]] = {}
         self._done: dict[str, Result] = {}  # a sweep length equal to the study's history repeats
+        self._broken = False  # a worker was killed: the pool takes no more trainings
         self.counts = {"jobs": jobs, "in_workers": 0, "here": 0, "reused": 0}
 
     def prefetch(self, wanted: list[tuple[str, Config, str]]) -> None:
@@ -85,7 +86,8 @@ class Trainings:
                     self._pending[key] = self._pool.submit(
                         _train_in_worker, method, cfg.to_dict(), target, self.base_dir
                     )
-                except BrokenProcessPool:  # a worker was killed: its error comes from get
+                except BrokenProcessPool:  # a worker was killed: get says so
+                    self._broken = True
                     return
 
     def get(self, method: str, cfg: Config, problem: Problem, target: str) -> Result:
@@ -96,6 +98,8 @@ class Trainings:
             self.counts["reused"] += 1
             return self._done[key]
         future = self._pending.pop(key, None)
+        if future is None and self._broken:  # not trained here instead: the study stops as one
+            raise MtlshareError(f"forecast.jobs: {ABRUPT}; run the study again")
         self.counts["here" if future is None else "in_workers"] += 1
         if future is None:
             self._done[key] = train_one(method, cfg, problem, target)
@@ -103,6 +107,7 @@ class Trainings:
             try:
                 self._done[key] = future.result()
             except BrokenProcessPool:
+                self._broken = True
                 raise MtlshareError(f"forecast.jobs: {ABRUPT}; run the study again") from None
         return self._done[key]
 
