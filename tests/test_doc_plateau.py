@@ -1,0 +1,116 @@
+"""The plateau tables of Experiment 1 (docs/results/conll2003.md and the README) are written by
+hand from the kept runs in ``docs/results/conll2003-paper/plateau/epochs-80``: their test scores,
+gaps in points and best epochs must be what those runs' ``comparison.json`` and ``results.json``
+say, so that a rerun kept without its prose updated fails here."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "docs" / "results" / "conll2003-paper"
+KEPT = PAPER / "plateau" / "epochs-80"
+DOC = ROOT / "docs" / "results" / "conll2003.md"
+SECTION = "### Trained to the plateau: seeds 0, 1 and 2 at cap 80"
+TASKS = ("pos", "chunk", "ner")
+ROWS = {"single task": "single", "hard sharing": "hard", "sparse sharing": "sparse"}
+
+
+def seeds_of(path: Path) -> dict[str, dict[str, list[float]]]:
+    """mechanism -> task -> the test score of each seed, from a ``comparison.json``."""
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return {
+        row["mechanism"]: {t: row["tasks"][t]["test_seeds"] for t in TASKS} for row in data["rows"]
+    }
+
+
+def points(a: float, b: float) -> str:
+    return f"{100 * (a - b):+.2f}"
+
+
+def gap_of_means(scores: dict[str, dict[str, list[float]]], mechanism: str, task: str) -> str:
+    return points(statistics.mean(scores[mechanism][task]), statistics.mean(scores["single"][task]))
+
+
+def table(lines: list[str], header: str) -> dict[str, list[str]]:
+    """The rows of the Markdown table whose header line starts with ``header``: first cell ->
+    the other cells, bold dropped."""
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        first, *rest = (c.strip().replace("**", "") for c in line.strip().strip("|").split("|"))
+        rows[first] = rest
+    return rows
+
+
+def section() -> list[str]:
+    text = DOC.read_text(encoding="utf-8")
+    assert text.count(SECTION) == 1
+    body = text.split(SECTION, 1)[1].split("\n### ", 1)[0]
+    return body.splitlines()
+
+
+@pytest.fixture(scope="module")
+def plateau() -> dict[str, dict[str, list[float]]]:
+    return seeds_of(KEPT / "comparison.json")
+
+
+@pytest.fixture(scope="module")
+def twenty() -> dict[str, dict[str, list[float]]]:
+    return seeds_of(PAPER / "runs" / "comparison.json")
+
+
+def test_the_test_scores_and_gaps_are_the_kept_runs(
+    plateau: dict[str, dict[str, list[float]]], twenty: dict[str, dict[str, list[float]]]
+) -> None:
+    rows = table(section(), "| test | POS acc |")
+    for name, mechanism in ROWS.items():
+        for task, cell in zip(TASKS, rows[name], strict=True):
+            scores = plateau[mechanism][task]
+            mean = statistics.mean(scores)
+            assert cell == " / ".join(f"{s:.4f}" for s in scores) + f"; {mean:.4f}", (name, task)
+    for mechanism in ("hard", "sparse"):
+        by_seed = rows[f"{mechanism} minus single, seed by seed (points)"]
+        means = rows[f"{mechanism} minus single, means: at the plateau / at 20 epochs"]
+        for i, task in enumerate(TASKS):
+            ours, single = plateau[mechanism][task], plateau["single"][task]
+            gaps = [points(a, b) for a, b in zip(ours, single, strict=True)]
+            assert by_seed[i] == " / ".join(gaps), (mechanism, task)
+            expected = f"{gap_of_means(plateau, mechanism, task)} / "
+            assert means[i] == expected + gap_of_means(twenty, mechanism, task), (mechanism, task)
+    against_hard = rows["sparse minus hard, seed by seed (points)"]
+    for i, task in enumerate(TASKS):
+        pairs = zip(plateau["sparse"][task], plateau["hard"][task], strict=True)
+        assert against_hard[i] == " / ".join(points(a, b) for a, b in pairs), task
+
+
+def test_the_best_epochs_are_the_kept_runs() -> None:
+    rows = table(section(), "| seed | single-task POS |")
+    for seed in (0, 1, 2):
+        where = "" if seed == 0 else f"seed-{seed}/"
+        runs = [f"single/{where}{t}" for t in TASKS] + [f"hard/{where}", f"sparse/{where}"]
+        for run, cell in zip(runs, rows[str(seed)], strict=True):
+            result = json.loads((KEPT / run / "results.json").read_text(encoding="utf-8"))
+            assert cell == f"{result['best_epoch']} / {result['epochs_run']}", (seed, run)
+
+
+def test_the_readme_rows_are_the_kept_runs(plateau: dict[str, dict[str, list[float]]]) -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    rows = table(lines, "| test, at the plateau |")
+    for name, cells in rows.items():
+        mechanism = next(m for prefix, m in ROWS.items() if name.startswith(prefix))
+        for task, cell in zip(TASKS, cells, strict=True):
+            scores, single = plateau[mechanism][task], plateau["single"][task]
+            expected = f"{statistics.mean(scores):.4f}"
+            if mechanism != "single":
+                gaps = ", ".join(points(a, b) for a, b in zip(scores, single, strict=True))
+                expected += f" ({gaps})"
+            assert cell == expected, (name, task)
+    assert len(rows) == 3
