@@ -1,0 +1,84 @@
+"""``recipes/conll2003/dev_gaps.py``: each row's dev score minus single-task training's of the
+same seed, at chosen epochs and between the best scores; and the tables kept in
+docs/results/conll2003-paper are what it prints for the kept runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "recipes" / "conll2003" / "dev_gaps.py"
+PAPER = ROOT / "docs" / "results" / "conll2003-paper"
+
+
+def gaps(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(SCRIPT), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def run(folder: Path, seed: int, dev: list[dict[str, float]]) -> None:
+    """A run folder with its seed and one metrics line per epoch (a sparse run's search lines,
+    which have no ``epoch``, before them)."""
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text(f'mechanism = "hard"\nseed = {seed}\n')
+    lines = [{"round": 0, "task": "a", "dev_score": 0.1}]
+    lines += [{"dev": d, "epoch": e, "step": 10 * e} for e, d in enumerate(dev, 1)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+
+
+def test_gaps_are_points_against_the_single_run_of_the_same_seed(tmp_path: Path) -> None:
+    run(tmp_path / "single" / "seed-0" / "a", 0, [{"a": 0.5}, {"a": 0.6}, {"a": 0.7}])
+    run(tmp_path / "single" / "seed-1" / "a", 1, [{"a": 0.4}, {"a": 0.8}, {"a": 0.7}])
+    run(tmp_path / "single" / "seed-0" / "b", 0, [{"b": 0.2}])
+    run(tmp_path / "hard" / "seed-0", 0, [{"a": 0.6, "b": 0.1}, {"a": 0.65, "b": 0.3}])
+    run(tmp_path / "hard" / "seed-1", 1, [{"a": 0.45, "b": 0.9}, {"a": 0.7, "b": 0.9}])
+    done = gaps(tmp_path, "--epochs", "1,3")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "| row, task | epoch 1 | epoch 3 | best |",
+        "|---|---:|---:|---:|",
+        # seed 0: +10 at epoch 1, best 65 against 70; seed 1: +5, best 70 against 80
+        "| hard, a | +7.50 (+10.00 / +5.00) |  | -7.50 (-5.00 / -10.00) |",
+        # seed 1 has no single-task run of b: only seed 0 counts
+        "| hard, b | -10.00 (-10.00) |  | +10.00 (+10.00) |",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("missing",), "no metrics.jsonl below it"),
+        (("hard-only",), "no single-task runs to measure the rows against"),
+        (("no-seed",), "config.toml: no seed to read"),
+    ],
+)
+def test_bad_folders_are_one_line_and_exit_2(tmp_path: Path, args: tuple[str], says: str) -> None:
+    run(tmp_path / "hard-only" / "hard", 0, [{"a": 0.5}])
+    run(tmp_path / "no-seed" / "single" / "a", 0, [{"a": 0.5}])
+    (tmp_path / "no-seed" / "single" / "a" / "config.toml").write_text('mechanism = "single"\n')
+    done = gaps(*(tmp_path / a for a in args))
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and says in done.stderr, done.stderr
+
+
+def test_epochs_that_are_not_numbers_are_refused(tmp_path: Path) -> None:
+    done = gaps(tmp_path, "--epochs", "1,x")
+    assert done.returncode == 2 and "--epochs: '1,x' is not a list of whole numbers" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("kept", "runs"),
+    [
+        ("dev_gaps-20-epochs.md", "runs"),
+        ("plateau/dev_gaps-epochs-80.md", "plateau/epochs-80"),
+    ],
+)
+def test_the_kept_tables_are_what_it_prints_for_the_kept_runs(kept: str, runs: str) -> None:
+    done = gaps(PAPER / runs)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (PAPER / kept).read_text(encoding="utf-8")
