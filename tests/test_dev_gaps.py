@@ -1,6 +1,6 @@
 """``recipes/conll2003/dev_gaps.py``: each row's dev score minus single-task training's of the
 same seed, at chosen epochs and between the best scores; and the tables kept in
-docs/results/conll2003-paper are what it prints for the kept runs."""
+docs/results are what it prints for the kept runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "recipes" / "conll2003" / "dev_gaps.py"
-PAPER = ROOT / "docs" / "results" / "conll2003-paper"
+RESULTS = ROOT / "docs" / "results"
 
 
 def gaps(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -72,13 +72,20 @@ def test_epochs_that_are_not_numbers_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kept", "runs"),
+    ("kept", "runs", "epochs"),
     [
-        ("dev_gaps-20-epochs.md", "runs"),
-        ("plateau/dev_gaps-epochs-80.md", "plateau/epochs-80"),
+        ("conll2003-paper/dev_gaps-20-epochs.md", "conll2003-paper/runs", "1,5,10,20,30"),
+        (
+            "conll2003-paper/plateau/dev_gaps-epochs-80.md",
+            "conll2003-paper/plateau/epochs-80",
+            "1,5,10,20,30",
+        ),
+        ("exp3-paper/dev_gaps-20-epochs.md", "exp3-paper/runs", "1,5,10,15,20"),
     ],
 )
-def test_the_kept_tables_are_what_it_prints_for_the_kept_runs(kept: str, runs: str) -> None:
-    done = gaps(PAPER / runs)
+def test_the_kept_tables_are_what_it_prints_for_the_kept_runs(
+    kept: str, runs: str, epochs: str
+) -> None:
+    done = gaps(RESULTS / runs, "--epochs", epochs)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == (PAPER / kept).read_text(encoding="utf-8")
+    assert done.stdout == (RESULTS / kept).read_text(encoding="utf-8")
