@@ -101,11 +101,15 @@ def test_the_best_epochs_are_the_kept_runs() -> None:
             assert cell == f"{result['best_epoch']} / {result['epochs_run']}", (seed, run)
 
 
-def test_the_readme_rows_are_the_kept_runs(plateau: dict[str, dict[str, list[float]]]) -> None:
+def test_the_readme_rows_are_the_kept_runs(
+    plateau: dict[str, dict[str, list[float]]], twenty: dict[str, dict[str, list[float]]]
+) -> None:
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     rows = table(lines, "| test, at the plateau |")
     for name, cells in rows.items():
         mechanism = next(m for prefix, m in ROWS.items() if name.startswith(prefix))
+        means = ", ".join(f"{statistics.mean(twenty[mechanism][t]):.4f}" for t in TASKS)
+        assert name.endswith(f"(20 epochs: {means})"), name
         for task, cell in zip(TASKS, cells, strict=True):
             scores, single = plateau[mechanism][task], plateau["single"][task]
             expected = f"{statistics.mean(scores):.4f}"
