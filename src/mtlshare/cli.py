@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("folder", help="a run or comparison --out directory")
     cv.add_argument("--out", default="", help="the PNG to write (default FOLDER/dev_curves.png)")
     cv.add_argument("--title", default="", help="a title above the panels")
+    cv.add_argument(
+        "--gaps",
+        default="",
+        metavar="EPOCHS",
+        help="also print each row's dev score minus single-task training's of the same seed at "
+        "these epochs (1,5,10,20), between the runs' best scores and at their kept epochs: "
+        "does a lead hold at the plateau, or only at equal epochs?",
+    )
     return p
 
 
@@ -407,9 +415,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "curves":
         from mtlshare.evaluation.curves import stopping_table, write_dev_curves
+        from mtlshare.evaluation.gaps import gap_table, parse_epochs
 
+        epochs = parse_epochs(args.gaps) if args.gaps else None  # refused before any writing
         print(write_dev_curves(args.folder, args.out or None, args.title))
         print(stopping_table(args.folder))
+        if epochs is not None:
+            print()
+            print(gap_table(args.folder, epochs))
         return 0
     if args.command == "predict":
         return _predict(args)

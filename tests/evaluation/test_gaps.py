@@ -1,0 +1,135 @@
+"""Dev gaps (``mtlshare curves --gaps``): each row's dev score minus single-task training's of
+the same seed at chosen epochs, between the runs' best scores and at their kept epochs; and the
+tables kept in docs/results are what it prints for the kept runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mtlshare.cli import main
+from mtlshare.errors import MtlshareError
+from mtlshare.evaluation.gaps import gap_table, parse_epochs
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "docs" / "results"
+
+
+def run(
+    folder: Path,
+    seed: int,
+    dev: list[dict[str, float]],
+    kept: int | None = None,
+    metric: str = "accuracy",
+    higher: bool = True,
+) -> None:
+    """A run folder with its seed, one metrics line per epoch (a sparse run's search lines,
+    which have no ``epoch``, before them) and, when ``kept`` is given, results that keep that
+    epoch and name each task's metric."""
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text(f'mechanism = "hard"\nseed = {seed}\n')
+    lines = [{"round": 0, "task": "a", "dev_score": 0.1}]
+    lines += [{"dev": d, "epoch": e, "step": 10 * e} for e, d in enumerate(dev, 1)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    if kept is not None:
+        tasks = {t: {"metric": metric, "higher_is_better": higher} for t in dev[0]}
+        (folder / "results.json").write_text(json.dumps({"best_epoch": kept, "tasks": tasks}))
+
+
+def test_gaps_are_points_against_the_single_run_of_the_same_seed(tmp_path: Path) -> None:
+    run(tmp_path / "single" / "seed-0" / "a", 0, [{"a": 0.5}, {"a": 0.6}, {"a": 0.7}], kept=3)
+    run(tmp_path / "single" / "seed-1" / "a", 1, [{"a": 0.4}, {"a": 0.8}, {"a": 0.7}], kept=2)
+    run(tmp_path / "single" / "seed-0" / "b", 0, [{"b": 0.2}], kept=1)
+    run(tmp_path / "hard" / "seed-0", 0, [{"a": 0.6, "b": 0.1}, {"a": 0.65, "b": 0.3}], kept=1)
+    run(tmp_path / "hard" / "seed-1", 1, [{"a": 0.45, "b": 0.9}, {"a": 0.7, "b": 0.9}])
+    assert gap_table(tmp_path, [1, 3]).splitlines() == [
+        "| row, task | epoch 1 | epoch 3 | best of each | kept epochs |",
+        "|---|---:|---:|---:|---:|",
+        # seed 0: +10 at epoch 1, best 65 against 70, kept 60 (epoch 1) against 70 (epoch 3);
+        # seed 1: +5 at epoch 1, best 70 against 80, and no results: no kept epoch
+        "| hard, a | +7.50 (+10.00 / +5.00) |  | -7.50 (-5.00 / -10.00) | -10.00 (-10.00 / n/a) |",
+        # seed 1 has no single-task run of b
+        "| hard, b | -10.00 (-10.00 / n/a) |  | +10.00 (+10.00 / n/a) | -10.00 (-10.00 / n/a) |",
+    ]
+
+
+def test_a_lower_is_better_metric_is_signed_so_that_positive_is_better(tmp_path: Path) -> None:
+    """MSE 0.4 against 0.5 is a gap of +0.10 in MSE's own units (no points); the best of each
+    run is its lowest MSE, also for a run still training, whose results do not say so."""
+    mse = {"metric": "mse", "higher": False}
+    run(tmp_path / "single" / "t", 0, [{"t": 0.5}, {"t": 0.3}], kept=2, **mse)  # type: ignore[arg-type]
+    run(tmp_path / "hard", 0, [{"t": 0.4}, {"t": 0.35}], kept=2, **mse)  # type: ignore[arg-type]
+    run(tmp_path / "soft", 0, [{"t": 0.6}, {"t": 0.2}])  # still training: no results
+    assert gap_table(tmp_path, [1]).splitlines()[2:] == [
+        "| hard, t | +0.10 (+0.10) | -0.05 (-0.05) | -0.05 (-0.05) |",
+        "| soft, t | -0.10 (-0.10) | +0.10 (+0.10) |  |",  # its best is its lowest, 0.2
+    ]
+
+
+def test_the_curves_command_prints_the_table_after_how_the_runs_ended(tmp_path, capsys) -> None:
+    run(tmp_path / "cmp" / "single" / "a", 0, [{"a": 0.5}], kept=1)
+    run(tmp_path / "cmp" / "hard", 0, [{"a": 0.6}], kept=1)
+    out = tmp_path / "c.png"
+    assert main(["curves", str(tmp_path / "cmp"), "--out", str(out), "--gaps", "1"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-3:] == [
+        "| row, task | epoch 1 | best of each | kept epochs |",
+        "|---|---:|---:|---:|",
+        "| hard, a | +10.00 (+10.00) | +10.00 (+10.00) | +10.00 (+10.00) |",
+    ]
+    assert out.is_file() and printed[-4] == "" and printed[1].startswith("| run | best epoch")
+
+
+@pytest.mark.parametrize("text", ["x", "0", "1,1", "1,,5", "-3", "2.5"])
+def test_bad_epochs_are_one_line_before_anything_is_written(tmp_path, capsys, text) -> None:
+    run(tmp_path / "cmp" / "single" / "a", 0, [{"a": 0.5}], kept=1)
+    out = tmp_path / "c.png"
+    assert main(["curves", str(tmp_path / "cmp"), "--out", str(out), "--gaps", text]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--gaps {text!r}: give the epochs as whole numbers" in err[0]
+    assert not out.exists()
+    with pytest.raises(MtlshareError):
+        parse_epochs(text)
+    assert parse_epochs("20,1,5") == [20, 1, 5]
+
+
+@pytest.mark.parametrize(
+    ("folder", "says"),
+    [
+        ("hard-only", "no single-task runs to measure the rows against"),
+        ("no-seed", "config.toml: no seed to read"),
+        ("twice", "two runs of 'hard', seed 0, task 'a': hard and hard/seed-0"),
+    ],
+)
+def test_bad_folders_are_one_line_and_exit_2(tmp_path, capsys, folder: str, says: str) -> None:
+    run(tmp_path / "hard-only" / "hard", 0, [{"a": 0.5}])
+    run(tmp_path / "no-seed" / "single" / "a", 0, [{"a": 0.5}])
+    (tmp_path / "no-seed" / "single" / "a" / "config.toml").write_text('mechanism = "single"\n')
+    run(tmp_path / "twice" / "single" / "a", 0, [{"a": 0.5}])
+    run(tmp_path / "twice" / "hard", 0, [{"a": 0.5}])
+    run(tmp_path / "twice" / "hard" / "seed-0", 0, [{"a": 0.5}])
+    out = tmp_path / f"{folder}.png"
+    assert main(["curves", str(tmp_path / folder), "--out", str(out), "--gaps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("kept", "runs", "epochs"),
+    [
+        ("conll2003-paper/dev_gaps-20-epochs.md", "conll2003-paper/runs", [1, 5, 10, 20, 30]),
+        (
+            "conll2003-paper/plateau/dev_gaps-epochs-80.md",
+            "conll2003-paper/plateau/epochs-80",
+            [1, 5, 10, 20, 30],
+        ),
+        ("exp3-paper/dev_gaps-20-epochs.md", "exp3-paper/runs", [1, 5, 10, 15, 20]),
+    ],
+)
+def test_the_kept_tables_are_what_it_prints_for_the_kept_runs(
+    kept: str, runs: str, epochs: list[int]
+) -> None:
+    expected = (RESULTS / kept).read_text(encoding="utf-8")
+    assert gap_table(RESULTS / runs, epochs) + "\n" == expected
