@@ -417,12 +417,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mtlshare.evaluation.curves import stopping_table, write_dev_curves
         from mtlshare.evaluation.gaps import gap_table, parse_epochs
 
-        epochs = parse_epochs(args.gaps) if args.gaps else None  # refused before any writing
+        # the gaps first: a folder they refuse gets no figure and no half of the output
+        gaps = gap_table(args.folder, parse_epochs(args.gaps)) if args.gaps else None
         print(write_dev_curves(args.folder, args.out or None, args.title))
         print(stopping_table(args.folder))
-        if epochs is not None:
-            print()
-            print(gap_table(args.folder, epochs))
+        if gaps is not None:
+            print(f"\n{gaps}")
         return 0
     if args.command == "predict":
         return _predict(args)

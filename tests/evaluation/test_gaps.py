@@ -56,15 +56,16 @@ def test_gaps_are_points_against_the_single_run_of_the_same_seed(tmp_path: Path)
 
 
 def test_a_lower_is_better_metric_is_signed_so_that_positive_is_better(tmp_path: Path) -> None:
-    """MSE 0.4 against 0.5 is a gap of +0.10 in MSE's own units (no points); the best of each
-    run is its lowest MSE, also for a run still training, whose results do not say so."""
+    """MSE 0.4 against 0.5 is a gap of +0.1000 in MSE's own units (no points, four decimals);
+    the best of each run is its lowest MSE, also for a run still training, whose results do
+    not say so."""
     mse = {"metric": "mse", "higher": False}
     run(tmp_path / "single" / "t", 0, [{"t": 0.5}, {"t": 0.3}], kept=2, **mse)  # type: ignore[arg-type]
     run(tmp_path / "hard", 0, [{"t": 0.4}, {"t": 0.35}], kept=2, **mse)  # type: ignore[arg-type]
     run(tmp_path / "soft", 0, [{"t": 0.6}, {"t": 0.2}])  # still training: no results
     assert gap_table(tmp_path, [1]).splitlines()[2:] == [
-        "| hard, t | +0.10 (+0.10) | -0.05 (-0.05) | -0.05 (-0.05) |",
-        "| soft, t | -0.10 (-0.10) | +0.10 (+0.10) |  |",  # its best is its lowest, 0.2
+        "| hard, t | +0.1000 (+0.1000) | -0.0500 (-0.0500) | -0.0500 (-0.0500) |",
+        "| soft, t | -0.1000 (-0.1000) | +0.1000 (+0.1000) |  |",  # its best is its lowest
     ]
 
 
@@ -112,8 +113,10 @@ def test_bad_folders_are_one_line_and_exit_2(tmp_path, capsys, folder: str, says
     run(tmp_path / "twice" / "hard" / "seed-0", 0, [{"a": 0.5}])
     out = tmp_path / f"{folder}.png"
     assert main(["curves", str(tmp_path / folder), "--out", str(out), "--gaps", "1"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    printed = capsys.readouterr()
+    err = printed.err.strip().splitlines()
     assert len(err) == 1 and says in err[0], err
+    assert printed.out == "" and not out.exists()  # nothing printed or drawn before it
 
 
 @pytest.mark.parametrize(

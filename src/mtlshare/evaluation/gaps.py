@@ -6,7 +6,8 @@ shrinks as both runs converge. The table shows the gap at chosen epochs, between
 dev score of the task (over all its epochs) and at the epochs the runs kept; a multi-task run
 keeps the epoch of its best mean dev score over its tasks, so its kept score of one task can be
 below that task's best. Gaps are signed so that positive means the row is better; accuracies and
-F1 scores are in points (100 x the difference), other metrics in their own units.
+F1 scores are in points (100 x the difference, two decimals), other metrics in their own units
+(four decimals).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def read_runs(folder: str | Path) -> Runs:
             if task in tasks:
                 raise MtlshareError(
                     f"{folder}: two runs of {row!r}, seed {seed}, task {task!r}: "
-                    f"{tasks[task].label} and {label}"
+                    f"{tasks[task].label} and {label}; give one comparison's folder"
                 )
             metric = about.metric.get(task)
             scale = None if metric is None else 100.0 if metric in FRACTIONS else 1.0
@@ -142,8 +143,10 @@ def _cell(runs: Runs, row: str, task: str, pick: Pick) -> str:
     found = [v for v in each if v is not None]
     if not found:
         return ""
-    shown = " / ".join("n/a" if v is None else f"{v:+.2f}" for v in each)
-    return f"{statistics.mean(found):+.2f} ({shown})"
+    curves = [c for tasks in runs[row].values() if (c := tasks.get(task)) is not None]
+    form = "+.2f" if curves[0].scale == 100.0 else "+.4f"  # points, or the metric's units
+    shown = " / ".join("n/a" if v is None else format(v, form) for v in each)
+    return f"{format(statistics.mean(found), form)} ({shown})"
 
 
 def gap_table(folder: str | Path, epochs: list[int]) -> str:
