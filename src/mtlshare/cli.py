@@ -67,11 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("--title", default="", help="a title above the panels")
     cv.add_argument(
         "--gaps",
-        default="",
+        default=None,
         metavar="EPOCHS",
-        help="also print each row's dev score minus single-task training's of the same seed at "
-        "these epochs (1,5,10,20), between the runs' best scores and at their kept epochs: "
-        "does a lead hold at the plateau, or only at equal epochs?",
+        help="also print, for a comparison folder with a 'single' row, each row's dev score "
+        "minus single-task training's of the same seed at these epochs (1,5,10,20), between "
+        "the runs' best scores and at their kept epochs (accuracy and F1 in points, other "
+        "metrics in their units; positive = the row is better): does a lead hold at the "
+        "plateau, or only at equal epochs?",
     )
     return p
 
@@ -418,7 +420,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mtlshare.evaluation.gaps import gap_table, parse_epochs
 
         # the gaps first: a folder they refuse gets no figure and no half of the output
-        gaps = gap_table(args.folder, parse_epochs(args.gaps)) if args.gaps else None
+        gaps = gap_table(args.folder, parse_epochs(args.gaps)) if args.gaps is not None else None
         print(write_dev_curves(args.folder, args.out or None, args.title))
         print(stopping_table(args.folder))
         if gaps is not None:

@@ -45,7 +45,7 @@ def test_gaps_are_points_against_the_single_run_of_the_same_seed(tmp_path: Path)
     run(tmp_path / "hard" / "seed-0", 0, [{"a": 0.6, "b": 0.1}, {"a": 0.65, "b": 0.3}], kept=1)
     run(tmp_path / "hard" / "seed-1", 1, [{"a": 0.45, "b": 0.9}, {"a": 0.7, "b": 0.9}])
     assert gap_table(tmp_path, [1, 3]).splitlines() == [
-        "| row, task | epoch 1 | epoch 3 | best of each | kept epochs |",
+        "| row, task (seeds 0 / 1) | epoch 1 | epoch 3 | best of each | kept epochs |",
         "|---|---:|---:|---:|---:|",
         # seed 0: +10 at epoch 1, best 65 against 70, kept 60 (epoch 1) against 70 (epoch 3);
         # seed 1: +5 at epoch 1, best 70 against 80, and no results: no kept epoch
@@ -69,6 +69,39 @@ def test_a_lower_is_better_metric_is_signed_so_that_positive_is_better(tmp_path:
     ]
 
 
+def test_seeds_a_row_lacks_are_n_a_and_a_tie_is_not_negative(tmp_path: Path) -> None:
+    """The brackets list every seed of the folder: a row trained for seed 0 only shows n/a
+    for seeds 1 and 2. An MSE equal to single-task training's is +0.0000, not -0.0000."""
+    mse = {"metric": "mse", "higher": False}
+    for seed in (0, 1, 2):
+        run(tmp_path / "single" / f"seed-{seed}" / "t", seed, [{"t": 0.5}], kept=1, **mse)  # type: ignore[arg-type]
+    run(tmp_path / "hard" / "seed-0", 0, [{"t": 0.5}], kept=1, **mse)  # type: ignore[arg-type]
+    assert gap_table(tmp_path, [1]).splitlines()[::2] == [
+        "| row, task (seeds 0 / 1 / 2) | epoch 1 | best of each | kept epochs |",
+        "| hard, t | +0.0000 (+0.0000 / n/a / n/a) | +0.0000 (+0.0000 / n/a / n/a) "
+        "| +0.0000 (+0.0000 / n/a / n/a) |",
+    ]
+
+
+def test_an_added_task_keeps_the_epoch_of_its_add_task_summary(tmp_path: Path) -> None:
+    """An add-task run's best epoch is in add_task.json, not results.json; a sparse row's
+    runs, whose curves start after the mask search, are marked as the figure marks them."""
+    run(tmp_path / "single" / "t", 0, [{"t": 0.5}, {"t": 0.6}], kept=2)
+    run(tmp_path / "hard+t", 0, [{"t": 0.7}, {"t": 0.4}])
+    (tmp_path / "hard+t" / "results.json").write_text(
+        json.dumps({"tasks": {"t": {"metric": "accuracy", "higher_is_better": True}}})
+    )
+    (tmp_path / "hard+t" / "add_task.json").write_text(json.dumps({"best_epoch": 1}))
+    run(tmp_path / "sparse", 0, [{"t": 0.5}], kept=1)
+    (tmp_path / "sparse" / "results.json").write_text(
+        json.dumps({"best_epoch": 1, "sparse": {"rounds": [{"task": "t"}]}})
+    )
+    assert gap_table(tmp_path, [2]).splitlines()[2:] == [
+        "| hard+t, t | -20.00 (-20.00) | +10.00 (+10.00) | +10.00 (+10.00) |",
+        "| sparse (after mask search), t |  | -10.00 (-10.00) | -10.00 (-10.00) |",
+    ]
+
+
 def test_the_curves_command_prints_the_table_after_how_the_runs_ended(tmp_path, capsys) -> None:
     run(tmp_path / "cmp" / "single" / "a", 0, [{"a": 0.5}], kept=1)
     run(tmp_path / "cmp" / "hard", 0, [{"a": 0.6}], kept=1)
@@ -76,14 +109,14 @@ def test_the_curves_command_prints_the_table_after_how_the_runs_ended(tmp_path, 
     assert main(["curves", str(tmp_path / "cmp"), "--out", str(out), "--gaps", "1"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[-3:] == [
-        "| row, task | epoch 1 | best of each | kept epochs |",
+        "| row, task (seeds 0) | epoch 1 | best of each | kept epochs |",
         "|---|---:|---:|---:|",
         "| hard, a | +10.00 (+10.00) | +10.00 (+10.00) | +10.00 (+10.00) |",
     ]
     assert out.is_file() and printed[-4] == "" and printed[1].startswith("| run | best epoch")
 
 
-@pytest.mark.parametrize("text", ["x", "0", "1,1", "1,,5", "-3", "2.5"])
+@pytest.mark.parametrize("text", ["x", "0", "1,1", "1,,5", "-3", "2.5", "", "+3", "1_0", "\u0663"])
 def test_bad_epochs_are_one_line_before_anything_is_written(tmp_path, capsys, text) -> None:
     run(tmp_path / "cmp" / "single" / "a", 0, [{"a": 0.5}], kept=1)
     out = tmp_path / "c.png"
@@ -99,13 +132,18 @@ def test_bad_epochs_are_one_line_before_anything_is_written(tmp_path, capsys, te
 @pytest.mark.parametrize(
     ("folder", "says"),
     [
-        ("hard-only", "no single-task runs to measure the rows against"),
+        ("hard-only", "no 'single' row below it to measure the rows against"),
+        ("single-only", "no row besides 'single' to measure against it"),
+        ("training", "task 'a': no run has finished to say how it is scored"),
         ("no-seed", "config.toml: no seed to read"),
         ("twice", "two runs of 'hard', seed 0, task 'a': hard and hard/seed-0"),
     ],
 )
 def test_bad_folders_are_one_line_and_exit_2(tmp_path, capsys, folder: str, says: str) -> None:
     run(tmp_path / "hard-only" / "hard", 0, [{"a": 0.5}])
+    run(tmp_path / "single-only" / "single" / "a", 0, [{"a": 0.5}], kept=1)
+    run(tmp_path / "training" / "single" / "a", 0, [{"a": 0.5}])
+    run(tmp_path / "training" / "hard", 0, [{"a": 0.5}])
     run(tmp_path / "no-seed" / "single" / "a", 0, [{"a": 0.5}])
     (tmp_path / "no-seed" / "single" / "a" / "config.toml").write_text('mechanism = "single"\n')
     run(tmp_path / "twice" / "single" / "a", 0, [{"a": 0.5}])

@@ -117,6 +117,12 @@ def _run_info(path: Path) -> RunInfo:
     return RunInfo(metric, higher, searched)
 
 
+def read_endings(folder: str | Path) -> dict[str, tuple[Path, Ending]]:
+    """Each run's folder and :class:`Ending` under ``folder``, labelled as in
+    :func:`read_curves` (an added task's best epoch from its ``add_task.json``)."""
+    return {label: (path.parent, _ending(path)) for label, path in _runs(Path(folder))}
+
+
 class Ending(NamedTuple):
     """How a run ended, as its files say (None where they are silent)."""
 

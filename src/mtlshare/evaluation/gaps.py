@@ -7,23 +7,26 @@ dev score of the task (over all its epochs) and at the epochs the runs kept; a m
 keeps the epoch of its best mean dev score over its tasks, so its kept score of one task can be
 below that task's best. Gaps are signed so that positive means the row is better; accuracies and
 F1 scores are in points (100 x the difference, two decimals), other metrics in their own units
-(four decimals).
+(four decimals). A cell gives the mean over the seeds that have the value, then every seed of
+the folder in order (``n/a`` where one has none); a cell no seed has is blank. A row whose runs
+start after a sparse mask search is marked so: its epoch 1 follows the search's training.
 """
 
 from __future__ import annotations
 
-import json
+import re
 import statistics
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from mtlshare.errors import MtlshareError
-from mtlshare.evaluation.curves import read_curves, read_run_info
+from mtlshare.evaluation.curves import read_curves, read_endings, read_run_info
 from mtlshare.evaluation.report import BASELINE as SINGLE
 
 FRACTIONS = ("accuracy", "span_f1")  # metrics in [0, 1], shown in points
+SEARCHED = " (after mask search)"  # the figure's mark of such a row
 
 
 class Curve(NamedTuple):
@@ -31,21 +34,13 @@ class Curve(NamedTuple):
 
     label: str  # the run's folder below the comparison folder
     scores: dict[int, float]
-    kept: int | None  # None where the run has no results (still training)
+    kept: int | None  # None where the run has not finished
     higher_is_better: bool | None  # None where the run has no results
     scale: float | None  # 100 for a fraction (points), 1 for another metric, None: no results
 
 
 Runs = dict[str, dict[int, dict[str, Curve]]]  # row -> seed -> task -> curve
 Pick = Callable[[Curve], float | None]  # one score of a curve, None where it has none
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
 
 
 def _seed(run: Path) -> int:
@@ -59,23 +54,26 @@ def _seed(run: Path) -> int:
     return seed
 
 
-def read_runs(folder: str | Path) -> Runs:
+def read_runs(folder: str | Path) -> tuple[Runs, set[str]]:
     """Every run's dev curves under ``folder``, by row (the first part of its label), seed
-    (its ``config.toml``) and task, with the epoch it kept (``best_epoch`` of its
-    ``results.json``) and its metric's direction and scale.
+    (its ``config.toml``) and task, with the epoch it kept and its metric's direction and
+    scale (from its results, or from another run of the task while it trains); and the rows
+    whose runs start after a sparse mask search.
 
     Raises:
-        MtlshareError: no run under ``folder`` or no single-task run; a run without a seed;
-            two runs of one row, seed and task.
+        MtlshareError: no run under ``folder``, no ``single`` row or no other; a run without a
+            seed; two runs of one row, seed and task (a folder of several comparisons); a task
+            that no finished run says how to score.
     """
     folder = Path(folder)
     runs: Runs = {}
-    info = read_run_info(folder)
+    info, endings = read_run_info(folder), read_endings(folder)
+    searched = set()
     for label, by_task in read_curves(folder).items():
-        run = folder / label if (folder / label).is_dir() else folder  # the folder is a run
-        kept = _json(run / "results.json").get("best_epoch")
-        kept = kept if isinstance(kept, int) and not isinstance(kept, bool) else None
-        row, seed, about = label.split("/")[0], _seed(run), info[label]
+        path, ending = endings[label]
+        row, seed, about = label.split("/")[0], _seed(path), info[label]
+        if about.searched:
+            searched.add(row)
         tasks = runs.setdefault(row, {}).setdefault(seed, {})
         for task, points in by_task.items():
             if task in tasks:
@@ -86,16 +84,25 @@ def read_runs(folder: str | Path) -> Runs:
             metric = about.metric.get(task)
             scale = None if metric is None else 100.0 if metric in FRACTIONS else 1.0
             higher = about.higher_is_better.get(task)
-            tasks[task] = Curve(label, dict(points), kept, higher, scale)
+            tasks[task] = Curve(label, dict(points), ending.best, higher, scale)
     if SINGLE not in runs:
-        raise MtlshareError(f"{folder}: no single-task runs to measure the rows against")
-    return _metrics_filled(runs)
+        raise MtlshareError(
+            f"{folder}: no {SINGLE!r} row below it to measure the rows against (a folder of "
+            "`mtlshare compare` has one)"
+        )
+    if len(runs) == 1:
+        raise MtlshareError(f"{folder}: no row besides {SINGLE!r} to measure against it")
+    return _metrics_filled(folder, runs), searched
 
 
-def _metrics_filled(runs: Runs) -> Runs:
-    """``runs`` with the metric direction and scale of a run still training (no results) taken
-    from another run of the same task, or higher-is-better and unscaled where none has them."""
-    known: dict[str, tuple[bool | None, float | None]] = {}
+def _metrics_filled(folder: Path, runs: Runs) -> Runs:
+    """``runs`` with the metric direction and scale of a run without results (still
+    training) taken from another run of the same task.
+
+    Raises:
+        MtlshareError: a task none of whose runs has results.
+    """
+    known: dict[str, tuple[bool | None, float]] = {}
     for seeds in runs.values():
         for tasks in seeds.values():
             for task, curve in tasks.items():
@@ -105,7 +112,12 @@ def _metrics_filled(runs: Runs) -> Runs:
         for tasks in seeds.values():
             for task, curve in tasks.items():
                 if curve.scale is None:
-                    higher, scale = known.get(task, (True, 1.0))
+                    if task not in known:
+                        raise MtlshareError(
+                            f"{folder}: task {task!r}: no run has finished to say how it is "
+                            "scored (its results.json); --gaps needs one"
+                        )
+                    higher, scale = known[task]
                     tasks[task] = curve._replace(higher_is_better=higher, scale=scale)
     return runs
 
@@ -130,15 +142,14 @@ def _gap(ours: Curve | None, theirs: Curve | None, pick: Pick) -> float | None:
     a, b = pick(ours), pick(theirs)
     if a is None or b is None:
         return None
-    return (a - b) * (ours.scale or 1.0) * (-1 if ours.higher_is_better is False else 1)
+    better = b - a if ours.higher_is_better is False else a - b
+    return better * (ours.scale or 1.0) + 0.0  # + 0.0: no "-0.00" for a tie
 
 
-def _cell(runs: Runs, row: str, task: str, pick: Pick) -> str:
-    """The mean gap over the seeds that have it, then every seed's in seed order (``n/a``
-    where it has none); empty where no seed has it."""
+def _cell(runs: Runs, row: str, task: str, seeds: list[int], pick: Pick) -> str:
     each = [
-        _gap(tasks.get(task), runs[SINGLE].get(seed, {}).get(task), pick)
-        for seed, tasks in sorted(runs[row].items())
+        _gap(runs[row].get(seed, {}).get(task), runs[SINGLE].get(seed, {}).get(task), pick)
+        for seed in seeds
     ]
     found = [v for v in each if v is not None]
     if not found:
@@ -152,29 +163,30 @@ def _cell(runs: Runs, row: str, task: str, pick: Pick) -> str:
 def gap_table(folder: str | Path, epochs: list[int]) -> str:
     """A markdown table of every row's dev gap to single-task training under ``folder``: a
     line per row and task, a column per epoch of ``epochs``, then ``best of each`` and
-    ``kept epochs`` (see the module docstring)."""
-    runs = read_runs(folder)
+    ``kept epochs`` (see the module docstring); the first column's header names the seeds."""
+    runs, searched = read_runs(folder)
+    seeds = sorted({seed for by_seed in runs.values() for seed in by_seed})
     picks = [*(_at(e) for e in epochs), _best, _kept]
     columns = [*(f"epoch {e}" for e in epochs), "best of each", "kept epochs"]
-    lines = ["| row, task | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    first = f"row, task (seeds {' / '.join(map(str, seeds))})"
+    lines = [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for row in sorted(r for r in runs if r != SINGLE):
+        name = row + SEARCHED if row in searched else row
         for task in sorted({t for tasks in runs[row].values() for t in tasks}):
-            cells = [_cell(runs, row, task, pick) for pick in picks]
-            lines.append(f"| {row}, {task} | " + " | ".join(cells) + " |")
+            cells = [_cell(runs, row, task, seeds, pick) for pick in picks]
+            lines.append(f"| {name}, {task} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def parse_epochs(text: str) -> list[int]:
-    """``"1,5,10"`` -> ``[1, 5, 10]``: whole numbers of 1 or more, each once.
+    """``"1,5,10"`` -> ``[1, 5, 10]``: whole numbers of 1 or more in ASCII digits, each once.
 
     Raises:
         MtlshareError: anything else, naming ``--gaps``.
     """
-    try:
-        epochs = [int(part) for part in text.split(",")]
-    except ValueError:
-        epochs = []
-    if not epochs or min(epochs) < 1 or len(set(epochs)) != len(epochs):
+    parts = text.split(",")
+    epochs = [int(p) for p in parts if re.fullmatch(r"[0-9]+", p)]
+    if len(epochs) != len(parts) or min(epochs, default=0) < 1 or len(set(epochs)) != len(parts):
         raise MtlshareError(
             f"--gaps {text!r}: give the epochs as whole numbers of 1 or more, each once, "
             "separated by commas (1,5,10,20)"
