@@ -48,24 +48,24 @@ def test_gaps_are_points_against_the_single_run_of_the_same_seed(tmp_path: Path)
         "| row, task (seeds 0 / 1) | epoch 1 | epoch 3 | best of each | kept epochs |",
         "|---|---:|---:|---:|---:|",
         # seed 0: +10 at epoch 1, best 65 against 70, kept 60 (epoch 1) against 70 (epoch 3);
-        # seed 1: +5 at epoch 1, best 70 against 80, and no results: no kept epoch
-        "| hard, a | +7.50 (+10.00 / +5.00) |  | -7.50 (-5.00 / -10.00) | -10.00 (-10.00 / n/a) |",
+        # seed 1: +5 at epoch 1, and still training: no best yet, no kept epoch
+        "| hard, a | +7.50 (+10.00 / +5.00) |  | -5.00 (-5.00 / n/a) | -10.00 (-10.00 / n/a) |",
         # seed 1 has no single-task run of b
         "| hard, b | -10.00 (-10.00 / n/a) |  | +10.00 (+10.00 / n/a) | -10.00 (-10.00 / n/a) |",
     ]
 
 
 def test_a_lower_is_better_metric_is_signed_so_that_positive_is_better(tmp_path: Path) -> None:
-    """MSE 0.4 against 0.5 is a gap of +0.1000 in MSE's own units (no points, four decimals);
-    the best of each run is its lowest MSE, also for a run still training, whose results do
-    not say so."""
+    """MSE 0.4 against 0.5 is a gap of +0.1000 in MSE's own units (no points, four decimals),
+    also for a run still training, whose results do not say how it is scored; the best of
+    each run is its lowest MSE."""
     mse = {"metric": "mse", "higher": False}
     run(tmp_path / "single" / "t", 0, [{"t": 0.5}, {"t": 0.3}], kept=2, **mse)  # type: ignore[arg-type]
     run(tmp_path / "hard", 0, [{"t": 0.4}, {"t": 0.35}], kept=2, **mse)  # type: ignore[arg-type]
     run(tmp_path / "soft", 0, [{"t": 0.6}, {"t": 0.2}])  # still training: no results
     assert gap_table(tmp_path, [1]).splitlines()[2:] == [
         "| hard, t | +0.1000 (+0.1000) | -0.0500 (-0.0500) | -0.0500 (-0.0500) |",
-        "| soft, t | -0.1000 (-0.1000) | +0.1000 (+0.1000) |  |",  # its best is its lowest
+        "| soft, t | -0.1000 (-0.1000) |  |  |",  # still training: no best or kept epoch
     ]
 
 

@@ -3,7 +3,8 @@ read from the ``metrics.jsonl`` files of a comparison folder (a kept one too).
 
 A row that leads single-task training at equal epochs may only converge faster: its lead then
 shrinks as both runs converge. The table shows the gap at chosen epochs, between each run's best
-dev score of the task (over all its epochs) and at the epochs the runs kept; a multi-task run
+dev score of the task (over all its epochs; finished runs only) and at the epochs the runs kept;
+a multi-task run
 keeps the epoch of its best mean dev score over its tasks, so its kept score of one task can be
 below that task's best. Gaps are signed so that positive means the row is better; accuracies and
 F1 scores are in points (100 x the difference, two decimals), other metrics in their own units
@@ -127,6 +128,10 @@ def _at(epoch: int) -> Pick:
 
 
 def _best(curve: Curve) -> float | None:
+    """The best dev score of a finished run; None for a run still training, whose best so far
+    set beside a finished run's would read as a gap it may yet close."""
+    if curve.kept is None:
+        return None
     pick = min if curve.higher_is_better is False else max
     return pick(curve.scores.values(), default=None)
 
