@@ -4,13 +4,13 @@ read from the ``metrics.jsonl`` files of a comparison folder (a kept one too).
 A row that leads single-task training at equal epochs may only converge faster: its lead then
 shrinks as both runs converge. The table shows the gap at chosen epochs, between each run's best
 dev score of the task (over all its epochs; finished runs only) and at the epochs the runs kept;
-a multi-task run
-keeps the epoch of its best mean dev score over its tasks, so its kept score of one task can be
-below that task's best. Gaps are signed so that positive means the row is better; accuracies and
-F1 scores are in points (100 x the difference, two decimals), other metrics in their own units
-(four decimals). A cell gives the mean over the seeds that have the value, then every seed of
-the folder in order (``n/a`` where one has none); a cell no seed has is blank. A row whose runs
-start after a sparse mask search is marked so: its epoch 1 follows the search's training.
+a multi-task run keeps the epoch of its best mean dev score over its tasks, so its kept score of
+one task can be below that task's best. Gaps are signed so that positive means the row is
+better; accuracies and F1 scores are in points (100 x the difference, two decimals), other
+metrics in their own units (four decimals). A cell gives the mean over the seeds that have the
+value, then every seed of the folder in order (``n/a`` where one has none); a cell no seed has
+is blank. A row whose runs start after a sparse mask search is marked so: its epoch 1 follows
+the search's training.
 """
 
 from __future__ import annotations
