@@ -553,6 +553,27 @@ def test_compare_jobs_writes_plain_status_lines_to_a_log(corpus, monkeypatch, ca
     assert " runs ended" not in capsys.readouterr().err
 
 
+def test_runs_read_back_count_as_ended_at_once_never_as_running(corpus, monkeypatch, capsys):
+    """Resumed with --jobs, a finished run is read in the main process at once: it counts as
+    ended from the first status line and is never shown running at its last epoch (a kept
+    single-task run showed 'epoch 39/80' while a worker started to read it)."""
+    monkeypatch.setattr(jobs, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(jobs, "PLAIN_SECONDS", 0.0)
+    cfg = load_config(corpus / "run.toml")
+    kw: dict[str, Any] = {"seeds": [0, 1], "base_dir": corpus, "jobs": 2}
+    before = comparing.compare(cfg, ["hard"], corpus / "out", progress=False, **kw)
+    (corpus / "out" / "hard" / "seed-1" / "results.json").unlink()  # it trains again
+    capsys.readouterr()
+    again = comparing.compare(cfg, ["hard"], corpus / "out", progress=True, resume=True, **kw)
+    err = capsys.readouterr().err.splitlines()
+    assert "compare: 6 runs: 5 read back; 1 to continue (hard seed 1)" in err
+    lines = [x for x in err if " runs ended" in x]
+    assert lines[0].startswith("compare: 5 of 6 runs ended; running: hard seed 1: epoch ")
+    assert all("single" not in x and "seed 0" not in x for x in lines)
+    assert lines[-1] == "compare: 6 of 6 runs ended"
+    assert steady(again) == steady(before)
+
+
 def test_plain_status_lines_come_a_minute_apart_at_most(monkeypatch, capsys):
     status = jobs.PlainStatus(4)
     status.show(0, "hard seed 0: epoch 1/20")  # the first at once

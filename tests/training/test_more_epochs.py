@@ -292,3 +292,36 @@ def test_an_addition_resumed_after_its_trained_run_trained_on_is_refused_at_once
     assert main([*add, "train.epochs=2", "--resume"]) == 2
     assert "selected model changed since this addition started" in one_line(capsys)
     assert (cut / "metrics.jsonl").read_bytes() == metrics_before
+
+
+def test_with_jobs_a_run_changed_while_read_back_fails_alone_the_rest_kept(
+    tmp_path, capsys, monkeypatch
+):
+    """With --jobs the runs to read back are read in the main process: one changed by another
+    process meanwhile is refused as above, named, and the comparison ends as one whose worker
+    failed (non-zero exit, the other runs kept, --resume named)."""
+    import mtlshare.training.folder as folder_module
+
+    out = tmp_path / "out"
+    base = ["compare", DEMO, *SMALL, "train.epochs=2", "--out", str(out), "--mechanisms", "hard"]
+    assert main(base) == 0
+    run_dir = out / "hard"
+    reading = folder_module.OutputFolder.reading
+
+    def raised_meanwhile(self):
+        if self.path == run_dir:
+            config = run_dir / "config.toml"
+            config.write_text(config.read_text().replace("epochs = 2", "epochs = 3", 1))
+        return reading(self)
+
+    monkeypatch.setattr(folder_module.OutputFolder, "reading", raised_meanwhile)
+    capsys.readouterr()
+    assert main([*base, "--resume", "--jobs", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    changed = f"{run_dir}: changed by another process while being read back; run again"
+    assert err[0] == "compare: 3 runs: 3 read back"
+    assert f"mtlshare: hard seed 0 failed: {changed}" in err
+    assert err[-1] == (
+        f"mtlshare: error: 1 of 3 runs did not finish (first: hard seed 0: {changed}); "
+        "2 finished and are kept: rerun with --resume"
+    )

@@ -355,7 +355,8 @@ def _in_workers(
     progress: bool,
     on_done: Callable[[RunJob, dict[str, Any]], None] | None,
 ) -> list[dict[str, Any]]:
-    """``execute`` in ``n_jobs`` worker processes. The workers train without bars; the bar
+    """``execute`` in ``n_jobs`` worker processes. Runs to be read back (resuming) are read
+    here, not in a worker, and count as ended at once. The workers train without bars; the bar
     here counts the finished runs and says where the running ones are. With stderr not a
     terminal (a log file) and ``progress``, plain lines say it instead (``PlainStatus``)."""
     results: dict[int, dict[str, Any]] = {}
@@ -372,6 +373,17 @@ def _in_workers(
                 if any(d in failed for d in deps):  # a run it needs failed: skip it
                     waiting.remove(i)
                     failed[i] = MtlshareError(f"{jobs[i].label}: skipped, a run it needs failed")
+                elif all(d in results for d in deps) and job_state(jobs[i], resume) == READ_BACK:
+                    waiting.remove(i)  # a finished run: read here at once, not by a worker
+                    try:  # (there it read as running, at its last epoch, till read)
+                        results[i] = run_job(jobs[i], base_dir, resume, False)
+                    except Exception as unread:  # recorded, as a worker's would be
+                        failed[i] = unread
+                        tqdm.write(f"mtlshare: {jobs[i].label} failed: {unread}", file=sys.stderr)
+                    else:
+                        if on_done is not None:
+                            on_done(jobs[i], results[i])
+                    bar.update(1)
                 elif all(d in results for d in deps) and len(running) < n_jobs:
                     waiting.remove(i)
                     try:
