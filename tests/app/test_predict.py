@@ -330,6 +330,37 @@ def test_bad_runs_and_inputs_are_one_line_and_leave_no_output(synthetic_run, tmp
     assert not nowhere.parent.exists()
 
 
+def test_an_out_that_would_overwrite_the_input_or_a_run_s_files_is_refused(
+    synthetic_run, tmp_path, capsys
+):
+    """``--out`` naming the input file replaced it with its predictions; one in a run folder
+    (its ``results.json``, say) left a run that no longer read back. Both are refused in one
+    line, the file untouched; a comparison's folder is an output folder too."""
+    width = load_run(synthetic_run).spec["input_dim"]
+    good = tmp_path / "in.csv"
+    good.write_text(",".join(f"x{i}" for i in range(width)) + "\n" + ",".join(["0"] * width))
+    before = good.read_text()
+    assert main(["predict", str(synthetic_run), str(good), "--out", str(good)]) == 2
+    assert f"--out {good}: the input file" in one_line(capsys)
+    assert good.read_text() == before
+    results = synthetic_run / "results.json"
+    kept = results.read_bytes()
+    for out in (results, synthetic_run / "checkpoint" / "preds.csv", synthetic_run / "p.csv"):
+        assert main(["predict", str(synthetic_run), str(good), "--out", str(out)]) == 2
+        assert f"inside {synthetic_run}, an mtlshare output folder" in one_line(capsys)
+    assert results.read_bytes() == kept
+    assert not (synthetic_run / "p.csv").exists()
+    comparison = tmp_path / "cmp"
+    comparison.mkdir()
+    (comparison / "comparison.json").write_text("{}")
+    assert main(["predict", str(synthetic_run), str(good), "--out", str(comparison / "p.csv")])
+    assert f"inside {comparison}, an mtlshare output folder" in one_line(capsys)
+    beside = synthetic_run.parent / "p.csv"  # the folder that holds the run is the user's
+    assert main(["predict", str(synthetic_run), str(good), "--out", str(beside)]) == 0
+    assert beside.is_file()
+    beside.unlink()
+
+
 def test_a_checkpoint_of_an_unknown_format_version_is_refused(synthetic_run, tmp_path, capsys):
     copy = tmp_path / "copy"
     import shutil

@@ -36,7 +36,7 @@ from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import Task
 from mtlshare.training.checkpoint import atomic_write_text, error_line
 from mtlshare.training.distributed import resolve_device
-from mtlshare.training.folder import CONFIG, INFERENCE, RunFolder
+from mtlshare.training.folder import CONFIG, INFERENCE, ComparisonFolder, RunFolder
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting
 
@@ -169,6 +169,7 @@ class LoadedRun:
             raise MtlshareError(f"--out {out}: the folder {folder} does not exist")
         if Path(out).is_dir():
             raise MtlshareError(f"--out {out}: a folder; name the file to write")
+        _check_not_overwritten(Path(source), Path(out))
         doc = self.codec.read(Path(source), fmt, chosen)
         started = time.perf_counter()
         x, lengths = self.codec.encode(doc)
@@ -192,6 +193,21 @@ class LoadedRun:
             "out": str(out),
             **span,
         }
+
+
+def _check_not_overwritten(source: Path, out: Path) -> None:
+    """Refuse an ``--out`` that is the input file (replaced by its predictions) or lies in an
+    mtlshare output folder, a run's or a comparison's, at any depth (its ``results.json`` made
+    a text of tags: the run no longer reads back)."""
+    target = out.resolve()
+    if source.is_file() and target == source.resolve():
+        raise MtlshareError(f"--out {out}: the input file; its predictions would replace it")
+    for folder in target.parents:
+        if RunFolder(folder).holds_run() or (folder / ComparisonFolder.JSON).is_file():
+            raise MtlshareError(
+                f"--out {out}: inside {folder}, an mtlshare output folder whose files are "
+                "its own; write the predictions elsewhere"
+            )
 
 
 def load_run(
