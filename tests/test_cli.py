@@ -382,6 +382,40 @@ def test_the_demo_refuses_an_earlier_demos_folder_before_training(tmp_path, caps
     assert sorted(p.name for p in out.iterdir()) == ["high"]
 
 
+@pytest.mark.parametrize(
+    "item", ["data.relatedness=0.5", "data.n_tasks=4", 'tasks=["t1"]', " mechanism = hard"]
+)
+def test_the_demo_refuses_an_override_of_a_setting_it_sets_itself(tmp_path, capsys, item):
+    """``demo data.relatedness=0.5`` printed the default demo's tables under p = 0.9 and 0.0:
+    the demo's own setting came after the user's and won, without a word."""
+    out = tmp_path / "d"
+    assert main(["demo", "--out", str(out), "--quiet", item]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    key = item.partition("=")[0].strip()
+    assert f"override {item!r}: the demo sets {key} itself" in line, line
+    assert "mtlshare compare recipes/demo/demo.toml" in line
+    assert not out.exists()
+
+
+def test_an_interrupted_demo_names_the_folder_to_remove(tmp_path, monkeypatch, capsys):
+    """It said 'run it again', and the same command was then refused for the earlier demo."""
+    import mtlshare.app.demo
+
+    def interrupted(*args, **kwargs):
+        (tmp_path / "d" / "high").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mtlshare.app.demo, "_demo", interrupted)
+    out = str(tmp_path / "d")
+    assert main(["demo", "--out", out, "--quiet", "--jobs", "1"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"mtlshare: interrupted; the demo cannot resume: remove {out} (or choose another "
+        "--out) and run it again"
+    ]
+    assert main(["demo", "--out", out, "--quiet", "--jobs", "1"]) == 2
+    assert "holds an earlier demo (high)" in capsys.readouterr().err
+
+
 def test_seeds_on_the_command_line_replace_the_configs_and_may_not_repeat(
     tmp_path, capsys, monkeypatch
 ):

@@ -154,7 +154,8 @@ def _training_commands(sub: Any) -> None:
         nargs="*",
         default=[],
         metavar="key=value",
-        help="overrides of the demo's config (recipes/demo/demo.toml), e.g. train.epochs=5",
+        help="overrides of the demo's config (recipes/demo/demo.toml), e.g. train.epochs=5; "
+        "not of data.relatedness, data.n_tasks, tasks or mechanism, which the demo sets itself",
     )
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mtlshare: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # from the first line on: building the parser too
-        print(INTERRUPTED if _resumable(args) else INTERRUPTED_FOR_GOOD, file=sys.stderr)
+        print(_interrupted(args), file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     finally:
         if sigterm is not None:
@@ -319,6 +320,19 @@ def _in_config(error: MtlshareError, args: argparse.Namespace | None) -> str:
     if message.startswith((config, str(Path(config).resolve()))):
         return message
     return f"{config}: {message}"
+
+
+def _interrupted(args: argparse.Namespace | None) -> str:
+    """What an interrupted command says: resume it, or run it again; the demo, which refuses
+    a folder holding an earlier demo, names the folder to remove first."""
+    if _resumable(args):
+        return INTERRUPTED
+    if args is not None and args.command == "demo" and Path(args.out).exists():
+        return (
+            f"mtlshare: interrupted; the demo cannot resume: remove {args.out} (or choose "
+            "another --out) and run it again"
+        )
+    return INTERRUPTED_FOR_GOOD
 
 
 def _resumable(args: argparse.Namespace | None) -> bool:

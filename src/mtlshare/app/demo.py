@@ -24,6 +24,8 @@ from mtlshare.training.folder import DEMO_PLOT, OutputFolder, another_commands_o
 DEMO_CONFIG = Path(__file__).parents[1] / "demo.toml"  # recipes/demo/demo.toml links to it
 SETTINGS = {"high relatedness (p = 0.9)": 0.9, "low relatedness (p = 0.0)": 0.0}
 SEEDS = [0, 1, 2]
+# the settings the demo sets itself, so an override of one would be dropped without a word
+OWN_KEYS = ("data.relatedness", "data.n_tasks", "tasks", "mechanism")
 
 
 def run_demo(
@@ -37,6 +39,14 @@ def run_demo(
     0, 1, 2); print the tables and save ``demo.png``. With ``jobs`` > 1 the comparisons' runs
     go to that many worker processes with the cores divided between them (the tables are the
     same as those of one process with as many torch threads as a worker has)."""
+    for item in overrides or []:
+        key = item.partition("=")[0].strip()
+        if key in OWN_KEYS:
+            raise MtlshareError(
+                f"override {item!r}: the demo sets {key} itself (every mechanism on 2 tasks "
+                "at relatedness 0.9 and 0.0, then a third task added); for another setting use "
+                "`mtlshare compare recipes/demo/demo.toml` or `mtlshare run`"
+            )
     for p in SETTINGS.values():  # bad overrides, the data's included, fail before --out is made
         load_config(DEMO_CONFIG, [*(overrides or []), f"data.relatedness={p}"]).data.validate()
     check_jobs(jobs)
