@@ -187,6 +187,14 @@ def test_resuming_with_the_cap_a_run_had_before_it_was_given_more_says_so(tmp_pa
         "results before)"
     )
     assert tree(out) == before
+    # another setting differing, the cap the run's own: that clause would explain nothing
+    assert (
+        main(["run", DEMO, *SMALL, "train.epochs=3", "train.lr=0.5", "--out", str(out), "--resume"])
+        == 2
+    )
+    line = one_line(capsys)
+    assert "train.lr: " in line and "more epochs" not in line, line
+    assert tree(out) == before
 
 
 @pytest.mark.parametrize("command", ["run", "compare"])

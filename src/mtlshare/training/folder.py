@@ -310,8 +310,8 @@ class RunFolder(OutputFolder):
                 since = (
                     f"; the run was given more epochs after it finished ({', '.join(earlier)} "
                     "holds its results before)"
-                    if earlier
-                    else ""
+                    if earlier and any(d.startswith("train.epochs:") for d in differ)
+                    else ""  # said only where the cap differs: it explains nothing else
                 )
                 raise MtlshareError(
                     f"--resume: the config differs from {self.file(CONFIG)} "
