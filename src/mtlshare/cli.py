@@ -432,13 +432,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "curves":
         from mtlshare.evaluation.curves import stopping_table, write_dev_curves
         from mtlshare.evaluation.gaps import gap_table, parse_epochs
+        from mtlshare.training.folder import OutputFolder
 
-        # the gaps first: a folder they refuse gets no figure and no half of the output
-        gaps = gap_table(args.folder, parse_epochs(args.gaps)) if args.gaps is not None else None
-        print(write_dev_curves(args.folder, args.out or None, args.title))
-        print(stopping_table(args.folder))
-        if gaps is not None:
-            print(f"\n{gaps}")
+        epochs = parse_epochs(args.gaps) if args.gaps is not None else None
+        with OutputFolder(args.folder) as drawn_in:
+            if not args.out and drawn_in.path.is_dir():  # its figure written into the folder:
+                drawn_in.open()  # not while another process writes there (one at a time)
+            # the gaps first: a folder they refuse gets no figure and no half of the output
+            gaps = gap_table(args.folder, epochs) if epochs is not None else None
+            print(write_dev_curves(args.folder, args.out or None, args.title))
+            print(stopping_table(args.folder))
+            if gaps is not None:
+                print(f"\n{gaps}")
         return 0
     if args.command == "predict":
         return _predict(args)

@@ -470,3 +470,27 @@ def test_the_stopping_table_says_what_ended_each_run(tmp_path, capsys):
         str(tmp_path / "cmp" / "dev_curves.png"),
         *table.splitlines(),
     ]
+
+
+def test_curves_into_a_folder_another_process_writes_in_is_refused_and_out_elsewhere_is_not(
+    tmp_path, capsys
+):
+    """One process at a time writes into a folder: `curves` on a comparison still training
+    wrote its dev_curves.png there; now it says to draw it elsewhere, which works meanwhile."""
+    from mtlshare.training.folder import OutputFolder
+
+    folder = tmp_path / "cmp"
+    _metrics(folder / "hard" / "seed-0", [{"epoch": 1, "dev": {"a": 0.5}}])
+    with OutputFolder(folder) as training:
+        training.open()  # what a running compare holds
+        assert main(["curves", str(folder)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"mtlshare: error: {folder}: another mtlshare process is writing here; wait for it "
+            "to end or choose another --out"
+        ]
+        assert not (folder / "dev_curves.png").exists()
+        assert main(["curves", str(folder), "--out", str(tmp_path / "now.png")]) == 0
+        assert (tmp_path / "now.png").is_file()
+    assert main(["curves", str(folder)]) == 0  # the writer gone
+    assert (folder / "dev_curves.png").is_file()
