@@ -276,6 +276,7 @@ def test_masks_from_a_run_without_the_task_is_a_config_error(compared, tmp_path)
     cfg = cfg.replace(**{"sparse.masks_from": str(compared / "single_subnet" / "t1")})
     with pytest.raises(ConfigError, match="'t2'"):
         run(cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # refused once training began: nothing left
 
 
 def test_masks_from_a_different_trunk_is_a_config_error(compared, tmp_path):
@@ -283,12 +284,14 @@ def test_masks_from_a_different_trunk_is_a_config_error(compared, tmp_path):
     cfg = cfg.replace(**{"sparse.masks_from": str(compared / "sparse")})
     with pytest.raises(ConfigError, match="do not fit"):
         run(cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # refused once training began: nothing left
 
 
 def test_masks_from_a_run_without_masks_is_a_config_error(compared, tmp_path):
     cfg = tiny(DEMO, "mechanism=sparse").replace(**{"sparse.masks_from": str(compared / "hard")})
     with pytest.raises(ConfigError, match="masks"):
         run(cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # refused once training began: nothing left
 
 
 def test_masks_from_a_folder_without_checkpoint_is_refused(tmp_path):
@@ -299,6 +302,7 @@ def test_masks_from_a_folder_without_checkpoint_is_refused(tmp_path):
         run(cfg, tmp_path / "out", progress=False)
     assert isinstance(caught.value, ConfigError)  # the setting at fault, named
     assert str(caught.value).startswith(f"sparse.masks_from: {empty}")
+    assert not (tmp_path / "out").exists()
 
 
 def test_masks_from_loads_the_same_masks_as_the_sparse_run(compared, tmp_path):

@@ -71,6 +71,7 @@ def test_masks_from_a_folder_without_a_run_names_the_key(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "sparse.masks_from: " in err, err
     assert "no complete checkpoint" in err, err
+    assert not out.exists()  # its config.toml and inference.json were left
 
 
 CONLL = str(ROOT / "recipes" / "conll2003" / "quick.toml")

@@ -387,3 +387,40 @@ def test_a_checkpoint_of_another_shape_names_the_key_that_does_not_fit(tmp_path)
     with pytest.raises(CheckpointError) as err:
         folder.load_model(small, "best")
     assert "Missing key(s)" in str(err.value) and '"bias"' in str(err.value)
+
+
+def test_a_fresh_run_refused_before_its_first_checkpoint_leaves_only_what_was_there(tmp_path):
+    """``discard_unstarted``: the files ``start`` wrote go; a folder the user made stays, with
+    the user's own files; a run that wrote a checkpoint is kept to resume."""
+    made = RunFolder(tmp_path / "made")
+    made.start("x = 1\n", resume=False)
+    made.write_json("inference.json", {})
+    made.discard_unstarted(created=True)
+    made.close()
+    assert not made.path.exists()
+    theirs = RunFolder(tmp_path / "theirs")
+    theirs.path.mkdir()
+    (theirs.path / "notes.txt").write_text("mine")
+    theirs.start("x = 1\n", resume=False)
+    theirs.discard_unstarted(created=False)
+    theirs.close()
+    assert sorted(p.name for p in theirs.path.iterdir()) == ["notes.txt"]
+    begun = RunFolder(tmp_path / "begun")
+    begun.start("x = 1\n", resume=False)
+    begun.save_checkpoint("last", {"w": torch.zeros(1)}, {"epoch": 1})
+    begun.discard_unstarted(created=True)
+    begun.close()
+    assert (begun.path / "config.toml").is_file()
+
+
+def test_a_model_output_refused_at_the_first_step_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    """A refusal raised by the first training step (here: every loss of the step non-finite
+    is one line) removed nothing: config.toml and inference.json stayed in --out."""
+    out = tmp_path / "out"
+    argv = ["run", DEMO, *SMALL, "train.lr=1e30", "train.momentum=0.0", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mtlshare: error:"), err
+    assert not out.exists()
+    assert main([*argv, "--resume"]) == 2  # resumed: nothing to resume, and nothing made
+    assert "does not exist; nothing to resume" in capsys.readouterr().err

@@ -85,6 +85,7 @@ def train(
         check_dev_observed(problem)
         if cfg.train.schedule == "joint":
             check_joint(cfg.weighting.kind, model)  # a pair the model cannot take: before --out
+        created = not folder.path.exists()
         if where.is_main:
             folder.start(resolved, resume, resumable_differences, reopen=resume)
             folder.write_json(INFERENCE, usage)
@@ -108,6 +109,10 @@ def train(
             if where.is_main:
                 draw(f"{folder.path}: the figures", model.write_artifacts, folder.path)
                 folder.write_results(results)
+        except MtlshareError:  # refused once training began: a fresh run leaves no trace
+            if where.is_main and not resume:
+                folder.discard_unstarted(created)
+            raise
         finally:
             folder.close()
         return TrainedRun(model, problem, results)

@@ -20,8 +20,9 @@ another command's output (``another_commands_output``); a resumed one needs the 
 ``checkpoint/last``, its earlier results kept beside as ``results-N-epochs.json``); otherwise a
 finished run is never trained or rewritten again; one process at a time writes into a folder
 (a second gets a one-line error at once, never interleaved files), and a finished run is read
-back under the same lock taken shared (``reading``). Every file is written through a temporary
-file and a rename.
+back under the same lock taken shared (``reading``); a fresh run refused before its first
+checkpoint leaves nothing behind (``discard_unstarted``). Every file is written through a
+temporary file and a rename.
 """
 
 from __future__ import annotations
@@ -353,6 +354,20 @@ class RunFolder(OutputFolder):
         if reopen and self.finished:
             self.file(RESULTS).replace(self.file(self.earlier_results_name()))
         self.write_text(CONFIG, config_text)
+
+    def discard_unstarted(self, created: bool) -> None:
+        """Undo ``start`` of a fresh run refused before its first checkpoint (input that fails
+        only once training begins: masks of another network in ``sparse.masks_from``, a model
+        whose output has the wrong shape): the files it wrote go, and the folder too when
+        ``start`` made it (``created``) and nothing else is in it, so a refusal leaves nothing
+        half-written. A run that wrote a checkpoint is kept, to resume."""
+        if self.holds_run():
+            return
+        for name in (CONFIG, INFERENCE, METRICS):
+            self.file(name).unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: the user's files stay, and it
+                self.path.rmdir()
 
     def earlier_results_name(self) -> str:
         """Where ``start(reopen=True)`` sets a finished run's results aside."""
