@@ -12,6 +12,7 @@ from mtlshare.app.run import train
 from mtlshare.config import load_config
 from mtlshare.errors import ConfigError
 from mtlshare.models.tying import are_tied, tie_weights
+from mtlshare.registry import MECHANISMS
 from mtlshare.training.checkpoint import load_checkpoint
 
 TEXT = """EU NNP B-ORG
@@ -61,8 +62,10 @@ def parts(model, task="lm"):
     return model.head(task).out, model.stem_for(task).words
 
 
-@pytest.mark.parametrize("mechanism", ["hard", "soft", "sparse", "adapters"])
+@pytest.mark.parametrize("mechanism", MECHANISMS.names())
 def test_the_head_is_tied_to_the_embedding_it_reads(config, mechanism):
+    """Every mechanism (its parameter groups checked as it is built: the tied matrix is the one
+    parameter in two groups, the task's and the shared embedding's, that is not refused)."""
     cfg = load_config(config, [f"mechanism={mechanism}"])
     problem = build_problem(cfg, config.parent)
     lm = problem.tasks[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,12 +41,13 @@ def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:
 
 def build_model(cfg: Config, problem: Problem) -> SharingModel:
     """The configured mechanism over a backbone built from ``[trunk]``, seeded by ``cfg.seed``,
-    to be trained: its parameter groups are checked (``load_run`` builds with ``build_network``,
-    which does not check them, so a run trained before the check still loads)."""
+    to be trained: what training reads of the mechanism is checked (``check_mechanism``;
+    ``load_run`` builds with ``build_network``, which does not check it, so a run trained
+    before a check still loads)."""
     tasks = [td.task for td in problem.tasks]
     rank = problem.tasks[0].train.x.dim()
     model = build_network(cfg, tasks, problem.input_dim, problem.build_stem, rank)
-    check_parameter_groups(cfg.mechanism, model)  # what trains it reads them (not load_run)
+    check_mechanism(cfg.mechanism, model)  # what trains it reads them (not load_run)
     return model
 
 
@@ -69,6 +71,7 @@ def build_network(
     model: SharingModel = MECHANISMS[cfg.mechanism].build(backbone, tasks, cfg.mechanism_config)
     for task in tasks:  # output projections tied to the input word embedding
         if task.tie_embedding:
+            check_heads(cfg.mechanism, model)
             head, words = model.head(task.name), getattr(model.stem_for(task.name), "words", None)
             if not isinstance(words, nn.Embedding):
                 raise ConfigError(
@@ -84,19 +87,102 @@ def build_network(
     return model
 
 
+def check_mechanism(mechanism: str, model: SharingModel) -> None:
+    """What training and ``load_run`` read of a mechanism, checked once when it is built to
+    be trained, each breach a one-line ``ConfigError`` naming the mechanism (README: A
+    mechanism or a data source of your own): its parameter groups, its heads, the signature
+    of its regularizer."""
+    check_heads(mechanism, model)
+    check_parameter_groups(mechanism, model)
+    check_regularizer(mechanism, model)
+
+
 def check_parameter_groups(mechanism: str, model: SharingModel) -> None:
-    """Every parameter of ``model`` is shared or some task's, else a one-line ``ConfigError``
-    naming the first ones: what the optimizer, the parameter counts and the per-task updates
-    read (a mechanism of one's own that leaves some out trains, with counts that do not add
-    up)."""
-    grouped = {id(p) for p in model.shared_parameters()}
+    """Every parameter of ``model`` in exactly one group, the shared one or one task's, else a
+    one-line ``ConfigError`` naming the first ones: the optimizer, the parameter counts, the
+    per-task updates and ``add-task`` read them (a parameter left out trains unseen; one in two
+    groups makes the counts wrong: a shared one counts as shared only). A task's output
+    projection tied to the word embedding (``tie_embedding``) is the one parameter in two
+    groups by design."""
+    owners: dict[int, list[str]] = {
+        id(p): ["shared_parameters()"] for p in model.shared_parameters()
+    }
     for task in model.task_names:
-        grouped |= {id(p) for p in model.task_parameters(task)}
-    missing = [name for name, p in model.named_parameters() if id(p) not in grouped]
+        for p in {id(p): p for p in model.task_parameters(task)}:
+            owners.setdefault(p, []).append(f"task_parameters({task!r})")
+    named = list(model.named_parameters())
+    missing = [name for name, p in named if id(p) not in owners]
     if missing:
         raise ConfigError(
             f"mechanism {mechanism!r}: {len(missing)} parameter(s) in neither "
-            f"shared_parameters() nor any task_parameters(task): {', '.join(missing[:3])}"
-            f"{' ...' if len(missing) > 3 else ''}; every parameter must be in one (README: "
-            "A mechanism or a data source of your own)"
+            f"shared_parameters() nor any task_parameters(task): {_first(missing)}; every "
+            "parameter must be in one (README: A mechanism or a data source of your own)"
         )
+    tied = _tied_by_the_library(model)
+    twice = [(n, owners[id(p)]) for n, p in named if len(owners[id(p)]) > 1 and id(p) not in tied]
+    if twice:
+        groups = twice[0][1][:2]
+        alike = [n for n, g in twice if g[:2] == groups]
+        raise ConfigError(
+            f"mechanism {mechanism!r}: {len(alike)} parameter(s) in {groups[0]} and "
+            f"{groups[1]}: {_first(alike)}; every parameter must be in exactly one group, the "
+            "shared one or one task's (README: A mechanism or a data source of your own)"
+        )
+
+
+def check_heads(mechanism: str, model: SharingModel) -> None:
+    """``self.heads``: an ``nn.ModuleDict`` with a head of every task (``SharingModel.head``
+    reads it for every prediction and for CRF losses), else a one-line ``ConfigError``."""
+    heads = model._modules.get("heads")
+    if not isinstance(heads, nn.ModuleDict):
+        what = "missing" if heads is None else f"a {type(heads).__name__}"
+        raise ConfigError(
+            f"mechanism {mechanism!r}: self.heads is {what}; keep the heads in an "
+            "nn.ModuleDict by task, self.heads (README: A mechanism or a data source of your own)"
+        )
+    lacking = [t for t in model.task_names if t not in heads]
+    if lacking:
+        raise ConfigError(
+            f"mechanism {mechanism!r}: self.heads has no head of {_first(lacking, quote=True)}; "
+            "it holds one per task (README: A mechanism or a data source of your own)"
+        )
+
+
+def check_regularizer(mechanism: str, model: SharingModel) -> None:
+    """``regularizer`` takes the loop's two calls, ``(task, every)`` and ``(None)``; its value
+    (a finite scalar >= 0) is checked at its first step (``Objective.regularizer``), since
+    computing it may change the mechanism's state."""
+    try:
+        signature = inspect.signature(model.regularizer)
+        signature.bind("task", 1.0)
+        signature.bind(None)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"mechanism {mechanism!r}: regularizer{_parameters(model.regularizer)} cannot take "
+            "the training loop's calls, regularizer(task, every) and regularizer(None); define "
+            "it as def regularizer(self, task=None, every=1.0) (README: A mechanism or a data "
+            "source of your own)"
+        ) from None
+
+
+def _parameters(method: Callable[..., object]) -> str:
+    try:
+        return str(inspect.signature(method).replace(return_annotation=inspect.Signature.empty))
+    except (TypeError, ValueError):  # a builtin without a signature
+        return "()"
+
+
+def _tied_by_the_library(model: SharingModel) -> set[int]:
+    """The parameters ``build_network`` tied: a task's output projection that is the word
+    embedding (``tie_embedding``), in that task's group and the embedding's."""
+    tied = set()
+    for task in model.tasks.values():
+        out = getattr(model.head(task.name), "out", None) if task.tie_embedding else None
+        if isinstance(out, nn.Linear):
+            tied.add(id(out.weight))
+    return tied
+
+
+def _first(names: list[str], quote: bool = False) -> str:
+    shown = [repr(n) if quote else n for n in names[:3]]
+    return ", ".join(shown) + (" ..." if len(names) > 3 else "")

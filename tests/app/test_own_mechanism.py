@@ -1,0 +1,203 @@
+"""A mechanism of one's own that breaks the interface the README documents (A mechanism or a
+data source of your own) is refused in one line naming it and what was expected: a parameter
+in two groups, no ``self.heads`` or a ``regularizer`` of another signature when the model is
+built (before ``--out``); a regularizer that is no scalar >= 0 at its first step; a ``report``
+that ``results.json`` cannot hold before anything of the run's results is written. Each was
+found accepted (counts that come out wrong, a ``predict`` that fails after training) or a
+traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import mtlshare
+from mtlshare.app.build import check_mechanism, check_parameter_groups
+from mtlshare.config import Config, from_dict
+from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.errors import ConfigError
+from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
+from mtlshare.registry import MECHANISMS, Entry
+from mtlshare.sharing.base import SharingModel, run_layers
+from mtlshare.tasks.task import Task
+
+PARTS = (slice(0, 48), slice(48, 64), slice(64, 80))  # train, dev, test
+
+
+class Mine(SharingModel):
+    """Hard sharing written to the README's interface; the tests break one member each."""
+
+    def __init__(self, backbone: Backbone, tasks: list[Task], cfg: object = None) -> None:
+        super().__init__(tasks)
+        self.stem, self.trunk = backbone.stem(), backbone.layers()
+        self.heads = nn.ModuleDict({t.name: t.build_head(backbone.out_dims[-1]) for t in tasks})
+
+    def forward(self, x: Tensor, task: str) -> Tensor:
+        return self.heads[task](run_layers(self.trunk, self.stem(x)))
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.stem.parameters()
+        yield from self.trunk.parameters()
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        yield from self.heads[task].parameters()
+
+    def uncounted_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.heads.parameters()
+
+
+def problem() -> Problem:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(80, 5, generator=g)
+    value = x @ torch.randn(5, generator=g)
+    kind = (x[:, 0] > x[:, 1]).long()
+    return Problem(
+        [
+            TaskData(Task("value", "regression"), *(Split(x[p], value[p]) for p in PARTS)),
+            TaskData(
+                Task("kind", "classification", out_dim=2, metric="accuracy"),
+                *(Split(x[p], kind[p]) for p in PARTS),
+            ),
+        ],
+        input_dim=5,
+    )
+
+
+def config(**train: Any) -> Config:
+    return from_dict(
+        {
+            "mechanism": "mine",
+            "data": {"source": "custom"},
+            "trunk": {"hidden": [8]},
+            "train": {"epochs": 2, **train},
+        }
+    )
+
+
+@pytest.fixture
+def register(monkeypatch: pytest.MonkeyPatch):
+    """Register a class as the mechanism ``mine`` for this test only."""
+
+    def put(cls: type[SharingModel]) -> None:
+        MECHANISMS.names()  # the library's own first
+        monkeypatch.setitem(MECHANISMS._entries, "mine", Entry("mine", cls, None, "", ""))
+
+    return put
+
+
+def tiny_model(cls: type[SharingModel]) -> SharingModel:
+    backbone = backbone_from_config(TrunkConfig(hidden=[4]), 3, None)
+    return cls(backbone, [Task("a", "regression"), Task("b", "regression")])
+
+
+# -- parameter groups ---------------------------------------------------------------------------
+class SharedAlsoTheTasks(Mine):
+    """The trunk yielded by shared_parameters() and by every task's group: task_specific
+    came out 0 (a shared parameter counts as shared only)."""
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        yield from self.trunk.parameters()
+        yield from self.heads[task].parameters()
+
+
+class OneHeadForTwo(Mine):
+    """Task a's head yielded by task b's group too."""
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        yield from self.heads[task].parameters()
+        if task == "b":
+            yield from self.heads["a"].parameters()
+
+
+def test_a_parameter_in_the_shared_group_and_a_tasks_is_refused_by_name() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^mechanism 'mine': 2 parameter\(s\) in shared_parameters\(\) and "
+        r"task_parameters\('a'\): trunk\.0\.linear\.weight, trunk\.0\.linear\.bias; ",
+    ):
+        check_parameter_groups("mine", tiny_model(SharedAlsoTheTasks))
+
+
+def test_a_parameter_in_two_tasks_groups_is_refused_by_name() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^mechanism 'mine': 2 parameter\(s\) in task_parameters\('a'\) and "
+        r"task_parameters\('b'\): heads\.a\.weight, heads\.a\.bias; ",
+    ):
+        check_parameter_groups("mine", tiny_model(OneHeadForTwo))
+
+
+def test_a_run_of_a_mechanism_with_a_parameter_in_two_groups_is_refused_before_out(
+    tmp_path: Path, register
+) -> None:
+    register(SharedAlsoTheTasks)
+    with pytest.raises(ConfigError, match=r"in shared_parameters\(\) and task_parameters"):
+        mtlshare.run(config(), tmp_path / "run", problem=problem(), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+# -- heads ----------------------------------------------------------------------------------------
+class HeadsElsewhere(Mine):
+    """Its heads in ``self.outputs``: it trained, then ``load_run(...).predict`` failed."""
+
+    def __init__(self, backbone: Backbone, tasks: list[Task], cfg: object = None) -> None:
+        super().__init__(backbone, tasks, cfg)
+        self.outputs = self.heads
+        del self.heads
+
+    def forward(self, x: Tensor, task: str) -> Tensor:
+        return self.outputs[task](run_layers(self.trunk, self.stem(x)))
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        yield from self.outputs[task].parameters()
+
+    def uncounted_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.outputs.parameters()
+
+
+class HeadsOfSomeTasks(Mine):
+    def __init__(self, backbone: Backbone, tasks: list[Task], cfg: object = None) -> None:
+        super().__init__(backbone, tasks, cfg)
+        self.others = nn.ModuleDict({"b": self.heads.pop("b")})
+
+    def forward(self, x: Tensor, task: str) -> Tensor:
+        head = self.heads[task] if task in self.heads else self.others[task]
+        return head(run_layers(self.trunk, self.stem(x)))
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        yield from (self.heads[task] if task in self.heads else self.others[task]).parameters()
+
+
+def test_a_mechanism_without_self_heads_is_refused_before_out(tmp_path: Path, register) -> None:
+    register(HeadsElsewhere)
+    with pytest.raises(ConfigError, match=r"^mechanism 'mine': self\.heads is missing; "):
+        mtlshare.run(config(), tmp_path / "run", problem=problem(), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_heads_that_miss_a_task_are_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"^mechanism 'mine': self\.heads has no head of 'b'"):
+        check_mechanism("mine", tiny_model(HeadsOfSomeTasks))
+
+
+# -- the regularizer ------------------------------------------------------------------------------
+class NoArguments(Mine):
+    def regularizer(self) -> Tensor:  # type: ignore[override]
+        return torch.zeros(())
+
+
+def test_a_regularizer_of_another_signature_is_refused_before_out(tmp_path: Path, register) -> None:
+    register(NoArguments)
+    with pytest.raises(
+        ConfigError,
+        match=r"^mechanism 'mine': regularizer\(\) cannot take the training loop's calls, "
+        r"regularizer\(task, every\) and regularizer\(None\); define it as "
+        r"def regularizer\(self, task=None, every=1\.0\)",
+    ):
+        mtlshare.run(config(), tmp_path / "run", problem=problem(), progress=False)
+    assert not (tmp_path / "run").exists()
