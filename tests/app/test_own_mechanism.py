@@ -20,7 +20,7 @@ import mtlshare
 from mtlshare.app.build import check_mechanism, check_parameter_groups
 from mtlshare.config import Config, from_dict
 from mtlshare.data.datasets import Problem, Split, TaskData
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
 from mtlshare.registry import MECHANISMS, Entry
 from mtlshare.sharing.base import SharingModel, run_layers
@@ -201,3 +201,42 @@ def test_a_regularizer_of_another_signature_is_refused_before_out(tmp_path: Path
     ):
         mtlshare.run(config(), tmp_path / "run", problem=problem(), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+class NotAScalar(Mine):
+    def regularizer(self, task: str | None = None, every: float = 1.0) -> Tensor:
+        return torch.stack([p.square().sum() for p in self.trunk.parameters()])
+
+
+class Negative(Mine):
+    def regularizer(self, task: str | None = None, every: float = 1.0) -> Tensor:
+        return -sum(p.square().sum() for p in self.trunk.parameters())  # type: ignore[return-value]
+
+
+class AFloat(Mine):
+    def regularizer(self, task: str | None = None, every: float = 1.0) -> Tensor:
+        return 0.0  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("schedule", ["alternate", "joint"])
+@pytest.mark.parametrize(
+    ("cls", "what"),
+    [
+        (NotAScalar, r"a tensor of shape \(2,\)"),
+        (Negative, r"-[\d.e+]+"),
+        (AFloat, r"a float"),
+    ],
+    ids=["not a scalar", "negative", "not a tensor"],
+)
+def test_a_regularizer_that_is_no_scalar_at_least_zero_stops_the_first_step(
+    tmp_path: Path, register, cls: type[SharingModel], what: str, schedule: str
+) -> None:
+    """Checked on its first value of each kind of call (an alternate step's, a joint step's),
+    not at every step."""
+    register(cls)
+    call = r"regularizer\(None\)" if schedule == "joint" else r"regularizer\('\w+', [\d.]+\)"
+    with pytest.raises(
+        MtlshareError,
+        match=rf"^mechanism 'mine': {call} gave {what}; it must be a finite scalar tensor >= 0",
+    ):
+        mtlshare.run(config(schedule=schedule), tmp_path / "run", problem=problem(), progress=False)

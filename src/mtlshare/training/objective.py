@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.data.datasets import Problem, by_share
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.training.aggregators import STATEFUL
 
@@ -327,6 +328,9 @@ class Objective(nn.Module):
         self.regularized = type(model).regularizer is not SharingModel.regularizer
         # steps of any task one step of each task stands for (1 / its sampling probability)
         self.every: dict[str, float] = {}
+        # the kinds of regularizer call (a task's share: False; the whole: True) whose first
+        # value was checked: once each, as a check at every step would cost a sync per step
+        self.checked: set[bool] = set()
 
     def raw_loss(self, out: Tensor, y: Tensor, task: str) -> Tensor:
         head = self.model.head(task) if task in self.structured else None
@@ -345,7 +349,7 @@ class Objective(nn.Module):
         the global batch per task (``BatchStream.next``), each task's raw loss scaled by it in
         the objective (not in the raw losses returned)."""
         if task == REGULARIZER:
-            reg = self.model.regularizer(None)
+            reg = self.regularizer(None)
             return reg, reg
         if task is None:
             return self._joint(x, y, shares or {})  # type: ignore[arg-type]
@@ -353,8 +357,20 @@ class Objective(nn.Module):
         raw = self.raw_loss(self.model(x, task), y, task)
         loss = self.weighting(task, raw)
         if self.regularized and not alone:
-            loss = loss + self.model.regularizer(task, self.every.get(task, 1.0))
+            loss = loss + self.regularizer(task, self.every.get(task, 1.0))
         return loss, raw
+
+    def regularizer(self, task: str | None, every: float = 1.0) -> Tensor:
+        """The mechanism's ``regularizer(task, every)``, or ``regularizer(None)`` (the whole
+        penalty); its first value of each kind must be a finite scalar tensor >= 0 (README: A
+        mechanism or a data source of your own), else a one-line error naming the mechanism,
+        not a traceback deep in the step nor a penalty below zero, trained silently."""
+        reg = self.model.regularizer(None) if task is None else self.model.regularizer(task, every)
+        if (task is None) not in self.checked:
+            call = "regularizer(None)" if task is None else f"regularizer({task!r}, {every:g})"
+            check_penalty(self.model, reg, call)
+            self.checked.add(task is None)
+        return reg
 
     def _joint(
         self, xs: dict[str, Tensor], ys: dict[str, Tensor], shares: dict[str, float]
@@ -369,8 +385,32 @@ class Objective(nn.Module):
         scaled = {t: by_share(r, shares.get(t, 1.0)) for t, r in raws.items()}
         loss = self.weighting.combine(scaled)
         if self.regularized:
-            loss = loss + self.model.regularizer(None)
+            loss = loss + self.regularizer(None)
         return loss, torch.stack([raws[t] for t in names])
 
 
 REGULARIZER = "__regularizer__"
+
+
+def check_penalty(model: SharingModel, reg: object, call: str) -> None:
+    """A one-line ``MtlshareError`` unless ``reg``, what ``model.<call>`` gave, is a finite
+    scalar tensor >= 0."""
+    if isinstance(reg, Tensor) and reg.dim() == 0:
+        value = float(reg.detach())
+        if 0.0 <= value < math.inf:
+            return
+        what = f"{value:.4g}"
+    elif isinstance(reg, Tensor):
+        what = f"a tensor of shape {tuple(reg.shape)}"
+    else:
+        what = f"a {type(reg).__name__}"
+    raise MtlshareError(
+        f"mechanism {mechanism_name(model)!r}: {call} gave {what}; it must be a finite scalar "
+        "tensor >= 0 (README: A mechanism or a data source of your own)"
+    )
+
+
+def mechanism_name(model: SharingModel) -> str:
+    """The name ``model``'s class is registered under, else the class's own name."""
+    cls = type(model)
+    return next((e.name for e in MECHANISMS if e.build is cls), cls.__name__)
