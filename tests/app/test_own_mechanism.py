@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 import mtlshare
 from mtlshare.app.build import check_mechanism, check_parameter_groups
+from mtlshare.cli import main
 from mtlshare.config import Config, from_dict
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.errors import ConfigError, MtlshareError
@@ -240,3 +241,53 @@ def test_a_regularizer_that_is_no_scalar_at_least_zero_stops_the_first_step(
         match=rf"^mechanism 'mine': {call} gave {what}; it must be a finite scalar tensor >= 0",
     ):
         mtlshare.run(config(schedule=schedule), tmp_path / "run", problem=problem(), progress=False)
+
+
+# -- report ---------------------------------------------------------------------------------------
+class Reports(Mine):
+    extra: ClassVar[Any] = {}
+
+    def report(self) -> Any:
+        return self.extra
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"mine": {"scale": torch.tensor(1.0)}},
+            r"report\(\)\['mine'\] is not JSON-serialisable \(Object of type Tensor",
+        ),
+        ({"tasks": {"value": 1.0}}, r"report\(\) gives 'tasks', a key of results\.json's own"),
+        ({"params": 3, "mine": 1}, r"report\(\) gives 'params', a key of results\.json's own"),
+        ([("mine", 1.0)], r"report\(\) gave a list; it must be a dict"),
+    ],
+    ids=["a tensor", "tasks", "params", "not a dict"],
+)
+def test_a_report_results_json_cannot_hold_is_refused_before_results_are_written(
+    tmp_path: Path, register, extra: Any, message: str
+) -> None:
+    """It was a traceback with no results.json (a tensor), or it overwrote the run's own
+    results and crashed after (``tasks``). The training is kept: fixed, ``--resume`` ends the
+    run from its last checkpoint without training again."""
+    register(type("Bad", (Reports,), {"extra": extra}))
+    with pytest.raises(MtlshareError, match=rf"^mechanism 'mine': {message}"):
+        mtlshare.run(config(), tmp_path / "run", problem=problem(), progress=False)
+    assert not (tmp_path / "run" / "results.json").exists()
+    register(type("Fixed", (Reports,), {"extra": {"mine": {"scale": 1.0}}}))
+    results = mtlshare.run(
+        config(), tmp_path / "run", problem=problem(), progress=False, resume=True
+    )
+    assert results["mine"] == {"scale": 1.0} and set(results["tasks"]) == {"value", "kind"}
+    assert results["epochs_run"] == 2
+
+
+def test_the_command_line_prints_a_bad_report_in_one_line_exit_2(
+    tmp_path: Path, register, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(type("Bad", (Reports,), {"extra": {"tasks": "mine"}}))
+    demo = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "demo.toml"
+    args = ["run", str(demo), "mechanism=mine", "train.epochs=1", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'tasks', a key of results.json's own" in err

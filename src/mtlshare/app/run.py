@@ -226,13 +226,63 @@ def run_results(
         "epochs_run": fit.epochs_run,
         "loss_weights": weighting.current(),
     }
-    results.update(model.report())
+    results.update(checked_report(cfg.mechanism, model.report()))
     if "word_vectors" in problem.meta:
         results["word_vectors"] = problem.meta["word_vectors"]
     view = problem.meta.get("forecast")
     if isinstance(view, ForecastView):
         results["forecast"] = test_forecast_scores(problem, model, view)
     return results
+
+
+# results.json's own keys, which a mechanism's report() must leave alone: those run_results
+# and train write whatever the mechanism
+OWN_KEYS = frozenset(
+    {
+        "mechanism",
+        "seed",
+        "tasks",
+        "params",
+        "train_seconds",
+        "wall_seconds",
+        "best_epoch",
+        "epochs_run",
+        "loss_weights",
+        "word_vectors",
+        "forecast",
+        "processes",
+    }
+)
+
+
+def checked_report(mechanism: str, report: object) -> dict[str, Any]:
+    """``report``, what the mechanism's ``report()`` gave, if ``results.json`` can hold it: a
+    dict of JSON values whose keys are none of the results' own (``OWN_KEYS``); else a
+    one-line ``MtlshareError``, before anything of the run's results is written (its
+    checkpoints are kept: fixed, ``--resume`` ends the run without training again)."""
+    fix = (
+        "; fix it and end the run with --resume (README: A mechanism or a data source of your own)"
+    )
+    if not isinstance(report, dict):
+        raise MtlshareError(
+            f"mechanism {mechanism!r}: report() gave a {type(report).__name__}; it must be a "
+            f"dict, merged into results.json{fix}"
+        )
+    taken = sorted(k for k in report if k in OWN_KEYS)
+    if taken:
+        raise MtlshareError(
+            f"mechanism {mechanism!r}: report() gives {taken[0]!r}, a key of results.json's "
+            f"own ({', '.join(sorted(OWN_KEYS))}); give its results a key of its own{fix}"
+        )
+    for key, value in report.items():
+        try:
+            json.dumps({key: value})
+        except (TypeError, ValueError) as e:
+            raise MtlshareError(
+                f"mechanism {mechanism!r}: report()[{key!r}] is not JSON-serialisable ({e}); "
+                f"give numbers, strings, lists and dicts (float(t) of a tensor){fix}"
+            ) from None
+    return report
 
 
 def test_forecast_scores(
