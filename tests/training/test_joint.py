@@ -40,7 +40,11 @@ def tiny(*extra: str):
 
 
 # -- every mechanism, every family -------------------------------------------------------------
-CASES = [(m, w) for m in MECHANISMS.names() for w in ("sum", "upgrad")]
+# soft sharing shares no parameter: an aggregator has nothing to combine there, and is refused
+# (test_an_aggregator_without_a_trained_shared_parameter_is_refused)
+CASES = [
+    (m, w) for m in MECHANISMS.names() for w in ("sum", "upgrad") if (m, w) != ("soft", "upgrad")
+]
 CASES += [("hard", "dwa"), ("hard", "rlw"), ("sparse", "dwa"), ("hard", "gradnorm")]
 WEIGHTINGS = {
     "sum": [],
@@ -66,11 +70,8 @@ def test_every_mechanism_trains_with_joint_steps(tmp_path, mechanism, weighting)
     # a joint epoch: as many steps as the larger training set has batches, each task in each
     assert records[0]["task_steps"] == {"t1": 3, "t2": 3}
     assert records[1]["step"] - records[0]["step"] == 3
-    # an aggregator's: those of its update; a mechanism that shares no parameter (soft
-    # sharing) has none two tasks reach, so there is nothing to aggregate and no weight to log
-    shares = any(True for _ in build_model(cfg, build_problem(cfg)).shared_parameters())
-    nothing = weighting == "upgrad" and not shares
-    assert set(records[-1]["loss_weights"]) == (set() if nothing else {"t1", "t2"})
+    # an aggregator's: those of its update
+    assert set(records[-1]["loss_weights"]) == {"t1", "t2"}
 
 
 def test_missing_labels_are_left_out_of_joint_losses(tmp_path):
@@ -246,6 +247,32 @@ def test_gradnorm_without_a_trained_shared_matrix_says_which_is_missing(extra, w
         check_joint("gradnorm", build_model(cfg, build_problem(cfg)))
 
 
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        (["mechanism=soft"], "SoftSharing shares none"),
+        (["hard.shared_layers=0"], "HardSharing shares none"),
+        (
+            ["mechanism=adapters", "adapters.freeze_trunk=true"],
+            "AdapterSharing trains none of those it shares: they are frozen",
+        ),
+    ],
+)
+@pytest.mark.parametrize("aggregator", ["upgrad", "mgda"])
+def test_an_aggregator_without_a_trained_shared_parameter_is_refused(
+    tmp_path, capsys, extra, why, aggregator
+):
+    """It combines the tasks' gradients of what they share: with nothing shared it trained each
+    task alone, exit 0, logging loss_weights {}; refused in one line now, before --out."""
+    out = tmp_path / "out"
+    argv = ["run", str(DEMO), *JOINT, *extra, "weighting.kind=aggregator"]
+    assert main([*argv, f"weighting.aggregator={aggregator}", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "weighting.kind = 'aggregator' needs shared" in err[0], err
+    assert why in err[0], err
+    assert not out.exists()
+
+
 def test_a_joint_epoch_returns_each_tasks_mean_raw_loss():
     cfg = tiny()
     problem = build_problem(cfg)
@@ -258,16 +285,13 @@ def test_a_joint_epoch_returns_each_tasks_mean_raw_loss():
     assert trainer.last_counts == {"t1": 4, "t2": 4}
 
 
-@pytest.mark.parametrize(
-    "weighting",
-    [[], ["weighting.kind=aggregator", "weighting.aggregator=upgrad"]],
-    ids=["sum", "upgrad"],
-)
-def test_soft_sharing_joint_steps_add_the_whole_penalty_gradient(weighting):
+@pytest.mark.parametrize("per_task", [False, True], ids=["sum", "per_task"])
+def test_soft_sharing_joint_steps_add_the_whole_penalty_gradient(per_task):
     """Soft sharing gives each task its own trunk, so no parameter is reached by two tasks: a
-    joint step's gradient, summed or per task and aggregated, is that of the summed task losses
-    plus the whole distance penalty (added once, outside any aggregation)."""
-    cfg = tiny("mechanism=soft", "soft.weights=[1.0]", *weighting)
+    joint step's gradient, summed or taken per task (the way an aggregator's is, which soft
+    sharing refuses: there is nothing to aggregate), is that of the summed task losses plus the
+    whole distance penalty (added once, outside the tasks' gradients)."""
+    cfg = tiny("mechanism=soft", "soft.weights=[1.0]")
     problem = build_problem(cfg)
     model = build_model(cfg, problem)
     w = LossWeighting(["t1", "t2"], cfg.weighting)
@@ -281,6 +305,7 @@ def test_soft_sharing_joint_steps_add_the_whole_penalty_gradient(weighting):
     (sum(tasks[n].loss(model(x, n), y) for n, (x, y) in xs.items()) + penalty).backward()
     expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     assert trainer.joint is not None
+    trainer.joint.per_task = per_task
     trainer.joint.step(torch.optim.SGD(trainer.parameters(), lr=0.0), xs)
     for n, p in model.named_parameters():
         if n in expected:

@@ -71,7 +71,17 @@ Batches = dict[str, tuple[Tensor, Tensor]]
 def check_joint(kind: str, model: SharingModel) -> nn.Parameter | None:
     """Whether ``model`` can take joint steps weighted by ``kind`` (a ``ConfigError`` naming
     the problem if not), checked before a run writes anything; for GradNorm, the weight matrix
-    it measures the tasks' gradients at (the last shared layer's, as the paper), else ``None``."""
+    it measures the tasks' gradients at (the last shared layer's, as the paper), else ``None``.
+    An aggregator combines the tasks' gradients of the parameters two or more tasks reach: a
+    model that shares none, or trains none of those it shares, leaves it nothing to combine."""
+    if kind == "aggregator":
+        _trained_shared(
+            model,
+            list(model.shared_parameters()),
+            "aggregator",
+            "shared parameters, whose tasks' gradients it combines",
+        )
+        return None
     if kind != "gradnorm":
         return None
     name = type(model).__name__
@@ -81,14 +91,22 @@ def check_joint(kind: str, model: SharingModel) -> nn.Parameter | None:
             f"{name} takes one per task (use dwa, rlw or an aggregator)"
         )
     shared = [p for p in model.shared_parameters() if p.dim() >= 2]
-    weights = [p for p in shared if p.requires_grad]
-    if not weights:  # none shared, or every shared one frozen (adapters.freeze_trunk)
-        why = "shares none" if not shared else "trains none of those it shares: they are frozen"
-        raise ConfigError(
-            "weighting.kind = 'gradnorm' needs a shared weight matrix to measure the tasks' "
-            f"gradients at; {name} {why}"
-        )
+    weights = _trained_shared(
+        model, shared, "gradnorm", "a shared weight matrix to measure the tasks' gradients at"
+    )
     return weights[-1]
+
+
+def _trained_shared(
+    model: SharingModel, shared: list[nn.Parameter], kind: str, needs: str
+) -> list[nn.Parameter]:
+    """Those of ``shared`` that training updates; a ``ConfigError`` saying why there are none
+    (the model shares none, or freezes every one it shares: adapters.freeze_trunk)."""
+    trained = [p for p in shared if p.requires_grad]
+    if not trained:
+        why = "shares none" if not shared else "trains none of those it shares: they are frozen"
+        raise ConfigError(f"weighting.kind = {kind!r} needs {needs}; {type(model).__name__} {why}")
+    return trained
 
 
 class JointStepper:
