@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mtlshare.cli import main
+from mtlshare.training.objective import LossWeighting, WeightingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
@@ -62,6 +63,22 @@ def test_weights_for_a_weighting_that_finds_its_own_are_refused(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "weighting.weights" in err and "'dwa'" in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["run", "compare"])
+@pytest.mark.parametrize("weights", ["{t1 = 0.0, t2 = 0.0}", "{t1 = 0, t2 = 0.0}"])
+def test_fixed_weights_that_are_all_zero_are_refused(tmp_path, capsys, command, weights):
+    """Every loss times 0 trained nothing, exit 0, and reported the untrained model; one task
+    weighed 0 beside another (or beside one not named, which weighs 1) is still a run."""
+    out = tmp_path / "o"
+    argv = [command, DEMO, f"weighting.weights={weights}", "train.epochs=1", "--out", str(out)]
+    argv += ["--mechanisms", "single,hard"] if command == "compare" else []
+    assert main([*argv, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "weighting.weights" in err, err
+    assert "at least one > 0" in err, err
+    assert not out.exists()
+    LossWeighting(["t1", "t2"], WeightingConfig(weights={"t1": 0.0}))  # t2 weighs 1
 
 
 def test_masks_from_a_folder_without_a_run_names_the_key(tmp_path, capsys):

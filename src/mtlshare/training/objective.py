@@ -107,6 +107,12 @@ class LossWeighting(nn.Module):
             raise ConfigError(f"weighting.weights: unknown task(s) {unknown}; tasks are {tasks}")
         if not all(w >= 0 and math.isfinite(w) for w in cfg.weights.values()):
             raise ConfigError(f"weighting.weights: must be >= 0 and finite, got {cfg.weights}")
+        if cfg.kind == "fixed" and tasks and all(cfg.weights.get(t, 1.0) == 0 for t in tasks):
+            # every loss times 0: the run would train nothing and report the untrained model
+            raise ConfigError(
+                f"weighting.weights: every task's weight is 0, so nothing is learnt; give at "
+                f"least one > 0 (a task not named weighs 1), got {cfg.weights}"
+            )
         if cfg.kind == "gradnorm" and len(tasks) < 2:
             raise ConfigError(
                 f"weighting.kind = 'gradnorm' balances two or more tasks; this run has {tasks}"
