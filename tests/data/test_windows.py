@@ -236,9 +236,20 @@ def test_a_negative_value_in_log_space_is_a_data_error_not_a_clipped_zero(tmp_pa
     assert build(tmp_path, text, log_target=False).tasks[1].task.name == "small"
 
 
-def test_too_little_history_for_a_training_window_is_a_data_error(tmp_path):
+def test_a_history_without_room_for_a_training_window_names_data_history(tmp_path):
+    """21 days = context 14 + dev_days 7: no window fits (docs/config.md: days > context +
+    dev_days); the error named the CSV file, as if the data were at fault."""
+    with pytest.raises(ConfigError, match=r"^data.history: 'small' keeps 21 days, which must"):
+        build(tmp_path, history={"small": 21})
+    assert len(build(tmp_path, history={"small": 22}).tasks[1].train) == 1
+
+
+def test_too_little_observed_history_for_a_training_window_is_a_data_error(tmp_path):
+    # small keeps 30 days (from day 270); its training windows (from day 284) read targets
+    # up to day 292 only, and none of those is observed
+    text = csv_text(gaps={"small": list(range(284, 293))})
     with pytest.raises(DataError, match="no training window"):
-        build(tmp_path, history={"small": 20})
+        build(tmp_path, text, history={"small": 30})
 
 
 def test_no_value_before_the_origin_is_a_data_error(tmp_path):

@@ -380,7 +380,10 @@ def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
     ("overrides", "expected"),
     [
         (["data.context=90"], "data.context: 90 days is longer than the 60 days of history"),
-        (["data.horizon=0"], "data.horizon and data.dev_days must be >= 1"),
+        (["data.horizon=0"], "data.horizon: must be >= 1 day, got 0"),
+        (["data.dev_days=0"], "data.dev_days: must be >= 1 day, got 0"),
+        # 21 = context + dev_days: no training window; it named the CSV file, not the key
+        (["data.history={short=21}"], "data.history: 'short' keeps 21 days, which must hold"),
         (
             ['forecast.origins=["2011-06-31"]'],
             "forecast.origins: '2011-06-31' is not a date like 2012-10-01",
@@ -415,6 +418,42 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, overrides, expected):
     # day 522 (2011-06-10) is missing from the file: inside the first origin's horizon
     csv = series_csv(tmp_path / "s.csv", drop=522)
     assert expected in cli_error(tmp_path, capsys, study_text(csv), *overrides)
+
+
+TWO = '[{name = "plain"}, {name = "decayed", "train.weight_decay" = 0.1}]'
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("data.horizon=0", "data.horizon: must be >= 1 day"),
+        ("data.context=90", "data.context: 90 days is longer"),
+        ("data.context=0", "data.context: must be >= 1 day"),
+        ("data.profile_weeks=3", "data.profile_weeks: 3 weeks do not fit"),
+        ("data.layout=tall", "data.layout: 'tall' is not one of"),
+        ("data.head=crf", "data.head: 'crf' is not one of"),
+        ("data.head=affine", "an affine head reads one input per output"),  # the model's
+    ],
+)
+def test_an_error_of_the_config_itself_names_no_candidate(tmp_path, capsys, override, named):
+    """The config's own [data] and model are checked first: these were reported as
+    "forecast.candidates 'plain': ..." though 'plain' overrides nothing."""
+    text = study_text(series_csv(tmp_path / "s.csv"), candidates=TWO, select='"dev"')
+    err = cli_error(tmp_path, capsys, text, override)
+    assert named in err and "forecast.candidates" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("candidate", "expected"),
+    [
+        ('"data.context" = 90', "forecast.candidates 'wide': data.context: 90 days"),
+        ('"data.head" = "affine"', "forecast.candidates 'wide': task 'long': an affine head"),
+    ],
+)
+def test_an_error_a_candidate_causes_names_it(tmp_path, capsys, candidate, expected):
+    candidates = f'[{{name = "plain"}}, {{name = "wide", {candidate}}}]'
+    text = study_text(series_csv(tmp_path / "s.csv"), candidates=candidates, select='"dev"')
+    assert expected in cli_error(tmp_path, capsys, text)
 
 
 def test_worker_processes_give_the_forecasts_of_one_process(tmp_path):

@@ -297,8 +297,10 @@ def check_inputs(cfg: Config, problems: Problems) -> None:
     fc: ForecastConfig = cfg.experiments["forecast"]
     candidates = candidate_configs(cfg)
     first = fc.origins[0]
-    for name, changes in candidates.items():
-        where = f"forecast.candidates {name!r}: " if len(candidates) > 1 else ""
+    # the config's own [data] first: what is wrong there is no candidate's doing, and a
+    # candidate is named only for what its own overrides break
+    for name, changes in [("", {}), *candidates.items()]:
+        where = _blamed(name, changes, candidates)
         for days in [None, *fc.histories]:
             at = problems.config(first, changes, days)
             try:
@@ -306,6 +308,8 @@ def check_inputs(cfg: Config, problems: Problems) -> None:
             except ConfigError as e:
                 extra = f" (forecast.histories: {days} days)" if days is not None else ""
                 raise ConfigError(f"{where}{e}{extra}") from None
+    for name, changes in candidates.items():
+        where = _blamed(name, changes, candidates)
         at = problems.config(first, changes)
         problem = problems.get(at)
         view: ForecastView = problem.meta["forecast"]
@@ -324,8 +328,17 @@ def check_inputs(cfg: Config, problems: Problems) -> None:
             try:
                 build_model(at, problem)
             except ConfigError as e:
+                if where:  # the config's own error (raised here unnamed), or the candidate's
+                    base = problems.config(first, {})
+                    build_model(base, problems.get(base))
                 raise ConfigError(f"{where}{e}") from None
         _check_every_origin(cfg, problems, changes)
+
+
+def _blamed(name: str, changes: dict[str, Any], candidates: dict[str, Any]) -> str:
+    """The prefix of an error that candidate ``name``'s overrides cause: none where there is
+    one candidate (the config as it is) or it overrides nothing (its errors are the config's)."""
+    return f"forecast.candidates {name!r}: " if name and changes and len(candidates) > 1 else ""
 
 
 def _check_every_origin(cfg: Config, problems: Problems, changes: dict[str, Any]) -> None:

@@ -58,8 +58,9 @@ class DailyConfig:
     def validate(self) -> None:
         if not self.path:
             raise ConfigError("data.path: the CSV file to read is required")
-        if self.horizon < 1 or self.dev_days < 1:
-            raise ConfigError("data.horizon and data.dev_days must be >= 1")
+        for key in ("horizon", "dev_days"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"data.{key}: must be >= 1 day, got {getattr(self, key)}")
         if any(days < 1 for days in self.history.values()):
             raise ConfigError(f"data.history: days must be >= 1, got {self.history}")
         if not self.origin:

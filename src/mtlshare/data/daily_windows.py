@@ -79,6 +79,13 @@ class WindowsConfig(DailyConfig):
                     f"data.context: {self.context} days is longer than the {days} days of "
                     f"history of {name!r} (data.history); shorten the context"
                 )
+            if days <= self.context + self.dev_days:  # no training window would fit
+                raise ConfigError(
+                    f"data.history: {name!r} keeps {days} days, which must hold a context of "
+                    f"{self.context} days, a day to forecast and the {self.dev_days} dev days: "
+                    f"give it more than {self.context + self.dev_days}, or shorten data.context "
+                    "or data.dev_days"
+                )
 
 
 def covariates(
