@@ -276,6 +276,21 @@ def test_the_forecast_starts_after_the_last_value_and_a_gap_stays_masked(trained
     assert seen_b[-1] == 0 and seen_b.sum() == context - 1
 
 
+def test_an_empty_covariate_cell_matters_only_on_a_day_the_forecast_reads(trained, tmp_path):
+    """As in training: an empty 'temp' cell long before the context is no error, and gives
+    the inputs of the whole file; one inside the context is an error naming its line."""
+    _, folder = trained
+    loaded = load_run(folder)
+    rows = cut_at_origin(series_rows())
+    whole = loaded.codec.read(write_wide(tmp_path / "whole.csv", rows), "auto")
+    early = [{**r, "temp": ""} if t == 10 else r for t, r in enumerate(rows)]
+    doc = loaded.codec.read(write_wide(tmp_path / "early.csv", early), "auto")
+    assert torch.equal(doc.x, whole.x)
+    late = [{**r, "temp": ""} if t == ORIGIN - 2 else r for t, r in enumerate(rows)]
+    with pytest.raises(DataError, match=rf"late.csv:{ORIGIN}: column 'temp' is empty on "):
+        loaded.codec.read(write_wide(tmp_path / "late.csv", late), "auto")
+
+
 def test_bad_files_are_one_line_errors_and_write_nothing(trained, tmp_path, capsys):
     _, folder = trained
     out = tmp_path / "out.csv"

@@ -186,6 +186,20 @@ def test_extra_column_must_agree_within_a_date(tmp_path):
     assert "'temp'" in str(error) and "line 2" in str(error)
 
 
+def test_an_extra_column_read_with_blank_ok_keeps_empty_cells_as_nan_and_their_lines(tmp_path):
+    """As a day absent from the file, for a reader that needs values on some days only; in
+    long layout the rows of one date still agree (two empty cells do)."""
+    text = "date,series,value,temp\n2024-01-01,a,1,0.5\n2024-01-02,a,2,\n2024-01-02,b,3,NA\n"
+    text += "2024-01-04,a,4,0.7\n"
+    frame = read_daily_csv(write(tmp_path, text), extra_columns=["temp"], blank_ok=["temp"])
+    np.testing.assert_array_equal(frame.columns["temp"], [0.5, np.nan, np.nan, 0.7])
+    assert frame.where("temp", 1) == 3  # the date's first row
+    assert frame.where("temp", 2) is None  # 2024-01-03: absent from the file
+    assert frame.where("temp", 0) is None
+    clash = write(tmp_path, text.replace("2024-01-02,b,3,NA", "2024-01-02,b,3,0.6"), "c.csv")
+    assert "line 3" in str(data_error(clash, 4, extra_columns=["temp"], blank_ok=["temp"]))
+
+
 def test_named_series_never_occurs(tmp_path):
     path = write(tmp_path, "date,series,value\n2024-01-01,a,1\n")
     assert "'z'" in str(data_error(path, None, series=["a", "z"]))

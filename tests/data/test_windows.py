@@ -215,6 +215,32 @@ def test_an_empty_covariate_cell_is_a_data_error_naming_the_line(tmp_path):
         build(tmp_path, csv_text(temp_gap=314), exogenous=["temp"])
 
 
+def test_an_empty_covariate_cell_on_a_day_no_window_reads_is_as_a_missing_day(tmp_path):
+    """Day 350 lies after the horizon (days 300-329): no window reads it. Its row deleted was
+    accepted while its 'temp' cell left empty was refused; both now give the same problem,
+    that of the whole file to the bit."""
+    whole = build(tmp_path, exogenous=["temp"])
+    (tmp_path / "b").mkdir()
+    blank = build(tmp_path / "b", csv_text(temp_gap=350), exogenous=["temp"])
+    (tmp_path / "c").mkdir()
+    gone = build(tmp_path / "c", without_day(350), exogenous=["temp"])
+    for other in (blank, gone):
+        assert other.inference == whole.inference
+        for ta, tb in zip(whole.tasks, other.tasks, strict=True):
+            for split in ("train", "dev", "test"):
+                sa, sb = getattr(ta, split), getattr(tb, split)
+                assert torch.equal(sa.x, sb.x)
+                assert torch.equal(torch.nan_to_num(sa.y, nan=-7), torch.nan_to_num(sb.y, nan=-7))
+
+
+def test_an_empty_covariate_cell_a_window_reads_names_the_line(tmp_path):
+    with pytest.raises(DataError) as e:
+        build(tmp_path, csv_text(temp_gap=249), exogenous=["temp"])
+    assert str(e.value).startswith(
+        f"{tmp_path / 'series.csv'}:251: column 'temp' is empty on 2011-09-09, which a window reads"
+    ), e.value
+
+
 def test_a_covariate_missing_in_the_history_is_a_data_error_that_says_the_remedy(tmp_path):
     with pytest.raises(DataError, match=r"has no value for 2011-09-09 \(the day is missing") as e:
         build(tmp_path, without_day(249), exogenous=["temp"])

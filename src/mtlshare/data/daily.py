@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,9 +224,12 @@ def _per_day_decoder(scale: Scale) -> Callable[[np.ndarray], np.ndarray]:
     return decode
 
 
-def read_configured_csv(cfg: DailyConfig, base_dir: str | None) -> DailyFrame:
+def read_configured_csv(
+    cfg: DailyConfig, base_dir: str | None, blank_ok: Sequence[str] = ()
+) -> DailyFrame:
     """The CSV ``cfg`` names (a relative path from ``base_dir``), its series and the holiday
-    and covariate columns it uses."""
+    and covariate columns it uses; empty cells of the columns in ``blank_ok`` are NaN (see
+    ``read_daily_csv``)."""
     path = Path(cfg.path)
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
@@ -240,6 +243,7 @@ def read_configured_csv(cfg: DailyConfig, base_dir: str | None) -> DailyFrame:
         extra_columns=[c for c in [cfg.holiday_column, *cfg.exogenous] if c],
         date_format=cfg.date_format,
         nonnegative=cfg.log_target,
+        blank_ok=blank_ok,
     )
 
 

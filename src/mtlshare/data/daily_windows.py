@@ -95,7 +95,8 @@ def covariates(
     as in ``daily_csv``: a calendar fact, not an observation) and the ``exogenous`` columns,
     standardised on the training days (their names, and each exogenous column's training
     mean and standard deviation). An exogenous column must have a value on every day a window
-    reads, from ``first`` to the end of the horizon."""
+    reads, from ``first`` to the end of the horizon; a day it has none (the day missing from
+    the file, or its cell empty: the error then names the line) is an error there only."""
     columns, names = [], []
     scales: dict[str, tuple[float, float]] = {}
     if cfg.holiday_column:
@@ -106,14 +107,26 @@ def covariates(
         gaps = np.flatnonzero(np.isnan(col[first : win.end])) + first
         ahead = gaps[gaps >= win.origin]
         if ahead.size:
+            day, line = frame.dates[int(ahead[0])], frame.where(name, int(ahead[0]))
+            what = f"covariate {name!r} has no value for {day}"
+            if line is not None:  # an empty cell, on that line
+                what = f"column {name!r} is empty on {day}"
             raise DataError(
-                f"covariate {name!r} has no value for {frame.dates[int(ahead[0])]}, in the "
-                f"forecast period {frame.dates[win.origin]} to {frame.dates[win.end - 1]}: a "
-                "known covariate needs a value on every forecast day",
+                f"{what}, in the forecast period {frame.dates[win.origin]} to "
+                f"{frame.dates[win.end - 1]}: a known covariate needs a value on every "
+                "forecast day",
                 frame.path,
+                line,
             )
         if gaps.size:
-            day = frame.dates[int(gaps[0])]
+            day, line = frame.dates[int(gaps[0])], frame.where(name, int(gaps[0]))
+            if line is not None:  # an empty cell: as a missing day, an error where it is read
+                raise DataError(
+                    f"column {name!r} is empty on {day}, which a window reads: a known "
+                    "covariate needs a value on every day a window reads",
+                    frame.path,
+                    line,
+                )
             raise DataError(
                 f"covariate {name!r} has no value for {day} (the day is missing from the "
                 f"file), which a window reads: give {day} a row with its {name!r} value (the "
@@ -214,7 +227,7 @@ def windows_problem(cfg: WindowsConfig, base_dir: str | None = None) -> Problem:
     """One task per series around ``cfg.origin`` (see the module docstring); ``meta`` carries a
     ``ForecastView`` under ``"forecast"`` and the feature names."""
     cfg.validate()
-    frame = read_configured_csv(cfg, base_dir)
+    frame = read_configured_csv(cfg, base_dir, blank_ok=cfg.exogenous)
     win = window(frame, cfg)
     if win.origin - cfg.context < 0:
         raise DataError(

@@ -16,7 +16,7 @@ import datetime
 import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +37,21 @@ class DailyFrame:
     ``dates`` runs from the first to the last date in the file, one entry per day, no gaps.
     ``values[name]`` (days,) float64 is series ``name``; NaN = no observation (a day absent from
     the file or an empty/NA cell). ``columns[name]`` (days,) float64 is an extra numeric column
-    (holiday flag, exogenous feature); NaN only on days absent from the file.
+    (holiday flag, exogenous feature); NaN on days absent from the file, and on days whose cell
+    is empty in a column read with ``blank_ok``: ``blank[name]`` maps each such day's row to
+    the file's line, so that a reader that needs the value can name it.
     """
 
     path: str
     dates: list[datetime.date]
     values: dict[str, np.ndarray]
     columns: dict[str, np.ndarray]
+    blank: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    def where(self, column: str, day: int) -> int | None:
+        """The file's line of an empty cell of ``column`` on row ``day``, or None (the day is
+        absent from the file, or its cell holds a value)."""
+        return self.blank.get(column, {}).get(day)
 
     def index_of(self, day: datetime.date) -> int:
         """Row of ``day`` in every array; ``DataError`` if the file does not span it."""
@@ -154,8 +162,10 @@ class _Rows:
         date_format: str,
         shown: str,
         nonnegative: bool,
+        blank_ok: Sequence[str] = (),
     ) -> None:
         self.layout, self.series, self.extras = layout, series, extras
+        self.blank_ok = frozenset(blank_ok)
         self.nonnegative = nonnegative
         self.date_column, series_column, value_column = columns
         self.series_column, self.value_column = series_column, value_column
@@ -192,12 +202,14 @@ class _Rows:
                 raise DataError(message, path=shown, line=line)
             days[day] = (value, line)
         extras = self.extras
-        row_features = [_parse_number(row[at[c]], c, shown, line, missing_ok=False) for c in extras]
+        row_features = [
+            _parse_number(row[at[c]], c, shown, line, missing_ok=c in self.blank_ok) for c in extras
+        ]
         if day not in self.features:
             self.features[day] = (row_features, line)
-        elif self.features[day][0] != row_features:
+        elif not _same(self.features[day][0], row_features):
             earlier, first_line = self.features[day]
-            i = next(i for i in range(len(extras)) if earlier[i] != row_features[i])
+            i = next(i for i in range(len(extras)) if not _same([earlier[i]], [row_features[i]]))
             message = (
                 f"column {extras[i]!r} is {row_features[i]} for {day} here "
                 f"but {earlier[i]} on line {first_line}: one date, one value"
@@ -217,6 +229,7 @@ def read_daily_csv(
     date_format: str = "%Y-%m-%d",
     nonnegative: bool = False,
     optional: Sequence[str] = (),
+    blank_ok: Sequence[str] = (),
 ) -> DailyFrame:
     """Read daily series from a UTF-8 CSV file (csv module, no pandas).
 
@@ -227,7 +240,10 @@ def read_daily_csv(
     of ``series`` also in ``optional`` may be absent from the file (no row in long layout, no
     column in wide): the frame then has no values for it.
     ``extra_columns`` are numeric per-day columns (a holiday flag, exogenous features) that may
-    not be empty; in long layout every row of one date must give them the same values.
+    not be empty, but those also in ``blank_ok`` may: an empty cell there is NaN, as a day
+    absent from the file is, its line kept in ``DailyFrame.blank`` (for a reader that needs
+    values only on some days: a known covariate of forecasting windows). In long layout every
+    row of one date must give the extra columns the same values.
 
     Empty, ``NA`` and ``NaN`` cells and days absent from the file become NaN. Rows may come in any
     order; rows of series not kept are still checked for their date and extra columns, and their
@@ -260,7 +276,9 @@ def read_daily_csv(
     at = _column_positions(header, needed, shown, header_line)
 
     roles = (date_column, series_column, value_column)
-    rows = _Rows(layout, series, roles, extras, date_format, shown, nonnegative)
+    if isinstance(blank_ok, str) or not set(blank_ok) <= set(extras):
+        raise ConfigError(f"blank_ok must name extra columns of {extras}, got {blank_ok!r}")
+    rows = _Rows(layout, series, roles, extras, date_format, shown, nonnegative, blank_ok)
     for line, row in records:
         if len(row) != len(header):
             message = f"row has {len(row)} fields but the header has {len(header)}"
@@ -285,10 +303,18 @@ def read_daily_csv(
         for day, (value, _) in observed[name].items():
             values[name][(day - start).days] = value
     columns = {column: np.full(n_days, np.nan) for column in extras}
-    for day, (row_features, _) in features.items():
+    blank: dict[str, dict[int, int]] = {column: {} for column in blank_ok}
+    for day, (row_features, line) in features.items():
         for column, value in zip(extras, row_features, strict=True):
             columns[column][(day - start).days] = value
-    return DailyFrame(path=shown, dates=dates, values=values, columns=columns)
+            if column in blank and math.isnan(value):
+                blank[column][(day - start).days] = line
+    return DailyFrame(path=shown, dates=dates, values=values, columns=columns, blank=blank)
+
+
+def _same(a: list[float], b: list[float]) -> bool:
+    """Whether two rows' extra columns agree, an empty cell (NaN) agreeing with one alone."""
+    return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))
 
 
 def calendar_features(

@@ -94,6 +94,7 @@ class WindowsCodec:
             date_format=d["date_format"],
             nonnegative=bool(d["log_target"]),
             optional=[s for s in self.series if s not in needed],
+            blank_ok=list(d["exogenous"]),  # needed on the days read only, as in training
         )
         present = [s for s in self.series if s in frame.values]
         seen = [np.flatnonzero(~np.isnan(frame.values[name])) for name in present]
@@ -152,6 +153,14 @@ class WindowsCodec:
             if gaps.size:
                 day = frame.dates[0] + datetime.timedelta(days=start + int(gaps[0]))
                 last = frame.dates[0] + datetime.timedelta(days=end - 1)
+                line = frame.where(name, start + int(gaps[0]))
+                if line is not None:  # an empty cell: as a missing day, an error where read
+                    raise DataError(
+                        f"column {name!r} is empty on {day}; a forecast reads it on every day "
+                        f"of its context and horizon, through {last}",
+                        frame.path,
+                        line,
+                    )
                 raise DataError(
                     f"covariate {name!r} has no value for {day}; a forecast reads it on every "
                     f"day of its context and horizon, through {last}: give those days rows",
