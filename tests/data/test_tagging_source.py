@@ -183,7 +183,16 @@ def test_malformed_tag_names_file_and_line(corpus):
         ("data.tasks.pos.encode=bioes", "set scheme"),
         ("data.tasks.pos.column=lemma", "no column named 'lemma'"),
         ("data.tasks.ner.scheme=bio", "'bio' is not one of"),
-        ("data.tasks.ner.head=softmax", "'softmax' is not one of"),
+        # it listed ('linear', 'crf', 'affine'), and affine was then refused for tagging
+        (
+            "data.tasks.ner.head=softmax",
+            r"^data.tasks.ner.head: 'softmax' is not one of \('linear', 'crf'\)$",
+        ),
+        (
+            "data.tasks.pos.head=affine",
+            r"^data.tasks.pos.head: 'affine' is not one of \('linear', 'crf'\) \(an affine "
+            "head is for regression tasks\\)$",
+        ),
         ("data.unseen_tags=drop", "data.unseen_tags"),
         ("data.word_column=token", "data.word_column"),
         ("data.char_width=2", "data.char_width"),

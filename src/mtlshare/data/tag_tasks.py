@@ -14,9 +14,10 @@ from mtlshare.data.corpora import CORPUS_KEYS, CorpusSpec, corpus_spec, index_in
 from mtlshare.data.vocab import Vocab
 from mtlshare.errors import ConfigError, DataError, UnseenTagsWarning
 from mtlshare.tasks.tags import SCHEMES, check_tag, convert
-from mtlshare.tasks.task import HEADS, check_name
+from mtlshare.tasks.task import check_name
 
 TASK_KINDS = ("tags", "position", "next_word")
+TAG_HEADS = ("linear", "crf")  # the heads a token classifier takes (Task.HEADS less affine)
 TASK_KEYS = (
     "kind",
     "column",
@@ -65,8 +66,9 @@ def task_spec(name: str, raw: dict[str, Any], shared: CorpusSpec) -> TaskSpec:
     if encode and not scheme:
         raise ConfigError(f"{where}.encode: set scheme (the file's span scheme) to convert tags")
     head = str(raw.get("head", "linear"))
-    if head not in HEADS:
-        raise ConfigError(f"{where}.head: {head!r} is not one of {HEADS}")
+    if head not in TAG_HEADS:  # every kind here classifies tokens: no affine head
+        why = " (an affine head is for regression tasks)" if head == "affine" else ""
+        raise ConfigError(f"{where}.head: {head!r} is not one of {TAG_HEADS}{why}")
     metric = str(raw.get("metric", "span_f1" if scheme else "accuracy"))
     if metric == "span_f1" and not scheme:
         raise ConfigError(f"{where}.metric: span_f1 needs a span scheme (set {where}.scheme)")
