@@ -197,6 +197,22 @@ def test_resuming_with_the_cap_a_run_had_before_it_was_given_more_says_so(tmp_pa
     assert tree(out) == before
 
 
+def cap_raised_when_read(monkeypatch: pytest.MonkeyPatch, run_dir: Path) -> None:
+    """As if another process gave the run in ``run_dir`` more epochs (2 to 3) just before this
+    one takes its shared lock to read it back: what that process's last write leaves."""
+    import mtlshare.training.folder as folder_module
+
+    reading = folder_module.OutputFolder.reading
+
+    def raised_meanwhile(self):
+        if self.path == run_dir:
+            config = run_dir / "config.toml"
+            config.write_text(config.read_text().replace("epochs = 2", "epochs = 3", 1))
+        return reading(self)
+
+    monkeypatch.setattr(folder_module.OutputFolder, "reading", raised_meanwhile)
+
+
 @pytest.mark.parametrize("command", ["run", "compare"])
 def test_a_run_given_more_epochs_between_the_plan_and_its_read_back_is_refused(
     tmp_path, capsys, monkeypatch, command
@@ -204,23 +220,13 @@ def test_a_run_given_more_epochs_between_the_plan_and_its_read_back_is_refused(
     """Another process may finish giving the run more epochs after this one decided to read it
     back and before it holds the folder's shared lock: the decision is made again under the
     lock, and the run is refused in one line, never its new results read as the old cap's."""
-    import mtlshare.training.folder as folder_module
-
     out = tmp_path / "out"
     base = [command, DEMO, *SMALL, "train.epochs=2", "--out", str(out)]
     if command == "compare":
         base += ["--mechanisms", "hard"]
     assert main(base) == 0
     run_dir = out / "hard" if command == "compare" else out
-    reading = folder_module.OutputFolder.reading
-
-    def raised_meanwhile(self):  # what the other process's last write leaves in the folder
-        if self.path == run_dir:
-            config = run_dir / "config.toml"
-            config.write_text(config.read_text().replace("epochs = 2", "epochs = 3", 1))
-        return reading(self)
-
-    monkeypatch.setattr(folder_module.OutputFolder, "reading", raised_meanwhile)
+    cap_raised_when_read(monkeypatch, run_dir)
     capsys.readouterr()
     assert main([*base, "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -308,21 +314,11 @@ def test_with_jobs_a_run_changed_while_read_back_fails_alone_the_rest_kept(
     """With --jobs the runs to read back are read in the main process: one changed by another
     process meanwhile is refused as above, named, and the comparison ends as one whose worker
     failed (non-zero exit, the other runs kept, --resume named)."""
-    import mtlshare.training.folder as folder_module
-
     out = tmp_path / "out"
     base = ["compare", DEMO, *SMALL, "train.epochs=2", "--out", str(out), "--mechanisms", "hard"]
     assert main(base) == 0
     run_dir = out / "hard"
-    reading = folder_module.OutputFolder.reading
-
-    def raised_meanwhile(self):
-        if self.path == run_dir:
-            config = run_dir / "config.toml"
-            config.write_text(config.read_text().replace("epochs = 2", "epochs = 3", 1))
-        return reading(self)
-
-    monkeypatch.setattr(folder_module.OutputFolder, "reading", raised_meanwhile)
+    cap_raised_when_read(monkeypatch, run_dir)
     capsys.readouterr()
     assert main([*base, "--resume", "--jobs", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
