@@ -109,7 +109,7 @@ def test_the_curves_command_prints_the_table_after_how_the_runs_ended(tmp_path, 
     assert main(["curves", str(tmp_path / "cmp"), "--out", str(out), "--gaps", "1"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[-3:] == [
-        "| row, task (seeds 0) | epoch 1 | best of each | kept epochs |",
+        "| row, task (seed 0) | epoch 1 | best of each | kept epochs |",
         "|---|---:|---:|---:|",
         "| hard, a | +10.00 (+10.00) | +10.00 (+10.00) | +10.00 (+10.00) |",
     ]

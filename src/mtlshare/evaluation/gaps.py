@@ -173,7 +173,7 @@ def gap_table(folder: str | Path, epochs: list[int]) -> str:
     seeds = sorted({seed for by_seed in runs.values() for seed in by_seed})
     picks = [*(_at(e) for e in epochs), _best, _kept]
     columns = [*(f"epoch {e}" for e in epochs), "best of each", "kept epochs"]
-    first = f"row, task (seeds {' / '.join(map(str, seeds))})"
+    first = f"row, task (seed{'s' if len(seeds) > 1 else ''} {' / '.join(map(str, seeds))})"
     lines = [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for row in sorted(r for r in runs if r != SINGLE):
         name = row + SEARCHED if row in searched else row
