@@ -118,3 +118,26 @@ def test_the_readme_rows_are_the_kept_runs(
                 expected += f" ({gaps})"
             assert cell == expected, (name, task)
     assert len(rows) == 3
+
+
+def test_the_soft_sharing_plateau_table_is_the_kept_runs() -> None:
+    """Soft sharing's seed-0 plateau run (kept without a comparison.json: its folder's other
+    rows still train) against single-task training's seed-0 plateau runs, and both rows' 20-epoch
+    runs, from their ``results.json``."""
+    other = PAPER / "plateau" / "epochs-80-other-rows"
+
+    def test_score(run: Path, task: str) -> float:
+        return float(
+            json.loads((run / "results.json").read_text(encoding="utf-8"))["tasks"][task]["test"]
+        )
+
+    lines = section()
+    rows = table(lines, "| test, seed 0 | POS acc |")
+    for i, task in enumerate(TASKS):
+        soft, single = test_score(other / "soft", task), test_score(other / "single" / task, task)
+        soft20 = test_score(PAPER / "runs" / "soft", task)
+        single20 = test_score(PAPER / "runs" / "single" / task, task)
+        assert rows["single task at the plateau"][i] == f"{single:.4f}"
+        assert rows["soft sharing at the plateau"][i] == f"{soft:.4f}"
+        gaps = f"{points(soft, single)} / {points(soft20, single20)}"
+        assert rows["soft minus single: at the plateau / at 20 epochs (points)"][i] == gaps
