@@ -24,6 +24,17 @@ START = datetime.date(2011, 1, 3)  # a Monday
 
 
 # -- the maths ------------------------------------------------------------------------------------
+
+
+def assert_same_windows(a, b) -> None:
+    """Every task's inputs and targets of every split equal, a masked (NaN) target equal to one."""
+    for ta, tb in zip(a.tasks, b.tasks, strict=True):
+        for split in ("train", "dev", "test"):
+            sa, sb = getattr(ta, split), getattr(tb, split)
+            assert torch.equal(sa.x, sb.x)
+            assert torch.equal(torch.nan_to_num(sa.y, nan=-7.0), torch.nan_to_num(sb.y, nan=-7.0))
+
+
 def test_base_is_the_weekday_mean_of_the_last_weeks_in_log_space():
     context = np.arange(1.0, 15.0)  # 14 days: 1..14
     scale = window_scale(context, horizon=9, log=True, profile_weeks=2)
@@ -158,11 +169,7 @@ def test_values_outside_the_history_never_reach_inputs_or_targets(tmp_path):
     a = build(tmp_path, text)
     (tmp_path / "b").mkdir()
     b = build(tmp_path / "b", "\n".join(changed) + "\n")
-    for ta, tb in zip(a.tasks, b.tasks, strict=True):
-        for split in ("train", "dev", "test"):
-            sa, sb = getattr(ta, split), getattr(tb, split)
-            assert torch.equal(sa.x, sb.x)
-            assert torch.equal(torch.nan_to_num(sa.y, nan=-7.0), torch.nan_to_num(sb.y, nan=-7.0))
+    assert_same_windows(a, b)
 
 
 def test_a_missing_day_is_masked_in_inputs_and_targets(tmp_path):
@@ -226,11 +233,7 @@ def test_an_empty_covariate_cell_on_a_day_no_window_reads_is_as_a_missing_day(tm
     gone = build(tmp_path / "c", without_day(350), exogenous=["temp"])
     for other in (blank, gone):
         assert other.inference == whole.inference
-        for ta, tb in zip(whole.tasks, other.tasks, strict=True):
-            for split in ("train", "dev", "test"):
-                sa, sb = getattr(ta, split), getattr(tb, split)
-                assert torch.equal(sa.x, sb.x)
-                assert torch.equal(torch.nan_to_num(sa.y, nan=-7), torch.nan_to_num(sb.y, nan=-7))
+        assert_same_windows(whole, other)
 
 
 def test_an_empty_covariate_cell_a_window_reads_names_the_line(tmp_path):
