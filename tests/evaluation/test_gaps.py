@@ -83,6 +83,20 @@ def test_seeds_a_row_lacks_are_n_a_and_a_tie_is_not_negative(tmp_path: Path) -> 
     ]
 
 
+def test_seeds_are_in_numeric_order_and_a_negative_zero_tie_is_not_negative(
+    tmp_path: Path,
+) -> None:
+    """Seeds 8 and 1 (which a set of ints lists as 8, 1) read 1 / 8 in the header and the
+    brackets; a score of -0.0 against 0.0 is a tie, +0.00, not -0.00."""
+    for seed, hard in ((8, 0.6), (1, -0.0)):
+        run(tmp_path / "single" / f"seed-{seed}" / "a", seed, [{"a": 0.0}], kept=1)
+        run(tmp_path / "hard" / f"seed-{seed}", seed, [{"a": hard}], kept=1)
+    assert gap_table(tmp_path, [1]).splitlines()[::2] == [
+        "| row, task (seeds 1 / 8) | epoch 1 | best of each | kept epochs |",
+        "| hard, a | +30.00 (+0.00 / +60.00) | +30.00 (+0.00 / +60.00) | +30.00 (+0.00 / +60.00) |",
+    ]
+
+
 def test_an_added_task_keeps_the_epoch_of_its_add_task_summary(tmp_path: Path) -> None:
     """An add-task run's best epoch is in add_task.json, not results.json; a sparse row's
     runs, whose curves start after the mask search, are marked as the figure marks them."""
@@ -137,6 +151,8 @@ def test_bad_epochs_are_one_line_before_anything_is_written(tmp_path, capsys, te
         ("training", "task 'a': no run has finished to say how it is scored"),
         ("no-seed", "config.toml: no seed to read"),
         ("twice", "two runs of 'hard', seed 0, task 'a': hard and hard/seed-0"),
+        ("bool-seed", "config.toml: no seed to read (seed = True)"),
+        ("not-utf8", "config.toml: no seed to read ("),
     ],
 )
 def test_bad_folders_are_one_line_and_exit_2(tmp_path, capsys, folder: str, says: str) -> None:
@@ -149,6 +165,11 @@ def test_bad_folders_are_one_line_and_exit_2(tmp_path, capsys, folder: str, says
     run(tmp_path / "twice" / "single" / "a", 0, [{"a": 0.5}])
     run(tmp_path / "twice" / "hard", 0, [{"a": 0.5}])
     run(tmp_path / "twice" / "hard" / "seed-0", 0, [{"a": 0.5}])
+    # seed = true is no seed (a bool is an int to Python); a config.toml that is not UTF-8
+    run(tmp_path / "bool-seed" / "single" / "a", 0, [{"a": 0.5}], kept=1)
+    (tmp_path / "bool-seed" / "single" / "a" / "config.toml").write_text("seed = true\n")
+    run(tmp_path / "not-utf8" / "single" / "a", 0, [{"a": 0.5}], kept=1)
+    (tmp_path / "not-utf8" / "single" / "a" / "config.toml").write_bytes(b"seed = 0 # \xff\n")
     out = tmp_path / f"{folder}.png"
     assert main(["curves", str(tmp_path / folder), "--out", str(out), "--gaps", "1"]) == 2
     printed = capsys.readouterr()
