@@ -472,6 +472,44 @@ def test_the_stopping_table_says_what_ended_each_run(tmp_path, capsys):
     ]
 
 
+def test_the_stopping_table_reads_what_files_say_and_a_question_mark_where_they_cannot(tmp_path):
+    """Each row a case the main stopping-table test lacks: a best epoch one before the last
+    at the cap is "the cap"; results without a best epoch, a results.json that is no JSON or
+    a folder, a config.toml that is no TOML or whose cap is a boolean say "?" (or "not
+    finished"), never a traceback or a guess; a run with no epoch yet is at epoch 0; an added
+    task's add_task.json counts only where results.json has no epochs_run."""
+    cmp = tmp_path / "cmp"
+    _ended(cmp / "b_cap", 20, 19, 20, 20)
+    _ended(cmp / "c_nobest", 5, None, 5, 5)
+    (cmp / "c_nobest" / "results.json").write_text(json.dumps({"epochs_run": 5}))
+    _metrics(cmp / "d_noepoch", [{"round": 0, "task": "a", "dev_score": 0.1}])
+    _ended(cmp / "e_dir", 3, None, None, 3)
+    (cmp / "e_dir" / "results.json").mkdir()
+    _ended(cmp / "f_both", 8, 5, 8, 10)  # an add_task.json beside full results: ignored
+    (cmp / "f_both" / "add_task.json").write_text(json.dumps({"best_epoch": 2}))
+    _metrics(cmp / "g_added", [{"round": 0, "task": "a", "dev_score": 0.1}])
+    (cmp / "g_added" / "results.json").write_text(json.dumps({"tasks": {}}))
+    (cmp / "g_added" / "add_task.json").write_text(json.dumps({"best_epoch": 1}))
+    (cmp / "g_added" / "config.toml").write_text("[train]\nepochs = 4\n")
+    _ended(cmp / "h_badjson", 3, 3, 3, 3)
+    (cmp / "h_badjson" / "results.json").write_text('{"best_epoch": 3')
+    _ended(cmp / "i_badtoml", 3, 3, 3, None)
+    (cmp / "i_badtoml" / "config.toml").write_text("[train\nepochs = 3\n")
+    _ended(cmp / "j_boolcap", 3, 3, 3, None)
+    (cmp / "j_boolcap" / "config.toml").write_text("[train]\nepochs = true\n")
+    assert curves_module.stopping_table(cmp).splitlines()[2:] == [
+        "| b_cap | 19 | 20 | 20 | the cap |",
+        "| c_nobest | ? | 5 | 5 | ? |",
+        "| d_noepoch | - | - | ? | not finished (epoch 0 in metrics.jsonl) |",
+        "| e_dir | - | - | 3 | not finished (epoch 3 in metrics.jsonl) |",
+        "| f_both | 5 | 8 | 10 | early stop, 3 epochs after its best |",
+        "| g_added | 1 | ? | 4 | ? |",
+        "| h_badjson | ? | ? | 3 | ? |",
+        "| i_badtoml | 3 | 3 | ? | ? |",
+        "| j_boolcap | 3 | 3 | ? | ? |",
+    ]
+
+
 def test_curves_into_a_folder_another_process_writes_in_is_refused_and_out_elsewhere_is_not(
     tmp_path, capsys
 ):
