@@ -8,6 +8,7 @@ traceback."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
 from mtlshare.registry import MECHANISMS, Entry
 from mtlshare.sharing.base import SharingModel, run_layers
 from mtlshare.tasks.task import Task
+from mtlshare.training.objective import LossWeighting, Objective, WeightingConfig, check_penalty
 
 PARTS = (slice(0, 48), slice(48, 64), slice(64, 80))  # train, dev, test
 
@@ -241,6 +243,52 @@ def test_a_regularizer_that_is_no_scalar_at_least_zero_stops_the_first_step(
         match=rf"^mechanism 'mine': {call} gave {what}; it must be a finite scalar tensor >= 0",
     ):
         mtlshare.run(config(schedule=schedule), tmp_path / "run", problem=problem(), progress=False)
+
+
+class Scripted(Mine):
+    """A regularizer that gives the values of ``penalties`` in turn."""
+
+    def __init__(self, backbone: Backbone, tasks: list[Task], cfg: object = None) -> None:
+        super().__init__(backbone, tasks, cfg)
+        self.penalties: list[float] = []
+
+    def regularizer(self, task: str | None = None, every: float = 1.0) -> Tensor:
+        return torch.tensor(self.penalties.pop(0))
+
+
+@pytest.mark.parametrize(
+    ("penalty", "what"),
+    [
+        (torch.tensor(math.inf), "inf"),
+        (torch.tensor(math.nan), "nan"),
+        (torch.tensor(-1e-6), "-1e-06"),
+        (torch.ones(1), r"a tensor of shape \(1,\)"),
+    ],
+    ids=["inf", "nan", "just below 0", "one value, not a scalar"],
+)
+def test_a_penalty_is_a_finite_scalar_at_least_zero(penalty: Tensor, what: str) -> None:
+    model = tiny_model(Mine)
+    check_penalty(model, torch.tensor(0.0), "regularizer(None)")  # 0 is a penalty: none
+    with pytest.raises(
+        MtlshareError, match=rf"^mechanism 'Mine': regularizer\(None\) gave {what};"
+    ):
+        check_penalty(model, penalty, "regularizer(None)")
+
+
+def test_the_regularizer_is_checked_on_the_first_value_of_each_kind_of_call() -> None:
+    """A task's share is checked on its first value only (a check per step would cost a sync
+    per step); the first whole penalty, regularizer(None), is checked on its own."""
+    data = problem()
+    names = [td.task.name for td in data.tasks]
+    model = Scripted(
+        backbone_from_config(TrunkConfig(hidden=[4]), 5, None), [td.task for td in data.tasks]
+    )
+    objective = Objective(model, LossWeighting(names, WeightingConfig()), data)
+    model.penalties = [1.0, -1.0, -2.0]
+    assert float(objective.regularizer("value", 2.0)) == 1.0
+    assert float(objective.regularizer("value", 2.0)) == -1.0  # not checked again
+    with pytest.raises(MtlshareError, match=r"regularizer\(None\) gave -2;"):
+        objective.regularizer(None)
 
 
 # -- report ---------------------------------------------------------------------------------------
