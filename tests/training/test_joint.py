@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ from mtlshare.errors import ConfigError
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.sparse import driver
 from mtlshare.training import aggregators
-from mtlshare.training.joint import check_joint
+from mtlshare.training.joint import JointStepper, check_joint
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
 
@@ -245,6 +246,19 @@ def test_gradnorm_without_a_trained_shared_matrix_says_which_is_missing(extra, w
     cfg = tiny(*extra)
     with pytest.raises(ConfigError, match=why):
         check_joint("gradnorm", build_model(cfg, build_problem(cfg)))
+
+
+def test_an_aggregator_combines_shared_vectors_too_where_gradnorm_needs_a_matrix():
+    """A model whose trained shared parameters are all vectors (its shared weight matrices
+    frozen here) gives an aggregator something to combine; GradNorm measures at a matrix."""
+    cfg = tiny()
+    model = build_model(cfg, build_problem(cfg))
+    for p in model.shared_parameters():
+        p.requires_grad_(p.dim() < 2)
+    assert any(p.requires_grad for p in model.shared_parameters())
+    assert check_joint("aggregator", model) is None
+    with pytest.raises(ConfigError, match="trains none of those it shares: they are frozen"):
+        check_joint("gradnorm", model)
 
 
 @pytest.mark.parametrize(
@@ -513,6 +527,35 @@ def test_nash_mtl_restarts_from_its_saved_warm_start_to_the_bit():
     assert torch.equal(resumed(matrices[3]), expected)
     assert (fresh(matrices[3]) - expected).abs().max() > 0.1
     assert aggregators.warm_start(aggregators.make_aggregator("upgrad", 3)) is None
+
+
+@pytest.mark.filterwarnings("ignore:You are solving a parameterized problem")
+def test_a_nash_mtl_step_starts_from_the_warm_start_in_the_weighting_state():
+    """The joint stepper hands the aggregator the warm start held in the weighting's state (a
+    checkpoint's, once resumed) and leaves the new one there; upgrad keeps no such state.
+    Three tasks: with two, Nash-MTL's weights do not depend on the warm start."""
+    cfg = tiny("weighting.kind=aggregator", "weighting.aggregator=nash_mtl")
+    names = ["a", "b", "c"]
+    weighting = LossWeighting(names, cfg.weighting)
+    model = build_model(cfg, build_problem(cfg))
+    trainer = SimpleNamespace(weighting=weighting, model=model, names=names)
+    stepper = JointStepper(trainer)  # type: ignore[arg-type]
+    stepper._rows = names  # as _combine sets them, for the recorded weights
+    g = torch.Generator().manual_seed(5)
+    matrices = [torch.randn(3, 20, generator=g) for _ in range(3)]
+    uncut = aggregators.make_aggregator("nash_mtl", 3)
+    for m in matrices[:2]:
+        uncut(m)
+    state = aggregators.warm_start(uncut)
+    assert state is not None
+    weighting.aggregator_state.copy_(state)
+    expected = uncut(matrices[2])
+    assert torch.equal(stepper._aggregate(matrices[2]), expected)
+    after = aggregators.warm_start(uncut)
+    assert after is not None and not torch.equal(after, state)  # this solve moved it
+    assert torch.equal(weighting.aggregator_state, after)
+    upgrad = LossWeighting(names, WeightingConfig(kind="aggregator", aggregator="upgrad"))
+    assert "aggregator_state" not in upgrad.state_dict()
 
 
 @pytest.mark.filterwarnings("ignore:You are solving a parameterized problem")
