@@ -413,6 +413,72 @@ def test_a_fresh_run_refused_before_its_first_checkpoint_leaves_only_what_was_th
     assert (begun.path / "config.toml").is_file()
 
 
+def test_an_unstarted_run_leaves_no_metrics_and_an_empty_folder_of_the_users_stays(tmp_path):
+    """``discard_unstarted`` removes metrics.jsonl too (a refusal at the first evaluation may
+    have written it), and never a folder it did not make, even an empty one."""
+    made = RunFolder(tmp_path / "made")
+    made.start("x = 1\n", resume=False)
+    made.write_text("metrics.jsonl", '{"epoch": 1}\n')
+    made.discard_unstarted(created=True)
+    made.close()
+    assert not made.path.exists()
+    empty = RunFolder(tmp_path / "empty")
+    empty.path.mkdir()
+    empty.start("x = 1\n", resume=False)
+    empty.discard_unstarted(created=False)
+    empty.close()
+    assert empty.path.is_dir() and not any(empty.path.iterdir())
+
+
+def _finished(path: Path) -> RunFolder:
+    """A finished run's folder (config and results), whose checkpoint/last is damaged."""
+    folder = RunFolder(path)
+    folder.start("x = 1\n", resume=False)
+    folder.write_json("results.json", {"best_epoch": 1})
+    (folder.checkpoint_dir("last")).mkdir(parents=True)
+    (folder.checkpoint_dir("last") / "meta.json").write_text("{")
+    folder.close()
+    return folder
+
+
+def test_a_finished_run_is_read_back_without_loading_its_last_checkpoint(tmp_path):
+    """Only an unfinished run resumes from checkpoint/last: a finished one's is not read, and
+    only ``reopen`` (more epochs) sets its results aside, named from the cap when it has one."""
+    folder = _finished(tmp_path / "run")
+    folder.check("x = 1\n", resume=True)  # no checkpoint error: last is not read
+    folder.start("x = 1\n", resume=True)
+    folder.close()
+    assert folder.finished
+    folder.start("x = 1\n", resume=True, reopen=True)
+    folder.close()
+    assert not folder.finished
+    assert (folder.path / "results-earlier-epochs.json").is_file()
+
+
+def test_a_differing_cap_says_more_epochs_were_given_only_where_they_were(tmp_path):
+    folder = _finished(tmp_path / "run")
+    epochs = ["train.epochs: 4 here, 2 in config.toml"]
+    with pytest.raises(MtlshareError, match="the config differs") as err:
+        folder.check("x = 2\n", resume=True, differences=lambda saved, now: epochs)
+    assert "given more epochs" not in str(err.value)
+    (folder.path / "results-2-epochs.json").write_text("{}")
+    with pytest.raises(MtlshareError, match=r"given more epochs .*\(results-2-epochs\.json"):
+        folder.check("x = 2\n", resume=True, differences=lambda saved, now: epochs)
+
+
+def test_a_lock_that_fails_for_another_reason_than_a_holder_says_so(tmp_path, monkeypatch):
+    """flock failing with ENOLCK (no locks on this file system) is no other process."""
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(MtlshareError, match=r"cannot be locked \(\[Errno \d+\] No locks"):
+        OutputFolder(tmp_path / "out").open()
+
+
 def test_a_model_output_refused_at_the_first_step_leaves_no_folder(tmp_path, capsys, monkeypatch):
     """A refusal raised by the first training step (here: every loss of the step non-finite
     is one line) removed nothing: config.toml and inference.json stayed in --out."""
