@@ -21,11 +21,13 @@ from mtlshare.sharing.hierarchical import HierarchicalConfig, HierarchicalSharin
 from mtlshare.sharing.sparse import (
     SparseConfig,
     SparseSharing,
+    describe_kept,
     describe_masks,
     masks_from_state,
 )
 from mtlshare.sharing.sparse import search as imp
 from mtlshare.sharing.sparse.masks import density, expected_density, pack_mask
+from mtlshare.sharing.sparse.report import mask_summary
 from mtlshare.tasks.task import Task
 from mtlshare.training.checkpoint import load_checkpoint, save_checkpoint
 from mtlshare.training.folder import RunFolder
@@ -223,6 +225,53 @@ def test_with_depths_a_task_s_search_prunes_only_the_layers_it_reads():
     line = next(x for x in text.splitlines() if x.strip().startswith("a "))
     assert line.split()[-1] == f"{kept_a / reads:.4f}"
     assert f"{kept_a / total:.4f}" != f"{kept_a / reads:.4f}"  # the test tells them apart
+
+
+def test_the_masks_report_gives_every_task_its_own_densities_and_the_overlap_of_all():
+    """Two tasks of different densities, per task and per tensor: each column is its task's,
+    and the overlap ratio is of both masks (1 / 3), not of one; a finished run's results.json
+    block (the masks' summary through JSON) gives the same report."""
+    yes, no = True, False
+    masks = {
+        "a": {"w": torch.tensor([yes, yes, no, no]), "v": torch.tensor([yes, no])},
+        "b": {"w": torch.tensor([yes, no, no, no]), "v": torch.tensor([no, no])},
+    }
+    text = describe_masks(masks)
+    assert text.splitlines() == [
+        "density per task:",
+        "  a            0.5000",
+        "  b            0.1667",
+        "density per tensor:",
+        "  " + " " * 28 + "           a           b",
+        "  w                                 0.5000      0.2500",
+        "  v                                 0.5000      0.0000",
+        "overlap ratio of all masks (Eq. 4): 0.3333",
+        "pairwise overlap:",
+        "  " + " " * 12 + "           a           b",
+        "  a                 1.0000      0.3333",
+        "  b                 0.3333      1.0000",
+    ]
+    block = json.loads(json.dumps(mask_summary(masks, {"a": None, "b": None})))
+    assert describe_kept({"sparse": block}, "run/results.json") == text
+
+
+@pytest.mark.parametrize(
+    ("sparse", "why"),
+    [
+        ([1, 2], "KeyError: 'sparse'"),  # no block of mask_summary's
+        (
+            {"density": {}, "layer_density": {}, "overlap_ratio": 1.0, "pairwise_overlap": {}},
+            "KeyError: 'sparse'",
+        ),  # no task
+        ("density", "KeyError: 'sparse'"),
+        ({"density": {"a": "high"}}, "ValueError: Unknown format code"),
+        ({"density": {"a": 0.5}, "layer_density": {"a": 0.5}}, "TypeError"),
+    ],
+    ids=["a list", "no task", "a string", "a density that is text", "a layer density"],
+)
+def test_a_kept_block_that_is_no_mask_summary_is_one_config_error(sparse, why):
+    with pytest.raises(ConfigError, match=rf"^run/results\.json: no densities .*\({why}"):
+        describe_kept({"sparse": sparse}, "run/results.json")
 
 
 def test_selection_rules():
