@@ -200,6 +200,25 @@ def test_an_extra_column_read_with_blank_ok_keeps_empty_cells_as_nan_and_their_l
     assert "line 3" in str(data_error(clash, 4, extra_columns=["temp"], blank_ok=["temp"]))
 
 
+def test_rows_of_one_date_that_differ_name_the_column_that_differs_not_an_empty_one(tmp_path):
+    """Both rows of 2024-01-02 leave 'temp' empty and disagree on 'rain': the clash is in
+    'rain' (two empty cells agree)."""
+    text = "date,series,value,temp,rain\n2024-01-02,a,2,,1\n2024-01-02,b,3,,2\n"
+    error = data_error(
+        write(tmp_path, text), 3, extra_columns=["temp", "rain"], blank_ok=["temp", "rain"]
+    )
+    assert "column 'rain' is 2.0 for 2024-01-02 here but 1.0 on line 2" in str(error)
+
+
+@pytest.mark.parametrize("blank_ok", ["t", ["rain"]], ids=["a string", "not an extra column"])
+def test_blank_ok_names_extra_columns_as_a_list(tmp_path, blank_ok):
+    """A string is refused, even one whose letters are extra columns (``"t"``, read as the
+    column t); a column that is no extra column cannot be blank."""
+    path = write(tmp_path, "date,series,value,temp,t\n2024-01-01,a,1,0.5,1\n")
+    with pytest.raises(ConfigError, match="blank_ok must name extra columns of"):
+        read_daily_csv(path, extra_columns=["temp", "t"], blank_ok=blank_ok)
+
+
 def test_named_series_never_occurs(tmp_path):
     path = write(tmp_path, "date,series,value\n2024-01-01,a,1\n")
     assert "'z'" in str(data_error(path, None, series=["a", "z"]))
