@@ -222,6 +222,16 @@ def test_an_empty_covariate_cell_is_a_data_error_naming_the_line(tmp_path):
         build(tmp_path, csv_text(temp_gap=314), exogenous=["temp"])
 
 
+def test_an_empty_covariate_cell_on_the_origin_is_in_the_forecast_period(tmp_path):
+    """Day 300, the origin, is the forecast period's first day, not only a day a window reads."""
+    with pytest.raises(
+        DataError,
+        match=r"series.csv:302: column 'temp' is empty on 2011-10-30, in the forecast period "
+        r"2011-10-30 to 2011-11-28",
+    ):
+        build(tmp_path, csv_text(temp_gap=300), exogenous=["temp"])
+
+
 def test_an_empty_covariate_cell_on_a_day_no_window_reads_is_as_a_missing_day(tmp_path):
     """Day 350 lies after the horizon (days 300-329): no window reads it. Its row deleted was
     accepted while its 'temp' cell left empty was refused; both now give the same problem,
