@@ -185,6 +185,23 @@ def test_save_figure_syncs_before_the_rename_and_has_atomic_write_texts_mode(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "t.txt"]
 
 
+def test_atomic_write_text_in_a_users_folder_leaves_their_tmp_file_and_figures_keep_dpi(
+    tmp_path,
+):
+    """``beside_others``: ``NAME.tmp`` may be the user's own file, left as it was; and a
+    figure is saved at the dpi asked for (a 6.4-inch figure at 50 dpi is 320 pixels wide)."""
+    from matplotlib.figure import Figure
+
+    from mtlshare.training.checkpoint import atomic_write_text
+
+    (tmp_path / "t.txt.tmp").write_text("the user's")
+    atomic_write_text(tmp_path / "t.txt", "x", beside_others=True)
+    assert (tmp_path / "t.txt.tmp").read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt", "t.txt.tmp"]
+    png = save_figure(Figure(figsize=(6.4, 4.8)), tmp_path / "f.png", dpi=50).read_bytes()
+    assert int.from_bytes(png[16:20], "big") == 320  # the IHDR chunk's width
+
+
 def test_every_row_and_forecasting_method_has_a_fixed_look():
     """A new mechanism or method must be added to ``looks.KNOWN`` or ``looks.FORECASTERS`` (at
     its end), or its colour would shift with the other names of a figure."""
