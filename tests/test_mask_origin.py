@@ -57,8 +57,11 @@ def pruned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 def test_largest_ranks_magnitudes_over_every_tensor_together() -> None:
-    top = script().largest({"a": torch.tensor([3.0, -5.0]), "b": torch.tensor([[1.0, 4.0]])}, 2)
+    weights = {"a": torch.tensor([3.0, -5.0]), "b": torch.tensor([[1.0, 4.0]])}
+    top = script().largest(weights, 2)
     assert top["a"].tolist() == [False, True] and top["b"].tolist() == [[False, True]]
+    assert [int(m.sum()) for m in script().largest(weights, 4).values()] == [2, 2]
+    assert [int(m.sum()) for m in script().largest(weights, 0).values()] == [0, 0]
 
 
 def test_the_shares_agree_with_the_runs_own_densities_and_overlap(pruned) -> None:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from mtlshare.errors import MtlshareError
 from mtlshare.sharing.sparse.driver import REWIND, REWIND_CHECKPOINT
+from mtlshare.sharing.sparse.masks import global_magnitude_prune
 from mtlshare.sharing.sparse.report import masks_from_state
 from mtlshare.training.folder import RunFolder
 
@@ -40,16 +41,16 @@ def rewind_weight(rewind: dict[str, Tensor], param: str, run: Path) -> Tensor:
 
 
 def largest(weights: dict[str, Tensor], k: int) -> dict[str, Tensor]:
-    """Bool masks of the ``k`` largest magnitudes over every tensor of ``weights`` together
-    (ties broken by position, as ``torch.topk`` breaks them)."""
-    flat = torch.cat([w.detach().abs().flatten() for w in weights.values()])
-    keep = torch.zeros(flat.numel(), dtype=torch.bool)
-    keep[torch.topk(flat, k).indices] = True
-    out, start = {}, 0
-    for name, w in weights.items():
-        out[name] = keep[start : start + w.numel()].view(w.shape)
-        start += w.numel()
-    return out
+    """Bool masks of the ``k`` largest magnitudes over every tensor of ``weights`` together:
+    one round of ``global_magnitude_prune`` that drops all the others (its ties: the earlier
+    entry is dropped first)."""
+    full = {name: torch.ones_like(w, dtype=torch.bool) for name, w in weights.items()}
+    total = sum(w.numel() for w in weights.values())
+    if k >= total:
+        return full
+    if k <= 0:
+        return {name: torch.zeros_like(m) for name, m in full.items()}
+    return global_magnitude_prune(weights, full, (total - k) / total)
 
 
 def mask_origin(run: Path) -> list[tuple[str, float, float, float]]:
