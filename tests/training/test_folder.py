@@ -490,3 +490,38 @@ def test_a_model_output_refused_at_the_first_step_leaves_no_folder(tmp_path, cap
     assert not out.exists()
     assert main([*argv, "--resume"]) == 2  # resumed: nothing to resume, and nothing made
     assert "does not exist; nothing to resume" in capsys.readouterr().err
+
+
+def test_a_refused_fresh_run_keeps_the_empty_folder_the_user_made(tmp_path, capsys):
+    """Only a folder the run made itself goes with the refusal: ``--out`` made beforehand
+    (``mkdir``) stays, empty, as it was."""
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["run", DEMO, *SMALL, "train.lr=1e30", "train.momentum=0.0", "--out", str(out)]
+    assert main(argv) == 2
+    capsys.readouterr()
+    assert out.is_dir() and not any(out.iterdir())
+
+
+def test_a_resumed_run_refused_before_its_first_checkpoint_keeps_its_files(
+    tmp_path, capsys, monkeypatch
+):
+    """A run cut before its first checkpoint, then resumed and refused: the files it had stay
+    (only a fresh run's refusal undoes what it wrote)."""
+    import mtlshare.app.run
+
+    out = tmp_path / "out"
+    argv = ["run", DEMO, *SMALL, "train.lr=1e30", "train.momentum=0.0", "--out", str(out)]
+
+    def cut(self, resume=False):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(mtlshare.app.run.Trainer, "fit", cut)
+        assert main(argv) == 130
+    before = sorted(p.name for p in out.iterdir())
+    assert "config.toml" in before
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2
+    assert "mtlshare: error:" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
