@@ -262,7 +262,7 @@ def test_kept_runs_keep_the_earlier_results_beside(tmp_path):
     ).read_bytes()
 
 
-@pytest.mark.parametrize("damage", ["last meta", "no best"])
+@pytest.mark.parametrize("damage", ["last meta", "no best", "best tensors"])
 def test_a_finished_run_with_a_damaged_last_or_no_best_is_refused_before_anything_moves(
     tmp_path, capsys, damage
 ):
@@ -273,6 +273,8 @@ def test_a_finished_run_with_a_damaged_last_or_no_best_is_refused_before_anythin
     if damage == "last meta":
         meta = out / "checkpoint" / "last" / "meta.json"
         meta.write_text(meta.read_text().replace('"epoch": 2', '"epoch": "2"'))
+    elif damage == "best tensors":  # there, but unreadable: read before anything moves too
+        (out / "checkpoint" / "best" / "tensors.safetensors").write_bytes(b"not tensors")
     else:
         for name in (out / "checkpoint" / "best").iterdir():
             name.unlink()
@@ -281,7 +283,12 @@ def test_a_finished_run_with_a_damaged_last_or_no_best_is_refused_before_anythin
     capsys.readouterr()
     assert main(["run", DEMO, *SMALL, "train.epochs=4", "--out", str(out), "--resume"]) == 2
     line = one_line(capsys)
-    assert ("'epoch' is '2'" in line) if damage == "last meta" else ("best: missing" in line)
+    said = {
+        "last meta": "'epoch' is '2'",
+        "no best": "best: missing",
+        "best tensors": "best/tensors.safetensors: unreadable",
+    }
+    assert said[damage] in line, line
     assert tree(out) == before
 
 
