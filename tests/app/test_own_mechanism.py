@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 import mtlshare
 from mtlshare.app.build import check_mechanism, check_parameter_groups
+from mtlshare.app.run import checked_report
 from mtlshare.cli import main
 from mtlshare.config import Config, from_dict
 from mtlshare.data.datasets import Problem, Split, TaskData
@@ -292,6 +293,12 @@ def test_the_regularizer_is_checked_on_the_first_value_of_each_kind_of_call() ->
 
 
 # -- report ---------------------------------------------------------------------------------------
+def circular() -> dict[str, Any]:
+    loop: dict[str, Any] = {}
+    loop["again"] = loop
+    return loop
+
+
 class Reports(Mine):
     extra: ClassVar[Any] = {}
 
@@ -309,8 +316,12 @@ class Reports(Mine):
         ({"tasks": {"value": 1.0}}, r"report\(\) gives 'tasks', a key of results\.json's own"),
         ({"params": 3, "mine": 1}, r"report\(\) gives 'params', a key of results\.json's own"),
         ([("mine", 1.0)], r"report\(\) gave a list; it must be a dict"),
+        (
+            {"mine": circular()},
+            r"report\(\)\['mine'\] is not JSON-serialisable \(Circular reference detected",
+        ),  # json's ValueError, not its TypeError: a traceback if only the TypeError is caught
     ],
-    ids=["a tensor", "tasks", "params", "not a dict"],
+    ids=["a tensor", "tasks", "params", "not a dict", "circular"],
 )
 def test_a_report_results_json_cannot_hold_is_refused_before_results_are_written(
     tmp_path: Path, register, extra: Any, message: str
@@ -328,6 +339,26 @@ def test_a_report_results_json_cannot_hold_is_refused_before_results_are_written
     )
     assert results["mine"] == {"scale": 1.0} and set(results["tasks"]) == {"value", "kind"}
     assert results["epochs_run"] == 2
+
+
+# the keys ``run_results`` and ``train`` write, some only for some runs (GloVe vectors, a forecast,
+# several processes): a report giving one overwrote the run's own or was overwritten by it
+RESULTS_KEYS = ["mechanism", "seed", "tasks", "params", "train_seconds", "wall_seconds"]
+RESULTS_KEYS += [
+    "best_epoch",
+    "epochs_run",
+    "loss_weights",
+    "word_vectors",
+    "forecast",
+    "processes",
+]
+
+
+@pytest.mark.parametrize("key", RESULTS_KEYS)
+def test_every_key_of_results_json_is_refused_in_a_report(key: str) -> None:
+    with pytest.raises(MtlshareError, match=rf"report\(\) gives '{key}', a key of results"):
+        checked_report("mine", {"mine": 1.0, key: 1.0})
+    assert checked_report("mine", {"mine": 1.0}) == {"mine": 1.0}
 
 
 def test_the_command_line_prints_a_bad_report_in_one_line_exit_2(
