@@ -43,6 +43,11 @@ def test_the_largest_seed_torch_takes_is_accepted_and_one_more_is_not():
         load_config(DEMO, [f"seed={MAX_SEED + 1}"])
     with pytest.raises(ConfigError, match=r"seed: -1 is not a seed"):
         load_config(DEMO, ["seed=-1"])
+    # the least TOML integer, -2**63, reads (then the seed's check refuses it); one less does not
+    with pytest.raises(ConfigError, match=r"seed: -9223372036854775808 is not a seed"):
+        load_config(DEMO, [f"seed={-(2**63)}"])
+    with pytest.raises(ConfigError, match=r"seed: .* is not a 64-bit integer"):
+        load_config(DEMO, [f"seed={-(2**63) - 1}"])
 
 
 @pytest.mark.parametrize("table", ["overrides", "variants"])
