@@ -73,6 +73,10 @@ def test_only_a_raised_epoch_cap_is_let_through():
     assert not raised_epochs(text(), text(epochs=6, lr=0.5))  # raised, and something else
     assert resumable_differences(text(), text(epochs=6)) == []
     assert resumable_differences(text(epochs=6), text()) == ["train.epochs: 6 in the run, 4 now"]
+    # a saved config.toml that is no longer TOML: a difference to name, not a TOMLDecodeError
+    assert not raised_epochs("[train\nepochs = 4", text(epochs=6))
+    (broken,) = resumable_differences("[train\nepochs = 4", text(epochs=6))
+    assert broken.startswith("the run's config no longer loads"), broken
 
 
 @pytest.mark.parametrize("mechanism", ["hard", "sparse"])
