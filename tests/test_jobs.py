@@ -581,12 +581,12 @@ def test_plain_status_lines_come_a_minute_apart_at_most(monkeypatch, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "compare: 0 of 4 runs ended; running: hard seed 0: epoch 1/20"
     ]
-    status.show(4, "", last=True)  # the runs' end: at once
+    status.show(4, "", last=True)  # the runs' end: at once, within the minute too
+    assert capsys.readouterr().err.splitlines() == ["compare: 4 of 4 runs ended"]
     monkeypatch.setattr(jobs, "PLAIN_SECONDS", 0.0)
     status.show(4, "", last=True)  # nothing moved: no line
     status.show(3, "hard seed 0: epoch 2/20")
     assert capsys.readouterr().err.splitlines() == [
-        "compare: 4 of 4 runs ended",
         "compare: 3 of 4 runs ended; running: hard seed 0: epoch 2/20",
     ]
 
