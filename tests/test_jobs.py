@@ -553,6 +553,34 @@ def test_compare_jobs_writes_plain_status_lines_to_a_log(corpus, monkeypatch, ca
     assert " runs ended" not in capsys.readouterr().err
 
 
+def test_compare_jobs_at_a_terminal_shows_its_bar_and_no_plain_lines(corpus, monkeypatch, capsys):
+    """The plain lines stand in for the bar where it is off (stderr not a terminal): a bar
+    drawn (``disable`` false) gets no lines besides it."""
+    postfixes: list[str] = []
+
+    class Shown:
+        disable = False
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+            postfixes.append(text)
+
+        def update(self, n: int = 1) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(jobs, "tqdm", Shown)
+    monkeypatch.setattr(jobs, "PLAIN_SECONDS", 0.0)
+    cfg = load_config(corpus / "run.toml")
+    comparing.compare(cfg, ["hard"], corpus / "o", seeds=[0], base_dir=corpus, jobs=2)
+    assert postfixes and postfixes[-1] == ""  # the bar said where the runs were
+    assert " runs ended" not in capsys.readouterr().err
+
+
 def test_runs_read_back_count_as_ended_at_once_never_as_running(corpus, monkeypatch, capsys):
     """Resumed with --jobs, a finished run is read in the main process at once: it counts as
     ended from the first status line and is never shown running at its last epoch (a kept
