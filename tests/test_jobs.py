@@ -22,7 +22,7 @@ import mtlshare.app.compare as comparing
 from mtlshare.app import jobs
 from mtlshare.app.run import run
 from mtlshare.cli import main
-from mtlshare.config import load_config
+from mtlshare.config import from_dict, load_config
 from mtlshare.errors import MtlshareError
 from mtlshare.training.folder import ComparisonFolder, OutputFolder, RunFolder
 
@@ -342,6 +342,25 @@ def test_a_run_whose_sparse_run_failed_is_skipped_not_started(tmp_path, capsys):
     assert "2 of 2 runs did not finish (first: sparse seed 0: data.source" in outcome["error"]
     err = capsys.readouterr().err
     assert "sparse seed 0 failed" in err and "single_subnet" not in err
+
+
+def test_a_finished_run_whose_sparse_run_fails_on_resume_is_skipped_not_read_back(tmp_path, capsys):
+    """Resumed in workers, a finished single_subnet run waits for its sparse run as a run to
+    train does: when that fails it is skipped (not finished), not read back."""
+    subnet = tmp_path / "subnet"
+    subnet.mkdir()
+    config = {"data": {"source": "synthetic"}}
+    (subnet / "config.toml").write_text(from_dict(config).to_toml(), encoding="utf-8")
+    task = {"metric": "accuracy", "higher_is_better": True, "dev": 0.5, "test": 0.5}
+    (subnet / "results.json").write_text(json.dumps({"tasks": {"pos": task}}), encoding="utf-8")
+    plan = [
+        jobs.RunJob("sparse", 0, None, {}, tmp_path / "sparse"),  # no data source: fails
+        jobs.RunJob("single_subnet", 0, "pos", config, subnet, after=(0,)),
+    ]
+    assert jobs.job_state(plan[1], True) == jobs.READ_BACK
+    with pytest.raises(MtlshareError, match=r"^2 of 2 runs did not finish \(first: sparse seed 0"):
+        jobs.execute(plan, 2, base_dir=None, resume=True, progress=False)
+    assert "single_subnet" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
