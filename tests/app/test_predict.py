@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -342,6 +343,11 @@ def test_an_out_that_would_overwrite_the_input_or_a_run_s_files_is_refused(
     before = good.read_text()
     assert main(["predict", str(synthetic_run), str(good), "--out", str(good)]) == 2
     assert f"--out {good}: the input file" in one_line(capsys)
+    assert good.read_text() == before
+    (tmp_path / "sub").mkdir()
+    for same in (tmp_path / "sub" / ".." / "in.csv", Path(os.path.relpath(good))):
+        assert main(["predict", str(synthetic_run), str(good), "--out", str(same)]) == 2
+        assert f"--out {same}: the input file" in one_line(capsys)  # the same file, named so
     assert good.read_text() == before
     results = synthetic_run / "results.json"
     kept = results.read_bytes()
