@@ -363,6 +363,28 @@ def test_a_finished_run_whose_sparse_run_fails_on_resume_is_skipped_not_read_bac
     assert "single_subnet" not in capsys.readouterr().err
 
 
+def test_on_done_hears_of_a_run_read_back_in_the_main_process_too(tmp_path):
+    """``execute``'s ``on_done`` is called for every run that ends, whoever ran it: with
+    workers, a finished run is read in the main process, and is no exception."""
+    folder = tmp_path / "done"
+    folder.mkdir()
+    config = {"data": {"source": "synthetic"}}
+    (folder / "config.toml").write_text(from_dict(config).to_toml(), encoding="utf-8")
+    task = {"metric": "accuracy", "higher_is_better": True, "dev": 0.5, "test": 0.5}
+    (folder / "results.json").write_text(json.dumps({"tasks": {"t1": task}}), encoding="utf-8")
+    plan = [jobs.RunJob("hard", 0, None, config, folder)]
+    heard: list[tuple[str, float]] = []
+    results = jobs.execute(
+        plan,
+        2,
+        base_dir=None,
+        resume=True,
+        progress=False,
+        on_done=lambda job, r: heard.append((job.label, r["tasks"]["t1"]["dev"])),
+    )
+    assert heard == [("hard seed 0", 0.5)] and results[0]["tasks"]["t1"]["dev"] == 0.5
+
+
 @pytest.mark.parametrize(
     ("saved", "carried"),
     [("/old/cmp/sparse", True), ("/old/cmp/hard", False), ("/old/other/sparse/x", False)],
@@ -636,6 +658,38 @@ def test_plain_status_lines_come_a_minute_apart_at_most(monkeypatch, capsys):
     assert capsys.readouterr().err.splitlines() == [
         "compare: 3 of 4 runs ended; running: hard seed 0: epoch 2/20",
     ]
+
+
+def test_stopping_the_workers_gives_the_runs_their_grace_then_ends_the_rest(monkeypatch):
+    """A run that stops by itself within ``STOP_GRACE_SECONDS`` (its worker had the Ctrl-C
+    too) is let end; a worker still running after is ended (SIGTERM)."""
+    from concurrent.futures import Future
+
+    monkeypatch.setattr(jobs, "STOP_GRACE_SECONDS", 1.0)
+    stopping, stuck = Future(), Future()
+
+    class Worker:
+        def __init__(self, run: Future) -> None:
+            self.run, self.ended = run, False
+
+        def is_alive(self) -> bool:
+            return not (self.run.done() or self.ended)
+
+        def terminate(self) -> None:
+            self.ended = True
+            self.run.set_result({})
+
+    class Pool:
+        def __init__(self) -> None:
+            self._processes = {1: Worker(stopping), 2: Worker(stuck)}
+
+        def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+            pass
+
+    pool = Pool()
+    threading.Timer(0.2, stopping.set_result, [{}]).start()
+    jobs.stop_workers(pool, [stopping, stuck])  # type: ignore[arg-type]
+    assert not pool._processes[1].ended and pool._processes[2].ended
 
 
 def _until(condition: Any, process: subprocess.Popen[bytes], seconds: float = 120) -> None:
