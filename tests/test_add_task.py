@@ -226,6 +226,15 @@ def test_an_interrupted_add_task_resumes_to_the_same_result(tmp_path, capsys):
     (cut / "results.json").unlink()
     assert main(["add-task", str(trained), *args, "--out", str(cut)]) == 2
     assert "holds an earlier run" in capsys.readouterr().err
+    source = cut / "trained_run.json"  # the selected model the addition started on
+    kept = source.read_bytes()
+    for damaged in ("{}", "[]", "{"):
+        source.write_text(damaged)
+        assert main(["add-task", str(trained), *args, "--out", str(cut), "--resume"]) == 2
+        assert f"{source}: unreadable" in capsys.readouterr().err
+    source.write_bytes(kept)
+    # the trained run's last checkpoint is no part of it: only its selected one (best) is
+    (trained / "checkpoint" / "last" / "tensors.safetensors").write_bytes(b"moved on")
     assert main(["add-task", str(trained), *args, "--out", str(cut), "--resume"]) == 0
     a, b = (json.loads((d / "add_task.json").read_text()) for d in (full, cut))
     assert a["new_tasks"] == b["new_tasks"] and a["existing_tasks"] == b["existing_tasks"]
@@ -233,6 +242,8 @@ def test_an_interrupted_add_task_resumes_to_the_same_result(tmp_path, capsys):
         main(["add-task", str(trained), *args, "train.lr=0.5", "--out", str(cut), "--resume"]) == 2
     )
     assert "the config differs" in capsys.readouterr().err
+    source.unlink()  # as if cut before it was written: nothing to compare with, resumed
+    assert main(["add-task", str(trained), *args, "--out", str(cut), "--resume"]) == 0
 
 
 def test_a_sparse_addition_resumes_with_the_config_it_was_started_with(added, capsys):
