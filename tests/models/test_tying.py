@@ -12,7 +12,7 @@ from mtlshare.app.run import train
 from mtlshare.config import load_config
 from mtlshare.errors import ConfigError
 from mtlshare.models.tying import are_tied, tie_weights
-from mtlshare.registry import MECHANISMS
+from mtlshare.registry import MECHANISMS, Entry
 from mtlshare.training.checkpoint import load_checkpoint
 
 TEXT = """EU NNP B-ORG
@@ -120,6 +120,25 @@ def test_counted_leaves_out_the_tied_matrix_once(config):
     plain = cfg.replace(**{"data.tasks.lm.tie_embedding": False})
     untied = build_model(plain, build_problem(plain, config.parent))
     assert tied.param_counts()["counted"] == untied.param_counts()["counted"]
+
+
+def test_a_mechanism_without_self_heads_and_a_tied_task_is_one_config_error(config, monkeypatch):
+    """Tying reads the task's head (``SharingModel.head``) before the mechanism is checked, and
+    when a run is loaded: without ``self.heads`` that was a TypeError, not the one line."""
+    hard = MECHANISMS["hard"]
+
+    class HeadsElsewhere(hard.build):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.outputs = self.heads
+            del self.heads
+
+    monkeypatch.setitem(
+        MECHANISMS._entries, "mine", Entry("mine", HeadsElsewhere, hard.config, "", "")
+    )
+    cfg = load_config(config, ["mechanism=mine"])
+    with pytest.raises(ConfigError, match=r"^mechanism 'mine': self\.heads is missing; "):
+        build_model(cfg, build_problem(cfg, config.parent))
 
 
 def test_equal_values_are_not_a_tie():
