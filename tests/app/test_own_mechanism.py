@@ -145,6 +145,79 @@ def test_a_run_of_a_mechanism_with_a_parameter_in_two_groups_is_refused_before_o
     assert not (tmp_path / "run").exists()
 
 
+class TrunkInAAndHeadAInB(Mine):
+    """Two kinds of overlap: the trunk in the shared group and task a's, task a's head in task
+    b's group too; the first kind is named, with its own count."""
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        if task == "a":
+            yield from self.trunk.parameters()
+        yield from self.heads[task].parameters()
+        if task == "b":
+            yield from self.heads["a"].parameters()
+
+
+class HeadTwiceInItsGroup(Mine):
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        yield from self.heads[task].parameters()
+        yield from self.heads[task].parameters()  # the same group twice: still one group
+
+
+class ThreeLeftOut(Mine):
+    def __init__(self, backbone: Backbone, tasks: list[Task], cfg: object = None) -> None:
+        super().__init__(backbone, tasks, cfg)
+        self.extra = nn.Linear(2, 2)
+        self.scale = nn.Parameter(torch.ones(1))
+
+
+class OutHead(nn.Module):
+    """A head with an ``out`` projection, as a tied head has; this one is tied to nothing."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.out = nn.Linear(dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(x)
+
+
+class OutHeadForTwo(OneHeadForTwo):
+    def __init__(self, backbone: Backbone, tasks: list[Task], cfg: object = None) -> None:
+        super().__init__(backbone, tasks, cfg)
+        self.heads = nn.ModuleDict({t.name: OutHead(backbone.out_dims[-1]) for t in tasks})
+
+
+def test_only_the_first_kind_of_overlap_is_counted_and_named() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^mechanism 'mine': 2 parameter\(s\) in shared_parameters\(\) and "
+        r"task_parameters\('a'\): trunk\.0\.linear\.weight, trunk\.0\.linear\.bias; ",
+    ):
+        check_parameter_groups("mine", tiny_model(TrunkInAAndHeadAInB))
+
+
+def test_a_parameter_yielded_twice_by_one_group_is_in_one_group() -> None:
+    check_parameter_groups("mine", tiny_model(HeadTwiceInItsGroup))
+
+
+def test_three_parameters_left_out_are_all_named_with_no_dots_after() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"task_parameters\(task\): scale, extra\.weight, extra\.bias; every parameter",
+    ):
+        check_parameter_groups("mine", tiny_model(ThreeLeftOut))
+
+
+def test_a_head_with_an_out_projection_tied_to_nothing_is_no_exception() -> None:
+    """Only a task with ``tie_embedding`` may have its projection in two groups."""
+    with pytest.raises(
+        ConfigError,
+        match=r"^mechanism 'mine': 2 parameter\(s\) in task_parameters\('a'\) and "
+        r"task_parameters\('b'\): heads\.a\.out\.weight, heads\.a\.out\.bias; ",
+    ):
+        check_parameter_groups("mine", tiny_model(OutHeadForTwo))
+
+
 # -- heads ----------------------------------------------------------------------------------------
 class HeadsElsewhere(Mine):
     """Its heads in ``self.outputs``: it trained, then ``load_run(...).predict`` failed."""
@@ -177,6 +250,24 @@ class HeadsOfSomeTasks(Mine):
         yield from (self.heads[task] if task in self.heads else self.others[task]).parameters()
 
 
+class HeadsInAList(Mine):
+    def __init__(self, backbone: Backbone, tasks: list[Task], cfg: object = None) -> None:
+        super().__init__(backbone, tasks, cfg)
+        self.order = [t.name for t in tasks]
+        self.heads = nn.ModuleList(self.heads.values())  # type: ignore[assignment]
+
+    def forward(self, x: Tensor, task: str) -> Tensor:
+        return self.heads[self.order.index(task)](run_layers(self.trunk, self.stem(x)))
+
+    def task_parameters(self, task: str) -> Iterator[nn.Parameter]:
+        yield from self.heads[self.order.index(task)].parameters()
+
+
+def test_heads_in_another_container_than_a_module_dict_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^mechanism 'mine': self\.heads is a ModuleList; "):
+        check_mechanism("mine", tiny_model(HeadsInAList))
+
+
 def test_a_mechanism_without_self_heads_is_refused_before_out(tmp_path: Path, register) -> None:
     register(HeadsElsewhere)
     with pytest.raises(ConfigError, match=r"^mechanism 'mine': self\.heads is missing; "):
@@ -205,6 +296,26 @@ def test_a_regularizer_of_another_signature_is_refused_before_out(tmp_path: Path
     ):
         mtlshare.run(config(), tmp_path / "run", problem=problem(), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+class NoEvery(Mine):
+    def regularizer(self, task: str | None = None) -> Tensor:  # type: ignore[override]
+        return torch.zeros(())
+
+
+class NoDefaults(Mine):
+    def regularizer(self, task: str | None, every: float) -> Tensor:  # type: ignore[override]
+        return torch.zeros(())
+
+
+@pytest.mark.parametrize("cls", [NoEvery, NoDefaults], ids=["(task)", "(task, every)"])
+def test_a_regularizer_that_takes_only_one_of_the_two_calls_is_refused(
+    cls: type[SharingModel],
+) -> None:
+    """``(task)`` takes ``regularizer(None)`` but not an alternate step's ``(task, every)``;
+    ``(task, every)`` without defaults the other way round."""
+    with pytest.raises(ConfigError, match=r"^mechanism 'mine': regularizer\(task.*cannot take"):
+        check_mechanism("mine", tiny_model(cls))
 
 
 class NotAScalar(Mine):
