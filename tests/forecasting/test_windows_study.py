@@ -444,6 +444,24 @@ def test_an_error_of_the_config_itself_names_no_candidate(tmp_path, capsys, over
 
 
 @pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("data.horizon=0", "data.horizon: must be >= 1 day"),
+        ("data.head=affine", "an affine head reads one input per output"),  # the model's
+    ],
+)
+def test_an_error_of_the_config_itself_is_not_blamed_on_a_first_candidate_that_changes_some(
+    tmp_path, capsys, override, named
+):
+    """With the candidate that overrides something first, the config's own error is still its
+    own: the config is checked before any candidate, its model too."""
+    first_changes = '[{name = "decayed", "train.weight_decay" = 0.1}, {name = "plain"}]'
+    text = study_text(series_csv(tmp_path / "s.csv"), candidates=first_changes, select='"dev"')
+    err = cli_error(tmp_path, capsys, text, override)
+    assert named in err and "forecast.candidates" not in err, err
+
+
+@pytest.mark.parametrize(
     ("candidate", "expected"),
     [
         ('"data.context" = 90', "forecast.candidates 'wide': data.context: 90 days"),
