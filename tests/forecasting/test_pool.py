@@ -50,3 +50,30 @@ def test_a_killed_worker_is_one_line_not_a_traceback(monkeypatch):
         ):
             trainings.get("multitask", cfg.replace(seed=seed), None, "casual")  # type: ignore[arg-type]
     trainings.close()
+
+
+def test_a_training_that_broke_the_pool_stops_the_ones_never_submitted_too(monkeypatch):
+    """The pool found broken by a training's result (not by a submit): what was never handed
+    to it is not trained in this process instead either."""
+    cfg = load_config(RECIPE)
+    trainings = forecast_pool.Trainings(2, None)
+    monkeypatch.setattr(forecast_pool, "worker_pool", lambda jobs, threads: BrokenPool())
+    trainings.prefetch([("multitask", cfg, "casual")])  # one submit: the pool takes it
+    for wanted in (cfg, cfg.replace(seed=cfg.seed + 1)):  # the one a worker ran, one never
+        with pytest.raises(
+            MtlshareError, match=re.escape(f"forecast.jobs: {ABRUPT}; run the study again")
+        ):
+            trainings.get("multitask", wanted, None, "casual")  # type: ignore[arg-type]
+    trainings.close()
+
+
+def test_a_training_a_broken_pool_refused_is_not_trained_here_when_asked_for_first(monkeypatch):
+    cfg = load_config(RECIPE)
+    trainings = forecast_pool.Trainings(2, None)
+    refusing = BrokenPool()
+    refusing.submitted = 1  # broken before this study's first submit
+    monkeypatch.setattr(forecast_pool, "worker_pool", lambda jobs, threads: refusing)
+    trainings.prefetch([("multitask", cfg, "casual")])
+    with pytest.raises(MtlshareError, match=re.escape(f"forecast.jobs: {ABRUPT}")):
+        trainings.get("multitask", cfg, None, "casual")  # type: ignore[arg-type]
+    trainings.close()
