@@ -319,6 +319,38 @@ def test_kills_during_atomic_text_writes_never_truncate(tmp_path):
     assert interrupted >= 5
 
 
+@pytest.mark.parametrize("beside_others", [False, True])
+@pytest.mark.parametrize("error", [ValueError("bad"), KeyboardInterrupt()], ids=["error", "ctrl-c"])
+def test_a_write_cut_by_an_error_or_ctrl_c_leaves_the_file_as_it_was_and_no_temporary_file(
+    tmp_path, beside_others, error
+):
+    from mtlshare.files import write_atomically
+
+    target = tmp_path / "results.json"
+    target.write_text("before")
+
+    def fill(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise error
+
+    with pytest.raises(type(error)):
+        write_atomically(target, fill, beside_others=beside_others)
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+    assert target.read_text() == "before"
+
+
+def test_a_write_beside_the_users_files_leaves_their_name_tmp_alone(tmp_path):
+    """In a folder of the user's (``predict --out``, ``curves --out``) ``NAME.tmp`` may be a file
+    of theirs: the temporary file gets a name no file has."""
+    from mtlshare.files import write_atomically
+
+    theirs = tmp_path / "preds.csv.tmp"
+    theirs.write_text("mine")
+    write_atomically(tmp_path / "preds.csv", lambda tmp: tmp.write_text("x"), beside_others=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.csv", "preds.csv.tmp"]
+    assert theirs.read_text() == "mine" and (tmp_path / "preds.csv").read_text() == "x"
+
+
 class Killed(BaseException):
     """Stands for SIGKILL at one exact point of a save."""
 
