@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import tomllib
@@ -13,7 +16,7 @@ import pytest
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.cli import main
 from mtlshare.config import from_dict
-from mtlshare.errors import INTERRUPTED
+from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD
 from mtlshare.registry import MECHANISMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,6 +265,50 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
 
 
+def test_sigterm_stops_a_command_as_ctrl_c_does_with_exit_143(monkeypatch, capsys):
+    """``kill PID`` (a scheduler's preemption, ``timeout``): the one-line interrupt, exit 143,
+    and SIGTERM's own handler back after."""
+    import mtlshare.cli as cli
+
+    def terminated():
+        # checked first: without the command's handler the signal would end pytest itself
+        assert signal.getsignal(signal.SIGTERM) is cli._terminated
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    monkeypatch.setattr(cli, "_parser", terminated)
+    assert cli.main(["run", "x.toml", "--out", "y"]) == 143
+    assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_sigterm_while_torch_imports_is_held_until_the_import_is_whole(
+    tmp_path, monkeypatch, capsys
+):
+    """An interrupt inside torch's import can abort the process: SIGTERM is held back like
+    Ctrl-C, the import completes, and the command then stops with SIGTERM's exit code."""
+    import mtlshare.interrupts
+    from mtlshare.interrupts import held_interrupts
+
+    whole: list[bool] = []
+
+    @contextlib.contextmanager
+    def signalled(signals):
+        assert signal.SIGTERM in signals  # else the signal below would end pytest itself
+        with held_interrupts(signals) as held:
+            os.kill(os.getpid(), signal.SIGTERM)
+            yield held
+            whole.append(True)
+
+    monkeypatch.setattr(mtlshare.interrupts, "held_interrupts", signalled)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", DEMO, "--out", "never-made"]) == 143
+    assert whole == [True]
+    assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
+    assert not (tmp_path / "never-made").exists()
+
+
 def test_the_command_exits_with_mains_code_after_freezing_the_heap(monkeypatch):
     """``mtlshare`` (the console script and ``python -m``) is ``entry``: main's exit code,
     and gc.freeze first, so that exiting skips a full collection of torch's objects."""
@@ -414,6 +461,23 @@ def test_an_interrupted_demo_names_the_folder_to_remove(tmp_path, monkeypatch, c
     ]
     assert main(["demo", "--out", out, "--quiet", "--jobs", "1"]) == 2
     assert "holds an earlier demo (high)" in capsys.readouterr().err
+
+
+def test_an_interrupted_demo_that_made_no_folder_says_to_run_it_again(
+    tmp_path, monkeypatch, capsys
+):
+    """Only a demo that left its folder behind names it to remove: one stopped before making it
+    (here: while its settings are checked) is simply run again."""
+    import mtlshare.app.demo
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mtlshare.app.demo, "check_jobs", interrupted)
+    out = tmp_path / "d"
+    assert main(["demo", "--out", str(out), "--quiet", "--jobs", "1"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED_FOR_GOOD]
+    assert not out.exists()
 
 
 def test_seeds_on_the_command_line_replace_the_configs_and_may_not_repeat(
