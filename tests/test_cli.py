@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import tomllib
 from pathlib import Path
 
@@ -263,6 +264,43 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_parser", interrupted)
     assert cli.main(["run", "x.toml", "--out", "y"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
+
+
+def test_held_interrupts_notes_a_signal_then_puts_the_handler_back():
+    """What the command line holds back while torch imports (and compare while it stops its
+    workers): a signal is noted, not handled, and afterwards handled as before; one ignored
+    stays ignored (a job started with ``&``); in another thread nothing is held."""
+    from mtlshare.interrupts import held_interrupts
+
+    usr1 = signal.SIGUSR1
+    handled: list[int] = []
+    previous = signal.signal(usr1, lambda signum, frame: handled.append(signum))
+    try:
+        with held_interrupts((usr1,)) as held:
+            os.kill(os.getpid(), usr1)
+            assert held == [usr1] and handled == []
+        os.kill(os.getpid(), usr1)
+        assert handled == [usr1]
+        signal.signal(usr1, signal.SIG_IGN)
+        with held_interrupts((usr1,)) as held:
+            os.kill(os.getpid(), usr1)
+            assert held == [] and signal.getsignal(usr1) == signal.SIG_IGN
+        assert signal.getsignal(usr1) == signal.SIG_IGN
+    finally:
+        signal.signal(usr1, previous)
+    in_thread: list[object] = []
+
+    def elsewhere() -> None:
+        try:
+            with held_interrupts((usr1,)) as held:
+                in_thread.append(held)
+        except Exception as e:  # signal.signal outside the main thread: ValueError
+            in_thread.append(e)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert in_thread == [[]]
 
 
 def test_sigterm_stops_a_command_as_ctrl_c_does_with_exit_143(monkeypatch, capsys):
