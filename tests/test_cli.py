@@ -482,6 +482,16 @@ def test_the_demo_refuses_an_override_of_a_setting_it_sets_itself(tmp_path, caps
     assert not out.exists()
 
 
+def test_the_demo_refuses_its_own_setting_after_an_override_it_takes(tmp_path, capsys):
+    """Every override is checked, not only the first."""
+    out = tmp_path / "d"
+    assert main(["demo", "--out", str(out), "--quiet", "train.epochs=1", "mechanism=hard"]) == 2
+    assert "override 'mechanism=hard': the demo sets mechanism itself" in one_error_line(
+        capsys.readouterr().err
+    )
+    assert not out.exists()
+
+
 def test_an_interrupted_demo_names_the_folder_to_remove(tmp_path, monkeypatch, capsys):
     """It said 'run it again', and the same command was then refused for the earlier demo."""
     import mtlshare.app.demo
