@@ -347,6 +347,25 @@ def test_sigterm_while_torch_imports_is_held_until_the_import_is_whole(
     assert not (tmp_path / "never-made").exists()
 
 
+def test_main_runs_in_a_thread_other_than_the_main_one(capsys):
+    """Signals are only the main thread's: called from another (a caller's thread pool),
+    main leaves SIGTERM alone rather than fail setting its handler."""
+    codes: list[object] = []
+
+    def call() -> None:
+        try:
+            codes.append(main(["mechanisms"]))
+        except Exception as e:  # signal.signal outside the main thread: ValueError
+            codes.append(e)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join()
+    assert codes == [0]
+    assert "hard" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
 def test_the_command_exits_with_mains_code_after_freezing_the_heap(monkeypatch):
     """``mtlshare`` (the console script and ``python -m``) is ``entry``: main's exit code,
     and gc.freeze first, so that exiting skips a full collection of torch's objects."""
