@@ -530,6 +530,28 @@ def test_an_interrupted_demo_names_the_folder_to_remove(tmp_path, monkeypatch, c
     assert "holds an earlier demo (high)" in capsys.readouterr().err
 
 
+def test_an_interrupted_demo_that_left_its_folder_empty_says_to_run_it_again(
+    tmp_path, monkeypatch, capsys
+):
+    """The demo makes --out before it trains: stopped then, the folder is empty, a rerun in
+    it is accepted, and the message does not ask to remove it."""
+    import mtlshare.app.demo
+
+    reached: list[Path] = []
+
+    def interrupted(out, *args, **kwargs):
+        reached.append(out)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mtlshare.app.demo, "_demo", interrupted)
+    out = tmp_path / "d"
+    assert main(["demo", "--out", str(out), "--quiet", "--jobs", "1"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED_FOR_GOOD]
+    assert out.is_dir() and not any(out.iterdir())
+    assert main(["demo", "--out", str(out), "--quiet", "--jobs", "1"]) == 130  # not refused
+    assert len(reached) == 2
+
+
 def test_an_interrupted_demo_that_made_no_folder_says_to_run_it_again(
     tmp_path, monkeypatch, capsys
 ):

@@ -324,15 +324,23 @@ def _in_config(error: MtlshareError, args: argparse.Namespace | None) -> str:
 
 def _interrupted(args: argparse.Namespace | None) -> str:
     """What an interrupted command says: resume it, or run it again; the demo, which refuses
-    a folder holding an earlier demo, names the folder to remove first."""
+    a folder holding an earlier demo, names the folder to remove first where it left one."""
     if _resumable(args):
         return INTERRUPTED
-    if args is not None and args.command == "demo" and Path(args.out).exists():
+    if args is not None and args.command == "demo" and _left_a_demo(Path(args.out)):
         return (
             f"mtlshare: interrupted; the demo cannot resume: remove {args.out} (or choose "
             "another --out) and run it again"
         )
     return INTERRUPTED_FOR_GOOD
+
+
+def _left_a_demo(out: Path) -> bool:
+    """Whether an interrupted demo left outputs that a rerun in ``out`` would refuse (a demo
+    stopped before its module was imported made none; importing it now could meet a torch
+    left half-imported)."""
+    demo = sys.modules.get("mtlshare.app.demo")
+    return demo is not None and bool(demo.earlier_demo(out))
 
 
 def _resumable(args: argparse.Namespace | None) -> bool:

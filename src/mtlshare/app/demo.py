@@ -56,11 +56,16 @@ def run_demo(
         return _demo(folder.path, progress, overrides, seeds or SEEDS, jobs)
 
 
+def earlier_demo(out: Path) -> list[str]:
+    """What ``out`` holds of an earlier demo's outputs (none: the demo may run in it)."""
+    return [n for n in ("high", "low", "add-task", DEMO_PLOT) if (out / n).exists()]
+
+
 def _check_out(out: Path) -> None:
     """Refuse, before anything trains, a folder that holds an earlier demo (which cannot
     resume: its comparisons would refuse their used folders one run at a time) or another
     command's output."""
-    earlier = [n for n in ("high", "low", "add-task", DEMO_PLOT) if (out / n).exists()]
+    earlier = earlier_demo(out)
     if earlier:
         raise MtlshareError(
             f"{out}: holds an earlier demo ({', '.join(earlier)}); the demo cannot resume: "
