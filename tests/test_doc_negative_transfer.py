@@ -64,3 +64,58 @@ def test_the_density_table_is_the_kept_runs() -> None:
         *(f"{statistics.mean(c):.3f}" for c in columns[6:]),
     ]
     assert rows()["mean"] == mean
+
+
+INIT_SECTION = "## Rounds rewound to the initialisation (seeds 0-2)"
+
+
+def init_rows() -> dict[str, list[str]]:
+    text = DOC.read_text(encoding="utf-8")
+    assert text.count(INIT_SECTION) == 1
+    lines = text.split(INIT_SECTION, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| seed | NER, rewound"))
+    table = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        first, *rest = (c.strip() for c in line.strip().strip("|").split("|"))
+        table[first] = rest
+    return table
+
+
+def test_the_rewind_to_init_table_is_the_kept_runs() -> None:
+    columns: list[list[float]] = [[] for _ in range(8)]
+    for seed in SEEDS:
+        init = results(KEPT / "rewind-init" / "sparse" / f"seed-{seed}")
+        warm = results(KEPT / "density-0.4" / "sparse" / f"seed-{seed}")
+        hard = results(KEPT / "hard" / f"seed-{seed}")["tasks"]["ner"]["test"]
+        ner = results(KEPT / "single" / f"seed-{seed}" / "ner")["tasks"]["ner"]["test"]
+        assert init["sparse"]["density"] == {"ner": 0.398275, "position": 0.398275}
+        assert (
+            'rewind = "init"'
+            in (KEPT / "rewind-init" / "sparse" / f"seed-{seed}" / "config.toml").read_text()
+        )
+        values = [
+            100 * init["tasks"]["ner"]["test"],
+            100 * warm["tasks"]["ner"]["test"],
+            100 * hard,
+            100 * ner,
+            100 * (init["tasks"]["ner"]["test"] - ner),
+            100 * (init["tasks"]["ner"]["test"] - hard),
+            100 * init["tasks"]["position"]["test"],
+            init["sparse"]["overlap_ratio"],
+        ]
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+        cells = [f"{v:.2f}" for v in values[:4]] + [f"{v:+.2f}" for v in values[4:6]]
+        cells += [f"{values[6]:.2f}", f"{values[7]:.3f}"]
+        assert init_rows()[str(seed)] == cells
+    spread = [f"{statistics.mean(c):.2f} ± {statistics.stdev(c):.2f}" for c in columns]
+    mean = [
+        *spread[:4],
+        f"{statistics.mean(columns[0]) - statistics.mean(columns[3]):+.2f}",
+        f"{statistics.mean(columns[0]) - statistics.mean(columns[2]):+.2f}",
+        spread[6],
+        f"{statistics.mean(columns[7]):.3f}",
+    ]
+    assert init_rows()["mean"] == mean
