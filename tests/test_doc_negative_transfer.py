@@ -21,11 +21,13 @@ def results(path: Path) -> Any:
     return json.loads((path / "results.json").read_text(encoding="utf-8"))
 
 
-def rows() -> dict[str, list[str]]:
+def rows(section: str = SECTION, header: str = "| seed | NER, masks") -> dict[str, list[str]]:
+    """The rows of the first table under ``section`` whose header line starts with ``header``:
+    first cell -> the other cells."""
     text = DOC.read_text(encoding="utf-8")
-    assert text.count(SECTION) == 1
-    lines = text.split(SECTION, 1)[1].splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| seed | NER, masks"))
+    assert text.count(section) == 1
+    lines = text.split(section, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
     table = {}
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
@@ -70,17 +72,7 @@ INIT_SECTION = "## Rounds rewound to the initialisation (seeds 0-2)"
 
 
 def init_rows() -> dict[str, list[str]]:
-    text = DOC.read_text(encoding="utf-8")
-    assert text.count(INIT_SECTION) == 1
-    lines = text.split(INIT_SECTION, 1)[1].splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| seed | NER, rewound"))
-    table = {}
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        first, *rest = (c.strip() for c in line.strip().strip("|").split("|"))
-        table[first] = rest
-    return table
+    return rows(INIT_SECTION, "| seed | NER, rewound")
 
 
 def test_the_rewind_to_init_table_is_the_kept_runs() -> None:
