@@ -10,6 +10,8 @@ prints a Markdown table. It reads each run's ``checkpoint/best`` (the selected m
 ``checkpoint/search-rewind``: a finished sparse run with its checkpoints (the copies
 ``recipes/keep_runs.py`` keeps have none). A share near 1 in the last column means the search
 kept what the rewind point's magnitudes already ranked highest, whatever the rounds trained.
+With ``sparse.depths`` (a task pruning only the layers it reads) the density and the ranking
+still cover every pruned tensor, not the task's own layers: read those rows with that in mind.
 """
 
 from __future__ import annotations
