@@ -24,9 +24,10 @@ from torch import Tensor
 
 from mtlshare.errors import MtlshareError
 from mtlshare.sharing.sparse.driver import REWIND, REWIND_CHECKPOINT
-from mtlshare.sharing.sparse.masks import global_magnitude_prune
+from mtlshare.sharing.sparse.masks import density, global_magnitude_prune
 from mtlshare.sharing.sparse.report import masks_from_state
 from mtlshare.training.folder import RunFolder
+from mtlshare.training.state import BEST
 
 HEADER = (
     "| run | task | density | also another task's | among the rewind point's largest |\n"
@@ -59,17 +60,16 @@ def mask_origin(run: Path) -> list[tuple[str, float, float, float]]:
     """Per task of ``run``: (task, density, share also another task's, share among the rewind
     point's largest weights)."""
     folder = RunFolder(run)
-    for name in ("best", REWIND_CHECKPOINT):
+    for name in (BEST, REWIND_CHECKPOINT):
         if not folder.has_checkpoint(name):
             raise MtlshareError(f"{folder.checkpoint_dir(name)}: missing (a sparse run's own)")
-    tensors, _ = folder.load_checkpoint("best")
+    tensors, _ = folder.load_checkpoint(BEST)
     masks = masks_from_state(tensors, prefix="model.")
     saved, _ = folder.load_checkpoint(REWIND_CHECKPOINT)
     rewind = {k[len(REWIND) :]: v for k, v in saved.items() if k.startswith(REWIND)}
     rows = []
     for task, own in masks.items():
         kept = sum(int(m.sum()) for m in own.values())
-        size = sum(m.numel() for m in own.values())
         others = [m for t, m in masks.items() if t != task]
         shared = (
             sum(int((m & torch.stack([o[p] for o in others]).any(0)).sum()) for p, m in own.items())
@@ -78,7 +78,7 @@ def mask_origin(run: Path) -> list[tuple[str, float, float, float]]:
         )
         top = largest({p: rewind_weight(rewind, p, run) for p in own}, kept)
         among = sum(int((m & top[p]).sum()) for p, m in own.items())
-        rows.append((task, kept / size, shared / max(kept, 1), among / max(kept, 1)))
+        rows.append((task, density(own), shared / max(kept, 1), among / max(kept, 1)))
     return rows
 
 
