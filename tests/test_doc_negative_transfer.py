@@ -10,6 +10,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from md_tables import section, table
+
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "docs" / "results" / "negative-transfer-paper"
 DOC = ROOT / "docs" / "results" / "negative_transfer_paper.md"
@@ -21,20 +23,10 @@ def results(path: Path) -> Any:
     return json.loads((path / "results.json").read_text(encoding="utf-8"))
 
 
-def rows(section: str = SECTION, header: str = "| seed | NER, masks") -> dict[str, list[str]]:
-    """The rows of the first table under ``section`` whose header line starts with ``header``:
+def rows(heading: str = SECTION, header: str = "| seed | NER, masks") -> dict[str, list[str]]:
+    """The rows of the first table under ``heading`` whose header line starts with ``header``:
     first cell -> the other cells."""
-    text = DOC.read_text(encoding="utf-8")
-    assert text.count(section) == 1
-    lines = text.split(section, 1)[1].splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    table = {}
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        first, *rest = (c.strip() for c in line.strip().strip("|").split("|"))
-        table[first] = rest
-    return table
+    return table(section(DOC.read_text(encoding="utf-8"), heading), header)
 
 
 def test_the_density_table_is_the_kept_runs() -> None:

@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+import md_tables
+from md_tables import table
+
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "docs" / "results" / "conll2003-paper"
 KEPT = PAPER / "plateau" / "epochs-80"
@@ -37,24 +40,8 @@ def gap_of_means(scores: dict[str, dict[str, list[float]]], mechanism: str, task
     return points(statistics.mean(scores[mechanism][task]), statistics.mean(scores["single"][task]))
 
 
-def table(lines: list[str], header: str) -> dict[str, list[str]]:
-    """The rows of the Markdown table whose header line starts with ``header``: first cell ->
-    the other cells, bold dropped."""
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    rows = {}
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        first, *rest = (c.strip().replace("**", "") for c in line.strip().strip("|").split("|"))
-        rows[first] = rest
-    return rows
-
-
-def section() -> list[str]:
-    text = DOC.read_text(encoding="utf-8")
-    assert text.count(SECTION) == 1
-    body = text.split(SECTION, 1)[1].split("\n### ", 1)[0]
-    return body.splitlines()
+def section() -> str:
+    return md_tables.section(DOC.read_text(encoding="utf-8"), SECTION)
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +91,7 @@ def test_the_best_epochs_are_the_kept_runs() -> None:
 def test_the_readme_rows_are_the_kept_runs(
     plateau: dict[str, dict[str, list[float]]], twenty: dict[str, dict[str, list[float]]]
 ) -> None:
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-    rows = table(lines, "| test, at the plateau |")
+    rows = table((ROOT / "README.md").read_text(encoding="utf-8"), "| test, at the plateau |")
     for name, cells in rows.items():
         mechanism = next(m for prefix, m in ROWS.items() if name.startswith(prefix))
         means = ", ".join(f"{statistics.mean(twenty[mechanism][t]):.4f}" for t in TASKS)
@@ -131,8 +117,7 @@ def test_the_soft_sharing_plateau_table_is_the_kept_runs() -> None:
             json.loads((run / "results.json").read_text(encoding="utf-8"))["tasks"][task]["test"]
         )
 
-    lines = section()
-    rows = table(lines, "| test, seed 0 | POS acc |")
+    rows = table(section(), "| test, seed 0 | POS acc |")
     for i, task in enumerate(TASKS):
         soft, single = test_score(other / "soft", task), test_score(other / "single" / task, task)
         soft20 = test_score(PAPER / "runs" / "soft", task)

@@ -9,30 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from md_tables import Cells, section, table, tables
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-Cells = tuple[str, ...]
-
-
-def cells(row: str) -> Cells:
-    return tuple(c.strip().replace("**", "") for c in row.strip().strip("|").split("|"))
-
-
-def tables(text: str) -> list[tuple[int, Cells, list[Cells]]]:
-    """Each Markdown table of ``text``: its first line's number, its header and its rows (the
-    separator line dropped)."""
-    found: list[tuple[int, list[str]]] = []
-    start, lines = 0, []
-    for number, line in enumerate([*text.splitlines(), ""], 1):
-        stripped = line.strip()
-        if stripped.startswith("|") and stripped.endswith("|"):
-            if not lines:
-                start = number
-            lines.append(stripped)
-        elif lines:
-            found.append((start, lines))
-            lines = []
-    return [(n, cells(t[0]), [cells(r) for r in t[2:]]) for n, t in found if len(t) >= 2]
 
 
 def kept_rows() -> dict[Cells, set[Cells]]:
@@ -80,3 +62,19 @@ def test_the_copies_are_found():
 def test_tables_are_parsed_with_their_line_and_without_the_separator():
     text = "intro\n\n| a | b |\n|---|---:|\n| x | **1** |\n| y | 2 |\nafter\n"
     assert tables(text) == [(3, ("a", "b"), [("x", "1"), ("y", "2")])]
+
+
+def test_a_section_ends_at_its_level_or_a_higher_one_and_a_table_is_found_by_its_header():
+    text = (
+        "## A\n\n### B\n| x | y |\n|---|---|\n| 1 | 2 |\n\n| x | z |\n|---|---|\n| **3** | 4 |\n"
+        "#### deeper\ntext\n### C\n| x | y |\n|---|---|\n| 5 | 6 |\n## D\n"
+    )
+    body = section(text, "### B")
+    assert "deeper" in body and "### C" not in body and "| 5 |" not in body
+    assert table(body, "| x | z") == {"3": ["4"]}
+    assert table(body, "| x |") == {"1": ["2"]}
+    assert "## D" not in section(text, "## A") and "| 5 | 6 |" in section(text, "## A")
+    with pytest.raises(AssertionError, match="no table"):
+        table(body, "| y |")
+    with pytest.raises(AssertionError):
+        section(text + "### B\n", "### B")
