@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -505,7 +506,12 @@ def test_the_search_ends_rewound_to_the_configured_point(rewind):
         return st
 
     t.structure_trainer = spy
-    model.prepare(t.structure_trainer())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.prepare(t.structure_trainer())
+    discarded = [w for w in caught if "discards the 6-step multi-task warm-up" in str(w.message)]
+    # rewound to the initialisation, the warm-up's weights are never used: the user is told
+    assert len(discarded) == (1 if rewind == "init" else 0)
     after = torch.nn.Module.state_dict(model)
     expected = init if rewind == "init" else seen
     assert seen, "the warm-up did not run"

@@ -19,7 +19,8 @@ class SparseConfig:
     ``alpha``: share of the remaining weights pruned per round; ``target_density`` (S): stop
     once a mask keeps at most this share; ``round_steps`` / ``round_epochs`` (k): training per
     round (steps win when > 0); ``warmup_steps`` / ``warmup_epochs`` (w): multi-task warm-up
-    before the search; ``rewind``: "warmup" (to the weights after warm-up) or "init";
+    before the search; ``rewind``: "warmup" (to the weights after warm-up) or "init" (which
+    discards a warm-up: the subnets train from the initial weights too);
     ``select``: "best" (best dev score, ties to the lowest density), "round" (``select_round``)
     or "density" (first mask with density <= ``select_density``); ``prunable``: glob patterns
     over the trunk's parameter names (empty: every weight matrix or kernel of the trunk;

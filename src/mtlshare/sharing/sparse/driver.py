@@ -9,6 +9,7 @@ masks, and a copy of (or a reset to) all its weights.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -119,6 +120,14 @@ def _rewind_point(
             return {k[len(REWIND) :]: v for k, v in tensors.items() if k.startswith(REWIND)}
     if cfg.warmup_steps > 0 or cfg.warmup_epochs > 0:
         steps = steps_of(trainer, tasks, cfg.warmup_steps, cfg.warmup_epochs)
+        if cfg.rewind == "init":
+            warnings.warn(
+                f"sparse: rewind = 'init' discards the {steps:,}-step multi-task warm-up (every "
+                "pruning round and the subnets' training start from the initial weights, each "
+                "with a fresh optimizer), so it costs time and changes only the random stream; "
+                "set sparse.warmup_steps and sparse.warmup_epochs to 0 to skip it",
+                stacklevel=2,
+            )
         if trainer.progress:  # the warm-up has no bar of its own: say what is running
             tqdm.write(f"mask search: multi-task warm-up, {steps:,} steps", file=sys.stderr)
         trainer.train_steps(tasks, steps)
