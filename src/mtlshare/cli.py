@@ -311,15 +311,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _in_config(error: MtlshareError, args: argparse.Namespace | None) -> str:
     """The error's line, naming the config file when a setting of it is at fault: a setting
-    refused while the model or data is built (``conditioned.layer: ...``) says which file it
-    is in, as those refused while the file is read already do."""
+    refused while the model or data is built (``conditioned.layer: ...``) says which file and
+    line it is in, or which override set it, as those refused while the file is read already
+    do."""
     message = str(error)
     config = getattr(args, "config", None)
     if not isinstance(error, ConfigError) or not isinstance(config, str):
         return message
-    if message.startswith((config, str(Path(config).resolve()))):
+    if message.startswith((config, str(Path(config).resolve()), "override '")):
         return message
-    return f"{config}: {message}"
+    from mtlshare.config import where
+
+    return f"{where(config, getattr(args, 'overrides', None) or [], message)}: {message}"
 
 
 def _interrupted(args: argparse.Namespace | None) -> str:

@@ -27,6 +27,7 @@ import torch
 import mtlshare.data
 import mtlshare.forecasting.config
 import mtlshare.sharing  # noqa: F401  (these register their components on import)
+from mtlshare import config_lines
 from mtlshare.errors import ConfigError, check_seed
 from mtlshare.models.trunks import TrunkConfig
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS, Entry, Registry
@@ -287,14 +288,15 @@ def _readable(hint: Any) -> bool:
     return False
 
 
-def _registered(registry: Registry[Any], name: str) -> Entry[Any]:
-    """``registry[name]``, its error saying how a component of one's own is registered."""
+def _registered(registry: Registry[Any], name: str, key: str, also: str = "") -> Entry[Any]:
+    """``registry[name]``, its error naming the config ``key``, ``also`` (another value it may
+    take) and how a component of one's own is registered."""
     try:
         return registry[name]
     except ConfigError as e:
         raise ConfigError(
-            f"{e} (one of your own is registered by importing the module that defines it, "
-            "from Python, before the config is read)"
+            f"{key}: {e}{also} (one of your own is registered by importing the module that "
+            "defines it, from Python, before the config is read)"
         ) from None
 
 
@@ -324,9 +326,9 @@ def from_dict(raw: dict[str, Any]) -> Config:
     # before the unknown keys: the table of a mechanism of one's own that is not registered
     # here is unknown too, and "unknown key" would not say what is missing
     cfg.experiment = _coerce(raw.get("experiment", cfg.experiment), str, "experiment")
-    _registered(EXPERIMENTS, cfg.experiment)
+    _registered(EXPERIMENTS, cfg.experiment, "experiment")
     cfg.mechanism = _coerce(raw.get("mechanism", cfg.mechanism), str, "mechanism")
-    _registered(MECHANISMS, cfg.mechanism)
+    _registered(MECHANISMS, cfg.mechanism, "mechanism")
     allowed = [*taken, *MECHANISMS.names()]
     unknown = [k for k in raw if k not in allowed]
     if unknown:
@@ -354,7 +356,8 @@ def from_dict(raw: dict[str, Any]) -> Config:
             )
         cfg.data = None
     else:
-        entry = _registered(DATA_SOURCES, cfg.data_source)
+        also = f", or {CUSTOM!r} for a Problem passed to mtlshare.run"
+        entry = _registered(DATA_SOURCES, cfg.data_source, "data.source", also)
         assert entry.config is not None
         cfg.data = build_dataclass(entry.config, data, "data")
     cfg.trunk = build_dataclass(TrunkConfig, raw.get("trunk", {}), "trunk")
@@ -526,17 +529,36 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a TOML config, apply ``key=value`` overrides and validate everything. The
     config's ``base_dir`` is the file's folder: its relative data paths resolve against it."""
-    return _config_from(path, apply_overrides(read_toml(path), overrides or []))
+    overrides = overrides or []
+    return _config_from(path, apply_overrides(read_toml(path), overrides), overrides)
 
 
-def _config_from(path: str | Path, raw: dict[str, Any]) -> Config:
-    """The config of the file at ``path``, read as ``raw``: errors name the file."""
+def _config_from(path: str | Path, raw: dict[str, Any], overrides: list[str]) -> Config:
+    """The config of the file at ``path``, read as ``raw`` once ``overrides`` were applied:
+    errors name the override that set the key they are about, else the file and the line that
+    sets it (the file alone when no line does)."""
     try:
         cfg = from_dict(raw)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{where(path, overrides, str(e))}: {e}") from None
     cfg.base_dir = Path(path).resolve().parent
     return cfg
+
+
+def where(path: str | Path, overrides: list[str], message: str) -> str:
+    """What a config error's ``message`` is about: ``override 'k=v' (on PATH)`` when an override
+    set its key, else ``PATH:LINE`` or ``PATH``."""
+    key = config_lines.key_of(message)
+    if key is None:
+        return str(path)
+    item = config_lines.override_of(overrides, key)
+    if item is not None:
+        return f"override {item!r} (on {path})"
+    try:
+        line = config_lines.key_line(Path(path).read_text(encoding="utf-8-sig"), key)
+    except (OSError, UnicodeDecodeError):
+        line = None
+    return f"{path}:{line}" if line is not None else str(path)
 
 
 def load_trained_config(path: str | Path) -> Config:
@@ -550,4 +572,4 @@ def load_trained_config(path: str | Path) -> Config:
     overrides = []
     if isinstance(train, dict) and train.get("device") == "cuda" and not torch.cuda.is_available():
         overrides.append("train.device=auto")
-    return _config_from(path, apply_overrides(raw, overrides))
+    return _config_from(path, apply_overrides(raw, overrides), overrides)

@@ -36,7 +36,19 @@ def build_problem(cfg: Config, base_dir: str | Path | None = None) -> Problem:
     problem: Problem = DATA_SOURCES[cfg.data_source].build(
         cfg.data, str(base_dir) if base_dir is not None else None
     )
-    return problem.select(cfg.tasks) if cfg.tasks else problem
+    return configured_tasks(cfg, problem)
+
+
+def configured_tasks(cfg: Config, problem: Problem) -> Problem:
+    """``problem`` restricted to ``cfg.tasks``, in that order (all of it when empty); a name the
+    data has no task of is one line naming the key."""
+    if not cfg.tasks:
+        return problem
+    known = [td.task.name for td in problem.tasks]
+    unknown = [t for t in cfg.tasks if t not in known]
+    if unknown:
+        raise ConfigError(f"tasks: unknown task(s) {unknown}; the data's tasks are {known}")
+    return problem.select(cfg.tasks)
 
 
 def build_model(cfg: Config, problem: Problem) -> SharingModel:

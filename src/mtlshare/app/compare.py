@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mtlshare.app.build import build_model, build_problem
+from mtlshare.app.build import build_model, build_problem, configured_tasks
 from mtlshare.app.figures import draw
 from mtlshare.app.jobs import (
     RunJob,
@@ -69,7 +69,7 @@ def compare(
     if other is not None:  # its rows would be written beside a run's files
         raise MtlshareError(f"{out_dir}: holds {other}, not a comparison; choose another --out")
     every_task = build_problem(cfg.replace(tasks=[]), base_dir)
-    problem = every_task.select(cfg.tasks) if cfg.tasks else every_task
+    problem = configured_tasks(cfg, every_task)
     names = [td.task.name for td in problem.tasks]
     folder = ComparisonFolder(out_dir, several_seeds=len(seeds) > 1)
     rows = [SINGLE, *(m for m in mechanisms if m != SINGLE)]

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mtlshare.app.build import build_problem
+from mtlshare.app.build import build_problem, configured_tasks
 from mtlshare.app.run import check_folder, reads_back, run, still_finished
 from mtlshare.config import Config, from_dict
 from mtlshare.errors import MtlshareError
@@ -167,7 +167,7 @@ def cached_problem(cfg: Config, config: dict[str, Any], base_dir: str | None) ->
     if key not in _PROBLEMS:
         _PROBLEMS[key] = build_problem(cfg.replace(tasks=[]), base_dir)
     problem = _PROBLEMS[key]
-    return problem.select(cfg.tasks) if cfg.tasks else problem
+    return configured_tasks(cfg, problem)
 
 
 READ_BACK, CONTINUE, TRAIN = "read back", "continue", "train"

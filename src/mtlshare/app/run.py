@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from mtlshare.app.build import build_model, build_problem
+from mtlshare.app.build import build_model, build_problem, configured_tasks
 from mtlshare.app.figures import draw
 from mtlshare.config import Config, resumable_differences, same_config
 from mtlshare.data.codecs import inference_spec, plain_features
@@ -160,7 +160,7 @@ def own_tasks(cfg: Config, problem: Problem) -> Problem:
     """A problem of one's own restricted to ``cfg.tasks`` when they are given, as a data
     source's is (an unknown task is one line)."""
     if cfg.tasks and [td.task.name for td in problem.tasks] != cfg.tasks:
-        return problem.select(cfg.tasks)
+        return configured_tasks(cfg, problem)
     return problem
 
 

@@ -1,0 +1,163 @@
+"""A config error names where its key was set: the file's line, or the command-line override
+(``config_lines`` and its use by ``load_config`` and the command line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mtlshare.cli import main
+from mtlshare.config import load_config
+from mtlshare.config_lines import key_line, key_of, override_of, parts
+from mtlshare.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "recipes" / "demo" / "demo.toml"
+
+TEXT = """\
+mechanism = "hard"   # line 1
+tasks = ["t1"]
+
+[train]
+epochs = 3
+lr = 0.1
+note = \"\"\"
+lr = not this one
+\"\"\"
+momentum = 0.9
+
+[compare.overrides.hierarchical]
+"trunk.hidden" = [200,
+  200]
+"hierarchical.depths" = { pos = 1 }
+
+[data.tasks.pos]
+column = "pos"
+
+[sparse]
+depths.ner = 2
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        (("mechanism",), 1),
+        (("tasks",), 2),
+        (("train",), 4),  # a table: its header
+        (("train", "lr"), 6),
+        (("train", "momentum"), 10),  # after a multi-line string whose lines are skipped
+        (("compare", "overrides", "hierarchical", "trunk.hidden"), 13),
+        (("compare", "overrides", "hierarchical", "hierarchical.depths", "pos"), 15),
+        (("data", "tasks", "pos", "column"), 18),
+        (("sparse", "depths", "ner"), 21),  # a dotted key under a header
+        (("sparse", "depths", "pos"), None),  # its holder is not set by a line of its own
+        (("train", "patience"), None),  # not in the file: a default
+        (("seed",), None),
+    ],
+)
+def test_the_line_that_sets_a_key(key, line):
+    assert key_line(TEXT, key) == line
+
+
+def test_an_inline_table_or_array_that_holds_the_key_is_its_line():
+    text = "[hierarchical]\ndepths = { pos = 1, ner = 2 }\n[[x.y]]\nz = 1\n"
+    assert key_line(text, ("hierarchical", "depths", "ner")) == 2
+    assert key_line(text, ("x", "y", "z")) == 4
+
+
+@pytest.mark.parametrize(
+    ("message", "key"),
+    [
+        ("train.lr: expected a number, got 'fast'", ("train", "lr")),
+        ("unknown key train.epoch; allowed keys in [train]: ...", ("train", "epoch")),
+        ("unknown key 'own'; allowed top-level keys: ...", ("own",)),
+        ("sparse: set round_steps or round_epochs > 0", ("sparse",)),
+        ("tasks: unknown task(s) ['t9']; the data's tasks are ['t1']", ("tasks",)),
+        ("a folder, not a config file", None),
+        ("expected key=value", None),
+    ],
+)
+def test_the_key_a_message_names(message, key):
+    assert key_of(message) == key
+
+
+def test_the_override_of_a_key_is_the_last_that_sets_it_or_its_table_or_a_key_in_it():
+    overrides = ["train.lr=1", "mechanism=sparse", "train.lr=2", "sparse={}"]
+    assert override_of(overrides, ("train", "lr")) == "train.lr=2"
+    assert override_of(overrides, ("sparse", "alpha")) == "sparse={}"
+    assert override_of(["sparse.alpha=2"], ("sparse",)) == "sparse.alpha=2"
+    assert override_of(overrides, ("train", "epochs")) is None
+    assert override_of(["mechanism=sparse"], ("sparse", "alpha")) is None
+    assert parts('a."b.c" . d') == ("a", "b.c", "d")
+
+
+def _with(tmp_path: Path, old: str, new: str) -> Path:
+    text = DEMO.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    path = tmp_path / "c.toml"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path
+
+
+def _line_of(path: Path, start: str) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(i for i, line in enumerate(lines, 1) if line.startswith(start))
+
+
+def test_a_bad_value_in_the_file_names_its_line(tmp_path):
+    path = _with(tmp_path, "[train]\n", "[train]\nbatchsize = 4\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}:{_line_of(path, 'batchsize')}: unknown key train.")
+
+
+def test_a_bad_override_is_named_not_the_file(tmp_path):
+    path = _with(tmp_path, "\nlr = ", '\nlr = "fast"\n# was: lr = ')
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}:{_line_of(path, 'lr')}: train.lr: expected")
+    with pytest.raises(ConfigError) as e:  # the file's line is not at fault: the override is
+        load_config(DEMO, ["train.lr=fast"])
+    assert str(e.value).startswith(f"override 'train.lr=fast' (on {DEMO}): train.lr: expected")
+
+
+def test_a_key_refused_while_the_model_is_built_names_its_line_or_override(tmp_path, capsys):
+    path = _with(tmp_path, "[hard]\n", "[conditioned]\nlayer = 9\n\n[hard]\n")
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "mechanism=conditioned"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"mtlshare: error: {path}:{_line_of(path, 'layer')}: conditioned.layer: " + (
+        "must be in [0, 1], got 9\n"
+    )
+    args = ["run", str(DEMO), "--out", str(out), "mechanism=conditioned", "conditioned.layer=9"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mtlshare: error: override 'conditioned.layer=9' (on {DEMO}): ")
+    assert not out.exists()
+
+
+def test_an_unknown_task_names_the_key(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(DEMO), "--out", str(out), 'tasks=["t9"]']) == 2
+    assert capsys.readouterr().err == (
+        f"mtlshare: error: override 'tasks=[\"t9\"]' (on {DEMO}): tasks: unknown task(s) "
+        "['t9']; the data's tasks are ['t1', 't2']\n"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("data.source", "data.source: unknown data source 'nope'; choose one of "),
+        ("mechanism", "mechanism: unknown mechanism 'nope'; choose one of hard, "),
+        ("experiment", "experiment: unknown experiment 'nope'; choose one of "),
+    ],
+)
+def test_an_unknown_component_names_its_key(key, says):
+    with pytest.raises(ConfigError) as e:
+        load_config(DEMO, [f"{key}=nope"])
+    assert str(e.value).startswith(f"override '{key}=nope' (on {DEMO}): {says}")
+    assert ("'custom' for a Problem" in str(e.value)) == (key == "data.source")
