@@ -199,3 +199,26 @@ def test_a_write_that_fails_leaves_the_file_as_it_was_and_no_temporary_file(
     atomic_write_text(target, "after\n", beside_others=beside_others)
     assert target.read_text() == "after\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_evaluate_reads_moved_data_from_data_dir_in_python_as_on_the_command_line(
+    tmp_path, capsys, tagger_config
+):
+    """The data files moved after training: ``evaluate(..., data_dir=...)`` (the name
+    ``load_run`` and ``--data-dir`` use) reads them from there and gives the run's scores."""
+    from mtlshare import evaluate
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_text("the DT\ncat NN\n\na DT\ndog NN\n\nthe DT\ndog NN\n")
+    (data / "dev.txt").write_text("a DT\ncat NN\n")
+    (data / "run.toml").write_text(tagger_config)
+    folder = tmp_path / "run"
+    assert main(["run", str(data / "run.toml"), "--out", str(folder), "--quiet"]) == 0
+    scores = evaluate(folder)
+    moved = data.rename(tmp_path / "moved")
+    with pytest.raises(MtlshareError):
+        evaluate(folder)
+    assert evaluate(folder, data_dir=moved) == scores
+    assert main(["evaluate", str(folder), "--data-dir", str(moved)]) == 0
+    capsys.readouterr()

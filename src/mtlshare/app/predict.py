@@ -317,20 +317,20 @@ def evaluate(
     run_dir: str | Path,
     split: str = "test",
     checkpoint: str = "best",
-    base_dir: str | Path | None = None,
+    data_dir: str | Path | None = None,
     device: str | torch.device = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Score the run's tasks on its own ``split`` (read again from its data files, relative
-    paths from ``base_dir`` or from where the run was trained): the numbers of its
-    ``results.json`` for the best checkpoint. A forecasting run's test split also gets its
-    ``forecast`` scores in the data's units (as ``results.json``'s ``forecast`` block). The
-    model is scored on ``device`` (as for ``load_run``), not on the run's ``train.device``.
-    Of the data's warnings only one is repeated: gold tags of ``split`` that training never saw
-    (``data.unseen_tags = "map"``), which the scores count as errors."""
+    paths from ``data_dir``, as for ``load_run`` and ``--data-dir``, or from where the run was
+    trained): the numbers of its ``results.json`` for the best checkpoint. A forecasting run's
+    test split also gets its ``forecast`` scores in the data's units (as ``results.json``'s
+    ``forecast`` block). The model is scored on ``device`` (as for ``load_run``), not on the
+    run's ``train.device``. Of the data's warnings only one is repeated: gold tags of ``split``
+    that training never saw (``data.unseen_tags = "map"``), which the scores count as errors."""
     if split not in ("dev", "test"):
         raise MtlshareError(f"--split: {split!r} is not one of dev, test")
-    run = load_run(run_dir, checkpoint, base_dir, device)
-    where = base_dir if base_dir is not None else run.spec.get("base_dir")
+    run = load_run(run_dir, checkpoint, data_dir, device)
+    where = data_dir if data_dir is not None else run.spec.get("base_dir")
     # the data's warnings were shown when it trained, but for the gold tags of the scored split
     # that training never saw: they count as errors in the scores printed now
     with warnings.catch_warnings(record=True) as shown:
