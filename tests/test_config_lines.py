@@ -21,11 +21,10 @@ tasks = ["t1"]
 
 [train]
 epochs = 3
-lr = 0.1
 note = \"\"\"
 lr = not this one
 \"\"\"
-momentum = 0.9
+lr = 0.1
 
 [compare.overrides.hierarchical]
 "trunk.hidden" = [200,
@@ -46,12 +45,12 @@ depths.ner = 2
         (("mechanism",), 1),
         (("tasks",), 2),
         (("train",), 4),  # a table: its header
-        (("train", "lr"), 6),
-        (("train", "momentum"), 10),  # after a multi-line string whose lines are skipped
-        (("compare", "overrides", "hierarchical", "trunk.hidden"), 13),
-        (("compare", "overrides", "hierarchical", "hierarchical.depths", "pos"), 15),
-        (("data", "tasks", "pos", "column"), 18),
-        (("sparse", "depths", "ner"), 21),  # a dotted key under a header
+        (("train", "lr"), 9),  # not line 7, inside a multi-line string
+        (("train", "momentum"), None),
+        (("compare", "overrides", "hierarchical", "trunk.hidden"), 12),
+        (("compare", "overrides", "hierarchical", "hierarchical.depths", "pos"), 14),
+        (("data", "tasks", "pos", "column"), 17),
+        (("sparse", "depths", "ner"), 20),  # a dotted key under a header
         (("sparse", "depths", "pos"), None),  # its holder is not set by a line of its own
         (("train", "patience"), None),  # not in the file: a default
         (("seed",), None),
@@ -161,3 +160,13 @@ def test_an_unknown_component_names_its_key(key, says):
         load_config(DEMO, [f"{key}=nope"])
     assert str(e.value).startswith(f"override '{key}=nope' (on {DEMO}): {says}")
     assert ("'custom' for a Problem" in str(e.value)) == (key == "data.source")
+
+
+def test_on_the_command_line_an_override_s_error_is_named_once(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(DEMO), "--out", str(out), "train.epoch=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"mtlshare: error: override 'train.epoch=1' (on {DEMO}): unknown key train.epoch; "
+    )
+    assert err.count(str(DEMO)) == 1 and err.count("\n") == 1
