@@ -112,3 +112,42 @@ def test_a_labelled_metric_reads_the_class_names(registered) -> None:
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
     assert task.evaluate(task.predictions(logits), torch.tensor([0, 0, 1])) == 0.5
     assert seen == [("a", "b")]
+
+
+def test_the_command_line_predicts_with_a_run_of_a_registered_metric_as_the_readme_says(
+    tmp_path: Path, registered
+) -> None:
+    """``mtlshare predict`` cannot know a metric of one's own; the README's line registers it in
+    the process first and gives the predictions ``load_run`` gives."""
+    import subprocess
+    import sys
+
+    mtlshare.register_metric("worst_error", worst_error, higher_is_better=False)
+    registered.append("worst_error")
+    cfg = from_dict(
+        {"data": {"source": "custom"}, "trunk": {"hidden": [8]}, "train": {"epochs": 1}}
+    )
+    out = tmp_path / "run"
+    mtlshare.run(cfg, out, problem=problem("worst_error"), progress=False)
+    x = problem("worst_error").tasks[0].test.x
+    rows = [",".join(f"x{i}" for i in range(6)), *(",".join(map(repr, r.tolist())) for r in x)]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "mymetrics.py").write_text(
+        "import mtlshare\nfrom mtlshare.tasks.metrics import observed\n\n\n"
+        "def worst_error(pred, target):\n    keep = observed(target)\n"
+        "    return float((pred[keep] - target[keep]).abs().max())\n\n\n"
+        'mtlshare.register_metric("worst_error", worst_error, higher_is_better=False)\n'
+    )
+    args = ["predict", str(out), "in.csv", "--out", "out.csv", "--tasks", "value"]
+    plain = [sys.executable, "-m", "mtlshare", *args]
+    done = subprocess.run(plain, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown metric 'worst_error'" in done.stderr
+    line = "import mymetrics; from mtlshare.cli import main; raise SystemExit(main())"
+    done = subprocess.run(
+        [sys.executable, "-c", line, *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    got = torch.tensor([float(r.split(",")[-1]) for r in lines[1:]])
+    expected = mtlshare.load_run(out).predict("value", x).flatten()
+    assert torch.allclose(got, expected, atol=1e-5), (lines[:2], expected[:2])
