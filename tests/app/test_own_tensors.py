@@ -127,7 +127,7 @@ def test_the_configs_tasks_select_from_own_tensors_as_from_a_data_source(tmp_pat
     results = mtlshare.run(one, tmp_path / "one", problem=own_problem(x), progress=False)
     assert list(results["tasks"]) == ["kind"]
     typo = tiny_config().replace(tasks=["kind", "valeu"])
-    with pytest.raises(DataError, match=r"unknown task\(s\) \['valeu'\]"):
+    with pytest.raises(ConfigError, match=r"^tasks: unknown task\(s\) \['valeu'\]"):
         mtlshare.run(typo, tmp_path / "typo", problem=own_problem(x), progress=False)
     assert not (tmp_path / "typo").exists()
 

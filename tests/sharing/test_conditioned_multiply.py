@@ -77,6 +77,9 @@ def test_the_command_line_refuses_them_before_the_out_folder(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert code == 2
-    # one line, naming the config file whose setting is refused while the model is built
-    assert len(err.splitlines()) == 1 and err.startswith(f"mtlshare: error: {DEMO}: conditioned.")
+    # one line, naming the override (and its config file) whose setting is refused while the
+    # model is built
+    where = f"override 'conditioned.descriptors={{t1 = [0.0], t2 = [1.0]}}' (on {DEMO})"
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"mtlshare: error: {where}: conditioned.descriptors: "), err
     assert not out.exists()
