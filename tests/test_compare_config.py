@@ -514,6 +514,19 @@ def test_a_run_whose_weights_cannot_be_built_is_refused_before_the_folder(tmp_pa
     assert not (tmp_path / "c").exists()
 
 
+def test_a_comparison_of_some_tasks_trains_those_and_refuses_an_unknown_one_first(tmp_path):
+    """``tasks`` picks the comparison's tasks, in its order; a task the data has not is a
+    ConfigError naming the key, before the folder is made (not a run's failure in it)."""
+    with pytest.raises(
+        ConfigError, match=r"^tasks: unknown task\(s\) \['t9'\]; the data's tasks are \['t1'"
+    ):
+        compare(tiny(DEMO, 'tasks=["t2", "t9"]'), ["hard"], tmp_path / "c", progress=False)
+    assert not (tmp_path / "c").exists()
+    out = tmp_path / "two"
+    compare(tiny(DEMO, 'tasks=["t3", "t1"]'), ["hard"], out, progress=False)
+    assert read_json(out / "comparison.json")["tasks"] == ["t3", "t1"]
+
+
 def test_a_comparison_given_another_row_resumes_its_finished_runs(tmp_path):
     """A row added to [compare] (here a variant) changes every run's saved [compare] table,
     not how any of them trains: the finished runs are read back, only the new row trains."""

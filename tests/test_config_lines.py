@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtlshare.cli import main
-from mtlshare.config import load_config
+from mtlshare.config import load_config, where
 from mtlshare.config_lines import key_line, key_of, override_of, parts
 from mtlshare.errors import ConfigError
 
@@ -170,3 +170,88 @@ def test_on_the_command_line_an_override_s_error_is_named_once(tmp_path, capsys)
         f"mtlshare: error: override 'train.epoch=1' (on {DEMO}): unknown key train.epoch; "
     )
     assert err.count(str(DEMO)) == 1 and err.count("\n") == 1
+
+
+LAYOUTS = """\
+[ compare . variants . my-row ]  # a header with spaces, a hyphen and a comment
+mechanism = "soft"
+'soft.penalty' = "l2"
+note = \"\"\"one line\"\"\"
+train . lr = 0.5
+
+[train]
+note = '''
+first
+lr = not this one
+'''
+lr = 0.1
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        (("compare", "variants", "my-row"), 1),
+        (("compare", "variants", "my-row", "mechanism"), 2),
+        (("compare", "variants", "my-row", "soft.penalty"), 3),  # a literal-string key
+        (("compare", "variants", "my-row", "train", "lr"), 5),  # after a one-line """ string
+        (("train", "lr"), 12),  # not line 10, inside a multi-line literal string
+    ],
+)
+def test_the_line_of_a_key_in_other_layouts(key, line):
+    assert key_line(LAYOUTS, key) == line
+
+
+@pytest.mark.parametrize(
+    ("message", "key"),
+    [
+        ("unknown key data.tasks.ner.colum; allowed: ...", ("data", "tasks", "ner", "colum")),
+        ("compare.variants.my-row: x", ("compare", "variants", "my-row")),
+        ("train.txt:12: a line with one column", None),  # a file's line, not a key
+    ],
+)
+def test_the_key_a_message_names_or_not(message, key):
+    assert key_of(message) == key
+
+
+def test_an_override_is_found_with_spaces_around_its_key_and_an_equals_sign_in_its_value():
+    assert override_of(["train.lr = 2"], ("train", "lr")) == "train.lr = 2"
+    assert override_of(['tasks=["a=b"]'], ("tasks",)) == 'tasks=["a=b"]'
+    with pytest.raises(ConfigError) as e:  # not the line of the file that sets train.lr
+        load_config(DEMO, ["train.lr = fast"])
+    assert str(e.value).startswith(f"override 'train.lr = fast' (on {DEMO}): train.lr: ")
+
+
+def test_the_line_of_a_file_that_starts_with_a_byte_order_mark(tmp_path):
+    text = DEMO.read_text(encoding="utf-8")
+    path = tmp_path / "c.toml"
+    path.write_text('\ufeffmechanism = "nope"\n' + text.replace('mechanism = "hard"\n', ""))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}:1: mechanism: unknown mechanism 'nope'")
+
+
+def test_where_names_the_file_alone_when_it_cannot_read_it_or_the_message_names_no_key(tmp_path):
+    gone = tmp_path / "gone.toml"
+    assert where(gone, [], "train.lr: expected a number") == str(gone)
+    assert where(DEMO, ["train.lr=1"], "a message naming no key") == str(DEMO)
+
+
+def test_a_data_source_s_error_also_offers_custom():
+    with pytest.raises(ConfigError, match=r"; choose one of [a-z_, ]+\w, or 'custom' for a Pro"):
+        load_config(DEMO, ["data.source=nope"])
+
+
+def test_only_a_config_error_is_given_the_config_s_line_or_override():
+    from argparse import Namespace
+
+    from mtlshare.cli import _in_config
+    from mtlshare.errors import DataError
+
+    args = Namespace(config=str(DEMO), overrides=["train.lr=1"])
+    assert _in_config(DataError("train.lr: not a setting's error"), args) == (
+        "train.lr: not a setting's error"
+    )
+    assert _in_config(ConfigError("train.lr: refused"), args) == (
+        f"override 'train.lr=1' (on {DEMO}): train.lr: refused"
+    )

@@ -221,4 +221,7 @@ def test_evaluate_reads_moved_data_from_data_dir_in_python_as_on_the_command_lin
         evaluate(folder)
     assert evaluate(folder, data_dir=moved) == scores
     assert main(["evaluate", str(folder), "--data-dir", str(moved)]) == 0
+    # a run from before inference.json: its vocabularies are rebuilt from data_dir's files too
+    (folder / "inference.json").unlink()
+    assert evaluate(folder, data_dir=moved) == scores
     capsys.readouterr()

@@ -519,6 +519,22 @@ def test_the_search_ends_rewound_to_the_configured_point(rewind):
     assert any(not torch.equal(seen[k], init[k]) for k in init)
 
 
+def test_rewound_to_init_the_warning_counts_a_warm_up_given_in_epochs_in_steps():
+    torch.manual_seed(0)
+    cfg = SparseConfig(
+        alpha=0.3, target_density=0.2, round_steps=4, warmup_epochs=1.0, rewind="init"
+    )
+    model = SparseSharing(backbone("mlp"), TASKS, cfg)
+    st = trainer(model, problem()).structure_trainer()
+    steps = st.steps_per_epoch(model.task_names)
+    assert steps > 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.prepare(st)
+    said = [str(w.message) for w in caught if "discards the" in str(w.message)]
+    assert said and all(f"discards the {steps:,}-step multi-task warm-up" in m for m in said)
+
+
 def test_masks_command_prints_densities_and_overlaps(tmp_path, capsys):
     from mtlshare.cli import main
 
