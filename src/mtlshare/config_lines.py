@@ -17,8 +17,9 @@ _PART_RE = re.compile(_PART)
 # "unknown key 'own'; ..." (a top-level one)
 _MESSAGE = re.compile(
     rf"^(?:unknown key '(?P<top>{_BARE})'[;:]|unknown key (?P<unknown>{_BARE}(?:\.{_BARE})*)[;:]"
-    rf"|(?P<named>{_BARE}(?:\.{_BARE})*):\s)"
+    rf"|(?P<named>{_PART}(?:\.{_PART})*):\s)"
 )
+_BARE_RE = re.compile(_BARE)
 
 
 def parts(key: str) -> tuple[str, ...]:
@@ -32,8 +33,14 @@ def key_of(message: str) -> tuple[str, ...] | None:
     found = _MESSAGE.match(message)
     if found is None:
         return None
-    key = found.group("top") or found.group("unknown") or found.group("named")
-    return tuple(key.split("."))
+    key = found.group("top") or found.group("unknown")
+    return tuple(key.split(".")) if key is not None else parts(found.group("named"))
+
+
+def dotted(key: tuple[str, ...]) -> str:
+    """``key`` as a dotted TOML key, quoting the parts that are not bare
+    (``compare.variants."hard+dwa"``)."""
+    return ".".join(p if _BARE_RE.fullmatch(p) else f'"{p}"' for p in key)
 
 
 def key_line(text: str, key: tuple[str, ...]) -> int | None:

@@ -5,9 +5,12 @@ another, or to worker processes (``mtlshare.app.jobs``)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mtlshare import config_lines
 from mtlshare.app.build import build_model, build_problem, configured_tasks
 from mtlshare.app.figures import draw
 from mtlshare.app.jobs import (
@@ -78,7 +81,8 @@ def compare(
     for name in mechanisms:  # a bad mechanism setting fails now, not after hours of training
         if name not in (SINGLE, SUBNET):
             row = row_config(cfg, name)
-            model = build_model(row, problem)
+            with _set_by_row(cfg, name):
+                model = build_model(row, problem)
             if row.train.schedule == "joint":
                 try:
                     check_joint(row.weighting.kind, model)
@@ -89,8 +93,9 @@ def compare(
     for job in plan:  # so do every run's loss weights and selection rule
         tasks = [job.task] if job.task is not None else names
         run_cfg = row_config(cfg, job.name, tasks=tasks)
-        LossWeighting(tasks, run_cfg.weighting, cfg.seed)
-        check_select_on(run_cfg.train, tasks)
+        with _set_by_row(cfg, job.name):
+            LossWeighting(tasks, run_cfg.weighting, cfg.seed)
+            check_select_on(run_cfg.train, tasks)
     base = str(base_dir) if base_dir is not None else None
     remember_problem(cfg.to_dict(), base, every_task)
     if resume:  # kept runs copied to another folder name their sparse run by its old path
@@ -183,7 +188,29 @@ def row_config(cfg: Config, name: str, **extra: Any) -> Config:
         changes.update(overrides.get("sparse", {}))
     changes.update(overrides.get(name, {}))
     mechanism = {SINGLE: "hard", SUBNET: "sparse"}.get(name, changes.pop("mechanism", name))
-    return cfg.replace(**{**changes, "mechanism": mechanism, **extra})
+    with _set_by_row(cfg, name):
+        return cfg.replace(**{**changes, "mechanism": mechanism, **extra})
+
+
+@contextmanager
+def _set_by_row(cfg: Config, name: str) -> Iterator[None]:
+    """A setting refused in row ``name``'s config names the ``[compare]`` table of the row
+    that set it (``compare.overrides.soft: soft.weights: ...``): the line of the config file
+    that sets the key for the other rows is not at fault, and naming the key alone would send
+    the user to it."""
+    try:
+        yield
+    except ConfigError as e:
+        key = config_lines.key_of(str(e))
+        if key is None:
+            raise
+        tables = [("overrides", name), ("overrides", "sparse"), ("variants", name)]
+        for kind, row in tables if name == SUBNET else tables[::2]:  # the last applied first
+            changes = getattr(cfg.compare, kind).get(row, {})
+            if config_lines.override_of([f"{k}=" for k in changes], key) is not None:
+                table = config_lines.dotted(("compare", kind, row))
+                raise ConfigError(f"{table}: {e}") from None
+        raise
 
 
 def _plan(
