@@ -9,7 +9,7 @@ import pytest
 
 from mtlshare.cli import main
 from mtlshare.config import load_config, where
-from mtlshare.config_lines import key_line, key_of, override_of, parts
+from mtlshare.config_lines import dotted, key_line, key_of, override_of, parts
 from mtlshare.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,10 +208,13 @@ def test_the_line_of_a_key_in_other_layouts(key, line):
         ("unknown key data.tasks.ner.colum; allowed: ...", ("data", "tasks", "ner", "colum")),
         ("compare.variants.my-row: x", ("compare", "variants", "my-row")),
         ("train.txt:12: a line with one column", None),  # a file's line, not a key
+        ('compare.variants."hard+dwa": x', ("compare", "variants", "hard+dwa")),
     ],
 )
 def test_the_key_a_message_names_or_not(message, key):
     assert key_of(message) == key
+    if key is not None:
+        assert key_of(f"{dotted(key)}: x") == key
 
 
 def test_an_override_is_found_with_spaces_around_its_key_and_an_equals_sign_in_its_value():
@@ -255,3 +258,40 @@ def test_only_a_config_error_is_given_the_config_s_line_or_override():
     assert _in_config(ConfigError("train.lr: refused"), args) == (
         f"override 'train.lr=1' (on {DEMO}): train.lr: refused"
     )
+
+
+@pytest.mark.parametrize(
+    ("table", "setting", "row", "says"),
+    [
+        (  # refused while the row's config is read
+            "[compare.overrides.cross_stitch]",
+            '"cross_stitch.self_weight" = 5.0',
+            "cross_stitch",
+            "compare.overrides.cross_stitch: cross_stitch.self_weight: must be in [0, 1]",
+        ),
+        (  # refused while the row's model is built
+            "[compare.overrides.hierarchical]",
+            '"hierarchical.depths" = { t1 = 5 }',
+            "hierarchical",
+            "compare.overrides.hierarchical: hierarchical.depths.t1: depth must be in [1, 2]",
+        ),
+        (  # a variant whose name is not a bare key
+            '[compare.variants."soft+neg"]\nmechanism = "soft"',
+            '"soft.weights" = [-1.0]',
+            "soft+neg",
+            'compare.variants."soft+neg": soft.weights: must be >= 0 and finite',
+        ),
+    ],
+)
+def test_a_compare_row_s_setting_names_its_table_not_the_line_the_other_rows_read(
+    tmp_path, capsys, table, setting, row, says
+):
+    """The demo sets cross_stitch.self_weight, hierarchical.depths and soft.weights in their
+    own tables, rightly: the comparison's error is about the row's [compare] table."""
+    path = tmp_path / "c.toml"
+    path.write_text(f"{DEMO.read_text(encoding='utf-8')}\n{table}\n{setting}\n", encoding="utf-8")
+    out = tmp_path / "cmp"
+    assert main(["compare", str(path), "--out", str(out), "--mechanisms", row]) == 2
+    line = _line_of(path, table.splitlines()[0])
+    assert capsys.readouterr().err.startswith(f"mtlshare: error: {path}:{line}: {says}")
+    assert not out.exists()
