@@ -295,3 +295,18 @@ def test_a_compare_row_s_setting_names_its_table_not_the_line_the_other_rows_rea
     line = _line_of(path, table.splitlines()[0])
     assert capsys.readouterr().err.startswith(f"mtlshare: error: {path}:{line}: {says}")
     assert not out.exists()
+
+
+def test_a_compare_row_s_setting_its_table_leaves_alone_is_the_file_s_line(tmp_path, capsys):
+    path = _with(tmp_path, "depths = { t1 = 1 }", "depths = { t1 = 5 }")
+    path.write_text(
+        path.read_text(encoding="utf-8")
+        + '\n[compare.overrides.hierarchical]\n"trunk.dropout" = 0.1\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "c"
+    assert main(["compare", str(path), "--out", str(out), "--mechanisms", "hierarchical"]) == 2
+    line = _line_of(path, "depths")
+    assert capsys.readouterr().err.startswith(
+        f"mtlshare: error: {path}:{line}: hierarchical.depths.t1: depth must be in [1, 2]"
+    )
