@@ -185,12 +185,17 @@ first
 lr = not this one
 '''
 lr = 0.1
+
+[data]
+sep = "'''"  # a one-line string holding a triple quote opens none
+source = "conll"
 """
 
 
 @pytest.mark.parametrize(
     ("key", "line"),
     [
+        (("data", "source"), 16),
         (("compare", "variants", "my-row"), 1),
         (("compare", "variants", "my-row", "mechanism"), 2),
         (("compare", "variants", "my-row", "soft.penalty"), 3),  # a literal-string key

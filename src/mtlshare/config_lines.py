@@ -71,8 +71,8 @@ def key_line(text: str, key: tuple[str, ...]) -> int | None:
         if key[: len(full)] == full and (holder is None or len(full) > holder[0]):
             holder = (len(full), number)
         value = line[assign.end() :]
-        for quotes in ('"""', "'''"):
-            if value.count(quotes) % 2 == 1:
+        for quotes in ('"""', "'''"):  # a value that opens a multi-line string
+            if value.lstrip().startswith(quotes) and value.count(quotes) % 2 == 1:
                 in_string = quotes
     if exact is not None:
         return exact
