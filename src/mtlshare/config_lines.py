@@ -84,8 +84,13 @@ def override_of(overrides: list[str], key: tuple[str, ...]) -> str | None:
     inside it; ``None`` when none does."""
     found = None
     for item in overrides:
-        name = tuple(p.strip() for p in item.partition("=")[0].split("."))
-        shorter = min(len(name), len(key))
-        if name[:shorter] == key[:shorter]:
+        if covers(item.partition("=")[0], key):
             found = item
     return found
+
+
+def covers(name: str, key: tuple[str, ...]) -> bool:
+    """Whether setting the dotted ``name`` sets ``key``, a table holding it, or a key inside it."""
+    named = tuple(p.strip() for p in name.split("."))
+    shorter = min(len(named), len(key))
+    return named[:shorter] == key[:shorter]

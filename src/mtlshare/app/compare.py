@@ -207,7 +207,7 @@ def _set_by_row(cfg: Config, name: str) -> Iterator[None]:
         tables = [("overrides", name), ("overrides", "sparse"), ("variants", name)]
         for kind, row in tables if name == SUBNET else tables[::2]:  # the last applied first
             changes = getattr(cfg.compare, kind).get(row, {})
-            if config_lines.override_of([f"{k}=" for k in changes], key) is not None:
+            if any(config_lines.covers(k, key) for k in changes):
                 table = config_lines.dotted(("compare", kind, row))
                 raise ConfigError(f"{table}: {e}") from None
         raise
