@@ -315,3 +315,16 @@ def test_a_compare_row_s_setting_its_table_leaves_alone_is_the_file_s_line(tmp_p
     assert capsys.readouterr().err.startswith(
         f"mtlshare: error: {path}:{line}: hierarchical.depths.t1: depth must be in [1, 2]"
     )
+
+
+def test_a_message_that_starts_with_key_equals_value_names_its_line_or_override(tmp_path):
+    assert key_of("weighting.kind = 'gradnorm' combines every task's loss") == ("weighting", "kind")
+    path = tmp_path / "c.toml"
+    path.write_text(DEMO.read_text(encoding="utf-8") + '\n[weighting]\nkind = "gradnorm"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    last = len(path.read_text(encoding="utf-8").splitlines())  # the added `kind = "gradnorm"`
+    assert str(e.value).startswith(f"{path}:{last}: weighting.kind = 'gradnorm'")
+    with pytest.raises(ConfigError) as e:
+        load_config(DEMO, ["weighting.kind=gradnorm"])
+    assert str(e.value).startswith(f"override 'weighting.kind=gradnorm' (on {DEMO}): weighting.")

@@ -14,10 +14,10 @@ _HEADER = re.compile(rf"^\s*\[\[?\s*(?P<key>{_KEY})\s*\]\]?\s*(?:#.*)?$")
 _ASSIGN = re.compile(rf"^\s*(?P<key>{_KEY})\s*=")
 _PART_RE = re.compile(_PART)
 # the key an error message starts with: "train.lr: ...", "unknown key train.epoch; ...",
-# "unknown key 'own'; ..." (a top-level one)
+# "unknown key 'own'; ..." (a top-level one), "weighting.kind = 'gradnorm' combines ..."
 _MESSAGE = re.compile(
     rf"^(?:unknown key '(?P<top>{_BARE})'[;:]|unknown key (?P<unknown>{_BARE}(?:\.{_BARE})*)[;:]"
-    rf"|(?P<named>{_PART}(?:\.{_PART})*):\s)"
+    rf"|(?P<named>{_PART}(?:\.{_PART})*):\s|(?P<assigned>{_BARE}(?:\.{_BARE})*) = )"
 )
 _BARE_RE = re.compile(_BARE)
 
@@ -33,7 +33,7 @@ def key_of(message: str) -> tuple[str, ...] | None:
     found = _MESSAGE.match(message)
     if found is None:
         return None
-    key = found.group("top") or found.group("unknown")
+    key = found.group("top") or found.group("unknown") or found.group("assigned")
     return tuple(key.split(".")) if key is not None else parts(found.group("named"))
 
 
