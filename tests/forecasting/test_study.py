@@ -267,3 +267,16 @@ def test_a_prediction_at_a_masked_day_can_be_anything_even_nan():
         assert loss == expected
         assert torch.isfinite(grad).all() and grad[1, 0] == 0 and grad[3, 0] == 0
         assert torch.equal(grad, results[0][1])
+
+
+def test_the_forecast_experiment_on_a_source_without_a_horizon_is_one_line(tmp_path, capsys):
+    """``experiment=forecast`` over the demo's synthetic data: one line naming what it needs,
+    exit 2 and no folder (it was an AttributeError traceback reading ``data.horizon``)."""
+    from mtlshare.cli import main
+
+    demo = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "demo.toml"
+    out = tmp_path / "out"
+    assert main(["run", str(demo), "--out", str(out), "experiment=forecast"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "experiment = 'forecast' needs data.source in" in err
+    assert "got 'synthetic'" in err and not out.exists()

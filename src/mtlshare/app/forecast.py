@@ -402,7 +402,8 @@ def run_forecast(
     """The whole study; returns (and writes) ``results.json``."""
     fc: ForecastConfig = cfg.experiments["forecast"]
     require_data_source(cfg)  # "custom" has no [data] to read the horizon from
-    fc.validate(cfg.data_source, cfg.data.horizon)
+    # a source without a horizon (synthetic, conll) is refused by validate, naming the key
+    fc.validate(cfg.data_source, getattr(cfg.data, "horizon", 1))
     if resume:
         raise MtlshareError(
             "--resume is not supported by the forecast experiment (it keeps no checkpoint): "
