@@ -122,10 +122,11 @@ def _rewind_point(
         steps = steps_of(trainer, tasks, cfg.warmup_steps, cfg.warmup_epochs)
         if cfg.rewind == "init":
             warnings.warn(
-                f"sparse: rewind = 'init' discards the {steps:,}-step multi-task warm-up (every "
-                "pruning round and the subnets' training start from the initial weights, each "
-                "with a fresh optimizer), so it costs time and changes only the random stream; "
-                "set sparse.warmup_steps and sparse.warmup_epochs to 0 to skip it",
+                f"sparse: rewind = 'init' discards the {steps:,}-step multi-task warm-up's "
+                "weights (every pruning round and the subnets' training start from the initial "
+                "weights, each with a fresh optimizer), so it costs time and changes only the "
+                "random stream and any loss weights the weighting learns; set "
+                "sparse.warmup_steps and sparse.warmup_epochs to 0 to skip it",
                 stacklevel=2,
             )
         if trainer.progress:  # the warm-up has no bar of its own: say what is running
