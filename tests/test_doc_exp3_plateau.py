@@ -13,7 +13,9 @@ from md_tables import section, table
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "docs" / "results" / "exp3-paper"
 DOC = ROOT / "docs" / "results" / "exp3.md"
-SECTION = "### Trained to the plateau: under way (seed 0's single-task runs so far)"
+SECTION = (
+    "### Trained to the plateau: under way (seed 0's single-task and hard-sharing runs so far)"
+)
 TASKS = ("pos", "chunk", "ner")
 ROWS = ("hard", "sparse", "cross_stitch", "hierarchical")  # the 20-epoch sharing rows
 
@@ -56,3 +58,21 @@ def test_the_chunking_gain_and_the_rows_it_passes_are_the_kept_runs() -> None:
     assert f"({100 * min(shared):.2f} to {100 * max(shared):.2f})" in body
     assert max(shared) < long
     assert f"{93.71 - 100 * long:.2f} under the paper's single-task 93.71" in body
+
+
+def test_the_hard_sharing_plateau_table_is_the_kept_runs() -> None:
+    body = section(DOC.read_text(encoding="utf-8"), SECTION)
+    rows = table(body, "| hard sharing, seed 0")
+    hard = results(PAPER / "plateau" / "epochs-80" / "hard")
+    hard20 = results(PAPER / "runs" / "hard")
+    assert hard["seed"] == hard20["seed"] == 0
+    assert f"(best epoch {hard['best_epoch']} of {hard['epochs_run']}," in body
+    cells, gaps = [], []
+    for task in TASKS:
+        single = results(plateau_run(task))["tasks"][task]["test"]
+        single20 = results(PAPER / "runs" / "single" / task)["tasks"][task]["test"]
+        ours, ours20 = hard["tasks"][task]["test"], hard20["tasks"][task]["test"]
+        cells.append(f"{100 * ours:.2f}")
+        gaps.append(f"{100 * (ours - single):+.2f} / {100 * (ours20 - single20):+.2f}")
+    assert rows["cap 80"] == cells
+    assert rows["minus single task: at the plateau / at 20 epochs (points)"] == gaps

@@ -126,3 +126,30 @@ def test_the_soft_sharing_plateau_table_is_the_kept_runs() -> None:
         assert rows["soft sharing at the plateau"][i] == f"{soft:.4f}"
         gaps = f"{points(soft, single)} / {points(soft20, single20)}"
         assert rows["soft minus single: at the plateau / at 20 epochs (points)"][i] == gaps
+
+
+def test_the_hierarchical_plateau_table_is_the_kept_runs() -> None:
+    """Hierarchical sharing's seed-0 plateau run against single-task training's, and both rows'
+    20-epoch runs, from their ``results.json``; and the best and last epochs the prose gives."""
+    other = PAPER / "plateau" / "epochs-80-other-rows"
+
+    def result(run: Path) -> Any:
+        return json.loads((run / "results.json").read_text(encoding="utf-8"))
+
+    text = md_tables.section(
+        DOC.read_text(encoding="utf-8"), "#### Hierarchical sharing at the plateau (seed 0)"
+    )
+    rows = table(text, "| test, seed 0 | POS acc |")
+    for i, task in enumerate(TASKS):
+        ours = result(other / "hierarchical")["tasks"][task]["test"]
+        single = result(other / "single" / task)["tasks"][task]["test"]
+        ours20 = result(PAPER / "runs" / "hierarchical")["tasks"][task]["test"]
+        single20 = result(PAPER / "runs" / "single" / task)["tasks"][task]["test"]
+        assert rows["hierarchical sharing at the plateau"][i] == f"{ours:.4f}"
+        assert rows["single task at the plateau"][i] == f"{single:.4f}"
+        gaps = f"{points(ours, single)} / {points(ours20, single20)}"
+        assert rows["hierarchical minus single: at the plateau / at 20 epochs (points)"][i] == gaps
+    kept = result(other / "hierarchical")
+    assert f"after epoch {kept['epochs_run']}, its best dev epoch {kept['best_epoch']}" in " ".join(
+        text.split()
+    )
