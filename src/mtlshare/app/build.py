@@ -11,7 +11,7 @@ from torch import nn
 
 from mtlshare.config import CUSTOM, Config
 from mtlshare.data.datasets import Problem
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, DataError
 from mtlshare.models.trunks import backbone_from_config
 from mtlshare.models.tying import TiedHead, tie_weights
 from mtlshare.registry import DATA_SOURCES, MECHANISMS
@@ -44,11 +44,10 @@ def configured_tasks(cfg: Config, problem: Problem) -> Problem:
     data has no task of is one line naming the key."""
     if not cfg.tasks:
         return problem
-    known = [td.task.name for td in problem.tasks]
-    unknown = [t for t in cfg.tasks if t not in known]
-    if unknown:
-        raise ConfigError(f"tasks: unknown task(s) {unknown}; the data's tasks are {known}")
-    return problem.select(cfg.tasks)
+    try:
+        return problem.select(cfg.tasks)
+    except DataError as e:  # select's one refusal: a name the data has no task of
+        raise ConfigError(f"tasks: {e}") from None
 
 
 def build_model(cfg: Config, problem: Problem) -> SharingModel:

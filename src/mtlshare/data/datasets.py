@@ -107,7 +107,7 @@ class Problem:
         by_name = {td.task.name: td for td in self.tasks}
         unknown = [n for n in names if n not in by_name]
         if unknown:
-            raise DataError(f"unknown task(s) {unknown}; tasks are {list(by_name)}")
+            raise DataError(f"unknown task(s) {unknown}; the data's tasks are {list(by_name)}")
         chosen = [by_name[n] for n in names]
         return Problem(chosen, self.input_dim, self.build_stem, self.meta, self.inference)
 
