@@ -106,50 +106,41 @@ def test_the_readme_rows_are_the_kept_runs(
     assert len(rows) == 3
 
 
-def test_the_soft_sharing_plateau_table_is_the_kept_runs() -> None:
-    """Soft sharing's seed-0 plateau run (kept without a comparison.json: its folder's other
-    rows still train) against single-task training's seed-0 plateau runs, and both rows' 20-epoch
+OTHER = PAPER / "plateau" / "epochs-80-other-rows"  # seed 0's other rows, kept as they end
+
+
+def result(run: Path) -> Any:
+    return json.loads((run / "results.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    ("row", "name", "heading"),
+    [
+        ("soft", "soft", "#### Soft sharing at the plateau (seed 0)"),
+        ("hierarchical", "hierarchical", "#### Hierarchical sharing at the plateau (seed 0)"),
+    ],
+)
+def test_a_seed_0_plateau_table_is_the_kept_runs(row: str, name: str, heading: str) -> None:
+    """A row's seed-0 plateau run (kept without a comparison.json: its folder's other rows
+    still train) against single-task training's seed-0 plateau runs, and both rows' 20-epoch
     runs, from their ``results.json``."""
-    other = PAPER / "plateau" / "epochs-80-other-rows"
-
-    def test_score(run: Path, task: str) -> float:
-        return float(
-            json.loads((run / "results.json").read_text(encoding="utf-8"))["tasks"][task]["test"]
-        )
-
-    rows = table(section(), "| test, seed 0 | POS acc |")
+    rows = table(md_tables.section(DOC.read_text(encoding="utf-8"), heading), "| test, seed 0 |")
     for i, task in enumerate(TASKS):
-        soft, single = test_score(other / "soft", task), test_score(other / "single" / task, task)
-        soft20 = test_score(PAPER / "runs" / "soft", task)
-        single20 = test_score(PAPER / "runs" / "single" / task, task)
+        ours = result(OTHER / row)["tasks"][task]["test"]
+        single = result(OTHER / "single" / task)["tasks"][task]["test"]
+        ours20 = result(PAPER / "runs" / row)["tasks"][task]["test"]
+        single20 = result(PAPER / "runs" / "single" / task)["tasks"][task]["test"]
         assert rows["single task at the plateau"][i] == f"{single:.4f}"
-        assert rows["soft sharing at the plateau"][i] == f"{soft:.4f}"
-        gaps = f"{points(soft, single)} / {points(soft20, single20)}"
-        assert rows["soft minus single: at the plateau / at 20 epochs (points)"][i] == gaps
+        assert rows[f"{name} sharing at the plateau"][i] == f"{ours:.4f}"
+        gaps = f"{points(ours, single)} / {points(ours20, single20)}"
+        assert rows[f"{name} minus single: at the plateau / at 20 epochs (points)"][i] == gaps
 
 
-def test_the_hierarchical_plateau_table_is_the_kept_runs() -> None:
-    """Hierarchical sharing's seed-0 plateau run against single-task training's, and both rows'
-    20-epoch runs, from their ``results.json``; and the best and last epochs the prose gives."""
-    other = PAPER / "plateau" / "epochs-80-other-rows"
-
-    def result(run: Path) -> Any:
-        return json.loads((run / "results.json").read_text(encoding="utf-8"))
-
+def test_the_hierarchical_run_s_epochs_are_the_kept_run_s() -> None:
     text = md_tables.section(
         DOC.read_text(encoding="utf-8"), "#### Hierarchical sharing at the plateau (seed 0)"
     )
-    rows = table(text, "| test, seed 0 | POS acc |")
-    for i, task in enumerate(TASKS):
-        ours = result(other / "hierarchical")["tasks"][task]["test"]
-        single = result(other / "single" / task)["tasks"][task]["test"]
-        ours20 = result(PAPER / "runs" / "hierarchical")["tasks"][task]["test"]
-        single20 = result(PAPER / "runs" / "single" / task)["tasks"][task]["test"]
-        assert rows["hierarchical sharing at the plateau"][i] == f"{ours:.4f}"
-        assert rows["single task at the plateau"][i] == f"{single:.4f}"
-        gaps = f"{points(ours, single)} / {points(ours20, single20)}"
-        assert rows["hierarchical minus single: at the plateau / at 20 epochs (points)"][i] == gaps
-    kept = result(other / "hierarchical")
+    kept = result(OTHER / "hierarchical")
     assert f"after epoch {kept['epochs_run']}, its best dev epoch {kept['best_epoch']}" in " ".join(
         text.split()
     )
