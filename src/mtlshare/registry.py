@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from mtlshare.errors import ConfigError
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,18 @@ class Registry(Generic[T]):
         self, name: str, *, config: type | None = None, summary: str = "", paper: str = ""
     ) -> Callable[[T], T]:
         def decorate(obj: T) -> T:
-            # the same definition again is its module imported again (``importlib.reload``,
-            # a notebook's autoreload): it takes the old one's place
-            if name in self._entries and not _same_definition(self._entries[name].build, obj):
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = Entry(name, obj, config, summary, paper)
+            self._add(Entry(name, obj, config, summary, paper))
             return obj
 
         return decorate
+
+    def _add(self, entry: Entry[T]) -> None:
+        # the same definition again is its module imported again (``importlib.reload``,
+        # a notebook's autoreload): it takes the old one's place
+        old = self._entries.get(entry.name)
+        if old is not None and not _same_definition(old.build, entry.build):
+            raise ValueError(f"{self.kind} {entry.name!r} is registered twice")
+        self._entries[entry.name] = entry
 
     def __getitem__(self, name: str) -> Entry[T]:
         try:
@@ -75,6 +80,21 @@ class Registry(Generic[T]):
         return list(self._entries_now())
 
 
+class CallableRegistry(Registry[Callable[..., Any]]):
+    """A registry of classes and functions whose decorator hands back what it decorates with
+    its own type, so that a data source registered by a user keeps its signature for type
+    checkers (``Registry.register`` would make it a ``Callable[..., Any]``)."""
+
+    def register(
+        self, name: str, *, config: type | None = None, summary: str = "", paper: str = ""
+    ) -> Callable[[F], F]:
+        def decorate(obj: F) -> F:
+            self._add(Entry(name, obj, config, summary, paper))
+            return obj
+
+        return decorate
+
+
 def _same_definition(old: object, new: object) -> bool:
     """Whether ``new`` is ``old``'s definition run again: a class or function of the same
     module and qualified name."""
@@ -82,8 +102,8 @@ def _same_definition(old: object, new: object) -> bool:
     return None not in where[0] and where[0] == where[1]
 
 
-MECHANISMS: Registry[Callable[..., Any]] = Registry("mechanism", home="mtlshare.sharing")
-DATA_SOURCES: Registry[Callable[..., Any]] = Registry("data source", home="mtlshare.data")
+MECHANISMS = CallableRegistry("mechanism", home="mtlshare.sharing")
+DATA_SOURCES = CallableRegistry("data source", home="mtlshare.data")
 # experiment kinds (``experiment = "..."`` in a config): the section dataclass they read; what
 # runs each lives in the application layer (``mtlshare.app.experiments``)
 EXPERIMENTS: Registry[type | None] = Registry("experiment", home="mtlshare.config")
