@@ -1,5 +1,5 @@
 """The package ships ``py.typed``: code written as its docs show type-checks under
-``mypy --strict`` without errors the library causes."""
+``mypy --strict`` without errors the library causes, and the package docstring's example runs."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,3 +63,32 @@ def test_readme_examples_and_a_data_source_of_ones_own_pass_mypy_strict(tmp_path
         text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_package_docstring_example_runs(tmp_path, monkeypatch):
+    """``help(mtlshare)`` shows the commands' Python API; run as written (at a small size)."""
+    import mtlshare.config
+
+    code = textwrap.dedent(mtlshare.__doc__.split("::\n", 1)[1])
+    assert "mtlshare.add_task(" in code
+    small = [
+        "train.epochs=2",
+        "data.n_train=40",
+        "data.n_dev=20",
+        "data.n_test=20",
+        "trunk.hidden=[8]",
+        "sparse.warmup_epochs=1",
+        "sparse.round_epochs=1",
+        "sparse.target_density=0.5",
+    ]
+    load = mtlshare.config.load_config
+    monkeypatch.setattr(
+        mtlshare.config, "load_config", lambda path, overrides: load(path, [*small, *overrides])
+    )
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {"__name__": "docstring"}
+    exec(compile(code, "mtlshare/__init__.py", "exec"), scope)
+    summary = scope["summary"]
+    assert isinstance(summary, dict) and list(summary["new_tasks"]) == ["t3"], summary
+    assert summary["existing_unchanged"] is True

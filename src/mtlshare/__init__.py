@@ -6,9 +6,12 @@ The commands' Python API, imported on first use (so that ``import mtlshare`` sta
     cfg = mtlshare.load_config("recipes/demo/demo.toml", ["mechanism=sparse"])
     results = mtlshare.run(cfg, "runs/sparse")            # what `mtlshare run` does
     table = mtlshare.compare(cfg, ["single", "hard", "sparse"], "runs/cmp")  # (mtlshare compare)
-    cfg3 = mtlshare.load_config("recipes/demo/demo.toml", ["data.n_tasks=3", 'tasks=["t3"]'])
-    summary = mtlshare.add_task("runs/hard", cfg3, "runs/added")  # t3 (mtlshare add-task)
     run = mtlshare.load_run("runs/sparse")                 # a trained run, ready to predict
+    # t3 added to a model trained on t1 and t2 (mtlshare add-task): t3 must be in its data
+    cfg2 = mtlshare.load_config("recipes/demo/demo.toml", ["data.n_tasks=3", 'tasks=["t1", "t2"]'])
+    mtlshare.run(cfg2, "runs/hard")
+    cfg3 = mtlshare.load_config("recipes/demo/demo.toml", ["data.n_tasks=3", 'tasks=["t3"]'])
+    summary = mtlshare.add_task("runs/hard", cfg3, "runs/added")
 """
 
 from __future__ import annotations
