@@ -246,6 +246,8 @@ def as_layers(module: nn.Module) -> nn.ModuleList:
 
 def run_layers(layers: nn.Module | Iterable[nn.Module], x: Tensor) -> Tensor:
     """Apply ``layers`` (a ``ModuleList`` or any iterable of layers) in order."""
-    for layer in layers.children() if isinstance(layers, nn.Module) else layers:
+    # annotated: torch 2.3's ``Module.__getattr__ -> Any`` keeps mypy from narrowing the union
+    seq: Iterable[nn.Module] = layers.children() if isinstance(layers, nn.Module) else layers
+    for layer in seq:
         x = layer(x)
     return x
