@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
+# safetensors exports SafetensorError in every version; its stubs declare it from 0.5.1 on
+from safetensors import SafetensorError  # type: ignore[attr-defined,unused-ignore]
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
