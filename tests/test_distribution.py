@@ -1,6 +1,8 @@
 """What a user gets from the built distributions, not from the editable install the other tests
 use: the wheel holds every file of src/mtlshare (the package data the code opens beside its
-modules: demo.toml, py.typed) and nothing else, with the license."""
+modules: demo.toml, py.typed) and nothing else, with the license; the sdist holds the tracked
+tree, so that the tests run from it as from a clone (it held only the top-level tests/test_*.py,
+without their conftest.py, the test subfolders, recipes/ or docs/ they read)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,16 @@ import email
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# written by setuptools into the sdist beside the tree
+GENERATED = {"PKG-INFO", "setup.cfg"}
+EGG_INFO = "src/mtlshare.egg-info/"
 
 
 def source_files() -> list[str]:
@@ -66,3 +72,13 @@ def test_the_wheel_holds_the_package_and_its_data_and_nothing_else(built):
     assert f"{info}/licenses/LICENSE" in names
     assert metadata["License-Expression"] == "MIT"
     assert "mtlshare = mtlshare.cli:entry" in scripts
+
+
+def test_the_sdist_holds_the_tree_the_tests_run_from(built):
+    files, _, sdist = built
+    with tarfile.open(sdist) as t:
+        top = f"{t.getnames()[0].split('/')[0]}/"
+        names = {m.name[len(top) :] for m in t.getmembers() if m.isfile()}
+    held = sorted(n for n in names if n not in GENERATED and not n.startswith(EGG_INFO))
+    assert held == files
+    assert {"tests/conftest.py", "tests/app/conftest.py", "LICENSE", "constraints.txt"} <= set(held)
