@@ -238,6 +238,7 @@ def test_plain_text_gets_a_column_per_task_and_unknown_words_are_fine(conll_runs
     assert lines[6:8] == ["", ""] and lines[8].split()[0] == "Germany"
 
 
+@needs_conll
 def test_ids_outside_the_vocabularies_are_one_line_from_python(conll_runs, tmp_path):
     run = load_run(conll_runs["hard"])
     text = tmp_path / "s.txt"
@@ -250,6 +251,7 @@ def test_ids_outside_the_vocabularies_are_one_line_from_python(conll_runs, tmp_p
         run.predict("ner", torch.full_like(x, -1), lengths)
 
 
+@needs_conll
 def test_windows_line_ends_give_the_same_tags_and_one_kind_of_line_end(conll_runs, tmp_path):
     conll = (
         "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n"
@@ -263,6 +265,7 @@ def test_windows_line_ends_give_the_same_tags_and_one_kind_of_line_end(conll_run
     assert b"\r" not in (tmp_path / "crlf.out").read_bytes()
 
 
+@needs_conll
 def test_a_folder_given_as_the_text_to_tag_is_named_so(conll_runs, tmp_path, capsys):
     assert main(["predict", str(conll_runs["hard"]), str(tmp_path), "--out", "x.conll"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
