@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
+from mtlshare.app.demo import DEMO_CONFIG
 from mtlshare.cli import main
 from mtlshare.config import from_dict
 from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD
@@ -497,8 +498,24 @@ def test_the_demo_refuses_an_override_of_a_setting_it_sets_itself(tmp_path, caps
     line = one_error_line(capsys.readouterr().err)
     key = item.partition("=")[0].strip()
     assert f"override {item!r}: the demo sets {key} itself" in line, line
-    assert "mtlshare compare recipes/demo/demo.toml" in line
+    # the installed file, not recipes/demo/demo.toml: an installed package has no recipes/
+    assert f"mtlshare compare {DEMO_CONFIG}`" in line
     assert not out.exists()
+
+
+def test_the_demo_names_the_config_file_it_reads_where_it_is_installed(capsys):
+    """The demo's help named recipes/demo/demo.toml, a file of a clone only: from the wheel
+    that path does not exist. It names the file installed with the package, the one the demo
+    reads, which the recipe links to."""
+    import mtlshare.cli
+
+    assert mtlshare.cli.DEMO_CONFIG == DEMO_CONFIG and DEMO_CONFIG.is_file()
+    assert Path(DEMO).resolve() == DEMO_CONFIG.resolve()
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert str(DEMO_CONFIG) in "".join(out.split())  # (argparse wraps it, at hyphens too)
+    assert "recipes/" not in out
 
 
 def test_the_demo_refuses_its_own_setting_after_an_override_it_takes(tmp_path, capsys):

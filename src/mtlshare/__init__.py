@@ -1,6 +1,8 @@
 """mtlshare: multi-task learning by parameter sharing, every mechanism behind one interface.
 
-The commands' Python API, imported on first use (so that ``import mtlshare`` stays light)::
+The commands' Python API, imported on first use (so that ``import mtlshare`` stays light).
+``recipes/`` is in a clone of the repository; the installed package holds the demo's config as
+``str(importlib.resources.files("mtlshare") / "demo.toml")`` (the file the recipe links to)::
 
     import mtlshare
     cfg = mtlshare.load_config("recipes/demo/demo.toml", ["mechanism=sparse"])

@@ -22,6 +22,10 @@ from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD, ConfigError, Mtls
 if TYPE_CHECKING:
     from mtlshare.config import Config
 
+# mtlshare.app.demo.DEMO_CONFIG, named without importing torch: the file installed with the
+# package (a clone's recipes/demo/demo.toml links to it; an installed package has no recipes/)
+DEMO_CONFIG = Path(__file__).with_name("demo.toml")
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse's parser with its errors as one line, like every other error of the command
@@ -154,7 +158,7 @@ def _training_commands(sub: Any) -> None:
         nargs="*",
         default=[],
         metavar="key=value",
-        help="overrides of the demo's config (recipes/demo/demo.toml), e.g. train.epochs=5; "
+        help=f"overrides of the demo's config ({DEMO_CONFIG}), e.g. train.epochs=5; "
         "not of data.relatedness, data.n_tasks, tasks or mechanism, which the demo sets itself",
     )
     d.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -21,7 +21,8 @@ from mtlshare.errors import MtlshareError
 from mtlshare.evaluation.plots import plot_comparisons
 from mtlshare.training.folder import DEMO_PLOT, OutputFolder, another_commands_output
 
-DEMO_CONFIG = Path(__file__).parents[1] / "demo.toml"  # recipes/demo/demo.toml links to it
+# recipes/demo/demo.toml links to it; an installed package has no recipes/, so messages name this
+DEMO_CONFIG = Path(__file__).parents[1] / "demo.toml"
 SETTINGS = {"high relatedness (p = 0.9)": 0.9, "low relatedness (p = 0.0)": 0.0}
 SEEDS = [0, 1, 2]
 # the settings the demo sets itself, so an override of one would be dropped without a word
@@ -45,7 +46,7 @@ def run_demo(
             raise MtlshareError(
                 f"override {item!r}: the demo sets {key} itself (every mechanism on 2 tasks "
                 "at relatedness 0.9 and 0.0, then a third task added); for another setting use "
-                "`mtlshare compare recipes/demo/demo.toml` or `mtlshare run`"
+                f"`mtlshare compare {DEMO_CONFIG}` or `mtlshare run`"
             )
     for p in SETTINGS.values():  # bad overrides, the data's included, fail before --out is made
         load_config(DEMO_CONFIG, [*(overrides or []), f"data.relatedness={p}"]).data.validate()
