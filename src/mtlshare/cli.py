@@ -7,6 +7,7 @@ Errors caused by input (config, data, checkpoints) print one line and exit with 
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import os
 import signal
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as e:  # a folder or file the command cannot use: the user's to fix
-        print(f"mtlshare: error: {e}", file=sys.stderr)
+        print(f"mtlshare: error: {e}{_when_full(e, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # from the first line on: building the parser too
         print(_interrupted(args), file=sys.stderr)
@@ -348,6 +349,14 @@ def _left_a_demo(out: Path) -> bool:
     left half-imported)."""
     demo = sys.modules.get("mtlshare.app.demo")
     return demo is not None and bool(demo.earlier_demo(out))
+
+
+def _when_full(error: OSError, args: argparse.Namespace | None) -> str:
+    """What to do after a disk (or quota) filled up during a command that keeps checkpoints:
+    the half-written one was removed and the one before it is whole."""
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not _resumable(args):
+        return ""
+    return "; the last checkpoint is whole: free some space and resume with --resume"
 
 
 def _resumable(args: argparse.Namespace | None) -> bool:

@@ -389,6 +389,109 @@ def test_a_save_cut_at_each_stage_leaves_a_whole_checkpoint(tmp_path, monkeypatc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
 
 
+FULL = "Error while serializing: I/O error: No space left on device (os error 28)"
+
+
+@pytest.mark.parametrize("where", ["tensors", "meta"])
+def test_a_full_disk_during_a_save_is_an_oserror_and_leaves_the_last_checkpoint_alone(
+    tmp_path, monkeypatch, where
+):
+    """safetensors reports a failed write as its own ``SafetensorError``, which the command
+    line printed as a traceback (exit 1) and which left ``last.tmp`` behind: it is an
+    ``OSError`` with its errno and the file, and the half-made checkpoint goes."""
+    from safetensors import SafetensorError
+
+    from mtlshare.training import checkpoint
+
+    target = tmp_path / "last"
+    save_checkpoint(target, version_tensors(1), {"version": 1})
+    before = tree_digest(tmp_path)
+
+    def save_file(*args: Any, **kwargs: Any) -> None:
+        raise SafetensorError(FULL)
+
+    def write_text(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, os.strerror(28), str(tmp_path / "last.tmp" / "meta.json"))
+
+    if where == "tensors":
+        monkeypatch.setattr(checkpoint, "save_file", save_file)
+    else:
+        monkeypatch.setattr(checkpoint, "atomic_write_text", write_text)
+    with pytest.raises(OSError) as caught:
+        save_checkpoint(target, version_tensors(2), {"version": 2})
+    assert caught.value.errno == 28
+    name = "tensors.safetensors" if where == "tensors" else "meta.json"
+    assert caught.value.filename == str(tmp_path / "last.tmp" / name)
+    assert tree_digest(tmp_path) == before  # nothing half-written, nothing left over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
+def test_a_safetensors_failure_without_an_os_error_names_the_file():
+    from safetensors import SafetensorError
+
+    from mtlshare.training.checkpoint import write_error
+
+    error = write_error(SafetensorError("Error while serializing: bad dtype"), Path("x/t.st"))
+    assert error.errno is None and str(error) == "x/t.st: cannot be written: " + (
+        "Error while serializing: bad dtype"
+    )
+    assert write_error(SafetensorError(FULL), Path("x/t.st")).errno == 28
+
+
+def test_a_disk_filling_up_mid_run_is_one_line_then_resume_is_an_uninterrupted_run(
+    tmp_path, monkeypatch, capsys
+):
+    """The disk fills at the third checkpoint save: one line saying what to do, exit 2, the
+    checkpoints before it whole; resumed once there is room, the run ends as one that never
+    stopped."""
+    from safetensors import SafetensorError
+
+    from mtlshare.training import checkpoint
+
+    args = [DEMO, "train.epochs=3", *SMALL]
+    assert main(["run", *args, "--out", str(tmp_path / "whole")]) == 0
+    real, saves = checkpoint.save_file, []
+
+    def save_file(*a: Any, **kw: Any) -> None:
+        saves.append(a[1])
+        if len(saves) == 3:
+            raise SafetensorError(FULL)
+        real(*a, **kw)
+
+    monkeypatch.setattr(checkpoint, "save_file", save_file)
+    out = tmp_path / "full"
+    line = refused(capsys, "run", *args, "--out", str(out))
+    assert line == (
+        f"mtlshare: error: [Errno 28] No space left on device: '{saves[-1]}'; the last "
+        "checkpoint is whole: free some space and resume with --resume"
+    )
+    assert not list(out.rglob("*.tmp")) and not (out / "results.json").exists()
+    monkeypatch.undo()
+    assert main(["run", *args, "--out", str(out), "--resume"]) == 0
+    assert untimed(json.loads((out / "results.json").read_text())) == untimed(
+        json.loads((tmp_path / "whole" / "results.json").read_text())
+    )
+    for name in ("last", "best"):
+        assert_same_checkpoint(
+            out / "checkpoint" / name, tmp_path / "whole" / "checkpoint" / name, name
+        )
+
+
+def test_a_full_disk_is_told_to_resume_only_by_commands_that_resume():
+    """``predict`` keeps no checkpoint and another error is not a full disk: no hint."""
+    from mtlshare import cli
+
+    full = OSError(28, os.strerror(28), "p")
+    predict = cli._arguments(["predict", "r", "x", "--out", "o"])
+    assert cli._when_full(full, predict) == ""
+    assert cli._when_full(full, cli._arguments(["run", DEMO, "--out", "o"])).endswith(
+        "resume with --resume"
+    )
+    assert (
+        cli._when_full(OSError(2, "gone", "p"), cli._arguments(["run", DEMO, "--out", "o"])) == ""
+    )
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd")
 def test_checkpoint_files_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
     """A kill cannot lose written data, a power cut can: every file of the new checkpoint is

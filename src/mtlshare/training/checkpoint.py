@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +44,18 @@ def error_line(e: BaseException) -> str:
     return lines[0]
 
 
+def write_error(e: SafetensorError, path: Path) -> OSError:
+    """safetensors' failure to write ``path`` as the ``OSError`` it reports ("I/O error: No
+    space left on device (os error 28)"), with its errno and the path, as Python's own writes
+    raise it; without an OS error in it, an ``OSError`` naming the path and safetensors'
+    message."""
+    code = re.search(r"\(os error (\d+)\)", str(e))
+    if code is not None:
+        errno = int(code.group(1))
+        return OSError(errno, os.strerror(errno), str(path))
+    return OSError(f"{path}: cannot be written: {error_line(e)}")
+
+
 def atomic_write_text(path: str | Path, text: str, *, beside_others: bool = False) -> None:
     """Write ``text`` (UTF-8) to ``path`` whole or not at all (``mtlshare.files.write_atomically``;
     ``beside_others``: ``path`` is in a folder of the user's)."""
@@ -60,15 +73,22 @@ def save_checkpoint(
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    # clone: safetensors refuses tensors that share memory (tied weights, views)
-    save_file(
-        {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / TENSORS)
-    )
-    fsync_path(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
-    atomic_write_text(
-        tmp / META, json.dumps({**meta, VERSION_KEY: VERSION}, indent=1, sort_keys=True)
-    )
-    fsync_path(tmp)
+    try:
+        try:  # clone: safetensors refuses tensors that share memory (tied weights, views)
+            save_file(
+                {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()},
+                str(tmp / TENSORS),
+            )
+        except SafetensorError as e:  # a full disk, say: an OSError, as any other write's
+            raise write_error(e, tmp / TENSORS) from None
+        fsync_path(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
+        atomic_write_text(
+            tmp / META, json.dumps({**meta, VERSION_KEY: VERSION}, indent=1, sort_keys=True)
+        )
+        fsync_path(tmp)
+    except BaseException:  # the half-made checkpoint goes; the previous one stays whole
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
