@@ -72,6 +72,12 @@ def test_the_wheel_holds_the_package_and_its_data_and_nothing_else(built):
     assert f"{info}/licenses/LICENSE" in names
     assert metadata["License-Expression"] == "MIT"
     assert "mtlshare = mtlshare.cli:entry" in scripts
+    classifiers = metadata.get_all("Classifier")
+    # POSIX only (fcntl); typed (py.typed is shipped); the one Python version the tests ran on
+    assert {"Operating System :: POSIX", "Typing :: Typed"} <= set(classifiers)
+    assert [c for c in classifiers if c.startswith("Programming Language :: Python :: 3.")] == [
+        "Programming Language :: Python :: 3.11"
+    ]
 
 
 def test_the_sdist_holds_the_tree_the_tests_run_from(built):
