@@ -28,18 +28,32 @@ def write_atomically(
     file. The temporary file is ``NAME.tmp`` in a folder of the library's (a run folder), so a
     write cut by a kill leaves one file that the next write replaces; ``beside_others``: a
     folder of the user's, where that name may be a file of theirs, so it gets a name no file
-    has. The file's mode is 0666 less the umask."""
+    has. The file's mode is 0666 less the umask. An ``OSError`` names ``path``, not the
+    temporary file, and a write's (a full disk) names it too."""
     if beside_others:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     else:
         tmp = path.with_name(path.name + ".tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    os.close(os.open(tmp, flags, 0o666))
+    try:
+        os.close(os.open(tmp, flags, 0o666))
+    except OSError as e:  # a read-only folder, say
+        raise _naming(e, tmp, path) from None
     try:
         fill(tmp)
         fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _naming(e, tmp, path) from None
         raise
+
+
+def _naming(error: OSError, tmp: Path, path: Path) -> OSError:
+    """``error`` naming ``path`` where it named the temporary file (a name of ours the user
+    never gave) or no file at all (a write's error, ``[Errno 28] No space left on device``)."""
+    if error.errno is None or error.filename not in (None, str(tmp)):
+        return error
+    return OSError(error.errno, error.strerror, str(path))

@@ -500,3 +500,25 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(synthetic_run):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "Broken pipe" not in done.stderr
+
+
+def test_an_output_on_a_full_disk_is_one_line_naming_it(
+    synthetic_run, tmp_path, monkeypatch, capsys
+):
+    """The disk fills while predict writes: one line naming the output, no resume hint
+    (predict keeps no checkpoint), the earlier output and its folder as they were."""
+    from mtlshare import files
+
+    def full(path: Path) -> None:
+        raise OSError(28, os.strerror(28))
+
+    width = load_run(synthetic_run).spec["input_dim"]
+    good = tmp_path / "in.csv"
+    good.write_text(",".join(f"x{i}" for i in range(width)) + "\n" + ",".join(["0"] * width))
+    out = tmp_path / "out" / "pred.csv"
+    out.parent.mkdir()
+    out.write_text("keep me")
+    monkeypatch.setattr(files, "fsync_path", full)
+    assert main(["predict", str(synthetic_run), str(good), "--out", str(out)]) == 2
+    assert one_line(capsys) == f"mtlshare: error: [Errno 28] No space left on device: '{out}'"
+    assert out.read_text() == "keep me" and [p.name for p in out.parent.iterdir()] == ["pred.csv"]
