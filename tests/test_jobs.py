@@ -783,3 +783,46 @@ def test_a_worker_killed_outright_fails_its_runs_in_one_line_each(tmp_path):
     assert f"mtlshare: single seed 0 t1 failed: {abrupt}" in lines
     assert lines[-1].startswith("mtlshare: error: 3 of 3 runs did not finish (first: ")
     assert lines[-1].endswith("0 finished and are kept: rerun with --resume")
+
+
+class NoWorkers:
+    """A pool whose worker processes cannot start: its first process found too few file
+    descriptors (``ulimit -n``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        raise OSError(24, os.strerror(24))
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def no_shm(*args: Any, **kwargs: Any) -> Any:
+    """``ProcessPoolExecutor`` where ``/dev/shm`` is read-only: its first lock fails."""
+    raise OSError(30, os.strerror(30))
+
+
+@pytest.mark.parametrize(
+    ("pool", "error"), [(no_shm, "[Errno 30] Read-only file system"), (NoWorkers, "[Errno 24]")]
+)
+def test_worker_processes_that_cannot_start_are_one_line_naming_jobs(
+    corpus, monkeypatch, capsys, pool, error
+):
+    """No writable ``/dev/shm`` (a container's, a sandbox's) or too few file descriptors:
+    ``compare --jobs 2`` said only ``mtlshare: error: [Errno 30] Read-only file system``."""
+    monkeypatch.setattr(jobs, "ProcessPoolExecutor", pool)
+    out = corpus / "out"
+    args = ["compare", str(corpus / "run.toml"), "--mechanisms", "single,hard", "--seeds", "0"]
+    assert main([*args, "--jobs", "2", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("compare: 3 runs: 3 to train") and len(err) == 2, err
+    assert err[1].startswith(f"mtlshare: error: --jobs: the worker processes cannot start ({error}")
+    assert err[1].endswith(
+        "a writable /dev/shm and a few open files each (ulimit -n); or run one "
+        "at a time with --jobs 1"
+    )
+    assert not [p for p in out.rglob("*") if p.is_file()]  # nothing trained, nothing written
+    monkeypatch.undo()
+    assert main([*args, "--jobs", "1", "--out", str(out), "--quiet"]) == 0

@@ -77,3 +77,21 @@ def test_a_training_a_broken_pool_refused_is_not_trained_here_when_asked_for_fir
     with pytest.raises(MtlshareError, match=re.escape(f"forecast.jobs: {ABRUPT}")):
         trainings.get("multitask", cfg, None, "casual")  # type: ignore[arg-type]
     trainings.close()
+
+
+def test_worker_processes_that_cannot_start_name_forecast_jobs(monkeypatch):
+    """No writable ``/dev/shm``: the study ended in ``[Errno 30] Read-only file system``."""
+
+    def no_shm(jobs: int, threads: int) -> Any:
+        raise OSError(30, "Read-only file system")
+
+    cfg = load_config(RECIPE)
+    trainings = forecast_pool.Trainings(2, None)
+    monkeypatch.setattr(forecast_pool, "worker_pool", no_shm)
+    with pytest.raises(MtlshareError) as caught:
+        trainings.prefetch([("multitask", cfg, "casual")])
+    assert str(caught.value).startswith(
+        "forecast.jobs: the worker processes cannot start ([Errno 30] Read-only file system)"
+    )
+    assert str(caught.value).endswith("or run one at a time with forecast.jobs=1")
+    trainings.close()

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from mtlshare.app.forecast_methods import fit_and_forecast
-from mtlshare.app.jobs import ABRUPT, cached_problem, worker_pool
+from mtlshare.app.jobs import ABRUPT, cached_problem, cannot_start, worker_pool
 from mtlshare.config import Config, from_dict
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import MtlshareError
@@ -77,18 +77,21 @@ class Trainings:
         order; nothing with one job."""
         if self.jobs <= 1:
             return
-        if self._pool is None:
-            self._pool = worker_pool(self.jobs, threads=1)
-        for method, cfg, target in wanted:
-            key = _key(method, cfg, target)
-            if key not in self._pending and key not in self._done:
-                try:
-                    self._pending[key] = self._pool.submit(
-                        _train_in_worker, method, cfg.to_dict(), target, self.base_dir
-                    )
-                except BrokenProcessPool:  # a worker was killed: get says so
-                    self._broken = True
-                    return
+        try:
+            if self._pool is None:
+                self._pool = worker_pool(self.jobs, threads=1)
+            for method, cfg, target in wanted:
+                key = _key(method, cfg, target)
+                if key not in self._pending and key not in self._done:
+                    try:
+                        self._pending[key] = self._pool.submit(
+                            _train_in_worker, method, cfg.to_dict(), target, self.base_dir
+                        )
+                    except BrokenProcessPool:  # a worker was killed: get says so
+                        self._broken = True
+                        return
+        except OSError as e:  # no worker process could start (no writable /dev/shm)
+            raise cannot_start(e, "forecast.jobs") from None
 
     def get(self, method: str, cfg: Config, problem: Problem, target: str) -> Result:
         """The forecast and run summary of one training: a worker's, if it was prefetched, and

@@ -134,6 +134,18 @@ def worker_pool(n_jobs: int, threads: int) -> ProcessPoolExecutor:
     )
 
 
+def cannot_start(error: OSError, setting: str) -> MtlshareError:
+    """What a command says when its worker processes cannot start: the pool's locks are
+    semaphores in ``/dev/shm`` (read-only, full or absent in some containers and sandboxes),
+    and each worker takes a few file descriptors (``ulimit -n``). The bare ``OSError``
+    (``[Errno 30] Read-only file system``) named neither, nor ``setting``."""
+    one = f"{setting} 1" if setting.startswith("-") else f"{setting}=1"
+    return MtlshareError(
+        f"{setting}: the worker processes cannot start ({error}): they need a writable "
+        f"/dev/shm and a few open files each (ulimit -n); or run one at a time with {one}"
+    )
+
+
 def _by_name(fn: object) -> bool:
     """Whether ``fn`` is found again by its module and qualified name (as a worker process
     receives a function): a module-level function, not a lambda or a closure, nor one of a
@@ -363,9 +375,12 @@ def _in_workers(
     failed: dict[int, BaseException] = {}
     waiting = list(range(len(jobs)))
     running: dict[Future[dict[str, Any]], int] = {}
+    try:
+        pool = worker_pool(n_jobs, threads_per_job(n_jobs))
+    except OSError as e:
+        raise cannot_start(e, "--jobs") from None
     bar = tqdm(total=len(jobs), desc=f"runs ({n_jobs} jobs)", unit="run", disable=None)
     plain = PlainStatus(len(jobs)) if progress and bar.disable else None
-    pool = worker_pool(n_jobs, threads_per_job(n_jobs))
     try:
         while waiting or running:
             for i in list(waiting):
@@ -390,6 +405,8 @@ def _in_workers(
                         running[pool.submit(run_job, jobs[i], base_dir, resume, False)] = i
                     except BrokenProcessPool:  # a worker was killed: no run starts any more
                         failed[i] = MtlshareError(f"{jobs[i].label}: not started, {ABRUPT}")
+                    except OSError as e:  # its worker process did not start (ulimit -n)
+                        raise cannot_start(e, "--jobs") from None
             status = running_status([jobs[i] for i in running.values()])  # the runs started
             bar.set_postfix_str(status)
             if plain is not None:
