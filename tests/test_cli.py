@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -662,3 +663,43 @@ def test_version_prints_the_installed_version_and_exits_0(capsys):
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out == f"mtlshare {version('mtlshare')}\n"
+
+
+class FullDisk(io.StringIO):
+    """A standard stream redirected to a file on a full disk: every write fails."""
+
+    def write(self, text: str) -> int:
+        raise OSError(28, os.strerror(28))
+
+
+def test_a_stderr_that_cannot_be_written_loses_its_lines_not_the_command(
+    tmp_path, monkeypatch, capsys
+):
+    """stderr on a full disk (``2> log``, or ``2>/dev/full``): a warning, or any line the
+    command says on the way, ended it in an error it could not print either, exit 1 and not a
+    word (a CoNLL run with unseen tags never started). The line is lost, as Python's own
+    warnings lose theirs; the command goes on, and an error still exits 2."""
+    out = tmp_path / "run"
+    assert run(out) == 0
+    (out / "results.json").unlink()  # a run still training: evaluate warns
+    monkeypatch.setattr(sys, "stderr", FullDisk())
+    assert main(["evaluate", str(out)]) == 0
+    assert main(["run", DEMO, *SMALL, "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    assert (tmp_path / "again" / "results.json").is_file()
+    assert main(["run", DEMO, *SMALL, "--out", str(out), "--quiet"]) == 2  # a used --out
+    assert "t1: test mse" in capsys.readouterr().out
+
+
+def test_a_stdout_that_cannot_be_written_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    """``> /dev/full``: ``[Errno 28] No space left on device``, naming no file, and after a
+    finished run the hint that its last checkpoint was whole: the run's files were written,
+    its output is what failed."""
+    out = tmp_path / "run"
+    assert run(out) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdout", FullDisk())
+    for args in (["mechanisms"], ["run", DEMO, *SMALL, "--out", str(out), "--resume"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1] == "mtlshare: error: [Errno 28] No space left on device: '<stdout>'"
+    assert sys.stdout.__class__ is FullDisk  # put back as it was

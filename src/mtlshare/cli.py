@@ -15,7 +15,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 
 from mtlshare import __version__
 from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD, ConfigError, MtlshareError
@@ -282,15 +282,59 @@ def _take_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, _terminated)
 
 
+class _Stream:
+    """``sys.stdout`` or ``sys.stderr`` while a command runs. stdout holds the command's
+    output: a write that fails names it (``No space left on device: '<stdout>'``; the error
+    named no file). stderr holds what the command says on the way (warnings, progress, epoch
+    lines): a line that cannot be written (stderr on a full disk) is lost, as Python's warnings
+    and logging lose theirs, rather than stop a run whose files could still be written (it
+    ended in an error it could not print either: exit 1, not a word said)."""
+
+    def __init__(self, stream: TextIO, name: str) -> None:
+        self.stream = stream
+        self.name = name
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as e:
+            self._failed(e)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as e:
+            self._failed(e)
+
+    def _failed(self, error: OSError) -> None:
+        if self.name == "<stdout>" and error.errno is not None:
+            raise OSError(error.errno, error.strerror, self.name) from None
+        if self.name == "<stdout>":
+            raise error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: this process's) and return the exit code."""
     warnings.showwarning = _warn
     args: argparse.Namespace | None = None
     sigterm = _take_sigterm()
+    streams: tuple[TextIO | None, TextIO | None] = (sys.stdout, sys.stderr)
+    # (None: closed when Python started, where print writes nothing)
+    sys.stdout, sys.stderr = (
+        cast(TextIO, None if stream is None else _Stream(stream, name))
+        for stream, name in zip(streams, ("<stdout>", "<stderr>"), strict=True)
+    )
     try:
         args = _arguments(argv)
         _load_library()
-        return _dispatch(args)
+        code = _dispatch(args)
+        if streams[0] is not None:  # the output written here, where its error is one line
+            sys.stdout.flush()
+        return code
     except MtlshareError as e:
         print(f"mtlshare: error: {_in_config(e, args)}", file=sys.stderr)
         return 2
@@ -305,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_interrupted(args), file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     finally:
+        sys.stdout, sys.stderr = cast(tuple[TextIO, TextIO], streams)
         if sigterm is not None:
             signal.signal(signal.SIGTERM, sigterm)
         # leave a torchrun process group cleanly; only when our module is whole (an interrupt
@@ -353,8 +398,11 @@ def _left_a_demo(out: Path) -> bool:
 
 def _when_full(error: OSError, args: argparse.Namespace | None) -> str:
     """What to do after a disk (or quota) filled up during a command that keeps checkpoints:
-    the half-written one was removed and the one before it is whole."""
+    the half-written one was removed and the one before it is whole (stdout on a full disk:
+    the command's files are written, its output is what failed)."""
     if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not _resumable(args):
+        return ""
+    if error.filename == "<stdout>":
         return ""
     return "; the last checkpoint is whole: free some space and resume with --resume"
 
