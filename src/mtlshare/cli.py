@@ -345,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a folder or file the command cannot use: the user's to fix
         print(f"mtlshare: error: {e}{_when_full(e, args)}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as e:  # torch's allocator found no memory left
+        if not (line := _out_of_memory(e)):
+            raise
+        print(f"mtlshare: error: out of memory: {line}{_when_out(args)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:  # from the first line on: building the parser too
         print(_interrupted(args), file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
@@ -405,6 +410,30 @@ def _when_full(error: OSError, args: argparse.Namespace | None) -> str:
     if error.filename == "<stdout>":
         return ""
     return "; the last checkpoint is whole: free some space and resume with --resume"
+
+
+# what torch's allocators say in the RuntimeError they raise when memory runs out (the CPU's
+# "DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes", CUDA's "CUDA
+# out of memory. Tried to allocate ...")
+OUT_OF_MEMORY = ("can't allocate memory", "out of memory")
+
+
+def _out_of_memory(error: BaseException) -> str:
+    """The line of ``error`` that says the memory ran out ("" where it is another error): a
+    ``MemoryError`` of Python's or torch's allocator's ``RuntimeError``, which printed 60
+    lines of traceback (exit 1) and none of what to do."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if isinstance(error, MemoryError):
+        return lines[0] if lines else "MemoryError"
+    return next((line for line in lines if any(t in line for t in OUT_OF_MEMORY)), "")
+
+
+def _when_out(args: argparse.Namespace | None) -> str:
+    """What to do after memory ran out during a command that keeps checkpoints: its last one
+    is whole (every file is written atomically)."""
+    if not _resumable(args):
+        return ""
+    return "; the last checkpoint is whole: resume with --resume where more memory is free"
 
 
 def _resumable(args: argparse.Namespace | None) -> bool:

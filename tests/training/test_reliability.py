@@ -477,6 +477,67 @@ def test_a_disk_filling_up_mid_run_is_one_line_then_resume_is_an_uninterrupted_r
         )
 
 
+CPU_OUT_OF_MEMORY = (
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+    "you tried to allocate 13093200 bytes. Error code 12 (Cannot allocate memory)"
+)
+
+
+def test_running_out_of_memory_mid_run_is_one_line_then_resume_is_an_uninterrupted_run(
+    tmp_path, monkeypatch, capsys
+):
+    """torch's allocator finds no memory at the third checkpoint save (``ulimit -v``: it was
+    found while scoring the test split): one line saying so and what to do, exit 2, not 60
+    lines of traceback, exit 1; resumed, the run ends as one that never stopped. Another
+    ``RuntimeError`` stays a traceback: a bug."""
+    from mtlshare.training import checkpoint
+
+    args = [DEMO, "train.epochs=3", *SMALL]
+    assert main(["run", *args, "--out", str(tmp_path / "whole")]) == 0
+    real, saves = checkpoint.save_file, []
+
+    def save_file(*a: Any, **kw: Any) -> None:
+        saves.append(a[1])
+        if len(saves) == 3:
+            raise RuntimeError(CPU_OUT_OF_MEMORY)
+        real(*a, **kw)
+
+    monkeypatch.setattr(checkpoint, "save_file", save_file)
+    out = tmp_path / "short"
+    assert refused(capsys, "run", *args, "--out", str(out)) == (
+        f"mtlshare: error: out of memory: {CPU_OUT_OF_MEMORY}; the last checkpoint is whole: "
+        "resume with --resume where more memory is free"
+    )
+    monkeypatch.undo()
+    assert main(["run", *args, "--out", str(out), "--resume"]) == 0
+    assert untimed(json.loads((out / "results.json").read_text())) == untimed(
+        json.loads((tmp_path / "whole" / "results.json").read_text())
+    )
+    for name in ("last", "best"):
+        assert_same_checkpoint(
+            out / "checkpoint" / name, tmp_path / "whole" / "checkpoint" / name, name
+        )
+
+    def a_bug(*a: Any, **kw: Any) -> None:
+        raise RuntimeError("expected a Tensor of dtype Float")
+
+    monkeypatch.setattr(checkpoint, "save_file", a_bug)
+    with pytest.raises(RuntimeError, match="expected a Tensor"):  # a traceback: a bug
+        main(["run", *args, "--out", str(tmp_path / "bug")])
+
+
+def test_out_of_memory_is_told_from_other_runtime_errors():
+    from mtlshare import cli
+
+    assert cli._out_of_memory(RuntimeError(CPU_OUT_OF_MEMORY)) == CPU_OUT_OF_MEMORY
+    cuda = "CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 79.15 GiB total capacity)"
+    assert cli._out_of_memory(RuntimeError(cuda)) == cuda
+    assert cli._out_of_memory(MemoryError()) == "MemoryError"
+    assert cli._out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) == ""
+    predict = cli._arguments(["predict", "r", "x", "--out", "o"])
+    assert cli._when_out(predict) == ""  # keeps no checkpoint
+
+
 def test_a_full_disk_is_told_to_resume_only_by_commands_that_resume():
     """``predict`` keeps no checkpoint and another error is not a full disk: no hint."""
     from mtlshare import cli
