@@ -525,3 +525,36 @@ def test_a_resumed_run_refused_before_its_first_checkpoint_keeps_its_files(
     assert main([*argv, "--resume"]) == 2
     assert "mtlshare: error:" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize("how", ["removed", "moved"])
+def test_a_folder_removed_or_moved_under_a_live_run_stops_it(tmp_path, capsys, monkeypatch, how):
+    """``rm -rf OUT`` (or ``mv``) while a run trains: its next checkpoint save made a new
+    ``OUT`` holding checkpoints, metrics and results but no ``config.toml``, the run ended
+    with exit 0, and then ``evaluate`` ("not an mtlshare run folder"), ``--resume`` ("nothing
+    to resume") and a fresh run ("holds an earlier run") all refused it. The run stops at its
+    next write instead, in one line, and nothing is made at ``OUT``; a moved run resumes
+    where it went."""
+    import shutil
+
+    out, moved = tmp_path / "run", tmp_path / "moved"
+    real = RunFolder.write_metrics
+
+    def then_gone(self: RunFolder, history: list[dict[str, object]]) -> None:
+        real(self, history)  # epoch 1's metrics, after its checkpoints
+        if how == "removed":
+            shutil.rmtree(self.path)
+        else:
+            self.path.rename(moved)
+
+    monkeypatch.setattr(RunFolder, "write_metrics", then_gone)
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 2
+    assert one_line(capsys) == (
+        f"mtlshare: error: {out}: the folder was removed or moved while this command wrote "
+        "it; nothing more is written (run it again, or --resume it where it was moved)"
+    )
+    assert not out.exists()
+    monkeypatch.undo()
+    if how == "moved":
+        assert main(["run", DEMO, *SMALL, "--out", str(moved), "--resume"]) == 0
+        assert (moved / "results.json").is_file()

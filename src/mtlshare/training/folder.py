@@ -150,13 +150,33 @@ class OutputFolder:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def check_in_place(self) -> None:
+        """Before a write: the folder this process locked must still be at its path. Removed
+        or moved while a run wrote it (``rm -rf OUT`` of a live run), the next checkpoint save
+        made a new folder there, with checkpoints and results but no ``config.toml``, which no
+        command read back and a new run refused, and the run ended as if nothing happened."""
+        if self._lock is None:
+            return
+        held = os.fstat(self._lock)
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            raise MtlshareError(
+                f"{self.path}: the folder was removed or moved while this command wrote it; "
+                "nothing more is written (run it again, or --resume it where it was moved)"
+            )
+
     def write_text(self, name: str, text: str) -> Path:
         path = self.file(name)
+        self.check_in_place()
         ckpt.atomic_write_text(path, text)
         return path
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.file(name)
+        self.check_in_place()
         write_json(path, obj)
         return path
 
@@ -383,6 +403,7 @@ class RunFolder(OutputFolder):
 
     # -- writing --------------------------------------------------------------------------------
     def save_checkpoint(self, name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.check_in_place()
         ckpt.save_checkpoint(self.checkpoint_dir(name), tensors, meta)
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
