@@ -11,11 +11,13 @@ import subprocess
 import sys
 import threading
 import tomllib
+import warnings
 from pathlib import Path
 
 import pytest
 
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
+from mtlshare import cli
 from mtlshare.app.demo import DEMO_CONFIG
 from mtlshare.cli import main
 from mtlshare.config import from_dict
@@ -688,6 +690,11 @@ def test_a_stderr_that_cannot_be_written_loses_its_lines_not_the_command(
     assert (tmp_path / "again" / "results.json").is_file()
     assert main(["run", DEMO, *SMALL, "--out", str(out), "--quiet"]) == 2  # a used --out
     assert "t1: test mse" in capsys.readouterr().out
+    # a worker process of compare --jobs shows warnings so, its stderr not wrapped by main:
+    # each of its runs failed with "[Errno 28] No space left on device"
+    with warnings.catch_warnings():
+        warnings.showwarning = cli._warn
+        warnings.warn("unseen tags", UserWarning, stacklevel=1)
 
 
 def test_a_stdout_that_cannot_be_written_is_one_line_naming_it(tmp_path, monkeypatch, capsys):

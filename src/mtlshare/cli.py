@@ -7,6 +7,7 @@ Errors caused by input (config, data, checkpoints) print one line and exit with 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import gc
 import os
@@ -247,8 +248,11 @@ def _warn(
     file: object = None,
     line: str | None = None,
 ) -> None:
-    """Warnings as one line each, like errors (the data's file and line are in the message)."""
-    print(f"mtlshare: warning: {message}", file=sys.stderr)
+    """Warnings as one line each, like errors (the data's file and line are in the message).
+    One that stderr cannot take is lost, as Python's own ``showwarning`` loses it: in a worker
+    process of ``compare --jobs`` (whose stderr ``main`` does not wrap) it failed the run."""
+    with contextlib.suppress(OSError):
+        print(f"mtlshare: warning: {message}", file=sys.stderr)
 
 
 def entry() -> NoReturn:
