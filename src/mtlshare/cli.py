@@ -312,10 +312,11 @@ class _Stream:
             self._failed(e)
 
     def _failed(self, error: OSError) -> None:
-        if self.name == "<stdout>" and error.errno is not None:
-            raise OSError(error.errno, error.strerror, self.name) from None
-        if self.name == "<stdout>":
+        if self.name != "<stdout>":  # stderr: the line is lost
+            return
+        if error.errno is None:
             raise error
+        raise OSError(error.errno, error.strerror, self.name) from None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)

@@ -150,7 +150,7 @@ class OutputFolder:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def check_in_place(self) -> None:
+    def _check_in_place(self) -> None:
         """Before a write: the folder this process locked must still be at its path. Removed
         or moved while a run wrote it (``rm -rf OUT`` of a live run), the next checkpoint save
         made a new folder there, with checkpoints and results but no ``config.toml``, which no
@@ -170,13 +170,13 @@ class OutputFolder:
 
     def write_text(self, name: str, text: str) -> Path:
         path = self.file(name)
-        self.check_in_place()
+        self._check_in_place()
         ckpt.atomic_write_text(path, text)
         return path
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.file(name)
-        self.check_in_place()
+        self._check_in_place()
         write_json(path, obj)
         return path
 
@@ -403,7 +403,7 @@ class RunFolder(OutputFolder):
 
     # -- writing --------------------------------------------------------------------------------
     def save_checkpoint(self, name: str, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        self.check_in_place()
+        self._check_in_place()
         ckpt.save_checkpoint(self.checkpoint_dir(name), tensors, meta)
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
