@@ -148,6 +148,9 @@ def test_bad_job_settings_are_one_line_errors(corpus, monkeypatch, capsys):
     monkeypatch.setattr(comparing, "available_cores", lambda: 2)
     with pytest.raises(MtlshareError, match="would run 4 threads on 2 cores"):
         compare(corpus, corpus / "p", 2, "train.threads=2")
+    monkeypatch.setattr(comparing, "available_cores", lambda: 1)  # taskset -c 0
+    with pytest.raises(MtlshareError, match="would run 2 threads on 1 core; leave"):
+        compare(corpus, corpus / "p", 2, "train.threads=1")
     assert not (corpus / "p").exists()
 
 

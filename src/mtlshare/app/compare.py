@@ -159,10 +159,10 @@ def _check_request(cfg: Config, mechanisms: list[str], seeds: list[int], jobs: i
         except ConfigError as e:
             raise MtlshareError(str(e)) from None
     check_jobs(jobs)
-    if jobs > 1 and cfg.train.threads * jobs > available_cores():
+    if jobs > 1 and cfg.train.threads * jobs > (cores := available_cores()):
         raise MtlshareError(
             f"--jobs {jobs} with train.threads = {cfg.train.threads} would run "
-            f"{jobs * cfg.train.threads} threads on {available_cores()} cores; leave "
+            f"{jobs * cfg.train.threads} threads on {cores} core{'s' * (cores != 1)}; leave "
             "train.threads = 0 and the workers divide the cores between them"
         )
 
