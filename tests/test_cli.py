@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
-from mtlshare import cli
+from mtlshare import console
 from mtlshare.app.demo import DEMO_CONFIG
 from mtlshare.cli import main
 from mtlshare.config import from_dict
@@ -314,7 +314,7 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_with_exit_143(monkeypatch, capsy
 
     def terminated():
         # checked first: without the command's handler the signal would end pytest itself
-        assert signal.getsignal(signal.SIGTERM) is cli._terminated
+        assert signal.getsignal(signal.SIGTERM) is console.terminated
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("SIGTERM did not stop the command")
 
@@ -693,7 +693,7 @@ def test_a_stderr_that_cannot_be_written_loses_its_lines_not_the_command(
     # a worker process of compare --jobs shows warnings so, its stderr not wrapped by main:
     # each of its runs failed with "[Errno 28] No space left on device"
     with warnings.catch_warnings():
-        warnings.showwarning = cli._warn
+        warnings.showwarning = console.show_warning
         warnings.warn("unseen tags", UserWarning, stacklevel=1)
 
 

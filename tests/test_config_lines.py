@@ -253,14 +253,14 @@ def test_a_data_source_s_error_also_offers_custom():
 def test_only_a_config_error_is_given_the_config_s_line_or_override():
     from argparse import Namespace
 
-    from mtlshare.cli import _in_config
+    from mtlshare.console import in_config
     from mtlshare.errors import DataError
 
     args = Namespace(config=str(DEMO), overrides=["train.lr=1"])
-    assert _in_config(DataError("train.lr: not a setting's error"), args) == (
+    assert in_config(DataError("train.lr: not a setting's error"), args) == (
         "train.lr: not a setting's error"
     )
-    assert _in_config(ConfigError("train.lr: refused"), args) == (
+    assert in_config(ConfigError("train.lr: refused"), args) == (
         f"override 'train.lr=1' (on {DEMO}): train.lr: refused"
     )
 

@@ -527,29 +527,30 @@ def test_running_out_of_memory_mid_run_is_one_line_then_resume_is_an_uninterrupt
 
 
 def test_out_of_memory_is_told_from_other_runtime_errors():
-    from mtlshare import cli
+    from mtlshare import cli, console
 
-    assert cli._out_of_memory(RuntimeError(CPU_OUT_OF_MEMORY)) == CPU_OUT_OF_MEMORY
+    assert console.out_of_memory(RuntimeError(CPU_OUT_OF_MEMORY)) == CPU_OUT_OF_MEMORY
     cuda = "CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 79.15 GiB total capacity)"
-    assert cli._out_of_memory(RuntimeError(cuda)) == cuda
-    assert cli._out_of_memory(MemoryError()) == "MemoryError"
-    assert cli._out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) == ""
+    assert console.out_of_memory(RuntimeError(cuda)) == cuda
+    assert console.out_of_memory(MemoryError()) == "MemoryError"
+    assert console.out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) == ""
     predict = cli._arguments(["predict", "r", "x", "--out", "o"])
-    assert cli._when_out(predict) == ""  # keeps no checkpoint
+    assert console.when_out(predict) == ""  # keeps no checkpoint
 
 
 def test_a_full_disk_is_told_to_resume_only_by_commands_that_resume():
     """``predict`` keeps no checkpoint and another error is not a full disk: no hint."""
-    from mtlshare import cli
+    from mtlshare import cli, console
 
     full = OSError(28, os.strerror(28), "p")
     predict = cli._arguments(["predict", "r", "x", "--out", "o"])
-    assert cli._when_full(full, predict) == ""
-    assert cli._when_full(full, cli._arguments(["run", DEMO, "--out", "o"])).endswith(
+    assert console.when_full(full, predict) == ""
+    assert console.when_full(full, cli._arguments(["run", DEMO, "--out", "o"])).endswith(
         "resume with --resume"
     )
     assert (
-        cli._when_full(OSError(2, "gone", "p"), cli._arguments(["run", DEMO, "--out", "o"])) == ""
+        console.when_full(OSError(2, "gone", "p"), cli._arguments(["run", DEMO, "--out", "o"]))
+        == ""
     )
 
 
