@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 import pytest
+import torch
 
 from mtlshare import files
 from mtlshare.files import write_atomically
@@ -56,3 +58,35 @@ def test_an_error_naming_another_file_is_left_as_it_is(tmp_path):
     with pytest.raises(FileNotFoundError) as caught:
         write_atomically(tmp_path / "out.csv", reads_another)
     assert caught.value.filename == "elsewhere.csv"
+
+
+@pytest.mark.parametrize("code", [errno.EINVAL, errno.EBADF])
+def test_a_folder_its_filesystem_cannot_flush_is_left_but_a_file_is_not(
+    tmp_path, monkeypatch, code
+):
+    """Some network, FUSE and shared-folder filesystems refuse fsync on a directory: every
+    checkpoint save (which flushes its folder) failed there. A file's failure still raises."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(code, os.strerror(code))
+        real(fd)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    files.fsync_path(tmp_path)  # no error
+    from mtlshare.training.checkpoint import load_checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "last", {"w": torch.ones(2)}, {"epoch": 1})
+    assert load_checkpoint(tmp_path / "last")[1]["epoch"] == 1
+
+    def fsync_files_too(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(files.os, "fsync", fsync_files_too)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OSError) as caught:
+        files.fsync_path(tmp_path / "f")
+    assert caught.value.errno == code
+    with pytest.raises(OSError):
+        files.fsync_path(tmp_path / "absent")  # not there: not a folder it cannot flush

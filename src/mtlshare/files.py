@@ -3,6 +3,7 @@ disk, then a rename. Imports nothing of the package, so any layer may use it."""
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Callable
@@ -10,12 +11,19 @@ from pathlib import Path
 
 
 def fsync_path(path: Path) -> None:
-    """Flush a file, or a directory's entries, to disk (directories: POSIX only)."""
-    if path.is_dir() and os.name != "posix":
+    """Flush a file, or a directory's entries, to disk (directories: POSIX only). A directory
+    that its filesystem cannot flush (``EINVAL`` or ``EBADF`` from some network, FUSE and
+    shared-folder filesystems) is left as it is, as PostgreSQL leaves it: the files in it are
+    flushed, and failing there would fail every checkpoint save on such a filesystem."""
+    directory = path.is_dir()
+    if directory and os.name != "posix":
         return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as e:
+        if not (directory and e.errno in (errno.EINVAL, errno.EBADF)):
+            raise
     finally:
         os.close(fd)
 
