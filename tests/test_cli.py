@@ -307,22 +307,40 @@ def test_held_interrupts_notes_a_signal_then_puts_the_handler_back():
     assert in_thread == [[]]
 
 
-def test_sigterm_stops_a_command_as_ctrl_c_does_with_exit_143(monkeypatch, capsys):
-    """``kill PID`` (a scheduler's preemption, ``timeout``): the one-line interrupt, exit 143,
-    and SIGTERM's own handler back after."""
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_or_sighup_stops_a_command_as_ctrl_c_does(monkeypatch, capsys, signum, code):
+    """``kill PID`` (a scheduler's preemption, ``timeout``), or the terminal closed under a
+    command not started with nohup (SIGHUP ended it as SIGKILL does, without stopping its
+    workers or removing a temporary file): the one-line interrupt, exit 128 + the signal,
+    and the signal's own handler back after."""
     import mtlshare.cli as cli
 
     def terminated():
         # checked first: without the command's handler the signal would end pytest itself
-        assert signal.getsignal(signal.SIGTERM) is console.terminated
-        os.kill(os.getpid(), signal.SIGTERM)
-        raise AssertionError("SIGTERM did not stop the command")
+        assert signal.getsignal(signum) is console.terminated
+        os.kill(os.getpid(), signum)
+        raise AssertionError("the signal did not stop the command")
 
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    monkeypatch.setattr(cli, "_parser", terminated)
-    assert cli.main(["run", "x.toml", "--out", "y"]) == 143
-    assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    before = signal.signal(signum, signal.SIG_DFL)  # (pytest under nohup ignores SIGHUP)
+    try:
+        monkeypatch.setattr(cli, "_parser", terminated)
+        assert cli.main(["run", "x.toml", "--out", "y"]) == code
+        assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
+        assert signal.getsignal(signum) == signal.SIG_DFL
+    finally:
+        signal.signal(signum, before)
+
+
+def test_a_signal_ignored_as_under_nohup_stays_ignored():
+    """Under ``nohup`` SIGHUP is ignored: the command leaves it so (it would stop the run)."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        taken = console.take_terminating()
+        assert signal.SIGHUP not in taken and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        for number, handler in taken.items():
+            signal.signal(number, handler)
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def test_sigterm_while_torch_imports_is_held_until_the_import_is_whole(

@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: this process's) and return the exit code."""
     warnings.showwarning = console.show_warning
     args: argparse.Namespace | None = None
-    sigterm = console.take_sigterm()
+    taken = console.take_terminating()
     with console.command_streams() as has_stdout:
         try:
             args = _arguments(argv)
@@ -281,10 +281,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         except KeyboardInterrupt as e:  # from the first line on: building the parser too
             print(console.interrupted(args), file=sys.stderr)
-            return 143 if isinstance(e, console.Terminated) else 130
+            return 128 + e.signum if isinstance(e, console.Terminated) else 130
         finally:
-            if sigterm is not None:
-                signal.signal(signal.SIGTERM, sigterm)
+            for number, handler in taken.items():
+                signal.signal(number, handler)
             # leave a torchrun process group cleanly; only when our module is whole (an
             # interrupt during `import torch` leaves torch half-imported, and importing it
             # again would fail)
@@ -307,21 +307,21 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _load_library() -> None:
-    """Import torch and the library with Ctrl-C (and SIGTERM, which ``main`` raises as an
-    interrupt) held back until they are whole: an interrupt inside torch's import can abort
+    """Import torch and the library with Ctrl-C (and SIGTERM and SIGHUP, which ``main`` raises
+    as interrupts) held back until they are whole: an interrupt inside torch's import can abort
     the process ("terminate called after throwing an instance of 'python_error'") or leave
     torch half-imported. An interrupt meanwhile is raised after."""
     from mtlshare.interrupts import held_interrupts
 
     signals = [signal.SIGINT]
-    if signal.getsignal(signal.SIGTERM) is console.terminated:
-        signals.append(signal.SIGTERM)
+    signals += [n for n in console.TERMINATING if signal.getsignal(n) is console.terminated]
     with held_interrupts(tuple(signals)) as held:
         import torch  # noqa: F401
 
         import mtlshare.config  # noqa: F401  (registers every component)
-    if signal.SIGTERM in held:
-        raise console.Terminated
+    for number in console.TERMINATING:
+        if number in held:
+            raise console.Terminated(number)
     if held:
         raise KeyboardInterrupt
 

@@ -1,7 +1,7 @@
-"""How a command meets its terminal: warnings and errors as one line each, SIGTERM raised as
-an interrupt, the streams it writes to (stdout's failures named, stderr's lines lost rather than
-the command), and what each ending tells the user to do next (resume, free space or memory, run
-it again). Imports nothing heavy: ``mtlshare --help`` stays torch-free."""
+"""How a command meets its terminal: warnings and errors as one line each, SIGTERM and SIGHUP
+raised as an interrupt, the streams it writes to (stdout's failures named, stderr's lines lost
+rather than the command), and what each ending tells the user to do next (resume, free space or
+memory, run it again). Imports nothing heavy: ``mtlshare --help`` stays torch-free."""
 
 from __future__ import annotations
 
@@ -33,23 +33,38 @@ def show_warning(
         print(f"mtlshare: warning: {message}", file=sys.stderr)
 
 
+# signals that end a command as Ctrl-C does, where they would kill it outright: SIGTERM (``kill
+# PID``, a scheduler's preemption, ``timeout``) and SIGHUP (its terminal closed, without nohup)
+TERMINATING = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill PID``, a scheduler's preemption, ``timeout``), raised as an interrupt:
-    the command stops as at Ctrl-C, saying so, and exits with 143 (128 + SIGTERM)."""
+    """One of ``TERMINATING`` raised as an interrupt: the command stops as at Ctrl-C (workers
+    stopped, files whole), saying so, and exits with 128 + the signal's number (143 for
+    SIGTERM, 129 for SIGHUP, whose terminal will not show the line)."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def terminated(signum: int, frame: object) -> None:
-    raise Terminated
+    raise Terminated(signum)
 
 
-def take_sigterm() -> Any:
-    """Make SIGTERM a ``Terminated`` in this (main) thread where it would kill the process
-    outright; returns the handler to put back (None: left as it was)."""
+def take_terminating() -> dict[int, Any]:
+    """Make each of ``TERMINATING`` a ``Terminated`` in this (main) thread where it would kill
+    the process outright (a signal ignored, as under ``nohup``, or handled stays so); returns
+    the handlers to put back."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        return None
-    return signal.signal(signal.SIGTERM, terminated)
+        return {}
+    return {
+        number: signal.signal(number, terminated)
+        for number in TERMINATING
+        if signal.getsignal(number) == signal.SIG_DFL
+    }
 
 
 class Stream:

@@ -1,6 +1,6 @@
-"""Interrupts held back: Ctrl-C (SIGINT) and SIGTERM noted instead of raised while a piece of
-work must not be cut (torch's import; a command stopping its worker processes). Light on
-purpose: the command line uses it before torch is imported."""
+"""Interrupts held back: Ctrl-C (SIGINT), SIGTERM and SIGHUP noted instead of raised while a
+piece of work must not be cut (torch's import; a command stopping its worker processes). Light
+on purpose: the command line uses it before torch is imported."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ import signal
 import threading
 from collections.abc import Iterator
 
-INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+# Ctrl-C, kill PID, the terminal closed (SIGHUP: POSIX)
+INTERRUPTS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else []),
+)
 
 
 @contextlib.contextmanager
