@@ -558,3 +558,34 @@ def test_a_folder_removed_or_moved_under_a_live_run_stops_it(tmp_path, capsys, m
     if how == "moved":
         assert main(["run", DEMO, *SMALL, "--out", str(moved), "--resume"]) == 0
         assert (moved / "results.json").is_file()
+
+
+@pytest.mark.parametrize("before", ["write_metrics", "write_results"])
+def test_a_folder_removed_and_made_again_under_a_live_run_stops_it(
+    tmp_path, capsys, monkeypatch, before
+):
+    """``rm -rf OUT`` while a run trains, and another run started at ``OUT`` (its
+    ``config.toml`` written), just before the first writes its metrics or its results: those
+    went into the other run's folder and the first ended with exit 0. Every write checks its
+    folder, not only a checkpoint save: the run stops in one line. And the other run's files
+    stay: the first, refused before a checkpoint of its own was at ``OUT``, removed them as
+    its own half-written start (the other run's ``config.toml`` among them)."""
+    import shutil
+
+    out = tmp_path / "run"
+    real = getattr(RunFolder, before)
+
+    def made_again(self: RunFolder, *args: object) -> None:
+        shutil.rmtree(self.path)
+        self.path.mkdir()
+        (self.path / "config.toml").write_text("another run's")
+        real(self, *args)
+
+    monkeypatch.setattr(RunFolder, before, made_again)
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 2
+    assert one_line(capsys) == (
+        f"mtlshare: error: {out}: the folder was removed or moved while this command wrote "
+        "it; nothing more is written (run it again, or --resume it where it was moved)"
+    )
+    assert [p.name for p in out.iterdir()] == ["config.toml"]
+    assert (out / "config.toml").read_text() == "another run's"

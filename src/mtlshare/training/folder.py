@@ -155,18 +155,22 @@ class OutputFolder:
         or moved while a run wrote it (``rm -rf OUT`` of a live run), the next checkpoint save
         made a new folder there, with checkpoints and results but no ``config.toml``, which no
         command read back and a new run refused, and the run ended as if nothing happened."""
-        if self._lock is None:
-            return
-        held = os.fstat(self._lock)
-        try:
-            now = os.stat(self.path)
-        except OSError:
-            now = None
-        if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+        if not self._in_place():
             raise MtlshareError(
                 f"{self.path}: the folder was removed or moved while this command wrote it; "
                 "nothing more is written (run it again, or --resume it where it was moved)"
             )
+
+    def _in_place(self) -> bool:
+        """Whether the folder this process locked (if any) is still at its path."""
+        if self._lock is None:
+            return True
+        held = os.fstat(self._lock)
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
     def write_text(self, name: str, text: str) -> Path:
         path = self.file(name)
@@ -380,8 +384,10 @@ class RunFolder(OutputFolder):
         only once training begins: masks of another network in ``sparse.masks_from``, a model
         whose output has the wrong shape): the files it wrote go, and the folder too when
         ``start`` made it (``created``) and nothing else is in it, so a refusal leaves nothing
-        half-written. A run that wrote a checkpoint is kept, to resume."""
-        if self.holds_run():
+        half-written. A run that wrote a checkpoint is kept, to resume; and nothing is undone
+        where the folder was removed or moved under the run (what is at its path now, another
+        run's files say, is not this run's)."""
+        if self.holds_run() or not self._in_place():
             return
         for name in (CONFIG, INFERENCE, METRICS):
             self.file(name).unlink(missing_ok=True)
