@@ -343,11 +343,13 @@ def test_a_signal_ignored_as_under_nohup_stays_ignored():
         signal.signal(signal.SIGHUP, before)
 
 
-def test_sigterm_while_torch_imports_is_held_until_the_import_is_whole(
-    tmp_path, monkeypatch, capsys
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_or_sighup_while_torch_imports_is_held_until_the_import_is_whole(
+    tmp_path, monkeypatch, capsys, signum, code
 ):
-    """An interrupt inside torch's import can abort the process: SIGTERM is held back like
-    Ctrl-C, the import completes, and the command then stops with SIGTERM's exit code."""
+    """An interrupt inside torch's import can abort the process: SIGTERM and SIGHUP are held
+    back like Ctrl-C, the import completes, and the command then stops with the signal's own
+    exit code (a SIGHUP held there is not told as a SIGTERM)."""
     import mtlshare.interrupts
     from mtlshare.interrupts import held_interrupts
 
@@ -355,18 +357,40 @@ def test_sigterm_while_torch_imports_is_held_until_the_import_is_whole(
 
     @contextlib.contextmanager
     def signalled(signals):
-        assert signal.SIGTERM in signals  # else the signal below would end pytest itself
+        assert signum in signals  # else the signal below would end the command unheld
         with held_interrupts(signals) as held:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             yield held
             whole.append(True)
 
-    monkeypatch.setattr(mtlshare.interrupts, "held_interrupts", signalled)
-    monkeypatch.chdir(tmp_path)
-    assert main(["run", DEMO, "--out", "never-made"]) == 143
+    before = signal.signal(signum, signal.SIG_DFL)  # (pytest under nohup ignores SIGHUP)
+    try:
+        monkeypatch.setattr(mtlshare.interrupts, "held_interrupts", signalled)
+        monkeypatch.chdir(tmp_path)
+        assert main(["run", DEMO, "--out", "never-made"]) == code
+    finally:
+        signal.signal(signum, before)
     assert whole == [True]
     assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
     assert not (tmp_path / "never-made").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_held_interrupts_holds_each_interrupt_by_default(signum):
+    """``compare --jobs`` stops its workers with the interrupts held: a terminal closed
+    meanwhile (SIGHUP) is noted as Ctrl-C and SIGTERM are, not raised into the shutdown."""
+    from mtlshare.interrupts import held_interrupts
+
+    held: list[int] | None = None
+    before = signal.signal(signum, console.terminated)
+    try:
+        with held_interrupts() as held:
+            os.kill(os.getpid(), signum)
+    except KeyboardInterrupt:  # raised, not held: a failure here, not the end of pytest
+        held = None
+    finally:
+        signal.signal(signum, before)
+    assert held == [signum]
 
 
 def test_main_runs_in_a_thread_other_than_the_main_one(capsys):
@@ -728,3 +752,29 @@ def test_a_stdout_that_cannot_be_written_is_one_line_naming_it(tmp_path, monkeyp
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1] == "mtlshare: error: [Errno 28] No space left on device: '<stdout>'"
     assert sys.stdout.__class__ is FullDisk  # put back as it was
+
+
+class FullDiskBuffered(io.StringIO):
+    """stdout as ``> /dev/full`` leaves it: block-buffered, so each write is taken and the
+    flush, where the bytes reach the disk, fails."""
+
+    def flush(self) -> None:
+        raise OSError(28, os.strerror(28))
+
+
+def test_a_stdout_that_fails_only_when_flushed_is_one_line_naming_it(monkeypatch, capsys):
+    """``mtlshare mechanisms > /dev/full``: the buffered output failed at Python's exit, after
+    main had returned 0 (``Exception ignored ... BrokenPipeError``-like lines, exit 120): main
+    flushes it itself, and the error names stdout as a failed write does."""
+    monkeypatch.setattr(sys, "stdout", FullDiskBuffered())
+    assert main(["mechanisms"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["mtlshare: error: [Errno 28] No space left on device: '<stdout>'"]
+
+
+def test_a_closed_stdout_is_not_flushed(monkeypatch, capsys):
+    """stdout closed when Python started (``mtlshare mechanisms >&-``): ``sys.stdout`` is None
+    and print writes nothing; the command ends as usual, not in an ``AttributeError``."""
+    monkeypatch.setattr(sys, "stdout", None)
+    assert main(["mechanisms"]) == 0
+    assert sys.stdout is None

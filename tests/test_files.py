@@ -59,6 +59,13 @@ def test_an_error_naming_another_file_is_left_as_it_is(tmp_path):
         write_atomically(tmp_path / "out.csv", reads_another)
     assert caught.value.filename == "elsewhere.csv"
 
+    def says_its_own(tmp: Path) -> None:  # an OSError of a library's, with no errno
+        raise OSError("figure: cannot be drawn")
+
+    with pytest.raises(OSError) as caught:
+        write_atomically(tmp_path / "out.csv", says_its_own)
+    assert str(caught.value) == "figure: cannot be drawn"
+
 
 @pytest.mark.parametrize("code", [errno.EINVAL, errno.EBADF])
 def test_a_folder_its_filesystem_cannot_flush_is_left_but_a_file_is_not(

@@ -17,6 +17,7 @@ saver process that ``test_kills_during_*`` kill (see ``saver_main``).
 from __future__ import annotations
 
 import ast
+import errno
 import hashlib
 import io
 import json
@@ -37,7 +38,7 @@ import pytest
 import torch
 
 from mtlshare.cli import main
-from mtlshare.errors import CheckpointError
+from mtlshare.errors import INTERRUPTED, CheckpointError
 from mtlshare.training.checkpoint import (
     atomic_write_text,
     find_checkpoint,
@@ -392,7 +393,7 @@ def test_a_save_cut_at_each_stage_leaves_a_whole_checkpoint(tmp_path, monkeypatc
 FULL = "Error while serializing: I/O error: No space left on device (os error 28)"
 
 
-@pytest.mark.parametrize("where", ["tensors", "meta"])
+@pytest.mark.parametrize("where", ["tensors", "meta", "folder"])
 def test_a_full_disk_during_a_save_is_an_oserror_and_leaves_the_last_checkpoint_alone(
     tmp_path, monkeypatch, where
 ):
@@ -413,14 +414,23 @@ def test_a_full_disk_during_a_save_is_an_oserror_and_leaves_the_last_checkpoint_
     def write_text(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, os.strerror(28), str(tmp_path / "last.tmp" / "meta.json"))
 
+    real_fsync = checkpoint.fsync_path
+
+    def fsync_path(path: Path) -> None:  # the folder's flush, last: fsync's ENOSPC (NFS)
+        if path.is_dir():
+            raise OSError(28, os.strerror(28), str(path))
+        real_fsync(path)
+
     if where == "tensors":
         monkeypatch.setattr(checkpoint, "save_file", save_file)
-    else:
+    elif where == "meta":
         monkeypatch.setattr(checkpoint, "atomic_write_text", write_text)
+    else:
+        monkeypatch.setattr(checkpoint, "fsync_path", fsync_path)
     with pytest.raises(OSError) as caught:
         save_checkpoint(target, version_tensors(2), {"version": 2})
     assert caught.value.errno == 28
-    name = "tensors.safetensors" if where == "tensors" else "meta.json"
+    name = {"tensors": "tensors.safetensors", "meta": "meta.json", "folder": ""}[where]
     assert caught.value.filename == str(tmp_path / "last.tmp" / name)
     assert tree_digest(tmp_path) == before  # nothing half-written, nothing left over
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
@@ -532,6 +542,29 @@ def test_a_full_disk_is_told_to_resume_only_by_commands_that_resume():
     assert (
         console.when_full(OSError(2, "gone", "p"), cli._arguments(["run", DEMO, "--out", "o"]))
         == ""
+    )
+    # a quota filled (EDQUOT, a cluster's home folder) as a disk does; add-task resumes too
+    quota = OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), "p")
+    assert console.when_full(quota, cli._arguments(["compare", DEMO, "--out", "o"])).endswith(
+        "resume with --resume"
+    )
+    add_task = cli._arguments(["add-task", "r", DEMO, "--out", "o"])
+    assert console.when_full(full, add_task).endswith("resume with --resume")
+    assert console.interrupted(add_task) == INTERRUPTED
+
+
+def test_python_s_memory_error_is_one_line_as_torch_s_is(monkeypatch, capsys):
+    """Python's own ``MemoryError`` (a list or array too large for ``ulimit -v``) is told as
+    torch's allocator's ``RuntimeError`` is: one line and the resume hint, not a traceback."""
+    from mtlshare import cli
+
+    def no_memory(args: Any) -> int:
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "_dispatch", no_memory)
+    assert refused(capsys, "run", DEMO, "--out", "o") == (
+        "mtlshare: error: out of memory: MemoryError; the last checkpoint is whole: "
+        "resume with --resume where more memory is free"
     )
 
 
