@@ -552,9 +552,9 @@ def test_the_demo_names_the_config_file_it_reads_where_it_is_installed(capsys):
     """The demo's help named recipes/demo/demo.toml, a file of a clone only: from the wheel
     that path does not exist. It names the file installed with the package, the one the demo
     reads, which the recipe links to."""
-    import mtlshare.cli
+    import mtlshare.arguments
 
-    assert mtlshare.cli.DEMO_CONFIG == DEMO_CONFIG and DEMO_CONFIG.is_file()
+    assert mtlshare.arguments.DEMO_CONFIG == DEMO_CONFIG and DEMO_CONFIG.is_file()
     assert Path(DEMO).resolve() == DEMO_CONFIG.resolve()
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
