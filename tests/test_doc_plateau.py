@@ -118,6 +118,7 @@ def result(run: Path) -> Any:
     [
         ("soft", "soft", "#### Soft sharing at the plateau (seed 0)"),
         ("hierarchical", "hierarchical", "#### Hierarchical sharing at the plateau (seed 0)"),
+        ("cross_stitch", "cross-stitch", "#### Cross-stitch at the plateau (seed 0)"),
     ],
 )
 def test_a_seed_0_plateau_table_is_the_kept_runs(row: str, name: str, heading: str) -> None:
@@ -144,3 +145,14 @@ def test_the_hierarchical_run_s_epochs_are_the_kept_run_s() -> None:
     assert f"after epoch {kept['epochs_run']}, its best dev epoch {kept['best_epoch']}" in " ".join(
         text.split()
     )
+
+
+def test_the_cross_stitch_run_s_epochs_are_the_kept_run_s() -> None:
+    text = md_tables.section(
+        DOC.read_text(encoding="utf-8"), "#### Cross-stitch at the plateau (seed 0)"
+    )
+    kept = result(OTHER / "cross_stitch")
+    assert f"after epoch {kept['epochs_run']}, its best dev epoch {kept['best_epoch']}" in " ".join(
+        text.split()
+    )
+    assert f"{round(kept['train_seconds']):,} s of training" in " ".join(text.split())
