@@ -137,22 +137,16 @@ def test_a_seed_0_plateau_table_is_the_kept_runs(row: str, name: str, heading: s
         assert rows[f"{name} minus single: at the plateau / at 20 epochs (points)"][i] == gaps
 
 
-def test_the_hierarchical_run_s_epochs_are_the_kept_run_s() -> None:
-    text = md_tables.section(
-        DOC.read_text(encoding="utf-8"), "#### Hierarchical sharing at the plateau (seed 0)"
-    )
-    kept = result(OTHER / "hierarchical")
-    assert f"after epoch {kept['epochs_run']}, its best dev epoch {kept['best_epoch']}" in " ".join(
-        text.split()
-    )
-
-
-def test_the_cross_stitch_run_s_epochs_are_the_kept_run_s() -> None:
-    text = md_tables.section(
-        DOC.read_text(encoding="utf-8"), "#### Cross-stitch at the plateau (seed 0)"
-    )
-    kept = result(OTHER / "cross_stitch")
-    assert f"after epoch {kept['epochs_run']}, its best dev epoch {kept['best_epoch']}" in " ".join(
-        text.split()
-    )
-    assert f"{round(kept['train_seconds']):,} s of training" in " ".join(text.split())
+@pytest.mark.parametrize(
+    ("row", "heading", "states_seconds"),
+    [
+        ("hierarchical", "#### Hierarchical sharing at the plateau (seed 0)", False),
+        ("cross_stitch", "#### Cross-stitch at the plateau (seed 0)", True),
+    ],
+)
+def test_a_row_s_epochs_are_the_kept_run_s(row: str, heading: str, states_seconds: bool) -> None:
+    text = " ".join(md_tables.section(DOC.read_text(encoding="utf-8"), heading).split())
+    kept = result(OTHER / row)
+    assert f"after epoch {kept['epochs_run']}, its best dev epoch {kept['best_epoch']}" in text
+    if states_seconds:
+        assert f"{round(kept['train_seconds']):,} s of training" in text
