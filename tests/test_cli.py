@@ -778,3 +778,21 @@ def test_a_closed_stdout_is_not_flushed(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", None)
     assert main(["mechanisms"]) == 0
     assert sys.stdout is None
+
+
+def test_a_character_stdout_cannot_encode_is_escaped_not_a_traceback(tmp_path, monkeypatch):
+    """``PYTHONIOENCODING=ascii`` and an output path with an accent: ``predict`` wrote its file,
+    then its last line ended the command in a ``UnicodeEncodeError`` traceback, exit 1. The
+    character is written as Python writes it on stderr, ``\\xe9``, and the command exits 0."""
+    out = tmp_path / "run"
+    assert run(out) == 0
+    inputs = tmp_path / "in.csv"
+    inputs.write_text(",".join(f"x{i}" for i in range(16)) + "\n" + ",".join(["0.5"] * 16) + "\n")
+    (tmp_path / "dé").mkdir()
+    ascii_stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", ascii_stdout)
+    assert main(["predict", str(out), str(inputs), "--out", str(tmp_path / "dé" / "p.csv")]) == 0
+    assert (tmp_path / "dé" / "p.csv").is_file()
+    ascii_stdout.flush()
+    printed = ascii_stdout.buffer.getvalue().decode("ascii")  # type: ignore[attr-defined]
+    assert printed.rstrip().endswith("d\\xe9/p.csv")

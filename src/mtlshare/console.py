@@ -73,7 +73,10 @@ class Stream:
     named no file). stderr holds what the command says on the way (warnings, progress, epoch
     lines): a line that cannot be written (stderr on a full disk) is lost, as Python's warnings
     and logging lose theirs, rather than stop a run whose files could still be written (it
-    ended in an error it could not print either: exit 1, not a word said)."""
+    ended in an error it could not print either: exit 1, not a word said). A character the
+    stream's encoding cannot take (``PYTHONIOENCODING=ascii`` and a path with an accent) is
+    written as a backslash escape, as Python writes it on stderr, rather than end the command
+    in a traceback after its files were written."""
 
     def __init__(self, stream: TextIO, name: str) -> None:
         self.stream = stream
@@ -81,7 +84,13 @@ class Stream:
 
     def write(self, text: str) -> int:
         try:
-            return self.stream.write(text)
+            try:
+                return self.stream.write(text)
+            except UnicodeEncodeError:
+                encoding = self.stream.encoding or "ascii"
+                escaped = text.encode(encoding, "backslashreplace").decode(encoding)
+                self.stream.write(escaped)
+                return len(text)
         except OSError as e:
             self._failed(e)
             return len(text)
