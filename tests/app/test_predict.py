@@ -223,6 +223,20 @@ def test_load_run_predicts_per_task_in_eval_mode(conll_runs):
     assert (first[0, int(lengths[0]) :] == -100).all()
 
 
+def test_loading_and_evaluating_a_run_leave_the_callers_random_stream_alone(synthetic_run):
+    """The initial weights that the checkpoint replaces are drawn aside: a caller's torch
+    random stream goes on after ``load_run`` and ``evaluate`` as it would have (it was reseeded
+    with the run's seed, so every caller drew the same numbers next)."""
+    from mtlshare import evaluate
+
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    load_run(synthetic_run)
+    evaluate(synthetic_run)
+    assert torch.equal(torch.rand(3), expected)
+
+
 @needs_conll
 def test_plain_text_gets_a_column_per_task_and_unknown_words_are_fine(conll_runs, tmp_path):
     text = tmp_path / "new.txt"

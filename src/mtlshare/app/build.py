@@ -57,6 +57,7 @@ def build_model(cfg: Config, problem: Problem) -> SharingModel:
     before a check still loads)."""
     tasks = [td.task for td in problem.tasks]
     rank = problem.tasks[0].train.x.dim()
+    torch.manual_seed(cfg.seed)
     model = build_network(cfg, tasks, problem.input_dim, problem.build_stem, rank)
     check_mechanism(cfg.mechanism, model)  # what trains it reads them (not load_run)
     return model
@@ -70,14 +71,16 @@ def build_network(
     input_rank: int,
 ) -> SharingModel:
     """``build_model`` from the pieces a problem gives: the tasks, the width the trunk reads,
-    the input encoder (or None) and the rank of the raw inputs (3 for sequences)."""
+    the input encoder (or None) and the rank of the raw inputs (3 for sequences). Its initial
+    weights are drawn from torch's generator as the caller left it (``build_model`` seeds it
+    with ``cfg.seed``; ``load_run``, whose checkpoint replaces them, keeps it out of the
+    caller's random stream)."""
     sequence = cfg.trunk.kind in ("conv", "lstm", "gru")
     if build_stem is None and sequence and input_rank != 3:
         raise ConfigError(
             f"trunk.kind = {cfg.trunk.kind!r} reads sequences (batch, time, features), but the "
             f"data source {cfg.data_source!r} gives {input_rank}-d inputs; use trunk.kind = 'mlp'"
         )
-    torch.manual_seed(cfg.seed)
     backbone = backbone_from_config(cfg.trunk, input_dim, build_stem)
     model: SharingModel = MECHANISMS[cfg.mechanism].build(backbone, tasks, cfg.mechanism_config)
     for task in tasks:  # output projections tied to the input word embedding

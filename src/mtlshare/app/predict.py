@@ -256,7 +256,11 @@ def load_run(
     spec = _spec(folder, cfg, data_dir)
     tasks = tasks_from_spec(spec)
     codec = codec_from_spec(spec["codec"])
-    model = build_network(cfg, tasks, spec["input_dim"], codec.build_stem(), spec["input_rank"])
+    # the checkpoint replaces the initial weights: they are drawn aside, from the run's seed, so
+    # that loading a model leaves the caller's random stream (CPU and GPU) as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(cfg.seed)
+        model = build_network(cfg, tasks, spec["input_dim"], codec.build_stem(), spec["input_rank"])
     folder.load_model(model, checkpoint, described_by=folder.file(CONFIG))
     model.eval()
     if where.type != "cpu":  # built and loaded on the CPU
