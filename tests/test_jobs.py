@@ -597,6 +597,19 @@ def test_compare_jobs_writes_plain_status_lines_to_a_log(corpus, monkeypatch, ca
     assert " runs ended" not in capsys.readouterr().err
 
 
+def test_compare_jobs_quiet_draws_no_bar_at_a_terminal_either(corpus, monkeypatch, capsys):
+    """Progress off (``--quiet``, ``progress=False``) turns the runs' bar off where stderr is
+    a terminal too (it was drawn there: tqdm's ``disable=None`` asks only whether stderr is a
+    terminal)."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    cfg = load_config(corpus / "run.toml")
+    kw: dict[str, Any] = {"seeds": [0], "base_dir": corpus, "jobs": 2}
+    comparing.compare(cfg, ["hard"], corpus / "quiet", progress=False, **kw)
+    assert "runs (2 jobs)" not in capsys.readouterr().err
+    comparing.compare(cfg, ["hard"], corpus / "shown", progress=True, **kw)
+    assert "runs (2 jobs)" in capsys.readouterr().err
+
+
 def test_compare_jobs_at_a_terminal_shows_its_bar_and_no_plain_lines(corpus, monkeypatch, capsys):
     """The plain lines stand in for the bar where it is off (stderr not a terminal): a bar
     drawn (``disable`` false) gets no lines besides it."""

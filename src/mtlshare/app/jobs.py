@@ -379,7 +379,12 @@ def _in_workers(
         pool = worker_pool(n_jobs, threads_per_job(n_jobs))
     except OSError as e:
         raise cannot_start(e, "--jobs") from None
-    bar = tqdm(total=len(jobs), desc=f"runs ({n_jobs} jobs)", unit="run", disable=None)
+    bar = tqdm(
+        total=len(jobs),
+        desc=f"runs ({n_jobs} jobs)",
+        unit="run",
+        disable=None if progress else True,  # None: off when not a terminal
+    )
     plain = PlainStatus(len(jobs)) if progress and bar.disable else None
     try:
         while waiting or running:
