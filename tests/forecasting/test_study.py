@@ -215,8 +215,24 @@ def test_without_prophet_the_others_run_and_it_says_so(tmp_path, monkeypatch, ca
     res = run_study(tmp_path, text)
     assert "prophet" in res["skipped"] and "mtlshare[prophet]" in res["skipped"]["prophet"]
     assert set(res["methods"]) == {"seasonal_naive"}
-    assert "Prophet skipped" in capsys.readouterr().out
+    assert "Prophet skipped" in capsys.readouterr().err
     assert "prophet skipped" in (tmp_path / "out" / "forecast.md").read_text()
+
+
+def test_the_study_says_what_it_does_on_stderr_leaving_stdout_to_the_caller(
+    tmp_path, monkeypatch, capsys
+):
+    """Its progress lines and a method skipped are said on stderr, as the training loop's
+    lines and compare's are: the caller's stdout (the command's output, a script's own) gets
+    none of them (they were printed there)."""
+    monkeypatch.setitem(sys.modules, "prophet", None)
+    csv = generated_csv(tmp_path / "series.csv")
+    text = config_text(csv, ["s0", "s1"], "s1", ["2011-06-01"], ["prophet", "seasonal_naive"])
+    (tmp_path / "forecast.toml").write_text(text)
+    runner("forecast")(load_config(tmp_path / "forecast.toml"), tmp_path / "out", progress=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "mtlshare: test origin 2011-06-01: 1 methods" in err and "Prophet skipped" in err
 
 
 @pytest.mark.skipif(not BIKE.is_file(), reason=f"the shared bike data is absent ({BIKE})")

@@ -20,6 +20,7 @@ a sweep ``scarcity.csv`` (the same with a ``history`` column) and ``scarcity.png
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -84,8 +85,9 @@ class Study:
         self.calibration = Calibration(cfg, problems, self.candidates, self.trainings)
 
     def say(self, text: str) -> None:
+        """A progress line, on stderr as the training loop's are (stdout is the caller's)."""
         if self.progress:
-            print(f"mtlshare: {text}", flush=True)
+            print(f"mtlshare: {text}", file=sys.stderr, flush=True)
 
     def select(self) -> None:
         swept = self.fc.scarcity_methods if self.fc.histories else []
@@ -144,7 +146,8 @@ class Study:
                     about[method] = {"seconds": round(time.perf_counter() - started, 3)}
                 except (ProphetUnavailable, StatsforecastUnavailable) as e:
                     self.skipped[method] = str(e)
-                    print(f"mtlshare: {LABELS.get(method, method)} skipped: {e}", flush=True)
+                    label = LABELS.get(method, method)
+                    print(f"mtlshare: {label} skipped: {e}", file=sys.stderr, flush=True)
         return view, out, about
 
     def score(
