@@ -223,6 +223,19 @@ def test_load_run_predicts_per_task_in_eval_mode(conll_runs):
     assert (first[0, int(lengths[0]) :] == -100).all()
 
 
+def test_predict_puts_back_the_modes_the_caller_set(synthetic_run):
+    """``predict`` runs in eval mode, then gives each module back its mode: a model the caller
+    set training (dropout on) stays so (predict left it in eval mode for good)."""
+    run = load_run(synthetic_run)
+    x = torch.randn(4, 16)
+    expected = run.predict("t1", x)
+    run.model.train()
+    next(run.model.children()).eval()  # a module the caller keeps in eval mode
+    modes = [m.training for m in run.model.modules()]
+    assert torch.equal(run.predict("t1", x), expected)
+    assert [m.training for m in run.model.modules()] == modes
+
+
 def test_loading_and_evaluating_a_run_leave_the_callers_random_stream_alone(synthetic_run):
     """The initial weights that the checkpoint replaces are drawn aside: a caller's torch
     random stream goes on after ``load_run`` and ``evaluate`` as it would have (it was reseeded

@@ -13,15 +13,17 @@ predictions come back to the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mtlshare.app.build import build_network, build_problem
 from mtlshare.app.run import encoding_differences, test_forecast_scores, usage_spec
@@ -41,6 +43,19 @@ from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting
 
 CHECKPOINTS = ("best", "last")
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block, and each of its modules in the mode it had
+    after: a caller training ``run.model`` on (dropout on) keeps it so after ``predict``."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 @dataclass
@@ -70,25 +85,26 @@ class LoadedRun:
     def predict(self, task: str, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``task``'s predictions for inputs ``x`` (rows of a batch of any size): values for
         regression, class ids otherwise; positions beyond a sequence's length are -100.
-        Sparse sharing predicts through the task's mask, like training. Sequences are batched
+        Made in eval mode, each module's mode put back after. Sparse sharing predicts through
+        the task's mask, like training. Sequences are batched
         by length (longest first, ``train.eval_batch_size`` a batch), so that a batch holds
         little padding; each row's predictions do not depend on its batch. Each batch is
         moved to the model's device; the predictions are returned on the CPU."""
         if task not in self.tasks:
             raise MtlshareError(f"no task {task!r}; this run has {list(self.tasks)}")
         self._check_inputs(x, lengths)
-        self.model.eval()
-        if lengths is None:
-            return torch.cat([self._batch(task, b, None) for b in self._chunks(x)])
-        lengths = lengths.cpu()  # bookkeeping on the CPU, where the predictions are gathered
-        order = torch.argsort(lengths, descending=True, stable=True)
-        out = torch.full((len(x), int(lengths.max())), IGNORE_INDEX, dtype=torch.long)
-        size = self.config.train.eval_batch_size
-        for start in range(0, len(x), size):
-            rows = order[start : start + size]
-            pred = self._batch(task, x[rows], lengths[rows])
-            out[rows, : pred.shape[1]] = pred
-        return out
+        with evaluating(self.model):
+            if lengths is None:
+                return torch.cat([self._batch(task, b, None) for b in self._chunks(x)])
+            lengths = lengths.cpu()  # bookkeeping on the CPU, where the predictions are gathered
+            order = torch.argsort(lengths, descending=True, stable=True)
+            out = torch.full((len(x), int(lengths.max())), IGNORE_INDEX, dtype=torch.long)
+            size = self.config.train.eval_batch_size
+            for start in range(0, len(x), size):
+                rows = order[start : start + size]
+                pred = self._batch(task, x[rows], lengths[rows])
+                out[rows, : pred.shape[1]] = pred
+            return out
 
     def _check_inputs(self, x: Tensor, lengths: Tensor | None) -> None:
         """One line saying what is wrong with ``x`` (and ``lengths``), before torch would say
