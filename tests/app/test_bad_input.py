@@ -186,6 +186,16 @@ def test_load_run_predict_says_what_is_wrong_with_x(synthetic_run, x, message):
     assert message in str(e.value)
 
 
+def test_lengths_for_a_run_of_feature_rows_are_one_line(synthetic_run):
+    """Sequence lengths given to a run that reads rows of features: one line (the features
+    were cut to the longest length, and torch said ``mat1 and mat2 shapes cannot be
+    multiplied`` or ``The size of tensor a (16) must match``)."""
+    run = load_run(synthetic_run)
+    for lengths in ([1, 2], [16, 16]):
+        with pytest.raises(MtlshareError, match="rows of features, not sequences"):
+            run.predict("t1", torch.randn(2, 16), torch.tensor(lengths))
+
+
 @pytest.mark.parametrize("beside_others", [False, True])
 def test_a_write_that_fails_leaves_the_file_as_it_was_and_no_temporary_file(
     tmp_path, beside_others

@@ -131,6 +131,10 @@ class LoadedRun:
             raise MtlshareError(
                 f"x: negative ids (min {int(x.min())}); run.codec.encode makes them"
             )
+        if lengths is not None and rank == 2 and not encoded:  # else x is cut to lengths.max()
+            raise MtlshareError(
+                "lengths: this run reads rows of features, not sequences; predict without lengths"
+            )
         if lengths is not None and (
             lengths.shape != (len(x),)
             or int(lengths.min()) < 1
