@@ -649,15 +649,21 @@ def test_seeds_on_the_command_line_replace_the_configs_and_may_not_repeat(
     assert "lists a seed twice" in one_error_line(capsys.readouterr().err)
 
 
-def test_warnings_print_one_line(monkeypatch, capsys):
-    import warnings
+def test_warnings_print_one_line_and_the_callers_way_is_put_back(monkeypatch, capsys):
+    """A command's warnings are one line each; once ``main`` returns, its caller (a script, a
+    test) shows its warnings its own way again (main left its one-line way behind)."""
+    import mtlshare.cli as cli
 
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # put back after
-    assert main(["mechanisms"]) == 0
-    capsys.readouterr()
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
+    def warns(args):
         warnings.warn("data.csv:3: odd row", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli, "_dispatch", warns)
+    with warnings.catch_warnings():  # (which puts back the way found, whatever main does)
+        warnings.simplefilter("always")
+        before = warnings.showwarning
+        assert main(["mechanisms"]) == 0
+        assert warnings.showwarning is before
     assert capsys.readouterr().err == "mtlshare: warning: data.csv:3: odd row\n"
 
 

@@ -37,8 +37,10 @@ def entry() -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line ``argv`` (default: this process's) and return the exit code."""
-    warnings.showwarning = console.show_warning
+    """Run the command line ``argv`` (default: this process's) and return the exit code. What
+    it sets for the command (warnings as one line, signal handlers, the streams) is put back
+    before it returns."""
+    shown, warnings.showwarning = warnings.showwarning, console.show_warning
     args: argparse.Namespace | None = None
     taken = console.take_terminating()
     with console.command_streams() as has_stdout:
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             distributed = sys.modules.get("mtlshare.training.distributed")
             if distributed is not None:
                 distributed.shutdown()
+            warnings.showwarning = shown
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
