@@ -60,7 +60,8 @@ def train(
 ) -> TrainedRun:
     """Like ``run``, and also hand back the selected model and the problem. Resuming a run
     that has finished reads it back (its results and selected model), never trains again.
-    ``train.threads`` holds for this run only."""
+    ``train.threads`` holds for this run only; torch's global random generator is seeded with
+    ``cfg.seed`` (as every run must be, to be repeatable) and left where training took it."""
     where = dist or Dist()
     base_dir = base_dir if base_dir is not None else cfg.base_dir
     folder = RunFolder(out_dir)
