@@ -597,6 +597,25 @@ def test_compare_jobs_writes_plain_status_lines_to_a_log(corpus, monkeypatch, ca
     assert " runs ended" not in capsys.readouterr().err
 
 
+def test_compare_forgets_its_data_when_it_returns(corpus, monkeypatch):
+    """The runs of a comparison in this process share its data; once ``compare`` returns, or
+    fails, the caller's process no longer holds it (a module-level cache kept every
+    comparison's data for good: 162 MB for one of the CoNLL quick profile)."""
+    cfg = load_config(corpus / "run.toml")
+    kw: dict[str, Any] = {"seeds": [0], "base_dir": corpus, "progress": False}
+    before = dict(jobs._PROBLEMS)
+    comparing.compare(cfg, ["hard"], corpus / "out", **kw)
+    assert before == jobs._PROBLEMS
+
+    def fails(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise MtlshareError("no room")
+
+    monkeypatch.setattr(jobs, "run", fails)
+    with pytest.raises(MtlshareError, match="no room"):
+        comparing.compare(cfg, ["hard"], corpus / "again", **kw)
+    assert before == jobs._PROBLEMS
+
+
 def test_compare_jobs_quiet_draws_no_bar_at_a_terminal_either(corpus, monkeypatch, capsys):
     """Progress off (``--quiet``, ``progress=False``) turns the runs' bar off where stderr is
     a terminal too (it was drawn there: tqdm's ``disable=None`` asks only whether stderr is a

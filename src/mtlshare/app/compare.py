@@ -21,7 +21,7 @@ from mtlshare.app.jobs import (
     check_resumable,
     execute,
     plan_summary,
-    remember_problem,
+    remembered_problem,
 )
 from mtlshare.config import SINGLE, SUBNET, Config
 from mtlshare.errors import ConfigError, MtlshareError, check_seed
@@ -97,7 +97,6 @@ def compare(
             LossWeighting(tasks, run_cfg.weighting, cfg.seed)
             check_select_on(run_cfg.train, tasks)
     base = str(base_dir) if base_dir is not None else None
-    remember_problem(cfg.to_dict(), base, every_task)
     if resume:  # kept runs copied to another folder name their sparse run by its old path
         plan = [carried_masks(job) for job in plan]
     check_resumable(plan, resume)  # an earlier run with another config: refused before training
@@ -105,7 +104,8 @@ def compare(
     try:
         # one line even with --quiet (which hides progress bars): what is read back and trained
         print(plan_summary(plan, resume), file=sys.stderr, flush=True)
-        finished = execute(plan, jobs, base_dir=base, resume=resume, progress=progress)
+        with remembered_problem(cfg.to_dict(), base, every_task):
+            finished = execute(plan, jobs, base_dir=base, resume=resume, progress=progress)
         return _assemble(cfg, folder, rows, row_seeds, plan, finished, names, title)
     finally:
         folder.close()

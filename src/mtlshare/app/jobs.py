@@ -16,6 +16,7 @@ has ended, and ``--resume`` then continues from the finished runs and the last c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -26,7 +27,7 @@ import threading
 import time
 import tomllib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -167,9 +168,21 @@ def _problem_key(config: dict[str, Any], base_dir: str | None) -> str:
     return json.dumps({"data": config["data"], "base": base_dir}, sort_keys=True)
 
 
-def remember_problem(config: dict[str, Any], base_dir: str | None, problem: Any) -> None:
-    """Let runs in this process reuse ``problem`` (every task of ``config``'s data)."""
+@contextlib.contextmanager
+def remembered_problem(
+    config: dict[str, Any], base_dir: str | None, problem: Any
+) -> Iterator[None]:
+    """Let runs in this process reuse ``problem`` (every task of ``config``'s data) inside the
+    block; after it, forget the problems remembered or built in it (a row's own data too): the
+    caller's process does not keep the data of every comparison it ran (a worker keeps what it
+    built till its pool ends)."""
+    kept = set(_PROBLEMS)
     _PROBLEMS[_problem_key(config, base_dir)] = problem
+    try:
+        yield
+    finally:
+        for key in set(_PROBLEMS) - kept:
+            del _PROBLEMS[key]
 
 
 def cached_problem(cfg: Config, config: dict[str, Any], base_dir: str | None) -> Any:
