@@ -216,10 +216,16 @@ def test_compare_says_which_runs_it_reads_back_continues_and_trains(corpus, caps
     comparing.compare(
         cfg, ["single", "hard"], out, seeds=[0, 1], base_dir=corpus, progress=True, resume=True
     )
-    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("compare:")]
+    err = capsys.readouterr().err.splitlines()
+    lines = [x for x in err if x.startswith("compare:")]
     assert lines == [
-        "compare: 6 runs: 4 read back; 1 to continue (hard seed 1); 1 to train (hard seed 0)"
+        "compare: 6 runs: 4 read back; 1 to continue (hard seed 1); 1 to train (hard seed 0)",
+        # one after another, each run that trains is named as it starts: its epoch lines
+        # say not which run they are, so a log of hours said neither that nor how far it was
+        "compare: 4 of 6 runs ended; running: hard seed 0: epoch 0/2",
+        "compare: 5 of 6 runs ended; running: hard seed 1: epoch 2/2",
     ]
+    assert err.index(lines[1]) < err.index(lines[2]) - 1  # hard seed 0's epochs between
     plan = comparing._plan(
         cfg,
         comparing.ComparisonFolder(out, several_seeds=True),

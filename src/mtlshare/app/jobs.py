@@ -290,10 +290,17 @@ def execute(
     progress: bool,
     on_done: Callable[[RunJob, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every job's results, in the order of ``jobs``, whatever order they ran in."""
+    """Every job's results, in the order of ``jobs``, whatever order they ran in. One after
+    another, with ``progress``, a line names each run as it starts (``compare: 2 of 10 runs
+    ended; running: hard seed 1: epoch 0/20``, the lines ``compare --jobs`` writes to a log):
+    its epoch and mask search lines do not say which run they are (single seed 1 pos or
+    seed 2 pos), so a log of hours said neither which run trained nor how many were left."""
     if n_jobs <= 1:
         out = []
-        for job in jobs:
+        for i, job in enumerate(jobs):
+            if progress and job_state(job, resume) != READ_BACK:
+                line = f"compare: {i} of {len(jobs)} runs ended; running: {running_status([job])}"
+                print(line, file=sys.stderr, flush=True)
             out.append(run_job(job, base_dir, resume, progress))
             if on_done is not None:
                 on_done(job, out[-1])
