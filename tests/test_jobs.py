@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -281,6 +282,25 @@ def test_kept_runs_copied_elsewhere_read_back_single_on_its_subnet(corpus, capsy
     (kept / "single_subnet" / "seed-1" / "ner" / "results.json").unlink()  # now unfinished
     with pytest.raises(MtlshareError, match=r"sparse\.masks_from: '.*/out/sparse/seed-1' in the"):
         compare(corpus, kept, 1, resume=True)
+
+
+def test_finished_runs_without_their_last_and_search_checkpoints_read_back(corpus, capsys):
+    """The README's way to free the disk of a finished comparison: each finished run's
+    ``checkpoint/last`` and a sparse run's ``checkpoint/search*`` removed (two thirds of a
+    tagger's run folder), the comparison resumed reads every run back, and ``single_subnet``
+    still trains on the sparse run's masks (from ``checkpoint/best``)."""
+    out = corpus / "out"
+    before = compare(corpus, out, 1, rows=["single", "hard", "sparse"])
+    for last in out.rglob("checkpoint/last"):
+        shutil.rmtree(last)
+    for search in out.rglob("checkpoint/search*"):
+        shutil.rmtree(search)
+    assert not list(out.rglob("checkpoint/search*"))
+    capsys.readouterr()
+    again = compare(corpus, out, 1, resume=True)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("compare:")]
+    assert lines[0].startswith("compare: 12 runs: 8 read back; 4 to train (single_subnet seed 0")
+    assert steady(again["rows"][:3]) == steady(before["rows"])
 
 
 def test_the_plan_runs_every_row_seed_and_task_and_single_subnet_waits_for_its_sparse(corpus):

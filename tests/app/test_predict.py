@@ -458,6 +458,24 @@ def test_a_finished_run_kept_without_checkpoints_says_so(synthetic_run, tmp_path
     assert "still training" not in message
 
 
+def test_a_finished_run_kept_with_its_best_checkpoint_only_names_it(
+    synthetic_run, tmp_path, capsys
+):
+    # a finished run whose checkpoint/last was removed to free space (two thirds of a tagger's
+    # run folder): it predicts and evaluates from best, and asking for last names best
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(synthetic_run, copy)
+    shutil.rmtree(copy / "checkpoint" / "last")
+    assert main(["evaluate", str(copy)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(copy), "--checkpoint", "last"]) == 2
+    message = one_line(capsys)
+    assert "the run finished and kept only its 'best' checkpoint: use --checkpoint best" in message
+    assert "train it again" not in message
+
+
 @needs_conll
 def test_a_line_longer_than_any_training_sentence_is_tagged(conll_runs, tmp_path):
     text = tmp_path / "long.txt"

@@ -257,6 +257,12 @@ def load_run(
             "in forecasts.csv beside its plots"
         )
     if not folder.has_checkpoint(checkpoint):
+        other = next(c for c in CHECKPOINTS if c != checkpoint)
+        if folder.finished and folder.has_checkpoint(other):  # ``last`` removed to free space
+            raise MtlshareError(
+                f"{folder.checkpoint_dir(checkpoint)}: missing; the run finished and kept only "
+                f"its {other!r} checkpoint: use --checkpoint {other}"
+            )
         if folder.finished:
             raise MtlshareError(
                 f"{folder.checkpoint_dir(checkpoint)}: missing; the run finished, but its "
