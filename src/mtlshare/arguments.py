@@ -69,6 +69,16 @@ def parser() -> argparse.ArgumentParser:
         "metrics in their units; positive = the row is better): does a lead hold at the "
         "plateau, or only at equal epochs?",
     )
+    sl = _command(
+        sub,
+        "slim",
+        "free the disk under finished runs: remove their checkpoint/last and a sparse run's "
+        "search checkpoints, keep checkpoint/best (what predict, evaluate and --resume read)",
+    )
+    sl.add_argument("folder", help="a run or comparison --out directory (every run under it)")
+    sl.add_argument(
+        "--dry-run", action="store_true", help="say what would be removed; remove nothing"
+    )
     return p
 
 

@@ -1,5 +1,5 @@
 """``mtlshare`` command line: run, compare, add-task, demo, predict, evaluate, curves,
-mechanisms, masks.
+mechanisms, masks, slim.
 
 Errors caused by input (config, data, checkpoints) print one line and exit with code 2.
 """
@@ -184,6 +184,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(stopping_table(args.folder))
             if gaps is not None:
                 print(f"\n{gaps}")
+        return 0
+    if args.command == "slim":
+        from mtlshare.app.slim import describe, slim
+
+        done = slim(args.folder, dry_run=args.dry_run)
+        print(describe(done, Path(args.folder), dry_run=args.dry_run))
         return 0
     if args.command == "predict":
         return _predict(args)
