@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from mtlshare.app.slim import removable, run_folders, slim
+import mtlshare.app.slim as slimming
+from mtlshare.app.slim import describe, removable, run_folders, slim
 from mtlshare.cli import main
-from mtlshare.training.folder import OutputFolder
+from mtlshare.training.folder import OutputFolder, RunFolder
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
@@ -57,12 +59,18 @@ def test_slim_frees_last_and_the_search_and_the_runs_stay_usable(finished, tmp_p
 
     assert main(["slim", str(out), "--dry-run"]) == 0
     dry = capsys.readouterr().out
+    assert "would free" in dry and "freed" not in dry
     assert checkpoints(sparse) >= {"last", "search"}  # nothing removed
     assert main(["slim", str(out)]) == 0
     said = capsys.readouterr().out
     assert dry.replace("would free", "freed") == said
-    assert f"freed {going / 1e6:,.1f} MB from 4 of them" in said
+    assert f"slim: 4 runs under {out}: freed {going / 1e6:,.1f} MB from 4 of them" in said
     assert "sparse: " in said and "checkpoint/search-task-t2" in said
+    sparse_line = next(x for x in said.splitlines() if x.startswith("sparse: "))
+    assert sparse_line.endswith(  # in order, whatever order the folder lists them in
+        "(checkpoint/last, checkpoint/search, checkpoint/search-rewind, "
+        "checkpoint/search-task-t1, checkpoint/search-task-t2)"
+    )
     for r in runs:  # best alone is left, the results untouched
         assert checkpoints(r) == {"best"}
         assert (r / "results.json").read_text() == results[r]
@@ -106,6 +114,8 @@ def test_runs_not_finished_or_in_use_are_left_whole(finished, tmp_path, capsys):
     assert set(done.removed) == {out / "single" / "t2", out / "sparse"}
     assert done.unfinished == [out / "hard"]
     assert "another mtlshare process is writing here" in done.in_use[out / "single" / "t1"]
+    said = describe(done, out, dry_run=False)
+    assert "single/t1: left whole: " in said and "another mtlshare process" in said
     assert "last" in checkpoints(out / "hard") and "last" in checkpoints(out / "single" / "t1")
     assert main(["slim", str(out)]) == 0
     said = capsys.readouterr().out
@@ -125,6 +135,80 @@ def test_a_cut_slim_leaves_no_checkpoint_anything_reads_and_the_next_finishes_it
     done = slim(run)
     assert done.removed == {run: (["last.old"], going)}
     assert checkpoints(run) == {"best"}
+    # a slim of one run names it by its path; one that finds only what a cut slim left says so
+    assert describe(done, run, dry_run=False).startswith(f"{run}: ")
+    (run / "checkpoint" / "best").rename(run / "checkpoint" / ".slim-last")
+    shutil.copytree(finished / "hard" / "checkpoint" / "best", run / "checkpoint" / "best")
+    said = describe(slim(run), run, dry_run=False)
+    assert said.startswith(f"{run}: ") and "(what a cut slim left)" in said.splitlines()[0]
+    assert checkpoints(run) == {"best"}
+
+
+def test_a_removal_cut_half_way_leaves_no_damaged_checkpoint_under_its_name(
+    finished, tmp_path, monkeypatch
+):
+    """Each checkpoint is renamed away before it is removed: a removal cut half-way (killed,
+    or a failing disk) leaves a part of ``last`` under a name nothing reads, not a damaged
+    ``last`` that ``--resume`` or ``--checkpoint last`` would read as whole."""
+    run = tmp_path / "hard"
+    shutil.copytree(finished / "hard", run)
+    removes = shutil.rmtree
+
+    def cut(path, ignore_errors=False):
+        if ignore_errors:  # clearing a name in the way
+            return removes(path, ignore_errors=True)
+        next(Path(path).rglob("*.safetensors")).unlink()  # a part gone, then cut
+        raise OSError(5, "Input/output error", str(path))
+
+    monkeypatch.setattr(slimming, "shutil", SimpleNamespace(rmtree=cut))  # slim's alone
+    with pytest.raises(OSError):
+        slim(run)
+    assert checkpoints(run) == {"best", ".slim-last"}
+    monkeypatch.undo()
+    slim(run)  # the next finishes it
+    assert checkpoints(run) == {"best"}
+
+
+def test_a_run_given_more_epochs_before_the_lock_keeps_its_last(finished, tmp_path, monkeypatch):
+    """A run finished when ``slim`` looked, then given more epochs (its results set aside,
+    ``--resume`` trains on from ``last``) and cut, before ``slim`` took its lock: it has not
+    finished any more and keeps its ``last``, which it resumes from."""
+    run = tmp_path / "hard"
+    shutil.copytree(finished / "hard", run)
+
+    class GivenMoreEpochs(RunFolder):
+        def open(self) -> None:
+            (self.path / "results.json").rename(self.path / "results-2-epochs.json")
+            super().open()
+
+    monkeypatch.setattr(slimming, "RunFolder", GivenMoreEpochs)
+    done = slim(run)
+    assert done.removed == {}
+    assert checkpoints(run) == {"best", "last"}
+
+
+def test_a_finished_run_without_best_or_with_a_linked_checkpoint(finished, tmp_path, capsys):
+    """A finished run without ``checkpoint/best`` (lost, or removed by hand) keeps its
+    ``last``, the only model it has left, and is named; a checkpoint that is a link to a folder
+    elsewhere is the link removed, its target left (links are not followed)."""
+    out = tmp_path / "cmp"
+    shutil.copytree(finished, out)
+    shutil.rmtree(out / "hard" / "checkpoint" / "best")
+    elsewhere = tmp_path / "elsewhere"
+    (out / "sparse" / "checkpoint" / "last").rename(elsewhere)
+    (out / "sparse" / "checkpoint" / "last").symlink_to(elsewhere, target_is_directory=True)
+    kept = size(elsewhere)
+    linked = {p.name: size(p) for p in (out / "sparse" / "checkpoint").iterdir()}
+    going = sum(s for name, s in linked.items() if name not in ("best", "last"))
+
+    done = slim(out)
+    assert done.without_best == [out / "hard"]
+    assert checkpoints(out / "hard") == {"last"}
+    assert checkpoints(out / "sparse") == {"best"}
+    assert size(elsewhere) == kept  # the link's target is not touched
+    assert going < done.removed[out / "sparse"][1] < going + 1000  # the link, not its target
+    said = describe(done, out, dry_run=False)
+    assert "hard: no checkpoint/best, left as it is" in said
 
 
 def test_what_slim_removes():
@@ -138,5 +222,8 @@ def test_what_slim_removes():
 def test_a_folder_without_runs_is_one_line(tmp_path, capsys):
     assert main(["slim", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err == f"mtlshare: error: {tmp_path / 'nothing'}: no such folder\n"
+    assert main(["slim", str(tmp_path)]) == 2
+    assert "holds no run folder" in capsys.readouterr().err
+    (tmp_path / "kept" / "checkpoint").mkdir(parents=True)  # without config.toml: not a run
     assert main(["slim", str(tmp_path)]) == 2
     assert "holds no run folder" in capsys.readouterr().err
