@@ -172,7 +172,8 @@ def test_a_removal_cut_half_way_leaves_no_damaged_checkpoint_under_its_name(
 def test_a_run_given_more_epochs_before_the_lock_keeps_its_last(finished, tmp_path, monkeypatch):
     """A run finished when ``slim`` looked, then given more epochs (its results set aside,
     ``--resume`` trains on from ``last``) and cut, before ``slim`` took its lock: it has not
-    finished any more and keeps its ``last``, which it resumes from."""
+    finished any more and keeps its ``last``, which it resumes from, and is said to be left
+    whole (it was said nothing of: one run found, none freed, no reason given)."""
     run = tmp_path / "hard"
     shutil.copytree(finished / "hard", run)
 
@@ -185,6 +186,8 @@ def test_a_run_given_more_epochs_before_the_lock_keeps_its_last(finished, tmp_pa
     done = slim(run)
     assert done.removed == {}
     assert checkpoints(run) == {"best", "last"}
+    assert done.unfinished == [run]
+    assert f"{run}: not finished, left whole" in describe(done, run, dry_run=False)
 
 
 def test_a_finished_run_without_best_or_with_a_linked_checkpoint(finished, tmp_path, capsys):

@@ -105,6 +105,8 @@ def slim(root: str | Path, *, dry_run: bool = False) -> Slimmed:
                 _note(done, path, victims)
                 for victim in victims:
                     _remove(victim)
+            else:
+                done.unfinished.append(path)
         finally:
             folder.close()
     return done
