@@ -21,7 +21,7 @@ from mtlshare import console
 from mtlshare.app.demo import DEMO_CONFIG
 from mtlshare.cli import main
 from mtlshare.config import from_dict
-from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD
+from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD, MtlshareError
 from mtlshare.registry import MECHANISMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -658,13 +658,19 @@ def test_warnings_print_one_line_and_the_callers_way_is_put_back(monkeypatch, ca
         warnings.warn("data.csv:3: odd row", UserWarning, stacklevel=1)
         return 0
 
+    def fails(args):
+        raise MtlshareError("no room")
+
     monkeypatch.setattr(cli, "_dispatch", warns)
     with warnings.catch_warnings():  # (which puts back the way found, whatever main does)
         warnings.simplefilter("always")
         before = warnings.showwarning
         assert main(["mechanisms"]) == 0
         assert warnings.showwarning is before
-    assert capsys.readouterr().err == "mtlshare: warning: data.csv:3: odd row\n"
+        monkeypatch.setattr(cli, "_dispatch", fails)
+        assert main(["mechanisms"]) == 2  # and after an error
+        assert warnings.showwarning is before
+    assert capsys.readouterr().err.startswith("mtlshare: warning: data.csv:3: odd row\n")
 
 
 @pytest.mark.parametrize("rank", [0, 1])
@@ -802,3 +808,14 @@ def test_a_character_stdout_cannot_encode_is_escaped_not_a_traceback(tmp_path, m
     ascii_stdout.flush()
     printed = ascii_stdout.buffer.getvalue().decode("ascii")  # type: ignore[attr-defined]
     assert printed.rstrip().endswith("d\\xe9/p.csv")
+
+
+def test_a_stream_escapes_only_the_characters_its_encoding_cannot_take():
+    """A latin-1 stdout takes ``é`` as it is and gets ``\\u2192`` for an arrow (an ASCII escape
+    of every character but ASCII's would mangle what the encoding could write); ``write`` says
+    it wrote the text it was given, as a text stream's ``write`` does."""
+    raw = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    stream = console.Stream(raw, "<stdout>")
+    assert stream.write("dé → x\n") == 7
+    raw.flush()
+    assert raw.buffer.getvalue().decode("latin-1") == "dé \\u2192 x\n"  # type: ignore[attr-defined]
