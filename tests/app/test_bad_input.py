@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -194,6 +196,19 @@ def test_lengths_for_a_run_of_feature_rows_are_one_line(synthetic_run):
     for lengths in ([1, 2], [16, 16]):
         with pytest.raises(MtlshareError, match="rows of features, not sequences"):
             run.predict("t1", torch.randn(2, 16), torch.tensor(lengths))
+
+
+def test_lengths_for_ids_an_input_encoder_reads_are_taken_at_any_rank(synthetic_run):
+    """Rows of ids an input encoder reads (an own codec's: (batch, time) word ids) are
+    sequences, whatever their rank: their lengths are taken, not refused as a feature run's
+    are (the refusal is for rows of features only)."""
+    run = load_run(synthetic_run)
+    words = dataclasses.replace(
+        run,
+        codec=SimpleNamespace(build_stem=lambda: lambda: torch.nn.Embedding(10, 16)),
+        spec={**run.spec, "input_rank": 2},
+    )
+    words._check_inputs(torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([3, 2]))
 
 
 @pytest.mark.parametrize("beside_others", [False, True])

@@ -232,7 +232,20 @@ def test_predict_puts_back_the_modes_the_caller_set(synthetic_run):
     run.model.train()
     next(run.model.children()).eval()  # a module the caller keeps in eval mode
     modes = [m.training for m in run.model.modules()]
+    seen: list[bool] = []  # the mode each module predicted in (this run has no dropout to tell)
+    for module in run.model.modules():
+        module.register_forward_pre_hook(lambda m, _: seen.append(m.training))
     assert torch.equal(run.predict("t1", x), expected)
+    assert seen and not any(seen)
+    assert [m.training for m in run.model.modules()] == modes
+
+    def interrupted(module: torch.nn.Module, inputs: object) -> None:
+        raise KeyboardInterrupt
+
+    # and when predict fails on the way (out of memory, an interrupt)
+    run.model.register_forward_pre_hook(interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run.predict("t1", x)
     assert [m.training for m in run.model.modules()] == modes
 
 
@@ -248,6 +261,16 @@ def test_loading_and_evaluating_a_run_leave_the_callers_random_stream_alone(synt
     load_run(synthetic_run)
     evaluate(synthetic_run)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_loading_a_run_on_the_cpu_leaves_the_gpus_random_streams_alone(synthetic_run, monkeypatch):
+    """The initial weights are drawn aside on the CPU's generator alone: a GPU's stream, which
+    the fork does not put back, is not reseeded (``torch.manual_seed`` reseeds every GPU's
+    too, and a caller's dropout on the GPU drew the same numbers after every ``load_run``)."""
+    seeded: list[int] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", seeded.append)
+    load_run(synthetic_run)
+    assert seeded == []
 
 
 @needs_conll
@@ -474,6 +497,12 @@ def test_a_finished_run_kept_with_its_best_checkpoint_only_names_it(
     message = one_line(capsys)
     assert "the run finished and kept only its 'best' checkpoint: use --checkpoint best" in message
     assert "train it again" not in message
+    # a run that has not finished, without its last: not said to have finished
+    (copy / "results.json").unlink()
+    assert main(["evaluate", str(copy), "--checkpoint", "last"]) == 2
+    message = one_line(capsys)
+    assert "the run has no 'last' checkpoint yet" in message
+    assert "the run finished" not in message
 
 
 @needs_conll
