@@ -142,3 +142,23 @@ def test_predict_refuses_ids_of_a_dtype_that_is_not_integer(tagging_run, tmp_pat
     x, lengths = run.codec.encode(run.codec.read(text, "auto"))
     with pytest.raises(MtlshareError, match=r"^x: torch\.(bool|complex64); this run reads integer"):
         run.predict("pos", x.to(dtype), lengths)
+
+
+def test_a_model_is_built_from_its_seed_whatever_the_caller_drew_before():
+    """``build_model`` draws a run's initial weights from ``cfg.seed``: two runs of one config in
+    one process (a comparison's, a script's) start from the same weights whatever was drawn
+    before them, and another seed starts elsewhere (the seeding moved out of ``build_network``,
+    which ``load_run`` calls with its own generator)."""
+    from mtlshare.app.build import build_model, build_problem
+    from mtlshare.config import load_config
+
+    demo = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "demo.toml"
+    cfg = load_config(demo, ["data.n_dev=20", "data.n_test=20"])
+    problem = build_problem(cfg)
+    torch.manual_seed(1)
+    first = build_model(cfg, problem).state_dict()
+    torch.rand(5)
+    again = build_model(cfg, problem).state_dict()
+    other = build_model(cfg.replace(seed=1), problem).state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
