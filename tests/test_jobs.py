@@ -623,15 +623,32 @@ def test_compare_jobs_writes_plain_status_lines_to_a_log(corpus, monkeypatch, ca
     assert " runs ended" not in capsys.readouterr().err
 
 
+def test_compare_one_run_after_another_names_no_run_when_quiet(corpus, capsys):
+    """``--quiet`` (``progress=False``), one run after another: the plan's line alone, no run
+    named as it starts (a line each, as with progress, is what a log of hours wants, not a
+    quiet command's stderr)."""
+    cfg = load_config(corpus / "run.toml")
+    comparing.compare(cfg, ["hard"], corpus / "quiet", seeds=[0], base_dir=corpus, progress=False)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("compare:")]
+    assert lines == [
+        "compare: 3 runs: 3 to train (single seed 0 pos, single seed 0 ner, hard seed 0)"
+    ]
+
+
 def test_compare_forgets_its_data_when_it_returns(corpus, monkeypatch):
     """The runs of a comparison in this process share its data; once ``compare`` returns, or
     fails, the caller's process no longer holds it (a module-level cache kept every
-    comparison's data for good: 162 MB for one of the CoNLL quick profile)."""
+    comparison's data for good: 162 MB for one of the CoNLL quick profile). Meanwhile each run
+    reads the comparison's data, none builds its own (minutes each for the CoNLL profile)."""
     cfg = load_config(corpus / "run.toml")
     kw: dict[str, Any] = {"seeds": [0], "base_dir": corpus, "progress": False}
     before = dict(jobs._PROBLEMS)
+    built: list[Any] = []
+    build = jobs.build_problem
+    monkeypatch.setattr(jobs, "build_problem", lambda *a: built.append(a) or build(*a))
     comparing.compare(cfg, ["hard"], corpus / "out", **kw)
     assert before == jobs._PROBLEMS
+    assert built == []
 
     def fails(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise MtlshareError("no room")
