@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 
 import pytest
 import torch
@@ -226,7 +227,9 @@ def test_run_prints_tokens_per_second_and_records_it(corpus, capsys):
     out = corpus / "out"
     code, err = run_cli(capsys, corpus, out)
     assert code == 0, err
-    assert "epoch 2/2:" in err and "tokens/s" in err
+    # each epoch's line says its seconds (dev scoring included) and speed: a log of hours
+    # tells how long the epochs left would take
+    assert re.search(r"^epoch 2/2: [\d,]+ s, [\d,]+ tokens/s, dev ", err, re.MULTILINE), err
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # 7 labelled training tokens per task, 3 tasks: every epoch sees tokens
     assert all(r["tokens_per_second"] > 0 for r in records)

@@ -375,8 +375,12 @@ class Trainer:
         if self.tokens_seen > tokens0:
             postfix["tok/s"] = f"{tok_s:.0f}"
             if self.progress:  # one line per epoch, also when stderr is not a terminal
+                # with the epoch's seconds, dev scoring included: what a log of hours needs to
+                # tell how long the epochs left at the cap would take
+                took = time.perf_counter() - t0
                 tqdm.write(
-                    f"epoch {epoch}/{self.cfg.epochs}: {tok_s:,.0f} tokens/s, dev {dev_text(dev)}",
+                    f"epoch {epoch}/{self.cfg.epochs}: {took:,.0f} s, {tok_s:,.0f} tokens/s, "
+                    f"dev {dev_text(dev)}",
                     file=sys.stderr,
                 )
         bar.set_postfix(postfix)
