@@ -82,16 +82,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _overrides(parser: argparse.ArgumentParser, help: str) -> None:
+    """The ``key=value ...`` config overrides a command takes after its config."""
+    parser.add_argument("overrides", nargs="*", default=[], metavar="key=value", help=help)
+
+
 def _training_commands(sub: Any) -> None:
     """``run``, ``compare``, ``demo`` and ``add-task``."""
     r = _command(sub, "run", "train one mechanism from a TOML config")
     r.add_argument("config", help="TOML config file")
-    r.add_argument(
-        "overrides",
-        nargs="*",
-        default=[],
-        metavar="key=value",
-        help="config overrides, e.g. mechanism=soft train.epochs=5 (quote a value with spaces: "
+    _overrides(
+        r,
+        "config overrides, e.g. mechanism=soft train.epochs=5 (quote a value with spaces: "
         "'soft.weights=[0.1, 0.01]')",
     )
     r.add_argument("--out", required=True, help="output directory")
@@ -105,13 +107,7 @@ def _training_commands(sub: Any) -> None:
 
     c = _command(sub, "compare", "single-task baselines and several mechanisms, one table")
     c.add_argument("config", help="TOML config file")
-    c.add_argument(
-        "overrides",
-        nargs="*",
-        default=[],
-        metavar="key=value",
-        help="config overrides for every run",
-    )
+    _overrides(c, "config overrides for every run")
     c.add_argument(
         "--mechanisms",
         default="",
@@ -153,12 +149,9 @@ def _training_commands(sub: Any) -> None:
         help="train the runs in N worker processes with one core's share each (default 0: "
         "one worker per available core; 1: one after another in this process)",
     )
-    d.add_argument(
-        "overrides",
-        nargs="*",
-        default=[],
-        metavar="key=value",
-        help=f"overrides of the demo's config ({DEMO_CONFIG}), e.g. train.epochs=5; "
+    _overrides(
+        d,
+        f"overrides of the demo's config ({DEMO_CONFIG}), e.g. train.epochs=5; "
         "not of data.relatedness, data.n_tasks, tasks or mechanism, which the demo sets itself",
     )
     d.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -171,7 +164,7 @@ def _training_commands(sub: Any) -> None:
     )
     a.add_argument("run_dir", help="the --out folder of the trained run")
     a.add_argument("config", help="TOML config whose data holds the trained and the new tasks")
-    a.add_argument("overrides", nargs="*", default=[], metavar="key=value", help="config overrides")
+    _overrides(a, "config overrides")
     a.add_argument("--out", required=True, help="output directory of the new run")
     a.add_argument(
         "--resume",
