@@ -78,6 +78,8 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
 
 # what a worker keeps between jobs: the problem built from each data config it has seen
 _PROBLEMS: dict[str, Any] = {}
+# in a worker: the data configs whose warnings the process that started it has shown already
+_SHOWN: set[str] = set()
 
 
 def check_jobs(jobs: int) -> None:
@@ -86,8 +88,11 @@ def check_jobs(jobs: int) -> None:
         raise MtlshareError(f"--jobs: expected a number of worker processes >= 1, got {jobs}")
 
 
-def _worker_init(threads: int, parent: int, showwarning: Callable[..., None] | None) -> None:
+def _worker_init(
+    threads: int, parent: int, showwarning: Callable[..., None] | None, shown: frozenset[str]
+) -> None:
     torch.set_num_threads(threads)
+    _SHOWN.update(shown)
     # tqdm's default lock holds a named semaphore, which a worker ended by a signal (or by
     # ``_end_with``) leaves behind, and multiprocessing then warns of it at the caller's exit;
     # a worker draws no bars, so a thread lock does
@@ -111,8 +116,13 @@ def _end_with(parent: int) -> None:
             os._exit(1)
 
 
-def worker_pool(n_jobs: int, threads: int) -> ProcessPoolExecutor:
-    """``n_jobs`` fresh worker processes, each with ``threads`` torch threads.
+def worker_pool(
+    n_jobs: int, threads: int, shown: frozenset[str] = frozenset()
+) -> ProcessPoolExecutor:
+    """``n_jobs`` fresh worker processes, each with ``threads`` torch threads. ``shown``: the
+    keys of the data configs whose problems this process has built, so has shown their data
+    warnings (a dev tag never seen in training): a worker building one again shows none of them
+    (under ``compare --jobs 2`` each was printed three times, by this process and each worker).
 
     They are forked from a fork server, never from this process (whose torch threads a fork
     would copy in an unknown state). The server is started once per process, imports this
@@ -131,7 +141,7 @@ def worker_pool(n_jobs: int, threads: int) -> ProcessPoolExecutor:
         n_jobs,
         mp_context=context,
         initializer=_worker_init,
-        initargs=(threads, os.getpid(), show),
+        initargs=(threads, os.getpid(), show, shown),
     )
 
 
@@ -190,7 +200,12 @@ def cached_problem(cfg: Config, config: dict[str, Any], base_dir: str | None) ->
     built once per data config in this process."""
     key = _problem_key(config, base_dir)
     if key not in _PROBLEMS:
-        _PROBLEMS[key] = build_problem(cfg.replace(tasks=[]), base_dir)
+        # data warnings the process that started this worker has shown already are not repeated
+        quiet = (
+            warnings.catch_warnings(action="ignore") if key in _SHOWN else contextlib.nullcontext()
+        )
+        with quiet:
+            _PROBLEMS[key] = build_problem(cfg.replace(tasks=[]), base_dir)
     problem = _PROBLEMS[key]
     return configured_tasks(cfg, problem)
 
@@ -396,7 +411,7 @@ def _in_workers(
     waiting = list(range(len(jobs)))
     running: dict[Future[dict[str, Any]], int] = {}
     try:
-        pool = worker_pool(n_jobs, threads_per_job(n_jobs))
+        pool = worker_pool(n_jobs, threads_per_job(n_jobs), frozenset(_PROBLEMS))
     except OSError as e:
         raise cannot_start(e, "--jobs") from None
     bar = tqdm(
