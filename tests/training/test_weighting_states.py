@@ -4,9 +4,12 @@ torchrun path reads the global batch's losses and gradients."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
+from mtlshare.tasks.task import Task
 from mtlshare.training.objective import LossWeighting, WeightingConfig
 
 
@@ -63,3 +66,28 @@ def test_gradnorm_over_two_processes_reads_the_global_batchs_losses_and_gradient
         one.apply_gradnorm(expected)
         rank0.apply_gradnorm(got)
     assert torch.allclose(one.initial_losses, rank0.initial_losses, atol=1e-6)
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_gradnorm_takes_a_tasks_initial_loss_from_its_first_batch_with_a_label(processes):
+    """A task whose first joint batch has no observed label has a loss of 0 there (``Task.loss``
+    on all-NaN targets): that is no L_i(0). Its initial loss is its first loss with a label, so
+    two tasks with equal losses and gradients from then on keep their weights about equal (with
+    the 0 kept, b's ratio L_b / 1e-12 set its target at T times the mean norm for the whole run:
+    b's weight rose about 0.035 a step, to 1.34 of 2 after ten)."""
+    shared = torch.nn.Parameter(torch.tensor([0.5, 0.5]))
+    task = Task("b", "regression")
+    mean = (lambda v: v) if processes else None
+
+    def raws(b_observed: bool) -> dict[str, torch.Tensor]:
+        pred = (shared**2).sum().reshape(1, 1)  # 0.5: both losses 0.25, gradients (1, 1)
+        b_target = torch.tensor([0.0 if b_observed else math.nan])
+        return {"a": task.loss(pred, torch.zeros(1)), "b": task.loss(pred, b_target)}
+
+    w = LossWeighting(["a", "b"], WeightingConfig(kind="gradnorm"))
+    w.apply_gradnorm(w.gradnorm_update(raws(False), shared, mean))
+    for _ in range(10):
+        w.apply_gradnorm(w.gradnorm_update(raws(True), shared, mean))
+    assert w.initial_losses.tolist() == [0.25, 0.25]
+    weights = w.weight_vector()
+    assert abs(float(weights[1] - weights[0])) < 0.1, weights

@@ -238,9 +238,7 @@ class LossWeighting(nn.Module):
             return self._gradnorm_over_processes(raws, shared, mean)
         names = list(self.index)
         losses = torch.stack([raws[t] for t in names])
-        with torch.no_grad():
-            if bool((self.initial_losses == 0).all()):
-                self.initial_losses.copy_(losses.detach())
+        self._set_initial_losses(losses.detach())
         w = self.gn_weights.detach().clone().requires_grad_(True)
         norms = []
         for i in range(len(names)):
@@ -263,9 +261,7 @@ class LossWeighting(nn.Module):
         ``sign(g_i - target_i) |grad L_i|``, what autograd gives one process."""
         names = list(self.index)
         losses = mean(torch.stack([raws[t].detach() for t in names]))
-        with torch.no_grad():
-            if bool((self.initial_losses == 0).all()):
-                self.initial_losses.copy_(losses)
+        self._set_initial_losses(losses)
         grads = [
             torch.autograd.grad(raws[t], shared, retain_graph=True)[0].reshape(-1) for t in names
         ]
@@ -274,6 +270,16 @@ class LossWeighting(nn.Module):
         ratio = losses / self.initial_losses.clamp_min(1e-12)
         target = g.mean() * (ratio / ratio.mean()) ** self.cfg.alpha
         return torch.sign(g - target) * norms
+
+    @torch.no_grad()
+    def _set_initial_losses(self, losses: Tensor) -> None:
+        """GradNorm's L_i(0): each task's first loss that is not 0. A task whose first batch
+        has no observed label has a loss of 0 there (``Task.loss``), not a loss to measure its
+        training rate against: it keeps waiting for one (its ratio over a 0 clamped to 1e-12
+        would set its target at T times the mean norm for the whole run)."""
+        unset = self.initial_losses == 0
+        if bool(unset.any()):
+            self.initial_losses.copy_(torch.where(unset, losses, self.initial_losses))
 
     def apply_gradnorm(self, w_grad: Tensor) -> None:
         """One SGD step of GradNorm's weights, renormalised to sum to the number of tasks."""
