@@ -130,6 +130,17 @@ def test_task_probabilities_errors(sizes, kind, temperature, message):
         task_probabilities(sizes, kind, temperature)
 
 
+def test_a_small_temperature_sharpens_towards_the_largest_task_without_overflow():
+    """size ** (1 / T) beyond floating point (10000 ** 100) was an ``OverflowError`` traceback
+    from the loop; the ratios are those of the sizes over the largest, and a task whose ratio
+    is below the smallest float, never to be drawn, is a one-line error."""
+    assert task_probabilities([10000, 5000], "temperature", 0.01) == pytest.approx(
+        [1.0, 0.5**100], rel=1e-12
+    )
+    with pytest.raises(ConfigError, match=r"train\.temperature: 0\.01 gives a task of 1 example"):
+        task_probabilities([10000, 1], "temperature", 0.01)
+
+
 def test_round_robin_continues_from_the_offset():
     g = torch.Generator().manual_seed(0)
     assert task_schedule([5, 50, 500], "round_robin", 5, g) == [0, 1, 2, 0, 1]

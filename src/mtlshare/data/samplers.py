@@ -28,7 +28,16 @@ def task_probabilities(sizes: Sequence[int], kind: str, temperature: float = 1.0
     if kind == "temperature":
         if temperature <= 0:
             raise ConfigError(f"train.temperature: must be > 0, got {temperature}")
-        weights = [s ** (1.0 / temperature) for s in sizes]
+        try:
+            weights = [s ** (1.0 / temperature) for s in sizes]
+        except OverflowError:  # a small temperature: the same ratios, over the largest size
+            weights = [(s / max(sizes)) ** (1.0 / temperature) for s in sizes]
+        if not all(weights):  # a ratio below 1e-308: the task would never be drawn
+            raise ConfigError(
+                f"train.temperature: {temperature} gives a task of {min(sizes)} examples no "
+                f"chance to be drawn beside one of {max(sizes)} (size ** (1 / temperature) "
+                "is beyond floating point); use a larger temperature"
+            )
     else:
         weights = [float(s) for s in sizes]
     total = sum(weights)
