@@ -36,6 +36,22 @@ def test_missing_actuals_are_skipped_and_too_few_errors_give_no_finite_width():
     assert math.isinf(conformal_widths(calibration, 0.8, block=1)[0])
 
 
+def test_a_forecast_missing_where_the_actual_is_observed_is_an_error_not_a_skipped_day():
+    """A NaN forecast on an observed day was dropped as if the actual were missing: a method
+    that failed on its largest errors got a narrower interval (here 1 instead of 50). As
+    ``forecast_metrics`` does, it is a ``ValueError``; an infinite actual is one too."""
+    calibration = [(np.array([0.0, 0.0]), np.array([1.0, 50.0])) for _ in range(3)]
+    assert conformal_widths(calibration, 0.5, block=2).tolist() == [50.0, 50.0]
+    failed = [*calibration, (np.array([0.0, 0.0]), np.array([1.0, np.nan]))]
+    with pytest.raises(ValueError, match="forecast is NaN or infinite where the actual"):
+        conformal_widths(failed, 0.5, block=2)
+    with pytest.raises(ValueError, match="actual is infinite"):
+        conformal_widths([(np.array([np.inf]), np.zeros(1))], 0.5, block=1)
+    # a forecast on a day without an actual is not read: NaN there is fine
+    skipped = [*calibration, (np.array([0.0, np.nan]), np.array([1.0, np.nan]))]
+    assert conformal_widths(skipped, 0.5, block=1).tolist() == [1.0, 50.0]
+
+
 def test_errors_are_divided_by_their_origins_scale_and_the_lower_bound_floored():
     # errors 2, 4, 6, 8 at origins of scale 1, 2, 3, 4: every scaled error is 2
     calibration = [(np.array([float(2 * k)]), np.zeros(1)) for k in range(1, 5)]

@@ -35,9 +35,11 @@ def conformal_widths(
 ) -> FloatArray:
     """Per forecast step, the quantile of the scaled absolute errors of ``calibration`` pairs
     (actual, forecast), each of the horizon's length, divided by ``scales`` (one per pair; 1
-    without). Multiply by the new origin's scale for the half-width. A block with too few
-    observed errors for the level (fewer than ``level / (1 - level)``) gets an infinite width:
-    no finite interval can claim that coverage from so few errors."""
+    without). Multiply by the new origin's scale for the half-width. A missing actual (NaN) is
+    skipped; a forecast that is not finite where the actual is observed is a ``ValueError``, as
+    in ``forecast_metrics``. A block with too few observed errors for the level (fewer than
+    ``level / (1 - level)``) gets an infinite width: no finite interval can claim that coverage
+    from so few errors."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
     if block < 1:
@@ -51,6 +53,13 @@ def conformal_widths(
     horizon = pairs[0][0].size
     if any(a.size != horizon or f.size != horizon for a, f in pairs):
         raise ValueError("every calibration actual and forecast must have the same length")
+    # as in ``forecast_metrics``: a forecast missing where there is an actual is a failed
+    # method, not a day to skip (skipping it would narrow the interval on the days it made)
+    if any(np.isinf(a).any() or (~np.isnan(a) & ~np.isfinite(f)).any() for a, f in pairs):
+        raise ValueError(
+            "a calibration actual is infinite (NaN marks a missing one), or its forecast is NaN "
+            "or infinite where the actual is observed"
+        )
     scale = np.ones(len(pairs)) if scales is None else np.asarray(scales, dtype=np.float64)
     if scale.shape != (len(pairs),) or not np.all(np.isfinite(scale) & (scale > 0)):
         raise ValueError(f"scales: one positive finite number per calibration pair, got {scales}")
