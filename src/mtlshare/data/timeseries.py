@@ -61,7 +61,7 @@ class DailyFrame:
         return (day - self.dates[0]).days
 
 
-def _records(path: Path, shown: str) -> Iterator[tuple[int, list[str]]]:
+def csv_records(path: Path, shown: str) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line, fields)`` per CSV record, ``line`` being the 1-based file line where the
     record starts. Blank (empty or whitespace-only) lines are skipped but still counted."""
     try:
@@ -86,7 +86,7 @@ def _records(path: Path, shown: str) -> Iterator[tuple[int, list[str]]]:
             yield start, row
 
 
-def _column_positions(
+def column_positions(
     header: list[str], needed: Sequence[str], shown: str, line: int
 ) -> dict[str, int]:
     names = [name.strip() for name in header]
@@ -109,7 +109,7 @@ def _parse_date(cell: str, date_format: str, shown: str, line: int) -> datetime.
         raise DataError(message, path=shown, line=line) from None
 
 
-def _parse_number(
+def parse_number(
     cell: str, column: str, shown: str, line: int, *, missing_ok: bool, nonnegative: bool = False
 ) -> float:
     """A finite float (``>= 0`` with ``nonnegative``); NaN for a missing cell when
@@ -193,7 +193,7 @@ class _Rows:
             wanted = self.kept is None or name in self.kept
             cells = [(name, self.value_column, row[at[self.value_column]])] if wanted else []
         for name, column, cell in cells:
-            value = _parse_number(
+            value = parse_number(
                 cell, column, shown, line, missing_ok=True, nonnegative=self.nonnegative
             )
             days = self.observed.setdefault(name, {})
@@ -203,7 +203,7 @@ class _Rows:
             days[day] = (value, line)
         extras = self.extras
         row_features = [
-            _parse_number(row[at[c]], c, shown, line, missing_ok=c in self.blank_ok) for c in extras
+            parse_number(row[at[c]], c, shown, line, missing_ok=c in self.blank_ok) for c in extras
         ]
         if day not in self.features:
             self.features[day] = (row_features, line)
@@ -264,7 +264,7 @@ def read_daily_csv(
         raise ConfigError(f"optional must name series of {series}, got {optional!r}")
 
     shown = str(path)
-    records = _records(Path(path), shown)
+    records = csv_records(Path(path), shown)
     first = next(records, None)
     if first is None:
         raise DataError("file is empty: expected a header and data rows", path=shown)
@@ -273,7 +273,7 @@ def read_daily_csv(
         present = {name.strip() for name in header}
         series = [name for name in series if name in present or name not in optional]
         needed = [date_column, *series, *extras]
-    at = _column_positions(header, needed, shown, header_line)
+    at = column_positions(header, needed, shown, header_line)
 
     roles = (date_column, series_column, value_column)
     if isinstance(blank_ok, str) or not set(blank_ok) <= set(extras):
