@@ -184,19 +184,21 @@ def usage_spec(cfg: Config, problem: Problem, base_dir: str | Path | None) -> di
 def encoding_differences(saved: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
     """What encodes the data otherwise in ``fresh`` (``usage_spec`` of data read again) than in
     ``saved`` (a run's ``inference.json``): the codec's vocabularies, features or scales, the
-    input width, the labels of a task both have. Data files changed since training (or another
-    copy) give words other ids and tags other classes, and so wrong scores without a word."""
+    input width, the labels or target scale of a task both have. Data files changed since
+    training (or another copy) give words other ids and tags other classes, and so wrong scores
+    without a word."""
     fresh = json.loads(json.dumps(fresh))  # as inference.json holds it: lists, not tuples
     codec, old = fresh["codec"], saved.get("codec", {})
     differ = sorted(f"the codec's {k}" for k in set(codec) | set(old) if codec.get(k) != old.get(k))
     if fresh["input_dim"] != saved.get("input_dim"):
         differ.append("the input width")
-    labels = {t["name"]: t.get("labels") for t in saved.get("tasks", [])}
-    differ += [
-        f"the labels of task {t['name']!r}"
-        for t in fresh["tasks"]
-        if t["name"] in labels and t.get("labels") != labels[t["name"]]
-    ]
+    saved_tasks = {t["name"]: t for t in saved.get("tasks", [])}
+    for key, what in (("labels", "labels"), ("target_scale", "target scale")):
+        differ += [
+            f"the {what} of task {t['name']!r}"
+            for t in fresh["tasks"]
+            if t["name"] in saved_tasks and t.get(key) != saved_tasks[t["name"]].get(key)
+        ]
     return differ
 
 

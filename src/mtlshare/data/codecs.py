@@ -80,9 +80,18 @@ def inference_spec(
         **about,
         "input_dim": input_dim,
         "input_rank": input_rank,
-        "tasks": [dataclasses.asdict(t) for t in tasks],
+        "tasks": [_described(t) for t in tasks],
         "codec": codec,
     }
+
+
+def _described(task: Task) -> dict[str, Any]:
+    """A task as ``inference.json`` lists it; ``target_scale`` only where it is set, so that
+    the files of tasks without one read as they did before it existed."""
+    described = dataclasses.asdict(task)
+    if described["target_scale"] is None:
+        del described["target_scale"]
+    return described
 
 
 def tasks_from_spec(spec: dict[str, Any]) -> list[Task]:
@@ -97,12 +106,20 @@ def tasks_from_spec(spec: dict[str, Any]) -> list[Task]:
                         **t,
                         "labels": tuple(t.get("labels", ())),
                         "gold_only": tuple(t.get("gold_only", ())),
+                        **_scale_of(t),
                     }
                 )
             )
         except (TypeError, AttributeError) as e:
             raise DataError(f"inference spec: task {i} is not a task's description ({e})") from None
     return tasks
+
+
+def _scale_of(task: dict[str, Any]) -> dict[str, Any]:
+    """``target_scale`` of a task's entry in an ``inference_spec``, as a tuple (JSON has lists),
+    or nothing where the entry has none."""
+    scale = task.get("target_scale")
+    return {"target_scale": tuple(scale)} if isinstance(scale, list) else {}
 
 
 def codec_from_spec(spec: dict[str, Any]) -> Codec:

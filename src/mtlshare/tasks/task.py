@@ -9,6 +9,7 @@ pytorch-crf); the CRF's loss and decoding need the head itself, which the caller
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -66,6 +67,11 @@ class Task:
     ``s`` and ``b`` starting at zero: a per-task calibration of a shared output that stays the
     shared output where the task has nothing to learn from; needs ``in_dim == out_dim``) or, for
     class sequences (N, T), "crf".
+    ``target_scale`` = ``(mean, std)`` (regression only): targets stay in their own units in the
+    data, the head learns them standardised, ``(y - mean) / std`` (so that tasks of different
+    sizes pull alike on what they share), and ``predict`` hands back ``out * std + mean``: the
+    loss is in standard units, predictions and metrics in the targets' own (the ``table``
+    source sets it from the training rows).
     """
 
     name: str
@@ -80,6 +86,7 @@ class Task:
     # observes stays there instead of at a random offset
     zero_init: bool = False
     gold_only: tuple[str, ...] = ()
+    target_scale: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -107,6 +114,8 @@ class Task:
             raise ConfigError(f"task {self.name!r}: a crf head needs a classification task")
         if self.head == "affine" and self.kind != "regression":
             raise ConfigError(f"task {self.name!r}: an affine head needs a regression task")
+        if self.target_scale is not None:
+            check_scale(self.name, self.kind, self.target_scale)
         if self.metric in LABELLED_METRICS and len(self.labels) != self.out_dim:
             raise ConfigError(
                 f"task {self.name!r}: metric {self.metric!r} needs one label per class "
@@ -143,13 +152,13 @@ class Task:
 
     def predictions(self, head_out: Tensor) -> Tensor:
         """What the metric compares with the target: values for regression, logits otherwise."""
-        return head_out.squeeze(-1) if self.kind == "regression" else head_out
+        return self._unscaled(head_out.squeeze(-1)) if self.kind == "regression" else head_out
 
     def predict(self, head_out: Tensor, target: Tensor, head: nn.Module | None = None) -> Tensor:
         """Predictions shaped like ``target``: values for regression, class ids otherwise (the
         CRF's best path over the observed positions; -100 elsewhere)."""
         if self.kind == "regression":
-            return head_out.squeeze(-1)
+            return self._unscaled(head_out.squeeze(-1))
         if self.head == "crf":
             return _crf(head, self.name).decode(head_out, observed(target))
         return head_out.argmax(-1)
@@ -173,6 +182,9 @@ class Task:
                     f"not match the predictions' {tuple(pred.shape)}; give one value per row "
                     "(N,), per position (N, T) or per output (N, out_dim)"
                 )
+            if self.target_scale is not None:  # the head learns standard units
+                mean, std = self.target_scale
+                target = (target - mean) / std
             keep = observed(target)
             if not bool(keep.any()):  # all missing, or an empty batch
                 return pred.sum() * 0.0
@@ -189,9 +201,33 @@ class Task:
             return logits.sum() * 0.0
         return F.cross_entropy(logits, flat, ignore_index=IGNORE_INDEX)
 
+    def _unscaled(self, values: Tensor) -> Tensor:
+        """A regression head's outputs in the targets' own units (``target_scale``)."""
+        if self.target_scale is None:
+            return values
+        mean, std = self.target_scale
+        return values * std + mean
+
     def score(self, head_out: Tensor, target: Tensor, head: nn.Module | None = None) -> float:
         """``evaluate(predict(...))`` in one call."""
         return self.evaluate(self.predict(head_out, target, head), target)
+
+
+def check_scale(name: str, kind: str, scale: object) -> None:
+    """A task's ``target_scale``: a regression task's ``(mean, std)``, finite, ``std > 0``;
+    else a one-line ``ConfigError``."""
+    if kind != "regression":
+        raise ConfigError(f"task {name!r}: target_scale standardises regression targets only")
+    fits = (
+        isinstance(scale, tuple)
+        and len(scale) == 2
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in scale)
+        and scale[1] > 0
+    )
+    if not fits:
+        raise ConfigError(
+            f"task {name!r}: target_scale must be (mean, std), finite with std > 0, got {scale!r}"
+        )
 
 
 class AffineHead(nn.Module):
