@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlshare.config import TOP_KEYS, Config, from_dict
-from mtlshare.data import daily_windows, samplers, tagging, timeseries
+from mtlshare.data import daily_windows, samplers, table, tagging, timeseries
 from mtlshare.data.tag_tasks import TASK_KEYS, TASK_KINDS
 from mtlshare.forecasting import config as forecast
 from mtlshare.models.trunks import ACTIVATIONS, TRUNK_KINDS
@@ -21,6 +21,7 @@ from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS
 from mtlshare.sharing import conditioned, soft
 from mtlshare.sharing.sparse import config as sparse
 from mtlshare.tasks.tags import SCHEMES
+from mtlshare.tasks.task import KINDS
 from mtlshare.training import aggregators, objective, settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +29,7 @@ DOC = ROOT / "docs" / "config.md"
 TOP = "Top level"
 DATA = "[data]"
 CONLL_TASK = "[data.tasks.NAME] (conll)"  # the keys of a table of data.tasks: not a dataclass
+TABLE_TASK = "[data.tasks.NAME] (table)"  # the same for the table source
 REQUIRED = "required"  # the default cell of a key without a default
 NO_DEFAULT = object()  # such a key in the code
 
@@ -117,7 +119,7 @@ def toml_value(cell: str) -> Any:
 def test_every_accepted_key_is_documented_under_its_section_with_its_default():
     doc = read_doc()
     code = accepted()
-    documented = set(doc) - {CONLL_TASK}
+    documented = set(doc) - {CONLL_TASK, TABLE_TASK}
     assert documented == set(code), (
         f"sections only in docs/config.md: {sorted(documented - set(code))}; "
         f"only in the code: {sorted(set(code) - documented)}"
@@ -168,6 +170,13 @@ def test_the_keys_of_a_conll_task_table_are_documented():
     )
 
 
+def test_the_keys_of_a_table_task_table_are_documented():
+    rows = read_doc()[TABLE_TASK]
+    assert set(rows) == set(table.TASK_KEYS), (
+        f"data.tasks.NAME: differ in {sorted(set(rows) ^ set(table.TASK_KEYS))}"
+    )
+
+
 def test_the_allowed_values_list_every_choice_the_code_has():
     windows = source_section("daily_windows")
     choices: dict[tuple[str, str], typing.Iterable[str]] = {
@@ -179,6 +188,7 @@ def test_the_allowed_values_list_every_choice_the_code_has():
         (windows, "layout"): timeseries.LAYOUTS,
         (windows, "head"): daily_windows.HEADS,
         (CONLL_TASK, "kind"): TASK_KINDS,
+        (TABLE_TASK, "kind"): KINDS,
         (CONLL_TASK, "scheme"): SCHEMES,
         (CONLL_TASK, "encode"): SCHEMES,
         ("[trunk]", "kind"): TRUNK_KINDS,

@@ -1,3 +1,11 @@
 """Data sources and their codecs register themselves on import."""
 
-from mtlshare.data import daily, daily_windows, synthetic, tagging, windows_codec  # noqa: F401
+from mtlshare.data import (  # noqa: F401
+    daily,
+    daily_windows,
+    synthetic,
+    table,
+    table_codec,
+    tagging,
+    windows_codec,
+)

@@ -1,0 +1,329 @@
+"""Rows of features with several target columns, from a CSV: the classic multi-task table
+(MMoE's census data, a shop's customers with a spend and a churn flag, a day's weather with
+two kinds of rentals).
+
+The data source ``table`` reads a CSV with a header. ``data.features`` are numeric columns,
+standardised with the training rows' mean and standard deviation; ``data.categorical`` columns
+are one-hot encoded over the categories the training rows have (sorted; a category only dev,
+test or a file to predict has is all zeros, with one warning naming its first line). Every
+task is a target column (``[data.tasks.NAME]``: ``column``, ``kind``, ``metric``): a
+regression task's values are learned standardised (``Task.target_scale``, fitted on the
+training rows), so tasks of different sizes pull alike on what they share, and predicted and
+scored in their own units; a classification task's classes are the training rows' values,
+sorted. An empty or NA target cell is a missing label, left out of the loss and the metric,
+never filled; a feature cell cannot be missing.
+
+Every task reads every row (MMoE's setting: a joint step reads one batch for all tasks). The
+rows are split by ``split_column`` (values ``train``, ``dev``, ``test``) or by a shuffle of
+their own seed, ``split_seed``, apart from the training seed: ``test_fraction`` of the rows,
+then ``dev_fraction``, rounded, the rest training; each split keeps the file's order.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.data.table_codec import TableCodec, read_cells
+from mtlshare.data.timeseries import MISSING, column_positions, csv_records, parse_number
+from mtlshare.errors import ConfigError, DataError, check_seed
+from mtlshare.registry import DATA_SOURCES
+from mtlshare.tasks.metrics import IGNORE_INDEX
+from mtlshare.tasks.task import KINDS, Task, check_name
+
+SPLITS = ("train", "dev", "test")
+TASK_KEYS = ("column", "kind", "metric")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A checked ``data.tasks`` table."""
+
+    name: str
+    column: str
+    kind: str
+    metric: str
+
+
+def target_spec(name: str, raw: object) -> TargetSpec:
+    """The table of task ``name``: ``kind`` (required), ``column`` (default: the task's name),
+    ``metric`` (default ``mse`` for regression, ``accuracy`` for classification)."""
+    where = f"data.tasks.{name}"
+    check_name(name, "data.tasks")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table, got {raw!r}")
+    unknown = [k for k in raw if k not in TASK_KEYS]
+    if unknown:
+        raise ConfigError(f"unknown key {where}.{unknown[0]}; allowed: {', '.join(TASK_KEYS)}")
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")
+    column, metric = raw.get("column", name), raw.get("metric", _default_metric(kind))
+    for key, value in (("column", column), ("metric", metric)):
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+    try:  # the metric's name and its fit to the kind, as Task checks them
+        Task(name, kind, 2, metric)
+    except ConfigError as e:
+        raise ConfigError(f"{where}.metric: {e}") from None
+    return TargetSpec(name, column.strip(), kind, metric)
+
+
+def _default_metric(kind: object) -> str:
+    return "accuracy" if kind == "classification" else "mse"
+
+
+@dataclass
+class TableConfig:
+    """``[data]`` with ``source = "table"``. A relative ``path`` is read from the folder of the
+    config file."""
+
+    path: str = ""
+    features: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    split_column: str = ""
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+    def validate(self) -> list[TargetSpec]:
+        """The checked task tables; a ``ConfigError`` naming the key of anything wrong."""
+        if not self.path:
+            raise ConfigError("data.path: the CSV file to read is required")
+        if not self.features and not self.categorical:
+            raise ConfigError("data.features, data.categorical: name at least one input column")
+        if not self.tasks:
+            raise ConfigError(
+                'data.tasks: name at least one task, e.g. [data.tasks.price] kind = "regression"'
+            )
+        targets = [target_spec(name, raw) for name, raw in self.tasks.items()]
+        inputs = [*self.features, *self.categorical]
+        twice = [c for c in inputs if inputs.count(c) > 1]
+        if twice:
+            raise ConfigError(
+                f"data.features, data.categorical: column {twice[0]!r} is named twice"
+            )
+        for t in targets:
+            if t.column in inputs:
+                raise ConfigError(
+                    f"data.tasks.{t.name}.column: {t.column!r} is an input column "
+                    "(data.features or data.categorical); a target cannot be one"
+                )
+        if self.split_column in [*inputs, *(t.column for t in targets)]:
+            raise ConfigError(
+                f"data.split_column: {self.split_column!r} is an input or target column"
+            )
+        for key in ("dev_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not (0 < value < 1 and math.isfinite(value)):
+                raise ConfigError(f"data.{key}: must be between 0 and 1, got {value}")
+        if not self.split_column and self.dev_fraction + self.test_fraction >= 1:
+            raise ConfigError(
+                f"data.dev_fraction + data.test_fraction = "
+                f"{self.dev_fraction + self.test_fraction:g} leaves no training rows; "
+                "their sum must be below 1"
+            )
+        check_seed(self.split_seed, "data.split_seed")
+        return targets
+
+
+def split_rows(
+    cfg: TableConfig, rows: list[tuple[int, list[str]]], at: dict[str, int], path: str
+) -> dict[str, np.ndarray]:
+    """Each split's row indices, in the file's order: by ``split_column``, or by a shuffle
+    seeded with ``split_seed``. A split without a row is a ``DataError``."""
+    n = len(rows)
+    if cfg.split_column:
+        column = cfg.split_column
+        chosen = []
+        for line, row in rows:
+            cell = row[at[column]].strip()
+            if cell not in SPLITS:
+                raise DataError(
+                    f"column {column!r}: {row[at[column]]!r} is not one of {', '.join(SPLITS)}",
+                    path,
+                    line,
+                )
+            chosen.append(cell)
+        out = {
+            s: np.array([i for i, c in enumerate(chosen) if c == s], dtype=np.int64) for s in SPLITS
+        }
+        for split, idx in out.items():
+            if idx.size == 0:
+                raise DataError(
+                    f"no rows in the {split} split: no row has {split!r} in column {column!r}", path
+                )
+        return out
+    sizes = {"test": _rounded(n * cfg.test_fraction), "dev": _rounded(n * cfg.dev_fraction)}
+    for split, size in sizes.items():
+        if size == 0:
+            fraction = getattr(cfg, f"{split}_fraction")
+            raise DataError(
+                f"no rows in the {split} split: data.{split}_fraction = {fraction:g} of {n} "
+                "rows rounds to 0",
+                path,
+            )
+    if sizes["test"] + sizes["dev"] >= n:
+        raise DataError(
+            f"no rows in the train split: {sizes['test']} test and {sizes['dev']} dev rows "
+            f"of {n} (data.test_fraction, data.dev_fraction) leave none",
+            path,
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split_seed)).numpy()
+    test, dev = order[: sizes["test"]], order[sizes["test"] : sizes["test"] + sizes["dev"]]
+    train = order[sizes["test"] + sizes["dev"] :]
+    return {s: np.sort(idx) for s, idx in (("train", train), ("dev", dev), ("test", test))}
+
+
+def _rounded(x: float) -> int:
+    """``x`` rounded half up (Python's ``round`` rounds 2.5 to 2)."""
+    return math.floor(x + 0.5)
+
+
+def fit_codec(cfg: TableConfig, cells: Any, train: np.ndarray, path: str) -> TableCodec:
+    """Each feature's encoding from the training rows: a numeric column's mean and standard
+    deviation, a categorical column's categories; a column with one value on every training
+    row is a ``DataError`` (it carries nothing to learn from, and a numeric one cannot be
+    standardised)."""
+    numeric = {}
+    for j, column in enumerate(cfg.features):
+        values = cells.numbers[train, j]
+        std = float(np.std(values))
+        if std == 0:
+            raise DataError(
+                f"feature {column!r} is {values[0]:g} on every training row: it carries nothing "
+                "to learn from (its standard deviation is 0); leave it out of data.features",
+                path,
+            )
+        numeric[column] = [float(np.mean(values)), std]
+    categorical = {}
+    for j, column in enumerate(cfg.categorical):
+        values = sorted({cells.categories[r][j] for r in train})
+        if len(values) < 2:
+            raise DataError(
+                f"feature {column!r} is {values[0]!r} on every training row: it carries "
+                "nothing to learn from; leave it out of data.categorical",
+                path,
+            )
+        categorical[column] = values
+    return TableCodec(numeric, categorical)
+
+
+def target_task(
+    spec: TargetSpec,
+    rows: list[tuple[int, list[str]]],
+    at: dict[str, int],
+    splits: dict[str, np.ndarray],
+    path: str,
+) -> tuple[Task, torch.Tensor]:
+    """Task ``spec`` and its targets, one per row (NaN or -100 where the cell is empty or NA):
+    a regression task standardised on its training values, a classification task's classes
+    the training values, sorted; a class only dev or test rows have is a ``gold_only`` class
+    no prediction matches (one warning). A target the training rows cannot teach (no value,
+    one value, one class) is a ``DataError``."""
+    column, where = spec.column, f"task {spec.name!r}"
+    cells = [(line, row[at[column]]) for line, row in rows]
+    missing = np.array([cell.strip().lower() in MISSING for _, cell in cells])
+    train = splits["train"][~missing[splits["train"]]]
+    if train.size == 0:
+        raise DataError(f"{where}: no training row has a value in column {column!r}", path)
+    if spec.kind == "regression":
+        values = np.array(
+            [parse_number(cell, column, path, line, missing_ok=True) for line, cell in cells]
+        )
+        std = float(np.std(values[train]))
+        if std == 0:
+            raise DataError(
+                f"{where}: column {column!r} is {values[train[0]]:g} on every training row "
+                "that has a value: nothing to learn",
+                path,
+            )
+        scale = (float(np.mean(values[train])), std)
+        return Task(spec.name, "regression", 1, spec.metric, target_scale=scale), torch.tensor(
+            values, dtype=torch.float32
+        )
+    labels = [cell.strip() for _, cell in cells]
+    classes = sorted({labels[i] for i in train})
+    if len(classes) < 2:
+        raise DataError(
+            f"{where}: column {column!r} has one class ({classes[0]!r}) on the training rows; "
+            "a classifier needs two or more",
+            path,
+        )
+    unseen = sorted({labels[i] for i in range(len(rows)) if not missing[i]} - set(classes))
+    ids = {c: k for k, c in enumerate([*classes, *unseen])}
+    if unseen:
+        first = next(i for i in range(len(rows)) if labels[i] in unseen and not missing[i])
+        count = sum(1 for i in range(len(rows)) if labels[i] in unseen and not missing[i])
+        warnings.warn(
+            f"{path}:{rows[first][0]}: {where}: class {labels[first]!r} is in no training row; "
+            f"no prediction can match it, so its {count} dev/test row(s) count as errors",
+            stacklevel=3,
+        )
+    y = torch.tensor(
+        [IGNORE_INDEX if missing[i] else ids[labels[i]] for i in range(len(rows))],
+        dtype=torch.long,
+    )
+    task = Task(
+        spec.name,
+        "classification",
+        len(classes),
+        spec.metric,
+        labels=tuple(classes),
+        gold_only=tuple(unseen),
+    )
+    return task, y
+
+
+def resolve(path: str, base_dir: str | None) -> Path:
+    out = Path(path)
+    return Path(base_dir) / out if not out.is_absolute() and base_dir is not None else out
+
+
+@DATA_SOURCES.register(
+    "table",
+    config=TableConfig,
+    summary="rows of numeric and categorical features from a CSV, a target column per task",
+    paper="Ma et al., KDD 2018 (census-income, two tasks per row)",
+)
+def table_problem(cfg: TableConfig, base_dir: str | None = None) -> Problem:
+    """A task per ``data.tasks`` table over every row of the CSV ``cfg.path`` (relative to
+    ``base_dir``); ``meta["lines"]`` holds each split's file lines."""
+    targets = cfg.validate()
+    path = resolve(cfg.path, base_dir)
+    shown = str(path)
+    records = csv_records(path, shown)
+    first = next(records, None)
+    if first is None:
+        raise DataError("file is empty: expected a header and data rows", path=shown)
+    header_line, header = first
+    needed = [*cfg.features, *cfg.categorical, *dict.fromkeys(t.column for t in targets)]
+    at = column_positions(header, [*needed, *filter(None, [cfg.split_column])], shown, header_line)
+    rows = []
+    for line, row in records:
+        if len(row) != len(header):
+            message = f"row has {len(row)} fields but the header has {len(header)}"
+            raise DataError(message, path=shown, line=line)
+        rows.append((line, row))
+    if not rows:
+        raise DataError("no data rows after the header", path=shown, line=header_line)
+    cells = read_cells(shown, rows, at, cfg.features, cfg.categorical)
+    splits = split_rows(cfg, rows, at, shown)
+    codec = fit_codec(cfg, cells, splits["train"], shown)
+    every = codec.encode_cells(cells)  # one call: one warning per column of unseen categories
+    x = {s: every[torch.from_numpy(idx)] for s, idx in splits.items()}  # one tensor a split
+    tasks = []
+    for spec in targets:
+        task, y = target_task(spec, rows, at, splits, shown)
+        parts = [Split(x[s], y[torch.from_numpy(splits[s])]) for s in SPLITS]
+        tasks.append(TaskData(task, *parts))
+    lines = {s: [rows[i][0] for i in idx] for s, idx in splits.items()}
+    return Problem(tasks, len(codec.features), meta={"lines": lines}, inference=codec.spec())

@@ -1,0 +1,204 @@
+"""The ``table`` codec: rows of a CSV, read by column name, encoded as the run's training rows
+were; out, the same rows with one prediction column per task.
+
+A ``table`` run (``mtlshare.data.table``) records in ``inference.json`` how its inputs were
+encoded: each numeric feature's training mean and standard deviation, each categorical
+feature's training categories (its one-hot columns, in that order). Reading new rows goes
+through the same functions as the training rows (``read_cells``, then ``TableCodec.encode``),
+so the run's own test rows read back give its test inputs to the bit. The input file may hold
+other columns (the targets, an id, ...): they are not read, and are written back unchanged,
+before the predictions: ``predicted_TASK`` per task, a regression task's value in the target's
+own units (``Task.target_scale``), a class as its label appeared in the training file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mtlshare.data.codecs import CODECS, Codec
+from mtlshare.data.timeseries import MISSING, column_positions, csv_records, parse_number
+from mtlshare.errors import DataError
+from mtlshare.tasks.task import Task
+
+PREFIX = "predicted_"  # an output column: PREFIX + the task's name
+
+
+@dataclass
+class Cells:
+    """The feature cells of a file's rows: numbers (rows, numeric) and category strings."""
+
+    path: str
+    lines: list[int]  # the file's line of each row
+    numbers: np.ndarray  # (rows, numeric features) float64
+    categories: list[list[str]]  # per row, one string per categorical feature
+
+
+def read_cells(
+    path: str,
+    rows: Sequence[tuple[int, list[str]]],
+    at: dict[str, int],
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+) -> Cells:
+    """The feature cells of ``rows`` (``(line, fields)``; ``at``: each column's field). An
+    empty or NA cell, or a numeric cell that is not a finite number, is a ``DataError`` naming
+    the file, line and column: a feature is never filled in."""
+    numbers = np.empty((len(rows), len(numeric)), dtype=np.float64)
+    categories = []
+    for i, (line, row) in enumerate(rows):
+        for j, column in enumerate(numeric):
+            numbers[i, j] = parse_number(row[at[column]], column, path, line, missing_ok=False)
+        cells = [row[at[column]].strip() for column in categorical]
+        for column, cell in zip(categorical, cells, strict=True):
+            if cell.lower() in MISSING:
+                raise DataError(
+                    f"column {column!r} is empty ({row[at[column]]!r}): a feature cannot be "
+                    "missing",
+                    path,
+                    line,
+                )
+        categories.append(cells)
+    return Cells(path, [line for line, _ in rows], numbers, categories)
+
+
+@dataclass
+class TableCodec:
+    """How a table run encodes a row: ``numeric[column] = [mean, std]`` of its training rows
+    (the input is ``(value - mean) / std``), ``categorical[column]`` = its training categories,
+    sorted (the input is their one-hot; a category no training row has is all zeros)."""
+
+    numeric: dict[str, list[float]]
+    categorical: dict[str, list[str]]
+
+    @property
+    def columns(self) -> list[str]:
+        """The file's columns the model reads."""
+        return [*self.numeric, *self.categorical]
+
+    @property
+    def features(self) -> list[str]:
+        """The model's inputs, in order: each numeric column, then ``column=category``."""
+        ones = [f"{c}={v}" for c, values in self.categorical.items() for v in values]
+        return [*self.numeric, *ones]
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "codec": "table",
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "features": self.features,
+        }
+
+    def build_stem(self) -> Callable[[], nn.Module] | None:
+        return None
+
+    def encode_cells(self, cells: Cells, rows: np.ndarray | None = None) -> Tensor:
+        """(rows, features) float32 inputs of ``cells`` (only ``rows``, indices, when given).
+        Each categorical column with a category no training row has warns once, naming the
+        first such row's line and how many there are; its one-hot is all zeros."""
+        idx = np.arange(len(cells.lines)) if rows is None else rows
+        blocks = []
+        for j, (mean, std) in enumerate(self.numeric.values()):
+            blocks.append(((cells.numbers[idx, j] - mean) / std)[:, None])
+        for j, (column, values) in enumerate(self.categorical.items()):
+            position = {v: k for k, v in enumerate(values)}
+            hot = np.zeros((len(idx), len(values)))
+            unseen = []
+            for i, r in enumerate(idx):
+                k = position.get(cells.categories[r][j])
+                if k is None:
+                    unseen.append(int(r))
+                else:
+                    hot[i, k] = 1.0
+            if unseen:
+                first = unseen[0]
+                warnings.warn(
+                    f"{cells.path}:{cells.lines[first]}: column {column!r} has "
+                    f"{cells.categories[first][j]!r}, a category no training row has: its "
+                    f"one-hot is all zeros ({len(unseen)} such row(s))",
+                    stacklevel=2,
+                )
+            blocks.append(hot)
+        x = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(idx), 0))
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+    def read(self, path: Path, fmt: str, tasks: Sequence[str] | None = None) -> TableRows:
+        if fmt not in ("auto", "csv"):
+            raise DataError(f"this run reads a CSV of its feature columns, not {fmt}")
+        shown = str(path)
+        records = csv_records(Path(path), shown)
+        first = next(records, None)
+        if first is None:
+            raise DataError("file is empty: expected a header and data rows", path=shown)
+        header_line, header = first
+        at = column_positions(header, self.columns, shown, header_line)
+        names = [h.strip() for h in header]
+        taken = [PREFIX + t for t in tasks or () if PREFIX + t in names]
+        if taken:
+            raise DataError(
+                f"column {taken[0]!r} is in the file already: the predictions would write it "
+                "a second time",
+                shown,
+                header_line,
+            )
+        rows = []
+        for line, row in records:
+            if len(row) != len(header):
+                message = f"row has {len(row)} fields but the header has {len(header)}"
+                raise DataError(message, path=shown, line=line)
+            rows.append((line, row))
+        if not rows:
+            raise DataError("no data rows after the header", path=shown, line=header_line)
+        cells = read_cells(shown, rows, at, list(self.numeric), list(self.categorical))
+        return TableRows(Path(path), header, [row for _, row in rows], self.encode_cells(cells))
+
+    def encode(self, doc: TableRows) -> tuple[Tensor, Tensor | None]:
+        return doc.x, None
+
+    def write(self, doc: TableRows, tasks: list[Task], predictions: dict[str, Tensor]) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([*doc.header, *(PREFIX + t.name for t in tasks)])
+        columns = [_column(t, predictions[t.name]) for t in tasks]
+        for i, row in enumerate(doc.rows):
+            writer.writerow([*row, *(column[i] for column in columns)])
+        return out.getvalue()
+
+    def size(self, doc: TableRows) -> tuple[int, str]:
+        return len(doc.rows), "rows"
+
+
+@dataclass
+class TableRows:
+    """A CSV read by the ``table`` codec: its header and rows as text, and their inputs."""
+
+    path: Path
+    header: list[str]
+    rows: list[list[str]]
+    x: Tensor  # (rows, features)
+
+
+def _column(task: Task, pred: Tensor) -> list[str]:
+    """A task's predictions as cells: a class's label, or a value (already in the target's
+    units: ``Task.predict`` undid the standardisation)."""
+    if task.kind == "classification":
+        return [task.labels[int(i)] for i in pred.tolist()]
+    return [repr(float(v)) for v in pred.double().tolist()]
+
+
+@CODECS.register("table", summary="a CSV read by column names in, a prediction per task out")
+def table_codec(spec: dict[str, Any]) -> Codec:
+    return TableCodec(
+        {str(k): [float(v) for v in pair] for k, pair in spec["numeric"].items()},
+        {str(k): [str(v) for v in values] for k, values in spec["categorical"].items()},
+    )

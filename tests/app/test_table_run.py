@@ -1,0 +1,202 @@
+"""A ``table`` run from the command line: trained, predicted (by column name, in the targets'
+units and labels, equal to ``run.predict``), evaluated, compared over every mechanism that reads
+rows of features, given a task; and bad input as one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import mtlshare
+from mtlshare.cli import main
+from mtlshare.registry import MECHANISMS
+
+CONFIG = """
+mechanism = "hard"
+[data]
+source = "table"
+path = "table.csv"
+features = ["x1", "x2"]
+categorical = ["city"]
+[data.tasks.price]
+kind = "regression"
+metric = "mae"
+[data.tasks.churn]
+kind = "classification"
+[trunk]
+hidden = [8]
+[train]
+epochs = 3
+batch_size = 8
+[sparse]
+round_steps = 2
+"""
+
+
+def table_rows(n: int = 60) -> list[str]:
+    """Price grows with x1 and city; churn is whether x2 is large; some labels missing."""
+    out = []
+    for i in range(n):
+        city = "abc"[i % 3]
+        price = "" if i % 7 == 3 else f"{1000 + 40 * i + 300 * (city == 'b')}"
+        churn = "NA" if i % 6 == 5 else ("yes" if (i * 7) % 5 > 2 else "no")
+        out.append(f"r{i},{i},{(i * 7) % 5},{city},{price},{churn}")
+    return out
+
+
+def write_table(folder: Path, lines: list[str]) -> Path:
+    path = folder / "table.csv"
+    path.write_text("\n".join(["id,x1,x2,city,price,churn", *lines]) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("table")
+    write_table(home, table_rows())
+    (home / "run.toml").write_text(CONFIG)
+    return home
+
+
+@pytest.fixture(scope="module")
+def table_run(folder: Path) -> Path:
+    out = folder / "run"
+    assert main(["run", str(folder / "run.toml"), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mtlshare: error: "), err
+    return err[0].removeprefix("mtlshare: error: ")
+
+
+def test_predict_writes_the_rows_back_with_predictions_equal_to_run_predict(
+    table_run, folder, tmp_path
+):
+    source = tmp_path / "in.csv"  # columns in another order, one more, the targets left out
+    with open(folder / "table.csv") as f:
+        read = list(csv.DictReader(f))[:9]
+    source.write_text(
+        "note,city,x2,x1\n"
+        + "".join(f"n{i},{r['city']},{r['x2']},{r['x1']}\n" for i, r in enumerate(read))
+    )
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(table_run), str(source), "--out", str(out)]) == 0
+    with open(out) as f:
+        written = list(csv.DictReader(f))
+    assert list(written[0]) == ["note", "city", "x2", "x1", "predicted_price", "predicted_churn"]
+    assert [w["note"] for w in written] == [f"n{i}" for i in range(9)]  # carried through
+    run = mtlshare.load_run(table_run)
+    doc = run.codec.read(source, "auto")
+    price, churn = run.predict("price", doc.x), run.predict("churn", doc.x)
+    assert [float(w["predicted_price"]) for w in written] == price.double().tolist()
+    assert [w["predicted_churn"] for w in written] == [("no", "yes")[i] for i in churn.tolist()]
+    assert float(price.mean()) > 500  # in the targets' units (about 2,200), not standardised
+
+
+def test_the_test_rows_read_back_are_the_runs_test_inputs_to_the_bit(table_run, folder):
+    run = mtlshare.load_run(table_run)
+    problem = mtlshare.data.table.table_problem(run.config.data, str(folder))
+    test = problem.tasks[0].test
+    lines = problem.meta["lines"]["test"]
+    rows = (folder / "table.csv").read_text().splitlines()
+    subset = folder / "test-rows.csv"
+    subset.write_text("\n".join([rows[0], *(rows[line - 1] for line in lines)]) + "\n")
+    assert torch.equal(run.codec.read(subset, "auto").x, test.x)
+    # and the run's predictions of them score its results.json
+    results = json.loads((table_run / "results.json").read_text())
+    pred = run.predict("price", test.x)
+    assert problem.tasks[0].task.evaluate(pred, test.y) == pytest.approx(
+        results["tasks"]["price"]["test"], rel=1e-6
+    )
+
+
+def test_evaluate_gives_the_results_and_refuses_changed_data(table_run, folder, tmp_path):
+    results = json.loads((table_run / "results.json").read_text())
+    scores = mtlshare.evaluate(table_run)
+    for task in ("price", "churn"):
+        assert scores[task]["test"] == results["tasks"][task]["test"]
+    assert results["tasks"]["price"]["test"] > 10  # a mean absolute error in the price's units
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    lines = table_rows()
+    lines[0] = lines[0].replace(",1000,", ",99000,")  # a training price: another target scale
+    write_table(moved, lines)
+    with pytest.raises(mtlshare.errors.DataError, match="the target scale of task 'price'"):
+        mtlshare.evaluate(table_run, data_dir=moved)
+
+
+def test_compare_runs_every_mechanism_over_the_rows(folder, capsys):
+    rows = ["single", *MECHANISMS.names()]
+    out = folder / "compare"
+    args = ["compare", str(folder / "run.toml"), "--out", str(out), "--quiet", "train.epochs=1"]
+    assert main([*args, "--mechanisms", ",".join(rows)]) == 0
+    table = json.loads((out / "comparison.json").read_text())
+    names = [r["mechanism"] for r in table["rows"]]
+    assert names == rows
+    for row in table["rows"]:
+        assert set(row["tasks"]) == {"price", "churn"}
+        assert all(t["test"] == t["test"] for t in row["tasks"].values())  # not NaN
+
+
+def test_add_task_adds_a_task_to_a_trained_run(folder):
+    one = folder / "price-only"
+    assert (
+        main(["run", str(folder / "run.toml"), "--out", str(one), "--quiet", "tasks=['price']"])
+        == 0
+    )
+    added = folder / "added"
+    assert (
+        main(["add-task", str(one), str(folder / "run.toml"), "--out", str(added), "--quiet"]) == 0
+    )
+    report = json.loads((added / "add_task.json").read_text())
+    assert list(report["new_tasks"]) == ["churn"]
+    assert report["new_tasks"]["churn"]["test"] == report["new_tasks"]["churn"]["test"]
+
+
+@pytest.mark.parametrize(
+    "header, row, message",
+    [
+        ("x1,city", "1,a", "{path}:1: no column 'x2' in header ['x1', 'city']"),
+        ("x1,x2,city", "1,two,a", "{path}:2: column 'x2': 'two' is not a finite number"),
+        ("x1,x2,city", ",2,a", "{path}:2: column 'x1' is empty (''): a feature cannot be missing"),
+        (
+            "x1,x2,city,predicted_price",
+            "1,2,a,0",
+            "{path}:1: column 'predicted_price' is in the file already: the predictions would "
+            "write it a second time",
+        ),
+        ("x1,x2,city", "1,2", "{path}:2: row has 2 fields but the header has 3"),
+    ],
+)
+def test_bad_input_to_predict_is_one_line_and_writes_nothing(
+    table_run, tmp_path, capsys, header, row, message
+):
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text(f"{header}\n{row}\n")
+    capsys.readouterr()
+    assert main(["predict", str(table_run), str(source), "--out", str(out)]) == 2
+    assert one_line(capsys) == message.format(path=source)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.features=['x1','x9']", "no column 'x9' in header"),
+        ("data.test_fraction=0.001", "no rows in the test split"),
+        ("data.tasks.price.kind=1", "data.tasks.price.kind: 1 is not one of regression"),
+        ("data.colour=1", "unknown key data.colour; allowed keys in [data]: path, features"),
+    ],
+)
+def test_a_bad_run_is_one_line_exit_2_and_no_folder(folder, capsys, override, message):
+    out = folder / "refused"
+    capsys.readouterr()
+    assert main(["run", str(folder / "run.toml"), "--out", str(out), "--quiet", override]) == 2
+    assert message in one_line(capsys)
+    assert not out.exists()

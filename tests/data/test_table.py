@@ -1,0 +1,300 @@
+"""The ``table`` source on small written files: the standardisation and the one-hot layout fitted
+on the training rows, the splits (sizes, determinism, a split column), missing labels, unseen
+categories and classes, and each refusal's one line."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from mtlshare.config import from_dict
+from mtlshare.data.datasets import Problem
+from mtlshare.data.table import table_problem
+from mtlshare.errors import ConfigError, DataError, MtlshareError
+
+HEADER = "id,x1,x2,city,price,churn"
+CITIES = ("b", "a", "c")
+
+
+def rows(n: int = 40) -> list[str]:
+    """``n`` rows: x1 = i, x2 = i mod 5, city cycling b, a, c; price = 100 + 10 i (empty
+    every 7th row), churn yes/no (NA every 6th row)."""
+    out = []
+    for i in range(n):
+        price = "" if i % 7 == 3 else str(100 + 10 * i)
+        churn = "NA" if i % 6 == 5 else ("yes" if i % 3 else "no")
+        out.append(f"r{i},{i},{i % 5},{CITIES[i % 3]},{price},{churn}")
+    return out
+
+
+def write(folder: Path, lines: list[str], header: str = HEADER) -> Path:
+    path = folder / "table.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+def data(file: Path, **changes: Any) -> dict[str, Any]:
+    return {
+        "source": "table",
+        "path": str(file),
+        "features": ["x1", "x2"],
+        "categorical": ["city"],
+        "tasks": {
+            "price": {"kind": "regression", "metric": "mae"},
+            "churn": {"kind": "classification"},
+        },
+        **changes,
+    }
+
+
+def build(file: Path, **changes: Any) -> Problem:
+    return table_problem(from_dict({"data": data(file, **changes)}).data)
+
+
+def test_features_are_standardised_with_the_training_rows_and_categories_one_hot(tmp_path):
+    problem = build(write(tmp_path, rows()))
+    spec = problem.inference
+    assert spec["features"] == ["x1", "x2", "city=a", "city=b", "city=c"]
+    assert spec["categorical"] == {"city": ["a", "b", "c"]}  # sorted, not in order of rows
+    lines = problem.meta["lines"]
+    train_i = np.array(lines["train"]) - 2  # row i is on line i + 2
+    mean, std = train_i.mean(), train_i.std()
+    assert spec["numeric"]["x1"] == pytest.approx([mean, std], rel=1e-12)
+    price = problem.tasks[0]
+    expected = torch.tensor((train_i - mean) / std, dtype=torch.float32)
+    assert torch.equal(price.train.x[:, 0], expected)
+    assert price.train.x[:, 0].mean().abs() < 1e-6
+    for row, i in zip(price.train.x, train_i, strict=True):
+        assert row[2:].tolist() == [float(CITIES[i % 3] == c) for c in "abc"]
+    assert problem.input_dim == 5
+
+
+def test_split_sizes_and_a_shuffle_of_its_own_seed(tmp_path):
+    path = write(tmp_path, rows())
+    lines = build(path).meta["lines"]
+    assert {s: len(v) for s, v in lines.items()} == {"train": 28, "dev": 4, "test": 8}
+    assert sorted(i for v in lines.values() for i in v) == list(range(2, 42))  # every row once
+    assert all(v == sorted(v) for v in lines.values())  # the file's order within a split
+    assert build(path).meta["lines"] == lines  # the same seed, the same split
+    again = table_problem(from_dict({"data": data(path), "seed": 7}).data).meta["lines"]
+    assert again == lines  # the training seed is not the split's
+    assert build(path, split_seed=1).meta["lines"] != lines
+    rounded = build(path, dev_fraction=0.0625, test_fraction=0.5).meta["lines"]
+    assert (len(rounded["dev"]), len(rounded["test"])) == (3, 20)  # 2.5 rounds half up
+
+
+def test_a_split_column_places_each_row(tmp_path):
+    split = ["train", "train", "dev", "test"] * 5
+    lines = [f"{r},{s}" for r, s in zip(rows(20), split, strict=True)]
+    problem = build(write(tmp_path, lines, HEADER + ",part"), split_column="part")
+    assert problem.meta["lines"]["dev"] == list(range(4, 22, 4))
+    assert problem.meta["lines"]["test"] == list(range(5, 22, 4))
+
+
+def test_missing_labels_are_marked_and_left_out_of_loss_and_metric(tmp_path):
+    problem = build(write(tmp_path, rows()))
+    price, churn = problem.tasks
+    lines = problem.meta["lines"]["train"]
+    gaps = [k for k, line in enumerate(lines) if (line - 2) % 7 == 3]
+    assert gaps and torch.isnan(price.train.y[gaps]).all()
+    assert int(torch.isnan(price.train.y).sum()) == len(gaps)
+    unlabelled = [k for k, line in enumerate(lines) if (line - 2) % 6 == 5]
+    assert (churn.train.y[unlabelled] == -100).all()
+    assert price.task.target_scale is not None
+    observed = [k for k in range(len(lines)) if k not in gaps]
+    values = price.train.y[observed].double()
+    expected = (float(values.mean()), float(values.std(unbiased=False)))
+    assert price.task.target_scale == pytest.approx(expected)
+    out = torch.randn(len(lines), 1)
+    keep = torch.tensor(observed)
+    assert price.task.loss(out, price.train.y) == pytest.approx(
+        price.task.loss(out[keep], price.train.y[keep]).item()
+    )
+    pred = price.task.predict(out, price.train.y)
+    assert price.task.evaluate(pred, price.train.y) == pytest.approx(
+        price.task.evaluate(pred[keep], price.train.y[keep])
+    )
+    assert churn.task.labels == ("no", "yes") and churn.task.metric == "accuracy"
+
+
+def test_a_category_only_dev_or_test_has_is_all_zeros_with_one_warning(tmp_path):
+    lines = rows(20)
+    split = ["train"] * 12 + ["dev"] * 4 + ["test"] * 4
+    lines = [f"{r},{s}" for r, s in zip(lines, split, strict=True)]
+    lines[17] = lines[17].replace(",c,", ",oslo,")  # a test row, line 19
+    lines[14] = lines[14].replace(",c,", ",oslo,")  # a dev row, line 16
+    path = write(tmp_path, lines, HEADER + ",part")
+    with pytest.warns(UserWarning) as caught:
+        problem = build(path, split_column="part")
+    assert [str(w.message) for w in caught] == [
+        f"{path}:16: column 'city' has 'oslo', a category no training row has: its one-hot is "
+        "all zeros (2 such row(s))"
+    ]
+    assert problem.tasks[0].test.x[1, 2:].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_class_only_test_rows_have_counts_as_an_error(tmp_path):
+    split = ["train"] * 12 + ["dev"] * 4 + ["test"] * 4
+    lines = [f"{r},{s}" for r, s in zip(rows(20), split, strict=True)]
+    lines[18] = lines[18].replace(",no,", ",maybe,")
+    path = write(tmp_path, lines, HEADER + ",part")
+    with pytest.warns(UserWarning, match=r":20: task 'churn': class 'maybe' is in no training"):
+        churn = build(path, split_column="part").tasks[1]
+    assert churn.task.out_dim == 2 and churn.task.gold_only == ("maybe",)
+    assert churn.test.y.tolist()[2] == 2  # an id no prediction can take
+
+
+@pytest.mark.parametrize(
+    "edit, changes, message",
+    [
+        (
+            lambda ls: ls,
+            {"features": ["x1", "x9"]},
+            "{path}:1: no column 'x9' in header ['id', 'x1', 'x2', 'city', 'price', 'churn']",
+        ),
+        (
+            lambda ls: [ls[0].replace(",0,b,", ",zero,b,"), *ls[1:]],
+            {},
+            "{path}:2: column 'x2': 'zero' is not a finite number",
+        ),
+        (
+            lambda ls: [*ls[:3], ls[3].replace("r3,3,", "r3,,"), *ls[4:]],
+            {},
+            "{path}:5: column 'x1' is empty (''): a feature cannot be missing",
+        ),
+        (
+            lambda ls: [*ls[:4], ls[4].replace(",a,", ",,"), *ls[5:]],
+            {},
+            "{path}:6: column 'city' is empty (''): a feature cannot be missing",
+        ),
+        (
+            lambda ls: [",".join([*r.split(",")[:2], "4", *r.split(",")[3:]]) for r in ls],
+            {},
+            "{path}: feature 'x2' is 4 on every training row: it carries nothing to learn from "
+            "(its standard deviation is 0); leave it out of data.features",
+        ),
+        (
+            lambda ls: [r.replace(",no", ",yes") for r in ls],
+            {},
+            "{path}: task 'churn': column 'churn' has one class ('yes') on the training rows; a "
+            "classifier needs two or more",
+        ),
+        (
+            lambda ls: [",".join([*r.split(",")[:4], "500", r.split(",")[5]]) for r in ls],
+            {},
+            "{path}: task 'price': column 'price' is 500 on every training row that has a "
+            "value: nothing to learn",
+        ),
+        (
+            lambda ls: ls[:4],
+            {},
+            "{path}: no rows in the dev split: data.dev_fraction = 0.1 of 4 rows rounds to 0",
+        ),
+        (
+            lambda ls: ls,
+            {"split_column": "id"},
+            "{path}:2: column 'id': 'r0' is not one of train, dev, test",
+        ),
+        (
+            lambda ls: [],
+            {},
+            "{path}:1: no data rows after the header",
+        ),
+        (
+            lambda ls: [*ls[:2], ls[2] + ",extra", *ls[3:]],
+            {},
+            "{path}:4: row has 7 fields but the header has 6",
+        ),
+        (
+            lambda ls: [r.rsplit(",", 2)[0] + ",," + r.rsplit(",", 1)[1] for r in ls],
+            {},
+            "{path}: task 'price': no training row has a value in column 'price'",
+        ),
+    ],
+)
+def test_bad_data_is_one_line_naming_file_line_and_problem(tmp_path, edit, changes, message):
+    path = write(tmp_path, edit(rows()))
+    with pytest.raises(DataError) as e:
+        build(path, **changes)
+    assert str(e.value) == message.format(path=path)
+
+
+def test_a_split_column_without_a_split_is_refused(tmp_path):
+    lines = [f"{r},{'dev' if i == 3 else 'train'}" for i, r in enumerate(rows(10))]
+    path = write(tmp_path, lines, HEADER + ",part")
+    with pytest.raises(DataError) as e:
+        build(path, split_column="part")
+    assert str(e.value) == f"{path}: no rows in the test split: no row has 'test' in column 'part'"
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"path": ""}, "data.path: the CSV file to read is required"),
+        (
+            {"features": [], "categorical": []},
+            "data.features, data.categorical: name at least one input column",
+        ),
+        (
+            {"tasks": {}},
+            'data.tasks: name at least one task, e.g. [data.tasks.price] kind = "regression"',
+        ),
+        (
+            {"tasks": {"price": {"kind": "regresion"}}},
+            "data.tasks.price.kind: 'regresion' is not one of regression, classification",
+        ),
+        (
+            {"tasks": {"price": {"kind": "regression", "colum": "price"}}},
+            "unknown key data.tasks.price.colum; allowed: column, kind, metric",
+        ),
+        (
+            {"tasks": {"price": {"kind": "regression", "metric": "accuracy"}}},
+            "data.tasks.price.metric: task 'price': metric 'accuracy' scores class ids, not a "
+            "regression task's predictions; use one of ['mae', 'mse']",
+        ),
+        (
+            {"tasks": {"x1": {"kind": "regression"}}},
+            "data.tasks.x1.column: 'x1' is an input column (data.features or "
+            "data.categorical); a target cannot be one",
+        ),
+        (
+            {"categorical": ["city", "x1"]},
+            "data.features, data.categorical: column 'x1' is named twice",
+        ),
+        (
+            {"dev_fraction": 0.5, "test_fraction": 0.5},
+            "data.dev_fraction + data.test_fraction = 1 leaves no training rows; their sum "
+            "must be below 1",
+        ),
+        ({"test_fraction": 0.0}, "data.test_fraction: must be between 0 and 1, got 0.0"),
+        ({"split_seed": -1}, "data.split_seed: -1 is not a seed in [0, 2**63 - 1]"),
+    ],
+)
+def test_config_mistakes_name_the_key(tmp_path, changes, message):
+    with pytest.raises(ConfigError) as e:
+        build(write(tmp_path, rows()), **changes)
+    assert str(e.value) == message
+
+
+def test_an_unknown_data_key_names_the_allowed_ones(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        from_dict({"data": data(tmp_path / "t.csv", feature=["x1"])})
+    assert str(e.value) == (
+        "unknown key data.feature; allowed keys in [data]: path, features, categorical, tasks, "
+        "split_column, dev_fraction, test_fraction, split_seed"
+    )
+
+
+def test_every_task_reads_the_same_rows(tmp_path):
+    problem = build(write(tmp_path, rows()))
+    a, b = problem.tasks
+    assert all(getattr(a, s).x is getattr(b, s).x for s in ("train", "dev", "test"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn of in a clean file
+        build(write(tmp_path, rows()))
+    assert issubclass(DataError, MtlshareError)
