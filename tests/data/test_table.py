@@ -191,6 +191,11 @@ def test_a_class_only_test_rows_have_counts_as_an_error(tmp_path):
             "value: nothing to learn",
         ),
         (
+            lambda ls: [*ls[:1], ls[1].replace(",110,", ",cheap,"), *ls[2:]],
+            {},
+            "{path}:3: column 'price': 'cheap' is not a finite number",
+        ),
+        (
             lambda ls: ls[:4],
             {},
             "{path}: no rows in the dev split: data.dev_fraction = 0.1 of 4 rows rounds to 0",
