@@ -318,8 +318,9 @@ def table_problem(cfg: TableConfig, base_dir: str | None = None) -> Problem:
     cells = read_cells(shown, rows, at, cfg.features, cfg.categorical)
     splits = split_rows(cfg, rows, at, shown)
     codec = fit_codec(cfg, cells, splits["train"], shown)
-    every = codec.encode_cells(cells)  # one call: one warning per column of unseen categories
-    x = {s: every[torch.from_numpy(idx)] for s, idx in splits.items()}  # one tensor a split
+    # one call: one warning per column of unseen categories; each split's rows encoded in
+    # place, not encoded whole then copied out
+    x = dict(zip(SPLITS, codec.encode_parts(cells, [splits[s] for s in SPLITS]), strict=True))
     tasks = []
     for spec in targets:
         task, y = target_task(spec, rows, at, splits, shown)

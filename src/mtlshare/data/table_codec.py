@@ -107,30 +107,39 @@ class TableCodec:
         Each categorical column with a category no training row has warns once, naming the
         first such row's line and how many there are; its one-hot is all zeros."""
         idx = np.arange(len(cells.lines)) if rows is None else rows
-        blocks = []
+        return self.encode_parts(cells, [idx])[0]
+
+    def encode_parts(self, cells: Cells, parts: Sequence[np.ndarray]) -> list[Tensor]:
+        """The inputs of each part's rows (indices), as ``encode_cells`` gives them, with one
+        warning per column over all parts. Each tensor is filled in place: a column of
+        thousands of categories (a user id) is a wide one-hot, and float64 blocks joined, cast,
+        then indexed by split held it five times over."""
+        out = [torch.zeros((len(idx), len(self.features)), dtype=torch.float32) for idx in parts]
+        arrays = [x.numpy() for x in out]
         for j, (mean, std) in enumerate(self.numeric.values()):
-            blocks.append(((cells.numbers[idx, j] - mean) / std)[:, None])
+            for idx, x in zip(parts, arrays, strict=True):
+                x[:, j] = (cells.numbers[idx, j] - mean) / std
+        start = len(self.numeric)
         for j, (column, values) in enumerate(self.categorical.items()):
             position = {v: k for k, v in enumerate(values)}
-            hot = np.zeros((len(idx), len(values)))
             unseen = []
-            for i, r in enumerate(idx):
-                k = position.get(cells.categories[r][j])
-                if k is None:
-                    unseen.append(int(r))
-                else:
-                    hot[i, k] = 1.0
+            for idx, x in zip(parts, arrays, strict=True):
+                for i, r in enumerate(idx):
+                    k = position.get(cells.categories[r][j])
+                    if k is None:
+                        unseen.append(int(r))
+                    else:
+                        x[i, start + k] = 1.0
+            start += len(values)
             if unseen:
-                first = unseen[0]
+                first = min(unseen)  # the file's first, whatever the order of the parts
                 warnings.warn(
                     f"{cells.path}:{cells.lines[first]}: column {column!r} has "
                     f"{cells.categories[first][j]!r}, a category no training row has: its "
                     f"one-hot is all zeros ({len(unseen)} such row(s))",
                     stacklevel=2,
                 )
-            blocks.append(hot)
-        x = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(idx), 0))
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return out
 
     def read(self, path: Path, fmt: str, tasks: Sequence[str] | None = None) -> TableRows:
         if fmt not in ("auto", "csv"):
