@@ -167,3 +167,21 @@ def test_splits_hold_tensors_and_problems_tasks():
 def test_a_metric_of_the_other_kind_is_refused(kind, metric):
     with pytest.raises(ConfigError, match=f"metric '{metric}' scores"):
         Task("t", kind, out_dim=2 if kind == "classification" else 1, metric=metric)
+
+
+def test_the_input_check_reads_a_split_a_block_of_rows_at_a_time(monkeypatch):
+    """torch.isfinite of a whole split copies it (a float copy and bool masks): a wide split's
+    check read it in blocks of rows, so that it costs a block, not more than the split."""
+    seen = []
+    real = torch.isfinite
+
+    def isfinite(x: torch.Tensor) -> torch.Tensor:
+        seen.append(len(x))
+        return real(x)
+
+    monkeypatch.setattr(torch, "isfinite", isfinite)
+    x = torch.zeros(10_000, D)
+    x[9_000, 1] = float("nan")
+    with pytest.raises(DataError, match="train split: a NaN or infinite input in row 9000"):
+        problem(train=Split(x, torch.zeros(10_000).long()))
+    assert seen and max(seen) <= 4096

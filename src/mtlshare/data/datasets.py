@@ -143,7 +143,9 @@ def check_split(td: TaskData, split: str, input_dim: int, encoded: bool) -> None
                 f"{where}: inputs have {x.shape[-1]} features, but the problem's input_dim "
                 f"is {input_dim}"
             )
-        _refuse_rows(~torch.isfinite(x), f"{where}: a NaN or infinite input in row {{row}}")
+        row = first_nonfinite_row(x)
+        if row is not None:
+            raise DataError(f"{where}: a NaN or infinite input in row {row}")
     if task.kind == "classification":
         if y.dtype not in (torch.long, torch.uint8):
             raise DataError(
@@ -181,6 +183,17 @@ def check_split(td: TaskData, split: str, input_dim: int, encoded: bool) -> None
 def first_row(bad: Tensor) -> int:
     """The first row of ``bad`` (a bool tensor, one row per example) that holds a True."""
     return int(bad.reshape(len(bad), -1).any(1).nonzero()[0])
+
+
+def first_nonfinite_row(x: Tensor, rows: int = 4096) -> int | None:
+    """The first row of ``x`` that holds a NaN or an infinity, or None. Read ``rows`` rows at a
+    time: ``torch.isfinite`` of a whole split makes a float copy and bool masks beside it, more
+    than the split itself (a table's one-hot of 5,000 ids: 2.8 GB of training inputs)."""
+    for start in range(0, len(x), rows):
+        bad = ~torch.isfinite(x[start : start + rows])
+        if bool(bad.any()):
+            return start + first_row(bad)
+    return None
 
 
 def _refuse_rows(bad: Tensor, message: str) -> None:
