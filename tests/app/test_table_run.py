@@ -95,6 +95,7 @@ def test_predict_writes_the_rows_back_with_predictions_equal_to_run_predict(
     doc = run.codec.read(source, "auto")
     price, churn = run.predict("price", doc.x), run.predict("churn", doc.x)
     assert [float(w["predicted_price"]) for w in written] == price.double().tolist()
+    assert run.tasks["churn"].labels == ("no", "yes")  # the README's way from ids to labels
     assert [w["predicted_churn"] for w in written] == [("no", "yes")[i] for i in churn.tolist()]
     assert float(price.mean()) > 500  # in the targets' units (about 2,200), not standardised
 
