@@ -15,7 +15,7 @@ import torch
 
 from mtlshare.config import from_dict
 from mtlshare.data.datasets import Problem
-from mtlshare.data.table import table_problem
+from mtlshare.data.table import kept_labels, table_problem
 from mtlshare.errors import ConfigError, DataError, MtlshareError
 
 HEADER = "id,x1,x2,city,price,churn"
@@ -290,7 +290,7 @@ def test_a_split_column_without_a_split_is_refused(tmp_path):
         ),
         (
             {"tasks": {"price": {"kind": "regression", "colum": "price"}}},
-            "unknown key data.tasks.price.colum; allowed: column, kind, metric",
+            "unknown key data.tasks.price.colum; allowed: column, kind, metric, train_labels",
         ),
         (
             {"tasks": {"price": {"kind": "regression", "metric": "accuracy"}}},
@@ -313,6 +313,13 @@ def test_a_split_column_without_a_split_is_refused(tmp_path):
         ),
         ({"test_fraction": 0.0}, "data.test_fraction: must be between 0 and 1, got 0.0"),
         ({"split_seed": -1}, "data.split_seed: -1 is not a seed in [0, 2**63 - 1]"),
+        *(
+            (
+                {"tasks": {"price": {"kind": "regression", "train_labels": bad}}},
+                f"data.tasks.price.train_labels: must be above 0 and at most 1, got {bad!r}",
+            )
+            for bad in (0, 0.0, 1.5, -0.2, "half", True, float("nan"))
+        ),
     ],
 )
 def test_config_mistakes_name_the_key(tmp_path, changes, message):
@@ -338,3 +345,68 @@ def test_every_task_reads_the_same_rows(tmp_path):
         warnings.simplefilter("error")  # nothing to warn of in a clean file
         build(write(tmp_path, rows()))
     assert issubclass(DataError, MtlshareError)
+
+
+def labelled_train_rows(problem: Problem, task: int) -> set[int]:
+    """The file rows (i of ``rows``) of the training split whose label of ``task`` is kept."""
+    td = problem.tasks[task]
+    lines = np.array(problem.meta["lines"]["train"])
+    y = td.train.y
+    kept = ~torch.isnan(y) if y.is_floating_point() else y != -100
+    return {int(line) - 2 for line in lines[kept.numpy()]}
+
+
+def test_train_labels_keeps_a_share_of_the_training_labels_nested_and_per_task(tmp_path):
+    path = write(tmp_path, rows(200))
+    whole = build(path)
+    everyone = {name: labelled_train_rows(whole, k) for k, name in enumerate(("price", "churn"))}
+
+    def shares(price: float, churn: float = 1.0, **changes: Any) -> Problem:
+        tasks = {
+            "price": {"kind": "regression", "metric": "mae", "train_labels": price},
+            "churn": {"kind": "classification", "train_labels": churn},
+        }
+        return build(path, tasks=tasks, **changes)
+
+    quarter, half = shares(0.25, 0.25), shares(0.5)
+    for k, name in enumerate(("price", "churn")):
+        kept = labelled_train_rows(quarter, k)
+        assert len(kept) == int(len(everyone[name]) * 0.25 + 0.5)  # rounded half up
+        assert kept < everyone[name]
+    assert labelled_train_rows(quarter, 0) < labelled_train_rows(half, 0)  # nested shares
+    assert labelled_train_rows(half, 1) == everyone["churn"]  # the other task keeps all
+    assert labelled_train_rows(quarter, 0) != labelled_train_rows(quarter, 1)  # its own draw
+    assert labelled_train_rows(shares(0.25, split_seed=1), 0) != labelled_train_rows(quarter, 0)
+    assert labelled_train_rows(shares(0.25), 0) == labelled_train_rows(quarter, 0)  # repeatable
+    for split in ("dev", "test"):  # only training labels go
+        assert torch.equal(
+            getattr(quarter.tasks[0], split).y.isnan(), getattr(whole.tasks[0], split).y.isnan()
+        )
+        assert torch.equal(getattr(quarter.tasks[1], split).y, getattr(whole.tasks[1], split).y)
+    assert torch.equal(quarter.tasks[0].train.x, whole.tasks[0].train.x)  # and no input
+    prices = quarter.tasks[0].train.y
+    observed = prices[~prices.isnan()].double()
+    mean, std = quarter.tasks[0].task.target_scale
+    assert (mean, std) == pytest.approx((observed.mean().item(), observed.std(correction=0).item()))
+    assert shares(1.0).tasks[0].task == whole.tasks[0].task  # 1: the file's labels, unchanged
+    assert torch.equal(shares(1.0).tasks[0].train.y.isnan(), whole.tasks[0].train.y.isnan())
+
+
+def test_train_labels_that_round_to_none_is_one_line(tmp_path):
+    tasks = {"price": {"kind": "regression", "train_labels": 0.001}}
+    with pytest.raises(DataError) as e:
+        build(write(tmp_path, rows()), tasks=tasks)
+    assert str(e.value).endswith(
+        "table.csv: task 'price': data.tasks.price.train_labels = 0.001 of 23 training labels "
+        "rounds to none"
+    )
+
+
+def test_kept_labels_draws_per_task_and_seed_and_nests_its_shares():
+    rows_ = np.arange(10, 110)
+    a = {share: kept_labels(rows_, share, "price", 0) for share in (0.1, 0.3, 1.0)}
+    assert [len(a[share]) for share in (0.1, 0.3, 1.0)] == [10, 30, 100]
+    assert set(a[0.1]) < set(a[0.3]) < set(rows_) and np.array_equal(a[1.0], rows_)
+    assert list(a[0.3]) == sorted(a[0.3])
+    assert not np.array_equal(kept_labels(rows_, 0.3, "churn", 0), a[0.3])  # the task's own
+    assert not np.array_equal(kept_labels(rows_, 0.3, "price", 1), a[0.3])  # and the seed's

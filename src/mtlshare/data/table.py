@@ -11,7 +11,9 @@ regression task's values are learned standardised (``Task.target_scale``, fitted
 training rows), so tasks of different sizes pull alike on what they share, and predicted and
 scored in their own units; a classification task's classes are the training rows' values,
 sorted. An empty or NA target cell is a missing label, left out of the loss and the metric,
-never filled; a feature cell cannot be missing.
+never filled; a feature cell cannot be missing. ``train_labels`` below 1 keeps a task's label
+on that share of its training rows only (``kept_labels``): how much does sharing give a task
+with few labels?
 
 Every task reads every row (MMoE's setting: a joint step reads one batch for all tasks). The
 rows are split by ``split_column`` (values ``train``, ``dev``, ``test``) or by a shuffle of
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import KINDS, Task, check_name
 
 SPLITS = ("train", "dev", "test")
-TASK_KEYS = ("column", "kind", "metric")
+TASK_KEYS = ("column", "kind", "metric", "train_labels")
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,13 @@ class TargetSpec:
     column: str
     kind: str
     metric: str
+    train_labels: float = 1.0
 
 
 def target_spec(name: str, raw: object) -> TargetSpec:
     """The table of task ``name``: ``kind`` (required), ``column`` (default: the task's name),
-    ``metric`` (default ``mse`` for regression, ``accuracy`` for classification)."""
+    ``metric`` (default ``mse`` for regression, ``accuracy`` for classification),
+    ``train_labels`` (default 1: the share of training rows whose label the task keeps)."""
     where = f"data.tasks.{name}"
     check_name(name, "data.tasks")
     if not isinstance(raw, dict):
@@ -73,7 +78,14 @@ def target_spec(name: str, raw: object) -> TargetSpec:
         Task(name, kind, 2, metric)
     except ConfigError as e:
         raise ConfigError(f"{where}.metric: {e}") from None
-    return TargetSpec(name, column.strip(), kind, metric)
+    share = raw.get("train_labels", 1.0)
+    if (
+        isinstance(share, bool)
+        or not isinstance(share, int | float)
+        or not (0 < share <= 1 and math.isfinite(share))
+    ):
+        raise ConfigError(f"{where}.train_labels: must be above 0 and at most 1, got {share!r}")
+    return TargetSpec(name, column.strip(), kind, metric, float(share))
 
 
 def _default_metric(kind: object) -> str:
@@ -223,22 +235,36 @@ def target_task(
     at: dict[str, int],
     splits: dict[str, np.ndarray],
     path: str,
+    split_seed: int = 0,
 ) -> tuple[Task, torch.Tensor]:
     """Task ``spec`` and its targets, one per row (NaN or -100 where the cell is empty or NA):
     a regression task standardised on its training values, a classification task's classes
     the training values, sorted; a class only dev or test rows have is a ``gold_only`` class
     no prediction matches (one warning). A target the training rows cannot teach (no value,
-    one value, one class) is a ``DataError``."""
+    one value, one class) is a ``DataError``. With ``spec.train_labels`` below 1 only that
+    share of the training rows with a label keep it (``kept_labels``); the others read as
+    missing, in the training loss and in the scale or classes the training rows give."""
     column, where = spec.column, f"task {spec.name!r}"
     cells = [(line, row[at[column]]) for line, row in rows]
     missing = np.array([cell.strip().lower() in MISSING for _, cell in cells])
     train = splits["train"][~missing[splits["train"]]]
     if train.size == 0:
         raise DataError(f"{where}: no training row has a value in column {column!r}", path)
+    if spec.train_labels < 1:
+        kept = kept_labels(train, spec.train_labels, spec.name, split_seed)
+        if kept.size == 0:
+            raise DataError(
+                f"{where}: data.tasks.{spec.name}.train_labels = {spec.train_labels:g} of "
+                f"{train.size} training labels rounds to none",
+                path,
+            )
+        missing[np.setdiff1d(train, kept)] = True
+        train = kept
     if spec.kind == "regression":
         values = np.array(
             [parse_number(cell, column, path, line, missing_ok=True) for line, cell in cells]
         )
+        values[missing] = np.nan
         std = float(np.std(values[train]))
         if std == 0:
             raise DataError(
@@ -283,6 +309,16 @@ def target_task(
     return task, y
 
 
+def kept_labels(train: np.ndarray, share: float, task: str, split_seed: int) -> np.ndarray:
+    """The rows of ``train`` (rows with a training label), sorted, whose label a task keeps:
+    ``share`` of them, rounded half up, drawn by a shuffle seeded with ``split_seed`` and the
+    task's name (so two tasks keep different rows). A smaller share keeps a subset of a larger
+    one's rows, so a sweep over shares adds labels and never swaps them."""
+    seed = (split_seed + zlib.crc32(task.encode("utf-8"))) % 2**63
+    order = torch.randperm(train.size, generator=torch.Generator().manual_seed(seed)).numpy()
+    return np.sort(train[order[: _rounded(train.size * share)]])
+
+
 def resolve(path: str, base_dir: str | None) -> Path:
     out = Path(path)
     return Path(base_dir) / out if not out.is_absolute() and base_dir is not None else out
@@ -323,7 +359,7 @@ def table_problem(cfg: TableConfig, base_dir: str | None = None) -> Problem:
     x = dict(zip(SPLITS, codec.encode_parts(cells, [splits[s] for s in SPLITS]), strict=True))
     tasks = []
     for spec in targets:
-        task, y = target_task(spec, rows, at, splits, shown)
+        task, y = target_task(spec, rows, at, splits, shown, cfg.split_seed)
         parts = [Split(x[s], y[torch.from_numpy(splits[s])]) for s in SPLITS]
         tasks.append(TaskData(task, *parts))
     lines = {s: [rows[i][0] for i in idx] for s, idx in splits.items()}
