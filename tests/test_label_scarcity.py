@@ -83,6 +83,14 @@ def test_a_comparison_per_share_and_their_table(recipe, tmp_path, capsys):
     assert (out / "label_scarcity.md").read_text(encoding="utf-8") == table
 
 
+def test_overrides_change_the_recipe_of_every_share(recipe, tmp_path):
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--recipe", str(recipe), "--task", "a", "--quiet"]
+    assert script().main([*args, "--shares", "0.5", "train.select_on=a", "train.epochs=1"]) == 0
+    saved = (out / "share-0.5" / "hard" / "seed-0" / "config.toml").read_text(encoding="utf-8")
+    assert 'select_on = "a"' in saved and "epochs = 1\n" in saved
+
+
 def test_a_task_the_recipe_lacks_is_one_line(recipe, tmp_path, capsys):
     args = ["--out", str(tmp_path / "o"), "--recipe", str(recipe), "--task", "c", "--quiet"]
     assert script().main(args) == 2

@@ -9,7 +9,8 @@ writes `share-S/` (a comparison folder each), `label_scarcity.md` (test MAE agai
 mean and standard deviation over seeds, and in how many seeds each mechanism beats `casual`
 alone with the same seed) and `label_scarcity.png`. `--resume` reads finished comparisons
 back and trains only what is missing; `--shares` and `--recipe` choose others; `--task` the
-task whose labels are cut.
+task whose labels are cut; `key=value` overrides after the options change the recipe (e.g.
+`train.select_on=casual`).
 """
 
 from __future__ import annotations
@@ -38,15 +39,21 @@ def labels_kept(cfg: Any, task: str) -> int:
 
 
 def sweep(
-    recipe: Path, out: Path, shares: list[float], task: str, resume: bool, progress: bool
+    recipe: Path,
+    out: Path,
+    shares: list[float],
+    task: str,
+    resume: bool,
+    progress: bool,
+    overrides: list[str],
 ) -> list[dict[str, Any]]:
     """One comparison per share of ``task``'s training labels; each share's rows and count."""
-    tasks = load_config(recipe).data.tasks
+    tasks = load_config(recipe, overrides).data.tasks
     if task not in tasks:
         raise MtlshareError(f"--task: {task!r} is not a task of {recipe} ({', '.join(tasks)})")
     done = []
     for share in shares:
-        cfg = load_config(recipe, [f"data.tasks.{task}.train_labels={share}"])
+        cfg = load_config(recipe, [*overrides, f"data.tasks.{task}.train_labels={share}"])
         print(f"label scarcity: {task} keeps {share:g} of its training labels", file=sys.stderr)
         table = mtlshare.compare(
             cfg,
@@ -119,7 +126,7 @@ def plot(done: list[dict[str, Any]], task: str, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel(f"training rows with a {task} label (log scale)")
     ax.set_ylabel(f"test {done[0]['table']['metrics'][task]['metric']} of {task}")
-    ax.set_title("mean and sd over seeds")
+    ax.set_title(f"{task} against its training labels (mean and sd over seeds)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -138,13 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--resume", action="store_true", help="read finished comparisons back")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("overrides", nargs="*", help="key=value changes to the recipe")
     args = parser.parse_args(argv)
     try:
         shares = [float(s) for s in args.shares.split(",")]
     except ValueError:
         parser.error(f"--shares: numbers separated by commas, got {args.shares!r}")
     try:
-        done = sweep(args.recipe, args.out, shares, args.task, args.resume, not args.quiet)
+        done = sweep(
+            args.recipe, args.out, shares, args.task, args.resume, not args.quiet, args.overrides
+        )
     except MtlshareError as e:
         print(f"label_scarcity: error: {e}", file=sys.stderr)
         return 2
