@@ -96,3 +96,28 @@ def test_a_task_the_recipe_lacks_is_one_line(recipe, tmp_path, capsys):
     assert script().main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("label_scarcity: error: ")
+
+
+@pytest.mark.parametrize("kept", ["label-scarcity", "label-scarcity-select-casual"])
+def test_the_kept_tables_are_the_kept_comparisons_and_the_docs_quote_them(kept):
+    """Each kept ``label_scarcity.md`` is what the script writes from the kept comparisons
+    (the labels counted on the shared data), and ``table_bike.md`` quotes the first."""
+    results = ROOT / "docs" / "results"
+    folder = results / "table-bike" / kept
+    recipe = ROOT / "recipes" / "table" / "bike_sharing.toml"
+    if not (recipe.parent / "../../../shared/data/bike_sharing/day.csv").is_file():
+        pytest.skip("../shared/data/bike_sharing is absent")
+    module = script()
+    from mtlshare.config import load_config
+
+    done = []
+    for share in (0.02, 0.05, 0.1, 0.25, 0.5, 1.0):
+        table = json.loads((folder / f"share-{share:g}" / "comparison.json").read_text())
+        cfg = load_config(recipe, [f"data.tasks.casual.train_labels={share}"])
+        done.append({"share": share, "labels": module.labels_kept(cfg, "casual"), "table": table})
+    text = module.markdown(done, "casual")
+    assert (folder / "label_scarcity.md").read_text(encoding="utf-8") == text
+    if kept == "label-scarcity":
+        doc = (results / "table_bike.md").read_text(encoding="utf-8")
+        rows = [line for line in text.splitlines() if line.startswith("|")]
+        assert "\n".join(rows) in doc
