@@ -35,7 +35,7 @@ import torch
 
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.table_codec import TableCodec, read_cells
-from mtlshare.data.timeseries import MISSING, column_positions, csv_records, parse_number
+from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_rows, parse_number
 from mtlshare.errors import ConfigError, DataError, check_seed
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -336,21 +336,10 @@ def table_problem(cfg: TableConfig, base_dir: str | None = None) -> Problem:
     targets = cfg.validate()
     path = resolve(cfg.path, base_dir)
     shown = str(path)
-    records = csv_records(path, shown)
-    first = next(records, None)
-    if first is None:
-        raise DataError("file is empty: expected a header and data rows", path=shown)
-    header_line, header = first
+    header_line, header, records = csv_header(path, shown)
     needed = [*cfg.features, *cfg.categorical, *dict.fromkeys(t.column for t in targets)]
     at = column_positions(header, [*needed, *filter(None, [cfg.split_column])], shown, header_line)
-    rows = []
-    for line, row in records:
-        if len(row) != len(header):
-            message = f"row has {len(row)} fields but the header has {len(header)}"
-            raise DataError(message, path=shown, line=line)
-        rows.append((line, row))
-    if not rows:
-        raise DataError("no data rows after the header", path=shown, line=header_line)
+    rows = csv_rows(records, header, header_line, shown)
     cells = read_cells(shown, rows, at, cfg.features, cfg.categorical)
     splits = split_rows(cfg, rows, at, shown)
     codec = fit_codec(cfg, cells, splits["train"], shown)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.data.codecs import CODECS, Codec
-from mtlshare.data.timeseries import MISSING, column_positions, csv_records, parse_number
+from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_rows, parse_number
 from mtlshare.errors import DataError
 from mtlshare.tasks.task import Task
 
@@ -145,11 +145,7 @@ class TableCodec:
         if fmt not in ("auto", "csv"):
             raise DataError(f"this run reads a CSV of its feature columns, not {fmt}")
         shown = str(path)
-        records = csv_records(Path(path), shown)
-        first = next(records, None)
-        if first is None:
-            raise DataError("file is empty: expected a header and data rows", path=shown)
-        header_line, header = first
+        header_line, header, records = csv_header(Path(path), shown)
         at = column_positions(header, self.columns, shown, header_line)
         names = [h.strip() for h in header]
         taken = [PREFIX + t for t in tasks or () if PREFIX + t in names]
@@ -160,14 +156,7 @@ class TableCodec:
                 shown,
                 header_line,
             )
-        rows = []
-        for line, row in records:
-            if len(row) != len(header):
-                message = f"row has {len(row)} fields but the header has {len(header)}"
-                raise DataError(message, path=shown, line=line)
-            rows.append((line, row))
-        if not rows:
-            raise DataError("no data rows after the header", path=shown, line=header_line)
+        rows = csv_rows(records, header, header_line, shown)
         cells = read_cells(shown, rows, at, list(self.numeric), list(self.categorical))
         return TableRows(Path(path), header, [row for _, row in rows], self.encode_cells(cells))
 

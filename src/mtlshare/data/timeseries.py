@@ -86,6 +86,32 @@ def csv_records(path: Path, shown: str) -> Iterator[tuple[int, list[str]]]:
             yield start, row
 
 
+def csv_header(path: Path, shown: str) -> tuple[int, list[str], Iterator[tuple[int, list[str]]]]:
+    """The header's line and fields, and the records after it (``csv_records``); a file
+    without a record is a ``DataError``."""
+    records = csv_records(path, shown)
+    first = next(records, None)
+    if first is None:
+        raise DataError("file is empty: expected a header and data rows", path=shown)
+    return first[0], first[1], records
+
+
+def csv_rows(
+    records: Iterator[tuple[int, list[str]]], header: list[str], header_line: int, shown: str
+) -> list[tuple[int, list[str]]]:
+    """Every record after the header, each with as many fields as the header; one of another
+    length, or none at all, is a ``DataError`` naming the line."""
+    rows = []
+    for line, row in records:
+        if len(row) != len(header):
+            message = f"row has {len(row)} fields but the header has {len(header)}"
+            raise DataError(message, path=shown, line=line)
+        rows.append((line, row))
+    if not rows:
+        raise DataError("no data rows after the header", path=shown, line=header_line)
+    return rows
+
+
 def column_positions(
     header: list[str], needed: Sequence[str], shown: str, line: int
 ) -> dict[str, int]:
@@ -264,11 +290,7 @@ def read_daily_csv(
         raise ConfigError(f"optional must name series of {series}, got {optional!r}")
 
     shown = str(path)
-    records = csv_records(Path(path), shown)
-    first = next(records, None)
-    if first is None:
-        raise DataError("file is empty: expected a header and data rows", path=shown)
-    header_line, header = first
+    header_line, header, records = csv_header(Path(path), shown)
     if layout == "wide" and series is not None and optional:
         present = {name.strip() for name in header}
         series = [name for name in series if name in present or name not in optional]
