@@ -39,7 +39,7 @@ from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_
 from mtlshare.errors import ConfigError, DataError, check_seed
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.metrics import IGNORE_INDEX
-from mtlshare.tasks.task import KINDS, Task, check_name
+from mtlshare.tasks.task import KINDS, Task, task_table
 
 SPLITS = ("train", "dev", "test")
 TASK_KEYS = ("column", "kind", "metric", "train_labels")
@@ -61,12 +61,7 @@ def target_spec(name: str, raw: object) -> TargetSpec:
     ``metric`` (default ``mse`` for regression, ``accuracy`` for classification),
     ``train_labels`` (default 1: the share of training rows whose label the task keeps)."""
     where = f"data.tasks.{name}"
-    check_name(name, "data.tasks")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table, got {raw!r}")
-    unknown = [k for k in raw if k not in TASK_KEYS]
-    if unknown:
-        raise ConfigError(f"unknown key {where}.{unknown[0]}; allowed: {', '.join(TASK_KEYS)}")
+    raw = task_table(name, raw, TASK_KEYS)
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")

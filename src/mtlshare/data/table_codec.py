@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mtlshare.data.codecs import CODECS, Codec
+from mtlshare.data.codecs import CODECS, Codec, Table
 from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_rows, parse_number
 from mtlshare.errors import DataError
 from mtlshare.tasks.task import Task
@@ -141,7 +141,7 @@ class TableCodec:
                 )
         return out
 
-    def read(self, path: Path, fmt: str, tasks: Sequence[str] | None = None) -> TableRows:
+    def read(self, path: Path, fmt: str, tasks: Sequence[str] | None = None) -> Table:
         if fmt not in ("auto", "csv"):
             raise DataError(f"this run reads a CSV of its feature columns, not {fmt}")
         shown = str(path)
@@ -158,12 +158,12 @@ class TableCodec:
             )
         rows = csv_rows(records, header, header_line, shown)
         cells = read_cells(shown, rows, at, list(self.numeric), list(self.categorical))
-        return TableRows(Path(path), header, [row for _, row in rows], self.encode_cells(cells))
+        return Table(Path(path), header, [row for _, row in rows], self.encode_cells(cells))
 
-    def encode(self, doc: TableRows) -> tuple[Tensor, Tensor | None]:
+    def encode(self, doc: Table) -> tuple[Tensor, Tensor | None]:
         return doc.x, None
 
-    def write(self, doc: TableRows, tasks: list[Task], predictions: dict[str, Tensor]) -> str:
+    def write(self, doc: Table, tasks: list[Task], predictions: dict[str, Tensor]) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([*doc.header, *(PREFIX + t.name for t in tasks)])
@@ -172,18 +172,8 @@ class TableCodec:
             writer.writerow([*row, *(column[i] for column in columns)])
         return out.getvalue()
 
-    def size(self, doc: TableRows) -> tuple[int, str]:
+    def size(self, doc: Table) -> tuple[int, str]:
         return len(doc.rows), "rows"
-
-
-@dataclass
-class TableRows:
-    """A CSV read by the ``table`` codec: its header and rows as text, and their inputs."""
-
-    path: Path
-    header: list[str]
-    rows: list[list[str]]
-    x: Tensor  # (rows, features)
 
 
 def _column(task: Task, pred: Tensor) -> list[str]:

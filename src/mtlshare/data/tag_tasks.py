@@ -14,7 +14,7 @@ from mtlshare.data.corpora import CORPUS_KEYS, CorpusSpec, corpus_spec, index_in
 from mtlshare.data.vocab import Vocab
 from mtlshare.errors import ConfigError, DataError, UnseenTagsWarning
 from mtlshare.tasks.tags import SCHEMES, check_tag, convert
-from mtlshare.tasks.task import check_name
+from mtlshare.tasks.task import task_table
 
 TASK_KINDS = ("tags", "position", "next_word")
 TAG_HEADS = ("linear", "crf")  # the heads a token classifier takes (Task.HEADS less affine)
@@ -48,12 +48,7 @@ class TaskSpec:
 def task_spec(name: str, raw: dict[str, Any], shared: CorpusSpec) -> TaskSpec:
     """A checked task table of ``data.tasks``; ``shared`` is the corpus of ``[data]``."""
     where = f"data.tasks.{name}"
-    check_name(name, "data.tasks")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a table, got {raw!r}")
-    unknown = [k for k in raw if k not in TASK_KEYS]
-    if unknown:
-        raise ConfigError(f"unknown key {where}.{unknown[0]}; allowed: {', '.join(TASK_KEYS)}")
+    raw = task_table(name, raw, TASK_KEYS)
     corpus = corpus_spec(name, raw, shared)
     kind = raw.get("kind", "tags")
     if kind not in TASK_KINDS:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +52,19 @@ def check_name(name: object, where: str = "task") -> str:
         raise ConfigError(f"{where}: {problem}")
     assert isinstance(name, str)
     return name
+
+
+def task_table(name: str, raw: object, keys: Sequence[str]) -> dict[str, Any]:
+    """``raw``, the table ``data.tasks.NAME`` of a config, when ``name`` can name a task and
+    the table holds only ``keys``; else a one-line ``ConfigError`` naming the key."""
+    where = f"data.tasks.{name}"
+    check_name(name, "data.tasks")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table, got {raw!r}")
+    unknown = [k for k in raw if k not in keys]
+    if unknown:
+        raise ConfigError(f"unknown key {where}.{unknown[0]}; allowed: {', '.join(keys)}")
+    return raw
 
 
 @dataclass(frozen=True)
