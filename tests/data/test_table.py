@@ -410,3 +410,14 @@ def test_kept_labels_draws_per_task_and_seed_and_nests_its_shares():
     assert list(a[0.3]) == sorted(a[0.3])
     assert not np.array_equal(kept_labels(rows_, 0.3, "churn", 0), a[0.3])  # the task's own
     assert not np.array_equal(kept_labels(rows_, 0.3, "price", 1), a[0.3])  # and the seed's
+
+
+def test_nan_spelled_in_any_case_is_a_missing_label_as_the_docs_say(tmp_path):
+    lines = rows()
+    lines[0] = lines[0].rsplit(",", 2)[0] + ",NaN,nan"  # row 0: price and churn
+    problem = build(write(tmp_path, lines))
+    split = next(s for s in ("train", "dev", "test") if 2 in problem.meta["lines"][s])
+    at = problem.meta["lines"][split].index(2)
+    price, churn = (getattr(td, split).y[at] for td in problem.tasks)
+    assert torch.isnan(price) and int(churn) == -100
+    assert "nan" not in problem.tasks[1].task.labels and "NaN" not in problem.tasks[1].task.labels
