@@ -45,6 +45,9 @@ def test_a_forecast_missing_where_the_actual_is_observed_is_an_error_not_a_skipp
     failed = [*calibration, (np.array([0.0, 0.0]), np.array([1.0, np.nan]))]
     with pytest.raises(ValueError, match="forecast is NaN or infinite where the actual"):
         conformal_widths(failed, 0.5, block=2)
+    infinite = [*calibration, (np.array([0.0, 0.0]), np.array([1.0, -np.inf]))]
+    with pytest.raises(ValueError, match="forecast is NaN or infinite where the actual"):
+        conformal_widths(infinite, 0.5, block=2)  # an infinite forecast is no forecast either
     with pytest.raises(ValueError, match="actual is infinite"):
         conformal_widths([(np.array([np.inf]), np.zeros(1))], 0.5, block=1)
     # a forecast on a day without an actual is not read: NaN there is fine

@@ -141,6 +141,16 @@ def test_a_small_temperature_sharpens_towards_the_largest_task_without_overflow(
         task_probabilities([10000, 1], "temperature", 0.01)
 
 
+def test_a_small_temperature_reads_the_tasks_in_any_order():
+    """The ratios are over the largest size wherever it is in the list, not the first's: with
+    the smaller task first, its ratio to the largest is what tells drawn from never drawn."""
+    assert task_probabilities([5000, 10000], "temperature", 0.01) == pytest.approx(
+        [0.5**100, 1.0], rel=1e-12
+    )
+    with pytest.raises(ConfigError, match=r"train\.temperature: 0\.01 gives a task of 1 example"):
+        task_probabilities([1, 10000], "temperature", 0.01)
+
+
 def test_round_robin_continues_from_the_offset():
     g = torch.Generator().manual_seed(0)
     assert task_schedule([5, 50, 500], "round_robin", 5, g) == [0, 1, 2, 0, 1]

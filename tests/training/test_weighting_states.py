@@ -91,3 +91,26 @@ def test_gradnorm_takes_a_tasks_initial_loss_from_its_first_batch_with_a_label(p
     assert w.initial_losses.tolist() == [0.25, 0.25]
     weights = w.weight_vector()
     assert abs(float(weights[1] - weights[0])) < 0.1, weights
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_gradnorm_keeps_the_initial_loss_of_a_task_that_had_one(processes):
+    """While b waits for its first batch with a label, a's initial loss is set already: b's
+    first loss fills b's entry alone, and a keeps its own first loss (0.25), not a's loss of
+    the step that set b's (0.81)."""
+    shared = torch.nn.Parameter(torch.tensor([0.5, 0.5]))
+    task = Task("b", "regression")
+    mean = (lambda v: v) if processes else None
+
+    def raws(b_observed: bool) -> dict[str, torch.Tensor]:
+        pred = (shared**2).sum().reshape(1, 1)
+        b_target = torch.tensor([0.0 if b_observed else math.nan])
+        return {"a": task.loss(pred, torch.zeros(1)), "b": task.loss(pred, b_target)}
+
+    w = LossWeighting(["a", "b"], WeightingConfig(kind="gradnorm"))
+    w.gradnorm_update(raws(False), shared, mean)  # a: 0.25; b: no label, 0
+    assert w.initial_losses.tolist() == [0.25, 0.0]
+    with torch.no_grad():
+        shared.fill_(math.sqrt(0.45))  # pred 0.9: both losses 0.81
+    w.gradnorm_update(raws(True), shared, mean)
+    assert w.initial_losses.tolist() == pytest.approx([0.25, 0.81])
