@@ -185,3 +185,14 @@ def test_the_input_check_reads_a_split_a_block_of_rows_at_a_time(monkeypatch):
     with pytest.raises(DataError, match="train split: a NaN or infinite input in row 9000"):
         problem(train=Split(x, torch.zeros(10_000).long()))
     assert seen and max(seen) <= 4096
+    # blocks of 4,096 rows, not one row at a time: row 9000 is in b's 3rd block, after one
+    # block for each of a's three splits of 6 rows
+    assert seen == [N, N, N, 4096, 4096, 10_000 - 8192]
+
+
+@pytest.mark.parametrize("n, row", [(1, 0), (5, 0), (5, 4), (4097, 4095), (4097, 4096)])
+def test_a_nan_input_in_the_first_last_or_only_row_of_a_block_is_named(n, row):
+    x = torch.zeros(n, D)
+    x[row, 2] = float("inf")
+    with pytest.raises(DataError, match=f"train split: a NaN or infinite input in row {row}$"):
+        problem(train=Split(x, torch.zeros(n).long()))

@@ -26,6 +26,13 @@ def test_the_loss_is_in_standard_units_and_predictions_in_the_targets_own():
     assert task.score(out, target) == pytest.approx((0.0 + 50.0) / 2)  # MAE in own units
 
 
+def test_predictions_are_in_the_targets_own_units_as_predict_s_are():
+    task = Task("price", "regression", metric="mae", target_scale=(MEAN, STD))
+    out = torch.tensor([[0.0], [1.0], [-2.0]])
+    assert task.predictions(out).tolist() == [1000.0, 1050.0, 900.0]
+    assert torch.equal(task.predictions(out), task.predict(out, torch.zeros(3)))
+
+
 def test_without_a_scale_nothing_changes():
     plain = Task("price", "regression", metric="mae")
     out, target = torch.tensor([[1.0], [3.0]]), torch.tensor([2.0, 3.0])
@@ -40,6 +47,11 @@ def test_without_a_scale_nothing_changes():
         ("regression", (0.0, 0.0)),
         ("regression", (math.nan, 1.0)),
         ("regression", (1.0,)),
+        ("regression", (1.0, 2.0, 3.0)),
+        ("regression", [0.0, 1.0]),  # a tuple, as inference.json's entry is read back
+        ("regression", ("0", 1.0)),
+        ("regression", (5.0, -1.0)),
+        ("regression", (0.0, math.inf)),
     ],
 )
 def test_a_bad_scale_is_one_line(kind, scale):
