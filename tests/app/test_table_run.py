@@ -173,6 +173,14 @@ def test_add_task_adds_a_task_to_a_trained_run(folder):
             "write it a second time",
         ),
         ("x1,x2,city", "1,2", "{path}:2: row has 2 fields but the header has 3"),
+        ("x1,x2,city", "1,2,a,9", "{path}:2: row has 4 fields but the header has 3"),
+        ("x1,x2,city", "", "{path}:1: no data rows after the header"),
+        (
+            "x1,x2,city, predicted_churn ",
+            "1,2,a,0",
+            "{path}:1: column 'predicted_churn' is in the file already: the predictions would "
+            "write it a second time",
+        ),
     ],
 )
 def test_bad_input_to_predict_is_one_line_and_writes_nothing(
@@ -184,6 +192,21 @@ def test_bad_input_to_predict_is_one_line_and_writes_nothing(
     assert main(["predict", str(table_run), str(source), "--out", str(out)]) == 2
     assert one_line(capsys) == message.format(path=source)
     assert not out.exists()
+
+
+def test_a_category_no_training_row_has_warns_once_in_predict(table_run, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("x1,x2,city\n1,2,a\n3,4,oslo\n5,1,b\n")
+    run = mtlshare.load_run(table_run)
+    with pytest.warns(UserWarning) as caught:
+        doc = run.codec.read(source, "auto")
+    assert [str(w.message) for w in caught] == [
+        f"{source}:3: column 'city' has 'oslo', a category no training row has: its one-hot is "
+        "all zeros (1 such row(s))"
+    ]
+    assert doc.x[1, 2:].tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(mtlshare.errors.DataError, match="this run reads a CSV of its feature"):
+        run.codec.read(source, "jsonl")
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,8 @@ def test_split_sizes_and_a_shuffle_of_its_own_seed(tmp_path):
     assert build(path, split_seed=1).meta["lines"] != lines
     rounded = build(path, dev_fraction=0.0625, test_fraction=0.5).meta["lines"]
     assert (len(rounded["dev"]), len(rounded["test"])) == (3, 20)  # 2.5 rounds half up
+    rounded = build(path, dev_fraction=0.5, test_fraction=0.0625).meta["lines"]
+    assert (len(rounded["dev"]), len(rounded["test"])) == (20, 3)  # for test rows too
 
 
 def test_a_split_column_places_each_row(tmp_path):
@@ -95,6 +97,27 @@ def test_a_split_column_places_each_row(tmp_path):
     problem = build(write(tmp_path, lines, HEADER + ",part"), split_column="part")
     assert problem.meta["lines"]["dev"] == list(range(4, 22, 4))
     assert problem.meta["lines"]["test"] == list(range(5, 22, 4))
+    # a cell's spaces are not its split's name; the fractions are the shuffle's, not read here
+    spaced = [f"{r}, {s} " for r, s in zip(rows(20), split, strict=True)]
+    path = write(tmp_path, spaced, HEADER + ",part")
+    again = build(path, split_column="part", dev_fraction=0.5, test_fraction=0.5)
+    assert again.meta["lines"] == problem.meta["lines"]
+
+
+def test_a_category_is_read_without_its_spaces(tmp_path):
+    spaced = [r.replace(",a,", ", a ,") for r in rows()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no category ' a ' unseen in training
+        problem = build(write(tmp_path, spaced))
+    assert problem.inference["categorical"] == {"city": ["a", "b", "c"]}
+    assert torch.equal(problem.tasks[0].train.x, build(write(tmp_path, rows())).tasks[0].train.x)
+
+
+def test_a_tasks_column_is_named_without_its_spaces(tmp_path):
+    tasks = {"cost": {"kind": "regression", "column": " price "}}
+    cost = build(write(tmp_path, rows()), tasks=tasks).tasks[0]
+    price = build(write(tmp_path, rows())).tasks[0]
+    assert torch.equal(cost.train.y.nan_to_num(-1.0), price.train.y.nan_to_num(-1.0))
 
 
 def test_missing_labels_are_marked_and_left_out_of_loss_and_metric(tmp_path):
@@ -208,10 +231,27 @@ def test_a_class_only_test_rows_have_counts_as_an_error(tmp_path):
             "{path}:6: column 'city' is empty (''): a feature cannot be missing",
         ),
         (
+            lambda ls: [*ls[:4], ls[4].replace(",a,", ",NA,"), *ls[5:]],
+            {},
+            "{path}:6: column 'city' is empty ('NA'): a feature cannot be missing",
+        ),
+        (
             lambda ls: [",".join([*r.split(",")[:2], "4", *r.split(",")[3:]]) for r in ls],
             {},
             "{path}: feature 'x2' is 4 on every training row: it carries nothing to learn from "
             "(its standard deviation is 0); leave it out of data.features",
+        ),
+        (
+            lambda ls: [r.replace(",b,", ",a,").replace(",c,", ",a,") for r in ls],
+            {},
+            "{path}: feature 'city' is 'a' on every training row: it carries nothing to learn "
+            "from; leave it out of data.categorical",
+        ),
+        (
+            lambda ls: ls[:3],
+            {"dev_fraction": 0.3, "test_fraction": 0.5},
+            "{path}: no rows in the train split: 2 test and 1 dev rows of 3 (data.test_fraction, "
+            "data.dev_fraction) leave none",
         ),
         (
             lambda ls: [r.replace(",no", ",yes") for r in ls],
@@ -312,6 +352,17 @@ def test_a_split_column_without_a_split_is_refused(tmp_path):
             "must be below 1",
         ),
         ({"test_fraction": 0.0}, "data.test_fraction: must be between 0 and 1, got 0.0"),
+        (
+            {"tasks": {"price": {"kind": "regression", "column": "  "}}},
+            "data.tasks.price.column: expected a non-empty string, got '  '",
+        ),
+        (
+            {"tasks": {"city": {"kind": "classification"}}},
+            "data.tasks.city.column: 'city' is an input column (data.features or "
+            "data.categorical); a target cannot be one",
+        ),
+        ({"split_column": "x2"}, "data.split_column: 'x2' is an input or target column"),
+        ({"split_column": "price"}, "data.split_column: 'price' is an input or target column"),
         ({"split_seed": -1}, "data.split_seed: -1 is not a seed in [0, 2**63 - 1]"),
         *(
             (
@@ -421,3 +472,40 @@ def test_nan_spelled_in_any_case_is_a_missing_label_as_the_docs_say(tmp_path):
     price, churn = (getattr(td, split).y[at] for td in problem.tasks)
     assert torch.isnan(price) and int(churn) == -100
     assert "nan" not in problem.tasks[1].task.labels and "NaN" not in problem.tasks[1].task.labels
+
+
+def test_a_class_only_a_dropped_training_label_has_is_warned_of_at_its_dev_or_test_row(tmp_path):
+    """With ``train_labels`` below 1 a training row whose label is dropped reads as missing: a
+    class it alone has among the training rows is in no training row, and the warning names the
+    first dev or test row with it and counts those rows only, not the dropped one."""
+    split = ["train"] * 16 + ["dev"] * 2 + ["test"] * 2
+    lines = [f"{r},{s}" for r, s in zip(rows(20), split, strict=True)]
+    labelled = np.array([i for i in range(16) if i % 6 != 5])  # churn is NA on every 6th row
+    kept = set(kept_labels(labelled, 0.5, "churn", 0).tolist())
+    dropped = min(set(labelled.tolist()) - kept)  # a training row whose label goes
+    lines[dropped] = lines[dropped].replace(",no,", ",maybe,").replace(",yes,", ",maybe,")
+    lines[18] = lines[18].replace(",no,", ",maybe,").replace(",yes,", ",maybe,")  # line 20
+    tasks = {"churn": {"kind": "classification", "train_labels": 0.5}}
+    path = write(tmp_path, lines, HEADER + ",part")
+    with pytest.warns(UserWarning) as caught:
+        churn = build(path, split_column="part", tasks=tasks).tasks[0]
+    assert [str(w.message) for w in caught] == [
+        f"{path}:20: task 'churn': class 'maybe' is in no training row; no prediction can match "
+        "it, so its 1 dev/test row(s) count as errors"
+    ]
+    assert churn.task.gold_only == ("maybe",)
+
+
+def test_train_labels_draws_with_the_split_seed_under_a_split_column(tmp_path):
+    """The draw of kept labels reads ``split_seed`` even where the split does not (a split
+    column places the rows): another seed keeps other labels of the same training rows."""
+    split = (["train"] * 8 + ["dev", "test"]) * 10
+    lines = [f"{r},{s}" for r, s in zip(rows(100), split, strict=True)]
+    path = write(tmp_path, lines, HEADER + ",part")
+    tasks = {"price": {"kind": "regression", "train_labels": 0.5}}
+    seed0, seed1 = (
+        build(path, split_column="part", tasks=tasks, split_seed=seed) for seed in (0, 1)
+    )
+    assert seed0.meta["lines"] == seed1.meta["lines"]
+    assert labelled_train_rows(seed0, 0) != labelled_train_rows(seed1, 0)
+    assert len(labelled_train_rows(seed0, 0)) == len(labelled_train_rows(seed1, 0))
