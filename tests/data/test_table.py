@@ -384,7 +384,7 @@ def test_an_unknown_data_key_names_the_allowed_ones(tmp_path):
         from_dict({"data": data(tmp_path / "t.csv", feature=["x1"])})
     assert str(e.value) == (
         "unknown key data.feature; allowed keys in [data]: path, features, categorical, tasks, "
-        "split_column, dev_fraction, test_fraction, split_seed"
+        "split_column, dev_fraction, test_fraction, split_seed, missing_labels"
     )
 
 
@@ -509,3 +509,76 @@ def test_train_labels_draws_with_the_split_seed_under_a_split_column(tmp_path):
     assert seed0.meta["lines"] == seed1.meta["lines"]
     assert labelled_train_rows(seed0, 0) != labelled_train_rows(seed1, 0)
     assert len(labelled_train_rows(seed0, 0)) == len(labelled_train_rows(seed1, 0))
+
+
+def _with_cells(lines: list[str], at: int, price: str, churn: str) -> list[str]:
+    """``lines`` with row ``at``'s price and churn cells replaced."""
+    out = list(lines)
+    out[at] = out[at].rsplit(",", 2)[0] + f",{price},{churn}"
+    return out
+
+
+def _row(problem: Problem, line: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The price and churn targets of the file's ``line``, in whichever split holds it."""
+    split = next(s for s in ("train", "dev", "test") if line in problem.meta["lines"][s])
+    at = problem.meta["lines"][split].index(line)
+    price, churn = (getattr(td, split).y[at] for td in problem.tasks)
+    return price, churn
+
+
+def test_missing_labels_names_the_markers_of_a_missing_label(tmp_path):
+    """``data.missing_labels`` adds markers (any case) to the empty cell; the defaults ``NA`` and
+    ``NaN`` are dropped when the list leaves them out, and are then a class like any other."""
+    lines = _with_cells(_with_cells(rows(), 0, "NULL", "null"), 1, "", "n/a")
+    problem = build(write(tmp_path, lines), missing_labels=["NA", "NaN", "NULL", "N/A"])
+    for line in (2, 3):
+        price, churn = _row(problem, line)
+        assert torch.isnan(price) and int(churn) == -100
+    assert problem.tasks[1].task.labels == ("no", "yes")
+    path = write(tmp_path, rows())  # churn is NA on every 6th row
+    with pytest.warns(UserWarning, match="'NA' on 6 row"):
+        churn = build(path, missing_labels=[]).tasks[1]
+    assert "NA" in (*churn.task.labels, *churn.task.gold_only)
+
+
+def test_a_class_that_reads_like_a_missing_marker_is_kept_with_one_warning(tmp_path):
+    lines = _with_cells(
+        _with_cells(_with_cells(rows(), 3, "130", "NULL"), 7, "170", "?"), 9, "", "NULL"
+    )
+    path = write(tmp_path, lines)
+    with pytest.warns(UserWarning) as caught:
+        problem = build(path)
+    said = [str(w.message) for w in caught if "missing_labels" in str(w.message)]
+    assert said == [
+        f"{path}:5: task 'churn': '?', 'NULL' on 3 row(s) is read as a class; if it marks a "
+        "missing label, add it to data.missing_labels"
+    ]
+    _, churn = _row(problem, 5)
+    assert int(churn) != -100
+
+
+def test_a_regression_cell_that_reads_like_a_missing_marker_names_missing_labels(tmp_path):
+    path = write(tmp_path, _with_cells(rows(), 4, "NULL", "yes"))
+    with pytest.raises(DataError) as e:
+        build(path)
+    assert str(e.value) == (
+        f"{path}:6: task 'price': column 'price' is 'NULL', not a number; if it marks a "
+        "missing label, add it to data.missing_labels"
+    )
+    with pytest.raises(DataError, match="'na', not a number"):
+        build(write(tmp_path, _with_cells(rows(), 4, "na", "yes")), missing_labels=[])
+
+
+def test_a_cell_that_is_not_a_number_is_refused_even_where_train_labels_drops_it(tmp_path):
+    """The draw of kept labels does not hide a bad cell: every row's target is read."""
+    lines = _with_cells(rows(), 1, "cheap", "yes")
+    tasks = {"price": {"kind": "regression", "train_labels": 0.1}}
+    with pytest.raises(DataError, match="'cheap' is not a finite number"):
+        build(write(tmp_path, lines), tasks=tasks)
+
+
+def test_missing_labels_given_as_one_string_from_python_is_refused(tmp_path):
+    cfg = from_dict({"data": data(write(tmp_path, rows()))}).data
+    cfg.missing_labels = "NULL"  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match=r"data\.missing_labels: expected a list of strings"):
+        table_problem(cfg)

@@ -10,10 +10,12 @@ task is a target column (``[data.tasks.NAME]``: ``column``, ``kind``, ``metric``
 regression task's values are learned standardised (``Task.target_scale``, fitted on the
 training rows), so tasks of different sizes pull alike on what they share, and predicted and
 scored in their own units; a classification task's classes are the training rows' values,
-sorted. An empty or NA target cell is a missing label, left out of the loss and the metric,
-never filled; a feature cell cannot be missing. ``train_labels`` below 1 keeps a task's label
-on that share of its training rows only (``kept_labels``): how much does sharing give a task
-with few labels?
+sorted. An empty target cell, or one of ``missing_labels`` (``NA``, ``NaN``: any case), is a
+missing label, left out of the loss and the metric, never filled; a feature cell cannot be
+missing. A class or regression cell that reads like another marker of a missing value
+(``NULL``, ``N/A``, ``?``, ...) is named, with ``missing_labels`` as the way to say so.
+``train_labels`` below 1 keeps a task's label on that share of its training rows only
+(``kept_labels``): how much does sharing give a task with few labels?
 
 Every task reads every row (MMoE's setting: a joint step reads one batch for all tasks). The
 rows are split by ``split_column`` (values ``train``, ``dev``, ``test``) or by a shuffle of
@@ -42,6 +44,26 @@ from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import KINDS, Task, task_table
 
 SPLITS = ("train", "dev", "test")
+# what other tools write for a missing value: a class of this name is read as a class, with a
+# warning, and a regression cell of it is an error that names data.missing_labels
+LOOKS_MISSING = frozenset(
+    {
+        "null",
+        "none",
+        "nil",
+        "n/a",
+        "#n/a",
+        "#na",
+        "<na>",
+        "na",
+        "nan",
+        "missing",
+        "?",
+        "-",
+        "--",
+        ".",
+    }
+)
 TASK_KEYS = ("column", "kind", "metric", "train_labels")
 
 
@@ -100,6 +122,13 @@ class TableConfig:
     dev_fraction: float = 0.1
     test_fraction: float = 0.2
     split_seed: int = 0
+    missing_labels: list[str] = field(default_factory=lambda: ["NA", "NaN"])
+
+    @property
+    def missing(self) -> frozenset[str]:
+        """The target cells, stripped and lower-cased, that are a missing label: the empty
+        cell and each of ``missing_labels``."""
+        return frozenset({"", *(m.strip().lower() for m in self.missing_labels)})
 
     def validate(self) -> list[TargetSpec]:
         """The checked task tables; a ``ConfigError`` naming the key of anything wrong."""
@@ -139,6 +168,12 @@ class TableConfig:
                 "their sum must be below 1"
             )
         check_seed(self.split_seed, "data.split_seed")
+        bad = [m for m in self.missing_labels if not isinstance(m, str)]
+        if bad or isinstance(self.missing_labels, str):
+            raise ConfigError(
+                'data.missing_labels: expected a list of strings, e.g. ["NA", "NULL"], '
+                f"got {self.missing_labels!r}"
+            )
         return targets
 
 
@@ -231,6 +266,7 @@ def target_task(
     splits: dict[str, np.ndarray],
     path: str,
     split_seed: int = 0,
+    missing_cells: frozenset[str] = MISSING,
 ) -> tuple[Task, torch.Tensor]:
     """Task ``spec`` and its targets, one per row (NaN or -100 where the cell is empty or NA):
     a regression task standardised on its training values, a classification task's classes
@@ -238,10 +274,12 @@ def target_task(
     no prediction matches (one warning). A target the training rows cannot teach (no value,
     one value, one class) is a ``DataError``. With ``spec.train_labels`` below 1 only that
     share of the training rows with a label keep it (``kept_labels``); the others read as
-    missing, in the training loss and in the scale or classes the training rows give."""
+    missing, in the training loss and in the scale or classes the training rows give.
+    ``missing_cells``: the cells, stripped and lower-cased, that are a missing label."""
     column, where = spec.column, f"task {spec.name!r}"
     cells = [(line, row[at[column]]) for line, row in rows]
-    missing = np.array([cell.strip().lower() in MISSING for _, cell in cells])
+    blank = np.array([cell.strip().lower() in missing_cells for _, cell in cells])
+    missing = blank.copy()  # and, below, the training labels train_labels leaves out
     train = splits["train"][~missing[splits["train"]]]
     if train.size == 0:
         raise DataError(f"{where}: no training row has a value in column {column!r}", path)
@@ -257,7 +295,10 @@ def target_task(
         train = kept
     if spec.kind == "regression":
         values = np.array(
-            [parse_number(cell, column, path, line, missing_ok=True) for line, cell in cells]
+            [
+                math.nan if gone else _target_number(cell, where, column, path, line)
+                for (line, cell), gone in zip(cells, blank, strict=True)
+            ]
         )
         values[missing] = np.nan
         std = float(np.std(values[train]))
@@ -272,6 +313,7 @@ def target_task(
             values, dtype=torch.float32
         )
     labels = [cell.strip() for _, cell in cells]
+    _warn_missing_like(labels, blank, rows, where, path)
     classes = sorted({labels[i] for i in train})
     if len(classes) < 2:
         raise DataError(
@@ -302,6 +344,43 @@ def target_task(
         gold_only=tuple(unseen),
     )
     return task, y
+
+
+def _target_number(cell: str, where: str, column: str, path: str, line: int) -> float:
+    """A regression target cell's number; a marker of a missing value that
+    ``data.missing_labels`` does not list is a ``DataError`` that says how to list it."""
+    if cell.strip().lower() in LOOKS_MISSING:
+        raise DataError(
+            f"{where}: column {column!r} is {cell.strip()!r}, not a number; if it marks a "
+            "missing label, add it to data.missing_labels",
+            path,
+            line,
+        )
+    return parse_number(cell, column, path, line, missing_ok=False)
+
+
+def _warn_missing_like(
+    labels: list[str], missing: np.ndarray, rows: list[tuple[int, list[str]]], where: str, path: str
+) -> None:
+    """One warning for a classification task's classes that read like a marker of a missing
+    value (``NULL``, ``N/A``, ``?``): each is kept as a class, as ``data.missing_labels`` says."""
+    suspects = sorted(
+        {
+            c
+            for c, gone in zip(labels, missing, strict=True)
+            if not gone and c.lower() in LOOKS_MISSING
+        }
+    )
+    if not suspects:
+        return
+    first = next(i for i, c in enumerate(labels) if c in suspects and not missing[i])
+    count = sum(1 for c, gone in zip(labels, missing, strict=True) if c in suspects and not gone)
+    shown = ", ".join(repr(c) for c in suspects)
+    warnings.warn(
+        f"{path}:{rows[first][0]}: {where}: {shown} on {count} row(s) is read as a class; if it "
+        "marks a missing label, add it to data.missing_labels",
+        stacklevel=3,
+    )
 
 
 def kept_labels(train: np.ndarray, share: float, task: str, split_seed: int) -> np.ndarray:
@@ -343,7 +422,7 @@ def table_problem(cfg: TableConfig, base_dir: str | None = None) -> Problem:
     x = dict(zip(SPLITS, codec.encode_parts(cells, [splits[s] for s in SPLITS]), strict=True))
     tasks = []
     for spec in targets:
-        task, y = target_task(spec, rows, at, splits, shown, cfg.split_seed)
+        task, y = target_task(spec, rows, at, splits, shown, cfg.split_seed, cfg.missing)
         parts = [Split(x[s], y[torch.from_numpy(splits[s])]) for s in SPLITS]
         tasks.append(TaskData(task, *parts))
     lines = {s: [rows[i][0] for i in idx] for s, idx in splits.items()}
