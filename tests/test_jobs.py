@@ -914,3 +914,26 @@ def test_worker_processes_that_cannot_start_are_one_line_naming_jobs(
     assert not [p for p in out.rglob("*") if p.is_file()]  # nothing trained, nothing written
     monkeypatch.undo()
     assert main([*args, "--jobs", "1", "--out", str(out), "--quiet"]) == 0
+
+
+def test_a_running_runs_status_says_at_most_how_long_its_epochs_left_take(tmp_path):
+    """At the mean seconds of the epochs so far (``train_seconds`` is summed over resumes), the
+    epochs left to the cap: "at most", as early stopping may end the run sooner."""
+
+    def status(lines: str, epochs: Any = 20) -> str:
+        folder = tmp_path / "run"
+        folder.mkdir(exist_ok=True)
+        (folder / "metrics.jsonl").write_text(lines)
+        config = {"train": {"epochs": epochs}}
+        return jobs.running_status([jobs.RunJob("hard", 1, None, config, folder)])
+
+    three = "".join(f'{{"epoch": {k}, "train_seconds": {100.0 * k}}}\n' for k in (1, 2, 3))
+    assert status(three) == "hard seed 1: epoch 3/20, at most 29 min more"  # 17 x 100 s
+    two = '{"epoch": 1, "train_seconds": 190}\n{"epoch": 2, "train_seconds": 400}\n'
+    assert status(two, 80) == "hard seed 1: epoch 2/80, at most 4 h 20 min more"  # 78 x 200 s
+    assert status(two, 2) == "hard seed 1: epoch 2/2"  # the cap reached
+    assert status('{"epoch": 1}\n') == "hard seed 1: epoch 1/20"  # no seconds written
+    assert status('{"epoch": 1, "train_seconds": true}\n') == "hard seed 1: epoch 1/20"
+    assert status("[1, 2]\n") == "hard seed 1: epoch 1/20"
+    assert status("not json\n") == "hard seed 1: epoch 1/20"
+    assert status('{"epoch": 1, "train_seconds": 5}\n', "?") == "hard seed 1: epoch 1/?"

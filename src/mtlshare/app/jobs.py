@@ -333,19 +333,21 @@ PLAIN_SECONDS = 60.0  # the least time between two plain status lines (stderr no
 
 
 def running_status(running: list[RunJob]) -> str:
-    """Where each running run is, from its folder: ``hard seed 1: epoch 3/20`` (epochs in its
-    ``metrics.jsonl``; a sparse run that searches its masks says so before its first epoch).
+    """Where each running run is, from its folder: ``hard seed 1: epoch 3/20, at most 29 min
+    more`` (epochs in its ``metrics.jsonl``, ``time_left``; a sparse run that searches its masks
+    says so before its first epoch).
     The workers train without bars of their own: this is what a long ``compare --jobs`` shows
     meanwhile."""
     parts = []
     for job in running:
         metrics = job.folder / "metrics.jsonl"
         try:
-            done = metrics.read_bytes().count(b"\n")
+            text = metrics.read_bytes()
         except OSError:  # not written yet
-            done = 0
+            text = b""
+        done = text.count(b"\n")
         epochs = job.config.get("train", {}).get("epochs", "?")
-        where = f"epoch {done}/{epochs}"
+        where = f"epoch {done}/{epochs}" + time_left(text, done, epochs)
         searches = job.config.get("mechanism") == "sparse" and not job.config.get("sparse", {}).get(
             "masks_from"
         )
@@ -353,6 +355,24 @@ def running_status(running: list[RunJob]) -> str:
             where = "mask search"
         parts.append(f"{job.label}: {where}")
     return "; ".join(parts)
+
+
+def time_left(metrics: bytes, done: int, epochs: object) -> str:
+    """``, at most 1 h 5 min more``: the epochs a run has left, at the mean training seconds of
+    the ``done`` it has had (``train_seconds`` of the last line of its ``metrics.jsonl``, summed
+    over resumes); "at most", as early stopping may end it sooner. Empty where that cannot be
+    read (no epoch yet, no seconds, the cap reached)."""
+    if done == 0 or not isinstance(epochs, int) or epochs <= done:
+        return ""
+    try:
+        seconds = json.loads(metrics.rstrip(b"\n").rsplit(b"\n", 1)[-1]).get("train_seconds")
+    except (ValueError, AttributeError):  # a line that is not a JSON object
+        return ""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        return ""
+    minutes = math.ceil(seconds / done * (epochs - done) / 60)
+    hours, minutes = divmod(minutes, 60)
+    return f", at most {f'{hours} h {minutes} min' if hours else f'{minutes} min'} more"
 
 
 def stop_workers(pool: ProcessPoolExecutor, running: list[Future[dict[str, Any]]]) -> None:
