@@ -20,13 +20,20 @@ DOCSTART = "-DOCSTART-"
 @dataclass(frozen=True)
 class Sentence:
     """One sentence: ``rows[i]`` holds the columns of token i; ``line`` is the file line of
-    its first token (1-based), for error messages."""
+    its first token (1-based), for error messages; ``lines`` the line of every token where
+    other lines may sit between them (CoNLL-U's multiword ranges and empty nodes), else empty:
+    token i is then on line ``line + i``."""
 
     rows: tuple[tuple[str, ...], ...]
     line: int
+    lines: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def line_of(self, index: int) -> int:
+        """The file line of token ``index`` (1-based)."""
+        return self.lines[index] if self.lines else self.line + index
 
     def column(self, index: int) -> list[str]:
         return [row[index] for row in self.rows]

@@ -95,7 +95,7 @@ def tags_of(spec: TaskSpec, sentence: Sentence, path: Path) -> list[str]:
             try:
                 check_tag(tag)
             except DataError as e:
-                raise DataError(f"task {spec.name!r}: {e}", path, sentence.line + i) from None
+                raise DataError(f"task {spec.name!r}: {e}", path, sentence.line_of(i)) from None
         if spec.encode != spec.scheme:
             tags = convert(tags, spec.scheme, spec.encode)
     return tags
@@ -135,10 +135,10 @@ def tag_ids(
                         f"task {spec.name!r}: tag {named} never occurs in the training file "
                         "(set data.unseen_tags = 'map' to map it)",
                         path,
-                        sentence.line + i,
+                        sentence.line_of(i),
                     )
                 if not mapped:
-                    first_line = sentence.line + i
+                    first_line = sentence.line_of(i)
                 mapped[written[i]] += 1
                 if tag not in gold_only:
                     gold_only.append(tag)
