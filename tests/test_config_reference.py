@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlshare.config import TOP_KEYS, Config, from_dict
-from mtlshare.data import daily_windows, samplers, table, tagging, timeseries
+from mtlshare.data import corpora, daily_windows, samplers, table, tagging, timeseries
 from mtlshare.data.tag_tasks import TASK_KEYS, TASK_KINDS
 from mtlshare.forecasting import config as forecast
 from mtlshare.models.trunks import ACTIVATIONS, TRUNK_KINDS
@@ -184,6 +184,8 @@ def test_the_allowed_values_list_every_choice_the_code_has():
         (TOP, "mechanism"): MECHANISMS.names(),
         (DATA, "source"): DATA_SOURCES.names(),
         (source_section("conll"), "unseen_tags"): tagging.UNSEEN,
+        (source_section("conll"), "format"): corpora.FORMATS,
+        (CONLL_TASK, "format"): corpora.FORMATS,
         (source_section("daily_csv"), "layout"): timeseries.LAYOUTS,
         (windows, "layout"): timeseries.LAYOUTS,
         (windows, "head"): daily_windows.HEADS,

@@ -67,7 +67,18 @@ def test_words_are_the_word_lines_with_their_own_line_numbers(tmp_path):
         "_",
         "SpaceAfter=No",
     )
-    assert len(first.rows[0]) == len(UD_COLUMNS) == 10
+    assert UD_COLUMNS == (
+        "id",
+        "form",
+        "lemma",
+        "upos",
+        "xpos",
+        "feats",
+        "head",
+        "deprel",
+        "deps",
+        "misc",
+    )
 
 
 def test_windows_line_ends_a_bom_and_no_final_blank_line(tmp_path):

@@ -7,6 +7,14 @@ A corpus is read once, however many tasks read it. A corpus without a dev file t
 ``dev_from_train = N`` sentences of its training file as dev: after ``train_sentences`` has cut
 the file, N sentences drawn by a generator seeded with ``data.dev_seed`` are set aside (kept in
 file order) and never trained on; the rest, in file order, is the training split.
+
+A corpus is in ``format`` "conll" (whitespace-separated columns, named by ``columns``) or
+"conllu" (CoNLL-U, ``data.conllu``). A CoNLL-U file's columns are always the ten of the format,
+named ``id, form, lemma, upos, xpos, feats, head, deprel, deps, misc``: ``columns`` stays at its
+default (or names those ten; anything else is an error), and ``word_column`` at its default
+``"word"`` means ``form``. The defaults of ``columns`` and ``word_column`` are left as they were
+(a run's config is compared on ``--resume``), which is why the CoNLL-U names are put in their
+place here rather than in the config.
 """
 
 from __future__ import annotations
@@ -18,13 +26,18 @@ from typing import Any
 import torch
 
 from mtlshare.data.conll import Sentence, column_index, read_conll
+from mtlshare.data.conllu import UD_COLUMNS, read_conllu
 from mtlshare.errors import ConfigError, DataError
 
 SPLITS = ("train", "dev", "test")
+FORMATS = ("conll", "conllu")
+DEFAULT_COLUMNS = ("word", "pos", "chunk", "ner")  # data.columns (CoNLL-2003's)
+DEFAULT_WORD_COLUMN = "word"
 CORPUS_KEYS = (
     "train",
     "dev",
     "test",
+    "format",
     "columns",
     "word_column",
     "train_sentences",
@@ -37,7 +50,8 @@ CORPUS_KEYS = (
 @dataclass(frozen=True)
 class CorpusSpec:
     """Where a task's sentences come from: three files (``dev`` may be "" with
-    ``dev_from_train``), their columns and word column, and how many sentences to read."""
+    ``dev_from_train``), their columns and word column (for CoNLL-U the format's own, see the
+    module docstring), how many sentences to read, and the files' ``format``."""
 
     train: str
     dev: str
@@ -48,30 +62,64 @@ class CorpusSpec:
     dev_sentences: int = 0
     test_sentences: int = 0
     dev_from_train: int = 0
+    format: str = "conll"
 
     @property
     def word_index(self) -> int:
         return self.columns.index(self.word_column)
 
 
+def check_format(value: object, where: str) -> str:
+    """``value`` when it names a corpus format, else a one-line ``ConfigError``."""
+    if not isinstance(value, str) or value not in FORMATS:
+        raise ConfigError(f"{where}.format: {value!r} is not one of {FORMATS}")
+    return value
+
+
+def layout(
+    fmt: str, columns: list[str] | tuple[str, ...], word_column: str, where: str
+) -> tuple[tuple[str, ...], str]:
+    """The columns and word column of a corpus in format ``fmt``: as configured for "conll";
+    for "conllu" the ten CoNLL-U columns, with ``word_column`` "word" (the default) read as
+    "form"."""
+    if fmt != "conllu":
+        return tuple(columns), word_column
+    if tuple(columns) not in (DEFAULT_COLUMNS, UD_COLUMNS):
+        raise ConfigError(
+            f"{where}.columns: a conllu file has the ten CoNLL-U columns {', '.join(UD_COLUMNS)}; "
+            f"leave columns unset (or name those ten), got {list(columns)}"
+        )
+    word = "form" if word_column == DEFAULT_WORD_COLUMN else word_column
+    if word not in UD_COLUMNS:
+        raise ConfigError(
+            f"{where}.word_column: {word!r} is not a CoNLL-U column ({', '.join(UD_COLUMNS)})"
+        )
+    return UD_COLUMNS, word
+
+
 def shared_spec(data: Any) -> CorpusSpec:
     """The corpus of the ``[data]`` table itself (the tasks without files of their own)."""
+    fmt = check_format(data.format, "data")
+    columns, word = layout(fmt, data.columns, data.word_column, "data")
     return CorpusSpec(
         data.train,
         data.dev,
         data.test,
-        tuple(data.columns),
-        data.word_column,
+        columns,
+        word,
         data.train_sentences,
         data.dev_sentences,
         data.test_sentences,
         data.dev_from_train,
+        fmt,
     )
 
 
 def corpus_spec(name: str, raw: dict[str, Any], shared: CorpusSpec) -> CorpusSpec:
     """Task ``name``'s corpus: the shared one, or the files its table names (its own ``train``
-    needs its own ``test``, and a dev file or ``dev_from_train``)."""
+    needs its own ``test``, and a dev file or ``dev_from_train``). Its ``format`` defaults to
+    the shared one's, and so do its ``columns`` and ``word_column`` when the formats agree
+    (else they default as ``[data]``'s do)."""
     where = f"data.tasks.{name}"
     if "train" not in raw:
         stray = [k for k in CORPUS_KEYS if k in raw]
@@ -97,13 +145,19 @@ def corpus_spec(name: str, raw: dict[str, Any], shared: CorpusSpec) -> CorpusSpe
             f"{where}: give its own dev file or dev_from_train = N (sentences of its training "
             "file set aside as dev), one of the two"
         )
-    columns = raw.get("columns", list(shared.columns))
+    fmt = check_format(raw.get("format", shared.format), where)
+    inherited = fmt == shared.format
+    default_columns = shared.columns if inherited else DEFAULT_COLUMNS
+    columns = raw.get("columns", list(default_columns))
     if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
         raise ConfigError(f"{where}.columns: expected a list of column names, got {columns!r}")
-    word = raw.get("word_column", shared.word_column)
-    if word not in columns:
+    word = raw.get("word_column", shared.word_column if inherited else DEFAULT_WORD_COLUMN)
+    names, word = layout(fmt, columns, word, where)
+    if word not in names:
         raise ConfigError(f"{where}.word_column: {word!r} is not one of columns {columns}")
-    return CorpusSpec(raw["train"], raw.get("dev", ""), raw["test"], tuple(columns), word, **counts)
+    return CorpusSpec(
+        raw["train"], raw.get("dev", ""), raw["test"], names, word, **counts, format=fmt
+    )
 
 
 def check_shared(spec: CorpusSpec) -> None:
@@ -144,7 +198,10 @@ def read_corpus(spec: CorpusSpec, base_dir: str | None, dev_seed: int, task: str
     sentences: dict[str, list[Sentence]] = {}
     for split, path in paths.items():
         try:
-            read = read_conll(path, len(spec.columns))
+            if spec.format == "conllu":
+                read = read_conllu(path)
+            else:
+                read = read_conll(path, len(spec.columns))
         except DataError as e:
             if task is None:
                 raise

@@ -1,5 +1,6 @@
 """Data source ``conll``: sequence-labelling tasks read from CoNLL column files (CoNLL-2003:
-``word POS chunk NER``), plus the synthetic Position Prediction task of the Sparse Sharing
+``word POS chunk NER``) or CoNLL-U files (``format = "conllu"``: Universal Dependencies, UPOS,
+XPOS, DEPREL... as tasks), plus the synthetic Position Prediction task of the Sparse Sharing
 paper's negative-transfer experiment (each token's label is its index in the sentence).
 
 Tasks read the shared files or each its own corpus (``data.corpora``: e.g. POS from the Penn
@@ -26,8 +27,11 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.data.corpora import (
+    DEFAULT_COLUMNS,
+    DEFAULT_WORD_COLUMN,
     Corpus,
     CorpusSpec,
+    check_format,
     check_shared,
     read_corpus,
     resolve,
@@ -62,10 +66,13 @@ class ConllConfig:
     character CNN of ``char_filters`` filters of width ``char_width`` over ``char_dim``-d
     character embeddings (``char_filters = 0``: words only), dropout ``dropout``.
     ``train``/``dev``/``test``: CoNLL column files (relative paths are read from the config
-    file's folder); ``columns``: the names of their columns; ``word_column``: which holds the
-    words. ``tasks``: one table per task, keys ``kind`` ("tags" or "position"), ``column``
-    (a name or 0-based index), ``scheme`` (the file's span scheme, "iob1", "iob2", "bioes", or
-    "" for plain tags such as POS), ``encode`` (the scheme to train in; default: the file's),
+    file's folder); ``format``: "conll" (whitespace-separated columns) or "conllu" (CoNLL-U,
+    ``data.conllu``); ``columns``: the names of their columns; ``word_column``: which holds
+    the words (for CoNLL-U: the format's ten columns, ``id`` to ``misc``, and "word" means
+    ``form``; see ``data.corpora``). ``tasks``: one table per task, keys ``kind`` ("tags" or
+    "position"), ``column`` (a name or 0-based index), ``scheme`` (the file's span scheme,
+    "iob1", "iob2", "bioes", or "" for plain tags such as POS), ``encode`` (the scheme to train
+    in; default: the file's),
     ``metric`` (default: span F1 for span tags, accuracy otherwise), ``head`` ("linear" or
     "crf"), ``max_position`` (position task: classes 0..max_position-1, later positions share
     the last; 0 = the longest training sentence). ``*_sentences``: read only the first N
@@ -78,14 +85,16 @@ class ConllConfig:
     dev file): N training sentences drawn with ``dev_seed`` are the dev split, never trained on.
 
     A task may read its own corpus: ``train``, ``test`` and ``dev`` (or ``dev_from_train``),
-    ``columns``, ``word_column`` and ``*_sentences`` in its table (see ``data.corpora``).
+    ``format``, ``columns``, ``word_column`` and ``*_sentences`` in its table (see
+    ``data.corpora``).
     """
 
     train: str = ""
     dev: str = ""
     test: str = ""
-    columns: list[str] = field(default_factory=lambda: ["word", "pos", "chunk", "ner"])
-    word_column: str = "word"
+    columns: list[str] = field(default_factory=lambda: list(DEFAULT_COLUMNS))
+    word_column: str = DEFAULT_WORD_COLUMN
+    format: str = "conll"
     tasks: dict[str, dict[str, Any]] = field(default_factory=_default_tasks)
     train_sentences: int = 0
     dev_sentences: int = 0
@@ -107,6 +116,7 @@ class ConllConfig:
     def validate(self) -> None:
         if not self.tasks:
             raise ConfigError("data.tasks: define at least one task")
+        check_format(self.format, "data")
         shared = shared_spec(self)
         specs = [task_spec(name, spec, shared) for name, spec in self.tasks.items()]
         if any(s.corpus == shared for s in specs):
@@ -281,17 +291,37 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
     stem: Callable[[], nn.Module] = build_stem
     meta = _meta(cfg, specs, corpora, inputs, words, chars, labels_of, found)
     codec = TaggingCodec(
-        columns=list(cfg.columns),
-        word_column=cfg.word_column,
+        columns=list(shared.columns),
+        word_column=shared.word_column,
         lowercase=cfg.lowercase,
         max_word_length=cfg.max_word_length,
         words=list(words.itos),
         chars=list(chars.itos),
         encoder=dataclasses.asdict(encoder),
-        tasks={s.name: {"kind": s.kind, "scheme": s.scheme, "encode": s.encode} for s in specs},
-        layouts=[{"columns": list(k.columns), "word_column": k.word_column} for k in corpora],
+        tasks={s.name: _codec_task(s) for s in specs},
+        layouts=[_layout(k) for k in corpora],
+        format=shared.format,
     )
     return Problem(tasks, encoder.out_dim, stem, meta, codec.spec())
+
+
+def _codec_task(spec: TaskSpec) -> dict[str, Any]:
+    """A task as the codec sees it; a task of a CoNLL-U corpus also names its column (predict
+    writes its tags there). The entries of CoNLL runs are those of runs trained before
+    CoNLL-U was read: ``evaluate`` compares them with ``inference.json``."""
+    entry: dict[str, Any] = {"kind": spec.kind, "scheme": spec.scheme, "encode": spec.encode}
+    if spec.corpus.format != "conll" and spec.kind == "tags":
+        entry["column"] = spec.corpus.columns[spec.column]
+    return entry
+
+
+def _layout(corpus: CorpusSpec) -> dict[str, Any]:
+    """A corpus's columns as the codec sees them (its format only where it is not CoNLL, as
+    for ``_codec_task``)."""
+    entry: dict[str, Any] = {"columns": list(corpus.columns), "word_column": corpus.word_column}
+    if corpus.format != "conll":
+        entry["format"] = corpus.format
+    return entry
 
 
 def _meta(

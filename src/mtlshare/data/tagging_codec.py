@@ -88,6 +88,7 @@ class TaggingCodec:
     tasks: dict[str, dict[str, Any]]
     # the column layouts of the training corpora (several when tasks read corpora of their own)
     layouts: list[dict[str, Any]] = field(default_factory=list)
+    format: str = "conll"  # the shared corpus's (``data.format``)
 
     def __post_init__(self) -> None:
         for name, itos in (("words", self.words), ("chars", self.chars)):
@@ -97,7 +98,7 @@ class TaggingCodec:
         self._chars = Vocab(self.chars[2:])
 
     def spec(self) -> dict[str, Any]:
-        return {
+        spec = {
             "codec": "tagging",
             "columns": self.columns,
             "word_column": self.word_column,
@@ -109,6 +110,9 @@ class TaggingCodec:
             "chars": self.chars,
             "layouts": self.layouts,
         }
+        if self.format != "conll":  # the spec of a CoNLL run is the one written before CoNLL-U
+            spec["format"] = self.format
+        return spec
 
     def build_stem(self) -> Callable[[], nn.Module] | None:
         encoder = TaggerInputConfig(**self.encoder)
@@ -242,6 +246,7 @@ def tagging_codec(spec: dict[str, Any]) -> Codec:
             encoder=spec["encoder"],
             tasks=spec["tasks"],
             layouts=spec.get("layouts", []),
+            format=spec.get("format", "conll"),
         )
     except (KeyError, TypeError) as e:
         raise DataError(f"inference spec of a tagging run is incomplete ({e})") from None
