@@ -176,12 +176,15 @@ def _training_commands(sub: Any) -> None:
 
 def _using_commands(sub: Any) -> None:
     """``predict`` and ``evaluate``: a trained run used."""
-    pr = _command(sub, "predict", "a trained run's predictions for new inputs (CoNLL, text or CSV)")
+    pr = _command(
+        sub, "predict", "a trained run's predictions for new inputs (CoNLL, CoNLL-U, text or CSV)"
+    )
     pr.add_argument("run_dir", help="the --out folder of a finished run")
     pr.add_argument(
         "input",
-        help="a CoNLL column file, plain text (a sentence a line), a CSV of features, or for a "
-        "daily_windows run a CSV of its series' recent values (it forecasts the days after)",
+        help="a CoNLL column file, a CoNLL-U file, plain text (a sentence a line), a CSV of "
+        "features, or for a daily_windows run a CSV of its series' recent values (it "
+        "forecasts the days after)",
     )
     pr.add_argument("--out", required=True, help="the file to write (written whole or not at all)")
     pr.add_argument(
@@ -193,7 +196,7 @@ def _using_commands(sub: Any) -> None:
     pr.add_argument(
         "--format",
         default="auto",
-        choices=("auto", "conll", "text", "csv"),
+        choices=("auto", "conll", "conllu", "text", "csv"),
         help="the input's format (default auto: found from the file)",
     )
     pr.add_argument(

@@ -102,3 +102,119 @@ def test_an_empty_line_of_plain_text_is_an_empty_sentence_so_output_k_is_input_l
             current = []
     lines = path.read_text("utf-8").split("\n")[:-1]
     assert sentences == [line.split() for line in lines]
+
+
+# -- CoNLL-U -------------------------------------------------------------------------------------
+UD = [
+    "# newdoc id = d1",
+    "# text = EU don't",
+    "1\tEU\teu\tPROPN\tNNP\t_\t0\troot\t_\tSpaceAfter=No",
+    "2-3\tdon't\t_\t_\t_\t_\t_\t_\t_\t_",
+    "2\tdo\tdo\tAUX\tVBP\t_\t1\taux\t_\t_",
+    "3\tn't\tnot\tPART\tRB\t_\t1\tadvmod\t_\tPred_pos=OLD|Gloss=not",
+    "3.1\tgo\t_\t_\t_\t_\t_\t_\t_\t_",
+    "",
+    "# sent_id = 2",
+    "1\tNew York\t_\tPROPN\tNNP\t_\t0\troot\t_\t_",
+    "",
+]
+
+
+def ud_codec(**tasks: dict[str, str]) -> TaggingCodec:
+    columns = ["id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc"]
+    codec = make_codec(**tasks)
+    codec.columns, codec.word_column, codec.format = columns, "form", "conllu"
+    return codec
+
+
+def test_a_conllu_file_is_read_by_its_word_lines_and_written_back_line_for_line(tmp_path):
+    path = tmp_path / "in.conllu"
+    path.write_text("\r\n".join(UD), "utf-8")  # Windows line ends, written back with "\n"
+    codec = ud_codec(upos={"kind": "tags", "scheme": "", "encode": "", "column": "upos"})
+    doc = codec.read(path, "auto")
+    assert doc.form == "conllu" and codec.read(path, "conllu").sentences == doc.sentences
+    assert doc.sentences == [["EU", "do", "n't"], ["New York"]]
+    assert doc.where == [[2, 4, 5], [9]]
+    upos = Task("upos", "classification", 2, "accuracy", labels=("NOUN", "VERB"))
+    pos = Task("pos", "classification", 2, "accuracy", labels=("NN", "VB"))
+    predictions = {
+        "upos": torch.tensor([[0, 1, 0], [1, -100, -100]]),
+        "pos": torch.tensor([[1, 1, 0], [0, -100, -100]]),
+    }
+    text = codec.write(doc, [upos, pos], predictions)
+    expected = list(UD)
+    expected[2] = "1\tEU\teu\tNOUN\tNNP\t_\t0\troot\t_\tSpaceAfter=No|Pred_pos=VB"
+    expected[4] = "2\tdo\tdo\tVERB\tVBP\t_\t1\taux\t_\tPred_pos=VB"
+    expected[5] = "3\tn't\tnot\tNOUN\tRB\t_\t1\tadvmod\t_\tGloss=not|Pred_pos=NN"  # replaced
+    expected[9] = "1\tNew York\t_\tVERB\tNNP\t_\t0\troot\t_\tPred_pos=NN"
+    assert text == "\n".join(expected)  # UD's last line is a blank one
+
+
+def test_a_task_writes_its_column_unless_it_is_id_the_words_or_taken(tmp_path):
+    path = tmp_path / "in.conllu"
+    path.write_text("1\tEU\teu\tPROPN\tNNP\t_\t0\troot\t_\t_\n", "utf-8")
+    codec = ud_codec(
+        a={"kind": "tags", "scheme": "", "encode": "", "column": "lemma"},
+        b={"kind": "tags", "scheme": "", "encode": "", "column": "lemma"},
+        c={"kind": "tags", "scheme": "", "encode": "", "column": "id"},
+        d={"kind": "tags", "scheme": "", "encode": "", "column": "form"},
+    )
+    doc = codec.read(path, "auto")
+    tasks = [Task(n, "classification", 1, "accuracy", labels=(n.upper(),)) for n in "abcd"]
+    text = codec.write(doc, tasks, {n: torch.tensor([[0]]) for n in "abcd"})
+    assert text == "1\tEU\tA\tPROPN\tNNP\t_\t0\troot\t_\tPred_b=B|Pred_c=C|Pred_d=D\n"
+    # with the lemmas as words, FORM is a column like the others, and LEMMA is not written
+    codec.word_column = "lemma"
+    assert codec.read(path, "conllu").sentences == [["eu"]]
+    text = codec.write(doc, tasks, {n: torch.tensor([[0]]) for n in "abcd"})
+    assert text == "1\tD\teu\tPROPN\tNNP\t_\t0\troot\t_\tPred_a=A|Pred_b=B|Pred_c=C\n"
+
+
+def test_a_tag_holding_a_bar_cannot_go_into_misc(tmp_path):
+    path = tmp_path / "in.conllu"
+    path.write_text("# c\n1\tEU\teu\tPROPN\tNNP\t_\t0\troot\t_\t_\n", "utf-8")
+    codec = ud_codec()
+    doc = codec.read(path, "auto")
+    task = Task("feats", "classification", 1, "accuracy", labels=("Number=Sing|Case=Nom",))
+    with pytest.raises(DataError) as caught:
+        codec.write(doc, [task], {"feats": torch.tensor([[0]])})
+    assert str(caught.value) == (
+        f"{path}:2: task 'feats': tag 'Number=Sing|Case=Nom' holds '|', which separates MISC "
+        "entries: leave the task out (--tasks)"
+    )
+
+
+def test_which_files_read_as_conllu(tmp_path):
+    codec = make_codec()  # a CoNLL run: a CoNLL-U file is recognised all the same
+    cases = {
+        "# sent_id = 1\n1\tEU\t_\t_\t_\t_\t_\t_\t_\t_\n": "conllu",
+        "1-2\tEUs\t_\t_\t_\t_\t_\t_\t_\t_\n1\tEU\t_\t_\t_\t_\t_\t_\t_\t_\n": "conllu",
+        # tweets: a hashtag line is no comment of a CoNLL-U file
+        "#EU NNP\ncalls VBZ\n\nBonn NNP\n": "conll",
+        "#EU visits Bonn\n": "text",
+        "EU\tNNP\n\nBonn\tNNP\n": "conll",
+        "x\tEU\t_\t_\t_\t_\t_\t_\t_\t_\n\n": "conll",  # no ID: a CoNLL file
+    }
+    for n, (text, form) in enumerate(cases.items()):
+        path = tmp_path / f"{n}.txt"
+        path.write_text(text, "utf-8")
+        assert codec.read(path, "auto").form == form, text
+    # a CoNLL run of ten columns reads such a file as it did before CoNLL-U was read
+    ten = [f"c{i}" for i in range(10)]
+    codec.layouts = [{"columns": ten, "word_column": "c1"}]
+    assert codec._form(["1\tEU\t_\t_\t_\t_\t_\t_\t_\t_", ""]) == "conll"
+
+
+def test_a_bad_conllu_input_names_its_line(tmp_path):
+    path = tmp_path / "in.conllu"
+    path.write_text("# c\n1\tEU\t_\t_\t_\t_\t_\t_\t_\t_\n2\tcalls\n", "utf-8")
+    with pytest.raises(DataError) as caught:
+        ud_codec().read(path, "conllu")
+    assert (
+        str(caught.value) == f"{path}:3: 2 TAB-separated fields where a CoNLL-U token line has 10"
+    )
+    path.write_text("# only a comment\n", "utf-8")
+    with pytest.raises(DataError, match="no sentences to tag: the file holds no words"):
+        ud_codec().read(path, "conllu")
+    with pytest.raises(DataError, match="a tagging run reads one of auto, conll, conllu, text"):
+        ud_codec().read(path, "csv")

@@ -5,7 +5,7 @@ saves as ``inference.json``); ``codec_from_spec`` rebuilds the codec from it, wi
 it was trained on. Three codecs:
 
 - ``tagging`` (the ``conll`` source, ``mtlshare.data.tagging_codec``): a CoNLL column file or
-  plain text in, CoNLL columns out;
+  plain text in, CoNLL columns out; a CoNLL-U file in, CoNLL-U out;
 - ``tensor`` (``synthetic``, ``daily_csv``, and a ``Problem`` of the user's own rows of
   features, ``plain_features``): a CSV of feature columns in, one column per task out
   (regression targets back on the series' own scale where the source standardised them);

@@ -1,16 +1,25 @@
 """The ``tagging`` codec: new text for a model trained on the ``conll`` data source.
 
 Input is a CoNLL column file (only the word column is read; every line is written back as it
-was, ``-DOCSTART-`` and blank lines included) or plain text with one whitespace-tokenised
-sentence a line. Output is CoNLL columns: the input's columns (for plain text, the word) and
-one predicted column per task; plain text gives a sentence per input line, each ended by a
-blank line, an empty input line an empty sentence (one more blank line). Span tags are written
-back in the scheme of the training file (``scheme``), whatever the model was trained in
-(``encode``): a model trained in BIOES writes IOB2 tags for IOB2 data, by the same conversion
-that keeps the chunks conlleval reads. Unknown words and characters take the unknown entries of
-the vocabularies; a sentence longer than any training sentence is tagged like any other (the
-BiLSTM reads any length; a position task predicts its last class beyond its longest training
-sentence).
+was, ``-DOCSTART-`` and blank lines included), a CoNLL-U file, or plain text with one
+whitespace-tokenised sentence a line. Output is CoNLL columns: the input's columns (for plain
+text, the word) and one predicted column per task; plain text gives a sentence per input line,
+each ended by a blank line, an empty input line an empty sentence (one more blank line). Span
+tags are written back in the scheme of the training file (``scheme``), whatever the model was
+trained in (``encode``): a model trained in BIOES writes IOB2 tags for IOB2 data, by the same
+conversion that keeps the chunks conlleval reads. Unknown words and characters take the unknown
+entries of the vocabularies; a sentence longer than any training sentence is tagged like any
+other (the BiLSTM reads any length; a position task predicts its last class beyond its longest
+training sentence).
+
+A CoNLL-U input (``data.conllu``) is written back as CoNLL-U: every line as it was (comments,
+blank lines, multiword ranges and empty nodes too) but for the predictions in its word lines.
+A task trained on a CoNLL-U corpus writes its tags into the column it was trained on (e.g.
+UPOS), unless that is ID or the word column, or an earlier task took it; every other task (a
+position or next-word task, one trained on CoNLL columns) appends ``Pred_TASK=TAG`` to MISC
+(in place of an entry of that key, so that a file tagged twice holds one; a MISC of ``_``
+becomes the entry). The words are read from FORM, or from the word column of the run's
+CoNLL-U training corpus.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from torch import Tensor, nn
 
 from mtlshare.data.codecs import CODECS, Codec
 from mtlshare.data.conll import DOCSTART, decode_utf8, file_bytes
+from mtlshare.data.conllu import FORM, ID, MISC, UD_COLUMNS, conllu_sentences, looks_like_conllu
 from mtlshare.data.vocab import PAD, UNK, Vocab, word_key
 from mtlshare.errors import DataError
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
@@ -33,7 +43,7 @@ from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.tags import convert
 from mtlshare.tasks.task import Task
 
-FORMATS = ("auto", "conll", "text")
+FORMATS = ("auto", "conll", "conllu", "text")
 
 
 def encode_words(
@@ -67,7 +77,7 @@ class Tagged:
     line, and an empty line an empty sentence)."""
 
     path: Path
-    form: str  # "conll" or "text"
+    form: str  # "conll", "conllu" or "text"
     lines: list[str]
     sentences: list[list[str]] = field(default_factory=list)
     where: list[list[int]] = field(default_factory=list)
@@ -134,6 +144,11 @@ class TaggingCodec:
                 if line.split():
                     doc.sentences.append(line.split())
                     doc.where.append([i])
+        elif form == "conllu":
+            word = self._conllu_word_index()
+            for sentence in conllu_sentences("\n".join(lines), path):
+                doc.sentences.append(sentence.column(word))
+                doc.where.append([n - 1 for n in sentence.lines])
         else:
             self._read_columns(doc)
         if not doc.sentences:
@@ -141,10 +156,20 @@ class TaggingCodec:
         return doc
 
     def _form(self, lines: list[str]) -> str:
-        """CoNLL when the file has a ``-DOCSTART-`` line, or when it has a blank line and
+        """CoNLL-U when the first line that is neither blank nor a ``#`` comment is a CoNLL-U
+        token line (ten TAB-separated fields, the first an ID), unless a CoNLL training corpus
+        of the run had ten columns (a file of its kind reads as before CoNLL-U was read).
+        CoNLL when the file has a ``-DOCSTART-`` line, or when it has a blank line and
         every non-blank line (or all but a tenth, a ragged line the reader then names) has the
         same number of fields, two or more; or when it holds one token a line; text
         otherwise."""
+        first = next((line for line in lines if line.strip() and line[0] != "#"), "")
+        ten = any(
+            len(layout["columns"]) == len(UD_COLUMNS) and layout.get("format", "conll") == "conll"
+            for layout in self._layouts()
+        )
+        if looks_like_conllu(first) and not ten:
+            return "conllu"
         rows = [line.split() for line in lines if line.split()]
         if any(fields[0] == DOCSTART for fields in rows):
             return "conll"
@@ -179,14 +204,26 @@ class TaggingCodec:
                 doc.where.append(at)
                 words, at = [], []
 
+    def _layouts(self) -> list[dict[str, Any]]:
+        """The column layouts of the training corpora, the shared files' first."""
+        shared = {"columns": self.columns, "word_column": self.word_column, "format": self.format}
+        return [shared, *self.layouts]
+
     def _word_index(self, width: int) -> int:
         """The word column: that of a training corpus with as many columns (the shared files
         first), else the first column."""
-        layouts = [{"columns": self.columns, "word_column": self.word_column}, *self.layouts]
-        for layout in layouts:
+        for layout in self._layouts():
             if len(layout["columns"]) == width:
                 return int(layout["columns"].index(layout["word_column"]))
         return 0
+
+    def _conllu_word_index(self) -> int:
+        """The word column of a CoNLL-U input: that of a CoNLL-U training corpus (the shared
+        files first), else FORM."""
+        for layout in self._layouts():
+            if layout.get("format", "conll") == "conllu":
+                return UD_COLUMNS.index(layout["word_column"])
+        return FORM
 
     # -- the model's side ---------------------------------------------------------------------
     def encode(self, doc: Tagged) -> tuple[Tensor, Tensor | None]:
@@ -212,6 +249,8 @@ class TaggingCodec:
             ]
             for t in tasks
         }
+        if doc.form == "conllu":
+            return self._write_conllu(doc, tasks, tags)
         if doc.form == "text":
             # a sentence per input line, each ended by a blank line: an empty input line is an
             # empty sentence (one more blank line), so output sentence k is input line k
@@ -233,11 +272,51 @@ class TaggingCodec:
                 lines[i] = " ".join([*line.split(), *("O" for _ in tasks)])
         return "\n".join(lines) + "\n"
 
+    def _write_conllu(
+        self, doc: Tagged, tasks: list[Task], tags: dict[str, list[list[str]]]
+    ) -> str:
+        """``doc``'s lines, each word line with its predictions (see the module docstring)."""
+        word = self._conllu_word_index()
+        columns: dict[str, int] = {}  # task -> the column it writes; the others go to MISC
+        for t in tasks:
+            name = self.tasks.get(t.name, {}).get("column")
+            if name in UD_COLUMNS:
+                index = UD_COLUMNS.index(name)
+                if index not in (ID, word, *columns.values()):
+                    columns[t.name] = index
+        lines = list(doc.lines)
+        for n, at in enumerate(doc.where):
+            for k, i in enumerate(at):
+                fields = lines[i].split("\t")
+                for t in tasks:
+                    tag = tags[t.name][n][k]
+                    if t.name in columns:
+                        fields[columns[t.name]] = tag
+                    else:
+                        fields[MISC] = _with_misc(fields[MISC], f"Pred_{t.name}", tag, doc.path, i)
+                lines[i] = "\t".join(fields)
+        return "\n".join(lines) + "\n"
+
     def size(self, doc: Tagged) -> tuple[int, str]:
         return sum(len(s) for s in doc.sentences), "tokens"
 
 
-@CODECS.register("tagging", summary="CoNLL columns or plain text in, CoNLL columns out")
+def _with_misc(misc: str, key: str, value: str, path: Path, index: int) -> str:
+    """A MISC field with ``key=value``: appended, or in place of an entry of that key."""
+    if "|" in value:
+        raise DataError(
+            f"task {key.removeprefix('Pred_')!r}: tag {value!r} holds '|', which separates MISC "
+            "entries: leave the task out (--tasks)",
+            path,
+            index + 1,
+        )
+    entries = [e for e in misc.split("|") if e != "_" and e.partition("=")[0] != key]
+    return "|".join([*entries, f"{key}={value}"])
+
+
+@CODECS.register(
+    "tagging", summary="CoNLL columns, CoNLL-U or plain text in; CoNLL columns or CoNLL-U out"
+)
 def tagging_codec(spec: dict[str, Any]) -> Codec:
     keys = ("columns", "word_column", "lowercase", "max_word_length", "words", "chars")
     try:
