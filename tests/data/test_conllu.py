@@ -94,6 +94,9 @@ def test_windows_line_ends_a_bom_and_no_final_blank_line(tmp_path):
 def test_blank_lines_of_whitespace_and_comments_inside_a_sentence():
     text = "\n".join([token("1", "a"), "# a comment", token("2", "b"), "  \t ", token("1", "c")])
     first, second = parse_conllu(text)
+    # a comment need not have a space after its "#"
+    (only,) = parse_conllu("\n".join(["#sent_id=1", token("1", "a"), "#x", token("2", "b")]))
+    assert only.column(1) == ["a", "b"] and only.lines == (2, 4)
     assert first.column(1) == ["a", "b"] and first.lines == (1, 3)
     assert second.column(1) == ["c"] and second.lines == (5,)
 
@@ -115,13 +118,15 @@ def test_the_kinds_of_id():
         "empty",
         "empty",
     ]
-    for bad in ("0", "01", "1.0", "a", "1-", "-1", "1.2.3", "", " 1", "١"):  # ١: arabic one
+    bad_ids = ("0", "01", "1.0", "a", "1-", "-1", "1.2.3", "", " 1", "١", "0-1", "01-2", "1-02")
+    for bad in bad_ids:  # ١: arabic one; a range, like a word index, counts from 1
         assert id_kind(bad) is None, bad
 
 
 def test_a_conllu_token_line_is_recognised():
     assert looks_like_conllu(token("1", "a")) and looks_like_conllu(token("3-4", "ab"))
     assert not looks_like_conllu(token("x", "a"))
+    assert not looks_like_conllu(token("1", "a") + "\textra")  # eleven fields
     assert not looks_like_conllu(token("1", "a").replace("\t", " "))
     assert not looks_like_conllu("EU NNP B-NP B-ORG") and not looks_like_conllu("")
 

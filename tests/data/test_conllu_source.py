@@ -16,7 +16,7 @@ from mtlshare.cli import main
 from mtlshare.config import config_differences, load_config, same_config
 from mtlshare.data.conllu import UD_COLUMNS
 from mtlshare.data.tagging import ConllConfig
-from mtlshare.errors import ConfigError, DataError
+from mtlshare.errors import ConfigError, DataError, UnseenTagsWarning
 from mtlshare.training.checkpoint import load_checkpoint
 
 
@@ -172,6 +172,48 @@ def test_a_task_reads_its_own_corpus_in_either_format(corpus):
         problem(corpus, f"data.tasks.ner={own}, format = 'ud' }}")
 
 
+def test_a_task_s_own_corpus_takes_the_format_and_layout_of_data_where_it_names_none(corpus):
+    """A task's own files without ``format`` are in ``[data]``'s format, and without
+    ``columns`` or ``word_column`` take ``[data]``'s where the formats agree; in the other
+    format they default as ``[data]``'s own do (for CoNLL-U: the ten columns, FORM)."""
+    (corpus / "own.conllu").write_text(TRAIN, encoding="utf-8")
+    own = 'train = "own.conllu", dev = "own.conllu", test = "own.conllu" }'
+    p = problem(corpus, "data.word_column=lemma", f'data.tasks.own={{ column = "upos", {own}')
+    assert p.inference["layouts"][-1] == {
+        "columns": list(UD_COLUMNS),
+        "word_column": "lemma",
+        "format": "conllu",
+    }
+    # CoNLL [data] of its own columns: a CoNLL task's files read them; a CoNLL-U task's FORM
+    (corpus / "ner.txt").write_text("EU NNP B-ORG\nrejects VBZ O\n\nPeter NNP B-PER\n", "utf-8")
+    conll = CONFIG.replace('format = "conllu"\n', 'columns = ["w", "pos", "ner"]\n')
+    conll = conll.replace('source = "conll"', 'source = "conll"\nword_column = "w"')
+    for name in ("train", "dev", "test"):
+        conll = conll.replace(f"{name}.conllu", "ner.txt", 1)
+    conll = conll.split("[data.tasks.upos]")[0] + (
+        '[data.tasks.ner]\ncolumn = "ner"\nscheme = "iob2"\n'
+        'train = "ner.txt"\ndev = "ner.txt"\ntest = "ner.txt"\n'
+        '[data.tasks.upos]\ncolumn = "upos"\nformat = "conllu"\n'
+        'train = "train.conllu"\ndev = "dev.conllu"\ntest = "test.conllu"\n'
+        "[trunk]" + CONFIG.split("[trunk]")[1]
+    )
+    (corpus / "mixed.toml").write_text(conll, encoding="utf-8")
+    p = build_problem(load_config(corpus / "mixed.toml"), corpus)
+    assert [td.task.name for td in p.tasks] == ["ner", "upos"]
+    assert p.inference["layouts"] == [
+        {"columns": ["w", "pos", "ner"], "word_column": "w"},
+        {"columns": list(UD_COLUMNS), "word_column": "form", "format": "conllu"},
+    ]
+    # a CoNLL task's entry is the one runs trained before CoNLL-U wrote (evaluate compares it)
+    assert p.inference["tasks"]["ner"] == {"kind": "tags", "scheme": "iob2", "encode": "iob2"}
+    assert p.inference["tasks"]["upos"]["column"] == "upos"
+    with pytest.raises(ConfigError) as caught:
+        build_problem(load_config(corpus / "mixed.toml", ["data.tasks.ner.word_column=token"]))
+    assert str(caught.value) == (
+        "data.tasks.ner.word_column: 'token' is not one of columns ['w', 'pos', 'ner']"
+    )
+
+
 def test_errors_name_the_file_s_own_lines(corpus):
     # the unseen tag's word sits after a comment, a range and an empty node
     (corpus / "dev.conllu").write_text(DEV.replace("NOUN", "X"), encoding="utf-8")
@@ -195,6 +237,22 @@ def test_errors_name_the_file_s_own_lines(corpus):
         DataError, match=r"train\.conllu:2: 6 columns where every token line has 4$"
     ):
         problem(corpus, "data.format=conll", 'data.tasks={ x = { column = "word" } }')
+
+
+def test_a_span_tag_error_and_the_unseen_tag_warning_name_the_file_s_own_lines(corpus):
+    """Token i is not on line ``line + i`` where a range and an empty node sit between the
+    words: the second word of each sentence below is on its line 6, not 5."""
+    (corpus / "dev.conllu").write_text(DEV.replace("NOUN", "X"), encoding="utf-8")
+    with pytest.warns(UnseenTagsWarning) as caught:
+        problem(corpus)  # unseen_tags = "map"
+    assert [str(w.message).split(": task")[0] for w in caught if "'upos'" in str(w.message)] == [
+        f"{corpus / 'dev.conllu'}:6"
+    ]
+    spans = ud([("a", "O", "O", "x"), ("b", "X", "Y", "x")])
+    (corpus / "train.conllu").write_text(spans, encoding="utf-8")
+    with pytest.raises(DataError) as error:
+        problem(corpus, 'data.tasks={ chunk = { column = "upos", scheme = "iob2" } }')
+    assert str(error.value).startswith(f"{corpus / 'train.conllu'}:6: task 'chunk': tag 'X'")
 
 
 def test_the_default_format_is_conll_and_configs_without_the_key_still_resume(tmp_path, corpus):

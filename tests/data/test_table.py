@@ -4,6 +4,7 @@ categories and classes, and each refusal's one line."""
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -582,3 +583,41 @@ def test_missing_labels_given_as_one_string_from_python_is_refused(tmp_path):
     cfg.missing_labels = "NULL"  # type: ignore[assignment]
     with pytest.raises(ConfigError, match=r"data\.missing_labels: expected a list of strings"):
         table_problem(cfg)
+
+
+@pytest.mark.parametrize(
+    "marker", ["NULL", "None", "nil", "N/A", "#N/A", "#NA", "<NA>", "missing", "?", "-", "--", "."]
+)
+def test_each_marker_other_tools_write_for_a_missing_value_is_named_until_it_is_listed(
+    tmp_path, marker
+):
+    """Every marker the module lists (``NA`` and ``NaN`` aside, missing by default): a
+    regression cell of it names ``data.missing_labels``, and once listed there (spaced, in
+    another case) it is a missing label."""
+    path = write(tmp_path, _with_cells(rows(), 4, f" {marker} ", "yes"))
+    said = f"is {marker!r}, not a number; if it marks a missing label"
+    with pytest.raises(DataError, match=re.escape(said)):
+        build(path)
+    problem = build(path, missing_labels=["NA", "NaN", f"  {marker.swapcase()} "])
+    price, _ = _row(problem, 6)
+    assert torch.isnan(price)
+
+
+def test_missing_labels_from_python_that_are_not_strings_are_refused(tmp_path):
+    cfg = from_dict({"data": data(write(tmp_path, rows()))}).data
+    cfg.missing_labels = ["NA", 3]  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match=r"data\.missing_labels: expected a list of strings"):
+        table_problem(cfg)
+
+
+def test_a_missing_like_class_is_counted_on_every_row_even_where_train_labels_drops_it(tmp_path):
+    """The warning is about the file's cells: a training row whose label ``train_labels``
+    leaves out still holds ``NULL``, and is counted."""
+    lines = rows()
+    for at in range(0, 40, 4):
+        lines = _with_cells(lines, at, "150", "NULL")
+    tasks = {"churn": {"kind": "classification", "train_labels": 0.2}}
+    with pytest.warns(UserWarning) as caught:
+        build(write(tmp_path, lines), tasks=tasks)
+    said = [str(w.message) for w in caught if "missing_labels" in str(w.message)]
+    assert len(said) == 1 and "'NULL' on 10 row(s) is read as a class" in said[0], said

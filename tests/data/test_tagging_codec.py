@@ -218,3 +218,62 @@ def test_a_bad_conllu_input_names_its_line(tmp_path):
         ud_codec().read(path, "conllu")
     with pytest.raises(DataError, match="a tagging run reads one of auto, conll, conllu, text"):
         ud_codec().read(path, "csv")
+
+
+def test_a_conllu_file_may_open_with_blank_lines_and_keeps_every_other_field(tmp_path):
+    """The first line that is neither blank nor a comment decides (blank lines before a
+    file's first sentence are a tool's leftovers, not a CoNLL file); a field no task writes
+    is written back as it was, spaces included."""
+    path = tmp_path / "in.conllu"
+    path.write_text("\n  \n# c\n1\tEU\teu\tPROPN\tNNP\t_\t0\troot\t_\tGloss=EU \n", "utf-8")
+    codec = ud_codec(upos={"kind": "tags", "scheme": "", "encode": "", "column": "upos"})
+    doc = codec.read(path, "auto")
+    assert doc.form == "conllu" and doc.sentences == [["EU"]] and doc.where == [[3]]
+    upos = Task("upos", "classification", 1, "accuracy", labels=("NOUN",))
+    text = codec.write(doc, [upos], {"upos": torch.tensor([[0]])})
+    assert text == "\n  \n# c\n1\tEU\teu\tNOUN\tNNP\t_\t0\troot\t_\tGloss=EU \n"
+
+
+def test_a_misc_entry_is_replaced_only_where_its_key_is_the_tasks_own(tmp_path):
+    """``Pred_pos`` replaces an earlier ``Pred_pos`` only: ``Pred_pos2`` (another task's) and
+    an entry without ``=`` that begins the same stay."""
+    path = tmp_path / "in.conllu"
+    path.write_text("1\tEU\t_\t_\t_\t_\t0\troot\t_\tPred_pos2=A|Pred_posx|Pred_pos=OLD\n", "utf-8")
+    codec = ud_codec()
+    doc = codec.read(path, "auto")
+    pos = Task("pos", "classification", 1, "accuracy", labels=("NN",))
+    text = codec.write(doc, [pos], {"pos": torch.tensor([[0]])})
+    assert text == "1\tEU\t_\t_\t_\t_\t0\troot\t_\tPred_pos2=A|Pred_posx|Pred_pos=NN\n"
+
+
+def test_a_conll_run_reads_the_forms_of_a_conllu_file_and_writes_misc(tmp_path):
+    """A run trained on CoNLL columns reads FORM (not ID, not its own word column's place),
+    and a task's column that is no CoNLL-U column (from an edited ``inference.json``) sends
+    the task to MISC rather than failing."""
+    path = tmp_path / "in.conllu"
+    path.write_text("1\tEU\teu\tPROPN\tNNP\t_\t0\troot\t_\t_\n", "utf-8")
+    codec = make_codec(pos={"kind": "tags", "scheme": "", "encode": "", "column": "pos"})
+    doc = codec.read(path, "auto")
+    assert doc.form == "conllu" and doc.sentences == [["EU"]]
+    pos = Task("pos", "classification", 1, "accuracy", labels=("NN",))
+    text = codec.write(doc, [pos], {"pos": torch.tensor([[0]])})
+    assert text == "1\tEU\teu\tPROPN\tNNP\t_\t0\troot\t_\tPred_pos=NN\n"
+
+
+def test_the_shared_corpus_s_word_column_comes_first(tmp_path):
+    """Of several CoNLL-U training corpora, the shared files' word column reads an input (as
+    the shared files' layout comes first for CoNLL input)."""
+    path = tmp_path / "in.conllu"
+    path.write_text("1\tEU\teu\tPROPN\tNNP\t_\t0\troot\t_\t_\n", "utf-8")
+    codec = ud_codec()
+    codec.layouts = [{"columns": list(codec.columns), "word_column": "lemma", "format": "conllu"}]
+    assert codec.read(path, "auto").sentences == [["EU"]]  # FORM, the shared word column
+    codec.word_column = "lemma"
+    assert codec.read(path, "auto").sentences == [["eu"]]
+
+
+def test_a_conll_run_s_inference_spec_is_the_one_written_before_conllu(tmp_path):
+    """``evaluate`` compares a run's codec spec with its ``inference.json``: a CoNLL run's
+    must not gain a ``format`` key, or every run trained before would be refused."""
+    assert "format" not in make_codec().spec()
+    assert ud_codec().spec()["format"] == "conllu"
