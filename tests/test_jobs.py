@@ -937,3 +937,9 @@ def test_a_running_runs_status_says_at_most_how_long_its_epochs_left_take(tmp_pa
     assert status("[1, 2]\n") == "hard seed 1: epoch 1/20"
     assert status("not json\n") == "hard seed 1: epoch 1/20"
     assert status('{"epoch": 1, "train_seconds": 5}\n', "?") == "hard seed 1: epoch 1/?"
+    # a first line not yet ended is no epoch; seconds that are none, text, NaN or infinite
+    # say nothing (json reads NaN and Infinity: they made math.ceil raise, ending the poll)
+    assert status('{"epoch": 1, "train_seconds": 5}') == "hard seed 1: epoch 0/20"
+    for seconds in ("0", '"5"', "NaN", "Infinity", "-5"):
+        line = f'{{"epoch": 1, "train_seconds": {seconds}}}\n'
+        assert status(line) == "hard seed 1: epoch 1/20", seconds

@@ -361,16 +361,20 @@ def time_left(metrics: bytes, done: int, epochs: object) -> str:
     """``, at most 1 h 5 min more``: the epochs a run has left, at the mean training seconds of
     the ``done`` it has had (``train_seconds`` of the last line of its ``metrics.jsonl``, summed
     over resumes); "at most", as early stopping may end it sooner. Empty where that cannot be
-    read (no epoch yet, no seconds, the cap reached)."""
+    read (no epoch yet, no seconds or none that is a positive finite number, the cap reached).
+    """
     if done == 0 or not isinstance(epochs, int) or epochs <= done:
         return ""
     try:
         seconds = json.loads(metrics.rstrip(b"\n").rsplit(b"\n", 1)[-1]).get("train_seconds")
     except (ValueError, AttributeError):  # a line that is not a JSON object
         return ""
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         return ""
-    minutes = math.ceil(seconds / done * (epochs - done) / 60)
+    left = seconds / done * (epochs - done) / 60
+    if not 0 < left < math.inf:  # none, negative, or NaN or Infinity (json reads both)
+        return ""
+    minutes = math.ceil(left)
     hours, minutes = divmod(minutes, 60)
     return f", at most {f'{hours} h {minutes} min' if hours else f'{minutes} min'} more"
 
