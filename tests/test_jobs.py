@@ -916,7 +916,7 @@ def test_worker_processes_that_cannot_start_are_one_line_naming_jobs(
     assert main([*args, "--jobs", "1", "--out", str(out), "--quiet"]) == 0
 
 
-def test_a_running_runs_status_says_at_most_how_long_its_epochs_left_take(tmp_path):
+def test_a_running_runs_status_estimates_its_training_left_to_the_cap(tmp_path):
     """At the mean seconds of the epochs so far (``train_seconds`` is summed over resumes), the
     epochs left to the cap: "at most", as early stopping may end the run sooner."""
 
@@ -928,9 +928,11 @@ def test_a_running_runs_status_says_at_most_how_long_its_epochs_left_take(tmp_pa
         return jobs.running_status([jobs.RunJob("hard", 1, None, config, folder)])
 
     three = "".join(f'{{"epoch": {k}, "train_seconds": {100.0 * k}}}\n' for k in (1, 2, 3))
-    assert status(three) == "hard seed 1: epoch 3/20, at most 29 min more"  # 17 x 100 s
+    assert status(three) == "hard seed 1: epoch 3/20, ~29 min of training to the cap"  # 17 x 100 s
     two = '{"epoch": 1, "train_seconds": 190}\n{"epoch": 2, "train_seconds": 400}\n'
-    assert status(two, 80) == "hard seed 1: epoch 2/80, at most 4 h 20 min more"  # 78 x 200 s
+    assert (
+        status(two, 80) == "hard seed 1: epoch 2/80, ~4 h 20 min of training to the cap"
+    )  # 78 x 200 s
     assert status(two, 2) == "hard seed 1: epoch 2/2"  # the cap reached
     assert status('{"epoch": 1}\n') == "hard seed 1: epoch 1/20"  # no seconds written
     assert status('{"epoch": 1, "train_seconds": true}\n') == "hard seed 1: epoch 1/20"

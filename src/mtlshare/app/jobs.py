@@ -333,9 +333,9 @@ PLAIN_SECONDS = 60.0  # the least time between two plain status lines (stderr no
 
 
 def running_status(running: list[RunJob]) -> str:
-    """Where each running run is, from its folder: ``hard seed 1: epoch 3/20, at most 29 min
-    more`` (epochs in its ``metrics.jsonl``, ``time_left``; a sparse run that searches its masks
-    says so before its first epoch).
+    """Where each running run is, from its folder: ``hard seed 1: epoch 3/20, ~29 min of
+    training to the cap`` (epochs in its ``metrics.jsonl``, ``time_left``; a sparse run that
+    searches its masks says so before its first epoch).
     The workers train without bars of their own: this is what a long ``compare --jobs`` shows
     meanwhile."""
     parts = []
@@ -358,10 +358,12 @@ def running_status(running: list[RunJob]) -> str:
 
 
 def time_left(metrics: bytes, done: int, epochs: object) -> str:
-    """``, at most 1 h 5 min more``: the epochs a run has left, at the mean training seconds of
-    the ``done`` it has had (``train_seconds`` of the last line of its ``metrics.jsonl``, summed
-    over resumes); "at most", as early stopping may end it sooner. Empty where that cannot be
-    read (no epoch yet, no seconds or none that is a positive finite number, the cap reached).
+    """``, ~1 h 5 min of training to the cap``: the epochs a run has left, at the mean training
+    seconds of the ``done`` it has had (``train_seconds`` of the last line of its
+    ``metrics.jsonl``, summed over resumes). An estimate, neither bound: each epoch's dev
+    scoring and checkpoint save come on top (``train_seconds`` leaves them out), and early
+    stopping may end the run sooner. Empty where that cannot be read (no epoch yet, no seconds
+    or none that is a positive finite number, the cap reached).
     """
     if done == 0 or not isinstance(epochs, int) or epochs <= done:
         return ""
@@ -376,7 +378,7 @@ def time_left(metrics: bytes, done: int, epochs: object) -> str:
         return ""
     minutes = math.ceil(left)
     hours, minutes = divmod(minutes, 60)
-    return f", at most {f'{hours} h {minutes} min' if hours else f'{minutes} min'} more"
+    return f", ~{f'{hours} h {minutes} min' if hours else f'{minutes} min'} of training to the cap"
 
 
 def stop_workers(pool: ProcessPoolExecutor, running: list[Future[dict[str, Any]]]) -> None:
