@@ -29,6 +29,7 @@ import mtlshare.forecasting.config
 import mtlshare.sharing  # noqa: F401  (these register their components on import)
 from mtlshare import config_lines
 from mtlshare.errors import ConfigError, check_seed
+from mtlshare.files import parse_toml
 from mtlshare.models.trunks import TrunkConfig
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS, Entry, Registry
 from mtlshare.training.objective import JOINT_ONLY, WeightingConfig
@@ -454,10 +455,10 @@ def config_differences(saved: str, current: str, limit: int = 3) -> list[str]:
     if same_config(saved, current):
         return []
     try:
-        old = _flat(tomllib.loads(_training_part(saved)))
+        old = _flat(parse_toml(_training_part(saved)))
     except (ConfigError, tomllib.TOMLDecodeError) as e:
         return [f"the run's config no longer loads ({str(e).strip().splitlines()[0][:120]})"]
-    new = _flat(tomllib.loads(_training_part(current)))
+    new = _flat(parse_toml(_training_part(current)))
     every = sorted(old.keys() | new.keys())
     keys = [k for k in every if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
     if not keys:  # never empty while same_config says they differ: that would let it resume
@@ -473,8 +474,8 @@ def raised_epochs(saved: str, current: str) -> bool:
     then trains on from the run's last checkpoint, as if it had had the higher cap from the
     start (the learning rate is a function of the epoch alone, never of the cap)."""
     try:
-        old = _flat(tomllib.loads(_training_part(saved)))
-        new = _flat(tomllib.loads(_training_part(current)))
+        old = _flat(parse_toml(_training_part(saved)))
+        new = _flat(parse_toml(_training_part(current)))
     except (ConfigError, tomllib.TOMLDecodeError):
         return False
     more = new.get("train.epochs", 0) > old.get("train.epochs", 0)
@@ -507,7 +508,7 @@ def _shown(values: dict[str, Any], key: str) -> str:
 
 def _training_part(text: str) -> str:
     """``text`` read with today's defaults, without its ``[compare]`` table."""
-    raw = _without_unused_tables(tomllib.loads(text))
+    raw = _without_unused_tables(parse_toml(text))
     raw.pop("compare", None)
     return from_dict(raw).to_toml()
 
@@ -519,7 +520,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8-sig"))  # an editor's BOM is no key
+        return parse_toml(path.read_text(encoding="utf-8-sig"))  # an editor's BOM is no key
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:

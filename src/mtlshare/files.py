@@ -4,10 +4,41 @@ disk, then a rename. Imports nothing of the package, so any layer may use it."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
+import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+TOO_DEEP = "nested too deeply to read"
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads``; nesting deeper than Python's parser recurses, or an integer of more
+    digits than Python converts (a damaged or hostile file), is the ``json.JSONDecodeError`` of
+    any malformed text, not a ``RecursionError`` or a bare ``ValueError``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError(TOO_DEEP, text, 0) from None
+    except ValueError as e:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise json.JSONDecodeError(str(e).split(":")[0], text, 0) from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads``; nesting deeper than its parser recurses is a
+    ``tomllib.TOMLDecodeError``, as for ``parse_json``."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        if sys.version_info >= (3, 14):  # its free-form arguments are deprecated there
+            raise tomllib.TOMLDecodeError(TOO_DEEP, text, 0) from None
+        raise tomllib.TOMLDecodeError(TOO_DEEP) from None
 
 
 def fsync_path(path: Path) -> None:

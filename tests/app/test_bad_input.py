@@ -96,6 +96,36 @@ def test_masks_reads_a_config_with_a_bom_or_a_toml_error_as_one_line(
     assert f"{config}: Expected ']'" in one_line(capsys)
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("checkpoint/best/meta.json", "[" * 100_000 + "]" * 100_000),
+        ("inference.json", '{"a":' * 100_000 + "1" + "}" * 100_000),
+        ("config.toml", "x = " + "[" * 5_000 + "]" * 5_000 + "\n"),
+    ],
+    ids=["meta_json", "inference_json", "config_toml"],
+)
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_file_nested_deeper_than_python_parses_is_one_line(
+    synthetic_run, tmp_path, capsys, name, text, command
+):
+    """Valid JSON or TOML nested a hundred thousand deep (a damaged or hostile file) made
+    Python's parsers recurse until a ``RecursionError``: a traceback, exit 1."""
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    inputs = _inputs(copy, tmp_path / "in.csv")
+    (copy / name).write_text(text)
+    out = tmp_path / "out.csv"
+    args = {
+        "predict": ["predict", str(copy), str(inputs), "--out", str(out)],
+        "evaluate": ["evaluate", str(copy)],
+    }[command]
+    assert main(args) == 2
+    line = one_line(capsys)
+    assert str(copy / name) in line and "nested too deeply to read" in line, line
+    assert not out.exists()
+
+
 def test_predict_leaves_a_file_named_like_its_temporary_file_alone(synthetic_run, tmp_path):
     out = tmp_path / "out.csv"
     mine = tmp_path / "out.csv.tmp"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from mtlshare.app.run import encoding_differences, usage_spec
 from mtlshare.config import Config, config_differences, load_trained_config
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import CheckpointError, DataError, MtlshareError
+from mtlshare.files import parse_json
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
 from mtlshare.training.checkpoint import TENSORS, error_line
@@ -51,7 +51,7 @@ def _check_same_source(out: RunFolder, digest: str, resume: bool) -> None:
     if not resume or not out.file(SOURCE).is_file():
         return
     try:
-        started_on = json.loads(out.file(SOURCE).read_text(encoding="utf-8"))["best_sha256"]
+        started_on = parse_json(out.file(SOURCE).read_text(encoding="utf-8"))["best_sha256"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise MtlshareError(f"{out.file(SOURCE)}: unreadable ({error_line(e)[:120]})") from None
     if started_on != digest:

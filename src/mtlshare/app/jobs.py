@@ -25,7 +25,6 @@ import os
 import sys
 import threading
 import time
-import tomllib
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -42,6 +41,7 @@ from mtlshare.app.build import build_problem, configured_tasks
 from mtlshare.app.run import check_folder, reads_back, run, still_finished
 from mtlshare.config import Config, from_dict
 from mtlshare.errors import MtlshareError
+from mtlshare.files import parse_toml
 from mtlshare.interrupts import held_interrupts
 from mtlshare.training.folder import RunFolder
 
@@ -237,7 +237,7 @@ def carried_masks(job: RunJob) -> RunJob:
     saved_text = folder.config_text()
     if not planned or saved_text is None or not folder.had_finished():
         return job
-    saved = str(tomllib.loads(saved_text).get("sparse", {}).get("masks_from", ""))
+    saved = str(parse_toml(saved_text).get("sparse", {}).get("masks_from", ""))
     within = Path(os.path.relpath(planned, job.folder)).parts  # ("..", "..", "sparse")
     tail = tuple(part for part in within if part != "..")
     if not saved or saved == planned or Path(saved).parts[-len(tail) :] != tail:

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from mtlshare.errors import CheckpointError
-from mtlshare.files import fsync_path, write_atomically
+from mtlshare.files import fsync_path, parse_json, write_atomically
 
 TENSORS = "tensors.safetensors"
 META = "meta.json"
@@ -139,7 +139,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str,
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{found / TENSORS}: unreadable: {e}") from None
     try:
-        meta = json.loads((found / META).read_text(encoding="utf-8"))
+        meta = parse_json((found / META).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{found / META}: unreadable: {e}") from None
     if not isinstance(meta, dict):

@@ -41,6 +41,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mtlshare.errors import CheckpointError, ConfigError, MtlshareError
+from mtlshare.files import parse_json, parse_toml
 from mtlshare.training import checkpoint as ckpt
 
 CONFIG = "config.toml"
@@ -187,7 +188,7 @@ class OutputFolder:
     def read_json(self, name: str) -> Any:
         path = self.file(name)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return parse_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise MtlshareError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
@@ -398,7 +399,7 @@ class RunFolder(OutputFolder):
     def earlier_results_name(self) -> str:
         """Where ``start(reopen=True)`` sets a finished run's results aside."""
         try:
-            epochs = tomllib.loads(self.config_text() or "").get("train", {}).get("epochs")
+            epochs = parse_toml(self.config_text() or "").get("train", {}).get("epochs")
         except tomllib.TOMLDecodeError:
             epochs = None
         return EARLIER_RESULTS.replace("*", str(epochs) if isinstance(epochs, int) else "earlier")
@@ -490,7 +491,7 @@ def _saved_seed(run: RunFolder) -> int | None:
     """The ``seed`` of the run's saved config; None when there is none or it is unreadable."""
     try:
         text = run.config_text()
-        seed = tomllib.loads(text).get("seed") if text is not None else None
+        seed = parse_toml(text).get("seed") if text is not None else None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
         return None
     return seed if isinstance(seed, int) else None
