@@ -126,6 +126,36 @@ def test_a_file_nested_deeper_than_python_parses_is_one_line(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["predict", "evaluate", "load_run"])
+def test_a_checkpoint_whose_tensors_changed_on_disk_is_refused_not_used(
+    synthetic_run, tmp_path, capsys, command
+):
+    """Three bits flipped in the tensors' data (a disk's fault, a bad copy) still read: the
+    model predicted other numbers without a word. The file's SHA-256, recorded in
+    ``meta.json`` when it was saved, is checked whenever a checkpoint is loaded."""
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    inputs = _inputs(copy, tmp_path / "in.csv")
+    tensors = copy / "checkpoint" / "best" / "tensors.safetensors"
+    data = bytearray(tensors.read_bytes())
+    for at in (-4, -400, -4000):  # in the weights, past the header
+        data[at] ^= 0x10
+    tensors.write_bytes(bytes(data))
+    said = f"{tensors}: damaged: its SHA-256 is not the one meta.json recorded"
+    if command == "load_run":
+        with pytest.raises(MtlshareError, match="damaged: its SHA-256"):
+            load_run(copy)
+        return
+    out = tmp_path / "out.csv"
+    args = {
+        "predict": ["predict", str(copy), str(inputs), "--out", str(out)],
+        "evaluate": ["evaluate", str(copy)],
+    }[command]
+    assert main(args) == 2
+    assert said in one_line(capsys)
+    assert not out.exists()
+
+
 def test_predict_leaves_a_file_named_like_its_temporary_file_alone(synthetic_run, tmp_path):
     out = tmp_path / "out.csv"
     mine = tmp_path / "out.csv.tmp"

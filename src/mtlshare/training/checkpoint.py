@@ -1,6 +1,8 @@
 """Checkpoints that never unpickle: tensors in safetensors, everything else in JSON.
 
-A checkpoint is a directory ``tensors.safetensors`` + ``meta.json``. It is written to a sibling
+A checkpoint is a directory ``tensors.safetensors`` + ``meta.json``, which records the tensors
+file's SHA-256: a tensors file changed on disk since (flipped bits, a tool that rewrote it) is
+refused when it is loaded, never used to predict or train on. It is written to a sibling
 ``NAME.tmp`` directory, its files are flushed to disk, and it is swapped in by renames, so a kill
 (or a power cut) during a save leaves the previous checkpoint whole (``NAME`` or, for an instant,
 ``NAME.old``). A ``NAME`` directory is only ever made by that rename, so one that is not a
@@ -9,6 +11,7 @@ complete checkpoint is not ours: it is refused, never read or overwritten.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,7 +22,7 @@ from typing import Any
 
 # safetensors exports SafetensorError in every version; its stubs declare it from 0.5.1 on
 from safetensors import SafetensorError  # type: ignore[attr-defined,unused-ignore]
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import Tensor
 
 from mtlshare.errors import CheckpointError
@@ -29,6 +32,7 @@ TENSORS = "tensors.safetensors"
 META = "meta.json"
 VERSION = 1  # of the checkpoint layout; a later layout this code cannot read is refused
 VERSION_KEY = "format_version"
+DIGEST_KEY = "tensors_sha256"  # absent from checkpoints saved before it was written
 REFUSED_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 
 
@@ -82,9 +86,10 @@ def save_checkpoint(
         except SafetensorError as e:  # a full disk, say: an OSError, as any other write's
             raise write_error(e, tmp / TENSORS) from None
         fsync_path(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
-        atomic_write_text(
-            tmp / META, json.dumps({**meta, VERSION_KEY: VERSION}, indent=1, sort_keys=True)
-        )
+        with open(tmp / TENSORS, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        written = {**meta, VERSION_KEY: VERSION, DIGEST_KEY: digest}
+        atomic_write_text(tmp / META, json.dumps(written, indent=1, sort_keys=True))
         fsync_path(tmp)
     except BaseException:  # the half-made checkpoint goes; the previous one stays whole
         shutil.rmtree(tmp, ignore_errors=True)
@@ -135,7 +140,8 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str,
     if found is None:
         raise CheckpointError(f"{directory}: no complete checkpoint ({TENSORS} + {META})")
     try:
-        tensors = load_file(str(found / TENSORS))
+        data = (found / TENSORS).read_bytes()
+        tensors = load(data)
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{found / TENSORS}: unreadable: {e}") from None
     try:
@@ -149,6 +155,12 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str,
         raise CheckpointError(
             f"{found / META}: checkpoint format {version!r}; this mtlshare reads format {VERSION} "
             "(a checkpoint of another mtlshare version)"
+        )
+    digest = meta.pop(DIGEST_KEY, None)  # None: saved before the digest was recorded
+    if digest is not None and digest != hashlib.sha256(data).hexdigest():
+        raise CheckpointError(
+            f"{found / TENSORS}: damaged: its SHA-256 is not the one {META} recorded when the "
+            "checkpoint was saved (the file changed on disk since)"
         )
     return tensors, meta
 
