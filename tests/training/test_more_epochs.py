@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from mtlshare.cli import main
 from mtlshare.config import raised_epochs, resumable_differences
+from mtlshare.training import checkpoint as ckpt
 from mtlshare.training.folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -293,6 +294,43 @@ def test_a_finished_run_with_a_damaged_last_or_no_best_is_refused_before_anythin
         "best tensors": "best/tensors.safetensors: unreadable",
     }
     assert said[damage] in line, line
+    assert tree(out) == before
+
+
+@pytest.mark.parametrize("damage", ["no optimizer", "a weight missing", "NaN weights"])
+def test_a_finished_run_whose_last_checkpoint_fails_once_loaded_is_put_back(
+    tmp_path, capsys, damage
+):
+    """A ``checkpoint/last`` that reads but does not fit the model (its optimizer's state gone,
+    a weight missing) or trains to a NaN loss at once fails only after the results were set
+    aside and the raised cap written: the run is put back as it was, and still reads back (it
+    was left an unfinished run of the new cap, which resuming at its own cap refused)."""
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "train.epochs=2", "--out", str(out)]) == 0
+    last = out / "checkpoint" / "last"
+    tensors, meta = ckpt.load_checkpoint(last)
+    if damage == "no optimizer":
+        del meta["optimizer"]
+    elif damage == "a weight missing":
+        del tensors[next(k for k in sorted(tensors) if k.startswith("model."))]
+    else:
+        tensors = {
+            k: torch.full_like(v, float("nan")) if k.startswith("model.") else v
+            for k, v in tensors.items()
+        }
+    ckpt.save_checkpoint(last, tensors, meta)  # whole, with its digest: it reads
+    before = tree(out)
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "train.epochs=4", "--out", str(out), "--resume"]) == 2
+    line = one_line(capsys)
+    said = {
+        "no optimizer": "does not fit this run or is incomplete (KeyError: 'optimizer')",
+        "a weight missing": "does not fit this run or is incomplete (RuntimeError: Missing key",
+        "NaN weights": "loss is nan at step",
+    }
+    assert said[damage] in line, line
+    assert tree(out) == before
+    assert main(["run", DEMO, *SMALL, "train.epochs=2", "--out", str(out), "--resume"]) == 0
     assert tree(out) == before
 
 

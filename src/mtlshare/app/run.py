@@ -110,9 +110,11 @@ def train(
             if where.is_main:
                 draw(f"{folder.path}: the figures", model.write_artifacts, folder.path)
                 folder.write_results(results)
-        except MtlshareError:  # refused once training began: a fresh run leaves no trace
-            if where.is_main and not resume:
+        except MtlshareError:  # refused once training began: a fresh run leaves no trace,
+            if where.is_main and not resume:  # and a finished one given more epochs its files
                 folder.discard_unstarted(created)
+            elif where.is_main:
+                folder.undo_reopen()
             raise
         finally:
             folder.close()

@@ -206,6 +206,10 @@ def _shared_is_free(fd: int) -> bool:
 class RunFolder(OutputFolder):
     """One training run's folder; see the module docstring for its layout and rules."""
 
+    # what ``start(reopen=True)`` changed of a finished run, for ``undo_reopen``: where its
+    # results went, its config text and its ``checkpoint/last/meta.json`` then
+    _reopened: tuple[Path, str | None, bytes | None] | None = None
+
     # -- reading --------------------------------------------------------------------------------
     @property
     def finished(self) -> bool:
@@ -377,8 +381,31 @@ class RunFolder(OutputFolder):
             self.close()
             raise
         if reopen and self.finished:
-            self.file(RESULTS).replace(self.file(self.earlier_results_name()))
+            aside = self.file(self.earlier_results_name())
+            self._reopened = (aside, self.config_text(), self._last_saved())
+            self.file(RESULTS).replace(aside)
         self.write_text(CONFIG, config_text)
+
+    def undo_reopen(self) -> None:
+        """Undo ``start(reopen=True)`` for a finished run refused before it saved an epoch (a
+        ``checkpoint/last`` that does not fit the model, a non-finite loss at its first step):
+        its config and then its results are put back, so it reads back as it did, at its own
+        cap. A run that saved an epoch since is left to resume, as one cut training on."""
+        if self._reopened is None or not self._in_place():
+            return
+        aside, config, last = self._reopened
+        self._reopened = None
+        if config is None or self._last_saved() != last or self.finished or not aside.is_file():
+            return
+        self.write_text(CONFIG, config)  # first: a finished run never pairs with the new config
+        aside.replace(self.file(RESULTS))
+
+    def _last_saved(self) -> bytes | None:
+        """``checkpoint/last/meta.json`` as it is now (a save rewrites it); None without one."""
+        try:
+            return (self.checkpoint_dir("last") / ckpt.META).read_bytes()
+        except OSError:
+            return None
 
     def discard_unstarted(self, created: bool) -> None:
         """Undo ``start`` of a fresh run refused before its first checkpoint (input that fails
