@@ -305,6 +305,33 @@ def test_a_run_without_results_is_no_trained_run(hard_run, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda spec: spec["tasks"].__setitem__(0, "t1"),
+        lambda spec: spec["tasks"][0].pop("name"),
+        lambda spec: spec.update(codec="tensor"),
+    ],
+    ids=["task a string", "task without a name", "codec a string"],
+)
+def test_a_damaged_inference_json_of_the_trained_run_is_one_line(
+    hard_run, tmp_path, capsys, damage
+):
+    """``add-task`` compares the trained run's ``inference.json`` with the data read again: a
+    task entry that is no object with a name, or a codec that is no object, was a
+    ``TypeError``, ``KeyError`` or ``AttributeError`` traceback."""
+    copy = tmp_path / "copy"
+    shutil.copytree(hard_run, copy)
+    spec = json.loads((copy / "inference.json").read_text())
+    damage(spec)
+    (copy / "inference.json").write_text(json.dumps(spec))
+    out = tmp_path / "o"
+    assert main(["add-task", str(copy), DEMO, 'tasks=["t3"]', *SMALL, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{copy / 'inference.json'}: damaged" in err[0], err
+    assert not out.exists()
+
+
 def test_a_changed_parameter_fails_the_addition_even_with_equal_metrics(
     hard_run, tmp_path, monkeypatch, capsys
 ):

@@ -441,8 +441,32 @@ def test_a_checkpoint_of_an_unknown_format_version_is_refused(synthetic_run, tmp
         (lambda spec: spec["tasks"][0].pop("kind"), "task 0 is not a task's description"),
         (lambda spec: spec["tasks"][0].update(foo=1), "task 0 is not a task's description"),
         (lambda spec: spec["codec"].pop("features"), "codec's description is damaged"),
+        # each a traceback before
+        (lambda spec: spec.update(input_dim=10**400), "'input_dim' is 1000000000000000000000"),
+        (lambda spec: spec.pop("codec"), "'codec' is None, expected dict"),
+        (lambda spec: spec.update(base_dir=[]), "'base_dir' is [], expected a path"),
+        (lambda spec: spec["tasks"].__setitem__(0, "t1"), "task 0 is not a task's description"),
+        (lambda spec: spec["tasks"][0].update(out_dim=1.5), "task 0: out_dim is 1.5, not a whole"),
+        (lambda spec: spec["tasks"][0].update(tie_embedding="8"), "tie_embedding is 8, not a"),
+        (lambda spec: spec["codec"]["features"].__setitem__(0, None), "is not a list of column"),
+        (lambda spec: spec["codec"].update(scales="x"), "scales: x is not a task's log, mean"),
     ],
-    ids=["no tasks", "no input_dim", "input_dim text", "task no kind", "task extra", "codec"],
+    ids=[
+        "no tasks",
+        "no input_dim",
+        "input_dim text",
+        "task no kind",
+        "task extra",
+        "codec",
+        "input_dim of 400 digits",
+        "no codec",
+        "base_dir a list",
+        "task a string",
+        "out_dim a fraction",
+        "tie_embedding text",
+        "feature null",
+        "scales text",
+    ],
 )
 def test_a_damaged_inference_json_is_one_line(synthetic_run, tmp_path, capsys, damage, message):
     import shutil

@@ -99,6 +99,13 @@ def tasks_from_spec(spec: dict[str, Any]) -> list[Task]:
     not a task's."""
     tasks = []
     for i, t in enumerate(spec.get("tasks", [])):
+        for key, least in (("out_dim", 1), ("tie_embedding", 0)):
+            value = t.get(key, least) if isinstance(t, dict) else least
+            if isinstance(value, bool) or not isinstance(value, int) or not least <= value < 2**31:
+                raise DataError(
+                    f"inference spec: task {i}: {key} is {str(value)[:40]}, not a whole number "
+                    f">= {least} (the file is not as the run wrote it)"
+                )
         try:
             tasks.append(
                 Task(
@@ -237,7 +244,20 @@ def _number(cell: str, column: str, path: Path, line: int) -> float:
 
 @CODECS.register("tensor", summary="a CSV of feature columns in, one column per task out")
 def tensor_codec(spec: dict[str, Any]) -> Codec:
-    return TensorCodec(list(spec["features"]), dict(spec.get("scales", {})))
+    features, scales = spec["features"], spec.get("scales", {})
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise TypeError(f"features: {str(features)[:40]} is not a list of column names")
+    keys: dict[str, type | tuple[type, ...]] = {
+        "log": bool,
+        "mean": (int, float),
+        "std": (int, float),
+    }
+    if not isinstance(scales, dict) or not all(
+        isinstance(s, dict) and all(isinstance(s.get(k), kind) for k, kind in keys.items())
+        for s in scales.values()
+    ):
+        raise TypeError(f"scales: {str(scales)[:40]} is not a task's log, mean and std each")
+    return TensorCodec(features, scales)
 
 
 def plain_features(input_dim: int, input_rank: int, encoded: bool) -> dict[str, Any]:

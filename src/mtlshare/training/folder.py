@@ -193,6 +193,12 @@ class OutputFolder:
             raise MtlshareError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
 
+def _short(value: object) -> str:
+    """``value``'s repr, cut to 40 characters (a damaged file may hold a number of 400 digits)."""
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
 def _shared_is_free(fd: int) -> bool:
     """Whether ``fd``'s folder can be locked shared now (its holders only read), letting go."""
     try:
@@ -272,13 +278,32 @@ class RunFolder(OutputFolder):
                 f"{path}: inference spec version {spec.get('version')!r}; this mtlshare reads "
                 "version 1 (a run of another mtlshare version)"
             )
-        for key, kind in (("input_dim", int), ("input_rank", int), ("tasks", list)):
+        for key, kind in (
+            ("input_dim", int),
+            ("input_rank", int),
+            ("tasks", list),
+            ("codec", dict),
+            ("base_dir", (str, type(None))),
+        ):
             value = spec.get(key)
-            if isinstance(value, bool) or not isinstance(value, kind):
+            wrong = isinstance(value, bool) or not isinstance(value, kind)
+            if isinstance(value, int) and not 0 < value < 2**31:  # a width torch can build
+                wrong = True
+            if wrong:
+                expected = kind.__name__ if isinstance(kind, type) else "a path"
                 raise MtlshareError(
-                    f"{path}: damaged: {key!r} is {value!r}, expected {kind.__name__} "
+                    f"{path}: damaged: {key!r} is {_short(value)}, expected {expected} "
                     "(the file is not as the run wrote it)"
                 )
+        bad = next(
+            (i for i, t in enumerate(spec["tasks"]) if not isinstance(t, dict) or "name" not in t),
+            None,
+        )
+        if bad is not None:
+            raise MtlshareError(
+                f"{path}: damaged: task {bad} is not a task's description (an object with a "
+                "name) (the file is not as the run wrote it)"
+            )
         return spec
 
     def checkpoint_dir(self, name: str) -> Path:
