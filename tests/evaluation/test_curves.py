@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -205,6 +207,69 @@ def test_a_metrics_file_that_is_no_json_objects_is_one_line_not_a_traceback(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (run / "dev_curves.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000 + b"\n", "metrics.jsonl:1: not a JSON line (nested too"),
+        (b'{"epoch": 1, "dev": {"a": 1' + b"0" * 5000 + b"}}\n", "metrics.jsonl:1: not a JSON"),
+    ],
+    ids=["nested_deep", "5000_digits"],
+)
+def test_a_metrics_line_python_cannot_parse_is_one_line_not_a_traceback(
+    tmp_path, capsys, content, message
+):
+    """JSON nested deeper than Python's parser recurses was a ``RecursionError``, and an
+    integer of 5,000 digits a bare ``ValueError``: tracebacks, exit 1."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_bytes(content)
+    assert main(["curves", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_numbers_no_float_holds_are_neither_scores_nor_epochs(tmp_path):
+    """An epoch or a score of 400 digits (valid JSON) was an ``OverflowError`` traceback."""
+    run = tmp_path / "run"
+    run.mkdir()
+    big = "1" + "0" * 400
+    (run / "metrics.jsonl").write_text(
+        f'{{"epoch": 1, "dev": {{"a": 0.5, "b": {big}}}}}\n'
+        f'{{"epoch": {big}, "dev": {{"a": 0.7}}}}\n'
+    )
+    assert read_curves(run) == {"run": {"a": [(1, 0.5)]}}
+    assert main(["curves", str(run), "--out", str(tmp_path / "c.png")]) == 0
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", "config.toml", "results.json"])
+def test_a_fifo_where_a_runs_file_should_be_does_not_block_curves(tmp_path, capsys, name):
+    """A named pipe (or a link to one) in a run folder: ``curves`` read it and waited for a
+    writer that never came, for good. Now it is a file not there: the metrics one line,
+    exit 2; the config or results what they label, so the curves are drawn without them."""
+    run = tmp_path / "run"
+    _metrics(run, [{"epoch": 1, "dev": {"a": 0.5}}])
+    (run / name).unlink(missing_ok=True)
+    os.mkfifo(run / name)
+    done = {}
+
+    def draw() -> None:
+        done["code"] = main(["curves", str(run), "--out", str(tmp_path / "c.png")])
+
+    thread = threading.Thread(target=draw)
+    thread.daemon = True
+    thread.start()
+    thread.join(30)
+    blocked = thread.is_alive()
+    if blocked:  # unblock the reader, so the test process can end
+        os.close(os.open(run / name, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(5)
+    assert not blocked
+    assert done.get("code") == (2 if name == "metrics.jsonl" else 0), done
+    if name == "metrics.jsonl":
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "not a regular file" in err, err
 
 
 def test_true_and_false_are_not_scores_nor_epochs(tmp_path):

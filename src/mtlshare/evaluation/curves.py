@@ -7,9 +7,9 @@ matplotlib is imported inside the plotting function: it is heavy and only report
 
 from __future__ import annotations
 
+import errno
 import json
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from mtlshare.errors import MtlshareError
 from mtlshare.evaluation.looks import looks
 from mtlshare.evaluation.plots import save_figure
+from mtlshare.files import parse_json, parse_toml
 
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"  # beside it: each task's metric, and a sparse run's search
@@ -55,25 +56,45 @@ def _runs(folder: Path) -> list[tuple[str, Path]]:
 def _curve(path: Path) -> dict[str, list[tuple[int, float]]]:
     by_task: dict[str, list[tuple[int, float]]] = {}
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except UnicodeDecodeError as e:
         raise MtlshareError(f"{path}: not UTF-8 text (byte {e.start})") from None
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except json.JSONDecodeError as e:
             raise MtlshareError(f"{path}:{number}: not a JSON line ({e.msg})") from None
         if not isinstance(record, dict):
             raise MtlshareError(f"{path}:{number}: not a JSON object")
-        dev, epoch = record.get("dev"), record.get("epoch")
-        if not isinstance(dev, dict) or not isinstance(epoch, int) or isinstance(epoch, bool):
+        dev, epoch = record.get("dev"), _count(record.get("epoch"))
+        if not isinstance(dev, dict) or epoch is None:
             continue  # not an epoch's evaluation
         for task, value in dev.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                by_task.setdefault(task, []).append((epoch, float(value)))
+            if (score := _number(value)) is not None:
+                by_task.setdefault(task, []).append((epoch, score))
     return by_task
+
+
+def read_text(path: Path) -> str:
+    """``path``'s UTF-8 text, from a regular file only: a FIFO or a device where a run's file
+    should be (a damaged folder) would block the read, or never end it; it is an ``OSError``,
+    as a missing file is."""
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", str(path))
+    return path.read_text(encoding="utf-8")
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a float; None for what is not a number (a boolean, text, an integer too
+    large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -98,7 +119,7 @@ def read_run_info(folder: str | Path) -> dict[str, RunInfo]:
 
 def _run_info(path: Path) -> RunInfo:
     try:
-        results = json.loads((path.parent / RESULTS).read_text(encoding="utf-8"))
+        results = parse_json(read_text(path.parent / RESULTS))
     except (OSError, ValueError):
         return RunInfo(searched=_steps_show_a_search(path))
     if not isinstance(results, dict):
@@ -189,7 +210,7 @@ def _last_epoch(path: Path) -> int | None:
 def _json_object(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``; None when it is missing, unreadable or not an object."""
     try:
-        found = json.loads(path.read_text(encoding="utf-8"))
+        found = parse_json(read_text(path))
     except (OSError, ValueError):
         return None
     return found if isinstance(found, dict) else None
@@ -197,24 +218,27 @@ def _json_object(path: Path) -> dict[str, Any] | None:
 
 def _toml_object(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return parse_toml(read_text(path))
     except (OSError, ValueError):
         return {}
 
 
 def _count(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """``value`` when it is a count of epochs (a whole number a figure's axis can take)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        return None
+    return value
 
 
 def _steps_show_a_search(path: Path) -> bool:
     steps: list[int] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text(path).splitlines()
     except (OSError, UnicodeDecodeError):
         return False
     for line in lines:
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except ValueError:
             continue
         if isinstance(record, dict) and isinstance(record.get("dev"), dict):

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from mtlshare.errors import MtlshareError
-from mtlshare.evaluation.curves import read_curves, read_endings, read_run_info
+from mtlshare.evaluation.curves import read_curves, read_endings, read_run_info, read_text
 from mtlshare.evaluation.report import BASELINE as SINGLE
+from mtlshare.files import parse_toml
 
 FRACTIONS = ("accuracy", "span_f1")  # metrics in [0, 1], shown in points
 SEARCHED = " (after mask search)"  # the figure's mark of such a row
@@ -47,7 +48,7 @@ Pick = Callable[[Curve], float | None]  # one score of a curve, None where it ha
 def _seed(run: Path) -> int:
     config = run / "config.toml"
     try:
-        seed = tomllib.loads(config.read_text(encoding="utf-8")).get("seed")
+        seed = parse_toml(read_text(config)).get("seed")
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise MtlshareError(f"{config}: no seed to read ({e})") from None
     if not isinstance(seed, int) or isinstance(seed, bool):
