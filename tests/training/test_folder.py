@@ -308,6 +308,21 @@ def test_a_damaged_meta_json_is_one_line(tmp_path, capsys, epoch):
     assert "does not fit this run or is" in one_line(capsys)
 
 
+@pytest.mark.parametrize("key", ["best_score", "train_seconds"])
+def test_a_number_of_400_digits_in_meta_json_is_one_line(tmp_path, capsys, key):
+    """Valid JSON, but no float holds it: ``float()`` of it was an ``OverflowError``
+    traceback."""
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    (out / "results.json").unlink()
+    meta = out / "checkpoint" / "last" / "meta.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), key: 10**400}))
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 2
+    line = one_line(capsys)
+    assert f"does not fit this run or is incomplete ('{key}' is 1000" in line and len(line) < 400
+
+
 def test_resuming_from_another_mechanisms_checkpoint_is_one_short_line(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0

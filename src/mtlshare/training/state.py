@@ -51,10 +51,11 @@ class LoopState:
 
         def need(key: str, kind: type | tuple[type, ...]) -> Any:
             value = meta.get(key)
-            if isinstance(value, bool) or not isinstance(value, kind):
+            if isinstance(value, bool) or not isinstance(value, kind) or not _fits(value):
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
                 raise CheckpointError(
                     f"{where / 'meta.json'}: does not fit this run or is incomplete ({key!r} "
-                    f"is {value!r}); the checkpoint is damaged or not mtlshare's"
+                    f"is {shown}); the checkpoint is damaged or not mtlshare's"
                 )
             return value
 
@@ -80,6 +81,12 @@ class LoopState:
                 f"run of {epochs} epochs)"
             )
         return state
+
+
+def _fits(value: object) -> bool:
+    """Whether a number of ``meta.json`` is one a float can hold (JSON's integers have no
+    bound: ``float`` of one of 400 digits is an ``OverflowError``)."""
+    return not isinstance(value, int) or abs(value) < 2**63
 
 
 class LoopCheckpoints:
