@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mtlshare import arguments, console
-from mtlshare.errors import MtlshareError
+from mtlshare.errors import CheckpointError, MtlshareError
 
 if TYPE_CHECKING:
     from mtlshare.config import Config
@@ -165,7 +165,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(describe_kept(kept, str(source)))
             print(f"(read from {source}: the run's checkpoints were not kept)")
             return 0
-        masks = masks_from_state(folder.model_state("best"))
+        state = folder.model_state("best")
+        try:
+            masks = masks_from_state(state)
+        except CheckpointError as e:  # damaged masks: the line names the checkpoint
+            raise CheckpointError(f"{folder.checkpoint_dir('best')}: {e}") from None
         depths = config.get("sparse", {}).get("depths", {})
         print(describe_masks(masks, depths))
         return 0

@@ -592,6 +592,41 @@ def test_masks_command_prints_densities_and_overlaps(tmp_path, capsys):
         assert len(err) == 1 and str(folder) in err[0] and message in err[0], err
 
 
+@pytest.mark.parametrize("command", ["masks", "predict"])
+def test_damaged_masks_metadata_is_one_line_naming_the_checkpoint(tmp_path, capsys, command):
+    """The masks' shapes travel as JSON in a uint8 tensor of the checkpoint: a checkpoint saved
+    whole with that tensor damaged (not JSON, shapes not a table) was a ``JSONDecodeError`` or
+    ``AttributeError`` traceback from ``masks`` and ``predict``."""
+    from mtlshare.cli import main
+    from mtlshare.sharing.sparse.masks import json_tensor, tensor_json
+
+    root = Path(__file__).resolve().parents[2]
+    demo = str(root / "recipes" / "demo" / "demo.toml")
+    out = tmp_path / "run"
+    small = ["mechanism=sparse", "sparse.round_steps=3", "sparse.warmup_steps=3",
+             "sparse.alpha=0.5", "sparse.target_density=0.2", "train.epochs=1"]  # fmt: skip
+    assert main(["run", demo, *small, "--out", str(out), "--quiet"]) == 0
+    best = out / "checkpoint" / "best"
+    inputs = tmp_path / "in.csv"
+    inputs.write_text(",".join(f"x{i}" for i in range(16)) + "\n" + ",".join(["0"] * 16) + "\n")
+    key = "model.sparse_masks.meta"
+    whole, meta = load_checkpoint(best)
+    for damage, said in (
+        (lambda t: torch.tensor(list(b"{nope"), dtype=torch.uint8), "masks' metadata is not JSON"),
+        (lambda t: json_tensor({**tensor_json(t), "shapes": [1]}), "'shapes' is not {task"),
+    ):
+        save_checkpoint(best, {**whole, key: damage(whole[key])}, meta)
+        capsys.readouterr()
+        args = {
+            "masks": ["masks", str(out)],
+            "predict": ["predict", str(out), str(inputs), "--out", str(tmp_path / "o.csv")],
+        }[command]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{best}: " in err[0] and said in err[0], err
+        assert not (tmp_path / "o.csv").exists()
+
+
 def test_a_search_that_can_prune_no_more_stops():
     # 0.2 of 2 remaining weights rounds to 0: the search must end, not train one mask forever
     model = search_model(alpha=0.2, target=1e-6, prunable=["1.linear.weight"])

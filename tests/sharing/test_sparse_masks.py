@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -20,12 +21,14 @@ from mtlshare.sharing.sparse.masks import (
     density_within,
     expected_density,
     global_magnitude_prune,
+    json_tensor,
     layer_density,
     ones_like_params,
     overlap_ratio,
     pack_mask,
     pack_masks,
     pairwise_overlap,
+    tensor_json,
     unpack_mask,
     unpack_masks,
 )
@@ -278,6 +281,42 @@ def test_pack_masks_rejects_slash_in_task_and_unpack_checks_input():
         unpack_masks(tensors, meta)
     with pytest.raises(CheckpointError):
         unpack_masks(tensors, {**meta, "version": 99})
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ([1], "metadata is list, not an object"),
+        ({"shapes": [1]}, "'shapes' is not {task: {parameter: shape}}"),
+        ({"shapes": {"pos": [1]}}, "'shapes' is not {task: {parameter: shape}}"),
+        ({"shapes": {"pos": {"enc.bias": 5}}}, "packed mask 'pos/enc.bias'"),
+    ],
+    ids=["list", "shapes_list", "task_shapes_list", "shape_a_number"],
+)
+def test_unpack_masks_refuses_metadata_of_another_shape(meta, message):
+    """A checkpoint's masks metadata is read from a file: damaged, it was an
+    ``AttributeError`` or ``TypeError`` (a traceback from ``mtlshare masks`` and ``predict``)."""
+    tensors, good = pack_masks(_task_masks())
+    if isinstance(meta, dict):
+        meta = {**good, **meta}
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        unpack_masks(tensors, meta)
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        json_tensor({"a": 1}).float(),
+        json_tensor({"a": 1}).reshape(1, -1),
+        torch.tensor(list(b"\xff\xfe{"), dtype=torch.uint8),
+        torch.tensor(list(b"{nope"), dtype=torch.uint8),
+        torch.tensor(list(b"[" * 100_000 + b"]" * 100_000), dtype=torch.uint8),
+    ],
+    ids=["float", "2d", "not_utf8", "not_json", "nested_deep"],
+)
+def test_tensor_json_refuses_a_tensor_that_holds_no_json(tensor):
+    with pytest.raises(CheckpointError, match="masks' metadata is"):
+        tensor_json(tensor)
 
 
 def test_ones_like_params():

@@ -135,8 +135,11 @@ def _model_config(new: Config, old: Config, tasks: list[str]) -> Config:
 
 def _load_trained(model: SharingModel, folder: RunFolder, new_tasks: list[str]) -> None:
     """The trained weights into ``model``; only the new tasks' own parameters may be missing."""
+    state = folder.model_state("best")
     try:
-        result = model.load_state_dict(folder.model_state("best"), strict=False)
+        result = model.load_state_dict(state, strict=False)
+    except CheckpointError as e:  # a damaged part the model reads itself (sparse masks)
+        raise CheckpointError(f"{folder.checkpoint_dir('best')}: {e}") from None
     except (RuntimeError, KeyError, ValueError) as e:
         raise CheckpointError(
             f"{folder.path}: the trained model does not fit the config's data or network "

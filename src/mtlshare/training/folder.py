@@ -334,6 +334,8 @@ class RunFolder(OutputFolder):
         state = self.model_state(name)
         try:
             model.load_state_dict(state)
+        except CheckpointError as e:  # a damaged part the model reads itself (sparse masks)
+            raise CheckpointError(f"{self.checkpoint_dir(name)}: {e}") from None
         except (RuntimeError, KeyError, ValueError) as e:
             built = (
                 f"the model {described_by} describes (was it edited since training?)"

@@ -149,6 +149,8 @@ class LoopCheckpoints:
         try:
             self.load_tensors(tensors)
             optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
+        except CheckpointError as e:  # a damaged part the model reads itself (sparse masks)
+            raise CheckpointError(f"{where}: {e}") from None
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise CheckpointError(
                 f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from mtlshare.errors import CheckpointError, ConfigError
+from mtlshare.files import parse_json
 
 __all__ = [
     "density",
@@ -314,13 +315,20 @@ def unpack_masks(
         CheckpointError: ``meta`` is not from ``pack_masks`` or a packed mask is missing or has
             the wrong size (the tensors usually come from a file).
     """
+    if not isinstance(meta, Mapping):
+        raise CheckpointError(f"packed masks' metadata is {type(meta).__name__}, not an object")
     if meta.get("format") != PACKED_MASKS_FORMAT or meta.get("version") != PACKED_MASKS_VERSION:
         raise CheckpointError(
             f"not packed masks of format {PACKED_MASKS_FORMAT!r} version {PACKED_MASKS_VERSION}: "
             f"got format {meta.get('format')!r} version {meta.get('version')!r}"
         )
+    shapes = meta.get("shapes")
+    if not isinstance(shapes, Mapping) or not all(isinstance(s, Mapping) for s in shapes.values()):
+        raise CheckpointError(
+            "packed masks' metadata: 'shapes' is not {task: {parameter: shape}} (damaged)"
+        )
     out: dict[str, dict[str, Tensor]] = {}
-    for task, task_shapes in meta["shapes"].items():
+    for task, task_shapes in shapes.items():
         out[task] = {}
         for param, shape in task_shapes.items():
             key = f"{task}/{param}"
@@ -328,7 +336,7 @@ def unpack_masks(
                 raise CheckpointError(f"packed mask {key!r} is missing")
             try:
                 out[task][param] = unpack_mask(tensors[key], shape)
-            except ValueError as err:
+            except (ValueError, TypeError) as err:  # TypeError: a shape that is no list
                 raise CheckpointError(f"packed mask {key!r}: {err}") from err
     return out
 
@@ -356,5 +364,13 @@ def json_tensor(obj: Any) -> Tensor:
 
 
 def tensor_json(t: Tensor) -> Any:
-    """Inverse of ``json_tensor``."""
-    return json.loads(bytes(t.tolist()).decode())
+    """Inverse of ``json_tensor``; a tensor that holds no JSON so (a damaged checkpoint) is a
+    ``CheckpointError``."""
+    if t.dtype != torch.uint8 or t.dim() != 1:
+        raise CheckpointError(
+            f"masks' metadata is {t.dtype} of shape {tuple(t.shape)}, not JSON in 1-d uint8"
+        )
+    try:
+        return parse_json(bytes(t.tolist()).decode())
+    except ValueError as e:  # not UTF-8, not JSON
+        raise CheckpointError(f"masks' metadata is not JSON ({str(e)[:80]})") from None
