@@ -345,6 +345,21 @@ def test_a_stub_results_file_under_compare_resume_is_one_line(tmp_path, capsys):
     assert "not the results of a finished mtlshare run" in one_line(capsys)
 
 
+@pytest.mark.parametrize("entry", [None, 3, "t1"])
+def test_a_task_of_results_json_that_is_no_object_is_one_line(tmp_path, capsys, entry):
+    """``results.json`` whose task entry is no object: its check named the keys the entry
+    lacked with ``k not in entry``, a ``TypeError`` on ``None`` or a number (a traceback from
+    ``run --resume``, which reads a finished run back)."""
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    (out / "results.json").write_text(json.dumps({**results, "tasks": {"t1": entry}}))
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 2
+    line = one_line(capsys)
+    assert f"not the results of a finished mtlshare run (task 't1' is {entry!r}, not an" in line
+
+
 def test_duplicate_seeds_and_bad_weights_fail_before_the_folder(tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", DEMO, "--seeds", "0,0", *SMALL, "--out", str(out)]) == 2

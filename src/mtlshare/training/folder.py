@@ -249,6 +249,8 @@ class RunFolder(OutputFolder):
             problem = next(
                 (
                     f"task {name!r} lacks {', '.join(k for k in needed if k not in entry)}"
+                    if isinstance(entry, dict)
+                    else f"task {name!r} is {_short(entry)}, not an object"
                     for name, entry in tasks.items()
                     if not isinstance(entry, dict) or any(k not in entry for k in needed)
                 ),
