@@ -277,3 +277,38 @@ def test_a_conll_run_s_inference_spec_is_the_one_written_before_conllu(tmp_path)
     must not gain a ``format`` key, or every run trained before would be refused."""
     assert "format" not in make_codec().spec()
     assert ud_codec().spec()["format"] == "conllu"
+
+
+def _spec() -> dict:
+    encoder = {"n_words": 3, "n_chars": 4, "word_dim": 8, "char_dim": 4, "char_filters": 0}
+    spec = {**make_codec(pos={"kind": "tags"}).spec(), "encoder": {**encoder, "char_width": 3}}
+    return {**spec, "encoder": {**spec["encoder"], "dropout": 0.5}}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("max_word_length", "30"),
+        ("max_word_length", float("nan")),
+        ("encoder", "x"),
+        ("encoder", {"n_chars": 4}),
+        ("encoder", {"n_words": "3", "n_chars": 4}),
+        ("encoder", {"n_words": 10**400, "n_chars": 4}),
+        ("encoder", {"n_words": 3, "n_chars": 4, "dropout": float("nan")}),
+        ("encoder", {"n_words": 3, "n_chars": 4, "char_filters": "30"}),
+        ("encoder", {"n_words": 3, "n_chars": 4, "extra": 1}),
+        ("tasks", "pos"),
+        ("tasks", None),
+        ("columns", [None]),
+        ("format", "conllx"),
+    ],
+)
+def test_a_damaged_tagging_spec_is_a_data_error_before_anything_reads_it(key, value):
+    """The codec of a run's ``inference.json``: a field of another kind was taken as it was and
+    failed later, from reading a file or building the input encoder (a ``TypeError``,
+    ``AttributeError`` or torch's ``RuntimeError``: tracebacks from ``predict``)."""
+    from mtlshare.data.codecs import codec_from_spec
+
+    codec_from_spec(_spec())  # the spec as the run writes it reads
+    with pytest.raises(DataError, match=f"inference spec of a tagging run: {key} is"):
+        codec_from_spec({**_spec(), key: value})

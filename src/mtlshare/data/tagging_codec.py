@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -314,12 +314,57 @@ def _with_misc(misc: str, key: str, value: str, path: Path, index: int) -> str:
     return "|".join([*entries, f"{key}={value}"])
 
 
+LEAST = {"n_words": 2, "n_chars": 2, "char_width": 1}  # padding and unknown; a width
+
+
+def _whole(value: object, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value < 2**31
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _damaged(spec: dict[str, Any]) -> str | None:
+    """The first field of a tagging codec's ``spec`` that is not of the kind ``spec()`` writes
+    (a damaged ``inference.json``: it failed later, deep in reading or in torch); None."""
+    encoder, sizes = spec["encoder"], [f.name for f in fields(TaggerInputConfig)]
+    checks = {
+        "columns": _texts(spec["columns"]),
+        "word_column": isinstance(spec["word_column"], str),
+        "lowercase": isinstance(spec["lowercase"], bool),
+        "max_word_length": _whole(spec["max_word_length"], 0),
+        "words": _texts(spec["words"]),
+        "chars": _texts(spec["chars"]),
+        "tasks": isinstance(spec["tasks"], dict)
+        and all(isinstance(t, dict) for t in spec["tasks"].values()),
+        "layouts": isinstance(spec.get("layouts", []), list)
+        and all(isinstance(layout, dict) for layout in spec.get("layouts", [])),
+        "format": spec.get("format", "conll") in ("conll", "conllu"),
+        "encoder": isinstance(encoder, dict)
+        and {"n_words", "n_chars"} <= set(encoder) <= set(sizes)
+        and all(_whole(encoder[k], LEAST.get(k, 0)) for k in encoder if k != "dropout")
+        and _number_in(encoder.get("dropout", 0.0), 0.0, 1.0),
+    }
+    return next((key for key, fine in checks.items() if not fine), None)
+
+
+def _number_in(value: object, low: float, high: float) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+
+
 @CODECS.register(
     "tagging", summary="CoNLL columns, CoNLL-U or plain text in; CoNLL columns or CoNLL-U out"
 )
 def tagging_codec(spec: dict[str, Any]) -> Codec:
     keys = ("columns", "word_column", "lowercase", "max_word_length", "words", "chars")
     try:
+        damaged = _damaged(spec)
+        if damaged is not None:
+            raise DataError(
+                f"inference spec of a tagging run: {damaged} is {str(spec.get(damaged))[:40]}, "
+                "not as the run wrote it"
+            )
         return TaggingCodec(
             **{k: spec[k] for k in keys},
             encoder=spec["encoder"],
