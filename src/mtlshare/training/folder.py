@@ -213,8 +213,8 @@ class RunFolder(OutputFolder):
     """One training run's folder; see the module docstring for its layout and rules."""
 
     # what ``start(reopen=True)`` changed of a finished run, for ``undo_reopen``: where its
-    # results went, its config text and its ``checkpoint/last/meta.json`` then
-    _reopened: tuple[Path, str | None, bytes | None] | None = None
+    # results went, its config text and its checkpoints' ``meta.json`` then
+    _reopened: tuple[Path, str | None, list[bytes | None]] | None = None
 
     # -- reading --------------------------------------------------------------------------------
     @property
@@ -411,7 +411,7 @@ class RunFolder(OutputFolder):
             raise
         if reopen and self.finished:
             aside = self.file(self.earlier_results_name())
-            self._reopened = (aside, self.config_text(), self._last_saved())
+            self._reopened = (aside, self.config_text(), self._saved())
             self.file(RESULTS).replace(aside)
         self.write_text(CONFIG, config_text)
 
@@ -419,22 +419,26 @@ class RunFolder(OutputFolder):
         """Undo ``start(reopen=True)`` for a finished run refused before it saved an epoch (a
         ``checkpoint/last`` that does not fit the model, a non-finite loss at its first step):
         its config and then its results are put back, so it reads back as it did, at its own
-        cap. A run that saved an epoch since is left to resume, as one cut training on."""
+        cap. A run that saved a checkpoint since is left to resume, as one cut training on."""
         if self._reopened is None or not self._in_place():
             return
-        aside, config, last = self._reopened
+        aside, config, saved = self._reopened
         self._reopened = None
-        if config is None or self._last_saved() != last or self.finished or not aside.is_file():
+        if config is None or self._saved() != saved or self.finished or not aside.is_file():
             return
         self.write_text(CONFIG, config)  # first: a finished run never pairs with the new config
         aside.replace(self.file(RESULTS))
 
-    def _last_saved(self) -> bytes | None:
-        """``checkpoint/last/meta.json`` as it is now (a save rewrites it); None without one."""
-        try:
-            return (self.checkpoint_dir("last") / ckpt.META).read_bytes()
-        except OSError:
-            return None
+    def _saved(self) -> list[bytes | None]:
+        """``meta.json`` of ``checkpoint/last`` and ``best`` as they are now (a save rewrites
+        it); None for one that is not there."""
+        found: list[bytes | None] = []
+        for name in ("last", "best"):
+            try:
+                found.append((self.checkpoint_dir(name) / ckpt.META).read_bytes())
+            except OSError:
+                found.append(None)
+        return found
 
     def discard_unstarted(self, created: bool) -> None:
         """Undo ``start`` of a fresh run refused before its first checkpoint (input that fails
