@@ -614,8 +614,11 @@ def test_damaged_masks_metadata_is_one_line_naming_the_checkpoint(tmp_path, caps
     for damage, said in (
         (lambda t: torch.tensor(list(b"{nope"), dtype=torch.uint8), "masks' metadata is not JSON"),
         (lambda t: json_tensor({**tensor_json(t), "shapes": [1]}), "'shapes' is not {task"),
+        (lambda t: json_tensor({**tensor_json(t), "summary": "x"}), "'summary' is not a search"),
     ):
         save_checkpoint(best, {**whole, key: damage(whole[key])}, meta)
+        if command == "masks" and "summary" in said:
+            continue  # the masks command reads no search summary
         capsys.readouterr()
         args = {
             "masks": ["masks", str(out)],
@@ -625,6 +628,37 @@ def test_damaged_masks_metadata_is_one_line_naming_the_checkpoint(tmp_path, caps
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"{best}: " in err[0] and said in err[0], err
         assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("command", ["masks", "predict"])
+def test_masks_that_keep_no_weight_are_refused_naming_the_checkpoint(tmp_path, capsys, command):
+    """Every packed mask zeroed: ``masks`` ended in ``ValueError: overlap ratio is undefined``
+    (a traceback); no search leaves such masks."""
+    from mtlshare.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "run"
+    small = ["mechanism=sparse", "sparse.round_steps=3", "sparse.warmup_steps=3",
+             "sparse.alpha=0.5", "sparse.target_density=0.2", "train.epochs=1"]  # fmt: skip
+    assert main(["run", str(root / "recipes" / "demo" / "demo.toml"), *small, "--out", str(out),
+                 "--quiet"]) == 0  # fmt: skip
+    best = out / "checkpoint" / "best"
+    tensors, meta = load_checkpoint(best)
+    zeroed = {
+        k: torch.zeros_like(v) if k.startswith("model.sparse_masks.") and k[-5:] != ".meta" else v
+        for k, v in tensors.items()
+    }
+    save_checkpoint(best, zeroed, meta)
+    inputs = tmp_path / "in.csv"
+    inputs.write_text(",".join(f"x{i}" for i in range(16)) + "\n" + ",".join(["0"] * 16) + "\n")
+    capsys.readouterr()
+    args = {
+        "masks": ["masks", str(out)],
+        "predict": ["predict", str(out), str(inputs), "--out", str(tmp_path / "o.csv")],
+    }[command]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{best}: packed masks keep no weight at all" in err[0], err
 
 
 def test_a_search_that_can_prune_no_more_stops():

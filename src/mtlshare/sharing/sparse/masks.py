@@ -341,6 +341,13 @@ def unpack_masks(
     return out
 
 
+def check_kept(masks: Mapping[str, Mapping[str, Tensor]]) -> None:
+    """A ``CheckpointError`` when unpacked ``masks`` keep no weight at all: no search leaves
+    that (each round keeps a share of the weights), and their overlap ratio has no value."""
+    if masks and not any(bool(m.any()) for task in masks.values() for m in task.values()):
+        raise CheckpointError("packed masks keep no weight at all (damaged)")
+
+
 def expected_density(alpha: float, rounds: int) -> float:
     """Density left after ``rounds`` IMP rounds that each prune a fraction ``alpha``.
 

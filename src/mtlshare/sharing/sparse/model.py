@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.errors import CheckpointError, ConfigError, MtlshareError
 from mtlshare.models.trunks import Backbone
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel, StructureTrainer
@@ -28,6 +28,7 @@ from mtlshare.sharing.sparse.config import SparseConfig
 from mtlshare.sharing.sparse.driver import search_subnets
 from mtlshare.sharing.sparse.inplace import InPlaceMasks
 from mtlshare.sharing.sparse.masks import (
+    check_kept,
     depth_domain,
     json_tensor,
     pack_masks,
@@ -330,10 +331,17 @@ class SparseSharing(SharingModel):
                 for k, v in state_dict.items()
                 if k.startswith(PACKED_PREFIX) and k != PACKED_PREFIX + "meta"
             }
-            for task, m in unpack_masks(packed, meta).items():
+            masks = unpack_masks(packed, meta)
+            check_kept(masks)
+            summary = meta.get("summary", self.search_summary)
+            if not isinstance(summary, dict) or not all(
+                isinstance(summary.get(k), list) for k in ("rounds", "rounds_overlap")
+            ):
+                raise CheckpointError("packed masks' metadata: 'summary' is not a search's")
+            for task, m in masks.items():
                 self.set_mask(task, m)
             self.searched = bool(meta.get("searched", True))
-            self.search_summary = meta.get("summary", self.search_summary)
+            self.search_summary = summary
         elif strict:
             raise KeyError("sparse state has no masks (" + PACKED_PREFIX + "meta)")
         return super().load_state_dict(own, strict=strict, assign=assign)

@@ -13,6 +13,7 @@ from torch import Tensor
 from mtlshare.errors import ConfigError
 from mtlshare.evaluation.report import mean_over_seeds
 from mtlshare.sharing.sparse.masks import (
+    check_kept,
     density_within,
     depth_domain,
     layer_density,
@@ -36,7 +37,9 @@ def masks_from_state(state: Mapping[str, Tensor], prefix: str = "") -> dict[str,
     packed = {
         k[len(head) :]: v for k, v in state.items() if k.startswith(head) and k != head + "meta"
     }
-    return unpack_masks(packed, tensor_json(state[head + "meta"]))
+    masks = unpack_masks(packed, tensor_json(state[head + "meta"]))
+    check_kept(masks)
+    return masks
 
 
 def mask_summary(
