@@ -228,6 +228,26 @@ def test_a_cut_run_whose_selected_checkpoint_vanished_is_an_error(tmp_path, caps
     assert not (out / "results.json").exists()
 
 
+def test_a_cut_run_whose_selected_checkpoint_does_not_fit_is_one_line(tmp_path, capsys):
+    """A cut run resumed at its last epoch scores its selected model: a ``checkpoint/best``
+    that reads but does not fit the model (a weight missing) ended the run in torch's
+    ``RuntimeError``, its list of keys over several lines."""
+    from mtlshare.training import checkpoint as ckpt
+
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    (out / "results.json").unlink()
+    best = out / "checkpoint" / "best"
+    tensors, meta = ckpt.load_checkpoint(best)
+    del tensors[next(k for k in sorted(tensors) if k.startswith("model."))]
+    ckpt.save_checkpoint(best, tensors, meta)
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 2
+    line = one_line(capsys)
+    assert f"{best}: does not fit this run or is incomplete (RuntimeError: Missing key" in line
+    assert not (out / "results.json").exists()
+
+
 def test_a_cut_add_task_resumes_with_every_epoch_once_in_its_metrics(tmp_path):
     trained, added = tmp_path / "trained", tmp_path / "added"
     base = ["data.n_tasks=3", "data.n_train=1000", "data.n_dev=50", "data.n_test=50"]

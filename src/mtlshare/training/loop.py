@@ -391,8 +391,7 @@ class Trainer:
         if best_state is not None:
             self.checkpoints.load_tensors(best_state)
         elif self.folder is not None and self.folder.has_checkpoint(BEST):
-            tensors, _ = self.folder.load_checkpoint(BEST)
-            self.checkpoints.load_tensors(tensors)
+            self.checkpoints.load_saved(BEST)
         elif self.folder is not None and state.best_epoch > 0:
             raise CheckpointError(
                 f"{self.folder.checkpoint_dir(BEST)}: missing, so the model selected on dev "

@@ -122,6 +122,23 @@ class LoopCheckpoints:
             {k[10:]: v for k, v in tensors.items() if k.startswith("weighting.")}
         )
 
+    def load_saved(self, name: str) -> None:
+        """The model's and the weighting's tensors from the folder's checkpoint ``name`` (a
+        resumed run's selected model, scored when it ends); one that does not fit this run is
+        a one-line ``CheckpointError``, as for ``resume``, not torch's list of keys."""
+        assert self.folder is not None
+        where = self.folder.checkpoint_dir(name)
+        tensors, _ = self.folder.load_checkpoint(name)
+        try:
+            self.load_tensors(tensors)
+        except CheckpointError as e:  # a damaged part the model reads itself (sparse masks)
+            raise CheckpointError(f"{where}: {e}") from None
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:
+            raise CheckpointError(
+                f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "
+                f"{ckpt.error_line(e)[:200]})"
+            ) from None
+
     def save(
         self, name: str, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
     ) -> None:
