@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,30 @@ def test_bad_input_to_predict_is_one_line_and_writes_nothing(
     capsys.readouterr()
     assert main(["predict", str(table_run), str(source), "--out", str(out)]) == 2
     assert one_line(capsys) == message.format(path=source)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("numeric", "x"), ("numeric", {"x1": ["x", 1.0]}), ("categorical", None)],
+    ids=["numeric text", "a mean of text", "categorical null"],
+)
+def test_a_damaged_table_codec_in_inference_json_is_one_line(
+    table_run, tmp_path, capsys, key, value
+):
+    """The codec of a table run's ``inference.json`` whose means and scales, or categories,
+    are of another kind: an ``AttributeError`` or ``ValueError`` traceback from ``predict``."""
+    copy = tmp_path / "copy"
+    shutil.copytree(table_run, copy)
+    spec = json.loads((copy / "inference.json").read_text())
+    spec["codec"][key] = value
+    (copy / "inference.json").write_text(json.dumps(spec))
+    source = tmp_path / "in.csv"
+    source.write_text("x1,x2,city\n3,2,a\n")
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(copy), str(source), "--out", str(out)]) == 2
+    line = one_line(capsys)
+    assert "the 'table' codec's description is damaged (TypeError(" in line and f"{key}: " in line
     assert not out.exists()
 
 

@@ -186,7 +186,20 @@ def _column(task: Task, pred: Tensor) -> list[str]:
 
 @CODECS.register("table", summary="a CSV read by column names in, a prediction per task out")
 def table_codec(spec: dict[str, Any]) -> Codec:
+    numeric, categorical = spec["numeric"], spec["categorical"]
+    if not isinstance(numeric, dict) or not all(
+        isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+        for pair in numeric.values()
+    ):
+        raise TypeError(f"numeric: {str(numeric)[:40]} is not a mean and a scale per column")
+    if not isinstance(categorical, dict) or not all(
+        isinstance(values, list) and all(isinstance(v, str) for v in values)
+        for values in categorical.values()
+    ):
+        raise TypeError(f"categorical: {str(categorical)[:40]} is not categories per column")
     return TableCodec(
-        {str(k): [float(v) for v in pair] for k, pair in spec["numeric"].items()},
-        {str(k): [str(v) for v in values] for k, values in spec["categorical"].items()},
+        {str(k): [float(v) for v in pair] for k, pair in numeric.items()},
+        {str(k): list(values) for k, values in categorical.items()},
     )
