@@ -22,7 +22,7 @@ from typing import Any
 
 # safetensors exports SafetensorError in every version; its stubs declare it from 0.5.1 on
 from safetensors import SafetensorError  # type: ignore[attr-defined,unused-ignore]
-from safetensors.torch import load, save_file
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from mtlshare.errors import CheckpointError
@@ -86,8 +86,7 @@ def save_checkpoint(
         except SafetensorError as e:  # a full disk, say: an OSError, as any other write's
             raise write_error(e, tmp / TENSORS) from None
         fsync_path(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
-        with open(tmp / TENSORS, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        digest = _sha256(tmp / TENSORS)
         written = {**meta, VERSION_KEY: VERSION, DIGEST_KEY: digest}
         atomic_write_text(tmp / META, json.dumps(written, indent=1, sort_keys=True))
         fsync_path(tmp)
@@ -140,8 +139,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str,
     if found is None:
         raise CheckpointError(f"{directory}: no complete checkpoint ({TENSORS} + {META})")
     try:
-        data = (found / TENSORS).read_bytes()
-        tensors = load(data)
+        tensors = load_file(str(found / TENSORS))  # mapped, not read whole into memory
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{found / TENSORS}: unreadable: {e}") from None
     try:
@@ -157,7 +155,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict[str,
             "(a checkpoint of another mtlshare version)"
         )
     digest = meta.pop(DIGEST_KEY, None)  # None: saved before the digest was recorded
-    if digest is not None and digest != hashlib.sha256(data).hexdigest():
+    if digest is not None and digest != _sha256(found / TENSORS):
         raise CheckpointError(
             f"{found / TENSORS}: damaged: its SHA-256 is not the one {META} recorded when the "
             "checkpoint was saved (the file changed on disk since)"
@@ -187,3 +185,13 @@ def optimizer_from_flat(tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) 
             _, idx, key = name.split(".", 2)
             state.setdefault(int(idx), {})[key] = value
     return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 of the file ``path``, read in blocks (a checkpoint of gigabytes is never
+    held whole in memory for it); a file that cannot be read is a ``CheckpointError``."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as e:
+        raise CheckpointError(f"{path}: unreadable: {e}") from None
