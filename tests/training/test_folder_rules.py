@@ -75,3 +75,22 @@ def test_a_fresh_run_refuses_a_folder_with_an_interrupted_run_s_checkpoints(tmp_
     with pytest.raises(MtlshareError, match="holds an earlier run"):
         folder.start("x = 1\n", resume=False)
     assert not folder.file("config.toml").exists()
+
+
+def test_a_folder_of_a_runs_files_without_its_config_is_not_told_to_resume(tmp_path):
+    """Without ``config.toml`` nothing can be resumed: the fresh run's refusal said "pass
+    --resume", which then refused for the missing config (and ``compare --resume``, which plans
+    such a row afresh, said it though ``--resume`` was passed)."""
+    folder = RunFolder(tmp_path)
+    folder.save_checkpoint("last", {"model.w": torch.zeros(2)}, {"epoch": 1})
+    with pytest.raises(MtlshareError) as e:
+        folder.check("x = 1\n", resume=False)
+    assert str(e.value) == (
+        f"{tmp_path}: holds an earlier run's files but no config.toml to resume it by; remove "
+        "them or choose another --out"
+    )
+    folder.open()
+    folder.write_text("config.toml", "x = 1\n")
+    folder.close()
+    with pytest.raises(MtlshareError, match="choose another --out or pass --resume"):
+        folder.check("x = 1\n", resume=False)

@@ -384,6 +384,11 @@ class RunFolder(OutputFolder):
     def check_fresh(self) -> None:
         """Raise unless a fresh run may start here: no earlier run, no other command's output."""
         if self.holds_run():
+            if self.config_text() is None:  # --resume could not continue it either
+                raise MtlshareError(
+                    f"{self.path}: holds an earlier run's files but no {CONFIG} to resume it "
+                    "by; remove them or choose another --out"
+                )
             raise MtlshareError(
                 f"{self.path}: holds an earlier run; choose another --out or pass --resume"
             )
