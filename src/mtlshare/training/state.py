@@ -3,7 +3,9 @@ tensors, read back with every field checked."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,15 +131,8 @@ class LoopCheckpoints:
         assert self.folder is not None
         where = self.folder.checkpoint_dir(name)
         tensors, _ = self.folder.load_checkpoint(name)
-        try:
+        with fitting(where):
             self.load_tensors(tensors)
-        except CheckpointError as e:  # a damaged part the model reads itself (sparse masks)
-            raise CheckpointError(f"{where}: {e}") from None
-        except (KeyError, ValueError, RuntimeError, TypeError) as e:
-            raise CheckpointError(
-                f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "
-                f"{ckpt.error_line(e)[:200]})"
-            ) from None
 
     def save(
         self, name: str, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]
@@ -163,15 +158,24 @@ class LoopCheckpoints:
         where = self.folder.checkpoint_dir(LAST)
         tensors, meta = self.folder.load_checkpoint(LAST)
         state = LoopState.from_meta(meta, where, epochs)
-        try:
+        with fitting(where):
             self.load_tensors(tensors)
             optimizer.load_state_dict(ckpt.optimizer_from_flat(tensors, meta["optimizer"]))
-        except CheckpointError as e:  # a damaged part the model reads itself (sparse masks)
-            raise CheckpointError(f"{where}: {e}") from None
-        except (KeyError, ValueError, RuntimeError, TypeError) as e:
-            raise CheckpointError(
-                f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "
-                f"{ckpt.error_line(e)[:200]})"
-            ) from None
         restore_rng(tensors, self.dist, self.device)
         return state
+
+
+@contextlib.contextmanager
+def fitting(where: Path) -> Iterator[None]:
+    """Around loading checkpoint ``where`` into a run: a part the model checks itself and
+    finds damaged (sparse masks), or tensors that do not fit, is a one-line
+    ``CheckpointError`` naming the checkpoint, not torch's list of keys."""
+    try:
+        yield
+    except CheckpointError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise CheckpointError(
+            f"{where}: does not fit this run or is incomplete ({type(e).__name__}: "
+            f"{ckpt.error_line(e)[:200]})"
+        ) from None
