@@ -25,6 +25,8 @@ def test_an_inference_spec_with_a_boolean_for_a_number_is_damaged(tmp_path, key)
         "input_dim": 4,
         "input_rank": 2,
         "tasks": [],
+        "codec": {"codec": "tensor"},
+        "base_dir": None,
     }
     folder = RunFolder(tmp_path)
     (tmp_path / INFERENCE).write_text(json.dumps(spec))
