@@ -31,7 +31,6 @@ from mtlshare.data.corpora import (
     DEFAULT_WORD_COLUMN,
     Corpus,
     CorpusSpec,
-    check_format,
     check_shared,
     read_corpus,
     resolve,
@@ -116,7 +115,6 @@ class ConllConfig:
     def validate(self) -> None:
         if not self.tasks:
             raise ConfigError("data.tasks: define at least one task")
-        check_format(self.format, "data")
         shared = shared_spec(self)
         specs = [task_spec(name, spec, shared) for name, spec in self.tasks.items()]
         if any(s.corpus == shared for s in specs):
