@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("sparse_step.py", ["--trunk", "mlp", "--blocks", "2", "--steps", "3", "--hidden", "64"]),
         ("joint_step.py", ["--trunk", "mlp", "--blocks", "2", "--steps", "2", "--hidden", "64"]),
         ("task_scaling.py", ["--tasks", "2,3", "--mechanisms", "hard", "--repeat", "1"]),
+        ("table_embed.py", ["--rows", "400", "--users", "30"]),
     ],
 )
 def test_benchmark_runs_and_prints_its_ratio(tmp_path, script, args):

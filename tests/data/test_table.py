@@ -385,7 +385,7 @@ def test_an_unknown_data_key_names_the_allowed_ones(tmp_path):
         from_dict({"data": data(tmp_path / "t.csv", feature=["x1"])})
     assert str(e.value) == (
         "unknown key data.feature; allowed keys in [data]: path, features, categorical, tasks, "
-        "split_column, dev_fraction, test_fraction, split_seed, missing_labels"
+        "split_column, dev_fraction, test_fraction, split_seed, missing_labels, embed"
     )
 
 

@@ -111,7 +111,10 @@ class LoadedRun:
         it from deep inside the model: not a tensor, no rows, the wrong rank, width or dtype,
         values that are not finite, negative ids."""
         rank, width = self.spec.get("input_rank"), self.spec.get("input_dim")
-        encoded = self.codec.build_stem() is not None  # ids an input encoder reads
+        # a codec whose inputs are features of its own count (a table's categories' ids among
+        # its numbers) says what is wrong with them; else an input encoder reads integer ids
+        own = getattr(self.codec, "input_error", None)
+        encoded = self.codec.build_stem() is not None and own is None
         if not isinstance(x, Tensor):
             raise MtlshareError(f"x: a {type(x).__name__}; predict takes a torch.Tensor")
         if x.dim() != rank or len(x) == 0:
@@ -123,10 +126,12 @@ class LoadedRun:
         dtype = next((p.dtype for p in self.model.parameters()), torch.float32)
         if not encoded and x.dtype != dtype:
             raise MtlshareError(f"x: {x.dtype}; this run reads {dtype} features")
-        if not encoded and x.shape[-1] != width:
+        if own is None and not encoded and x.shape[-1] != width:
             raise MtlshareError(f"x: shape {tuple(x.shape)}; this run reads {width} features")
         if not encoded and not bool(torch.isfinite(x).all()):
             raise MtlshareError(f"x: NaN or infinite values in row {first_row(~torch.isfinite(x))}")
+        if own is not None and (problem := own(x)) is not None:
+            raise MtlshareError(f"x: {problem}")
         if encoded and int(x.min()) < 0:
             raise MtlshareError(
                 f"x: negative ids (min {int(x.min())}); run.codec.encode makes them"

@@ -5,7 +5,10 @@ two kinds of rentals).
 The data source ``table`` reads a CSV with a header. ``data.features`` are numeric columns,
 standardised with the training rows' mean and standard deviation; ``data.categorical`` columns
 are one-hot encoded over the categories the training rows have (sorted; a category only dev,
-test or a file to predict has is all zeros, with one warning naming its first line). Every
+test or a file to predict has is all zeros, with one warning naming its first line), or, for a
+column of ``data.embed`` (``{user = 16}``), read as one id that the network turns into a learned
+vector of that size (``mtlshare.models.table_stem``): a column of thousands of categories is
+then one input, not thousands of dense one-hot inputs. Every
 task is a target column (``[data.tasks.NAME]``: ``column``, ``kind``, ``metric``): a
 regression task's values are learned standardised (``Task.target_scale``, fitted on the
 training rows), so tasks of different sizes pull alike on what they share, and predicted and
@@ -39,6 +42,7 @@ from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.table_codec import TableCodec, read_cells
 from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_rows, parse_number
 from mtlshare.errors import ConfigError, DataError, check_seed
+from mtlshare.models.table_stem import MOST_CATEGORIES, MOST_EMBED
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import KINDS, Task, task_table
@@ -123,6 +127,7 @@ class TableConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     missing_labels: list[str] = field(default_factory=lambda: ["NA", "NaN"])
+    embed: dict[str, int] = field(default_factory=dict)
 
     @property
     def missing(self) -> frozenset[str]:
@@ -168,6 +173,17 @@ class TableConfig:
                 "their sum must be below 1"
             )
         check_seed(self.split_seed, "data.split_seed")
+        for column, size in self.embed.items():
+            if column not in self.categorical:
+                raise ConfigError(
+                    f"data.embed.{column}: {column!r} is not a column of data.categorical; "
+                    "only a categorical column is read as a learned vector"
+                )
+            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MOST_EMBED:
+                raise ConfigError(
+                    f"data.embed.{column}: the vector's size must be a whole number from 1 to "
+                    f"{MOST_EMBED}, got {size!r}"
+                )
         bad = [m for m in self.missing_labels if not isinstance(m, str)]
         if bad or isinstance(self.missing_labels, str):
             raise ConfigError(
@@ -255,8 +271,15 @@ def fit_codec(cfg: TableConfig, cells: Any, train: np.ndarray, path: str) -> Tab
                 "nothing to learn from; leave it out of data.categorical",
                 path,
             )
+        if column in cfg.embed and len(values) > MOST_CATEGORIES:
+            raise DataError(
+                f"feature {column!r} has {len(values):,} categories on the training rows; "
+                f"data.embed reads at most {MOST_CATEGORIES:,}",
+                path,
+            )
         categorical[column] = values
-    return TableCodec(numeric, categorical)
+    embed = {c: cfg.embed[c] for c in cfg.categorical if c in cfg.embed}
+    return TableCodec(numeric, categorical, embed)
 
 
 def target_task(
@@ -426,4 +449,6 @@ def table_problem(cfg: TableConfig, base_dir: str | None = None) -> Problem:
         parts = [Split(x[s], y[torch.from_numpy(splits[s])]) for s in SPLITS]
         tasks.append(TaskData(task, *parts))
     lines = {s: [rows[i][0] for i in idx] for s, idx in splits.items()}
-    return Problem(tasks, len(codec.features), meta={"lines": lines}, inference=codec.spec())
+    return Problem(
+        tasks, codec.input_dim, codec.build_stem(), meta={"lines": lines}, inference=codec.spec()
+    )

@@ -3,7 +3,8 @@ were; out, the same rows with one prediction column per task.
 
 A ``table`` run (``mtlshare.data.table``) records in ``inference.json`` how its inputs were
 encoded: each numeric feature's training mean and standard deviation, each categorical
-feature's training categories (its one-hot columns, in that order). Reading new rows goes
+feature's training categories (its one-hot columns, in that order, or its vectors' ids under
+``data.embed``, with the vectors' sizes). Reading new rows goes
 through the same functions as the training rows (``read_cells``, then ``TableCodec.encode``),
 so the run's own test rows read back give its test inputs to the bit. The input file may hold
 other columns (the targets, an id, ...): they are not read, and are written back unchanged,
@@ -17,7 +18,7 @@ import csv
 import io
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from mtlshare.data.codecs import CODECS, Codec, Table
 from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_rows, parse_number
 from mtlshare.errors import DataError
+from mtlshare.models.table_stem import MOST_CATEGORIES, MOST_EMBED, CategoryEmbeddings
 from mtlshare.tasks.task import Task
 
 PREFIX = "predicted_"  # an output column: PREFIX + the task's name
@@ -75,10 +77,14 @@ def read_cells(
 class TableCodec:
     """How a table run encodes a row: ``numeric[column] = [mean, std]`` of its training rows
     (the input is ``(value - mean) / std``), ``categorical[column]`` = its training categories,
-    sorted (the input is their one-hot; a category no training row has is all zeros)."""
+    sorted (the input is their one-hot; a category no training row has is all zeros), or, for
+    a column of ``embed`` (``column: size``), one input holding the category's position + 1
+    (0: none of them), which the stem (``CategoryEmbeddings``) turns into a learned vector of
+    that size. The inputs: the numbers, the one-hots, then the ids."""
 
     numeric: dict[str, list[float]]
     categorical: dict[str, list[str]]
+    embed: dict[str, int] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -86,20 +92,62 @@ class TableCodec:
         return [*self.numeric, *self.categorical]
 
     @property
+    def one_hot(self) -> dict[str, list[str]]:
+        """The categorical columns read as one-hots, with their categories."""
+        return {c: v for c, v in self.categorical.items() if c not in self.embed}
+
+    @property
     def features(self) -> list[str]:
-        """The model's inputs, in order: each numeric column, then ``column=category``."""
-        ones = [f"{c}={v}" for c, values in self.categorical.items() for v in values]
-        return [*self.numeric, *ones]
+        """The inputs a file's rows become, in order: each numeric column, then
+        ``column=category`` of each one-hot, then each embedded column (its ids)."""
+        ones = [f"{c}={v}" for c, values in self.one_hot.items() for v in values]
+        ids = [c for c in self.categorical if c in self.embed]
+        return [*self.numeric, *ones, *ids]
+
+    @property
+    def input_dim(self) -> int:
+        """The width the trunk reads: the features, each embedded column as its vector."""
+        return len(self.features) + sum(self.embed.values()) - len(self.embed)
 
     def spec(self) -> dict[str, Any]:
-        return {
+        out = {
             "codec": "table",
             "numeric": self.numeric,
             "categorical": self.categorical,
             "features": self.features,
         }
+        if self.embed:  # only then: the runs of before read back as they were written
+            out["embed"] = self.embed
+        return out
 
     def build_stem(self) -> Callable[[], nn.Module] | None:
+        if not self.embed:
+            return None
+        plain = len(self.features) - len(self.embed)
+        sizes = [(len(v), self.embed[c]) for c, v in self.categorical.items() if c in self.embed]
+
+        def build() -> nn.Module:
+            return CategoryEmbeddings(plain, sizes)
+
+        return build
+
+    def input_error(self, x: Tensor) -> str | None:
+        """What is wrong with ``x`` as rows of this codec's ``features`` (``Run.predict``
+        checks its rank, dtype and values): another width, or an embedded column's cell that
+        is not an id it made (a whole number from 0 to its number of categories)."""
+        if x.shape[-1] != len(self.features):
+            return f"shape {tuple(x.shape)}; this run reads {len(self.features)} features"
+        at = len(self.features) - len(self.embed)
+        for k, column in enumerate(c for c in self.categorical if c in self.embed):
+            ids = x[:, at + k]
+            bad = (ids < 0) | (ids > len(self.categorical[column])) | (ids != ids.round())
+            if bool(bad.any()):
+                row = int(bad.nonzero()[0, 0])
+                return (
+                    f"row {row}, input {at + k} ({column!r}) is {float(ids[row])!r}, not the id "
+                    f"of one of its {len(self.categorical[column])} categories "
+                    "(run.codec.encode makes them)"
+                )
         return None
 
     def encode_cells(self, cells: Cells, rows: np.ndarray | None = None) -> Tensor:
@@ -120,23 +168,31 @@ class TableCodec:
             for idx, x in zip(parts, arrays, strict=True):
                 x[:, j] = (cells.numbers[idx, j] - mean) / std
         start = len(self.numeric)
+        at = start + sum(len(v) for v in self.one_hot.values())  # the next id column
         for j, (column, values) in enumerate(self.categorical.items()):
             position = {v: k for k, v in enumerate(values)}
+            embedded = column in self.embed
             unseen = []
             for idx, x in zip(parts, arrays, strict=True):
                 for i, r in enumerate(idx):
                     k = position.get(cells.categories[r][j])
                     if k is None:
                         unseen.append(int(r))
+                    elif embedded:
+                        x[i, at] = k + 1
                     else:
                         x[i, start + k] = 1.0
-            start += len(values)
+            if embedded:
+                at += 1
+            else:
+                start += len(values)
             if unseen:
                 first = min(unseen)  # the file's first, whatever the order of the parts
                 warnings.warn(
                     f"{cells.path}:{cells.lines[first]}: column {column!r} has "
                     f"{cells.categories[first][j]!r}, a category no training row has: its "
-                    f"one-hot is all zeros ({len(unseen)} such row(s))",
+                    f"{'vector' if embedded else 'one-hot'} is all zeros "
+                    f"({len(unseen)} such row(s))",
                     stacklevel=2,
                 )
         return out
@@ -199,7 +255,18 @@ def table_codec(spec: dict[str, Any]) -> Codec:
         for values in categorical.values()
     ):
         raise TypeError(f"categorical: {str(categorical)[:40]} is not categories per column")
+    embed = spec.get("embed", {})
+    if not isinstance(embed, dict) or not all(
+        k in categorical
+        and isinstance(v, int)
+        and not isinstance(v, bool)
+        and 1 <= v <= MOST_EMBED
+        and len(categorical[k]) <= MOST_CATEGORIES
+        for k, v in embed.items()
+    ):
+        raise TypeError(f"embed: {str(embed)[:40]} is not a vector size per categorical column")
     return TableCodec(
         {str(k): [float(v) for v in pair] for k, pair in numeric.items()},
         {str(k): list(values) for k, values in categorical.items()},
+        {str(k): int(v) for k, v in embed.items()},
     )

@@ -1,0 +1,320 @@
+"""``data.embed``: a table's categorical column read as one id that the network turns into a
+learned vector, not as a one-hot per category. The layout (with identity vectors the stem gives
+the one-hot inputs to the bit), the width it saves, unseen categories, the refusals, the codec
+spec (unchanged without ``embed``), predicting and evaluating a run, every mechanism, and that
+the vectors learn what a category stands for."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import mtlshare
+from mtlshare.cli import main
+from mtlshare.config import from_dict
+from mtlshare.data.datasets import Problem
+from mtlshare.data.table import table_problem
+from mtlshare.data.table_codec import TableCodec, table_codec
+from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.models.table_stem import CategoryEmbeddings
+from mtlshare.registry import MECHANISMS
+
+USERS = 40
+
+
+def write_rows(folder: Path, n: int = 400) -> Path:
+    """``n`` rows: x1 = i mod 7, city cycling a, b, c, user u0..u39; price is the user's own
+    level (3 per user id) plus x1; churn is whether the user's id is below 20."""
+    lines = ["id,x1,city,user,price,churn"]
+    for i in range(n):
+        u = i % USERS
+        churn = "yes" if u < 20 else "no"
+        lines.append(f"r{i},{i % 7},{'abc'[i % 3]},u{u},{100 + 3 * u + i % 7},{churn}")
+    path = folder / "table.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def data(path: Path, **changes: Any) -> dict[str, Any]:
+    return {
+        "source": "table",
+        "path": str(path),
+        "features": ["x1"],
+        "categorical": ["city", "user"],
+        "tasks": {
+            "price": {"kind": "regression", "metric": "mae"},
+            "churn": {"kind": "classification"},
+        },
+        **changes,
+    }
+
+
+def build(path: Path, **changes: Any) -> Problem:
+    return table_problem(from_dict({"data": data(path, **changes)}).data)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_rows(tmp_path_factory.mktemp("embed"))
+
+
+def test_with_identity_vectors_the_stem_gives_the_one_hot_inputs_to_the_bit(table):
+    hot, embedded = build(table), build(table, embed={"user": USERS})
+    assert embedded.build_stem is not None and hot.build_stem is None
+    stem = embedded.build_stem()
+    assert isinstance(stem, CategoryEmbeddings) and stem.out_dim == embedded.input_dim
+    with torch.no_grad():
+        stem.tables[0].weight.zero_()
+        stem.tables[0].weight[1:] = torch.eye(USERS)
+    for td_hot, td_emb in zip(hot.tasks, embedded.tasks, strict=True):
+        for split in ("train", "dev", "test"):
+            x_hot, x_emb = getattr(td_hot, split).x, getattr(td_emb, split).x
+            assert torch.equal(stem(x_emb), x_hot)
+            y_hot, y_emb = getattr(td_hot, split).y, getattr(td_emb, split).y
+            torch.testing.assert_close(y_emb, y_hot, rtol=0, atol=0, equal_nan=True)
+
+
+def test_an_embedded_column_is_one_input_of_ids(table):
+    problem = build(table, embed={"user": 5})
+    x = problem.tasks[0].train.x
+    assert problem.input_dim == 1 + 3 + 5  # x1, city's one-hot, user's vector
+    assert x.shape[1] == 1 + 3 + 1
+    assert problem.inference["features"] == ["x1", "city=a", "city=b", "city=c", "user"]
+    assert problem.inference["embed"] == {"user": 5}
+    ids = x[:, -1]
+    assert ids.min() >= 1 and ids.max() <= USERS and torch.equal(ids, ids.round())
+    # ids follow the sorted categories (u10 before u2), as a one-hot's columns do
+    users = sorted(f"u{u}" for u in range(USERS))
+    first = problem.meta["lines"]["train"][0] - 2  # the file's row of the first training row
+    assert float(ids[0]) == users.index(f"u{first % USERS}") + 1
+
+
+def test_two_embedded_columns_take_the_order_of_data_categorical(table):
+    problem = build(table, embed={"user": 2, "city": 3})
+    assert problem.inference["features"] == ["x1", "city", "user"]
+    assert problem.inference["embed"] == {"city": 3, "user": 2}
+    stem = problem.build_stem()
+    assert [t.num_embeddings for t in stem.tables] == [4, USERS + 1]
+    assert stem(problem.tasks[0].train.x).shape[1] == problem.input_dim == 1 + 3 + 2
+
+
+def test_without_embed_the_codec_spec_is_what_it_was(table):
+    spec = build(table).inference
+    assert list(spec) == ["codec", "numeric", "categorical", "features"]
+    assert table_codec(spec) == TableCodec(spec["numeric"], spec["categorical"])
+    embedded = build(table, embed={"user": 4}).inference
+    assert table_codec(embedded).embed == {"user": 4}
+
+
+def test_an_unseen_category_is_the_zero_vector_with_one_warning(table, tmp_path):
+    problem = build(table, embed={"user": 4})
+    codec = table_codec(problem.inference)
+    source = tmp_path / "in.csv"
+    source.write_text("x1,city,user\n1,a,u3\n2,b,stranger\n3,c,stranger\n")
+    with pytest.warns(UserWarning) as caught:
+        x = codec.read(source, "auto").x
+    assert [str(w.message) for w in caught] == [
+        f"{source}:3: column 'user' has 'stranger', a category no training row has: its "
+        "vector is all zeros (2 such row(s))"
+    ]
+    assert x[:, -1].tolist() == [sorted(f"u{u}" for u in range(USERS)).index("u3") + 1, 0, 0]
+    vectors = problem.build_stem()(x)[:, 4:]
+    assert bool(vectors[0].abs().sum() > 0) and torch.equal(vectors[1:], torch.zeros(2, 4))
+
+
+@pytest.mark.parametrize(
+    "embed, message",
+    [
+        (
+            {"x1": 4},
+            "data.embed.x1: 'x1' is not a column of data.categorical; only a categorical column "
+            "is read as a learned vector",
+        ),
+        *(
+            (
+                {"user": bad},
+                f"data.embed.user: the vector's size must be a whole number from 1 to 4096, "
+                f"got {bad!r}",
+            )
+            for bad in (0, 4097)
+        ),
+        ({"user": True}, "data.embed.user: expected an integer, got True"),
+    ],
+)
+def test_a_bad_embed_names_the_key(table, embed, message):
+    with pytest.raises(ConfigError) as e:
+        build(table, embed=embed)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("embed", [[1], {"user": 1.5}, {"user": "8"}, {"user": True}])
+def test_a_damaged_embed_in_a_codec_spec_is_a_type_error(table, embed):
+    spec = build(table, embed={"user": 4}).inference
+    spec["embed"] = embed
+    with pytest.raises(TypeError, match="embed: "):
+        table_codec(spec)
+
+
+def test_an_embed_of_a_column_the_spec_lacks_is_a_type_error(table):
+    spec = build(table, embed={"user": 4}).inference
+    spec["embed"] = {"shop": 4}
+    with pytest.raises(TypeError, match="embed: "):
+        table_codec(spec)
+
+
+CONFIG = """
+mechanism = "hard"
+[data]
+source = "table"
+path = "table.csv"
+features = ["x1"]
+categorical = ["city", "user"]
+embed = {{ user = {size} }}
+[data.tasks.price]
+kind = "regression"
+metric = "mae"
+[data.tasks.churn]
+kind = "classification"
+[trunk]
+hidden = [16]
+[train]
+epochs = {epochs}
+batch_size = 16
+lr = 0.01
+[sparse]
+round_steps = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def folder(table: Path) -> Path:
+    home = table.parent
+    (home / "run.toml").write_text(CONFIG.format(size=4, epochs=3))
+    return home
+
+
+@pytest.fixture(scope="module")
+def embed_run(folder: Path) -> Path:
+    out = folder / "run"
+    assert main(["run", str(folder / "run.toml"), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_predict_and_evaluate_read_the_run_back(embed_run, folder, tmp_path):
+    spec = json.loads((embed_run / "inference.json").read_text())
+    assert spec["input_dim"] == 1 + 3 + 4 and spec["codec"]["embed"] == {"user": 4}
+    results = json.loads((embed_run / "results.json").read_text())
+    params = results["params"]
+    assert params["total"] - params["counted"] >= (USERS + 1) * 4  # the vectors: not counted
+    scores = mtlshare.evaluate(embed_run)
+    for task in ("price", "churn"):
+        assert scores[task]["test"] == pytest.approx(results["tasks"][task]["test"], rel=1e-6)
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text("user,x1,city\nu3,2,b\nu30,6,a\n")
+    assert main(["predict", str(embed_run), str(source), "--out", str(out)]) == 0
+    with open(out) as f:
+        written = list(csv.DictReader(f))
+    run = mtlshare.load_run(embed_run)
+    x = run.codec.read(source, "auto").x
+    assert x.shape == (2, 5)
+    price = run.predict("price", x)
+    assert [float(w["predicted_price"]) for w in written] == price.double().tolist()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda x: x[:, :4], "x: shape (2, 4); this run reads 5 features"),
+        (
+            lambda x: torch.cat([x[:, :4], torch.tensor([[3.0], [41.0]])], 1),
+            "x: row 1, input 4 ('user') is 41.0, not the id of one of its 40 categories "
+            "(run.codec.encode makes them)",
+        ),
+        (
+            lambda x: torch.cat([x[:, :4], torch.tensor([[2.5], [1.0]])], 1),
+            "x: row 0, input 4 ('user') is 2.5, not the id of one of its 40 categories "
+            "(run.codec.encode makes them)",
+        ),
+        (
+            lambda x: torch.cat([x[:, :4], torch.tensor([[2.0], [-1.0]])], 1),
+            "x: row 1, input 4 ('user') is -1.0, not the id of one of its 40 categories "
+            "(run.codec.encode makes them)",
+        ),
+        (lambda x: x.long(), "x: torch.int64; this run reads torch.float32 features"),
+    ],
+    ids=["narrow", "id too large", "not whole", "negative", "ids as longs"],
+)
+def test_inputs_a_run_cannot_read_are_one_line(embed_run, tmp_path, change, message):
+    source = tmp_path / "in.csv"
+    source.write_text("user,x1,city\nu3,2,b\nu30,6,a\n")
+    run = mtlshare.load_run(embed_run)
+    x = run.codec.read(source, "auto").x
+    with pytest.raises(MtlshareError) as e:
+        run.predict("price", change(x))
+    assert str(e.value) == message
+
+
+def test_a_damaged_embed_in_inference_json_is_one_line(embed_run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(embed_run, copy)
+    spec = json.loads((copy / "inference.json").read_text())
+    spec["codec"]["embed"] = {"user": "4"}
+    (copy / "inference.json").write_text(json.dumps(spec))
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text("user,x1,city\nu3,2,b\n")
+    capsys.readouterr()
+    assert main(["predict", str(copy), str(source), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the 'table' codec's description is damaged" in err[0]
+    assert "embed: " in err[0] and not out.exists()
+
+
+def test_every_mechanism_trains_on_embedded_columns(folder):
+    rows = ["single", *MECHANISMS.names()]
+    out = folder / "compare"
+    args = ["compare", str(folder / "run.toml"), "--out", str(out), "--quiet", "train.epochs=1"]
+    assert main([*args, "--mechanisms", ",".join(rows)]) == 0
+    table = json.loads((out / "comparison.json").read_text())
+    assert [r["mechanism"] for r in table["rows"]] == rows
+    for row in table["rows"]:
+        assert all(math.isfinite(t["test"]) for t in row["tasks"].values())
+
+
+def test_a_task_added_to_an_embed_run_reads_its_vectors(folder):
+    one = folder / "price-only"
+    assert (
+        main(["run", str(folder / "run.toml"), "--out", str(one), "--quiet", "tasks=['price']"])
+        == 0
+    )
+    added = folder / "added"
+    assert (
+        main(["add-task", str(one), str(folder / "run.toml"), "--out", str(added), "--quiet"]) == 0
+    )
+    report = json.loads((added / "add_task.json").read_text())
+    assert math.isfinite(report["new_tasks"]["churn"]["test"])
+
+
+def test_the_vectors_learn_what_a_category_stands_for(folder, tmp_path):
+    """Price is the user's own level: a network that reads the user's vector beats one that
+    cannot tell the users apart (the same network with ``user`` left out) several times over."""
+    config = tmp_path / "run.toml"
+    config.write_text(
+        CONFIG.format(size=4, epochs=40).replace(
+            'path = "table.csv"', f'path = "{folder / "table.csv"}"'
+        )
+    )
+    maes = {}
+    for name, extra in (("embed", []), ("blind", ["data.categorical=['city']", "data.embed={}"])):
+        out = tmp_path / name
+        assert (
+            main(["run", str(config), "--out", str(out), "--quiet", "tasks=['price']", *extra]) == 0
+        )
+        maes[name] = json.loads((out / "results.json").read_text())["tasks"]["price"]["test"]
+    assert maes["embed"] < maes["blind"] / 3, maes
