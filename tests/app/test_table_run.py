@@ -250,3 +250,19 @@ def test_a_bad_run_is_one_line_exit_2_and_no_folder(folder, capsys, override, me
     assert main(["run", str(folder / "run.toml"), "--out", str(out), "--quiet", override]) == 2
     assert message in one_line(capsys)
     assert not out.exists()
+
+
+def test_rows_of_another_width_holding_nan_are_named_by_their_width(table_run, folder):
+    """The width is said first, as before the table codec checked its own inputs."""
+    run = mtlshare.load_run(table_run)
+    x = run.codec.read(folder / "table.csv", "auto").x[:2]
+    wide = torch.cat([x, torch.full((2, 1), float("nan"))], 1)
+    with pytest.raises(
+        mtlshare.errors.MtlshareError, match=r"^x: shape \(2, 6\); this run reads 5 features$"
+    ):
+        run.predict("price", wide)
+    x[0, 0] = float("nan")
+    with pytest.raises(
+        mtlshare.errors.MtlshareError, match=r"^x: NaN or infinite values in row 0$"
+    ):
+        run.predict("price", x)

@@ -318,3 +318,57 @@ def test_the_vectors_learn_what_a_category_stands_for(folder, tmp_path):
         )
         maes[name] = json.loads((out / "results.json").read_text())["tasks"]["price"]["test"]
     assert maes["embed"] < maes["blind"] / 3, maes
+
+
+def test_a_sequence_trunk_on_embedded_rows_is_one_line_and_no_folder(folder, tmp_path, capsys):
+    out = tmp_path / "lstm"
+    capsys.readouterr()
+    assert main(["run", str(folder / "run.toml"), "--out", str(out), "trunk.kind=lstm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trunk.kind = 'lstm' reads sequences (batch, time, features)" in err[0]
+    assert "use trunk.kind = 'mlp'" in err[0] and not out.exists()
+
+
+def test_a_float64_run_reads_back_the_rows_its_codec_makes(folder, tmp_path):
+    """The codec makes float32 rows; under a float64 default the vectors, and so the network,
+    are float64: the stem casts the rows, and predict takes them (it refused them before)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = tmp_path / "f64"
+        assert main(["run", str(folder / "run.toml"), "--out", str(out), "--quiet"]) == 0
+        run = mtlshare.load_run(out)
+        source = tmp_path / "in.csv"
+        source.write_text("user,x1,city\nu3,2,b\nu30,6,a\n")
+        x = run.codec.read(source, "auto").x
+        assert x.dtype == torch.float32
+        price = run.predict("price", x)
+        assert price.dtype == torch.float64 and torch.equal(price, run.predict("price", x.double()))
+    finally:
+        torch.set_default_dtype(before)
+
+
+@pytest.mark.parametrize(
+    "embed, reads",
+    [({"user": 5}, 9), ({"city": 4}, 45), ({}, 44), (None, 44)],
+    ids=["another size", "another column", "emptied", "removed"],
+)
+def test_an_edited_embed_in_inference_json_names_the_file(
+    embed_run, tmp_path, capsys, embed, reads
+):
+    """Sizes of the right type but not the run's: the checkpoint would not fit, and the line
+    said so of config.toml, which nobody had edited."""
+    copy = tmp_path / "copy"
+    shutil.copytree(embed_run, copy)
+    spec = json.loads((copy / "inference.json").read_text())
+    if embed is None:
+        del spec["codec"]["embed"]
+    else:
+        spec["codec"]["embed"] = embed
+    (copy / "inference.json").write_text(json.dumps(spec))
+    with pytest.raises(MtlshareError) as e:
+        mtlshare.load_run(copy)
+    assert str(e.value) == (
+        f"{copy / 'inference.json'}: its codec gives the network {reads} inputs, but its "
+        "input_dim is 8 (the file is not as the run wrote it)"
+    )

@@ -75,14 +75,23 @@ def build_network(
     weights are drawn from torch's generator as the caller left it (``build_model`` seeds it
     with ``cfg.seed``; ``load_run``, whose checkpoint replaces them, keeps it out of the
     caller's random stream)."""
-    sequence = cfg.trunk.kind in ("conv", "lstm", "gru")
-    if build_stem is None and sequence and input_rank != 3:
-        raise ConfigError(
-            f"trunk.kind = {cfg.trunk.kind!r} reads sequences (batch, time, features), but the "
-            f"data source {cfg.data_source!r} gives {input_rank}-d inputs; use trunk.kind = 'mlp'"
-        )
+    sequence = cfg.trunk.kind in ("conv", "lstm", "gru") and input_rank != 3
+    flat = ConfigError(
+        f"trunk.kind = {cfg.trunk.kind!r} reads sequences (batch, time, features), but the "
+        f"data source {cfg.data_source!r} gives {input_rank}-d inputs; use trunk.kind = 'mlp'"
+    )
+    if build_stem is None and sequence:
+        raise flat
     backbone = backbone_from_config(cfg.trunk, input_dim, build_stem)
     model: SharingModel = MECHANISMS[cfg.mechanism].build(backbone, tasks, cfg.mechanism_config)
+    # an input encoder may make sequences of rows (ids to vectors per position); one that
+    # keeps a row a row (a table's category vectors) gives a sequence trunk nothing to read
+    if (
+        sequence
+        and build_stem is not None
+        and getattr(model.stem_for(tasks[0].name), "keeps_rank", False)
+    ):
+        raise flat
     for task in tasks:  # output projections tied to the input word embedding
         if task.tie_embedding:
             check_heads(cfg.mechanism, model)

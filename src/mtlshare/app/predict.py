@@ -114,7 +114,8 @@ class LoadedRun:
         # a codec whose inputs are features of its own count (a table's categories' ids among
         # its numbers) says what is wrong with them; else an input encoder reads integer ids
         own = getattr(self.codec, "input_error", None)
-        encoded = self.codec.build_stem() is not None and own is None
+        stem = self.codec.build_stem() is not None
+        encoded = stem and own is None
         if not isinstance(x, Tensor):
             raise MtlshareError(f"x: a {type(x).__name__}; predict takes a torch.Tensor")
         if x.dim() != rank or len(x) == 0:
@@ -124,14 +125,15 @@ class LoadedRun:
         if encoded and (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool):
             raise MtlshareError(f"x: {x.dtype}; this run reads integer ids (codec.encode)")
         dtype = next((p.dtype for p in self.model.parameters()), torch.float32)
-        if not encoded and x.dtype != dtype:
+        # an encoder of features casts them to the network's dtype; without one they must be it
+        if not encoded and (x.dtype != dtype if not stem else not x.dtype.is_floating_point):
             raise MtlshareError(f"x: {x.dtype}; this run reads {dtype} features")
         if own is None and not encoded and x.shape[-1] != width:
             raise MtlshareError(f"x: shape {tuple(x.shape)}; this run reads {width} features")
-        if not encoded and not bool(torch.isfinite(x).all()):
-            raise MtlshareError(f"x: NaN or infinite values in row {first_row(~torch.isfinite(x))}")
         if own is not None and (problem := own(x)) is not None:
             raise MtlshareError(f"x: {problem}")
+        if not encoded and not bool(torch.isfinite(x).all()):
+            raise MtlshareError(f"x: NaN or infinite values in row {first_row(~torch.isfinite(x))}")
         if encoded and int(x.min()) < 0:
             raise MtlshareError(
                 f"x: negative ids (min {int(x.min())}); run.codec.encode makes them"
@@ -287,6 +289,12 @@ def load_run(
     spec = _spec(folder, cfg, data_dir)
     tasks = tasks_from_spec(spec)
     codec = codec_from_spec(spec["codec"])
+    reads = getattr(codec, "input_dim", spec["input_dim"])  # a codec that knows the trunk's width
+    if reads != spec["input_dim"]:
+        raise DataError(
+            f"{folder.file(INFERENCE)}: its codec gives the network {reads} inputs, but its "
+            f"input_dim is {spec['input_dim']} (the file is not as the run wrote it)"
+        )
     # the checkpoint replaces the initial weights: they are drawn aside, from the run's seed, so
     # that loading a model leaves the caller's random stream (CPU and GPU) as it was
     with torch.random.fork_rng(devices=[]):

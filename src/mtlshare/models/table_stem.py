@@ -6,8 +6,9 @@ parameters like every embedding.
 
 Input: (rows, plain + ids) floats: first the ``plain`` features the trunk reads as they are
 (standardised numbers, one-hots), then one column per embedded feature holding the category's
-id + 1, or 0 for a category no training row had (its vector is zeros, as its one-hot would be).
-Output: (rows, plain + the vectors' sizes).
+position among its sorted training categories + 1, or 0 for a category no training row had
+(its vector is zeros, as its one-hot would be). Output: (rows, plain + the vectors' sizes), in
+the dtype of the vectors (the inputs, float32 as the codec makes them, are cast to it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class CategoryEmbeddings(nn.Module):
     """The plain features, then each id column's vector. ``sizes``: per id column, in the
     input's order, (its number of categories, the size of its vectors)."""
 
+    keeps_rank = True  # a row stays a row: no sequence for a recurrent or convolutional trunk
+
     def __init__(self, plain: int, sizes: Sequence[tuple[int, int]]) -> None:
         super().__init__()
         self.plain = plain
@@ -39,4 +42,5 @@ class CategoryEmbeddings(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         ids = x[..., self.plain :].long()
         vectors = [table(ids[..., k]) for k, table in enumerate(self.tables)]
-        return torch.cat([x[..., : self.plain], *vectors], dim=-1)
+        plain = x[..., : self.plain].to(vectors[0].dtype)  # the network's (float64 by default)
+        return torch.cat([plain, *vectors], dim=-1)
