@@ -134,10 +134,15 @@ def test_evaluate_gives_the_results_and_refuses_changed_data(table_run, folder, 
         mtlshare.evaluate(table_run, data_dir=moved)
 
 
-def test_compare_runs_every_mechanism_over_the_rows(folder, capsys):
+EMBED = ["data.embed={city=2}"]  # the city as a learned vector (tests/data/test_table_embed.py)
+
+
+@pytest.mark.parametrize("extra", [[], EMBED], ids=["one-hot", "embed"])
+def test_compare_runs_every_mechanism_over_the_rows(folder, capsys, extra):
     rows = ["single", *MECHANISMS.names()]
-    out = folder / "compare"
+    out = folder / f"compare-{len(extra)}"
     args = ["compare", str(folder / "run.toml"), "--out", str(out), "--quiet", "train.epochs=1"]
+    args += extra
     assert main([*args, "--mechanisms", ",".join(rows)]) == 0
     table = json.loads((out / "comparison.json").read_text())
     names = [r["mechanism"] for r in table["rows"]]
@@ -147,16 +152,12 @@ def test_compare_runs_every_mechanism_over_the_rows(folder, capsys):
         assert all(math.isfinite(t["test"]) for t in row["tasks"].values())
 
 
-def test_add_task_adds_a_task_to_a_trained_run(folder):
-    one = folder / "price-only"
-    assert (
-        main(["run", str(folder / "run.toml"), "--out", str(one), "--quiet", "tasks=['price']"])
-        == 0
-    )
-    added = folder / "added"
-    assert (
-        main(["add-task", str(one), str(folder / "run.toml"), "--out", str(added), "--quiet"]) == 0
-    )
+@pytest.mark.parametrize("extra", [[], EMBED], ids=["one-hot", "embed"])
+def test_add_task_adds_a_task_to_a_trained_run(folder, extra):
+    one, added = folder / f"price-only-{len(extra)}", folder / f"added-{len(extra)}"
+    config = str(folder / "run.toml")
+    assert main(["run", config, "--out", str(one), "--quiet", "tasks=['price']", *extra]) == 0
+    assert main(["add-task", str(one), config, "--out", str(added), "--quiet", *extra]) == 0
     report = json.loads((added / "add_task.json").read_text())
     assert list(report["new_tasks"]) == ["churn"]
     assert math.isfinite(report["new_tasks"]["churn"]["test"])

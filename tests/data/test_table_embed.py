@@ -1,14 +1,14 @@
 """``data.embed``: a table's categorical column read as one id that the network turns into a
 learned vector, not as a one-hot per category. The layout (with identity vectors the stem gives
 the one-hot inputs to the bit), the width it saves, unseen categories, the refusals, the codec
-spec (unchanged without ``embed``), predicting and evaluating a run, every mechanism, and that
-the vectors learn what a category stands for."""
+spec (unchanged without ``embed``), predicting and evaluating a run, and that the vectors learn
+what a category stands for; tests/app/test_table_run.py compares every mechanism and adds a task
+with ``embed`` too."""
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ from mtlshare.data.table import table_problem
 from mtlshare.data.table_codec import TableCodec, table_codec
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.models.table_stem import CategoryEmbeddings
-from mtlshare.registry import MECHANISMS
 
 USERS = 40
 
@@ -274,31 +273,6 @@ def test_a_damaged_embed_in_inference_json_is_one_line(embed_run, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the 'table' codec's description is damaged" in err[0]
     assert "embed: " in err[0] and not out.exists()
-
-
-def test_every_mechanism_trains_on_embedded_columns(folder):
-    rows = ["single", *MECHANISMS.names()]
-    out = folder / "compare"
-    args = ["compare", str(folder / "run.toml"), "--out", str(out), "--quiet", "train.epochs=1"]
-    assert main([*args, "--mechanisms", ",".join(rows)]) == 0
-    table = json.loads((out / "comparison.json").read_text())
-    assert [r["mechanism"] for r in table["rows"]] == rows
-    for row in table["rows"]:
-        assert all(math.isfinite(t["test"]) for t in row["tasks"].values())
-
-
-def test_a_task_added_to_an_embed_run_reads_its_vectors(folder):
-    one = folder / "price-only"
-    assert (
-        main(["run", str(folder / "run.toml"), "--out", str(one), "--quiet", "tasks=['price']"])
-        == 0
-    )
-    added = folder / "added"
-    assert (
-        main(["add-task", str(one), str(folder / "run.toml"), "--out", str(added), "--quiet"]) == 0
-    )
-    report = json.loads((added / "add_task.json").read_text())
-    assert math.isfinite(report["new_tasks"]["churn"]["test"])
 
 
 def test_the_vectors_learn_what_a_category_stands_for(folder, tmp_path):
