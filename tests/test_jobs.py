@@ -70,7 +70,7 @@ alpha = 0.5
 target_density = 0.3
 """
 ROWS = ["single", "hard", "sparse", "single_subnet"]
-VOLATILE = {"train_seconds", "wall_seconds", "tokens_per_second"}
+VOLATILE = {"train_seconds", "wall_seconds", "tokens_per_second", "machine"}
 
 
 @pytest.fixture

@@ -462,6 +462,7 @@ RESULTS_KEYS += [
     "word_vectors",
     "forecast",
     "processes",
+    "machine",
 ]
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
 # dropout, so the random state must carry over; no early stop, so the added epochs train
 SMALL = ["data.n_dev=50", "data.n_test=50", "trunk.dropout=0.2", "train.patience=0", "--quiet"]
-TIMINGS = {"train_seconds", "wall_seconds", "tokens_per_second"}
+TIMINGS = {"train_seconds", "wall_seconds", "tokens_per_second", "machine"}
 
 
 def untimed(value: Any) -> Any:

@@ -15,6 +15,7 @@ import torch
 
 from mtlshare.app.build import build_model, build_problem, configured_tasks
 from mtlshare.app.figures import draw
+from mtlshare.app.machine import machine
 from mtlshare.config import Config, resumable_differences, same_config
 from mtlshare.data.codecs import inference_spec, plain_features
 from mtlshare.data.daily import ForecastView
@@ -105,6 +106,7 @@ def train(
             fit = trainer.fit(resume=resume)
             results = run_results(cfg, problem, model, weighting, fit)
             results["wall_seconds"] = round(time.perf_counter() - started, 3)
+            results["machine"] = machine(trainer.device)
             if where.world > 1:
                 results["processes"] = where.world
             if where.is_main:
@@ -211,7 +213,8 @@ def run_results(
     weighting: LossWeighting,
     fit: FitResult,
 ) -> dict[str, Any]:
-    """``results.json`` of a training run (``wall_seconds`` and ``processes`` aside)."""
+    """``results.json`` of a training run (``wall_seconds``, ``machine`` and ``processes``
+    aside)."""
     results: dict[str, Any] = {
         "mechanism": cfg.mechanism,
         "seed": cfg.seed,
@@ -256,6 +259,7 @@ OWN_KEYS = frozenset(
         "word_vectors",
         "forecast",
         "processes",
+        "machine",
     }
 )
 
