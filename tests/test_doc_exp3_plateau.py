@@ -93,3 +93,49 @@ def test_sparse_sharings_plateau_is_ahead_of_hard_sharing_by_the_table_and_searc
     pos, chunk, ner = (f"{sparse['sparse']['density'][t]:.2f}" for t in TASKS)
     assert f"POS {pos}, chunking {chunk}, NER {ner} of the weights" in body
     assert f"overlap ratio {sparse['sparse']['overlap_ratio']:.3f})" in body
+
+
+def single_runs(seed: int) -> dict[str, Any]:
+    """Seed ``seed``'s single-task results at the plateau, by task."""
+    one = PAPER / "plateau" / "epochs-80" / "single"
+    if seed == 0:
+        return {t: results(plateau_run(t)) for t in TASKS}
+    return {t: results(one / f"seed-{seed}" / t) for t in TASKS}
+
+
+def test_the_three_seed_single_task_table_is_the_kept_runs() -> None:
+    import statistics
+
+    body = section(DOC.read_text(encoding="utf-8"), SECTION)
+    rows = table(body, "| single task at the plateau, test (%)")
+    runs = {seed: single_runs(seed) for seed in (0, 1, 2)}
+    scores = {s: [100 * runs[s][t]["tasks"][t]["test"] for t in TASKS] for s in runs}
+    for seed in runs:
+        assert all(r["seed"] == seed for r in runs[seed].values())
+        assert rows[f"seed {seed}"] == [f"{v:.2f}" for v in scores[seed]]
+    means = [statistics.mean(scores[s][i] for s in runs) for i in range(3)]
+    sds = [statistics.stdev(scores[s][i] for s in runs) for i in range(3)]
+    assert rows["mean ± sd"] == [f"{m:.2f} ± {d:.2f}" for m, d in zip(means, sds, strict=True)]
+    short = [
+        statistics.mean(
+            100
+            * results(PAPER / "runs" / "single" / (f"seed-{s}/{t}" if s else t))["tasks"][t]["test"]
+            for s in runs
+        )
+        for t in TASKS
+    ]
+    assert rows["at 20 epochs, mean of seeds 0-2 (the table above)"] == [f"{v:.2f}" for v in short]
+    assert rows["best epoch / epochs run, seeds 1 and 2"] == [
+        ", ".join(f"{runs[s][t]['best_epoch']} / {runs[s][t]['epochs_run']}" for s in (1, 2))
+        for t in TASKS
+    ]
+    for seed in (1, 2):
+        for t in TASKS:
+            config = PAPER / "plateau" / "epochs-80" / "single" / f"seed-{seed}" / t / "config.toml"
+            text = config.read_text(encoding="utf-8")
+            assert "\nepochs = 80\n" in text and f"\nseed = {seed}\n" in text, (seed, t)
+    hard = results(PAPER / "plateau" / "epochs-80" / "hard")
+    sparse = results(PAPER / "plateau" / "epochs-80" / "sparse")
+    for row, name in ((hard, "hard sharing"), (sparse, "sparse sharing")):
+        gaps = [100 * row["tasks"][t]["test"] - m for t, m in zip(TASKS, means, strict=True)]
+        assert f"{name} {gaps[0]:+.2f}, {gaps[1]:+.2f} and {gaps[2]:+.2f}" in " ".join(body.split())
