@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import platform
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
-
-import mtlshare
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -39,8 +38,17 @@ def machine(device: torch.device) -> dict[str, Any]:
         "device": device.type,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "mtlshare": mtlshare.__version__,
+        "mtlshare": _version(),
     }
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
     return out
+
+
+def _version() -> str:
+    """mtlshare's version as installed (read from its metadata, not from the package above this
+    module); ``unknown`` where it runs from a source tree it was not installed from."""
+    try:
+        return metadata.version("mtlshare")
+    except metadata.PackageNotFoundError:
+        return "unknown"
