@@ -97,17 +97,27 @@ class TableCodec:
         return {c: v for c, v in self.categorical.items() if c not in self.embed}
 
     @property
+    def embedded(self) -> list[str]:
+        """The columns of ``embed``, in the inputs' order (``categorical``'s)."""
+        return [c for c in self.categorical if c in self.embed]
+
+    @property
+    def plain(self) -> int:
+        """How many inputs the trunk reads as they are: the numbers and the one-hots (the ids
+        of the embedded columns follow them)."""
+        return len(self.numeric) + sum(len(v) for v in self.one_hot.values())
+
+    @property
     def features(self) -> list[str]:
         """The inputs a file's rows become, in order: each numeric column, then
         ``column=category`` of each one-hot, then each embedded column (its ids)."""
         ones = [f"{c}={v}" for c, values in self.one_hot.items() for v in values]
-        ids = [c for c in self.categorical if c in self.embed]
-        return [*self.numeric, *ones, *ids]
+        return [*self.numeric, *ones, *self.embedded]
 
     @property
     def input_dim(self) -> int:
-        """The width the trunk reads: the features, each embedded column as its vector."""
-        return len(self.features) + sum(self.embed.values()) - len(self.embed)
+        """The width the trunk reads: the plain inputs, then each embedded column's vector."""
+        return self.plain + sum(self.embed.values())
 
     def spec(self) -> dict[str, Any]:
         out = {
@@ -123,8 +133,8 @@ class TableCodec:
     def build_stem(self) -> Callable[[], nn.Module] | None:
         if not self.embed:
             return None
-        plain = len(self.features) - len(self.embed)
-        sizes = [(len(v), self.embed[c]) for c, v in self.categorical.items() if c in self.embed]
+        plain = self.plain
+        sizes = [(len(self.categorical[c]), self.embed[c]) for c in self.embedded]
 
         def build() -> nn.Module:
             return CategoryEmbeddings(plain, sizes)
@@ -135,10 +145,10 @@ class TableCodec:
         """What is wrong with ``x`` as rows of this codec's ``features`` (``Run.predict``
         checks its rank, dtype and values): another width, or an embedded column's cell that
         is not an id it made (a whole number from 0 to its number of categories)."""
-        if x.shape[-1] != len(self.features):
-            return f"shape {tuple(x.shape)}; this run reads {len(self.features)} features"
-        at = len(self.features) - len(self.embed)
-        for k, column in enumerate(c for c in self.categorical if c in self.embed):
+        at = self.plain
+        if x.shape[-1] != at + len(self.embed):
+            return f"shape {tuple(x.shape)}; this run reads {at + len(self.embed)} features"
+        for k, column in enumerate(self.embedded):
             ids = x[:, at + k]
             bad = (ids < 0) | (ids > len(self.categorical[column])) | (ids != ids.round())
             if bool(bad.any()):
@@ -162,13 +172,14 @@ class TableCodec:
         warning per column over all parts. Each tensor is filled in place: a column of
         thousands of categories (a user id) is a wide one-hot, and float64 blocks joined, cast,
         then indexed by split held it five times over."""
-        out = [torch.zeros((len(idx), len(self.features)), dtype=torch.float32) for idx in parts]
+        width = self.plain + len(self.embed)
+        out = [torch.zeros((len(idx), width), dtype=torch.float32) for idx in parts]
         arrays = [x.numpy() for x in out]
         for j, (mean, std) in enumerate(self.numeric.values()):
             for idx, x in zip(parts, arrays, strict=True):
                 x[:, j] = (cells.numbers[idx, j] - mean) / std
         start = len(self.numeric)
-        at = start + sum(len(v) for v in self.one_hot.values())  # the next id column
+        at = self.plain  # the next id column
         for j, (column, values) in enumerate(self.categorical.items()):
             position = {v: k for k, v in enumerate(values)}
             embedded = column in self.embed
