@@ -28,6 +28,16 @@ def _inputs(run: Path, target: Path) -> Path:
     return target
 
 
+def _args(command: str, run: Path, inputs: Path, out: Path) -> list[str]:
+    """The command line of ``predict`` (``inputs`` into ``out``), ``evaluate`` or ``masks`` on
+    ``run``."""
+    return {
+        "predict": ["predict", str(run), str(inputs), "--out", str(out)],
+        "evaluate": ["evaluate", str(run)],
+        "masks": ["masks", str(run)],
+    }[command]
+
+
 @pytest.mark.parametrize("command", ["predict", "evaluate", "masks"])
 def test_a_config_toml_edited_into_latin_1_is_one_line(synthetic_run, tmp_path, capsys, command):
     copy = tmp_path / "copy"
@@ -35,14 +45,7 @@ def test_a_config_toml_edited_into_latin_1_is_one_line(synthetic_run, tmp_path, 
     inputs = _inputs(copy, tmp_path / "in.csv")
     config = copy / "config.toml"
     config.write_bytes(b"# caf\xe9\n" + config.read_bytes())
-    args = {
-        "predict": ["predict", str(copy), str(inputs), "--out"],
-        "evaluate": ["evaluate", str(copy)],
-        "masks": ["masks", str(copy)],
-    }[command]
-    if command == "predict":
-        args.append(str(tmp_path / "out.csv"))
-    assert main(args) == 2
+    assert main(_args(command, copy, inputs, tmp_path / "out.csv")) == 2
     assert f"{config}: not UTF-8 text" in one_line(capsys)
     assert not (tmp_path / "out.csv").exists()
 
@@ -59,11 +62,7 @@ def test_a_config_toml_edited_to_another_model_names_the_config(
     inputs = _inputs(copy, tmp_path / "in.csv")
     config = copy / "config.toml"
     config.write_text(config.read_text().replace('mechanism = "hard"', 'mechanism = "soft"', 1))
-    args = {
-        "predict": ["predict", str(copy), str(inputs), "--out", str(tmp_path / "out.csv")],
-        "evaluate": ["evaluate", str(copy)],
-    }[command]
-    assert main(args) == 2
+    assert main(_args(command, copy, inputs, tmp_path / "out.csv")) == 2
     line = one_line(capsys)
     assert f"does not fit the model {config} describes (was it edited since training?)" in line
     assert not (tmp_path / "out.csv").exists()
@@ -116,11 +115,7 @@ def test_a_file_nested_deeper_than_python_parses_is_one_line(
     inputs = _inputs(copy, tmp_path / "in.csv")
     (copy / name).write_text(text)
     out = tmp_path / "out.csv"
-    args = {
-        "predict": ["predict", str(copy), str(inputs), "--out", str(out)],
-        "evaluate": ["evaluate", str(copy)],
-    }[command]
-    assert main(args) == 2
+    assert main(_args(command, copy, inputs, out)) == 2
     line = one_line(capsys)
     assert str(copy / name) in line and "nested too deeply to read" in line, line
     assert not out.exists()
@@ -147,11 +142,7 @@ def test_a_checkpoint_whose_tensors_changed_on_disk_is_refused_not_used(
             load_run(copy)
         return
     out = tmp_path / "out.csv"
-    args = {
-        "predict": ["predict", str(copy), str(inputs), "--out", str(out)],
-        "evaluate": ["evaluate", str(copy)],
-    }[command]
-    assert main(args) == 2
+    assert main(_args(command, copy, inputs, out)) == 2
     assert said in one_line(capsys)
     assert not out.exists()
 

@@ -592,6 +592,30 @@ def test_masks_command_prints_densities_and_overlaps(tmp_path, capsys):
         assert len(err) == 1 and str(folder) in err[0] and message in err[0], err
 
 
+def _small_sparse_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A sparse run of the demo's data, one epoch (``tmp_path/run``), and a file of one row of
+    its 16 inputs to predict."""
+    from mtlshare.cli import main
+
+    demo = str(Path(__file__).resolve().parents[2] / "recipes" / "demo" / "demo.toml")
+    out = tmp_path / "run"
+    small = ["mechanism=sparse", "sparse.round_steps=3", "sparse.warmup_steps=3",
+             "sparse.alpha=0.5", "sparse.target_density=0.2", "train.epochs=1"]  # fmt: skip
+    assert main(["run", demo, *small, "--out", str(out), "--quiet"]) == 0
+    inputs = tmp_path / "in.csv"
+    inputs.write_text(",".join(f"x{i}" for i in range(16)) + "\n" + ",".join(["0"] * 16) + "\n")
+    return out, inputs
+
+
+def _masks_or_predict(command: str, out: Path, inputs: Path) -> list[str]:
+    """The command line of ``masks`` or ``predict`` (into ``o.csv`` beside ``inputs``) on run
+    ``out``."""
+    return {
+        "masks": ["masks", str(out)],
+        "predict": ["predict", str(out), str(inputs), "--out", str(inputs.parent / "o.csv")],
+    }[command]
+
+
 @pytest.mark.parametrize("command", ["masks", "predict"])
 def test_damaged_masks_metadata_is_one_line_naming_the_checkpoint(tmp_path, capsys, command):
     """The masks' shapes travel as JSON in a uint8 tensor of the checkpoint: a checkpoint saved
@@ -600,15 +624,8 @@ def test_damaged_masks_metadata_is_one_line_naming_the_checkpoint(tmp_path, caps
     from mtlshare.cli import main
     from mtlshare.sharing.sparse.masks import json_tensor, tensor_json
 
-    root = Path(__file__).resolve().parents[2]
-    demo = str(root / "recipes" / "demo" / "demo.toml")
-    out = tmp_path / "run"
-    small = ["mechanism=sparse", "sparse.round_steps=3", "sparse.warmup_steps=3",
-             "sparse.alpha=0.5", "sparse.target_density=0.2", "train.epochs=1"]  # fmt: skip
-    assert main(["run", demo, *small, "--out", str(out), "--quiet"]) == 0
+    out, inputs = _small_sparse_run(tmp_path)
     best = out / "checkpoint" / "best"
-    inputs = tmp_path / "in.csv"
-    inputs.write_text(",".join(f"x{i}" for i in range(16)) + "\n" + ",".join(["0"] * 16) + "\n")
     key = "model.sparse_masks.meta"
     whole, meta = load_checkpoint(best)
     for damage, said in (
@@ -620,11 +637,7 @@ def test_damaged_masks_metadata_is_one_line_naming_the_checkpoint(tmp_path, caps
         if command == "masks" and "summary" in said:
             continue  # the masks command reads no search summary
         capsys.readouterr()
-        args = {
-            "masks": ["masks", str(out)],
-            "predict": ["predict", str(out), str(inputs), "--out", str(tmp_path / "o.csv")],
-        }[command]
-        assert main(args) == 2
+        assert main(_masks_or_predict(command, out, inputs)) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"{best}: " in err[0] and said in err[0], err
         assert not (tmp_path / "o.csv").exists()
@@ -636,12 +649,7 @@ def test_masks_that_keep_no_weight_are_refused_naming_the_checkpoint(tmp_path, c
     (a traceback); no search leaves such masks."""
     from mtlshare.cli import main
 
-    root = Path(__file__).resolve().parents[2]
-    out = tmp_path / "run"
-    small = ["mechanism=sparse", "sparse.round_steps=3", "sparse.warmup_steps=3",
-             "sparse.alpha=0.5", "sparse.target_density=0.2", "train.epochs=1"]  # fmt: skip
-    assert main(["run", str(root / "recipes" / "demo" / "demo.toml"), *small, "--out", str(out),
-                 "--quiet"]) == 0  # fmt: skip
+    out, inputs = _small_sparse_run(tmp_path)
     best = out / "checkpoint" / "best"
     tensors, meta = load_checkpoint(best)
     zeroed = {
@@ -649,14 +657,8 @@ def test_masks_that_keep_no_weight_are_refused_naming_the_checkpoint(tmp_path, c
         for k, v in tensors.items()
     }
     save_checkpoint(best, zeroed, meta)
-    inputs = tmp_path / "in.csv"
-    inputs.write_text(",".join(f"x{i}" for i in range(16)) + "\n" + ",".join(["0"] * 16) + "\n")
     capsys.readouterr()
-    args = {
-        "masks": ["masks", str(out)],
-        "predict": ["predict", str(out), str(inputs), "--out", str(tmp_path / "o.csv")],
-    }[command]
-    assert main(args) == 2
+    assert main(_masks_or_predict(command, out, inputs)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{best}: packed masks keep no weight at all" in err[0], err
 
