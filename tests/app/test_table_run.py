@@ -199,8 +199,22 @@ def test_bad_input_to_predict_is_one_line_and_writes_nothing(
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("numeric", "x"), ("numeric", {"x1": ["x", 1.0]}), ("categorical", None)],
-    ids=["numeric text", "a mean of text", "categorical null"],
+    [
+        ("numeric", "x"),
+        ("numeric", {"x1": ["x", 1.0]}),
+        ("numeric", {"x1": [True, 1.0]}),
+        ("numeric", {"x1": [0.0, 1.0, 2.0]}),
+        ("categorical", None),
+        ("categorical", {"city": ["a", 2, "c"]}),
+    ],
+    ids=[
+        "numeric text",
+        "a mean of text",
+        "a mean of a boolean",
+        "three numbers",
+        "categorical null",
+        "a category of a number",
+    ],
 )
 def test_a_damaged_table_codec_in_inference_json_is_one_line(
     table_run, tmp_path, capsys, key, value

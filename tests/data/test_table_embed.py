@@ -17,13 +17,15 @@ import pytest
 import torch
 
 import mtlshare
+import mtlshare.data.table as table_module
+import mtlshare.data.table_codec as table_codec_module
 from mtlshare.cli import main
 from mtlshare.config import from_dict
 from mtlshare.data.datasets import Problem
 from mtlshare.data.table import table_problem
 from mtlshare.data.table_codec import TableCodec, table_codec
-from mtlshare.errors import ConfigError, MtlshareError
-from mtlshare.models.table_stem import CategoryEmbeddings
+from mtlshare.errors import ConfigError, DataError, MtlshareError
+from mtlshare.models.table_stem import MOST_CATEGORIES, CategoryEmbeddings
 
 USERS = 40
 
@@ -99,9 +101,23 @@ def test_two_embedded_columns_take_the_order_of_data_categorical(table):
     problem = build(table, embed={"user": 2, "city": 3})
     assert problem.inference["features"] == ["x1", "city", "user"]
     assert problem.inference["embed"] == {"city": 3, "user": 2}
+    assert list(problem.inference["embed"]) == ["city", "user"]  # as written: the inputs' order
     stem = problem.build_stem()
     assert [t.num_embeddings for t in stem.tables] == [4, USERS + 1]
     assert stem(problem.tasks[0].train.x).shape[1] == problem.input_dim == 1 + 3 + 2
+    assert stem.out_dim == problem.input_dim  # the width the trunk is built for
+
+
+def test_a_codec_given_its_embed_in_another_order_reads_the_ids_in_data_categoricals():
+    """``embed``'s own order (a codec built in Python, an edited ``inference.json``) is not
+    the inputs': the ids follow ``categorical``, and so do the stem's tables."""
+    categorical = {"city": ["a", "b", "c"], "user": ["u0", "u1"]}
+    ordered = TableCodec({"x1": [0.0, 1.0]}, categorical, {"city": 3, "user": 2})
+    swapped = TableCodec({"x1": [0.0, 1.0]}, categorical, {"user": 2, "city": 3})
+    assert swapped.features == ordered.features == ["x1", "city", "user"]
+    build_stem = swapped.build_stem()
+    assert build_stem is not None
+    assert [(t.num_embeddings, t.embedding_dim) for t in build_stem().tables] == [(4, 3), (3, 2)]
 
 
 def test_without_embed_the_codec_spec_is_what_it_was(table):
@@ -153,10 +169,58 @@ def test_a_bad_embed_names_the_key(table, embed, message):
     assert str(e.value) == message
 
 
-@pytest.mark.parametrize("embed", [[1], {"user": 1.5}, {"user": "8"}, {"user": True}])
+@pytest.mark.parametrize("size", [True, 1.5])
+def test_an_embed_size_from_python_that_is_not_a_whole_number_is_refused(table, size):
+    cfg = from_dict({"data": data(table)}).data
+    cfg.embed = {"user": size}
+    with pytest.raises(ConfigError, match=r"data\.embed\.user: the vector's size must be"):
+        table_problem(cfg)
+
+
+def test_the_largest_vector_size_is_taken(table):
+    assert build(table, embed={"user": 4096}).input_dim == 1 + 3 + 4096
+
+
+def test_only_an_embedded_column_is_refused_for_more_categories_than_an_id_holds(
+    table, monkeypatch
+):
+    """An id is a float32 input: ``data.embed`` reads at most ``MOST_CATEGORIES`` (2**24 - 1,
+    here made 40, then 39); a one-hot column has no such bound."""
+    monkeypatch.setattr(table_module, "MOST_CATEGORIES", USERS)
+    assert build(table, embed={"user": 4}).input_dim == 1 + 3 + 4
+    monkeypatch.setattr(table_module, "MOST_CATEGORIES", USERS - 1)
+    said = "feature 'user' has 40 categories on the training rows; data.embed reads at most 39"
+    with pytest.raises(DataError, match=said):
+        build(table, embed={"user": 4})
+    assert build(table).input_dim == 1 + 3 + USERS
+
+
+def test_every_id_up_to_the_most_categories_is_exact_in_a_float32_input():
+    largest = torch.tensor([MOST_CATEGORIES, MOST_CATEGORIES - 1], dtype=torch.float32)
+    assert largest.long().tolist() == [MOST_CATEGORIES, MOST_CATEGORIES - 1]
+
+
+def test_the_stem_gives_its_rows_in_the_dtype_of_its_vectors():
+    stem = CategoryEmbeddings(2, [(3, 4)]).to(torch.bfloat16)
+    out = stem(torch.tensor([[0.5, -1.0, 2.0]]))
+    assert out.dtype == torch.bfloat16 and out.shape == (1, 2 + 4)
+
+
+@pytest.mark.parametrize(
+    "embed",
+    [[1], None, {"user": 1.5}, {"user": "8"}, {"user": True}, {"user": 0}, {"user": 4097}],
+)
 def test_a_damaged_embed_in_a_codec_spec_is_a_type_error(table, embed):
     spec = build(table, embed={"user": 4}).inference
     spec["embed"] = embed
+    with pytest.raises(TypeError, match="embed: "):
+        table_codec(spec)
+
+
+def test_an_embedded_column_of_more_categories_than_an_id_holds_is_a_type_error(table, monkeypatch):
+    spec = build(table, embed={"user": 4}).inference
+    assert table_codec(spec).embed == {"user": 4}
+    monkeypatch.setattr(table_codec_module, "MOST_CATEGORIES", USERS - 1)
     with pytest.raises(TypeError, match="embed: "):
         table_codec(spec)
 
@@ -260,6 +324,23 @@ def test_inputs_a_run_cannot_read_are_one_line(embed_run, tmp_path, change, mess
     assert str(e.value) == message
 
 
+def test_each_embedded_column_is_checked_against_its_own_categories():
+    """Of two embedded columns, a bad id in the second is named there, the ids of an unseen
+    category (0) and of each column's last category are taken, and one past it is not."""
+    codec = TableCodec(
+        {"x1": [0.0, 1.0]}, {"city": ["a", "b", "c"], "user": ["u0", "u1"]}, {"city": 3, "user": 2}
+    )
+    assert codec.input_error(torch.tensor([[0.5, 0.0, 0.0], [1.0, 3.0, 2.0]])) is None
+    assert codec.input_error(torch.tensor([[0.5, 1.0, 2.0], [1.0, 2.0, 3.0]])) == (
+        "row 1, input 2 ('user') is 3.0, not the id of one of its 2 categories "
+        "(run.codec.encode makes them)"
+    )
+    assert codec.input_error(torch.tensor([[0.5, 4.0, 1.0]])) == (
+        "row 0, input 1 ('city') is 4.0, not the id of one of its 3 categories "
+        "(run.codec.encode makes them)"
+    )
+
+
 def test_a_damaged_embed_in_inference_json_is_one_line(embed_run, tmp_path, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(embed_run, copy)
@@ -294,12 +375,16 @@ def test_the_vectors_learn_what_a_category_stands_for(folder, tmp_path):
     assert maes["embed"] < maes["blind"] / 3, maes
 
 
-def test_a_sequence_trunk_on_embedded_rows_is_one_line_and_no_folder(folder, tmp_path, capsys):
-    out = tmp_path / "lstm"
+@pytest.mark.parametrize("kind", ["lstm", "gru", "conv"])
+def test_a_sequence_trunk_on_embedded_rows_is_one_line_and_no_folder(
+    folder, tmp_path, capsys, kind
+):
+    out = tmp_path / kind
     capsys.readouterr()
-    assert main(["run", str(folder / "run.toml"), "--out", str(out), "trunk.kind=lstm"]) == 2
+    assert main(["run", str(folder / "run.toml"), "--out", str(out), f"trunk.kind={kind}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "trunk.kind = 'lstm' reads sequences (batch, time, features)" in err[0]
+    said = f"trunk.kind = {kind!r} reads sequences (batch, time, features)"
+    assert len(err) == 1 and said in err[0], err
     assert "use trunk.kind = 'mlp'" in err[0] and not out.exists()
 
 
@@ -324,8 +409,8 @@ def test_a_float64_run_reads_back_the_rows_its_codec_makes(folder, tmp_path):
 
 @pytest.mark.parametrize(
     "embed, reads",
-    [({"user": 5}, 9), ({"city": 4}, 45), ({}, 44), (None, 44)],
-    ids=["another size", "another column", "emptied", "removed"],
+    [({"user": 5}, 9), ({"user": 3}, 7), ({"city": 4}, 45), ({}, 44), (None, 44)],
+    ids=["another size", "a smaller size", "another column", "emptied", "removed"],
 )
 def test_an_edited_embed_in_inference_json_names_the_file(
     embed_run, tmp_path, capsys, embed, reads
