@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +15,7 @@ import torch
 from mtlshare.app.predict import load_run
 from mtlshare.cli import main
 from mtlshare.errors import MtlshareError
-from mtlshare.training.checkpoint import atomic_write_text
+from mtlshare.training.checkpoint import DIGEST_KEY, atomic_write_text, load_checkpoint
 
 
 def one_line(capsys) -> str:
@@ -145,6 +147,28 @@ def test_a_checkpoint_whose_tensors_changed_on_disk_is_refused_not_used(
     assert main(_args(command, copy, inputs, out)) == 2
     assert said in one_line(capsys)
     assert not out.exists()
+
+
+def test_a_checkpoint_saved_before_its_digest_was_recorded_is_read_as_it_was(
+    synthetic_run, tmp_path
+):
+    """A ``meta.json`` without ``tensors_sha256`` (a checkpoint of an mtlshare before it was
+    written) is not refused: there is nothing to check its tensors against. The digest a
+    checkpoint has is the loader's: it is not in the ``meta`` handed back."""
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    assert DIGEST_KEY not in load_checkpoint(copy / "checkpoint" / "best")[1]
+    for name in ("best", "last"):
+        path = copy / "checkpoint" / name / "meta.json"
+        written = json.loads(path.read_text())
+        tensors = (path.parent / "tensors.safetensors").read_bytes()
+        assert written[DIGEST_KEY] == hashlib.sha256(tensors).hexdigest()  # as sha256sum says
+        del written[DIGEST_KEY]
+        path.write_text(json.dumps(written))
+    old, run = load_run(copy), load_run(synthetic_run)
+    x = torch.zeros(2, 16)
+    for task in run.tasks:
+        assert torch.equal(old.predict(task, x), run.predict(task, x))
 
 
 def test_predict_leaves_a_file_named_like_its_temporary_file_alone(synthetic_run, tmp_path):

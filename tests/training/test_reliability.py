@@ -648,6 +648,24 @@ def test_load_checkpoint_refuses_a_planted_pickle(tmp_path, name, kind):
     assert not marker.exists()
 
 
+def test_a_read_error_while_checking_the_tensors_digest_is_a_checkpoint_error(
+    tmp_path, monkeypatch
+):
+    """The tensors read (they are mapped), then the disk fails as their SHA-256 is computed:
+    a ``CheckpointError`` naming the file, as for any checkpoint that cannot be read."""
+    save_checkpoint(tmp_path / "ckpt", {"w": torch.ones(3)}, {})
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(hashlib, "file_digest", failing)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path / "ckpt")
+    said = str(info.value)
+    assert said.startswith(f"{tmp_path / 'ckpt' / 'tensors.safetensors'}: unreadable: ")
+    assert "Input/output error" in said
+
+
 def test_commands_refuse_planted_pickles_with_one_line(tmp_path):
     """``mtlshare masks RUN`` (reads RUN/checkpoint/best) and ``mtlshare run --resume`` (reads
     OUT/checkpoint/last), as real processes, run in parallel; the other planted forms are
