@@ -592,16 +592,18 @@ def test_masks_command_prints_densities_and_overlaps(tmp_path, capsys):
         assert len(err) == 1 and str(folder) in err[0] and message in err[0], err
 
 
+SMALL_SPARSE = [str(Path(__file__).resolve().parents[2] / "recipes" / "demo" / "demo.toml"),
+                "mechanism=sparse", "sparse.round_steps=3", "sparse.warmup_steps=3",
+                "sparse.alpha=0.5", "sparse.target_density=0.2", "train.epochs=1"]  # fmt: skip
+
+
 def _small_sparse_run(tmp_path: Path) -> tuple[Path, Path]:
-    """A sparse run of the demo's data, one epoch (``tmp_path/run``), and a file of one row of
-    its 16 inputs to predict."""
+    """A sparse run of the demo's data, one epoch (``tmp_path/run``, of ``SMALL_SPARSE``),
+    and a file of one row of its 16 inputs to predict."""
     from mtlshare.cli import main
 
-    demo = str(Path(__file__).resolve().parents[2] / "recipes" / "demo" / "demo.toml")
     out = tmp_path / "run"
-    small = ["mechanism=sparse", "sparse.round_steps=3", "sparse.warmup_steps=3",
-             "sparse.alpha=0.5", "sparse.target_density=0.2", "train.epochs=1"]  # fmt: skip
-    assert main(["run", demo, *small, "--out", str(out), "--quiet"]) == 0
+    assert main(["run", *SMALL_SPARSE, "--out", str(out), "--quiet"]) == 0
     inputs = tmp_path / "in.csv"
     inputs.write_text(",".join(f"x{i}" for i in range(16)) + "\n" + ",".join(["0"] * 16) + "\n")
     return out, inputs
@@ -661,6 +663,29 @@ def test_masks_that_keep_no_weight_are_refused_naming_the_checkpoint(tmp_path, c
     assert main(_masks_or_predict(command, out, inputs)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{best}: packed masks keep no weight at all" in err[0], err
+
+
+@pytest.mark.parametrize("name", ["last", "best"])
+def test_a_resumed_run_whose_masks_keep_no_weight_is_one_line_naming_the_checkpoint(
+    tmp_path, capsys, name
+):
+    """Resuming reads ``checkpoint/last``, and a cut run at its cap scores ``checkpoint/best``:
+    masks zeroed in either are refused in one line that says which checkpoint."""
+    from mtlshare.cli import main
+
+    out, _ = _small_sparse_run(tmp_path)
+    (out / "results.json").unlink()
+    damaged = out / "checkpoint" / name
+    tensors, meta = load_checkpoint(damaged)
+    zeroed = {
+        k: torch.zeros_like(v) if k.startswith("model.sparse_masks.") and k[-5:] != ".meta" else v
+        for k, v in tensors.items()
+    }
+    save_checkpoint(damaged, zeroed, meta)
+    capsys.readouterr()
+    assert main(["run", *SMALL_SPARSE, "--out", str(out), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{damaged}: packed masks keep no weight at all" in err[0], err
 
 
 def test_a_search_that_can_prune_no_more_stops():

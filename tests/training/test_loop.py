@@ -514,6 +514,20 @@ def test_a_resume_state_whose_history_is_not_one_record_per_epoch_is_refused(tmp
     assert LoopState.from_meta(meta, tmp_path, 5).epoch == 2
 
 
+@pytest.mark.parametrize("key", ["best_score", "train_seconds", "epoch"])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_a_resume_state_number_of_400_digits_is_refused_in_one_short_line(tmp_path, key, sign):
+    """JSON's integers have no bound: ``float`` of one of 400 digits (either sign) was an
+    ``OverflowError`` traceback, and the line that names it shows its first digits only."""
+    meta = LoopState(epoch=1, global_step=3, best_epoch=1, history=[{"epoch": 1}]).meta()
+    meta[key] = sign * 10**400
+    with pytest.raises(CheckpointError) as e:
+        LoopState.from_meta(meta, tmp_path, 5)
+    said = str(e.value)
+    shown = repr(sign * 10**400)[:37] + "..."
+    assert f"({key!r} is {shown});" in said and len(said) < 250, said
+
+
 def test_resume_gives_bitwise_identical_training(tmp_path):
     problem = small_problem()
     cfg = dict(batch_size=16, optimizer="adam", lr=0.01, patience=0, sampler="proportional")
