@@ -248,6 +248,24 @@ def test_a_cut_run_whose_selected_checkpoint_does_not_fit_is_one_line(tmp_path, 
     assert not (out / "results.json").exists()
 
 
+def test_a_last_checkpoint_whose_optimizer_state_is_of_another_kind_is_one_line(tmp_path, capsys):
+    """``meta.json``'s optimizer state a number, not an object: torch's ``TypeError`` from
+    deep in the optimizer is one line naming the checkpoint, as a missing key is."""
+    from mtlshare.training import checkpoint as ckpt
+
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    (out / "results.json").unlink()
+    last = out / "checkpoint" / "last"
+    tensors, meta = ckpt.load_checkpoint(last)
+    ckpt.save_checkpoint(last, tensors, {**meta, "optimizer": 5})
+    capsys.readouterr()
+    assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 2
+    line = one_line(capsys)
+    assert f"{last}: does not fit this run or is incomplete (TypeError: " in line, line
+    assert not (out / "results.json").exists()
+
+
 def test_a_cut_add_task_resumes_with_every_epoch_once_in_its_metrics(tmp_path):
     trained, added = tmp_path / "trained", tmp_path / "added"
     base = ["data.n_tasks=3", "data.n_train=1000", "data.n_dev=50", "data.n_test=50"]
@@ -365,11 +383,23 @@ def test_a_stub_results_file_under_compare_resume_is_one_line(tmp_path, capsys):
     assert "not the results of a finished mtlshare run" in one_line(capsys)
 
 
-@pytest.mark.parametrize("entry", [None, 3, "t1"])
-def test_a_task_of_results_json_that_is_no_object_is_one_line(tmp_path, capsys, entry):
+@pytest.mark.parametrize(
+    ("entry", "shown"),
+    [
+        (None, "None"),
+        (3, "3"),
+        ("t1", "'t1'"),
+        ("x" * 38, "'" + "x" * 38 + "'"),  # 40 characters: shown whole
+        ("x" * 39, "'" + "x" * 36 + "..."),
+        (10**400, "1" + "0" * 36 + "..."),
+    ],
+    ids=["None", "3", "t1", "40 characters", "41 characters", "400 digits"],
+)
+def test_a_task_of_results_json_that_is_no_object_is_one_line(tmp_path, capsys, entry, shown):
     """``results.json`` whose task entry is no object: its check named the keys the entry
     lacked with ``k not in entry``, a ``TypeError`` on ``None`` or a number (a traceback from
-    ``run --resume``, which reads a finished run back)."""
+    ``run --resume``, which reads a finished run back). The entry is shown cut to 40
+    characters."""
     out = tmp_path / "run"
     assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
@@ -377,7 +407,7 @@ def test_a_task_of_results_json_that_is_no_object_is_one_line(tmp_path, capsys, 
     capsys.readouterr()
     assert main(["run", DEMO, *SMALL, "--out", str(out), "--resume"]) == 2
     line = one_line(capsys)
-    assert f"not the results of a finished mtlshare run (task 't1' is {entry!r}, not an" in line
+    assert f"not the results of a finished mtlshare run (task 't1' is {shown}, not an" in line
 
 
 def test_duplicate_seeds_and_bad_weights_fail_before_the_folder(tmp_path, capsys):

@@ -15,8 +15,10 @@ from safetensors.torch import load_file
 
 from mtlshare.cli import main
 from mtlshare.config import raised_epochs, resumable_differences
+from mtlshare.errors import DataError
 from mtlshare.training import checkpoint as ckpt
 from mtlshare.training.folder import RunFolder
+from mtlshare.training.state import LoopCheckpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "recipes" / "demo" / "demo.toml")
@@ -332,6 +334,44 @@ def test_a_finished_run_whose_last_checkpoint_fails_once_loaded_is_put_back(
     assert tree(out) == before
     assert main(["run", DEMO, *SMALL, "train.epochs=2", "--out", str(out), "--resume"]) == 0
     assert tree(out) == before
+
+
+@pytest.mark.parametrize("saved", ["last", "best", "none: the folder moved"])
+def test_a_run_given_more_epochs_refused_after_it_saved_an_epoch_is_left_to_train_on(
+    tmp_path, capsys, monkeypatch, saved
+):
+    """Refused once it has saved epoch 3 past its old cap (its ``checkpoint/last``, or only its
+    ``best``: ``train.keep = 'last'`` saves it first), a finished run given more epochs is not
+    put back: it is left as a run cut on its way to the new cap, and resuming trains it on.
+    Nor is anything written where a folder moved away meanwhile was: it is left, moved, as it
+    was when refused."""
+    out, keep = tmp_path / "run", ["train.keep=last"] if saved == "best" else []
+    args = ["run", DEMO, *SMALL, *keep, "--out", str(out)]
+    assert main([*args, "train.epochs=2"]) == 0
+    save, moved = LoopCheckpoints.save, tmp_path / "moved"
+
+    def refused_after_epoch_3(
+        self: LoopCheckpoints, name: str, optimizer: Any, meta: dict[str, Any]
+    ) -> None:
+        if "moved" in saved and meta["epoch"] == 3:
+            out.rename(moved)
+            raise DataError("refused after epoch 3 was saved")  # its first save: none yet
+        save(self, name, optimizer, meta)
+        if name == saved and meta["epoch"] == 3:
+            raise DataError("refused after epoch 3 was saved")
+
+    monkeypatch.setattr(LoopCheckpoints, "save", refused_after_epoch_3)
+    capsys.readouterr()
+    assert main([*args, "train.epochs=4", "--resume"]) == 2
+    assert "refused after epoch 3 was saved" in one_line(capsys)
+    if "moved" in saved:
+        assert not out.exists()
+        args[args.index(str(out))], out = str(moved), moved
+    assert not (out / "results.json").exists()
+    assert "epochs = 4" in (out / "config.toml").read_text()
+    monkeypatch.undo()
+    assert main([*args, "train.epochs=4", "--resume"]) == 0
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 4
 
 
 def test_an_addition_resumed_after_its_trained_run_trained_on_is_refused_at_once(tmp_path, capsys):
