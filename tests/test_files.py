@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from pathlib import Path
@@ -97,3 +98,13 @@ def test_a_folder_its_filesystem_cannot_flush_is_left_but_a_file_is_not(
     assert caught.value.errno == code
     with pytest.raises(OSError):
         files.fsync_path(tmp_path / "absent")  # not there: not a folder it cannot flush
+
+
+def test_malformed_json_keeps_the_place_json_names():
+    """Only nesting too deep and integers too long are recast: any other malformed text is
+    ``json``'s own error, with its line and column."""
+    with pytest.raises(json.JSONDecodeError) as e:
+        files.parse_json('{"a": 1,\n "b": }')
+    assert (e.value.msg, e.value.lineno, e.value.colno) == ("Expecting value", 2, 7)
+    with pytest.raises(json.JSONDecodeError, match=files.TOO_DEEP):
+        files.parse_json("[" * 100_000 + "]" * 100_000)

@@ -243,6 +243,16 @@ def test_numbers_no_float_holds_are_neither_scores_nor_epochs(tmp_path):
     assert main(["curves", str(run), "--out", str(tmp_path / "c.png")]) == 0
 
 
+def test_an_epoch_is_a_count_from_zero_and_a_negative_one_is_not_an_epoch(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(
+        '{"epoch": 0, "dev": {"a": 0.4}}\n{"epoch": -1, "dev": {"a": 0.9}}\n'
+        '{"epoch": 1, "dev": {"a": 0.5}}\n'
+    )
+    assert read_curves(run) == {"run": {"a": [(0, 0.4), (1, 0.5)]}}
+
+
 @pytest.mark.parametrize("name", ["metrics.jsonl", "config.toml", "results.json"])
 def test_a_fifo_where_a_runs_file_should_be_does_not_block_curves(tmp_path, capsys, name):
     """A named pipe (or a link to one) in a run folder: ``curves`` read it and waited for a

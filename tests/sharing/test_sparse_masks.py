@@ -17,6 +17,7 @@ from torch.nn.utils import prune
 
 from mtlshare.errors import CheckpointError, ConfigError
 from mtlshare.sharing.sparse.masks import (
+    check_kept,
     density,
     density_within,
     expected_density,
@@ -317,6 +318,16 @@ def test_unpack_masks_refuses_metadata_of_another_shape(meta, message):
 def test_tensor_json_refuses_a_tensor_that_holds_no_json(tensor):
     with pytest.raises(CheckpointError, match="masks' metadata is"):
         tensor_json(tensor)
+
+
+def test_only_masks_that_keep_no_weight_anywhere_are_refused():
+    """A search may prune one task's layer whole; only masks that keep nothing at all (and so
+    no overlap ratio) are damaged. No masks (a run before its search) are not."""
+    ones, zeros = torch.ones(2, 3, dtype=torch.bool), torch.zeros(2, 3, dtype=torch.bool)
+    check_kept({"a": {"w": zeros, "v": ones}, "b": {"w": zeros, "v": zeros}})
+    check_kept({})
+    with pytest.raises(CheckpointError, match="keep no weight at all"):
+        check_kept({"a": {"w": zeros}, "b": {"w": zeros}})
 
 
 def test_ones_like_params():
