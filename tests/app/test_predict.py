@@ -454,6 +454,18 @@ def test_a_checkpoint_of_an_unknown_format_version_is_refused(synthetic_run, tmp
         (lambda spec: spec["tasks"][0].update(tie_embedding="8"), "tie_embedding is 8, not a"),
         (lambda spec: spec["codec"]["features"].__setitem__(0, None), "is not a list of column"),
         (lambda spec: spec["codec"].update(scales="x"), "scales: x is not a task's log, mean"),
+        (lambda spec: spec["tasks"][0].update(out_dim=0), "task 0: out_dim is 0, not a whole"),
+        (lambda spec: spec["tasks"][0].update(out_dim=True), "out_dim is True, not a whole"),
+        (lambda spec: spec["tasks"][0].update(out_dim=2**31), "out_dim is 2147483648, not a"),
+        *(
+            (
+                lambda spec, bad=bad: spec["codec"].update(
+                    scales={"t1": {"log": False, "mean": 0.0, "std": 1.0, **bad}}
+                ),
+                "is not a task's log, mean and std each",
+            )
+            for bad in ({"log": "no"}, {"mean": "0"}, {"std": None})
+        ),
     ],
     ids=[
         "no tasks",
@@ -474,6 +486,12 @@ def test_a_checkpoint_of_an_unknown_format_version_is_refused(synthetic_run, tmp
         "tie_embedding text",
         "feature null",
         "scales text",
+        "out_dim 0",
+        "out_dim true",
+        "out_dim 2**31",
+        "scale log text",
+        "scale mean text",
+        "scale std null",
     ],
 )
 def test_a_damaged_inference_json_is_one_line(synthetic_run, tmp_path, capsys, damage, message):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtlshare.data.codecs import TensorCodec
+from mtlshare.data.codecs import TensorCodec, tasks_from_spec
 from mtlshare.errors import DataError
 from mtlshare.tasks.task import Task
 
@@ -44,3 +44,11 @@ def test_bad_rows_are_refused_naming_the_line(tmp_path, body, message):
     path.write_text("x0,x1\n" + body)
     with pytest.raises(DataError, match=message):
         TensorCodec(["x0", "x1"]).read(path, "auto")
+
+
+@pytest.mark.parametrize("entry", ["t1", 3, None, ["t1"]], ids=["text", "number", "null", "list"])
+def test_tasks_from_spec_refuses_an_entry_that_is_not_an_object_as_a_data_error(entry):
+    # RunFolder.inference_spec refuses these first; a spec read some other way must not be a
+    # traceback either
+    with pytest.raises(DataError, match="task 1 is not a task's description"):
+        tasks_from_spec({"tasks": [{"name": "a", "kind": "regression", "out_dim": 1}, entry]})
