@@ -334,6 +334,23 @@ def test_masks_are_bool_in_memory_and_bit_packed_in_checkpoints(tmp_path):
     )
 
 
+def test_masks_metadata_without_a_summary_keep_the_models_own(tmp_path):
+    """A packed state whose metadata has no search summary loads, and the model reports the
+    summary it had (no rounds), not a summary without the lists its report reads."""
+    from mtlshare.sharing.sparse.masks import json_tensor, tensor_json
+
+    model = search_model()
+    model.set_masks(random_masks(model))
+    state = model.state_dict()
+    meta = tensor_json(state["sparse_masks.meta"])
+    del meta["summary"]
+    other = search_model()
+    other.load_state_dict({**state, "sparse_masks.meta": json_tensor(meta)})
+    assert other.report()["sparse"]["rounds"] == []
+    assert other.report()["sparse"]["rounds_overlap"] == []
+    assert other.write_artifacts(tmp_path) == []
+
+
 class Crash(Exception):
     pass
 
@@ -634,6 +651,15 @@ def test_damaged_masks_metadata_is_one_line_naming_the_checkpoint(tmp_path, caps
         (lambda t: torch.tensor(list(b"{nope"), dtype=torch.uint8), "masks' metadata is not JSON"),
         (lambda t: json_tensor({**tensor_json(t), "shapes": [1]}), "'shapes' is not {task"),
         (lambda t: json_tensor({**tensor_json(t), "summary": "x"}), "'summary' is not a search"),
+        # each of the two lists the report reads
+        (
+            lambda t: json_tensor({**tensor_json(t), "summary": {"rounds": []}}),
+            "'summary' is not a search",
+        ),
+        (
+            lambda t: json_tensor({**tensor_json(t), "summary": {"rounds_overlap": []}}),
+            "'summary' is not a search",
+        ),
     ):
         save_checkpoint(best, {**whole, key: damage(whole[key])}, meta)
         if command == "masks" and "summary" in said:
