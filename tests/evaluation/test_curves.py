@@ -217,15 +217,17 @@ def test_a_metrics_file_that_is_no_json_objects_is_one_line_not_a_traceback(
     ],
     ids=["nested_deep", "5000_digits"],
 )
+@pytest.mark.parametrize("gaps", [[], ["--gaps", "1"]], ids=["curves", "gaps"])
 def test_a_metrics_line_python_cannot_parse_is_one_line_not_a_traceback(
-    tmp_path, capsys, content, message
+    tmp_path, capsys, content, message, gaps
 ):
     """JSON nested deeper than Python's parser recurses was a ``RecursionError``, and an
-    integer of 5,000 digits a bare ``ValueError``: tracebacks, exit 1."""
+    integer of 5,000 digits a bare ``ValueError``: tracebacks, exit 1. ``--gaps`` reads the
+    lines first for a search's steps (a run without results)."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_bytes(content)
-    assert main(["curves", str(run)]) == 2
+    assert main(["curves", str(run), *gaps]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
 
@@ -253,19 +255,37 @@ def test_an_epoch_is_a_count_from_zero_and_a_negative_one_is_not_an_epoch(tmp_pa
     assert read_curves(run) == {"run": {"a": [(0, 0.4), (1, 0.5)]}}
 
 
-@pytest.mark.parametrize("name", ["metrics.jsonl", "config.toml", "results.json"])
-def test_a_fifo_where_a_runs_file_should_be_does_not_block_curves(tmp_path, capsys, name):
+@pytest.mark.parametrize(
+    ("name", "gaps", "says"),
+    [
+        ("metrics.jsonl", False, "not a regular file"),
+        ("config.toml", False, None),
+        ("results.json", False, None),
+        ("add_task.json", False, None),
+        # --gaps reads whether a run searched (its metrics, before its curves) and its seed
+        ("metrics.jsonl", True, "not a regular file"),
+        ("config.toml", True, "config.toml: no seed to read"),
+    ],
+    ids=["metrics", "config", "results", "add_task", "metrics_gaps", "config_gaps"],
+)
+def test_a_fifo_where_a_runs_file_should_be_does_not_block_curves(
+    tmp_path, capsys, name, gaps, says
+):
     """A named pipe (or a link to one) in a run folder: ``curves`` read it and waited for a
-    writer that never came, for good. Now it is a file not there: the metrics one line,
-    exit 2; the config or results what they label, so the curves are drawn without them."""
+    writer that never came, for good. Now it is a file not there: one line, exit 2, where
+    ``curves`` needs the file (``says``); else what it labels, so the curves are drawn
+    without it."""
     run = tmp_path / "run"
     _metrics(run, [{"epoch": 1, "dev": {"a": 0.5}}])
+    if name == "add_task.json":  # read beside a finished run's results only
+        (run / "results.json").write_text("{}")
     (run / name).unlink(missing_ok=True)
     os.mkfifo(run / name)
     done = {}
+    command = ["curves", str(run), "--out", str(tmp_path / "c.png")]
 
     def draw() -> None:
-        done["code"] = main(["curves", str(run), "--out", str(tmp_path / "c.png")])
+        done["code"] = main([*command, *(["--gaps", "1"] if gaps else [])])
 
     thread = threading.Thread(target=draw)
     thread.daemon = True
@@ -276,10 +296,10 @@ def test_a_fifo_where_a_runs_file_should_be_does_not_block_curves(tmp_path, caps
         os.close(os.open(run / name, os.O_WRONLY | os.O_NONBLOCK))
         thread.join(5)
     assert not blocked
-    assert done.get("code") == (2 if name == "metrics.jsonl" else 0), done
-    if name == "metrics.jsonl":
+    assert done.get("code") == (0 if says is None else 2), done
+    if says is not None:
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and "not a regular file" in err, err
+        assert len(err.splitlines()) == 1 and says in err, err
 
 
 def test_true_and_false_are_not_scores_nor_epochs(tmp_path):

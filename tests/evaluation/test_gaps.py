@@ -153,6 +153,7 @@ def test_bad_epochs_are_one_line_before_anything_is_written(tmp_path, capsys, te
         ("twice", "two runs of 'hard', seed 0, task 'a': hard and hard/seed-0"),
         ("bool-seed", "config.toml: no seed to read (seed = True)"),
         ("not-utf8", "config.toml: no seed to read ("),
+        ("nested-seed", "config.toml: no seed to read (nested too deep"),
     ],
 )
 def test_bad_folders_are_one_line_and_exit_2(tmp_path, capsys, folder: str, says: str) -> None:
@@ -170,6 +171,10 @@ def test_bad_folders_are_one_line_and_exit_2(tmp_path, capsys, folder: str, says
     (tmp_path / "bool-seed" / "single" / "a" / "config.toml").write_text("seed = true\n")
     run(tmp_path / "not-utf8" / "single" / "a", 0, [{"a": 0.5}], kept=1)
     (tmp_path / "not-utf8" / "single" / "a" / "config.toml").write_bytes(b"seed = 0 # \xff\n")
+    # nested deeper than the TOML parser recurses
+    run(tmp_path / "nested-seed" / "single" / "a", 0, [{"a": 0.5}], kept=1)
+    nested = "seed = 0\nx = " + "[" * 5_000 + "]" * 5_000 + "\n"
+    (tmp_path / "nested-seed" / "single" / "a" / "config.toml").write_text(nested)
     out = tmp_path / f"{folder}.png"
     assert main(["curves", str(tmp_path / folder), "--out", str(out), "--gaps", "1"]) == 2
     printed = capsys.readouterr()
