@@ -336,7 +336,9 @@ def test_a_finished_run_whose_last_checkpoint_fails_once_loaded_is_put_back(
     assert tree(out) == before
 
 
-@pytest.mark.parametrize("saved", ["last", "best", "none: the folder moved"])
+@pytest.mark.parametrize(
+    "saved", ["last", "best", "none: the folder moved", "none: the results set aside gone"]
+)
 def test_a_run_given_more_epochs_refused_after_it_saved_an_epoch_is_left_to_train_on(
     tmp_path, capsys, monkeypatch, saved
 ):
@@ -344,7 +346,8 @@ def test_a_run_given_more_epochs_refused_after_it_saved_an_epoch_is_left_to_trai
     ``best``: ``train.keep = 'last'`` saves it first), a finished run given more epochs is not
     put back: it is left as a run cut on its way to the new cap, and resuming trains it on.
     Nor is anything written where a folder moved away meanwhile was: it is left, moved, as it
-    was when refused."""
+    was when refused; nor where its results set aside were removed meanwhile: without them
+    its own config would read back as a run cut at its own cap."""
     out, keep = tmp_path / "run", ["train.keep=last"] if saved == "best" else []
     args = ["run", DEMO, *SMALL, *keep, "--out", str(out)]
     assert main([*args, "train.epochs=2"]) == 0
@@ -356,6 +359,9 @@ def test_a_run_given_more_epochs_refused_after_it_saved_an_epoch_is_left_to_trai
         if "moved" in saved and meta["epoch"] == 3:
             out.rename(moved)
             raise DataError("refused after epoch 3 was saved")  # its first save: none yet
+        if "gone" in saved and meta["epoch"] == 3:
+            (out / "results-2-epochs.json").unlink()
+            raise DataError("refused after epoch 3 was saved")
         save(self, name, optimizer, meta)
         if name == saved and meta["epoch"] == 3:
             raise DataError("refused after epoch 3 was saved")
