@@ -17,7 +17,7 @@ from mtlshare.cli import main
 from mtlshare.config import from_dict, load_config
 from mtlshare.errors import CheckpointError, MtlshareError
 from mtlshare.sharing.hard import HardSharing
-from mtlshare.training.checkpoint import load_checkpoint
+from mtlshare.training.checkpoint import load_checkpoint, save_checkpoint
 from mtlshare.training.folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,7 +228,7 @@ def test_an_interrupted_add_task_resumes_to_the_same_result(tmp_path, capsys):
     assert "holds an earlier run" in capsys.readouterr().err
     source = cut / "trained_run.json"  # the selected model the addition started on
     kept = source.read_bytes()
-    for damaged in ("{}", "[]", "{"):
+    for damaged in ("{}", "[]", "{", "[" * 100_000 + "]" * 100_000):  # the last too deep
         source.write_text(damaged)
         assert main(["add-task", str(trained), *args, "--out", str(cut), "--resume"]) == 2
         assert f"{source}: unreadable" in capsys.readouterr().err
@@ -256,6 +256,35 @@ def test_a_sparse_addition_resumes_with_the_config_it_was_started_with(added, ca
     assert "warmup_epochs = 1.0" in (out / "config.toml").read_text()
     assert main(["add-task", str(trained), *args, "--out", str(out), "--resume"]) == 0
     assert "the config differs" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["masks' metadata", "no model"])
+def test_a_damaged_selected_checkpoint_of_the_trained_run_is_one_line_naming_it_once(
+    added, tmp_path, capsys, damage
+):
+    """A trained run's ``checkpoint/best`` saved whole but damaged: masks the model reads
+    itself (their metadata not JSON), or no model state at all, is one line that names the
+    checkpoint, once."""
+    mech, trained, _ = added
+    if mech != "sparse":
+        pytest.skip("sparse only")
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    best = copy / "checkpoint" / "best"
+    tensors, meta = load_checkpoint(best)
+    if damage == "no model":
+        tensors = {"not.a.model": torch.zeros(1)}
+    else:
+        tensors["model.sparse_masks.meta"] = torch.tensor(list(b"{nope"), dtype=torch.uint8)
+    save_checkpoint(best, tensors, meta)
+    out = tmp_path / "o"
+    args = [DEMO, 'tasks=["t3"]', *SMALL, *SPARSE, "--out", str(out)]
+    capsys.readouterr()
+    assert main(["add-task", str(copy), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    said = {"no model": "holds no model state", "masks' metadata": "masks' metadata is not JSON"}
+    assert len(err) == 1 and f"{best}: {said[damage]}" in err[0], err
+    assert err[0].count(str(best)) == 1, err
 
 
 # -- what add-task checks and keeps, on one trained hard run -------------------------------------
