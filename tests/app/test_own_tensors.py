@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import mtlshare
-from mtlshare.app.build import build_problem, check_parameter_groups
+from mtlshare.app.build import build_model, build_problem, check_parameter_groups
 from mtlshare.config import Config, from_dict
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.errors import ConfigError, DataError, MtlshareError
@@ -106,6 +106,49 @@ def test_inputs_the_plain_codec_cannot_read_are_refused_before_training(
         mtlshare.run(cfg, tmp_path / "run", problem=problem, progress=False)
     assert "\n" not in str(refused.value)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+class _Steps(nn.Module):
+    """An input encoder that makes a sequence of three steps of each row (no ``keeps_rank``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(1).expand(-1, 3, -1)
+
+
+class _Rows(nn.Module):
+    """An input encoder that keeps a row a row, as the table's category vectors do."""
+
+    keeps_rank = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@pytest.mark.parametrize(
+    ("shape", "build_stem", "says"),
+    [
+        ((80, 3, 5), None, None),
+        ((80, 5), _Steps, None),
+        ((80, 5), None, "gives 2-d inputs"),
+        ((80, 5), _Rows, "gives 2-d inputs"),
+        ((80, 2, 3, 5), None, "gives 4-d inputs"),
+    ],
+    ids=["sequences", "encoder making sequences", "rows", "encoder keeping rows", "4-d"],
+)
+@pytest.mark.parametrize("kind", ["lstm", "conv"])
+def test_a_sequence_trunk_is_built_on_sequences_or_an_encoder_that_makes_them_only(
+    kind: str,
+    shape: tuple[int, ...],
+    build_stem: Callable[[], nn.Module] | None,
+    says: str | None,
+) -> None:
+    cfg = tiny_config().replace(**{"trunk.kind": kind})
+    problem = own_problem(torch.randn(*shape), build_stem)
+    if says is None:
+        assert isinstance(build_model(cfg, problem), SharingModel)
+        return
+    with pytest.raises(ConfigError, match=f"trunk.kind = '{kind}' reads sequences.*{says}"):
+        build_model(cfg, problem)
 
 
 def test_a_custom_config_serialises_and_names_no_data_to_read(tmp_path: Path) -> None:
