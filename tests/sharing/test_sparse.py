@@ -679,16 +679,21 @@ def test_masks_that_keep_no_weight_are_refused_naming_the_checkpoint(tmp_path, c
 
     out, inputs = _small_sparse_run(tmp_path)
     best = out / "checkpoint" / "best"
-    tensors, meta = load_checkpoint(best)
-    zeroed = {
-        k: torch.zeros_like(v) if k.startswith("model.sparse_masks.") and k[-5:] != ".meta" else v
-        for k, v in tensors.items()
-    }
-    save_checkpoint(best, zeroed, meta)
+    _zero_masks(best)
     capsys.readouterr()
     assert main(_masks_or_predict(command, out, inputs)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{best}: packed masks keep no weight at all" in err[0], err
+
+
+def _zero_masks(checkpoint: Path) -> None:
+    """Every packed mask of ``checkpoint`` zeroed, the rest (and the masks' metadata) kept."""
+    tensors, meta = load_checkpoint(checkpoint)
+    zeroed = {
+        k: torch.zeros_like(v) if k.startswith("model.sparse_masks.") and k[-5:] != ".meta" else v
+        for k, v in tensors.items()
+    }
+    save_checkpoint(checkpoint, zeroed, meta)
 
 
 @pytest.mark.parametrize("name", ["last", "best"])
@@ -702,12 +707,7 @@ def test_a_resumed_run_whose_masks_keep_no_weight_is_one_line_naming_the_checkpo
     out, _ = _small_sparse_run(tmp_path)
     (out / "results.json").unlink()
     damaged = out / "checkpoint" / name
-    tensors, meta = load_checkpoint(damaged)
-    zeroed = {
-        k: torch.zeros_like(v) if k.startswith("model.sparse_masks.") and k[-5:] != ".meta" else v
-        for k, v in tensors.items()
-    }
-    save_checkpoint(damaged, zeroed, meta)
+    _zero_masks(damaged)
     capsys.readouterr()
     assert main(["run", *SMALL_SPARSE, "--out", str(out), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
