@@ -182,3 +182,28 @@ def test_documented_command_is_one_the_cli_takes(where, words):
             "docs/results/joint-steps/demo-"  # the --out of a command that writes it
         ):
             assert (ROOT / word).exists(), f"{where}: {word} does not exist"
+
+
+def toml_blocks(doc: Path) -> list[tuple[str, str]]:
+    """``doc``'s TOML code blocks, each with the line of its first key."""
+    text = doc.read_text(encoding="utf-8")
+    return [
+        (f"{doc.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 2}", m.group(1))
+        for m in re.finditer(r"^```toml\n(.*?)^```", text, re.S | re.M)
+    ]
+
+
+TOML_BLOCKS = [block for doc in DOCS for block in toml_blocks(doc)]
+
+
+def test_the_docs_hold_config_examples():
+    assert len(TOML_BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("where,text", TOML_BLOCKS, ids=[w for w, _ in TOML_BLOCKS])
+def test_documented_config_loads(where, text, tmp_path):
+    """A config the docs show is one ``load_config`` takes: its keys exist and its values
+    are of their kinds (its data files are not read)."""
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    load_config(path)
