@@ -1,5 +1,5 @@
-"""Every ``mtlshare`` command written in a code block of README.md or docs/ is one the command
-line takes: its options parse, its recipe exists, its ``key=value`` overrides name keys and
+"""Every ``mtlshare`` command written in a code block of README.md or docs/, or in a code span
+of their prose that names a recipe or a kept folder, is one the command line takes: its options parse, its recipe exists, its ``key=value`` overrides name keys and
 values the config accepts, its ``--mechanisms`` are rows the recipe can build and its
 ``--seeds`` read as seeds. A renamed option, config key or recipe shows here, naming the doc
 and the line, before a user pastes the command and gets an error.
@@ -28,6 +28,9 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 PLACEHOLDERS = {
     "CONFIG.toml": "recipes/demo/demo.toml",
     "RUN_DIR": "runs/a-run",
+    "RUN": "runs/a-run",
+    "COPY": "runs/a-copy",  # a copy of kept runs, trained on with --resume
+    "FOLDER": "runs/a-folder",
     "DIR": "runs/a-folder",
     "PNG": "curves.png",
     "TEXT": "a-title",
@@ -102,10 +105,23 @@ def fill(words: list[str]) -> list[str]:
     return out
 
 
+def inline_commands(doc: Path) -> list[tuple[int, str]]:
+    """The whole commands written in ``doc``'s prose as code spans (`` `mtlshare ...` ``),
+    each with its line: those that name a recipe or a kept folder and leave nothing out
+    (``...``); a span broken over lines is one line."""
+    text = doc.read_text(encoding="utf-8")
+    text = re.sub(r"```.*?```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+    return [
+        (text[: m.start()].count("\n") + 1, " ".join(m.group(1).split()))
+        for m in re.finditer(r"`(mtlshare\s[^`]+)`", text)
+        if re.search(r"\b(recipes|docs/results)/", m.group(1)) and "..." not in m.group(1)
+    ]
+
+
 def documented_commands() -> list[tuple[str, list[str]]]:
     commands = []
     for doc in DOCS:
-        for number, line in code_lines(doc):
+        for number, line in [*code_lines(doc), *inline_commands(doc)]:
             if re.search(r"\bmtlshare\s", line) is None:
                 continue
             words = command_words(line)
@@ -124,6 +140,7 @@ def test_the_docs_hold_commands_of_every_kind():
     kinds = {words[0] for _, words in COMMANDS if words}
     assert {"run", "compare", "predict", "evaluate", "curves", "demo", "add-task"} <= kinds
     assert len(COMMANDS) > 50
+    assert any(words[0] == "add-task" and "recipes/" in words[2] for _, words in COMMANDS)
 
 
 def test_the_reader_takes_the_docs_shapes():
