@@ -1,9 +1,10 @@
-"""Every ``mtlshare`` command written in a code block of README.md or docs/, or in a code span
-of their prose that names a recipe or a kept folder, is one the command line takes: its
-options parse, its recipe exists, its ``key=value`` overrides name keys and values the config
-accepts, its ``--mechanisms`` are rows the recipe can build and its ``--seeds`` read as seeds.
-A renamed option, config key or recipe shows here, naming the doc and the line, before a user
-pastes the command and gets an error. Every TOML config the docs show loads.
+"""Every ``mtlshare`` command written in a code block of README.md or docs/, or in a code span of
+their prose that names a recipe or a kept folder, and in the recipes' shell scripts, is one the
+command line takes: its options parse, its recipe exists, its ``key=value`` overrides name keys
+and values the config accepts, its ``--mechanisms`` are rows the recipe can build and its
+``--seeds`` read as seeds. A renamed option, config key or recipe shows here, naming the doc
+and the line, before a user pastes the command and gets an error. Every TOML config the docs
+show loads.
 
 Nothing is trained: the commands are parsed and their configs loaded, not run. A synopsis
 line's placeholders (``CONFIG.toml``, ``RUN_DIR``, ``[--resume]``, ...) are filled in as
@@ -132,7 +133,29 @@ def documented_commands() -> list[tuple[str, list[str]]]:
     return commands
 
 
-COMMANDS = documented_commands()
+# the variables of the recipes' shell scripts, as each command of theirs is checked: the
+# script's own folder for ``$here``, one value of each loop
+SCRIPT_VARIABLES = {"mech": "hard", "out": "runs/a-folder"}
+
+
+def script_commands() -> list[tuple[str, list[str]]]:
+    """The ``$mtlshare ...`` commands of the recipes' shell scripts, their variables given
+    values (``SCRIPT_VARIABLES``; a variable not there stays, and fails the check)."""
+    commands = []
+    for script in sorted((ROOT / "recipes").rglob("*.sh")):
+        here = str(script.parent.relative_to(ROOT))
+        values = {**SCRIPT_VARIABLES, "here": here, "mtlshare": "mtlshare"}
+        lines = script.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            if not line.lstrip().startswith("$mtlshare "):
+                continue
+            line = re.sub(r"\$(\w+)", lambda m, v=values: v.get(m[1], m[0]), line)
+            words = command_words(line)
+            commands.append((f"{script.relative_to(ROOT)}:{number}", words or []))
+    return commands
+
+
+COMMANDS = documented_commands() + script_commands()
 
 
 def test_the_docs_hold_commands_of_every_kind():
@@ -142,6 +165,7 @@ def test_the_docs_hold_commands_of_every_kind():
     assert {"run", "compare", "predict", "evaluate", "curves", "demo", "add-task"} <= kinds
     assert len(COMMANDS) > 50
     assert any(words[0] == "add-task" and "recipes/" in words[2] for _, words in COMMANDS)
+    assert any(where.endswith(".sh:16") for where, _ in COMMANDS)  # add_chunking.sh's add-task
 
 
 def test_the_reader_takes_the_docs_shapes():
