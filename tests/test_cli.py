@@ -649,6 +649,28 @@ def test_seeds_on_the_command_line_replace_the_configs_and_may_not_repeat(
     assert "lists a seed twice" in one_error_line(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("seeds", ["", ",", "0,,1", "0,1,"])
+def test_an_empty_seed_list_or_item_is_refused_not_read_as_the_default(
+    seeds, tmp_path, capsys, monkeypatch
+):
+    """``--seeds ''`` ran the recipe's (or the demo's) default seeds and ``0,,1`` ran 0 and 1,
+    both with exit 0: a list that lost a seed to a typo or an unset shell variable trained
+    other runs than the user asked for."""
+    import mtlshare.app.compare as compare_module
+    import mtlshare.app.demo as demo_module
+
+    trained = []
+    monkeypatch.setattr(compare_module, "compare", lambda *a, **kw: trained.append(kw))
+    monkeypatch.setattr(demo_module, "run_demo", lambda *a, **kw: trained.append(kw))
+    compare = ["compare", DEMO, "--mechanisms", "hard", "--out", str(tmp_path / "c"), "--quiet"]
+    demo = ["demo", "--out", str(tmp_path / "d"), "--quiet"]
+    for argv in (compare, demo):
+        assert main([*argv, "--seeds", seeds]) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert line == f"mtlshare: error: --seeds: expected integers like 0,1,2, got {seeds!r}"
+    assert trained == []
+
+
 def test_warnings_print_one_line_and_the_callers_way_is_put_back(monkeypatch, capsys):
     """A command's warnings are one line each; once ``main`` returns, its caller (a script, a
     test) shows its warnings its own way again (main left its one-line way behind)."""

@@ -123,7 +123,7 @@ def _training_commands(sub: Any) -> None:
     )
     c.add_argument(
         "--seeds",
-        default="",
+        default=None,
         help="comma-separated seeds (default: [compare] seeds, else the config's seed)",
     )
     c.add_argument(

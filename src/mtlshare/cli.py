@@ -286,7 +286,7 @@ def _compare(args: argparse.Namespace, cfg: Config) -> int:
         cfg,
         names,
         args.out,
-        seeds=_seeds(args.seeds) or cfg.compare.seeds,
+        seeds=_seeds(args.seeds) if args.seeds is not None else cfg.compare.seeds,
         base_dir=Path(args.config).resolve().parent,
         progress=not args.quiet,
         resume=args.resume,
@@ -357,8 +357,10 @@ def _add_task(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _seeds(text: str) -> list[int]:
+    """The seeds of ``--seeds``: integers, comma-separated, each once. An empty list or item
+    (``''``, ``0,,1``) is refused, not read as the default seeds or skipped."""
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",")]
     except ValueError:
         raise MtlshareError(f"--seeds: expected integers like 0,1,2, got {text!r}") from None
     if len(set(seeds)) != len(seeds):
