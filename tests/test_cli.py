@@ -152,6 +152,26 @@ def test_resume_without_an_earlier_run_is_an_error(tmp_path, capsys):
     one_error_line(capsys.readouterr().err)
 
 
+def test_compare_resume_into_a_folder_not_there_says_every_run_trains(tmp_path, capsys):
+    """``compare --resume`` starts a comparison too (the README's paper commands pass it the
+    first time), so a folder not there is not refused as ``run --resume`` refuses it; but a
+    typo of the folder meant trains every run again, hours at paper scale: a line says so.
+    Resumed again, nothing is said."""
+    out = tmp_path / "cmp"
+    argv = ["compare", DEMO, *SMALL, "--mechanisms", "hard", "--out", str(out), "--resume"]
+    assert main([*argv, "--quiet"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"compare: --resume: {out} did not exist: no run to read back or continue, every run trains"
+    )
+    assert main([*argv, "--quiet"]) == 0
+    assert "did not exist" not in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()  # a folder there, even empty, is the user's: no line
+    assert main([*argv[:-2], str(empty), "--resume", "--quiet"]) == 0
+    assert "did not exist" not in capsys.readouterr().err
+
+
 def test_compare_writes_a_row_per_mechanism(tmp_path):
     out = tmp_path / "cmp"
     argv = ["compare", DEMO, *SMALL, "--mechanisms", "single,hard,soft", "--out", str(out)]

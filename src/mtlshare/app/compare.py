@@ -100,10 +100,20 @@ def compare(
     if resume:  # kept runs copied to another folder name their sparse run by its old path
         plan = [carried_masks(job) for job in plan]
     check_resumable(plan, resume)  # an earlier run with another config: refused before training
+    # --resume into a folder not there (a typo of the folder meant) trains every run: said
+    # in a line of its own (not refused: a first `compare --resume` starts a comparison)
+    nothing_to_resume = resume and not folder.path.exists()
     folder.open()  # only once the data and settings are known good
     try:
         # one line even with --quiet (which hides progress bars): what is read back and trained
         print(plan_summary(plan, resume), file=sys.stderr, flush=True)
+        if nothing_to_resume:
+            print(
+                f"compare: --resume: {folder.path} did not exist: no run to read back or "
+                "continue, every run trains",
+                file=sys.stderr,
+                flush=True,
+            )
         with remembered_problem(cfg.to_dict(), base, every_task):
             finished = execute(plan, jobs, base_dir=base, resume=resume, progress=progress)
         return _assemble(cfg, folder, rows, row_seeds, plan, finished, names, title)
