@@ -934,6 +934,13 @@ def test_a_running_runs_status_estimates_its_training_left_to_the_cap(tmp_path):
         status(two, 80) == "hard seed 1: epoch 2/80, ~4 h 20 min of training to the cap"
     )  # 78 x 200 s
     assert status(two, 2) == "hard seed 1: epoch 2/2"  # the cap reached
+    # under a minute left is said so: rounded up to "~1 min", 1 s left read as a minute
+    quick = "".join(f'{{"epoch": {k}, "train_seconds": {0.06 * k}}}\n' for k in range(1, 45))
+    assert status(quick, 60) == "hard seed 1: epoch 44/60, under a minute of training to the cap"
+    almost = '{"epoch": 1, "train_seconds": 59.5}\n'  # 59.5 s left: still under a minute
+    assert status(almost, 2) == "hard seed 1: epoch 1/2, under a minute of training to the cap"
+    minute = '{"epoch": 1, "train_seconds": 60.5}\n'
+    assert status(minute, 2) == "hard seed 1: epoch 1/2, ~2 min of training to the cap"
     assert status('{"epoch": 1}\n') == "hard seed 1: epoch 1/20"  # no seconds written
     assert status('{"epoch": 1, "train_seconds": true}\n') == "hard seed 1: epoch 1/20"
     assert status("[1, 2]\n") == "hard seed 1: epoch 1/20"

@@ -360,10 +360,10 @@ def running_status(running: list[RunJob]) -> str:
 def time_left(metrics: bytes, done: int, epochs: object) -> str:
     """``, ~1 h 5 min of training to the cap``: the epochs a run has left, at the mean training
     seconds of the ``done`` it has had (``train_seconds`` of the last line of its
-    ``metrics.jsonl``, summed over resumes). An estimate, neither bound: each epoch's dev
-    scoring and checkpoint save come on top (``train_seconds`` leaves them out), and early
-    stopping may end the run sooner. Empty where that cannot be read (no epoch yet, no seconds
-    or none that is a positive finite number, the cap reached).
+    ``metrics.jsonl``, summed over resumes); under a minute is said so. An estimate, neither
+    bound: each epoch's dev scoring and checkpoint save come on top (``train_seconds`` leaves
+    them out), and early stopping may end the run sooner. Empty where that cannot be read (no
+    epoch yet, no seconds or none that is a positive finite number, the cap reached).
     """
     if done == 0 or not isinstance(epochs, int) or epochs <= done:
         return ""
@@ -376,6 +376,8 @@ def time_left(metrics: bytes, done: int, epochs: object) -> str:
     left = seconds / done * (epochs - done) / 60
     if not 0 < left < math.inf:  # none, negative, or NaN or Infinity (json reads both)
         return ""
+    if left < 1:  # rounded up it read "~1 min" with a second left
+        return ", under a minute of training to the cap"
     minutes = math.ceil(left)
     hours, minutes = divmod(minutes, 60)
     return f", ~{f'{hours} h {minutes} min' if hours else f'{minutes} min'} of training to the cap"
