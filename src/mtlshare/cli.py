@@ -142,14 +142,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from mtlshare.app.add_task import SUMMARY
         from mtlshare.config import read_toml
         from mtlshare.sharing.sparse import describe_kept, describe_masks, masks_from_state
-        from mtlshare.training.folder import CONFIG, RESULTS, RunFolder
+        from mtlshare.training.folder import CONFIG, RESULTS, RunFolder, not_a_run
 
         folder = RunFolder(args.run_dir)
         has_config = folder.file(CONFIG).is_file()
         if not has_config and not folder.has_checkpoint("best"):
-            raise MtlshareError(
-                f"{folder.path}: not an mtlshare run folder (no config.toml, no checkpoint)"
-            )
+            raise MtlshareError(not_a_run(folder.path, f"{CONFIG}, no checkpoint"))
         # read_toml: a byte-order mark, bytes that are not UTF-8 or a TOML error is one line
         # naming the file
         config = read_toml(folder.file(CONFIG)) if has_config else {}

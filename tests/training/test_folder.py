@@ -669,3 +669,44 @@ def test_a_folder_removed_and_made_again_under_a_live_run_stops_it(
     )
     assert [p.name for p in out.iterdir()] == ["config.toml"]
     assert (out / "config.toml").read_text() == "another run's"
+
+
+def test_a_folder_that_is_no_run_is_said_what_it_is(tmp_path, capsys):
+    """``predict``, ``evaluate`` and ``masks`` given a comparison's folder said only "not an
+    mtlshare run folder (no config.toml)", and the same of a folder not there: the line now
+    names the runs below (down to a single-task row's ``TASK/`` under ``ROW/seed-N/``), or says
+    the folder does not exist or is a file."""
+    from mtlshare.cli import main
+    from mtlshare.training.folder import not_a_run
+
+    comparison = tmp_path / "cmp"
+    for run in ("hard/seed-0", "hard/seed-1", "single/seed-0/t1", "single/seed-0/t2"):
+        (comparison / run).mkdir(parents=True)
+        (comparison / run / "results.json").write_text("{}")
+    (comparison / "notes").mkdir()  # a folder without a run is not named
+    named = "hard/seed-0, hard/seed-1, single/seed-0/t1, ..."
+    assert not_a_run(comparison) == (
+        f"{comparison}: not an mtlshare run folder (no config.toml); the runs below it: {named}"
+    )
+    assert not_a_run(comparison / "single") == (
+        f"{comparison / 'single'}: not an mtlshare run folder (no config.toml); the runs below "
+        "it: seed-0/t1, seed-0/t2"
+    )
+    assert not_a_run(comparison / "notes") == (
+        f"{comparison / 'notes'}: not an mtlshare run folder (no config.toml)"
+    )
+    gone, afile = tmp_path / "gone", tmp_path / "a.csv"
+    afile.write_text("x0\n1\n")
+    assert not_a_run(gone) == f"{gone}: not an mtlshare run folder: it does not exist"
+    assert not_a_run(afile) == f"{afile}: not an mtlshare run folder: a file, not a folder"
+    commands = {
+        "predict": ["predict", str(comparison), str(afile), "--out", str(tmp_path / "p.csv")],
+        "evaluate": ["evaluate", str(comparison)],
+        "masks": ["masks", str(comparison)],
+    }
+    for name, argv in commands.items():
+        assert main(argv) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].endswith(f"the runs below it: {named}"), (name, err)
+    assert main(["evaluate", str(gone)]) == 2
+    assert capsys.readouterr().err.strip().endswith("it does not exist")

@@ -38,7 +38,13 @@ from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import Task
 from mtlshare.training.checkpoint import atomic_write_text, error_line
 from mtlshare.training.distributed import resolve_device
-from mtlshare.training.folder import CONFIG, INFERENCE, ComparisonFolder, RunFolder
+from mtlshare.training.folder import (
+    CONFIG,
+    INFERENCE,
+    ComparisonFolder,
+    RunFolder,
+    not_a_run,
+)
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting
 
@@ -255,7 +261,7 @@ def load_run(
     where = _device(device)
     folder = RunFolder(run_dir)
     if folder.config_text() is None:
-        raise MtlshareError(f"{folder.path}: not an mtlshare run folder (no {CONFIG})")
+        raise MtlshareError(not_a_run(folder.path))
     # before the checkpoint: a study keeps none, and saying so would send the user astray
     cfg = load_trained_config(folder.file(CONFIG))
     if cfg.experiment != "train":

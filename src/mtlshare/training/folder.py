@@ -544,12 +544,40 @@ def another_commands_output(path: str | Path, wanted: str) -> str | None:
             return f"a comparison ({ComparisonFolder.JSON})"
         if (path / DEMO_PLOT).exists():
             return f"the demo's output ({DEMO_PLOT})"
-        below = [c for c in sorted(path.iterdir()) if c.is_dir()]
-        below += [g for c in below for g in sorted(c.iterdir()) if g.is_dir()]
-        runs = [str(c.relative_to(path)) for c in below if RunFolder(c).holds_run()]
+        runs = runs_below(path, 2)
         if runs:
-            return f"a comparison's runs ({', '.join(runs[:3])}{', ...' if len(runs) > 3 else ''})"
+            return f"a comparison's runs ({_first_few(runs)})"
     return None
+
+
+def runs_below(path: Path, levels: int) -> list[str]:
+    """The folders up to ``levels`` below ``path`` that hold a run (results or checkpoints),
+    as paths relative to it: a level's in name order, then the next level's."""
+    runs: list[str] = []
+    level = [path]
+    for _ in range(levels):
+        level = [c for f in level for c in sorted(f.iterdir()) if c.is_dir()]
+        runs += [str(c.relative_to(path)) for c in level if RunFolder(c).holds_run()]
+    return runs
+
+
+def _first_few(names: list[str]) -> str:
+    return f"{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+
+
+def not_a_run(path: str | Path, lacks: str = CONFIG) -> str:
+    """Why ``path`` is no run folder, for a one-line error: it is not there, or not a folder,
+    or it lacks ``lacks``; with the runs below it (a comparison's ``ROW/``, ``ROW/seed-N/``
+    and a single-task row's ``TASK/`` below those; the demo's a level deeper) named, as the
+    folder a command reading one run wants."""
+    path = Path(path)
+    if not path.exists():
+        return f"{path}: not an mtlshare run folder: it does not exist"
+    if not path.is_dir():
+        return f"{path}: not an mtlshare run folder: a file, not a folder"
+    why = f"{path}: not an mtlshare run folder (no {lacks})"
+    runs = runs_below(path, 3)
+    return f"{why}; the runs below it: {_first_few(runs)}" if runs else why
 
 
 def _saved_seed(run: RunFolder) -> int | None:
