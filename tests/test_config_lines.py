@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from mtlshare.cli import main
 from mtlshare.config import load_config, where
 from mtlshare.config_lines import dotted, key_line, key_of, override_of, parts
 from mtlshare.errors import ConfigError
+from mtlshare.registry import MECHANISMS, Entry
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "recipes" / "demo" / "demo.toml"
@@ -328,3 +330,73 @@ def test_a_message_that_starts_with_key_equals_value_names_its_line_or_override(
     with pytest.raises(ConfigError) as e:
         load_config(DEMO, ["weighting.kind=gradnorm"])
     assert str(e.value).startswith(f"override 'weighting.kind=gradnorm' (on {DEMO}): weighting.")
+
+
+def test_an_element_of_an_array_is_the_key_that_holds_the_array():
+    """An override or a line sets an array whole: its element's error names the array's key,
+    whose line or override is then found (``trunk.hidden[1]`` named neither)."""
+    keys = {
+        "trunk.hidden[1]: expected an integer, got 'a'": ("trunk", "hidden"),
+        "soft.weights[0]: expected a number, got 'a'": ("soft", "weights"),
+        "own.grid[0][1]: expected an integer, got 'x'": ("own", "grid"),  # an array's array
+        "conditioned.descriptors.t1[2]: expected a number": ("conditioned", "descriptors", "t1"),
+        "forecast.candidates[0].name: a non-empty string": ("forecast", "candidates"),
+        'compare.variants."a+b".x[3]: y': ("compare", "variants", "a+b", "x"),
+        "trunk.hidden[a]: x": None,  # not an element's index
+        "trunk.hidden[1] x": None,
+    }
+    assert {message: key_of(message) for message in keys} == keys
+
+
+def test_a_bad_element_of_an_array_names_the_override_that_set_it(capsys, tmp_path):
+    for item in ('trunk.hidden=[64,"a"]', 'soft.weights=["a"]'):
+        with pytest.raises(ConfigError) as e:
+            load_config(DEMO, [item])
+        assert str(e.value).startswith(f"override {item!r} (on {DEMO}): {item.split('=')[0]}[")
+    out = tmp_path / "run"  # on the command line, named once
+    assert main(["run", str(DEMO), "--out", str(out), 'trunk.hidden=[64,"a"]']) == 2
+    assert capsys.readouterr().err == (
+        f"mtlshare: error: override 'trunk.hidden=[64,\"a\"]' (on {DEMO}): trunk.hidden[1]: "
+        "expected an integer, got 'a'\n"
+    )
+    assert not out.exists()
+
+
+def test_a_bad_element_of_an_array_in_the_file_names_its_line(tmp_path):
+    path = _with(tmp_path, "hidden = [64, 64]", 'hidden = [64,\n  "a"]')
+    line = _line_of(path, "hidden")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}:{line}: trunk.hidden[1]: expected an integer, got 'a'"
+    path = _with(tmp_path, "weights = [0.01]", 'weights = ["a"]')
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}:{_line_of(path, 'weights')}: soft.weights[0]: ")
+
+
+@dataclass
+class _Tuples:
+    """A mechanism of one's own with tuple fields, whose elements are named as a list's."""
+
+    sizes: tuple[int, ...] = (1, 2)
+    pair: tuple[int, str] = (0, "x")
+
+
+def test_a_bad_element_of_a_tuple_names_its_line_or_override(tmp_path, monkeypatch):
+    MECHANISMS.names()  # the library's own are registered before the planted one
+    monkeypatch.setitem(MECHANISMS._entries, "own", Entry("own", object, _Tuples, "", ""))
+    path = tmp_path / "c.toml"
+    path.write_text(
+        DEMO.read_text(encoding="utf-8") + "\n[own]\nsizes = [3, 4]\npair = [1, 2]\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == (
+        f"{path}:{_line_of(path, 'pair')}: own.pair[1]: expected a string, got 2"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(path, ['own.sizes=[1, "z"]', 'own.pair=[1, "y"]'])
+    assert str(e.value) == (
+        f"override 'own.sizes=[1, \"z\"]' (on {path}): own.sizes[1]: expected an integer, got 'z'"
+    )

@@ -13,11 +13,16 @@ _KEY = rf"{_PART}(?:\s*\.\s*{_PART})*"
 _HEADER = re.compile(rf"^\s*\[\[?\s*(?P<key>{_KEY})\s*\]\]?\s*(?:#.*)?$")
 _ASSIGN = re.compile(rf"^\s*(?P<key>{_KEY})\s*=")
 _PART_RE = re.compile(_PART)
-# the key an error message starts with: "train.lr: ...", "unknown key train.epoch; ...",
-# "unknown key 'own'; ..." (a top-level one), "weighting.kind = 'gradnorm' combines ..."
+# what follows a key inside the array it holds: "[1]", "[0][2]", "[0].name" (a TOML file or
+# an override sets the array whole, so the key that holds it is the one to name)
+_ELEMENT = rf"\[\d+\](?:\[\d+\]|\.{_PART})*"
+# the key an error message starts with: "train.lr: ...", "trunk.hidden[1]: ..." (an element of
+# the array trunk.hidden), "unknown key train.epoch; ...", "unknown key 'own'; ..." (a
+# top-level one), "weighting.kind = 'gradnorm' combines ..."
 _MESSAGE = re.compile(
     rf"^(?:unknown key '(?P<top>{_BARE})'[;:]|unknown key (?P<unknown>{_BARE}(?:\.{_BARE})*)[;:]"
-    rf"|(?P<named>{_PART}(?:\.{_PART})*):\s|(?P<assigned>{_BARE}(?:\.{_BARE})*) = )"
+    rf"|(?P<named>{_PART}(?:\.{_PART})*)(?:{_ELEMENT})?:\s"
+    rf"|(?P<assigned>{_BARE}(?:\.{_BARE})*) = )"
 )
 _BARE_RE = re.compile(_BARE)
 
@@ -29,7 +34,8 @@ def parts(key: str) -> tuple[str, ...]:
 
 def key_of(message: str) -> tuple[str, ...] | None:
     """The config key a config error's message starts with, as parts; ``None`` when it names
-    none."""
+    none. An element of an array (``trunk.hidden[1]``, ``forecast.candidates[0].name``) is
+    the key that holds the array (``("trunk", "hidden")``): the line or override that set it."""
     found = _MESSAGE.match(message)
     if found is None:
         return None
