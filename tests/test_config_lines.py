@@ -11,7 +11,7 @@ import pytest
 from mtlshare.cli import main
 from mtlshare.config import load_config, where
 from mtlshare.config_lines import dotted, key_line, key_of, override_of, parts
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, DataError, MissingDataFile, data_file
 from mtlshare.registry import MECHANISMS, Entry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -400,3 +400,64 @@ def test_a_bad_element_of_a_tuple_names_its_line_or_override(tmp_path, monkeypat
     assert str(e.value) == (
         f"override 'own.sizes=[1, \"z\"]' (on {path}): own.sizes[1]: expected an integer, got 'z'"
     )
+
+
+def test_a_data_file_is_read_from_the_config_s_folder_and_one_not_there_names_its_key(tmp_path):
+    """``data_file``, which every data source reads its configured files through."""
+    (tmp_path / "a.csv").write_text("x\n", encoding="utf-8")
+    assert data_file("a.csv", tmp_path, "data.path") == tmp_path / "a.csv"
+    assert data_file(str(tmp_path / "a.csv"), tmp_path / "no", "data.path") == tmp_path / "a.csv"
+    with pytest.raises(MissingDataFile) as e:
+        data_file("b.txt", str(tmp_path), "data.tasks.pos.train")
+    assert str(e.value) == (
+        f"data.tasks.pos.train: {tmp_path / 'b.txt'}: no such file (a relative path is read "
+        f"from the config's folder, {tmp_path})"
+    )
+    assert key_of(str(e.value)) == ("data", "tasks", "pos", "train")
+    # a data error still, for Python that catches one; a config error, which gets its line
+    assert isinstance(e.value, DataError) and isinstance(e.value, ConfigError)
+    with pytest.raises(MissingDataFile) as e:  # an absolute path: no folder to name
+        data_file(str(tmp_path / "b.txt"), tmp_path, "data.path")
+    assert str(e.value) == f"data.path: {tmp_path / 'b.txt'}: no such file"
+
+
+# a config of each data source that reads a file, naming files that are not there; the key
+# of the first file it reads
+SOURCES = {
+    "conll": ('train = "data/train.txt"\ndev = "data/dev.txt"\ntest = "data/test.txt"\n', "train"),
+    "table": (
+        'path = "data/rows.csv"\nfeatures = ["a"]\n[data.tasks.y]\nkind = "regression"\n',
+        "path",
+    ),
+    "daily_csv": ('path = "data/days.csv"\norigin = "2012-01-01"\n', "path"),
+    "daily_windows": ('path = "data/days.csv"\norigin = "2012-01-01"\n', "path"),
+}
+
+
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_a_missing_data_file_names_its_line_or_override_and_the_folder_it_was_read_from(
+    tmp_path, capsys, monkeypatch, source
+):
+    """An override's relative path is read from the config's folder, as the file's are: one
+    typed from the current folder was 'no such file' naming neither the override nor where
+    relative paths are read from."""
+    text, key = SOURCES[source]
+    path = tmp_path / "recipe" / "c.toml"
+    path.parent.mkdir()
+    path.write_text(f'[data]\nsource = "{source}"\n{text}', encoding="utf-8")
+    folder = path.parent.resolve()
+    read = f"(a relative path is read from the config's folder, {folder})"
+    given = text.split('"')[1]
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"mtlshare: error: {path}:3: data.{key}: {folder / given}: no such file {read}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # a file there, named from there
+    (tmp_path / "mine.txt").write_text("x\n", encoding="utf-8")
+    assert main(["run", str(path), "--out", str(out), f"data.{key}=mine.txt"]) == 2
+    assert capsys.readouterr().err == (
+        f"mtlshare: error: override 'data.{key}=mine.txt' (on {path}): data.{key}: "
+        f"{folder / 'mine.txt'}: no such file {read}\n"
+    )
+    assert not out.exists()

@@ -1,10 +1,11 @@
 """The project's own error types: the CLI turns them into one line and exit code 2; and the
-checks that several config sections share: a seed's range, a date."""
+checks that several config sections share: a seed's range, a date, a data file's path."""
 
 from __future__ import annotations
 
 import datetime
 from os import PathLike
+from pathlib import Path
 
 # what a command prints when Ctrl-C stops it (mtlshare.cli, and __main__ while the CLI imports)
 INTERRUPTED = "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)"
@@ -32,6 +33,12 @@ class DataError(MtlshareError):
         super().__init__(where + message)
         self.path = path
         self.line = line
+
+
+class MissingDataFile(ConfigError, DataError):
+    """A data file that a config key names is not there (``data_file``): a ``DataError``, as
+    a reader's "no such file" is, and a ``ConfigError`` whose message starts with the key, so
+    that the command line names the line or the override that set it, as for any setting."""
 
 
 class UnseenTagsWarning(UserWarning):
@@ -69,3 +76,24 @@ def parse_day(text: str, key: str) -> datetime.date:
         return datetime.date.fromisoformat(text)
     except ValueError:
         raise ConfigError(f"{key}: {text!r} is not a date like 2012-10-01") from None
+
+
+def data_file(path: str, base_dir: str | PathLike[str] | None, key: str) -> Path:
+    """The file that the config ``key`` names: ``path``, a relative one read from ``base_dir``
+    (the config file's folder, not the current one: an override is read from there too). One
+    that is not there is a ``MissingDataFile`` naming the key, and the folder a relative path
+    was read from: ``data.train: /cfg/../train.txt: no such file (a relative path is read
+    from the config's folder, /cfg)``. A folder or an unreadable file is its reader's to name."""
+    given = Path(path)
+    if given.is_absolute() or base_dir is None:
+        found, hint = given, ""
+    else:
+        found = Path(base_dir) / given
+        hint = f" (a relative path is read from the config's folder, {base_dir})"
+    try:
+        there = found.exists()
+    except OSError:  # a name too long, a folder it may not enter: the reader names the error
+        there = True
+    if not there:
+        raise MissingDataFile(f"{key}: {found}: no such file{hint}")
+    return found

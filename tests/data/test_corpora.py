@@ -207,7 +207,8 @@ def test_epochs_span_every_corpus_under_every_sampler(corpora):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ("pos_train", "task 'pos': {path}: no such file"),
+        # the key, which names the task, and (before it) the line that sets it
+        ("pos_train", "run.toml:14: data.tasks.pos.train: {path}: no such file (a relative"),
         ("empty", "task 'pos': {path}: no sentences"),
         ("ragged", "task 'pos': {path}:2: 3 columns where every token line has 2"),
         ("test_only_tag", "{path}:3: task 'pos': tag 'JJ' never occurs in the training file"),
@@ -229,6 +230,22 @@ def test_a_bad_task_corpus_is_one_line_naming_task_file_and_line(corpora, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message.format(path=path) in err[0], err
     assert not out.exists()
+
+
+def test_a_missing_file_of_a_task_or_of_glove_names_its_key_and_its_override(corpora, capsys):
+    """A task's own file or the vectors' file, given as an override, is read from the config's
+    folder too: the error names the override, the key and that folder."""
+    config = corpora / "run.toml"
+    read = f"(a relative path is read from the config's folder, {corpora.resolve()})"
+    for item in ("data.tasks.chunk.test=gone.txt", "data.glove=gone.txt"):
+        out = corpora / "out"
+        assert main(["run", str(config), "--out", str(out), "--quiet", item]) == 2
+        key = item.split("=")[0]
+        assert capsys.readouterr().err == (
+            f"mtlshare: error: override {item!r} (on {config}): {key}: "
+            f"{corpora.resolve() / 'gone.txt'}: no such file {read}\n"
+        )
+        assert not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 
+from mtlshare.config_lines import dotted
 from mtlshare.data.conll import Sentence, column_index, read_conll
 from mtlshare.data.conllu import UD_COLUMNS, read_conllu
-from mtlshare.errors import ConfigError, DataError
+from mtlshare.errors import ConfigError, DataError, data_file
 
 SPLITS = ("train", "dev", "test")
 FORMATS = ("conll", "conllu")
@@ -194,7 +195,9 @@ class Corpus:
 
 def read_corpus(spec: CorpusSpec, base_dir: str | None, dev_seed: int, task: str | None) -> Corpus:
     """Read a corpus's files (``task`` names the task in errors when the corpus is its own)."""
-    paths = {s: resolve(getattr(spec, s), base_dir) for s in SPLITS if getattr(spec, s)}
+    key = f"data.tasks.{dotted((task,))}" if task is not None else "data"
+    named = [s for s in SPLITS if getattr(spec, s)]
+    paths = {s: data_file(getattr(spec, s), base_dir, f"{key}.{s}") for s in named}
     sentences: dict[str, list[Sentence]] = {}
     for split, path in paths.items():
         try:
@@ -222,8 +225,3 @@ def read_corpus(spec: CorpusSpec, base_dir: str | None, dev_seed: int, task: str
         sentences["train"] = [s for i, s in enumerate(train) if i not in held]
         paths["dev"] = paths["train"]
     return Corpus(spec, sentences, paths)
-
-
-def resolve(path: str, base_dir: str | None) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p

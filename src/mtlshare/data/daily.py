@@ -19,7 +19,6 @@ import dataclasses
 import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 from mtlshare.data.codecs import TensorCodec
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.timeseries import LAYOUTS, DailyFrame, calendar_features, read_daily_csv
-from mtlshare.errors import ConfigError, DataError, parse_day
+from mtlshare.errors import ConfigError, DataError, data_file, parse_day
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.task import Task
 
@@ -230,11 +229,8 @@ def read_configured_csv(
     """The CSV ``cfg`` names (a relative path from ``base_dir``), its series and the holiday
     and covariate columns it uses; empty cells of the columns in ``blank_ok`` are NaN (see
     ``read_daily_csv``)."""
-    path = Path(cfg.path)
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
     return read_daily_csv(
-        path,
+        data_file(cfg.path, base_dir, "data.path"),
         layout=cfg.layout,
         date_column=cfg.date_column,
         series=cfg.series or None,

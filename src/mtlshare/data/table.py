@@ -32,7 +32,6 @@ import math
 import warnings
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +40,7 @@ import torch
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.table_codec import TableCodec, read_cells
 from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_rows, parse_number
-from mtlshare.errors import ConfigError, DataError, check_seed
+from mtlshare.errors import ConfigError, DataError, check_seed, data_file
 from mtlshare.models.table_stem import MOST_CATEGORIES, MOST_EMBED
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -416,11 +415,6 @@ def kept_labels(train: np.ndarray, share: float, task: str, split_seed: int) -> 
     return np.sort(train[order[: _rounded(train.size * share)]])
 
 
-def resolve(path: str, base_dir: str | None) -> Path:
-    out = Path(path)
-    return Path(base_dir) / out if not out.is_absolute() and base_dir is not None else out
-
-
 @DATA_SOURCES.register(
     "table",
     config=TableConfig,
@@ -431,7 +425,7 @@ def table_problem(cfg: TableConfig, base_dir: str | None = None) -> Problem:
     """A task per ``data.tasks`` table over every row of the CSV ``cfg.path`` (relative to
     ``base_dir``); ``meta["lines"]`` holds each split's file lines."""
     targets = cfg.validate()
-    path = resolve(cfg.path, base_dir)
+    path = data_file(cfg.path, base_dir, "data.path")
     shown = str(path)
     header_line, header, records = csv_header(path, shown)
     needed = [*cfg.features, *cfg.categorical, *dict.fromkeys(t.column for t in targets)]

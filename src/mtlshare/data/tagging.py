@@ -33,14 +33,13 @@ from mtlshare.data.corpora import (
     CorpusSpec,
     check_shared,
     read_corpus,
-    resolve,
     shared_spec,
 )
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.tag_tasks import TaskSpec, tag_ids, tags_of, task_spec
 from mtlshare.data.tagging_codec import TaggingCodec, encode_words
 from mtlshare.data.vocab import VECTOR_PACKAGES, Vocab, embedding_matrix, read_vectors, word_key
-from mtlshare.errors import ConfigError, check_seed
+from mtlshare.errors import ConfigError, check_seed, data_file
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -168,7 +167,8 @@ def _word_vocab(
         for s in ss
         for r in s.rows
     }
-    source = cfg.glove if cfg.glove in VECTOR_PACKAGES else resolve(cfg.glove, base_dir)
+    packaged = cfg.glove in VECTOR_PACKAGES
+    source = cfg.glove if packaged else data_file(cfg.glove, base_dir, "data.glove")
     table, dim = read_vectors(source, seen | {w.lower() for w in seen})
     if dim != cfg.word_dim:
         raise ConfigError(f"data.word_dim = {cfg.word_dim} but {cfg.glove} holds {dim}-d vectors")
