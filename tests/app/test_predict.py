@@ -384,6 +384,36 @@ def test_bad_runs_and_inputs_are_one_line_and_leave_no_output(synthetic_run, tmp
     assert not nowhere.parent.exists()
 
 
+def test_an_input_column_named_like_a_task_is_refused_as_a_table_run_refuses_it(
+    synthetic_run, tmp_path, capsys
+):
+    """The plain codec writes each task's predictions under the task's bare name: an input
+    with a column ``t1`` gave a header ``x0,...,x15,t1,t1,t2`` (exit 0), whose readers by name
+    take one ``t1`` or the other. It is refused in one line naming the column(s), nothing
+    written; with ``--tasks`` only the columns that would be written count."""
+    width = load_run(synthetic_run).spec["input_dim"]
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    features = [f"x{i}" for i in range(width)]
+    source.write_text(",".join([*features, "t1"]) + "\n" + ",".join(["0"] * (width + 1)) + "\n")
+    assert main(["predict", str(synthetic_run), str(source), "--out", str(out)]) == 2
+    assert one_line(capsys) == (
+        f"mtlshare: error: {source}:1: column 't1' is in the file already: the predictions "
+        "would write it a second time"
+    )
+    assert not out.exists()
+    source.write_text(
+        ",".join([*features, " t2 ", "t1"]) + "\n" + ",".join(["0"] * (width + 2)) + "\n"
+    )
+    assert main(["predict", str(synthetic_run), str(source), "--out", str(out)]) == 2
+    assert f"{source}:1: columns 't1', 't2' are in the file already" in one_line(capsys)
+    assert not out.exists()
+    source.write_text(",".join([*features, "t2"]) + "\n" + ",".join(["0"] * (width + 1)) + "\n")
+    args = ["predict", str(synthetic_run), str(source), "--out", str(out), "--tasks", "t1"]
+    assert main(args) == 0
+    header = out.read_text().splitlines()[0].split(",")
+    assert header == [*features, "t2", "t1"]  # the file's t2 kept, t1 predicted once
+
+
 def test_an_out_that_would_overwrite_the_input_or_a_run_s_files_is_refused(
     synthetic_run, tmp_path, capsys
 ):

@@ -46,6 +46,18 @@ def test_bad_rows_are_refused_naming_the_line(tmp_path, body, message):
         TensorCodec(["x0", "x1"]).read(path, "auto")
 
 
+def test_a_column_the_predictions_would_write_is_refused_naming_the_file(tmp_path):
+    """Predictions go under the tasks' bare names: a file holding one already would be
+    written with two columns of that name (``table`` runs refused it, this codec did not)."""
+    path = tmp_path / "in.csv"
+    path.write_text("x0,x1,a\n1,2,3\n")
+    codec = TensorCodec(["x0", "x1"])
+    with pytest.raises(DataError, match=r"in\.csv:1: column 'a' is in the file already"):
+        codec.read(path, "auto", ["a", "b"])
+    assert codec.read(path, "auto", ["b"]).x.tolist() == [[1.0, 2.0]]  # only what is written
+    assert codec.read(path, "auto").x.tolist() == [[1.0, 2.0]]  # read, nothing to write
+
+
 @pytest.mark.parametrize("entry", ["t1", 3, None, ["t1"]], ids=["text", "number", "null", "list"])
 def test_tasks_from_spec_refuses_an_entry_that_is_not_an_object_as_a_data_error(entry):
     # RunFolder.inference_spec refuses these first; a spec read some other way must not be a

@@ -157,7 +157,9 @@ class Table:
 class TensorCodec:
     """Rows of numbers in, one column per task out. ``features`` names the input columns in the
     order the model reads them; ``scales`` maps a task to how its targets were standardised
-    (``log``, ``mean``, ``std``), inverted on output."""
+    (``log``, ``mean``, ``std``), inverted on output. Each task's column is its bare name (what
+    users read), so a file that has a column of that name already is refused, as ``table``
+    refuses one of its ``predicted_TASK`` columns (``refuse_written_columns``)."""
 
     features: list[str]
     scales: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -192,6 +194,7 @@ class TensorCodec:
                 path,
                 1,
             )
+        refuse_written_columns(header, list(tasks or ()), path, 1)
         at = [header.index(f) for f in self.features]
         rows, values = [], []
         for number, row in enumerate(lines[1:], start=2):
@@ -230,6 +233,29 @@ class TensorCodec:
 
     def size(self, doc: Table) -> tuple[int, str]:
         return len(doc.rows), "rows"
+
+
+def refuse_written_columns(
+    header: Sequence[str], written: Sequence[str], path: str | Path, line: int
+) -> None:
+    """A ``DataError`` (at the header's ``line``) when the input file has a column of a name
+    the predictions are written under: the output would hold two columns of that name, and a
+    reader by name (``csv.DictReader``, pandas) would take one of them without a word."""
+    taken = [c for c in written if c in header]
+    if len(taken) == 1:
+        raise DataError(
+            f"column {taken[0]!r} is in the file already: the predictions would write it a "
+            "second time",
+            path,
+            line,
+        )
+    if taken:
+        raise DataError(
+            f"columns {', '.join(map(repr, taken))} are in the file already: the predictions "
+            "would write them a second time",
+            path,
+            line,
+        )
 
 
 def _number(cell: str, column: str, path: Path, line: int) -> float:

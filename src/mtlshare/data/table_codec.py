@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mtlshare.data.codecs import CODECS, Codec, Table
+from mtlshare.data.codecs import CODECS, Codec, Table, refuse_written_columns
 from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_rows, parse_number
 from mtlshare.errors import DataError
 from mtlshare.models.table_stem import MOST_CATEGORIES, MOST_EMBED, CategoryEmbeddings
@@ -215,14 +215,7 @@ class TableCodec:
         header_line, header, records = csv_header(Path(path), shown)
         at = column_positions(header, self.columns, shown, header_line)
         names = [h.strip() for h in header]
-        taken = [PREFIX + t for t in tasks or () if PREFIX + t in names]
-        if taken:
-            raise DataError(
-                f"column {taken[0]!r} is in the file already: the predictions would write it "
-                "a second time",
-                shown,
-                header_line,
-            )
+        refuse_written_columns(names, [PREFIX + t for t in tasks or ()], shown, header_line)
         rows = csv_rows(records, header, header_line, shown)
         cells = read_cells(shown, rows, at, list(self.numeric), list(self.categorical))
         return Table(Path(path), header, [row for _, row in rows], self.encode_cells(cells))
