@@ -276,6 +276,46 @@ def test_the_forecast_starts_after_the_last_value_and_a_gap_stays_masked(trained
     assert seen_b[-1] == 0 and seen_b.sum() == context - 1
 
 
+def test_a_context_under_half_observed_warns_in_one_line_and_still_forecasts(
+    trained, tmp_path, capsys
+):
+    """A file with a single day of a series forecast its whole horizon without a word, from
+    one value (a near-flat forecast). Fewer than half of the context's days observed (here
+    under 7 of 14: some weekday of the base's weekly profile has no value) is one warning line
+    naming the file, the series and the count, that the missing days are masked; the forecast
+    is made all the same. Half or more observed, or a sparse series not forecast, is silent."""
+    _, folder = trained
+    rows = cut_at_origin(series_rows())
+    out = tmp_path / "f.csv"
+    first = START + datetime.timedelta(days=ORIGIN)
+    # a keeps 6 of its last 14 days (ORIGIN - 14 .. ORIGIN - 1): the first 8 of them blank
+    sparse = write_wide(
+        tmp_path / "sparse.csv",
+        [{**r, "a": ""} if t < ORIGIN - 6 else r for t, r in enumerate(rows)],
+    )
+    capsys.readouterr()
+    assert main(["predict", str(folder), str(sparse), "--out", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"mtlshare: warning: {sparse}: series 'a' has values on 6 of the 14 context days "
+        f"before {first}, the first forecast day: the 8 missing days are masked, and a "
+        "forecast from under half its context rests on little history"
+    ]
+    assert read_forecast(out)["a"][0][0] == str(first)  # forecast all the same
+    with pytest.warns(UserWarning, match="series 'a' has values on 6 of the 14"):
+        load_run(folder).codec.read(sparse, "auto")
+    # b alone is asked for: a's sparse context is not forecast, so not warned about
+    assert main(["predict", str(folder), str(sparse), "--out", str(out), "--tasks", "b"]) == 0
+    assert capsys.readouterr().err == ""
+    # 7 of 14: half the context, every weekday seen once: no warning
+    half = write_wide(
+        tmp_path / "half.csv",
+        [{**r, "a": ""} if t < ORIGIN - 7 else r for t, r in enumerate(rows)],
+    )
+    assert main(["predict", str(folder), str(half), "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_an_empty_covariate_cell_matters_only_on_a_day_the_forecast_reads(trained, tmp_path):
     """As in training: an empty 'temp' cell long before the context is no error, and gives
     the inputs of the whole file; one inside the context is an error naming its line."""

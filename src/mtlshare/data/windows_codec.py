@@ -11,6 +11,11 @@ network, back on the series' own scale: one row per series and forecast day, ``d
 forecast``. The inputs are built by the same functions as the training windows, so the run's
 test window read from its own data file gives the same inputs, to the bit.
 
+A series forecast with values on fewer than half of its context days warns (its missing days
+are masked all the same): the base forecast's level and weekly profile (``profile_weeks``) then
+rest on under half the days they are meant to average, and of a 14-day context on fewer than
+7, so that some weekday of the profile has no value of its own.
+
 A series' input row holds its own values, the calendar and the covariates, never another
 series' values, and every mechanism maps each row on its own: to forecast some series
 (``tasks``) the file needs only those. The others, where the file has them, are read as
@@ -23,6 +28,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +136,15 @@ class WindowsCodec:
                     f"series {name!r} has no value in the {context} days before {first_day}, "
                     "the first forecast day: nothing to forecast it from",
                     path,
+                )
+            observed = int(np.count_nonzero(~np.isnan(values)))
+            if name in needed and 2 * observed < context:
+                warnings.warn(
+                    f"{path}: series {name!r} has values on {observed} of the {context} context "
+                    f"days before {first_day}, the first forecast day: the {context - observed} "
+                    "missing days are masked, and a forecast from under half its context rests "
+                    "on little history",
+                    stacklevel=2,
                 )
             scale = window_scale(values, horizon, bool(d["log_target"]), int(d["profile_weeks"]))
             rows.append(np.concatenate([encode_context(values, scale), window_row(row, span)]))
