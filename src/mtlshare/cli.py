@@ -301,13 +301,17 @@ def _predict(args: argparse.Namespace) -> int:
     run = load_run(args.run_dir, args.checkpoint, args.data_dir, args.device)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] or None
     done = run.predict_file(args.input, args.out, tasks, args.format)
-    unit = done["unit"]
-    days = f"from {done['first_day']} to {done['last_day']} " if "first_day" in done else ""
-    print(
-        f"{done[unit]:,} {unit} predicted for {', '.join(done['tasks'])} {days}"
-        f"in {done['seconds']:.2f} s "
-        f"({done[f'{unit}_per_second']:,.0f} {unit}/s): {args.out}"
-    )
+    unit, names = done["unit"], ", ".join(done["tasks"])
+    if "forecast days" in done:  # days, each forecast for every series: not days x series
+        values = f" ({done[unit]:,} {unit})" if len(done["tasks"]) > 1 else ""
+        what = (
+            f"{done['forecast days']:,} days forecast for {names}{values} "
+            f"from {done['first_day']} to {done['last_day']}"
+        )
+    else:
+        what = f"{done[unit]:,} {unit} predicted for {names}"
+    speed = f"{done[f'{unit}_per_second']:,.0f} {unit}/s"
+    print(f"{what} in {done['seconds']:.2f} s ({speed}): {args.out}")
     return 0
 
 

@@ -341,6 +341,9 @@ def test_a_synthetic_run_predicts_a_csv_of_inputs(tmp_path):
     expected = loaded.predict("t1", x)
     assert [r["id"] for r in table] == [f"row{i}" for i in range(5)]
     assert [float(r["t1"]) for r in table] == pytest.approx(expected.tolist(), abs=1e-6)
+    done = loaded.predict_file(inputs, tmp_path / "again.csv")
+    assert set(done) == {"tasks", "unit", "rows", "seconds", "rows_per_second", "out"}
+    assert (done["unit"], done["rows"], done["tasks"]) == ("rows", 5, ["t1", "t2"])
 
 
 # -- bad input ----------------------------------------------------------------------------------

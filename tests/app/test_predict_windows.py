@@ -216,8 +216,9 @@ def test_a_file_needs_only_the_series_it_forecasts(trained, tmp_path, capsys):
 
 def test_the_summary_gives_the_forecast_s_first_and_last_days(trained, tmp_path, capsys):
     """The first forecast day is the day after the last value of any series: blank last days
-    move it earlier, so the summary says which days were forecast (and counts the days
-    written)."""
+    move it earlier, so the summary says which days were forecast. It counts the days, each
+    forecast for every series (two series of 21 days said "42 forecast days"), and the values
+    written beside them; ``predict_file`` returns exactly the keys the README lists."""
     _, folder = trained
     rows = cut_at_origin(series_rows())
     recent, out = write_wide(tmp_path / "recent.csv", rows), tmp_path / "f.csv"
@@ -226,16 +227,29 @@ def test_the_summary_gives_the_forecast_s_first_and_last_days(trained, tmp_path,
     capsys.readouterr()
     assert main(["predict", str(folder), str(recent), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert f"{2 * HORIZON} forecast days predicted for a, b from {first} to {last} in " in printed
+    line = f"{HORIZON} days forecast for a, b ({2 * HORIZON} values) from {first} to {last} in "
+    assert line in printed and " values/s): " in printed
     done = load_run(folder).predict_file(recent, out)
     assert (done["first_day"], done["last_day"]) == (str(first), str(last))
+    assert set(done) == {
+        "tasks",
+        "unit",
+        "values",
+        "seconds",
+        "values_per_second",
+        "out",
+        "forecast days",
+        "first_day",
+        "last_day",
+    }
+    assert (done["unit"], done["values"], done["forecast days"]) == ("values", 2 * HORIZON, HORIZON)
     # both series blank on their last two days: the forecast starts two days earlier
     write_wide(
         recent, [{**r, "a": "", "b": ""} if t >= ORIGIN - 2 else r for t, r in enumerate(rows)]
     )
     assert main(["predict", str(folder), str(recent), "--out", str(out), "--tasks", "b"]) == 0
     two = datetime.timedelta(days=2)
-    line = f"{HORIZON} forecast days predicted for b from {first - two} to {last - two} in "
+    line = f"{HORIZON} days forecast for b from {first - two} to {last - two} in "
     assert line in capsys.readouterr().out
     assert read_forecast(out)["b"][0][0] == str(first - two)
 

@@ -190,8 +190,11 @@ class LoadedRun:
         self, source: str | Path, out: str | Path, tasks: list[str] | None = None, fmt: str = "auto"
     ) -> dict[str, Any]:
         """Read ``source``, predict every task (or ``tasks``), write ``out`` atomically (no
-        partial file on an error); returns what was done and how fast (a forecast also its
-        ``first_day`` and ``last_day``). A ``daily_windows`` run's file needs only the series
+        partial file on an error); returns what was done and how fast: ``tasks``, ``unit``
+        (what was counted: ``tokens``, ``rows``, or a forecast's ``values``, one per series
+        and day), the count under that name, ``seconds``, ``{unit}_per_second`` and ``out``;
+        a forecast also ``forecast days`` (the days forecast, each for every series),
+        ``first_day`` and ``last_day``. A ``daily_windows`` run's file needs only the series
         of ``tasks``."""
         chosen = tasks or list(self.tasks)
         unknown = [t for t in chosen if t not in self.tasks]
@@ -212,11 +215,16 @@ class LoadedRun:
         # the folder is the user's: NAME.tmp may be a file of theirs
         atomic_write_text(out, text, beside_others=True)
         count, unit = self.codec.size(doc)
-        span: dict[str, str] = {}
+        span: dict[str, Any] = {}
         if isinstance(doc, SeriesInputs):
-            count = len(chosen) * len(doc.dates)  # the days written, not those of every series read
-            # said, as the first day moves earlier when the file's last days have no values
-            span = {"first_day": str(doc.dates[0]), "last_day": str(doc.dates[-1])}
+            count = len(chosen) * len(doc.dates)  # the values written, not every series read's
+            # the days, not days x series; the first moves earlier when the file's last days
+            # have no values, so it is said
+            span = {
+                "forecast days": len(doc.dates),
+                "first_day": str(doc.dates[0]),
+                "last_day": str(doc.dates[-1]),
+            }
         return {
             "tasks": chosen,
             "unit": unit,

@@ -202,7 +202,7 @@ class WindowsCodec:
         return out.getvalue()
 
     def size(self, doc: SeriesInputs) -> tuple[int, str]:
-        return len(doc.series) * len(doc.dates), "forecast days"
+        return len(doc.series) * len(doc.dates), "values"  # a value per series and day
 
 
 def _days(column: np.ndarray, start: int, end: int) -> np.ndarray:
