@@ -80,16 +80,17 @@ def parse_day(text: str, key: str) -> datetime.date:
 
 def data_file(path: str, base_dir: str | PathLike[str] | None, key: str) -> Path:
     """The file that the config ``key`` names: ``path``, a relative one read from ``base_dir``
-    (the config file's folder, not the current one: an override is read from there too). One
-    that is not there is a ``MissingDataFile`` naming the key, and the folder a relative path
-    was read from: ``data.train: /cfg/../train.txt: no such file (a relative path is read
-    from the config's folder, /cfg)``. A folder or an unreadable file is its reader's to name."""
+    (the config file's folder, not the current one: an override is read from there too; or
+    ``evaluate``'s and ``predict``'s ``--data-dir``). One that is not there is a
+    ``MissingDataFile`` naming the key, and the folder a relative path was read from:
+    ``data.train: /cfg/../train.txt: no such file (relative paths are read from /cfg: the
+    config's folder, or --data-dir)``. A folder or an unreadable file is its reader's to name."""
     given = Path(path)
     if given.is_absolute() or base_dir is None:
         found, hint = given, ""
     else:
         found = Path(base_dir) / given
-        hint = f" (a relative path is read from the config's folder, {base_dir})"
+        hint = f" (relative paths are read from {base_dir}: the config's folder, or --data-dir)"
     try:
         there = found.exists()
     except OSError:  # a name too long, a folder it may not enter: the reader names the error

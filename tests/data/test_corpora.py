@@ -208,7 +208,7 @@ def test_epochs_span_every_corpus_under_every_sampler(corpora):
     ("change", "message"),
     [
         # the key, which names the task, and (before it) the line that sets it
-        ("pos_train", "run.toml:14: data.tasks.pos.train: {path}: no such file (a relative"),
+        ("pos_train", "run.toml:14: data.tasks.pos.train: {path}: no such file (relative paths"),
         ("empty", "task 'pos': {path}: no sentences"),
         ("ragged", "task 'pos': {path}:2: 3 columns where every token line has 2"),
         ("test_only_tag", "{path}:3: task 'pos': tag 'JJ' never occurs in the training file"),
@@ -236,7 +236,7 @@ def test_a_missing_file_of_a_task_or_of_glove_names_its_key_and_its_override(cor
     """A task's own file or the vectors' file, given as an override, is read from the config's
     folder too: the error names the override, the key and that folder."""
     config = corpora / "run.toml"
-    read = f"(a relative path is read from the config's folder, {corpora.resolve()})"
+    read = f"(relative paths are read from {corpora.resolve()}: the config's folder, or --data-dir)"
     for item in ("data.tasks.chunk.test=gone.txt", "data.glove=gone.txt"):
         out = corpora / "out"
         assert main(["run", str(config), "--out", str(out), "--quiet", item]) == 2
