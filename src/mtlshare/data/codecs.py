@@ -242,17 +242,13 @@ def refuse_written_columns(
     the predictions are written under: the output would hold two columns of that name, and a
     reader by name (``csv.DictReader``, pandas) would take one of them without a word."""
     taken = [c for c in written if c in header]
-    if len(taken) == 1:
-        raise DataError(
-            f"column {taken[0]!r} is in the file already: the predictions would write it a "
-            "second time",
-            path,
-            line,
-        )
     if taken:
+        names = ", ".join(map(repr, taken))
+        what, it = (
+            (f"column {names} is", "it") if len(taken) == 1 else (f"columns {names} are", "them")
+        )
         raise DataError(
-            f"columns {', '.join(map(repr, taken))} are in the file already: the predictions "
-            "would write them a second time",
+            f"{what} in the file already: the predictions would write {it} a second time",
             path,
             line,
         )
