@@ -10,7 +10,15 @@ import pytest
 
 from mtlshare.cli import main
 from mtlshare.config import load_config, where
-from mtlshare.config_lines import dotted, key_line, key_of, override_of, parts
+from mtlshare.config_lines import (
+    dotted,
+    element_line,
+    element_of,
+    key_line,
+    key_of,
+    override_of,
+    parts,
+)
 from mtlshare.errors import ConfigError, DataError, MissingDataFile, data_file
 from mtlshare.registry import MECHANISMS, Entry
 
@@ -348,6 +356,59 @@ def test_an_element_of_an_array_is_the_key_that_holds_the_array():
     assert {message: key_of(message) for message in keys} == keys
 
 
+ARRAYS = """\
+one = [1, 2, 3]  # line 1
+spread = [  # line 2
+  "a, [b]",  # 'c', "d"
+  ['e', "f\\"g"],
+  { x = [1, 2], y = "]" },
+
+  \"\"\"h
+  ", i\"\"\", # line 8
+]
+last = [
+  1]
+table = { k = [1,
+  2] }
+"""
+
+
+@pytest.mark.parametrize(
+    ("line", "index", "found"),
+    [
+        (1, 0, 1),
+        (1, 2, 1),
+        (1, 3, None),  # no such element
+        (2, 0, 3),  # commas, brackets and quotes in strings and comments are not counted
+        (2, 1, 4),  # an array inside: one element, its own elements not counted
+        (2, 2, 5),  # an inline table with an array and a "]" in it
+        (2, 3, 7),  # a multi-line string, past an empty line
+        (2, 4, None),
+        (10, 0, 11),
+        (12, 0, None),  # an inline table, not an array
+        (3, 0, None),  # not a line that sets a key
+        (99, 0, None),
+    ],
+)
+def test_the_line_an_element_of_an_array_starts_on(line, index, found):
+    assert element_line(ARRAYS, line, index) == found
+
+
+@pytest.mark.parametrize(
+    ("message", "index"),
+    [
+        ("trunk.hidden[1]: expected an integer", 1),
+        ("own.grid[0][2]: x", 0),  # the outer array's
+        ("forecast.candidates[0].name: a non-empty string", 0),
+        ("forecast.candidates[3] ('wide'): data.context: too long", 3),
+        ("trunk.hidden: expected a list", None),
+        ("no key here", None),
+    ],
+)
+def test_the_element_a_message_names(message, index):
+    assert element_of(message) == index
+
+
 def test_a_bad_element_of_an_array_names_the_override_that_set_it(capsys, tmp_path):
     for item in ('trunk.hidden=[64,"a"]', 'soft.weights=["a"]'):
         with pytest.raises(ConfigError) as e:
@@ -363,8 +424,9 @@ def test_a_bad_element_of_an_array_names_the_override_that_set_it(capsys, tmp_pa
 
 
 def test_a_bad_element_of_an_array_in_the_file_names_its_line(tmp_path):
+    """The line the element is on: an array spanning lines is named at its bad element."""
     path = _with(tmp_path, "hidden = [64, 64]", 'hidden = [64,\n  "a"]')
-    line = _line_of(path, "hidden")
+    line = _line_of(path, "hidden") + 1
     with pytest.raises(ConfigError) as e:
         load_config(path)
     assert str(e.value) == f"{path}:{line}: trunk.hidden[1]: expected an integer, got 'a'"

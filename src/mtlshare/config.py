@@ -548,7 +548,8 @@ def _config_from(path: str | Path, raw: dict[str, Any], overrides: list[str]) ->
 
 def where(path: str | Path, overrides: list[str], message: str) -> str:
     """What a config error's ``message`` is about: ``override 'k=v' (on PATH)`` when an override
-    set its key, else ``PATH:LINE`` or ``PATH``."""
+    set its key, else ``PATH:LINE`` or ``PATH``; an element of an array (``trunk.hidden[1]``)
+    is the line it starts on, where the array spans lines."""
     key = config_lines.key_of(message)
     if key is None:
         return str(path)
@@ -556,9 +557,13 @@ def where(path: str | Path, overrides: list[str], message: str) -> str:
     if item is not None:
         return f"override {item!r} (on {path})"
     try:
-        line = config_lines.key_line(Path(path).read_text(encoding="utf-8-sig"), key)
+        text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
-        line = None
+        return str(path)
+    line = config_lines.key_line(text, key)
+    index = config_lines.element_of(message)
+    if line is not None and index is not None:  # the line the element starts on, if its own
+        line = config_lines.element_line(text, line, index) or line
     return f"{path}:{line}" if line is not None else str(path)
 
 

@@ -15,13 +15,14 @@ _ASSIGN = re.compile(rf"^\s*(?P<key>{_KEY})\s*=")
 _PART_RE = re.compile(_PART)
 # what follows a key inside the array it holds: "[1]", "[0][2]", "[0].name" (a TOML file or
 # an override sets the array whole, so the key that holds it is the one to name)
-_ELEMENT = rf"\[\d+\](?:\[\d+\]|\.{_PART})*"
+_ELEMENT = rf"\[(?P<index>\d+)\](?:\[\d+\]|\.{_PART})*"
 # the key an error message starts with: "train.lr: ...", "trunk.hidden[1]: ..." (an element of
-# the array trunk.hidden), "unknown key train.epoch; ...", "unknown key 'own'; ..." (a
-# top-level one), "weighting.kind = 'gradnorm' combines ..."
+# the array trunk.hidden), "forecast.candidates[1] ('wide'): ..." (an element and its name),
+# "unknown key train.epoch; ...", "unknown key 'own'; ..." (a top-level one),
+# "weighting.kind = 'gradnorm' combines ..."
 _MESSAGE = re.compile(
     rf"^(?:unknown key '(?P<top>{_BARE})'[;:]|unknown key (?P<unknown>{_BARE}(?:\.{_BARE})*)[;:]"
-    rf"|(?P<named>{_PART}(?:\.{_PART})*)(?:{_ELEMENT})?:\s"
+    rf"|(?P<named>{_PART}(?:\.{_PART})*)(?:{_ELEMENT}(?: \([^()]*\))?)?:\s"
     rf"|(?P<assigned>{_BARE}(?:\.{_BARE})*) = )"
 )
 _BARE_RE = re.compile(_BARE)
@@ -41,6 +42,80 @@ def key_of(message: str) -> tuple[str, ...] | None:
         return None
     key = found.group("top") or found.group("unknown") or found.group("assigned")
     return tuple(key.split(".")) if key is not None else parts(found.group("named"))
+
+
+def element_of(message: str) -> int | None:
+    """The index of the element of an array a config error's message starts with
+    (``trunk.hidden[1]: ...`` is 1, ``own.grid[0][2]: ...`` is 0: the outer array's);
+    ``None`` when it names no element."""
+    found = _MESSAGE.match(message)
+    index = found.group("index") if found is not None else None
+    return int(index) if index is not None else None
+
+
+def element_line(text: str, line: int, index: int) -> int | None:
+    """The number of the line on which element ``index`` of the array set on line ``line`` of
+    the TOML ``text`` starts (an array may span lines, one element a line); ``None`` when that
+    line does not set an array (``key = [``) or the array has no such element. Strings and
+    comments are skipped; the elements counted are the array's own, not those of arrays or
+    inline tables inside it."""
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return None
+    assign = _ASSIGN.match(lines[line - 1])
+    if assign is None or not lines[line - 1][assign.end() :].lstrip().startswith("["):
+        return None
+    depth, count, expecting = 0, -1, False
+    number, at = line, assign.end()
+    quote = ""  # the string being skipped: '"', "'", '"""' or "'''"
+    while number <= len(lines):
+        current = lines[number - 1]
+        while at < len(current):
+            char = current[at]
+            if quote:
+                closes = quote[0] == "'" or not _escaped(current, at)  # literal: no escapes
+                if closes and current.startswith(quote, at):
+                    at += len(quote)
+                    quote = ""
+                    continue
+                at += 1
+                continue
+            if char == "#":
+                break
+            if char.isspace():
+                at += 1
+                continue
+            if depth == 1 and expecting and char != "]":
+                count += 1
+                if count == index:
+                    return number
+                expecting = False
+            if char in "\"'":
+                quote = current[at : at + 3] if current.startswith(char * 3, at) else char
+                at += len(quote)
+                continue
+            if char in "[{":
+                depth += 1
+                expecting = depth == 1
+            elif char in "]}":
+                depth -= 1
+                if depth == 0:
+                    return None
+            elif char == "," and depth == 1:
+                expecting = True
+            at += 1
+        if quote in ('"', "'"):  # a one-line string left open: not TOML this reads
+            return None
+        number, at = number + 1, 0
+    return None
+
+
+def _escaped(text: str, at: int) -> bool:
+    """Whether the character at ``at`` is escaped by an odd run of backslashes before it."""
+    run = 0
+    while at - run - 1 >= 0 and text[at - run - 1] == "\\":
+        run += 1
+    return run % 2 == 1
 
 
 def dotted(key: tuple[str, ...]) -> str:

@@ -464,14 +464,24 @@ def test_an_error_of_the_config_itself_is_not_blamed_on_a_first_candidate_that_c
 @pytest.mark.parametrize(
     ("candidate", "expected"),
     [
-        ('"data.context" = 90', "forecast.candidates 'wide': data.context: 90 days"),
-        ('"data.head" = "affine"', "forecast.candidates 'wide': task 'long': an affine head"),
+        ('"data.context" = 90', "forecast.candidates[1] ('wide'): data.context: 90 days"),
+        ('"data.head" = "affine"', "forecast.candidates[1] ('wide'): task 'long': an affine"),
     ],
 )
-def test_an_error_a_candidate_causes_names_it(tmp_path, capsys, candidate, expected):
-    candidates = f'[{{name = "plain"}}, {{name = "wide", {candidate}}}]'
+def test_an_error_a_candidate_causes_names_it_and_its_line(tmp_path, capsys, candidate, expected):
+    """The candidate at fault is named, and the line it is on where the list spans lines (it
+    named the file alone); given by an override, the override is named."""
+    candidates = f'[\n  {{name = "plain"}},\n  {{name = "wide", {candidate}}},\n]'
     text = study_text(series_csv(tmp_path / "s.csv"), candidates=candidates, select='"dev"')
-    assert expected in cli_error(tmp_path, capsys, text)
+    line = text.splitlines().index(f'  {{name = "wide", {candidate}}},') + 1
+    assert cli_error(tmp_path, capsys, text).startswith(
+        f"mtlshare: error: {tmp_path / 'f.toml'}:{line}: {expected}"
+    )
+    item = f"forecast.candidates=[{{name = 'wide', {candidate}}}, {{name = 'plain'}}]"
+    assert cli_error(tmp_path, capsys, text, item).startswith(
+        f"mtlshare: error: override {item!r} (on {tmp_path / 'f.toml'}): "
+        + expected.replace("[1]", "[0]")
+    )
 
 
 def test_worker_processes_give_the_forecasts_of_one_process(tmp_path):

@@ -43,6 +43,7 @@ from mtlshare.app.forecast_report import (
 from mtlshare.app.forecast_select import (
     Problems,
     candidate_configs,
+    candidate_named,
     candidate_scores,
     choose,
     needed_origins,
@@ -341,7 +342,9 @@ def check_inputs(cfg: Config, problems: Problems) -> None:
 def _blamed(name: str, changes: dict[str, Any], candidates: dict[str, Any]) -> str:
     """The prefix of an error that candidate ``name``'s overrides cause: none where there is
     one candidate (the config as it is) or it overrides nothing (its errors are the config's)."""
-    return f"forecast.candidates {name!r}: " if name and changes and len(candidates) > 1 else ""
+    if not name or not changes or len(candidates) < 2:
+        return ""
+    return candidate_named(list(candidates).index(name), name)
 
 
 def _check_every_origin(cfg: Config, problems: Problems, changes: dict[str, Any]) -> None:

@@ -66,14 +66,21 @@ def candidate_configs(cfg: Config) -> dict[str, dict[str, Any]]:
     if not names:
         return {DEFAULT: {}}
     out = {}
-    for name in names:
+    for index, name in enumerate(names):
         changes = fc.overrides(name)
         try:
             cfg.replace(**changes)
         except ConfigError as e:
-            raise ConfigError(f"forecast.candidates {name!r}: {e}") from None
+            raise ConfigError(f"{candidate_named(index, name)}{e}") from None
         out[name] = changes
     return out
+
+
+def candidate_named(index: int, name: str) -> str:
+    """What an error candidate ``name`` (element ``index`` of ``forecast.candidates``) causes
+    starts with: ``forecast.candidates[1] ('wide'): ``, an element's form, by which the line it
+    is on or the override that set it is found."""
+    return f"forecast.candidates[{index}] ({name!r}): "
 
 
 def candidate_scores(
