@@ -365,9 +365,12 @@ spread = [  # line 2
 
   \"\"\"h
   ", i\"\"\", # line 8
+  'c:\\', "j",
+  'k'
 ]
 last = [
-  1]
+  1,
+]
 table = { k = [1,
   2] }
 """
@@ -383,9 +386,13 @@ table = { k = [1,
         (2, 1, 4),  # an array inside: one element, its own elements not counted
         (2, 2, 5),  # an inline table with an array and a "]" in it
         (2, 3, 7),  # a multi-line string, past an empty line
-        (2, 4, None),
-        (10, 0, 11),
-        (12, 0, None),  # an inline table, not an array
+        (2, 4, 9),
+        (2, 5, 9),
+        (2, 6, 10),  # a literal string's backslash escapes nothing
+        (2, 7, None),
+        (12, 0, 13),
+        (12, 1, None),  # past a trailing comma, the array's end is no element
+        (15, 0, None),  # an inline table, not an array
         (3, 0, None),  # not a line that sets a key
         (99, 0, None),
     ],

@@ -85,7 +85,7 @@ def element_line(text: str, line: int, index: int) -> int | None:
             if char.isspace():
                 at += 1
                 continue
-            if depth == 1 and expecting and char != "]":
+            if expecting and char != "]":  # (only ever set at the array's own depth)
                 count += 1
                 if count == index:
                     return number
@@ -104,8 +104,6 @@ def element_line(text: str, line: int, index: int) -> int | None:
             elif char == "," and depth == 1:
                 expecting = True
             at += 1
-        if quote in ('"', "'"):  # a one-line string left open: not TOML this reads
-            return None
         number, at = number + 1, 0
     return None
 
