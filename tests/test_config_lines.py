@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,6 +254,22 @@ def test_where_names_the_file_alone_when_it_cannot_read_it_or_the_message_names_
     gone = tmp_path / "gone.toml"
     assert where(gone, [], "train.lr: expected a number") == str(gone)
     assert where(DEMO, ["train.lr=1"], "a message naming no key") == str(DEMO)
+    garbled = tmp_path / "garbled.toml"
+    garbled.write_bytes(b"[train]\nlr = '\xff'\n")  # not UTF-8
+    assert where(garbled, [], "train.lr: expected a number") == str(garbled)
+
+
+def test_where_names_an_array_s_line_when_its_element_has_no_line_of_its_own(tmp_path):
+    """An element the array's text does not show (past its end, or an array of tables) is
+    named at the array's line; a key no line sets, at the file alone."""
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[trunk]\nhidden = [64,\n  64]\n[[forecast.candidates]]\nname = 'a'\n", encoding="utf-8"
+    )
+    assert where(path, [], "trunk.hidden[1]: x") == f"{path}:3"
+    assert where(path, [], "trunk.hidden[5]: x") == f"{path}:2"
+    assert where(path, [], "forecast.candidates[0].name: x") == f"{path}:4"
+    assert where(path, [], "soft.weights[0]: x") == str(path)
 
 
 def test_a_data_source_s_error_also_offers_custom():
@@ -350,6 +367,7 @@ def test_an_element_of_an_array_is_the_key_that_holds_the_array():
         "conditioned.descriptors.t1[2]: expected a number": ("conditioned", "descriptors", "t1"),
         "forecast.candidates[0].name: a non-empty string": ("forecast", "candidates"),
         'compare.variants."a+b".x[3]: y': ("compare", "variants", "a+b", "x"),
+        "trunk.hidden[10]: expected an integer": ("trunk", "hidden"),  # several digits
         "trunk.hidden[a]: x": None,  # not an element's index
         "trunk.hidden[1] x": None,
     }
@@ -401,11 +419,38 @@ def test_the_line_an_element_of_an_array_starts_on(line, index, found):
     assert element_line(ARRAYS, line, index) == found
 
 
+ESCAPES = """\
+a = [
+  \"\"\"x
+\\\"\"\" y\"\"\", "z",
+  "w\\\\", "v",
+  'u'
+]
+b = [1, 2]"""
+
+
+@pytest.mark.parametrize(
+    ("line", "index", "found"),
+    [
+        (1, 1, 3),  # an escaped quote that starts a line of a multi-line string closes nothing
+        (1, 2, 4),
+        (1, 3, 4),  # an escaped backslash before a quote: the quote closes the string
+        (1, 4, 5),
+        (7, 1, 7),  # the file's last line, with no newline after it
+    ],
+)
+def test_the_line_an_element_starts_on_past_backslashes_and_on_the_last_line(line, index, found):
+    """Backslashes at a line's start or in pairs, and an array on the file's last line."""
+    assert tomllib.loads(ESCAPES)["a"][2:4] == ["w\\", "v"]  # the text is TOML
+    assert element_line(ESCAPES, line, index) == found
+
+
 @pytest.mark.parametrize(
     ("message", "index"),
     [
         ("trunk.hidden[1]: expected an integer", 1),
         ("own.grid[0][2]: x", 0),  # the outer array's
+        ("trunk.hidden[12]: expected an integer", 12),  # an index of several digits
         ("forecast.candidates[0].name: a non-empty string", 0),
         ("forecast.candidates[3] ('wide'): data.context: too long", 3),
         ("trunk.hidden: expected a list", None),
