@@ -535,6 +535,25 @@ def test_a_data_file_is_read_from_the_config_s_folder_and_one_not_there_names_it
     assert str(e.value) == f"data.path: {tmp_path / 'b.txt'}: no such file"
 
 
+def test_a_data_file_without_a_folder_is_read_from_the_current_one_and_one_unstatable_is_left(
+    tmp_path, monkeypatch
+):
+    """No ``base_dir`` (a config from a dict): a relative path is the current folder's; a
+    path whose check itself fails (a name too long, a folder it may not enter) is returned for
+    its reader to name the error, not called missing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.csv").write_text("x\n", encoding="utf-8")
+    assert data_file("a.csv", None, "data.path") == Path("a.csv")
+    with pytest.raises(MissingDataFile, match=r"^data.path: b.csv: no such file$"):
+        data_file("b.csv", None, "data.path")
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "exists", refused)
+    assert data_file("b.csv", tmp_path, "data.path") == tmp_path / "b.csv"
+
+
 # a config of each data source that reads a file, naming files that are not there; the key
 # of the first file it reads
 SOURCES = {

@@ -184,6 +184,12 @@ def test_add_task_adds_a_task_to_a_trained_run(folder, extra):
             "{path}:1: column 'predicted_churn' is in the file already: the predictions would "
             "write it a second time",
         ),
+        (  # after a blank line, the header's own line is named
+            "\nx1,x2,city,predicted_price",
+            "1,2,a,0",
+            "{path}:2: column 'predicted_price' is in the file already: the predictions would "
+            "write it a second time",
+        ),
     ],
 )
 def test_bad_input_to_predict_is_one_line_and_writes_nothing(

@@ -248,6 +248,22 @@ def test_a_missing_file_of_a_task_or_of_glove_names_its_key_and_its_override(cor
         assert not out.exists()
 
 
+def test_a_missing_file_of_a_task_whose_name_is_no_bare_key_names_its_quoted_key_and_line(
+    corpora, capsys
+):
+    """A task name with a space is quoted in the key (``data.tasks."p os".train``), which is
+    how its line is found: unquoted, the message named no key and so no line."""
+    config = corpora / "run.toml"
+    text = config.read_text(encoding="utf-8").replace("[data.tasks.pos]", '[data.tasks."p os"]')
+    config.write_text(text.replace('"pos_train.txt"', '"gone.txt"'), encoding="utf-8")
+    out = corpora / "out"
+    assert main(["run", str(config), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f'mtlshare: error: {config}:14: data.tasks."p os".train: {corpora / "gone.txt"}: '
+    )
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
