@@ -252,6 +252,9 @@ def test_the_summary_gives_the_forecast_s_first_and_last_days(trained, tmp_path,
     line = f"{HORIZON} days forecast for b from {first - two} to {last - two} in "
     assert line in capsys.readouterr().out
     assert read_forecast(out)["b"][0][0] == str(first - two)
+    # the values written, of the series asked for: not of every series read from the file
+    done = load_run(folder).predict_file(recent, out, ["b"])
+    assert (done["values"], done["forecast days"]) == (HORIZON, HORIZON)
 
 
 def test_a_long_layout_run_reads_long_files(tmp_path):

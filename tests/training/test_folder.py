@@ -671,6 +671,18 @@ def test_a_folder_removed_and_made_again_under_a_live_run_stops_it(
     assert (out / "config.toml").read_text() == "another run's"
 
 
+def test_the_runs_below_a_folder_are_in_name_order_level_by_level(tmp_path):
+    """Whatever order the file system lists them in: a level's runs by name, then the next
+    level's."""
+    from mtlshare.training.folder import runs_below
+
+    for run in ("d", "b", "e", "a", "c", "b/seed-1", "b/seed-0", "x/seed-2"):
+        (tmp_path / run).mkdir(parents=True, exist_ok=True)
+        (tmp_path / run / "results.json").write_text("{}")
+    assert runs_below(tmp_path, 2) == ["a", "b", "c", "d", "e", "b/seed-0", "b/seed-1", "x/seed-2"]
+    assert runs_below(tmp_path, 1) == ["a", "b", "c", "d", "e"]
+
+
 def test_a_folder_that_is_no_run_is_said_what_it_is(tmp_path, capsys):
     """``predict``, ``evaluate`` and ``masks`` given a comparison's folder said only "not an
     mtlshare run folder (no config.toml)", and the same of a folder not there: the line now
@@ -695,6 +707,11 @@ def test_a_folder_that_is_no_run_is_said_what_it_is(tmp_path, capsys):
     assert not_a_run(comparison / "notes") == (
         f"{comparison / 'notes'}: not an mtlshare run folder (no config.toml)"
     )
+    (comparison / "single" / "seed-0" / "t3").mkdir()
+    (comparison / "single" / "seed-0" / "t3" / "results.json").write_text("{}")
+    assert not_a_run(comparison / "single").endswith(
+        "the runs below it: seed-0/t1, seed-0/t2, seed-0/t3"
+    )
     gone, afile = tmp_path / "gone", tmp_path / "a.csv"
     afile.write_text("x0\n1\n")
     assert not_a_run(gone) == f"{gone}: not an mtlshare run folder: it does not exist"
@@ -704,9 +721,12 @@ def test_a_folder_that_is_no_run_is_said_what_it_is(tmp_path, capsys):
         "evaluate": ["evaluate", str(comparison)],
         "masks": ["masks", str(comparison)],
     }
+    lacks = {"masks": "config.toml, no checkpoint"}  # masks reads a checkpoint alone too
     for name, argv in commands.items():
         assert main(argv) == 2, name
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].endswith(f"the runs below it: {named}"), (name, err)
+        why = not_a_run(comparison, lacks.get(name, "config.toml"))
+        assert err == [f"mtlshare: error: {why}"], name
+        assert err[0].endswith(f"the runs below it: {named}"), (name, err)
     assert main(["evaluate", str(gone)]) == 2
     assert capsys.readouterr().err.strip().endswith("it does not exist")

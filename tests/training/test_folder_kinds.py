@@ -51,3 +51,6 @@ def test_a_comparisons_runs_are_found_two_levels_down(tmp_path):
     assert another_commands_output(tmp_path, "comparison") is None  # its own kind
     assert another_commands_output(tmp_path, "run") == "a comparison's runs (hard/seed_0)"
     assert another_commands_output(tmp_path / "hard", "run") == "a comparison's runs (seed_0)"
+    # three levels down (a folder holding a comparison of its own): not this folder's rows
+    (tmp_path / "outer" / "cmp" / "hard" / "seed_0" / CHECKPOINTS).mkdir(parents=True)
+    assert another_commands_output(tmp_path / "outer", "run") is None
