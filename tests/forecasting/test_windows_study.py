@@ -466,6 +466,7 @@ def test_an_error_of_the_config_itself_is_not_blamed_on_a_first_candidate_that_c
     [
         ('"data.context" = 90', "forecast.candidates[1] ('wide'): data.context: 90 days"),
         ('"data.head" = "affine"', "forecast.candidates[1] ('wide'): task 'long': an affine"),
+        ('"train.lr" = "fast"', "forecast.candidates[1] ('wide'): train.lr: "),  # not a config
     ],
 )
 def test_an_error_a_candidate_causes_names_it_and_its_line(tmp_path, capsys, candidate, expected):
@@ -481,6 +482,18 @@ def test_an_error_a_candidate_causes_names_it_and_its_line(tmp_path, capsys, can
     assert cli_error(tmp_path, capsys, text, item).startswith(
         f"mtlshare: error: override {item!r} (on {tmp_path / 'f.toml'}): "
         + expected.replace("[1]", "[0]")
+    )
+
+
+def test_an_error_a_sole_candidate_causes_names_it_not_the_config_s_own_line(tmp_path, capsys):
+    """One candidate listed, with an override: its error named the line of the config's own
+    ``data.context = 14`` (the value it did not use), not the candidate that set 90."""
+    candidates = '[\n  {name = "wide", "data.context" = 90},\n]'
+    text = study_text(series_csv(tmp_path / "s.csv"), candidates=candidates, select='"dev"')
+    line = text.splitlines().index('  {name = "wide", "data.context" = 90},') + 1
+    assert cli_error(tmp_path, capsys, text).startswith(
+        f"mtlshare: error: {tmp_path / 'f.toml'}:{line}: forecast.candidates[0] ('wide'): "
+        "data.context: 90 days"
     )
 
 

@@ -340,9 +340,11 @@ def check_inputs(cfg: Config, problems: Problems) -> None:
 
 
 def _blamed(name: str, changes: dict[str, Any], candidates: dict[str, Any]) -> str:
-    """The prefix of an error that candidate ``name``'s overrides cause: none where there is
-    one candidate (the config as it is) or it overrides nothing (its errors are the config's)."""
-    if not name or not changes or len(candidates) < 2:
+    """The prefix of an error that candidate ``name``'s overrides cause: none where it
+    overrides nothing (its errors are the config's, as are those of the config as it is when
+    no candidate is listed). A sole candidate is named too: its override's error named the
+    config's own line of that key, which holds another value."""
+    if not name or not changes:
         return ""
     return candidate_named(list(candidates).index(name), name)
 
