@@ -170,6 +170,9 @@ def test_compare_resume_into_a_folder_not_there_says_every_run_trains(tmp_path, 
     empty.mkdir()  # a folder there, even empty, is the user's: no line
     assert main([*argv[:-2], str(empty), "--resume", "--quiet"]) == 0
     assert "did not exist" not in capsys.readouterr().err
+    # without --resume a new folder is the usual start: nothing said of it
+    assert main([*argv[:-2], str(tmp_path / "fresh"), "--quiet"]) == 0
+    assert "did not exist" not in capsys.readouterr().err
 
 
 def test_compare_writes_a_row_per_mechanism(tmp_path):

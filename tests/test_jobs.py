@@ -939,6 +939,8 @@ def test_a_running_runs_status_estimates_its_training_left_to_the_cap(tmp_path):
     assert status(quick, 60) == "hard seed 1: epoch 44/60, under a minute of training to the cap"
     almost = '{"epoch": 1, "train_seconds": 59.5}\n'  # 59.5 s left: still under a minute
     assert status(almost, 2) == "hard seed 1: epoch 1/2, under a minute of training to the cap"
+    exact = '{"epoch": 1, "train_seconds": 60}\n'  # a minute left to the second: a minute
+    assert status(exact, 2) == "hard seed 1: epoch 1/2, ~1 min of training to the cap"
     minute = '{"epoch": 1, "train_seconds": 60.5}\n'
     assert status(minute, 2) == "hard seed 1: epoch 1/2, ~2 min of training to the cap"
     assert status('{"epoch": 1}\n') == "hard seed 1: epoch 1/20"  # no seconds written
