@@ -426,22 +426,31 @@ a = [
   "w\\\\", "v",
   'u'
 ]
+c = [
+  \"\"\"x\"\"\"\",
+  '''y''''', "z",
+]
 b = [1, 2]"""
 
 
 @pytest.mark.parametrize(
     ("line", "index", "found"),
     [
+        (7, 1, 9),  # a multi-line string ending in quotes: the last three close it
+        (7, 2, 9),
+        (7, 3, None),
         (1, 1, 3),  # an escaped quote that starts a line of a multi-line string closes nothing
         (1, 2, 4),
         (1, 3, 4),  # an escaped backslash before a quote: the quote closes the string
         (1, 4, 5),
-        (7, 1, 7),  # the file's last line, with no newline after it
+        (11, 1, 11),  # the file's last line, with no newline after it
     ],
 )
 def test_the_line_an_element_starts_on_past_backslashes_and_on_the_last_line(line, index, found):
-    """Backslashes at a line's start or in pairs, and an array on the file's last line."""
+    """Backslashes at a line's start or in pairs, quotes that end a multi-line string, and an
+    array on the file's last line."""
     assert tomllib.loads(ESCAPES)["a"][2:4] == ["w\\", "v"]  # the text is TOML
+    assert tomllib.loads(ESCAPES)["c"] == ['x"', "y''", "z"]
     assert element_line(ESCAPES, line, index) == found
 
 

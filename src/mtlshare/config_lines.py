@@ -76,6 +76,11 @@ def element_line(text: str, line: int, index: int) -> int | None:
                 closes = quote[0] == "'" or not _escaped(current, at)  # literal: no escapes
                 if closes and current.startswith(quote, at):
                     at += len(quote)
+                    # """a"""" is 'a"': up to two quotes more are the string's, the last three
+                    # close it
+                    extra = 0
+                    while len(quote) == 3 and extra < 2 and current.startswith(quote[0], at):
+                        at, extra = at + 1, extra + 1
                     quote = ""
                     continue
                 at += 1
