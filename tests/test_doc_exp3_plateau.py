@@ -141,6 +141,13 @@ def test_the_three_seed_single_task_table_is_the_kept_runs() -> None:
         assert f"{name} {gaps[0]:+.2f}, {gaps[1]:+.2f} and {gaps[2]:+.2f}" in " ".join(body.split())
 
 
+def dev_chunking(run: Path) -> dict[int, float]:
+    """A run's dev chunking F1 by epoch, from its ``metrics.jsonl``."""
+    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return {r["epoch"]: r["dev"]["chunk"] for r in rows if "dev" in r}
+
+
 def hard_run(seed: int) -> Any:
     """Hard sharing's seed ``seed`` at the plateau: seed 0 in the one-seed layout."""
     hard = PAPER / "plateau" / "epochs-80" / "hard"
@@ -193,6 +200,19 @@ def test_the_three_seed_hard_sharing_table_is_the_kept_runs() -> None:
     assert f"best epochs ({', '.join(str(e[0]) for e in epochs)}) come before" in text
     assert f"single-task chunking's ({', '.join(map(str, chunking))})" in text
     assert all(e[0] < c for e, c in zip(epochs, chunking, strict=True))
+    # on dev: hard sharing's early lead on chunking, gone by epoch 20, and the best dev scores
+    hard_dir = PAPER / "plateau" / "epochs-80" / "hard"
+    curves = {
+        s: [dev_chunking(hard_dir if s == 0 else hard_dir / f"seed-{s}"), dev_chunking(chunk)]
+        for s, chunk in (
+            (s, PAPER / "plateau" / "epochs-80" / "single" / f"seed-{s}" / "chunk") for s in runs
+        )
+    }
+    for epoch, unit in ((5, " points"), (20, "")):
+        leads = [f"{100 * (h[epoch] - c[epoch]):+.2f}" for h, c in curves.values()]
+        assert f"by {leads[0]}, {leads[1]} and {leads[2]}{unit} at epoch {epoch}" in text, leads
+    best = [f"{100 * (max(c.values()) - max(h.values())):.2f}" for h, c in curves.values()]
+    assert f"best dev score ends {best[0]}, {best[1]} and {best[2]} points above" in text
     seconds = [f"{runs[s]['train_seconds']:,.0f}" for s in (1, 2)]
     assert f"in {seconds[0]} and {seconds[1]} s of training" in text
     for seed in (1, 2):  # trained to cap 80 on the CPU kind seed 0 was trained on
