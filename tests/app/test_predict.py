@@ -385,6 +385,15 @@ def test_bad_runs_and_inputs_are_one_line_and_leave_no_output(synthetic_run, tmp
     assert main(["predict", str(synthetic_run), str(good), "--out", str(tmp_path)]) == 2
     assert "a folder; name the file to write" in one_line(capsys)
     assert not nowhere.parent.exists()
+    # --tasks: an unknown task, and a task named twice (two columns of one name), refused
+    for tasks, message in [
+        ("t1,t9", "--tasks: unknown ['t9']; this run has ['t1', 't2']"),
+        ("t2,t1,t2", "--tasks: ['t2'] named more than once"),
+    ]:
+        args = ["predict", str(synthetic_run), str(good), "--out", str(out), "--tasks", tasks]
+        assert main(args) == 2, tasks
+        assert one_line(capsys).endswith(message), tasks
+        assert out.read_text() == "keep me", tasks
 
 
 def test_an_input_column_named_like_a_task_is_refused_as_a_table_run_refuses_it(

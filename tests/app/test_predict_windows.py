@@ -255,6 +255,8 @@ def test_the_summary_gives_the_forecast_s_first_and_last_days(trained, tmp_path,
     # the values written, of the series asked for: not of every series read from the file
     done = load_run(folder).predict_file(recent, out, ["b"])
     assert (done["values"], done["forecast days"]) == (HORIZON, HORIZON)
+    done = load_run(folder).predict_file(recent, out, ["b", "a"])
+    assert (done["values"], done["forecast days"]) == (2 * HORIZON, HORIZON)
 
 
 def test_a_long_layout_run_reads_long_files(tmp_path):

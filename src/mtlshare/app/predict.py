@@ -200,6 +200,9 @@ class LoadedRun:
         unknown = [t for t in chosen if t not in self.tasks]
         if unknown:
             raise MtlshareError(f"--tasks: unknown {unknown}; this run has {list(self.tasks)}")
+        twice = list(dict.fromkeys(t for t in chosen if chosen.count(t) > 1))
+        if twice:  # a second column of the same name, which readers by name take either of
+            raise MtlshareError(f"--tasks: {twice} named more than once")
         folder = Path(out).parent
         if not folder.is_dir():
             raise MtlshareError(f"--out {out}: the folder {folder} does not exist")
@@ -214,10 +217,9 @@ class LoadedRun:
         text = self.codec.write(doc, [self.tasks[t] for t in chosen], predictions)
         # the folder is the user's: NAME.tmp may be a file of theirs
         atomic_write_text(out, text, beside_others=True)
-        count, unit = self.codec.size(doc)
+        count, unit = self.codec.size(doc, chosen)
         span: dict[str, Any] = {}
         if isinstance(doc, SeriesInputs):
-            count = len(chosen) * len(doc.dates)  # the values written, not every series read's
             # the days, not days x series; the first moves earlier when the file's last days
             # have no values, so it is said
             span = {

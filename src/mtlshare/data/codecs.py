@@ -60,8 +60,9 @@ class Codec(Protocol):
         """The output file's text: ``doc`` with one prediction column per task."""
         ...
 
-    def size(self, doc: Any) -> tuple[int, str]:
-        """How much ``doc`` holds, for a speed report: (count, unit)."""
+    def size(self, doc: Any, tasks: Sequence[str]) -> tuple[int, str]:
+        """How much was predicted for ``tasks`` from ``doc``, for a speed report: (count,
+        unit)."""
         ...
 
 
@@ -231,7 +232,7 @@ class TensorCodec:
                 values = [max(0.0, math.expm1(v)) for v in values]
         return [repr(v) for v in values]
 
-    def size(self, doc: Table) -> tuple[int, str]:
+    def size(self, doc: Table, tasks: Sequence[str]) -> tuple[int, str]:
         return len(doc.rows), "rows"
 
 

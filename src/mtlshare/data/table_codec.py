@@ -232,7 +232,7 @@ class TableCodec:
             writer.writerow([*row, *(column[i] for column in columns)])
         return out.getvalue()
 
-    def size(self, doc: Table) -> tuple[int, str]:
+    def size(self, doc: Table, tasks: Sequence[str]) -> tuple[int, str]:
         return len(doc.rows), "rows"
 
 

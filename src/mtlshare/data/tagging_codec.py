@@ -297,7 +297,7 @@ class TaggingCodec:
                 lines[i] = "\t".join(fields)
         return "\n".join(lines) + "\n"
 
-    def size(self, doc: Tagged) -> tuple[int, str]:
+    def size(self, doc: Tagged, tasks: Sequence[str]) -> tuple[int, str]:
         return sum(len(s) for s in doc.sentences), "tokens"
 
 

@@ -201,8 +201,9 @@ class WindowsCodec:
                 writer.writerow([day.isoformat(), task.name, repr(float(value))])
         return out.getvalue()
 
-    def size(self, doc: SeriesInputs) -> tuple[int, str]:
-        return len(doc.series) * len(doc.dates), "values"  # a value per series and day
+    def size(self, doc: SeriesInputs, tasks: Sequence[str]) -> tuple[int, str]:
+        # a value per day of each series forecast, not of every series read from the file
+        return len(tasks) * len(doc.dates), "values"
 
 
 def _days(column: np.ndarray, start: int, end: int) -> np.ndarray:
