@@ -420,6 +420,24 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, overrides, expected):
     assert expected in cli_error(tmp_path, capsys, study_text(csv), *overrides)
 
 
+def test_an_origin_listed_twice_names_the_line_or_the_override_that_lists_it(tmp_path, capsys):
+    """Both lists' duplicates were one message naming neither key, so the error named the
+    config file alone, even for the override that listed the origin twice."""
+    text = study_text(series_csv(tmp_path / "s.csv")).replace(
+        'origins = ["2011-06-01", "2011-07-01"]', 'origins = ["2011-06-01", "2011-06-01"]'
+    )
+    line = text.splitlines().index('origins = ["2011-06-01", "2011-06-01"]') + 1
+    assert cli_error(tmp_path, capsys, text) == (
+        f"mtlshare: error: {tmp_path / 'f.toml'}:{line}: forecast.origins: "
+        "['2011-06-01', '2011-06-01'] lists an origin twice"
+    )
+    item = 'forecast.validation_origins=["2011-04-01", "2011-04-01"]'
+    assert cli_error(tmp_path, capsys, study_text(tmp_path / "s.csv"), item) == (
+        f"mtlshare: error: override {item!r} (on {tmp_path / 'f.toml'}): "
+        "forecast.validation_origins: ['2011-04-01', '2011-04-01'] lists an origin twice"
+    )
+
+
 TWO = '[{name = "plain"}, {name = "decayed", "train.weight_decay" = 0.1}]'
 
 

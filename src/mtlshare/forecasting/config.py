@@ -121,8 +121,12 @@ class ForecastConfig:
     def _check_origins(self, horizon: int) -> None:
         tests = [parse_day(o, "forecast.origins") for o in self.origins]
         checks = [parse_day(o, "forecast.validation_origins") for o in self.validation_origins]
-        if len(set(tests)) != len(tests) or len(set(checks)) != len(checks):
-            raise ConfigError("forecast.origins and forecast.validation_origins: an origin twice")
+        for key, given, days in (
+            ("origins", self.origins, tests),
+            ("validation_origins", self.validation_origins, checks),
+        ):
+            if len(set(days)) != len(days):
+                raise ConfigError(f"forecast.{key}: {given} lists an origin twice")
         by_origins = self.select == "origins" and len(self.candidates) >= 2
         if not by_origins and not (checks and self.interval > 0):
             return  # no validation origin is read: choosing on dev days, or nothing to choose
