@@ -406,6 +406,48 @@ def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
         (["forecast.select=test"], "forecast.select: 'test' is not one of ('origins', 'dev')"),
         (["forecast.mean_seasons=0"], "forecast.mean_seasons: must be >= 1, got 0"),
         (["forecast.season=-7"], "forecast.season: must be >= 1, got -7"),
+        (['forecast.target=""'], "forecast.target: name the series to forecast"),
+        (["forecast.origins=[]"], "forecast.origins: give one or more forecast origins"),
+        (
+            ['forecast.methods=["multitask", "naive", "multitask"]'],
+            "forecast.methods: ['multitask', 'naive', 'multitask'] must list distinct methods "
+            "from ('multitask', 'single', 'prophet', 'seasonal_naive', 'naive', 'autoets', "
+            "'autoarima', 'seasonal_mean')",
+        ),
+        (
+            ['forecast.scarcity_methods=["naive", "oracle"]'],
+            "forecast.scarcity_methods: ['naive', 'oracle'] must list distinct methods from (",
+        ),
+        (["forecast.scarcity_methods=[]"], "forecast.scarcity_methods: [] must list distinct"),
+        (["forecast.seeds=[]"], "forecast.seeds: give one or more distinct seeds, got []"),
+        (["forecast.seeds=[1, 1]"], "forecast.seeds: give one or more distinct seeds, got [1, 1]"),
+        (["forecast.select_last=-1"], "forecast.select_last: must be >= 0, got -1"),
+        (["forecast.histories=[30, 0]"], "forecast.histories: days must be >= 1, got [30, 0]"),
+        (
+            ['forecast.origins=["2011-06-01", "2011-07-01", "2011-06-01"]'],
+            "forecast.origins: ['2011-06-01', '2011-07-01', '2011-06-01'] lists an origin twice",
+        ),
+        (
+            ['forecast.validation_origins=["2011-05-01", "2011-05-01"]'],
+            "forecast.validation_origins: ['2011-05-01', '2011-05-01'] lists an origin twice",
+        ),
+        (
+            # 2011-05-20's 28-day horizon ends on 2011-06-16: none is eligible for 2011-06-01
+            ['forecast.validation_origins=["2011-05-20"]'],
+            "forecast.origins: 2011-06-01 has no validation origin whose 28-day horizon ends "
+            "before it; add an earlier forecast.validation_origins entry",
+        ),
+        (['forecast.candidates=[{name = ""}]'], "forecast.candidates[0].name: a non-empty string"),
+        (["forecast.candidates=[{name = 3}]"], "forecast.candidates[0].name: a non-empty string"),
+        (
+            ['forecast.candidates=[{name = "a"}, {name = "a"}]', "forecast.select=dev"],
+            "forecast.candidates: names must differ, got ['a', 'a']",
+        ),
+        (
+            # an unnamed candidate is c<its position>: the second here is c2 as well
+            ['forecast.candidates=[{name = "c2"}, {}]', "forecast.select=dev"],
+            "forecast.candidates: names must differ, got ['c2', 'c2']",
+        ),
         (['data.series=["short"]'], "'multitask' shares between series, but the data has one"),
         (
             ["mechanism=hierarchical", "hierarchical.depths={nope=1}"],
@@ -436,6 +478,13 @@ def test_an_origin_listed_twice_names_the_line_or_the_override_that_lists_it(tmp
         f"mtlshare: error: override {item!r} (on {tmp_path / 'f.toml'}): "
         "forecast.validation_origins: ['2011-04-01', '2011-04-01'] lists an origin twice"
     )
+
+
+def test_a_name_no_candidate_has_overrides_nothing():
+    fc = ForecastConfig(target="s", origins=["2012-01-01"], candidates=[{"name": "a", "seed": 1}])
+    assert fc.overrides("a") == {"seed": 1}
+    assert fc.overrides("b") == {}
+    assert ForecastConfig().overrides("c1") == {}
 
 
 TWO = '[{name = "plain"}, {name = "decayed", "train.weight_decay" = 0.1}]'
