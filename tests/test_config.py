@@ -350,6 +350,45 @@ def test_a_mechanism_of_ones_own_with_literal_tuple_and_none_fields(monkeypatch)
         load_config(DEMO, ['own.sizes=[1, "z"]'])
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("own.sizes=3", r"own\.sizes: expected a list, got 3$"),
+        ("own.limit=x", r"own\.limit: 'x' does not fit int \| None$"),
+        ('own.limit="4"', r"own\.limit: '4' does not fit int \| None$"),
+        ("compare.seeds_of=3", r"compare\.seeds_of: expected a table, got 3$"),
+        ("compare.seeds=[1, 2, 1]", r"compare\.seeds: \[1, 2, 1\] lists a seed twice$"),
+    ],
+)
+def test_a_value_of_the_wrong_shape_is_refused_naming_the_key(monkeypatch, override, message):
+    MECHANISMS.names()
+    monkeypatch.setitem(MECHANISMS._entries, "own", Entry("own", object, _OwnConfig, "", ""))
+    with pytest.raises(ConfigError, match=message):
+        load_config(DEMO, [override])
+
+
+@dataclass
+class _FlagConfig:
+    strict: bool = False
+    cap: int | None = 5
+
+
+def test_a_flag_of_ones_own_takes_true_or_false_and_none_is_never_written(monkeypatch):
+    """None reaches a field only from a dict (TOML has no null): kept where the field's type
+    takes it, it cannot be written where the field's default is not None (it would read back as
+    that default)."""
+    MECHANISMS.names()
+    monkeypatch.setitem(MECHANISMS._entries, "own", Entry("own", object, _FlagConfig, "", ""))
+    assert load_config(DEMO, ["own.strict=true"]).mechanisms["own"] == _FlagConfig(True, 5)
+    with pytest.raises(ConfigError, match=r"own\.strict: expected true or false, got 1$"):
+        load_config(DEMO, ["own.strict=1"])
+    raw = tomllib.loads(DEMO.read_text())
+    cfg = from_dict({**raw, "own": {"cap": None}})
+    assert cfg.mechanisms["own"] == _FlagConfig(False, None)
+    with pytest.raises(ConfigError, match=r"^own\.cap: None cannot be written to TOML$"):
+        cfg.to_toml()
+
+
 @dataclass
 class _PathConfig:
     where: Path = Path(".")
