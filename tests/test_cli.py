@@ -672,6 +672,23 @@ def test_seeds_on_the_command_line_replace_the_configs_and_may_not_repeat(
     assert "lists a seed twice" in one_error_line(capsys.readouterr().err)
 
 
+def test_compare_refuses_a_negative_seed_and_a_config_that_is_no_training_experiment(
+    tmp_path, capsys
+):
+    out = tmp_path / "c"
+    argv = ["compare", DEMO, *SMALL, "--mechanisms", "hard", "--out", str(out), "--quiet"]
+    assert main([*argv, "--seeds=1,-1"]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        "mtlshare: error: --seeds: -1 is not a seed in [0, 2**63 - 1]"
+    )
+    assert main([*argv, "experiment=forecast"]) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        "mtlshare: error: compare runs training experiments; this config has "
+        "experiment = 'forecast'"
+    )
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("seeds", ["", ",", "0,,1", "0,1,"])
 def test_an_empty_seed_list_or_item_is_refused_not_read_as_the_default(
     seeds, tmp_path, capsys, monkeypatch

@@ -149,6 +149,14 @@ def test_a_row_listed_twice_is_refused_before_training(names, tmp_path):
     assert not out.exists()
 
 
+def test_seeds_listed_twice_are_refused_by_the_python_api_before_training(tmp_path):
+    # the command line refuses them in --seeds, compare.seeds in the config: compare() itself
+    out = tmp_path / "out"
+    with pytest.raises(MtlshareError, match=r"^--seeds: \[1, 2, 1\] lists a seed twice$"):
+        compare(tiny(), ["hard"], out, progress=False, seeds=[1, 2, 1])
+    assert not out.exists()
+
+
 def test_single_subnet_overrides_that_do_not_fit_the_sparse_masks_are_refused_first(tmp_path):
     # a trunk of its own for single_subnet used to fail only once the sparse runs had trained
     config = write_config(

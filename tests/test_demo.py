@@ -68,6 +68,22 @@ def test_demo_refuses_negative_jobs_before_making_out(tmp_path, capsys):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.parametrize(
+    ("left", "holds"),
+    [("config.toml", "a run (config.toml)"), ("comparison.json", "a comparison (comparison.json)")],
+)
+def test_demo_refuses_a_folder_holding_another_commands_output(tmp_path, capsys, left, holds):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / left).write_text("kept\n")
+    assert main(["demo", "--out", str(out), "--quiet", "--jobs", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"mtlshare: error: {out}: holds {holds}, not the demo's; choose another --out"
+    ]
+    assert [p.name for p in out.iterdir()] == [left]
+    assert (out / left).read_text() == "kept\n"
+
+
 @pytest.mark.parametrize("override", ["data.n_tasks=0", "data.noise=-1"])
 def test_demo_refuses_bad_data_settings_before_making_out(tmp_path, capsys, override):
     assert main(["demo", override, "--out", str(tmp_path / "d"), "--jobs", "1"]) == 2
