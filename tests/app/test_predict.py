@@ -249,6 +249,18 @@ def test_predict_puts_back_the_modes_the_caller_set(synthetic_run):
     assert [m.training for m in run.model.modules()] == modes
 
 
+def test_an_unknown_task_checkpoint_or_split_is_one_line_from_python(synthetic_run):
+    from mtlshare import evaluate
+
+    run = load_run(synthetic_run)
+    with pytest.raises(MtlshareError, match=r"^no task 't9'; this run has \['t1', 't2'\]$"):
+        run.predict("t9", torch.randn(2, 16))
+    with pytest.raises(MtlshareError, match=r"^--checkpoint: 'worst' is not one of best, last$"):
+        load_run(synthetic_run, "worst")
+    with pytest.raises(MtlshareError, match=r"^--split: 'train' is not one of dev, test$"):
+        evaluate(synthetic_run, split="train")
+
+
 def test_loading_and_evaluating_a_run_leave_the_callers_random_stream_alone(synthetic_run):
     """The initial weights that the checkpoint replaces are drawn aside: a caller's torch
     random stream goes on after ``load_run`` and ``evaluate`` as it would have (it was reseeded
