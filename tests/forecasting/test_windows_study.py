@@ -8,6 +8,7 @@ import csv as csv_module
 import datetime
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -407,6 +408,10 @@ def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
         (["forecast.mean_seasons=0"], "forecast.mean_seasons: must be >= 1, got 0"),
         (["forecast.season=-7"], "forecast.season: must be >= 1, got -7"),
         (['forecast.target=""'], "forecast.target: name the series to forecast"),
+        (
+            ["forecast.target=tall"],
+            "forecast.target: 'tall' is not a series of the data; series are ['long', 'short']",
+        ),
         (["forecast.origins=[]"], "forecast.origins: give one or more forecast origins"),
         (
             ['forecast.methods=["multitask", "naive", "multitask"]'],
@@ -597,6 +602,19 @@ def test_worker_processes_give_the_forecasts_of_one_process(tmp_path):
     assert (tmp_path / "2" / "out" / "scarcity.csv").read_text() == (
         tmp_path / "1" / "out" / "scarcity.csv"
     ).read_text()
+
+
+def test_a_study_into_the_folder_of_a_finished_one_is_refused_and_leaves_it_as_it_was(tmp_path):
+    text = study_text(series_csv(tmp_path / "s.csv"))
+    plain = ['forecast.methods=["seasonal_naive"]', "forecast.interval=0"]
+    run_study(tmp_path, text, *plain)
+    out = tmp_path / "out"
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    # not "or pass --resume", which the study refuses
+    message = rf"^{re.escape(str(out))}: holds an earlier run; choose another --out$"
+    with pytest.raises(MtlshareError, match=message):
+        run_study(tmp_path, text, *plain, 'forecast.methods=["naive"]')
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_jobs_below_zero_is_a_config_error():
