@@ -114,6 +114,13 @@ def test_paired_difference_means_wins_and_a_bootstrap_interval_over_origins():
     assert (same["low"], same["difference"], same["high"], same["lower_at"]) == (2.0, 2.0, 2.0, 0)
 
 
+def test_an_infinite_actual_is_refused_not_scored():
+    with pytest.raises(ValueError, match=r"^actual holds an infinite value; use NaN for a"):
+        forecast_metrics([1.0, np.inf], [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"^actual holds an infinite value"):
+        mae([-np.inf], [0.0])
+
+
 @pytest.mark.parametrize(
     ("a", "b", "kwargs", "message"),
     [

@@ -39,6 +39,14 @@ def test_plot_forecast_writes_png_atomically(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["origin_0.png"]
 
 
+def test_a_forecast_without_history_or_a_sweep_without_lengths_draws_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"^history_dates is empty: a forecast is drawn after"):
+        plot_forecast(tmp_path / "f.png", [], np.ones(0), _days(0, 2), np.ones(2), {}, "t")
+    with pytest.raises(ValueError, match=r"^the scarcity sweep has no history lengths$"):
+        plot_scarcity(tmp_path / "s.png", {"histories": [], "methods": {}}, "s1")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_plot_forecast_length_mismatch_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="forecast 'bad'"):
         plot_forecast(

@@ -102,3 +102,7 @@ def test_bad_arguments_are_refused():
             conformal_widths(pair, 0.8, 1, scales=scales)
     with pytest.raises(ValueError, match="differ in shape"):
         interval(np.zeros(2), np.zeros(3))
+    with pytest.raises(
+        ValueError, match=r"^actual, lower and upper differ in shape: \(2,\), \(2,\), \(1,\)$"
+    ):
+        coverage([1.0, 2.0], [0.0, 0.0], [3.0])

@@ -89,6 +89,17 @@ def test_merge_single_sums_params_and_seconds(single):
     assert single["seed"] == 0
 
 
+def test_merging_or_averaging_no_result_is_refused():
+    from mtlshare.evaluation.report import mean_over_seeds
+
+    with pytest.raises(
+        MtlshareError, match=r"^merge_single needs at least one single-task result$"
+    ):
+        merge_single([])
+    with pytest.raises(MtlshareError, match=r"^mean_over_seeds needs at least one run$"):
+        mean_over_seeds([])
+
+
 def test_merge_single_rejects_multi_task_and_duplicates():
     two = _run("single", 0.5, 0.8)
     with pytest.raises(MtlshareError, match="exactly one task"):
@@ -168,6 +179,7 @@ def test_formatting():
     assert format_percent(0.031) == "+3.1%"
     assert format_percent(-0.1) == "-10.0%"
     assert format_percent(math.inf) == "+inf%"
+    assert format_percent(math.nan) == "n/a"
 
 
 def test_markdown_rows_markers_and_legend(comparison):

@@ -95,6 +95,11 @@ def test_seasonal_mean_errors_name_the_method():
         seasonal_mean(np.ones(14), horizon=3, season=7, seasons=0)
 
 
+def test_a_history_that_is_not_one_series_is_refused_by_seasonal_mean():
+    with pytest.raises(ValueError, match=r"^history must be 1-D, got shape \(7, 2\)$"):
+        seasonal_mean(np.ones((7, 2)), horizon=3, season=7)
+
+
 @pytest.mark.parametrize(("horizon", "season"), [(0, 7), (3, 0)])
 def test_seasonal_naive_bad_arguments(horizon, season):
     with pytest.raises(ValueError):
@@ -182,6 +187,9 @@ def test_prophet_settings_nan_rows_dropped_and_yearly_only_after_two_years(fake_
 def test_prophet_bad_inputs(fake_prophet):
     with pytest.raises(ValueError, match="history dates"):
         prophet_forecast(_days(0, 3), np.ones(4), _days(4, 2))
+    with pytest.raises(ValueError, match=r"^future_dates is empty: nothing to forecast$"):
+        prophet_forecast(_days(0, 3), np.ones(3), [])
+    assert fake_prophet == []  # refused before prophet is fitted
     with pytest.raises(DataError, match="at least 2 observed"):
         prophet_forecast(_days(0, 3), np.array([1.0, NAN, NAN]), _days(3, 2))
 
