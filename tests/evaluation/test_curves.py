@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -627,3 +628,10 @@ def test_curves_into_a_folder_another_process_writes_in_is_refused_and_out_elsew
         assert (tmp_path / "now.png").is_file()
     assert main(["curves", str(folder)]) == 0  # the writer gone
     assert (folder / "dev_curves.png").is_file()
+
+
+def test_curves_without_a_dev_score_draw_nothing(tmp_path):
+    path = tmp_path / "c.png"
+    with pytest.raises(MtlshareError, match=rf"^no dev scores to draw for {re.escape(str(path))}$"):
+        plot_dev_curves({"hard/seed0": {}}, path)
+    assert list(tmp_path.iterdir()) == []
