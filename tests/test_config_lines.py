@@ -313,6 +313,18 @@ def test_only_a_config_error_is_given_the_config_s_line_or_override():
             "soft+neg",
             'compare.variants."soft+neg": soft.weights: must be >= 0 and finite',
         ),
+        (  # a key of the row's that cannot be set: no override of the user's
+            "[compare.overrides.hard]",
+            '"train..epochs" = 3',
+            "hard",
+            "compare.overrides.hard: train..epochs: empty part in the key",
+        ),
+        (
+            "[compare.overrides.soft]",
+            '"train.epochs.x" = 3',
+            "soft",
+            "compare.overrides.soft: train.epochs.x: 'epochs' is not a table",
+        ),
     ],
 )
 def test_a_compare_row_s_setting_names_its_table_not_the_line_the_other_rows_read(
