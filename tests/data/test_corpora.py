@@ -272,6 +272,15 @@ def test_a_missing_file_of_a_task_whose_name_is_no_bare_key_names_its_quoted_key
         ('data.tasks.chunk.dev = "x.txt"', "one of the two"),
         ('data.tasks.pos.test = ""', "needs its own test file"),
         ("data.tasks.chunk.dev_from_train = 12", "leaves no training sentence of 12"),
+        ("data.tasks.pos.train = 3", r"^data\.tasks\.pos\.train: expected a string, got 3$"),
+        (
+            "data.tasks.chunk.dev_from_train = -1",
+            r"^data\.tasks\.chunk\.dev_from_train: expected an integer >= 0, got -1$",
+        ),
+        (
+            "data.tasks.pos.columns = []",
+            r"^data\.tasks\.pos\.columns: expected a list of column names, got \[\]$",
+        ),
     ],
 )
 def test_bad_corpus_settings_are_refused(corpora, override, message):
@@ -283,3 +292,13 @@ def test_bad_corpus_settings_are_refused(corpora, override, message):
 def test_a_shared_setting_without_own_train_is_refused(corpora):
     with pytest.raises(ConfigError, match="starts with its own train file"):
         problem(corpora, 'data.tasks.ner.columns=["word", "ner"]')
+
+
+def test_without_a_task_reading_the_shared_corpus_its_files_are_not_required(corpora):
+    """When every task has files of its own, ``[data]``'s train, dev and test may be left
+    empty: nothing reads them."""
+    own = [f"data.tasks.ner.{k}=ner_{k}.txt" for k in ("train", "dev", "test")]
+    p = problem(corpora, *own, "data.train=", "data.dev=", "data.test=")
+    assert p.meta["corpora"]["ner"] == {"train": 2, "dev": 1, "test": 1}
+    with pytest.raises(ConfigError, match=r"^data\.train: the path of a CoNLL file is required$"):
+        problem(corpora, "data.train=", "data.dev=", "data.test=")  # ner reads them

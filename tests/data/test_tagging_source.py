@@ -198,11 +198,58 @@ def test_malformed_tag_names_file_and_line(corpus):
         ("data.word_column=token", "data.word_column"),
         ("data.char_width=2", "data.char_width"),
         ("data.train=", "data.train"),
+        # each refusal of the [data] table and of a task's table, whole
+        ("data.tasks={}", r"^data\.tasks: define at least one task$"),
+        (
+            "data.dev=",
+            r"^data\.dev: the path of a CoNLL file is required \(or dev_from_train = N\)$",
+        ),
+        ("data.dev_from_train=1", r"^data: give a dev file or dev_from_train = N, not both$"),
+        ("data.train_sentences=-1", r"^data\.train_sentences: must be >= 0, got -1$"),
+        ("data.min_freq=0", r"^data\.min_freq: must be >= 1, got 0$"),
+        (
+            "data.char_filters=-1",
+            r"^data\.char_filters: must be >= 0 \(0: no character CNN\), got -1$",
+        ),
+        ("data.dropout=1.0", r"^data\.dropout: must be in \[0, 1\), got 1\.0$"),
+        (
+            "data.tasks.pos.kind=lemma",
+            r"^data\.tasks\.pos\.kind: 'lemma' is not one of \('tags', 'position', 'next_word'\)$",
+        ),
+        (
+            "data.tasks.x={kind='tags'}",
+            r"^data\.tasks\.x\.column: which column holds this task's tags\?$",
+        ),
+        (
+            "data.tasks.x={column=1.5}",
+            r"^data\.tasks\.x\.column: expected a name or an index, got 1\.5$",
+        ),
+        (
+            "data.tasks.lm={kind='next_word', column=1}",
+            r"^data\.tasks\.lm: a next_word task reads no column and has no scheme$",
+        ),
+        (
+            "data.tasks.pos.tie_embedding=1",
+            r"^data\.tasks\.pos\.tie_embedding: expected true or false, got 1$",
+        ),
+        (
+            "data.tasks.pos.max_position=-1",
+            r"^data\.tasks\.pos\.max_position: expected an integer >= 0, got -1$",
+        ),
     ],
 )
 def test_bad_settings_name_the_key(corpus, override, message):
     with pytest.raises(ConfigError, match=message):
         problem(corpus, override)
+
+
+def test_a_task_that_is_no_table_is_refused_where_the_config_is_built_in_python():
+    """A config file's ``data.tasks.pos = 3`` is refused as it is read; a ``ConllConfig`` made
+    in Python is checked by the source itself."""
+    from mtlshare.data.tagging import ConllConfig
+
+    with pytest.raises(ConfigError, match=r"^data\.tasks\.pos: expected a table, got 3$"):
+        ConllConfig(train="t", dev="d", test="s", tasks={"pos": 3}).validate()  # type: ignore[dict-item]
 
 
 def test_glove_vectors_initialise_the_embeddings(corpus):
