@@ -11,6 +11,7 @@ import pytest
 
 from mtlshare.config import from_dict
 from mtlshare.data.daily import daily_problem
+from mtlshare.errors import ConfigError, DataError
 
 START = datetime.date(2011, 1, 3)
 ORIGIN, DEV, HORIZON = 60, 7, 10
@@ -73,3 +74,51 @@ def test_exogenous_columns_are_standardised_on_the_training_days(tmp_path):
     column = problem.tasks[0].train.x[:, at].double().numpy()
     assert column.mean() == pytest.approx(0.0, abs=1e-6)
     assert column.std() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"path": ""}, r"^data\.path: the CSV file to read is required$"),
+        ({"history": {"b": 0}}, r"^data\.history: days must be >= 1, got \{'b': 0\}$"),
+        ({"origin": ""}, r"^data\.origin: the first forecast day \(YYYY-MM-DD\) is required$"),
+        ({"series": ["a", "a"]}, r"^data\.series: names a series twice, got \['a', 'a'\]$"),
+        (
+            {"history": {"c": 5}},
+            r"^data\.history: unknown series \['c'\]; series are \['a', 'b'\]$",
+        ),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_key(tmp_path, data, message):
+    with pytest.raises(ConfigError, match=message):
+        build(tmp_path, **data)
+
+
+def test_a_series_with_one_observed_day_before_the_origin_is_a_data_error(tmp_path):
+    """A scale needs two values to fit; two are enough."""
+    with pytest.raises(DataError) as err:
+        build(tmp_path, history={"b": 1})
+    assert str(err.value) == (
+        f"{tmp_path / 'daily.csv'}: series 'b' has fewer than 2 observed days before the "
+        "origin 2011-03-04"
+    )
+    with pytest.warns(UserWarning, match="task 'b', train split: no observed target"):
+        assert "b" in build(tmp_path, history={"b": 2}).meta["scales"]  # its 2 days are dev's
+
+
+def test_the_trend_is_zero_at_the_origin_in_years(tmp_path):
+    problem = build(tmp_path, trend=True)
+    at = problem.meta["feature_names"].index("trend")
+    a = problem.tasks[0]
+    assert a.test.x[0, at] == 0
+    assert a.train.x[0, at].item() == pytest.approx(-ORIGIN / 365.25, abs=1e-7)
+
+
+def test_holidays_are_the_days_whose_flag_is_set(tmp_path):
+    """What the prophet baseline is given: the days of ``holiday_column`` > 0, every day of
+    the file (none without a column)."""
+    view = build(tmp_path, holiday_column="temp").meta["forecast"]
+    assert view.holidays("") == []
+    assert view.holidays("temp") == [
+        START + datetime.timedelta(days=t) for t in range(80) if t % 9 > 0
+    ]

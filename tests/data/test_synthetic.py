@@ -109,3 +109,19 @@ def test_the_bounds_of_relatedness_and_n_tasks_are_accepted_and_beyond_them_refu
     for bad in ({"relatedness": -1.01}, {"relatedness": 1.01}, {"n_tasks": 5}, {"n_tasks": 0}):
         with pytest.raises(ConfigError):
             SyntheticConfig(**{**vars(edge), **bad}).validate()
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"n_train": 0}, r"^data\.n_train: must be >= 1, got 0$"),
+        ({"n_dev": 0}, r"^data\.n_dev: must be >= 1, got 0$"),
+        ({"n_test": -2}, r"^data\.n_test: must be >= 1, got -2$"),
+        ({"sines": -1}, r"^data\.sines: must be >= 0, got -1$"),
+    ],
+)
+def test_sizes_below_one_and_negative_sines_are_refused(bad, message):
+    edge = SyntheticConfig(n_tasks=2, input_dim=4, n_train=1, n_dev=1, n_test=1, sines=0)
+    assert [len(td.train) for td in synthetic_problem(edge).tasks] == [1, 1]
+    with pytest.raises(ConfigError, match=message):
+        SyntheticConfig(**{**vars(edge), **bad}).validate()

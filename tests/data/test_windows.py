@@ -342,3 +342,33 @@ def test_covariates_are_standardised_on_the_training_days_only(tmp_path):
     temp = np.round(20 + 10 * np.sin(2 * np.pi * t / 365.25), 2)
     mean, std = problem.inference["exogenous_scales"]["temp"]
     assert mean == pytest.approx(temp.mean()) and std == pytest.approx(temp.std())
+
+
+def test_negative_profile_weeks_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"^data\.profile_weeks: must be >= 0, got -1$"):
+        build(tmp_path, profile_weeks=-1)
+
+
+def test_nothing_observed_in_the_context_before_the_origin_is_a_data_error(tmp_path):
+    """With dev_days longer than the context, dev may hold a value the test window's context
+    (its last 14 days) does not: no forecast can be made from it."""
+    text = csv_text(gaps={"small": list(range(286, 300))})
+    with pytest.raises(DataError) as err:
+        build(tmp_path, text, dev_days=21)
+    assert str(err.value) == (
+        f"{tmp_path / 'series.csv'}: series 'small' has no observed value in the 14 days before "
+        "the origin 2011-10-30: nothing to forecast from"
+    )
+    # one observed day in those 14 is enough
+    kept = build(tmp_path, csv_text(gaps={"small": list(range(286, 299))}), dev_days=21)
+    assert len(kept.tasks[1].test) == 1
+
+
+def test_an_origin_with_fewer_days_before_it_than_the_context_is_a_data_error(tmp_path):
+    origin = (START + datetime.timedelta(days=10)).isoformat()
+    with pytest.raises(DataError) as err:
+        build(tmp_path, origin=origin, history={}, dev_days=3)
+    assert str(err.value) == (
+        f"{tmp_path / 'series.csv'}: origin 2011-01-13 has only 10 days before it in the file; "
+        "data.context is 14"
+    )
