@@ -444,3 +444,46 @@ def test_an_integer_longer_than_64_bits_is_a_config_error(override, tmp_path, ca
     assert main(["run", str(DEMO), override, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mtlshare: error: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    ("table", "setting", "line", "message"),
+    [
+        ("trunk", "dropout = 1.0", 4, "trunk.dropout: must be in [0, 1), got 1.0"),
+        (
+            "train",
+            "temperature = 0.0",
+            4,
+            "train.temperature: must be a finite number > 0, got 0.0",
+        ),
+        (
+            "weighting",
+            "temperature = 0.0",
+            4,
+            "weighting.temperature: must be a finite number > 0, got 0.0",
+        ),
+        ("weighting", "lr = inf", 4, "weighting.lr: must be a finite number > 0, got inf"),
+        ("weighting", "alpha = -1.0", 4, "weighting.alpha: must be a finite number >= 0, got -1.0"),
+        (
+            "weighting",
+            'aggregator = "pcgrad"',
+            4,
+            "weighting.aggregator: set only with weighting.kind = 'aggregator' (kind is 'fixed')",
+        ),
+        # two keys together: the table's line
+        (
+            "sparse",
+            "round_steps = 0\nround_epochs = 0",
+            3,
+            "sparse: set round_steps or round_epochs > 0 (k, the training per pruning round)",
+        ),
+    ],
+)
+def test_a_setting_out_of_range_is_refused_naming_its_line_and_bound(
+    tmp_path, table, setting, line, message
+):
+    path = tmp_path / "c.toml"
+    path.write_text(f'[data]\nsource = "synthetic"\n[{table}]\n{setting}\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}:{line}: {message}"

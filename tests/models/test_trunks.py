@@ -31,3 +31,13 @@ def test_a_convolution_pads_with_zeros_at_the_ends():
         before, after = conv(x), conv(changed)
     assert torch.equal(after[:, :3], before[:, :3])
     assert not torch.equal(after[:, 3:], before[:, 3:])
+
+
+def test_passthrough_must_leave_an_input_feature_to_the_layers():
+    from mtlshare.errors import ConfigError
+
+    assert backbone_from_config(TrunkConfig(hidden=[4], passthrough=5), 6).out_dims == [9]
+    for k in (6, -1):
+        message = rf"^trunk\.passthrough: must be in \[0, 5\] for 6 input features, got {k}$"
+        with pytest.raises(ConfigError, match=message):
+            backbone_from_config(TrunkConfig(hidden=[4], passthrough=k), 6)

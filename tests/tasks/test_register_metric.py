@@ -95,6 +95,27 @@ def test_an_unknown_metric_names_the_way_to_register_one() -> None:
         Task("t", "classification", out_dim=2, metric="f2")
 
 
+@pytest.mark.parametrize(
+    ("name", "kind", "out_dim", "message"),
+    [
+        (3, "regression", 1, r"^task: expected a string, got 3$"),
+        (
+            "t",
+            "ranking",
+            1,
+            r"^task 't': kind 'ranking' is not one of \('regression', 'classification'\)$",
+        ),
+        ("t", "regression", 0, r"^task 't': out_dim must be >= 1, got 0$"),
+    ],
+)
+def test_a_task_of_ones_own_with_a_bad_name_kind_or_width_is_refused(
+    name: object, kind: str, out_dim: int, message: str
+) -> None:
+    assert Task("t", "regression", out_dim=1, metric="mse").out_dim == 1
+    with pytest.raises(ConfigError, match=message):
+        Task(name, kind, out_dim=out_dim, metric="mse")  # type: ignore[arg-type]
+
+
 def test_a_labelled_metric_reads_the_class_names(registered) -> None:
     seen: list[tuple[str, ...]] = []
 
