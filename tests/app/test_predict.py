@@ -408,6 +408,25 @@ def test_bad_runs_and_inputs_are_one_line_and_leave_no_output(synthetic_run, tmp
         assert out.read_text() == "keep me", tasks
 
 
+def test_a_csv_run_refuses_another_format_and_a_header_without_rows(
+    synthetic_run, tmp_path, capsys
+):
+    width = load_run(synthetic_run).spec["input_dim"]
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    header = ",".join(f"x{i}" for i in range(width))
+    source.write_text(header + "\n" + ",".join(["0"] * width) + "\n")
+    args = ["predict", str(synthetic_run), str(source), "--out", str(out)]
+    assert main([*args, "--format", "conll"]) == 2
+    assert one_line(capsys) == "mtlshare: error: this run reads a CSV of 16 features, not conll"
+    assert not out.exists()
+    source.write_text(header + "\n\n , \n")  # blank lines are no rows
+    assert main(args) == 2
+    assert one_line(capsys) == f"mtlshare: error: {source}: no rows after the header"
+    assert not out.exists()
+    assert main([*args, "--format", "csv"]) == 2  # csv is this run's format: read, then refused
+    assert one_line(capsys).endswith("no rows after the header")
+
+
 def test_an_input_column_named_like_a_task_is_refused_as_a_table_run_refuses_it(
     synthetic_run, tmp_path, capsys
 ):
@@ -520,6 +539,13 @@ def test_a_checkpoint_of_an_unknown_format_version_is_refused(synthetic_run, tmp
             )
             for bad in ({"log": "no"}, {"mean": "0"}, {"std": None})
         ),
+        (lambda spec: spec.update(format="x"), "inference.json: not an mtlshare inference spec"),
+        (
+            lambda spec: spec.update(version=2),
+            "inference.json: inference spec version 2; this mtlshare reads version 1 (a run of "
+            "another mtlshare version)",
+        ),
+        (lambda spec: spec["codec"].pop("codec"), "mtlshare: error: inference spec names no codec"),
     ],
     ids=[
         "no tasks",
@@ -546,6 +572,9 @@ def test_a_checkpoint_of_an_unknown_format_version_is_refused(synthetic_run, tmp
         "scale log text",
         "scale mean text",
         "scale std null",
+        "not an inference spec",
+        "version 2",
+        "codec unnamed",
     ],
 )
 def test_a_damaged_inference_json_is_one_line(synthetic_run, tmp_path, capsys, damage, message):

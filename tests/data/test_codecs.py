@@ -30,6 +30,18 @@ def test_rows_are_read_by_column_name_and_written_back_on_the_targets_scale(tmp_
     assert [float(v) for v in rows[2][3:]] == [6.0, 0.0, -2.0]  # log counts never below 0
 
 
+def test_a_class_task_writes_its_label_or_else_the_class_number(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("x0\n1\n2\n")
+    codec = TensorCodec(["x0"], {"named": {"log": False, "mean": 10.0, "std": 2.0}})
+    table = codec.read(path, "csv")
+    named = Task("named", "classification", 3, "accuracy", labels=("a", "b", "c"))
+    numbered = Task("numbered", "classification", 3, "accuracy")
+    pred = torch.tensor([2, 0])
+    text = codec.write(table, [named, numbered], {"named": pred, "numbered": pred})
+    assert text == "x0,named,numbered\n1,c,2\n2,a,0\n"  # classes are not scaled
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
