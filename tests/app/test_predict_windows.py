@@ -383,6 +383,46 @@ def test_bad_files_are_one_line_errors_and_write_nothing(trained, tmp_path, caps
     assert len(err) == 1 and str(no_column) in err[0] and not out.exists()
 
 
+def test_another_format_or_features_of_another_version_are_one_line(trained, tmp_path, capsys):
+    import shutil
+
+    _, folder = trained
+    out = tmp_path / "out.csv"
+    recent = write_wide(tmp_path / "recent.csv", cut_at_origin(series_rows()))
+    assert main(["predict", str(folder), str(recent), "--out", str(out), "--format", "conll"]) == 2
+    assert capsys.readouterr().err == (
+        "mtlshare: error: this run forecasts from a CSV of its series' values, not conll\n"
+    )
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    spec = json.loads((copy / "inference.json").read_text())
+    width = len(spec["codec"]["features"])
+    spec["codec"]["features"] = spec["codec"]["features"][1:]  # one feature fewer
+    (copy / "inference.json").write_text(json.dumps(spec))
+    assert main(["predict", str(copy), str(recent), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"mtlshare: error: {recent}: the run's inputs were {width - 1} features, these {width}: "
+        "was the run trained with another version of mtlshare?\n"
+    )
+    assert not out.exists()
+
+
+def test_a_run_with_a_trend_and_no_holidays_reads_its_test_inputs_from_the_cut_file(tmp_path):
+    """The trend feature is read as at the run's test window (0 years at the origin); without a
+    holiday column there is no holiday covariate."""
+    data = write_wide(tmp_path / "train.csv", series_rows())
+    cfg = config(data, trend=True, holiday_column="").replace(**{"train.epochs": 1})
+    run(cfg, tmp_path / "run", progress=False)
+    loaded = load_run(tmp_path / "run")
+    inputs, _ = expected_forecasts(cfg, loaded)
+    doc = loaded.codec.read(
+        write_wide(tmp_path / "recent.csv", cut_at_origin(series_rows())), "auto"
+    )
+    features = loaded.codec.features
+    assert "trend" in features and not any(f.startswith("holiday") for f in features)
+    assert torch.equal(doc.x[0], inputs["a"]) and torch.equal(doc.x[1], inputs["b"])
+
+
 def test_a_run_scores_its_test_forecast_on_the_series_scale(trained, tmp_path, capsys):
     """``results.json``'s task scores are in the network's space (log, scaled); its
     ``forecast`` block scores the selected model's test forecast in the data's units, as the
