@@ -312,3 +312,28 @@ def test_a_damaged_tagging_spec_is_a_data_error_before_anything_reads_it(key, va
     codec_from_spec(_spec())  # the spec as the run writes it reads
     with pytest.raises(DataError, match=f"inference spec of a tagging run: {key} is"):
         codec_from_spec({**_spec(), key: value})
+
+
+def test_a_spec_whose_vocabulary_lacks_its_special_entries_or_a_key_is_a_data_error():
+    from mtlshare.data.codecs import codec_from_spec
+
+    for name in ("words", "chars"):
+        with pytest.raises(DataError) as err:
+            codec_from_spec({**_spec(), name: ["E", "U"]})
+        assert str(err.value) == f"inference spec: the {name} vocabulary lacks its special entries"
+    spec = _spec()
+    del spec["word_column"]
+    with pytest.raises(DataError) as err:
+        codec_from_spec(spec)
+    assert str(err.value) == "inference spec of a tagging run is incomplete ('word_column')"
+
+
+def test_one_token_a_line_reads_as_conll_and_a_missing_last_newline_loses_no_line(tmp_path):
+    """Lines of one field each are a CoNLL file of words (a blank line ends a sentence), not
+    plain text of one-word sentences; the last line counts whether a newline ends it or not."""
+    codec = make_codec()
+    for ending in ("\n", ""):
+        path = tmp_path / "in.txt"
+        path.write_text("EU\ncalls\n\nBonn" + ending, "utf-8")
+        doc = codec.read(path, "auto")
+        assert (doc.form, doc.sentences) == ("conll", [["EU", "calls"], ["Bonn"]]), ending
