@@ -93,6 +93,19 @@ def test_missing_file(tmp_path):
         read_conll(tmp_path)
 
 
+def test_an_unreadable_file_is_a_data_error_naming_it(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    path = write(tmp_path, "EU NNP\n")
+
+    def refused(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refused)  # as a file of another user's (not root)
+    with pytest.raises(DataError, match=f"^{path}: cannot read: Permission denied$"):
+        read_conll(path)
+
+
 def test_columns_by_name_or_position():
     names = ["word", "pos", "chunk", "ner"]
     assert column_index("ner", names) == 3

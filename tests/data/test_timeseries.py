@@ -114,6 +114,17 @@ def test_missing_file(tmp_path):
     data_error(tmp_path / "absent.csv", None)
 
 
+def test_a_folder_or_an_unreadable_file_is_a_data_error_naming_it(tmp_path, monkeypatch):
+    assert str(data_error(tmp_path, None)) == f"{tmp_path}: cannot read: Is a directory"
+    path = write(tmp_path, "date,series,value\n2024-01-01,a,1\n")
+
+    def refused(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refused)  # as a file of another user's (not root)
+    assert str(data_error(path, None)) == f"{path}: cannot read: Permission denied"
+
+
 @pytest.mark.parametrize("text", ["", "\n\n", "date,series,value\n", "date,series,value\n\n  \n"])
 def test_empty_or_header_only(tmp_path, text):
     data_error(write(tmp_path, text), None if not text.startswith("date") else 1)
@@ -349,6 +360,8 @@ def test_calendar_features_errors():
         calendar_features(dates, holiday=np.zeros(2))
     with pytest.raises(ConfigError):
         calendar_features(dates, exogenous={"dow_0": np.zeros(3)})
+    with pytest.raises(DataError, match=r"^feature 'temp' is not numeric$"):
+        calendar_features(dates, exogenous={"temp": ["warm", "cold", "warm"]})
 
 
 # --- any text at all: a DailyFrame or an MtlshareError, never a crash -------------------------
