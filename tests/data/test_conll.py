@@ -130,6 +130,9 @@ def test_vocab_specials_min_freq_and_order():
     assert tags.itos == ["O", "B-PER"]
     with pytest.raises(KeyError):
         tags.id("I-PER")
+    # a token given twice (or a special one given again) keeps its first id
+    again = Vocab(["cat", "<unk>", "cat", "the"])
+    assert again.itos == ["<pad>", "<unk>", "cat", "the"] and again.id("the") == 3
 
 
 def test_glove_file_vectors_and_errors(tmp_path):

