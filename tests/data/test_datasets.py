@@ -72,6 +72,11 @@ def test_shares_weight_observed_targets_so_the_ranks_mean_is_the_global_batch_me
                 assert sum(shares) == pytest.approx(world) or not kept[whole].any()
     alone = BatchStream(Split(torch.zeros(4, 3, 1), tokens), 4, torch.Generator())
     assert alone.next_index()[1] == 1.0  # one process: 1.0, nothing counted
+    # a global batch with no observed target: every rank's loss is zero, its share 1.0
+    split = Split(torch.zeros(4, 3, 1), tokens.masked_fill(tokens == 1, -100))
+    idx, whole = torch.tensor([0, 1]), torch.tensor([0, 1, 2, 3])
+    assert share_of(split, idx, whole, 2) == 1.0
+    assert share_of(Split(torch.zeros(4, 3, 1), tokens), idx, whole, 2) == 2 * 4 / 7
 
 
 def test_sequence_batches_are_cut_to_their_longest_and_padded_back_when_joined():

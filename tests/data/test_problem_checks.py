@@ -161,6 +161,49 @@ def test_splits_hold_tensors_and_problems_tasks():
 
 
 @pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: Split(torch.tensor(1.0), torch.zeros(N)),
+            "Split: x and y need one row per example, got a 0-d tensor",
+        ),
+        (
+            lambda: Split(x_(), torch.tensor(0)),
+            "Split: x and y need one row per example, got a 0-d tensor",
+        ),
+        (lambda: Split(x_(), torch.zeros(N - 1)), "inputs have 6 rows but targets 5"),
+        (
+            lambda: Split(x_(), torch.zeros(N), lengths=torch.ones(N, 1)),
+            "lengths must have one entry per row (6), got shape (6, 1)",
+        ),
+        (
+            lambda: Problem(
+                [TaskData(Task("a", "regression"), *[Split(x_(), torch.ones(N))] * 3)] * 2, D
+            ),
+            "task names must be unique, got ['a', 'a']",
+        ),
+        (
+            lambda: Problem(
+                [
+                    TaskData(
+                        Task("b", "regression"),
+                        *[Split(x_(), torch.ones(N))] * 2,
+                        Split(x_(0), torch.ones(0)),
+                    )
+                ],
+                D,
+            ),
+            "task 'b' has an empty test split",
+        ),
+    ],
+)
+def test_a_split_or_problem_of_mismatched_parts_is_one_line(make, message):
+    with pytest.raises(DataError) as err:
+        make()
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
     ("kind", "metric"),
     [("regression", "accuracy"), ("classification", "mse"), ("classification", "mae")],
 )
