@@ -149,6 +149,30 @@ def test_a_checkpoint_whose_tensors_changed_on_disk_is_refused_not_used(
     assert not out.exists()
 
 
+def test_a_meta_json_that_is_no_json_object_is_one_line(synthetic_run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    inputs = _inputs(copy, tmp_path / "in.csv")
+    meta = copy / "checkpoint" / "best" / "meta.json"
+    meta.write_text("[1, 2]")
+    out = tmp_path / "out.csv"
+    assert main(_args("predict", copy, inputs, out)) == 2
+    assert one_line(capsys) == (
+        f"mtlshare: error: {meta}: not a checkpoint's metadata (a JSON object)"
+    )
+    assert not out.exists()
+
+
+def test_an_error_line_is_the_line_that_says_what_is_wrong():
+    from mtlshare.training.checkpoint import error_line
+
+    assert error_line(RuntimeError()) == "RuntimeError"  # no message: its kind
+    assert error_line(ValueError("\n  \n")) == "ValueError"
+    header = "Error(s) in loading state_dict for Linear:\n\tMissing key(s): bias.\n"
+    assert error_line(RuntimeError(header)) == "Missing key(s): bias."
+    assert error_line(RuntimeError("first\nsecond")) == "first"
+
+
 def test_a_checkpoint_saved_before_its_digest_was_recorded_is_read_as_it_was(
     synthetic_run, tmp_path
 ):

@@ -926,3 +926,27 @@ def test_a_dev_split_without_any_label_stops_training_with_a_data_error(tmp_path
     with pytest.raises(DataError, match=r"task\(s\) \['t2'\] have no observed label in their dev"):
         run(cfg, tmp_path / "out", problem=problem, progress=False)
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_an_optimizer_state_of_numbers_beside_tensors_round_trips():
+    """A number in an optimizer's state (Adam's ``step`` was an int before torch 1.12; an
+    optimizer may keep counters) goes to the JSON half, a tensor to the safetensors half, and
+    both come back as they were."""
+    from mtlshare.training.checkpoint import optimizer_from_flat, optimizer_to_flat
+
+    avg = torch.tensor([0.5, -1.0])
+    state = {
+        "state": {0: {"step": 3, "exp_avg": avg}, 1: {"step": 4.0}},
+        "param_groups": [{"lr": 0.1, "params": [0, 1]}],
+    }
+    tensors, plain = optimizer_to_flat(state)
+    assert list(tensors) == ["optim.0.exp_avg"] and tensors["optim.0.exp_avg"] is avg
+    assert plain == {
+        "state": {"0": {"step": 3}, "1": {"step": 4.0}},
+        "param_groups": [{"lr": 0.1, "params": [0, 1]}],
+    }
+    back = optimizer_from_flat(tensors, json.loads(json.dumps(plain)))
+    assert back == {
+        "state": {0: {"step": 3, "exp_avg": avg}, 1: {"step": 4.0}},
+        "param_groups": [{"lr": 0.1, "params": [0, 1]}],
+    }
