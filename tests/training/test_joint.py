@@ -22,7 +22,7 @@ from mtlshare.app.build import build_model, build_problem
 from mtlshare.app.run import run
 from mtlshare.cli import main
 from mtlshare.config import load_config
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.sparse import driver
 from mtlshare.training import aggregators
@@ -676,3 +676,69 @@ def test_rlw_draws_the_same_weights_in_every_process():
         )
         drawn.add(proc.stdout)
     assert len(drawn) == 1, drawn
+
+
+# -- clipping, non-finite losses and labelled tokens at joint steps -----------------------------
+@pytest.mark.parametrize(("clip", "bound"), [(1e-3, 1e-3), (0.0, None)])
+def test_grad_clip_limits_a_joint_update(clip, bound):
+    sgd = ["train.optimizer=sgd", "train.lr=1.0", "train.momentum=0.0", "train.weight_decay=0"]
+    cfg = tiny(*sgd, f"train.grad_clip={clip}")
+    problem = build_problem(cfg)
+    model = build_model(cfg, problem)
+    trainer = Trainer(model, problem, cfg.train, LossWeighting(["t1", "t2"], cfg.weighting))
+    before = [p.detach().clone() for p in model.parameters()]
+    batches = {}
+    for td in problem.tasks:
+        x, y = td.train.take(torch.arange(16))
+        batches[td.task.name] = (x, y * 10)
+    assert trainer.joint is not None
+    trainer.joint.step(trainer.make_optimizer(), batches)
+    deltas = torch.cat(
+        [(p.detach() - b).reshape(-1) for p, b in zip(model.parameters(), before, strict=True)]
+    )
+    if bound is None:
+        assert float(deltas.norm()) > 100 * 1e-3
+    else:
+        assert 0 < float(deltas.norm()) <= bound * (1 + 1e-4)
+
+
+def test_a_joint_step_with_a_loss_that_is_not_finite_is_one_line():
+    cfg = tiny()
+    problem = build_problem(cfg)
+    trainer = Trainer(
+        build_model(cfg, problem), problem, cfg.train, LossWeighting(["t1", "t2"], cfg.weighting)
+    )
+    batches = {td.task.name: td.train.take(torch.arange(4)) for td in problem.tasks}
+    batches["t2"] = (batches["t2"][0], batches["t2"][1] * 1e30)  # its square overflows float32
+    assert trainer.joint is not None
+    with pytest.raises(MtlshareError) as err:
+        trainer.joint.step(trainer.make_optimizer(), batches)
+    assert str(err.value) == (
+        "loss is inf at joint step 0 on task(s) ['t1', 't2']; lower train.lr or set train.grad_clip"
+    )
+
+
+def test_joint_steps_count_the_labelled_tokens_of_sequence_tasks():
+    """Tokens per second are the labelled positions trained on: padding and unlabelled
+    positions are not counted, each task's own."""
+    from mtlshare.data.datasets import Problem, Split, TaskData
+    from mtlshare.tasks.task import Task
+
+    cfg = tiny("trunk.kind=lstm", "trunk.hidden=[4]")
+    torch.manual_seed(0)
+    x, lengths = torch.randn(4, 5, 3), torch.tensor([5, 3, 2, 1])
+    labelled = torch.arange(5)[None, :] < lengths[:, None]
+    y1 = torch.zeros(4, 5, dtype=torch.long).masked_fill(~labelled, -100)
+    y2 = y1.clone()
+    y2[0, :2] = -100  # two positions t2 has no label for
+    tasks = []
+    for name, y in (("t1", y1), ("t2", y2)):
+        task = Task(name, "classification", 2, "accuracy")
+        tasks.append(TaskData(task, *[Split(x.clone(), y, lengths)] * 3))
+    problem = Problem(tasks, 3)
+    trainer = Trainer(
+        build_model(cfg, problem), problem, cfg.train, LossWeighting(["t1", "t2"], cfg.weighting)
+    )
+    assert trainer.joint is not None and cfg.train.batch_size >= 4
+    trainer.joint.run(trainer.make_optimizer(), ["t1", "t2"], 3, epoch=1)
+    assert trainer.tokens_seen == 3 * (11 + 9)  # every row each step: 11 and 9 labels
