@@ -200,6 +200,8 @@ def test_uncertainty_weighting_formula():
     assert float(w("t1", loss).detach()) == pytest.approx(math.exp(-0.3) * 2.0 + 0.3)
     assert float(w("t2", loss).detach()) == pytest.approx(math.exp(0.7) * 2.0 - 0.7)
     assert w.current() == pytest.approx({"t1": math.exp(-0.3), "t2": math.exp(0.7)})
+    assert w.weight_vector().tolist() == pytest.approx([math.exp(-0.3), math.exp(0.7)])
+    assert not w.weight_vector().requires_grad  # a constant, as every kind's
     out = w("t2", loss)
     out.backward()
     # d/ds (exp(-s) L + s) = 1 - exp(-s) L
@@ -553,6 +555,25 @@ def test_resume_gives_bitwise_identical_training(tmp_path):
 
 
 # -- gradient clipping and NaN losses ----------------------------------------------------------
+
+
+def test_a_trainer_given_a_task_without_a_dev_label_stops_after_its_first_epoch():
+    """``run`` refuses such a problem before it makes a folder; a ``Trainer`` used on its own
+    finds it at the first dev score."""
+    import dataclasses
+
+    problem = small_problem()
+    t2 = problem.tasks[1]
+    unlabelled = Split(t2.dev.x, torch.full_like(t2.dev.y, float("nan")))
+    problem.tasks[1] = dataclasses.replace(t2, dev=unlabelled)
+    trainer = make_trainer(make_model(problem), problem, TrainConfig(epochs=2))
+    with pytest.raises(DataError) as err:
+        trainer.fit()
+    assert str(err.value) == (
+        "task(s) ['t2'] have no observed label in their dev split; model selection needs at "
+        "least one"
+    )
+    assert trainer.global_step == trainer.steps_per_epoch(["t1", "t2"])  # one epoch trained
 
 
 @pytest.mark.parametrize(("clip", "bound"), [(1e-3, 1e-3), (0.0, None)])
