@@ -218,3 +218,56 @@ def test_rounds_overlap_lists_only_the_rounds_every_task_reached():
         "overlap_ratio": 1 / 3,
         "mean_dev_score": pytest.approx(0.3),
     }
+
+
+def test_the_step_buffers_are_8_bytes_a_prunable_weight_whatever_the_number_of_tasks():
+    model = sparse()
+    model.set_masks(random_masks(model))
+    prunable = sum(p.numel() for p in model._prunable().values())
+    model.eval()
+    for task in ("a", "b", "a"):
+        model.apply_mask(task)
+        assert model.buffer_bytes() == 8 * prunable, task
+    model.restore_weights()
+
+
+def test_changed_since_names_a_frozen_entry_or_parameter_that_moved_and_nothing_else():
+    """What add-task checks after training the new task: the entries and parameters the
+    trained tasks read are unchanged (the new task's free entries may move)."""
+    model = sparse()
+    masks = random_masks(model)
+    model.set_masks(masks)
+    model.freeze_for_new_tasks(["a"], ["b"])
+    snapshot = model.snapshot_frozen()
+    name = model.prunable_names[0]
+    weight = model._prunable()[name]
+    frozen = model.frozen_entries(name)
+    with torch.no_grad():
+        weight[~frozen] += 1.0  # free entries: the new task's to train
+    assert model.changed_since(snapshot) == []
+    with torch.no_grad():
+        weight[frozen] += 1.0
+    assert model.changed_since(snapshot) == [f"layers.{name}"]
+    head = next(n for n, p in model.named_parameters() if n.startswith("heads.a"))
+    with torch.no_grad():
+        dict(model.named_parameters())[head].add_(1.0)
+    assert model.changed_since(snapshot) == [f"layers.{name}", head]
+
+
+def test_a_mask_of_other_weights_is_refused_and_a_state_without_masks_loads_only_unstrict():
+    from mtlshare.errors import ConfigError
+
+    model = sparse()
+    names = sorted(model._prunable())
+    with pytest.raises(ConfigError) as err:
+        model.set_mask("a", {"0.weight": torch.ones(3, 3, dtype=torch.bool)})
+    assert str(err.value) == f"mask for 'a' covers ['0.weight'], expected {names}"
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("sparse_masks.")}
+    assert len(state) < len(model.state_dict())
+    with pytest.raises(KeyError, match=r"sparse state has no masks \(sparse_masks\.meta\)"):
+        sparse().load_state_dict(state)
+    other = sparse()
+    other.load_state_dict(state, strict=False)
+    assert all(
+        torch.equal(p, model.state_dict()[n]) for n, p in other.state_dict().items() if n in state
+    )
