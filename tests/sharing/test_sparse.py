@@ -285,6 +285,10 @@ def test_selection_rules():
     assert imp.select(cands, "round", 99).round == 3
     assert imp.select(cands, "density", 0.5).round == 2
     assert imp.select(cands, "density", 0.01).round == 3
+    with pytest.raises(ValueError, match=r"^no candidates to select from$"):
+        imp.select([], "best")
+    with pytest.raises(ValueError, match=r"^unknown selection rule 'worst'$"):
+        imp.select(cands, "worst")
 
 
 def test_selected_masks_are_the_best_candidates_and_reported():
@@ -913,6 +917,8 @@ def test_a_search_stops_at_a_density_equal_to_the_target():
     assert [c.density for c in cands] == [1.0, 0.5, 0.25] and cands[-1].final
     assert imp.rounds_needed(0.5, 0.25) == 2
     assert imp.rounds_needed(0.1, 0.9**4) == 4  # the ratio of logs is 4.000000000000001
+    # a target of 1 or more is met before any pruning: no round
+    assert imp.rounds_needed(0.5, 1.0) == imp.rounds_needed(0.5, 4.0) == 0
 
 
 def test_by_default_a_custom_trunks_norm_gains_are_not_pruned():

@@ -344,3 +344,10 @@ def test_density_within_counts_only_the_domain_s_entries():
     domain = {"w": torch.tensor([True, True, False, False]), "v": torch.tensor([False])}
     assert density_within(masks, domain) == 1.0
     assert density_within({"w": masks["w"], "v": torch.tensor([False])}, None) == 0.6
+    empty = {"w": torch.zeros(4, dtype=torch.bool), "v": torch.tensor([False])}
+    with pytest.raises(ValueError, match=r"^density within an empty domain is undefined$"):
+        density_within(masks, empty)
+
+
+def test_pruning_no_weights_gives_no_masks():
+    assert global_magnitude_prune({}, {}, 0.5) == {}
