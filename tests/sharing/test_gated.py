@@ -509,3 +509,27 @@ def test_a_gate_without_dev_positions_is_a_blank_row_that_says_why(tmp_path, mon
     assert list(image[0]) == [0.25, 0.75]
     assert all(math.isnan(w) for w in image.filled(math.nan)[1])
     assert sorted(t.get_text() for t in ax.texts) == ["0.25", "0.75"]
+
+
+def test_a_gate_grid_leaves_an_empty_cell_blank_and_a_figure_without_title_untitled(
+    tmp_path, monkeypatch
+):
+    from mtlshare.sharing.gating import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig) or path)
+    level = {"experts": ["e1", "e2"], "tasks": {"t1": [0.25, 0.75]}}
+    plots.plot_gates([[("one", level), ("two", level)], [("three", level)]], tmp_path / "g.png")
+    fig = drawn[0]
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in panels] == ["one", "two", "three"]
+    blank = [ax for ax in fig.axes if not ax.axison]
+    assert len(blank) == 1 and not blank[0].get_images()  # row 2, column 2: nothing drawn
+    assert fig._suptitle is None
+
+
+def test_a_model_not_analysed_on_dev_reports_and_draws_no_gates(tmp_path):
+    torch.manual_seed(0)
+    model = MMoESharing(backbone(), [T1, T2], MMoEConfig(experts=2))
+    assert model.report() == {}
+    assert model.write_artifacts(tmp_path) == [] and list(tmp_path.iterdir()) == []

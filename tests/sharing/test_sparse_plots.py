@@ -108,6 +108,10 @@ def test_ticks_take_the_fewest_decimals_that_tell_them_apart(figures, tmp_path):
     plots.plot_search(_search(["a"], [1.0, 0.5, 0.014, 0.011]), tmp_path)
     _, labels = _ticks(figures[0])
     assert labels == ["100.0%", "50.0%", "1.4%", "1.1%"]
+    # 0.010% and 0.009% need three decimals, the most it takes
+    plots.plot_search(_search(["a"], [1.0, 0.0001, 0.00009]), tmp_path)
+    _, labels = _ticks(figures[2])
+    assert labels == ["100.000%", "0.010%", "0.009%"]
 
 
 def test_a_runs_tasks_take_the_palettes_colours_from_the_first_in_a_titled_legend(
