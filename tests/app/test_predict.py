@@ -545,7 +545,7 @@ def test_a_checkpoint_of_an_unknown_format_version_is_refused(synthetic_run, tmp
             "inference.json: inference spec version 2; this mtlshare reads version 1 (a run of "
             "another mtlshare version)",
         ),
-        (lambda spec: spec["codec"].pop("codec"), "mtlshare: error: inference spec names no codec"),
+        (lambda spec: spec["codec"].pop("codec"), "inference spec names no codec"),
     ],
     ids=[
         "no tasks",
@@ -587,7 +587,8 @@ def test_a_damaged_inference_json_is_one_line(synthetic_run, tmp_path, capsys, d
     damage(spec)
     path.write_text(json.dumps(spec))
     assert main(["evaluate", str(copy)]) == 2
-    assert message in one_line(capsys)
+    line = one_line(capsys)
+    assert message in line and line.startswith(f"mtlshare: error: {path}: "), line
 
 
 def test_a_run_without_a_checkpoint_yet_says_so(synthetic_run, tmp_path, capsys):

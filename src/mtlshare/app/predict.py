@@ -303,8 +303,13 @@ def load_run(
             stacklevel=2,
         )
     spec = _spec(folder, cfg, data_dir)
-    tasks = tasks_from_spec(spec)
-    codec = codec_from_spec(spec["codec"])
+    try:
+        tasks = tasks_from_spec(spec)
+        codec = codec_from_spec(spec["codec"])
+    except DataError as e:  # "inference spec: ...": say which file, when it was read from one
+        if not folder.file(INFERENCE).is_file():
+            raise
+        raise DataError(f"{folder.file(INFERENCE)}: {e}") from None
     reads = getattr(codec, "input_dim", spec["input_dim"])  # a codec that knows the trunk's width
     if reads != spec["input_dim"]:
         raise DataError(
