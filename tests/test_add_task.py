@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtlshare.app.add_task import _check_data, _load_trained
+from mtlshare.app.add_task import _check_data, _load_trained, _undeclared_tables
 from mtlshare.app.build import build_model, build_problem
 from mtlshare.cli import main
 from mtlshare.config import from_dict, load_config
@@ -481,3 +481,107 @@ def test_add_task_from_python_reads_relative_data_paths_from_the_config_folder(
     monkeypatch.chdir(elsewhere)  # train.txt does not exist from here
     mtlshare.add_task(trained, cfg, tmp_path / "added", progress=False)
     assert (tmp_path / "added" / "add_task.json").is_file()
+
+
+def test_the_checkpoint_folder_given_for_the_run_adds_to_the_run_it_belongs_to(hard_run, tmp_path):
+    """``mtlshare add-task RUN/checkpoint/best ...`` (the selected model's folder, not the
+    run's): the addition is made to that run, and says so."""
+    out = tmp_path / "added"
+    best = hard_run / "checkpoint" / "best"
+    assert main(["add-task", str(best), DEMO, 'tasks=["t3"]', *SMALL, "--out", str(out)]) == 0
+    assert json.loads((out / "add_task.json").read_text())["trained_run"] == str(hard_run)
+    assert json.loads((out / "trained_run.json").read_text())["trained_run"] == str(hard_run)
+
+
+def test_a_config_reading_another_data_source_is_refused_naming_both(hard_run, tmp_path, capsys):
+    (tmp_path / "conll.toml").write_text(CONLL)  # its files need not exist: refused before
+    out = tmp_path / "o"
+    argv = ["add-task", str(hard_run), str(tmp_path / "conll.toml"), "--quiet", "--out", str(out)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "mtlshare: error: the config reads data source 'conll', the trained model 'synthetic'"
+    ]
+    assert not out.exists()
+
+
+def test_synthetic_data_encoded_otherwise_than_the_trained_run_is_refused_as_changed_data(
+    hard_run, tmp_path, capsys
+):
+    """A data source without task tables (synthetic) has no table the trained run could have
+    lacked: data encoded otherwise than its ``inference.json`` says is blamed on the data."""
+    copy = tmp_path / "copy"
+    shutil.copytree(hard_run, copy)
+    spec = json.loads((copy / "inference.json").read_text())
+    spec["input_dim"] += 1
+    (copy / "inference.json").write_text(json.dumps(spec))
+    out = tmp_path / "o"
+    assert main(["add-task", str(copy), DEMO, 'tasks=["t3"]', *SMALL, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"mtlshare: error: the data the config reads is not what {copy} was trained on: the "
+        "input width differ from its inference.json (were the data files changed since?)"
+    ]
+    assert not out.exists()
+    cfg = load_config(DEMO)
+    assert _undeclared_tables(cfg, cfg) == []
+
+
+def test_a_run_older_than_inference_json_whose_data_changed_since_is_refused_in_one_line(
+    tmp_path, capsys
+):
+    """Without the trained run's ``inference.json`` (runs older than it) the data read again
+    cannot be compared with what it was trained on: a vocabulary grown since makes the trained
+    weights another shape than the network built for the config, one line naming the run."""
+    (tmp_path / "train.txt").write_text("EU NNP B-ORG\nrejects VBZ O\n\nPeter NNP B-PER\n")
+    (tmp_path / "c.toml").write_text(CONLL)
+    small = ["train.epochs=1", "trunk.kind=mlp", "trunk.hidden=[8]", "--quiet"]
+    trained = tmp_path / "trained"
+    argv = ["run", str(tmp_path / "c.toml"), *small, 'tasks=["pos"]', "--out", str(trained)]
+    assert main(argv) == 0
+    (trained / "inference.json").unlink()
+    # the file as it was: the addition is made (nothing to compare it with)
+    added = ["add-task", str(trained), str(tmp_path / "c.toml"), *small, 'tasks=["ner"]']
+    assert main([*added, "--out", str(tmp_path / "added")]) == 0
+    assert RunFolder(tmp_path / "added").finished
+    # new words since: the embedding the config's network has is larger than the trained one
+    with (tmp_path / "train.txt").open("a") as f:
+        f.write("\nZebras NNS O\ngraze VBP O\n")
+    capsys.readouterr()
+    assert main([*added, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(
+        f"mtlshare: error: {trained}: the trained model does not fit the config's data or "
+        "network (RuntimeError: "
+    ), err
+    assert "size mismatch" in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_config_whose_data_lacks_a_trained_task_is_refused_naming_it(tmp_path, capsys):
+    """A daily CSV's series are its tasks: a series the trained run was trained on and the file
+    no longer holds is named, and nothing is written."""
+    csv = tmp_path / "daily.csv"
+
+    def write(series: tuple[str, ...]) -> None:
+        rows = ["date,series,value"]
+        rows += [f"2011-01-{d:02d},{s},{d + i}" for d in range(1, 29) for i, s in enumerate(series)]
+        csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+    write(("a", "b"))
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'[data]\nsource = "daily_csv"\npath = "{csv}"\norigin = "2011-01-20"\nhorizon = 5\n'
+        '[trunk]\nkind = "mlp"\nhidden = [4]\n[train]\nepochs = 1\n',
+        encoding="utf-8",
+    )
+    trained = tmp_path / "trained"
+    assert main(["run", str(config), 'tasks=["a","b"]', "--out", str(trained), "--quiet"]) == 0
+    write(("a", "c"))  # series b left the file, c came
+    out = tmp_path / "o"
+    capsys.readouterr()
+    assert main(["add-task", str(trained), str(config), "--quiet", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "mtlshare: error: the config's data has no task(s) ['b'] that the trained model has; it "
+        "must hold the trained tasks as well as the new ones"
+    ]
+    assert not out.exists()
