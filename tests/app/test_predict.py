@@ -591,6 +591,27 @@ def test_a_damaged_inference_json_is_one_line(synthetic_run, tmp_path, capsys, d
     assert message in line and line.startswith(f"mtlshare: error: {path}: "), line
 
 
+def test_an_inference_json_tying_a_task_to_words_the_run_never_read_is_one_line_naming_the_run(
+    synthetic_run, tmp_path, capsys
+):
+    """A task of ``inference.json`` whose output is tied to the input word embedding, in a run
+    whose inputs are no words (synthetic): the network cannot be built. It was blamed on the
+    task's ``tie_embedding`` as if a config had set it, naming no file."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_run, copy)
+    path = copy / "inference.json"
+    spec = json.loads(path.read_text())
+    spec["tasks"][0]["tie_embedding"] = 8
+    path.write_text(json.dumps(spec))
+    assert main(["evaluate", str(copy)]) == 2
+    assert one_line(capsys) == (
+        f"mtlshare: error: {copy}: its config.toml and inference.json do not make a network: "
+        "task 't1': tie_embedding needs a word-embedding input encoder (the conll data source)"
+    )
+
+
 def test_a_run_without_a_checkpoint_yet_says_so(synthetic_run, tmp_path, capsys):
     copy = tmp_path / "copy"
     import shutil

@@ -32,7 +32,7 @@ from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem, first_row
 from mtlshare.data.windows_codec import SeriesInputs
-from mtlshare.errors import DataError, MtlshareError, UnseenTagsWarning
+from mtlshare.errors import ConfigError, DataError, MtlshareError, UnseenTagsWarning
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import Task
@@ -320,7 +320,13 @@ def load_run(
     # that loading a model leaves the caller's random stream (CPU and GPU) as it was
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(cfg.seed)
-        model = build_network(cfg, tasks, spec["input_dim"], codec.build_stem(), spec["input_rank"])
+        try:
+            stem = codec.build_stem()
+            model = build_network(cfg, tasks, spec["input_dim"], stem, spec["input_rank"])
+        except ConfigError as e:  # of the run's files, not of a config the user gave
+            raise ConfigError(
+                f"{folder.path}: its {CONFIG} and {INFERENCE} do not make a network: {e}"
+            ) from None
     folder.load_model(model, checkpoint, described_by=folder.file(CONFIG))
     model.eval()
     if where.type != "cpu":  # built and loaded on the CPU
