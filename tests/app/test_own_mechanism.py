@@ -318,6 +318,22 @@ def test_a_regularizer_that_takes_only_one_of_the_two_calls_is_refused(
         check_mechanism("mine", tiny_model(cls))
 
 
+class BuiltinRegularizer(Mine):
+    """A regularizer that is a builtin without a signature inspect can read (``max``)."""
+
+    regularizer = max  # type: ignore[assignment]
+
+
+def test_a_regularizer_without_a_readable_signature_is_refused_as_taking_no_calls() -> None:
+    """Neither its signature nor its parameters can be read: it is refused as one of no
+    parameters, in one line, not with inspect's ValueError."""
+    with pytest.raises(
+        ConfigError,
+        match=r"^mechanism 'mine': regularizer\(\) cannot take the training loop's calls, ",
+    ):
+        check_mechanism("mine", tiny_model(BuiltinRegularizer))
+
+
 class NotAScalar(Mine):
     def regularizer(self, task: str | None = None, every: float = 1.0) -> Tensor:
         return torch.stack([p.square().sum() for p in self.trunk.parameters()])
