@@ -219,6 +219,22 @@ def test_without_prophet_the_others_run_and_it_says_so(tmp_path, monkeypatch, ca
     assert "prophet skipped" in (tmp_path / "out" / "forecast.md").read_text()
 
 
+def test_a_method_skipped_at_one_origin_is_not_tried_again_at_the_next(
+    tmp_path, monkeypatch, capsys
+):
+    """Prophet missing is found at the first test origin: the second neither tries it again
+    nor says so again, and the other methods are scored at both."""
+    monkeypatch.setitem(sys.modules, "prophet", None)
+    csv = generated_csv(tmp_path / "series.csv")
+    origins = ["2011-06-01", "2011-09-01"]
+    text = config_text(csv, ["s0", "s1"], "s1", origins, ["prophet", "seasonal_naive"])
+    res = run_study(tmp_path, text, "forecast.interval=0")
+    said = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert said == [f"mtlshare: Prophet skipped: {res['skipped']['prophet']}"]
+    assert set(res["methods"]) == {"seasonal_naive"}
+    assert [r["origin"] for r in res["methods"]["seasonal_naive"]["per_origin"]] == origins
+
+
 def test_the_study_says_what_it_does_on_stderr_leaving_stdout_to_the_caller(
     tmp_path, monkeypatch, capsys
 ):

@@ -367,6 +367,44 @@ def test_intervals_are_calibrated_on_the_validation_origins_before_each_test_ori
     assert "50% prediction intervals" in (tmp_path / "out" / "forecast.md").read_text()
 
 
+def test_intervals_are_not_scaled_where_a_validation_origins_history_has_no_mase_scale(tmp_path):
+    """The target was flat until mid-May (a new series' zeros, a sensor stuck): the validation
+    origins' histories have no MASE scale (every seasonal difference 0), so the errors there
+    calibrate the widths in the data's units, added to the forecast as they are, not a
+    ValueError of scales that are not positive."""
+    csv = series_csv(tmp_path / "s.csv")
+    lines = csv.read_text().splitlines()
+    flat = [lines[0]]
+    for line in lines[1:]:
+        *rest, short = line.split(",")
+        flat.append(",".join([*rest, "50.00" if rest[0] < "2011-05-15" else short]))
+    csv.write_text("\n".join(flat) + "\n")
+    text = study_text(csv, validation_origins='["2011-04-01", "2011-05-01"]', select_last="2")
+    overrides = ['forecast.origins=["2011-06-01"]', 'forecast.methods=["seasonal_naive"]']
+    res = run_study(tmp_path, text, *overrides, "forecast.interval=0.5", "forecast.seeds=[0]")
+    values = {r[0]: float(r[4]) for r in csv_module.reader(flat[1:])}
+
+    def days(origin: str, offsets: range) -> np.ndarray:
+        day = datetime.date.fromisoformat(origin)
+        return np.array([values[str(day + datetime.timedelta(days=d))] for d in offsets])
+
+    calibration = [
+        (days(o, range(28)), np.tile(days(o, range(-7, 0)), 4))
+        for o in ("2011-04-01", "2011-05-01")
+    ]
+    widths = conformal_widths(calibration, 0.5, block=7)
+    assert widths.max() > 0  # the flat days ended inside 05-01's horizon
+    with (tmp_path / "out" / "forecasts.csv").open() as f:
+        table = [r for r in csv_module.DictReader(f) if r["method"] == "seasonal_naive"]
+    f, lo, hi = (np.array([float(r[k]) for r in table]) for k in ("forecast", "lower", "upper"))
+    assert f == pytest.approx(np.tile(days("2011-06-01", range(-7, 0)), 4))
+    assert hi == pytest.approx(f + widths)
+    assert lo == pytest.approx(np.maximum(f - widths, 0.0))
+    assert res["methods"]["seasonal_naive"]["per_origin"][0]["width"] == pytest.approx(
+        np.mean(hi - lo)
+    )
+
+
 def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
     (tmp_path / "f.toml").write_text(text)
     out = tmp_path / "out"
@@ -692,6 +730,27 @@ def test_a_study_run_again_after_an_interrupt_leaves_only_its_own_files(
     assert main([*base, "--out", str(out)]) == 0
     assert not (out / "forecast_2011-01-01.png").exists()
     assert (out / "forecast_2011-06-01.png").is_file()
+
+
+def test_a_study_interrupted_while_it_starts_says_so_in_one_line(tmp_path, capsys, monkeypatch):
+    """Ctrl-C before the study has its worker pool (nothing of it to close): the interrupt's
+    line, not a traceback of closing what is not there; the folder is released."""
+    import mtlshare.app.forecast as study
+
+    csv = series_csv(tmp_path / "s.csv")
+    (tmp_path / "f.toml").write_text(study_text(csv))
+    out = tmp_path / "out"
+    argv = ["run", str(tmp_path / "f.toml"), "forecast.methods=['seasonal_naive']", "--quiet"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(study, "Trainings", interrupted)
+        assert main([*argv, "forecast.interval=0", "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["mtlshare: interrupted; this command cannot resume: run it again"]
+    assert main([*argv, "forecast.interval=0", "--out", str(out)]) == 0
 
 
 def test_a_study_without_validation_origins_says_it_has_no_intervals(tmp_path, capsys):
