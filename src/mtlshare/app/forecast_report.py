@@ -134,17 +134,16 @@ def _target_lines(found: dict[str, Any]) -> list[str]:
                 f"- multitask mean MAE {fact['multitask_mae']:.1f} vs {other} "
                 f"{fact['other_mae']:.1f}: {mark}"
             )
-        p = fact.get("paired")
-        if p is not None:
-            wins = (
-                ""
-                if key == "multitask_beats_single"
-                else f"lower at {p['lower_at']} of {p['of']} origins; "
-            )
-            line += (
-                f" ({wins}MAE difference "
-                f"{p['difference']:+.1f}, {100 * p['level']:.0f}% bootstrap interval over the "
-                f"origins {p['low']:+.1f} to {p['high']:+.1f})"
-            )
+        p = fact["paired"]  # ``targets`` gives every comparison one
+        wins = (
+            ""
+            if key == "multitask_beats_single"
+            else f"lower at {p['lower_at']} of {p['of']} origins; "
+        )
+        line += (
+            f" ({wins}MAE difference "
+            f"{p['difference']:+.1f}, {100 * p['level']:.0f}% bootstrap interval over the "
+            f"origins {p['low']:+.1f} to {p['high']:+.1f})"
+        )
         lines.append(line)
     return lines
