@@ -242,6 +242,27 @@ def test_mechanisms_lists_the_registry_in_a_subprocess():
     assert listed == MECHANISMS.names()
 
 
+def test_a_pipe_whose_reader_has_left_ends_the_command_quietly_in_a_subprocess():
+    """``mtlshare mechanisms | head -0``: the pipe's reader is gone before a line is written.
+    The command stops with exit 0 and says nothing; the output it could not write is not
+    written again at the interpreter's exit (``Exception ignored ... BrokenPipeError``, exit
+    120)."""
+    read, write = os.pipe()
+    os.close(read)  # the reader left before the command wrote anything
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mtlshare", "mechanisms"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
 def test_more_bad_inputs_give_one_line_errors(tmp_path, capsys):
     from mtlshare.cli import main
 
@@ -366,13 +387,15 @@ def test_a_signal_ignored_as_under_nohup_stays_ignored():
         signal.signal(signal.SIGHUP, before)
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sigterm_or_sighup_while_torch_imports_is_held_until_the_import_is_whole(
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_an_interrupt_while_torch_imports_is_held_until_the_import_is_whole(
     tmp_path, monkeypatch, capsys, signum, code
 ):
-    """An interrupt inside torch's import can abort the process: SIGTERM and SIGHUP are held
-    back like Ctrl-C, the import completes, and the command then stops with the signal's own
-    exit code (a SIGHUP held there is not told as a SIGTERM)."""
+    """An interrupt inside torch's import can abort the process: Ctrl-C, SIGTERM and SIGHUP
+    are held back, the import completes, and the command then stops with the signal's own
+    exit code (a SIGHUP held there is not told as a SIGTERM, a Ctrl-C is 130)."""
     import mtlshare.interrupts
     from mtlshare.interrupts import held_interrupts
 
@@ -783,6 +806,19 @@ def test_version_prints_the_installed_version_and_exits_0(capsys):
     assert capsys.readouterr().out == f"mtlshare {version('mtlshare')}\n"
 
 
+def test_a_command_line_refused_before_the_library_loads_ends_without_loading_it(
+    monkeypatch, capsys
+):
+    """``mtlshare --version`` (or a usage error) ends before torch and the library are
+    imported: leaving a torchrun process group at the end must not import them either (nor
+    fail on what is not there)."""
+    monkeypatch.delitem(sys.modules, "mtlshare.training.distributed")
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("mtlshare ")
+    assert "mtlshare.training.distributed" not in sys.modules
+
+
 class FullDisk(io.StringIO):
     """A standard stream redirected to a file on a full disk: every write fails."""
 
@@ -826,6 +862,22 @@ def test_a_stdout_that_cannot_be_written_is_one_line_naming_it(tmp_path, monkeyp
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1] == "mtlshare: error: [Errno 28] No space left on device: '<stdout>'"
     assert sys.stdout.__class__ is FullDisk  # put back as it was
+
+
+class NoErrno(io.StringIO):
+    """A stdout of the caller's whose writes fail with an ``OSError`` that has no errno."""
+
+    def write(self, text: str) -> int:
+        raise OSError("the stream was detached")
+
+
+def test_a_stdout_error_without_an_errno_is_said_as_it_is(monkeypatch, capsys):
+    """Only an error with an errno is said again as stdout's (``[Errno 28] ...: '<stdout>'``):
+    one without is its own message, not ``[Errno None] None: '<stdout>'``."""
+    monkeypatch.setattr(sys, "stdout", NoErrno())
+    assert main(["mechanisms"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["mtlshare: error: the stream was detached"]
 
 
 class FullDiskBuffered(io.StringIO):

@@ -466,6 +466,13 @@ def test_the_line_an_element_starts_on_past_backslashes_and_on_the_last_line(lin
     assert element_line(ESCAPES, line, index) == found
 
 
+def test_an_array_the_text_never_closes_has_no_element_past_its_last_line():
+    """Text that is no longer the TOML that was read (the file edited since): an array left
+    open at the end has the elements it shows, and none past the last line."""
+    text = "hidden = [\n  8,\n  16,"
+    assert [element_line(text, 1, i) for i in range(3)] == [2, 3, None]
+
+
 @pytest.mark.parametrize(
     ("message", "index"),
     [
