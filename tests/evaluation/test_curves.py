@@ -167,6 +167,17 @@ def test_the_y_axis_names_each_tasks_metric_and_a_searched_sparse_row_is_marked(
     assert [t.get_text() for t in legend.texts] == ["hard", "sparse (after mask search)"]
 
 
+def test_task_entries_of_results_json_that_are_not_tables_name_no_metric(tmp_path):
+    """A results.json not as a run writes it: a task entry that is no table, or one whose
+    metric is no name, gives no metric for that task; what it does say (a direction) is kept,
+    and nothing fails."""
+    _metrics(tmp_path / "r", [{"epoch": 1, "dev": {"ner": 0.5, "y": 0.3}}])
+    tasks = {"ner": "span_f1", "y": {"metric": 3, "higher_is_better": False}}
+    (tmp_path / "r" / "results.json").write_text(json.dumps({"tasks": tasks}))
+    info = curves_module.read_run_info(tmp_path / "r")["r"]
+    assert (info.metric, info.higher_is_better) == ({}, {"y": False})
+
+
 def test_a_run_still_training_shows_its_search_by_its_steps(tmp_path):
     """No results.json yet: a first epoch far past one epoch's steps followed a search."""
     _metrics(
