@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 import torch
 
 import mtlshare.app.compare as comparing
+from mtlshare import console
 from mtlshare.app import jobs
 from mtlshare.app.run import run
 from mtlshare.cli import main
@@ -392,9 +394,11 @@ def test_a_finished_run_whose_sparse_run_fails_on_resume_is_skipped_not_read_bac
     assert "single_subnet" not in capsys.readouterr().err
 
 
-def test_on_done_hears_of_a_run_read_back_in_the_main_process_too(tmp_path):
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_on_done_hears_of_a_run_read_back_in_the_main_process_too(tmp_path, n_jobs):
     """``execute``'s ``on_done`` is called for every run that ends, whoever ran it: with
-    workers, a finished run is read in the main process, and is no exception."""
+    workers, a finished run is read in the main process, and is no exception; one run after
+    another, each is heard of as it ends."""
     folder = tmp_path / "done"
     folder.mkdir()
     config = {"data": {"source": "synthetic"}}
@@ -405,7 +409,7 @@ def test_on_done_hears_of_a_run_read_back_in_the_main_process_too(tmp_path):
     heard: list[tuple[str, float]] = []
     results = jobs.execute(
         plan,
-        2,
+        n_jobs,
         base_dir=None,
         resume=True,
         progress=False,
@@ -570,6 +574,15 @@ def test_only_a_function_a_worker_can_import_is_handed_to_it(monkeypatch):
     assert jobs._by_name(show)  # a script: its workers import it again
     monkeypatch.delattr(main_module, "__file__")
     assert not jobs._by_name(show)  # python -c or a REPL: nothing to import
+    # the pool hands its workers the caller's way of showing warnings only where they can
+    # import it: else none, and they show them Python's way (a closure could not reach them)
+    for showing, handed in ((show, None), (console.show_warning, console.show_warning)):
+        monkeypatch.setattr(warnings, "showwarning", showing)
+        pool = jobs.worker_pool(1, threads=1)
+        try:
+            assert pool._initargs[2] is handed  # (threads, parent, showwarning, shown)
+        finally:
+            pool.shutdown()
 
 
 def test_a_copied_comparison_cut_while_training_on_to_more_epochs_resumes(corpus, capsys):
