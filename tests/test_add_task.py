@@ -517,8 +517,8 @@ def test_synthetic_data_encoded_otherwise_than_the_trained_run_is_refused_as_cha
     out = tmp_path / "o"
     assert main(["add-task", str(copy), DEMO, 'tasks=["t3"]', *SMALL, "--out", str(out)]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"mtlshare: error: the data the config reads is not what {copy} was trained on: the "
-        "input width differ from its inference.json (were the data files changed since?)"
+        f"mtlshare: error: the data the config reads is not what {copy} was trained on: its "
+        "inference.json differs in the input width (were the data files changed since?)"
     ]
     assert not out.exists()
     cfg = load_config(DEMO)

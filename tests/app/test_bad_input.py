@@ -231,8 +231,16 @@ def test_evaluate_refuses_data_files_changed_since_training(tmp_path, capsys, ta
     (tmp_path / "train.txt").write_text("a DT\nbird NN\n\nthe DT\ncat NN\n\na DT\ndog NN\n")
     assert main(["evaluate", str(folder)]) == 2
     line = one_line(capsys)
-    assert "is not what the run was trained on" in line and "the codec's words" in line
-    assert str(folder / "inference.json") in line
+    assert "is not what the run was trained on" in line
+    assert (
+        f"{folder / 'inference.json'} differs in the codec's chars, the codec's encoder, " in line
+    )
+    assert "the codec's words (were" in line
+    # another tag too: two things differ
+    (tmp_path / "train.txt").write_text("a DT\nbird NN\n\nthe DT\ncat JJ\n\na DT\ndog NN\n")
+    assert main(["evaluate", str(folder)]) == 2
+    line = one_line(capsys)
+    assert "the codec's words, the labels of task 'pos' (were" in line
 
 
 def test_evaluate_says_which_gold_tags_of_the_scored_split_training_never_saw(

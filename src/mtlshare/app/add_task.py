@@ -195,7 +195,7 @@ def _prepare(
         if differ:
             raise DataError(
                 f"the data the config reads is not what {run_dir} was trained on: "
-                f"{', '.join(differ)} differ from its {INFERENCE} (were the data files changed "
+                f"its {INFERENCE} differs in {', '.join(differ)} (were the data files changed "
                 "since?)"
             )
     model = build_model(full_cfg, problem)

@@ -443,7 +443,7 @@ def _check_same_encoding(run: LoadedRun, problem: Problem, where: str | Path | N
     if differ:
         raise DataError(
             f"the data read from {where} is not what the run was trained on: "
-            f"{', '.join(differ)} differ from {run.folder.file(INFERENCE)} (were the data files "
+            f"{run.folder.file(INFERENCE)} differs in {', '.join(differ)} (were the data files "
             f"or the [data] table of {run.folder.file(CONFIG)} changed, or is --data-dir another "
             "copy?); evaluate scores a run on its own data, `mtlshare predict` tags new data"
         )
