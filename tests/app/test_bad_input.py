@@ -79,7 +79,8 @@ def test_evaluate_after_the_config_data_table_changed_names_the_config(
     config.write_text(config.read_text().replace("input_dim = 16", "input_dim = 12", 1))
     assert main(["evaluate", str(copy)]) == 2
     line = one_line(capsys)
-    assert "the input width differ" in line and f"the [data] table of {config}" in line
+    assert f"{copy / 'inference.json'} differs in " in line and "the input width (were" in line
+    assert f"the [data] table of {config}" in line
 
 
 def test_masks_reads_a_config_with_a_bom_or_a_toml_error_as_one_line(

@@ -187,7 +187,9 @@ def test_compare_and_add_task_work_across_corpora(corpora):
     pos = corpora / "pos_train.txt"
     pos.write_text(pos.read_text() + "\nZebras NNS\ngraze VBP\n")
     with pytest.raises(
-        DataError, match=r"is not what .*two was trained on: the codec's chars, .*words"
+        DataError,
+        match=r"is not what .*two was trained on: its inference.json differs in the codec's "
+        r"chars, .*words",
     ):
         add_task(trained, cfg, corpora / "again", base_dir=corpora, progress=False)
     assert not (corpora / "again").exists()
