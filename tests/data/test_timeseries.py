@@ -130,6 +130,12 @@ def test_empty_or_header_only(tmp_path, text):
     data_error(write(tmp_path, text), None if not text.startswith("date") else 1)
 
 
+def test_an_empty_series_name_in_the_long_layout_is_refused_naming_its_line(tmp_path):
+    path = write(tmp_path, "date,series,value\n2024-01-01,a,1\n2024-01-01, ,2\n")
+    error = data_error(path, 3)
+    assert str(error) == f"{path}:3: empty series name in column 'series'"
+
+
 def test_header_lacks_column(tmp_path):
     path = write(tmp_path, "date,name,value\n2024-01-01,a,1\n")
     error = data_error(path, 1)
