@@ -12,6 +12,7 @@ import pytest
 from mtlshare.cli import main
 from mtlshare.config import load_config, where
 from mtlshare.config_lines import (
+    covers,
     dotted,
     element_line,
     element_of,
@@ -384,6 +385,21 @@ def test_an_element_of_an_array_is_the_key_that_holds_the_array():
         "trunk.hidden[1] x": None,
     }
     assert {message: key_of(message) for message in keys} == keys
+
+
+def test_a_key_with_an_empty_part_keeps_it():
+    """``Config.replace`` names a key it cannot set alone (``train..epochs: ...``): its parts,
+    the empty one kept, are what a ``[compare]`` row's ``"train..epochs"`` covers."""
+    keys = {
+        "train..epochs: empty part in the key": ("train", "", "epochs"),
+        ".epochs: empty part in the key": ("", "epochs"),
+        "train.: empty part in the key": ("train", ""),
+        "train..epochs x": None,
+        "train.epochs.x: 'epochs' is not a table": ("train", "epochs", "x"),
+    }
+    assert {message: key_of(message) for message in keys} == keys
+    assert covers("train..epochs", key_of("train..epochs: x") or ())
+    assert not covers("train.epochs", key_of("train..epochs: x") or ())
 
 
 ARRAYS = """\

@@ -28,6 +28,22 @@ def test_a_dotted_key_through_a_value_is_a_config_error():
 
 
 @pytest.mark.parametrize(
+    ("key", "says"),
+    [("train..epochs", "empty part in the key"), ("train.epochs.x", "'epochs' is not a table")],
+)
+def test_a_key_replace_cannot_set_is_named_alone_not_as_an_override(key, says):
+    """``Config.replace`` serves compare rows, forecast candidates and the Python API: the
+    key it refuses is no command-line override, and the command line's wording is its own."""
+    cfg = load_config(DEMO)
+    with pytest.raises(ConfigError) as e:
+        cfg.replace(**{key: 3})
+    assert str(e.value) == f"{key}: {says}"
+    with pytest.raises(ConfigError) as e:
+        load_config(DEMO, [f" {key} =3"])
+    assert str(e.value) == f"override {key!r}: {says}"
+
+
+@pytest.mark.parametrize(
     ("override", "key"),
     [("train.lr=true", r"train\.lr"), ("seed=true", "seed"), ("train.epochs=false", "epochs")],
 )

@@ -403,15 +403,20 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(raw: dict[str, Any], key: str, value: Any, label: str | None = None) -> None:
+    """Set the dotted ``key`` of the TOML table ``raw`` to ``value``. A key that cannot be set
+    is refused in words that start with ``label``, the key itself unless told (a command-line
+    override is named as the user wrote it; a key from ``Config.replace`` is named alone, so
+    that the caller can say where it came from)."""
+    named = label if label is not None else key
     parts = key.split(".")
     if not all(parts):
-        raise ConfigError(f"override {key!r}: empty part in the key")
+        raise ConfigError(f"{named}: empty part in the key")
     node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {key!r}: {part!r} is not a table")
+            raise ConfigError(f"{named}: {part!r} is not a table")
         node = child
     node[parts[-1]] = value
 
@@ -427,7 +432,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             )
             raise ConfigError(f"override {item!r}: expected key=value{hint}")
         key, _, text = item.partition("=")
-        set_dotted(raw, key.strip(), parse_value(text.strip()))
+        key = key.strip()
+        set_dotted(raw, key, parse_value(text.strip()), label=f"override {key!r}")
     return raw
 
 

@@ -19,11 +19,13 @@ _ELEMENT = rf"\[(?P<index>\d+)\](?:\[\d+\]|\.{_PART})*"
 # the key an error message starts with: "train.lr: ...", "trunk.hidden[1]: ..." (an element of
 # the array trunk.hidden), "forecast.candidates[1] ('wide'): ..." (an element and its name),
 # "unknown key train.epoch; ...", "unknown key 'own'; ..." (a top-level one),
-# "weighting.kind = 'gradnorm' combines ..."
+# "weighting.kind = 'gradnorm' combines ...", "train..epochs: empty part in the key" (a key
+# given to Config.replace that cannot be set)
 _MESSAGE = re.compile(
     rf"^(?:unknown key '(?P<top>{_BARE})'[;:]|unknown key (?P<unknown>{_BARE}(?:\.{_BARE})*)[;:]"
     rf"|(?P<named>{_PART}(?:\.{_PART})*)(?:{_ELEMENT}(?: \([^()]*\))?)?:\s"
-    rf"|(?P<assigned>{_BARE}(?:\.{_BARE})*) = )"
+    rf"|(?P<assigned>{_BARE}(?:\.{_BARE})*) = "
+    rf"|(?P<gapped>(?:{_BARE})?(?:\.(?:{_BARE})?)+):\s)"
 )
 _BARE_RE = re.compile(_BARE)
 
@@ -41,6 +43,7 @@ def key_of(message: str) -> tuple[str, ...] | None:
     if found is None:
         return None
     key = found.group("top") or found.group("unknown") or found.group("assigned")
+    key = key or found.group("gapped")  # its empty parts kept: "a..b" is ("a", "", "b")
     return tuple(key.split(".")) if key is not None else parts(found.group("named"))
 
 

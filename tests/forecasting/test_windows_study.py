@@ -577,6 +577,8 @@ def test_an_error_of_the_config_itself_is_not_blamed_on_a_first_candidate_that_c
         ('"data.context" = 90', "forecast.candidates[1] ('wide'): data.context: 90 days"),
         ('"data.head" = "affine"', "forecast.candidates[1] ('wide'): task 'long': an affine"),
         ('"train.lr" = "fast"', "forecast.candidates[1] ('wide'): train.lr: "),  # not a config
+        # a key no config can have: named as the candidate's, not as an override
+        ('"train..epochs" = 3', "forecast.candidates[1] ('wide'): train..epochs: empty part"),
     ],
 )
 def test_an_error_a_candidate_causes_names_it_and_its_line(tmp_path, capsys, candidate, expected):

@@ -4,7 +4,6 @@ another, or to worker processes (``mtlshare.app.jobs``)."""
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -212,12 +211,7 @@ def _set_by_row(cfg: Config, name: str) -> Iterator[None]:
     try:
         yield
     except ConfigError as e:
-        message = str(e)
-        key = config_lines.key_of(message)
-        bad = _BAD_KEY.match(message)  # a key of the row's that cannot be set ("train..epochs")
-        if bad is not None:  # is no override of the user's: it is the row's key
-            key = tuple(bad["key"].split("."))
-            message = f"{bad['key']}: {message[bad.end() :]}"
+        key = config_lines.key_of(str(e))
         if key is None:
             raise
         tables = [("overrides", name), ("overrides", "sparse"), ("variants", name)]
@@ -225,12 +219,8 @@ def _set_by_row(cfg: Config, name: str) -> Iterator[None]:
             changes = getattr(cfg.compare, kind).get(row, {})
             if any(config_lines.covers(k, key) for k in changes):
                 table = config_lines.dotted(("compare", kind, row))
-                raise ConfigError(f"{table}: {message}") from None
+                raise ConfigError(f"{table}: {e}") from None
         raise
-
-
-# config.set_dotted's refusal of a key itself, which it words as a command-line override's
-_BAD_KEY = re.compile(r"override '(?P<key>[^']*)': ")
 
 
 def _plan(
