@@ -148,10 +148,11 @@ def dev_chunking(run: Path) -> dict[int, float]:
     return {r["epoch"]: r["dev"]["chunk"] for r in rows if "dev" in r}
 
 
-def hard_run(seed: int) -> Any:
-    """Hard sharing's seed ``seed`` at the plateau: seed 0 in the one-seed layout."""
-    hard = PAPER / "plateau" / "epochs-80" / "hard"
-    return results(hard if seed == 0 else hard / f"seed-{seed}")
+def row_run(row: str, seed: int) -> Any:
+    """The results of a sharing row's (``hard``, ``sparse``) seed ``seed`` at the plateau: seed
+    0 in the one-seed layout."""
+    folder = PAPER / "plateau" / "epochs-80" / row
+    return results(folder if seed == 0 else folder / f"seed-{seed}")
 
 
 def test_the_three_seed_hard_sharing_table_is_the_kept_runs() -> None:
@@ -159,7 +160,7 @@ def test_the_three_seed_hard_sharing_table_is_the_kept_runs() -> None:
 
     body = section(DOC.read_text(encoding="utf-8"), SECTION)
     rows = table(body, "| hard sharing at the plateau, test (%)")
-    runs = {seed: hard_run(seed) for seed in (0, 1, 2)}
+    runs = {seed: row_run("hard", seed) for seed in (0, 1, 2)}
     scores = {s: [100 * runs[s]["tasks"][t]["test"] for t in TASKS] for s in runs}
     single = {s: [100 * single_runs(s)[t]["tasks"][t]["test"] for t in TASKS] for s in runs}
     for seed in runs:
@@ -235,12 +236,6 @@ def test_the_three_seed_hard_sharing_table_is_the_kept_runs() -> None:
     assert f"Single-task training's mean, {singles} (POS, chunking, NER)" in readme
 
 
-def sparse_run(seed: int) -> Any:
-    """Sparse sharing's seed ``seed`` at the plateau: seed 0 in the one-seed layout."""
-    sparse = PAPER / "plateau" / "epochs-80" / "sparse"
-    return results(sparse if seed == 0 else sparse / f"seed-{seed}")
-
-
 def test_the_three_seed_sparse_sharing_table_is_the_kept_runs() -> None:
     import statistics
 
@@ -264,7 +259,7 @@ def test_the_three_seed_sparse_sharing_table_is_the_kept_runs() -> None:
                 out[s] = [100 * runs[t]["tasks"][t]["test"] for t in TASKS]
             else:
                 run = (
-                    (sparse_run(s) if row == "sparse" else hard_run(s))
+                    row_run(row, s)
                     if plateau
                     else results(PAPER / "runs" / row / (f"seed-{s}" if s else ""))
                 )
@@ -278,7 +273,7 @@ def test_the_three_seed_sparse_sharing_table_is_the_kept_runs() -> None:
     single, single20 = scores("single", True), scores("single", False)
     hard, hard20 = scores("hard", True), scores("hard", False)
     for seed in seeds:
-        run = sparse_run(seed)
+        run = row_run("sparse", seed)
         assert run["seed"] == seed and run["mechanism"] == "sparse"
         assert rows[f"seed {seed}"] == [f"{v:.2f}" for v in sparse[seed]]
         # the search is the 20-epoch run's: only the subnets' training after it ran longer
@@ -298,7 +293,7 @@ def test_the_three_seed_sparse_sharing_table_is_the_kept_runs() -> None:
     ahead = sum(sparse[s][i] > hard[s][i] for s in seeds for i in range(3))
     assert f"in {ahead} of the 9 seed-and-task pairs" in text
     assert all(mean(sparse, i) > mean(hard, i) for i in range(3))  # "on all three tasks"
-    runs = {s: sparse_run(s) for s in seeds}
+    runs = {s: row_run("sparse", s) for s in seeds}
     assert (
         f"best epochs {runs[1]['best_epoch']} and {runs[2]['best_epoch']} and stopped after "
         f"{runs[1]['epochs_run']} and {runs[2]['epochs_run']} (seed 0: {runs[0]['best_epoch']} "
