@@ -180,6 +180,12 @@ def test_formatting():
     assert format_percent(-0.1) == "-10.0%"
     assert format_percent(math.inf) == "+inf%"
     assert format_percent(math.nan) == "n/a"
+    # a change one decimal would show as none keeps its sign and size
+    assert format_percent(-0.0003) == "-0.03%"
+    assert format_percent(0.00049) == "+0.05%"
+    assert format_percent(0.0005) == "+0.1%"  # 0.05 rounds to 0.1: one decimal shows it
+    assert format_percent(-0.00001) == "-0.00%"
+    assert format_percent(0.0) == "+0.0%"
 
 
 def test_markdown_rows_markers_and_legend(comparison):

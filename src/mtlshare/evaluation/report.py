@@ -239,10 +239,15 @@ def format_metric(value: float) -> str:
 
 
 def format_percent(fraction: float) -> str:
-    """A relative change as a signed percentage with one decimal: ``0.031`` -> ``+3.1%``."""
+    """A relative change as a signed percentage with one decimal: ``0.031`` -> ``+3.1%``; with
+    two where one would show a change as none (``-0.0003`` -> ``-0.03%``: ``-0.0%``, flagged
+    as negative transfer, read as a contradiction)."""
     if math.isnan(fraction):
         return "n/a"
-    return f"{fraction * 100:+.1f}%"
+    percent = fraction * 100
+    if percent != 0 and round(percent, 1) == 0:
+        return f"{percent:+.2f}%"
+    return f"{percent:+.1f}%"
 
 
 def _cell(text: str) -> str:
