@@ -316,13 +316,16 @@ def test_the_three_seed_sparse_sharing_table_is_the_kept_runs() -> None:
         config_text = (folder / "config.toml").read_text(encoding="utf-8")
         assert "\nepochs = 80\n" in config_text and f"\nseed = {seed}\n" in config_text
         assert runs[seed]["machine"]["cpu"] == "AMD EPYC"
-    # the README's account of it
+    # the 20-epoch section's pointers to it, and the README's account of it
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    doc = " ".join(DOC.read_text(encoding="utf-8").split())
     to_single = ", ".join(f"{mean(sparse, i) - mean(single, i):+.2f}" for i in range(3))
     to_hard = ", ".join(f"{mean(sparse, i) - mean(hard, i):+.2f}" for i in range(3))
     means = " / ".join(f"{mean(sparse, i):.2f}" for i in range(3))
     assert f"Sparse sharing's mean over seeds 0-2 at the plateau, {means}," in readme
     assert f"is {to_hard} points from hard sharing's and {to_single} from single-task" in readme
+    assert f"POS gain is left ({to_single} on the means:" in doc
+    assert f"ahead on all three means ({to_hard}) and in {ahead} of the 9" in doc
     gain, before, after = mean(single, 1) - mean(single20, 1), mean(single20, 1), mean(single, 1)
     assert f"(+{gain:.2f} points on the mean, {before:.2f} to {after:.2f})" in readme
     assert all(
