@@ -106,7 +106,7 @@ def test_the_readme_rows_are_the_kept_runs(
     assert len(rows) == 3
 
 
-OTHER = PAPER / "plateau" / "epochs-80-other-rows"  # seed 0's other rows, kept as they end
+OTHER = PAPER / "plateau" / "epochs-80-other-rows"  # seed 0's other rows, all ended
 
 
 def result(run: Path) -> Any:
@@ -122,9 +122,8 @@ def result(run: Path) -> Any:
     ],
 )
 def test_a_seed_0_plateau_table_is_the_kept_runs(row: str, name: str, heading: str) -> None:
-    """A row's seed-0 plateau run (kept without a comparison.json: its folder's other rows
-    still train) against single-task training's seed-0 plateau runs, and both rows' 20-epoch
-    runs, from their ``results.json``."""
+    """A row's seed-0 plateau run against single-task training's seed-0 plateau runs, and both
+    rows' 20-epoch runs, from their ``results.json``."""
     rows = table(md_tables.section(DOC.read_text(encoding="utf-8"), heading), "| test, seed 0 |")
     for i, task in enumerate(TASKS):
         ours = result(OTHER / row)["tasks"][task]["test"]
