@@ -815,6 +815,51 @@ def test_the_wins_over_the_single_series_network_count_its_origins_only():
     assert targets(results)["multitask_vs_seasonal_naive"]["paired"]["lower_at"] == 0
 
 
+def test_each_target_line_of_forecast_md_gives_its_paired_difference_low_to_high():
+    """A target's line in ``forecast.md``: the mean MAEs (or the wins over single-series
+    training), then the paired difference over the origins, signed, and its bootstrap interval
+    from low to high at its level; the origins with the lower MAE are counted beside a
+    baseline's mean MAE, not beside the wins over single, which are that count already."""
+    from mtlshare.app.forecast_report import forecast_markdown
+
+    def method(*maes: float) -> dict:
+        scores = {"mae": sum(maes) / len(maes), "rmse": 0.0, "smape": 0.0, "mase": 0.0}
+        return {**scores, "per_origin": [{"mae": m} for m in maes]}
+
+    def paired(difference: float, lower_at: int, low: float, high: float, level: float) -> dict:
+        return dict(difference=difference, lower_at=lower_at, of=3, low=low, high=high, level=level)
+
+    results = {
+        "origins": ["2011-06-01", "2011-07-01", "2011-08-01"],
+        "methods": {
+            "multitask": method(10.0, 10.0, 10.0),
+            "seasonal_naive": method(12.5, 12.5, 12.5),
+        },
+        "skipped": {},
+        "targets": {
+            "multitask_vs_seasonal_naive": {
+                "multitask_mae": 10.0,
+                "other_mae": 12.5,
+                "met": True,
+                "paired": paired(-2.5, 2, -4.3, 0.5, 0.95),
+            },
+            "multitask_beats_single": {
+                "origins": 1,
+                "of": 3,
+                "met": False,
+                "paired": paired(1.5, 1, 0.5, 3.0, 0.9),
+            },
+        },
+    }
+    lines = [ln for ln in forecast_markdown(results).splitlines() if ln.startswith("- ")]
+    assert lines == [
+        "- multitask mean MAE 10.0 vs seasonal_naive 12.5: met (lower at 2 of 3 origins; MAE "
+        "difference -2.5, 95% bootstrap interval over the origins -4.3 to +0.5)",
+        "- multitask beats single at 1 of 3 origins: missed (MAE difference +1.5, 90% "
+        "bootstrap interval over the origins +0.5 to +3.0)",
+    ]
+
+
 def test_a_figure_that_cannot_be_drawn_costs_the_study_only_that_figure(
     tmp_path, capsys, monkeypatch
 ):
