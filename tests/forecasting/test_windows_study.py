@@ -523,6 +523,17 @@ def test_an_origin_listed_twice_names_the_line_or_the_override_that_lists_it(tmp
     )
 
 
+@pytest.mark.parametrize("key", ["origins", "validation_origins"])
+def test_one_day_written_two_ways_is_an_origin_listed_twice(key):
+    """``2011-06-01`` and ``20110601`` are one day (``date.fromisoformat`` reads both): the
+    days are compared, not their text, so that no day is forecast twice."""
+    days = ["2011-06-01", "20110601"]
+    fc = ForecastConfig(target="s", **{"origins": ["2011-08-01"], key: days})
+    with pytest.raises(ConfigError) as e:
+        fc.validate()
+    assert str(e.value) == f"forecast.{key}: {days} lists an origin twice"
+
+
 def test_a_name_no_candidate_has_overrides_nothing():
     fc = ForecastConfig(target="s", origins=["2012-01-01"], candidates=[{"name": "a", "seed": 1}])
     assert fc.overrides("a") == {"seed": 1}
