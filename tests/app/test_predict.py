@@ -401,6 +401,7 @@ def test_bad_runs_and_inputs_are_one_line_and_leave_no_output(synthetic_run, tmp
     for tasks, message in [
         ("t1,t9", "--tasks: unknown ['t9']; this run has ['t1', 't2']"),
         ("t2,t1,t2", "--tasks: ['t2'] named more than once"),
+        ("t2,t1,t1,t2", "--tasks: ['t2', 't1'] named more than once"),  # once each, as given
     ]:
         args = ["predict", str(synthetic_run), str(good), "--out", str(out), "--tasks", tasks]
         assert main(args) == 2, tasks
