@@ -326,6 +326,12 @@ def test_only_a_config_error_is_given_the_config_s_line_or_override():
             "soft",
             "compare.overrides.soft: train.epochs.x: 'epochs' is not a table",
         ),
+        (  # the empty key, named as TOML writes it (": empty part" named no key, no table)
+            "[compare.overrides.hard]",
+            '"" = 3',
+            "hard",
+            'compare.overrides.hard: "": empty part in the key',
+        ),
     ],
 )
 def test_a_compare_row_s_setting_names_its_table_not_the_line_the_other_rows_read(
@@ -394,6 +400,7 @@ def test_a_key_with_an_empty_part_keeps_it():
         "train..epochs: empty part in the key": ("train", "", "epochs"),
         ".epochs: empty part in the key": ("", "epochs"),
         "train.: empty part in the key": ("train", ""),
+        '"": empty part in the key': ("",),  # the empty key, as TOML writes it
         "train..epochs x": None,
         "train.epochs.x: 'epochs' is not a table": ("train", "epochs", "x"),
     }

@@ -43,6 +43,17 @@ def test_a_key_replace_cannot_set_is_named_alone_not_as_an_override(key, says):
     assert str(e.value) == f"override {key!r}: {says}"
 
 
+def test_the_empty_key_replace_cannot_set_is_named_as_toml_writes_it():
+    """Named bare, the empty key's message began ``: empty part``, which names no key: a
+    compare row's ``"" = 3`` was blamed on the config file, with no line, not on its table."""
+    with pytest.raises(ConfigError) as e:
+        load_config(DEMO).replace(**{"": 3})
+    assert str(e.value) == '"": empty part in the key'
+    with pytest.raises(ConfigError) as e:
+        load_config(DEMO, ["=3"])
+    assert str(e.value) == "override '': empty part in the key"
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [("train.lr=true", r"train\.lr"), ("seed=true", "seed"), ("train.epochs=false", "epochs")],

@@ -407,8 +407,9 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any, label: str | None = No
     """Set the dotted ``key`` of the TOML table ``raw`` to ``value``. A key that cannot be set
     is refused in words that start with ``label``, the key itself unless told (a command-line
     override is named as the user wrote it; a key from ``Config.replace`` is named alone, so
-    that the caller can say where it came from)."""
-    named = label if label is not None else key
+    that the caller can say where it came from: the empty key as TOML writes it, ``""``, as
+    ``: empty part`` would name no key)."""
+    named = label if label is not None else key or '""'
     parts = key.split(".")
     if not all(parts):
         raise ConfigError(f"{named}: empty part in the key")
