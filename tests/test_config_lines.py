@@ -463,7 +463,7 @@ a = [
 ]
 c = [
   \"\"\"x\"\"\"\",
-  '''y''''', "z",
+  '''y''''', '''w'''', "z",
 ]
 b = [1, 2]"""
 
@@ -472,8 +472,9 @@ b = [1, 2]"""
     ("line", "index", "found"),
     [
         (7, 1, 9),  # a multi-line string ending in quotes: the last three close it
-        (7, 2, 9),
-        (7, 3, None),
+        (7, 2, 9),  # a literal one ending in one quote, as in two
+        (7, 3, 9),
+        (7, 4, None),
         (1, 1, 3),  # an escaped quote that starts a line of a multi-line string closes nothing
         (1, 2, 4),
         (1, 3, 4),  # an escaped backslash before a quote: the quote closes the string
@@ -485,7 +486,7 @@ def test_the_line_an_element_starts_on_past_backslashes_and_on_the_last_line(lin
     """Backslashes at a line's start or in pairs, quotes that end a multi-line string, and an
     array on the file's last line."""
     assert tomllib.loads(ESCAPES)["a"][2:4] == ["w\\", "v"]  # the text is TOML
-    assert tomllib.loads(ESCAPES)["c"] == ['x"', "y''", "z"]
+    assert tomllib.loads(ESCAPES)["c"] == ['x"', "y''", "w'", "z"]
     assert element_line(ESCAPES, line, index) == found
 
 
