@@ -331,3 +331,33 @@ def test_the_three_seed_sparse_sharing_table_is_the_kept_runs() -> None:
     assert all(
         gain > mean(row, 1) - mean(row20, 1) for row, row20 in ((hard, hard20), (sparse, sparse20))
     )
+
+
+def test_the_plateau_dev_gaps_are_the_kept_runs_and_the_prose_reads_them() -> None:
+    from mtlshare.evaluation.gaps import gap_table
+
+    plateau = PAPER / "plateau"
+    kept = (plateau / "dev_gaps-epochs-80.md").read_text(encoding="utf-8")
+    assert gap_table(plateau / "epochs-80", [1, 5, 10, 20, 30]) == kept.rstrip("\n")
+    rows = table(kept, "| row, task (seeds 0 / 1 / 2)")
+
+    def mean(row: str, column: int) -> str:
+        return rows[row][column].split(" ")[0].lstrip("+")
+
+    sparse, hard = "sparse (after mask search), ", "hard, "
+    text = " ".join(section(DOC.read_text(encoding="utf-8"), SECTION).split())
+    assert (
+        f"chunking leads by {mean(sparse + 'chunk', 1)} points at epoch 5 and by "
+        f"{mean(sparse + 'chunk', 3)} at epoch 20, and its best dev score ends "
+        f"{mean(sparse + 'chunk', 5).lstrip('-')} points under single-task training's, as hard "
+        f"sharing's ends {mean(hard + 'chunk', 5).lstrip('-')} under" in text
+    )
+    assert f"(+{mean(sparse + 'pos', 5)} and +{mean(hard + 'pos', 5)} between the best" in text
+    ner = rows[sparse + "ner"][5]
+    assert f"ahead of single-task training's by {mean(sparse + 'ner', 5)} on the mean" in text
+    assert f"only seed 0 is ahead ({ner.split('(')[1].split(' / ')[0]})" in text
+    assert [v.startswith("+") for v in ner.split("(")[1].rstrip(")").split(" / ")] == [
+        True,
+        False,
+        False,
+    ]
