@@ -242,6 +242,50 @@ def test_mechanisms_lists_the_registry_in_a_subprocess():
     assert listed == MECHANISMS.names()
 
 
+@pytest.mark.parametrize(
+    ("where", "patch", "says"),
+    [
+        (  # the command, once the command line's module is whole (cli.entry)
+            "command",
+            "import mtlshare.cli\n"
+            "def _dispatch(args):\n"
+            '    exec("raise KeyboardInterrupt")\n'
+            "mtlshare.cli._dispatch = _dispatch\n",
+            "mtlshare: interrupted; this command cannot resume: run it again",
+        ),
+        (  # the command line's module being imported (__main__.py)
+            "import",
+            "import sys\n"
+            "class Finder:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'mtlshare.cli':\n"
+            '            exec("raise KeyboardInterrupt")\n'
+            "sys.meta_path.insert(0, Finder())\n",
+            "mtlshare: interrupted; the last checkpoint is whole (resume with --resume)",
+        ),
+    ],
+)
+def test_an_interrupt_caught_out_of_an_evaluated_string_is_exit_130_under_python_m(
+    tmp_path, where, patch, says
+):
+    """Ctrl-C while Python runs code made from a string (a dataclass's methods, being made at
+    import) is caught as any interrupt, yet under ``python -m mtlshare`` the process died by
+    SIGINT at exit (returncode -2, not 130): CPython notes such an interrupt for ``-m`` whether
+    it is caught or not. The command, or the import, made to raise it there as the signal
+    would."""
+    (tmp_path / "sitecustomize.py").write_text(patch)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtlshare", "mechanisms"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert (proc.returncode, proc.stderr.splitlines()) == (130, [says]), where
+
+
 def test_a_pipe_whose_reader_has_left_ends_the_command_quietly_in_a_subprocess():
     """``mtlshare mechanisms | head -0``: the pipe's reader is gone before a line is written.
     The command stops with exit 0 and says nothing; the output it could not write is not
