@@ -5,8 +5,10 @@ try:
 except KeyboardInterrupt:  # Ctrl-C while the command line module itself is imported
     import sys
 
+    from mtlshare.interrupts import forget_caught_interrupt
+
     print(INTERRUPTED, file=sys.stderr)
-    eval("None")  # clears CPython's note of the interrupt, as cli.entry does: exit 130, not -2
+    forget_caught_interrupt()  # exit 130, not by SIGINT
     raise SystemExit(130) from None
 
 entry()

@@ -30,15 +30,12 @@ def entry() -> NoReturn:
     Before exiting, every object is frozen out of the garbage collector (``gc.freeze``): the
     interpreter's last full collection would otherwise walk the millions of objects torch and
     torch._dynamo keep, about a second of every command's exit here (2.6 s under load). Files
-    are closed by then and nothing is collected that the exit still needs.
+    are closed by then and nothing is collected that the exit still needs. The exit code is
+    ``main``'s, also after an interrupt it caught (``forget_caught_interrupt``)."""
+    from mtlshare.interrupts import forget_caught_interrupt
 
-    The exit code is ``main``'s: CPython (3.11 at least) notes an interrupt that leaves any
-    ``exec`` or ``eval`` of a string (dataclasses and named tuples make their methods so, at
-    import) even when ``main`` catches it, and under ``python -m`` the process then ended by
-    SIGINT (returncode -2) instead of 130, if Ctrl-C came at such a moment. A string evaluated
-    without an interrupt clears that note."""
     code = main()
-    eval("None")  # clears CPython's note of an interrupt main caught (see above)
+    forget_caught_interrupt()
     gc.freeze()
     sys.exit(code)
 

@@ -37,3 +37,12 @@ def held_interrupts(signals: tuple[int, ...] = INTERRUPTS) -> Iterator[list[int]
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def forget_caught_interrupt() -> None:
+    """Let the exit code be the one the command chose after it caught an interrupt. CPython
+    (3.11 at least) notes an interrupt that leaves any ``exec`` or ``eval`` of a string
+    (dataclasses and named tuples make their methods so, at import) even when it is caught, and
+    under ``python -m`` the process then ends by SIGINT (returncode -2) instead of exiting 130,
+    if Ctrl-C came at such a moment. A string evaluated without an interrupt clears that note."""
+    eval("None")
