@@ -86,11 +86,15 @@ def test_a_rows_three_seed_plateau_table_is_the_kept_runs(
         assert rows[f"{name} minus single, seed by seed (points)"][i] == by_seed, task
         means = f"{mean_gap(plateau[row], plateau['single'], task)} / "
         means += mean_gap(twenty[row], twenty["single"], task)
-        assert rows[f"{name} minus single, means: at the plateau / at 20 epochs"][i] == means
+        assert (
+            rows[f"{name} minus single, means: at the plateau / at 20 epochs (points)"][i] == means
+        )
         against_hard = mean_gap(plateau[row], hard["hard"], task)
-        assert rows[f"{name} minus hard sharing, means at the plateau"][i] == against_hard, task
+        assert (
+            rows[f"{name} minus hard sharing, means at the plateau (points)"][i] == against_hard
+        ), task
         single, minus_hard = paper[task]
-        assert rows[f"paper: {name} minus single / minus hard"][i] == (
+        assert rows[f"paper: {name} minus single / minus hard (points)"][i] == (
             f"{single:+.2f} / {minus_hard:+.2f}"
         ), task
     ahead = sum(
@@ -103,8 +107,11 @@ def test_a_rows_three_seed_plateau_table_is_the_kept_runs(
         config = (run_of(kept / row, seed) / "config.toml").read_text(encoding="utf-8")
         assert "\nepochs = 80\n" in config and f"\nseed = {seed}\n" in config, seed
         assert run["best_epoch"] + 5 == run["epochs_run"] < 80, seed  # ended by the early stop
-    epochs = ", ".join(f"{r['best_epoch']} / {r['epochs_run']}" for r in runs)
-    assert f"(best epoch / epochs run: {epochs})" in text
+    epochs = [f"{r['best_epoch']} / {r['epochs_run']}" for r in runs]
+    assert (
+        f"(best epoch / epochs run: seed 1 {epochs[1]}, seed 2 {epochs[2]}; "
+        f"seed 0, above, {epochs[0]})" in text
+    )
     seconds = [f"{r['train_seconds']:,.0f}" for r in runs[1:]]
     assert f"{seconds[0]} and {seconds[1]} s of training" in text
     # the README's two accounts of it: the Experiment 1 bullet and the Status list
@@ -115,5 +122,5 @@ def test_a_rows_three_seed_plateau_table_is_the_kept_runs(
     at_20 = [mean_gap(twenty[row], twenty["single"], t) for t in TASKS]
     assert (
         f"{at_plateau[0]}, {at_plateau[1]} and {at_plateau[2]} points on the means "
-        f"(at 20 epochs {at_20[0]}, {at_20[1]} and {at_20[2]})" in readme
+        f"(POS, chunking, NER; at 20 epochs {at_20[0]}, {at_20[1]} and {at_20[2]})" in readme
     )
