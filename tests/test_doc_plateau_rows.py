@@ -124,3 +124,35 @@ def test_a_rows_three_seed_plateau_table_is_the_kept_runs(
         f"{at_plateau[0]}, {at_plateau[1]} and {at_plateau[2]} points on the means "
         f"(POS, chunking, NER; at 20 epochs {at_20[0]}, {at_20[1]} and {at_20[2]})" in readme
     )
+
+
+def train_losses(run: Path) -> dict[int, dict[str, float]]:
+    """A run's training loss per task (without any penalty) by epoch, from its
+    ``metrics.jsonl``."""
+    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return {r["epoch"]: r["train_loss"] for r in rows if "dev" in r}
+
+
+def test_soft_sharings_training_losses_stay_above_single_task_trainings() -> None:
+    kept = PAPER / "plateau" / "epochs-80-soft"
+    text = " ".join(
+        md_tables.section(
+            DOC.read_text(encoding="utf-8"), "#### Soft sharing at the plateau: seeds 0, 1 and 2"
+        ).split()
+    )
+    last: dict[str, tuple[list[float], list[float]]] = {t: ([], []) for t in TASKS}
+    for seed in SEEDS:
+        soft = train_losses(run_of(kept / "soft", seed))
+        for task in TASKS:
+            single = train_losses(run_of(kept / "single", seed) / task)
+            both = sorted(set(soft) & set(single))
+            assert all(soft[e][task] > single[e][task] for e in both), (seed, task)
+            last[task][0].append(soft[both[-1]][task])
+            last[task][1].append(single[both[-1]][task])
+    for task, name in (("chunk", "chunking"), ("ner", "NER"), ("pos", "POS")):
+        ours, theirs = last[task]
+        assert (
+            f"{min(ours):.3f} to {max(ours):.3f} against {min(theirs):.3f} to {max(theirs):.3f} "
+            f"for {name}" in text
+        ), task
