@@ -8,6 +8,7 @@ traceback."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
 from mtlshare.registry import MECHANISMS, Entry
-from mtlshare.sharing.base import SharingModel, run_layers
+from mtlshare.sharing.base import SharingModel, StructureTrainer, run_layers
 from mtlshare.tasks.task import Task
 from mtlshare.training.objective import LossWeighting, Objective, WeightingConfig, check_penalty
 
@@ -417,6 +418,56 @@ def test_the_regularizer_is_checked_on_the_first_value_of_each_kind_of_call() ->
     assert float(objective.regularizer("value", 2.0)) == -1.0  # not checked again
     with pytest.raises(MtlshareError, match=r"regularizer\(None\) gave -2;"):
         objective.regularizer(None)
+
+
+class Counting(Mine):
+    """A regularizer whose n-th call gives n: the mean a record holds tells which calls it read."""
+
+    calls = 0
+
+    def regularizer(self, task: str | None = None, every: float = 1.0) -> Tensor:
+        self.calls += 1
+        return torch.tensor(float(self.calls))
+
+
+class SearchingFirst(Counting):
+    """Trains 5 steps in ``prepare``, as a structure search does, before the first epoch."""
+
+    def prepare(self, trainer: StructureTrainer) -> None:
+        trainer.train_steps(list(self.tasks), 5)
+
+
+@pytest.mark.parametrize("cls", [Counting, SearchingFirst])
+@pytest.mark.parametrize("schedule", ["alternate", "joint"])
+def test_metrics_record_the_mean_penalty_of_each_epochs_steps(
+    tmp_path: Path, register, schedule: str, cls: type[Counting]
+) -> None:
+    """``train_penalty`` is the mean of the regularizer terms the epoch's steps added: the
+    epoch's own (not a search's before it, nor an earlier epoch's), one per step, alternate
+    or joint."""
+    register(cls)
+    mtlshare.run(
+        config(schedule=schedule, epochs=3, batch_size=8),
+        tmp_path / "run",
+        problem=problem(),
+        progress=False,
+    )
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    steps = 12 if schedule == "alternate" else 6  # 48 rows of each of two tasks, batches of 8
+    before = 5 if cls is SearchingFirst else 0  # the search's steps are alternate ones
+    assert [r["train_penalty"] for r in records] == [
+        before + (epoch - 1) * steps + (steps + 1) / 2 for epoch in (1, 2, 3)
+    ]
+
+
+def test_metrics_record_no_penalty_for_a_mechanism_without_a_regularizer(
+    tmp_path: Path, register
+) -> None:
+    register(Mine)
+    mtlshare.run(config(), tmp_path / "run", problem=problem(), progress=False)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines and all("train_penalty" not in json.loads(line) for line in lines)
 
 
 # -- report ---------------------------------------------------------------------------------------

@@ -324,7 +324,9 @@ class Trainer:
             group["lr"] = self.cfg.lr / (1.0 + self.cfg.lr_decay * (epoch - 1))
         t0 = time.perf_counter()
         tokens0 = self.tokens_seen
+        self.objective_module.take_penalty()  # this epoch's steps alone
         losses = self.run_steps(optimizer, self.names, steps, epoch, bar)
+        penalty = self.objective_module.take_penalty()
         weights = self.weighting.current()  # those the epoch trained with: DWA's move next
         # the epoch's mean loss over the global batches, not rank 0's slices of them
         losses = mean_over_processes(losses, self.dist)
@@ -357,6 +359,9 @@ class Trainer:
             "dev": dev,
             "selection_score": score,
             "train_loss": losses,
+            # the mean regularizer term a step added (soft sharing's penalty): its size beside
+            # train_loss tells how hard its weight pulls
+            **({} if penalty is None else {"train_penalty": penalty}),
             # what the epoch was: each task's steps, and the passes over its training data
             "task_steps": dict(self.last_counts),
             "task_passes": {

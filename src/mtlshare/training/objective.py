@@ -343,6 +343,10 @@ class Objective(nn.Module):
         # the kinds of regularizer call (a task's share: False; the whole: True) whose first
         # value was checked: once each, as a check at every step would cost a sync per step
         self.checked: set[bool] = set()
+        # the penalties the steps added since ``take_penalty`` last read them: summed on the
+        # device, read once an epoch (one sync, not one a step)
+        self._penalty: Tensor | None = None
+        self._penalty_steps = 0
 
     def raw_loss(self, out: Tensor, y: Tensor, task: str) -> Tensor:
         head = self.model.head(task) if task in self.structured else None
@@ -382,7 +386,19 @@ class Objective(nn.Module):
             call = "regularizer(None)" if task is None else f"regularizer({task!r}, {every:g})"
             check_penalty(self.model, reg, call)
             self.checked.add(task is None)
+        added = reg.detach()
+        self._penalty = added if self._penalty is None else self._penalty + added
+        self._penalty_steps += 1
         return reg
+
+    def take_penalty(self) -> float | None:
+        """The mean of the regularizer terms added to the steps' losses since the last call,
+        and start again; ``None`` when no step added one (a mechanism without a regularizer).
+        An alternating step adds its task's share scaled by the steps it stands for, so the
+        mean over an epoch estimates the whole penalty (``regularizer(None)``)."""
+        total, steps = self._penalty, self._penalty_steps
+        self._penalty, self._penalty_steps = None, 0
+        return None if total is None else float(total) / steps
 
     def _joint(
         self, xs: dict[str, Tensor], ys: dict[str, Tensor], shares: dict[str, float]
