@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,7 +27,7 @@ from mtlshare.sharing.conditioned import ConditionedConfig, ConditionedSharing
 from mtlshare.sharing.cross_stitch import CrossStitchConfig, CrossStitchSharing, initial_alpha
 from mtlshare.sharing.hard import HardConfig, HardSharing
 from mtlshare.sharing.hierarchical import HierarchicalConfig, HierarchicalSharing
-from mtlshare.sharing.soft import SoftConfig, SoftSharing
+from mtlshare.sharing.soft import SoftConfig, SoftSharing, relative_distances
 from mtlshare.tasks.task import Task
 from mtlshare.training.loop import Trainer
 from mtlshare.training.objective import LossWeighting, WeightingConfig
@@ -477,6 +478,68 @@ def test_trace_penalty_hand_value():
     # rows [1], [3], [6]: a rank-1 (3, 1) matrix whose one singular value is its norm
     reg = _scalar_soft([1.0, 3.0, 6.0], 0.5, "trace").regularizer()
     assert float(reg.detach()) == pytest.approx(0.5 * (1 + 9 + 36) ** 0.5)
+
+
+def test_relative_distances_hand_values():
+    """||a - b|| over the mean of the two norms: 0 equal, 2 opposite, sqrt(2) orthogonal of
+    equal norm, 1 for (3, 4) against (0, 0)... over 2.5 (the mean of 5 and 0); 0 for zeros."""
+    a, b = torch.tensor([3.0, 4.0]), torch.tensor([-4.0, 3.0])
+    rows = relative_distances([a, a.clone(), -a, b, torch.zeros(2), torch.zeros(2)])
+    assert rows[0][:4] == [0.0, 0.0, pytest.approx(2.0), pytest.approx(2**0.5)]
+    assert rows[0][4] == pytest.approx(5.0 / 2.5)
+    assert rows[4][5] == 0.0
+    assert all(rows[i][j] == rows[j][i] for i in range(6) for j in range(6))  # symmetric
+    # a copy is flattened whole: a matrix as its entries
+    assert relative_distances([torch.eye(2), torch.ones(2, 2)])[0][1] == pytest.approx(
+        2**0.5 / ((2**0.5 + 2.0) / 2)
+    )
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+def test_soft_sharing_reports_how_far_apart_its_copies_are(kind):
+    """results.json's soft block: per layer, the tasks' copies of its weights taken together,
+    their relative distances in task order; biases (never tied) left out."""
+    model = _soft([T1, T2, T3], "frobenius", kind)
+    got = model.report()["soft"]
+    assert got["tasks"] == ["t1", "t2", "t3"] and got["weights"] == [0.5, 2.0]
+    assert list(got["distances"]) == ["0", "1"]
+    for layer in (0, 1):
+        copies = [torch.cat(_weights(model, t, layer)) for t in ("t1", "t2", "t3")]
+        expected = relative_distances(copies)
+        assert got["distances"][str(layer)] == [[round(v, 6) for v in r] for r in expected]
+        assert 1.0 < got["distances"][str(layer)][0][2] < 1.8  # drawn apart: about sqrt(2)
+    with torch.no_grad():  # t3's copy of layer 1 made t1's: 0 apart, biases kept apart
+        for (_, mine), (_, theirs) in zip(
+            model.trunks["t3"][1].named_parameters(),
+            model.trunks["t1"][1].named_parameters(),
+            strict=True,
+        ):
+            mine.copy_(theirs)
+        for name, param in model.trunks["t3"][1].named_parameters():
+            if "bias" in name:
+                param.add_(1.0)
+    rows = model.report()["soft"]["distances"]["1"]
+    assert rows[0][2] == rows[2][0] == 0.0 and rows[1][2] > 1.0
+    json.dumps(model.report())  # plain JSON for results.json
+
+
+def test_a_soft_runs_results_say_a_heavier_penalty_held_its_copies_closer(tmp_path):
+    import mtlshare
+
+    demo = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "demo.toml"
+    apart = {}
+    for weight in (0.0, 1.0):
+        cfg = mtlshare.load_config(
+            # 20 epochs of Adam: about 160 steps of at most lr each, to pull the copies in
+            str(demo),
+            ["mechanism=soft", "train.epochs=20", "train.patience=0", f"soft.weights=[{weight}]"],
+        )
+        mtlshare.run(cfg, tmp_path / str(weight), progress=False)
+        results = json.loads((tmp_path / str(weight) / "results.json").read_text("utf-8"))
+        assert results["soft"]["weights"] == [weight, weight]  # one for each of the two layers
+        apart[weight] = [rows[0][1] for rows in results["soft"]["distances"].values()]
+    assert all(free > 1.3 for free in apart[0.0])  # drawn apart, and left so: about sqrt(2)
+    assert all(tied < 0.2 for tied in apart[1.0])
 
 
 def _soft(tasks: list[Task], penalty: str, kind: str = "mlp") -> SoftSharing:

@@ -59,6 +59,23 @@ def frobenius_penalty(stacked: Tensor) -> Tensor:
     return stacked.shape[0] * (centred**2).sum()
 
 
+def relative_distances(copies: list[Tensor]) -> list[list[float]]:
+    """How far apart the tasks' copies of one layer's weights are: row s, column t is
+    ||w_s - w_t|| over the mean of ||w_s|| and ||w_t||, for the copies flattened (one a task).
+    0 where two copies are equal (shared, as in hard sharing), about 1.41 for two unrelated
+    copies of equal norm, 2 for opposite ones; two zero copies are 0 apart."""
+    flat = [c.detach().reshape(-1).double() for c in copies]
+    norms = [float(torch.linalg.vector_norm(c)) for c in flat]
+    rows = []
+    for s, a in enumerate(flat):
+        row = []
+        for t, b in enumerate(flat):
+            gap = float(torch.linalg.vector_norm(a - b))
+            row.append(0.0 if gap == 0.0 else gap / ((norms[s] + norms[t]) / 2))
+        rows.append(row)
+    return rows
+
+
 def trace_penalty(stacked: Tensor) -> Tensor:
     """Nuclear norm (sum of singular values) of ``stacked``: (tasks, numel)."""
     return torch.linalg.svdvals(stacked).sum()
@@ -229,6 +246,25 @@ class SoftSharing(PerTaskCopies):
         self._running = None
         super()._apply(fn, recurse)
         return self
+
+    def report(self) -> dict[str, Any]:
+        """``results.json``'s ``soft``: the penalty's weight per layer and, per layer index, the
+        relative distances between the tasks' copies of its weight tensors (taken together;
+        biases are never tied) in the selected model, a matrix in the order of ``tasks``
+        (``relative_distances``): how close the penalty held the copies (0: shared as in hard
+        sharing)."""
+        names = self.task_names
+        distances = {}
+        for layer, module in enumerate(as_layers(self.trunks[names[0]])):
+            tied = [pname for pname, _ in module.named_parameters() if "weight" in pname]
+            if tied:
+                copies = [
+                    torch.cat([self._copy(t, layer, p).detach().reshape(-1) for p in tied])
+                    for t in names
+                ]
+                rows = relative_distances(copies)
+                distances[str(layer)] = [[round(v, 6) for v in row] for row in rows]
+        return {"soft": {"tasks": names, "weights": self.weights, "distances": distances}}
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         yield from ()

@@ -359,8 +359,7 @@ class Trainer:
             "dev": dev,
             "selection_score": score,
             "train_loss": losses,
-            # the mean regularizer term a step added (soft sharing's penalty): its size beside
-            # train_loss tells how hard its weight pulls
+            # the mean regularizer term a step added (soft sharing's penalty)
             **({} if penalty is None else {"train_penalty": penalty}),
             # what the epoch was: each task's steps, and the passes over its training data
             "task_steps": dict(self.last_counts),
