@@ -470,6 +470,40 @@ def test_metrics_record_no_penalty_for_a_mechanism_without_a_regularizer(
     assert lines and all("train_penalty" not in json.loads(line) for line in lines)
 
 
+class Zero(Mine):
+    """A regularizer that adds 0 at every step, as soft sharing does at weight 0."""
+
+    def regularizer(self, task: str | None = None, every: float = 1.0) -> Tensor:
+        return torch.zeros(())
+
+
+def test_metrics_record_a_penalty_of_zero_as_zero(tmp_path: Path, register) -> None:
+    """A regularizer that added 0 still added a term: ``train_penalty`` is 0.0, not left out
+    as for a mechanism without a regularizer (None, not any falsy value, means none)."""
+    register(Zero)
+    mtlshare.run(config(), tmp_path / "run", problem=problem(), progress=False)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and all(json.loads(line)["train_penalty"] == 0.0 for line in lines)
+
+
+def test_take_penalty_is_the_mean_of_the_terms_since_the_last_read() -> None:
+    """From a new objective, then from each read: the mean of the regularizer terms added
+    (a task's share or the whole), None when none was."""
+    data = problem()
+    names = [td.task.name for td in data.tasks]
+    model = Scripted(
+        backbone_from_config(TrunkConfig(hidden=[4]), 5, None), [td.task for td in data.tasks]
+    )
+    objective = Objective(model, LossWeighting(names, WeightingConfig()), data)
+    model.penalties = [1.0, 3.0, 5.0]
+    objective.regularizer("value", 2.0)
+    objective.regularizer(None)
+    assert objective.take_penalty() == 2.0  # (1 + 3) / 2: the terms since the objective began
+    assert objective.take_penalty() is None  # read: none since
+    objective.regularizer("kind", 2.0)
+    assert objective.take_penalty() == 5.0
+
+
 # -- report ---------------------------------------------------------------------------------------
 def circular() -> dict[str, Any]:
     loop: dict[str, Any] = {}

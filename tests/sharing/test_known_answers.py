@@ -523,6 +523,34 @@ def test_soft_sharing_reports_how_far_apart_its_copies_are(kind):
     json.dumps(model.report())  # plain JSON for results.json
 
 
+@pytest.mark.parametrize("scale", [1e-25, 1e25])
+def test_relative_distances_do_not_depend_on_the_copies_scale(scale):
+    """Relative distances are ratios: copies scaled by 1e-25 or 1e25 (float32 whose squares
+    underflow or overflow) are as far apart as unscaled ones, not 0 (shared) nor NaN."""
+    a, b = torch.tensor([3.0, 4.0]), torch.tensor([-4.0, 3.0])
+    copies = [a, -a, b, torch.zeros(2)]
+    expected = relative_distances(copies)
+    got = relative_distances([c * scale for c in copies])
+    assert got == [[pytest.approx(v, rel=1e-6) for v in row] for row in expected]
+    assert got[0][1] == pytest.approx(2.0)
+
+
+def test_soft_sharing_reports_every_layer_in_its_own_task_order():
+    """A layer at weight 0 (its copies free) is reported too, and the matrices and ``tasks``
+    follow the order the tasks were given in, not a sorted one."""
+    torch.manual_seed(0)
+    model = SoftSharing(
+        backbone("mlp"), [T3, T1, T2], SoftConfig(penalty="frobenius", weights=[0.0, 2.0])
+    )
+    got = model.report()["soft"]
+    assert got["tasks"] == ["t3", "t1", "t2"] and got["weights"] == [0.0, 2.0]
+    assert list(got["distances"]) == ["0", "1"]
+    for layer in (0, 1):
+        copies = [torch.cat(_weights(model, t, layer)) for t in ("t3", "t1", "t2")]
+        expected = [[round(v, 6) for v in r] for r in relative_distances(copies)]
+        assert got["distances"][str(layer)] == expected
+
+
 def test_a_soft_runs_results_say_a_heavier_penalty_held_its_copies_closer(tmp_path):
     import mtlshare
 
