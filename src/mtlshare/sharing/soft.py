@@ -76,6 +76,11 @@ def relative_distances(copies: list[Tensor]) -> list[list[float]]:
     return rows
 
 
+def _weight_names(layer: nn.Module) -> list[str]:
+    """The names of ``layer``'s weight tensors, the ones a penalty ties (biases stay free)."""
+    return [pname for pname, _ in layer.named_parameters() if "weight" in pname]
+
+
 def trace_penalty(stacked: Tensor) -> Tensor:
     """Nuclear norm (sum of singular values) of ``stacked``: (tasks, numel)."""
     return torch.linalg.svdvals(stacked).sum()
@@ -118,14 +123,12 @@ class SoftSharing(PerTaskCopies):
 
     def _tied(self) -> list[tuple[int, str, float]]:
         """(layer, parameter name, weight) of every tied weight tensor."""
-        names = self.task_names
-        first = as_layers(self.trunks[names[0]])
+        first = as_layers(self.trunks[self.task_names[0]])
         return [
             (layer, pname, weight)
             for layer, weight in enumerate(self.weights)
             if weight != 0.0
-            for pname, _ in first[layer].named_parameters()
-            if "weight" in pname
+            for pname in _weight_names(first[layer])
         ]
 
     def _copy(self, task: str, layer: int, pname: str) -> nn.Parameter:
@@ -256,7 +259,7 @@ class SoftSharing(PerTaskCopies):
         names = self.task_names
         distances = {}
         for layer, module in enumerate(as_layers(self.trunks[names[0]])):
-            tied = [pname for pname, _ in module.named_parameters() if "weight" in pname]
+            tied = _weight_names(module)  # those a penalty ties, at weight 0 too
             if tied:
                 copies = [
                     torch.cat([self._copy(t, layer, p).detach().reshape(-1) for p in tied])
