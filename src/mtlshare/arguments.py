@@ -200,12 +200,6 @@ def _using_commands(sub: Any) -> None:
         help="the input's format (default auto: found from the file)",
     )
     pr.add_argument(
-        "--checkpoint",
-        default="best",
-        choices=("best", "last"),
-        help="best (selected on dev, the default) or last",
-    )
-    pr.add_argument(
         "--data-dir",
         default=None,
         help="for a run without inference.json: where its config's relative data paths start",
@@ -215,17 +209,17 @@ def _using_commands(sub: Any) -> None:
     ev.add_argument("run_dir", help="the --out folder of a finished run")
     ev.add_argument("--split", default="test", choices=("test", "dev"), help="default test")
     ev.add_argument(
-        "--checkpoint",
-        default="best",
-        choices=("best", "last"),
-        help="best (selected on dev, the default) or last",
-    )
-    ev.add_argument(
         "--data-dir",
         default=None,
         help="where the config's relative data paths start (default: where it was trained)",
     )
     for parser, verb in ((pr, "predicts"), (ev, "is scored")):
+        parser.add_argument(
+            "--checkpoint",
+            default="best",
+            choices=("best", "last"),
+            help="best (selected on dev, the default) or last",
+        )
         parser.add_argument(
             "--device",
             default="cpu",
