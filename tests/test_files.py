@@ -108,3 +108,39 @@ def test_malformed_json_keeps_the_place_json_names():
     assert (e.value.msg, e.value.lineno, e.value.colno) == ("Expecting value", 2, 7)
     with pytest.raises(json.JSONDecodeError, match=files.TOO_DEEP):
         files.parse_json("[" * 100_000 + "]" * 100_000)
+
+
+def test_a_users_path_that_is_no_file_is_refused_and_a_link_is_written_through(tmp_path):
+    """In a folder of the user's, a named pipe (or a device: ``/dev/null``) at the path is left
+    as it is, never replaced by a file; a symbolic link stays, its target written."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(OSError) as caught:
+        write_atomically(pipe, lambda tmp: tmp.write_text("x"), beside_others=True)
+    assert caught.value.errno == errno.EEXIST and caught.value.filename == str(pipe)
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    target = tmp_path / "sub" / "target.txt"
+    target.parent.mkdir()
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)  # dangling until written
+    write_atomically(link, lambda tmp: tmp.write_text("new"), beside_others=True)
+    assert link.is_symlink() and target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.txt", "pipe", "sub"]
+    assert [p.name for p in target.parent.iterdir()] == ["target.txt"]  # no temporary file
+
+
+@pytest.mark.parametrize("beside_others", [False, True])
+def test_a_file_made_anew_by_its_fill_gets_the_umasks_mode(tmp_path, beside_others):
+    """``fill`` may replace the temporary file with its own of mode 0600 (safetensors does):
+    the file still ends 0666 less the umask, readable by those who share the folder."""
+
+    def private(tmp: Path) -> None:
+        tmp.unlink()
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600))
+
+    old = os.umask(0o022)
+    try:
+        write_atomically(tmp_path / "f.bin", private, beside_others=beside_others)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o644

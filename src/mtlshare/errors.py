@@ -98,3 +98,21 @@ def data_file(path: str, base_dir: str | PathLike[str] | None, key: str) -> Path
     if not there:
         raise MissingDataFile(f"{key}: {found}: no such file{hint}")
     return found
+
+
+def check_output_file(out: str | Path) -> None:
+    """Refuse, before anything is read, an ``--out`` that cannot take a file: a folder, a path
+    whose folder does not exist, or anything but a file (a device such as ``/dev/null``, a
+    named pipe), which writing whole through a rename would replace by a file. A symbolic link
+    is followed: its target is what gets written."""
+    out = Path(out)
+    target = out.resolve()
+    if target.is_dir():
+        raise MtlshareError(f"--out {out}: a folder; name the file to write")
+    if not target.parent.is_dir():
+        raise MtlshareError(f"--out {out}: the folder {out.parent} does not exist")
+    if target.exists() and not target.is_file():
+        raise MtlshareError(
+            f"--out {out}: not a file (a device or a named pipe), which the output, written "
+            "whole through a rename, would replace; name a file"
+        )

@@ -67,9 +67,16 @@ def write_atomically(
     file. The temporary file is ``NAME.tmp`` in a folder of the library's (a run folder), so a
     write cut by a kill leaves one file that the next write replaces; ``beside_others``: a
     folder of the user's, where that name may be a file of theirs, so it gets a name no file
-    has. The file's mode is 0666 less the umask. An ``OSError`` names ``path``, not the
-    temporary file, and a write's (a full disk) names it too."""
+    has, a symbolic link ``path`` is followed (its target is written; the rename would put a
+    file in the link's place), and anything at ``path`` but a file (a device, ``/dev/null``;
+    a named pipe) is refused (``EEXIST``), never replaced. The file's mode is 0666 less the
+    umask, whatever ``fill`` did to it (``safetensors`` writes 0600). An ``OSError`` names
+    ``path``, not the temporary file, and a write's (a full disk) names it too."""
+    given = path
     if beside_others:
+        path = Path(os.path.realpath(path))
+        if path.exists() and not path.is_file():
+            raise OSError(errno.EEXIST, "not a file, so not replaced by one", str(given))
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     else:
@@ -77,16 +84,19 @@ def write_atomically(
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     try:
         os.close(os.open(tmp, flags, 0o666))
+        mode = os.stat(tmp).st_mode & 0o777
     except OSError as e:  # a read-only folder, say
-        raise _naming(e, tmp, path) from None
+        raise _naming(e, tmp, given) from None
     try:
         fill(tmp)
+        if os.stat(tmp).st_mode & 0o777 != mode:  # made anew by ``fill``, with its own mode
+            os.chmod(tmp, mode)
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise _naming(e, tmp, path) from None
+            raise _naming(e, tmp, given) from None
         raise
 
 

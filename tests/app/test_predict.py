@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -363,6 +364,28 @@ def one_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mtlshare: error:"), err
     return err[0]
+
+
+def test_out_a_named_pipe_is_refused_and_a_link_is_followed(synthetic_run, tmp_path, capsys):
+    """``--out`` at anything but a file (a named pipe here; ``/dev/null`` run as root was
+    replaced by a file of predictions) is one line, left as it is; at a symbolic link, the
+    link stays and its target gets the predictions."""
+    good = tmp_path / "in.csv"
+    width = load_run(synthetic_run).spec["input_dim"]
+    good.write_text(",".join(f"x{i}" for i in range(width)) + "\n" + ",".join(["0"] * width))
+    pipe = tmp_path / "pipe.csv"
+    os.mkfifo(pipe)
+    assert main(["predict", str(synthetic_run), str(good), "--out", str(pipe)]) == 2
+    assert "not a file (a device or a named pipe)" in one_line(capsys)
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "pipe.csv"]
+    target = tmp_path / "target.csv"
+    target.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert main(["predict", str(synthetic_run), str(good), "--out", str(link)]) == 0
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text().splitlines()[0].endswith("t1,t2")
 
 
 def test_bad_runs_and_inputs_are_one_line_and_leave_no_output(synthetic_run, tmp_path, capsys):

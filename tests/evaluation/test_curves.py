@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import threading
 from pathlib import Path
 
@@ -326,19 +327,23 @@ def test_true_and_false_are_not_scores_nor_epochs(tmp_path):
 def test_curves_out_must_be_a_png_in_a_folder_that_exists(tmp_path, capsys):
     _metrics(tmp_path / "run", [{"epoch": 1, "dev": {"a": 0.5}}, {"epoch": 2, "dev": {"a": 0.6}}])
     (tmp_path / "adir").mkdir()
+    os.mkfifo(tmp_path / "pipe.png")
     for out, message in (
         (tmp_path / "curves.pdf", "ending in .png"),
         (tmp_path / "curves.txt", "ending in .png"),
-        (tmp_path / "missing" / "curves.png", "no folder"),
+        (tmp_path / "missing" / "curves.png", f"the folder {tmp_path / 'missing'} does not exist"),
+        (tmp_path / "pipe.png", "not a file (a device or a named pipe)"),
     ):
         assert main(["curves", str(tmp_path / "run"), "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"--out {out}" in err[0] and message in err[0], err
-        assert not out.exists() and not (tmp_path / "missing").exists()
+        assert not (tmp_path / "missing").exists()
+        assert not out.is_file()  # the pipe stays a pipe
+    assert stat.S_ISFIFO((tmp_path / "pipe.png").lstat().st_mode)
     adir = tmp_path / "adir.png"
     adir.mkdir()
     assert main(["curves", str(tmp_path / "run"), "--out", str(adir)]) == 2
-    assert "is a folder" in capsys.readouterr().err
+    assert "a folder; name the file to write" in capsys.readouterr().err
     assert list(adir.iterdir()) == []  # no temporary file left in it
     out = tmp_path / "Curves.PNG"
     assert main(["curves", str(tmp_path / "run"), "--out", str(out)]) == 0

@@ -27,6 +27,7 @@ import random
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ import torch
 from mtlshare.cli import main
 from mtlshare.errors import INTERRUPTED, CheckpointError
 from mtlshare.training.checkpoint import (
+    TENSORS,
     atomic_write_text,
     find_checkpoint,
     load_checkpoint,
@@ -492,7 +494,8 @@ def test_a_disk_or_memory_running_out_mid_run_is_one_line_then_resume_is_an_unin
     monkeypatch.setattr(checkpoint, "save_file", save_file)
     out = tmp_path / "cut"
     line = refused(capsys, "run", *args, "--out", str(out))
-    assert line == "mtlshare: error: " + SAID[kind].format(file=saves[-1])
+    # the file named is the tensors' (safetensors writes a temporary file beside it)
+    assert line == "mtlshare: error: " + SAID[kind].format(file=saves[-1].removesuffix(".tmp"))
     assert not list(out.rglob("*.tmp")) and not (out / "results.json").exists()
     monkeypatch.undo()
     assert main(["run", *args, "--out", str(out), "--resume"]) == 0
@@ -584,7 +587,7 @@ def test_checkpoint_files_reach_the_disk_before_the_rename(tmp_path, monkeypatch
     target = tmp_path / "last"
     save_checkpoint(target, version_tensors(1), {"version": 1})
     tmp = str(target.with_name("last.tmp"))
-    assert {f"{tmp}/tensors.safetensors", f"{tmp}/meta.json.tmp", tmp} <= set(synced)
+    assert {f"{tmp}/tensors.safetensors.tmp", f"{tmp}/meta.json.tmp", tmp} <= set(synced)
     assert synced.index(tmp) < synced.index(str(tmp_path))  # files, folder, then the parent
 
 
@@ -950,3 +953,18 @@ def test_an_optimizer_state_of_numbers_beside_tensors_round_trips():
         "state": {0: {"step": 3, "exp_avg": avg}, 1: {"step": 4.0}},
         "param_groups": [{"lr": 0.1, "params": [0, 1]}],
     }
+
+
+def test_a_checkpoints_tensors_have_the_mode_of_its_other_files(tmp_path):
+    """safetensors writes its file 0600: a checkpoint's tensors were the one file of a run that
+    a user sharing the folder (mode 0644 everywhere else) could not read, so could not
+    ``predict`` or ``evaluate`` from. They are 0666 less the umask, as ``meta.json``."""
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "best", {"w": torch.ones(2)}, {"epoch": 1})
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "best").iterdir()}
+    assert modes == {TENSORS: 0o644, "meta.json": 0o644}
+    tensors, meta = load_checkpoint(tmp_path / "best")
+    assert torch.equal(tensors["w"], torch.ones(2)) and meta["epoch"] == 1

@@ -32,7 +32,13 @@ from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem, first_row
 from mtlshare.data.windows_codec import SeriesInputs
-from mtlshare.errors import ConfigError, DataError, MtlshareError, UnseenTagsWarning
+from mtlshare.errors import (
+    ConfigError,
+    DataError,
+    MtlshareError,
+    UnseenTagsWarning,
+    check_output_file,
+)
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import Task
@@ -203,11 +209,7 @@ class LoadedRun:
         twice = list(dict.fromkeys(t for t in chosen if chosen.count(t) > 1))
         if twice:  # a second column of the same name, which readers by name take either of
             raise MtlshareError(f"--tasks: {twice} named more than once")
-        folder = Path(out).parent
-        if not folder.is_dir():
-            raise MtlshareError(f"--out {out}: the folder {folder} does not exist")
-        if Path(out).is_dir():
-            raise MtlshareError(f"--out {out}: a folder; name the file to write")
+        check_output_file(out)
         _check_not_overwritten(Path(source), Path(out))
         doc = self.codec.read(Path(source), fmt, chosen)
         started = time.perf_counter()

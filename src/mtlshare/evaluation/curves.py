@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mtlshare.errors import MtlshareError
+from mtlshare.errors import MtlshareError, check_output_file
 from mtlshare.evaluation.looks import looks
 from mtlshare.evaluation.plots import save_figure
 from mtlshare.files import parse_json, parse_toml
@@ -344,10 +344,7 @@ def write_dev_curves(folder: str | Path, out: str | Path | None = None, title: s
             raise MtlshareError(
                 f"--out {out}: the curves are a PNG image; give a path ending in .png"
             )
-        if out.is_dir():
-            raise MtlshareError(f"--out {out}: is a folder; give the path of the PNG to write")
-        if not out.parent.is_dir():
-            raise MtlshareError(f"--out {out}: no folder {out.parent} to write it in")
+        check_output_file(out)
     curves = read_curves(folder)
     runs = read_run_info(folder)
     if out is None:

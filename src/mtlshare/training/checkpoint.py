@@ -78,14 +78,18 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        try:  # clone: safetensors refuses tensors that share memory (tied weights, views)
-            save_file(
-                {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()},
-                str(tmp / TENSORS),
-            )
-        except SafetensorError as e:  # a full disk, say: an OSError, as any other write's
-            raise write_error(e, tmp / TENSORS) from None
-        fsync_path(tmp / TENSORS)  # on disk before the rename makes it the checkpoint
+        # clone: safetensors refuses tensors that share memory (tied weights, views)
+        clones = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+
+        def fill(path: Path) -> None:
+            try:
+                save_file(clones, str(path))
+            except SafetensorError as e:  # a full disk, say: an OSError, as any other write's
+                raise write_error(e, tmp / TENSORS) from None
+
+        # flushed, and 0666 less the umask as every file of a run (safetensors makes 0600,
+        # which no one else sharing the folder could read)
+        write_atomically(tmp / TENSORS, fill)
         digest = _sha256(tmp / TENSORS)
         written = {**meta, VERSION_KEY: VERSION, DIGEST_KEY: digest}
         atomic_write_text(tmp / META, json.dumps(written, indent=1, sort_keys=True))
