@@ -151,6 +151,32 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     RunFolder(out).load_checkpoint("last")
 
 
+def test_a_held_folder_is_refused_before_the_data_is_read(tmp_path, capsys, monkeypatch):
+    """A run into a folder another process is writing is refused when the folder is checked,
+    fresh or resumed, not once its data is read (minutes for a large corpus) and the lock is
+    taken; the folder's files stay as they were."""
+    import mtlshare.app.run as run_module
+
+    out = tmp_path / "run"
+    assert main(["run", DEMO, *SMALL, "--out", str(out)]) == 0
+    before = tree(out)
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(run_module, "build_problem", no_data)
+    holder = OutputFolder(out)
+    holder.open()
+    try:
+        capsys.readouterr()
+        for extra in ([], ["--resume"], ["--resume", "train.epochs=9"]):
+            assert main(["run", DEMO, *SMALL, *extra, "--out", str(out)]) == 2, extra
+            assert "another mtlshare process is writing here" in one_line(capsys), extra
+    finally:
+        holder.close()
+    assert tree(out) == before
+
+
 def test_reading_back_and_writing_exclude_each_other_but_readers_share(tmp_path):
     out = tmp_path / "run"
     writer = OutputFolder(out)

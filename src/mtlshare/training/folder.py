@@ -113,6 +113,14 @@ class OutputFolder:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def check_unheld(self) -> None:
+        """Refuse at once a folder another process is writing: its lock is tried shared and let
+        go (nothing where the folder is not there yet, or this process holds it)."""
+        if self._lock is None and self.path.is_dir():
+            fd = self._locked(fcntl.LOCK_SH)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
     def _locked(self, kind: int) -> int:
         """A descriptor of the folder holding ``flock`` of ``kind``, taken without waiting."""
         try:
@@ -350,13 +358,16 @@ class RunFolder(OutputFolder):
 
     # -- the fresh/resume rules ------------------------------------------------------------------
     def check(self, config_text: str, resume: bool, differences: Differences | None = None) -> None:
-        """Raise unless a run with this config may start (or resume) here; writes nothing.
+        """Raise unless a run with this config may start (or resume) here; writes nothing. A
+        folder another process is writing is refused at once (its lock, tried shared), not
+        once the caller has read its data and ``start`` tries to take it.
         ``differences(saved, config_text)`` names what keeps the saved config from being this
         one, empty when it is (default: any change of the text;
         ``mtlshare.config.config_differences`` also accepts a config written before keys with
         defaults were added, and names the settings that differ)."""
         if self.path.exists() and not self.path.is_dir():
             raise MtlshareError(f"{self.path}: is a file, not a folder; choose another --out")
+        self.check_unheld()
         if resume:
             saved = self.config_text()
             if saved is None:
