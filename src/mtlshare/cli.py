@@ -312,6 +312,11 @@ def _predict(args: argparse.Namespace) -> int:
             f"{done['forecast days']:,} days forecast for {names}{values} "
             f"from {done['first_day']} to {done['last_day']}"
         )
+    elif "format" in done:  # a tagger: what the file was read as, which --format can change
+        sentences = f"{done['sentences']:,} sentence{'s' if done['sentences'] != 1 else ''}"
+        what = (
+            f"{done[unit]:,} {unit} ({sentences}, read as {done['format']}) predicted for {names}"
+        )
     else:
         what = f"{done[unit]:,} {unit} predicted for {names}"
     speed = f"{done[f'{unit}_per_second']:,.0f} {unit}/s"

@@ -140,6 +140,30 @@ def test_the_tags_are_those_of_the_same_words_as_plain_text(trained, tmp_path):
         ]
 
 
+def test_the_summary_says_what_format_the_file_was_read_as(trained, tmp_path, capsys):
+    """The format is guessed from the file (a line of two words and a blank line reads as
+    CoNLL): ``predict`` says what it read, sentences and format, so a wrong guess shows."""
+    sentences = SENTENCES[:3]
+    (tmp_path / "in.conllu").write_text(ud(sentences), encoding="utf-8")
+    text = "\n".join(" ".join(w[0] for w in words) for words in sentences) + "\n"
+    (tmp_path / "in.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "names.txt").write_text("Peter Blackburn\n\nJohn Smith\n", encoding="utf-8")
+    run = load_run(trained / "run")
+    tokens = sum(len(words) for words in sentences)
+    for name, fmt, read, count, unit in (
+        ("in.conllu", "auto", "conllu", tokens, 3),
+        ("in.txt", "auto", "text", tokens, 3),
+        ("names.txt", "auto", "conll", 2, 2),  # word and a tag column, each line a token
+        ("names.txt", "text", "text", 4, 2),
+    ):
+        done = run.predict_file(tmp_path / name, tmp_path / "out", fmt=fmt)
+        assert (done["format"], done["tokens"], done["sentences"]) == (read, count, unit), name
+        argv = ["predict", str(trained / "run"), str(tmp_path / name), "--format", fmt]
+        assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+        line = capsys.readouterr().out.strip()
+        assert line.startswith(f"{count} tokens ({unit} sentences, read as {read}) predicted"), line
+
+
 def test_a_conll_run_writes_its_tags_into_misc(tmp_path, tagger_config):
     """A run trained on CoNLL columns reads a CoNLL-U file by its FORMs and, its tasks reading
     no UD column, appends their tags to MISC."""

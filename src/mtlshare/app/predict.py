@@ -31,6 +31,7 @@ from mtlshare.config import CUSTOM, Config, load_trained_config
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem, first_row
+from mtlshare.data.tagging_codec import Tagged
 from mtlshare.data.windows_codec import SeriesInputs
 from mtlshare.errors import (
     ConfigError,
@@ -200,8 +201,9 @@ class LoadedRun:
         (what was counted: ``tokens``, ``rows``, or a forecast's ``values``, one per series
         and day), the count under that name, ``seconds``, ``{unit}_per_second`` and ``out``;
         a forecast also ``forecast days`` (the days forecast, each for every series),
-        ``first_day`` and ``last_day``. A ``daily_windows`` run's file needs only the series
-        of ``tasks``."""
+        ``first_day`` and ``last_day``; a tagger's also ``sentences`` and the ``format`` it
+        read (``conll``, ``conllu`` or ``text``). A ``daily_windows`` run's file needs only the
+        series of ``tasks``."""
         chosen = tasks or list(self.tasks)
         unknown = [t for t in chosen if t not in self.tasks]
         if unknown:
@@ -229,6 +231,8 @@ class LoadedRun:
                 "first_day": str(doc.dates[0]),
                 "last_day": str(doc.dates[-1]),
             }
+        elif isinstance(doc, Tagged):  # the format found from the file, said: a guess can miss
+            span = {"sentences": len(doc.sentences), "format": doc.form}
         return {
             "tasks": chosen,
             "unit": unit,
