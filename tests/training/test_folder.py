@@ -712,8 +712,9 @@ def test_the_runs_below_a_folder_are_in_name_order_level_by_level(tmp_path):
 def test_a_folder_that_is_no_run_is_said_what_it_is(tmp_path, capsys):
     """``predict``, ``evaluate`` and ``masks`` given a comparison's folder said only "not an
     mtlshare run folder (no config.toml)", and the same of a folder not there: the line now
-    names the runs below (down to a single-task row's ``TASK/`` under ``ROW/seed-N/``), or says
-    the folder does not exist or is a file."""
+    names the runs below (down to a single-task row's ``TASK/`` under ``ROW/seed-N/``; not the
+    row's folded ``results.json``, which no command reads as a run), or says the folder does
+    not exist or is a file."""
     from mtlshare.cli import main
     from mtlshare.training.folder import not_a_run
 
@@ -721,7 +722,10 @@ def test_a_folder_that_is_no_run_is_said_what_it_is(tmp_path, capsys):
     for run in ("hard/seed-0", "hard/seed-1", "single/seed-0/t1", "single/seed-0/t2"):
         (comparison / run).mkdir(parents=True)
         (comparison / run / "results.json").write_text("{}")
+        (comparison / run / "config.toml").write_text("")
     (comparison / "notes").mkdir()  # a folder without a run is not named
+    # nor the single-task row's folded results (means over its tasks: no config, no model)
+    (comparison / "single" / "results.json").write_text("{}")
     named = "hard/seed-0, hard/seed-1, single/seed-0/t1, ..."
     assert not_a_run(comparison) == (
         f"{comparison}: not an mtlshare run folder (no config.toml); the runs below it: {named}"
@@ -735,6 +739,7 @@ def test_a_folder_that_is_no_run_is_said_what_it_is(tmp_path, capsys):
     )
     (comparison / "single" / "seed-0" / "t3").mkdir()
     (comparison / "single" / "seed-0" / "t3" / "results.json").write_text("{}")
+    (comparison / "single" / "seed-0" / "t3" / "config.toml").write_text("")
     assert not_a_run(comparison / "single").endswith(
         "the runs below it: seed-0/t1, seed-0/t2, seed-0/t3"
     )

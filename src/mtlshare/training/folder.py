@@ -587,7 +587,8 @@ def not_a_run(path: str | Path, lacks: str = CONFIG) -> str:
     if not path.is_dir():
         return f"{path}: not an mtlshare run folder: a file, not a folder"
     why = f"{path}: not an mtlshare run folder (no {lacks})"
-    runs = runs_below(path, 3)
+    # a run to read holds its config: not a single-task row's folded results.json
+    runs = [r for r in runs_below(path, 3) if (path / r / CONFIG).is_file()]
     return f"{why}; the runs below it: {_first_few(runs)}" if runs else why
 
 
