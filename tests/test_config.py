@@ -276,6 +276,14 @@ def test_config_differences_name_the_settings_that_keep_a_run_from_resuming(monk
         f"train.epochs: 9 in the run, {base.train.epochs!r} now",
         "2 more",
     ]
+    # the settings that decide many others (another data source: other data keys) come first,
+    # then the rest by name
+    other = load_config(DEMO, ["mechanism='mmoe'", "train.lr=0.5", "data.n_dev=60"])
+    assert [d.split(":")[0] for d in config_differences(other.to_toml(), saved, limit=5)][:3] == [
+        "mechanism",
+        "data.n_dev",
+        "train.lr",
+    ]
     broken = saved.replace("[train]", "[train]\nno_such_key = 1", 1)
     assert config_differences(broken, saved)[0].startswith("the run's config no longer loads")
     # never empty where same_config says the configs differ (empty would let the run resume)

@@ -457,7 +457,8 @@ def same_config(saved: str, current: str) -> bool:
 def config_differences(saved: str, current: str, limit: int = 3) -> list[str]:
     """What keeps a run's saved ``config.toml`` from being the config ``current``
     (``same_config``): up to ``limit`` settings, e.g. ``"train.threads: 1 in the run, 0 now"``,
-    and how many more differ; empty when they are the same. A saved config that no longer
+    and how many more differ; empty when they are the same. The data source, the mechanism,
+    the tasks and the trunk's kind come first, the rest by name. A saved config that no longer
     loads says so."""
     if same_config(saved, current):
         return []
@@ -466,7 +467,8 @@ def config_differences(saved: str, current: str, limit: int = 3) -> list[str]:
     except (ConfigError, tomllib.TOMLDecodeError) as e:
         return [f"the run's config no longer loads ({str(e).strip().splitlines()[0][:120]})"]
     new = _flat(parse_toml(_training_part(current)))
-    every = sorted(old.keys() | new.keys())
+    # the settings that decide many others (another data source has other data keys) first
+    every = sorted(old.keys() | new.keys(), key=lambda k: (k not in _DECIDING, k))
     keys = [k for k in every if old.get(k, _ABSENT) != new.get(k, _ABSENT)]
     if not keys:  # never empty while same_config says they differ: that would let it resume
         return ["its text differs"]
@@ -496,6 +498,7 @@ def resumable_differences(saved: str, current: str, limit: int = 3) -> list[str]
 
 
 _ABSENT = object()
+_DECIDING = ("data.source", "mechanism", "tasks", "trunk.kind")
 
 
 def _flat(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
