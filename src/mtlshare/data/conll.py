@@ -41,10 +41,10 @@ class Sentence:
 
 def file_bytes(path: Path) -> bytes:
     """The bytes of the input file ``path``, or a DataError naming it: missing, a folder, or
-    unreadable."""
+    unreadable. A pipe is read as a file (``predict RUN <(zcat in.conll.gz)``), once."""
     if path.is_dir():
         raise DataError("a folder, not a file", path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError("no such file", path)
     try:
         return path.read_bytes()
