@@ -172,3 +172,35 @@ def test_the_command_line_predicts_with_a_run_of_a_registered_metric_as_the_read
     got = torch.tensor([float(r.split(",")[-1]) for r in lines[1:]])
     expected = mtlshare.load_run(out).predict("value", x).flatten()
     assert torch.allclose(got, expected, atol=1e-5), (lines[:2], expected[:2])
+
+
+def test_a_metric_giving_a_tensor_is_a_number_and_one_giving_no_number_is_one_line(
+    tmp_path: Path, registered, capsys
+) -> None:
+    """A registered metric that returns a 0-d tensor (``(p - t).abs().mean()``) scored the
+    first epoch, then results.json could not be written (a JSON TypeError traceback) and the
+    folder was left holding a run's start: its value is taken as a float. One that gives no
+    number at all is one line naming the task and the metric, before anything is written."""
+    from mtlshare.errors import MtlshareError
+
+    def tensor_mae(pred: Tensor, target: Tensor) -> Tensor:
+        keep = observed(target)
+        return (pred[keep] - target[keep]).abs().mean()
+
+    mtlshare.register_metric("tensor_mae", tensor_mae, higher_is_better=False)
+    mtlshare.register_metric("two", lambda p, t: torch.ones(2), higher_is_better=False)
+    registered += ["tensor_mae", "two"]
+    cfg = from_dict(
+        {"data": {"source": "custom"}, "trunk": {"hidden": [8]}, "train": {"epochs": 2}}
+    )
+    results = mtlshare.run(cfg, tmp_path / "a", problem=problem("tensor_mae"), progress=False)
+    score = results["tasks"]["value"]["test"]
+    assert type(score) is float
+    test = problem("tensor_mae").tasks[0].test
+    predicted = mtlshare.load_run(tmp_path / "a").predict("value", test.x)
+    assert score == pytest.approx(float(tensor_mae(predicted, test.y)), rel=1e-6)
+    with pytest.raises(
+        MtlshareError, match=r"task 'value': metric 'two' gave Tensor .*not a number"
+    ):
+        mtlshare.run(cfg, tmp_path / "b", problem=problem("two"), progress=False)
+    assert not (tmp_path / "b").exists()

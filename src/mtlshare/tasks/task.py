@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError, DataError
+from mtlshare.errors import ConfigError, DataError, MtlshareError
 from mtlshare.models.crf import CRFHead
 from mtlshare.models.tying import TiedHead
 from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, observed
@@ -179,10 +179,25 @@ class Task:
         return head_out.argmax(-1)
 
     def evaluate(self, pred: Tensor, target: Tensor) -> float:
-        """The metric of ``predict``'s output against ``target``, missing labels excluded."""
+        """The metric of ``predict``'s output against ``target``, missing labels excluded: a
+        float (a registered metric's 0-d tensor or numpy number made one, as results.json
+        holds only numbers; anything else is a one-line error naming the metric)."""
         if self.metric in LABELLED_METRICS:
-            return LABELLED_METRICS[self.metric][0](pred, target, self.labels + self.gold_only)
-        return METRICS[self.metric][0](pred, target)
+            value = LABELLED_METRICS[self.metric][0](pred, target, self.labels + self.gold_only)
+        else:
+            value = METRICS[self.metric][0](pred, target)
+        if type(value) is float:  # the library's own metrics
+            return value
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        except (TypeError, ValueError, RuntimeError):
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise MtlshareError(
+                f"task {self.name!r}: metric {self.metric!r} gave {type(value).__name__} "
+                f"{shown}, not a number"
+            ) from None
 
     def loss(self, head_out: Tensor, target: Tensor, head: nn.Module | None = None) -> Tensor:
         """Mean loss over observed targets; an all-missing batch gives a zero with a graph.
