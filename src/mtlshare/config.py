@@ -28,7 +28,7 @@ import mtlshare.data
 import mtlshare.forecasting.config
 import mtlshare.sharing  # noqa: F401  (these register their components on import)
 from mtlshare import config_lines
-from mtlshare.errors import ConfigError, check_seed
+from mtlshare.errors import ConfigError, check_list, check_seed
 from mtlshare.files import parse_toml
 from mtlshare.models.trunks import TrunkConfig
 from mtlshare.registry import DATA_SOURCES, EXPERIMENTS, MECHANISMS, Entry, Registry
@@ -537,9 +537,20 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {e}") from None
 
 
+def check_config(cfg: object, what: str) -> None:
+    """``cfg`` given to the Python API ``what`` must be a ``Config``; a path or a dict is a
+    ``TypeError`` saying how to make one (it was an AttributeError from deep inside)."""
+    if not isinstance(cfg, Config):
+        raise TypeError(
+            f"{what}: cfg is a mtlshare Config (mtlshare.load_config(path, overrides) reads "
+            f"one), not a {type(cfg).__name__}"
+        )
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a TOML config, apply ``key=value`` overrides and validate everything. The
     config's ``base_dir`` is the file's folder: its relative data paths resolve against it."""
+    check_list(overrides, "load_config: overrides")
     overrides = overrides or []
     return _config_from(path, apply_overrides(read_toml(path), overrides), overrides)
 

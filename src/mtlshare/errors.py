@@ -66,8 +66,17 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
 def check_seed(seed: int, key: str = "seed") -> None:
     """A seed torch accepts: an integer in [0, 2**63 - 1]; else a ``ConfigError`` naming
     ``key``."""
+    if not isinstance(seed, int) or isinstance(seed, bool):  # from Python: seeds=["0"]
+        raise ConfigError(f"{key}: {seed!r} is not a seed, a whole number in [0, 2**63 - 1]")
     if not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"{key}: {seed} is not a seed in [0, 2**63 - 1]")
+
+
+def check_list(value: object, what: str) -> None:
+    """A list argument of the Python API given as one string, which would be read letter by
+    letter (``compare(cfg, "hard", ...)`` as the mechanisms h, a, r, d): a ``TypeError``."""
+    if isinstance(value, str):
+        raise TypeError(f"{what}: give a list, not the string {value!r}")
 
 
 def parse_day(text: str, key: str) -> datetime.date:

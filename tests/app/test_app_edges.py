@@ -41,6 +41,38 @@ def test_predict_refuses_lengths_outside_one_to_the_width_of_x(tagging_run, tmp_
         run.predict("pos", x, torch.tensor(bad))
 
 
+def test_predict_on_a_tagger_says_what_is_wrong_with_ids_and_lengths(tagging_run, tmp_path):
+    """Ids of a dtype an embedding cannot read (uint8), no positions, lengths as a list or as
+    floats: one line each (torch's embedding error, ``min(): Expected reduction dim``, an
+    AttributeError, or floats taken silently); a length out of range names the values."""
+    run = load_run(tagging_run)
+    text = tmp_path / "s.txt"
+    text.write_text("the cat\na dog\n")
+    x, lengths = run.codec.encode(run.codec.read(text, "auto"))
+    expected = run.predict("pos", x, lengths)
+    assert torch.equal(run.predict("pos", x.to(torch.int32), lengths), expected)
+    for ids, args, message in (
+        (x.to(torch.uint8), (lengths,), r"^x: torch\.uint8; this run reads integer ids"),
+        (
+            x[:, :0],
+            (),
+            r"^x: shape \(2, 0, \d+\); this run reads 3-d inputs with at least one "
+            r"row and one position$",
+        ),
+        (x, ([2, 2],), r"^lengths: a list; predict takes a torch\.Tensor of integers$"),
+        (x, (lengths.float(),), r"^lengths: torch\.float32; predict takes integer lengths$"),
+        (
+            x,
+            (torch.tensor([2, 3]),),
+            r"^lengths: expected one length in 1\.\.2 per row of x "
+            r"\(2\), got 2\.\.3$",
+        ),
+        (x, (torch.tensor([2]),), r"got shape \(1,\)$"),
+    ):
+        with pytest.raises(MtlshareError, match=message):
+            run.predict("pos", ids, *args)
+
+
 def test_a_cuda_index_one_past_the_last_gpu_is_refused_by_name(synthetic_run, monkeypatch):
     """With two GPUs, cuda:1 is the last; cuda:2 says how many torch sees (it was let through
     to torch's own error while the model moved)."""

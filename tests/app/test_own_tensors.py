@@ -98,8 +98,7 @@ def test_a_run_on_own_tensors_is_read_back_in_a_new_process(tmp_path: Path) -> N
 def test_inputs_the_plain_codec_cannot_read_are_refused_before_training(
     tmp_path: Path, x: torch.Tensor, build_stem: Callable[[], nn.Module] | None, says: str
 ) -> None:
-    # whatever the config's source says: the problem passed in names no codec
-    cfg = tiny_config("synthetic")
+    cfg = tiny_config()  # the problem passed in names no codec
     cfg = cfg.replace(**({"trunk.kind": "lstm"} if x.dim() == 3 else {}))
     problem = own_problem(x, build_stem)
     with pytest.raises(DataError, match=f"names no codec.*{says}") as refused:
@@ -236,3 +235,70 @@ def test_a_mechanism_whose_groups_leave_parameters_out_is_refused_when_built() -
     for entry in MECHANISMS:  # the library's own pass
         model = entry.build(backbone, tasks, entry.config() if entry.config else None)
         check_parameter_groups(entry.name, model)
+
+
+def test_a_problem_of_ones_own_needs_a_custom_source_and_the_api_a_config(tmp_path: Path) -> None:
+    """A problem given with a config whose ``data.source`` is another (the demo's synthetic
+    data) trained on the problem, while the run's files named that source: ``evaluate`` then
+    read the synthetic data and failed without saying why. It is refused before anything is
+    written; and a path or a dict given for the config is a TypeError saying what to give,
+    as a string given for a list is (it was read letter by letter)."""
+    problem = own_problem(torch.randn(80, 4))
+    with pytest.raises(ConfigError, match=r"reads data source .synthetic.; set data\.source"):
+        mtlshare.run(tiny_config("synthetic"), tmp_path / "run", problem=problem, progress=False)
+    assert not (tmp_path / "run").exists()
+    for call, what in (
+        (lambda: mtlshare.run("demo.toml", tmp_path / "a"), "mtlshare.run"),
+        (
+            lambda: mtlshare.compare({"mechanism": "hard"}, ["hard"], tmp_path / "b"),
+            "mtlshare.compare",
+        ),
+        (lambda: mtlshare.add_task(tmp_path, "demo.toml", tmp_path / "c"), "mtlshare.add_task"),
+    ):
+        with pytest.raises(
+            TypeError, match=f"^{what}: cfg is a mtlshare Config .*not a (str|dict)$"
+        ):
+            call()
+    cfg = tiny_config()
+    for call, what in (
+        (lambda: mtlshare.compare(cfg, "hard", tmp_path / "d"), "mechanisms"),  # type: ignore[arg-type]
+        (lambda: mtlshare.compare(cfg, ["hard"], tmp_path / "d", seeds="0"), "seeds"),  # type: ignore[arg-type]
+        (lambda: mtlshare.load_config("x.toml", "train.epochs=5"), "overrides"),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError, match=f"{what}: give a list, not the string"):
+            call()
+    with pytest.raises(MtlshareError, match="seeds: '0' is not a seed"):
+        mtlshare.compare(cfg, ["hard"], tmp_path / "d", seeds=["0"])  # type: ignore[list-item]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("inference", "says"),
+    [
+        ({"codec": "nope"}, "unknown codec|names no codec|'nope'"),
+        ({"codec": "tensor", "features": "abc"}, "abc is not a list of column names"),
+        (
+            {"codec": "tensor", "features": ["a", "b", "c"]},
+            "names 3 features, but the inputs have 4",
+        ),
+        ({"codec": "tensor", "features": ["a"], "scales": {1j: 2}}, "not JSON"),
+    ],
+    ids=["unknown codec", "features not a list", "too few features", "not json"],
+)
+def test_a_codec_spec_load_run_cannot_use_is_refused_before_training(
+    tmp_path: Path, inference: dict, says: str
+) -> None:
+    """A Problem's ``inference`` that names no codec load_run knows, describes it badly, names
+    fewer features than the inputs have, or is no JSON (a ``TensorCodec`` given itself, not
+    its ``spec()``): the run trained in full and then could not be loaded, or predicted
+    nothing, or left a folder holding only its config. One line, before anything is written."""
+    x = torch.randn(80, 4, generator=torch.Generator().manual_seed(0))
+    problem = own_problem(x)
+    problem.inference = inference
+    with pytest.raises(DataError, match=f"^Problem.inference: .*({says})") as refused:
+        mtlshare.run(tiny_config(), tmp_path / "run", problem=problem, progress=False)
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "run").exists()
+    problem.inference = {"codec": "tensor", "features": ["a", "b", "c", "d"]}  # as it should be
+    mtlshare.run(tiny_config(), tmp_path / "run", problem=problem, progress=False)
+    assert mtlshare.load_run(tmp_path / "run").predict("value", x[:3]).shape == (3,)

@@ -23,7 +23,7 @@ from typing import Any
 from mtlshare.app.build import build_model, build_problem, require_data_source
 from mtlshare.app.figures import draw
 from mtlshare.app.run import encoding_differences, usage_spec
-from mtlshare.config import Config, config_differences, load_trained_config
+from mtlshare.config import Config, check_config, config_differences, load_trained_config
 from mtlshare.data.datasets import Problem
 from mtlshare.errors import CheckpointError, DataError, MtlshareError
 from mtlshare.files import parse_json
@@ -215,6 +215,7 @@ def add_task(
     """Train the tasks of ``cfg`` that the run in ``run_dir`` was not trained on; see the
     module docstring. Writes a run folder (config, metrics lines, checkpoints, results) with
     ``add_task.json`` in ``out_dir``; returns the latter's content."""
+    check_config(cfg, "mtlshare.add_task")
     base_dir = base_dir if base_dir is not None else cfg.base_dir
     trained, full_cfg, problem, model, old_tasks, new_tasks = _prepare(Path(run_dir), cfg, base_dir)
     out = RunFolder(out_dir)

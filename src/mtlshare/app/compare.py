@@ -23,8 +23,8 @@ from mtlshare.app.jobs import (
     plan_summary,
     remembered_problem,
 )
-from mtlshare.config import SINGLE, SUBNET, Config
-from mtlshare.errors import ConfigError, MtlshareError, check_seed
+from mtlshare.config import SINGLE, SUBNET, Config, check_config
+from mtlshare.errors import ConfigError, MtlshareError, check_list, check_seed
 from mtlshare.evaluation import report
 from mtlshare.evaluation.curves import write_dev_curves
 from mtlshare.sharing.gating.report import gates_markdown, summarize
@@ -65,6 +65,9 @@ def compare(
     seconds differ. Everything is checked before ``out_dir`` is created. Relative data paths
     resolve against ``base_dir``, by default the config file's folder (``cfg.base_dir``).
     """
+    check_config(cfg, "mtlshare.compare")
+    check_list(mechanisms, "mtlshare.compare: mechanisms")
+    check_list(seeds, "mtlshare.compare: seeds")
     seeds = seeds or [cfg.seed]
     base_dir = base_dir if base_dir is not None else cfg.base_dir
     _check_request(cfg, mechanisms, seeds, jobs)

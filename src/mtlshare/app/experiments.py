@@ -9,7 +9,7 @@ from typing import Any
 
 from mtlshare.app.forecast import run_forecast
 from mtlshare.app.run import run
-from mtlshare.config import Config
+from mtlshare.config import CUSTOM, Config, check_config
 from mtlshare.errors import ConfigError
 from mtlshare.registry import EXPERIMENTS
 
@@ -31,5 +31,14 @@ def run_experiment(cfg: Config, out_dir: str | Path, **options: Any) -> dict[str
     """What ``mtlshare run`` does with ``cfg``, from Python (``mtlshare.run``): the experiment
     ``cfg.experiment`` names (``"train"``: ``mtlshare.app.run.run``; ``"forecast"``: the
     study), its outputs written to ``out_dir``; returns its results. ``options`` are that
-    runner's (``resume``, ``progress``, ``base_dir``: by default the config file's folder)."""
+    runner's (``resume``, ``progress``, ``base_dir``: by default the config file's folder;
+    for training, ``problem``: data of one's own, for a config whose ``data.source`` is
+    ``"custom"``)."""
+    check_config(cfg, "mtlshare.run")
+    if options.get("problem") is not None and cfg.data_source != CUSTOM:
+        raise ConfigError(
+            f"mtlshare.run: a problem of one's own is given, but the config reads data source "
+            f"{cfg.data_source!r}; set data.source = {CUSTOM!r} (the run's files would name "
+            "that source, and evaluate would read it)"
+        )
     return runner(cfg.experiment)(cfg, out_dir, **options)

@@ -38,6 +38,7 @@ from mtlshare.errors import (
     DataError,
     MtlshareError,
     UnseenTagsWarning,
+    check_list,
     check_output_file,
 )
 from mtlshare.sharing.base import SharingModel
@@ -131,11 +132,12 @@ class LoadedRun:
         encoded = stem and own is None
         if not isinstance(x, Tensor):
             raise MtlshareError(f"x: a {type(x).__name__}; predict takes a torch.Tensor")
-        if x.dim() != rank or len(x) == 0:
+        if x.dim() != rank or x.numel() == 0:
             raise MtlshareError(
                 f"x: shape {tuple(x.shape)}; this run reads {rank}-d inputs with at least one row"
+                + (" and one position" if rank is not None and rank > 2 else "")
             )
-        if encoded and (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool):
+        if encoded and x.dtype not in (torch.int64, torch.int32):  # what an embedding reads
             raise MtlshareError(f"x: {x.dtype}; this run reads integer ids (codec.encode)")
         dtype = next((p.dtype for p in self.model.parameters()), torch.float32)
         # an encoder of features casts them to the network's dtype; without one they must be it
@@ -155,15 +157,20 @@ class LoadedRun:
             raise MtlshareError(
                 "lengths: this run reads rows of features, not sequences; predict without lengths"
             )
-        if lengths is not None and (
-            lengths.shape != (len(x),)
-            or int(lengths.min()) < 1
-            or (x.dim() > 1 and int(lengths.max()) > x.shape[1])
-        ):
+        if lengths is None:
+            return
+        if not isinstance(lengths, Tensor):
             raise MtlshareError(
-                f"lengths: expected one length in 1..{x.shape[1] if x.dim() > 1 else 1} per row "
-                f"of x ({len(x)}), got shape {tuple(lengths.shape)}"
+                f"lengths: a {type(lengths).__name__}; predict takes a torch.Tensor of integers"
             )
+        if lengths.dtype.is_floating_point or lengths.dtype.is_complex:
+            raise MtlshareError(f"lengths: {lengths.dtype}; predict takes integer lengths")
+        most = x.shape[1] if x.dim() > 1 else 1
+        expected = f"lengths: expected one length in 1..{most} per row of x ({len(x)}), got"
+        if lengths.shape != (len(x),):
+            raise MtlshareError(f"{expected} shape {tuple(lengths.shape)}")
+        if int(lengths.min()) < 1 or (x.dim() > 1 and int(lengths.max()) > most):
+            raise MtlshareError(f"{expected} {int(lengths.min())}..{int(lengths.max())}")
 
     def _chunks(self, x: Tensor) -> list[Tensor]:
         size = self.config.train.eval_batch_size
@@ -204,6 +211,7 @@ class LoadedRun:
         ``first_day`` and ``last_day``; a tagger's also ``sentences`` and the ``format`` it
         read (``conll``, ``conllu`` or ``text``). A ``daily_windows`` run's file needs only the
         series of ``tasks``."""
+        check_list(tasks, "predict_file: tasks")
         chosen = tasks or list(self.tasks)
         unknown = [t for t in chosen if t not in self.tasks]
         if unknown:

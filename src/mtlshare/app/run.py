@@ -17,7 +17,7 @@ from mtlshare.app.build import build_model, build_problem, configured_tasks
 from mtlshare.app.figures import draw
 from mtlshare.app.machine import machine
 from mtlshare.config import Config, resumable_differences, same_config
-from mtlshare.data.codecs import inference_spec, plain_features
+from mtlshare.data.codecs import check_codec_spec, inference_spec, plain_features
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem, check_dev_observed
 from mtlshare.errors import MtlshareError
@@ -172,8 +172,11 @@ def own_tasks(cfg: Config, problem: Problem) -> Problem:
 def usage_spec(cfg: Config, problem: Problem, base_dir: str | Path | None) -> dict[str, Any]:
     """``inference.json`` of a run on ``problem``: see ``data.codecs.inference_spec``. A problem
     that names no codec (the user's own tensors) gets the plain one, ``codecs.plain_features``
-    (a ``DataError`` for inputs that one cannot read)."""
+    (a ``DataError`` for inputs that one cannot read); one that names a codec must name one
+    ``load_run`` can build (``codecs.check_codec_spec``)."""
     rank = problem.tasks[0].train.x.dim()
+    if problem.inference:
+        check_codec_spec(problem.inference, problem.input_dim)
     return inference_spec(
         [td.task for td in problem.tasks],
         problem.input_dim,

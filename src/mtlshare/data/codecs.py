@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.data.conll import decode_utf8, file_bytes
-from mtlshare.errors import DataError
+from mtlshare.errors import DataError, MtlshareError
 from mtlshare.registry import Registry
 from mtlshare.tasks.task import Task
 
@@ -281,6 +282,30 @@ def tensor_codec(spec: dict[str, Any]) -> Codec:
     ):
         raise TypeError(f"scales: {str(scales)[:40]} is not a task's log, mean and std each")
     return TensorCodec(features, scales)
+
+
+def check_codec_spec(spec: Any, input_dim: int) -> None:
+    """A ``Problem``'s codec spec as the run will write it to ``inference.json`` and
+    ``load_run`` read it back: JSON, naming a known codec, a description that codec builds
+    from, and for the ``tensor`` codec one feature name per input column. Else a
+    ``DataError`` naming ``Problem.inference``, before the run trains: a run of a spec that
+    fails here trained in full and then could not be loaded or used."""
+    what = "Problem.inference"
+    try:
+        spec = json.loads(json.dumps(spec))  # as inference.json will hold it
+    except (TypeError, ValueError) as e:
+        raise DataError(
+            f"{what}: not JSON ({e}); give a codec's spec, e.g. TensorCodec(names).spec()"
+        ) from None
+    try:
+        codec = codec_from_spec(spec)
+    except MtlshareError as e:  # an unknown codec is the registry's ConfigError
+        raise DataError(f"{what}: {e}") from None
+    if isinstance(codec, TensorCodec) and len(codec.features) != input_dim:
+        raise DataError(
+            f"{what}: the tensor codec names {len(codec.features)} features, but the inputs "
+            f"have {input_dim} (Problem.input_dim)"
+        )
 
 
 def plain_features(input_dim: int, input_rank: int, encoded: bool) -> dict[str, Any]:
