@@ -4,6 +4,7 @@ checks that several config sections share: a seed's range, a date, a data file's
 from __future__ import annotations
 
 import datetime
+import numbers
 from os import PathLike
 from pathlib import Path
 
@@ -66,7 +67,7 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds
 def check_seed(seed: int, key: str = "seed") -> None:
     """A seed torch accepts: an integer in [0, 2**63 - 1]; else a ``ConfigError`` naming
     ``key``."""
-    if not isinstance(seed, int) or isinstance(seed, bool):  # from Python: seeds=["0"]
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):  # seeds=["0"]
         raise ConfigError(f"{key}: {seed!r} is not a seed, a whole number in [0, 2**63 - 1]")
     if not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"{key}: {seed} is not a seed in [0, 2**63 - 1]")
