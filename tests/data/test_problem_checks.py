@@ -125,6 +125,28 @@ def test_regression_targets_are_finite_floats():
     assert with_a(y).tasks[0].train.y.isnan().sum() == 1
 
 
+def test_regression_targets_are_one_per_row_and_output():
+    """(N, 1) targets of a one-output task were refused only at the first step, with a hint
+    that read as if (N, 1) were right ("per output (N, out_dim)"): the Problem says so when
+    built, with the squeeze that mends it; a task of several outputs takes (N, out_dim)."""
+
+    def built(y, out_dim=1):
+        task = Task("a", "regression", out_dim=out_dim)
+        return Problem([TaskData(task, Split(x_(), y), Split(x_(), y), Split(x_(), y))], D)
+
+    with pytest.raises(DataError) as err:
+        built(torch.ones(N, 1))
+    assert str(err.value) == (
+        "task 'a', train split: regression targets of shape (6, 1) for inputs of shape (6, 4); "
+        "one value per row (and position): (6,) (y.squeeze(-1))"
+    )
+    with pytest.raises(DataError, match=r"one value per row \(and position\), 3 outputs each: "):
+        built(torch.ones(N), out_dim=3)
+    assert built(torch.ones(N, 3), out_dim=3).tasks[0].task.out_dim == 3
+    with pytest.raises(DataError, match=r"give one value per row \(N,\) or per position \(N, T\)$"):
+        Task("r", "regression").loss(torch.zeros(4, 1), torch.zeros(4, 1))
+
+
 def test_tasks_may_read_inputs_of_other_ranks_and_take_uint8_ids():
     """An MLP reads the last axis: a task of sequences beside a task of rows trains."""
     seq = Task("s", "regression")

@@ -119,10 +119,11 @@ def check_split(td: TaskData, split: str, input_dim: int, encoded: bool) -> None
     than ``input_dim``, or not finite (``encoded``: inputs an input encoder reads are left to
     it); class targets that are not ``torch.long`` (or ``uint8``) ids in ``0 .. out_dim - 1``
     (or -100, missing; dev and test may hold the task's ``gold_only`` ids), or not one per row
-    (and position) of the inputs; regression targets that are not floats, or infinite (NaN is
-    missing). A training split without an observed target is a warning (its head cannot
-    learn; a series whose history is shorter than its dev days has none); dev and test may
-    have none (a series unobserved over its horizon)."""
+    (and position) of the inputs; regression targets that are not floats, not one per row (and
+    position, and output where ``out_dim`` > 1), or infinite (NaN is missing). A training
+    split without an observed target is a warning (its head cannot learn; a series whose
+    history is shorter than its dev days has none); dev and test may have none (a series
+    unobserved over its horizon)."""
     task = td.task
     x, y = getattr(td, split).x, getattr(td, split).y
     where = f"task {task.name!r}, {split} split"
@@ -172,6 +173,15 @@ def check_split(td: TaskData, split: str, input_dim: int, encoded: bool) -> None
             raise DataError(
                 f"{where}: regression targets are {y.dtype}; they are floats (y.float()), "
                 "NaN for a missing value"
+            )
+        outputs = () if task.out_dim == 1 else (task.out_dim,)
+        shape = (*x.shape[:-1], *outputs)
+        if not encoded and tuple(y.shape) != shape:  # else the first step refuses it
+            squeeze = " (y.squeeze(-1))" if tuple(y.shape) == (*shape, 1) else ""
+            per = "row (and position)" + (f", {task.out_dim} outputs each" if outputs else "")
+            raise DataError(
+                f"{where}: regression targets of shape {tuple(y.shape)} for inputs of shape "
+                f"{tuple(x.shape)}; one value per {per}: {shape}{squeeze}"
             )
         _refuse_rows(
             torch.isinf(y), f"{where}: an infinite target in row {{row}} (NaN marks a missing one)"

@@ -207,10 +207,12 @@ class Task:
         if self.kind == "regression":
             pred = head_out.squeeze(-1)
             if pred.shape != target.shape:  # else ``pred - target`` broadcasts, silently wrong
+                per = "row (N,) or per position (N, T)"
+                if self.out_dim > 1:
+                    per = f"row and output (N, {self.out_dim}) or per position and output"
                 raise DataError(
                     f"task {self.name!r}: regression targets of shape {tuple(target.shape)} do "
-                    f"not match the predictions' {tuple(pred.shape)}; give one value per row "
-                    "(N,), per position (N, T) or per output (N, out_dim)"
+                    f"not match the predictions' {tuple(pred.shape)}; give one value per {per}"
                 )
             if self.target_scale is not None:  # the head learns standard units
                 mean, std = self.target_scale
