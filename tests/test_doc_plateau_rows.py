@@ -169,3 +169,30 @@ def test_soft_sharings_training_losses_stay_above_single_task_trainings() -> Non
             f"{min(ours):.3f} to {max(ours):.3f} against {min(theirs):.3f} to {max(theirs):.3f} "
             f"for {name}" in text
         ), task
+
+
+def test_the_soft_weight_probe_row_is_its_kept_run():
+    """Soft sharing's probe at weight 0.0001 (seed 0, trained to its 80-epoch cap) beside the
+    recipe's weight's seed 0 and single-task training's, as kept."""
+    probe = json.loads(
+        (PAPER / "plateau" / "soft-w1e-4-probe" / "seed-0" / "results.json").read_text()
+    )
+    assert probe["soft"]["weights"] == [0.0001] and probe["seed"] == 0
+    assert (probe["best_epoch"], probe["epochs_run"]) == (80, 80)
+    other = PAPER / "plateau" / "epochs-80-other-rows"
+    soft = json.loads((other / "soft" / "results.json").read_text())
+    single = {t: json.loads((other / "single" / t / "results.json").read_text()) for t in TASKS}
+    rows = table(DOC.read_text(encoding="utf-8"), "| test, seed 0, by soft sharing's weight |")
+    ours = [round(probe["tasks"][t]["test"], 4) for t in TASKS]
+    assert rows["soft sharing, weight 0.0001, 80 epochs (best 80)"] == [f"{v:.4f}" for v in ours]
+    theirs = [round(soft["tasks"][t]["test"], 4) for t in TASKS]
+    alone = [round(single[t]["tasks"][t]["test"], 4) for t in TASKS]
+    assert rows["soft sharing, weight 0.001, at the plateau (best 52)"] == [
+        f"{v:.4f}" for v in theirs
+    ]
+    assert soft["best_epoch"] == 52
+    gaps = [
+        f"{100 * (a - b):+.2f} / {100 * (a - c):+.2f}"
+        for a, b, c in zip(ours, alone, theirs, strict=True)
+    ]
+    assert rows["weight 0.0001 minus single / minus weight 0.001 (points)"] == gaps
