@@ -73,6 +73,13 @@ def check_seed(seed: int, key: str = "seed") -> None:
         raise ConfigError(f"{key}: {seed} is not a seed in [0, 2**63 - 1]")
 
 
+def short_repr(value: object) -> str:
+    """``value``'s repr for a one-line error, cut to 40 characters (a damaged file may hold a
+    number of 400 digits)."""
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
 def check_list(value: object, what: str) -> None:
     """A list argument of the Python API given as one string, which would be read letter by
     letter (``compare(cfg, "hard", ...)`` as the mechanisms h, a, r, d): a ``TypeError``."""

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError, DataError, MtlshareError
+from mtlshare.errors import ConfigError, DataError, MtlshareError, short_repr
 from mtlshare.models.crf import CRFHead
 from mtlshare.models.tying import TiedHead
 from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, observed
@@ -186,17 +186,14 @@ class Task:
             value = LABELLED_METRICS[self.metric][0](pred, target, self.labels + self.gold_only)
         else:
             value = METRICS[self.metric][0](pred, target)
-        if type(value) is float:  # the library's own metrics
-            return value
         try:
             if isinstance(value, bool):
                 raise TypeError
             return float(value)
         except (TypeError, ValueError, RuntimeError):
-            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
             raise MtlshareError(
                 f"task {self.name!r}: metric {self.metric!r} gave {type(value).__name__} "
-                f"{shown}, not a number"
+                f"{short_repr(value)}, not a number"
             ) from None
 
     def loss(self, head_out: Tensor, target: Tensor, head: nn.Module | None = None) -> Tensor:

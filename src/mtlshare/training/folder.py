@@ -40,7 +40,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mtlshare.errors import CheckpointError, ConfigError, MtlshareError
+from mtlshare.errors import CheckpointError, ConfigError, MtlshareError, short_repr
 from mtlshare.files import parse_json, parse_toml
 from mtlshare.training import checkpoint as ckpt
 
@@ -201,12 +201,6 @@ class OutputFolder:
             raise MtlshareError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
 
 
-def _short(value: object) -> str:
-    """``value``'s repr, cut to 40 characters (a damaged file may hold a number of 400 digits)."""
-    shown = repr(value)
-    return shown if len(shown) <= 40 else shown[:37] + "..."
-
-
 def _shared_is_free(fd: int) -> bool:
     """Whether ``fd``'s folder can be locked shared now (its holders only read), letting go."""
     try:
@@ -258,7 +252,7 @@ class RunFolder(OutputFolder):
                 (
                     f"task {name!r} lacks {', '.join(k for k in needed if k not in entry)}"
                     if isinstance(entry, dict)
-                    else f"task {name!r} is {_short(entry)}, not an object"
+                    else f"task {name!r} is {short_repr(entry)}, not an object"
                     for name, entry in tasks.items()
                     if not isinstance(entry, dict) or any(k not in entry for k in needed)
                 ),
@@ -302,7 +296,7 @@ class RunFolder(OutputFolder):
             if wrong:
                 expected = kind.__name__ if isinstance(kind, type) else "a path"
                 raise MtlshareError(
-                    f"{path}: damaged: {key!r} is {_short(value)}, expected {expected} "
+                    f"{path}: damaged: {key!r} is {short_repr(value)}, expected {expected} "
                     "(the file is not as the run wrote it)"
                 )
         bad = next(

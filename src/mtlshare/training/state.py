@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlshare.errors import CheckpointError
+from mtlshare.errors import CheckpointError, short_repr
 from mtlshare.training import checkpoint as ckpt
 from mtlshare.training.distributed import Dist, restore_rng, rng_states
 from mtlshare.training.folder import RunFolder
@@ -54,10 +54,9 @@ class LoopState:
         def need(key: str, kind: type | tuple[type, ...]) -> Any:
             value = meta.get(key)
             if isinstance(value, bool) or not isinstance(value, kind) or not _fits(value):
-                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
                 raise CheckpointError(
                     f"{where / 'meta.json'}: does not fit this run or is incomplete ({key!r} "
-                    f"is {shown}); the checkpoint is damaged or not mtlshare's"
+                    f"is {short_repr(value)}); the checkpoint is damaged or not mtlshare's"
                 )
             return value
 
