@@ -1,10 +1,43 @@
 """Reading the Markdown tables of the docs, for the tests that check them against kept runs.
 One reader, so that every doc test splits a row the same way (bold dropped, outer pipes
-stripped) and finds a section's table the same way."""
+stripped) and finds a section's table the same way; and the user's guide (the README and the
+pages it sends a user to), whose examples the tests run."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 Cells = tuple[str, ...]
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+# README.md and the pages of docs/ it sends a user to, in the README's order: where the tests
+# that run the docs' examples look for them, so that an example moved between pages keeps its
+# test
+GUIDE = [
+    ROOT / "README.md",
+    *(
+        DOCS / name
+        for name in (
+            "command-line.md",
+            "config.md",
+            "mechanisms.md",
+            "data.md",
+            "forecasting.md",
+            "predict.md",
+            "experiments.md",
+            "performance.md",
+        )
+    ),
+]
+
+
+def code_blocks(language: str) -> list[str]:
+    """The fenced code blocks of ``language`` (a regular expression: ``python|py``) in the
+    guide's pages, in order."""
+    pattern = re.compile(rf"```(?:{language})\n(.*?)```", flags=re.S)
+    return [b for page in GUIDE for b in pattern.findall(page.read_text(encoding="utf-8"))]
 
 
 def cells(row: str) -> Cells:

@@ -127,8 +127,9 @@ def test_a_rows_three_seed_plateau_table_is_the_kept_runs(
     )
     seconds = [f"{r['train_seconds']:,.0f}" for r in runs[1:]]
     assert f"{seconds[0]} and {seconds[1]} s of training" in text
-    # the README's two accounts of it: the Experiment 1 bullet and the Status list
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    # the docs' accounts of it: Experiment 1's bullet (docs/experiments.md), the README's Status
+    pages = [ROOT / "README.md", ROOT / "docs" / "experiments.md"]
+    readme = " ".join(" ".join(p.read_text(encoding="utf-8") for p in pages).split())
     stops = ", ".join(str(r["epochs_run"]) for r in runs[:2]) + f" and {runs[2]['epochs_run']}"
     assert f"{name.capitalize()} sharing, seeds 0-2 (early stops at epochs {stops})" in readme
     at_plateau = [mean_gap(plateau[row], plateau["single"], t) for t in TASKS]

@@ -1,5 +1,6 @@
 """README.md says what the code does: its commands are the ones CI runs, its Python examples
-run, and its table of mechanisms lists every registered one."""
+(and those of the pages it links) run, its table of mechanisms lists every registered one, and
+its table of the docs lists every page."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import re
 from pathlib import Path
 
 import mtlshare.sharing  # noqa: F401
+from md_tables import GUIDE, code_blocks
 from mtlshare.registry import MECHANISMS
+from mtlshare.sharing.base import INTERFACE_DOC
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -44,7 +47,9 @@ def test_readme_has_no_placeholders():
 def test_python_examples_run(tmp_path, monkeypatch):
     (tmp_path / "recipes").symlink_to(ROOT / "recipes")
     monkeypatch.chdir(tmp_path)
-    for code in blocks("python"):
+    examples = code_blocks("python")
+    assert len(examples) > len(blocks("python")) >= 3  # the README's, then predict.md's
+    for code in examples:
         exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
     assert (tmp_path / "runs" / "sparse-5-epochs" / "results.json").is_file()
     assert os.listdir(tmp_path / "runs")
@@ -73,7 +78,7 @@ def test_the_mechanism_of_ones_own_example_runs(tmp_path):
     import subprocess
     import sys
 
-    (code,) = blocks("py")
+    (code,) = code_blocks("py")  # docs/mechanisms.md's
     (tmp_path / "gated.py").write_text(code, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
@@ -90,3 +95,19 @@ def test_the_mechanism_of_ones_own_example_runs(tmp_path):
         text=True,
     )
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_the_readme_lists_every_page_of_the_docs():
+    """Its Documentation table links each page of docs/ (and docs/results/), and the pages
+    whose examples the tests run are the ones it links."""
+    listed = set(re.findall(r"^\| \[docs/([\w/.-]+)\]\(docs/\1\) \|", README, flags=re.M))
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")}
+    assert listed == pages | {"results/"}, listed ^ (pages | {"results/"})
+    assert {p.name for p in GUIDE[1:]} == pages - {"reliability.md"}
+
+
+def test_the_errors_about_a_mechanism_of_ones_own_name_a_heading_there_is():
+    """``INTERFACE_DOC``, which those one-line errors name, is a page and one of its headings."""
+    page, heading = INTERFACE_DOC.split(": ", 1)
+    text = (ROOT / page).read_text(encoding="utf-8")
+    assert f"\n## {heading}\n" in text

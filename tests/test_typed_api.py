@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+from md_tables import code_blocks
 
-# a data source of one's own, as README's "A mechanism or a data source of your own" says: the
-# decorator must hand the function back with its own signature, not as Callable[..., Any]
+ROOT = Path(__file__).resolve().parents[1]
+
+# a data source of one's own, as docs/mechanisms.md's "A mechanism or a data source of your
+# own" says: the decorator must hand the function back with its own signature, not as
+# Callable[..., Any]
 OWN_SOURCE = """
 from dataclasses import dataclass
 
@@ -43,8 +44,8 @@ def small() -> Problem:
 
 
 def test_readme_examples_and_a_data_source_of_ones_own_pass_mypy_strict(tmp_path):
-    blocks = re.findall(r"```(?:python|py)\n(.*?)```", README, flags=re.S)
-    assert len(blocks) >= 4
+    blocks = code_blocks("python|py")  # the README's and its pages'
+    assert len(blocks) >= 5
     files = []
     for i, code in enumerate([*blocks, OWN_SOURCE]):
         files.append(tmp_path / f"example_{i}.py")

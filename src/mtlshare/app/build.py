@@ -15,7 +15,7 @@ from mtlshare.errors import ConfigError, DataError
 from mtlshare.models.trunks import backbone_from_config
 from mtlshare.models.tying import TiedHead, tie_weights
 from mtlshare.registry import DATA_SOURCES, MECHANISMS
-from mtlshare.sharing.base import SharingModel
+from mtlshare.sharing.base import INTERFACE_DOC, SharingModel
 from mtlshare.tasks.task import Task
 
 
@@ -112,9 +112,8 @@ def build_network(
 
 def check_mechanism(mechanism: str, model: SharingModel) -> None:
     """What training and ``load_run`` read of a mechanism, checked once when it is built to
-    be trained, each breach a one-line ``ConfigError`` naming the mechanism (README: A
-    mechanism or a data source of your own): its parameter groups, its heads, the signature
-    of its regularizer."""
+    be trained, each breach a one-line ``ConfigError`` naming the mechanism and the docs
+    (``INTERFACE_DOC``): its parameter groups, its heads, the signature of its regularizer."""
     check_heads(mechanism, model)
     check_parameter_groups(mechanism, model)
     check_regularizer(mechanism, model)
@@ -139,7 +138,7 @@ def check_parameter_groups(mechanism: str, model: SharingModel) -> None:
         raise ConfigError(
             f"mechanism {mechanism!r}: {len(missing)} parameter(s) in neither "
             f"shared_parameters() nor any task_parameters(task): {_first(missing)}; every "
-            "parameter must be in one (README: A mechanism or a data source of your own)"
+            f"parameter must be in one ({INTERFACE_DOC})"
         )
     tied = _tied_by_the_library(model)
     twice = [(n, owners[id(p)]) for n, p in named if len(owners[id(p)]) > 1 and id(p) not in tied]
@@ -149,7 +148,7 @@ def check_parameter_groups(mechanism: str, model: SharingModel) -> None:
         raise ConfigError(
             f"mechanism {mechanism!r}: {len(alike)} parameter(s) in {groups[0]} and "
             f"{groups[1]}: {_first(alike)}; every parameter must be in exactly one group, the "
-            "shared one or one task's (README: A mechanism or a data source of your own)"
+            f"shared one or one task's ({INTERFACE_DOC})"
         )
 
 
@@ -161,13 +160,13 @@ def check_heads(mechanism: str, model: SharingModel) -> None:
         what = "missing" if heads is None else f"a {type(heads).__name__}"
         raise ConfigError(
             f"mechanism {mechanism!r}: self.heads is {what}; keep the heads in an "
-            "nn.ModuleDict by task, self.heads (README: A mechanism or a data source of your own)"
+            f"nn.ModuleDict by task, self.heads ({INTERFACE_DOC})"
         )
     lacking = [t for t in model.task_names if t not in heads]
     if lacking:
         raise ConfigError(
             f"mechanism {mechanism!r}: self.heads has no head of {_first(lacking, quote=True)}; "
-            "it holds one per task (README: A mechanism or a data source of your own)"
+            f"it holds one per task ({INTERFACE_DOC})"
         )
 
 
@@ -183,8 +182,7 @@ def check_regularizer(mechanism: str, model: SharingModel) -> None:
         raise ConfigError(
             f"mechanism {mechanism!r}: regularizer{_parameters(model.regularizer)} cannot take "
             "the training loop's calls, regularizer(task, every) and regularizer(None); define "
-            "it as def regularizer(self, task=None, every=1.0) (README: A mechanism or a data "
-            "source of your own)"
+            f"it as def regularizer(self, task=None, every=1.0) ({INTERFACE_DOC})"
         ) from None
 
 

@@ -22,7 +22,7 @@ from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem, check_dev_observed
 from mtlshare.errors import MtlshareError
 from mtlshare.evaluation.forecast import forecast_metrics, mase_scale
-from mtlshare.sharing.base import SharingModel
+from mtlshare.sharing.base import INTERFACE_DOC, SharingModel
 from mtlshare.training.distributed import Dist, barrier, torch_threads
 from mtlshare.training.folder import INFERENCE, RunFolder
 from mtlshare.training.joint import check_joint
@@ -272,9 +272,7 @@ def checked_report(mechanism: str, report: object) -> dict[str, Any]:
     dict of JSON values whose keys are none of the results' own (``OWN_KEYS``); else a
     one-line ``MtlshareError``, before anything of the run's results is written (its
     checkpoints are kept: fixed, ``--resume`` ends the run without training again)."""
-    fix = (
-        "; fix it and end the run with --resume (README: A mechanism or a data source of your own)"
-    )
+    fix = f"; fix it and end the run with --resume ({INTERFACE_DOC})"
     if not isinstance(report, dict):
         raise MtlshareError(
             f"mechanism {mechanism!r}: report() gave a {type(report).__name__}; it must be a "

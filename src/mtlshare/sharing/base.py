@@ -17,6 +17,10 @@ from torch import Tensor, nn
 from mtlshare.models.trunks import Backbone
 from mtlshare.tasks.task import Task
 
+# where the interface below is written for users, named in the errors about a mechanism of
+# one's own that breaks it
+INTERFACE_DOC = "docs/mechanisms.md: A mechanism or a data source of your own"
+
 
 class SharingModel(nn.Module):
     """Base class of all mechanisms.

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from mtlshare.data.datasets import Problem, by_share
 from mtlshare.errors import ConfigError, MtlshareError
 from mtlshare.registry import MECHANISMS
-from mtlshare.sharing.base import SharingModel
+from mtlshare.sharing.base import INTERFACE_DOC, SharingModel
 from mtlshare.training.aggregators import STATEFUL
 
 WEIGHTINGS = ("fixed", "uncertainty", "dwa", "gradnorm", "rlw", "aggregator")
@@ -378,8 +378,8 @@ class Objective(nn.Module):
 
     def regularizer(self, task: str | None, every: float = 1.0) -> Tensor:
         """The mechanism's ``regularizer(task, every)``, or ``regularizer(None)`` (the whole
-        penalty); its first value of each kind must be a finite scalar tensor >= 0 (README: A
-        mechanism or a data source of your own), else a one-line error naming the mechanism,
+        penalty); its first value of each kind must be a finite scalar tensor >= 0
+        (``INTERFACE_DOC``), else a one-line error naming the mechanism,
         not a traceback deep in the step nor a penalty below zero, trained silently."""
         reg = self.model.regularizer(None) if task is None else self.model.regularizer(task, every)
         if (task is None) not in self.checked:
@@ -434,7 +434,7 @@ def check_penalty(model: SharingModel, reg: object, call: str) -> None:
         what = f"a {type(reg).__name__}"
     raise MtlshareError(
         f"mechanism {mechanism_name(model)!r}: {call} gave {what}; it must be a finite scalar "
-        "tensor >= 0 (README: A mechanism or a data source of your own)"
+        f"tensor >= 0 ({INTERFACE_DOC})"
     )
 
 
