@@ -111,3 +111,20 @@ def test_the_errors_about_a_mechanism_of_ones_own_name_a_heading_there_is():
     page, heading = INTERFACE_DOC.split(": ", 1)
     text = (ROOT / page).read_text(encoding="utf-8")
     assert f"\n## {heading}\n" in text
+
+
+def test_the_guide_has_no_cut_code_span_nor_stray_list_marker():
+    """Prose rewrapped by hand or by a script can start a line with ``* `` or ``+ `` (a code span
+    such as `` `M_t * theta` `` cut at its space renders as a list item) or ``12. `` (a number
+    ending a sentence renders as a numbered list); the guide writes its lists with ``- ``, so such
+    a line is damage. A paragraph with an odd number of backticks has a code span cut open."""
+    damaged = []
+    for page in GUIDE:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for number, paragraph in enumerate(text.split("\n\n")):
+            if paragraph.count("`") % 2:
+                damaged.append(f"{page.name}: paragraph {number}: {paragraph[:60]!r}")
+            for line in paragraph.splitlines():
+                if re.match(r"\s*([*+] |\d+\. )", line):
+                    damaged.append(f"{page.name}: {line[:60]!r}")
+    assert not damaged, damaged
