@@ -168,7 +168,12 @@ def test_add_task_adds_a_task_to_a_trained_run(folder, extra):
     [
         ("x1,city", "1,a", "{path}:1: no column 'x2' in header ['x1', 'city']"),
         ("x1,x2,city", "1,two,a", "{path}:2: column 'x2': 'two' is not a finite number"),
-        ("x1,x2,city", ",2,a", "{path}:2: column 'x1' is empty (''): a feature cannot be missing"),
+        (
+            "x1,x2,city",
+            ",2,a",
+            "{path}:2: column 'x1' is empty (''): a feature cannot be missing; fill the cell or "
+            "leave the row out",
+        ),
         (
             "x1,x2,city,predicted_price",
             "1,2,a,0",

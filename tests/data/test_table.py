@@ -214,7 +214,8 @@ def test_a_class_only_test_rows_have_counts_as_an_error(tmp_path):
         (
             lambda ls: ls,
             {"features": ["x1", "x9"]},
-            "{path}:1: no column 'x9' in header ['id', 'x1', 'x2', 'city', 'price', 'churn']",
+            "{path}:1: no column 'x9' in header ['id', 'x1', 'x2', 'city', 'price', 'churn'] "
+            "(named by data.features)",
         ),
         (
             lambda ls: [ls[0].replace(",0,b,", ",zero,b,"), *ls[1:]],
@@ -222,19 +223,43 @@ def test_a_class_only_test_rows_have_counts_as_an_error(tmp_path):
             "{path}:2: column 'x2': 'zero' is not a finite number",
         ),
         (
+            lambda ls: ls,
+            {"features": ["x1", "x_2"]},
+            "{path}:1: no column 'x_2' in header ['id', 'x1', 'x2', 'city', 'price', 'churn'] "
+            "(named by data.features); did you mean 'x2'?",
+        ),
+        (
+            lambda ls: ls,
+            {"tasks": {"churned": {"kind": "classification"}}},
+            "{path}:1: no column 'churned' in header ['id', 'x1', 'x2', 'city', 'price', "
+            "'churn'] (named by data.tasks.churned.column, by default the task's name); did you "
+            "mean 'churn'?",
+        ),
+        (
+            lambda ls: ls,
+            {"tasks": {"churn": {"kind": "regression"}}},
+            "{path}:2: task 'churn': column 'churn': 'no' is not a finite number; a regression "
+            'task reads numbers (a column of class labels is kind = "classification")',
+        ),
+        (
             lambda ls: [*ls[:3], ls[3].replace("r3,3,", "r3,,"), *ls[4:]],
             {},
-            "{path}:5: column 'x1' is empty (''): a feature cannot be missing",
+            "{path}:5: column 'x1' is empty (''): a feature cannot be missing; fill the cell or "
+            "leave the row out",
         ),
         (
             lambda ls: [*ls[:4], ls[4].replace(",a,", ",,"), *ls[5:]],
             {},
-            "{path}:6: column 'city' is empty (''): a feature cannot be missing",
+            "{path}:6: column 'city' is empty (''): a feature cannot be missing; fill the cell "
+            "or leave the row out (a category of its own, such as 'unknown', can stand for a "
+            "missing value)",
         ),
         (
             lambda ls: [*ls[:4], ls[4].replace(",a,", ",NA,"), *ls[5:]],
             {},
-            "{path}:6: column 'city' is empty ('NA'): a feature cannot be missing",
+            "{path}:6: column 'city' is empty ('NA'): a feature cannot be missing; fill the cell "
+            "or leave the row out (a category of its own, such as 'unknown', can stand for a "
+            "missing value)",
         ),
         (
             lambda ls: [",".join([*r.split(",")[:2], "4", *r.split(",")[3:]]) for r in ls],
@@ -269,7 +294,8 @@ def test_a_class_only_test_rows_have_counts_as_an_error(tmp_path):
         (
             lambda ls: [*ls[:1], ls[1].replace(",110,", ",cheap,"), *ls[2:]],
             {},
-            "{path}:3: column 'price': 'cheap' is not a finite number",
+            "{path}:3: task 'price': column 'price': 'cheap' is not a finite number; a regression "
+            'task reads numbers (a column of class labels is kind = "classification")',
         ),
         (
             lambda ls: ls[:4],
@@ -305,6 +331,19 @@ def test_bad_data_is_one_line_naming_file_line_and_problem(tmp_path, edit, chang
     assert str(e.value) == message.format(path=path)
 
 
+def test_a_file_separated_by_semicolons_is_told_to_use_commas(tmp_path):
+    """Its header reads as one field, so every column is missing: the line says why."""
+    lines = [r.replace(",", ";") for r in rows()]
+    path = write(tmp_path, lines, HEADER.replace(",", ";"))
+    with pytest.raises(DataError) as e:
+        build(path)
+    assert str(e.value) == (
+        f"{path}:1: no column 'x1' in header ['id;x1;x2;city;price;churn'] (named by "
+        "data.features); the file is read as comma-separated, and its header is one field "
+        "holding ';': write it with commas"
+    )
+
+
 def test_a_split_column_without_a_split_is_refused(tmp_path):
     lines = [f"{r},{'dev' if i == 3 else 'train'}" for i, r in enumerate(rows(10))]
     path = write(tmp_path, lines, HEADER + ",part")
@@ -328,6 +367,22 @@ def test_a_split_column_without_a_split_is_refused(tmp_path):
         (
             {"tasks": {"price": {"kind": "regresion"}}},
             "data.tasks.price.kind: 'regresion' is not one of regression, classification",
+        ),
+        (
+            {"tasks": {"price": {"metric": "mae"}}},
+            'data.tasks.price.kind: required: kind = "regression" for a column of numbers, '
+            'kind = "classification" for one of class labels',
+        ),
+        (
+            {"tasks": {"churn": {"kind": "classification", "metric": "mae"}}},
+            "data.tasks.churn.metric: task 'churn': metric 'mae' scores values, not a "
+            "classification task's predictions; use one of ['accuracy']",
+        ),
+        (
+            {"tasks": {"churn": {"kind": "classification", "metric": "span_f1"}}},
+            "data.tasks.churn.metric: 'span_f1' reads tags' names (span_f1 scores the spans of "
+            "tag sequences, CoNLL's chunks and entities), which a table's classes are not; use "
+            "accuracy or a metric of your own",
         ),
         (
             {"tasks": {"price": {"kind": "regression", "colum": "price"}}},

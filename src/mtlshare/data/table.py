@@ -43,7 +43,7 @@ from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_
 from mtlshare.errors import ConfigError, DataError, check_seed, data_file
 from mtlshare.models.table_stem import MOST_CATEGORIES, MOST_EMBED
 from mtlshare.registry import DATA_SOURCES
-from mtlshare.tasks.metrics import IGNORE_INDEX
+from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS
 from mtlshare.tasks.task import KINDS, Task, task_table
 
 SPLITS = ("train", "dev", "test")
@@ -88,12 +88,23 @@ def target_spec(name: str, raw: object) -> TargetSpec:
     where = f"data.tasks.{name}"
     raw = task_table(name, raw, TASK_KEYS)
     kind = raw.get("kind")
+    if kind is None:
+        raise ConfigError(
+            f'{where}.kind: required: kind = "regression" for a column of numbers, '
+            'kind = "classification" for one of class labels'
+        )
     if kind not in KINDS:
         raise ConfigError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")
     column, metric = raw.get("column", name), raw.get("metric", _default_metric(kind))
     for key, value in (("column", column), ("metric", metric)):
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{where}.{key}: expected a non-empty string, got {value!r}")
+    if metric in LABELLED_METRICS:
+        raise ConfigError(
+            f"{where}.metric: {metric!r} reads tags' names (span_f1 scores the spans of tag "
+            "sequences, CoNLL's chunks and entities), which a table's classes are not; use "
+            "accuracy or a metric of your own"
+        )
     try:  # the metric's name and its fit to the kind, as Task checks them
         Task(name, kind, 2, metric)
     except ConfigError as e:
@@ -378,7 +389,15 @@ def _target_number(cell: str, where: str, column: str, path: str, line: int) -> 
             path,
             line,
         )
-    return parse_number(cell, column, path, line, missing_ok=False)
+    try:
+        return parse_number(cell, column, path, line, missing_ok=False)
+    except DataError:
+        raise DataError(
+            f"{where}: column {column!r}: {cell!r} is not a finite number; a regression task "
+            'reads numbers (a column of class labels is kind = "classification")',
+            path,
+            line,
+        ) from None
 
 
 def _warn_missing_like(
@@ -429,7 +448,15 @@ def table_problem(cfg: TableConfig, base_dir: str | None = None) -> Problem:
     shown = str(path)
     header_line, header, records = csv_header(path, shown)
     needed = [*cfg.features, *cfg.categorical, *dict.fromkeys(t.column for t in targets)]
-    at = column_positions(header, [*needed, *filter(None, [cfg.split_column])], shown, header_line)
+    named_by = {
+        **{t.column: f"data.tasks.{t.name}.column, by default the task's name" for t in targets},
+        **dict.fromkeys(cfg.features, "data.features"),
+        **dict.fromkeys(cfg.categorical, "data.categorical"),
+        cfg.split_column: "data.split_column",
+    }
+    at = column_positions(
+        header, [*needed, *filter(None, [cfg.split_column])], shown, header_line, named_by
+    )
     rows = csv_rows(records, header, header_line, shown)
     cells = read_cells(shown, rows, at, cfg.features, cfg.categorical)
     splits = split_rows(cfg, rows, at, shown)

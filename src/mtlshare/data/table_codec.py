@@ -27,7 +27,14 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.data.codecs import CODECS, Codec, Table, refuse_written_columns
-from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_rows, parse_number
+from mtlshare.data.timeseries import (
+    MISSING,
+    column_positions,
+    csv_header,
+    csv_rows,
+    missing_feature,
+    parse_number,
+)
 from mtlshare.errors import DataError
 from mtlshare.models.table_stem import MOST_CATEGORIES, MOST_EMBED, CategoryEmbeddings
 from mtlshare.tasks.task import Task
@@ -63,12 +70,7 @@ def read_cells(
         cells = [row[at[column]].strip() for column in categorical]
         for column, cell in zip(categorical, cells, strict=True):
             if cell.lower() in MISSING:
-                raise DataError(
-                    f"column {column!r} is empty ({row[at[column]]!r}): a feature cannot be "
-                    "missing",
-                    path,
-                    line,
-                )
+                raise DataError(missing_feature(column, row[at[column]], True), path, line)
         categories.append(cells)
     return Cells(path, [line for line, _ in rows], numbers, categories)
 

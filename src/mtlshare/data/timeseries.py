@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import difflib
 import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -113,18 +114,52 @@ def csv_rows(
 
 
 def column_positions(
-    header: list[str], needed: Sequence[str], shown: str, line: int
+    header: list[str],
+    needed: Sequence[str],
+    shown: str,
+    line: int,
+    named_by: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
+    """Each needed column's position in ``header``. A column the header lacks is a
+    ``DataError`` naming the header, the setting that named the column (``named_by``), a
+    column of a near name, or the separator of a file that is not comma-separated."""
     names = [name.strip() for name in header]
     positions: dict[str, int] = {}
     for column in needed:
         hits = [i for i, name in enumerate(names) if name == column]
         if not hits:
-            raise DataError(f"no column {column!r} in header {names}", path=shown, line=line)
+            raise DataError(
+                _no_column(column, names, (named_by or {}).get(column)), path=shown, line=line
+            )
         if len(hits) > 1:
             raise DataError(f"column {column!r} appears {len(hits)} times in header", shown, line)
         positions[column] = hits[0]
     return positions
+
+
+def missing_feature(column: str, cell: str, categorical: bool = False) -> str:
+    """What a feature cell that is empty or marks a missing value is told: features are never
+    filled in, so the file must be."""
+    fill = "fill the cell or leave the row out"
+    if categorical:
+        fill += " (a category of its own, such as 'unknown', can stand for a missing value)"
+    return f"column {column!r} is empty ({cell!r}): a feature cannot be missing; {fill}"
+
+
+def _no_column(column: str, names: list[str], named_by: str | None) -> str:
+    message = f"no column {column!r} in header {names}"
+    if named_by:
+        message += f" (named by {named_by})"
+    near = difflib.get_close_matches(column, names, n=1, cutoff=0.75)
+    separators = [s for s in ";\t|" if len(names) == 1 and s in names[0]]
+    if near:
+        message += f"; did you mean {near[0]!r}?"
+    elif separators:
+        message += (
+            f"; the file is read as comma-separated, and its header is one field holding "
+            f"{separators[0]!r}: write it with commas"
+        )
+    return message
 
 
 def _parse_date(cell: str, date_format: str, shown: str, line: int) -> datetime.date:
@@ -144,8 +179,7 @@ def parse_number(
     if text.lower() in MISSING:
         if missing_ok:
             return math.nan
-        message = f"column {column!r} is empty ({cell!r}): a feature cannot be missing"
-        raise DataError(message, path=shown, line=line)
+        raise DataError(missing_feature(column, cell), path=shown, line=line)
     try:
         value = float(text)
     except ValueError:

@@ -117,7 +117,8 @@ class Task:
             raise ConfigError(f"task {self.name!r}: out_dim must be >= 1, got {self.out_dim}")
         scores = CLASS_METRICS if self.kind == "regression" else VALUE_METRICS
         if self.metric in scores:
-            fitting = sorted({*METRICS, *LABELLED_METRICS} - set(scores))
+            named = {*METRICS, *(LABELLED_METRICS if self.labels else ())}  # labels: the tags'
+            fitting = sorted(named - set(scores))
             raise ConfigError(
                 f"task {self.name!r}: metric {self.metric!r} scores "
                 f"{'class ids' if self.kind == 'regression' else 'values'}, not a {self.kind} "
