@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import numbers
+from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 
@@ -71,6 +72,11 @@ def check_seed(seed: int, key: str = "seed") -> None:
         raise ConfigError(f"{key}: {seed!r} is not a seed, a whole number in [0, 2**63 - 1]")
     if not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"{key}: {seed} is not a seed in [0, 2**63 - 1]")
+
+
+def one_of(allowed: Iterable[object]) -> str:
+    """The allowed values of a setting as its one-line error lists them: ``a, b, c``."""
+    return ", ".join(str(a) for a in allowed)
 
 
 def short_repr(value: object) -> str:

@@ -115,7 +115,7 @@ def test_the_word_column_may_be_another_ud_column(corpus):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("data.format=conllx", "data.format: 'conllx' is not one of ('conll', 'conllu')"),
+        ("data.format=conllx", "data.format: 'conllx' is not one of conll, conllu"),
         (
             'data.columns=["word","pos"]',
             "data.columns: a conllu file has the ten CoNLL-U columns id, form, lemma, upos, xpos, "

@@ -187,11 +187,11 @@ def test_malformed_tag_names_file_and_line(corpus):
         # it listed ('linear', 'crf', 'affine'), and affine was then refused for tagging
         (
             "data.tasks.ner.head=softmax",
-            r"^data.tasks.ner.head: 'softmax' is not one of \('linear', 'crf'\)$",
+            r"^data.tasks.ner.head: 'softmax' is not one of linear, crf$",
         ),
         (
             "data.tasks.pos.head=affine",
-            r"^data.tasks.pos.head: 'affine' is not one of \('linear', 'crf'\) \(an affine "
+            r"^data.tasks.pos.head: 'affine' is not one of linear, crf \(an affine "
             "head is for regression tasks\\)$",
         ),
         ("data.unseen_tags=drop", "data.unseen_tags"),
@@ -214,7 +214,7 @@ def test_malformed_tag_names_file_and_line(corpus):
         ("data.dropout=1.0", r"^data\.dropout: must be in \[0, 1\), got 1\.0$"),
         (
             "data.tasks.pos.kind=lemma",
-            r"^data\.tasks\.pos\.kind: 'lemma' is not one of \('tags', 'position', 'next_word'\)$",
+            r"^data\.tasks\.pos\.kind: 'lemma' is not one of tags, position, next_word$",
         ),
         (
             "data.tasks.x={kind='tags'}",

@@ -442,7 +442,7 @@ def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
         ),
         (['forecast.candidates=[{"trunk.hidden" = [0]}]'], "trunk.hidden"),
         (["forecast.interval=1.0"], "forecast.interval: a level in [0, 1)"),
-        (["forecast.select=test"], "forecast.select: 'test' is not one of ('origins', 'dev')"),
+        (["forecast.select=test"], "forecast.select: 'test' is not one of origins, dev"),
         (["forecast.mean_seasons=0"], "forecast.mean_seasons: must be >= 1, got 0"),
         (["forecast.season=-7"], "forecast.season: must be >= 1, got -7"),
         (['forecast.target=""'], "forecast.target: name the series to forecast"),

@@ -40,6 +40,7 @@ from mtlshare.errors import (
     UnseenTagsWarning,
     check_list,
     check_output_file,
+    one_of,
 )
 from mtlshare.sharing.base import SharingModel
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -281,7 +282,7 @@ def load_run(
     ``inference.json`` existed needs ``data_dir`` (where its config's relative data paths
     start): its vocabularies are then rebuilt from its training data."""
     if checkpoint not in CHECKPOINTS:
-        raise MtlshareError(f"--checkpoint: {checkpoint!r} is not one of {', '.join(CHECKPOINTS)}")
+        raise MtlshareError(f"--checkpoint: {checkpoint!r} is not one of {one_of(CHECKPOINTS)}")
     where = _device(device)
     folder = RunFolder(run_dir)
     if folder.config_text() is None:

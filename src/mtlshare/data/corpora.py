@@ -28,7 +28,7 @@ import torch
 from mtlshare.config_lines import dotted
 from mtlshare.data.conll import Sentence, column_index, read_conll
 from mtlshare.data.conllu import UD_COLUMNS, read_conllu
-from mtlshare.errors import ConfigError, DataError, data_file
+from mtlshare.errors import ConfigError, DataError, data_file, one_of
 
 SPLITS = ("train", "dev", "test")
 FORMATS = ("conll", "conllu")
@@ -73,7 +73,7 @@ class CorpusSpec:
 def check_format(value: object, where: str) -> str:
     """``value`` when it names a corpus format, else a one-line ``ConfigError``."""
     if not isinstance(value, str) or value not in FORMATS:
-        raise ConfigError(f"{where}.format: {value!r} is not one of {FORMATS}")
+        raise ConfigError(f"{where}.format: {value!r} is not one of {one_of(FORMATS)}")
     return value
 
 

@@ -27,7 +27,7 @@ import torch
 from mtlshare.data.codecs import TensorCodec
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.timeseries import LAYOUTS, DailyFrame, calendar_features, read_daily_csv
-from mtlshare.errors import ConfigError, DataError, data_file, parse_day
+from mtlshare.errors import ConfigError, DataError, data_file, one_of, parse_day
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.task import Task
 
@@ -66,7 +66,7 @@ class DailyConfig:
             raise ConfigError("data.origin: the first forecast day (YYYY-MM-DD) is required")
         # the reader's own checks, named by the config's keys
         if self.layout not in LAYOUTS:
-            raise ConfigError(f"data.layout: {self.layout!r} is not one of {LAYOUTS}")
+            raise ConfigError(f"data.layout: {self.layout!r} is not one of {one_of(LAYOUTS)}")
         if len(set(self.series)) != len(self.series):
             raise ConfigError(f"data.series: names a series twice, got {self.series}")
         if self.fourier_terms < 0:

@@ -38,7 +38,7 @@ from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.timeseries import DailyFrame, calendar_features
 from mtlshare.data.windows import Windows, WindowScale, series_windows, standardise, window_row
 from mtlshare.data.windows_codec import WindowsCodec
-from mtlshare.errors import ConfigError, DataError
+from mtlshare.errors import ConfigError, DataError, one_of
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.task import Task
 
@@ -65,7 +65,7 @@ class WindowsConfig(DailyConfig):
         if self.context < 1:
             raise ConfigError(f"data.context: must be >= 1 day, got {self.context}")
         if self.head not in HEADS:
-            raise ConfigError(f"data.head: {self.head!r} is not one of {HEADS}")
+            raise ConfigError(f"data.head: {self.head!r} is not one of {one_of(HEADS)}")
         if self.profile_weeks < 0:
             raise ConfigError(f"data.profile_weeks: must be >= 0, got {self.profile_weeks}")
         if self.profile_weeks * 7 > self.context:

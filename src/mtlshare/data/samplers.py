@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, one_of
 
 SAMPLERS = ("proportional", "uniform", "round_robin", "temperature")
 
@@ -20,7 +20,7 @@ def task_probabilities(sizes: Sequence[int], kind: str, temperature: float = 1.0
     proportional to size**(1/temperature) (temperature 1 = proportional, large = uniform).
     Round-robin is deterministic; its long-run shares are uniform."""
     if kind not in SAMPLERS:
-        raise ConfigError(f"train.sampler: {kind!r} is not one of {SAMPLERS}")
+        raise ConfigError(f"train.sampler: {kind!r} is not one of {one_of(SAMPLERS)}")
     if not sizes or any(s <= 0 for s in sizes):
         raise ConfigError(f"every task needs training examples; sizes are {list(sizes)}")
     if kind in ("uniform", "round_robin"):

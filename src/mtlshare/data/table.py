@@ -40,7 +40,7 @@ import torch
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.table_codec import TableCodec, read_cells
 from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_rows, parse_number
-from mtlshare.errors import ConfigError, DataError, check_seed, data_file
+from mtlshare.errors import ConfigError, DataError, check_seed, data_file, one_of
 from mtlshare.models.table_stem import MOST_CATEGORIES, MOST_EMBED
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS
@@ -94,7 +94,7 @@ def target_spec(name: str, raw: object) -> TargetSpec:
             'kind = "classification" for one of class labels'
         )
     if kind not in KINDS:
-        raise ConfigError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")
+        raise ConfigError(f"{where}.kind: {kind!r} is not one of {one_of(KINDS)}")
     column, metric = raw.get("column", name), raw.get("metric", _default_metric(kind))
     for key, value in (("column", column), ("metric", metric)):
         if not isinstance(value, str) or not value.strip():
@@ -216,7 +216,7 @@ def split_rows(
             cell = row[at[column]].strip()
             if cell not in SPLITS:
                 raise DataError(
-                    f"column {column!r}: {row[at[column]]!r} is not one of {', '.join(SPLITS)}",
+                    f"column {column!r}: {row[at[column]]!r} is not one of {one_of(SPLITS)}",
                     path,
                     line,
                 )

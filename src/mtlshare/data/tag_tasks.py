@@ -12,7 +12,7 @@ from typing import Any
 from mtlshare.data.conll import Sentence
 from mtlshare.data.corpora import CORPUS_KEYS, CorpusSpec, corpus_spec, index_in
 from mtlshare.data.vocab import Vocab
-from mtlshare.errors import ConfigError, DataError, UnseenTagsWarning
+from mtlshare.errors import ConfigError, DataError, UnseenTagsWarning, one_of
 from mtlshare.tasks.tags import SCHEMES, check_tag, convert
 from mtlshare.tasks.task import task_table
 
@@ -52,18 +52,18 @@ def task_spec(name: str, raw: dict[str, Any], shared: CorpusSpec) -> TaskSpec:
     corpus = corpus_spec(name, raw, shared)
     kind = raw.get("kind", "tags")
     if kind not in TASK_KINDS:
-        raise ConfigError(f"{where}.kind: {kind!r} is not one of {TASK_KINDS}")
+        raise ConfigError(f"{where}.kind: {kind!r} is not one of {one_of(TASK_KINDS)}")
     scheme = str(raw.get("scheme", ""))
     encode = str(raw.get("encode", scheme))
     for key, value in (("scheme", scheme), ("encode", encode)):
         if value and value not in SCHEMES:
-            raise ConfigError(f"{where}.{key}: {value!r} is not one of {SCHEMES}")
+            raise ConfigError(f"{where}.{key}: {value!r} is not one of {one_of(SCHEMES)}")
     if encode and not scheme:
         raise ConfigError(f"{where}.encode: set scheme (the file's span scheme) to convert tags")
     head = str(raw.get("head", "linear"))
     if head not in TAG_HEADS:  # every kind here classifies tokens: no affine head
         why = " (an affine head is for regression tasks)" if head == "affine" else ""
-        raise ConfigError(f"{where}.head: {head!r} is not one of {TAG_HEADS}{why}")
+        raise ConfigError(f"{where}.head: {head!r} is not one of {one_of(TAG_HEADS)}{why}")
     metric = str(raw.get("metric", "span_f1" if scheme else "accuracy"))
     if metric == "span_f1" and not scheme:
         raise ConfigError(f"{where}.metric: span_f1 needs a span scheme (set {where}.scheme)")

@@ -39,7 +39,7 @@ from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.tag_tasks import TaskSpec, tag_ids, tags_of, task_spec
 from mtlshare.data.tagging_codec import TaggingCodec, encode_words
 from mtlshare.data.vocab import VECTOR_PACKAGES, Vocab, embedding_matrix, read_vectors, word_key
-from mtlshare.errors import ConfigError, check_seed, data_file
+from mtlshare.errors import ConfigError, check_seed, data_file, one_of
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.metrics import IGNORE_INDEX
@@ -133,7 +133,9 @@ class ConllConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"data.dropout: must be in [0, 1), got {self.dropout}")
         if self.unseen_tags not in UNSEEN:
-            raise ConfigError(f"data.unseen_tags: {self.unseen_tags!r} is not one of {UNSEEN}")
+            raise ConfigError(
+                f"data.unseen_tags: {self.unseen_tags!r} is not one of {one_of(UNSEEN)}"
+            )
         for key in ("embedding_seed", "dev_seed"):
             check_seed(getattr(self, key), f"data.{key}")
 

@@ -7,7 +7,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtlshare.errors import ConfigError, parse_day
+from mtlshare.errors import ConfigError, one_of, parse_day
 from mtlshare.registry import EXPERIMENTS
 
 NEURAL = ("multitask", "single")
@@ -104,7 +104,7 @@ class ForecastConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"forecast.{key}: must be >= 1, got {getattr(self, key)}")
         if self.select not in SELECTS:
-            raise ConfigError(f"forecast.select: {self.select!r} is not one of {SELECTS}")
+            raise ConfigError(f"forecast.select: {self.select!r} is not one of {one_of(SELECTS)}")
         if self.select_last < 0:
             raise ConfigError(f"forecast.select_last: must be >= 0, got {self.select_last}")
         if self.jobs < 0:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, one_of
 
 TRUNK_KINDS = ("mlp", "conv", "lstm", "gru")
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -43,7 +43,7 @@ class TrunkConfig:
 
     def validate(self) -> None:
         if self.kind not in TRUNK_KINDS:
-            raise ConfigError(f"trunk.kind: {self.kind!r} is not one of {TRUNK_KINDS}")
+            raise ConfigError(f"trunk.kind: {self.kind!r} is not one of {one_of(TRUNK_KINDS)}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ConfigError(f"trunk.hidden: need one or more positive widths, got {self.hidden}")
         for key, name in (
@@ -51,7 +51,9 @@ class TrunkConfig:
             ("last_activation", self.last_activation),
         ):
             if name not in ACTIVATIONS and not (key == "last_activation" and name == ""):
-                raise ConfigError(f"trunk.{key}: {name!r} is not one of {sorted(ACTIVATIONS)}")
+                raise ConfigError(
+                    f"trunk.{key}: {name!r} is not one of {one_of(sorted(ACTIVATIONS))}"
+                )
         if self.last_activation and self.kind in ("lstm", "gru"):
             raise ConfigError("trunk.last_activation: recurrent layers have no activation to set")
         if not 0.0 <= self.dropout < 1.0:

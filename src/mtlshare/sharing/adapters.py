@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, one_of
 from mtlshare.models.trunks import ACTIVATIONS, Backbone
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
@@ -39,7 +39,8 @@ class AdaptersConfig:
             raise ConfigError(f"adapters.bottleneck: must be >= 1, got {self.bottleneck}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(
-                f"adapters.activation: {self.activation!r} is not one of {sorted(ACTIVATIONS)}"
+                f"adapters.activation: {self.activation!r} is not one of "
+                f"{one_of(sorted(ACTIVATIONS))}"
             )
 
 

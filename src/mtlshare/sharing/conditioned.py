@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, one_of
 from mtlshare.models.trunks import Backbone, real_steps
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel
@@ -77,7 +77,7 @@ class ConditionedSharing(SharingModel):
     def __init__(self, backbone: Backbone, tasks: list[Task], cfg: ConditionedConfig) -> None:
         super().__init__(tasks)
         if cfg.mode not in MODES:
-            raise ConfigError(f"conditioned.mode: {cfg.mode!r} is not one of {MODES}")
+            raise ConfigError(f"conditioned.mode: {cfg.mode!r} is not one of {one_of(MODES)}")
         if not 0 <= cfg.layer < backbone.depth:
             raise ConfigError(
                 f"conditioned.layer: must be in [0, {backbone.depth - 1}], got {cfg.layer}"

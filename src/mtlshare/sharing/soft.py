@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, one_of
 from mtlshare.models.trunks import Backbone
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import PerTaskCopies, as_layers, run_layers
@@ -96,7 +96,7 @@ class SoftSharing(PerTaskCopies):
     def __init__(self, backbone: Backbone, tasks: list[Task], cfg: SoftConfig) -> None:
         super().__init__(backbone, tasks)
         if cfg.penalty not in PENALTIES:
-            raise ConfigError(f"soft.penalty: {cfg.penalty!r} is not one of {PENALTIES}")
+            raise ConfigError(f"soft.penalty: {cfg.penalty!r} is not one of {one_of(PENALTIES)}")
         depth = backbone.depth
         if len(cfg.weights) == 1:
             self.weights = list(cfg.weights) * depth

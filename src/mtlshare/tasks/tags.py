@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mtlshare.errors import ConfigError, DataError
+from mtlshare.errors import ConfigError, DataError, one_of
 
 SCHEMES = ("iob1", "iob2", "bioes")
 PREFIXES = ("B", "I", "E", "S")
@@ -93,7 +93,7 @@ def spans(tags: Sequence[str]) -> list[Span]:
 
 def _check_scheme(scheme: str) -> None:
     if scheme not in SCHEMES:
-        raise ConfigError(f"tag scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
+        raise ConfigError(f"tag scheme {scheme!r} is not one of {one_of(SCHEMES)}")
 
 
 def encode(spans: Sequence[Span], length: int, scheme: str) -> list[str]:

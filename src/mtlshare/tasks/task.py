@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError, DataError, MtlshareError, short_repr
+from mtlshare.errors import ConfigError, DataError, MtlshareError, one_of, short_repr
 from mtlshare.models.crf import CRFHead
 from mtlshare.models.tying import TiedHead
 from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS, METRICS, observed
@@ -106,7 +106,9 @@ class Task:
     def __post_init__(self) -> None:
         check_name(self.name)
         if self.kind not in KINDS:
-            raise ConfigError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
+            raise ConfigError(
+                f"task {self.name!r}: kind {self.kind!r} is not one of {one_of(KINDS)}"
+            )
         if self.metric not in METRICS and self.metric not in LABELLED_METRICS:
             known = sorted([*METRICS, *LABELLED_METRICS])
             raise ConfigError(
@@ -125,7 +127,9 @@ class Task:
                 f"task's predictions; use one of {fitting}"
             )
         if self.head not in HEADS:
-            raise ConfigError(f"task {self.name!r}: head {self.head!r} is not one of {HEADS}")
+            raise ConfigError(
+                f"task {self.name!r}: head {self.head!r} is not one of {one_of(HEADS)}"
+            )
         if self.head == "crf" and self.kind != "classification":
             raise ConfigError(f"task {self.name!r}: a crf head needs a classification task")
         if self.head == "affine" and self.kind != "regression":

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.data.datasets import Problem, by_share
-from mtlshare.errors import ConfigError, MtlshareError
+from mtlshare.errors import ConfigError, MtlshareError, one_of
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import INTERFACE_DOC, SharingModel
 from mtlshare.training.aggregators import STATEFUL
@@ -62,7 +62,7 @@ class WeightingConfig:
 
     def validate(self) -> None:
         if self.kind not in WEIGHTINGS:
-            raise ConfigError(f"weighting.kind: {self.kind!r} is not one of {WEIGHTINGS}")
+            raise ConfigError(f"weighting.kind: {self.kind!r} is not one of {one_of(WEIGHTINGS)}")
         for key in ("temperature", "lr"):
             value = getattr(self, key)
             if not (value > 0 and math.isfinite(value)):

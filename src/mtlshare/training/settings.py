@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from mtlshare.data.samplers import SAMPLERS
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, one_of
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 KEEP = ("best", "last")
@@ -71,7 +71,9 @@ class TrainConfig:
         if self.threads > MAX_THREADS:  # torch takes 100,000 and the first parallel op segfaults
             raise ConfigError(f"train.threads: must be at most {MAX_THREADS:,}, got {self.threads}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"train.optimizer: {self.optimizer!r} is not one of {OPTIMIZERS}")
+            raise ConfigError(
+                f"train.optimizer: {self.optimizer!r} is not one of {one_of(OPTIMIZERS)}"
+            )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"train.lr: must be a finite number > 0, got {self.lr}")
         if not 0.0 <= self.momentum < 1.0:
@@ -88,11 +90,13 @@ class TrainConfig:
                 "has none); use 'cpu', or 'auto' to take a GPU when there is one"
             )
         if self.keep not in KEEP:
-            raise ConfigError(f"train.keep: {self.keep!r} is not one of {KEEP}")
+            raise ConfigError(f"train.keep: {self.keep!r} is not one of {one_of(KEEP)}")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"train.schedule: {self.schedule!r} is not one of {SCHEDULES}")
+            raise ConfigError(
+                f"train.schedule: {self.schedule!r} is not one of {one_of(SCHEDULES)}"
+            )
         if self.sampler not in SAMPLERS:
-            raise ConfigError(f"train.sampler: {self.sampler!r} is not one of {SAMPLERS}")
+            raise ConfigError(f"train.sampler: {self.sampler!r} is not one of {one_of(SAMPLERS)}")
 
 
 def check_select_on(cfg: TrainConfig, tasks: list[str]) -> None:

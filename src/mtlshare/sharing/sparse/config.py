@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, one_of
 
 REWINDS = ("warmup", "init")
 RULES = ("best", "round", "density")
@@ -68,6 +68,6 @@ class SparseConfig:
                 "sparse: set round_steps or round_epochs > 0 (k, the training per pruning round)"
             )
         if self.rewind not in REWINDS:
-            raise ConfigError(f"sparse.rewind: {self.rewind!r} is not one of {REWINDS}")
+            raise ConfigError(f"sparse.rewind: {self.rewind!r} is not one of {one_of(REWINDS)}")
         if self.select not in RULES:
-            raise ConfigError(f"sparse.select: {self.select!r} is not one of {RULES}")
+            raise ConfigError(f"sparse.select: {self.select!r} is not one of {one_of(RULES)}")
