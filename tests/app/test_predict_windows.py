@@ -202,6 +202,7 @@ def test_a_file_needs_only_the_series_it_forecasts(trained, tmp_path, capsys):
     assert main(["predict", str(folder), str(only_b), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no column 'a' in header" in err[0] and not out.exists()
+    assert err[0].endswith("(named by a series of the run; predict --tasks leaves it out)")
     # a series not asked for but in the file is read as before; silent in its context, it is
     # left out instead of stopping the forecast of the others
     silent_a = [{**r, "a": ""} if t >= ORIGIN - 20 else r for t, r in enumerate(rows)]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtlshare.data.timeseries import DailyFrame, calendar_features, read_daily_csv
+from mtlshare.data.timeseries import DailyFrame, calendar_features, daily_keys, read_daily_csv
 from mtlshare.errors import ConfigError, DataError, MtlshareError
 
 BIKE = Path(__file__).resolve().parents[2].parent / "shared/data/bike_sharing/day.csv"
@@ -158,7 +158,9 @@ def test_not_utf8(tmp_path):
 def test_unparsable_date(tmp_path):
     path = write(tmp_path, "date,series,value\n2024-01-01,a,1\n2024-02-30,a,2\n")
     error = data_error(path, 3)
-    assert "unparsable date '2024-02-30' (expected format '%Y-%m-%d')" in str(error)
+    assert "unparsable date '2024-02-30' (expected format '%Y-%m-%d', data.date_format)" in str(
+        error
+    )
 
 
 def test_non_numeric_value(tmp_path):
@@ -247,7 +249,35 @@ def test_a_series_that_never_occurs_is_shown_the_file_s_own_names(tmp_path):
     path = write(tmp_path, "date,kind,value\n2024-01-01,visitors,1\n2024-01-01,members,2\n")
     error = data_error(path, None, series=["casual", "members"], series_column="kind")
     assert str(error).endswith(
-        "series 'casual' never occurs in column 'kind' (found ['members', 'visitors'])"
+        "series 'casual' never occurs in column 'kind' (found ['members', 'visitors']); "
+        "data.series names the series to read"
+    )
+
+
+def test_a_column_the_file_lacks_names_its_key_and_a_near_name(tmp_path):
+    """The config key that named the column, from the source's [data] table (daily_keys),
+    and a column of a near name: a covariate misspelt, a wide file read as long."""
+    path = write(tmp_path, "date,series,value,promos\n2024-01-01,a,1,0\n")
+    data = {"layout": "long", "date_column": "date", "series_column": "series"}
+    data |= {"value_column": "value", "holiday_column": "", "exogenous": ["promo"]}
+    error = data_error(path, 1, extra_columns=["promo"], named_by=daily_keys(data))
+    assert str(error).endswith(
+        "no column 'promo' in header ['date', 'series', 'value', 'promos'] (named by "
+        "data.exogenous); did you mean 'promos'?"
+    )
+    wide = write(tmp_path, "date,a,b\n2024-01-01,1,2\n", "wide.csv")
+    error = data_error(wide, 1, named_by=daily_keys(data))
+    assert str(error).endswith(
+        "no column 'series' in header ['date', 'a', 'b'] (named by data.series_column, of the "
+        "long layout)"
+    )
+
+
+def test_a_value_written_as_missing_by_another_tool_says_what_is_read_as_missing(tmp_path):
+    path = write(tmp_path, "date,series,value\n2024-01-01,a,1\n2024-01-02,a,n/a\n")
+    assert str(data_error(path, 3)).endswith(
+        "column 'value': 'n/a' is not a finite number; a missing value is an empty cell, NA or "
+        "NaN (or, for a day, no row)"
     )
 
 

@@ -26,7 +26,13 @@ import torch
 
 from mtlshare.data.codecs import TensorCodec
 from mtlshare.data.datasets import Problem, Split, TaskData
-from mtlshare.data.timeseries import LAYOUTS, DailyFrame, calendar_features, read_daily_csv
+from mtlshare.data.timeseries import (
+    LAYOUTS,
+    DailyFrame,
+    calendar_features,
+    daily_keys,
+    read_daily_csv,
+)
 from mtlshare.errors import ConfigError, DataError, data_file, one_of, parse_day
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.task import Task
@@ -240,6 +246,7 @@ def read_configured_csv(
         date_format=cfg.date_format,
         nonnegative=cfg.log_target,
         blank_ok=blank_ok,
+        named_by=daily_keys(dataclasses.asdict(cfg)),
     )
 
 

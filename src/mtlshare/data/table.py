@@ -39,7 +39,14 @@ import torch
 
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.table_codec import TableCodec, read_cells
-from mtlshare.data.timeseries import MISSING, column_positions, csv_header, csv_rows, parse_number
+from mtlshare.data.timeseries import (
+    LOOKS_MISSING,
+    MISSING,
+    column_positions,
+    csv_header,
+    csv_rows,
+    parse_number,
+)
 from mtlshare.errors import ConfigError, DataError, check_seed, data_file, one_of
 from mtlshare.models.table_stem import MOST_CATEGORIES, MOST_EMBED
 from mtlshare.registry import DATA_SOURCES
@@ -47,26 +54,6 @@ from mtlshare.tasks.metrics import IGNORE_INDEX, LABELLED_METRICS
 from mtlshare.tasks.task import KINDS, Task, task_table
 
 SPLITS = ("train", "dev", "test")
-# what other tools write for a missing value: a class of this name is read as a class, with a
-# warning, and a regression cell of it is an error that names data.missing_labels
-LOOKS_MISSING = frozenset(
-    {
-        "null",
-        "none",
-        "nil",
-        "n/a",
-        "#n/a",
-        "#na",
-        "<na>",
-        "na",
-        "nan",
-        "missing",
-        "?",
-        "-",
-        "--",
-        ".",
-    }
-)
 TASK_KEYS = ("column", "kind", "metric", "train_labels")
 
 

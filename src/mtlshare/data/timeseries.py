@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,29 @@ class DailyFrame:
             span = f"{self.dates[0]}..{self.dates[-1]}" if self.dates else "no dates"
             raise DataError(f"date {day} is outside the file's range {span}", path=self.path)
         return (day - self.dates[0]).days
+
+
+# what other tools write for a missing value: a table's class of this name is read as a class,
+# with a warning, and a regression cell or a daily value of it is an error saying what is read
+# as missing
+LOOKS_MISSING = frozenset(
+    {
+        "null",
+        "none",
+        "nil",
+        "n/a",
+        "#n/a",
+        "#na",
+        "<na>",
+        "na",
+        "nan",
+        "missing",
+        "?",
+        "-",
+        "--",
+        ".",
+    }
+)
 
 
 def csv_records(path: Path, shown: str) -> Iterator[tuple[int, list[str]]]:
@@ -162,11 +186,26 @@ def _no_column(column: str, names: list[str], named_by: str | None) -> str:
     return message
 
 
+def daily_keys(data: Mapping[str, Any]) -> dict[str, str]:
+    """The config key that names each column a daily source reads, from its ``[data]`` table's
+    values (for the line of a column the file lacks)."""
+    keys = {data["date_column"]: "data.date_column"}
+    if data["layout"] == "wide":
+        keys.update(dict.fromkeys(data.get("series") or (), "data.series, of the wide layout"))
+    else:
+        keys[data["series_column"]] = "data.series_column, of the long layout"
+        keys[data["value_column"]] = "data.value_column, of the long layout"
+    if data.get("holiday_column"):
+        keys[data["holiday_column"]] = "data.holiday_column"
+    keys.update(dict.fromkeys(data.get("exogenous") or (), "data.exogenous"))
+    return keys
+
+
 def _parse_date(cell: str, date_format: str, shown: str, line: int) -> datetime.date:
     try:
         return datetime.datetime.strptime(cell.strip(), date_format).date()
     except ValueError:
-        message = f"unparsable date {cell!r} (expected format {date_format!r})"
+        message = f"unparsable date {cell!r} (expected format {date_format!r}, data.date_format)"
         raise DataError(message, path=shown, line=line) from None
 
 
@@ -186,6 +225,8 @@ def parse_number(
         value = math.nan
     if not math.isfinite(value):
         message = f"column {column!r}: {cell!r} is not a finite number"
+        if missing_ok and text.lower() in LOOKS_MISSING:
+            message += "; a missing value is an empty cell, NA or NaN (or, for a day, no row)"
         raise DataError(message, path=shown, line=line)
     if nonnegative and value < 0:
         message = (
@@ -290,6 +331,8 @@ def read_daily_csv(
     nonnegative: bool = False,
     optional: Sequence[str] = (),
     blank_ok: Sequence[str] = (),
+    named_by: Mapping[str, str] | None = None,
+    series_hint: str = "data.series names the series to read",
 ) -> DailyFrame:
     """Read daily series from a UTF-8 CSV file (csv module, no pandas).
 
@@ -329,7 +372,7 @@ def read_daily_csv(
         present = {name.strip() for name in header}
         series = [name for name in series if name in present or name not in optional]
         needed = [date_column, *series, *extras]
-    at = column_positions(header, needed, shown, header_line)
+    at = column_positions(header, needed, shown, header_line, named_by)
 
     roles = (date_column, series_column, value_column)
     if isinstance(blank_ok, str) or not set(blank_ok) <= set(extras):
@@ -348,7 +391,10 @@ def read_daily_csv(
     for name in names:
         if name not in observed:
             found = sorted(rows.names)  # the file's own names, not only the series kept
-            message = f"series {name!r} never occurs in column {series_column!r} (found {found})"
+            message = (
+                f"series {name!r} never occurs in column {series_column!r} (found {found}); "
+                f"{series_hint}"
+            )
             raise DataError(message, path=shown)
 
     start, end = min(features), max(features)

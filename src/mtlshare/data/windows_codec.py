@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.data.codecs import CODECS, Codec
-from mtlshare.data.timeseries import DailyFrame, calendar_features, read_daily_csv
+from mtlshare.data.timeseries import DailyFrame, calendar_features, daily_keys, read_daily_csv
 from mtlshare.data.windows import (
     WindowScale,
     encode_context,
@@ -101,6 +101,13 @@ class WindowsCodec:
             nonnegative=bool(d["log_target"]),
             optional=[s for s in self.series if s not in needed],
             blank_ok=list(d["exogenous"]),  # needed on the days read only, as in training
+            named_by={
+                **daily_keys(d),
+                **dict.fromkeys(self.series, "a series of the run; predict --tasks leaves it out"),
+            }
+            if d["layout"] == "wide"
+            else daily_keys(d),
+            series_hint="predict --tasks names the series to forecast, the others may be left out",
         )
         present = [s for s in self.series if s in frame.values]
         seen = [np.flatnonzero(~np.isnan(frame.values[name])) for name in present]
