@@ -577,7 +577,7 @@ def test_a_data_file_is_read_from_the_config_s_folder_and_one_not_there_names_it
         data_file("b.txt", str(tmp_path), "data.tasks.pos.train")
     assert str(e.value) == (
         f"data.tasks.pos.train: {tmp_path / 'b.txt'}: no such file (relative paths are read "
-        f"from {tmp_path}: the config's folder, or --data-dir)"
+        f"from {tmp_path}: the config's folder, or the --data-dir of evaluate and predict)"
     )
     assert key_of(str(e.value)) == ("data", "tasks", "pos", "train")
     # a data error still, for Python that catches one; a config error, which gets its line
@@ -631,7 +631,10 @@ def test_a_missing_data_file_names_its_line_or_override_and_the_folder_it_was_re
     path.parent.mkdir()
     path.write_text(f'[data]\nsource = "{source}"\n{text}', encoding="utf-8")
     folder = path.parent.resolve()
-    read = f"(relative paths are read from {folder}: the config's folder, or --data-dir)"
+    read = (
+        f"(relative paths are read from {folder}: the config's folder, or the --data-dir of "
+        "evaluate and predict)"
+    )
     given = text.split('"')[1]
     out = tmp_path / "run"
     assert main(["run", str(path), "--out", str(out)]) == 2

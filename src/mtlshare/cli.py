@@ -313,15 +313,21 @@ def _predict(args: argparse.Namespace) -> int:
             f"from {done['first_day']} to {done['last_day']}"
         )
     elif "format" in done:  # a tagger: what the file was read as, which --format can change
-        sentences = f"{done['sentences']:,} sentence{'s' if done['sentences'] != 1 else ''}"
+        sentences = _count(done["sentences"], "sentences")
         what = (
-            f"{done[unit]:,} {unit} ({sentences}, read as {done['format']}) predicted for {names}"
+            f"{_count(done[unit], unit)} ({sentences}, read as {done['format']}) predicted for "
+            f"{names}"
         )
     else:
-        what = f"{done[unit]:,} {unit} predicted for {names}"
+        what = f"{_count(done[unit], unit)} predicted for {names}"
     speed = f"{done[f'{unit}_per_second']:,.0f} {unit}/s"
     print(f"{what} in {done['seconds']:.2f} s ({speed}): {args.out}")
     return 0
+
+
+def _count(n: int, things: str) -> str:
+    """``1 token``, ``2 tokens``: a count and its plural noun, singular for one."""
+    return f"{n:,} {things[:-1] if n == 1 else things}"
 
 
 def _print_forecasts(forecasts: dict[str, dict[str, Any]]) -> None:

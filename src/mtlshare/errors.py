@@ -107,13 +107,17 @@ def data_file(path: str, base_dir: str | PathLike[str] | None, key: str) -> Path
     ``evaluate``'s and ``predict``'s ``--data-dir``). One that is not there is a
     ``MissingDataFile`` naming the key, and the folder a relative path was read from:
     ``data.train: /cfg/../train.txt: no such file (relative paths are read from /cfg: the
-    config's folder, or --data-dir)``. A folder or an unreadable file is its reader's to name."""
+    config's folder, or the --data-dir of evaluate and predict)``. A folder or an unreadable
+    file is its reader's to name."""
     given = Path(path)
     if given.is_absolute() or base_dir is None:
         found, hint = given, ""
     else:
         found = Path(base_dir) / given
-        hint = f" (relative paths are read from {base_dir}: the config's folder, or --data-dir)"
+        hint = (
+            f" (relative paths are read from {base_dir}: the config's folder, or the --data-dir "
+            "of evaluate and predict)"
+        )
     try:
         there = found.exists()
     except OSError:  # a name too long, a folder it may not enter: the reader names the error

@@ -148,6 +148,7 @@ def test_the_summary_says_what_format_the_file_was_read_as(trained, tmp_path, ca
     text = "\n".join(" ".join(w[0] for w in words) for words in sentences) + "\n"
     (tmp_path / "in.txt").write_text(text, encoding="utf-8")
     (tmp_path / "names.txt").write_text("Peter Blackburn\n\nJohn Smith\n", encoding="utf-8")
+    (tmp_path / "one.txt").write_text("Peter\n", encoding="utf-8")
     run = load_run(trained / "run")
     tokens = sum(len(words) for words in sentences)
     for name, fmt, read, count, unit in (
@@ -155,13 +156,16 @@ def test_the_summary_says_what_format_the_file_was_read_as(trained, tmp_path, ca
         ("in.txt", "auto", "text", tokens, 3),
         ("names.txt", "auto", "conll", 2, 2),  # word and a tag column, each line a token
         ("names.txt", "text", "text", 4, 2),
+        ("one.txt", "text", "text", 1, 1),
     ):
         done = run.predict_file(tmp_path / name, tmp_path / "out", fmt=fmt)
         assert (done["format"], done["tokens"], done["sentences"]) == (read, count, unit), name
         argv = ["predict", str(trained / "run"), str(tmp_path / name), "--format", fmt]
         assert main([*argv, "--out", str(tmp_path / "out")]) == 0
         line = capsys.readouterr().out.strip()
-        assert line.startswith(f"{count} tokens ({unit} sentences, read as {read}) predicted"), line
+        tokens_, sentences_ = ("token", "sentence") if count == 1 else ("tokens", "sentences")
+        said = f"{count} {tokens_} ({unit} {sentences_}, read as {read}) predicted"
+        assert line.startswith(said), line
 
 
 def test_a_conll_run_writes_its_tags_into_misc(tmp_path, tagger_config):

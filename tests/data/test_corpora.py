@@ -238,7 +238,10 @@ def test_a_missing_file_of_a_task_or_of_glove_names_its_key_and_its_override(cor
     """A task's own file or the vectors' file, given as an override, is read from the config's
     folder too: the error names the override, the key and that folder."""
     config = corpora / "run.toml"
-    read = f"(relative paths are read from {corpora.resolve()}: the config's folder, or --data-dir)"
+    read = (
+        f"(relative paths are read from {corpora.resolve()}: the config's folder, or the "
+        "--data-dir of evaluate and predict)"
+    )
     for item in ("data.tasks.chunk.test=gone.txt", "data.glove=gone.txt"):
         out = corpora / "out"
         assert main(["run", str(config), "--out", str(out), "--quiet", item]) == 2

@@ -13,6 +13,7 @@ from mtlshare.evaluation.report import (
     comparison_markdown,
     format_metric,
     format_percent,
+    mean_change,
     merge_single,
     relative_change,
 )
@@ -298,3 +299,26 @@ def test_a_row_on_fewer_seeds_is_compared_with_its_own_baseline(single):
     assert hard["t1"]["relative_change"] == pytest.approx((0.25 - 0.4) / 0.25)
     assert (soft["t1"]["single"], soft["t2"]["single"]) == (0.5, 0.8)
     assert got["rows"][0]["tasks"]["t1"]["single"] == 0.5  # the baseline row: every seed
+
+
+def test_a_task_whose_baseline_scores_0_is_left_out_of_the_mean_and_the_notes_say_so():
+    """A new user's trial: single-task deprel scored F1 0, so every row's mean change read
+    +inf% whatever the other tasks did."""
+    assert mean_change([0.06, 0.12, math.inf]) == pytest.approx(0.09)
+    assert mean_change([math.inf, math.inf]) == math.inf
+    assert mean_change([]) == 0.0
+    base = merge_single(
+        [
+            _single("t1", "mse", False, 0.5, 100, 1.0),
+            _single("t2", "accuracy", True, 0.0, 120, 1.5),
+        ]
+    )
+    comparison = compare(base, [_run("hard", 0.4, 0.1)])
+    hard = next(r for r in comparison["rows"] if r["mechanism"] == "hard")
+    assert hard["tasks"]["t2"]["relative_change"] == math.inf
+    assert hard["mean_relative_change"] == pytest.approx(0.2)
+    text = comparison_markdown(comparison)
+    assert "| +20.0% |" in text and "is left out of the mean" in text
+    assert "left out of the mean" not in comparison_markdown(
+        compare(merge_single([_single("t1", "mse", False, 0.5, 100, 1.0)]), [])
+    )

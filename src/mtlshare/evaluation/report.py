@@ -43,6 +43,16 @@ def relative_change(value: float, baseline: float, higher_is_better: bool) -> fl
     return gain / abs(baseline)
 
 
+def mean_change(changes: list[float]) -> float:
+    """The mean relative change over tasks, leaving out those whose single-task score is 0
+    (``±inf``: no scale, and one would make the mean infinite whatever the other tasks did);
+    ``±inf`` when every task's is; 0 with no task."""
+    finite = [c for c in changes if not math.isinf(c)]
+    if finite or not changes:
+        return sum(finite) / len(finite) if finite else 0.0
+    return sum(changes) / len(changes)
+
+
 def is_worse(value: float, baseline: float, higher_is_better: bool) -> bool:
     """True when ``value`` is strictly worse than ``baseline``; a tie is not worse."""
     return value < baseline if higher_is_better else value > baseline
@@ -178,12 +188,11 @@ def _row(single: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
             tasks[name]["seeds_better"] = sum(
                 is_worse(ref_v, v, hib) for v, ref_v in zip(mine, theirs, strict=True)
             )
-    changes = [t["relative_change"] for t in tasks.values()]
     return {
         "mechanism": run["mechanism"],
         "seed": run.get("seed"),
         "tasks": tasks,
-        "mean_relative_change": sum(changes) / len(changes) if changes else 0.0,
+        "mean_relative_change": mean_change([t["relative_change"] for t in tasks.values()]),
         "params": dict(run.get("params", {})),
         **({"params_seeds": run["params_seeds"]} if "params_seeds" in run else {}),
         "train_seconds": float(run.get("train_seconds", 0.0)),
@@ -273,6 +282,16 @@ def _legend(comparison: dict[str, Any]) -> str:
         over += (
             f"Rows run under fewer seeds ({listed}) are compared with single-task training "
             "under the same seeds. "
+        )
+    zero = any(
+        math.isinf(t.get("relative_change", 0.0))
+        for r in comparison["rows"]
+        for t in r["tasks"].values()
+    )
+    if zero:
+        over += (
+            "A task whose single-task score is 0 has no relative change (±inf%) and is left out "
+            "of the mean. "
         )
     varying = [str(r["mechanism"]) for r in comparison["rows"] if "params_seeds" in r]
     if varying:
