@@ -5,6 +5,7 @@ a model trained on a CoNLL-U copy of a CoNLL-2003 slice equal to one trained on 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,22 @@ def test_the_word_column_may_be_another_ud_column(corpus):
     assert problem(corpus, f"data.columns={names}").inference == problem(corpus).inference
 
 
+def test_a_column_of_one_tag_is_said_to_teach_nothing(corpus):
+    """FEATS is '_' on every word here, as XPOS is in some treebanks: a task on it scores 1.0
+    having learnt nothing (a new user's trial trained one without a word said)."""
+    with pytest.warns(UserWarning) as caught:
+        problem(corpus, "data.tasks.upos.column=feats")
+    said = [str(w.message) for w in caught if "holds one tag" in str(w.message)]
+    assert len(said) == 1 and said[0].endswith(
+        "train.conllu: task 'upos': column 'feats' holds one tag ('_') on every training "
+        "token: the task has nothing to learn and its score says nothing (a column the corpus "
+        "leaves empty, '_'?)"
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*holds one tag")
+        problem(corpus)  # UPOS has several
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -131,6 +148,11 @@ def test_the_word_column_may_be_another_ud_column(corpus):
             "data.tasks.upos.column=pos",
             "data.tasks.upos.column: no column named 'pos'; columns are ['id', 'form', 'lemma', "
             "'upos', 'xpos', 'feats', 'head', 'deprel', 'deps', 'misc']",
+        ),
+        (  # a CoNLL-U config without its format: the columns are CoNLL-2003's defaults
+            "data.format=conll",
+            "data.tasks.upos.column: no column named 'upos'; columns are ['word', 'pos', "
+            "'chunk', 'ner']; a CoNLL-U file? set format = \"conllu\" (data.format)",
         ),
     ],
 )

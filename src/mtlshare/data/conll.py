@@ -119,7 +119,7 @@ def column_index(column: str | int, names: Sequence[str], path: str | Path | Non
     """The position of ``column``: a 0-based index, or a name among ``names``."""
     if isinstance(column, int):
         if not 0 <= column < len(names):
-            raise DataError(f"column {column} out of range: the files have {len(names)}", path)
+            raise DataError(f"column {column} out of range: the columns are {list(names)}", path)
         return column
     if column not in names:
         raise DataError(f"no column named {column!r}; columns are {list(names)}", path)

@@ -181,7 +181,9 @@ def index_in(column: str | int, spec: CorpusSpec, where: str) -> int:
     try:
         return column_index(column, list(spec.columns))
     except DataError as e:
-        raise ConfigError(f"{where}.column: {e}") from None
+        ud = spec.format == "conll" and isinstance(column, str) and column.lower() in UD_COLUMNS
+        hint = '; a CoNLL-U file? set format = "conllu" (data.format)' if ud else ""
+        raise ConfigError(f"{where}.column: {e}{hint}") from None
 
 
 @dataclass

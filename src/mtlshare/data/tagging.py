@@ -18,6 +18,7 @@ then, as in Ma and Hovy, 2016. Vectors are looked up by the word, else by its lo
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -207,6 +208,15 @@ def _labels_and_ids(
         }
         return list(words.itos), ids, []
     counts = Counter(t for s in data["train"] for t in tags_of(spec, s, paths["train"]))
+    if len(counts) == 1:  # a CoNLL-U column left '_', say: one class, nothing to learn
+        (tag,) = counts
+        column = corpus.spec.columns[spec.column]
+        warnings.warn(
+            f"{paths['train']}: task {spec.name!r}: column {column!r} holds one tag ({tag!r}) "
+            "on every training token: the task has nothing to learn and its score says nothing "
+            "(a column the corpus leaves empty, '_'?)",
+            stacklevel=3,
+        )
     vocab = Vocab.build(counts, specials=False)
     gold_only: list[str] = []
     ids = {
