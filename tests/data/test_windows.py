@@ -287,8 +287,11 @@ def test_too_little_observed_history_for_a_training_window_is_a_data_error(tmp_p
     # small keeps 30 days (from day 270); its training windows (from day 284) read targets
     # up to day 292 only, and none of those is observed
     text = csv_text(gaps={"small": list(range(284, 293))})
-    with pytest.raises(DataError, match="no training window"):
+    with pytest.raises(DataError, match="no training window") as caught:
         build(tmp_path, text, history={"small": 30})
+    assert str(caught.value).endswith(
+        "shorten data.context or data.dev_days, or choose a later origin"
+    )
 
 
 def test_no_value_before_the_origin_is_a_data_error(tmp_path):

@@ -478,7 +478,8 @@ def cli_error(tmp_path, capsys, text: str, *overrides: str) -> str:
             # 2011-05-20's 28-day horizon ends on 2011-06-16: none is eligible for 2011-06-01
             ['forecast.validation_origins=["2011-05-20"]'],
             "forecast.origins: 2011-06-01 has no validation origin whose 28-day horizon ends "
-            "before it; add an earlier forecast.validation_origins entry",
+            "before it; add an earlier forecast.validation_origins entry (where the data start "
+            "too late for one, choose a later test origin)",
         ),
         (['forecast.candidates=[{name = ""}]'], "forecast.candidates[0].name: a non-empty string"),
         (["forecast.candidates=[{name = 3}]"], "forecast.candidates[0].name: a non-empty string"),

@@ -198,7 +198,8 @@ def _series_splits(
         raise DataError(
             f"series {name!r}: no training window with an observed value: {win.origin - first} "
             f"days of history must hold a context of {c} days, a day to forecast and the "
-            f"{cfg.dev_days} dev days; shorten data.context or data.dev_days",
+            f"{cfg.dev_days} dev days; shorten data.context or data.dev_days, or choose a later "
+            "origin",
             path,
         )
     dev = windows(range(max(start, win.dev_start), win.origin), win.origin)

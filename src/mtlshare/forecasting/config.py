@@ -139,7 +139,8 @@ class ForecastConfig:
             if not self.eligible(day, horizon):
                 raise ConfigError(
                     f"forecast.origins: {origin} has no validation origin whose {horizon}-day "
-                    "horizon ends before it; add an earlier forecast.validation_origins entry"
+                    "horizon ends before it; add an earlier forecast.validation_origins entry "
+                    "(where the data start too late for one, choose a later test origin)"
                 )
 
     def eligible(self, test: datetime.date, horizon: int) -> list[str]:
