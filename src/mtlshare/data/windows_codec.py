@@ -89,6 +89,9 @@ class WindowsCodec:
             raise DataError(f"this run forecasts from a CSV of its series' values, not {fmt}")
         d = self.data
         needed = [s for s in self.series if tasks is None or s in tasks]
+        keys = daily_keys(d)  # the codec's data holds no series: a wide file's columns are ours
+        if d["layout"] == "wide":
+            keys |= dict.fromkeys(self.series, "a series of the run; predict --tasks leaves it out")
         frame = read_daily_csv(
             path,
             layout=d["layout"],
@@ -101,12 +104,7 @@ class WindowsCodec:
             nonnegative=bool(d["log_target"]),
             optional=[s for s in self.series if s not in needed],
             blank_ok=list(d["exogenous"]),  # needed on the days read only, as in training
-            named_by={
-                **daily_keys(d),
-                **dict.fromkeys(self.series, "a series of the run; predict --tasks leaves it out"),
-            }
-            if d["layout"] == "wide"
-            else daily_keys(d),
+            named_by=keys,
             series_hint="predict --tasks names the series to forecast, the others may be left out",
         )
         present = [s for s in self.series if s in frame.values]

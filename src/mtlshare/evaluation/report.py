@@ -48,9 +48,9 @@ def mean_change(changes: list[float]) -> float:
     (``±inf``: no scale, and one would make the mean infinite whatever the other tasks did);
     ``±inf`` when every task's is; 0 with no task."""
     finite = [c for c in changes if not math.isinf(c)]
-    if finite or not changes:
-        return sum(finite) / len(finite) if finite else 0.0
-    return sum(changes) / len(changes)
+    if finite:
+        return sum(finite) / len(finite)
+    return sum(changes) / len(changes) if changes else 0.0
 
 
 def is_worse(value: float, baseline: float, higher_is_better: bool) -> bool:
