@@ -13,6 +13,8 @@ import csv
 import datetime
 import json
 import math
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -334,6 +336,50 @@ def test_a_context_under_half_observed_warns_in_one_line_and_still_forecasts(
     )
     assert main(["predict", str(folder), str(half), "--out", str(out)]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_forecast_inside_the_run_s_own_period_warns_and_a_run_older_than_the_key_does_not(
+    trained, tmp_path, capsys
+):
+    """A file that ends before the run's origin forecasts days the run was fitted to: one
+    warning line naming the file, the first forecast day and the origin; the forecast is made
+    all the same. A file cut at the origin is silent. A run whose ``inference.json`` predates
+    the codec's ``origin`` key loads, forecasts without the warning, and is still scored by
+    ``evaluate`` (the key is about the run, not how it encodes its data)."""
+    _, folder = trained
+    origin = START + datetime.timedelta(days=ORIGIN)
+    rows = series_rows()[: ORIGIN - 30 + HORIZON]
+    early = write_wide(
+        tmp_path / "early.csv",
+        [r if t < ORIGIN - 30 else {**r, "a": "", "b": ""} for t, r in enumerate(rows)],
+    )
+    first = origin - datetime.timedelta(days=30)
+    out = tmp_path / "f.csv"
+    capsys.readouterr()
+    assert main(["predict", str(folder), str(early), "--out", str(out)]) == 0
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"mtlshare: warning: {early}: the forecast starts on {first}, before {origin}, the "
+        "run's origin: the run was fitted to the days before its origin, so this forecast is "
+        "in sample and its errors say little of how it forecasts unseen days"
+    ]
+    assert read_forecast(out)["a"][0][0] == str(first)
+    cut = write_wide(tmp_path / "cut.csv", cut_at_origin(series_rows()))
+    assert main(["predict", str(folder), str(cut), "--out", str(out)]) == 0
+    assert capsys.readouterr().err == ""
+    spec = json.loads((folder / "inference.json").read_text())
+    assert spec["codec"]["origin"] == str(origin)
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    del spec["codec"]["origin"]
+    (old / "inference.json").write_text(json.dumps(spec))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_run(old).codec.read(early, "auto")
+    assert evaluate(old) == evaluate(folder)
+    spec["codec"]["exogenous_scales"]["temp"][0] += 1  # a real difference is still one
+    (old / "inference.json").write_text(json.dumps(spec))
+    with pytest.raises(DataError, match=r"^the data read again is not what the run was trained"):
+        evaluate(old)  # (a run of the Python API: no folder to name, the config's own paths)
 
 
 def test_an_empty_covariate_cell_matters_only_on_a_day_the_forecast_reads(trained, tmp_path):

@@ -456,8 +456,9 @@ def _check_same_encoding(run: LoadedRun, problem: Problem, where: str | Path | N
         return  # a run older than inference.json: its spec was just rebuilt from this data
     differ = encoding_differences(run.spec, usage_spec(run.config, problem, where))
     if differ:
+        read = f" from {where}" if where is not None else ""  # None: the config's own paths
         raise DataError(
-            f"the data read from {where} is not what the run was trained on: "
+            f"the data read again{read} is not what the run was trained on: "
             f"{run.folder.file(INFERENCE)} differs in {', '.join(differ)} (were the data files "
             f"or the [data] table of {run.folder.file(CONFIG)} changed, or is --data-dir another "
             "copy?); evaluate scores a run on its own data, `mtlshare predict` tags new data"

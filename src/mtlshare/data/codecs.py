@@ -67,6 +67,10 @@ class Codec(Protocol):
         ...
 
 
+# Codec spec keys that describe the run rather than how it encodes its data (the ``windows``
+# codec's origin): a run older than such a key lacks it, which is no difference in encoding.
+ABOUT_THE_RUN = frozenset({"origin"})
+
 CODECS: Registry[Callable[[dict[str, Any]], Codec]] = Registry("codec")
 
 

@@ -38,7 +38,7 @@ from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.data.timeseries import DailyFrame, calendar_features
 from mtlshare.data.windows import Windows, WindowScale, series_windows, standardise, window_row
 from mtlshare.data.windows_codec import WindowsCodec
-from mtlshare.errors import ConfigError, DataError, one_of
+from mtlshare.errors import ConfigError, DataError, one_of, parse_day
 from mtlshare.registry import DATA_SOURCES
 from mtlshare.tasks.task import Task
 
@@ -267,7 +267,8 @@ def usage(cfg: WindowsConfig, series: list[str], features: WindowFeatures) -> di
     )  # fmt: skip
     scales = {n: list(s) for n, s in features.scales.items()}
     data = {key: getattr(cfg, key) for key in keys}
-    return WindowsCodec(series, data, scales, features.names).spec()
+    origin = parse_day(cfg.origin, "data.origin").isoformat()
+    return WindowsCodec(series, data, scales, features.names, origin).spec()
 
 
 def _decoder(scale: WindowScale) -> Callable[[np.ndarray], np.ndarray]:

@@ -11,6 +11,10 @@ network, back on the series' own scale: one row per series and forecast day, ``d
 forecast``. The inputs are built by the same functions as the training windows, so the run's
 test window read from its own data file gives the same inputs, to the bit.
 
+A forecast whose first day comes before the run's own origin (``data.origin``) warns: the run was
+fitted to, or chose its epoch by, the values of the days before its origin, so a forecast of
+them is in sample, and its errors there say little of how it forecasts days it has not seen.
+
 A series forecast with values on fewer than half of its context days warns (its missing days
 are masked all the same): the base forecast's level and weekly profile (``profile_weeks``) then
 rest on under half the days they are meant to average, and of a 14-day context on fewer than
@@ -71,15 +75,17 @@ class WindowsCodec:
     data: dict[str, Any]
     exogenous_scales: dict[str, list[float]]
     features: list[str]
+    origin: str = ""  # the run's first forecast day (ISO); "" in runs older than the key
 
     def spec(self) -> dict[str, Any]:
-        return {
+        spec = {
             "codec": "windows",
             "series": self.series,
             "data": self.data,
             "exogenous_scales": self.exogenous_scales,
             "features": self.features,
         }
+        return spec | ({"origin": self.origin} if self.origin else {})
 
     def build_stem(self) -> Callable[[], nn.Module] | None:
         return None
@@ -118,6 +124,13 @@ class WindowsCodec:
         origin = max(int(s[-1]) for s in seen if s.size) + 1
         context, horizon = int(d["context"]), int(d["horizon"])
         first_day = frame.dates[0] + datetime.timedelta(days=origin)
+        if self.origin and first_day < datetime.date.fromisoformat(self.origin):
+            warnings.warn(
+                f"{path}: the forecast starts on {first_day}, before {self.origin}, the run's "
+                "origin: the run was fitted to the days before its origin, so this forecast "
+                "is in sample and its errors say little of how it forecasts unseen days",
+                stacklevel=2,
+            )
         calendar, names = calendar_features([first_day], fourier_terms=int(d["fourier_terms"]))
         row = calendar[0].astype(np.float64)
         if d["trend"]:  # years from the origin: 0 at the origin, as at a training run's test
@@ -227,4 +240,5 @@ def windows_codec(spec: dict[str, Any]) -> Codec:
         dict(spec["data"]),
         {k: list(v) for k, v in spec.get("exogenous_scales", {}).items()},
         list(spec["features"]),
+        str(spec.get("origin", "")),
     )
