@@ -30,8 +30,7 @@ from mtlshare.data.timeseries import (
     LAYOUTS,
     DailyFrame,
     calendar_features,
-    daily_keys,
-    read_daily_csv,
+    read_described_csv,
 )
 from mtlshare.errors import ConfigError, DataError, data_file, one_of, parse_day
 from mtlshare.registry import DATA_SOURCES
@@ -235,18 +234,9 @@ def read_configured_csv(
     """The CSV ``cfg`` names (a relative path from ``base_dir``), its series and the holiday
     and covariate columns it uses; empty cells of the columns in ``blank_ok`` are NaN (see
     ``read_daily_csv``)."""
-    return read_daily_csv(
-        data_file(cfg.path, base_dir, "data.path"),
-        layout=cfg.layout,
-        date_column=cfg.date_column,
-        series=cfg.series or None,
-        series_column=cfg.series_column,
-        value_column=cfg.value_column,
-        extra_columns=[c for c in [cfg.holiday_column, *cfg.exogenous] if c],
-        date_format=cfg.date_format,
-        nonnegative=cfg.log_target,
-        blank_ok=blank_ok,
-        named_by=daily_keys(dataclasses.asdict(cfg)),
+    path = data_file(cfg.path, base_dir, "data.path")
+    return read_described_csv(
+        path, dataclasses.asdict(cfg), series=cfg.series or None, blank_ok=blank_ok
     )
 
 

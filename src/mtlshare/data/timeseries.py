@@ -414,6 +414,37 @@ def read_daily_csv(
     return DailyFrame(path=shown, dates=dates, values=values, columns=columns, blank=blank)
 
 
+def read_described_csv(
+    path: str | Path,
+    data: Mapping[str, Any],
+    *,
+    series: list[str] | None,
+    optional: Sequence[str] = (),
+    blank_ok: Sequence[str] = (),
+    named_by: Mapping[str, str] | None = None,
+    series_hint: str = "data.series names the series to read",
+) -> DailyFrame:
+    """``read_daily_csv`` of a file as a daily source's ``[data]`` table (or the ``windows``
+    codec's copy of it) describes it: its layout, columns, date format, holiday and covariate
+    columns, and ``log_target`` (no negative values); a column the file lacks is named by its
+    key (``named_by``, else ``daily_keys(data)``)."""
+    return read_daily_csv(
+        path,
+        layout=data["layout"],
+        date_column=data["date_column"],
+        series=series,
+        series_column=data["series_column"],
+        value_column=data["value_column"],
+        extra_columns=[c for c in [data["holiday_column"], *data["exogenous"]] if c],
+        date_format=data["date_format"],
+        nonnegative=bool(data["log_target"]),
+        optional=optional,
+        blank_ok=blank_ok,
+        named_by=daily_keys(data) if named_by is None else named_by,
+        series_hint=series_hint,
+    )
+
+
 def _same(a: list[float], b: list[float]) -> bool:
     """Whether two rows' extra columns agree, an empty cell (NaN) agreeing with one alone."""
     return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))

@@ -43,7 +43,12 @@ import torch
 from torch import Tensor, nn
 
 from mtlshare.data.codecs import CODECS, Codec
-from mtlshare.data.timeseries import DailyFrame, calendar_features, daily_keys, read_daily_csv
+from mtlshare.data.timeseries import (
+    DailyFrame,
+    calendar_features,
+    daily_keys,
+    read_described_csv,
+)
 from mtlshare.data.windows import (
     WindowScale,
     encode_context,
@@ -98,16 +103,10 @@ class WindowsCodec:
         keys = daily_keys(d)  # the codec's data holds no series: a wide file's columns are ours
         if d["layout"] == "wide":
             keys |= dict.fromkeys(self.series, "a series of the run; predict --tasks leaves it out")
-        frame = read_daily_csv(
+        frame = read_described_csv(
             path,
-            layout=d["layout"],
-            date_column=d["date_column"],
+            d,
             series=self.series,
-            series_column=d["series_column"],
-            value_column=d["value_column"],
-            extra_columns=[c for c in [d["holiday_column"], *d["exogenous"]] if c],
-            date_format=d["date_format"],
-            nonnegative=bool(d["log_target"]),
             optional=[s for s in self.series if s not in needed],
             blank_ok=list(d["exogenous"]),  # needed on the days read only, as in training
             named_by=keys,
