@@ -297,7 +297,8 @@ def test_errors_recompute_from_forecasts_csv_and_mase_from_the_history(tmp_path)
     assert (paired["lower_at"], paired["of"]) == (lower, 2)
     assert paired["low"] <= paired["difference"] <= paired["high"]
     report = (tmp_path / "out" / "forecast.md").read_text()
-    assert f"MAE difference {paired['difference']:+.1f}, 95% bootstrap interval" in report
+    # two origins: no interval printed (results.json keeps the numbers)
+    assert f"MAE difference {paired['difference']:+.1f}, 2 origins are too few for a " in report
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["seconds"]["total"] > 0 and saved["methods"]["naive"]["per_origin"]
 
@@ -831,7 +832,8 @@ def test_each_target_line_of_forecast_md_gives_its_paired_difference_low_to_high
     """A target's line in ``forecast.md``: the mean MAEs (or the wins over single-series
     training), then the paired difference over the origins, signed, and its bootstrap interval
     from low to high at its level; the origins with the lower MAE are counted beside a
-    baseline's mean MAE, not beside the wins over single, which are that count already."""
+    baseline's mean MAE, not beside the wins over single, which are that count already. Under
+    five origins the interval is left out and the line says why."""
     from mtlshare.app.forecast_report import forecast_markdown
 
     def method(*maes: float) -> dict:
@@ -839,13 +841,13 @@ def test_each_target_line_of_forecast_md_gives_its_paired_difference_low_to_high
         return {**scores, "per_origin": [{"mae": m} for m in maes]}
 
     def paired(difference: float, lower_at: int, low: float, high: float, level: float) -> dict:
-        return dict(difference=difference, lower_at=lower_at, of=3, low=low, high=high, level=level)
+        return dict(difference=difference, lower_at=lower_at, of=5, low=low, high=high, level=level)
 
     results = {
-        "origins": ["2011-06-01", "2011-07-01", "2011-08-01"],
+        "origins": [f"2011-{m:02d}-01" for m in range(6, 11)],
         "methods": {
-            "multitask": method(10.0, 10.0, 10.0),
-            "seasonal_naive": method(12.5, 12.5, 12.5),
+            "multitask": method(10.0, 10.0, 10.0, 10.0, 10.0),
+            "seasonal_naive": method(12.5, 12.5, 12.5, 12.5, 12.5),
         },
         "skipped": {},
         "targets": {
@@ -857,7 +859,7 @@ def test_each_target_line_of_forecast_md_gives_its_paired_difference_low_to_high
             },
             "multitask_beats_single": {
                 "origins": 1,
-                "of": 3,
+                "of": 5,
                 "met": False,
                 "paired": paired(1.5, 1, 0.5, 3.0, 0.9),
             },
@@ -865,11 +867,24 @@ def test_each_target_line_of_forecast_md_gives_its_paired_difference_low_to_high
     }
     lines = [ln for ln in forecast_markdown(results).splitlines() if ln.startswith("- ")]
     assert lines == [
-        "- multitask mean MAE 10.0 vs seasonal_naive 12.5: met (lower at 2 of 3 origins; MAE "
+        "- multitask mean MAE 10.0 vs seasonal_naive 12.5: met (lower at 2 of 5 origins; MAE "
         "difference -2.5, 95% bootstrap interval over the origins -4.3 to +0.5)",
-        "- multitask beats single at 1 of 3 origins: missed (MAE difference +1.5, 90% "
+        "- multitask beats single at 1 of 5 origins: missed (MAE difference +1.5, 90% "
         "bootstrap interval over the origins +0.5 to +3.0)",
     ]
+    # four origins or fewer: a resampled mean takes a handful of values, so no interval
+    for fact in results["targets"].values():
+        fact["paired"]["of"] = 4
+    fact["of"] = 4
+    lines = [ln for ln in forecast_markdown(results).splitlines() if ln.startswith("- ")]
+    assert lines[0].endswith(
+        "(lower at 2 of 4 origins; MAE difference -2.5, 4 origins are too few for a bootstrap "
+        "interval)"
+    )
+    assert lines[1] == (
+        "- multitask beats single at 1 of 4 origins: missed (MAE difference +1.5, 4 origins "
+        "are too few for a bootstrap interval)"
+    )
 
 
 def test_a_figure_that_cannot_be_drawn_costs_the_study_only_that_figure(

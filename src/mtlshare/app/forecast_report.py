@@ -122,6 +122,15 @@ def _interval_lines(results: dict[str, Any]) -> list[str]:
     return ["", head, "", *_table(["method", "coverage %", "mean width"], rows)]
 
 
+# Below this many origins a resampled mean takes a handful of values (3 of two origins, 10 of
+# three): its percentiles would be printed as an interval that says nothing.
+INTERVAL_ORIGINS = 5
+
+
+def _origins(n: int) -> str:
+    return f"{n} origin{'s' if n != 1 else ''}"
+
+
 def _target_lines(found: dict[str, Any]) -> list[str]:
     lines = []
     for key, fact in found.items():
@@ -140,10 +149,12 @@ def _target_lines(found: dict[str, Any]) -> list[str]:
             if key == "multitask_beats_single"
             else f"lower at {p['lower_at']} of {p['of']} origins; "
         )
-        line += (
-            f" ({wins}MAE difference "
-            f"{p['difference']:+.1f}, {100 * p['level']:.0f}% bootstrap interval over the "
-            f"origins {p['low']:+.1f} to {p['high']:+.1f})"
+        interval = (
+            f"{100 * p['level']:.0f}% bootstrap interval over the origins "
+            f"{p['low']:+.1f} to {p['high']:+.1f}"
+            if p["of"] >= INTERVAL_ORIGINS
+            else f"{_origins(p['of'])} are too few for a bootstrap interval"
         )
+        line += f" ({wins}MAE difference {p['difference']:+.1f}, {interval})"
         lines.append(line)
     return lines
