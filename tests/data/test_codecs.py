@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtlshare.data.codecs import TensorCodec, tasks_from_spec
+from mtlshare.data.codecs import TensorCodec, float_cells, tasks_from_spec
 from mtlshare.errors import DataError
 from mtlshare.tasks.task import Task
 
@@ -28,6 +28,26 @@ def test_rows_are_read_by_column_name_and_written_back_on_the_targets_scale(tmp_
     assert rows[0] == ["id", "x1", "x0", "plain", "counts", "raw"]
     assert [float(v) for v in rows[1][3:]] == pytest.approx([12.0, torch.e - 1, 1.0])
     assert [float(v) for v in rows[2][3:]] == [6.0, 0.0, -2.0]  # log counts never below 0
+
+
+def test_a_model_s_values_are_written_as_the_shortest_decimal_of_its_own_float(tmp_path):
+    """A float32 output is written with the digits it has (``5.3033514``), not the float64
+    expansion of its value (``5.303351402282715``), and reads back as the same float32; a
+    float64 keeps Python's repr, a half its float32's shortest form."""
+    x = torch.tensor([5.303351402282715, 1969.769, -0.1, 1e20, 3.0])
+    cells = float_cells(x)
+    assert cells[:2] == ["5.3033514", "1969.769"] and cells[4] == "3.0"
+    assert torch.equal(torch.tensor([float(c) for c in cells]), x)
+    wide = torch.tensor([0.1, 2 / 3], dtype=torch.float64)
+    assert float_cells(wide) == [repr(0.1), repr(2 / 3)]
+    assert float_cells(torch.tensor([0.1], dtype=torch.float16)) == ["0.099975586"]
+    path = tmp_path / "in.csv"
+    path.write_text("x0\n1\n")
+    codec = TensorCodec(["x0"])
+    table = codec.read(path, "auto")
+    task = Task("raw", "regression", 1, "mse")
+    text = codec.write(table, [task], {"raw": torch.tensor([5.303351402282715])})
+    assert text.splitlines() == ["x0,raw", "1,5.3033514"]
 
 
 def test_a_class_task_writes_its_label_or_else_the_class_number(tmp_path):

@@ -229,16 +229,25 @@ class TensorCodec:
     def _column(self, task: Task, pred: Tensor) -> list[str]:
         if task.kind == "classification":
             return [task.labels[int(i)] if task.labels else str(int(i)) for i in pred.tolist()]
-        values = [float(v) for v in pred.double().tolist()]
         scale = self.scales.get(task.name)
-        if scale:  # as daily.Scale.inverse
-            values = [v * scale["std"] + scale["mean"] for v in values]
-            if scale["log"]:
-                values = [max(0.0, math.expm1(v)) for v in values]
+        if not scale:
+            return float_cells(pred)
+        # as daily.Scale.inverse, in float64 as the run's own scores were
+        values = [float(v) * scale["std"] + scale["mean"] for v in pred.double().tolist()]
+        if scale["log"]:
+            values = [max(0.0, math.expm1(v)) for v in values]
         return [repr(v) for v in values]
 
     def size(self, doc: Table, tasks: Sequence[str]) -> tuple[int, str]:
         return len(doc.rows), "rows"
+
+
+def float_cells(pred: Tensor) -> list[str]:
+    """A model's values as CSV cells: the shortest decimal that reads back as the model's own
+    float (``5.3033514`` of a float32, not ``5.303351402282715``, digits it never had)."""
+    if pred.dtype not in (torch.float32, torch.float64):
+        pred = pred.float()  # half precision: the shortest form of its float32 value
+    return [str(v) for v in pred.detach().cpu().numpy()]
 
 
 def refuse_written_columns(

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mtlshare.data.codecs import CODECS, Codec, Table, refuse_written_columns
+from mtlshare.data.codecs import CODECS, Codec, Table, float_cells, refuse_written_columns
 from mtlshare.data.timeseries import (
     MISSING,
     column_positions,
@@ -240,10 +240,10 @@ class TableCodec:
 
 def _column(task: Task, pred: Tensor) -> list[str]:
     """A task's predictions as cells: a class's label, or a value (already in the target's
-    units: ``Task.predict`` undid the standardisation)."""
+    units: ``Task.predict`` undid the standardisation, ``codecs.float_cells``)."""
     if task.kind == "classification":
         return [task.labels[int(i)] for i in pred.tolist()]
-    return [repr(float(v)) for v in pred.double().tolist()]
+    return float_cells(pred)
 
 
 @CODECS.register("table", summary="a CSV read by column names in, a prediction per task out")
