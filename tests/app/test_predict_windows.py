@@ -455,8 +455,9 @@ def test_another_format_or_features_of_another_version_are_one_line(trained, tmp
 
 
 def test_a_run_with_a_trend_and_no_holidays_reads_its_test_inputs_from_the_cut_file(tmp_path):
-    """The trend feature is read as at the run's test window (0 years at the origin); without a
-    holiday column there is no holiday covariate."""
+    """The trend feature is read as at the run's test window (0 years at the origin), and from
+    another day as the years from the origin; without a holiday column there is no holiday
+    covariate."""
     data = write_wide(tmp_path / "train.csv", series_rows())
     cfg = config(data, trend=True, holiday_column="").replace(**{"train.epochs": 1})
     run(cfg, tmp_path / "run", progress=False)
@@ -468,6 +469,28 @@ def test_a_run_with_a_trend_and_no_holidays_reads_its_test_inputs_from_the_cut_f
     features = loaded.codec.features
     assert "trend" in features and not any(f.startswith("holiday") for f in features)
     assert torch.equal(doc.x[0], inputs["a"]) and torch.equal(doc.x[1], inputs["b"])
+    # from another day: the years from the run's origin, as a training window there reads them
+    # (it read 0, the origin's, from any day)
+    column = 2 * 14 + features.index("trend")  # after the context's values and seen flags
+    problem = build_problem(cfg)
+    trained_trend = problem.tasks[0].train.x[:, column]
+    for shift in (-40, 10):
+        rows = series_rows()[: ORIGIN + shift + HORIZON]
+        cut = [r if t < ORIGIN + shift else {**r, "a": "", "b": ""} for t, r in enumerate(rows)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # (-40 warns: in sample)
+            warnings.filterwarnings("ignore", message=".*in sample")
+            doc = loaded.codec.read(write_wide(tmp_path / "shifted.csv", cut), "auto")
+        assert doc.x[0, column] == torch.tensor(shift / 365.25, dtype=torch.float32)
+        assert doc.x[0, column] != 0
+    assert torch.tensor(-40 / 365.25, dtype=torch.float32) in trained_trend
+    # a run older than the codec's origin key cannot know: 0, with a warning that says so
+    spec = json.loads((tmp_path / "run" / "inference.json").read_text())
+    del spec["codec"]["origin"]
+    (tmp_path / "run" / "inference.json").write_text(json.dumps(spec))
+    with pytest.warns(UserWarning, match="does not hold its origin .* trend input is read as"):
+        doc = load_run(tmp_path / "run").codec.read(tmp_path / "shifted.csv", "auto")
+    assert doc.x[0, column] == 0
 
 
 def test_a_run_scores_its_test_forecast_on_the_series_scale(trained, tmp_path, capsys):

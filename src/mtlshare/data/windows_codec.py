@@ -132,8 +132,8 @@ class WindowsCodec:
             )
         calendar, names = calendar_features([first_day], fourier_terms=int(d["fourier_terms"]))
         row = calendar[0].astype(np.float64)
-        if d["trend"]:  # years from the origin: 0 at the origin, as at a training run's test
-            row, names = np.concatenate([row, [0.0]]), [*names, "trend"]
+        if d["trend"]:  # years from the run's origin, as in training (0 at its test window)
+            row, names = np.concatenate([row, [self._trend(first_day, path)]]), [*names, "trend"]
         span, covariate_names = self._covariates(frame, origin - context, origin + horizon)
         steps = [f"{s:+d}" for s in range(-context, horizon)]
         names = [*names, *(f"{c}_{s}" for c in covariate_names for s in steps)]
@@ -170,6 +170,18 @@ class WindowsCodec:
         x = torch.from_numpy(np.ascontiguousarray(np.array(rows), dtype=np.float32))
         dates = [first_day + datetime.timedelta(days=h) for h in range(horizon)]
         return SeriesInputs(path, kept, dates, x, scales)
+
+    def _trend(self, first_day: datetime.date, path: Path) -> float:
+        """The trend input of a forecast from ``first_day``: years from the run's origin."""
+        if not self.origin:
+            warnings.warn(
+                f"{path}: the run's inference.json does not hold its origin (a run older than "
+                "the key): its trend input is read as at the origin, 0 years, whatever the "
+                "forecast's first day",
+                stacklevel=3,
+            )
+            return 0.0
+        return (first_day - datetime.date.fromisoformat(self.origin)).days / 365.25
 
     def _covariates(self, frame: DailyFrame, start: int, end: int) -> tuple[np.ndarray, list[str]]:
         """(end - start, k) covariates over days ``start`` .. ``end`` (indices into the file's
