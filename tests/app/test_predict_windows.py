@@ -493,6 +493,34 @@ def test_a_run_with_a_trend_and_no_holidays_reads_its_test_inputs_from_the_cut_f
     assert doc.x[0, column] == 0
 
 
+def test_a_file_cut_at_any_training_window_s_day_gives_that_window_s_inputs_to_the_bit(tmp_path):
+    """Not only at the origin: the file cut at the first day of any training or dev window of
+    a series with its whole history (values blanked from that day on, the covariates' rows
+    kept) gives that window's inputs to the bit: the calendar, the trend (years from the
+    origin), the holiday flags and the standardised covariates over the context and horizon,
+    the context's values and their scale. (The trend read 0 from any day but the origin.)"""
+    data = write_wide(tmp_path / "train.csv", series_rows())
+    cfg = config(data, trend=True).replace(**{"train.epochs": 1})
+    run(cfg, tmp_path / "run", progress=False)
+    codec = load_run(tmp_path / "run").codec
+    problem = build_problem(cfg)
+    a = problem.tasks[0]
+    assert a.task.name == "a"
+    context, dev_start = 14, ORIGIN - 7
+    starts = {"train": list(range(context, dev_start)), "dev": list(range(dev_start, ORIGIN))}
+    for split, days in starts.items():
+        rows = getattr(a, split).x
+        assert len(rows) == len(days)  # a has no gap: a window from every day
+        for i in (0, len(days) // 2, len(days) - 1):
+            t = days[i]
+            cut = [r if d < t else {**r, "a": "", "b": ""} for d, r in enumerate(series_rows())]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # in sample, and b's short context: said
+                doc = codec.read(write_wide(tmp_path / "cut.csv", cut[: t + HORIZON]), "auto")
+            assert doc.dates[0] == START + datetime.timedelta(days=t)
+            assert torch.equal(doc.x[0], rows[i]), (split, t)
+
+
 def test_a_run_scores_its_test_forecast_on_the_series_scale(trained, tmp_path, capsys):
     """``results.json``'s task scores are in the network's space (log, scaled); its
     ``forecast`` block scores the selected model's test forecast in the data's units, as the
