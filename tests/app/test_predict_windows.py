@@ -376,6 +376,12 @@ def test_a_forecast_inside_the_run_s_own_period_warns_and_a_run_older_than_the_k
         warnings.simplefilter("error")
         load_run(old).codec.read(early, "auto")
     assert evaluate(old) == evaluate(folder)
+    for damaged in ("2011-13-01", 20110601):
+        (old / "inference.json").write_text(
+            json.dumps(spec | {"codec": {**spec["codec"], "origin": damaged}})
+        )
+        with pytest.raises(DataError, match=r"description is damaged .*is not a YYYY-MM-DD day"):
+            load_run(old)
     spec["codec"]["exogenous_scales"]["temp"][0] += 1  # a real difference is still one
     (old / "inference.json").write_text(json.dumps(spec))
     with pytest.raises(DataError, match=r"^the data read again is not what the run was trained"):

@@ -29,6 +29,7 @@ context is left out rather than an error.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import io
@@ -251,5 +252,16 @@ def windows_codec(spec: dict[str, Any]) -> Codec:
         dict(spec["data"]),
         {k: list(v) for k, v in spec.get("exogenous_scales", {}).items()},
         list(spec["features"]),
-        str(spec.get("origin", "")),
+        _iso_day(spec.get("origin", "")),
     )
+
+
+def _iso_day(origin: object) -> str:
+    """The spec's origin, checked: a damaged one is refused when the run is loaded (the
+    registry's ``TypeError``, one line), not where a forecast first reads it."""
+    if origin == "":
+        return ""
+    if isinstance(origin, str):
+        with contextlib.suppress(ValueError):
+            return datetime.date.fromisoformat(origin).isoformat()
+    raise TypeError(f"origin {origin!r} is not a YYYY-MM-DD day")
