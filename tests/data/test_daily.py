@@ -8,8 +8,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from mtlshare.config import from_dict
+from mtlshare.data.codecs import codec_from_spec
 from mtlshare.data.daily import daily_problem
 from mtlshare.errors import ConfigError, DataError
 
@@ -74,6 +76,66 @@ def test_exogenous_columns_are_standardised_on_the_training_days(tmp_path):
     column = problem.tasks[0].train.x[:, at].double().numpy()
     assert column.mean() == pytest.approx(0.0, abs=1e-6)
     assert column.std() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_predict_reads_a_covariate_as_the_data_give_it_and_standardises_it_as_training_did(
+    tmp_path,
+):
+    """A run's codec reads a file of the features by name with the covariate as the data file
+    holds it (``temp``, 0 to 8 here), and standardises it with the training days' mean and std
+    kept in ``inference.json``: every day's row read back is the run's own input row to the
+    bit. (The mean and std were kept nowhere: the raw value went into the network.)"""
+    problem = build(tmp_path, exogenous=["temp"], trend=True)
+    names = problem.meta["feature_names"]
+    a = problem.tasks[0]
+    x = torch.cat([a.train.x, a.dev.x, a.test.x])
+    days = range(len(x))
+    lines = [",".join(["date", *names])]
+    for t in days:
+        cells = [repr(float(v)) for v in x[t]]
+        cells[names.index("temp")] = str(t % 9)  # as the data file has it
+        lines.append(",".join([str(START + datetime.timedelta(days=t)), *cells]))
+    path = tmp_path / "features.csv"
+    path.write_text("\n".join(lines) + "\n")
+    codec = codec_from_spec(problem.inference)
+    assert problem.inference["standardised"]["temp"][1] > 0
+    assert torch.equal(codec.read(path, "auto").x, x)
+    older = {k: v for k, v in problem.inference.items() if k != "standardised"}
+    raw = codec_from_spec(older).read(path, "auto").x  # a run older than the key: as given
+    assert raw[:, names.index("temp")].tolist() == [float(t % 9) for t in days]
+    for bad in ({"temp": [1.0, 0.0]}, {"nope": [1.0, 2.0]}, {"temp": "x"}):
+        with pytest.raises(DataError, match="description is damaged"):
+            codec_from_spec({**problem.inference, "standardised": bad})
+
+
+def test_evaluate_refuses_a_covariate_changed_since_training(tmp_path):
+    """The covariate's training mean and std are in ``inference.json``, so data read again
+    with the covariate changed are refused, as changed vocabularies are (they were scored
+    without a word)."""
+    from mtlshare.app.predict import evaluate
+    from mtlshare.app.run import run
+
+    problem = build(tmp_path, exogenous=["temp"])
+    path = tmp_path / "daily.csv"
+    raw = {
+        "source": "daily_csv",
+        "path": str(path),
+        "layout": "wide",
+        "series": ["a", "b"],
+        "exogenous": ["temp"],
+        "origin": (START + datetime.timedelta(days=ORIGIN)).isoformat(),
+        "horizon": HORIZON,
+        "dev_days": DEV,
+    }
+    cfg = from_dict({"data": raw, "trunk": {"hidden": [4]}, "train": {"epochs": 1}})
+    run(cfg, tmp_path / "run", progress=False)
+    assert evaluate(tmp_path / "run")
+    lines = path.read_text().splitlines()
+    lines[6] = lines[6].replace(",5,", ",6,", 1)  # day 5's temp, a training day
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="differs in the codec's standardised"):
+        evaluate(tmp_path / "run")
+    assert problem.inference["standardised"]
 
 
 @pytest.mark.parametrize(

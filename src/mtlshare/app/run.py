@@ -17,7 +17,7 @@ from mtlshare.app.build import build_model, build_problem, configured_tasks
 from mtlshare.app.figures import draw
 from mtlshare.app.machine import machine
 from mtlshare.config import Config, resumable_differences, same_config
-from mtlshare.data.codecs import ABOUT_THE_RUN, check_codec_spec, inference_spec, plain_features
+from mtlshare.data.codecs import LATER_KEYS, check_codec_spec, inference_spec, plain_features
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem, check_dev_observed
 from mtlshare.errors import MtlshareError
@@ -196,7 +196,7 @@ def encoding_differences(saved: dict[str, Any], fresh: dict[str, Any]) -> list[s
     without a word."""
     fresh = json.loads(json.dumps(fresh))  # as inference.json holds it: lists, not tuples
     codec, old = fresh["codec"], saved.get("codec", {})
-    keys = (set(codec) | set(old)) - (ABOUT_THE_RUN - set(old))  # a key newer than the run
+    keys = (set(codec) | set(old)) - (LATER_KEYS - set(old))  # a key newer than the run
     differ = sorted(f"the codec's {k}" for k in keys if codec.get(k) != old.get(k))
     if fresh["input_dim"] != saved.get("input_dim"):
         differ.append("the input width")

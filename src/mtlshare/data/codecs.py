@@ -67,9 +67,10 @@ class Codec(Protocol):
         ...
 
 
-# Codec spec keys that describe the run rather than how it encodes its data (the ``windows``
-# codec's origin): a run older than such a key lacks it, which is no difference in encoding.
-ABOUT_THE_RUN = frozenset({"origin"})
+# Codec spec keys that runs trained before them lack (the ``windows`` codec's origin, the
+# ``tensor`` codec's standardised inputs): where a run's ``inference.json`` has no such key,
+# data read again are not called encoded otherwise for having it.
+LATER_KEYS = frozenset({"origin", "standardised"})
 
 CODECS: Registry[Callable[[dict[str, Any]], Codec]] = Registry("codec")
 
@@ -165,13 +166,18 @@ class TensorCodec:
     order the model reads them; ``scales`` maps a task to how its targets were standardised
     (``log``, ``mean``, ``std``), inverted on output. Each task's column is its bare name (what
     users read), so a file that has a column of that name already is refused, as ``table``
-    refuses one of its ``predicted_TASK`` columns (``refuse_written_columns``)."""
+    refuses one of its ``predicted_TASK`` columns (``refuse_written_columns``).
+    ``standardised`` maps an input column the data source standardised (a ``daily_csv`` run's
+    covariates) to its training ``[mean, std]``: the file gives the column as the data did, and
+    it is read as ``(value - mean) / std``, as in training."""
 
     features: list[str]
     scales: dict[str, dict[str, Any]] = field(default_factory=dict)
+    standardised: dict[str, list[float]] = field(default_factory=dict)
 
     def spec(self) -> dict[str, Any]:
-        return {"codec": "tensor", "features": self.features, "scales": self.scales}
+        spec = {"codec": "tensor", "features": self.features, "scales": self.scales}
+        return spec | ({"standardised": self.standardised} if self.standardised else {})
 
     def build_stem(self) -> Callable[[], nn.Module] | None:
         return None
@@ -208,11 +214,18 @@ class TensorCodec:
                 continue
             if len(row) != len(header):
                 raise DataError(f"{len(row)} fields but the header has {len(header)}", path, number)
-            values.append([_number(row[i], header[i], path, number) for i in at])
+            values.append([self._input(row[i], header[i], path, number) for i in at])
             rows.append(row)
         if not rows:
             raise DataError("no rows after the header", path)
         return Table(path, header, rows, torch.tensor(values, dtype=torch.float32))
+
+    def _input(self, cell: str, column: str, path: Path, line: int) -> float:
+        value = _number(cell, column, path, line)
+        if column in self.standardised:  # in float64, as the data source did
+            mean, std = self.standardised[column]
+            value = (value - mean) / std
+        return value
 
     def encode(self, doc: Table) -> tuple[Tensor, Tensor | None]:
         return doc.x, None
@@ -294,7 +307,19 @@ def tensor_codec(spec: dict[str, Any]) -> Codec:
         for s in scales.values()
     ):
         raise TypeError(f"scales: {str(scales)[:40]} is not a task's log, mean and std each")
-    return TensorCodec(features, scales)
+    standardised = spec.get("standardised", {})
+    if not isinstance(standardised, dict) or not all(
+        name in features
+        and isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+        and pair[1] > 0
+        for name, pair in standardised.items()
+    ):
+        raise TypeError(
+            f"standardised: {str(standardised)[:40]} is not a feature's mean and positive std each"
+        )
+    return TensorCodec(features, scales, standardised)
 
 
 def check_codec_spec(spec: Any, input_dim: int) -> None:

@@ -189,14 +189,17 @@ def observed_history(frame: DailyFrame, cfg: DailyConfig, win: Window) -> dict[s
     return out
 
 
-def features(frame: DailyFrame, cfg: DailyConfig, win: Window) -> tuple[np.ndarray, list[str]]:
-    """Calendar features for every day; exogenous columns standardised on the training days."""
+def features(
+    frame: DailyFrame, cfg: DailyConfig, win: Window
+) -> tuple[np.ndarray, list[str], dict[str, list[float]]]:
+    """Calendar features for every day; exogenous columns standardised on the training days,
+    with each one's ``[mean, std]`` (what ``predict`` needs to read it as training did)."""
     holiday = None
     if cfg.holiday_column:
         # a day missing from the file is not a holiday: the flag is a calendar fact, not an
         # observation (observations of missing days stay NaN and masked)
         holiday = np.nan_to_num(frame.columns[cfg.holiday_column], nan=0.0)
-    exo = {}
+    exo, standardised = {}, {}
     for name in cfg.exogenous:
         col = frame.columns[name].astype(np.float64)
         gaps = np.flatnonzero(np.isnan(col))
@@ -207,7 +210,8 @@ def features(frame: DailyFrame, cfg: DailyConfig, win: Window) -> tuple[np.ndarr
                 path=frame.path,
             )
         mean, std = float(np.mean(col[win.train])), float(np.std(col[win.train]))
-        exo[name] = (col - mean) / (std if std > 0 else 1.0)
+        std = std if std > 0 else 1.0
+        exo[name], standardised[name] = (col - mean) / std, [mean, std]
     if cfg.trend:  # years from the origin: 0 at the origin, negative before
         exo["trend"] = (np.arange(len(frame.dates), dtype=np.float64) - win.origin) / 365.25
     x, names = calendar_features(
@@ -216,7 +220,7 @@ def features(frame: DailyFrame, cfg: DailyConfig, win: Window) -> tuple[np.ndarr
     # day of week and holiday first, so that trunk.passthrough = 8 sends them to the heads
     first = [i for i, n in enumerate(names) if n.startswith("dow_") or n == "holiday"]
     order = first + [i for i in range(len(names)) if i not in first]
-    return x[:, order], [names[i] for i in order]
+    return x[:, order], [names[i] for i in order], standardised
 
 
 def _per_day_decoder(scale: Scale) -> Callable[[np.ndarray], np.ndarray]:
@@ -251,7 +255,7 @@ def daily_problem(cfg: DailyConfig, base_dir: str | None = None) -> Problem:
     cfg.validate()
     frame = read_configured_csv(cfg, base_dir)
     win = window(frame, cfg)
-    x_all, names = features(frame, cfg, win)
+    x_all, names, standardised = features(frame, cfg, win)
     x = torch.from_numpy(np.ascontiguousarray(x_all, dtype=np.float32))
     values = observed_history(frame, cfg, win)
     tasks, scales = [], {}
@@ -296,5 +300,5 @@ def daily_problem(cfg: DailyConfig, base_dir: str | None = None) -> Problem:
         ),
     }
     scaled = {n: dataclasses.asdict(sc) for n, sc in scales.items()}
-    codec = TensorCodec(list(names), scaled)
+    codec = TensorCodec(list(names), scaled, standardised)
     return Problem(tasks, int(x.shape[1]), meta=meta, inference=codec.spec())
