@@ -165,7 +165,8 @@ def test_a_task_writes_its_column_unless_it_is_id_the_words_or_taken(tmp_path):
     assert text == "1\tEU\tA\tPROPN\tNNP\t_\t0\troot\t_\tPred_b=B|Pred_c=C|Pred_d=D\n"
     # with the lemmas as words, FORM is a column like the others, and LEMMA is not written
     codec.word_column = "lemma"
-    assert codec.read(path, "conllu").sentences == [["eu"]]
+    doc = codec.read(path, "conllu")  # the doc keeps the column it read its words from
+    assert doc.sentences == [["eu"]]
     text = codec.write(doc, tasks, {n: torch.tensor([[0]]) for n in "abcd"})
     assert text == "1\tD\teu\tPROPN\tNNP\t_\t0\troot\t_\tPred_a=A|Pred_b=B|Pred_c=C\n"
 
@@ -337,3 +338,67 @@ def test_one_token_a_line_reads_as_conll_and_a_missing_last_newline_loses_no_lin
         path.write_text("EU\ncalls\n\nBonn" + ending, "utf-8")
         doc = codec.read(path, "auto")
         assert (doc.form, doc.sentences) == ("conll", [["EU", "calls"], ["Bonn"]]), ending
+
+
+def _own_corpus_run(tmp_path):
+    """A run whose task ``tag`` reads a corpus of its own with as many columns as the shared
+    files (four) but the words in another column (``id word tag extra``)."""
+    import random
+
+    from mtlshare.app.build import build_problem
+    from mtlshare.config import from_dict
+
+    rng = random.Random(1)
+    words = ["the", "bank", "Paris", "runs", "a", "cat", "sat", "on", "mat", "dog"]
+    for split, n in (("train", 30), ("dev", 6), ("test", 6)):
+        shared, own = [], []
+        for _ in range(n):
+            for w in rng.choices(words, k=rng.randrange(2, 7)):
+                shared.append(f"{w} {rng.choice(['NN', 'VB'])} X O")
+            for i, w in enumerate(rng.choices(words, k=rng.randrange(2, 7)), 1):
+                own.append(f"{i} {w} {rng.choice(['A', 'B'])} _")
+            shared.append("")
+            own.append("")
+        (tmp_path / f"{split}.conll").write_text("\n".join(shared) + "\n")
+        (tmp_path / f"own-{split}.conll").write_text("\n".join(own) + "\n")
+    own_files = {s: str(tmp_path / f"own-{s}.conll") for s in ("train", "dev", "test")}
+    data = {
+        "source": "conll",
+        **{s: str(tmp_path / f"{s}.conll") for s in ("train", "dev", "test")},
+        "columns": ["word", "pos", "chunk", "ner"],
+        "word_dim": 8,
+        "char_dim": 4,
+        "char_filters": 4,
+        "unseen_tags": "map",
+        "tasks": {
+            "pos": {"column": "pos"},
+            "tag": {"column": "tag", **own_files, "columns": ["id", "word", "tag", "extra"]},
+        },
+    }
+    cfg = from_dict({"mechanism": "hard", "data": data, "trunk": {"kind": "lstm", "hidden": [8]}})
+    return build_problem(cfg)
+
+
+def test_a_task_s_own_corpus_gives_the_word_column_of_the_file_read_for_it(tmp_path):
+    """Read for ``tag``, its own test file gives the words of its column 2, the task's test
+    inputs to the bit (it took the shared files' column 1, the ids: every word unknown); read
+    for ``pos``, the shared test file gives pos's. A file read for both, whose corpora hold their
+    words in different columns, is one line: which one it follows is not known. A run older
+    than ``corpus_of`` reads the first corpus's column, with a warning that says so."""
+    from mtlshare.data.codecs import codec_from_spec
+
+    problem = _own_corpus_run(tmp_path)
+    codec = codec_from_spec(problem.inference)
+    split = {td.task.name: td.test for td in problem.tasks}
+    for task, path in (("tag", "own-test.conll"), ("pos", "test.conll")):
+        doc = codec.read(tmp_path / path, "auto", [task])
+        x, lengths = codec.encode(doc)
+        assert torch.equal(x, split[task].x) and torch.equal(lengths, split[task].lengths), task
+    with pytest.raises(DataError, match=r"different columns \(pos in column 1; tag in column 2\)"):
+        codec.read(tmp_path / "own-test.conll", "auto")
+    older = {k: v for k, v in problem.inference.items() if k != "corpus_of"}
+    with pytest.warns(UserWarning, match=r"hold their words in columns 1, 2: the words are read"):
+        doc = codec_from_spec(older).read(tmp_path / "own-test.conll", "auto", ["tag"])
+    assert {w for s in doc.sentences for w in s} <= {str(i) for i in range(1, 7)}
+    with pytest.raises(DataError, match="corpus_of"):
+        codec_from_spec({**problem.inference, "corpus_of": {"pos": 0}})

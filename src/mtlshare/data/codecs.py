@@ -68,9 +68,10 @@ class Codec(Protocol):
 
 
 # Codec spec keys that runs trained before them lack (the ``windows`` codec's origin, the
-# ``tensor`` codec's standardised inputs): where a run's ``inference.json`` has no such key,
-# data read again are not called encoded otherwise for having it.
-LATER_KEYS = frozenset({"origin", "standardised"})
+# ``tensor`` codec's standardised inputs, the ``tagging`` codec's corpus of each task): where a
+# run's ``inference.json`` has no such key, data read again are not called encoded otherwise
+# for having it.
+LATER_KEYS = frozenset({"origin", "standardised", "corpus_of"})
 
 CODECS: Registry[Callable[[dict[str, Any]], Codec]] = Registry("codec")
 

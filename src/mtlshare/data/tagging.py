@@ -311,6 +311,7 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
         tasks={s.name: _codec_task(s) for s in specs},
         layouts=[_layout(k) for k in corpora],
         format=shared.format,
+        corpus_of={s.name: list(corpora).index(s.corpus) for s in specs},
     )
     return Problem(tasks, encoder.out_dim, stem, meta, codec.spec())
 

@@ -24,6 +24,7 @@ CoNLL-U training corpus.
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -81,6 +82,7 @@ class Tagged:
     lines: list[str]
     sentences: list[list[str]] = field(default_factory=list)
     where: list[list[int]] = field(default_factory=list)
+    word: int = 0  # the column the words were read from (CoNLL, CoNLL-U)
 
 
 @dataclass
@@ -99,6 +101,9 @@ class TaggingCodec:
     # the column layouts of the training corpora (several when tasks read corpora of their own)
     layouts: list[dict[str, Any]] = field(default_factory=list)
     format: str = "conll"  # the shared corpus's (``data.format``)
+    # each task's corpus, an index into ``layouts`` ({} in runs older than the key): a file
+    # read for some tasks takes its word column from their corpus
+    corpus_of: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, itos in (("words", self.words), ("chars", self.chars)):
@@ -122,6 +127,8 @@ class TaggingCodec:
         }
         if self.format != "conll":  # the spec of a CoNLL run is the one written before CoNLL-U
             spec["format"] = self.format
+        if self.corpus_of:
+            spec["corpus_of"] = self.corpus_of
         return spec
 
     def build_stem(self) -> Callable[[], nn.Module] | None:
@@ -145,12 +152,12 @@ class TaggingCodec:
                     doc.sentences.append(line.split())
                     doc.where.append([i])
         elif form == "conllu":
-            word = self._conllu_word_index()
+            doc.word = self._word_index(path, tasks, conllu=True)
             for sentence in conllu_sentences("\n".join(lines), path):
-                doc.sentences.append(sentence.column(word))
+                doc.sentences.append(sentence.column(doc.word))
                 doc.where.append([n - 1 for n in sentence.lines])
         else:
-            self._read_columns(doc)
+            self._read_columns(doc, tasks)
         if not doc.sentences:
             raise DataError("no sentences to tag: the file holds no words", path)
         return doc
@@ -183,7 +190,7 @@ class TaggingCodec:
                 return "conll"
         return "text"
 
-    def _read_columns(self, doc: Tagged) -> None:
+    def _read_columns(self, doc: Tagged, tasks: Sequence[str] | None) -> None:
         width, column = 0, 0
         words: list[str] = []
         at: list[int] = []
@@ -192,7 +199,7 @@ class TaggingCodec:
             if fields and fields[0] != DOCSTART:
                 if width == 0:
                     width = len(fields)
-                    column = self._word_index(width)
+                    column = doc.word = self._word_index(doc.path, tasks, width=width)
                 if len(fields) != width:
                     raise DataError(
                         f"{len(fields)} columns where every token line has {width}", doc.path, i + 1
@@ -209,21 +216,59 @@ class TaggingCodec:
         shared = {"columns": self.columns, "word_column": self.word_column, "format": self.format}
         return [shared, *self.layouts]
 
-    def _word_index(self, width: int) -> int:
-        """The word column: that of a training corpus with as many columns (the shared files
-        first), else the first column."""
-        for layout in self._layouts():
-            if len(layout["columns"]) == width:
-                return int(layout["columns"].index(layout["word_column"]))
-        return 0
+    def _word_index(
+        self, path: Path, tasks: Sequence[str] | None, *, width: int = 0, conllu: bool = False
+    ) -> int:
+        """The word column of a file of ``width`` columns (or of CoNLL-U): that of the training
+        corpus of the tasks predicted (``tasks``, None: all) where it is of the file's kind;
+        else that of the first training corpus of its kind (the shared files first); else the
+        first column (FORM). Tasks whose corpora of the file's kind hold their words in
+        different columns are an error: which one the file follows is not known. A run older
+        than ``corpus_of`` takes the first corpus of the file's kind, and warns where another
+        holds its words elsewhere."""
 
-    def _conllu_word_index(self) -> int:
-        """The word column of a CoNLL-U input: that of a CoNLL-U training corpus (the shared
-        files first), else FORM."""
-        for layout in self._layouts():
-            if layout.get("format", "conll") == "conllu":
-                return UD_COLUMNS.index(layout["word_column"])
-        return FORM
+        def fits(layout: dict[str, Any]) -> bool:
+            if conllu:
+                return bool(layout.get("format", "conll") == "conllu")
+            return len(layout["columns"]) == width
+
+        def column(layout: dict[str, Any]) -> int:
+            columns = UD_COLUMNS if conllu else layout["columns"]
+            return int(list(columns).index(layout["word_column"]))
+
+        kind = "CoNLL-U" if conllu else f"{width} columns"
+        names = list(self.tasks) if tasks is None else list(tasks)
+        if self.corpus_of:
+            own: dict[int, list[str]] = {}
+            for name in names:
+                layout = self.layouts[self.corpus_of[name]]
+                if fits(layout):
+                    own.setdefault(column(layout), []).append(name)
+            if len(own) > 1:
+                held = "; ".join(
+                    f"{', '.join(ts)} in column {c + 1}" for c, ts in sorted(own.items())
+                )
+                raise DataError(
+                    f"a file of {kind}: the corpora of the tasks to predict hold their words in "
+                    f"different columns ({held}): which one this file follows is not known; "
+                    "predict --tasks names tasks of one corpus",
+                    path,
+                )
+            if own:
+                return next(iter(own))
+        found = sorted({column(layout) for layout in self._layouts() if fits(layout)})
+        first = next((column(layout) for layout in self._layouts() if fits(layout)), None)
+        if first is None:
+            return FORM if conllu else 0
+        if len(found) > 1 and not self.corpus_of:
+            warnings.warn(
+                f"{path}: training corpora of {kind} hold their words in columns "
+                f"{', '.join(str(c + 1) for c in found)}: the words are read from column "
+                f"{first + 1}, the first corpus's (the run predates the key that says which "
+                "task read which corpus)",
+                stacklevel=4,
+            )
+        return first
 
     # -- the model's side ---------------------------------------------------------------------
     def encode(self, doc: Tagged) -> tuple[Tensor, Tensor | None]:
@@ -276,7 +321,7 @@ class TaggingCodec:
         self, doc: Tagged, tasks: list[Task], tags: dict[str, list[list[str]]]
     ) -> str:
         """``doc``'s lines, each word line with its predictions (see the module docstring)."""
-        word = self._conllu_word_index()
+        word = doc.word
         columns: dict[str, int] = {}  # task -> the column it writes; the others go to MISC
         for t in tasks:
             name = self.tasks.get(t.name, {}).get("column")
@@ -341,6 +386,12 @@ def _damaged(spec: dict[str, Any]) -> str | None:
         "layouts": isinstance(spec.get("layouts", []), list)
         and all(isinstance(layout, dict) for layout in spec.get("layouts", [])),
         "format": spec.get("format", "conll") in ("conll", "conllu"),
+        "corpus_of": isinstance(spec.get("corpus_of", {}), dict)
+        and all(
+            name in spec["tasks"] and _whole(at, 0) and at < len(spec.get("layouts", []))
+            for name, at in spec.get("corpus_of", {}).items()
+        )
+        and (not spec.get("corpus_of") or set(spec["corpus_of"]) == set(spec["tasks"])),
         "encoder": isinstance(encoder, dict)
         and {"n_words", "n_chars"} <= set(encoder) <= set(sizes)
         and all(_whole(encoder[k], LEAST.get(k, 0)) for k in encoder if k != "dropout")
@@ -371,6 +422,7 @@ def tagging_codec(spec: dict[str, Any]) -> Codec:
             tasks=spec["tasks"],
             layouts=spec.get("layouts", []),
             format=spec.get("format", "conll"),
+            corpus_of=spec.get("corpus_of", {}),
         )
     except (KeyError, TypeError) as e:
         raise DataError(f"inference spec of a tagging run is incomplete ({e})") from None
