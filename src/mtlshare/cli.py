@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from mtlshare import arguments, console
-from mtlshare.errors import CheckpointError, MtlshareError
+from mtlshare.errors import CheckpointError, MtlshareError, count
 
 if TYPE_CHECKING:
     from mtlshare.config import Config
@@ -313,21 +313,16 @@ def _predict(args: argparse.Namespace) -> int:
             f"from {done['first_day']} to {done['last_day']}"
         )
     elif "format" in done:  # a tagger: what the file was read as, which --format can change
-        sentences = _count(done["sentences"], "sentences")
+        sentences = count(done["sentences"], "sentences")
         what = (
-            f"{_count(done[unit], unit)} ({sentences}, read as {done['format']}) predicted for "
+            f"{count(done[unit], unit)} ({sentences}, read as {done['format']}) predicted for "
             f"{names}"
         )
     else:
-        what = f"{_count(done[unit], unit)} predicted for {names}"
+        what = f"{count(done[unit], unit)} predicted for {names}"
     speed = f"{done[f'{unit}_per_second']:,.0f} {unit}/s"
     print(f"{what} in {done['seconds']:.2f} s ({speed}): {args.out}")
     return 0
-
-
-def _count(n: int, things: str) -> str:
-    """``1 token``, ``2 tokens``: a count and its plural noun, singular for one."""
-    return f"{n:,} {things[:-1] if n == 1 else things}"
 
 
 def _print_forecasts(forecasts: dict[str, dict[str, Any]]) -> None:

@@ -79,6 +79,16 @@ def one_of(allowed: Iterable[object]) -> str:
     return ", ".join(str(a) for a in allowed)
 
 
+def plural(things: str, n: int) -> str:
+    """``things`` (a plural noun) as the noun of ``n`` of them: singular for one."""
+    return things[:-1] if n == 1 else things
+
+
+def count(n: int, things: str) -> str:
+    """``1 token``, ``2 tokens``, ``1,234 tokens``: a count and its noun."""
+    return f"{n:,} {plural(things, n)}"
+
+
 def short_repr(value: object) -> str:
     """``value``'s repr for a one-line error, cut to 40 characters (a damaged file may hold a
     number of 400 digits)."""

@@ -6,6 +6,7 @@ import csv
 import io
 from typing import Any
 
+from mtlshare.errors import count
 from mtlshare.evaluation.forecast import paired_difference
 
 COLUMNS = ("date", "series", "method", "seed", "origin", "forecast", "actual", "lower", "upper")
@@ -127,10 +128,6 @@ def _interval_lines(results: dict[str, Any]) -> list[str]:
 INTERVAL_ORIGINS = 5
 
 
-def _origins(n: int) -> str:
-    return f"{n} origin{'s' if n != 1 else ''}"
-
-
 def _target_lines(found: dict[str, Any]) -> list[str]:
     lines = []
     for key, fact in found.items():
@@ -153,7 +150,7 @@ def _target_lines(found: dict[str, Any]) -> list[str]:
             f"{100 * p['level']:.0f}% bootstrap interval over the origins "
             f"{p['low']:+.1f} to {p['high']:+.1f}"
             if p["of"] >= INTERVAL_ORIGINS
-            else f"{_origins(p['of'])} are too few for a bootstrap interval"
+            else f"{count(p['of'], 'origins')} are too few for a bootstrap interval"
         )
         line += f" ({wins}MAE difference {p['difference']:+.1f}, {interval})"
         lines.append(line)

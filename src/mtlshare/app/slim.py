@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtlshare.errors import MtlshareError
+from mtlshare.errors import MtlshareError, count
 from mtlshare.sharing.sparse.driver import CHECKPOINT as SEARCH
 from mtlshare.training.folder import CHECKPOINTS, CONFIG, RunFolder
 from mtlshare.training.state import BEST, LAST
@@ -151,7 +151,7 @@ def describe(done: Slimmed, root: Path, *, dry_run: bool) -> str:
         lines.append(f"{_relative(path, root)}: {_mb(size)} ({shown})")
     verb = "would free" if dry_run else "freed"
     lines.append(
-        f"slim: {done.runs} run{'s' if done.runs != 1 else ''} under {root}: {verb} "
+        f"slim: {count(done.runs, 'runs')} under {root}: {verb} "
         f"{_mb(done.freed)} from {len(done.removed)} of them; every checkpoint/best kept"
     )
     for path in done.unfinished:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from mtlshare.errors import MtlshareError
+from mtlshare.errors import MtlshareError, plural
 from mtlshare.evaluation.curves import read_curves, read_endings, read_run_info, read_text
 from mtlshare.evaluation.report import BASELINE as SINGLE
 from mtlshare.files import parse_toml
@@ -174,7 +174,7 @@ def gap_table(folder: str | Path, epochs: list[int]) -> str:
     seeds = sorted({seed for by_seed in runs.values() for seed in by_seed})
     picks = [*(_at(e) for e in epochs), _best, _kept]
     columns = [*(f"epoch {e}" for e in epochs), "best of each", "kept epochs"]
-    first = f"row, task (seed{'s' if len(seeds) > 1 else ''} {' / '.join(map(str, seeds))})"
+    first = f"row, task ({plural('seeds', len(seeds))} {' / '.join(map(str, seeds))})"
     lines = [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for row in sorted(r for r in runs if r != SINGLE):
         name = row + SEARCHED if row in searched else row

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mtlshare.errors import MtlshareError
+from mtlshare.errors import MtlshareError, plural
 
 BASELINE = "single"
 """Mechanism name of the single-task baseline; always the first row of a comparison."""
@@ -276,7 +276,7 @@ def _legend(comparison: dict[str, Any]) -> str:
     fewer = comparison.get("seeds_of") or {}
     if fewer:
         listed = "; ".join(
-            f"{m}: seed{'s' if len(s) > 1 else ''} {', '.join(str(v) for v in s)}"
+            f"{m}: {plural('seeds', len(s))} {', '.join(str(v) for v in s)}"
             for m, s in fewer.items()
         )
         over += (
@@ -326,7 +326,7 @@ def _per_seed_table(comparison: dict[str, Any]) -> list[str]:
             text = " / ".join(format_metric(v) for v in task["test_seeds"])
             if len(task["test_seeds"]) < len(seeds):
                 text += (
-                    f" (seed{'s' if len(task['test_seeds']) > 1 else ''} "
+                    f" ({plural('seeds', len(task['test_seeds']))} "
                     + ", ".join(
                         str(s) for s in comparison.get("seeds_of", {}).get(row["mechanism"], [])
                     )

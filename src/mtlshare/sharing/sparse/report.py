@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, plural
 from mtlshare.evaluation.report import mean_over_seeds
 from mtlshare.sharing.sparse.masks import (
     check_kept,
@@ -200,7 +200,7 @@ def overlap_markdown(pairs: list[dict[str, Any]]) -> list[str]:
     seeds = next((pair["seeds"] for pair in pairs if "seeds" in pair), None)
     under = (
         f" Sparse and hard sharing ran different seeds: the gain compares them under the "
-        f"seed{'s' if len(seeds) > 1 else ''} both ran ({', '.join(str(s) for s in seeds)})."
+        f"{plural('seeds', len(seeds))} both ran ({', '.join(str(s) for s in seeds)})."
         if seeds
         else ""
     )
