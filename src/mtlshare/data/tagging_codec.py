@@ -240,9 +240,8 @@ class TaggingCodec:
         names = list(self.tasks) if tasks is None else list(tasks)
         if self.corpus_of:
             own: dict[int, list[str]] = {}
-            for name in names:
-                layout = self.layouts[self.corpus_of[name]]
-                if fits(layout):
+            for name in names:  # (one the run lacks was refused before; skipped here)
+                if name in self.corpus_of and fits(layout := self.layouts[self.corpus_of[name]]):
                     own.setdefault(column(layout), []).append(name)
             if len(own) > 1:
                 held = "; ".join(
