@@ -185,6 +185,9 @@ def test_single_subnet_trains_on_the_masks_of_a_sparse_run_with_depths(tmp_path)
     assert set(alone["t1"]) == {"0.linear.weight"}
     assert (alone["t1"]["0.linear.weight"] == sparse["t1"]["0.linear.weight"]).all()
     assert [r["mechanism"] for r in result["rows"]][-1] == "single_subnet"
+    # its config says what its network is: the one layer t1 reads, with that layer's activation
+    trunk = read_toml(tmp_path / "out" / "single_subnet" / "t1" / "config.toml")["trunk"]
+    assert trunk["hidden"] == [16] and trunk["last_activation"] == ""
 
 
 def test_cli_refuses_single_subnet_before_sparse_from_the_config(tmp_path, capsys):

@@ -22,6 +22,7 @@ from torch import Tensor
 from mtlshare.data.datasets import Problem, Split, TaskData
 from mtlshare.errors import ConfigError
 from mtlshare.models.trunks import Backbone, TrunkConfig, backbone_from_config
+from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel, run_layers
 from mtlshare.sharing.conditioned import ConditionedConfig, ConditionedSharing
 from mtlshare.sharing.cross_stitch import CrossStitchConfig, CrossStitchSharing, initial_alpha
@@ -338,11 +339,17 @@ def test_hierarchical_low_task_reads_only_the_layers_below_it():
     assert not torch.equal(eval_out(model, x, "t2"), high)
 
 
-def test_hierarchical_builds_only_the_layers_some_task_reads():
-    torch.manual_seed(0)
-    model = HierarchicalSharing(backbone(), [T1, T2], HierarchicalConfig({"t1": 1, "t2": 1}))
-    assert len(model.layers) == 1
-    assert model.param_counts()["counted"] == INPUT_DIM * 8 + 8  # layer 0 only
+@pytest.mark.parametrize("mechanism", ["hierarchical", "sparse"])
+def test_a_trunk_deeper_than_any_task_reads_is_refused(mechanism):
+    """Layers above the deepest task's depth would never be read, so never built: their widths
+    in trunk.hidden and trunk.last_activation (theirs) would do nothing while the config says
+    otherwise (a sweep found both ignored, weights bit-identical). One line naming the fix."""
+    entry = MECHANISMS[mechanism]
+    assert entry.config is not None
+    with pytest.raises(ConfigError, match=rf"^{mechanism}\.depths: no task reads above layer 1 "):
+        entry.build(backbone(), [T1, T2], entry.config(depths={"t1": 1, "t2": 1}))
+    model = entry.build(backbone(), [T1, T2], entry.config(depths={"t1": 1}))
+    assert len(model.layers) == 2  # t2 reads the top
 
 
 # -- a joint step's forward_tasks = each task's own forward --------------------------------------

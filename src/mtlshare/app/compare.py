@@ -24,7 +24,7 @@ from mtlshare.app.jobs import (
     remembered_problem,
 )
 from mtlshare.config import SINGLE, SUBNET, Config, check_config
-from mtlshare.errors import ConfigError, MtlshareError, check_list, check_seed
+from mtlshare.errors import ConfigError, MtlshareError, check_list, check_seed, count
 from mtlshare.evaluation import report
 from mtlshare.evaluation.curves import write_dev_curves
 from mtlshare.sharing.gating.report import gates_markdown, summarize
@@ -147,9 +147,16 @@ def _check_subnet_fits(cfg: Config, problem: Any, names: list[str]) -> None:
 
 def _own_depth(cfg: Config, task: str) -> dict[str, Any]:
     """A ``single_subnet`` run's ``sparse.depths``: its task's own only (with per-task depths,
-    the others name tasks its network does not have)."""
-    depths = row_config(cfg, SUBNET).mechanisms["sparse"].depths
-    return {"sparse.depths": {t: d for t, d in depths.items() if t == task}}
+    the others name tasks its network does not have); and for a task read below the top, the
+    trunk of the layers it reads, each with the activation it has in the sparse network (the
+    layers above would never be built, which ``sparse.depths`` refuses)."""
+    row = row_config(cfg, SUBNET)
+    depths = row.mechanisms["sparse"].depths
+    changes: dict[str, Any] = {"sparse.depths": {t: d for t, d in depths.items() if t == task}}
+    depth = depths.get(task)
+    if depth is not None and depth < len(row.trunk.hidden):
+        changes |= {"trunk.hidden": row.trunk.hidden[:depth], "trunk.last_activation": ""}
+    return changes
 
 
 def _check_request(cfg: Config, mechanisms: list[str], seeds: list[int], jobs: int) -> None:
@@ -175,7 +182,7 @@ def _check_request(cfg: Config, mechanisms: list[str], seeds: list[int], jobs: i
     if jobs > 1 and cfg.train.threads * jobs > (cores := available_cores()):
         raise MtlshareError(
             f"--jobs {jobs} with train.threads = {cfg.train.threads} would run "
-            f"{jobs * cfg.train.threads} threads on {cores} core{'s' * (cores != 1)}; leave "
+            f"{jobs * cfg.train.threads} threads on {count(cores, 'cores')}; leave "
             "train.threads = 0 and the workers divide the cores between them"
         )
 

@@ -27,7 +27,10 @@ class HierarchicalConfig:
 def resolve_depths(
     depths: dict[str, int], tasks: list[Task], depth: int, key: str
 ) -> dict[str, int]:
-    """Every task's supervision depth, checked against the task names and the trunk depth."""
+    """Every task's supervision depth, checked against the task names and the trunk depth. A
+    trunk deeper than every task reads is refused: its upper layers would never be built (no
+    task reads them), so ``trunk.hidden``'s last widths and ``trunk.last_activation`` would be
+    settings without effect, and the config would describe a model that was not trained."""
     names = [t.name for t in tasks]
     unknown = sorted(set(depths) - set(names))
     if unknown:
@@ -36,6 +39,13 @@ def resolve_depths(
     for n, d in out.items():
         if not 1 <= d <= depth:
             raise ConfigError(f"{key}.{n}: depth must be in [1, {depth}], got {d}")
+    deepest = max(out.values(), default=depth)
+    if deepest < depth:
+        raise ConfigError(
+            f"{key}: no task reads above layer {deepest} of trunk.hidden's {depth}, so layers "
+            f"{deepest + 1} to {depth} would never be built (and trunk.last_activation is "
+            f"theirs): keep {deepest} widths in trunk.hidden, or let a task read the top"
+        )
     return out
 
 
