@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from mtlshare.errors import ConfigError
+from mtlshare.errors import ConfigError, count
 from mtlshare.models.trunks import Backbone
 from mtlshare.registry import MECHANISMS
 from mtlshare.sharing.base import SharingModel, run_layers
@@ -41,10 +41,11 @@ def resolve_depths(
             raise ConfigError(f"{key}.{n}: depth must be in [1, {depth}], got {d}")
     deepest = max(out.values(), default=depth)
     if deepest < depth:
+        above = f"layer {depth}" if deepest + 1 == depth else f"layers {deepest + 1} to {depth}"
         raise ConfigError(
-            f"{key}: no task reads above layer {deepest} of trunk.hidden's {depth}, so layers "
-            f"{deepest + 1} to {depth} would never be built (and trunk.last_activation is "
-            f"theirs): keep {deepest} widths in trunk.hidden, or let a task read the top"
+            f"{key}: no task reads above layer {deepest} of trunk.hidden's {depth}, so {above} "
+            "would never be built, nor take trunk.last_activation: keep "
+            f"{count(deepest, 'widths')} in trunk.hidden, or let a task read the top"
         )
     return out
 
