@@ -256,6 +256,15 @@ class TensorCodec:
         return len(doc.rows), "rows"
 
 
+def is_mean_scale(pair: object) -> bool:
+    """Whether ``pair`` is a ``[mean, scale]`` of two numbers as a codec's spec keeps one."""
+    return (
+        isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+    )
+
+
 def float_cells(pred: Tensor) -> list[str]:
     """A model's values as CSV cells: the shortest decimal that reads back as the model's own
     float (``5.3033514`` of a float32, not ``5.303351402282715``, digits it never had)."""
@@ -310,11 +319,7 @@ def tensor_codec(spec: dict[str, Any]) -> Codec:
         raise TypeError(f"scales: {str(scales)[:40]} is not a task's log, mean and std each")
     standardised = spec.get("standardised", {})
     if not isinstance(standardised, dict) or not all(
-        name in features
-        and isinstance(pair, list)
-        and len(pair) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
-        and pair[1] > 0
+        name in features and is_mean_scale(pair) and pair[1] > 0
         for name, pair in standardised.items()
     ):
         raise TypeError(

@@ -26,7 +26,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mtlshare.data.codecs import CODECS, Codec, Table, float_cells, refuse_written_columns
+from mtlshare.data.codecs import (
+    CODECS,
+    Codec,
+    Table,
+    float_cells,
+    is_mean_scale,
+    refuse_written_columns,
+)
 from mtlshare.data.timeseries import (
     MISSING,
     column_positions,
@@ -249,12 +256,7 @@ def _column(task: Task, pred: Tensor) -> list[str]:
 @CODECS.register("table", summary="a CSV read by column names in, a prediction per task out")
 def table_codec(spec: dict[str, Any]) -> Codec:
     numeric, categorical = spec["numeric"], spec["categorical"]
-    if not isinstance(numeric, dict) or not all(
-        isinstance(pair, list)
-        and len(pair) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
-        for pair in numeric.values()
-    ):
+    if not isinstance(numeric, dict) or not all(is_mean_scale(p) for p in numeric.values()):
         raise TypeError(f"numeric: {str(numeric)[:40]} is not a mean and a scale per column")
     if not isinstance(categorical, dict) or not all(
         isinstance(values, list) and all(isinstance(v, str) for v in values)

@@ -255,19 +255,18 @@ class TaggingCodec:
                 )
             if own:
                 return next(iter(own))
-        found = sorted({column(layout) for layout in self._layouts() if fits(layout)})
-        first = next((column(layout) for layout in self._layouts() if fits(layout)), None)
-        if first is None:
+        fitting = [column(layout) for layout in self._layouts() if fits(layout)]
+        if not fitting:
             return FORM if conllu else 0
-        if len(found) > 1 and not self.corpus_of:
+        if len(set(fitting)) > 1 and not self.corpus_of:
             warnings.warn(
                 f"{path}: training corpora of {kind} hold their words in columns "
-                f"{', '.join(str(c + 1) for c in found)}: the words are read from column "
-                f"{first + 1}, the first corpus's (the run predates the key that says which "
-                "task read which corpus)",
+                f"{', '.join(str(c + 1) for c in sorted(set(fitting)))}: the words are read "
+                f"from column {fitting[0] + 1}, the first corpus's (the run predates the key "
+                "that says which task read which corpus)",
                 stacklevel=4,
             )
-        return first
+        return fitting[0]
 
     # -- the model's side ---------------------------------------------------------------------
     def encode(self, doc: Tagged) -> tuple[Tensor, Tensor | None]:
