@@ -23,7 +23,11 @@ SECTION = "### Trained to the plateau: seeds 0, 1 and 2 at cap 80"
 TASKS = ("pos", "chunk", "ner")
 ROWS = {"single task": "single", "hard sharing": "hard", "sparse sharing": "sparse"}
 # the rows trained to the plateau over seeds 0-2 later, each kept in plateau/epochs-80-ROW
-LATER = {"soft sharing": "soft", "hierarchical sharing": "hierarchical"}
+LATER = {
+    "soft sharing": "soft",
+    "hierarchical sharing": "hierarchical",
+    "cross-stitch sharing": "cross_stitch",
+}
 
 
 def seeds_of(path: Path) -> dict[str, dict[str, list[float]]]:

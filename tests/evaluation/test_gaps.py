@@ -207,6 +207,11 @@ def test_bad_folders_are_one_line_and_exit_2(tmp_path, capsys, folder: str, says
             "conll2003-paper/plateau/epochs-80-hierarchical",
             [1, 5, 10, 20, 30],
         ),
+        (
+            "conll2003-paper/plateau/dev_gaps-epochs-80-cross_stitch.md",
+            "conll2003-paper/plateau/epochs-80-cross_stitch",
+            [1, 5, 10, 20, 30],
+        ),
         ("exp3-paper/dev_gaps-20-epochs.md", "exp3-paper/runs", [1, 5, 10, 15, 20]),
     ],
 )
