@@ -79,6 +79,12 @@ def test_ctrl_c_in_compare_says_resume_and_in_predict_says_run_again(tmp_path, m
     monkeypatch.setattr(mtlshare.app.predict, "load_run", interrupted)
     out = str(tmp_path / "o")
     assert main(["compare", str(DEMO), "--mechanisms", "single,hard", "--out", out]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "mtlshare: interrupted before the first checkpoint was saved; run it again"
+    ]
+    (tmp_path / "o" / "hard" / "checkpoint" / "last").mkdir(parents=True)  # a row's checkpoint
+    (tmp_path / "o" / "hard" / "checkpoint" / "last" / "meta.json").write_text("{}")
+    assert main(["compare", str(DEMO), "--mechanisms", "single,hard", "--out", out]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED]
     assert main(["predict", str(tmp_path), str(DEMO), "--out", str(tmp_path / "p.csv")]) == 130
     assert capsys.readouterr().err.strip().splitlines() == [INTERRUPTED_FOR_GOOD]

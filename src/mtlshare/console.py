@@ -15,7 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from mtlshare.errors import INTERRUPTED, INTERRUPTED_FOR_GOOD, ConfigError, MtlshareError
+from mtlshare.errors import (
+    INTERRUPTED,
+    INTERRUPTED_FOR_GOOD,
+    ConfigError,
+    MtlshareError,
+)
+from mtlshare.files import CHECKPOINTS
 
 
 def show_warning(
@@ -148,7 +154,9 @@ def interrupted(args: argparse.Namespace | None) -> str:
     """What an interrupted command says: resume it, or run it again; the demo, which refuses
     a folder holding an earlier demo, names the folder to remove first where it left one."""
     if resumable(args):
-        return INTERRUPTED
+        if checkpointed(args):
+            return INTERRUPTED
+        return f"mtlshare: interrupted before the first checkpoint was saved; {_again(args)}"
     if args is not None and args.command == "demo" and _left_a_demo(Path(args.out)):
         return (
             f"mtlshare: interrupted; the demo cannot resume: remove {args.out} (or choose "
@@ -173,6 +181,8 @@ def when_full(error: OSError, args: argparse.Namespace | None) -> str:
         return ""
     if error.filename == "<stdout>":
         return ""
+    if not checkpointed(args):
+        return f"; no checkpoint had been saved yet: free some space and {_again(args)}"
     return "; the last checkpoint is whole: free some space and resume with --resume"
 
 
@@ -197,6 +207,12 @@ def when_out(args: argparse.Namespace | None) -> str:
     is whole (every file is written atomically)."""
     if not resumable(args):
         return ""
+    if not checkpointed(args):
+        return (
+            "; no checkpoint had been saved yet (while the data were read or the first epoch "
+            f"trained): {_again(args)} where more memory is free, or with less data "
+            "(docs/performance.md: the memory a corpus takes)"
+        )
     return "; the last checkpoint is whole: resume with --resume where more memory is free"
 
 
@@ -206,3 +222,28 @@ def resumable(args: argparse.Namespace | None) -> bool:
     if args is None:
         return True
     return args.command in ("run", "compare", "add-task") and getattr(args, "resumable", True)
+
+
+def _again(args: argparse.Namespace | None) -> str:
+    """How to start a command again that saved no checkpoint: with ``--resume`` where it made
+    its folder (a plain rerun refuses a folder holding its config), else as it was."""
+    out = Path(getattr(args, "out", "") or "")
+    try:
+        made = out.is_dir() and any(out.iterdir())
+    except OSError:
+        made = False
+    return "run it again with --resume" if made else "run it again"
+
+
+def checkpointed(args: argparse.Namespace | None) -> bool:
+    """Whether a resumable command's ``--out`` holds a checkpoint (a comparison's: one of its
+    runs'), so that "the last checkpoint is whole" is true; a command stopped while its data
+    were read, or in its first epoch, has saved none, and ``--resume`` starts it afresh. Where
+    the command is not known yet, it may have saved one."""
+    if args is None or not getattr(args, "out", ""):
+        return True
+    out = Path(args.out)
+    try:
+        return out.is_dir() and any(out.glob(f"**/{CHECKPOINTS}/*/meta.json"))
+    except OSError:  # a folder we cannot read: say what we would have said before
+        return True

@@ -15,6 +15,10 @@ from typing import Any
 
 TOO_DEEP = "nested too deeply to read"
 
+# a run folder's checkpoints, CHECKPOINTS/NAME/ (mtlshare.training.folder); here, where the
+# console finds them without importing torch
+CHECKPOINTS = "checkpoint"
+
 
 def parse_json(text: str) -> Any:
     """``json.loads``; nesting deeper than Python's parser recurses, or an integer of more

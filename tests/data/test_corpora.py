@@ -307,3 +307,19 @@ def test_without_a_task_reading_the_shared_corpus_its_files_are_not_required(cor
     assert p.meta["corpora"]["ner"] == {"train": 2, "dev": 1, "test": 1}
     with pytest.raises(ConfigError, match=r"^data\.train: the path of a CoNLL file is required$"):
         problem(corpora, "data.train=", "data.dev=", "data.test=")  # ner reads them
+
+
+def test_a_training_file_padded_past_the_limit_warns_naming_its_longest_sentence(
+    corpora, monkeypatch
+):
+    """Training's inputs are held padded to each file's longest sentence as predict's are:
+    past the limit the file and the line its longest sentence starts on are named."""
+    import mtlshare.data.tagging_codec as tagging_codec
+
+    train = corpora / "pos_train.txt"
+    train.write_text("The DT\ncat NN\n\nA DT\nbig JJ\ndog NN\nran VBD\n\nDogs NNS\n", "utf-8")
+    monkeypatch.setattr(tagging_codec, "PADDED_WARNING_BYTES", 0)
+    with pytest.warns(UserWarning) as caught:
+        problem(corpora)
+    said = [str(w.message) for w in caught if "held padded to it" in str(w.message)]
+    assert any(m.startswith(f"{train}:4: its longest sentence starts here, 4 tokens") for m in said)

@@ -3,6 +3,8 @@ the scheme its predicted tags are written in."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -402,3 +404,30 @@ def test_a_task_s_own_corpus_gives_the_word_column_of_the_file_read_for_it(tmp_p
     assert {w for s in doc.sentences for w in s} <= {str(i) for i in range(1, 7)}
     with pytest.raises(DataError, match="corpus_of"):
         codec_from_spec({**problem.inference, "corpus_of": {"pos": 0}})
+
+
+def test_inputs_padded_past_the_limit_warn_naming_the_longest_sentence_s_line(
+    tmp_path, monkeypatch
+):
+    """Every sentence is held padded to the longest: one very long sentence (a file that lost
+    its blank lines) multiplies the memory of all, so past the limit predict's read says where
+    it starts and how large the inputs are; below it, nothing."""
+    import mtlshare.data.tagging_codec as tagging_codec
+
+    path = tmp_path / "in.txt"
+    path.write_text("EU rejects it\n\nEU calls it a long long long day\nEU\n", "utf-8")
+    codec = make_codec()
+    doc = codec.read(path, "text")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        codec.encode(doc)  # 3 sentences x 8 tokens x (1 + 5) x 4 bytes: under the limit
+    monkeypatch.setattr(tagging_codec, "PADDED_WARNING_BYTES", 3 * 8 * 6 * 4 - 1)
+    with pytest.warns(UserWarning) as caught:
+        x, lengths = codec.encode(doc)
+    assert x.shape == (3, 8, 6) and lengths.tolist() == [3, 8, 1]  # encoded all the same
+    assert str(caught[0].message) == (
+        f"{path}:3: its longest sentence starts here, 8 tokens, and each of the 3 sentences is "
+        "held padded to it: 0.0 GiB of inputs for 12 tokens (2 times their size); a file that "
+        "lost the blank lines between its sentences reads as one long sentence "
+        "(docs/performance.md: the memory a corpus takes)"
+    )

@@ -532,10 +532,13 @@ def test_out_of_memory_is_told_from_other_runtime_errors():
     assert console.when_out(predict) == ""  # keeps no checkpoint
 
 
-def test_a_full_disk_is_told_to_resume_only_by_commands_that_resume():
+def test_a_full_disk_is_told_to_resume_only_by_commands_that_resume(tmp_path, monkeypatch):
     """``predict`` keeps no checkpoint and another error is not a full disk: no hint."""
     from mtlshare import cli, console
 
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "o" / "checkpoint" / "last").mkdir(parents=True)  # a checkpoint saved in o
+    (tmp_path / "o" / "checkpoint" / "last" / "meta.json").write_text("{}")
     full = OSError(28, os.strerror(28), "p")
     predict = cli._arguments(["predict", "r", "x", "--out", "o"])
     assert console.when_full(full, predict) == ""
@@ -554,9 +557,21 @@ def test_a_full_disk_is_told_to_resume_only_by_commands_that_resume():
     add_task = cli._arguments(["add-task", "r", DEMO, "--out", "o"])
     assert console.when_full(full, add_task).endswith("resume with --resume")
     assert console.interrupted(add_task) == INTERRUPTED
+    # before the first checkpoint none is said to be whole; --resume where the folder was made
+    # (a plain rerun refuses its config.toml), a plain rerun where it was not
+    (tmp_path / "made").mkdir()
+    (tmp_path / "made" / "config.toml").write_text("")
+    made, never = (cli._arguments(["run", DEMO, "--out", o]) for o in ("made", "never"))
+    assert console.when_full(full, made) == (
+        "; no checkpoint had been saved yet: free some space and run it again with --resume"
+    )
+    assert console.when_full(full, never).endswith("free some space and run it again")
+    assert console.interrupted(made) == (
+        "mtlshare: interrupted before the first checkpoint was saved; run it again with --resume"
+    )
 
 
-def test_python_s_memory_error_is_one_line_as_torch_s_is(monkeypatch, capsys):
+def test_python_s_memory_error_is_one_line_as_torch_s_is(tmp_path, monkeypatch, capsys):
     """Python's own ``MemoryError`` (a list or array too large for ``ulimit -v``) is told as
     torch's allocator's ``RuntimeError`` is: one line and the resume hint, not a traceback."""
     from mtlshare import cli
@@ -565,6 +580,15 @@ def test_python_s_memory_error_is_one_line_as_torch_s_is(monkeypatch, capsys):
         raise MemoryError
 
     monkeypatch.setattr(cli, "_dispatch", no_memory)
+    monkeypatch.chdir(tmp_path)
+    # before any checkpoint (memory ran out while the data were read): none is said to be whole
+    assert refused(capsys, "run", DEMO, "--out", "o") == (
+        "mtlshare: error: out of memory: MemoryError; no checkpoint had been saved yet (while "
+        "the data were read or the first epoch trained): run it again where more memory is "
+        "free, or with less data (docs/performance.md: the memory a corpus takes)"
+    )
+    (tmp_path / "o" / "checkpoint" / "last").mkdir(parents=True)
+    (tmp_path / "o" / "checkpoint" / "last" / "meta.json").write_text("{}")
     assert refused(capsys, "run", DEMO, "--out", "o") == (
         "mtlshare: error: out of memory: MemoryError; the last checkpoint is whole: "
         "resume with --resume where more memory is free"

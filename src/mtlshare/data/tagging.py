@@ -261,6 +261,8 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
                 chars,
                 cfg.lowercase,
                 cfg.max_word_length,
+                path=corpus.paths[split],
+                first_lines=[s.line for s in sents],
             )
             for split, sents in corpus.sentences.items()
         }

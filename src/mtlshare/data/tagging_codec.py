@@ -47,19 +47,29 @@ from mtlshare.tasks.task import Task
 FORMATS = ("auto", "conll", "conllu", "text")
 
 
+# padded inputs of one file above this many bytes warn (the size of the data, not an error)
+PADDED_WARNING_BYTES = 1 << 30
+
+
 def encode_words(
     sentences: list[list[str]],
     words: Vocab,
     chars: Vocab,
     lowercase: bool,
     max_chars: int,
+    *,
+    path: Path | None = None,
+    first_lines: Sequence[int] = (),
 ) -> tuple[Tensor, Tensor]:
     """(N, T, 1 + C) int32: word id then character ids, 0-padded; and the lengths (N,). The
     character width is the longest word (at most ``max_chars``); unknown words and characters
-    take the unknown id."""
+    take the unknown id. Inputs of more than ``PADDED_WARNING_BYTES`` warn, naming ``path``
+    and the first line (``first_lines``, 1-based, one per sentence) of the longest sentence:
+    every sentence is held padded to it."""
     lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
     longest_word = max(len(word) for s in sentences for word in s)
     width = min(max_chars, longest_word)
+    _warn_if_large(lengths, 1 + width, path, first_lines)
     x = torch.zeros(len(sentences), int(lengths.max()), 1 + width, dtype=torch.int32)
     for n, sentence in enumerate(sentences):
         rows = []
@@ -69,6 +79,32 @@ def encode_words(
             rows.append(ids + [0] * (1 + width - len(ids)))
         x[n, : len(rows)] = torch.tensor(rows, dtype=torch.int32)
     return x, lengths
+
+
+def _warn_if_large(
+    lengths: Tensor, width: int, path: Path | None, first_lines: Sequence[int]
+) -> None:
+    """A warning where (N, T, ``width``) int32 inputs padded to the longest sentence pass
+    ``PADDED_WARNING_BYTES``: how large, how many times the tokens, and where the longest
+    sentence starts (one sentence of thousands of tokens, a file whose blank lines were lost,
+    multiplies the memory of every other)."""
+    if not len(lengths):
+        return
+    longest, n = int(lengths.max()), len(lengths)
+    size = n * longest * width * 4
+    if size <= PADDED_WARNING_BYTES:
+        return
+    tokens = int(lengths.sum())
+    at = int(lengths.argmax())
+    where = f"{path}:{first_lines[at]}" if path is not None and first_lines else f"{path}"
+    warnings.warn(
+        f"{where}: its longest sentence starts here, {longest:,} tokens, and each of the "
+        f"{n:,} sentences is held padded to it: {size / 2**30:.1f} GiB of inputs for "
+        f"{tokens:,} tokens ({n * longest / tokens:.0f} times their size); a file that lost "
+        "the blank lines between its sentences reads as one long sentence "
+        "(docs/performance.md: the memory a corpus takes)",
+        stacklevel=3,
+    )
 
 
 @dataclass
@@ -271,7 +307,13 @@ class TaggingCodec:
     # -- the model's side ---------------------------------------------------------------------
     def encode(self, doc: Tagged) -> tuple[Tensor, Tensor | None]:
         return encode_words(
-            doc.sentences, self._words, self._chars, self.lowercase, self.max_word_length
+            doc.sentences,
+            self._words,
+            self._chars,
+            self.lowercase,
+            self.max_word_length,
+            path=doc.path,
+            first_lines=[at[0] + 1 if at else 0 for at in doc.where],
         )
 
     def labels(self, task: Task, ids: list[int]) -> list[str]:

@@ -41,7 +41,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mtlshare.errors import CheckpointError, ConfigError, MtlshareError, short_repr
-from mtlshare.files import parse_json, parse_toml
+from mtlshare.files import CHECKPOINTS, parse_json, parse_toml
 from mtlshare.training import checkpoint as ckpt
 
 CONFIG = "config.toml"
@@ -49,7 +49,6 @@ METRICS = "metrics.jsonl"
 RESULTS = "results.json"
 EARLIER_RESULTS = "results-*-epochs.json"  # a finished run's, set aside when given more epochs
 INFERENCE = "inference.json"
-CHECKPOINTS = "checkpoint"
 MODEL_PREFIX = "model."
 
 
