@@ -764,3 +764,24 @@ def test_a_folder_that_is_no_run_is_said_what_it_is(tmp_path, capsys):
         assert err[0].endswith(f"the runs below it: {named}"), (name, err)
     assert main(["evaluate", str(gone)]) == 2
     assert capsys.readouterr().err.strip().endswith("it does not exist")
+
+
+def test_an_epoch_of_rows_that_takes_long_prints_its_line_and_short_ones_do_not(
+    tmp_path, monkeypatch, capsys
+):
+    """A run of rows (the table, daily and synthetic sources) printed no epoch line at all, so
+    a long one's log stayed silent for hours when stderr is not a terminal; now an epoch that
+    takes ``EPOCH_LINE_SECONDS`` or more prints its seconds and dev scores, and the short
+    epochs of a small run print none."""
+    import re
+
+    import mtlshare.training.loop
+
+    assert main(["run", DEMO, "train.epochs=2", "--out", str(tmp_path / "fast")]) == 0
+    assert not re.search(r"^epoch \d", capsys.readouterr().err, re.MULTILINE)
+    monkeypatch.setattr(mtlshare.training.loop, "EPOCH_LINE_SECONDS", 0.0)
+    assert main(["run", DEMO, "train.epochs=2", "--out", str(tmp_path / "slow")]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"^epoch 1/2: [\d,]+ s, dev \w+ [\d.]+", err, re.MULTILINE), err
+    assert re.search(r"^epoch 2/2: [\d,]+ s, dev ", err, re.MULTILINE), err
+    assert "tokens/s" not in err

@@ -40,6 +40,9 @@ from mtlshare.training.settings import TrainConfig, check_select_on
 from mtlshare.training.state import BEST, LAST, LoopCheckpoints, LoopState
 from mtlshare.training.structure import LoopStructureTrainer
 
+# an epoch without tokens (rows, windows) this long or longer prints its line (see _epoch)
+EPOCH_LINE_SECONDS = 10.0
+
 
 @dataclass
 class FitResult:
@@ -376,17 +379,20 @@ class Trainer:
         state.epoch = epoch
         state.global_step = self.global_step
         postfix = {"epoch": epoch, "dev": f"{score:.4g}", "best": state.best_epoch}
+        took = time.perf_counter() - t0
+        speed = ""
         if self.tokens_seen > tokens0:
             postfix["tok/s"] = f"{tok_s:.0f}"
-            if self.progress:  # one line per epoch, also when stderr is not a terminal
-                # with the epoch's seconds, dev scoring included: what a log of hours needs to
-                # tell how long the epochs left at the cap would take
-                took = time.perf_counter() - t0
-                tqdm.write(
-                    f"epoch {epoch}/{self.cfg.epochs}: {took:,.0f} s, {tok_s:,.0f} tokens/s, "
-                    f"dev {dev_text(dev)}",
-                    file=sys.stderr,
-                )
+            speed = f", {tok_s:,.0f} tokens/s"
+        # one line per epoch, also when stderr is not a terminal, with the epoch's seconds, dev
+        # scoring included: what a log of hours needs to tell how long the epochs left at the
+        # cap would take; for epochs without tokens (rows, windows) only those that take
+        # long, where hundreds of short epochs would flood the log
+        if self.progress and (speed or took >= EPOCH_LINE_SECONDS):
+            tqdm.write(
+                f"epoch {epoch}/{self.cfg.epochs}: {took:,.0f} s{speed}, dev {dev_text(dev)}",
+                file=sys.stderr,
+            )
         bar.set_postfix(postfix)
         return record
 
