@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,3 +159,28 @@ def test_glove_file_vectors_and_errors(tmp_path):
         read_glove(nan)
     with pytest.raises(DataError, match="no such word-vector file"):
         read_glove(tmp_path / "missing.txt")
+
+
+def test_a_glove_file_is_read_line_by_line_as_the_whole_file_was(tmp_path, monkeypatch):
+    """Read a line at a time (a GloVe file is gigabytes; read whole it took 2.5 times its size),
+    with what the whole-file read gave: a byte-order mark dropped, CRLF line ends, non-ASCII
+    words, and a bad byte named by the same line and file offset as decoding the whole file
+    names it."""
+    from mtlshare.data.conll import decode_utf8
+
+    good = b"\xef\xbb\xbfthe 0.1 0.2\r\ncaf\xc3\xa9 1 2\r\n\r\nna\xc3\xafve 3 4\n"
+    path = tmp_path / "glove.txt"
+    path.write_bytes(good)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read whole"))
+    vectors, dim = read_glove(path)
+    assert dim == 2 and list(vectors) == ["the", "café", "naïve"]
+    assert vectors["naïve"].tolist() == [3.0, 4.0]
+    monkeypatch.undo()
+    damaged = good + b"emu 5 6\nw\xff 7 8\n"
+    path.write_bytes(damaged)
+    with pytest.raises(DataError) as whole:
+        decode_utf8(path, damaged)
+    with pytest.raises(DataError) as lines:
+        read_glove(path)
+    assert str(lines.value) == str(whole.value)
+    assert str(lines.value).endswith(":6: not UTF-8 text (byte 0xff at offset 49)")

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import importlib
 import math
+from codecs import BOM_UTF8
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from mtlshare.data.conll import decode_utf8
 from mtlshare.errors import ConfigError, DataError
 
 PAD = "<pad>"
@@ -65,14 +65,15 @@ def word_key(word: str, lowercase: bool) -> str:
 def read_glove(path: str | Path, wanted: set[str] | None = None) -> tuple[dict[str, Tensor], int]:
     """Vectors of a GloVe-format text file (``word x1 x2 ... xd`` per line), restricted to
     ``wanted`` words when given; returns them and their dimension. Ragged or non-numeric lines
-    raise a DataError naming the line."""
+    raise a DataError naming the line. The file is read a line at a time: a GloVe text file
+    is gigabytes, of which a corpus wants a few percent (read whole, it took 2.5 times its
+    size in memory)."""
     path = Path(path)
     if not path.is_file():
         raise DataError("no such word-vector file", path)
-    text = decode_utf8(path, path.read_bytes())
     vectors: dict[str, Tensor] = {}
     dim = 0
-    for number, line in enumerate(text.split("\n"), start=1):  # as parse_conll numbers lines
+    for number, line in _utf8_lines(path):
         parts = line.rstrip().split(" ")
         if len(parts) < 2:
             if line.strip():
@@ -96,6 +97,25 @@ def read_glove(path: str | Path, wanted: set[str] | None = None) -> tuple[dict[s
     if dim == 0:
         raise DataError("no vectors in the file", path)
     return vectors, dim
+
+
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of ``path``, numbered as ``parse_conll`` numbers them
+    and decoded one at a time as ``decode_utf8`` decodes a whole file (a leading byte-order
+    mark dropped; a bad byte a DataError naming its line and offset). No UTF-8 sequence holds
+    a newline byte, so decoding line by line decodes the same text."""
+    offset = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            start = len(BOM_UTF8) if number == 1 and raw.startswith(BOM_UTF8) else 0
+            try:
+                yield number, raw[start:].decode("utf-8")
+            except UnicodeDecodeError as e:
+                at = start + e.start
+                raise DataError(
+                    f"not UTF-8 text (byte {raw[at]:#04x} at offset {offset + at})", path, number
+                ) from None
+            offset += len(raw)
 
 
 # name -> (module, pip distribution, matrix file, word-index file): vector sets shipped as packages
