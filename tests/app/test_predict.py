@@ -800,3 +800,37 @@ def test_an_output_on_a_full_disk_is_one_line_naming_it(
     assert main(["predict", str(synthetic_run), str(good), "--out", str(out)]) == 2
     assert one_line(capsys) == f"mtlshare: error: [Errno 28] No space left on device: '{out}'"
     assert out.read_text() == "keep me" and [p.name for p in out.parent.iterdir()] == ["pred.csv"]
+
+
+@needs_conll
+def test_a_file_is_encoded_a_batch_at_a_time_with_the_predictions_of_it_encoded_whole(
+    conll_runs, tmp_path
+):
+    """``predict`` holds one batch padded, not the whole file padded to its longest line (one
+    line of 3,000 words took 3.8 GiB): the predictions, and the file written, are those of
+    the file encoded whole, to the bit (blank lines are no sentences: the writer keeps
+    them)."""
+    text = tmp_path / "mixed.txt"
+    lines = ["Germany rejects it .", "", " ".join(["Bonn"] * 60), "EU", "", "", "", "a b c"]
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = load_run(conll_runs["hard"])
+    run.config.train.eval_batch_size = 2  # three batches of the five sentences, longest first
+    doc = run.codec.read(text, "auto", None)
+    x, lengths = run.codec.encode(doc)
+    whole = {t: run.predict(t, x, lengths) for t in run.tasks}
+    batch = run._batch
+    grads: list[bool] = []
+
+    def batch_without_autograd(*args):
+        grads.append(torch.is_grad_enabled())  # a graph kept per batch: 1.4 GB more
+        return batch(*args)
+
+    run._batch = batch_without_autograd  # type: ignore[method-assign]
+    batched = run._predict_tagged(doc, list(run.tasks))
+    assert grads and not any(grads)
+    for task in run.tasks:
+        assert torch.equal(batched[task], whole[task]), task
+    out = tmp_path / "mixed.conll"
+    run.predict_file(text, out)
+    tasks = [run.tasks[t] for t in run.tasks]
+    assert out.read_text(encoding="utf-8") == run.codec.write(doc, tasks, whole)

@@ -31,7 +31,7 @@ from mtlshare.config import CUSTOM, Config, load_trained_config
 from mtlshare.data.codecs import Codec, codec_from_spec, tasks_from_spec
 from mtlshare.data.daily import ForecastView
 from mtlshare.data.datasets import Problem, first_row
-from mtlshare.data.tagging_codec import Tagged
+from mtlshare.data.tagging_codec import Tagged, TaggingCodec
 from mtlshare.data.windows_codec import SeriesInputs
 from mtlshare.errors import (
     ConfigError,
@@ -120,6 +120,26 @@ class LoadedRun:
                 pred = self._batch(task, x[rows], lengths[rows])
                 out[rows, : pred.shape[1]] = pred
             return out
+
+    @torch.no_grad()
+    def _predict_tagged(self, doc: Tagged, tasks: list[str]) -> dict[str, Tensor]:
+        """``predict`` of every task for a file's sentences, encoded a batch at a time (the
+        batches ``predict`` makes of the whole file encoded, so the same predictions), so
+        that only the predictions are held for the whole file."""
+        assert isinstance(self.codec, TaggingCodec)
+        longest = max((len(s) for s in doc.sentences), default=0)
+        out = {
+            t: torch.full((len(doc.sentences), longest), IGNORE_INDEX, dtype=torch.long)
+            for t in tasks
+        }
+        batches = self.codec.encode_batches(doc, self.config.train.eval_batch_size)
+        with evaluating(self.model):
+            for rows, x, lengths in batches:
+                self._check_inputs(x, lengths)
+                for task in tasks:
+                    pred = self._batch(task, x, lengths)
+                    out[task][rows, : pred.shape[1]] = pred
+        return out
 
     def _check_inputs(self, x: Tensor, lengths: Tensor | None) -> None:
         """One line saying what is wrong with ``x`` (and ``lengths``), before torch would say
@@ -224,8 +244,11 @@ class LoadedRun:
         _check_not_overwritten(Path(source), Path(out))
         doc = self.codec.read(Path(source), fmt, chosen)
         started = time.perf_counter()
-        x, lengths = self.codec.encode(doc)
-        predictions = {t: self.predict(t, x, lengths) for t in chosen}
+        if isinstance(doc, Tagged) and isinstance(self.codec, TaggingCodec):
+            predictions = self._predict_tagged(doc, chosen)
+        else:
+            x, lengths = self.codec.encode(doc)
+            predictions = {t: self.predict(t, x, lengths) for t in chosen}
         seconds = time.perf_counter() - started
         text = self.codec.write(doc, [self.tasks[t] for t in chosen], predictions)
         # the folder is the user's: NAME.tmp may be a file of theirs

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -60,15 +60,17 @@ def encode_words(
     *,
     path: Path | None = None,
     first_lines: Sequence[int] = (),
+    width: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(N, T, 1 + C) int32: word id then character ids, 0-padded; and the lengths (N,). The
     character width is the longest word (at most ``max_chars``); unknown words and characters
     take the unknown id. Inputs of more than ``PADDED_WARNING_BYTES`` warn, naming ``path``
     and the first line (``first_lines``, 1-based, one per sentence) of the longest sentence:
-    every sentence is held padded to it."""
+    every sentence is held padded to it. ``width`` (characters a word) is given where these
+    sentences are a batch of a larger file, encoded as the whole file would be."""
     lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
-    longest_word = max(len(word) for s in sentences for word in s)
-    width = min(max_chars, longest_word)
+    if width is None:
+        width = min(max_chars, max(len(word) for s in sentences for word in s))
     _warn_if_large(lengths, 1 + width, path, first_lines)
     x = torch.zeros(len(sentences), int(lengths.max()), 1 + width, dtype=torch.int32)
     for n, sentence in enumerate(sentences):
@@ -315,6 +317,27 @@ class TaggingCodec:
             path=doc.path,
             first_lines=[at[0] + 1 if at else 0 for at in doc.where],
         )
+
+    def encode_batches(self, doc: Tagged, size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """(rows, inputs, lengths) of ``doc`` in batches of ``size`` sentences, longest first,
+        each batch's inputs what ``encode`` gives for those rows cut to their longest sentence:
+        ``predict`` holds one batch padded, not the whole file padded to its longest sentence
+        (a plain-text file with one 3,000-word line took 3.8 GiB encoded whole)."""
+        lengths = torch.tensor([len(s) for s in doc.sentences], dtype=torch.long)
+        longest_word = max((len(w) for s in doc.sentences for w in s), default=0)
+        width = min(self.max_word_length, longest_word)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
+            x, batch_lengths = encode_words(
+                [doc.sentences[int(i)] for i in rows],
+                self._words,
+                self._chars,
+                self.lowercase,
+                self.max_word_length,
+                width=width,
+            )
+            yield rows, x, batch_lengths
 
     def labels(self, task: Task, ids: list[int]) -> list[str]:
         """One sentence's predicted class ids as tags in the training file's scheme."""
