@@ -185,3 +185,55 @@ def test_a_tied_task_added_to_a_trained_model_leaves_the_shared_embedding_alone(
     for key, value in before.items():
         if key.startswith("model."):
             assert torch.equal(value, after[key]), key
+
+
+def test_a_next_word_task_is_scored_in_batches_its_outputs_fit(config, tmp_path, monkeypatch):
+    """A next_word task's outputs are a row per vocabulary word at every position: at the
+    default eval_batch_size (512) CoNLL-2003's dev asked for 5.3 GB at once and the run died at
+    its first scoring. Evaluation batches are cut to keep the outputs under EVAL_OUTPUT_BYTES,
+    in training's scoring and in predict, and the scores and predictions are the same."""
+    import mtlshare.training.loop as loop
+    from mtlshare.app.predict import load_run
+    from mtlshare.data.datasets import Split
+    from mtlshare.data.tagging_codec import TaggingCodec
+
+    assert loop.eval_rows(512, 124, 23_625) == 22  # CoNLL-2003's dev, its vocabulary
+    assert loop.eval_rows(512, 124, 45) == 512  # a tags task: as before
+    assert loop.eval_rows(512, 1, 3) == 512 and loop.eval_rows(4, 10**9, 10**9) == 1
+    cfg = load_config(config)
+    problem = build_problem(cfg, config.parent)
+    whole = train(cfg, tmp_path / "whole", problem=problem, progress=False)
+    sizes: list[int] = []
+    batches = Split.batches
+
+    def recorded(self, size):
+        sizes.append(size)
+        return batches(self, size)
+
+    lm = problem.tasks[1]
+    per_row = lm.train.x.shape[1] * lm.task.out_dim * 4
+    monkeypatch.setattr(loop, "EVAL_OUTPUT_BYTES", 2 * per_row)  # two sentences a batch
+    monkeypatch.setattr(Split, "batches", recorded)
+    cut = train(cfg, tmp_path / "cut", problem=problem, progress=False)
+    assert 2 in sizes and max(sizes) == 512  # the lm task cut, pos not
+    for task in ("pos", "lm"):
+        for split in ("dev", "test"):
+            ours, theirs = cut.results["tasks"][task], whole.results["tasks"][task]
+            assert ours[split] == theirs[split], (task, split)
+    encoded: list[int] = []
+    encode_batches = TaggingCodec.encode_batches
+
+    def recorded_encode(self, doc, size):
+        encoded.append(size)
+        return encode_batches(self, doc, size)
+
+    monkeypatch.setattr(TaggingCodec, "encode_batches", recorded_encode)
+    text = tmp_path / "new.txt"
+    text.write_text("EU rejects German call\nPeter rejects\n", encoding="utf-8")
+    loaded = load_run(tmp_path / "whole")
+    loaded.predict_file(text, tmp_path / "cut.conll")
+    assert encoded and encoded[0] < 512
+    monkeypatch.undo()
+    loaded.predict_file(text, tmp_path / "whole.conll")
+    cut_text = (tmp_path / "cut.conll").read_text(encoding="utf-8")
+    assert cut_text == (tmp_path / "whole.conll").read_text(encoding="utf-8")

@@ -54,7 +54,7 @@ from mtlshare.training.folder import (
     RunFolder,
     not_a_run,
 )
-from mtlshare.training.loop import Trainer
+from mtlshare.training.loop import Trainer, eval_rows
 from mtlshare.training.objective import LossWeighting
 
 CHECKPOINTS = ("best", "last")
@@ -114,7 +114,7 @@ class LoadedRun:
             lengths = lengths.cpu()  # bookkeeping on the CPU, where the predictions are gathered
             order = torch.argsort(lengths, descending=True, stable=True)
             out = torch.full((len(x), int(lengths.max())), IGNORE_INDEX, dtype=torch.long)
-            size = self.config.train.eval_batch_size
+            size = self._rows([task], int(lengths.max()))
             for start in range(0, len(x), size):
                 rows = order[start : start + size]
                 pred = self._batch(task, x[rows], lengths[rows])
@@ -132,7 +132,7 @@ class LoadedRun:
             t: torch.full((len(doc.sentences), longest), IGNORE_INDEX, dtype=torch.long)
             for t in tasks
         }
-        batches = self.codec.encode_batches(doc, self.config.train.eval_batch_size)
+        batches = self.codec.encode_batches(doc, self._rows(tasks, longest))
         with evaluating(self.model):
             for rows, x, lengths in batches:
                 self._check_inputs(x, lengths)
@@ -196,6 +196,12 @@ class LoadedRun:
     def _chunks(self, x: Tensor) -> list[Tensor]:
         size = self.config.train.eval_batch_size
         return [x[start : start + size] for start in range(0, len(x), size)]
+
+    def _rows(self, tasks: list[str], positions: int) -> int:
+        """Sentences a batch: ``train.eval_batch_size``, fewer where the outputs of a task of
+        many classes (``next_word``) would be too large, as when training scored dev."""
+        size = self.config.train.eval_batch_size
+        return min(eval_rows(size, positions, self.tasks[t].out_dim) for t in tasks)
 
     def _batch(self, task: str, x: Tensor, lengths: Tensor | None) -> Tensor:
         """One batch's predictions, cut to its longest sequence as training did, made on the

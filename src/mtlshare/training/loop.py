@@ -42,6 +42,17 @@ from mtlshare.training.structure import LoopStructureTrainer
 
 # an epoch without tokens (rows, windows) this long or longer prints its line (see _epoch)
 EPOCH_LINE_SECONDS = 10.0
+# the network's outputs of one evaluation batch (float32) are kept under this many bytes
+EVAL_OUTPUT_BYTES = 256 * 2**20
+
+
+def eval_rows(batch_size: int, positions: int, out_dim: int) -> int:
+    """Rows of an evaluation batch: ``train.eval_batch_size``, fewer where the outputs of
+    that many rows of ``positions`` positions and ``out_dim`` classes would pass
+    ``EVAL_OUTPUT_BYTES`` (a ``next_word`` task's outputs are a row per word of the
+    vocabulary: 512 CoNLL-2003 sentences of 124 positions asked for 5.3 GB at once)."""
+    per_row = max(1, positions) * max(1, out_dim) * 4
+    return max(1, min(batch_size, EVAL_OUTPUT_BYTES // per_row))
 
 
 @dataclass
@@ -225,7 +236,9 @@ class Trainer:
         data = getattr(td, split)
         head = self.model.head(task) if td.task.head != "linear" else None
         preds, ys = [], []
-        for x, y in data.batches(self.cfg.eval_batch_size):
+        positions = int(data.x.shape[1]) if data.lengths is not None else 1
+        size = eval_rows(self.cfg.eval_batch_size, positions, td.task.out_dim)
+        for x, y in data.batches(size):
             out = self.model(x.to(self.device), task)
             preds.append(td.task.predict(out, y.to(self.device), head).cpu())
             ys.append(y)
