@@ -785,3 +785,31 @@ def test_an_epoch_of_rows_that_takes_long_prints_its_line_and_short_ones_do_not(
     assert re.search(r"^epoch 1/2: [\d,]+ s, dev \w+ [\d.]+", err, re.MULTILINE), err
     assert re.search(r"^epoch 2/2: [\d,]+ s, dev ", err, re.MULTILINE), err
     assert "tokens/s" not in err
+
+
+def test_a_long_epoch_says_where_it_is_in_a_log_and_a_short_one_does_not(
+    tmp_path, monkeypatch, capsys
+):
+    """Where stderr is no terminal (a log: the bar is off), an epoch longer than
+    ``STEP_LINE_SECONDS`` prints a line that often saying its step and seconds; a paper
+    tagger's epoch of minutes to hours was silent until its own line. --quiet prints none."""
+    import re
+
+    import mtlshare.training.loop
+
+    assert main(["run", DEMO, "train.epochs=2", "--out", str(tmp_path / "fast")]) == 0
+    assert "so far" not in capsys.readouterr().err
+    monkeypatch.setattr(mtlshare.training.loop, "STEP_LINE_SECONDS", 0.0)
+    assert main(["run", DEMO, "train.epochs=2", "--out", str(tmp_path / "slow")]) == 0
+    said = re.findall(
+        r"^epoch (\d)/2: step ([\d,]+) of ([\d,]+), \d+ s so far$",
+        capsys.readouterr().err,
+        re.MULTILINE,
+    )
+    steps = int(said[0][2].replace(",", ""))
+    # every step within each epoch, none at an epoch's end (its epoch line says that)
+    expected = [(str(e), f"{k:,}", f"{steps:,}") for e in (1, 2) for k in range(1, steps)]
+    assert said == expected
+    quiet = ["run", DEMO, "train.epochs=2", "--quiet", "--out", str(tmp_path / "quiet")]
+    assert main(quiet) == 0
+    assert "so far" not in capsys.readouterr().err

@@ -46,6 +46,42 @@ EPOCH_LINE_SECONDS = 10.0
 EVAL_OUTPUT_BYTES = 256 * 2**20
 
 
+# within an epoch, a run whose stderr is no terminal (a log) prints a line this often
+STEP_LINE_SECONDS = 300.0
+
+
+class StepBar(tqdm):
+    """The training progress bar, one update a step; where it is off because stderr is no
+    terminal (a log, ``nohup``) and progress is wanted (``lines``), a line every
+    ``STEP_LINE_SECONDS`` says where the epoch is: an epoch of the paper's tagger is minutes
+    to hours, and its log was silent until the epoch's own line."""
+
+    def __init__(self, *, epochs: int, steps: int, done: int, lines: bool, **kwargs: Any) -> None:
+        # names of our own (tqdm's attributes are many): set first, a disabled bar's
+        # __init__ returns early
+        self._epochs, self._steps, self._done, self._lines = epochs, max(1, steps), done, lines
+        self._started = self._said = time.perf_counter()
+        super().__init__(total=epochs * steps, initial=done, **kwargs)
+
+    def update(self, n: float | None = 1) -> bool | None:
+        shown = super().update(n)
+        if n:
+            self._done += int(n)
+            if self._done % self._steps == 0:  # an epoch ends: the next one's seconds from here
+                self._started = self._said = time.perf_counter()
+        now = time.perf_counter()
+        within = self._done % self._steps  # 0 at an epoch's end: its own line follows
+        if self._lines and self.disable and within and now - self._said >= STEP_LINE_SECONDS:
+            self._said = now
+            tqdm.write(
+                f"epoch {self._done // self._steps + 1}/{self._epochs}: step {within:,} of "
+                f"{self._steps:,}, "
+                f"{now - self._started:,.0f} s so far",
+                file=sys.stderr,
+            )
+        return shown
+
+
 def eval_rows(batch_size: int, positions: int, out_dim: int) -> int:
     """Rows of an evaluation batch: ``train.eval_batch_size``, fewer where the outputs of
     that many rows of ``positions`` positions and ``out_dim`` classes would pass
@@ -302,9 +338,11 @@ class Trainer:
                 self.model.load_state_dict(weights)
             state.elapsed += time.perf_counter() - t0
         steps = self.steps_per_epoch(self.names)
-        bar = tqdm(
-            total=self.cfg.epochs * steps,
-            initial=(state.epoch) * steps,
+        bar = StepBar(
+            epochs=self.cfg.epochs,
+            steps=steps,
+            done=state.epoch * steps,
+            lines=self.progress,
             disable=None if self.progress else True,  # None: off when not a terminal
             desc="train",
             unit="step",
