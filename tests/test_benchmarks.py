@@ -20,6 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
         ("joint_step.py", ["--trunk", "mlp", "--blocks", "2", "--steps", "2", "--hidden", "64"]),
         ("task_scaling.py", ["--tasks", "2,3", "--mechanisms", "hard", "--repeat", "1"]),
         ("table_embed.py", ["--rows", "400", "--users", "30"]),
+        pytest.param(
+            "corpus_scale.py",
+            ["--copies", "1,2", "--sentences", "60"],
+            marks=pytest.mark.skipif(
+                not (ROOT.parent / "shared" / "data" / "conll2003" / "train.txt").is_file(),
+                reason="reads ../shared/data/conll2003",
+            ),
+        ),
     ],
 )
 def test_benchmark_runs_and_prints_its_ratio(tmp_path, script, args):
