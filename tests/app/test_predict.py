@@ -826,7 +826,7 @@ def test_a_file_is_encoded_a_batch_at_a_time_with_the_predictions_of_it_encoded_
         return batch(*args)
 
     run._batch = batch_without_autograd  # type: ignore[method-assign]
-    batched = run._predict_tagged(doc, list(run.tasks))
+    batched = run._predict_tagged(run.codec, doc, list(run.tasks))
     assert grads and not any(grads)
     for task in run.tasks:
         assert torch.equal(batched[task], whole[task]), task

@@ -122,17 +122,18 @@ class LoadedRun:
             return out
 
     @torch.no_grad()
-    def _predict_tagged(self, doc: Tagged, tasks: list[str]) -> dict[str, Tensor]:
-        """``predict`` of every task for a file's sentences, encoded a batch at a time (the
-        batches ``predict`` makes of the whole file encoded, so the same predictions), so
-        that only the predictions are held for the whole file."""
-        assert isinstance(self.codec, TaggingCodec)
+    def _predict_tagged(
+        self, codec: TaggingCodec, doc: Tagged, tasks: list[str]
+    ) -> dict[str, Tensor]:
+        """``predict`` of every task for a file's sentences, encoded a batch at a time by
+        ``codec`` (the batches ``predict`` makes of the whole file encoded, so the same
+        predictions), so that only the predictions are held for the whole file."""
         longest = max((len(s) for s in doc.sentences), default=0)
         out = {
             t: torch.full((len(doc.sentences), longest), IGNORE_INDEX, dtype=torch.long)
             for t in tasks
         }
-        batches = self.codec.encode_batches(doc, self._rows(tasks, longest))
+        batches = codec.encode_batches(doc, self._rows(tasks, longest))
         with evaluating(self.model):
             for rows, x, lengths in batches:
                 self._check_inputs(x, lengths)
@@ -251,7 +252,7 @@ class LoadedRun:
         doc = self.codec.read(Path(source), fmt, chosen)
         started = time.perf_counter()
         if isinstance(doc, Tagged) and isinstance(self.codec, TaggingCodec):
-            predictions = self._predict_tagged(doc, chosen)
+            predictions = self._predict_tagged(self.codec, doc, chosen)
         else:
             x, lengths = self.codec.encode(doc)
             predictions = {t: self.predict(t, x, lengths) for t in chosen}

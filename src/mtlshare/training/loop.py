@@ -75,8 +75,7 @@ class StepBar(tqdm):
             self._said = now
             tqdm.write(
                 f"epoch {self._done // self._steps + 1}/{self._epochs}: step {within:,} of "
-                f"{self._steps:,}, "
-                f"{now - self._started:,.0f} s so far",
+                f"{self._steps:,}, {now - self._started:,.0f} s so far",
                 file=sys.stderr,
             )
         return shown
