@@ -8,7 +8,7 @@ bytes that are not UTF-8, ragged rows, an empty file or one with only document m
 from __future__ import annotations
 
 from codecs import BOM_UTF8
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,9 +66,12 @@ def decode_utf8(path: Path, data: bytes) -> str:
         ) from None
 
 
-def parse_conll(text: str, path: str | Path = "<text>", n_columns: int = 0) -> list[Sentence]:
+def parse_conll(
+    text: str, path: str | Path = "<text>", n_columns: int = 0, limit: int = 0
+) -> list[Sentence]:
     """Sentences of a CoNLL column text. ``n_columns`` (0: taken from the first token line)
-    is the number of columns every token line must have."""
+    is the number of columns every token line must have. ``limit`` (0: all) stops after that
+    many sentences: the lines after them are not read, nor checked."""
     path = Path(path)
     sentences: list[Sentence] = []
     rows: list[tuple[str, ...]] = []
@@ -84,7 +87,9 @@ def parse_conll(text: str, path: str | Path = "<text>", n_columns: int = 0) -> l
 
     # lines end at "\n" only (and "\r\n"): str.splitlines would also break at form feeds and
     # other separators, and the line numbers in errors would drift from the file's
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_lines(text), start=1):
+        if limit and len(sentences) >= limit:
+            break
         fields = tuple(line.split())
         if not fields:
             close()
@@ -102,17 +107,27 @@ def parse_conll(text: str, path: str | Path = "<text>", n_columns: int = 0) -> l
         if not rows:
             first = number
         rows.append(fields)
-    close()
+    close()  # empty after a stop at ``limit``: its last sentence was closed
     if not sentences:
         what = "only document markers" if markers else "no token lines"
         raise DataError(f"no sentences: the file has {what}", path)
     return sentences
 
 
-def read_conll(path: str | Path, n_columns: int = 0) -> list[Sentence]:
-    """``parse_conll`` of a file, read as UTF-8."""
+def _lines(text: str) -> Iterator[str]:
+    """``text.split("\n")``, a line at a time: a reader that stops early (``limit``) makes
+    no list of every line of a large file."""
+    start = 0
+    while (end := text.find("\n", start)) != -1:
+        yield text[start:end]
+        start = end + 1
+    yield text[start:]
+
+
+def read_conll(path: str | Path, n_columns: int = 0, limit: int = 0) -> list[Sentence]:
+    """``parse_conll`` of a file, read as UTF-8 (``limit``: its first sentences only)."""
     path = Path(path)
-    return parse_conll(decode_utf8(path, file_bytes(path)), path, n_columns)
+    return parse_conll(decode_utf8(path, file_bytes(path)), path, n_columns, limit)
 
 
 def column_index(column: str | int, names: Sequence[str], path: str | Path | None = None) -> int:

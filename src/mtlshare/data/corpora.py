@@ -202,16 +202,16 @@ def read_corpus(spec: CorpusSpec, base_dir: str | None, dev_seed: int, task: str
     paths = {s: data_file(getattr(spec, s), base_dir, f"{key}.{s}") for s in named}
     sentences: dict[str, list[Sentence]] = {}
     for split, path in paths.items():
+        limit = getattr(spec, f"{split}_sentences")
         try:
             if spec.format == "conllu":
                 read = read_conllu(path)
-            else:
-                read = read_conll(path, len(spec.columns))
+            else:  # the lines after the first ``limit`` sentences are not read
+                read = read_conll(path, len(spec.columns), limit)
         except DataError as e:
             if task is None:
                 raise
             raise DataError(f"task {task!r}: {e}") from None
-        limit = getattr(spec, f"{split}_sentences")
         sentences[split] = read[:limit] if limit else read
     if spec.dev_from_train:
         train = sentences["train"]
