@@ -60,10 +60,29 @@ def decode_utf8(path: Path, data: bytes) -> str:
         return data[start:].decode("utf-8")
     except UnicodeDecodeError as e:
         at = start + e.start
-        line = data.count(b"\n", 0, at) + 1
-        raise DataError(
-            f"not UTF-8 text (byte {data[at]:#04x} at offset {at})", path, line
-        ) from None
+        raise _not_utf8(path, data[at], at, data.count(b"\n", 0, at) + 1) from None
+
+
+def utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of the file ``path``, numbered as ``parse_conll``
+    numbers them and decoded one at a time as ``decode_utf8`` decodes a whole file (a leading
+    byte-order mark dropped; a bad byte the same DataError): for files of gigabytes of which a
+    reader keeps little. No UTF-8 sequence holds a newline byte, so decoding line by line
+    decodes the same text."""
+    offset = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            start = len(BOM_UTF8) if number == 1 and raw.startswith(BOM_UTF8) else 0
+            try:
+                yield number, raw[start:].decode("utf-8")
+            except UnicodeDecodeError as e:
+                at = start + e.start
+                raise _not_utf8(path, raw[at], offset + at, number) from None
+            offset += len(raw)
+
+
+def _not_utf8(path: Path, byte: int, offset: int, line: int) -> DataError:
+    return DataError(f"not UTF-8 text (byte {byte:#04x} at offset {offset})", path, line)
 
 
 def parse_conll(

@@ -70,7 +70,7 @@ def encode_words(
     sentences are a batch of a larger file, encoded as the whole file would be."""
     lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
     if width is None:
-        width = min(max_chars, max(len(word) for s in sentences for word in s))
+        width = char_width(sentences, max_chars)
     _warn_if_large(lengths, 1 + width, path, first_lines)
     x = torch.zeros(len(sentences), int(lengths.max()), 1 + width, dtype=torch.int32)
     for n, sentence in enumerate(sentences):
@@ -81,6 +81,11 @@ def encode_words(
             rows.append(ids + [0] * (1 + width - len(ids)))
         x[n, : len(rows)] = torch.tensor(rows, dtype=torch.int32)
     return x, lengths
+
+
+def char_width(sentences: list[list[str]], max_chars: int) -> int:
+    """Characters a word is encoded with: the longest word's, at most ``max_chars``."""
+    return min(max_chars, max(len(w) for s in sentences for w in s))
 
 
 def _warn_if_large(
@@ -324,8 +329,7 @@ class TaggingCodec:
         ``predict`` holds one batch padded, not the whole file padded to its longest sentence
         (a plain-text file with one 3,000-word line took 3.8 GiB encoded whole)."""
         lengths = torch.tensor([len(s) for s in doc.sentences], dtype=torch.long)
-        longest_word = max((len(w) for s in doc.sentences for w in s), default=0)
-        width = min(self.max_word_length, longest_word)
+        width = char_width(doc.sentences, self.max_word_length)
         order = torch.argsort(lengths, descending=True, stable=True)
         for start in range(0, len(order), size):
             rows = order[start : start + size]

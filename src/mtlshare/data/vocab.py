@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import importlib
 import math
-from codecs import BOM_UTF8
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from mtlshare.data.conll import utf8_lines
 from mtlshare.errors import ConfigError, DataError
 
 PAD = "<pad>"
@@ -73,7 +73,7 @@ def read_glove(path: str | Path, wanted: set[str] | None = None) -> tuple[dict[s
         raise DataError("no such word-vector file", path)
     vectors: dict[str, Tensor] = {}
     dim = 0
-    for number, line in _utf8_lines(path):
+    for number, line in utf8_lines(path):
         parts = line.rstrip().split(" ")
         if len(parts) < 2:
             if line.strip():
@@ -97,25 +97,6 @@ def read_glove(path: str | Path, wanted: set[str] | None = None) -> tuple[dict[s
     if dim == 0:
         raise DataError("no vectors in the file", path)
     return vectors, dim
-
-
-def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line of ``path``, numbered as ``parse_conll`` numbers them
-    and decoded one at a time as ``decode_utf8`` decodes a whole file (a leading byte-order
-    mark dropped; a bad byte a DataError naming its line and offset). No UTF-8 sequence holds
-    a newline byte, so decoding line by line decodes the same text."""
-    offset = 0
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            start = len(BOM_UTF8) if number == 1 and raw.startswith(BOM_UTF8) else 0
-            try:
-                yield number, raw[start:].decode("utf-8")
-            except UnicodeDecodeError as e:
-                at = start + e.start
-                raise DataError(
-                    f"not UTF-8 text (byte {raw[at]:#04x} at offset {offset + at})", path, number
-                ) from None
-            offset += len(raw)
 
 
 # name -> (module, pip distribution, matrix file, word-index file): vector sets shipped as packages
