@@ -4,16 +4,19 @@ Each copy after the first gives about ``--new-words`` of its word types a suffix
 (the same word in the same copy always the same suffix), so the vocabulary grows as a real
 larger corpus's would. For each ``--copies`` N, a process of its own builds the problem of a
 three-task tagger (POS, chunking, NER; CoNLL-2003 dev and test as they are): reading, the
-vocabularies and the encoded, padded tensors, nothing trained. Printed per N: the training
-tokens and word types, the seconds the build took, the peak resident memory of the process and
-the bytes of the training inputs held padded. The last two lines are
+vocabularies and the encoded tensors, nothing trained. ``--long L`` ends each file with one
+sentence of L tokens (a file that lost some blank lines): inputs held padded to the longest
+sentence grew with it, tokens held end to end do not. Printed per N: the training tokens and
+word types, the seconds the build took, the peak resident memory of the process, the bytes of
+the training inputs as held and what they would take padded to the longest sentence. The last
+two lines are
 ``time_ratio=<build seconds per token at the largest N / at the smallest>`` and
 ``ratio=<peak memory growth / token growth>`` between the smallest and largest N (1: memory
 grows as the data; below 1: the fixed cost of torch's import is spread). Numbers from a run
 are kept in docs/results/benchmarks.md; what they mean in docs/performance.md.
 
-Usage: python benchmarks/corpus_scale.py [--copies 1,3,10] [--sentences 0] [--json PATH]
-       [--data ../shared/data/conll2003]
+Usage: python benchmarks/corpus_scale.py [--copies 1,3,10] [--sentences 0] [--long 0]
+       [--json PATH] [--data ../shared/data/conll2003]
 """
 
 from __future__ import annotations
@@ -66,12 +69,17 @@ started = time.perf_counter()
 problem = build_problem(load_config(sys.argv[1]), sys.argv[2])
 seconds = time.perf_counter() - started
 train = problem.tasks[0].train
+# PYTHONPATH=<an older checkout>/src measures it too: before 2026-12-08 a Split held x padded
+x = train.held()[0] if hasattr(train, "held") else train.x
+row = x.numel() // max(1, len(x)) if x.dim() == 2 else x[0, 0].numel()
+longest = int(train.lengths.max())
 print(json.dumps({
     "seconds": seconds,
     "tokens": problem.meta["tokens"]["train"],
     "words": problem.meta["words"],
-    "input_mib": train.x.numel() * train.x.element_size() / 2**20,
-    "input_shape": list(train.x.shape),
+    "input_mib": x.numel() * x.element_size() / 2**20,
+    "input_shape": list(x.shape),
+    "padded_mib": len(train) * longest * row * x.element_size() / 2**20,
 }))
 """
 
@@ -81,6 +89,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--copies", default="1,3,10", help="sizes, in copies of the training file")
     ap.add_argument("--new-words", type=float, default=0.3, help="word types renamed a copy")
     ap.add_argument("--sentences", type=int, default=0, help="first sentences of train (0: all)")
+    ap.add_argument("--long", type=int, default=0, help="tokens of one sentence added (0: none)")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "conll2003"))
     ap.add_argument("--json", help="also write the measurements to this JSON file")
     return ap.parse_args()
@@ -92,7 +101,9 @@ def sentences(path: Path, limit: int) -> list[list[str]]:
     return blocks[:limit] if limit else blocks
 
 
-def write_copies(blocks: list[list[str]], copies: int, new_words: float, out: Path) -> None:
+def write_copies(
+    blocks: list[list[str]], copies: int, new_words: float, out: Path, long: int = 0
+) -> None:
     with open(out, "w", encoding="utf-8") as f:
         for k in range(copies):
             for block in blocks:
@@ -104,6 +115,10 @@ def write_copies(blocks: list[list[str]], copies: int, new_words: float, out: Pa
                         parts[0] = f"{word}{'qzjxv'[k % 5]}{k}"
                     f.write(" ".join(parts) + "\n")
                 f.write("\n")
+        # a sentence of ``long`` tokens: the training file's own lines, their blank lines lost
+        lines = [line for block in blocks for line in block if not line.startswith("-DOCSTART-")]
+        for i in range(long):
+            f.write(lines[i % len(lines)] + "\n")
 
 
 def build(folder: Path) -> dict[str, Any]:
@@ -136,7 +151,7 @@ def main() -> None:
     for copies in sorted(sizes):
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            write_copies(blocks, copies, args.new_words, folder / "train.txt")
+            write_copies(blocks, copies, args.new_words, folder / "train.txt", args.long)
             (folder / "run.toml").write_text(CONFIG.format(data=data.resolve()))
             before = peak_of_children()
             runs[copies] = build(folder)
@@ -144,13 +159,15 @@ def main() -> None:
             runs[copies]["peak_mib"] = max(peak_of_children(), before)
     print(
         f"CoNLL-2003 train x {args.copies}, {args.new_words:.0%} of word types renamed a copy, "
-        f"one torch thread, {platform.processor() or platform.machine()}"
+        + (f"one sentence of {args.long:,} tokens added, " if args.long else "")
+        + f"one torch thread, {platform.processor() or platform.machine()}"
     )
     for copies, r in runs.items():
         print(
             f"{copies:>3}x: {r['tokens']:,} tokens, {r['words']:,} word types, built in "
             f"{r['seconds']:.1f} s, peak {r['peak_mib']:,.0f} MiB, training inputs "
-            f"{r['input_mib']:,.0f} MiB padded {tuple(r['input_shape'])}"
+            f"{r['input_mib']:,.0f} MiB held {tuple(r['input_shape'])} "
+            f"({r['padded_mib']:,.0f} MiB padded to the longest sentence)"
         )
     small, large = runs[min(runs)], runs[max(runs)]
     growth = large["tokens"] / small["tokens"]

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import mtlshare.sharing  # noqa: F401  (registers the mechanisms)
 from mtlshare.app.add_task import add_task
@@ -18,6 +19,7 @@ from mtlshare.app.run import run
 from mtlshare.cli import main
 from mtlshare.config import load_config
 from mtlshare.data.corpora import read_corpus, shared_spec
+from mtlshare.data.datasets import PackedSplit
 from mtlshare.data.tag_tasks import task_spec
 from mtlshare.errors import ConfigError, DataError
 
@@ -309,17 +311,28 @@ def test_without_a_task_reading_the_shared_corpus_its_files_are_not_required(cor
         problem(corpora, "data.train=", "data.dev=", "data.test=")  # ner reads them
 
 
-def test_a_training_file_padded_past_the_limit_warns_naming_its_longest_sentence(
+def test_a_training_file_is_held_as_its_tokens_not_padded_to_its_longest_sentence(
     corpora, monkeypatch
 ):
-    """Training's inputs are held padded to each file's longest sentence as predict's are:
-    past the limit the file and the line its longest sentence starts on are named."""
+    """Training's inputs are held end to end (``PackedSplit``): one long sentence costs its own
+    tokens, not every sentence padded to it (one 1,000-token sentence in CoNLL-2003 train took
+    its inputs from 188 MiB to 1.6 GiB), so no padded-size warning is given at any size."""
+    import warnings
+
     import mtlshare.data.tagging_codec as tagging_codec
 
     train = corpora / "pos_train.txt"
-    train.write_text("The DT\ncat NN\n\nA DT\nbig JJ\ndog NN\nran VBD\n\nDogs NNS\n", "utf-8")
+    long = "".join(f"w{i} NN\n" for i in range(40))
+    train.write_text(
+        f"The DT\ncat NN\n\n{long}\nA DT\nbig JJ\ndog NN\nran VBD\n\nDogs NNS\n", "utf-8"
+    )
     monkeypatch.setattr(tagging_codec, "PADDED_WARNING_BYTES", 0)
-    with pytest.warns(UserWarning) as caught:
-        problem(corpora)
-    said = [str(w.message) for w in caught if "held padded to it" in str(w.message)]
-    assert any(m.startswith(f"{train}:4: its longest sentence starts here, 4 tokens") for m in said)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        built = problem(corpora)
+    assert not [w for w in caught if "held padded to it" in str(w.message)]
+    pos = built.tasks[0].train
+    assert isinstance(pos, PackedSplit) and pos.lengths.tolist() == [2, 40, 4, 1]
+    assert pos.held()[0].shape[0] == 47  # 47 tokens held, where padded: 4 x 40
+    x, y = pos.take(torch.tensor([0, 3]))
+    assert x.shape[:2] == y.shape == (2, 2)  # the short sentences' batch: their own length

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
-from mtlshare.data.datasets import BatchStream, Problem, Split, TaskData, cat_padded, share_of
+from mtlshare.data.datasets import (
+    BatchStream,
+    PackedSplit,
+    Problem,
+    Split,
+    TaskData,
+    cat_padded,
+    check_split,
+    share_of,
+)
+from mtlshare.errors import DataError
 from mtlshare.tasks.task import Task
 
 
@@ -92,3 +104,101 @@ def test_sequence_batches_are_cut_to_their_longest_and_padded_back_when_joined()
     same = cat_padded([torch.zeros(2, 3), torch.zeros(1, 3)])
     assert same.shape == (3, 3) and not torch.isnan(same).any()
     assert cat_padded([torch.zeros(2), torch.ones(1)]).tolist() == [0.0, 0.0, 1.0]
+
+
+def _packed_and_padded(y_float: bool = False) -> tuple[PackedSplit, Split]:
+    """Five sequences of lengths 2, 5, 1, 3, 4, held end to end and padded."""
+    lengths = torch.tensor([2, 5, 1, 3, 4])
+    gen = torch.Generator().manual_seed(0)
+    tokens_x = torch.randint(1, 50, (int(lengths.sum()), 3), generator=gen, dtype=torch.int32)
+    if y_float:
+        tokens_y = torch.randn(int(lengths.sum()), generator=gen)
+        tokens_y[[1, 7]] = float("nan")
+    else:
+        tokens_y = torch.randint(0, 4, (int(lengths.sum()),), generator=gen)
+        tokens_y[[1, 7]] = -100
+    x = torch.zeros(5, 5, 3, dtype=torch.int32)
+    y = torch.full((5, 5), float("nan") if y_float else -100, dtype=tokens_y.dtype)
+    start = 0
+    for n, length in enumerate(lengths.tolist()):
+        x[n, :length] = tokens_x[start : start + length]
+        y[n, :length] = tokens_y[start : start + length]
+        start += length
+    return PackedSplit(tokens_x, tokens_y, lengths), Split(x, y, lengths)
+
+
+@pytest.mark.parametrize("y_float", [False, True])
+def test_a_packed_split_gives_the_padded_splits_batches_to_the_bit(y_float):
+    """Held end to end, a split gives the batches the padded layout gives (values, dtype and
+    shape), so every trained number stays what it was; it reads as the padded one too."""
+    packed, padded = _packed_and_padded(y_float)
+    assert len(packed) == len(padded) == 5 and packed.tokens == padded.tokens == 15
+    assert packed.rank == padded.rank == 3 and packed.positions == padded.positions == 5
+    empty = torch.tensor([], dtype=torch.long)  # a process's empty last slice: (0, 5, 3)
+    for idx in (
+        torch.tensor([2, 0]),
+        torch.tensor([4, 1, 3]),
+        torch.tensor([2]),
+        slice(1, 4),
+        empty,
+    ):
+        for got, want in zip(packed.take(idx), padded.take(idx), strict=True):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert torch.equal(got, want) or torch.allclose(got, want, equal_nan=True)
+        assert packed.observed_in(idx) == padded.observed_in(idx)
+    for (xa, ya), (xb, yb) in zip(packed.batches(2), padded.batches(2), strict=True):
+        assert torch.equal(xa, xb) and torch.allclose(ya.float(), yb.float(), equal_nan=True)
+    assert torch.equal(packed.x, padded.x)
+    assert torch.allclose(packed.y.float(), padded.y.float(), equal_nan=True)
+    assert packed.take(torch.tensor([2]))[0].shape == (1, 1, 3)  # its own longest, 1
+
+
+def test_a_packed_split_holds_its_tokens_only_and_says_where_a_position_belongs():
+    packed, _ = _packed_and_padded()
+    x, y = packed.held()
+    assert x.shape == (15, 3) and y.shape == (15,)  # the padded one holds 5 x 5 positions
+    assert [packed.row_of(i) for i in (0, 1, 2, 6, 7, 8, 10, 11, 14)] == [
+        0, 0, 1, 1, 2, 3, 3, 4, 4,
+    ]  # fmt: skip
+    other = PackedSplit(x, torch.zeros(15, dtype=torch.long), packed.lengths)
+    assert packed.same_inputs(other) and other.same_inputs(packed)
+    assert not packed.same_inputs(PackedSplit(x.clone(), y, packed.lengths))
+    assert not packed.same_inputs(Split(packed.x, packed.y, packed.lengths))
+    with pytest.raises(AttributeError, match="set tokens_x"):
+        packed.x = torch.zeros(1)
+    assert (
+        repr(packed) == "PackedSplit(5 sequences, 15 positions, inputs (3,) torch.int32 a position)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ((torch.zeros(3, 2), torch.zeros(3), [1, 2]), "lengths is a list"),
+        ((torch.zeros(3, 2), torch.zeros(3), torch.tensor([1.0, 2.0])), "one integer per"),
+        ((torch.zeros(3, 2), torch.zeros(3), torch.tensor([4, -1])), "a negative length"),
+        ((torch.zeros(4, 2), torch.zeros(3), torch.tensor([1, 2])), "tokens_x of shape (4, 2)"),
+        ((torch.zeros(3, 2), torch.zeros(2), torch.tensor([1, 2])), "tokens_y of shape (2,)"),
+    ],
+)
+def test_a_packed_split_refuses_tokens_that_its_lengths_do_not_add_up_to(args, said):
+    with pytest.raises(DataError, match=re.escape(said)):
+        PackedSplit(*args)
+
+
+def test_a_bad_target_in_a_packed_split_is_named_by_its_sequence_not_its_position():
+    """``check_split`` reads the tokens as held; the row it names is the sentence."""
+    packed, _ = _packed_and_padded()
+    tokens_y = packed.tokens_y.clone()
+    tokens_y[11] = 9  # the fifth sentence's first word
+    bad = PackedSplit(packed.tokens_x, tokens_y, packed.lengths)
+    task = Task("t", "classification", 4, "accuracy")
+    with pytest.raises(DataError, match=r"class id 9 in row 4 is outside 0\.\.3"):
+        check_split(TaskData(task, bad, packed, packed), "train", 3, True)
+    floats, _ = _packed_and_padded(y_float=True)
+    tokens_y = floats.tokens_y.clone()
+    tokens_y[8] = float("inf")  # the fourth sentence's
+    bad = PackedSplit(floats.tokens_x, tokens_y, floats.lengths)
+    task = Task("t", "regression", 1, "mse")
+    with pytest.raises(DataError, match="an infinite target in row 3"):
+        check_split(TaskData(task, bad, floats, floats), "train", 3, True)

@@ -56,7 +56,7 @@ def build_model(cfg: Config, problem: Problem) -> SharingModel:
     ``load_run`` builds with ``build_network``, which does not check it, so a run trained
     before a check still loads)."""
     tasks = [td.task for td in problem.tasks]
-    rank = problem.tasks[0].train.x.dim()
+    rank = problem.tasks[0].train.rank
     torch.manual_seed(cfg.seed)
     model = build_network(cfg, tasks, problem.input_dim, problem.build_stem, rank)
     check_mechanism(cfg.mechanism, model)  # what trains it reads them (not load_run)

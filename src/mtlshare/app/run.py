@@ -174,7 +174,7 @@ def usage_spec(cfg: Config, problem: Problem, base_dir: str | Path | None) -> di
     that names no codec (the user's own tensors) gets the plain one, ``codecs.plain_features``
     (a ``DataError`` for inputs that one cannot read); one that names a codec must name one
     ``load_run`` can build (``codecs.check_codec_spec``)."""
-    rank = problem.tasks[0].train.x.dim()
+    rank = problem.tasks[0].train.rank
     if problem.inference:
         check_codec_spec(problem.inference, problem.input_dim)
     return inference_spec(

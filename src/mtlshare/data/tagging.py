@@ -36,14 +36,13 @@ from mtlshare.data.corpora import (
     read_corpus,
     shared_spec,
 )
-from mtlshare.data.datasets import Problem, Split, TaskData
+from mtlshare.data.datasets import PackedSplit, Problem, TaskData
 from mtlshare.data.tag_tasks import TaskSpec, tag_ids, tags_of, task_spec
-from mtlshare.data.tagging_codec import TaggingCodec, encode_words
+from mtlshare.data.tagging_codec import TaggingCodec, encode_tokens
 from mtlshare.data.vocab import VECTOR_PACKAGES, Vocab, embedding_matrix, read_vectors, word_key
 from mtlshare.errors import ConfigError, check_seed, data_file, one_of
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
 from mtlshare.registry import DATA_SOURCES
-from mtlshare.tasks.metrics import IGNORE_INDEX
 from mtlshare.tasks.task import Task
 
 UNSEEN = ("error", "map")
@@ -141,11 +140,9 @@ class ConllConfig:
             check_seed(getattr(self, key), f"data.{key}")
 
 
-def _targets(ids: list[list[int]], length: int) -> Tensor:
-    y = torch.full((len(ids), length), IGNORE_INDEX, dtype=torch.long)
-    for n, row in enumerate(ids):
-        y[n, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return y
+def _targets(ids: list[list[int]]) -> Tensor:
+    """Every sentence's class ids, one sentence after another (``PackedSplit.tokens_y``)."""
+    return torch.tensor([i for row in ids for i in row], dtype=torch.long)
 
 
 def _word_vocab(
@@ -255,14 +252,12 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
     )
     inputs = {
         key: {
-            split: encode_words(
+            split: encode_tokens(
                 [s.column(key.word_index) for s in sents],
                 words,
                 chars,
                 cfg.lowercase,
                 cfg.max_word_length,
-                path=corpus.paths[split],
-                first_lines=[s.line for s in sents],
             )
             for split, sents in corpus.sentences.items()
         }
@@ -285,7 +280,7 @@ def conll_problem(cfg: ConllConfig, base_dir: str | None = None) -> Problem:
         )
         splits = {}
         for split, (x, lengths) in inputs[spec.corpus].items():
-            splits[split] = Split(x, _targets(ids[split], x.shape[1]), lengths)
+            splits[split] = PackedSplit(x, _targets(ids[split]), lengths)
         tasks.append(TaskData(task, splits["train"], splits["dev"], splits["test"]))
     encoder = TaggerInputConfig(
         n_words=len(words),

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from mtlshare.data.codecs import CODECS, Codec
 from mtlshare.data.conll import DOCSTART, decode_utf8, file_bytes
 from mtlshare.data.conllu import FORM, ID, MISC, UD_COLUMNS, conllu_sentences, looks_like_conllu
+from mtlshare.data.datasets import pad_sequences
 from mtlshare.data.vocab import PAD, UNK, Vocab, word_key
 from mtlshare.errors import DataError
 from mtlshare.models.tagger import TaggerInputConfig, WordCharEncoder
@@ -51,6 +52,37 @@ FORMATS = ("auto", "conll", "conllu", "text")
 PADDED_WARNING_BYTES = 1 << 30
 
 
+def encode_tokens(
+    sentences: list[list[str]],
+    words: Vocab,
+    chars: Vocab,
+    lowercase: bool,
+    max_chars: int,
+    *,
+    width: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(L, 1 + C) int32 for the L tokens of ``sentences``, one sentence after another: the word
+    id then the character ids, 0-padded; and the lengths (N,). The character width C is the
+    longest word's (at most ``max_chars``), or ``width`` where these sentences are a batch of a
+    larger file, encoded as the whole file would be; unknown words and characters take the
+    unknown id."""
+    lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
+    if width is None:
+        width = char_width(sentences, max_chars)
+    x = torch.zeros(int(lengths.sum()), 1 + width, dtype=torch.int32)
+    start = 0
+    for sentence in sentences:
+        rows = []
+        for word in sentence:
+            ids = [words.id(word_key(word, lowercase))]
+            ids += [chars.id(c) for c in word[:width]]
+            rows.append(ids + [0] * (1 + width - len(ids)))
+        if rows:
+            x[start : start + len(rows)] = torch.tensor(rows, dtype=torch.int32)
+            start += len(rows)
+    return x, lengths
+
+
 def encode_words(
     sentences: list[list[str]],
     words: Vocab,
@@ -62,25 +94,13 @@ def encode_words(
     first_lines: Sequence[int] = (),
     width: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """(N, T, 1 + C) int32: word id then character ids, 0-padded; and the lengths (N,). The
-    character width is the longest word (at most ``max_chars``); unknown words and characters
-    take the unknown id. Inputs of more than ``PADDED_WARNING_BYTES`` warn, naming ``path``
+    """``encode_tokens``' inputs padded, (N, T, 1 + C): each sentence 0-padded to the longest,
+    T; and the lengths (N,). Inputs of more than ``PADDED_WARNING_BYTES`` warn, naming ``path``
     and the first line (``first_lines``, 1-based, one per sentence) of the longest sentence:
-    every sentence is held padded to it. ``width`` (characters a word) is given where these
-    sentences are a batch of a larger file, encoded as the whole file would be."""
-    lengths = torch.tensor([len(s) for s in sentences], dtype=torch.long)
-    if width is None:
-        width = char_width(sentences, max_chars)
-    _warn_if_large(lengths, 1 + width, path, first_lines)
-    x = torch.zeros(len(sentences), int(lengths.max()), 1 + width, dtype=torch.int32)
-    for n, sentence in enumerate(sentences):
-        rows = []
-        for word in sentence:
-            ids = [words.id(word_key(word, lowercase))]
-            ids += [chars.id(c) for c in word[:width]]
-            rows.append(ids + [0] * (1 + width - len(ids)))
-        x[n, : len(rows)] = torch.tensor(rows, dtype=torch.int32)
-    return x, lengths
+    every sentence is held padded to it."""
+    tokens, lengths = encode_tokens(sentences, words, chars, lowercase, max_chars, width=width)
+    _warn_if_large(lengths, tokens.shape[1], path, first_lines)
+    return pad_sequences(tokens, torch.cumsum(lengths, 0) - lengths, lengths, 0), lengths
 
 
 def char_width(sentences: list[list[str]], max_chars: int) -> int:

@@ -137,7 +137,7 @@ class JointStepper:
         of rows for all of them when they read the same data."""
         t = self.t
         splits = [t.data[n].train for n in names]
-        shared = all(s.x is splits[0].x and s.lengths is splits[0].lengths for s in splits)
+        shared = all(s.same_inputs(splits[0]) for s in splits)
         streams = [
             BatchStream(s, t.cfg.batch_size, t._generator(epoch, i), *t._place())
             for i, s in enumerate(splits[:1] if shared else splits)

@@ -271,8 +271,7 @@ class Trainer:
         data = getattr(td, split)
         head = self.model.head(task) if td.task.head != "linear" else None
         preds, ys = [], []
-        positions = int(data.x.shape[1]) if data.lengths is not None else 1
-        size = eval_rows(self.cfg.eval_batch_size, positions, td.task.out_dim)
+        size = eval_rows(self.cfg.eval_batch_size, data.positions, td.task.out_dim)
         for x, y in data.batches(size):
             out = self.model(x.to(self.device), task)
             preds.append(td.task.predict(out, y.to(self.device), head).cpu())
