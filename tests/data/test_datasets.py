@@ -202,3 +202,36 @@ def test_a_bad_target_in_a_packed_split_is_named_by_its_sequence_not_its_positio
     task = Task("t", "regression", 1, "mse")
     with pytest.raises(DataError, match="an infinite target in row 3"):
         check_split(TaskData(task, bad, floats, floats), "train", 3, True)
+
+
+def test_a_packed_split_pads_uint8_targets_as_missing_and_counts_them_as_it_holds_them():
+    """uint8 class ids are held as longs: padded in uint8, -100 was 156, a class."""
+    split = PackedSplit(
+        torch.zeros(4, 2), torch.tensor([0, 1, 2, 1], dtype=torch.uint8), torch.tensor([3, 1])
+    )
+    assert split.take(slice(None))[1].tolist() == [[0, 1, 2], [1, -100, -100]]
+    assert split.observed_in(torch.tensor([0, 1])) == 4
+    split.tokens_y[0] = -100  # an edit in place is what it counts next (nothing is cached)
+    assert split.observed_in(torch.tensor([0, 1])) == 3
+    empty = PackedSplit(torch.zeros(0, 2), torch.zeros(0), torch.tensor([0, 0]))
+    assert empty.observed_in(torch.tensor([0, 1])) == 0  # sentences of no token
+
+
+def test_packed_splits_are_equal_by_their_tokens_and_share_inputs_by_int32_lengths_too():
+    packed, padded = _packed_and_padded()
+    copy = PackedSplit(packed.tokens_x.clone(), packed.tokens_y.clone(), packed.lengths.clone())
+    assert packed == packed and packed == copy and packed != padded
+    assert packed != PackedSplit(packed.tokens_x, packed.tokens_y + 1, packed.lengths)
+    lengths = packed.lengths.int()  # made long by each split: two tensors, the same lengths
+    a = PackedSplit(packed.tokens_x, packed.tokens_y, lengths)
+    b = PackedSplit(packed.tokens_x, torch.zeros(15, dtype=torch.long), lengths)
+    assert a.same_inputs(b)
+
+
+def test_a_rank_mismatch_in_a_packed_split_says_the_rank_of_its_batches():
+    packed, _ = _packed_and_padded()
+    rows = Split(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
+    task = Task("t", "classification", 4, "accuracy")
+    said = "inputs of shape (15, 3), 3-d batches held as tokens, but the task's training inputs"
+    with pytest.raises(DataError, match=re.escape(said)):
+        check_split(TaskData(task, rows, packed, rows), "dev", 3, True)

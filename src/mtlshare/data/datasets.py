@@ -105,7 +105,10 @@ class PackedSplit(Split):
     sequence at the length of the longest: CoNLL-2003's training inputs at 1 KB a token are
     10 times their tokens padded, and one sentence of 1,000 tokens among them made 188 MiB
     1.6 GiB. ``x`` and ``y`` still read as the padded tensors, built on each read (a copy:
-    writing into one changes nothing here); training never reads them."""
+    writing into one changes nothing here); training never reads them. Integer targets are
+    held as ``torch.long`` (a uint8 tensor would pad with 156, not -100). Two splits are equal
+    when their tokens, lengths and ``x_fill`` are; ``dataclasses.replace`` and ``asdict`` do
+    not apply (its fields are the tokens, not ``x`` and ``y``)."""
 
     def __init__(
         self, tokens_x: Tensor, tokens_y: Tensor, lengths: Tensor, x_fill: float = 0
@@ -130,11 +133,11 @@ class PackedSplit(Split):
                     f"PackedSplit: {name} of shape {tuple(value.shape)} for lengths that sum to "
                     f"{total}; it holds one row per position, the sequences end to end"
                 )
-        self.tokens_x, self.tokens_y = tokens_x, tokens_y
+        self.tokens_x = tokens_x
+        self.tokens_y = tokens_y if tokens_y.is_floating_point() else tokens_y.long()
         self.lengths: Tensor = lengths.long()
         self.x_fill = x_fill
         self.starts = torch.cumsum(self.lengths, 0) - self.lengths
-        self._observed: Tensor | None = None  # observed targets a row, when first asked
 
     @property
     def x(self) -> Tensor:
@@ -151,6 +154,20 @@ class PackedSplit(Split):
     @y.setter
     def y(self, value: Tensor) -> None:
         raise AttributeError("a PackedSplit's y is built from tokens_y; set tokens_y")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PackedSplit):
+            return NotImplemented
+        return self.x_fill == other.x_fill and all(
+            a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+            for a, b in (
+                (self.lengths, other.lengths),
+                (self.tokens_x, other.tokens_x),
+                (self.tokens_y, other.tokens_y),
+            )
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return (
@@ -181,11 +198,7 @@ class PackedSplit(Split):
         )
 
     def observed_in(self, idx: Tensor | slice) -> int:
-        if self._observed is None:
-            seen = observed(self.tokens_y).reshape(len(self.tokens_y), -1).sum(1)
-            rows = torch.repeat_interleave(torch.arange(len(self)), self.lengths)
-            self._observed = torch.zeros(len(self), dtype=torch.long).index_add_(0, rows, seen)
-        return int(self._observed[idx].sum())
+        return int(observed(self.take(idx)[1]).sum())  # only the batch's tokens are read
 
     def held(self) -> tuple[Tensor, Tensor]:
         return self.tokens_x, self.tokens_y
@@ -197,7 +210,7 @@ class PackedSplit(Split):
         return (
             isinstance(other, PackedSplit)
             and other.tokens_x is self.tokens_x
-            and other.lengths is self.lengths
+            and (other.lengths is self.lengths or torch.equal(other.lengths, self.lengths))
         )
 
 
@@ -276,9 +289,10 @@ def check_split(td: TaskData, split: str, input_dim: int, encoded: bool) -> None
     where = f"task {task.name!r}, {split} split"
     rank = td.train.rank
     if data.rank != rank:
+        held = "" if x.dim() == data.rank else f", {data.rank}-d batches held as tokens"
         raise DataError(
-            f"{where}: inputs of shape {tuple(x.shape)}, but the task's training inputs are "
-            f"{rank}-d"
+            f"{where}: inputs of shape {tuple(x.shape)}{held}, but the task's training inputs "
+            f"are {rank}-d"
         )
     if not encoded:  # an input encoder reads what it reads (ids, features of its own)
         if x.dtype != torch.get_default_dtype():
