@@ -8,9 +8,9 @@ vocabularies and the encoded tensors, nothing trained. ``--long L`` ends each fi
 sentence of L tokens (a file that lost some blank lines): inputs held padded to the longest
 sentence grew with it, tokens held end to end do not. Printed per N: the training tokens and
 word types, the seconds the build took, the peak resident memory of the process, the bytes of
-the training inputs as held and what they would take padded to the longest sentence. The last
-two lines are
-``time_ratio=<build seconds per token at the largest N / at the smallest>`` and
+the training inputs as held and what they would take padded to the longest sentence, and the
+mean time to take a training batch of 10 random sentences (2,000 of them). The last two lines
+are ``time_ratio=<build seconds per token at the largest N / at the smallest>`` and
 ``ratio=<peak memory growth / token growth>`` between the smallest and largest N (1: memory
 grows as the data; below 1: the fixed cost of torch's import is spread). Numbers from a run
 are kept in docs/results/benchmarks.md; what they mean in docs/performance.md.
@@ -73,6 +73,14 @@ train = problem.tasks[0].train
 x = train.held()[0] if hasattr(train, "held") else train.x
 row = x.numel() // max(1, len(x)) if x.dim() == 2 else x[0, 0].numel()
 longest = int(train.lengths.max())
+import torch
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+batches = [torch.randperm(len(train), generator=g)[:10] for _ in range(2000)]
+started = time.perf_counter()
+for rows in batches:
+    train.take(rows)
+take_us = (time.perf_counter() - started) / len(batches) * 1e6
 print(json.dumps({
     "seconds": seconds,
     "tokens": problem.meta["tokens"]["train"],
@@ -80,6 +88,7 @@ print(json.dumps({
     "input_mib": x.numel() * x.element_size() / 2**20,
     "input_shape": list(x.shape),
     "padded_mib": len(train) * longest * row * x.element_size() / 2**20,
+    "take_us": take_us,
 }))
 """
 
@@ -167,7 +176,8 @@ def main() -> None:
             f"{copies:>3}x: {r['tokens']:,} tokens, {r['words']:,} word types, built in "
             f"{r['seconds']:.1f} s, peak {r['peak_mib']:,.0f} MiB, training inputs "
             f"{r['input_mib']:,.0f} MiB held {tuple(r['input_shape'])} "
-            f"({r['padded_mib']:,.0f} MiB padded to the longest sentence)"
+            f"({r['padded_mib']:,.0f} MiB padded to the longest sentence), a batch of 10 "
+            f"sentences taken in {r['take_us']:.0f} us"
         )
     small, large = runs[min(runs)], runs[max(runs)]
     growth = large["tokens"] / small["tokens"]
