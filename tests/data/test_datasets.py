@@ -222,10 +222,15 @@ def test_packed_splits_are_equal_by_their_tokens_and_share_inputs_by_int32_lengt
     copy = PackedSplit(packed.tokens_x.clone(), packed.tokens_y.clone(), packed.lengths.clone())
     assert packed == packed and packed == copy and packed != padded
     assert packed != PackedSplit(packed.tokens_x, packed.tokens_y + 1, packed.lengths)
+    assert packed != PackedSplit(packed.tokens_x, packed.tokens_y, packed.lengths, x_fill=1)
+    as_float = PackedSplit(packed.tokens_x.float(), packed.tokens_y, packed.lengths)
+    assert packed != as_float  # the same values in another dtype
     lengths = packed.lengths.int()  # made long by each split: two tensors, the same lengths
     a = PackedSplit(packed.tokens_x, packed.tokens_y, lengths)
     b = PackedSplit(packed.tokens_x, torch.zeros(15, dtype=torch.long), lengths)
-    assert a.same_inputs(b)
+    assert a.same_inputs(b) and a.lengths.dtype == torch.long
+    regrouped = PackedSplit(packed.tokens_x, packed.tokens_y, torch.tensor([5, 2, 1, 3, 4]))
+    assert not packed.same_inputs(regrouped)  # the same tokens cut into other sentences
 
 
 def test_a_rank_mismatch_in_a_packed_split_says_the_rank_of_its_batches():
@@ -235,3 +240,16 @@ def test_a_rank_mismatch_in_a_packed_split_says_the_rank_of_its_batches():
     said = "inputs of shape (15, 3), 3-d batches held as tokens, but the task's training inputs"
     with pytest.raises(DataError, match=re.escape(said)):
         check_split(TaskData(task, rows, packed, rows), "dev", 3, True)
+
+
+def test_a_packed_split_pads_inputs_with_its_fill_and_names_a_bad_inputs_sentence():
+    packed, _ = _packed_and_padded()
+    filled = PackedSplit(packed.tokens_x, packed.tokens_y, packed.lengths, x_fill=-1)
+    x, _ = filled.take(torch.tensor([2, 1]))
+    assert x[0, 1:].eq(-1).all() and not x[1].eq(-1).any()  # 1 token padded to 5, and 5
+    features = packed.tokens_x.float()
+    features[9, 2] = float("nan")  # the fourth sentence's second token
+    bad = PackedSplit(features, packed.tokens_y, packed.lengths)
+    task = Task("t", "classification", 4, "accuracy")
+    with pytest.raises(DataError, match="a NaN or infinite input in row 3"):
+        check_split(TaskData(task, bad, bad, bad), "train", 3, False)
