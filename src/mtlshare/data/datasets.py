@@ -191,14 +191,16 @@ class PackedSplit(Split):
         # no rows (a process's empty slice of the last global batch): (0, T, ...) at the
         # split's longest T, as a padded split gives (the network is handed no empty axis)
         longest = self.positions if len(lengths) == 0 else None
-        y_fill = float("nan") if self.tokens_y.is_floating_point() else IGNORE_INDEX
-        return (
-            pad_sequences(self.tokens_x, starts, lengths, self.x_fill, longest),
-            pad_sequences(self.tokens_y, starts, lengths, y_fill, longest),
-        )
+        x = pad_sequences(self.tokens_x, starts, lengths, self.x_fill, longest)
+        return x, self._targets(idx, longest)
+
+    def _targets(self, idx: Tensor | slice, longest: int | None = None) -> Tensor:
+        """Rows ``idx`` of the targets, padded with a missing label."""
+        fill = float("nan") if self.tokens_y.is_floating_point() else IGNORE_INDEX
+        return pad_sequences(self.tokens_y, self.starts[idx], self.lengths[idx], fill, longest)
 
     def observed_in(self, idx: Tensor | slice) -> int:
-        return int(observed(self.take(idx)[1]).sum())  # only the batch's tokens are read
+        return int(observed(self._targets(idx)).sum())  # only the batch's targets are read
 
     def held(self) -> tuple[Tensor, Tensor]:
         return self.tokens_x, self.tokens_y
