@@ -253,3 +253,30 @@ def test_a_packed_split_pads_inputs_with_its_fill_and_names_a_bad_inputs_sentenc
     task = Task("t", "classification", 4, "accuracy")
     with pytest.raises(DataError, match="a NaN or infinite input in row 3"):
         check_split(TaskData(task, bad, bad, bad), "train", 3, False)
+
+
+def test_rows_hold_one_position_and_padded_splits_of_other_lengths_are_not_the_same_inputs():
+    assert Split(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)).positions == 1
+    x, y = torch.zeros(5, 5, 3), torch.zeros(5, 5, dtype=torch.long)
+    a, b = Split(x, y, torch.tensor([2, 5, 1, 3, 4])), Split(x, y, torch.tensor([5, 5, 1, 3, 4]))
+    assert not a.same_inputs(b) and a.same_inputs(Split(x, y, a.lengths))
+
+
+def test_a_network_is_built_for_float_sequences_held_as_tokens_by_the_rank_of_their_batches():
+    """A BiLSTM reads (N, T, d): a PackedSplit's tokens are 2-d, its batches 3-d."""
+    from mtlshare.app.build import build_model
+    from mtlshare.config import from_dict
+
+    lengths = torch.tensor([2, 5, 1])
+    split = PackedSplit(torch.randn(8, 3), torch.randint(0, 2, (8,)), lengths)
+    task = Task("t", "classification", 2, "accuracy")
+    problem = Problem([TaskData(task, split, split, split)], input_dim=3)
+    cfg = from_dict(
+        {
+            "data": {"source": "custom"},
+            "trunk": {"kind": "lstm", "hidden": [4]},
+            "mechanism": "hard",
+        }
+    )
+    model = build_model(cfg, problem)
+    assert model(split.take(torch.tensor([0, 1]))[0], "t").shape[:2] == (2, 5)

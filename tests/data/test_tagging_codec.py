@@ -8,7 +8,8 @@ import warnings
 import pytest
 import torch
 
-from mtlshare.data.tagging_codec import TaggingCodec, encode_words
+from mtlshare.data.tagging_codec import TaggingCodec, encode_tokens, encode_words
+from mtlshare.data.vocab import Vocab
 from mtlshare.errors import DataError
 from mtlshare.tasks.task import Task
 
@@ -431,3 +432,11 @@ def test_inputs_padded_past_the_limit_warn_naming_the_longest_sentence_s_line(
         "lost the blank lines between its sentences reads as one long sentence "
         "(docs/performance.md: the memory a corpus takes)"
     )
+
+
+def test_sentences_of_no_token_are_encoded_as_no_rows():
+    """``encode_tokens`` takes an empty sentence (the padded encoding raised on one)."""
+    words, chars = Vocab(["EU", "calls"]), Vocab(list("EUcals"))
+    x, lengths = encode_tokens([["EU", "calls"], [], ["EU"], []], words, chars, False, 4)
+    assert lengths.tolist() == [2, 0, 1, 0] and x.shape == (3, 5)
+    assert x[2].tolist() == x[0].tolist()  # the third sentence's word is the first's
