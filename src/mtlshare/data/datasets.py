@@ -192,15 +192,16 @@ class PackedSplit(Split):
         # split's longest T, as a padded split gives (the network is handed no empty axis)
         longest = self.positions if len(lengths) == 0 else None
         x = pad_sequences(self.tokens_x, starts, lengths, self.x_fill, longest)
-        return x, self._targets(idx, longest)
+        return x, self._targets(starts, lengths, longest)
 
-    def _targets(self, idx: Tensor | slice, longest: int | None = None) -> Tensor:
-        """Rows ``idx`` of the targets, padded with a missing label."""
+    def _targets(self, starts: Tensor, lengths: Tensor, longest: int | None = None) -> Tensor:
+        """The targets of the sequences at ``starts``, padded with a missing label."""
         fill = float("nan") if self.tokens_y.is_floating_point() else IGNORE_INDEX
-        return pad_sequences(self.tokens_y, self.starts[idx], self.lengths[idx], fill, longest)
+        return pad_sequences(self.tokens_y, starts, lengths, fill, longest)
 
     def observed_in(self, idx: Tensor | slice) -> int:
-        return int(observed(self._targets(idx)).sum())  # only the batch's targets are read
+        targets = self._targets(self.starts[idx], self.lengths[idx])  # the batch's alone
+        return int(observed(targets).sum())
 
     def held(self) -> tuple[Tensor, Tensor]:
         return self.tokens_x, self.tokens_y
